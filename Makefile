@@ -1,0 +1,49 @@
+# taptill: set-up, demo, tests, lint and benchmarks. Everything runs from a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check --quiet
+STAMP := .make
+
+# Debian packages: the demo needs a venv and a compiler (spidev/pyscard build from source);
+# the tests also run a real pcscd with the vpcd virtual reader and systemd-analyze.
+DEMO_DEBS := python3-venv python3-dev gcc
+TEST_DEBS := $(DEMO_DEBS) pcscd libpcsclite-dev vsmartcard-vpcd systemd fonts-dejavu-core make
+
+.PHONY: demo test lint bench run clean system-deps-demo system-deps-test
+
+demo: $(STAMP)/venv-demo
+	$(PY) -m terminal demo
+
+test: $(STAMP)/venv-test lint
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)/venv-test
+	$(VENV)/bin/ruff check terminal hw provisioning tests
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)/venv-test
+	$(PY) -m terminal.bench
+
+$(STAMP):
+	mkdir -p $(STAMP)
+
+system-deps-demo: | $(STAMP)
+	@DEBS="$(DEMO_DEBS)" sh provisioning/ensure-debs.sh
+
+system-deps-test: | $(STAMP)
+	@DEBS="$(TEST_DEBS)" sh provisioning/ensure-debs.sh
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP)/venv-demo: pyproject.toml | system-deps-demo $(VENV)/bin/python
+	$(PIP) install -e '.[emulator]'
+	touch $@
+
+$(STAMP)/venv-test: pyproject.toml | system-deps-test $(VENV)/bin/python
+	$(PIP) install -e '.[dev]'
+	touch $@ $(STAMP)/venv-demo
+
+clean:
+	rm -rf $(VENV) $(STAMP) demo-out

@@ -1,0 +1,29 @@
+"""The output interface (relay, buzzer, LEDs) and the button listener of the GPIO adapters."""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+Signal = Literal["approved", "declined", "error"]
+
+
+class Outputs(Protocol):
+    """What the terminal switches: called only after a sale is journaled and approved."""
+
+    def dispense(self, count: int) -> None:
+        """Pulse the relay ``count`` times (one per product); returns without waiting."""
+
+    def signal(self, kind: Signal) -> None:
+        """Play the buzzer pattern / LED for an outcome."""
+
+    def set_online(self, online: bool) -> None:
+        """Status LED: the wallet server is reachable."""
+
+    def release(self) -> None:
+        """Switch every output off (service stop, crash handler)."""
+
+
+class ButtonListener(Protocol):
+    """Receives button presses by their configured name (already debounced)."""
+
+    def button_pressed(self, name: str) -> None: ...

@@ -1,0 +1,181 @@
+"""The nfcpy card reader: polls ISO 14443 A on its own thread and reports UIDs, removals and reader loss."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from hw.readers.base import CardListener
+from terminal.uid import InvalidUid, normalise_uid
+
+log = logging.getLogger(__name__)
+
+KNOWN_TARGETS = frozenset({"106A", "212A", "424A", "106B", "212B", "424B", "212F", "424F"})
+
+
+class NfcpyReader:
+    """A PN53x/ACR122U/PN532 reader (or nfcpy's ``udp`` test driver) behind the Reader protocol."""
+
+    def __init__(
+        self,
+        device: str = "usb",
+        targets: tuple[str, ...] = ("106A",),
+        poll_interval_s: float = 0.1,
+        retry_interval_s: float = 1.0,
+    ) -> None:
+        if not device:
+            raise ValueError("the nfcpy device path is empty; set [reader] device (usb, tty:AMA0:pn532, ...)")
+        unknown = [t for t in targets if t not in KNOWN_TARGETS]
+        if not targets or unknown:
+            raise ValueError(
+                f"nfcpy targets {list(targets)!r} are not valid; use some of {sorted(KNOWN_TARGETS)}"
+            )
+        if not 0.01 <= poll_interval_s <= 5.0:
+            raise ValueError(f"poll interval {poll_interval_s} s is out of range; use 0.01 to 5 seconds")
+        self.device = device
+        self.targets = targets
+        self.poll_interval_s = poll_interval_s
+        self.retry_interval_s = retry_interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._listener: CardListener | None = None
+        self._clf: Any = None
+        self._card_reported = False
+        self._tag_connected = False
+
+    def start(self, listener: CardListener) -> None:
+        if self._thread is not None:
+            raise RuntimeError("the nfcpy reader is already started; create a new one to restart")
+        self._listener = listener
+        self._thread = threading.Thread(target=self._run, name="nfcpy-reader", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        thread = self._thread
+        self._stop.set()
+        if thread is None:
+            return
+        # A sense over nfcpy's udp driver blocks up to 1 s waiting for an answer; waking its socket lets
+        # stop() return at once. USB and serial drivers return from a sense within their own short timeout.
+        for _ in range(40):
+            self._wake_udp_socket()
+            thread.join(timeout=0.05)
+            if not thread.is_alive():
+                break
+        else:
+            log.warning("nfcpy reader thread did not stop within 2 s; it will end with the process")
+
+    def _wake_udp_socket(self) -> None:
+        sock = getattr(getattr(self._clf, "device", None), "socket", None)
+        if isinstance(sock, socket.socket):
+            # Raises ENOTCONN on an unconnected UDP socket, yet Linux still wakes the blocked select().
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _run(self) -> None:
+        online: bool | None = None
+        while not self._stop.is_set():
+            clf, problem = self._open()
+            if clf is None:
+                if online is not False:
+                    self._status(False, problem)
+                    online = False
+                self._stop.wait(self.retry_interval_s)
+                continue
+            if online is not True:
+                self._status(True, f"NFC reader {clf} ready")
+                online = True
+            problem = self._poll(clf)
+            self._clf = None
+            try:
+                clf.close()
+            except Exception:  # a vanished device may fail to close; it is gone either way
+                log.debug("closing the nfcpy device failed", exc_info=True)
+            self._tag_connected = False
+            if self._card_reported and not self._stop.is_set():
+                self._notify(lambda listener: listener.card_removed())
+            self._card_reported = False
+            if self._stop.is_set():
+                break
+            self._status(False, problem)
+            online = False
+            self._stop.wait(self.retry_interval_s)
+
+    def _open(self) -> tuple[Any, str]:
+        import nfc  # imported here: the core must run on machines without nfcpy
+
+        clf = nfc.ContactlessFrontend()
+        try:
+            opened = clf.open(self.device)
+        except Exception as exc:  # IOError (EACCES, EBUSY), ValueError for a malformed path
+            return None, f"NFC reader {self.device!r} cannot be opened ({exc}); check path and permissions"
+        if not opened:
+            return None, f"no NFC reader found at {self.device!r}; check the cable and [reader] device"
+        self._clf = clf
+        return clf, ""
+
+    def _poll(self, clf: Any) -> str:
+        """Poll until stopped (returns "") or until the device fails (returns what went wrong)."""
+        options = {
+            "targets": list(self.targets),
+            # One sense per connect loop, so terminate() runs (and paces the polling) between senses.
+            "iterations": 1,
+            "interval": self.poll_interval_s,
+            "on-connect": self._on_connect,
+            "on-release": self._on_release,
+            "beep-on-connect": False,  # the terminal's own buzzer reports the outcome of a tap
+        }
+        while not self._stop.is_set():
+            try:
+                result = clf.connect(rdwr=options, terminate=self._terminate)
+            except Exception as exc:
+                if self._stop.is_set():
+                    return ""
+                log.warning("nfcpy reader %s failed: %s", self.device, exc)
+                return f"NFC reader {self.device!r} failed ({exc}); reconnecting"
+            if result is False and not self._stop.is_set():
+                # connect() returns False after an IOError: the device went away (unplugged, reset).
+                return f"NFC reader {self.device!r} stopped answering; check the cable, reconnecting"
+        return ""
+
+    def _terminate(self) -> bool:
+        if self._stop.is_set():
+            return True
+        if not self._tag_connected:
+            # Between senses: wait the poll interval (woken at once by stop()) instead of spinning.
+            return self._stop.wait(self.poll_interval_s)
+        return False
+
+    def _on_connect(self, tag: Any) -> bool:
+        self._tag_connected = True
+        try:
+            uid = normalise_uid(bytes(tag.identifier))
+        except InvalidUid as exc:
+            log.warning("ignoring a tag with an unusable UID: %s", exc)
+        else:
+            self._card_reported = True
+            self._notify(lambda listener: listener.card_present(uid))
+        return True  # let nfcpy check presence until the tag leaves, so a held card is one event
+
+    def _on_release(self, tag: Any) -> bool:
+        self._tag_connected = False
+        if self._card_reported and not self._stop.is_set():
+            self._card_reported = False
+            self._notify(lambda listener: listener.card_removed())
+        return True
+
+    def _status(self, online: bool, detail: str) -> None:
+        self._notify(lambda listener: listener.reader_status(online, detail))
+
+    def _notify(self, event: Callable[[CardListener], None]) -> None:
+        listener = self._listener
+        if listener is None:
+            return
+        try:
+            event(listener)
+        except Exception:  # a faulty listener must not kill the reader thread
+            log.exception("card listener raised; the reader keeps running")

@@ -1,0 +1,137 @@
+"""The simulated reader: a Unix socket that takes taps (``taptill tap UID``) and button presses.
+
+Also how a user feeds taps from hardware taptill has no adapter for. One text line per connection:
+``tap UID`` (present and remove), ``present UID``, ``remove``, ``press BUTTON`` (and ``stall SECONDS``,
+which blocks the device loop to prove the watchdog); the answer is ``ok``
+or ``error: …``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+from pathlib import Path
+
+from hw.gpio.base import ButtonListener
+from hw.readers.base import CardListener
+from terminal.uid import InvalidUid, normalise_uid
+
+log = logging.getLogger(__name__)
+
+MAX_LINE = 256
+
+
+class SimReader:
+    """Reader twin listening on a Unix socket; a real Reader to the rest of the terminal."""
+
+    def __init__(self, socket_path: Path, buttons: ButtonListener | None = None) -> None:
+        self.socket_path = socket_path
+        self.buttons = buttons
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._listener: CardListener | None = None
+
+    def start(self, listener: CardListener) -> None:
+        self._listener = listener
+        self.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o117)  # owner and group may tap; others may not
+        try:
+            sock.bind(str(self.socket_path))
+        finally:
+            os.umask(old)
+        sock.listen(8)
+        sock.settimeout(0.5)
+        self._sock = sock
+        self._thread = threading.Thread(target=self._serve, name="sim-reader", daemon=True)
+        self._thread.start()
+        listener.reader_status(True, f"sim reader on {self.socket_path}")
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+        if self._sock is not None:
+            self._sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+
+    def _serve(self) -> None:
+        assert self._sock is not None
+        while not self._stopping.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2.0)
+                try:
+                    line = _read_line(conn)
+                    answer = self.handle(line)
+                    conn.sendall(answer.encode() + b"\n")
+                except OSError as exc:
+                    log.warning("sim reader: client went away (%s)", exc)
+
+    def handle(self, line: str) -> str:
+        listener = self._listener
+        if listener is None:
+            return "error: reader not started"
+        verb, _, arg = line.strip().partition(" ")
+        arg = arg.strip()
+        if verb in ("tap", "present"):
+            try:
+                uid = normalise_uid(arg)
+            except InvalidUid as exc:
+                log.warning("sim reader: ignored %s", exc)
+                return f"error: {exc}"
+            listener.card_present(uid)
+            if verb == "tap":
+                listener.card_removed()
+            return "ok"
+        if verb == "remove":
+            listener.card_removed()
+            return "ok"
+        if verb == "stall":
+            # Debug aid for the watchdog test: block the device loop itself, as a hung loop would.
+            stall = getattr(listener, "stall", None)
+            try:
+                seconds = float(arg)
+            except ValueError:
+                return "error: stall needs seconds"
+            if stall is None or not 0 < seconds <= 600:
+                return "error: stall needs 0 < seconds <= 600 and a device loop"
+            stall(seconds)
+            return "ok"
+        if verb == "press":
+            if not arg or self.buttons is None:
+                return "error: no such button (press needs a name and a mode with buttons)"
+            self.buttons.button_pressed(arg)
+            return "ok"
+        return "error: unknown command; use tap UID, present UID, remove or press BUTTON"
+
+
+def _read_line(conn: socket.socket) -> str:
+    data = b""
+    while b"\n" not in data and len(data) < MAX_LINE:
+        chunk = conn.recv(MAX_LINE)
+        if not chunk:
+            break
+        data += chunk
+    return data.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+
+
+def send_command(socket_path: Path, line: str, timeout_s: float = 5.0) -> str:
+    """Client side of the sim reader (``taptill tap``/``press``)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout_s)
+        sock.connect(str(socket_path))
+        sock.sendall(line.encode() + b"\n")
+        return _read_line(sock)

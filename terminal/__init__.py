@@ -1,0 +1,3 @@
+"""taptill: firmware for a Raspberry Pi NFC cashless terminal (the hardware-free core)."""
+
+__version__ = "0.1.0"

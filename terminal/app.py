@@ -1,0 +1,173 @@
+"""Builds a terminal from its config (journal, wallet client, adapters, loop) and runs it until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hw.display.base import Display
+from hw.display.factory import make_display
+from hw.gpio.factory import make_buttons, make_outputs
+from hw.readers.factory import make_reader
+from terminal.catalog import StartupError, check_permission, check_products, load_catalog
+from terminal.config import Config
+from terminal.controller import Controller, ControllerSettings
+from terminal.device_loop import DeviceLoop
+from terminal.events import CatalogChanged
+from terminal.journal import Journal, JournalError
+from terminal.sale_sender import SaleSender
+from terminal.sd_notify import Notifier
+from terminal.secret import read_secret
+from terminal.server_health import ServerHealth
+from terminal.wallet.client import WalletClient
+
+log = logging.getLogger(__name__)
+
+STARTUP_INFO_TIMEOUT_S = 2.0
+CATALOG_REFRESH_S = 300.0
+SHUTDOWN_GRACE_S = 2.0
+
+
+@dataclass
+class RunOptions:
+    gif_path: Path | None = None
+    display: Display | None = None  # injected by the demo and tests
+    on_ready: Callable[[DeviceLoop], None] | None = None
+    install_signal_handlers: bool = True
+
+
+async def run_terminal(
+    cfg: Config, stop: asyncio.Event | None = None, opts: RunOptions | None = None
+) -> None:
+    """Run until ``stop`` is set or SIGTERM/SIGINT arrives; raises StartupError with a fix on bad set-up."""
+    opts = opts or RunOptions()
+    stop = stop or asyncio.Event()
+    notifier = Notifier()
+    token = read_secret(cfg.wallet.token_file, "wallet.token")
+    try:
+        journal = Journal.open(cfg.journal_path)
+    except JournalError as exc:
+        raise StartupError(f"{exc}; check [terminal] state_dir and free disk space") from None
+    client = WalletClient(
+        cfg.wallet.base_url, token, timeout_s=cfg.wallet.timeout_s, default_permission=cfg.wallet.permission
+    )
+    loop_ref: list[DeviceLoop] = []
+    health = ServerHealth(on_change=lambda online: loop_ref[0].server_changed(online) if loop_ref else None)
+    reader = None
+    display = opts.display
+    outputs = make_outputs(cfg.gpio)
+    buttons = None
+    try:
+        catalog = await load_catalog(client, journal, STARTUP_INFO_TIMEOUT_S)
+        if catalog is not None:
+            problem = check_permission(catalog.info, cfg.terminal.mode)
+            if problem:
+                raise StartupError(problem)
+            if catalog.fresh:
+                for line in check_products(catalog.info, cfg.terminal.products):
+                    log.error("%s", line)
+        else:
+            health.mark_down("no answer at start-up")
+        products = catalog.info.products if catalog else ()
+        settings = ControllerSettings(
+            products=cfg.terminal.products,
+            offline=cfg.offline,
+            screen_hold_s=cfg.terminal.screen_hold_s,
+            pairing_url=cfg.terminal.pairing_url,
+            title=(catalog.info.friendly_name if catalog and catalog.info.friendly_name else "Tap your card"),
+        )
+        controller = Controller(settings, products)
+        sender = SaleSender(
+            journal,
+            client,
+            health,
+            dedupes=cfg.wallet.dedupes,
+            probe_interval_s=cfg.offline.probe_interval_s,
+            on_settled=lambda: loop_ref[0].server_changed() if loop_ref else None,
+        )
+        if display is None:
+            display = make_display(
+                cfg.display,
+                locale=cfg.terminal.locale,
+                currency=cfg.terminal.currency,
+                state_dir=cfg.terminal.state_dir,
+                pairing_url=cfg.terminal.pairing_url,
+                gif_path=opts.gif_path,
+            )
+        device = DeviceLoop(
+            controller=controller,
+            journal=journal,
+            client=client,
+            sender=sender,
+            health=health,
+            display=display,
+            outputs=outputs,
+            description=cfg.terminal.description,
+            tag=cfg.terminal.tag,
+            tap_budget_s=cfg.terminal.tap_budget_ms / 1000,
+            notifier=notifier,
+        )
+        loop_ref.append(device)
+        device.attach()
+        buttons = make_buttons(cfg.gpio, device)
+        reader = make_reader(cfg.reader, device)
+        reader.start(device)
+        if opts.install_signal_handlers:
+            aloop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                aloop.add_signal_handler(sig, stop.set)
+
+        def ready() -> None:
+            notifier.ready("waiting for cards")
+            log.info("taptill ready (%s reader, %s display)", cfg.reader.kind, cfg.display.kind)
+            if opts.on_ready is not None:
+                opts.on_ready(device)
+
+        tasks = [
+            asyncio.ensure_future(sender.run(stop)),
+            asyncio.ensure_future(_refresh_catalog(client, journal, device, stop)),
+        ]
+        try:
+            await device.run(stop, on_ready=ready)
+        finally:
+            notifier.stopping()
+            outputs.release()  # first thing on the way out: the relay must not stay closed
+            await device.settle(SHUTDOWN_GRACE_S)
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        if reader is not None:
+            reader.stop()
+        if buttons is not None:
+            buttons.close()
+        if display is not None:
+            display.close()
+        await client.aclose()
+        journal.close()
+        log.info("taptill stopped")
+
+
+async def _refresh_catalog(
+    client: WalletClient, journal: Journal, device: DeviceLoop, stop: asyncio.Event
+) -> None:
+    """Prices change on the server; refresh them now and then (and when there was no list at start)."""
+    interval = 10.0 if not device.controller.catalog else CATALOG_REFRESH_S
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+        if stop.is_set():
+            return
+        try:
+            catalog = await load_catalog(client, journal, 5.0)
+        except StartupError as exc:
+            log.error("%s", exc)
+            continue
+        if catalog is not None and catalog.fresh and catalog.info.products != device.controller.catalog:
+            device.post(CatalogChanged(catalog.info.products))
+        interval = CATALOG_REFRESH_S if catalog is not None else 10.0

@@ -1,0 +1,198 @@
+"""The ``taptill`` command line: run, tap, press, demo, journal, queue, status."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from terminal.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from terminal.journal import Journal, JournalError
+from terminal.log_setup import setup_logging
+from terminal.model import SaleState
+from terminal.money import format_cents
+from terminal.secret import SecretError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="taptill", description="NFC cashless terminal for pretix wallets")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH, help="config file (TOML)")
+        return sp
+
+    run = with_config(sub.add_parser("run", help="run the terminal (what the systemd service starts)"))
+    run.add_argument("--verbose", "-v", action="store_true")
+    run.add_argument("--gif", type=Path, help="also record every screen into this animated GIF")
+
+    tap = with_config(sub.add_parser("tap", help="present a card to a running terminal's sim reader"))
+    tap.add_argument("uid", help="card UID in hex (separators allowed)")
+    hold = tap.add_mutually_exclusive_group()
+    hold.add_argument("--hold", action="store_true", help="leave the card on the reader")
+    hold.add_argument("--remove", action="store_true", help="take the held card away (UID ignored)")
+
+    press = with_config(sub.add_parser("press", help="press a button through the sim reader"))
+    press.add_argument("button")
+
+    demo = sub.add_parser("demo", help="play a scenario against the local emulator (no hardware, no network)")
+    demo.add_argument("--interactive", action="store_true", help="type card UIDs yourself")
+    demo.add_argument("--mode", choices=("tap", "select", "topup"), default="tap")
+    demo.add_argument("--gif", type=Path, help="write an animated GIF of every screen")
+    demo.add_argument("--out", type=Path, default=Path("demo-out"), help="where config, journal and PNGs go")
+
+    jr = with_config(sub.add_parser("journal", help="print the journal"))
+    jr.add_argument("--json", action="store_true", help="JSON Lines, one sale per line")
+
+    q = with_config(sub.add_parser("queue", help="sales still pending, held or rejected"))
+    q.add_argument("--rejected", action="store_true", help="list rejected sales (after-the-fact refusals)")
+
+    st = with_config(sub.add_parser("status", help="counts and totals of the journal"))
+    st.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except (ConfigError, SecretError) as exc:
+        print(f"taptill: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except JournalError as exc:
+        print(f"taptill: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    cmd = args.command
+    if cmd == "demo":
+        from terminal.demo import run_demo
+
+        setup_logging(False)
+        return run_demo(out=args.out, interactive=args.interactive, mode=args.mode, gif=args.gif)
+    cfg = load_config(args.config)
+    if cmd == "run":
+        return _run(cfg, args.verbose, args.gif)
+    if cmd in ("tap", "press"):
+        return _sim(cfg, args)
+    journal = Journal.open(cfg.journal_path)
+    try:
+        if cmd == "journal":
+            return _journal(journal, args.json)
+        if cmd == "queue":
+            return _queue(journal, cfg, args.rejected)
+        return _status(journal, cfg, args.json)
+    finally:
+        journal.close()
+
+
+def _run(cfg: Config, verbose: bool, gif: Path | None) -> int:
+    from terminal.app import RunOptions, run_terminal
+    from terminal.catalog import StartupError
+
+    setup_logging(verbose)
+    try:
+        asyncio.run(run_terminal(cfg, opts=RunOptions(gif_path=gif)))
+    except StartupError as exc:
+        print(f"taptill: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return EXIT_OK
+
+
+def _sim(cfg: Config, args: argparse.Namespace) -> int:
+    from hw.readers.sim import send_command
+
+    if cfg.reader.kind != "sim":
+        kind = cfg.reader.kind
+        print(f'taptill: [reader] kind is {kind!r}; tap and press need kind = "sim"', file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "press":
+        line = f"press {args.button}"
+    elif args.remove:
+        line = "remove"
+    else:
+        line = f"{'present' if args.hold else 'tap'} {args.uid}"
+    try:
+        answer = send_command(cfg.reader.socket, line)
+    except OSError as exc:
+        print(
+            f"taptill: no terminal listening on {cfg.reader.socket} ({exc.strerror or exc}); "
+            "start it with taptill run",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    if answer != "ok":
+        print(f"taptill: {answer}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _journal(journal: Journal, as_json: bool) -> int:
+    for sale in journal.sales():
+        if as_json:
+            print(json.dumps(sale.as_json(), separators=(",", ":")))
+        else:
+            print(
+                f"{sale.created_at}  {sale.state:<8}  {sale.token_id:<20} {sale.amount_cents:>7}  "
+                f"{sale.reason}"
+            )
+    return EXIT_OK
+
+
+def _queue(journal: Journal, cfg: Config, rejected: bool) -> int:
+    loc, cur = cfg.terminal.locale, cfg.terminal.currency
+    states = [SaleState.REJECTED] if rejected else [SaleState.PENDING, SaleState.REJECTED]
+    sales = list(journal.sales(states))
+    if not sales:
+        print("nothing rejected" if rejected else "queue empty: every sale is confirmed")
+        return EXIT_OK
+    for s in sales:
+        label = "HELD" if s.hold else str(s.state).upper()
+        money = format_cents(-s.amount_cents, loc, cur)
+        print(
+            f"{label:<8} {s.created_at}  card {s.token_id}  {money}  key {s.idempotency_key}"
+            f"  attempts {s.attempts}  {s.reason}"
+        )
+    return EXIT_OK
+
+
+def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
+    st = journal.status()
+    loc, cur = cfg.terminal.locale, cfg.terminal.currency
+    data = {
+        "pending": st.pending,
+        "pending_cents": -st.pending_cents,
+        "held": st.held,
+        "done": st.done,
+        "rejected": st.rejected,
+        "rejected_cents": -st.rejected_cents,
+        "declined": st.declined,
+        "oldest_pending": st.oldest_pending,
+    }
+    if as_json:
+        print(json.dumps(data))
+        return EXIT_OK
+    print(f"sales confirmed: {st.done}")
+    print(
+        f"pending:         {st.pending} ({format_cents(-st.pending_cents, loc, cur)})"
+        + (f", {st.held} held for reconciliation" if st.held else "")
+    )
+    if st.oldest_pending:
+        print(f"oldest pending:  {st.oldest_pending}")
+    print(f"rejected:        {st.rejected} ({format_cents(-st.rejected_cents, loc, cur)})")
+    print(f"declined taps:   {st.declined}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

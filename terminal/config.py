@@ -1,0 +1,255 @@
+"""Loads and validates the one TOML config file; every error is one line naming the key."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from terminal.config_section import ConfigError, Section
+from terminal.model import PERMISSIONS, Permission, ProductId
+
+DEFAULT_CONFIG_PATH = Path("/etc/taptill/config.toml")
+
+Mode = Literal["tap", "select", "topup"]
+ReaderKind = Literal["sim", "pcsc", "nfcpy"]
+DisplayKind = Literal["console", "image", "oled", "none"]
+OfflineMode = Literal["decline", "accept"]
+
+__all__ = ["Config", "ConfigError", "load_config", "parse_config"]
+
+
+@dataclass(frozen=True)
+class TerminalConfig:
+    state_dir: Path
+    products: tuple[ProductId, ...]
+    description: str
+    tag: str | None
+    mode: Mode = "tap"
+    tap_budget_ms: int = 800
+    locale: str = "de"
+    currency: str = "EUR"
+    pairing_url: str | None = None
+    screen_hold_s: float = 3.0
+
+
+@dataclass(frozen=True)
+class WalletConfig:
+    base_url: str
+    token_file: Path | None
+    permission: Permission = "debit"
+    dedupes: bool = False
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class OfflineConfig:
+    mode: OfflineMode = "accept"
+    max_per_card_cents: int = 1000
+    max_total_cents: int = 20000
+    max_balance_age_s: int = 24 * 3600
+    probe_interval_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    kind: ReaderKind = "sim"
+    socket: Path = Path("/run/taptill/tap.sock")
+    name: str | None = None  # pcsc: substring of the reader name; first reader if unset
+    device: str = "usb"  # nfcpy: usb, usb:072f:2200, tty:AMA0:pn532, udp:127.0.0.1:PORT
+    targets: tuple[str, ...] = ("106A",)
+    poll_interval_s: float = 0.1
+
+
+@dataclass(frozen=True)
+class DisplayConfig:
+    kind: DisplayKind = "console"
+    driver: Literal["ssd1306", "sh1106"] = "ssd1306"
+    width: int = 128
+    height: int = 64
+    interface: Literal["i2c", "spi"] = "i2c"
+    i2c_port: int = 1
+    i2c_address: int = 0x3C
+    spi_port: int = 0
+    spi_device: int = 0
+    rotate: int = 0
+    image_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class GpioConfig:
+    enabled: bool = False
+    relay_pin: int | None = None
+    relay_active_high: bool = True
+    relay_pulse_ms: int = 500
+    relay_gap_ms: int = 300
+    buzzer_pin: int | None = None
+    led_ok_pin: int | None = None
+    led_error_pin: int | None = None
+    led_online_pin: int | None = None
+    bounce_ms: int = 50
+    buttons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Config:
+    terminal: TerminalConfig
+    wallet: WalletConfig
+    offline: OfflineConfig
+    reader: ReaderConfig
+    display: DisplayConfig
+    gpio: GpioConfig
+    source: Path | None = None
+
+    @property
+    def journal_path(self) -> Path:
+        return self.terminal.state_dir / "journal.sqlite3"
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate ``path``; raises ConfigError with one line a person can act on."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; pass --config PATH") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    return parse_config(data, source=path)
+
+
+def parse_config(data: dict[str, object], source: Path | None = None) -> Config:
+    """Validate an already-parsed TOML document."""
+    root = Section("", data)
+    base = source.parent if source else Path.cwd()
+    terminal = _terminal(root.table("terminal"), base)
+    cfg = Config(
+        terminal=terminal,
+        wallet=_wallet(root.table("wallet"), base),
+        offline=_offline(root.table("offline")),
+        reader=_reader(root.table("reader"), base),
+        display=_display(root.table("display"), base),
+        gpio=_gpio(root.table("gpio")),
+        source=source,
+    )
+    root.finish()
+    return cfg
+
+
+def _resolve(base: Path, p: Path) -> Path:
+    return p if p.is_absolute() else (base / p)
+
+
+def _terminal(s: Section, base: Path) -> TerminalConfig:
+    products = s.list_of("products", (str, int), [])
+    for p in products:
+        if isinstance(p, str) and not p.strip():
+            raise ConfigError("[terminal] products has an empty product id; use the wallet's ids")
+    mode = s.choice("mode", ("tap", "select", "topup"), "tap")
+    if mode == "tap" and not products:
+        raise ConfigError("[terminal] products is empty; tap mode needs at least one product id")
+    tag = s.opt_str("tag")
+    cfg = TerminalConfig(
+        state_dir=_resolve(base, s.path("state_dir", "/var/lib/taptill")),
+        products=tuple(products),  # type: ignore[arg-type]
+        description=s.string("description"),
+        tag=tag,
+        mode=mode,
+        tap_budget_ms=s.integer("tap_budget_ms", 800, min=100, max=10000),
+        locale=s.choice("locale", ("de", "en"), "de"),
+        currency=s.string("currency", "EUR"),
+        pairing_url=s.opt_str("pairing_url"),
+        screen_hold_s=s.number("screen_hold_s", 3.0, min=0.0),
+    )
+    s.finish()
+    return cfg
+
+
+def _wallet(s: Section, base: Path) -> WalletConfig:
+    token_file = s.opt_path("token_file")
+    cfg = WalletConfig(
+        base_url=s.url("base_url"),
+        token_file=_resolve(base, token_file) if token_file else None,
+        permission=s.choice("permission", PERMISSIONS, "debit"),
+        dedupes=s.flag("dedupes", False),
+        timeout_s=s.number("timeout_s", 10.0, min=0.1),
+    )
+    s.finish()
+    return cfg
+
+
+def _offline(s: Section) -> OfflineConfig:
+    cfg = OfflineConfig(
+        mode=s.choice("mode", ("decline", "accept"), "accept"),
+        max_per_card_cents=s.integer("max_per_card_cents", 1000, min=0),
+        max_total_cents=s.integer("max_total_cents", 20000, min=0),
+        max_balance_age_s=s.integer("max_balance_age_s", 24 * 3600, min=0),
+        probe_interval_s=s.number("probe_interval_s", 5.0, min=0.05),
+    )
+    s.finish()
+    return cfg
+
+
+def _reader(s: Section, base: Path) -> ReaderConfig:
+    targets = s.list_of("targets", (str,), ["106A"])
+    cfg = ReaderConfig(
+        kind=s.choice("kind", ("sim", "pcsc", "nfcpy"), "sim"),
+        socket=_resolve(base, s.path("socket", "/run/taptill/tap.sock")),
+        name=s.opt_str("name"),
+        device=s.string("device", "usb"),
+        targets=tuple(str(t) for t in targets),
+        poll_interval_s=s.number("poll_interval_s", 0.1, min=0.01),
+    )
+    s.finish()
+    return cfg
+
+
+def _display(s: Section, base: Path) -> DisplayConfig:
+    image_dir = s.opt_path("image_dir")
+    cfg = DisplayConfig(
+        kind=s.choice("kind", ("console", "image", "oled", "none"), "console"),
+        driver=s.choice("driver", ("ssd1306", "sh1106"), "ssd1306"),
+        width=s.choice("width", (128,), 128),
+        height=s.choice("height", (64, 32), 64),
+        interface=s.choice("interface", ("i2c", "spi"), "i2c"),
+        i2c_port=s.integer("i2c_port", 1, min=0),
+        i2c_address=s.integer("i2c_address", 0x3C, min=0x03, max=0x77),
+        spi_port=s.integer("spi_port", 0, min=0),
+        spi_device=s.integer("spi_device", 0, min=0),
+        rotate=s.choice("rotate", (0, 1, 2, 3), 0),
+        image_dir=_resolve(base, image_dir) if image_dir else None,
+    )
+    s.finish()
+    return cfg
+
+
+def _pin(s: Section, key: str) -> int | None:
+    return s.integer(key, min=0, max=53) if s.has(key) else None
+
+
+def _gpio(s: Section) -> GpioConfig:
+    buttons_section = s.table("buttons")
+    buttons: dict[str, int] = {}
+    for name in buttons_section.keys():  # noqa: SIM118 - a Section, not a dict
+        buttons[name] = buttons_section.integer(name, min=0, max=53)
+    cfg = GpioConfig(
+        enabled=s.flag("enabled", False),
+        relay_pin=_pin(s, "relay_pin"),
+        relay_active_high=s.flag("relay_active_high", True),
+        relay_pulse_ms=s.integer("relay_pulse_ms", 500, min=10, max=60000),
+        relay_gap_ms=s.integer("relay_gap_ms", 300, min=0, max=60000),
+        buzzer_pin=_pin(s, "buzzer_pin"),
+        led_ok_pin=_pin(s, "led_ok_pin"),
+        led_error_pin=_pin(s, "led_error_pin"),
+        led_online_pin=_pin(s, "led_online_pin"),
+        bounce_ms=s.integer("bounce_ms", 50, min=0, max=1000),
+        buttons=buttons,
+    )
+    s.finish()
+    return cfg

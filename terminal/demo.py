@@ -1,0 +1,197 @@
+"""``taptill demo``: the terminal against the local wallet emulator, sim reader, console and PNG screens."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from hw.display.console import ConsoleDisplay
+from hw.display.tee import TeeDisplay
+from hw.readers.sim import send_command
+from terminal.app import RunOptions, run_terminal
+from terminal.config import Config, load_config
+from terminal.device_loop import DeviceLoop
+from terminal.emulator.wallet_server import WalletEmulator
+from terminal.screens import ProcessingScreen, Screen
+
+MAX = "04A1B2C3D4E5F6"  # 20,00 €
+ERIKA = "04:55:66:77:88:aa:bb"  # 5,00 €, typed the way a phone app shows it
+EMPTY = "04000000000001"  # 0,00 €
+STRANGER = "04BADC0FFEE000"  # no wallet
+
+STEP_TIMEOUT_S = 10.0
+
+
+class ScreenWatcher:
+    """A Display that remembers what was shown, so the scenario can wait for a tap's outcome."""
+
+    def __init__(self) -> None:
+        self.shown: list[Screen] = []
+        self._cond = threading.Condition()
+
+    def show(self, screen: Screen) -> None:
+        with self._cond:
+            self.shown.append(screen)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        pass
+
+    def wait_after(self, start: int, accept: Callable[[Screen], bool], timeout: float) -> Screen:
+        with self._cond:
+            ok = self._cond.wait_for(lambda: any(accept(s) for s in self.shown[start:]), timeout=timeout)
+            if not ok:
+                raise TimeoutError("the terminal showed no outcome in time")
+            return next(s for s in self.shown[start:] if accept(s))
+
+
+def write_demo_config(out: Path, emulator: WalletEmulator, mode: str) -> Path:
+    """A complete config for the demo terminal, its token file (0600) and a fresh state folder."""
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / "state", ignore_errors=True)
+    shutil.rmtree(out / "screens", ignore_errors=True)
+    token = out / "wallet.token"
+    token.touch(mode=0o600)
+    token.chmod(0o600)
+    token.write_text(emulator.api_token + "\n")
+    config = out / "config.toml"
+    config.write_text(
+        f"""# written by taptill demo
+[terminal]
+state_dir = "state"
+products = ["espresso"]
+description = "Kaffee (demo)"
+tag = "coffee"
+mode = "{mode}"
+screen_hold_s = 0.2
+pairing_url = "https://pretix.example/wallet/pair"
+
+[wallet]
+base_url = "{emulator.base_url}"
+token_file = "wallet.token"
+dedupes = true
+
+[offline]
+mode = "accept"
+probe_interval_s = 0.5
+
+[reader]
+kind = "sim"
+socket = "state/tap.sock"
+
+[display]
+kind = "image"
+image_dir = "screens"
+"""
+    )
+    return config
+
+
+def run_demo(*, out: Path, interactive: bool, mode: str, gif: Path | None) -> int:
+    with WalletEmulator.demo("doc", ledger_path=None) as emulator:
+        cfg = load_config(write_demo_config(out, emulator, mode))
+        print(f"demo: wallet emulator at {emulator.base_url}; files in {out}/", flush=True)
+        return asyncio.run(_demo(cfg, emulator, interactive, gif))
+
+
+async def _demo(cfg: Config, emulator: WalletEmulator, interactive: bool, gif: Path | None) -> int:
+    from hw.display.factory import make_display
+
+    watcher = ScreenWatcher()
+    images = make_display(
+        cfg.display,
+        locale=cfg.terminal.locale,
+        currency=cfg.terminal.currency,
+        state_dir=cfg.terminal.state_dir,
+        pairing_url=cfg.terminal.pairing_url,
+        gif_path=gif,
+    )
+    display = TeeDisplay([ConsoleDisplay(sys.stdout, locale=cfg.terminal.locale), images, watcher])
+    stop = asyncio.Event()
+    ready: asyncio.Future[DeviceLoop] = asyncio.get_running_loop().create_future()
+    opts = RunOptions(display=display, on_ready=ready.set_result, install_signal_handlers=False)
+    runner = asyncio.ensure_future(run_terminal(cfg, stop, opts))
+    waits: set[asyncio.Future[object]] = {runner, ready}  # type: ignore[arg-type]
+    done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    if runner in done:
+        runner.result()  # raises the start-up error
+        return 1
+    device = ready.result()
+    try:
+        if interactive:
+            await _interactive(cfg, emulator)
+        else:
+            await _scenario(cfg, emulator, watcher, device)
+    finally:
+        stop.set()
+        await runner
+    print(f"demo: screens written as PNG to {cfg.display.image_dir}/", flush=True)
+    return 0
+
+
+async def _tap(cfg: Config, watcher: ScreenWatcher, uid: str, title: str) -> Screen:
+    print(f"\n=== {title}: card {uid} taps ===", flush=True)
+    start = len(watcher.shown)
+    answer = await asyncio.to_thread(send_command, cfg.reader.socket, f"tap {uid}")
+    if answer != "ok":
+        raise RuntimeError(f"sim reader said: {answer}")
+    before = watcher.shown[start - 1] if start else None
+
+    def outcome(s: Screen) -> bool:
+        return not isinstance(s, ProcessingScreen) and s != before
+
+    return await asyncio.to_thread(watcher.wait_after, start, outcome, STEP_TIMEOUT_S)
+
+
+async def _scenario(
+    cfg: Config, emulator: WalletEmulator, watcher: ScreenWatcher, device: DeviceLoop
+) -> None:
+    await _tap(cfg, watcher, MAX, "approved sale")
+    await asyncio.sleep(0.3)
+    await _tap(cfg, watcher, EMPTY, "insufficient balance")
+    await asyncio.sleep(0.3)
+    await _tap(cfg, watcher, STRANGER, "unknown card (not registered)")
+    await asyncio.sleep(0.3)
+    print("\n=== the wallet server goes down ===", flush=True)
+    emulator.faults.set_down(True)
+    await _tap(cfg, watcher, MAX, "offline decision")
+    await asyncio.sleep(0.3)
+    await _tap(cfg, watcher, ERIKA, "offline decision (card never seen online)")
+    await asyncio.sleep(0.3)
+    pending = device.journal.unconfirmed_count()
+    print(f"\n=== the wallet server comes back; {pending} sale(s) in the queue ===", flush=True)
+    emulator.faults.set_down(False)
+    for _ in range(200):
+        if device.journal.unconfirmed_count() == 0:
+            break
+        await asyncio.sleep(0.05)
+    st = device.journal.status()
+    print(
+        f"queue drained: pending={st.pending} confirmed={st.done} declined={st.declined} "
+        f"rejected={st.rejected}; server ledger holds {len(emulator.transactions())} transaction(s), "
+        f"balance of {MAX} now {emulator.balance(MAX)} cents",
+        flush=True,
+    )
+    if st.pending:
+        raise RuntimeError("the queue did not drain")
+
+
+async def _interactive(cfg: Config, emulator: WalletEmulator) -> None:
+    print("type a card UID to tap it (try 04A1B2C3D4E5F6), 'down'/'up' switch the server, 'quit' ends")
+    while True:
+        line = await asyncio.to_thread(sys.stdin.readline)
+        if not line or line.strip() in ("quit", "exit"):
+            return
+        word = line.strip()
+        if word in ("down", "up"):
+            emulator.faults.set_down(word == "down")
+            print(f"server {word}")
+            continue
+        if word:
+            with contextlib.suppress(OSError):
+                print(await asyncio.to_thread(send_command, cfg.reader.socket, f"tap {word}"))

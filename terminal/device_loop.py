@@ -1,0 +1,286 @@
+"""The device loop: feeds reader, button and network events to the controller and carries out its effects.
+
+One asyncio loop owns the controller, the journal and the network; readers and buttons run in their
+own threads and only post events into the loop. The loop never waits on the network longer than the
+tap budget: a debit still under way then is left to finish in the background, its sale journaled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from hw.display.base import Display
+from hw.gpio.base import Outputs
+from terminal.controller import Controller
+from terminal.crashpoint import crashpoint
+from terminal.effects import Beep, Charge, Dispense, Effect, LookupWallet, RecordDecline, Show, StartTimer
+from terminal.events import (
+    ButtonPressed,
+    CardPresented,
+    CardRemoved,
+    ChargeDone,
+    ChargeFailed,
+    ChargeQueued,
+    ChargeRejected,
+    Event,
+    ReaderChanged,
+    ServerChanged,
+    TimerFired,
+    WalletBalance,
+    WalletRefused,
+    WalletUnreachable,
+)
+from terminal.journal import Journal, JournalError
+from terminal.model import DeclineReason
+from terminal.sale_sender import Delivered, Later, Refusal, SaleSender
+from terminal.sd_notify import Notifier
+from terminal.server_health import ServerHealth
+from terminal.wallet.client import WalletClient
+from terminal.wallet.outcomes import Found, NotFound, Refused, Unauthorized, Unavailable
+
+log = logging.getLogger(__name__)
+
+DISPLAY_REFRESH_S = 1.0
+
+
+class DeviceLoop:
+    """Events in, effects out, within the tap budget; also the CardListener and ButtonListener."""
+
+    def __init__(
+        self,
+        *,
+        controller: Controller,
+        journal: Journal,
+        client: WalletClient,
+        sender: SaleSender,
+        health: ServerHealth,
+        display: Display,
+        outputs: Outputs,
+        description: str,
+        tag: str | None,
+        tap_budget_s: float,
+        notifier: Notifier | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.controller = controller
+        self.journal = journal
+        self.client = client
+        self.sender = sender
+        self.health = health
+        self.display = display
+        self.outputs = outputs
+        self.description = description
+        self.tag = tag
+        self.tap_budget_s = tap_budget_s
+        self.notifier = notifier or Notifier()
+        self.clock = clock
+        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._deadline = 0.0
+        self._background: set[asyncio.Task[object]] = set()
+
+    # --- listeners, called from reader and button threads ------------------------------------
+
+    def post(self, event: Event) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(self.queue.put_nowait, event)
+
+    def card_present(self, uid: str) -> None:
+        self.post(CardPresented(uid))
+
+    def card_removed(self) -> None:
+        self.post(CardRemoved())
+
+    def reader_status(self, online: bool, detail: str) -> None:
+        self.post(ReaderChanged(online, detail))
+
+    def button_pressed(self, name: str) -> None:
+        self.post(ButtonPressed(name))
+
+    def stall(self, seconds: float) -> None:
+        """Block the loop thread (sim reader debug command): the watchdog must notice and restart us."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(time.sleep, seconds)
+
+    def server_changed(self, _online: bool | None = None) -> None:
+        try:
+            unconfirmed = self.journal.unconfirmed_count()
+        except Exception:  # a status refresh must never take the loop down
+            unconfirmed = 0
+        self.post(ServerChanged(self.health.online, unconfirmed))
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def attach(self) -> None:
+        self._loop = asyncio.get_running_loop()
+
+    async def run(self, stop: asyncio.Event, on_ready: Callable[[], None] | None = None) -> None:
+        self.attach()
+        await self._apply(self.controller.start())
+        self.server_changed()
+        if on_ready is not None:
+            on_ready()
+        # Watchdog pings come from this loop itself, so a hung loop stops them and systemd restarts us.
+        ping_every = min((self.notifier.watchdog_s or 2.0) / 2, DISPLAY_REFRESH_S)
+        next_ping = 0.0
+        refresh = getattr(self.display, "refresh", None)  # displays that page the price board
+        stop_wait = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                now = time.monotonic()
+                if now >= next_ping:
+                    self.notifier.watchdog()
+                    next_ping = now + ping_every
+                    if refresh is not None:
+                        try:
+                            refresh()
+                        except Exception:  # a broken panel must not stop sales
+                            log.exception("display refresh failed")
+                get = asyncio.ensure_future(self.queue.get())
+                done, _ = await asyncio.wait(
+                    {get, stop_wait}, timeout=max(0.01, next_ping - now), return_when=asyncio.FIRST_COMPLETED
+                )
+                if get not in done:
+                    get.cancel()
+                    continue
+                await self.dispatch(get.result())
+        finally:
+            stop_wait.cancel()
+
+    async def dispatch(self, event: Event) -> None:
+        """Handle one event and every event its effects produce, in order."""
+        pending: list[Event] = [event]
+        while pending:
+            effects = self.controller.handle(pending.pop(0))
+            follow = await self._apply(effects)
+            pending.extend(follow)
+
+    async def _apply(self, effects: list[Effect]) -> list[Event]:
+        follow: list[Event] = []
+        for effect in effects:
+            try:
+                result = await self.execute(effect)
+            except Exception:  # bad input or a broken adapter must not stop the loop
+                log.exception("effect %s failed", type(effect).__name__)
+                result = None
+            if result is not None:
+                follow.append(result)
+        return follow
+
+    async def settle(self, timeout: float) -> None:
+        """Give debits still under way a moment to finish before shutdown (they are journaled anyway)."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=timeout)
+
+    # --- effects --------------------------------------------------------------------------------
+
+    async def execute(self, effect: Effect) -> Event | None:
+        match effect:
+            case Show(screen):
+                self.display.show(screen)
+            case LookupWallet(uid):
+                return await self._lookup(uid)
+            case Charge():
+                event = await self._charge(effect)
+                self.server_changed()
+                return event
+            case RecordDecline(uid, products, amount, reason, offline):
+                try:
+                    self.journal.record_decline(
+                        token_id=uid,
+                        products=products,
+                        amount_cents=amount,
+                        description=self.description,
+                        reason=reason,
+                        offline=offline,
+                    )
+                except JournalError as exc:
+                    log.error("cannot journal a declined tap: %s", exc)
+            case Dispense(count):
+                self.outputs.dispense(count)
+            case Beep(kind):
+                self.outputs.signal(kind)
+            case StartTimer(token, delay):
+                loop = asyncio.get_running_loop()
+                loop.call_later(delay, self.queue.put_nowait, TimerFired(token))
+        return None
+
+    def _remaining(self) -> float:
+        return max(0.0, self._deadline - time.monotonic())
+
+    async def _lookup(self, uid: str) -> Event:
+        self._deadline = time.monotonic() + self.tap_budget_s
+        if self.health.online:
+            try:
+                res = await asyncio.wait_for(
+                    self.client.wallet(uid, timeout=self.tap_budget_s), self.tap_budget_s
+                )
+            except TimeoutError:
+                res = Unavailable("no answer within the tap budget")
+            match res:
+                case Found(wallet):
+                    self.health.mark_up()
+                    self.journal.remember_card(uid, wallet.balance_cents, self.clock())
+                    pending = sum(-s.amount_cents for s in self.journal.pending_for_card(uid))
+                    return WalletBalance(uid, wallet.balance_cents, pending)
+                case NotFound():
+                    self.health.mark_up()
+                    return WalletRefused(uid, DeclineReason.UNKNOWN_CARD)
+                case Refused(status, reason):
+                    log.warning("wallet lookup refused (%d: %s)", status, reason)
+                    return WalletRefused(
+                        uid, DeclineReason.PERMISSION if status == 403 else DeclineReason.SERVER_TROUBLE
+                    )
+                case Unauthorized():
+                    log.error("wallet server refuses the API token: fix [wallet] token_file")
+                    return WalletRefused(uid, DeclineReason.SERVER_TROUBLE)
+                case Unavailable(reason):
+                    self.health.mark_down(reason)
+        return WalletUnreachable(uid, self.journal.offline_view(uid, self.clock()))
+
+    async def _charge(self, c: Charge) -> Event:
+        try:
+            queued = not c.online or bool(self.journal.pending_for_card(c.uid)) or self.sender.busy(c.uid)
+            sale = self.journal.record_sale(
+                token_id=c.uid,
+                products=c.products,
+                amount_cents=c.amount_cents,
+                description=self.description,
+                tag=self.tag,
+                offline=not c.online,
+                reason=c.reason,
+                operator=c.operator,
+                balance_before=c.balance_before,
+                attempting=not queued,
+            )
+        except JournalError as exc:
+            log.error("not selling: %s", exc)
+            return ChargeFailed("cannot write the journal")
+        crashpoint("after_journal")
+        estimate = None if c.balance_before is None else c.balance_before + c.amount_cents
+        if queued:
+            # Offline, or this card still has sales in the outbox: they go to the server in order.
+            self.sender.wake()
+            return ChargeQueued(sale.idempotency_key, estimate)
+        task: asyncio.Task[object] = asyncio.ensure_future(
+            self.sender.attempt(sale, fresh_balance=c.balance_before)
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(lambda _t: self.server_changed())
+        done, _ = await asyncio.wait({task}, timeout=self._remaining())
+        if task not in done:
+            return ChargeQueued(sale.idempotency_key, estimate)
+        result = task.result()
+        if isinstance(result, Delivered):
+            return ChargeDone(sale.idempotency_key, result.balance_after)
+        if isinstance(result, Refusal):
+            return ChargeRejected(sale.idempotency_key, result.reason)
+        assert isinstance(result, Later)
+        return ChargeQueued(sale.idempotency_key, estimate)

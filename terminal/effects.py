@@ -1,0 +1,67 @@
+"""Effects the controller asks for; the device loop carries them out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hw.gpio.base import Signal
+from terminal.model import DeclineReason, ProductId
+from terminal.screens import Screen
+
+
+@dataclass(frozen=True)
+class Show:
+    screen: Screen
+
+
+@dataclass(frozen=True)
+class LookupWallet:
+    """Ask the server for the card's balance within what is left of the tap budget."""
+
+    uid: str
+
+
+@dataclass(frozen=True)
+class Charge:
+    """Journal the sale durably, then (online) send it; answered by a Charge* event.
+
+    ``amount_cents`` is signed as the wallet books it: negative debits, positive credits.
+    """
+
+    uid: str
+    products: tuple[ProductId, ...]
+    amount_cents: int
+    online: bool
+    balance_before: int | None
+    reason: str = ""
+    operator: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordDecline:
+    uid: str
+    products: tuple[ProductId, ...]
+    amount_cents: int
+    reason: DeclineReason | str
+    offline: bool = False
+
+
+@dataclass(frozen=True)
+class Dispense:
+    """Pulse the relay once per product: only ever after ChargeDone/ChargeQueued."""
+
+    count: int
+
+
+@dataclass(frozen=True)
+class Beep:
+    kind: Signal
+
+
+@dataclass(frozen=True)
+class StartTimer:
+    token: int
+    delay_s: float
+
+
+Effect = Show | LookupWallet | Charge | RecordDecline | Dispense | Beep | StartTimer

@@ -1,0 +1,1 @@
+"""Local emulators of the servers taptill talks to, for `taptill demo` and for tests on loopback."""

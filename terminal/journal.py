@@ -1,0 +1,528 @@
+"""The SQLite journal and outbox: every sale is committed here before any money moves."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from terminal.model import DeclineReason, ProductId, SaleState
+
+log = logging.getLogger(__name__)
+
+KEY_BYTES = 18  # 24 URL-safe characters, over the 20 DESIGN.md asks for
+
+
+class JournalError(Exception):
+    """The journal cannot be written (full disk, read-only, corrupt); the terminal must not sell."""
+
+
+def new_idempotency_key() -> str:
+    return secrets.token_urlsafe(KEY_BYTES)
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+# Each entry migrates the schema from version i to i+1; never edit a released entry.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE sales (
+        id INTEGER PRIMARY KEY,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        token_id TEXT NOT NULL,
+        products TEXT NOT NULL,
+        amount_cents INTEGER NOT NULL,
+        description TEXT NOT NULL,
+        tag TEXT,
+        state TEXT NOT NULL CHECK (state IN ('declined', 'pending', 'done', 'rejected')),
+        reason TEXT NOT NULL DEFAULT '',
+        offline INTEGER NOT NULL DEFAULT 0,
+        operator TEXT,
+        balance_before INTEGER,
+        balance_after INTEGER,
+        maybe_sent INTEGER NOT NULL DEFAULT 0,
+        hold INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX sales_pending ON sales (next_attempt_at) WHERE state = 'pending';
+    CREATE INDEX sales_token ON sales (token_id, state);
+    CREATE TABLE cards (
+        token_id TEXT PRIMARY KEY,
+        balance_cents INTEGER,
+        seen_at REAL,
+        denied_reason TEXT
+    );
+    CREATE TABLE cache (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        stored_at REAL NOT NULL
+    );
+    """,
+)
+
+
+@dataclass(frozen=True)
+class SaleRecord:
+    """One row of the journal."""
+
+    id: int
+    idempotency_key: str
+    token_id: str
+    products: tuple[ProductId, ...]
+    amount_cents: int  # as the wallet sees it: negative debits, positive credits
+    description: str
+    tag: str | None
+    state: SaleState
+    reason: str
+    offline: bool
+    operator: str | None
+    balance_before: int | None
+    balance_after: int | None
+    maybe_sent: bool
+    hold: bool
+    attempts: int
+    next_attempt_at: float
+    created_at: str
+    updated_at: str
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "idempotency_key": self.idempotency_key,
+            "token_id": self.token_id,
+            "products": list(self.products),
+            "amount_cents": self.amount_cents,
+            "state": str(self.state),
+            "reason": self.reason,
+            "offline": self.offline,
+            "operator": self.operator,
+            "balance_after": self.balance_after,
+            "attempts": self.attempts,
+            "held": self.hold,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass(frozen=True)
+class OfflineView:
+    """What the journal knows about a card when the server can't be asked."""
+
+    last_balance: int | None
+    balance_age_s: float | None
+    card_unconfirmed_cents: int  # pending money of this card (positive = owed by the guest)
+    total_unconfirmed_cents: int
+    unconfirmed_count: int
+    denied_reason: str | None
+
+
+@dataclass(frozen=True)
+class JournalStatus:
+    pending: int
+    pending_cents: int
+    held: int
+    done: int
+    rejected: int
+    rejected_cents: int
+    declined: int
+    oldest_pending: str | None
+
+
+_COLUMNS = (
+    "id, idempotency_key, token_id, products, amount_cents, description, tag, state, reason, offline, "
+    "operator, balance_before, balance_after, maybe_sent, hold, attempts, next_attempt_at, created_at, "
+    "updated_at"
+)
+
+
+def _row(r: Any) -> SaleRecord:
+    products = json.loads(str(r[3]))
+    return SaleRecord(
+        id=int(r[0]),
+        idempotency_key=str(r[1]),
+        token_id=str(r[2]),
+        products=tuple(products),
+        amount_cents=int(r[4]),
+        description=str(r[5]),
+        tag=None if r[6] is None else str(r[6]),
+        state=SaleState(r[7]),
+        reason=str(r[8]),
+        offline=bool(r[9]),
+        operator=None if r[10] is None else str(r[10]),
+        balance_before=None if r[11] is None else int(r[11]),
+        balance_after=None if r[12] is None else int(r[12]),
+        maybe_sent=bool(r[13]),
+        hold=bool(r[14]),
+        attempts=int(r[15]),
+        next_attempt_at=float(r[16]),
+        created_at=str(r[17]),
+        updated_at=str(r[18]),
+    )
+
+
+class Journal:
+    """The durable record of every tap; also the outbox of sales still to be delivered."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._db = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path) -> Journal:
+        """Open (creating, checking and migrating) the journal at ``path``."""
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise JournalError(f"cannot create state directory {path.parent}: {exc.strerror}") from None
+        fresh = not path.exists()
+        if not fresh:
+            _check_or_move_aside(path)
+            fresh = not path.exists()
+        try:
+            old_umask = os.umask(0o077)  # journal, -wal and -shm files are private
+            try:
+                conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA foreign_keys=ON")
+                journal = cls(conn, path)
+                journal._migrate()
+            finally:
+                os.umask(old_umask)
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot open journal {path}: {exc}") from None
+        if fresh:
+            log.info("created journal %s", path)
+        return journal
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _migrate(self) -> None:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version > len(MIGRATIONS):
+            raise JournalError(
+                f"journal {self.path} has schema {version}, newer than this taptill knows "
+                f"({len(MIGRATIONS)}); upgrade taptill"
+            )
+        for target in range(version, len(MIGRATIONS)):
+            with self._tx():
+                for stmt in _statements(MIGRATIONS[target]):
+                    self._db.execute(stmt)
+                self._db.execute(f"PRAGMA user_version = {target + 1}")
+            log.info("journal schema migrated to version %d", target + 1)
+
+    def _tx(self) -> _Tx:
+        return _Tx(self._db)
+
+    def _write(self, sql: str, params: Sequence[object]) -> sqlite3.Cursor:
+        try:
+            with self._tx():
+                return self._db.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal write failed: {exc}") from None
+
+    # --- sales -------------------------------------------------------------------------------
+
+    def record_sale(
+        self,
+        *,
+        token_id: str,
+        products: Sequence[ProductId],
+        amount_cents: int,
+        description: str,
+        tag: str | None,
+        offline: bool,
+        reason: str = "",
+        operator: str | None = None,
+        balance_before: int | None = None,
+        attempting: bool = False,
+        key: str | None = None,
+    ) -> SaleRecord:
+        """Commit a new pending sale with its idempotency key; returns only once it is durable.
+
+        ``attempting`` marks it as possibly sent already, for the request about to go out.
+        """
+        now = _now_iso()
+        cur = self._write(
+            "INSERT INTO sales (idempotency_key, token_id, products, amount_cents, description, tag, state,"
+            " reason, offline, operator, balance_before, maybe_sent, attempts, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                key or new_idempotency_key(),
+                token_id,
+                json.dumps(list(products)),
+                amount_cents,
+                description,
+                tag,
+                reason,
+                int(offline),
+                operator,
+                balance_before,
+                int(attempting),
+                int(attempting),
+                now,
+                now,
+            ),
+        )
+        sale = self.sale(int(cur.lastrowid or 0))
+        assert sale is not None
+        return sale
+
+    def record_decline(
+        self,
+        *,
+        token_id: str,
+        products: Sequence[ProductId],
+        amount_cents: int,
+        description: str,
+        reason: DeclineReason | str,
+        offline: bool = False,
+        operator: str | None = None,
+    ) -> None:
+        """Journal a tap that moved no money, with its reason (offline decisions included)."""
+        now = _now_iso()
+        self._write(
+            "INSERT INTO sales (idempotency_key, token_id, products, amount_cents, description, state,"
+            " reason, offline, operator, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, 'declined', ?, ?, ?, ?, ?)",
+            (
+                new_idempotency_key(),
+                token_id,
+                json.dumps(list(products)),
+                amount_cents,
+                description,
+                str(reason),
+                int(offline),
+                operator,
+                now,
+                now,
+            ),
+        )
+
+    def sale(self, sale_id: int) -> SaleRecord | None:
+        r = self._db.execute(f"SELECT {_COLUMNS} FROM sales WHERE id = ?", (sale_id,)).fetchone()
+        return _row(r) if r else None
+
+    def sale_by_key(self, key: str) -> SaleRecord | None:
+        r = self._db.execute(f"SELECT {_COLUMNS} FROM sales WHERE idempotency_key = ?", (key,)).fetchone()
+        return _row(r) if r else None
+
+    def mark_attempt(self, sale_id: int, balance_before: int | None) -> None:
+        """Durably note that a request for this sale is about to go out."""
+        self._write(
+            "UPDATE sales SET maybe_sent = 1, attempts = attempts + 1, balance_before = ?, updated_at = ?"
+            " WHERE id = ? AND state = 'pending'",
+            (balance_before, _now_iso(), sale_id),
+        )
+
+    def mark_not_sent(self, sale_id: int) -> None:
+        """The last request provably never reached the server (or reconciliation showed no effect)."""
+        self._write(
+            "UPDATE sales SET maybe_sent = 0, updated_at = ? WHERE id = ? AND state = 'pending'",
+            (_now_iso(), sale_id),
+        )
+
+    def mark_done(self, sale_id: int, balance_after: int | None) -> None:
+        self._write(
+            "UPDATE sales SET state = 'done', balance_after = ?, maybe_sent = 0, hold = 0, updated_at = ?"
+            " WHERE id = ? AND state = 'pending'",
+            (balance_after, _now_iso(), sale_id),
+        )
+
+    def mark_rejected(self, sale_id: int, reason: str) -> None:
+        self._write(
+            "UPDATE sales SET state = 'rejected', reason = ?, maybe_sent = 0, updated_at = ?"
+            " WHERE id = ? AND state = 'pending'",
+            (reason[:300], _now_iso(), sale_id),
+        )
+
+    def schedule_retry(self, sale_id: int, at: float, reason: str) -> None:
+        self._write(
+            "UPDATE sales SET next_attempt_at = ?, reason = ?, updated_at = ?"
+            " WHERE id = ? AND state = 'pending'",
+            (at, reason[:300], _now_iso(), sale_id),
+        )
+
+    def hold(self, sale_id: int, reason: str) -> None:
+        """Stop retrying a sale whose effect is unclear; a person reconciles it (``taptill queue``)."""
+        self._write(
+            "UPDATE sales SET hold = 1, reason = ?, updated_at = ? WHERE id = ? AND state = 'pending'",
+            (reason[:300], _now_iso(), sale_id),
+        )
+
+    def due_sales(self, now: float, limit: int = 100) -> list[SaleRecord]:
+        """Pending sales to send now: oldest first, and only the oldest pending sale of each card,
+        so one card's sales reach the server in order and reconciliation stays unambiguous."""
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM sales s WHERE state = 'pending' AND hold = 0 AND next_attempt_at <= ?"
+            " AND NOT EXISTS (SELECT 1 FROM sales e WHERE e.token_id = s.token_id AND e.state = 'pending'"
+            " AND e.id < s.id) ORDER BY id LIMIT ?",
+            (now, limit),
+        ).fetchall()
+        return [_row(r) for r in rows]
+
+    def next_due_at(self) -> float | None:
+        r = self._db.execute(
+            "SELECT MIN(next_attempt_at) FROM sales WHERE state = 'pending' AND hold = 0"
+        ).fetchone()
+        return None if r is None or r[0] is None else float(r[0])
+
+    def pending_for_card(self, token_id: str) -> list[SaleRecord]:
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM sales WHERE token_id = ? AND state = 'pending' ORDER BY id",
+            (token_id,),
+        ).fetchall()
+        return [_row(r) for r in rows]
+
+    def sales(self, states: Sequence[SaleState] | None = None) -> Iterator[SaleRecord]:
+        if states:
+            marks = ",".join("?" for _ in states)
+            cur = self._db.execute(
+                f"SELECT {_COLUMNS} FROM sales WHERE state IN ({marks}) ORDER BY id",
+                [str(s) for s in states],
+            )
+        else:
+            cur = self._db.execute(f"SELECT {_COLUMNS} FROM sales ORDER BY id")
+        for r in cur:
+            yield _row(r)
+
+    def status(self) -> JournalStatus:
+        r = self._db.execute(
+            "SELECT"
+            " COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(CASE WHEN state = 'pending'"
+            "   THEN amount_cents END), 0),"
+            " COALESCE(SUM(state = 'pending' AND hold = 1), 0),"
+            " COALESCE(SUM(state = 'done'), 0), COALESCE(SUM(state = 'rejected'), 0),"
+            " COALESCE(SUM(CASE WHEN state = 'rejected' THEN amount_cents END), 0),"
+            " COALESCE(SUM(state = 'declined'), 0),"
+            " MIN(CASE WHEN state = 'pending' THEN created_at END) FROM sales"
+        ).fetchone()
+        return JournalStatus(
+            pending=int(r[0]),
+            pending_cents=int(r[1]),
+            held=int(r[2]),
+            done=int(r[3]),
+            rejected=int(r[4]),
+            rejected_cents=int(r[5]),
+            declined=int(r[6]),
+            oldest_pending=r[7],
+        )
+
+    # --- cards and the offline view ---------------------------------------------------------
+
+    def remember_card(self, token_id: str, balance_cents: int, now: float) -> None:
+        self._write(
+            "INSERT INTO cards (token_id, balance_cents, seen_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (token_id) DO UPDATE SET balance_cents = excluded.balance_cents,"
+            " seen_at = excluded.seen_at",
+            (token_id, balance_cents, now),
+        )
+
+    def deny_card(self, token_id: str, reason: str) -> None:
+        self._write(
+            "INSERT INTO cards (token_id, denied_reason) VALUES (?, ?)"
+            " ON CONFLICT (token_id) DO UPDATE SET denied_reason = excluded.denied_reason",
+            (token_id, reason[:200]),
+        )
+
+    def offline_view(self, token_id: str, now: float) -> OfflineView:
+        card = self._db.execute(
+            "SELECT balance_cents, seen_at, denied_reason FROM cards WHERE token_id = ?", (token_id,)
+        ).fetchone()
+        totals = self._db.execute(
+            "SELECT COALESCE(SUM(-amount_cents), 0), COUNT(*),"
+            " COALESCE(SUM(CASE WHEN token_id = ? THEN -amount_cents END), 0)"
+            " FROM sales WHERE state = 'pending'",
+            (token_id,),
+        ).fetchone()
+        last_balance = None if card is None or card[0] is None else int(card[0])
+        age = None if card is None or card[1] is None else max(0.0, now - float(card[1]))
+        return OfflineView(
+            last_balance=last_balance,
+            balance_age_s=age,
+            card_unconfirmed_cents=int(totals[2]),
+            total_unconfirmed_cents=int(totals[0]),
+            unconfirmed_count=int(totals[1]),
+            denied_reason=None if card is None else card[2],
+        )
+
+    def unconfirmed_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM sales WHERE state = 'pending'").fetchone()[0])
+
+    # --- cache of server data, so the terminal boots and decides offline ---------------------
+
+    def cache_put(self, key: str, value: object) -> None:
+        self._write(
+            "INSERT INTO cache (key, value, stored_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value, stored_at = excluded.stored_at",
+            (key, json.dumps(value), time.time()),
+        )
+
+    def cache_get(self, key: str) -> tuple[object, float] | None:
+        r = self._db.execute("SELECT value, stored_at FROM cache WHERE key = ?", (key,)).fetchone()
+        if r is None:
+            return None
+        return json.loads(r[0]), float(r[1])
+
+
+class _Tx:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on error: one fsync'd commit per write."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self._db.execute("COMMIT")
+        else:
+            self._db.execute("ROLLBACK")
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _check_or_move_aside(path: Path) -> None:
+    """A corrupt journal is moved aside (never overwritten) so the terminal can start fresh."""
+    problem: str | None = None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+        try:
+            result = conn.execute("PRAGMA quick_check").fetchone()
+            if result is None or result[0] != "ok":
+                problem = str(result[0] if result else "no answer")
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        problem = str(exc)
+    if problem is None:
+        return
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        src = Path(f"{path}{suffix}")
+        if src.exists():
+            src.rename(Path(f"{aside}{suffix}"))
+    log.error(
+        "journal %s is corrupt (%s); moved it to %s and started a new one: recover sales from it by hand",
+        path,
+        problem,
+        aside,
+    )

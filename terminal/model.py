@@ -1,0 +1,70 @@
+"""Domain types of the money path: products, terminal info, wallets and sales."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+ProductId = str | int
+Permission = Literal["debit", "credit", "all"]
+PERMISSIONS: tuple[Permission, ...] = ("debit", "credit", "all")
+
+
+@dataclass(frozen=True)
+class Product:
+    """A wallet product; a negative price is a credit (top-up)."""
+
+    id: ProductId
+    name: str
+    price_cents: int
+
+
+@dataclass(frozen=True)
+class TerminalInfo:
+    """What the wallet server says about this terminal (cached for offline boots)."""
+
+    id: str | None
+    friendly_name: str | None
+    permission: Permission
+    products: tuple[Product, ...]
+
+    def product(self, product_id: ProductId) -> Product | None:
+        for p in self.products:
+            if str(p.id) == str(product_id):
+                return p
+        return None
+
+
+@dataclass(frozen=True)
+class Wallet:
+    """A wallet as seen through one token (card) UID."""
+
+    token_id: str
+    balance_cents: int
+    paired_user: str | None = None
+    id: str | None = None
+
+
+class SaleState(StrEnum):
+    """Where a sale stands in the journal."""
+
+    DECLINED = "declined"  # never sent; no money moved
+    PENDING = "pending"  # journaled, not yet confirmed by the server
+    DONE = "done"  # the server confirmed it (2xx or 202 already processed)
+    REJECTED = "rejected"  # the server refused it definitively (400/403/404)
+
+
+class DeclineReason(StrEnum):
+    """Why a tap did not turn into a sale; shown to the guest."""
+
+    UNKNOWN_CARD = "unknown_card"
+    INSUFFICIENT_BALANCE = "insufficient_balance"
+    PERMISSION = "permission"
+    SERVER_TROUBLE = "server_trouble"
+    OFFLINE = "offline"
+    OFFLINE_LIMIT = "offline_limit"
+    DENIED_CARD = "denied_card"
+    BAD_PRODUCT = "bad_product"
+    STORAGE = "storage"
+    NOTHING_SELECTED = "nothing_selected"

@@ -1,0 +1,45 @@
+"""The offline policy: whether a tap may be sold while the wallet server cannot be asked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from terminal.config import OfflineConfig
+from terminal.journal import OfflineView
+from terminal.model import DeclineReason
+
+
+@dataclass(frozen=True)
+class OfflineDecision:
+    accept: bool
+    reason: str  # journaled with the sale or the decline
+    decline: DeclineReason | None = None
+
+
+def decide_offline(view: OfflineView, amount_cents: int, cfg: OfflineConfig) -> OfflineDecision:
+    """Accept only a card seen online recently whose last balance, less its unconfirmed sales, covers
+    the price, within the per-card and terminal-wide limits of unconfirmed money."""
+    if cfg.mode == "decline":
+        return OfflineDecision(False, "offline: policy declines", DeclineReason.OFFLINE)
+    if view.denied_reason is not None:
+        return OfflineDecision(
+            False, f"offline: card denied ({view.denied_reason})", DeclineReason.DENIED_CARD
+        )
+    if view.last_balance is None or view.balance_age_s is None:
+        return OfflineDecision(False, "offline: card never seen online", DeclineReason.OFFLINE)
+    if view.balance_age_s > cfg.max_balance_age_s:
+        return OfflineDecision(
+            False, f"offline: balance {view.balance_age_s:.0f}s old", DeclineReason.OFFLINE
+        )
+    if view.card_unconfirmed_cents + amount_cents > cfg.max_per_card_cents:
+        return OfflineDecision(False, "offline: per-card limit", DeclineReason.OFFLINE_LIMIT)
+    if view.total_unconfirmed_cents + amount_cents > cfg.max_total_cents:
+        return OfflineDecision(False, "offline: terminal limit", DeclineReason.OFFLINE_LIMIT)
+    available = view.last_balance - view.card_unconfirmed_cents
+    if available < amount_cents:
+        return OfflineDecision(
+            False, f"offline: balance {available} < {amount_cents}", DeclineReason.INSUFFICIENT_BALANCE
+        )
+    return OfflineDecision(
+        True, f"offline: accepted on balance {view.last_balance} seen {view.balance_age_s:.0f}s ago"
+    )

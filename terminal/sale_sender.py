@@ -1,0 +1,253 @@
+"""Delivers journaled sales to the wallet server exactly once, and drains the outbox in the background.
+
+The rule for a server that does not deduplicate idempotency keys (``[wallet] dedupes = false``, as
+real pretix): an attempt that may have reached the server is never re-sent blindly. Before every
+attempt the wallet's balance is read and journaled; after an ambiguous failure the balance is read
+again: ``before + amount`` means the sale was booked (done), ``before`` means it was not (send again),
+anything else means someone else moved money on that wallet meanwhile, and the sale is held for a
+person to reconcile (``taptill queue``). Only one sale per card is in flight at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from terminal.crashpoint import crashpoint
+from terminal.journal import Journal, JournalError, SaleRecord
+from terminal.model import DeclineReason
+from terminal.server_health import ServerHealth
+from terminal.wallet.client import WalletClient
+from terminal.wallet.outcomes import Applied, NotFound, Refused, Unauthorized, Unavailable
+
+log = logging.getLogger(__name__)
+
+BACKOFF_BASE_S = 0.5
+BACKOFF_MAX_S = 60.0
+UNAUTHORIZED_RETRY_S = 60.0
+
+
+@dataclass(frozen=True)
+class Delivered:
+    balance_after: int | None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    reason: DeclineReason
+    detail: str
+
+
+@dataclass(frozen=True)
+class Later:
+    """Not delivered yet; stays pending (ambiguous or unreachable)."""
+
+    detail: str
+
+
+AttemptResult = Delivered | Refusal | Later
+
+
+def refusal_reason(status: int) -> DeclineReason:
+    return DeclineReason.PERMISSION if status == 403 else DeclineReason.BAD_PRODUCT
+
+
+class SaleSender:
+    """Owns every request that moves money, so no sale is ever in flight twice."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        client: WalletClient,
+        health: ServerHealth,
+        *,
+        dedupes: bool,
+        probe_interval_s: float = 5.0,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        on_settled: Callable[[], None] | None = None,
+    ) -> None:
+        self.journal = journal
+        self.client = client
+        self.health = health
+        self.dedupes = dedupes
+        self.probe_interval_s = probe_interval_s
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.on_settled = on_settled
+        self.in_flight: set[str] = set()  # token ids with a request under way
+        self._wake = asyncio.Event()
+        self.delivered = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def busy(self, token_id: str) -> bool:
+        return token_id in self.in_flight
+
+    async def attempt(self, sale: SaleRecord, *, fresh_balance: int | None = None) -> AttemptResult:
+        """One delivery attempt. ``fresh_balance`` is set by the tap path, which has just read the
+        balance and journaled the sale as attempting, so the request goes out without a second read."""
+        if sale.token_id in self.in_flight:
+            return Later("another request for this card is under way")
+        self.in_flight.add(sale.token_id)
+        try:
+            result = await self._attempt(sale, fresh_balance)
+        except JournalError as exc:
+            log.error("cannot journal the outcome of sale %d: %s", sale.id, exc)
+            result = Later(str(exc))
+        finally:
+            self.in_flight.discard(sale.token_id)
+        if not isinstance(result, Later) and self.on_settled is not None:
+            self.on_settled()
+        return result
+
+    async def _attempt(self, sale: SaleRecord, fresh_balance: int | None) -> AttemptResult:
+        if fresh_balance is None:
+            if self.dedupes:
+                self.journal.mark_attempt(sale.id, sale.balance_before)
+            else:
+                prepared = await self._prepare_non_dedup(sale)
+                if prepared is not None:
+                    return prepared
+        res = await self.client.transact(
+            sale.token_id,
+            sale.products,
+            description=sale.description,
+            tag=sale.tag,
+            idempotency_key=sale.idempotency_key,
+        )
+        crashpoint("after_answer")
+        match res:
+            case Applied(wallet, already):
+                self.health.mark_up()
+                balance = wallet.balance_cents if wallet is not None else None
+                self.journal.mark_done(sale.id, balance)
+                if balance is not None:
+                    self.journal.remember_card(sale.token_id, balance, self.clock())
+                self.delivered += 1
+                log.info("sale %d delivered%s", sale.id, " (already booked)" if already else "")
+                return Delivered(balance)
+            case NotFound(detail):
+                self.health.mark_up()
+                return self._reject(sale, DeclineReason.UNKNOWN_CARD, detail or "card not registered")
+            case Refused(status, reason):
+                self.health.mark_up()
+                return self._reject(sale, refusal_reason(status), f"{status}: {reason}")
+            case Unauthorized(detail):
+                log.error("wallet server refuses the API token (%s): fix [wallet] token_file", detail)
+                self.journal.schedule_retry(sale.id, self.clock() + UNAUTHORIZED_RETRY_S, "unauthorized")
+                return Later("unauthorized")
+            case Unavailable(reason, maybe_applied, retry_after):
+                if not maybe_applied and not self.dedupes:
+                    self.journal.mark_not_sent(sale.id)
+                self.health.mark_down(reason)
+                self._retry_later(sale, reason, retry_after)
+                return Later(reason)
+        return Later("unexpected outcome")
+
+    async def _prepare_non_dedup(self, sale: SaleRecord) -> AttemptResult | None:
+        """Read the balance first; settle an earlier ambiguous attempt; journal this attempt."""
+        res = await self.client.wallet(sale.token_id)
+        if isinstance(res, NotFound):
+            # An unknown token is never charged (real pretix answers 500 and books nothing).
+            self.health.mark_up()
+            return self._reject(sale, DeclineReason.UNKNOWN_CARD, res.detail or "card not registered")
+        if isinstance(res, Refused):
+            self.health.mark_up()
+            return self._reject(sale, refusal_reason(res.status), f"{res.status}: {res.reason}")
+        if isinstance(res, Unauthorized):
+            self.journal.schedule_retry(sale.id, self.clock() + UNAUTHORIZED_RETRY_S, "unauthorized")
+            return Later("unauthorized")
+        if isinstance(res, Unavailable):
+            self.health.mark_down(res.reason)
+            self._retry_later(sale, res.reason, res.retry_after_s)
+            return Later(res.reason)
+        self.health.mark_up()
+        balance = res.wallet.balance_cents
+        crashpoint("after_reconcile_read")
+        if sale.maybe_sent:
+            before = sale.balance_before
+            if before is not None and balance == before + sale.amount_cents:
+                self.journal.mark_done(sale.id, balance)
+                self.journal.remember_card(sale.token_id, balance, self.clock())
+                self.delivered += 1
+                log.info("sale %d reconciled: the earlier attempt was booked", sale.id)
+                return Delivered(balance)
+            if before is None or balance != before:
+                detail = (
+                    f"unclear whether booked: balance {balance}, before the attempt {before}, "
+                    f"amount {sale.amount_cents}; check the wallet and settle by hand"
+                )
+                self.journal.hold(sale.id, detail)
+                log.error("sale %d held for reconciliation: %s", sale.id, detail)
+                return Later(detail)
+            log.info("sale %d reconciled: the earlier attempt was not booked, sending again", sale.id)
+        self.journal.mark_attempt(sale.id, balance)
+        return None
+
+    def _reject(self, sale: SaleRecord, reason: DeclineReason, detail: str) -> Refusal:
+        self.journal.mark_rejected(sale.id, f"{reason}: {detail}")
+        if sale.offline or reason is DeclineReason.UNKNOWN_CARD:
+            self.journal.deny_card(sale.token_id, str(reason))
+        log.warning("sale %d rejected by the server: %s (%s)", sale.id, reason, detail)
+        return Refusal(reason, detail)
+
+    def _retry_later(self, sale: SaleRecord, reason: str, retry_after: float | None) -> None:
+        delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** min(sale.attempts, 10))
+        delay *= self.rng.uniform(0.5, 1.0)  # jitter: terminals that lost Wi-Fi together don't retry together
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        self.journal.schedule_retry(sale.id, self.clock() + delay, reason)
+
+    # --- the background outbox --------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver pending sales until ``stop``; probe the server while it is down."""
+        while not stop.is_set():
+            try:
+                await self._round()
+            except JournalError as exc:
+                log.error("outbox paused: %s", exc)
+                await self._sleep(stop, 5.0)
+                continue
+            if not self.health.online:
+                await self._sleep(stop, self.probe_interval_s)
+                await self.probe()
+                continue
+            next_at = self.journal.next_due_at()
+            wait = 30.0 if next_at is None else max(0.0, min(30.0, next_at - self.clock()))
+            if wait > 0:
+                await self._sleep(stop, wait)
+
+    async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
+        self._wake.clear()
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+    async def _round(self) -> None:
+        while self.health.online:
+            due = [s for s in self.journal.due_sales(self.clock(), 50) if s.token_id not in self.in_flight]
+            if not due:
+                return
+            for sale in due:
+                result = await self.attempt(sale)
+                if isinstance(result, Later) and not self.health.online:
+                    return
+
+    async def probe(self) -> bool:
+        """A cheap request that moves no money, to close the circuit breaker."""
+        res = await self.client.terminal_info(timeout=min(5.0, self.client.timeout_s))
+        if isinstance(res, Unavailable):
+            self.health.mark_down(res.reason)
+            return False
+        self.health.mark_up()
+        return True

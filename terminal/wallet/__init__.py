@@ -1,0 +1,1 @@
+"""The pretix wallet "PointOfSale API" client and its typed outcomes."""

@@ -1,0 +1,280 @@
+"""WalletClient: the pretix wallet PointOfSale API over one pooled keep-alive HTTP connection.
+
+Works against the document (``{"data": ...}`` wrappers, string product ids, paths without a
+trailing slash) and the real pretix plugin (flat objects, a paginated product list, integer ids,
+trailing slashes required): the shape is recognised from each response, and the slash style from
+the server's redirect, never from a config switch.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import time
+from collections.abc import Sequence
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from terminal.model import Permission, Product, ProductId, TerminalInfo
+from terminal.secret import Secret
+from terminal.wallet.outcomes import (
+    Applied,
+    Found,
+    InfoLoaded,
+    InfoOutcome,
+    NotFound,
+    Refused,
+    TransactionOutcome,
+    Unauthorized,
+    Unavailable,
+    WalletOutcome,
+)
+from terminal.wallet.parse import BadBody, error_reason, parse_terminal, parse_wallet
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 256 * 1024
+MAX_PRODUCT_PAGES = 40
+USER_AGENT = "taptill/0.1"
+
+
+class _Body:
+    """A response read with a size cap; ``json`` is None when the body is not the API's JSON."""
+
+    def __init__(self, status: int, headers: httpx.Headers, raw: bytes, oversized: bool) -> None:
+        self.status = status
+        self.headers = headers
+        self.raw = raw
+        self.oversized = oversized
+        self.json: object = None
+        self.problem = ""
+        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+        if oversized:
+            self.problem = f"body over {MAX_BODY_BYTES} bytes"
+        elif ctype != "application/json" and not ctype.endswith("+json"):
+            self.problem = f"not JSON ({ctype or 'no content type'})"
+        else:
+            try:
+                self.json = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+                self.problem = "malformed JSON"
+
+    def retry_after(self) -> float | None:
+        value = self.headers.get("retry-after")
+        if not value:
+            return None
+        try:
+            return max(0.0, min(float(value), 3600.0))
+        except ValueError:
+            when = email.utils.parsedate_tz(value)
+            if when is None:
+                return None
+            return max(0.0, min(email.utils.mktime_tz(when) - time.time(), 3600.0))
+
+
+class WalletClient:
+    """Async client of one wallet server; every call has a timeout and returns a typed outcome."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: Secret,
+        *,
+        timeout_s: float = 10.0,
+        default_permission: Permission = "debit",
+        trailing_slash: bool | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self.timeout_s = timeout_s
+        self.default_permission = default_permission
+        # Real pretix needs a trailing slash; learnt from its 301 at the first GET. Until then
+        # guess from the URL: pretix API prefixes look like /api/v1/organizers/<o>/events/<e>/...
+        self.trailing_slash = (
+            trailing_slash if trailing_slash is not None else "/api/v1/organizers/" in self.base_url
+        )
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 3.0)),
+            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2, keepalive_expiry=300),
+            headers={
+                "Authorization": f"Bearer {token.reveal()}",
+                "Accept": "application/json",
+                "User-Agent": USER_AGENT,
+            },
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def _url(self, path: str) -> str:
+        return f"{self.base_url}{path}{'/' if self.trailing_slash else ''}"
+
+    async def _request(
+        self, method: str, url: str, *, timeout: float | None, body: object = None
+    ) -> _Body | Unavailable:
+        t = httpx.Timeout(timeout) if timeout is not None else httpx.Timeout(self.timeout_s)
+        content = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if content is not None else None
+        try:
+            async with self._http.stream(method, url, content=content, headers=headers, timeout=t) as resp:
+                chunks: list[bytes] = []
+                size = 0
+                oversized = False
+                async for chunk in resp.aiter_bytes():
+                    size += len(chunk)
+                    if size > MAX_BODY_BYTES:
+                        oversized = True
+                        break
+                    chunks.append(chunk)
+                return _Body(resp.status_code, resp.headers, b"".join(chunks), oversized)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            return Unavailable(f"cannot connect ({type(exc).__name__})", maybe_applied=False)
+        except httpx.PoolTimeout:
+            return Unavailable("no free connection", maybe_applied=False)
+        except httpx.TimeoutException:
+            return Unavailable("timeout")
+        except (httpx.HTTPError, OSError) as exc:
+            return Unavailable(f"connection trouble ({type(exc).__name__})")
+
+    def _common(self, res: _Body) -> Unauthorized | Unavailable | None:
+        """Statuses every call treats the same way."""
+        if res.status == 401:
+            return Unauthorized(error_reason(res.json, "check the wallet API token"))
+        if res.status == 429:
+            return Unavailable("rate limited (429)", maybe_applied=False, retry_after_s=res.retry_after())
+        if res.status >= 500:
+            return Unavailable(f"server error {res.status}", retry_after_s=res.retry_after())
+        return None
+
+    async def terminal_info(self, *, timeout: float | None = None) -> InfoOutcome:
+        """Terminal id, name, permission and products (following the real server's pages)."""
+        res = await self._get_learning_slash("/pos/terminal", timeout)
+        if isinstance(res, Unavailable):
+            return res
+        pages = 0
+        info_id = name = None
+        permission: Permission | None = None
+        products: list[Product] = []
+        while True:
+            common = self._common(res)
+            if common is not None:
+                return common
+            if res.status == 404:
+                return NotFound("the wallet base_url does not point at a wallet API")
+            if res.status != 200:
+                return Refused(res.status, error_reason(res.json, f"unexpected status {res.status}"))
+            if res.json is None:
+                return Unavailable(f"terminal info: {res.problem}")
+            try:
+                page = parse_terminal(res.json)
+            except BadBody as exc:
+                return Unavailable(f"terminal info: {exc}")
+            pages += 1
+            info_id = info_id or page.terminal_id
+            name = name or page.friendly_name
+            permission = permission or page.permission
+            products.extend(page.products)
+            if not page.next_url or pages >= MAX_PRODUCT_PAGES:
+                break
+            if urlsplit(page.next_url).netloc != urlsplit(self.base_url).netloc:
+                # Never send our token to another host a response names.
+                return Unavailable("product list points at another host")
+            nxt = await self._request("GET", page.next_url, timeout=timeout)
+            if isinstance(nxt, Unavailable):
+                return nxt
+            res = nxt
+        return InfoLoaded(
+            TerminalInfo(
+                id=info_id,
+                friendly_name=name,
+                permission=permission or self.default_permission,
+                products=tuple(products),
+            )
+        )
+
+    async def _get_learning_slash(self, path: str, timeout: float | None) -> _Body | Unavailable:
+        res = await self._request("GET", self._url(path), timeout=timeout)
+        if isinstance(res, Unavailable) or res.status not in (301, 308):
+            return res
+        location = res.headers.get("location", "")
+        self.trailing_slash = location.rstrip("?").endswith("/")
+        log.info("wallet server wants %s trailing slash", "a" if self.trailing_slash else "no")
+        return await self._request("GET", self._url(path), timeout=timeout)
+
+    async def wallet(self, token_id: str, *, timeout: float | None = None) -> WalletOutcome:
+        """The wallet (balance) behind a normalised token UID."""
+        res = await self._get_learning_slash(f"/pos/wallets/token/{quote(token_id, safe='')}", timeout)
+        if isinstance(res, Unavailable):
+            return res
+        common = self._common(res)
+        if common is not None:
+            return common
+        if res.status == 404:
+            return NotFound(error_reason(res.json, "token not paired to a wallet"))
+        if res.status == 403:
+            return Refused(403, error_reason(res.json, "permission"))
+        if res.status != 200:
+            if 400 <= res.status < 500 and res.json is not None:
+                return Refused(res.status, error_reason(res.json, f"status {res.status}"))
+            return Unavailable(f"unexpected status {res.status}")
+        if res.json is None:
+            return Unavailable(f"wallet: {res.problem}")
+        try:
+            return Found(parse_wallet(res.json))
+        except BadBody as exc:
+            return Unavailable(f"wallet: {exc}")
+
+    async def transact(
+        self,
+        token_id: str,
+        products: Sequence[ProductId],
+        *,
+        description: str,
+        tag: str | None,
+        idempotency_key: str,
+        timeout: float | None = None,
+    ) -> TransactionOutcome:
+        """Book a transaction of ``products`` (negative prices credit) under ``idempotency_key``."""
+        if not products:
+            # The real server books an empty list as a 0.00 order: never send one.
+            return Refused(400, "no products")
+        body: dict[str, object] = {
+            "products": list(products),
+            "description": description,
+            "idempotency_key": idempotency_key,
+        }
+        if tag:
+            body["tag"] = tag
+        url = self._url(f"/pos/wallets/token/{quote(token_id, safe='')}/transactions")
+        res = await self._request("POST", url, timeout=timeout, body=body)
+        if isinstance(res, Unavailable):
+            return res
+        common = self._common(res)
+        if common is not None:
+            return common
+        if res.status in (200, 201, 202):
+            already = res.status == 202
+            wallet = None
+            if res.json is not None:
+                try:
+                    wallet = parse_wallet(res.json)
+                except BadBody:
+                    if not already:
+                        return Unavailable("transaction answer is not a wallet")
+            elif not already:
+                # A 2xx whose body is an HTML page or garbage came from a proxy, not the API.
+                return Unavailable(f"transaction answer {res.status}: {res.problem}")
+            return Applied(wallet, already=already)
+        if res.status == 404:
+            if res.json is None:
+                # Real pretix answers a missing trailing slash with an HTML 404 and books nothing.
+                return Unavailable("HTML 404 (URL style?)", maybe_applied=False)
+            return NotFound(error_reason(res.json, "token not paired to a wallet"))
+        if res.status in (400, 403, 409, 415, 422) and res.json is not None:
+            return Refused(res.status, error_reason(res.json, f"status {res.status}"))
+        return Unavailable(f"unexpected status {res.status}: {res.problem or 'no detail'}")

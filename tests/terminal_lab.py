@@ -1,0 +1,178 @@
+"""Test rig: writes terminal configs for the emulators and runs ``taptill run`` as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from terminal.emulator.wallet_server import WalletEmulator
+
+REPO = Path(__file__).resolve().parent.parent
+MAX = "04A1B2C3D4E5F6"  # 2000 cents in the demo wallets
+ERIKA = "0455667788AABB"  # 500 cents
+SMALL = "DEADBEEF"  # 100 cents
+EMPTY = "04000000000001"  # 0 cents
+STRANGER = "04BADC0FFEE000"  # no wallet
+
+
+def espresso(flavour: str) -> str | int:
+    """The espresso product id as each flavour lists it (pretix ids are integers)."""
+    return "espresso" if flavour == "doc" else 1
+
+
+def write_config(
+    directory: Path,
+    emulator: WalletEmulator,
+    *,
+    products: Sequence[str | int] | None = None,
+    extra: str = "",
+    offline_mode: str = "accept",
+    budget_ms: int = 800,
+    probe_s: float = 0.2,
+) -> Path:
+    """A complete terminal config (sim reader, no display) and a 0600 token file in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    token = directory / "wallet.token"
+    token.write_text(emulator.api_token)
+    token.chmod(0o600)
+    prods = list(products) if products is not None else [espresso(emulator.flavour)]
+    dedupes = "true" if emulator.flavour == "doc" else "false"
+    cfg = directory / "config.toml"
+    cfg.write_text(
+        f"""
+[terminal]
+state_dir = "state"
+products = {json.dumps(prods)}
+description = "Kaffee"
+tag = "coffee"
+tap_budget_ms = {budget_ms}
+screen_hold_s = 0.05
+
+[wallet]
+base_url = "{emulator.base_url}"
+token_file = "wallet.token"
+dedupes = {dedupes}
+timeout_s = 3.0
+
+[offline]
+mode = "{offline_mode}"
+probe_interval_s = {probe_s}
+
+[reader]
+kind = "sim"
+socket = "state/tap.sock"
+
+[display]
+kind = "none"
+{extra}
+"""
+    )
+    return cfg
+
+
+def taptill(*args: str, timeout: float = 30.0, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the ``taptill`` CLI (as ``python -m terminal``) and return its output."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "terminal", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"taptill {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+def journal_lines(config: Path) -> list[dict[str, Any]]:
+    out = taptill("journal", "--json", "--config", str(config)).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+class TerminalProcess:
+    """``taptill run`` in a subprocess, fed taps through its sim reader socket."""
+
+    def __init__(self, config: Path, env: dict[str, str] | None = None, *, wait: bool = True) -> None:
+        self.config = config
+        self.socket = config.parent / "state" / "tap.sock"
+        self.log_path = config.parent / f"run-{time.monotonic_ns()}.log"
+        full_env = dict(os.environ)
+        full_env.pop("TAPTILL_CRASHPOINT", None)
+        full_env.update(env or {})
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "terminal", "run", "--config", str(config)],
+            cwd=REPO,
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        if wait:
+            self.wait_ready()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"taptill run exited {self.proc.returncode}:\n{self.log()}")
+            if "taptill ready" in self.log():
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"taptill run not ready in {timeout}s:\n{self.log()}")
+
+    def send(self, line: str) -> str:
+        from hw.readers.sim import send_command
+
+        return send_command(self.socket, line)
+
+    def tap(self, uid: str) -> None:
+        answer = self.send(f"tap {uid}")
+        assert answer == "ok", answer
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self._log.close()
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=timeout)
+        self._log.close()
+        return code
+
+    def wait_dead(self, timeout: float = 10.0) -> int:
+        code = self.proc.wait(timeout=timeout)
+        self._log.close()
+        return code
+
+
+def wait_for(predicate: Any, timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def settled(config: Path, count: int) -> bool:
+    """``count`` taps are in the journal and none is pending."""
+    lines = journal_lines(config)
+    return len(lines) >= count and all(line["state"] != "pending" for line in lines)

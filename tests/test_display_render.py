@@ -1,0 +1,184 @@
+"""The screen renderer: shortening at glyph boundaries, wrapping, money by locale, the pairing QR code."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from hw.display.render import (
+    ELLIPSIS,
+    LAYOUTS,
+    SIZES,
+    compose,
+    font,
+    graphemes,
+    qr_matrix,
+    qr_placement,
+    render,
+    shorten,
+    text_width,
+    wrap,
+)
+from terminal.screens import (
+    ApprovedScreen,
+    CartLine,
+    CartScreen,
+    IdleScreen,
+    NotRegisteredScreen,
+    PriceLine,
+)
+
+pytestmark = pytest.mark.oled
+
+URL = "https://pretix.example/wallet/pair"
+BODY = font(False, 11)
+
+
+def test_text_that_fits_is_left_alone() -> None:
+    assert shorten("Beer", BODY, 128) == "Beer"
+
+
+def test_long_text_ends_in_an_ellipsis_within_the_width() -> None:
+    text = "Long Island Iced Tea Special"
+    short = shorten(text, BODY, 60)
+    assert short.endswith(ELLIPSIS)
+    assert text.startswith(short[:-1])
+    assert text_width(short, BODY) <= 60
+    # the longest such prefix: one more glyph would not fit
+    longer = text[: len(short)] + ELLIPSIS
+    assert text_width(longer, BODY) > 60
+
+
+def test_shortening_never_separates_a_combining_accent_from_its_letter() -> None:
+    text = "Cafe\u0301 Cre\u0300me Bru\u0302le\u0301e"  # decomposed accents
+    for width in range(8, text_width(text, BODY)):
+        short = shorten(text, BODY, width)
+        kept = short.removesuffix(ELLIPSIS)
+        assert graphemes(kept) == graphemes(text)[: len(graphemes(kept))]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.text(st.characters(codec="latin-1", exclude_categories=["Cc"]), max_size=40),
+    st.integers(min_value=0, max_value=130),
+)
+def test_shortened_text_always_fits_and_is_a_prefix(text: str, width: int) -> None:
+    short = shorten(text, BODY, width)
+    assert text_width(short, BODY) <= width or short == ""
+    if short != text:
+        assert short == "" or short.endswith(ELLIPSIS)
+        assert text.startswith(short.removesuffix(ELLIPSIS))
+
+
+def test_wrap_breaks_at_spaces_and_shortens_the_last_line() -> None:
+    lines = wrap("Journal storage is full, call the staff at the bar now please", BODY, 126, 2)
+    assert len(lines) == 2
+    assert lines[0] == "Journal storage is full,"
+    assert lines[1].endswith(ELLIPSIS)
+    assert all(text_width(line, BODY) <= 126 for line in lines)
+    assert wrap("Choose amount", BODY, 126, 3) == ["Choose amount"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.text(st.sampled_from("abcdefghijklmnopqrstuvwxyzW€"), min_size=1, max_size=25), max_size=12),
+    st.integers(min_value=20, max_value=126),
+    st.integers(min_value=1, max_value=4),
+)
+def test_wrapped_lines_fit_and_keep_the_words_in_order(words: list[str], width: int, rows: int) -> None:
+    text = " ".join(words)
+    lines = wrap(text, BODY, width, rows)
+    assert len(lines) <= rows
+    assert all(text_width(line, BODY) <= width for line in lines)
+    if not any(ELLIPSIS in line for line in lines):
+        assert " ".join(lines).split() == words  # nothing lost when nothing was shortened
+
+
+def test_money_on_screen_follows_the_locale() -> None:
+    approved = ApprovedScreen(amount_cents=290, balance_cents=123456)
+    de = compose(approved, "de", "EUR")
+    en = compose(approved, "en", "EUR")
+    assert (de.hero, de.paragraphs) == ("2,90 €", ("Balance 1.234,56 €",))
+    assert (en.hero, en.paragraphs) == ("€2.90", ("Balance €1,234.56",))
+    assert render(approved, locale="de").tobytes() != render(approved, locale="en").tobytes()
+    cart = compose(CartScreen(items=(CartLine("Beer", 2, 290),)), "de", "EUR")
+    assert cart.title == "Total 5,80 €" and cart.rows == (("2x Beer", "5,80 €"),)
+
+
+def test_euro_sign_is_a_real_glyph_not_a_missing_box() -> None:
+    # a font without € would draw the same .notdef box for € and for another missing character
+    f = font(False, 11)
+    assert f.getmask("€").getbbox() != f.getmask("\uffff").getbbox()
+
+
+def lit(img: Image.Image, box: tuple[int, int, int, int]) -> int:
+    return img.crop(box).convert("L").histogram()[255]
+
+
+@pytest.mark.parametrize(("width", "height"), SIZES)
+def test_pairing_qr_code_is_drawn_module_for_module(width: int, height: int) -> None:
+    img = render(NotRegisteredScreen(uid="04A1B2C3", pairing_url=URL), width, height)
+    placed = qr_placement(URL, LAYOUTS[(width, height)])
+    assert placed is not None
+    left, top, box = placed
+    matrix = qr_matrix(URL)
+    px = img.load()
+    assert px is not None
+    for r, row in enumerate(matrix):
+        for c, dark in enumerate(row):
+            x, y = left + (c + 1) * box, top + (r + 1) * box
+            assert all(px[x + dx, y + dy] == (0 if dark else 1) for dx in range(box) for dy in range(box))
+    side = (len(matrix) + 2) * box
+    # the quiet zone around the modules is lit
+    assert all(px[left + i, top] == 1 and px[left + i, top + side - 1] == 1 for i in range(side))
+    assert side <= height and left + side <= width
+
+
+@pytest.mark.parametrize(("width", "height"), SIZES)
+def test_no_qr_code_without_a_pairing_url(width: int, height: int) -> None:
+    layout = LAYOUTS[(width, height)]
+    placed = qr_placement(URL, layout)
+    assert placed is not None
+    left, _, _ = placed
+    plain = render(NotRegisteredScreen(uid="04A1B2C3"), width, height)
+    with_qr = render(NotRegisteredScreen(uid="04A1B2C3", pairing_url=URL), width, height)
+    # below the first body line, where the code would be
+    region = (left, layout.bar_height + layout.row_pitch + 2, width, height)
+    assert lit(plain, region) == 0
+    area = (region[2] - region[0]) * (region[3] - region[1])
+    assert lit(with_qr, region) > area // 4
+
+
+def test_configured_pairing_url_is_used_when_the_screen_has_none() -> None:
+    screen = NotRegisteredScreen(uid="04A1B2C3")
+    assert (
+        render(screen, pairing_url=URL).tobytes()
+        == render(NotRegisteredScreen(uid="04A1B2C3", pairing_url=URL)).tobytes()
+    )
+
+
+def test_a_url_too_long_for_the_panel_falls_back_to_text() -> None:
+    url = "https://pretix.example/" + "x" * 300
+    assert qr_placement(url, LAYOUTS[(128, 32)]) is None
+    img = render(NotRegisteredScreen(uid="04A1B2C3", pairing_url=url), 128, 32)
+    assert img.tobytes() == render(NotRegisteredScreen(uid="04A1B2C3"), 128, 32).tobytes()
+
+
+def test_price_board_pages_wrap_around_and_names_never_run_into_prices() -> None:
+    prices = tuple(PriceLine("Extraordinarily long product name", 100 * i) for i in range(1, 8))
+    board = IdleScreen(prices=prices)
+    assert render(board, page=0).tobytes() == render(board, page=2).tobytes()  # 7 rows: 2 pages of 4
+    img = render(board)
+    # on each row, a gap of at least 3 dark columns separates the shortened name from the price
+    for row in range(4):
+        y0 = LAYOUTS[(128, 64)].row_y(row, False)
+        columns = [any(img.getpixel((x, y)) for y in range(y0, y0 + 12)) for x in range(128)]
+        runs = "".join("#" if c else "." for c in columns).strip(".")
+        assert "..." in runs
+
+
+def test_unsupported_panel_size_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="no layout for a 96x16 panel; supported sizes are 128x64, 128x32"):
+        render(ApprovedScreen(amount_cents=1), 96, 16)

@@ -1,0 +1,299 @@
+"""PcscReader through a real pcscd, the vpcd virtual reader and virtual cards the tests put on it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from hw.readers.pcsc import PcscReader
+from terminal.emulator.pcsc_lab import UID_APDU, PcscDaemon, VirtualCard
+from tests.pcsc_lab import (  # noqa: F401  (fixtures)
+    RecordingListener,
+    pcsc_daemon_fixture,
+    stopped_pcsc_daemon_fixture,
+    virtual_card_fixture,
+)
+
+pytestmark = pytest.mark.pcsc
+
+CardFactory = Callable[..., VirtualCard]
+ReaderFactory = Callable[..., tuple[PcscReader, RecordingListener]]
+
+
+@pytest.fixture
+def start_reader() -> Iterator[ReaderFactory]:
+    """Start PcscReaders with a RecordingListener; all are stopped at teardown."""
+    readers: list[PcscReader] = []
+
+    def start(
+        name_filter: str | None = None, *, poll_timeout_ms: int = 500
+    ) -> tuple[PcscReader, RecordingListener]:
+        reader = PcscReader(name_filter, poll_timeout_ms=poll_timeout_ms)
+        listener = RecordingListener()
+        readers.append(reader)
+        reader.start(listener)
+        return reader, listener
+
+    try:
+        yield start
+    finally:
+        for reader in readers:
+            reader.stop()
+
+
+def _reader_thread_alive() -> bool:
+    return any(thread.name == "pcsc-reader" and thread.is_alive() for thread in threading.enumerate())
+
+
+def test_card_uid_reported_once_while_it_stays_then_removed(
+    pcsc_daemon: PcscDaemon, start_reader: ReaderFactory, virtual_card: CardFactory
+) -> None:
+    _, listener = start_reader(poll_timeout_ms=100)
+    online = listener.wait_status(True)
+    assert online.detail == "Virtual PCD 00 00, Virtual PCD 00 01"
+
+    card = virtual_card(bytes.fromhex("04a1b2c3d4e5f6"))
+    card.insert(pcsc_daemon.slot_port(0))
+    listener.wait_present("04A1B2C3D4E5F6")
+    time.sleep(1.5)  # many poll timeouts and pcscd status polls while the card stays
+    assert listener.kinds() == ["status", "present"]
+    assert card.apdus == [UID_APDU]
+
+    card.remove()
+    listener.wait_removed()
+    time.sleep(0.5)
+    assert listener.kinds() == ["status", "present", "removed"]
+
+
+def test_two_cards_one_after_another(
+    pcsc_daemon: PcscDaemon, start_reader: ReaderFactory, virtual_card: CardFactory
+) -> None:
+    _, listener = start_reader()
+    listener.wait_status(True)
+    for uid in ("A1B2C3D4", "04112233445566"):
+        card = virtual_card(uid.lower())
+        card.insert(pcsc_daemon.slot_port(0))
+        listener.wait_present(uid, after=listener.mark())
+        mark = listener.mark()
+        card.remove()
+        listener.wait_removed(after=mark)
+    presents = [e.uid for e in listener.events if e.kind == "present"]
+    assert presents == ["A1B2C3D4", "04112233445566"]
+    assert listener.kinds() == ["status", "present", "removed", "present", "removed"]
+
+
+def test_card_refusing_the_uid_request_is_ignored_with_a_log_line(
+    pcsc_daemon: PcscDaemon,
+    start_reader: ReaderFactory,
+    virtual_card: CardFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="hw.readers.pcsc")
+    _, listener = start_reader()
+    listener.wait_status(True)
+
+    refusing = virtual_card("04DEADBEEF0001", uid_status=b"\x6a\x81")
+    refusing.insert(pcsc_daemon.slot_port(0))
+    deadline = time.monotonic() + 10
+    while not any("6A 81" in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    [line] = [r.getMessage() for r in caplog.records if "6A 81" in r.getMessage()]
+    assert "Virtual PCD 00 00" in line
+    assert refusing.apdus == [UID_APDU]
+    refusing.remove()
+
+    # The next card on the same reader works, and the refused one produced no events at all.
+    good = virtual_card("04A1B2C3D4E5F6")
+    good.insert(pcsc_daemon.slot_port(0))
+    listener.wait_present("04A1B2C3D4E5F6")
+    assert listener.kinds() == ["status", "present"]
+
+
+def test_watches_several_readers(
+    pcsc_daemon: PcscDaemon, start_reader: ReaderFactory, virtual_card: CardFactory
+) -> None:
+    _, listener = start_reader()
+    listener.wait_status(True)
+    second = virtual_card("11223344")
+    second.insert(pcsc_daemon.slot_port(1))
+    listener.wait_present("11223344")
+    first = virtual_card("55667788")
+    first.insert(pcsc_daemon.slot_port(0))
+    listener.wait_present("55667788")
+    mark = listener.mark()
+    second.remove()
+    listener.wait_removed(after=mark)
+    assert [e.uid for e in listener.events if e.kind == "present"] == ["11223344", "55667788"]
+
+
+class _FailingOnceListener(RecordingListener):
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def card_present(self, uid: str) -> None:
+        super().card_present(uid)
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("listener bug")
+
+
+def test_a_failing_listener_does_not_take_the_reader_down(
+    pcsc_daemon: PcscDaemon, virtual_card: CardFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    reader = PcscReader()
+    listener = _FailingOnceListener()
+    reader.start(listener)
+    try:
+        listener.wait_status(True)
+        for uid in ("A1A2A3A4", "B1B2B3B4"):
+            card = virtual_card(uid)
+            card.insert(pcsc_daemon.slot_port(0))
+            listener.wait_present(uid)
+            mark = listener.mark()
+            card.remove()
+            listener.wait_removed(after=mark)
+    finally:
+        reader.stop()
+    assert listener.kinds() == ["status", "present", "removed", "present", "removed"]
+    assert any("card listener failed" in r.getMessage() for r in caplog.records)
+
+
+def test_name_filter_picks_one_reader(
+    pcsc_daemon: PcscDaemon, start_reader: ReaderFactory, virtual_card: CardFactory
+) -> None:
+    _, listener = start_reader("pcd 00 01")  # case-insensitive substring
+    online = listener.wait_status(True)
+    assert online.detail == "Virtual PCD 00 01"
+
+    elsewhere = virtual_card("0A0B0C0D")
+    elsewhere.insert(pcsc_daemon.slot_port(0))
+    watched = virtual_card("01020304")
+    watched.insert(pcsc_daemon.slot_port(1))
+    listener.wait_present("01020304")
+    time.sleep(1.0)  # pcscd has long seen the card on the other reader
+    assert [e.uid for e in listener.events if e.kind == "present"] == ["01020304"]
+    assert elsewhere.apdus == []
+
+
+def test_no_matching_reader_is_reported_offline(pcsc_daemon: PcscDaemon, start_reader: ReaderFactory) -> None:
+    _, listener = start_reader("ACR122")
+    offline = listener.wait_status(False)
+    assert "ACR122" in offline.detail
+    assert listener.kinds() == ["status"]
+
+
+def test_pcscd_restart_goes_offline_and_recovers_on_its_own(
+    pcsc_daemon: PcscDaemon,
+    start_reader: ReaderFactory,
+    virtual_card: CardFactory,
+    record_property: Callable[[str, object], None],
+) -> None:
+    _, listener = start_reader()
+    listener.wait_status(True)
+    card = virtual_card("04A1B2C3D4E5F6")
+    card.insert(pcsc_daemon.slot_port(0))
+    listener.wait_present("04A1B2C3D4E5F6")
+
+    mark = listener.mark()
+    pcsc_daemon.stop()
+    offline = listener.wait_status(False, after=mark)
+    assert "pcscd" in offline.detail
+    # The card that was on the reader is gone with it, before the reader is reported offline.
+    assert listener.kinds()[mark : mark + 2] == ["removed", "status"]
+    card.remove()
+
+    time.sleep(1.0)  # the reader keeps retrying while pcscd is away
+    mark = listener.mark()
+    back_at = time.perf_counter()
+    pcsc_daemon.start()
+    online = listener.wait_status(True, after=mark)
+    recovery_s = online.at - back_at
+    record_property("pcsc_recovery_s", round(recovery_s, 3))
+    print(f"pcsc reader back {recovery_s * 1000:.0f} ms after pcscd returned")
+    assert recovery_s < 5.0
+
+    new_card = virtual_card("04998877665544")
+    new_card.insert(pcsc_daemon.slot_port(1))
+    listener.wait_present("04998877665544", after=mark)
+
+
+def test_renamed_reader_is_dropped_and_found_again(
+    pcsc_daemon: PcscDaemon, start_reader: ReaderFactory, virtual_card: CardFactory
+) -> None:
+    _, listener = start_reader("virtual pcd")
+    listener.wait_status(True)
+    mark = listener.mark()
+    pcsc_daemon.stop()
+    pcsc_daemon.friendly_name = "Other PCD"
+    pcsc_daemon.start()
+    offline = listener.wait_for(
+        lambda e: e.kind == "status" and not e.online and "matching 'virtual pcd'" in e.detail, after=mark
+    )
+    assert offline.detail.startswith("no PC/SC reader")
+
+    mark = listener.mark()
+    pcsc_daemon.stop()
+    pcsc_daemon.friendly_name = "Virtual PCD"
+    pcsc_daemon.start()
+    listener.wait_status(True, after=mark)
+    card = virtual_card("CAFEBABE")
+    card.insert(pcsc_daemon.slot_port(0))
+    listener.wait_present("CAFEBABE", after=mark)
+
+
+def test_starts_offline_without_pcscd_and_comes_online_when_it_starts(
+    stopped_pcsc_daemon: PcscDaemon, start_reader: ReaderFactory, virtual_card: CardFactory
+) -> None:
+    _, listener = start_reader()
+    offline = listener.wait_status(False)
+    assert "pcscd is not available" in offline.detail
+    stopped_pcsc_daemon.start()
+    listener.wait_status(True)
+    card = virtual_card("0123456789ABCD")
+    card.insert(stopped_pcsc_daemon.slot_port(0))
+    listener.wait_present("0123456789ABCD")
+
+
+def test_card_already_on_the_reader_at_start_is_reported(
+    pcsc_daemon: PcscDaemon, start_reader: ReaderFactory, virtual_card: CardFactory
+) -> None:
+    card = virtual_card("A0A1A2A3")
+    card.insert(pcsc_daemon.slot_port(0))
+    time.sleep(1.0)  # let pcscd notice it before the reader starts
+    _, listener = start_reader()
+    listener.wait_present("A0A1A2A3")
+
+
+def test_stop_is_quick_even_with_a_long_wait(pcsc_daemon: PcscDaemon, start_reader: ReaderFactory) -> None:
+    reader, listener = start_reader(poll_timeout_ms=60_000)
+    listener.wait_status(True)
+    time.sleep(0.2)  # now blocked in SCardGetStatusChange for up to a minute
+    began = time.perf_counter()
+    reader.stop()
+    assert time.perf_counter() - began < 1.0
+    assert not _reader_thread_alive()
+
+
+def test_stop_is_quick_while_pcscd_is_away(
+    stopped_pcsc_daemon: PcscDaemon, start_reader: ReaderFactory
+) -> None:
+    reader, listener = start_reader()
+    listener.wait_status(False)
+    began = time.perf_counter()
+    reader.stop()
+    assert time.perf_counter() - began < 1.0
+    assert not _reader_thread_alive()
+
+
+def test_waiting_for_a_card_uses_almost_no_cpu(pcsc_daemon: PcscDaemon, start_reader: ReaderFactory) -> None:
+    _, listener = start_reader()
+    listener.wait_status(True)
+    cpu_before, wall_before = time.process_time(), time.perf_counter()
+    time.sleep(2.0)
+    cpu_pct = 100 * (time.process_time() - cpu_before) / (time.perf_counter() - wall_before)
+    assert cpu_pct < 10.0  # generous: a busy loop would be ~100 %; measured figure is in the bench

@@ -1,0 +1,134 @@
+"""End to end: ``taptill run`` as a subprocess, taps through the sim reader, the emulator's ledger checked."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from terminal.emulator.wallet_server import WalletEmulator
+from tests.terminal_lab import (
+    EMPTY,
+    ERIKA,
+    MAX,
+    STRANGER,
+    TerminalProcess,
+    journal_lines,
+    settled,
+    taptill,
+    wait_for,
+    write_config,
+)
+
+
+def test_a_tap_debits_the_wallet_once(tmp_path: Path, wallet_server: WalletEmulator) -> None:
+    term = TerminalProcess(write_config(tmp_path, wallet_server))
+    try:
+        term.tap(MAX)
+        wait_for(lambda: settled(term.config, 1), what="the sale to settle")
+    finally:
+        assert term.stop() == 0
+    txns = wallet_server.transactions()
+    assert [(t.token_id, t.amount) for t in txns] == [(MAX, -250)]
+    (sale,) = journal_lines(term.config)
+    assert sale["state"] == "done"
+    assert sale["amount_cents"] == -250
+    assert sale["balance_after"] == 1750
+    assert sale["token_id"] == MAX
+    assert len(sale["idempotency_key"]) >= 20
+    assert txns[0].idempotency_key == sale["idempotency_key"]
+
+
+def test_declines_are_journaled_and_move_no_money(tmp_path: Path, wallet_server: WalletEmulator) -> None:
+    term = TerminalProcess(write_config(tmp_path, wallet_server))
+    try:
+        term.tap(EMPTY)
+        wait_for(lambda: settled(term.config, 1))
+        term.tap(STRANGER)
+        wait_for(lambda: settled(term.config, 2))
+    finally:
+        term.stop()
+    assert wallet_server.transactions() == []
+    reasons = [(s["token_id"], s["state"], s["reason"]) for s in journal_lines(term.config)]
+    assert reasons == [
+        (EMPTY, "declined", "insufficient_balance"),
+        (STRANGER, "declined", "unknown_card"),
+    ]
+
+
+def test_a_card_held_on_the_reader_is_one_tap(tmp_path: Path, wallet_server: WalletEmulator) -> None:
+    term = TerminalProcess(write_config(tmp_path, wallet_server))
+    try:
+        for _ in range(5):
+            assert term.send(f"present {MAX}") == "ok"
+        wait_for(lambda: settled(term.config, 1))
+        time.sleep(0.3)
+        assert term.send("remove") == "ok"
+        term.tap(MAX)
+        wait_for(lambda: settled(term.config, 2))
+    finally:
+        term.stop()
+    assert len(wallet_server.transactions()) == 2
+
+
+def test_offline_sale_is_delivered_when_the_server_returns(
+    tmp_path: Path, wallet_server: WalletEmulator
+) -> None:
+    term = TerminalProcess(write_config(tmp_path, wallet_server))
+    try:
+        term.tap(MAX)  # seen online: its balance is known for the offline decision
+        wait_for(lambda: settled(term.config, 1))
+        wallet_server.faults.set_down(True)
+        term.tap(MAX)
+        wait_for(lambda: len(journal_lines(term.config)) == 2)
+        term.tap(ERIKA)  # never seen online: declined offline
+        wait_for(lambda: len(journal_lines(term.config)) == 3)
+        lines = journal_lines(term.config)
+        assert lines[1]["state"] == "pending" and lines[1]["offline"] is True
+        assert lines[2]["state"] == "declined" and lines[2]["offline"] is True
+        assert len(wallet_server.transactions()) == 1
+        wallet_server.faults.set_down(False)
+        wait_for(lambda: settled(term.config, 3), what="the queue to drain")
+    finally:
+        term.stop()
+    assert [t.amount for t in wallet_server.transactions()] == [-250, -250]
+    assert wallet_server.balance(MAX) == 1500
+
+
+def test_decline_mode_sells_nothing_offline(tmp_path: Path, wallet_server: WalletEmulator) -> None:
+    term = TerminalProcess(write_config(tmp_path, wallet_server, offline_mode="decline"))
+    try:
+        term.tap(MAX)
+        wait_for(lambda: settled(term.config, 1))
+        wallet_server.faults.set_down(True)
+        term.tap(MAX)
+        wait_for(lambda: settled(term.config, 2))
+    finally:
+        term.stop()
+    lines = journal_lines(term.config)
+    assert lines[1]["state"] == "declined"
+    assert lines[1]["reason"].startswith("offline")
+    assert len(wallet_server.transactions()) == 1
+
+
+def test_queue_and_status_report_pending_sales(tmp_path: Path, wallet_server: WalletEmulator) -> None:
+    term = TerminalProcess(write_config(tmp_path, wallet_server))
+    try:
+        term.tap(MAX)
+        wait_for(lambda: settled(term.config, 1))
+        wallet_server.faults.set_down(True)
+        term.tap(MAX)
+        wait_for(lambda: len(journal_lines(term.config)) == 2)
+        queue = taptill("queue", "--config", str(term.config)).stdout
+        status = taptill("status", "--config", str(term.config)).stdout
+    finally:
+        term.stop()
+    assert "PENDING" in queue and MAX in queue and "2,50 €" in queue
+    assert "pending:         1 (2,50 €)" in status
+    assert "sales confirmed: 1" in status
+
+
+def test_sigterm_stops_within_five_seconds(tmp_path: Path, wallet_server: WalletEmulator) -> None:
+    term = TerminalProcess(write_config(tmp_path, wallet_server))
+    started = time.monotonic()
+    assert term.stop(timeout=5.0) == 0
+    assert time.monotonic() - started < 5.0
