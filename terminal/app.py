@@ -20,6 +20,7 @@ from terminal.controller import Controller, ControllerSettings
 from terminal.device_loop import DeviceLoop
 from terminal.events import CatalogChanged
 from terminal.journal import Journal, JournalError
+from terminal.partybroker.runtime import PartybrokerRuntime
 from terminal.sale_sender import SaleSender
 from terminal.sd_notify import Notifier
 from terminal.secret import read_secret
@@ -69,7 +70,11 @@ async def run_terminal(
             if problem:
                 raise StartupError(problem)
             if catalog.fresh:
-                for line in check_products(catalog.info, cfg.terminal.products):
+                ladder_keys = {
+                    key for key, m in (cfg.partybroker.drinks if cfg.partybroker else {}).items() if m.ladder
+                }
+                wallet_products = tuple(p for p in cfg.terminal.products if str(p) not in ladder_keys)
+                for line in check_products(catalog.info, wallet_products):
                     log.error("%s", line)
         else:
             health.mark_down("no answer at start-up")
@@ -82,13 +87,19 @@ async def run_terminal(
             title=(catalog.info.friendly_name if catalog and catalog.info.friendly_name else "Tap your card"),
         )
         controller = Controller(settings, products)
+        settled_hooks: list[Callable[[], None]] = []
+
+        def settled() -> None:
+            for hook in settled_hooks:
+                hook()
+
         sender = SaleSender(
             journal,
             client,
             health,
             dedupes=cfg.wallet.dedupes,
             probe_interval_s=cfg.offline.probe_interval_s,
-            on_settled=lambda: loop_ref[0].server_changed() if loop_ref else None,
+            on_settled=settled,
         )
         if display is None:
             display = make_display(
@@ -114,6 +125,12 @@ async def run_terminal(
         )
         loop_ref.append(device)
         device.attach()
+        settled_hooks.append(device.server_changed)
+        partybroker = None
+        if cfg.partybroker is not None:
+            partybroker = PartybrokerRuntime(cfg, cfg.partybroker, journal, device.post, products)
+            sender.reports_for = partybroker.reports_for
+            settled_hooks.append(partybroker.sale_settled)
         buttons = make_buttons(cfg.gpio, device)
         reader = make_reader(cfg.reader, device)
         reader.start(device)
@@ -130,8 +147,10 @@ async def run_terminal(
 
         tasks = [
             asyncio.ensure_future(sender.run(stop)),
-            asyncio.ensure_future(_refresh_catalog(client, journal, device, stop)),
+            asyncio.ensure_future(_refresh_catalog(client, journal, device, stop, partybroker)),
         ]
+        if partybroker is not None:
+            tasks.append(asyncio.ensure_future(partybroker.run(stop)))
         try:
             await device.run(stop, on_ready=ready)
         finally:
@@ -154,7 +173,11 @@ async def run_terminal(
 
 
 async def _refresh_catalog(
-    client: WalletClient, journal: Journal, device: DeviceLoop, stop: asyncio.Event
+    client: WalletClient,
+    journal: Journal,
+    device: DeviceLoop,
+    stop: asyncio.Event,
+    partybroker: PartybrokerRuntime | None,
 ) -> None:
     """Prices change on the server; refresh them now and then (and when there was no list at start)."""
     interval = 10.0 if not device.controller.catalog else CATALOG_REFRESH_S
@@ -170,4 +193,6 @@ async def _refresh_catalog(
             continue
         if catalog is not None and catalog.fresh and catalog.info.products != device.controller.catalog:
             device.post(CatalogChanged(catalog.info.products))
+            if partybroker is not None:
+                partybroker.publish(catalog.info.products)  # ladder steps are priced by the wallet
         interval = CATALOG_REFRESH_S if catalog is not None else 10.0

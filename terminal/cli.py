@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from terminal.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from terminal.journal import Journal, JournalError
@@ -56,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
 
     st = with_config(sub.add_parser("status", help="counts and totals of the journal"))
     st.add_argument("--json", action="store_true")
+
+    doc = with_config(sub.add_parser("doctor", help="check config, secrets, servers, clock, hardware, queue"))
+    doc.add_argument("--json", action="store_true", help="a JSON list of {name, status, detail}")
     return p
 
 
@@ -80,6 +84,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         setup_logging(False)
         return run_demo(out=args.out, interactive=args.interactive, mode=args.mode, gif=args.gif)
+    if cmd == "doctor":  # before load_config: a broken config is one of the things it reports
+        from terminal.doctor import run_doctor
+
+        return run_doctor(args.config, as_json=args.json)
     cfg = load_config(args.config)
     if cmd == "run":
         return _run(cfg, args.verbose, args.gif)
@@ -169,7 +177,7 @@ def _queue(journal: Journal, cfg: Config, rejected: bool) -> int:
 def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
     st = journal.status()
     loc, cur = cfg.terminal.locale, cfg.terminal.currency
-    data = {
+    data: dict[str, Any] = {
         "pending": st.pending,
         "pending_cents": -st.pending_cents,
         "held": st.held,
@@ -179,6 +187,9 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
         "declined": st.declined,
         "oldest_pending": st.oldest_pending,
     }
+    partybroker = _partybroker_status(journal) if cfg.partybroker is not None else None
+    if partybroker is not None:
+        data["partybroker"] = partybroker
     if as_json:
         print(json.dumps(data))
         return EXIT_OK
@@ -191,7 +202,34 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
         print(f"oldest pending:  {st.oldest_pending}")
     print(f"rejected:        {st.rejected} ({format_cents(-st.rejected_cents, loc, cur)})")
     print(f"declined taps:   {st.declined}")
+    if partybroker is not None:
+        print(
+            f"partybroker:     {partybroker['reported_units']} unit(s) reported, "
+            f"{partybroker['pending_reports']} report(s) waiting, {partybroker['ambiguous_reports']} "
+            f"ambiguous ({partybroker['ambiguous_units']} unit(s) maybe not counted), "
+            f"{partybroker['dropped_reports']} dropped"
+        )
+        for warning in partybroker["warnings"]:
+            print(f"  warning: {warning}")
     return EXIT_OK
+
+
+def _partybroker_status(journal: Journal) -> dict[str, Any]:
+    from terminal.partybroker.report_outbox import report_counts
+    from terminal.partybroker.runtime import STATUS_CACHE_KEY
+
+    counts = report_counts(journal)
+    cached = journal.cache_get(STATUS_CACHE_KEY)
+    state = cached[0] if cached is not None and isinstance(cached[0], dict) else {}
+    return {
+        "reported_units": counts.sent_units,
+        "pending_reports": counts.pending,
+        "ambiguous_reports": counts.ambiguous,
+        "ambiguous_units": counts.ambiguous_units,
+        "dropped_reports": counts.dropped,
+        "warnings": [str(w) for w in state.get("warnings", [])],
+        "last_problem": state.get("last_problem"),
+    }
 
 
 if __name__ == "__main__":

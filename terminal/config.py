@@ -9,6 +9,7 @@ from typing import Literal
 
 from terminal.config_section import ConfigError, Section
 from terminal.model import PERMISSIONS, Permission, ProductId
+from terminal.partybroker.config import PartybrokerConfig, parse_partybroker
 
 DEFAULT_CONFIG_PATH = Path("/etc/taptill/config.toml")
 
@@ -100,6 +101,7 @@ class Config:
     reader: ReaderConfig
     display: DisplayConfig
     gpio: GpioConfig
+    partybroker: PartybrokerConfig | None = None
     source: Path | None = None
 
     @property
@@ -136,6 +138,7 @@ def parse_config(data: dict[str, object], source: Path | None = None) -> Config:
         reader=_reader(root.table("reader"), base),
         display=_display(root.table("display"), base),
         gpio=_gpio(root.table("gpio")),
+        partybroker=parse_partybroker(root.table("partybroker"), base),
         source=source,
     )
     root.finish()

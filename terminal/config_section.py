@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ class Section:
         self._used: set[str] = set()
 
     def _where(self, key: str) -> str:
-        return f"[{self.name}] {key}"
+        # A quoted TOML key may hold a line break; the error must stay one line.
+        return f"[{self.name}] {key if key.isprintable() else repr(key)}"
 
     def keys(self) -> list[str]:
         """The keys present (for tables whose keys are free-form names, like buttons)."""
@@ -77,6 +79,8 @@ class Section:
         value = self._get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{self._where(key)} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{self._where(key)} is {value}; expected a finite number")
         if min is not None and value < min:
             raise ConfigError(f"{self._where(key)} is {value}; expected at least {min}")
         return float(value)
@@ -90,7 +94,8 @@ class Section:
     def choice(self, key: str, choices: Sequence[Any], default: object = _MISSING) -> Any:
         value = self._get(key, default)
         for c in choices:
-            if value == c:
+            # type() too: TOML true == 1 and 64.0 == 64 must not pass for an integer choice
+            if value == c and type(value) is type(c):
                 return c
         options = " | ".join(repr(c) for c in choices)
         raise ConfigError(f"{self._where(key)} is {value!r}; expected one of {options}")
@@ -123,7 +128,8 @@ class Section:
         unknown = sorted(set(self._data) - self._used)
         if unknown and not self.name:
             known = ", ".join(f"[{k}]" for k in sorted(self._used))
-            raise ConfigError(f"the config has unknown table [{unknown[0]}]; known tables are: {known}")
+            table = unknown[0] if unknown[0].isprintable() else repr(unknown[0])
+            raise ConfigError(f"the config has unknown table [{table}]; known tables are: {known}")
         if unknown:
             known = ", ".join(sorted(self._used)) or "none"
             raise ConfigError(f"[{self.name}] has unknown key {unknown[0]!r}; known keys are: {known}")

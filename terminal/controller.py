@@ -20,6 +20,7 @@ from terminal.events import (
     PricesChanged,
     ReaderChanged,
     ServerChanged,
+    StorageChanged,
     TimerFired,
     WalletBalance,
     WalletRefused,
@@ -80,6 +81,7 @@ class Controller:
         self.prices: tuple[PriceLine, ...] | None = None
         self.prices_stale = False
         self.storage_error: str | None = None
+        self.charge_as: dict[str, ProductId] = {}  # Partybroker ladder: the step charged right now
         self._tap: _Tap | None = None
         self._timer = 0
 
@@ -149,8 +151,11 @@ class Controller:
                 changed = (online, unconfirmed) != (self.server_online, self.unconfirmed)
                 self.server_online, self.unconfirmed = online, unconfirmed
                 return self._back_to_idle_if_waiting() if changed else []
-            case PricesChanged(prices, stale):
-                self.prices, self.prices_stale = prices, stale
+            case StorageChanged(ok, message):
+                self.storage_error = None if ok else (message or "cannot write the journal")
+                return self._back_to_idle_if_waiting()
+            case PricesChanged(prices, stale, charge):
+                self.prices, self.prices_stale, self.charge_as = prices, stale, charge
                 return self._back_to_idle_if_waiting()
             case CatalogChanged(products):
                 self.catalog = products
@@ -167,7 +172,7 @@ class Controller:
             return []  # one tap at a time; the guest sees "Processing"
         if self.storage_error is not None:
             return self._result(OutOfServiceScreen(self.storage_error), Beep("error"))
-        products = self.settings.products
+        products = tuple(self.charge_as.get(str(p), p) for p in self.settings.products)
         resolved = [self._product(p) for p in products]
         known = [p for p in resolved if p is not None]
         if len(known) != len(resolved) or not known:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from hw.display.base import Display
 from hw.gpio.base import Outputs
@@ -33,7 +33,7 @@ from terminal.events import (
     WalletRefused,
     WalletUnreachable,
 )
-from terminal.journal import Journal, JournalError
+from terminal.journal import Journal, JournalError, remember_card_statement
 from terminal.model import DeclineReason
 from terminal.sale_sender import Delivered, Later, Refusal, SaleSender
 from terminal.sd_notify import Notifier
@@ -80,6 +80,7 @@ class DeviceLoop:
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deadline = 0.0
+        self._seen: tuple[str, tuple[str, Sequence[object]]] | None = None
         self._background: set[asyncio.Task[object]] = set()
 
     # --- listeners, called from reader and button threads ------------------------------------
@@ -199,6 +200,7 @@ class DeviceLoop:
                         description=self.description,
                         reason=reason,
                         offline=offline,
+                        also=self._take_seen(uid),
                     )
                 except JournalError as exc:
                     log.error("cannot journal a declined tap: %s", exc)
@@ -210,6 +212,10 @@ class DeviceLoop:
                 loop = asyncio.get_running_loop()
                 loop.call_later(delay, self.queue.put_nowait, TimerFired(token))
         return None
+
+    def _take_seen(self, uid: str) -> list[tuple[str, Sequence[object]]]:
+        seen, self._seen = self._seen, None
+        return [seen[1]] if seen is not None and seen[0] == uid else []
 
     def _remaining(self) -> float:
         return max(0.0, self._deadline - time.monotonic())
@@ -226,7 +232,8 @@ class DeviceLoop:
             match res:
                 case Found(wallet):
                     self.health.mark_up()
-                    self.journal.remember_card(uid, wallet.balance_cents, self.clock())
+                    # Committed with the tap's sale or decline: one fsync per tap, not two.
+                    self._seen = (uid, remember_card_statement(uid, wallet.balance_cents, self.clock()))
                     pending = sum(-s.amount_cents for s in self.journal.pending_for_card(uid))
                     return WalletBalance(uid, wallet.balance_cents, pending)
                 case NotFound():
@@ -248,6 +255,7 @@ class DeviceLoop:
         try:
             queued = not c.online or bool(self.journal.pending_for_card(c.uid)) or self.sender.busy(c.uid)
             sale = self.journal.record_sale(
+                also=self._take_seen(c.uid),
                 token_id=c.uid,
                 products=c.products,
                 amount_cents=c.amount_cents,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from terminal.journal import OfflineView
-from terminal.model import DeclineReason, Product
+from terminal.model import DeclineReason, Product, ProductId
 from terminal.screens import PriceLine
 
 
@@ -85,6 +85,14 @@ class ChargeFailed:
 
 
 @dataclass(frozen=True)
+class StorageChanged:
+    """The journal became unwritable (full disk, read-only) or writable again."""
+
+    ok: bool
+    message: str = ""
+
+
+@dataclass(frozen=True)
 class TimerFired:
     token: int
 
@@ -97,8 +105,11 @@ class ServerChanged:
 
 @dataclass(frozen=True)
 class PricesChanged:
+    """Live prices for the board, and which wallet product each configured product is charged as."""
+
     prices: tuple[PriceLine, ...]
     stale: bool = False
+    charge: dict[str, ProductId] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -120,6 +131,7 @@ Event = (
     | ChargeQueued
     | ChargeRejected
     | ChargeFailed
+    | StorageChanged
     | TimerFired
     | ServerChanged
     | PricesChanged

@@ -18,6 +18,7 @@ from terminal.model import DeclineReason, ProductId, SaleState
 
 log = logging.getLogger(__name__)
 
+Statements = Sequence[tuple[str, Sequence[object]]]
 KEY_BYTES = 18  # 24 URL-safe characters, over the 20 DESIGN.md asks for
 
 
@@ -70,6 +71,21 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL,
         stored_at REAL NOT NULL
     );
+    """,
+    # 2: the Partybroker sales outbox (a sale's drinks, reported after the wallet booked it)
+    """
+    CREATE TABLE reports (
+        id INTEGER PRIMARY KEY,
+        sale_id INTEGER NOT NULL REFERENCES sales (id),
+        drink_key TEXT NOT NULL,
+        quantity INTEGER NOT NULL CHECK (quantity > 0),
+        state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'ambiguous', 'dropped')),
+        reason TEXT NOT NULL DEFAULT '',
+        next_attempt_at REAL NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX reports_pending ON reports (next_attempt_at) WHERE state = 'pending';
     """,
 )
 
@@ -228,10 +244,14 @@ class Journal:
     def _tx(self) -> _Tx:
         return _Tx(self._db)
 
-    def _write(self, sql: str, params: Sequence[object]) -> sqlite3.Cursor:
+    def _write(self, sql: str, params: Sequence[object], also: Statements = ()) -> sqlite3.Cursor:
+        """One transaction, one fsync: ``also`` rides along (a tap pays for one sync, not several)."""
         try:
             with self._tx():
-                return self._db.execute(sql, params)
+                cur = self._db.execute(sql, params)
+                for extra_sql, extra_params in also:
+                    self._db.execute(extra_sql, extra_params)
+                return cur
         except sqlite3.Error as exc:
             raise JournalError(f"journal write failed: {exc}") from None
 
@@ -251,6 +271,7 @@ class Journal:
         balance_before: int | None = None,
         attempting: bool = False,
         key: str | None = None,
+        also: Statements = (),
     ) -> SaleRecord:
         """Commit a new pending sale with its idempotency key; returns only once it is durable.
 
@@ -277,6 +298,7 @@ class Journal:
                 now,
                 now,
             ),
+            also,
         )
         sale = self.sale(int(cur.lastrowid or 0))
         assert sale is not None
@@ -292,6 +314,7 @@ class Journal:
         reason: DeclineReason | str,
         offline: bool = False,
         operator: str | None = None,
+        also: Statements = (),
     ) -> None:
         """Journal a tap that moved no money, with its reason (offline decisions included)."""
         now = _now_iso()
@@ -311,6 +334,7 @@ class Journal:
                 now,
                 now,
             ),
+            also,
         )
 
     def sale(self, sale_id: int) -> SaleRecord | None:
@@ -336,12 +360,29 @@ class Journal:
             (_now_iso(), sale_id),
         )
 
-    def mark_done(self, sale_id: int, balance_after: int | None) -> None:
-        self._write(
-            "UPDATE sales SET state = 'done', balance_after = ?, maybe_sent = 0, hold = 0, updated_at = ?"
-            " WHERE id = ? AND state = 'pending'",
-            (balance_after, _now_iso(), sale_id),
-        )
+    def mark_done(
+        self, sale_id: int, balance_after: int | None, also: Statements = ()
+    ) -> None:
+        """The server booked the sale; ``also`` are statements committed with it (its reports)."""
+        try:
+            with self._tx():
+                cur = self._db.execute(
+                    "UPDATE sales SET state = 'done', balance_after = ?, maybe_sent = 0, hold = 0,"
+                    " updated_at = ? WHERE id = ? AND state = 'pending'",
+                    (balance_after, _now_iso(), sale_id),
+                )
+                if cur.rowcount:
+                    for sql, params in also:
+                        self._db.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal write failed: {exc}") from None
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> int:
+        """One committed write for modules that keep their own tables here; returns the row count."""
+        return self._write(sql, params).rowcount
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        return self._db.execute(sql, params).fetchall()
 
     def mark_rejected(self, sale_id: int, reason: str) -> None:
         self._write(
@@ -425,12 +466,7 @@ class Journal:
     # --- cards and the offline view ---------------------------------------------------------
 
     def remember_card(self, token_id: str, balance_cents: int, now: float) -> None:
-        self._write(
-            "INSERT INTO cards (token_id, balance_cents, seen_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (token_id) DO UPDATE SET balance_cents = excluded.balance_cents,"
-            " seen_at = excluded.seen_at",
-            (token_id, balance_cents, now),
-        )
+        self._write(*remember_card_statement(token_id, balance_cents, now))
 
     def deny_card(self, token_id: str, reason: str) -> None:
         self._write(
@@ -477,6 +513,16 @@ class Journal:
         if r is None:
             return None
         return json.loads(r[0]), float(r[1])
+
+
+def remember_card_statement(token_id: str, balance_cents: int, now: float) -> tuple[str, Sequence[object]]:
+    """The card's last balance seen online (for offline decisions), to commit with a sale."""
+    return (
+        "INSERT INTO cards (token_id, balance_cents, seen_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (token_id) DO UPDATE SET balance_cents = excluded.balance_cents,"
+        " seen_at = excluded.seen_at",
+        (token_id, balance_cents, now),
+    )
 
 
 class _Tx:

@@ -14,11 +14,11 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from terminal.crashpoint import crashpoint
-from terminal.journal import Journal, JournalError, SaleRecord
+from terminal.journal import Journal, JournalError, SaleRecord, remember_card_statement
 from terminal.model import DeclineReason
 from terminal.server_health import ServerHealth
 from terminal.wallet.client import WalletClient
@@ -50,6 +50,7 @@ class Later:
 
 
 AttemptResult = Delivered | Refusal | Later
+ReportStatements = Callable[[SaleRecord], Sequence[tuple[str, Sequence[object]]]]
 
 
 def refusal_reason(status: int) -> DeclineReason:
@@ -70,6 +71,7 @@ class SaleSender:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         on_settled: Callable[[], None] | None = None,
+        reports_for: ReportStatements | None = None,
     ) -> None:
         self.journal = journal
         self.client = client
@@ -79,6 +81,7 @@ class SaleSender:
         self.clock = clock
         self.rng = rng or random.Random()
         self.on_settled = on_settled
+        self.reports_for = reports_for  # Partybroker reports, committed with the sale's "done"
         self.in_flight: set[str] = set()  # token ids with a request under way
         self._wake = asyncio.Event()
         self.delivered = 0
@@ -126,9 +129,7 @@ class SaleSender:
             case Applied(wallet, already):
                 self.health.mark_up()
                 balance = wallet.balance_cents if wallet is not None else None
-                self.journal.mark_done(sale.id, balance)
-                if balance is not None:
-                    self.journal.remember_card(sale.token_id, balance, self.clock())
+                self._done(sale, balance)
                 self.delivered += 1
                 log.info("sale %d delivered%s", sale.id, " (already booked)" if already else "")
                 return Delivered(balance)
@@ -173,8 +174,7 @@ class SaleSender:
         if sale.maybe_sent:
             before = sale.balance_before
             if before is not None and balance == before + sale.amount_cents:
-                self.journal.mark_done(sale.id, balance)
-                self.journal.remember_card(sale.token_id, balance, self.clock())
+                self._done(sale, balance)
                 self.delivered += 1
                 log.info("sale %d reconciled: the earlier attempt was booked", sale.id)
                 return Delivered(balance)
@@ -189,6 +189,12 @@ class SaleSender:
             log.info("sale %d reconciled: the earlier attempt was not booked, sending again", sale.id)
         self.journal.mark_attempt(sale.id, balance)
         return None
+
+    def _done(self, sale: SaleRecord, balance: int | None) -> None:
+        also = list(self.reports_for(sale)) if self.reports_for is not None else []
+        if balance is not None:
+            also.append(remember_card_statement(sale.token_id, balance, self.clock()))
+        self.journal.mark_done(sale.id, balance, also)
 
     def _reject(self, sale: SaleRecord, reason: DeclineReason, detail: str) -> Refusal:
         self.journal.mark_rejected(sale.id, f"{reason}: {detail}")

@@ -19,7 +19,11 @@ def normalise_uid(raw: str | bytes) -> str:
     if isinstance(raw, bytes | bytearray):
         text = bytes(raw).hex().upper()
     else:
-        text = _SEPARATORS.sub("", raw.strip()).upper()
+        text = _SEPARATORS.sub("", raw.strip())
+        if not text.isascii():
+            # upper() maps some non-ASCII letters to hex digits ("\ufb00" -> "FF"): not a reader's UID
+            raise InvalidUid(f"card UID {text[:32]!r} is not hexadecimal")
+        text = text.upper()
         if text.startswith("0X"):
             text = text[2:]
     if not text or not _HEX.fullmatch(text):

@@ -100,9 +100,16 @@ def journal_lines(config: Path) -> list[dict[str, Any]]:
 class TerminalProcess:
     """``taptill run`` in a subprocess, fed taps through its sim reader socket."""
 
-    def __init__(self, config: Path, env: dict[str, str] | None = None, *, wait: bool = True) -> None:
+    def __init__(
+        self,
+        config: Path,
+        env: dict[str, str] | None = None,
+        *,
+        wait: bool = True,
+        socket: Path | None = None,
+    ) -> None:
         self.config = config
-        self.socket = config.parent / "state" / "tap.sock"
+        self.socket = socket or config.parent / "state" / "tap.sock"  # socket: when [reader] socket differs
         self.log_path = config.parent / f"run-{time.monotonic_ns()}.log"
         full_env = dict(os.environ)
         full_env.pop("TAPTILL_CRASHPOINT", None)

@@ -74,6 +74,14 @@ class _Body:
             return max(0.0, min(email.utils.mktime_tz(when) - time.time(), 3600.0))
 
 
+def _same_origin(url: str, base_url: str) -> bool:
+    try:
+        a, b = urlsplit(url), urlsplit(base_url)
+    except ValueError:  # e.g. "http://[broken" from a server
+        return False
+    return (a.scheme, a.netloc) == (b.scheme, b.netloc)
+
+
 class WalletClient:
     """Async client of one wallet server; every call has a timeout and returns a typed outcome."""
 
@@ -138,6 +146,8 @@ class WalletClient:
             return Unavailable("no free connection", maybe_applied=False)
         except httpx.TimeoutException:
             return Unavailable("timeout")
+        except httpx.InvalidURL:
+            return Unavailable("the server named a URL that is not valid", maybe_applied=False)
         except (httpx.HTTPError, OSError) as exc:
             return Unavailable(f"connection trouble ({type(exc).__name__})")
 
@@ -181,7 +191,7 @@ class WalletClient:
             products.extend(page.products)
             if not page.next_url or pages >= MAX_PRODUCT_PAGES:
                 break
-            if urlsplit(page.next_url).netloc != urlsplit(self.base_url).netloc:
+            if not _same_origin(page.next_url, self.base_url):
                 # Never send our token to another host a response names.
                 return Unavailable("product list points at another host")
             nxt = await self._request("GET", page.next_url, timeout=timeout)
@@ -215,6 +225,9 @@ class WalletClient:
         if common is not None:
             return common
         if res.status == 404:
+            if res.json is None:
+                # The API's 404 is JSON; an HTML one is a proxy or a wrong URL, not an unknown card.
+                return Unavailable(f"404 that is not the API's ({res.problem})", maybe_applied=False)
             return NotFound(error_reason(res.json, "token not paired to a wallet"))
         if res.status == 403:
             return Refused(403, error_reason(res.json, "permission"))

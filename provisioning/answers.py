@@ -1,0 +1,189 @@
+"""The provisioning answers, gathered without a prompt: flags beat environment beats an answers TOML."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from terminal.secret import Secret
+
+
+class AnswersError(Exception):
+    """A missing or malformed answer; the message names the flag, variable and TOML key to set."""
+
+
+# answer name → (flag, environment variable, answers-TOML "table.key")
+SOURCES: dict[str, tuple[str, str, str]] = {
+    "wallet_url": ("--wallet-url", "TAPTILL_WALLET_URL", "wallet.base_url"),
+    "wallet_token": ("", "TAPTILL_WALLET_TOKEN", "wallet.token"),
+    "wallet_token_file": ("--wallet-token-file", "TAPTILL_WALLET_TOKEN_FILE", "wallet.token_file"),
+    "products": ("--products", "TAPTILL_PRODUCTS", "terminal.products"),
+    "description": ("--description", "TAPTILL_DESCRIPTION", "terminal.description"),
+    "tag": ("--tag", "TAPTILL_TAG", "terminal.tag"),
+    "mode": ("--mode", "TAPTILL_MODE", "terminal.mode"),
+    "state_dir": ("--state-dir", "TAPTILL_STATE_DIR", "terminal.state_dir"),
+    "reader": ("--reader", "TAPTILL_READER", "reader.kind"),
+    "sim_socket": ("--sim-socket", "TAPTILL_SIM_SOCKET", "reader.socket"),
+    "display": ("--display", "TAPTILL_DISPLAY", "display.kind"),
+    "partybroker_url": ("--partybroker-url", "TAPTILL_PARTYBROKER_URL", "partybroker.base_url"),
+    "party_id": ("--party-id", "TAPTILL_PARTY_ID", "partybroker.party_id"),
+    "partybroker_user": ("--partybroker-user", "TAPTILL_PARTYBROKER_USER", "partybroker.username"),
+    "partybroker_password": ("", "TAPTILL_PARTYBROKER_PASSWORD", "partybroker.password"),
+    "partybroker_password_file": (
+        "--partybroker-password-file",
+        "TAPTILL_PARTYBROKER_PASSWORD_FILE",
+        "partybroker.password_file",
+    ),
+}
+
+READER_KINDS = ("auto", "pcsc", "nfcpy", "sim")
+DISPLAY_KINDS = ("auto", "oled", "console", "none")
+MODES = ("tap", "select", "topup")
+
+
+@dataclass(frozen=True)
+class PartybrokerAnswers:
+    base_url: str
+    party_id: str
+    username: str
+    password: Secret
+
+
+@dataclass(frozen=True)
+class Answers:
+    wallet_url: str
+    wallet_token: Secret
+    products: tuple[str, ...]  # as typed; matched against the server's ids as text
+    description: str
+    tag: str | None
+    mode: str
+    state_dir: str
+    reader: str
+    sim_socket: str
+    display: str
+    partybroker: PartybrokerAnswers | None
+
+
+def add_flags(p: argparse.ArgumentParser) -> None:
+    for name, (flag, env, key) in SOURCES.items():
+        if flag:
+            p.add_argument(flag, dest=name, metavar=name.upper(), help=f"or ${env}, or {key} in --answers")
+
+
+def gather(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Answers:
+    """Merge the three sources and check them; raises AnswersError naming what to set."""
+    env = os.environ if env is None else env
+    toml = _answers_file(args.answers) if args.answers else {}
+    raw: dict[str, object] = {}
+    for name, (_flag, var, key) in SOURCES.items():
+        table, _, field = key.partition(".")
+        section = toml.get(table)
+        from_file = section.get(field) if isinstance(section, dict) else None
+        value = getattr(args, name, None)
+        if value is None:
+            value = env.get(var) or None
+        if value is None:
+            value = from_file
+        raw[name] = value
+
+    def text(name: str, default: str | None = None) -> str | None:
+        value = raw[name]
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise AnswersError(f"{_where(name)} must be text, got {value!r}")
+        return str(value).strip() or default
+
+    def required(name: str, what: str) -> str:
+        value = text(name)
+        if value is None:
+            raise AnswersError(f"{what} is missing; set {_where(name)}")
+        return value
+
+    url = required("wallet_url", "the wallet base URL")
+    token = _secret(text("wallet_token"), text("wallet_token_file"), "wallet_token")
+    products = _products(raw["products"])
+    reader = _choice(text("reader", "auto"), READER_KINDS, "reader")
+    display = _choice(text("display", "auto"), DISPLAY_KINDS, "display")
+    mode = _choice(text("mode", "tap"), MODES, "mode")
+    pb_url = text("partybroker_url")
+    partybroker = None
+    if pb_url is not None:
+        partybroker = PartybrokerAnswers(
+            base_url=pb_url,
+            party_id=required("party_id", "the Partybroker party id"),
+            username=required("partybroker_user", "the Partybroker user name"),
+            password=_secret(
+                text("partybroker_password"), text("partybroker_password_file"), "partybroker_password"
+            ),
+        )
+    return Answers(
+        wallet_url=url,
+        wallet_token=token,
+        products=products,
+        description=text("description", "taptill") or "taptill",
+        tag=text("tag"),
+        mode=mode,
+        state_dir=text("state_dir", "/var/lib/taptill") or "/var/lib/taptill",
+        reader=reader,
+        sim_socket=text("sim_socket", "/run/taptill/tap.sock") or "/run/taptill/tap.sock",
+        display=display,
+        partybroker=partybroker,
+    )
+
+
+def _where(name: str) -> str:
+    flag, var, key = SOURCES[name]
+    return " or ".join(x for x in (flag, f"${var}", f"{key} in the answers file") if x)
+
+
+def _answers_file(path: Path) -> dict[str, object]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AnswersError(f"answers file {path} does not exist; pass an existing --answers FILE") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AnswersError(
+            f"answers file {path} cannot be read ({exc}); check its owner and encoding"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise AnswersError(f"answers file {path} is not valid TOML: {exc}") from None
+
+
+def _secret(value: str | None, file: str | None, name: str) -> Secret:
+    if value is None and file is not None:
+        try:
+            value = Path(file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            raise AnswersError(f"cannot read the secret file {file}; check the path and its owner") from None
+    if not value:
+        what = name.replace("_", " ")
+        raise AnswersError(f"the {what} is missing; set ${SOURCES[name][1]} or {_where(name + '_file')}")
+    return Secret(value)
+
+
+def _products(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        items: list[object] = [v for v in value.split(",") if v.strip()]
+    elif isinstance(value, list):
+        items = value
+    else:
+        raise AnswersError(f"{_where('products')} must be a comma-separated list, got {value!r}")
+    out = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, str | int):
+            raise AnswersError(f"product {item!r} is neither a product id nor a number")
+        out.append(str(item).strip())
+    return tuple(out)
+
+
+def _choice(value: str | None, allowed: tuple[str, ...], name: str) -> str:
+    if value not in allowed:
+        raise AnswersError(f"{_where(name)} is {value!r}; expected one of {', '.join(allowed)}")
+    return value

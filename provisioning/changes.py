@@ -1,0 +1,108 @@
+"""Compares the files provisioning wants with those on disk, shows the difference, writes it atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """One file (or, with ``link_to``, symlink) at ``path`` inside the target system."""
+
+    path: Path  # absolute, as seen on the target system
+    content: str = ""
+    mode: int = 0o644
+    secret: bool = False  # never shown in a diff
+    link_to: Path | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    wanted: Wanted
+    action: str  # "create", "update", "unchanged"
+    diff: str  # unified diff, or a placeholder for secrets
+
+    @property
+    def changed(self) -> bool:
+        return self.action != "unchanged"
+
+
+def on_disk(root: Path, path: Path) -> Path:
+    return root / path.relative_to("/")
+
+
+def plan(root: Path, wanted: list[Wanted]) -> list[Change]:
+    return [_compare(root, w) for w in wanted]
+
+
+def _compare(root: Path, w: Wanted) -> Change:
+    target = on_disk(root, w.path)
+    if w.link_to is not None:
+        try:
+            current = os.readlink(target)
+        except FileNotFoundError:
+            return Change(w, "create", f"+ {w.path} -> {w.link_to}\n")
+        except OSError:
+            return Change(w, "update", f"~ {w.path}: not a symlink; becomes -> {w.link_to}\n")
+        if current == str(w.link_to):
+            return Change(w, "unchanged", "")
+        return Change(w, "update", f"~ {w.path} -> {current}, becomes -> {w.link_to}\n")
+    try:
+        st = target.lstat()
+        old = target.read_text(encoding="utf-8") if stat.S_ISREG(st.st_mode) else None
+    except FileNotFoundError:
+        return Change(w, "create", _diff(w, None))
+    except (OSError, UnicodeDecodeError):
+        old = None
+        st = None
+    mode_ok = st is not None and stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == w.mode
+    if old == w.content and mode_ok:
+        return Change(w, "unchanged", "")
+    text = _diff(w, old)
+    if old == w.content and st is not None:
+        text = f"~ {w.path}: mode {stat.S_IMODE(st.st_mode):04o} becomes {w.mode:04o}\n"
+    return Change(w, "update", text)
+
+
+def _diff(w: Wanted, old: str | None) -> str:
+    if w.secret:
+        verb = "written" if old is None else "replaced"
+        return f"~ {w.path}: secret ({w.mode:04o}) would be {verb}; content not shown\n"
+    before = [] if old is None else old.splitlines(keepends=True)
+    return "".join(
+        difflib.unified_diff(
+            before,
+            w.content.splitlines(keepends=True),
+            fromfile="/dev/null" if old is None else str(w.path),
+            tofile=str(w.path),
+        )
+    )
+
+
+def apply(root: Path, changes: list[Change]) -> None:
+    """Write every changed file: temp file with its final mode from the start, then rename over."""
+    for c in changes:
+        if not c.changed:
+            continue
+        w = c.wanted
+        target = on_disk(root, w.path)
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        tmp = target.with_name(f".{target.name}.taptill-provision")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        if w.link_to is not None:
+            os.symlink(w.link_to, tmp)
+        else:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, w.mode)
+            try:
+                os.fchmod(fd, w.mode)  # the umask must not widen or narrow it
+                os.write(fd, w.content.encode("utf-8"))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.replace(tmp, target)

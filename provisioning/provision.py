@@ -1,0 +1,423 @@
+"""``taptill-provision``: turns a fresh Raspberry Pi OS into a working terminal, without a prompt.
+
+Exit codes (stable, for fleet tooling):
+  0  files changed (or, with --dry-run, would change)
+  3  nothing to change: the system already is as asked
+  2  usage or answers problem (missing or bad flag, unknown product)
+  4  a server refused the credentials (wallet token, terminal permission, Partybroker login)
+  5  a server is unreachable or does not speak its API
+  6  a dependency is missing (Python, Python package, Debian package, unit template)
+  7  cannot write the target (not root, read-only file system)
+Nothing is written unless every check passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+
+from provisioning import detect
+from provisioning.answers import Answers, AnswersError, add_flags, gather
+from provisioning.changes import Change, Wanted, apply, plan
+from provisioning.render import (
+    CONFIG_PATH,
+    DROPIN_PATH,
+    PARTYBROKER_PASSWORD_PATH,
+    SYSUSERS_PATH,
+    TOKEN_PATH,
+    UNIT_PATH,
+    WANTS_LINK,
+    ConfigChoices,
+    config_toml,
+    partybroker_dropin,
+    propose_mapping,
+    sysusers_conf,
+    unit_text,
+)
+from terminal.catalog import check_permission
+from terminal.config import ConfigError, parse_config
+from terminal.config_section import Section
+from terminal.model import TerminalInfo
+from terminal.money import format_cents
+from terminal.partybroker.client import Drink
+
+EXIT_CHANGED = 0
+EXIT_USAGE = 2
+EXIT_UNCHANGED = 3
+EXIT_REFUSED = 4
+EXIT_UNREACHABLE = 5
+EXIT_MISSING = 6
+EXIT_CANNOT_WRITE = 7
+
+SERVER_TIMEOUT_S = 10.0
+UNIT_TEMPLATES = (
+    Path(__file__).resolve().parent / "taptill.service",  # when shipped inside the package
+    Path(__file__).resolve().parent.parent / "systemd" / "taptill.service",  # a source checkout
+)
+
+
+class Stop(Exception):
+    """Ends provisioning with an exit code and one line saying what to do."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Report:
+    """Human lines as they happen, or one JSON object at the end (--json)."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.data: dict[str, object] = {}
+
+    def line(self, key: str, value: object, text: str) -> None:
+        self.data[key] = value
+        if not self.as_json:
+            print(f"{key + ':':<12} {text}")
+
+    def finish(self, code: int, message: str) -> int:
+        self.data["exit_code"] = code
+        self.data["message"] = message
+        if self.as_json:
+            print(json.dumps(self.data, ensure_ascii=False, indent=2))
+        else:
+            print(message, file=sys.stderr if code not in (EXIT_CHANGED, EXIT_UNCHANGED) else sys.stdout)
+        return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="taptill-provision",
+        description="Configure this machine as a taptill terminal (non-interactive; see exit codes below).",
+        epilog=__doc__.split("\n", 2)[2] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--answers", type=Path, help="TOML file with the answers ([wallet], [terminal], ...)")
+    add_flags(p)
+    p.add_argument("--root", type=Path, help="provision into this directory tree (an image) instead of /")
+    p.add_argument("--dry-run", action="store_true", help="show what would change; write nothing")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--taptill-bin", help="the taptill script the unit starts (default: next to this Python)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    report = Report(args.json)
+    try:
+        answers = gather(args)
+        code, message = provision(args, answers, report)
+    except AnswersError as exc:
+        return report.finish(EXIT_USAGE, f"taptill-provision: {exc}")
+    except Stop as exc:
+        return report.finish(exc.code, f"taptill-provision: {exc}")
+    return report.finish(code, message)
+
+
+def provision(args: argparse.Namespace, answers: Answers, report: Report) -> tuple[int, str]:
+    root: Path = args.root.resolve() if args.root else Path("/")
+    live = args.root is None
+    if live and not args.dry_run and os.geteuid() != 0:
+        raise Stop(EXIT_CANNOT_WRITE, "writing /etc needs root; run with sudo, or --root DIR for an image")
+
+    problem = detect.python_ok()
+    if problem:
+        raise Stop(EXIT_MISSING, problem)
+    report.line("python", sys.version.split()[0], f"{sys.version.split()[0]} OK")
+
+    reader_kind, reader_name = _choose_reader(answers, report)
+    display_kind, oled = _choose_display(answers, report)
+    _check_packages(reader_kind, display_kind, live, report)
+
+    info = asyncio.run(_check_wallet(answers, report))
+    products = _choose_products(answers, info)
+    choices = ConfigChoices(
+        state_dir=answers.state_dir,
+        products=products,
+        description=answers.description,
+        tag=answers.tag,
+        mode=answers.mode,
+        wallet_url=answers.wallet_url,
+        reader_kind=reader_kind,
+        reader_name=reader_name,
+        sim_socket=answers.sim_socket,
+        display_kind=display_kind,
+        oled_port=oled.port if oled else None,
+        oled_address=oled.address if oled else None,
+    )
+    pb = answers.partybroker
+    if pb is not None:
+        drinks = asyncio.run(_check_partybroker(answers, report))
+        named = [(p, _product_name(info, p)) for p in products]
+        mapping = propose_mapping(named, drinks)
+        shown = ", ".join(
+            f"{p} → {d.title} ({f'externalId {d.external_id}' if d.external_id else f'id {d.id}'})"
+            for p, d in mapping
+        )
+        report.line(
+            "mapping",
+            {str(p): d.external_id or d.id for p, d in mapping},
+            shown or "no product matches a drink by externalId or title; map them by hand",
+        )
+        choices = ConfigChoices(
+            **{
+                **choices.__dict__,
+                "partybroker_url": pb.base_url,
+                "party_id": pb.party_id,
+                "partybroker_user": pb.username,
+                "drink_mapping": mapping,
+            },
+        )
+
+    text = config_toml(choices)
+    _validate_config(text)
+    wanted = _wanted_files(answers, text, args.taptill_bin)
+    changes = plan(root, wanted)
+    report.line(
+        "files",
+        [{"path": str(c.wanted.path), "action": c.action} for c in changes],
+        "; ".join(f"{c.action} {c.wanted.path}" for c in changes),
+    )
+    changed = [c for c in changes if c.changed]
+    if args.dry_run:
+        if not args.json:
+            for c in changed:
+                print(c.diff, end="")
+        report.data["diff"] = "".join(c.diff for c in changed)
+        if not changed:
+            return EXIT_UNCHANGED, "nothing to change (dry run)"
+        return EXIT_CHANGED, f"dry run: {len(changed)} file(s) would change; nothing written"
+    if not changed:
+        return EXIT_UNCHANGED, "nothing to change: this terminal is already provisioned as asked"
+    try:
+        apply(root, changes)
+    except OSError as exc:
+        message = f"cannot write under {root} ({exc.strerror}); make it writable"
+        raise Stop(EXIT_CANNOT_WRITE, message) from None
+    report.line("service", _activate(live, changes), _activate_text(live))
+    return EXIT_CHANGED, f"provisioned: {len(changed)} file(s) changed under {root}"
+
+
+# --- hardware -------------------------------------------------------------------------------------
+
+
+def _choose_reader(answers: Answers, report: Report) -> tuple[str, str | None]:
+    pcsc = detect.pcsc_readers() if answers.reader in ("auto", "pcsc") else detect.Probe()
+    usb = detect.nfcpy_usb_readers() if answers.reader in ("auto", "nfcpy") else detect.Probe()
+    found = {"pcsc": list(pcsc.found), "nfcpy": list(usb.found)}
+    notes = [p.problem for p in (pcsc, usb) if p.problem]
+    listed = [f"PC/SC {n!r}" for n in pcsc.found] + [f"nfcpy {d}" for d in usb.found]
+    kind = answers.reader
+    if kind == "auto":
+        kind = "pcsc" if pcsc.found else "nfcpy" if usb.found else "sim"
+    text = ", ".join(listed) or "none found" + (f" ({'; '.join(notes)})" if notes else "")
+    if kind == "sim" and answers.reader == "auto":
+        text += "; using the sim reader: plug in a reader and run taptill-provision again"
+    report.line("reader", {"kind": kind, "found": found, "notes": notes}, f"{kind}: {text}")
+    return kind, None
+
+
+def _choose_display(answers: Answers, report: Report) -> tuple[str, detect.OledFound | None]:
+    oleds, why = detect.i2c_oleds() if answers.display in ("auto", "oled") else ([], None)
+    kind = answers.display
+    if kind == "auto":
+        kind = "oled" if oleds else "none"
+    oled = oleds[0] if oleds and kind == "oled" else None
+    text = ", ".join(f"OLED at {o}" for o in oleds) or ("none found" + (f" ({why})" if why else ""))
+    report.line("display", {"kind": kind, "found": [str(o) for o in oleds]}, f"{kind}: {text}")
+    return kind, oled
+
+
+def _check_packages(reader: str, display: str, live: bool, report: Report) -> None:
+    features = (
+        ("core",)
+        + ((reader,) if reader in ("pcsc", "nfcpy") else ())
+        + (("oled",) if display == "oled" else ())
+    )
+    missing = detect.missing_python(features)
+    debs = detect.missing_debs(features)
+    if missing:
+        raise Stop(EXIT_MISSING, f"missing Python packages: {', '.join(missing)}")
+    if debs and live:
+        raise Stop(EXIT_MISSING, f"missing Debian packages; run: sudo apt-get install -y {' '.join(debs)}")
+    if debs is None:
+        text = "Python OK; Debian packages cannot be checked (no dpkg)"
+    else:
+        text = "OK" if not debs else f"OK here; the image also needs {' '.join(debs)}"
+    report.line("packages", {"python": "ok", "debian_missing": debs}, text)
+
+
+# --- servers --------------------------------------------------------------------------------------
+
+
+async def _check_wallet(answers: Answers, report: Report) -> TerminalInfo:
+    from terminal.wallet.client import WalletClient
+    from terminal.wallet.outcomes import InfoLoaded, NotFound, Unauthorized, Unavailable
+
+    client = WalletClient(answers.wallet_url, answers.wallet_token, timeout_s=SERVER_TIMEOUT_S)
+    try:
+        res = await client.terminal_info()
+    finally:
+        await client.aclose()
+    if isinstance(res, Unauthorized):
+        raise Stop(EXIT_REFUSED, "the wallet server refused the API token (401); copy the terminal's token")
+    if isinstance(res, Unavailable):
+        raise Stop(
+            EXIT_UNREACHABLE,
+            f"the wallet server at {answers.wallet_url} is unreachable "
+            f"({res.reason}); check the URL and the network",
+        )
+    if isinstance(res, NotFound):
+        raise Stop(EXIT_UNREACHABLE, f"{answers.wallet_url}: {res.detail}; check the wallet base URL")
+    if not isinstance(res, InfoLoaded):
+        raise Stop(EXIT_REFUSED, f"the wallet server refused terminal info ({res.status}: {res.reason})")
+    info = res.info
+    problem = check_permission(info, answers.mode)
+    if problem:
+        raise Stop(EXIT_REFUSED, problem)
+    report.line(
+        "wallet",
+        {
+            "friendly_name": info.friendly_name,
+            "permission": info.permission,
+            "products": [{"id": p.id, "name": p.name, "price_cents": p.price_cents} for p in info.products],
+        },
+        f"{info.friendly_name or '(no name)'}, permission {info.permission}, products: "
+        + (", ".join(f"{p.id} {p.name} {format_cents(p.price_cents)}" for p in info.products) or "none"),
+    )
+    return info
+
+
+def _choose_products(answers: Answers, info: TerminalInfo) -> list[str | int]:
+    listed = ", ".join(f"{p.id} ({p.name})" for p in info.products) or "none"
+    if not answers.products:
+        if answers.mode != "tap":
+            return []
+        if len(info.products) == 1:
+            return [info.products[0].id]
+        raise Stop(EXIT_USAGE, f"say which product a tap sells (--products ID,...); the server has {listed}")
+    chosen: list[str | int] = []
+    for wanted in answers.products:
+        product = info.product(wanted)
+        if product is None:
+            raise Stop(EXIT_USAGE, f"product {wanted!r} is not on this terminal's list; it lists {listed}")
+        chosen.append(product.id)
+    return chosen
+
+
+def _product_name(info: TerminalInfo, product_id: str | int) -> str:
+    product = info.product(product_id)
+    return product.name if product is not None else str(product_id)
+
+
+async def _check_partybroker(answers: Answers, report: Report) -> tuple[Drink, ...]:
+    from terminal.partybroker.client import Ambiguous, Drinks, PartybrokerClient, Rejected, Unauthorized
+
+    pb = answers.partybroker
+    assert pb is not None
+    async with PartybrokerClient(
+        pb.base_url, pb.party_id, pb.username, pb.password, timeout_s=SERVER_TIMEOUT_S
+    ) as client:
+        res = await client.drinks()
+    if isinstance(res, Unauthorized):
+        raise Stop(EXIT_REFUSED, "Partybroker refused the user name or password (401); check both")
+    if isinstance(res, Rejected):
+        raise Stop(EXIT_REFUSED, f"Partybroker refused the drinks list ({res.reason}); check the party id")
+    if isinstance(res, Ambiguous):
+        raise Stop(
+            EXIT_UNREACHABLE,
+            f"Partybroker at {pb.base_url} is unreachable ({res.reason}); check the URL and the network",
+        )
+    assert isinstance(res, Drinks)
+    report.line(
+        "partybroker",
+        [
+            {"id": d.id, "external_id": d.external_id, "title": d.title, "price_cents": d.price_cents}
+            for d in res.drinks
+        ],
+        f"{len(res.drinks)} drinks: " + ", ".join(f"{d.title} ({d.external_id or d.id})" for d in res.drinks),
+    )
+    return res.drinks
+
+
+# --- files ----------------------------------------------------------------------------------------
+
+
+def _validate_config(text: str) -> None:
+    """What we write must load: the terminal's own parser checks it before anything is written."""
+    from terminal.partybroker.config import parse_partybroker
+
+    data = tomllib.loads(text)
+    partybroker = data.pop("partybroker", None)
+    try:
+        parse_config(data, source=CONFIG_PATH)
+        if partybroker is not None:
+            parse_partybroker(Section("partybroker", partybroker), CONFIG_PATH.parent)
+    except ConfigError as exc:
+        raise Stop(EXIT_USAGE, f"the config would not load ({exc}); check the answers") from None
+
+
+def _unit_template() -> str:
+    for path in UNIT_TEMPLATES:
+        if path.is_file():
+            return path.read_text(encoding="utf-8")
+    raise Stop(EXIT_MISSING, "the unit template taptill.service is missing; reinstall taptill")
+
+
+def _wanted_files(answers: Answers, config: str, taptill_bin: str | None) -> list[Wanted]:
+    bindir = Path(sys.executable).parent
+    exe = taptill_bin or str(bindir / "taptill")
+    wanted = [
+        Wanted(CONFIG_PATH, config, 0o644),
+        Wanted(TOKEN_PATH, answers.wallet_token.reveal() + "\n", 0o600, secret=True),
+        Wanted(UNIT_PATH, unit_text(_unit_template(), exe, sys.executable), 0o644),
+        Wanted(SYSUSERS_PATH, sysusers_conf(), 0o644),
+        Wanted(WANTS_LINK, link_to=UNIT_PATH),
+    ]
+    if answers.partybroker is not None:
+        wanted += [
+            Wanted(
+                PARTYBROKER_PASSWORD_PATH, answers.partybroker.password.reveal() + "\n", 0o600, secret=True
+            ),
+            Wanted(DROPIN_PATH, partybroker_dropin(), 0o644),
+        ]
+    return wanted
+
+
+def systemd_running(root: Path = Path("/")) -> bool:
+    return (root / "run/systemd/system").is_dir()
+
+
+def _activate(live: bool, changes: list[Change]) -> str:
+    """Create the user and (re)start the service on a live system; an image does this at first boot."""
+    if not live:
+        return "enabled in image"
+    sysusers = shutil.which("systemd-sysusers")
+    if sysusers and any(c.changed and c.wanted.path == SYSUSERS_PATH for c in changes):
+        subprocess.run([sysusers, str(SYSUSERS_PATH)], check=False, timeout=60)
+    if not systemd_running():
+        return "enabled, not started (systemd not running)"
+    for cmd in (["systemctl", "daemon-reload"], ["systemctl", "restart", "taptill.service"]):
+        subprocess.run(cmd, check=False, timeout=90)
+    return "enabled and restarted"
+
+
+def _activate_text(live: bool) -> str:
+    if not live:
+        return "unit installed and enabled in the image; the user is created at first boot (sysusers.d)"
+    if not systemd_running():
+        return "unit enabled; systemd is not running here, so start it with: systemctl start taptill"
+    return "unit enabled and (re)started; follow it with: journalctl -u taptill -f"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

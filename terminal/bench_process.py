@@ -1,0 +1,147 @@
+"""``taptill run`` as a real subprocess: start-up time, peak RSS after taps, idle CPU with the sim reader."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from hw.readers.sim import send_command
+from terminal.bench_config import BIG_BALANCE_CENTS, write_bench_config
+from terminal.emulator.wallet_server import WalletEmulator
+
+READY_LINE = "taptill ready"
+READY_TIMEOUT_S = 20.0
+TAP_TIMEOUT_S = 3.0
+CARD = "04C0C0C0C0C0C0"
+
+
+class TerminalSubprocess:
+    """``python -m terminal run --config PATH``; its output is drained on a thread and kept for errors."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.socket = config.parent / "state" / "tap.sock"
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        self.ready_at = 0.0
+        env = dict(os.environ)
+        env.pop("TAPTILL_CRASHPOINT", None)
+        env.pop("JOURNAL_STREAM", None)
+        self.started_at = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "terminal", "run", "--config", str(config)],
+            cwd=config.parent,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self._reader = threading.Thread(target=self._drain, name="bench-run-output", daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            line = raw.decode("utf-8", errors="replace").rstrip()
+            if not self.ready.is_set() and READY_LINE in line:
+                self.ready_at = time.perf_counter()
+                self.ready.set()
+            self.lines.append(line)
+
+    def wait_ready(self) -> float:
+        """Seconds from process start to the ready log line."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not self.ready.wait(0.05):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                output = "\n".join(self.lines[-20:])
+                raise RuntimeError(f"taptill run did not get ready (exit {self.proc.returncode}):\n{output}")
+        return self.ready_at - self.started_at
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the whole process (all threads) from /proc/PID/stat."""
+        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmHWM in /proc/PID/status; the bench needs Linux")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait(timeout=5)
+        self._reader.join(timeout=5)
+        return code
+
+
+def measure_startup(runs: int = 5) -> float:
+    """Median seconds from ``taptill run`` process start to its ready line (journal already created)."""
+    workdir = Path(tempfile.mkdtemp(prefix="taptill-bench-start-"))
+    try:
+        with WalletEmulator("doc", wallets={CARD: BIG_BALANCE_CENTS}) as emulator:
+            config = write_bench_config(workdir, emulator)
+            times = []
+            for _ in range(runs):
+                proc = TerminalSubprocess(config)
+                try:
+                    times.append(proc.wait_ready())
+                finally:
+                    proc.stop()
+        return round(statistics.median(times), 3)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _tap_until_booked(proc: TerminalSubprocess, emulator: WalletEmulator, booked: int) -> None:
+    """Tap once and wait for the debit on the emulator; tap again if it landed while a sale was busy."""
+    for _ in range(3):
+        answer = send_command(proc.socket, f"tap {CARD}")
+        if answer != "ok":
+            raise RuntimeError(f"the sim reader refused the tap: {answer}")
+        deadline = time.monotonic() + TAP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if len(emulator.transactions()) > booked:
+                time.sleep(0.02)  # let the terminal show the outcome before the next tap
+                return
+            time.sleep(0.002)
+    raise RuntimeError(f"tap {booked + 1} was not booked on the emulator")
+
+
+def measure_process(taps: int = 200, idle_s: float = 10.0) -> dict[str, float]:
+    """Peak RSS (MB) of ``taptill run`` after ``taps`` approved taps, then its CPU % over ``idle_s`` idle."""
+    workdir = Path(tempfile.mkdtemp(prefix="taptill-bench-proc-"))
+    try:
+        with WalletEmulator("doc", wallets={CARD: BIG_BALANCE_CENTS}) as emulator:
+            proc = TerminalSubprocess(write_bench_config(workdir, emulator))
+            try:
+                proc.wait_ready()
+                for i in range(taps):
+                    _tap_until_booked(proc, emulator, i)
+                rss_mb = proc.peak_rss_mb()
+                time.sleep(1.0)  # the last screen timer and outbox round settle
+                cpu_before, wall_before = proc.cpu_seconds(), time.perf_counter()
+                time.sleep(idle_s)
+                cpu = proc.cpu_seconds() - cpu_before
+                wall = time.perf_counter() - wall_before
+                if proc.proc.poll() is not None:
+                    raise RuntimeError(f"taptill run died during the benchmark (exit {proc.proc.returncode})")
+            finally:
+                proc.stop()
+        return {"rss_mb": round(rss_mb, 1), "idle_cpu_pct": round(100 * cpu / wall, 2)}
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,152 @@
+"""Journal throughput: durable sale writes against bare SQLite, and draining a backlog to the emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+from terminal.bench_config import BIG_BALANCE_CENTS, espresso_id
+from terminal.emulator.wallet_server import Flavour, WalletEmulator
+from terminal.journal import MIGRATIONS, Journal, new_idempotency_key
+from terminal.sale_sender import SaleSender
+from terminal.secret import Secret
+from terminal.server_health import ServerHealth
+from terminal.wallet.client import WalletClient
+
+ROUNDS = 5  # the two writers alternate in rounds, so a busy disk slows both alike
+DRAIN_TIMEOUT_S = 120.0
+SALES_PER_CARD = 4  # the default offline limit of 10,00 € allows about four espressos per card
+
+
+def _journal_writes(journal: Journal, count: int) -> float:
+    start = time.perf_counter()
+    for i in range(count):
+        journal.record_sale(
+            token_id=f"04{i % 500:012X}",
+            products=["espresso"],
+            amount_cents=-250,
+            description="Kaffee (bench)",
+            tag="coffee",
+            offline=False,
+            balance_before=10_000,
+            attempting=True,
+        )
+    return time.perf_counter() - start
+
+
+def _raw_connection(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.executescript(MIGRATIONS[0])  # the journal's own table and indexes: the only difference is the code
+    return conn
+
+
+def _raw_writes(conn: sqlite3.Connection, count: int) -> float:
+    sql = (
+        "INSERT INTO sales (idempotency_key, token_id, products, amount_cents, description, tag, state,"
+        " reason, offline, balance_before, maybe_sent, attempts, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, 'pending', '', 0, ?, 1, 1, ?, ?)"
+    )
+    start = time.perf_counter()
+    for i in range(count):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            sql,
+            (
+                new_idempotency_key(),
+                f"04{i % 500:012X}",
+                '["espresso"]',
+                -250,
+                "Kaffee (bench)",
+                "coffee",
+                10_000,
+                "2024-01-01T00:00:00.000+00:00",
+                "2024-01-01T00:00:00.000+00:00",
+            ),
+        )
+        conn.execute("COMMIT")
+    return time.perf_counter() - start
+
+
+def measure_enqueue(n: int = 1000) -> dict[str, float]:
+    """Journal.record_sale and a bare INSERT+COMMIT (WAL, synchronous=FULL), ``n`` each, on one disk."""
+    workdir = Path(tempfile.mkdtemp(prefix="taptill-bench-sqlite-"))
+    try:
+        journal = Journal.open(workdir / "journal.sqlite")
+        raw = _raw_connection(workdir / "raw.sqlite")
+        per_round = max(1, n // ROUNDS)
+        journal_s = raw_s = 0.0
+        try:
+            for _ in range(ROUNDS):
+                journal_s += _journal_writes(journal, per_round)
+                raw_s += _raw_writes(raw, per_round)
+        finally:
+            journal.close()
+            raw.close()
+        total = per_round * ROUNDS
+        return {"enqueue_per_s": round(total / journal_s, 1), "raw_sqlite_per_s": round(total / raw_s, 1)}
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _card(i: int) -> str:
+    return f"04D0{i:010X}"
+
+
+def measure_drain(n: int = 2000, flavour: Flavour = "doc", dedupes: bool = True) -> float:
+    """Sales per second while SaleSender.run delivers an offline backlog of ``n`` sales to the emulator."""
+    cards = max(1, n // SALES_PER_CARD)
+    workdir = Path(tempfile.mkdtemp(prefix="taptill-bench-drain-"))
+    try:
+        wallets = {_card(i): BIG_BALANCE_CENTS for i in range(cards)}
+        with WalletEmulator(flavour, wallets=wallets) as emulator:
+            journal = Journal.open(workdir / "journal.sqlite")
+            try:
+                product = espresso_id(emulator)
+                for i in range(n):
+                    journal.record_sale(
+                        token_id=_card(i % cards),
+                        products=[product],
+                        amount_cents=-250,
+                        description="Kaffee (bench)",
+                        tag="coffee",
+                        offline=True,
+                        reason="offline: bench backlog",
+                    )
+                took = asyncio.run(_drain(journal, emulator, dedupes))
+            finally:
+                journal.close()
+            booked = len(emulator.transactions())
+            if booked != n:
+                raise RuntimeError(f"the drain booked {booked} transactions on the emulator, expected {n}")
+        return round(n / took, 1)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _drain(journal: Journal, emulator: WalletEmulator, dedupes: bool) -> float:
+    client = WalletClient(emulator.base_url, Secret(emulator.api_token), timeout_s=5.0)
+    sender = SaleSender(journal, client, ServerHealth(), dedupes=dedupes, probe_interval_s=0.2)
+    stop = asyncio.Event()
+    try:
+        start = time.perf_counter()
+        task = asyncio.ensure_future(sender.run(stop))
+        deadline = start + DRAIN_TIMEOUT_S
+        while journal.unconfirmed_count() > 0:
+            if time.perf_counter() > deadline or task.done():
+                raise RuntimeError(
+                    f"the backlog did not drain: {journal.unconfirmed_count()} sales still pending"
+                )
+            await asyncio.sleep(0.01)
+        took = time.perf_counter() - start
+        stop.set()
+        sender.wake()
+        await asyncio.wait_for(task, 10.0)
+        return took
+    finally:
+        await client.aclose()

@@ -1,0 +1,316 @@
+"""``taptill doctor``: one line per check (OK, WARN, FAIL) and how to fix what is wrong."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sqlite3
+import stat
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from terminal.config import Config, ConfigError, load_config
+from terminal.config_section import Section
+from terminal.journal import Journal
+from terminal.partybroker.config import PASSWORD_CREDENTIAL, PartybrokerConfig, parse_partybroker
+from terminal.secret import SecretError, read_secret
+
+MIN_YEAR = 2024
+CLOCK_SLACK_S = 24 * 3600  # a clock this far behind the build or the last sale is wrong
+DISK_FAIL_BYTES = 50 * 1024 * 1024
+DISK_WARN_BYTES = 200 * 1024 * 1024
+PENDING_WARN_S = 3600
+PENDING_FAIL_S = 24 * 3600
+SERVER_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # OK, WARN, FAIL
+    detail: str
+
+    @classmethod
+    def ok(cls, name: str, detail: str) -> Check:
+        return cls(name, "OK", detail)
+
+    @classmethod
+    def warn(cls, name: str, detail: str) -> Check:
+        return cls(name, "WARN", detail)
+
+    @classmethod
+    def fail(cls, name: str, detail: str) -> Check:
+        return cls(name, "FAIL", detail)
+
+    def line(self) -> str:
+        return f"{self.status:<4} {self.name:<11} {self.detail}"
+
+
+def run_doctor(config_path: Path, *, as_json: bool = False, now: Callable[[], datetime] | None = None) -> int:
+    """Print every check; 1 when any check FAILs, else 0."""
+    checks = diagnose(config_path, now=now)
+    if as_json:
+        print(json.dumps([c.__dict__ for c in checks], ensure_ascii=False))
+    else:
+        for c in checks:
+            print(c.line())
+    return 1 if any(c.status == "FAIL" for c in checks) else 0
+
+
+def diagnose(config_path: Path, *, now: Callable[[], datetime] | None = None) -> list[Check]:
+    clock = now or (lambda: datetime.now(UTC))
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as exc:
+        return [Check.fail("config", f"{exc}")]
+    checks = [Check.ok("config", f"{config_path} loads")]
+    partybroker, pb_problem = _partybroker_config(config_path)
+    checks.append(_secret_check("secrets", cfg.wallet.token_file, "wallet.token"))
+    if partybroker is not None:
+        checks.append(_secret_check("pb-secret", partybroker.password_file, PASSWORD_CREDENTIAL))
+    checks.append(asyncio.run(_wallet_check(cfg)))
+    journal = _open_journal(cfg.journal_path)
+    try:
+        checks.append(_clock_check(clock(), journal))
+        checks.append(_reader_check(cfg))
+        checks.append(_display_check(cfg))
+        checks.append(_disk_check(cfg.terminal.state_dir))
+        checks.append(_queue_check(journal, clock()))
+    finally:
+        if journal is not None:
+            journal.close()
+    checks.append(asyncio.run(_partybroker_check(partybroker, pb_problem)))
+    return checks
+
+
+# --- config and secrets -----------------------------------------------------------------------------
+
+
+def _partybroker_config(path: Path) -> tuple[PartybrokerConfig | None, str | None]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        table = data.get("partybroker")
+        if table is None:
+            return None, None
+        return parse_partybroker(Section("partybroker", table), path.parent), None
+    except (ConfigError, OSError, tomllib.TOMLDecodeError) as exc:
+        return None, str(exc)
+
+
+def _secret_check(name: str, path: Path | None, credential: str) -> Check:
+    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    if cred_dir and (Path(cred_dir) / credential).is_file():
+        return Check.ok(name, f"{credential} comes as a systemd credential")
+    if path is not None:
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except OSError:
+            mode = 0
+        if mode & 0o077:
+            return Check.fail(name, f"{path} is mode {mode:04o}, readable by others; run: chmod 600 {path}")
+    try:
+        read_secret(path, credential)
+    except SecretError as exc:
+        return Check.fail(name, str(exc))
+    return Check.ok(name, f"{path} is private (0600) and not empty")
+
+
+# --- servers ------------------------------------------------------------------------------------
+
+
+async def _wallet_check(cfg: Config) -> Check:
+    from terminal.wallet.client import WalletClient
+    from terminal.wallet.outcomes import InfoLoaded, NotFound, Unauthorized, Unavailable
+
+    try:
+        token = read_secret(cfg.wallet.token_file, "wallet.token")
+    except SecretError:
+        return Check.fail("server", "cannot ask the wallet server without the token; fix the secrets first")
+    client = WalletClient(cfg.wallet.base_url, token, timeout_s=SERVER_TIMEOUT_S)
+    try:
+        res = await client.terminal_info()
+    finally:
+        await client.aclose()
+    if isinstance(res, Unauthorized):
+        return Check.fail("server", "the wallet server refused the token (401); run taptill-provision again")
+    if isinstance(res, Unavailable):
+        return Check.fail(
+            "server",
+            f"{cfg.wallet.base_url} unreachable ({res.reason}); check the network "
+            "and [wallet] base_url (sales queue up meanwhile)",
+        )
+    if isinstance(res, NotFound):
+        return Check.fail("server", f"{cfg.wallet.base_url}: {res.detail}; fix [wallet] base_url")
+    if not isinstance(res, InfoLoaded):
+        return Check.fail("server", f"the wallet server refused terminal info ({res.reason})")
+    info = res.info
+    missing = [str(p) for p in cfg.terminal.products if info.product(p) is None]
+    name = info.friendly_name or "terminal"
+    summary = f"{name}, permission {info.permission}, {len(info.products)} products"
+    if missing:
+        return Check.warn(
+            "server",
+            f"{summary}; configured product(s) {', '.join(missing)} not on the "
+            "server's list; fix [terminal] products",
+        )
+    return Check.ok("server", summary)
+
+
+async def _partybroker_check(pb: PartybrokerConfig | None, problem: str | None) -> Check:
+    if problem is not None:
+        return Check.fail("partybroker", problem)
+    if pb is None:
+        return Check.ok("partybroker", "not configured")
+    from terminal.partybroker.client import Ambiguous, Drinks, PartybrokerClient, Unauthorized
+
+    try:
+        password = read_secret(pb.password_file, PASSWORD_CREDENTIAL)
+    except SecretError as exc:
+        return Check.fail("partybroker", str(exc))
+    async with PartybrokerClient(
+        pb.base_url, pb.party_id, pb.username, password, timeout_s=SERVER_TIMEOUT_S
+    ) as client:
+        res = await client.drinks()
+    if isinstance(res, Drinks):
+        return Check.ok("partybroker", f"session works, {len(res.drinks)} drinks")
+    if isinstance(res, Unauthorized):
+        return Check.fail("partybroker", "Partybroker refused the login (401); check username and password")
+    if isinstance(res, Ambiguous):
+        return Check.fail("partybroker", f"Partybroker unreachable ({res.reason}); check the network")
+    return Check.fail("partybroker", f"Partybroker refused the drinks list ({res.reason}); check party_id")
+
+
+# --- clock, journal, disk -------------------------------------------------------------------------
+
+
+def _open_journal(path: Path) -> Journal | None:
+    """Read-only: doctor runs as root and must not leave root-owned files in the service's state dir."""
+    if not path.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        conn.execute("SELECT 1 FROM sales LIMIT 1").fetchall()
+    except sqlite3.Error:
+        try:
+            conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True, check_same_thread=False)
+            conn.execute("SELECT 1 FROM sales LIMIT 1").fetchall()
+        except sqlite3.Error:
+            return None
+    return Journal(conn, path)
+
+
+def _clock_check(now: datetime, journal: Journal | None) -> Check:
+    fix = "the clock is wrong and TLS will fail; check time sync (timedatectl timesync-status)"
+    if now.year < MIN_YEAR:
+        return Check.fail("clock", f"it is {now:%Y-%m-%d}, before {MIN_YEAR}: {fix}")
+    build = datetime.fromtimestamp(Path(__file__).stat().st_mtime, UTC)
+    if (build - now).total_seconds() > CLOCK_SLACK_S:
+        return Check.fail("clock", f"it is {now:%Y-%m-%d %H:%M}, before this build ({build:%Y-%m-%d}): {fix}")
+    if journal is not None:
+        rows = journal.query("SELECT MAX(created_at) FROM sales")
+        newest = rows[0][0] if rows else None
+        if newest:
+            last = datetime.fromisoformat(newest)
+            if (last - now).total_seconds() > CLOCK_SLACK_S:
+                return Check.fail(
+                    "clock",
+                    f"it is {now:%Y-%m-%d %H:%M}, before the last sale ({last:%Y-%m-%d %H:%M}): {fix}",
+                )
+    return Check.ok("clock", f"{now:%Y-%m-%d %H:%M} UTC")
+
+
+def _queue_check(journal: Journal | None, now: datetime) -> Check:
+    if journal is None:
+        return Check.ok("queue", "no journal yet (the terminal has not run)")
+    st = journal.status()
+    parts = [f"{st.pending} pending", f"{st.rejected} rejected"]
+    if st.held:
+        parts.append(f"{st.held} held for reconciliation")
+    summary = ", ".join(parts)
+    if st.oldest_pending:
+        age = (now - datetime.fromisoformat(st.oldest_pending)).total_seconds()
+        summary += f", oldest pending {st.oldest_pending} ({age / 3600:.1f} h)"
+        if age > PENDING_FAIL_S:
+            return Check.fail("queue", f"{summary}; sales are not reaching the server: see taptill queue")
+        if age > PENDING_WARN_S:
+            return Check.warn("queue", f"{summary}; the server has not confirmed for an hour: taptill queue")
+    if st.rejected or st.held:
+        return Check.warn("queue", f"{summary}; review them with taptill queue --rejected")
+    return Check.ok("queue", summary)
+
+
+def _disk_check(state_dir: Path) -> Check:
+    probe = state_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    text = f"{free // (1024 * 1024)} MB free for {state_dir}"
+    if free < DISK_FAIL_BYTES:
+        return Check.fail("disk", f"{text}; the journal needs room: free space or use a bigger SD card")
+    if free < DISK_WARN_BYTES:
+        return Check.warn("disk", f"{text}; getting low: remove old logs (journalctl --vacuum-size=50M)")
+    return Check.ok("disk", text)
+
+
+# --- hardware -------------------------------------------------------------------------------------
+
+
+def _reader_check(cfg: Config) -> Check:
+    from provisioning import detect  # shared with provisioning; hardware libraries load inside the probes
+
+    r = cfg.reader
+    if r.kind == "sim":
+        directory = r.socket.parent
+        while not directory.exists() and directory != directory.parent:
+            directory = directory.parent
+        if not os.access(directory, os.W_OK):
+            return Check.fail("reader", f"sim socket directory {r.socket.parent} is not writable; fix owner")
+        return Check.ok("reader", f"sim reader socket {r.socket}")
+    if r.kind == "pcsc":
+        probe = detect.pcsc_readers()
+        names = [n for n in probe.found if r.name is None or r.name in n]
+        if probe.problem:
+            return Check.fail("reader", f"{probe.problem}; apt install pcscd, systemctl start pcscd.socket")
+        if not names:
+            want = f" matching {r.name!r}" if r.name else ""
+            return Check.fail("reader", f"no PC/SC reader{want} (pcscd lists {len(probe.found)}); plug it in")
+        return Check.ok("reader", f"PC/SC {names[0]!r}")
+    if r.device.startswith("usb"):
+        probe = detect.nfcpy_usb_readers()
+        if probe.problem or not probe.found:
+            return Check.fail(
+                "reader",
+                f"no nfcpy USB reader ({probe.problem or 'none plugged in'}); "
+                "plug it in (the user needs group plugdev)",
+            )
+        return Check.ok("reader", f"nfcpy {probe.found[0]}")
+    if r.device.startswith("tty:"):
+        dev = Path("/dev") / f"tty{r.device.split(':')[1]}"
+        if not dev.exists():
+            return Check.fail("reader", f"{dev} does not exist; enable the UART (raspi-config)")
+        return Check.ok("reader", f"nfcpy on {dev}")
+    return Check.warn("reader", f"nfcpy device {r.device!r} cannot be probed (a test driver?)")
+
+
+def _display_check(cfg: Config) -> Check:
+    from provisioning import detect
+
+    d = cfg.display
+    if d.kind != "oled":
+        return Check.ok("display", f"{d.kind} display needs no hardware")
+    if d.interface == "spi":
+        dev = Path(f"/dev/spidev{d.spi_port}.{d.spi_device}")
+        if not dev.exists():
+            return Check.fail("display", f"{dev} does not exist; enable SPI (raspi-config nonint do_spi 0)")
+        return Check.ok("display", f"SPI {dev}")
+    found, why = detect.i2c_oleds(f"/dev/i2c-{d.i2c_port}")
+    if any(o.address == d.i2c_address for o in found):
+        return Check.ok("display", f"OLED answers on /dev/i2c-{d.i2c_port} at 0x{d.i2c_address:02X}")
+    others = ", ".join(str(o) for o in found)
+    hint = f"found {others}; set [display] i2c_address" if others else f"{why}; check the wiring"
+    return Check.fail("display", f"no OLED at /dev/i2c-{d.i2c_port} 0x{d.i2c_address:02X}: {hint}")

@@ -1,0 +1,91 @@
+"""A tiny raw-socket server on 127.0.0.1 that answers each request with canned bytes (for odd servers)."""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+import threading
+import types
+from collections.abc import Sequence
+
+
+def http_response(status: int, body: bytes, content_type: str = "application/json", **headers: str) -> bytes:
+    """A complete HTTP/1.1 response with Content-Length (``headers`` names use _ for -)."""
+    lines = [f"HTTP/1.1 {status} X", f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
+    lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    server: _Server
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        sock.settimeout(5.0)
+        try:
+            _read_request(sock)
+            sock.sendall(self.server.owner.next_answer())
+            sock.shutdown(socket.SHUT_WR)
+            sock.recv(1)  # wait for the client to close, so nothing is reset under its feet
+        except OSError:
+            pass
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    owner: RawHttpServer
+
+
+def _read_request(sock: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length" and value.strip().isdigit():
+            length = int(value.strip())
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return data
+
+
+class RawHttpServer:
+    """Answers the n-th connection with ``answers[n]`` (the last one repeats), then closes it."""
+
+    def __init__(self, answers: Sequence[bytes]) -> None:
+        self.answers = list(answers)
+        self.served = 0
+        self._lock = threading.Lock()
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.owner = self
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/wallet"
+
+    def next_answer(self) -> bytes:
+        with self._lock:
+            answer = self.answers[min(self.served, len(self.answers) - 1)]
+            self.served += 1
+        return answer
+
+    def __enter__(self) -> RawHttpServer:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

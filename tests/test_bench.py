@@ -1,0 +1,120 @@
+"""Smoke test of `make bench`: each measurement runs small and returns the right shape (speed not judged)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from terminal.bench import evaluate_targets, report
+from terminal.bench_pcsc import measure_pcsc
+from terminal.bench_price import measure_price_to_screen
+from terminal.bench_process import measure_process, measure_startup
+from terminal.bench_stats import percentile, summary_ms
+from terminal.bench_store import measure_drain, measure_enqueue
+from terminal.bench_tap import measure_tap_offline, measure_tap_online
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, float) and math.isfinite(value) and value > 0
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    samples = [float(v) for v in range(1, 101)]
+    assert percentile(samples, 50) == 50.0
+    assert percentile(samples, 99) == 99.0
+    assert summary_ms([3.0, 1.0, 2.0], with_max=True) == {"p50": 2.0, "p99": 3.0, "max": 3.0}
+    with pytest.raises(ValueError, match="no samples"):
+        percentile([], 50)
+
+
+def test_tap_online_and_raw_post_are_measured() -> None:
+    got = measure_tap_online(n=3, warmup=1)
+    assert set(got) == {"tap_online_ms", "raw_post_ms"}
+    for key in got:
+        assert set(got[key]) == {"p50", "p99"}
+        assert _positive(got[key]["p50"]) and got[key]["p50"] <= got[key]["p99"]
+
+
+def test_tap_offline_includes_the_first_tap_that_waits_the_budget() -> None:
+    got = measure_tap_offline(n=3, tap_budget_ms=150)["tap_offline_ms"]
+    assert set(got) == {"p50", "p99", "max"}
+    assert got["max"] >= 150  # the first offline tap waited the whole tap budget
+    assert got["p50"] <= got["max"]
+
+
+def test_enqueue_and_raw_sqlite_rates() -> None:
+    got = measure_enqueue(n=10)
+    assert set(got) == {"enqueue_per_s", "raw_sqlite_per_s"}
+    assert all(_positive(v) for v in got.values())
+
+
+@pytest.mark.parametrize(("flavour", "dedupes"), [("doc", True), ("real", False)])
+def test_drain_delivers_the_whole_backlog(flavour: str, dedupes: bool) -> None:
+    assert _positive(measure_drain(n=8, flavour=flavour, dedupes=dedupes))  # type: ignore[arg-type]
+
+
+def test_startup_rss_and_idle_cpu_of_a_real_process() -> None:
+    assert _positive(measure_startup(runs=1))
+    got = measure_process(taps=2, idle_s=0.5)
+    assert set(got) == {"rss_mb", "idle_cpu_pct"}
+    assert _positive(got["rss_mb"])
+    assert got["idle_cpu_pct"] >= 0
+
+
+@pytest.mark.pcsc
+def test_pcsc_measurement_shape() -> None:
+    got = measure_pcsc(n=1)
+    assert set(got) == {"pcsc_uid_ms", "pcsc_raw_event_ms", "idle_cpu_pct"}
+    assert _positive(got["pcsc_uid_ms"]) and _positive(got["pcsc_raw_event_ms"])
+
+
+@pytest.mark.partybroker
+def test_price_to_screen_is_measured_against_the_poll_interval() -> None:
+    got = measure_price_to_screen(n=2, interval_s=0.2)
+    assert set(got) == {"p50", "poll_interval_ms", "p50_per_interval"}
+    assert _positive(got["p50"]) and got["poll_interval_ms"] == 200.0
+
+
+FULL = {
+    "tap_online_ms": {"p50": 4.0, "p99": 10.0},
+    "raw_post_ms": {"p50": 2.0, "p99": 4.0},
+    "tap_offline_ms": {"p50": 1.0, "p99": 3.0, "max": 820.0},
+    "enqueue_per_s": 1500.0,
+    "raw_sqlite_per_s": 3000.0,
+    "drain_per_s": 250.0,
+    "drain_per_s_nondedup": 150.0,
+    "startup_s": 0.5,
+    "rss_mb": 40.0,
+    "idle_cpu_pct": 0.3,
+    "pcsc_uid_ms": 410.0,
+    "pcsc_raw_event_ms": 400.0,
+    "pcsc_idle_cpu_pct": 0.2,
+    "price_to_screen_ms": {"p50": 240.0, "poll_interval_ms": 500.0, "p50_per_interval": 0.48},
+}
+
+
+def test_targets_say_met_or_not_with_the_limit_of_this_run() -> None:
+    targets = evaluate_targets(FULL, tap_budget_ms=800)
+    assert targets["tap_online_ms"]["limit"] == 11.0 and targets["tap_online_ms"]["met"] is True
+    assert all(t["met"] is True for t in targets.values())
+    slow = dict(FULL, tap_online_ms={"p50": 4.0, "p99": 11.5})
+    slow["tap_offline_ms"] = {"p50": 1.0, "p99": 2.0, "max": 1101.0}
+    slow_targets = evaluate_targets(slow, tap_budget_ms=800)
+    assert slow_targets["tap_online_ms"]["met"] is False
+    assert slow_targets["tap_offline_ms"]["met"] is False
+    assert slow_targets["enqueue_per_s"]["met"] is True  # exactly half the raw rate still meets it
+
+
+def test_report_is_one_json_object_and_marks_what_was_not_measured() -> None:
+    partial = {k: v for k, v in FULL.items() if not k.startswith("pcsc")}
+    out = report(partial, {"pcsc": "RuntimeError: no pcscd"})
+    line = json.dumps(out)
+    assert "\n" not in line
+    back = json.loads(line)
+    assert back["pcsc_uid_ms"] is None and back["targets"]["pcsc_uid_ms"]["met"] is None
+    assert back["price_to_screen_ms"] == FULL["price_to_screen_ms"]
+    assert back["all_targets_met"] is False
+    assert back["errors"] == {"pcsc": "RuntimeError: no pcscd"}
+    assert back["tap_online_ms"] == FULL["tap_online_ms"]

@@ -1,0 +1,203 @@
+"""The SQLite journal and outbox on real files: durability, migrations, corruption, outbox order."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from terminal.journal import MIGRATIONS, Journal, JournalError
+from terminal.model import DeclineReason, SaleState
+from tests.terminal_lab import ERIKA, MAX
+
+
+def sale(journal: Journal, uid: str = MAX, amount: int = -250, **extra: object) -> int:
+    record = journal.record_sale(
+        token_id=uid,
+        products=["espresso", 3],
+        amount_cents=amount,
+        description="Kaffee",
+        tag="coffee",
+        offline=False,
+        **extra,  # type: ignore[arg-type]
+    )
+    return record.id
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    j = Journal.open(tmp_path / "state" / "journal.sqlite3")
+    yield j
+    j.close()
+
+
+def test_wal_full_sync_and_private_files(journal: Journal) -> None:
+    db = journal._db
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    sale(journal)
+    for path in journal.path.parent.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
+    assert stat.S_IMODE(journal.path.parent.stat().st_mode) == 0o700
+
+
+def test_a_sale_is_durable_with_its_key_before_anything_is_sent(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    j = Journal.open(path)
+    record = j.record_sale(
+        token_id=MAX,
+        products=["espresso", 3],
+        amount_cents=-250,
+        description="Kaffee",
+        tag=None,
+        offline=True,
+        reason="offline: accepted",
+        balance_before=2000,
+        attempting=True,
+    )
+    # another connection (another process after a power cut) sees it committed
+    other = sqlite3.connect(path)
+    row = other.execute("SELECT idempotency_key, state, maybe_sent, attempts FROM sales").fetchone()
+    other.close()
+    assert row == (record.idempotency_key, "pending", 1, 1)
+    assert len(record.idempotency_key) >= 20
+    assert set(record.idempotency_key) <= set(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    )
+    assert record.products == ("espresso", 3)
+    j.close()
+    reopened = Journal.open(path)
+    again = reopened.sale_by_key(record.idempotency_key)
+    assert again is not None and again.products == ("espresso", 3) and again.offline
+    reopened.close()
+
+
+def test_keys_are_unique_and_a_duplicate_key_is_refused(journal: Journal) -> None:
+    keys = {journal.sale(sale(journal)).idempotency_key for _ in range(200)}  # type: ignore[union-attr]
+    assert len(keys) == 200
+    with pytest.raises(JournalError):
+        sale(journal, key=next(iter(keys)))
+
+
+def test_states_only_move_forward_from_pending(journal: Journal) -> None:
+    a, b = sale(journal), sale(journal, ERIKA)
+    journal.mark_done(a, 1750)
+    journal.mark_rejected(a, "too late")  # a settled sale stays settled
+    journal.mark_attempt(a, 1)
+    journal.mark_rejected(b, "bad_product: 400: Item with id 3 does not exist")
+    journal.mark_done(b, 0)
+    done, rejected = journal.sale(a), journal.sale(b)
+    assert done is not None and (done.state, done.balance_after, done.reason) == (SaleState.DONE, 1750, "")
+    assert done.attempts == 0
+    assert rejected is not None and rejected.state is SaleState.REJECTED
+    assert rejected.reason.startswith("bad_product") and rejected.balance_after is None
+
+
+def test_due_sales_give_only_the_oldest_pending_sale_of_each_card(journal: Journal) -> None:
+    m1, e1, m2, m3 = sale(journal, MAX), sale(journal, ERIKA), sale(journal, MAX), sale(journal, MAX)
+    assert [s.id for s in journal.due_sales(now=0.0)] == [m1, e1]
+    journal.mark_done(m1, 1750)
+    assert [s.id for s in journal.due_sales(now=0.0)] == [e1, m2]
+    journal.schedule_retry(m2, at=100.0, reason="timeout")
+    assert [s.id for s in journal.due_sales(now=50.0)] == [e1]  # m3 waits behind m2
+    assert [s.id for s in journal.due_sales(now=100.0)] == [e1, m2]
+    journal.hold(m2, "unclear")
+    assert [s.id for s in journal.due_sales(now=1e12)] == [e1]  # a held sale blocks its card
+    assert journal.next_due_at() == 0.0
+    held = journal.sale(m2)
+    assert held is not None and held.hold and held.state is SaleState.PENDING
+    assert [s.id for s in journal.pending_for_card(MAX)] == [m2, m3]
+
+
+def test_offline_view_and_status_count_unconfirmed_money(journal: Journal) -> None:
+    journal.remember_card(MAX, 2000, now=1000.0)
+    sale(journal, MAX, -250)
+    sale(journal, MAX, -300)
+    done = sale(journal, ERIKA, -150)
+    journal.mark_done(done, 350)
+    rejected = sale(journal, ERIKA, -100)
+    journal.mark_rejected(rejected, "unknown_card")
+    journal.record_decline(
+        token_id=ERIKA, products=[1], amount_cents=-250, description="d", reason=DeclineReason.OFFLINE
+    )
+    view = journal.offline_view(MAX, now=1060.0)
+    assert (view.last_balance, view.balance_age_s) == (2000, 60.0)
+    assert (view.card_unconfirmed_cents, view.total_unconfirmed_cents, view.unconfirmed_count) == (
+        550,
+        550,
+        2,
+    )
+    assert view.denied_reason is None
+    journal.deny_card(ERIKA, "unknown_card")
+    journal.remember_card(ERIKA, 350, now=1000.0)  # seeing the balance again keeps the denial
+    erika = journal.offline_view(ERIKA, now=1000.0)
+    assert erika.denied_reason == "unknown_card" and erika.card_unconfirmed_cents == 0
+    never = journal.offline_view("DEADBEEF", now=0.0)
+    assert never.last_balance is None and never.balance_age_s is None
+    status = journal.status()
+    assert (status.pending, status.done, status.rejected, status.declined) == (2, 1, 1, 1)
+    assert (status.pending_cents, status.rejected_cents) == (-550, -100)
+    declined = list(journal.sales([SaleState.DECLINED]))
+    assert [(s.reason, s.state) for s in declined] == [("offline", SaleState.DECLINED)]
+
+
+def test_the_cache_survives_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    j = Journal.open(path)
+    j.cache_put("terminal_info", {"products": [{"id": 1, "price": 250}]})
+    j.cache_put("terminal_info", {"products": [{"id": 2, "price": 300}]})
+    j.close()
+    j = Journal.open(path)
+    cached = j.cache_get("terminal_info")
+    assert cached is not None and cached[0] == {"products": [{"id": 2, "price": 300}]}
+    assert j.cache_get("nothing") is None
+    j.close()
+
+
+def test_an_old_schema_is_migrated_and_a_newer_one_refused(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    sqlite3.connect(path).close()  # version 0: an empty database
+    j = Journal.open(path)
+    assert j._db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    sale(j)
+    j.close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    conn.close()
+    with pytest.raises(JournalError, match="newer than this taptill knows"):
+        Journal.open(path)
+    assert path.exists()  # refused, never replaced
+
+
+def test_a_garbage_file_is_moved_aside_byte_for_byte(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    garbage = b"this is not a database at all\n" * 100
+    path.write_bytes(garbage)
+    j = Journal.open(path)
+    sale(j)
+    j.close()
+    aside = [p for p in tmp_path.iterdir() if ".corrupt-" in p.name]
+    assert len(aside) == 1 and aside[0].read_bytes() == garbage
+
+
+def test_a_damaged_page_is_found_by_quick_check_and_moved_aside(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    j = Journal.open(path)
+    keys = [j.sale(sale(j)).idempotency_key for _ in range(300)]  # type: ignore[union-attr]
+    j._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    j.close()
+    data = bytearray(path.read_bytes())
+    page = 4096
+    assert len(data) > 4 * page
+    data[2 * page : 4 * page] = b"\xa5" * (2 * page)  # keep the header, damage b-tree pages
+    path.write_bytes(bytes(data))
+    damaged = bytes(data)
+    fresh = Journal.open(path)
+    assert fresh.sale_by_key(keys[0]) is None and fresh.status().pending == 0
+    fresh.close()
+    aside = [p for p in tmp_path.iterdir() if ".corrupt-" in p.name and not p.name.endswith(("-wal", "-shm"))]
+    assert len(aside) == 1 and aside[0].read_bytes() == damaged

@@ -1,0 +1,186 @@
+"""Partybroker inside a running terminal: sales reported, the session kept alive, the price shown charged."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from terminal.emulator.faults import FaultKind
+from terminal.emulator.partybroker_server import EmulatedDrink, PartybrokerEmulator
+from terminal.emulator.wallet_server import WalletEmulator
+from tests.terminal_lab import TerminalProcess, journal_lines, settled, taptill, wait_for, write_config
+
+pytestmark = pytest.mark.partybroker
+
+RICH = "04F00DF00DF00D"
+WEISSBIER = 145
+LADDER_PRODUCTS = [
+    ("espresso", "Espresso", 250),
+    ("beer_s", "Bier", 250),
+    ("beer_m", "Bier", 290),
+    ("beer_l", "Bier", 330),
+]
+
+
+@pytest.fixture
+def party() -> Iterator[PartybrokerEmulator]:
+    drinks = (
+        EmulatedDrink(WEISSBIER, "123456", "Weißbier", 290, min_cents=200, max_cents=400),
+        EmulatedDrink(146, "POS_222", "Helles", 230),
+    )
+    with PartybrokerEmulator(drinks=drinks, price_interval_s=0.25, rise_cents=0, fall_cents=0) as emu:
+        yield emu
+
+
+def _pb_config(
+    directory: Path, party: PartybrokerEmulator, *, ladder: bool = False, interval: float = 0.25
+) -> str:
+    password = directory / "partybroker.password"
+    directory.mkdir(parents=True, exist_ok=True)
+    password.write_text("demo")
+    password.chmod(0o600)
+    mapping = (
+        f'beer = {{ id = {WEISSBIER}, ladder = ["beer_s", "beer_m", "beer_l"] }}'
+        if ladder
+        else f"espresso = {{ id = {WEISSBIER} }}"
+    )
+    return f"""
+[partybroker]
+base_url = "{party.base_url}"
+party_id = "{party.party_id}"
+username = "{party.username}"
+password_file = "partybroker.password"
+price_interval_s = {interval}
+charge = "{"ladder" if ladder else "wallet"}"
+[partybroker.drinks]
+{mapping}
+"""
+
+
+def _console(config: Path) -> None:
+    text = config.read_text().replace('kind = "none"', 'kind = "console"')
+    config.write_text(text)
+
+
+def _tap_and_settle(term: TerminalProcess, uid: str, count: int) -> None:
+    term.tap(uid)
+    wait_for(lambda: settled(term.config, count), what=f"sale {count} to settle")
+
+
+def _status(config: Path) -> dict[str, object]:
+    return dict(json.loads(taptill("status", "--json", "--config", str(config)).stdout))
+
+
+def test_twenty_sales_are_twenty_units(tmp_path: Path, party: PartybrokerEmulator) -> None:
+    with WalletEmulator.demo("doc") as wallet:
+        wallet.add_wallet(RICH, 100_000)
+        config = write_config(tmp_path, wallet, extra=_pb_config(tmp_path, party))
+        term = TerminalProcess(config)
+        try:
+            for n in range(1, 21):
+                _tap_and_settle(term, RICH, n)
+            wait_for(lambda: party.units_sold().get(WEISSBIER, 0) >= 20, what="20 units at the party")
+            time.sleep(0.5)  # nothing more may arrive
+        finally:
+            term.stop()
+    assert party.units_sold().get(WEISSBIER) == 20
+    pb = _status(config)["partybroker"]
+    assert isinstance(pb, dict)
+    assert pb["reported_units"] == 20 and pb["ambiguous_reports"] == 0 and pb["pending_reports"] == 0
+
+
+def test_with_faults_the_count_stays_within_the_ambiguous_bound(
+    tmp_path: Path, party: PartybrokerEmulator
+) -> None:
+    party.faults.reseed(7)
+    for kind in (
+        FaultKind.DROP_AFTER,
+        FaultKind.ERROR500_BEFORE,
+        FaultKind.RATE_LIMIT_429,
+        FaultKind.DROP_BEFORE,
+    ):
+        party.faults.inject(kind, probability=0.2, method="POST")
+    with WalletEmulator.demo("doc") as wallet:
+        wallet.add_wallet(RICH, 100_000)
+        config = write_config(tmp_path, wallet, extra=_pb_config(tmp_path, party))
+        term = TerminalProcess(config)
+        try:
+            for n in range(1, 21):
+                _tap_and_settle(term, RICH, n)
+            wait_for(
+                lambda: _status(config)["partybroker"]["pending_reports"] == 0,  # type: ignore[index]
+                timeout=30,
+                what="every report to be settled",
+            )
+        finally:
+            term.stop()
+    pb = _status(config)["partybroker"]
+    assert isinstance(pb, dict)
+    units = party.units_sold().get(WEISSBIER, 0)
+    ambiguous = int(pb["ambiguous_units"])
+    assert 20 - ambiguous <= units <= 20, (units, pb)
+    assert pb["reported_units"] + ambiguous + 0 >= units
+    assert sum(party.faults.applied().values()) > 0, "no fault fired: the test proves nothing"
+
+
+def test_the_session_survives_a_quiet_night(tmp_path: Path, party: PartybrokerEmulator) -> None:
+    with WalletEmulator.demo("doc") as wallet:
+        config = write_config(tmp_path, wallet, extra=_pb_config(tmp_path, party))
+        term = TerminalProcess(config)
+        try:
+            time.sleep(0.25 * 8)  # 8 price intervals without a single sale
+        finally:
+            term.stop()
+    assert party.logouts == 0
+
+
+def test_idle_screen_shows_the_prices_of_the_last_post(tmp_path: Path) -> None:
+    drinks = (EmulatedDrink(WEISSBIER, "123456", "Weißbier", 290, min_cents=200, max_cents=400),)
+    # A long interval: only the sale's own POST answer can change the price shown.
+    with (
+        PartybrokerEmulator(drinks=drinks, price_interval_s=60, rise_cents=40, fall_cents=0) as party,
+        WalletEmulator("doc", products=LADDER_PRODUCTS, wallets={RICH: 100_000}) as wallet,
+    ):
+        config = write_config(
+            tmp_path, wallet, products=["beer"], extra=_pb_config(tmp_path, party, ladder=True, interval=60)
+        )
+        _console(config)
+        term = TerminalProcess(config)
+        try:
+            wait_for(lambda: "Weißbier 2,90 €" in term.log(), what="the first market price on screen")
+            _tap_and_settle(term, RICH, 1)
+            wait_for(lambda: "Weißbier 3,30 €" in term.log(), what="the POST's new price on screen")
+        finally:
+            term.stop()
+        assert party.prices()[WEISSBIER] == 330
+
+
+def test_ladder_charges_the_price_on_screen_across_a_price_change(
+    tmp_path: Path, party: PartybrokerEmulator
+) -> None:
+    with WalletEmulator("doc", products=LADDER_PRODUCTS, wallets={RICH: 100_000}) as wallet:
+        config = write_config(
+            tmp_path, wallet, products=["beer"], extra=_pb_config(tmp_path, party, ladder=True)
+        )
+        _console(config)
+        term = TerminalProcess(config)
+        try:
+            wait_for(lambda: "Weißbier 2,90 €" in term.log(), what="the market price on screen")
+            _tap_and_settle(term, RICH, 1)
+            party.set_price(WEISSBIER, 345)
+            wait_for(lambda: "Weißbier 3,30 €" in term.log(), what="the new step on screen")
+            _tap_and_settle(term, RICH, 2)
+            party.set_price(WEISSBIER, 260)
+            wait_for(
+                lambda: "Weißbier 2,50 €" in term.log().split("3,30")[-1], what="the lower step on screen"
+            )
+            _tap_and_settle(term, RICH, 3)
+        finally:
+            term.stop()
+        ledger = [(t.products, t.amount) for t in wallet.transactions()]
+    assert ledger == [(["beer_m"], -290), (["beer_l"], -330), (["beer_s"], -250)]
+    assert [s["products"] for s in journal_lines(config)] == [["beer_m"], ["beer_l"], ["beer_s"]]

@@ -1,0 +1,260 @@
+"""``taptill-provision`` into a --root tree against the wallet and Partybroker emulators."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from provisioning.provision import EXIT_CHANGED, EXIT_REFUSED, EXIT_UNCHANGED, EXIT_UNREACHABLE, EXIT_USAGE
+from terminal.config import load_config
+from terminal.config_section import Section
+from terminal.emulator.partybroker_server import EmulatedDrink, PartybrokerEmulator
+from terminal.emulator.wallet_server import WalletEmulator
+from terminal.partybroker.client import DrinkRef
+from terminal.partybroker.config import parse_partybroker
+from tests.terminal_lab import MAX, REPO, TerminalProcess, espresso, journal_lines, wait_for
+from tests.test_systemd import MAX_EXPOSURE, exposure, systemd_analyze
+
+
+def provision(
+    root: Path, *args: str, token: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("TAPTILL_")}
+    if token is not None:
+        full_env["TAPTILL_WALLET_TOKEN"] = token  # secrets through the environment, not argv
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "provisioning.provision", "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def wallet_flags(emulator: WalletEmulator) -> list[str]:
+    return [
+        "--wallet-url",
+        emulator.base_url,
+        "--products",
+        str(espresso(emulator.flavour)),
+        "--description",
+        "Kaffee",
+        "--tag",
+        "coffee",
+    ]
+
+
+def tree(root: Path) -> dict[str, tuple[int, int]]:
+    """Every path under root with (mode, mtime_ns): proves what was (not) written."""
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): (p.lstat().st_mode, p.lstat().st_mtime_ns) for p in root.rglob("*")}
+
+
+def test_provisions_a_root_tree_then_has_nothing_to_change(
+    tmp_path: Path, wallet_server: WalletEmulator
+) -> None:
+    root = tmp_path / "image"
+    first = provision(root, *wallet_flags(wallet_server), token=wallet_server.api_token)
+    assert first.returncode == EXIT_CHANGED, first.stderr
+    etc = root / "etc" / "taptill"
+    token = etc / "wallet.token"
+    assert token.read_text().strip() == wallet_server.api_token
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600
+    cfg = load_config(etc / "config.toml")
+    assert [str(p) for p in cfg.terminal.products] == [str(espresso(wallet_server.flavour))]
+    assert cfg.terminal.tag == "coffee" and cfg.terminal.description == "Kaffee"
+    assert cfg.wallet.base_url == wallet_server.base_url
+    assert cfg.wallet.token_file == Path("/etc/taptill/wallet.token")
+    assert (cfg.reader.kind, cfg.display.kind) == ("sim", "none")  # nothing plugged in here
+    assert "none found" in first.stdout
+    assert "Espresso" in first.stdout and "permission " in first.stdout
+    unit = root / "etc/systemd/system/taptill.service"
+    assert f"ExecStart={Path(sys.executable).parent / 'taptill'} run --config /etc/taptill/config.toml" in (
+        unit.read_text()
+    )
+    wants = root / "etc/systemd/system/multi-user.target.wants/taptill.service"
+    assert os.readlink(wants) == "/etc/systemd/system/taptill.service"
+    assert "u taptill" in (root / "etc/sysusers.d/taptill.conf").read_text()
+    assert wallet_server.api_token not in first.stdout + first.stderr
+
+    before = tree(root)
+    second = provision(root, *wallet_flags(wallet_server), token=wallet_server.api_token)
+    assert second.returncode == EXIT_UNCHANGED, second.stderr
+    assert "nothing to change" in second.stdout
+    assert tree(root) == before
+
+
+def test_a_changed_answer_rewrites_only_the_config(tmp_path: Path) -> None:
+    root = tmp_path / "image"
+    with WalletEmulator.demo("doc") as emulator:
+        assert provision(root, *wallet_flags(emulator), token=emulator.api_token).returncode == EXIT_CHANGED
+        token_before = tree(root)["etc/taptill/wallet.token"]
+        flags = [*wallet_flags(emulator), "--description", "Espressobar"]
+        again = provision(root, *flags, token=emulator.api_token)
+    assert again.returncode == EXIT_CHANGED, again.stderr
+    assert "update /etc/taptill/config.toml" in again.stdout
+    assert "unchanged /etc/taptill/wallet.token" in again.stdout
+    assert tree(root)["etc/taptill/wallet.token"] == token_before
+    assert load_config(root / "etc/taptill/config.toml").terminal.description == "Espressobar"
+
+
+def test_bad_token_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    root = tmp_path / "image"
+    with WalletEmulator.demo("doc") as emulator:
+        proc = provision(root, *wallet_flags(emulator), token="not-the-token")
+    assert proc.returncode == EXIT_REFUSED
+    assert "refused the API token" in proc.stderr
+    assert tree(root) == {}
+
+
+def test_unreachable_server_writes_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "image"
+    with WalletEmulator.demo("doc") as emulator:
+        emulator.faults.set_down(True)
+        proc = provision(root, *wallet_flags(emulator), token=emulator.api_token)
+    assert proc.returncode == EXIT_UNREACHABLE, proc.stdout + proc.stderr
+    assert "unreachable" in proc.stderr
+    assert tree(root) == {}
+
+
+def test_unknown_product_is_a_usage_error_naming_the_list(tmp_path: Path) -> None:
+    root = tmp_path / "image"
+    with WalletEmulator.demo("doc") as emulator:
+        proc = provision(
+            root, "--wallet-url", emulator.base_url, "--products", "champagne", token=emulator.api_token
+        )
+    assert proc.returncode == EXIT_USAGE
+    assert "'champagne'" in proc.stderr and "espresso" in proc.stderr
+    assert tree(root) == {}
+
+
+def test_missing_answer_names_flag_and_variable(tmp_path: Path) -> None:
+    proc = provision(tmp_path / "image", "--products", "espresso", token="x")
+    assert proc.returncode == EXIT_USAGE
+    assert "--wallet-url" in proc.stderr and "TAPTILL_WALLET_URL" in proc.stderr
+
+
+def test_dry_run_shows_the_diff_without_secrets_and_writes_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "image"
+    with WalletEmulator.demo("doc") as emulator:
+        dry = provision(root, *wallet_flags(emulator), "--dry-run", token=emulator.api_token)
+        assert dry.returncode == EXIT_CHANGED, dry.stderr
+        assert tree(root) == {}
+        assert "+++ /etc/taptill/config.toml" in dry.stdout
+        assert '+description = "Kaffee"' in dry.stdout
+        assert "wallet.token: secret (0600) would be written" in dry.stdout
+        assert emulator.api_token not in dry.stdout + dry.stderr
+        assert provision(root, *wallet_flags(emulator), token=emulator.api_token).returncode == EXIT_CHANGED
+        again = provision(root, *wallet_flags(emulator), "--dry-run", token=emulator.api_token)
+    assert again.returncode == EXIT_UNCHANGED
+    assert "+++" not in again.stdout
+
+
+def test_json_output_and_answers_file(tmp_path: Path) -> None:
+    root = tmp_path / "image"
+    with WalletEmulator.demo("real") as emulator:
+        token_file = tmp_path / "token.txt"
+        token_file.write_text(emulator.api_token + "\n")
+        answers = tmp_path / "answers.toml"
+        answers.write_text(
+            f'[wallet]\nbase_url = "{emulator.base_url}"\ntoken_file = "{token_file}"\n'
+            '[terminal]\nproducts = [1, 2]\ndescription = "from the file"\ntag = "bar"\n'
+        )
+        # the environment beats the answers file
+        proc = provision(root, "--answers", str(answers), "--json", env={"TAPTILL_DESCRIPTION": "from env"})
+    assert proc.returncode == EXIT_CHANGED, proc.stdout + proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["exit_code"] == EXIT_CHANGED
+    assert out["wallet"]["permission"] == "debit"
+    assert {p["name"] for p in out["wallet"]["products"]} >= {"Espresso", "Cappuccino"}
+    assert {f["path"]: f["action"] for f in out["files"]}["/etc/taptill/wallet.token"] == "create"
+    assert out["display"] == {"kind": "none", "found": []}
+    cfg = load_config(root / "etc/taptill/config.toml")
+    assert cfg.terminal.products == (1, 2) and cfg.terminal.description == "from env"
+
+
+def test_partybroker_drinks_are_listed_and_mapped(tmp_path: Path) -> None:
+    root = tmp_path / "image"
+    drinks = (
+        EmulatedDrink(145, "espresso", "Espresso doppio", 290),  # externalId equals the product id
+        EmulatedDrink(146, None, "Cappuccino", 230),  # only the title matches
+        EmulatedDrink(147, "345678", "Pils", 210),
+    )
+    with WalletEmulator.demo("doc") as wallet, PartybrokerEmulator(drinks=drinks, password="s3cret") as pb:
+        flags = [
+            "--wallet-url",
+            wallet.base_url,
+            "--products",
+            "espresso,cappuccino",
+            "--partybroker-url",
+            pb.base_url,
+            "--party-id",
+            pb.party_id,
+            "--partybroker-user",
+            pb.username,
+        ]
+        wrong = provision(root, *flags, token=wallet.api_token, env={"TAPTILL_PARTYBROKER_PASSWORD": "nope"})
+        assert wrong.returncode == EXIT_REFUSED and "Partybroker refused" in wrong.stderr
+        assert tree(root) == {}
+        proc = provision(root, *flags, token=wallet.api_token, env={"TAPTILL_PARTYBROKER_PASSWORD": "s3cret"})
+    assert proc.returncode == EXIT_CHANGED, proc.stdout + proc.stderr
+    assert "3 drinks" in proc.stdout and "Pils" in proc.stdout
+    password = root / "etc/taptill/partybroker.password"
+    assert password.read_text().strip() == "s3cret" and stat.S_IMODE(password.stat().st_mode) == 0o600
+    assert "s3cret" not in proc.stdout + proc.stderr
+    dropin = (root / "etc/systemd/system/taptill.service.d/partybroker.conf").read_text()
+    assert "LoadCredential=partybroker.password:/etc/taptill/partybroker.password" in dropin
+    import tomllib
+
+    data = tomllib.loads((root / "etc/taptill/config.toml").read_text())
+    cfg = parse_partybroker(Section("partybroker", data["partybroker"]), Path("/etc/taptill"))
+    assert cfg is not None and cfg.party_id == "1234"
+    mapped = {k: v.drink for k, v in cfg.drinks.items()}
+    assert mapped == {"espresso": DrinkRef(external_id="espresso"), "cappuccino": DrinkRef(id=146)}
+
+
+def test_the_installed_unit_verifies_and_keeps_its_score(tmp_path: Path) -> None:
+    root = tmp_path / "image"
+    with WalletEmulator.demo("doc") as emulator:
+        assert provision(root, *wallet_flags(emulator), token=emulator.api_token).returncode == EXIT_CHANGED
+    unit = root / "etc/systemd/system/taptill.service"
+    proc = systemd_analyze("verify", "--man=no", str(unit), cwd=unit.parent)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert exposure(unit) <= MAX_EXPOSURE
+
+
+@pytest.mark.parametrize("flavour", ["doc", "real"])
+def test_the_provisioned_config_runs_a_terminal(tmp_path: Path, flavour: str) -> None:
+    """The written config starts ``taptill run``: secrets come in as systemd credentials would."""
+    root = tmp_path / "image"
+    socket = root / "run/taptill/tap.sock"
+    with WalletEmulator.demo(flavour) as emulator:  # type: ignore[arg-type]
+        proc = provision(
+            root,
+            *wallet_flags(emulator),
+            "--state-dir",
+            str(root / "var/lib/taptill"),
+            "--sim-socket",
+            str(socket),
+            token=emulator.api_token,
+        )
+        assert proc.returncode == EXIT_CHANGED, proc.stderr
+        config = root / "etc/taptill/config.toml"
+        credentials = {"CREDENTIALS_DIRECTORY": str(root / "etc/taptill")}
+        term = TerminalProcess(config, env=credentials, socket=socket)
+        try:
+            term.tap(MAX)
+            wait_for(lambda: any(s["state"] == "done" for s in journal_lines(config)), what="a settled sale")
+        finally:
+            assert term.stop() == 0
+    assert (root / "var/lib/taptill/journal.sqlite3").exists()
