@@ -8,7 +8,7 @@ STAMP := .make
 # Debian packages: the demo needs a venv and a compiler (spidev/pyscard build from source);
 # the tests also run a real pcscd with the vpcd virtual reader and systemd-analyze.
 DEMO_DEBS := python3-venv python3-dev gcc
-TEST_DEBS := $(DEMO_DEBS) pcscd libpcsclite-dev vsmartcard-vpcd systemd fonts-dejavu-core make
+TEST_DEBS := $(DEMO_DEBS) pcscd libpcsclite-dev vsmartcard-vpcd systemd make e2fsprogs util-linux mount
 
 .PHONY: demo test lint bench run clean system-deps-demo system-deps-test
 

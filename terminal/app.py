@@ -12,6 +12,7 @@ from pathlib import Path
 
 from hw.display.base import Display
 from hw.display.factory import make_display
+from hw.gpio.base import Outputs
 from hw.gpio.factory import make_buttons, make_outputs
 from hw.readers.factory import make_reader
 from terminal.catalog import StartupError, check_permission, check_products, load_catalog
@@ -61,9 +62,10 @@ async def run_terminal(
     health = ServerHealth(on_change=lambda online: loop_ref[0].server_changed(online) if loop_ref else None)
     reader = None
     display = opts.display
-    outputs = make_outputs(cfg.gpio)
+    outputs: Outputs | None = None
     buttons = None
     try:
+        outputs = make_outputs(cfg.gpio)
         catalog = await load_catalog(client, journal, STARTUP_INFO_TIMEOUT_S)
         if catalog is not None:
             problem = check_permission(catalog.info, cfg.terminal.mode)
@@ -74,6 +76,9 @@ async def run_terminal(
                     key for key, m in (cfg.partybroker.drinks if cfg.partybroker else {}).items() if m.ladder
                 }
                 wallet_products = tuple(p for p in cfg.terminal.products if str(p) not in ladder_keys)
+                wallet_products += tuple(
+                    (cfg.select.buttons if cfg.terminal.mode == "select" else cfg.topup.buttons).values()
+                )
                 for line in check_products(catalog.info, wallet_products):
                     log.error("%s", line)
         else:
@@ -85,6 +90,14 @@ async def run_terminal(
             screen_hold_s=cfg.terminal.screen_hold_s,
             pairing_url=cfg.terminal.pairing_url,
             title=(catalog.info.friendly_name if catalog and catalog.info.friendly_name else "Tap your card"),
+            mode=cfg.terminal.mode,
+            buttons=cfg.select.buttons if cfg.terminal.mode == "select" else cfg.topup.buttons,
+            cancel_button=cfg.select.cancel_button
+            if cfg.terminal.mode == "select"
+            else cfg.topup.clear_button,
+            cart_timeout_s=cfg.select.cart_timeout_s,
+            operators=cfg.topup.operators,
+            unlock_s=cfg.topup.unlock_s,
         )
         controller = Controller(settings, products)
         settled_hooks: list[Callable[[], None]] = []
@@ -161,6 +174,11 @@ async def run_terminal(
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
     finally:
+        if outputs is not None:
+            outputs.release()
+            close = getattr(outputs, "close", None)  # gpiozero pins are freed, not just switched off
+            if close is not None:
+                close()
         if reader is not None:
             reader.stop()
         if buttons is not None:

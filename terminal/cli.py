@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     q = with_config(sub.add_parser("queue", help="sales still pending, held or rejected"))
     q.add_argument("--rejected", action="store_true", help="list rejected sales (after-the-fact refusals)")
 
+    oh = sub.add_parser("operator-hash", help="the [topup] operators entry for an operator card")
+    oh.add_argument("uid", help="the operator card's UID in hex")
+
     st = with_config(sub.add_parser("status", help="counts and totals of the journal"))
     st.add_argument("--json", action="store_true")
 
@@ -88,6 +91,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         from terminal.doctor import run_doctor
 
         return run_doctor(args.config, as_json=args.json)
+    if cmd == "operator-hash":
+        from terminal.controller import operator_hash
+        from terminal.uid import InvalidUid, normalise_uid
+
+        try:
+            print(operator_hash(normalise_uid(args.uid)))
+        except InvalidUid as exc:
+            print(f"taptill: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        return EXIT_OK
     cfg = load_config(args.config)
     if cmd == "run":
         return _run(cfg, args.verbose, args.gif)

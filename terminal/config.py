@@ -94,6 +94,25 @@ class GpioConfig:
 
 
 @dataclass(frozen=True)
+class SelectConfig:
+    """Select mode (coffee machine): buttons fill a cart that the next tap pays."""
+
+    buttons: dict[str, ProductId] = field(default_factory=dict)
+    cancel_button: str | None = None
+    cart_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class TopupConfig:
+    """Top-up kiosk: operator cards (SHA-256 of the UID) unlock it; buttons pick credit products."""
+
+    operators: frozenset[str] = frozenset()
+    unlock_s: float = 300.0
+    buttons: dict[str, ProductId] = field(default_factory=dict)
+    clear_button: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     terminal: TerminalConfig
     wallet: WalletConfig
@@ -102,6 +121,8 @@ class Config:
     display: DisplayConfig
     gpio: GpioConfig
     partybroker: PartybrokerConfig | None = None
+    select: SelectConfig = field(default_factory=SelectConfig)
+    topup: TopupConfig = field(default_factory=TopupConfig)
     source: Path | None = None
 
     @property
@@ -139,8 +160,11 @@ def parse_config(data: dict[str, object], source: Path | None = None) -> Config:
         display=_display(root.table("display"), base),
         gpio=_gpio(root.table("gpio")),
         partybroker=parse_partybroker(root.table("partybroker"), base),
+        select=_select(root.table("select")),
+        topup=_topup(root.table("topup")),
         source=source,
     )
+    _check_mode(cfg)
     root.finish()
     return cfg
 
@@ -256,3 +280,56 @@ def _gpio(s: Section) -> GpioConfig:
     )
     s.finish()
     return cfg
+
+
+def _buttons(s: Section) -> dict[str, ProductId]:
+    table = s.table("buttons")
+    out: dict[str, ProductId] = {}
+    for name in table.keys():  # noqa: SIM118 - a Section, not a dict
+        value = table.raw(name)
+        if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
+            raise ConfigError(f"[{table.name}] {name} must be a wallet product id, got {value!r}")
+        out[name] = value
+    return out
+
+
+def _select(s: Section) -> SelectConfig:
+    cfg = SelectConfig(
+        buttons=_buttons(s),
+        cancel_button=s.opt_str("cancel_button"),
+        cart_timeout_s=s.number("cart_timeout_s", 30.0, min=1.0),
+    )
+    s.finish()
+    return cfg
+
+
+def _topup(s: Section) -> TopupConfig:
+    operators = s.list_of("operators", (str,), [])
+    hashes = set()
+    for op in operators:
+        h = str(op).strip().lower()
+        if len(h) != 64 or any(c not in "0123456789abcdef" for c in h):
+            raise ConfigError(
+                f"[topup] operators has {str(op)[:16]!r}…, not a SHA-256; use the output of "
+                "taptill operator-hash UID"
+            )
+        hashes.add(h)
+    cfg = TopupConfig(
+        operators=frozenset(hashes),
+        unlock_s=s.number("unlock_s", 300.0, min=1.0),
+        buttons=_buttons(s),
+        clear_button=s.opt_str("clear_button"),
+    )
+    s.finish()
+    return cfg
+
+
+def _check_mode(cfg: Config) -> None:
+    mode = cfg.terminal.mode
+    if mode == "select" and not cfg.select.buttons:
+        raise ConfigError("[select] buttons is empty; select mode needs button = product id entries")
+    if mode == "topup":
+        if not cfg.topup.operators:
+            raise ConfigError("[topup] operators is empty; the kiosk needs at least one operator card hash")
+        if not cfg.topup.buttons:
+            raise ConfigError("[topup] buttons is empty; the kiosk needs button = top-up product id entries")

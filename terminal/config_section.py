@@ -45,6 +45,10 @@ class Section:
             raise ConfigError(f"{self._where(key)} is missing; it is required")
         return default
 
+    def raw(self, key: str) -> object:
+        """The value as TOML gave it, for tables of free-form names checked by the caller."""
+        return self._get(key, None)
+
     def table(self, key: str) -> Section:
         self._used.add(key)
         return Section(f"{self.name}.{key}" if self.name else key, self._data.get(key))

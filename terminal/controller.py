@@ -1,9 +1,17 @@
-"""The pure tap controller: events in, effects out; no I/O, no clocks, no threads."""
+"""The pure terminal controller: events in, effects out; no I/O, no clocks, no threads.
+
+Three ways to sell (``[terminal] mode``): ``tap`` debits the configured products on every tap;
+``select`` lets buttons fill a cart that the next tap pays (an empty cart shows the balance);
+``topup`` is a kiosk locked until an operator card is tapped, where the operator picks credit
+products with buttons and the guest's tap books them (negative prices credit the wallet).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from enum import Enum
+from typing import Literal
 
 from terminal.config import OfflineConfig
 from terminal.effects import Beep, Charge, Dispense, Effect, LookupWallet, RecordDecline, Show, StartTimer
@@ -30,8 +38,14 @@ from terminal.model import DeclineReason, Product, ProductId
 from terminal.offline_policy import decide_offline
 from terminal.screens import (
     ApprovedScreen,
+    BalanceScreen,
+    CartLine,
+    CartScreen,
+    CreditScreen,
     DeclinedScreen,
     IdleScreen,
+    KioskLockedScreen,
+    KioskScreen,
     NotRegisteredScreen,
     OfflineScreen,
     OutOfServiceScreen,
@@ -40,6 +54,14 @@ from terminal.screens import (
     ReaderOfflineScreen,
     Screen,
 )
+
+Mode = Literal["tap", "select", "topup"]
+
+
+def operator_hash(uid: str) -> str:
+    """How operator cards are configured: the SHA-256 of the normalised UID, so a leaked config
+    does not reveal the UIDs."""
+    return hashlib.sha256(uid.encode("ascii")).hexdigest()
 
 
 class Phase(Enum):
@@ -56,19 +78,29 @@ class ControllerSettings:
     screen_hold_s: float = 3.0
     pairing_url: str | None = None
     title: str = "Tap your card"
+    mode: Mode = "tap"
+    buttons: dict[str, ProductId] = field(default_factory=dict)  # select: product, topup: credit
+    cancel_button: str | None = None  # select: empty the cart; topup: reset the amount
+    cart_timeout_s: float = 30.0
+    operators: frozenset[str] = frozenset()  # SHA-256 of operator card UIDs
+    unlock_s: float = 300.0
 
 
 @dataclass
 class _Tap:
     uid: str
     products: tuple[ProductId, ...]
-    amount_cents: int  # what the guest pays, positive
+    amount_cents: int  # signed as the wallet books it: negative debit, positive credit
+    kind: Literal["sale", "balance"] = "sale"
     offline: bool = False
-    balance_before: int | None = None
+
+    @property
+    def credit(self) -> bool:
+        return self.amount_cents > 0
 
 
 class Controller:
-    """The tap-mode state machine: idle → deciding → charging → result → idle."""
+    """The state machine: idle → deciding → charging → result → idle, with a cart or a kiosk lock."""
 
     def __init__(self, settings: ControllerSettings, catalog: tuple[Product, ...]) -> None:
         self.settings = settings
@@ -82,8 +114,13 @@ class Controller:
         self.prices_stale = False
         self.storage_error: str | None = None
         self.charge_as: dict[str, ProductId] = {}  # Partybroker ladder: the step charged right now
+        self.cart: list[ProductId] = []  # select: chosen products; topup: chosen credit products
+        self.operator: str | None = None  # topup: the unlocking operator's hash, while unlocked
         self._tap: _Tap | None = None
-        self._timer = 0
+        self._tokens = 0
+        self._result_token = 0
+        self._cart_token = 0
+        self._unlock_token = 0
 
     # --- screens -------------------------------------------------------------------------------
 
@@ -92,6 +129,12 @@ class Controller:
             return OutOfServiceScreen(self.storage_error)
         if not self.reader_online:
             return ReaderOfflineScreen("reconnecting…")
+        if self.settings.mode == "topup":
+            if self.operator is None:
+                return KioskLockedScreen()
+            return KioskScreen(self._cart_cents())
+        if self.cart:
+            return self._cart_screen()
         prices = self.prices if self.prices is not None else self._catalog_prices()
         if not self.server_online:
             accepting = self.settings.offline.mode == "accept"
@@ -99,12 +142,29 @@ class Controller:
         return IdleScreen(prices=prices, title=self.settings.title, stale=self.prices_stale)
 
     def _catalog_prices(self) -> tuple[PriceLine, ...]:
+        shown = self.settings.products if self.settings.mode == "tap" else self.settings.buttons.values()
         lines = []
-        for pid in dict.fromkeys(self.settings.products):
+        for pid in dict.fromkeys(shown):
             p = self._product(pid)
             if p is not None:
                 lines.append(PriceLine(p.name, p.price_cents))
         return tuple(lines)
+
+    def _cart_screen(self) -> CartScreen:
+        counts: dict[str, int] = {}
+        for pid in self.cart:
+            counts[str(pid)] = counts.get(str(pid), 0) + 1
+        items = []
+        for key, qty in counts.items():
+            p = self._product(key)
+            if p is not None:
+                items.append(CartLine(p.name, qty, p.price_cents))
+        return CartScreen(tuple(items))
+
+    def _cart_cents(self) -> int:
+        """Select: what the cart costs; topup: what it credits (both positive)."""
+        total = sum(p.price_cents for pid in self.cart if (p := self._product(pid)) is not None)
+        return abs(total)
 
     def _product(self, pid: ProductId) -> Product | None:
         for p in self.catalog:
@@ -112,11 +172,15 @@ class Controller:
                 return p
         return None
 
+    def _token(self) -> int:
+        self._tokens += 1
+        return self._tokens
+
     def _result(self, screen: Screen, *extra: Effect) -> list[Effect]:
         self.phase = Phase.RESULT
         self._tap = None
-        self._timer += 1
-        return [Show(screen), *extra, StartTimer(self._timer, self.settings.screen_hold_s)]
+        self._result_token = self._token()
+        return [Show(screen), *extra, StartTimer(self._result_token, self.settings.screen_hold_s)]
 
     def _back_to_idle_if_waiting(self) -> list[Effect]:
         if self.phase is Phase.IDLE:
@@ -143,10 +207,7 @@ class Controller:
             case ChargeDone() | ChargeQueued() | ChargeRejected() | ChargeFailed():
                 return self._charged(event)
             case TimerFired(token):
-                if self.phase is Phase.RESULT and token == self._timer:
-                    self.phase = Phase.IDLE
-                    return [Show(self.idle_screen())]
-                return []
+                return self._timer(token)
             case ServerChanged(online, unconfirmed):
                 changed = (online, unconfirmed) != (self.server_online, self.unconfirmed)
                 self.server_online, self.unconfirmed = online, unconfirmed
@@ -160,9 +221,47 @@ class Controller:
             case CatalogChanged(products):
                 self.catalog = products
                 return self._back_to_idle_if_waiting()
-            case ButtonPressed():
-                return []
+            case ButtonPressed(name):
+                return self._button(name)
         return []
+
+    def _timer(self, token: int) -> list[Effect]:
+        if token == self._result_token and self.phase is Phase.RESULT:
+            self.phase = Phase.IDLE
+            return [Show(self.idle_screen())]
+        if token == self._cart_token and self.cart and self.settings.mode == "select":
+            self.cart.clear()  # the guest walked away
+            return self._back_to_idle_if_waiting()
+        if token == self._unlock_token and self.operator is not None:
+            self._lock()
+            return self._back_to_idle_if_waiting()
+        return []
+
+    def _lock(self) -> None:
+        self.operator = None
+        self.cart.clear()
+
+    def _button(self, name: str) -> list[Effect]:
+        s = self.settings
+        if s.mode == "tap" or self.phase in (Phase.DECIDING, Phase.CHARGING):
+            return []
+        if s.mode == "topup" and self.operator is None:
+            return self._result(DeclinedScreen(DeclineReason.KIOSK_LOCKED), Beep("declined"))
+        if name == s.cancel_button:
+            self.cart.clear()
+        elif name in s.buttons and self._product(s.buttons[name]) is not None:
+            self.cart.append(s.buttons[name])
+        else:
+            return []
+        effects: list[Effect] = []
+        if s.mode == "select":
+            self._cart_token = self._token()
+            effects.append(StartTimer(self._cart_token, s.cart_timeout_s))
+        else:
+            self._unlock_token = self._token()  # the operator is busy: stay unlocked
+            effects.append(StartTimer(self._unlock_token, s.unlock_s))
+        self.phase = Phase.IDLE
+        return [Show(self.idle_screen()), *effects]
 
     def _card(self, uid: str) -> list[Effect]:
         if uid == self.card_on_reader:
@@ -172,15 +271,45 @@ class Controller:
             return []  # one tap at a time; the guest sees "Processing"
         if self.storage_error is not None:
             return self._result(OutOfServiceScreen(self.storage_error), Beep("error"))
-        products = tuple(self.charge_as.get(str(p), p) for p in self.settings.products)
+        s = self.settings
+        if s.mode == "topup":
+            return self._kiosk_card(uid)
+        if s.mode == "select":
+            if not self.cart:
+                return self._lookup(_Tap(uid, (), 0, kind="balance"))
+            products = tuple(self.cart)
+        else:
+            products = tuple(self.charge_as.get(str(p), p) for p in s.products)
         resolved = [self._product(p) for p in products]
         known = [p for p in resolved if p is not None]
         if len(known) != len(resolved) or not known:
             return self._result(DeclinedScreen(DeclineReason.BAD_PRODUCT), Beep("error"))
-        amount = sum(p.price_cents for p in known)
-        self._tap = _Tap(uid=uid, products=tuple(products), amount_cents=amount)
+        return self._lookup(_Tap(uid, products, -sum(p.price_cents for p in known)))
+
+    def _kiosk_card(self, uid: str) -> list[Effect]:
+        if operator_hash(uid) in self.settings.operators:
+            if self.operator is not None:
+                self._lock()
+                self.phase = Phase.IDLE
+                return [Show(self.idle_screen()), Beep("approved")]
+            self.operator = operator_hash(uid)
+            self._unlock_token = self._token()
+            self.phase = Phase.IDLE
+            return [
+                Show(self.idle_screen()),
+                StartTimer(self._unlock_token, self.settings.unlock_s),
+                Beep("approved"),
+            ]
+        if self.operator is None:
+            return self._result(DeclinedScreen(DeclineReason.KIOSK_LOCKED), Beep("declined"))
+        if not self.cart:
+            return self._lookup(_Tap(uid, (), 0, kind="balance"))
+        return self._lookup(_Tap(uid, tuple(self.cart), self._cart_cents()))
+
+    def _lookup(self, tap: _Tap) -> list[Effect]:
+        self._tap = tap
         self.phase = Phase.DECIDING
-        return [Show(ProcessingScreen()), LookupWallet(uid)]
+        return [Show(ProcessingScreen()), LookupWallet(tap.uid)]
 
     def _decline(
         self,
@@ -191,8 +320,24 @@ class Controller:
         offline: bool = False,
         note: str | None = None,
     ) -> list[Effect]:
-        record = RecordDecline(tap.uid, tap.products, -tap.amount_cents, note or reason, offline)
+        if tap.kind == "balance":
+            return self._result(screen, Beep("declined"))  # a balance check is not a sale
+        record = RecordDecline(tap.uid, tap.products, tap.amount_cents, note or reason, offline)
         return self._result(screen, record, Beep("declined"))
+
+    def _charge(self, tap: _Tap, *, online: bool, balance: int | None, reason: str = "") -> list[Effect]:
+        self.phase = Phase.CHARGING
+        return [
+            Charge(
+                tap.uid,
+                tap.products,
+                tap.amount_cents,
+                online=online,
+                balance_before=balance,
+                reason=reason,
+                operator=self.operator if tap.credit else None,
+            )
+        ]
 
     def _looked_up(self, event: WalletBalance | WalletRefused | WalletUnreachable) -> list[Effect]:
         tap = self._tap
@@ -207,17 +352,31 @@ class Controller:
                 return self._decline(tap, reason, screen)
             case WalletBalance(_, balance, pending):
                 available = balance - pending
-                if available < tap.amount_cents:
+                if tap.kind == "balance":
+                    return self._result(BalanceScreen(available))
+                if available < -tap.amount_cents:
                     return self._decline(
                         tap,
                         DeclineReason.INSUFFICIENT_BALANCE,
                         DeclinedScreen(DeclineReason.INSUFFICIENT_BALANCE, available),
                     )
-                tap.balance_before = balance
-                self.phase = Phase.CHARGING
-                return [Charge(tap.uid, tap.products, -tap.amount_cents, online=True, balance_before=balance)]
+                return self._charge(tap, online=True, balance=balance)
             case WalletUnreachable(_, view):
-                decision = decide_offline(view, tap.amount_cents, self.settings.offline)
+                if tap.kind == "balance":
+                    return self._result(DeclinedScreen(DeclineReason.OFFLINE, view.last_balance))
+                if tap.credit:
+                    # The operator holds the cash: a top-up can always be booked later.
+                    if self.settings.offline.mode == "accept":
+                        tap.offline = True
+                        return self._charge(tap, online=False, balance=None, reason="offline: top-up")
+                    return self._decline(
+                        tap,
+                        DeclineReason.OFFLINE,
+                        DeclinedScreen(DeclineReason.OFFLINE),
+                        offline=True,
+                        note="offline: policy declines",
+                    )
+                decision = decide_offline(view, -tap.amount_cents, self.settings.offline)
                 if not decision.accept:
                     reason = decision.decline or DeclineReason.OFFLINE
                     shown = view.last_balance if reason is DeclineReason.INSUFFICIENT_BALANCE else None
@@ -225,17 +384,7 @@ class Controller:
                         tap, reason, DeclinedScreen(reason, shown), offline=True, note=decision.reason
                     )
                 tap.offline = True
-                self.phase = Phase.CHARGING
-                return [
-                    Charge(
-                        tap.uid,
-                        tap.products,
-                        -tap.amount_cents,
-                        online=False,
-                        balance_before=None,
-                        reason=decision.reason,
-                    )
-                ]
+                return self._charge(tap, online=False, balance=None, reason=decision.reason)
         return []
 
     def _charged(self, event: ChargeDone | ChargeQueued | ChargeRejected | ChargeFailed) -> list[Effect]:
@@ -245,14 +394,20 @@ class Controller:
         count = len(tap.products)
         match event:
             case ChargeDone(_, balance_after):
+                self.cart.clear()
+                if tap.credit:
+                    return self._result(CreditScreen(tap.amount_cents, balance_after), Beep("approved"))
                 return self._result(
-                    ApprovedScreen(tap.amount_cents, balance_after), Dispense(count), Beep("approved")
+                    ApprovedScreen(-tap.amount_cents, balance_after), Dispense(count), Beep("approved")
                 )
             case ChargeQueued(_, estimate):
+                self.cart.clear()
                 if tap.offline:
                     self.unconfirmed += 1
+                if tap.credit:
+                    return self._result(CreditScreen(tap.amount_cents, None), Beep("approved"))
                 return self._result(
-                    ApprovedScreen(tap.amount_cents, estimate, confirmed=False),
+                    ApprovedScreen(-tap.amount_cents, estimate, confirmed=False),
                     Dispense(count),
                     Beep("approved"),
                 )

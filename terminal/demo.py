@@ -15,6 +15,7 @@ from hw.display.tee import TeeDisplay
 from hw.readers.sim import send_command
 from terminal.app import RunOptions, run_terminal
 from terminal.config import Config, load_config
+from terminal.controller import operator_hash
 from terminal.device_loop import DeviceLoop
 from terminal.emulator.wallet_server import WalletEmulator
 from terminal.screens import ProcessingScreen, Screen
@@ -23,6 +24,7 @@ MAX = "04A1B2C3D4E5F6"  # 20,00 €
 ERIKA = "04:55:66:77:88:aa:bb"  # 5,00 €, typed the way a phone app shows it
 EMPTY = "04000000000001"  # 0,00 €
 STRANGER = "04BADC0FFEE000"  # no wallet
+OPERATOR = "04C0FFEE000001"  # the demo kiosk's operator card
 
 STEP_TIMEOUT_S = 10.0
 
@@ -87,6 +89,17 @@ socket = "state/tap.sock"
 [display]
 kind = "image"
 image_dir = "screens"
+
+[select]
+buttons = {{ espresso = "espresso", cappuccino = "cappuccino" }}
+cancel_button = "cancel"
+cart_timeout_s = 30
+
+[topup]
+operators = ["{operator_hash(OPERATOR)}"]
+unlock_s = 60
+buttons = {{ ten = "topup_10", twenty = "topup_20" }}
+clear_button = "clear"
 """
     )
     return config
@@ -125,6 +138,10 @@ async def _demo(cfg: Config, emulator: WalletEmulator, interactive: bool, gif: P
     try:
         if interactive:
             await _interactive(cfg, emulator)
+        elif cfg.terminal.mode == "select":
+            await _select_scenario(cfg, emulator, watcher)
+        elif cfg.terminal.mode == "topup":
+            await _topup_scenario(cfg, emulator, watcher)
         else:
             await _scenario(cfg, emulator, watcher, device)
     finally:
@@ -179,6 +196,47 @@ async def _scenario(
     )
     if st.pending:
         raise RuntimeError("the queue did not drain")
+
+
+async def _press(cfg: Config, watcher: ScreenWatcher, button: str) -> None:
+    print(f"\n=== button {button} ===", flush=True)
+    start = len(watcher.shown)
+    answer = await asyncio.to_thread(send_command, cfg.reader.socket, f"press {button}")
+    if answer != "ok":
+        raise RuntimeError(f"sim reader said: {answer}")
+    await asyncio.to_thread(watcher.wait_after, start, lambda s: True, STEP_TIMEOUT_S)
+
+
+async def _select_scenario(cfg: Config, emulator: WalletEmulator, watcher: ScreenWatcher) -> None:
+    await _tap(cfg, watcher, MAX, "empty cart: the balance, nothing charged")
+    await asyncio.sleep(0.3)
+    await _press(cfg, watcher, "espresso")
+    await _press(cfg, watcher, "cappuccino")
+    await _tap(cfg, watcher, MAX, "the cart is paid")
+    await asyncio.sleep(0.3)
+    await _press(cfg, watcher, "espresso")
+    await _press(cfg, watcher, "cancel")
+    print(
+        f"\nserver ledger: {len(emulator.transactions())} transaction(s); "
+        f"balance of {MAX} now {emulator.balance(MAX)} cents",
+        flush=True,
+    )
+
+
+async def _topup_scenario(cfg: Config, emulator: WalletEmulator, watcher: ScreenWatcher) -> None:
+    await _tap(cfg, watcher, ERIKA, "a guest while the kiosk is locked")
+    await asyncio.sleep(0.3)
+    await _tap(cfg, watcher, OPERATOR, "the operator unlocks")
+    await _press(cfg, watcher, "ten")
+    await _press(cfg, watcher, "twenty")
+    await _tap(cfg, watcher, ERIKA, "the guest is credited")
+    await asyncio.sleep(0.3)
+    await _tap(cfg, watcher, OPERATOR, "the operator locks the kiosk")
+    print(
+        f"\nserver ledger: {len(emulator.transactions())} transaction(s); "
+        f"balance of {ERIKA.replace(':', '').upper()} now {emulator.balance('0455667788AABB')} cents",
+        flush=True,
+    )
 
 
 async def _interactive(cfg: Config, emulator: WalletEmulator) -> None:

@@ -28,6 +28,7 @@ from terminal.events import (
     Event,
     ReaderChanged,
     ServerChanged,
+    StorageChanged,
     TimerFired,
     WalletBalance,
     WalletRefused,
@@ -44,6 +45,7 @@ from terminal.wallet.outcomes import Found, NotFound, Refused, Unauthorized, Una
 log = logging.getLogger(__name__)
 
 DISPLAY_REFRESH_S = 1.0
+STORAGE_PROBE_S = 1.0  # how often an unwritable journal is tried again (storage faults, issue 3)
 
 
 class DeviceLoop:
@@ -82,6 +84,8 @@ class DeviceLoop:
         self._deadline = 0.0
         self._seen: tuple[str, tuple[str, Sequence[object]]] | None = None
         self._background: set[asyncio.Task[object]] = set()
+        self._storage_ok = True  # false after a failed journal write, until a write probe succeeds
+        self._next_storage_probe = 0.0
 
     # --- listeners, called from reader and button threads ------------------------------------
 
@@ -114,6 +118,10 @@ class DeviceLoop:
             unconfirmed = self.journal.unconfirmed_count()
         except Exception:  # a status refresh must never take the loop down
             unconfirmed = 0
+        try:
+            self.outputs.set_online(self.health.online)
+        except Exception:  # a status LED must never take the loop down
+            log.exception("status LED failed")
         self.post(ServerChanged(self.health.online, unconfirmed))
 
     # --- the loop ------------------------------------------------------------------------------
@@ -138,6 +146,7 @@ class DeviceLoop:
                 if now >= next_ping:
                     self.notifier.watchdog()
                     next_ping = now + ping_every
+                    self._probe_storage(now)
                     if refresh is not None:
                         try:
                             refresh()
@@ -204,6 +213,7 @@ class DeviceLoop:
                     )
                 except JournalError as exc:
                     log.error("cannot journal a declined tap: %s", exc)
+                    self._storage_failed()
             case Dispense(count):
                 self.outputs.dispense(count)
             case Beep(kind):
@@ -212,6 +222,30 @@ class DeviceLoop:
                 loop = asyncio.get_running_loop()
                 loop.call_later(delay, self.queue.put_nowait, TimerFired(token))
         return None
+
+    # --- storage faults (issue 3): stop selling while the journal is unwritable, resume after a probe ---
+
+    def _storage_failed(self) -> None:
+        if self._storage_ok:
+            log.error("journal unwritable: declining every sale until a write succeeds (free disk space?)")
+            self.post(StorageChanged(False, "cannot write the journal"))
+        self._storage_ok = False
+        self._next_storage_probe = time.monotonic() + STORAGE_PROBE_S
+
+    def _probe_storage(self, now: float) -> None:
+        """While the journal is unwritable, try one small write now and then; sell again once it works."""
+        if self._storage_ok or now < self._next_storage_probe:
+            return
+        try:
+            self.journal.cache_put("storage_probe", {"at": self.clock()})
+        except JournalError:
+            self._next_storage_probe = now + STORAGE_PROBE_S
+            return
+        self._storage_ok = True
+        log.warning("journal writable again: selling")
+        self.post(StorageChanged(True))
+
+    # --- end of storage faults ---------------------------------------------------------------------------
 
     def _take_seen(self, uid: str) -> list[tuple[str, Sequence[object]]]:
         seen, self._seen = self._seen, None
@@ -266,9 +300,11 @@ class DeviceLoop:
                 operator=c.operator,
                 balance_before=c.balance_before,
                 attempting=not queued,
+                attempted_at=self.clock(),
             )
         except JournalError as exc:
             log.error("not selling: %s", exc)
+            self._storage_failed()
             return ChargeFailed("cannot write the journal")
         crashpoint("after_journal")
         estimate = None if c.balance_before is None else c.balance_before + c.amount_cents

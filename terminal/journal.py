@@ -87,6 +87,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX reports_pending ON reports (next_attempt_at) WHERE state = 'pending';
     """,
+    # 3: when the latest request of a sale went out (a late request must land before reconciling)
+    """
+    ALTER TABLE sales ADD COLUMN attempted_at REAL;
+    """,
 )
 
 
@@ -113,6 +117,7 @@ class SaleRecord:
     next_attempt_at: float
     created_at: str
     updated_at: str
+    attempted_at: float | None = None  # wall clock of the latest request that may have gone out
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -160,7 +165,7 @@ class JournalStatus:
 _COLUMNS = (
     "id, idempotency_key, token_id, products, amount_cents, description, tag, state, reason, offline, "
     "operator, balance_before, balance_after, maybe_sent, hold, attempts, next_attempt_at, created_at, "
-    "updated_at"
+    "updated_at, attempted_at"
 )
 
 
@@ -186,6 +191,7 @@ def _row(r: Any) -> SaleRecord:
         next_attempt_at=float(r[16]),
         created_at=str(r[17]),
         updated_at=str(r[18]),
+        attempted_at=None if r[19] is None else float(r[19]),
     )
 
 
@@ -239,7 +245,7 @@ class Journal:
                 for stmt in _statements(MIGRATIONS[target]):
                     self._db.execute(stmt)
                 self._db.execute(f"PRAGMA user_version = {target + 1}")
-            log.info("journal schema migrated to version %d", target + 1)
+            log.debug("journal schema migrated to version %d", target + 1)
 
     def _tx(self) -> _Tx:
         return _Tx(self._db)
@@ -272,6 +278,7 @@ class Journal:
         attempting: bool = False,
         key: str | None = None,
         also: Statements = (),
+        attempted_at: float | None = None,
     ) -> SaleRecord:
         """Commit a new pending sale with its idempotency key; returns only once it is durable.
 
@@ -280,8 +287,8 @@ class Journal:
         now = _now_iso()
         cur = self._write(
             "INSERT INTO sales (idempotency_key, token_id, products, amount_cents, description, tag, state,"
-            " reason, offline, operator, balance_before, maybe_sent, attempts, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
+            " reason, offline, operator, balance_before, maybe_sent, attempts, created_at, updated_at,"
+            " attempted_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 key or new_idempotency_key(),
                 token_id,
@@ -297,6 +304,7 @@ class Journal:
                 int(attempting),
                 now,
                 now,
+                (time.time() if attempted_at is None else attempted_at) if attempting else None,
             ),
             also,
         )
@@ -345,12 +353,12 @@ class Journal:
         r = self._db.execute(f"SELECT {_COLUMNS} FROM sales WHERE idempotency_key = ?", (key,)).fetchone()
         return _row(r) if r else None
 
-    def mark_attempt(self, sale_id: int, balance_before: int | None) -> None:
+    def mark_attempt(self, sale_id: int, balance_before: int | None, at: float | None = None) -> None:
         """Durably note that a request for this sale is about to go out."""
         self._write(
-            "UPDATE sales SET maybe_sent = 1, attempts = attempts + 1, balance_before = ?, updated_at = ?"
-            " WHERE id = ? AND state = 'pending'",
-            (balance_before, _now_iso(), sale_id),
+            "UPDATE sales SET maybe_sent = 1, attempts = attempts + 1, balance_before = ?, updated_at = ?,"
+            " attempted_at = ? WHERE id = ? AND state = 'pending'",
+            (balance_before, _now_iso(), time.time() if at is None else at, sale_id),
         )
 
     def mark_not_sent(self, sale_id: int) -> None:
@@ -360,9 +368,7 @@ class Journal:
             (_now_iso(), sale_id),
         )
 
-    def mark_done(
-        self, sale_id: int, balance_after: int | None, also: Statements = ()
-    ) -> None:
+    def mark_done(self, sale_id: int, balance_after: int | None, also: Statements = ()) -> None:
         """The server booked the sale; ``also`` are statements committed with it (its reports)."""
         try:
             with self._tx():
@@ -556,6 +562,9 @@ def _check_or_move_aside(path: Path) -> None:
                 problem = str(result[0] if result else "no answer")
         finally:
             conn.close()
+    except sqlite3.OperationalError as exc:
+        # Cannot open or read it (read-only state directory, I/O error): not corruption, so keep it in place.
+        raise JournalError(f"cannot read journal {path}: {exc}; make the state directory writable") from None
     except sqlite3.DatabaseError as exc:
         problem = str(exc)
     if problem is None:
@@ -565,7 +574,13 @@ def _check_or_move_aside(path: Path) -> None:
     for suffix in ("", "-wal", "-shm"):
         src = Path(f"{path}{suffix}")
         if src.exists():
-            src.rename(Path(f"{aside}{suffix}"))
+            try:
+                src.rename(Path(f"{aside}{suffix}"))
+            except OSError as exc:
+                raise JournalError(
+                    f"journal {path} is corrupt ({problem}) and cannot be moved aside ({exc.strerror}); "
+                    "move it away by hand"
+                ) from None
     log.error(
         "journal %s is corrupt (%s); moved it to %s and started a new one: recover sales from it by hand",
         path,

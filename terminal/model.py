@@ -68,3 +68,4 @@ class DeclineReason(StrEnum):
     BAD_PRODUCT = "bad_product"
     STORAGE = "storage"
     NOTHING_SELECTED = "nothing_selected"
+    KIOSK_LOCKED = "kiosk_locked"

@@ -5,7 +5,9 @@ real pretix): an attempt that may have reached the server is never re-sent blind
 attempt the wallet's balance is read and journaled; after an ambiguous failure the balance is read
 again: ``before + amount`` means the sale was booked (done), ``before`` means it was not (send again),
 anything else means someone else moved money on that wallet meanwhile, and the sale is held for a
-person to reconcile (``taptill queue``). Only one sale per card is in flight at a time.
+person to reconcile (``taptill queue``). Only one sale per card is in flight at a time, and the
+second read waits until the ambiguous request can no longer land (its timeout plus a second), so
+that a request still on its way, perhaps from a process killed since, is seen in the balance.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 60.0
 UNAUTHORIZED_RETRY_S = 60.0
+RECONCILE_SLACK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,8 @@ class SaleSender:
         self.rng = rng or random.Random()
         self.on_settled = on_settled
         self.reports_for = reports_for  # Partybroker reports, committed with the sale's "done"
+        # Longer than any request of ours can take (its timeout), plus slack for the server's own work.
+        self.reconcile_after_s = client.timeout_s + RECONCILE_SLACK_S
         self.in_flight: set[str] = set()  # token ids with a request under way
         self._wake = asyncio.Event()
         self.delivered = 0
@@ -112,7 +117,7 @@ class SaleSender:
     async def _attempt(self, sale: SaleRecord, fresh_balance: int | None) -> AttemptResult:
         if fresh_balance is None:
             if self.dedupes:
-                self.journal.mark_attempt(sale.id, sale.balance_before)
+                self.journal.mark_attempt(sale.id, sale.balance_before, self.clock())
             else:
                 prepared = await self._prepare_non_dedup(sale)
                 if prepared is not None:
@@ -153,6 +158,21 @@ class SaleSender:
 
     async def _prepare_non_dedup(self, sale: SaleRecord) -> AttemptResult | None:
         """Read the balance first; settle an earlier ambiguous attempt; journal this attempt."""
+        if sale.maybe_sent and sale.attempted_at is not None:
+            # A request that went out (perhaps from a process killed since) may still be on its way
+            # or being processed; the balance only tells the truth once it can no longer land.
+            now = self.clock()
+            if now < sale.attempted_at:
+                # The clock went back (a Pi has no RTC; NTP steps it): wait a full window from now.
+                self.journal.execute("UPDATE sales SET attempted_at = ? WHERE id = ?", (now, sale.id))
+                self.journal.schedule_retry(
+                    sale.id, now + self.reconcile_after_s, "waiting before reconciling"
+                )
+                return Later("waiting before reconciling")
+            if now < sale.attempted_at + self.reconcile_after_s:
+                settle_at = sale.attempted_at + self.reconcile_after_s
+                self.journal.schedule_retry(sale.id, settle_at, "waiting before reconciling")
+                return Later("waiting before reconciling")
         res = await self.client.wallet(sale.token_id)
         if isinstance(res, NotFound):
             # An unknown token is never charged (real pretix answers 500 and books nothing).
@@ -187,7 +207,7 @@ class SaleSender:
                 log.error("sale %d held for reconciliation: %s", sale.id, detail)
                 return Later(detail)
             log.info("sale %d reconciled: the earlier attempt was not booked, sending again", sale.id)
-        self.journal.mark_attempt(sale.id, balance)
+        self.journal.mark_attempt(sale.id, balance, self.clock())
         return None
 
     def _done(self, sale: SaleRecord, balance: int | None) -> None:

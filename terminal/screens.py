@@ -18,6 +18,7 @@ DECLINE_TEXT: dict[DeclineReason, str] = {
     DeclineReason.BAD_PRODUCT: "Product unavailable",
     DeclineReason.STORAGE: "Out of service (storage)",
     DeclineReason.NOTHING_SELECTED: "Choose a product first",
+    DeclineReason.KIOSK_LOCKED: "Locked: operator first",
 }
 
 

@@ -36,6 +36,7 @@ def write_config(
     offline_mode: str = "accept",
     budget_ms: int = 800,
     probe_s: float = 0.2,
+    mode: str = "tap",
 ) -> Path:
     """A complete terminal config (sim reader, no display) and a 0600 token file in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -48,6 +49,7 @@ def write_config(
     cfg.write_text(
         f"""
 [terminal]
+mode = "{mode}"
 state_dir = "state"
 products = {json.dumps(prods)}
 description = "Kaffee"
@@ -59,7 +61,7 @@ screen_hold_s = 0.05
 base_url = "{emulator.base_url}"
 token_file = "wallet.token"
 dedupes = {dedupes}
-timeout_s = 3.0
+timeout_s = 1.5
 
 [offline]
 mode = "{offline_mode}"

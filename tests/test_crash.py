@@ -95,3 +95,22 @@ def test_several_sales_with_kills_between_them(tmp_path: Path, wallet_server: Wa
         term.wait_dead()
         _restart_and_settle(config, n)
     _assert_exactly_once(config, wallet_server, 3)
+
+
+def test_a_late_request_from_a_killed_terminal_is_not_charged_twice(
+    tmp_path: Path, wallet_server: WalletEmulator
+) -> None:
+    """The killed terminal's debit lands only after the restarted one has started: reconciliation must
+    wait for it, or a non-deduplicating server would book the resend as a second debit."""
+    config = write_config(tmp_path, wallet_server)
+    wallet_server.faults.inject(FaultKind.LATENCY, ms=1200, method="POST", times=1)
+    term = TerminalProcess(config)
+    term.tap(MAX)
+    wait_for(
+        lambda: wallet_server.stats()["requests_by_route"].get("transaction", 0) >= 1,
+        what="the debit to reach the server",
+    )
+    term.kill()
+    assert wallet_server.transactions() == [], "the server must still be sitting on the request"
+    _restart_and_settle(config, 1)
+    _assert_exactly_once(config, wallet_server, 1)

@@ -127,15 +127,20 @@ def test_with_faults_the_count_stays_within_the_ambiguous_bound(
     assert sum(party.faults.applied().values()) > 0, "no fault fired: the test proves nothing"
 
 
-def test_the_session_survives_a_quiet_night(tmp_path: Path, party: PartybrokerEmulator) -> None:
-    with WalletEmulator.demo("doc") as wallet:
-        config = write_config(tmp_path, wallet, extra=_pb_config(tmp_path, party))
+def test_the_session_survives_a_quiet_night(tmp_path: Path) -> None:
+    # Half-second intervals: a logout needs 1.5 s of silence, which a loaded CI machine never causes.
+    with (
+        PartybrokerEmulator(price_interval_s=0.5) as party,
+        WalletEmulator.demo("doc") as wallet,
+    ):
+        config = write_config(tmp_path, wallet, extra=_pb_config(tmp_path, party, interval=0.5))
         term = TerminalProcess(config)
         try:
-            time.sleep(0.25 * 8)  # 8 price intervals without a single sale
+            time.sleep(0.5 * 8)  # 8 price intervals without a single sale
         finally:
             term.stop()
-    assert party.logouts == 0
+        assert party.logouts == 0
+        assert party.stats()["requests"] >= 6  # type: ignore[operator]
 
 
 def test_idle_screen_shows_the_prices_of_the_last_post(tmp_path: Path) -> None:

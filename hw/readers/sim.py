@@ -55,11 +55,14 @@ class SimReader:
 
     def stop(self) -> None:
         self._stopping.set()
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)  # wakes accept() now, not at its timeout
         if self._thread is not None:
             self._thread.join(timeout=1.0)
         if self._sock is not None:
             self._sock.close()
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # gone already, or a read-only state directory
             self.socket_path.unlink()
 
     def _serve(self) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import random
 import socket
 import threading
@@ -418,6 +419,11 @@ class FaultableHTTPServer(ThreadingHTTPServer):
             self._open.add(request)
             self.connections_accepted += 1
         super().process_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up mid-answer (a killed terminal, a timeout) is normal here, not a
+        # traceback on stderr.
+        logging.getLogger(__name__).debug("emulator request from %s failed", client_address, exc_info=True)
 
     def shutdown_request(self, request: Any) -> None:
         with self._open_lock:

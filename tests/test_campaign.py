@@ -1,0 +1,298 @@
+"""The seeded fault-injection campaign: hundreds of taps against a faulty wallet server while ``taptill run``
+is SIGKILLed at random moments; at the end the server's ledger must equal the terminal's journal."""
+
+from __future__ import annotations
+
+import random
+import re
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from terminal.config import load_config
+from terminal.emulator.faults import DOWN, FaultKind
+from terminal.emulator.wallet_server import Flavour, WalletEmulator
+from tests.terminal_lab import TerminalProcess, espresso, wait_for, write_config
+
+pytestmark = pytest.mark.campaign
+
+SEED = 20261122
+TAPS = 520
+KILLS = 55
+CARDS = tuple(f"04CA{n:010X}" for n in range(6))  # 7-byte UIDs, uppercase hex
+CARD_BALANCE = 10_000_000  # far more than the campaign spends: no refusal for lack of money
+OFFLINE_LIMITS = "max_per_card_cents = 5000\nmax_total_cents = 200000"
+TAP_SETTLE_S = 0.6  # longest wait for a tap to reach the journal before the next one
+
+# (kind, probability, extra fields): every kind the emulator has, on every route, seeded.
+FAULTS: tuple[tuple[FaultKind, float, dict[str, object]], ...] = (
+    # Spikes stay well below the client timeout and the restart time of a killed terminal: a request
+    # that a dead terminal left on the server must land before the new one reconciles by balance.
+    (FaultKind.LATENCY_SPIKE, 0.06, {"ms": 120}),
+    (FaultKind.HANG, 0.01, {"cap_s": 0.4}),
+    (FaultKind.DROP_BEFORE, 0.02, {}),
+    (FaultKind.DROP_AFTER, 0.03, {}),
+    (FaultKind.ERROR500_BEFORE, 0.02, {}),
+    (FaultKind.ERROR500_AFTER, 0.03, {}),
+    (FaultKind.RATE_LIMIT_429, 0.01, {"retry_after": 1}),
+    (FaultKind.GARBAGE_HTML, 0.01, {}),
+    (FaultKind.GARBAGE_TRUNCATED, 0.02, {}),
+    (FaultKind.GARBAGE_CONTENT_TYPE, 0.01, {}),
+    (FaultKind.GARBAGE_OVERSIZED, 0.01, {"size": 300_000}),
+)
+CRASHPOINTS = {
+    "doc": ("after_journal", "after_answer"),
+    "real": ("after_journal", "after_answer", "after_reconcile_read"),
+}
+
+
+@dataclass
+class CampaignResult:
+    flavour: str
+    taps: int = 0
+    kills: int = 0
+    crashpoint_kills: int = 0
+    down_periods: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
+    ledger_debits: int = 0
+    journal_sales: int = 0
+    declined: int = 0
+    rejected: int = 0
+    held: int = 0
+    pending: int = 0
+    duplicates: int = 0
+    lost: int = 0
+    wrong_amount: int = 0
+    seconds: float = 0.0
+    declined_by: dict[str, int] = field(default_factory=dict)
+    queued_at_heal: int = 0
+    drain_s: float = 0.0
+    left_behind: list[tuple[str, str, int, int, str]] = field(default_factory=list)
+
+    def line(self) -> str:
+        faults = ",".join(f"{k}:{v}" for k, v in sorted(self.faults.items()))
+        return (
+            f"campaign flavour={self.flavour} taps={self.taps} kills={self.kills}"
+            f" (crashpoints={self.crashpoint_kills}) down_periods={self.down_periods} faults={{{faults}}}"
+            f" ledger_debits={self.ledger_debits} journal_sales={self.journal_sales} declined={self.declined}"
+            f" declined_by={self.declined_by}"
+            f" rejected={self.rejected} held={self.held} pending={self.pending}"
+            f" duplicates={self.duplicates} lost={self.lost} wrong_amount={self.wrong_amount}"
+            f" queued_at_heal={self.queued_at_heal} drain_s={self.drain_s:.1f} seconds={self.seconds:.1f}"
+        )
+
+
+class JournalReader:
+    """Reads the terminal's journal directly (SQLite WAL allows it while the terminal writes)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+
+    def _conn(self) -> sqlite3.Connection | None:
+        if self._db is None and self.path.exists():
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
+        return self._db
+
+    def rows(self) -> int:
+        db = self._conn()
+        if db is None:
+            return 0
+        try:
+            return int(db.execute("SELECT COUNT(*) FROM sales").fetchone()[0])
+        except sqlite3.OperationalError:  # the schema is not created yet
+            return 0
+
+    def unsettled(self) -> int:
+        """Pending sales the outbox still works on (held ones wait for a person)."""
+        db = self._conn()
+        assert db is not None
+        return int(
+            db.execute("SELECT COUNT(*) FROM sales WHERE state = 'pending' AND hold = 0").fetchone()[0]
+        )
+
+    def sales(self) -> list[tuple[str, str, int, int, str]]:
+        db = self._conn()
+        assert db is not None
+        rows = db.execute("SELECT idempotency_key, state, amount_cents, hold, reason FROM sales").fetchall()
+        return [(str(r[0]), str(r[1]), int(r[2]), int(r[3]), str(r[4])) for r in rows]
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+
+
+class Campaign:
+    """One flavour's run: the terminal, the emulator, the dice and the counters."""
+
+    def __init__(self, tmp: Path, server: WalletEmulator, rng: random.Random) -> None:
+        self.server = server
+        self.rng = rng
+        self.config = write_config(
+            tmp, server, products=[espresso(server.flavour)], budget_ms=300, probe_s=0.1
+        )
+        # Offline limits wide enough that down periods sell (and queue) rather than only decline.
+        text = self.config.read_text().replace("[offline]\n", f"[offline]\n{OFFLINE_LIMITS}\n", 1)
+        self.config.write_text(text)
+        self.journal = JournalReader(load_config(self.config).journal_path)
+        self.result = CampaignResult(server.flavour)
+        self.term: TerminalProcess | None = None
+        self.points = CRASHPOINTS[server.flavour]
+
+    def start(self, crashpoint: str | None = None) -> TerminalProcess:
+        env = {"TAPTILL_CRASHPOINT": crashpoint} if crashpoint else None
+        # A crash point may fire while the terminal drains its outbox at start-up, before it is ready.
+        self.term = TerminalProcess(self.config, env, wait=False)
+        try:
+            self.term.wait_ready()
+        except AssertionError:
+            if self.term.proc.poll() != -9:
+                raise
+            self._died()
+            return self.start()
+        return self.term
+
+    def _died(self) -> None:
+        assert self.term is not None
+        code = self.term.wait_dead()
+        assert code == -9, f"taptill run exited {code}, not by SIGKILL:\n{self.term.log()}"
+        self.result.kills += 1
+        self.result.crashpoint_kills += 1
+
+    def restart(self) -> None:
+        if self.rng.random() < 0.3:
+            self.start(f"{self.rng.choice(self.points)}:{self.rng.randint(1, 4)}")
+        else:
+            self.start()
+
+    def kill(self) -> None:
+        assert self.term is not None
+        if self.term.alive():
+            self.term.kill()
+            self.result.kills += 1
+        else:
+            self._died()
+        self.restart()
+
+    def tap(self, uid: str) -> None:
+        assert self.term is not None
+        before = self.journal.rows()
+        try:
+            self.term.tap(uid)
+        except OSError:
+            if not self.term.alive():  # a crash point fired between two taps
+                self._died()
+                self.restart()
+            return
+        self.result.taps += 1
+        deadline = time.monotonic() + TAP_SETTLE_S
+        while time.monotonic() < deadline and self.journal.rows() == before and self.term.alive():
+            time.sleep(0.005)
+        if not self.term.alive():
+            self._died()
+            self.restart()
+
+    def run(self) -> None:
+        for kind, probability, extra in FAULTS:
+            self.server.faults.inject(kind, probability=probability, **extra)
+        self.start()
+        kill_every = TAPS / (KILLS + 3)
+        next_kill = self.rng.expovariate(1 / kill_every)
+        next_down = self.rng.randint(30, 80)
+        down_until = -1
+        tap = 0
+        while self.result.taps < TAPS or self.result.kills < KILLS:
+            tap += 1
+            if tap == next_down:
+                self.server.faults.set_down(True)
+                self.result.down_periods += 1
+                down_until = tap + self.rng.randint(5, 20)
+            if tap == down_until:
+                self.server.faults.set_down(False)
+                next_down = tap + self.rng.randint(30, 80)
+            self.tap(self.rng.choice(CARDS))
+            if tap >= next_kill:
+                time.sleep(self.rng.uniform(0.0, 0.08))  # mid-lookup, -journal write or -debit
+                self.kill()
+                next_kill = tap + max(1.0, self.rng.expovariate(1 / kill_every))
+            else:
+                time.sleep(self.rng.uniform(0.0, 0.02))
+
+    def heal_and_drain(self) -> None:
+        assert self.term is not None
+        if self.term.alive():
+            self.term.kill()
+            self.result.kills += 1
+        else:
+            self._died()
+        self.server.faults.clear()
+        self.result.queued_at_heal = self.journal.unsettled()
+        started = time.monotonic()
+        self.start()
+        wait_for(lambda: self.journal.unsettled() == 0, timeout=60, what="the outbox to drain")
+        self.result.drain_s = time.monotonic() - started
+        assert self.term.stop() == 0, self.term.log()
+
+    def compare(self) -> None:
+        r = self.result
+        r.faults = dict(self.server.stats()["faults"])
+        sales = self.journal.sales()
+        ledger = self.server.transactions()
+        r.ledger_debits = len(ledger)
+        booked = Counter(t.idempotency_key for t in ledger)
+        amounts = {t.idempotency_key: t.amount for t in ledger}
+        done = {key: amount for key, state, amount, _, _ in sales if state == "done"}
+        r.journal_sales = len(done)
+        r.declined = sum(1 for s in sales if s[1] == "declined")
+        r.declined_by = dict(Counter(re.sub(r"\d+", "N", s[4])[:40] for s in sales if s[1] == "declined"))
+        r.rejected = sum(1 for s in sales if s[1] == "rejected")
+        r.held = sum(1 for s in sales if s[1] == "pending" and s[3])
+        r.pending = sum(1 for s in sales if s[1] == "pending")
+        r.left_behind = [s for s in sales if s[1] == "pending"]
+        r.duplicates = sum(n - 1 for n in booked.values() if n > 1)
+        # Lost: a confirmed sale the server never booked, or money the server moved with no confirmed sale.
+        r.lost = sum(1 for key in done if key not in booked) + sum(1 for key in booked if key not in done)
+        r.wrong_amount = sum(1 for key, amount in done.items() if key in amounts and amounts[key] != amount)
+
+
+@pytest.fixture(params=["doc", "real"])
+def campaign_server(request: pytest.FixtureRequest) -> Iterator[WalletEmulator]:
+    flavour: Flavour = request.param
+    with WalletEmulator.demo(flavour, seed=SEED) as server:
+        for uid in CARDS:
+            server.add_wallet(uid, CARD_BALANCE)
+        yield server
+
+
+def test_fault_campaign(
+    tmp_path: Path, campaign_server: WalletEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = time.monotonic()
+    campaign = Campaign(tmp_path, campaign_server, random.Random(SEED))
+    try:
+        campaign.run()
+        campaign.heal_and_drain()
+        campaign.compare()
+    finally:
+        if campaign.term is not None and campaign.term.alive():
+            campaign.term.kill()
+        campaign.journal.close()
+    r = campaign.result
+    r.seconds = time.monotonic() - started
+    line = r.line()
+    print(line)
+    with capsys.disabled():
+        print("\n" + line)
+    assert r.taps >= TAPS and r.kills >= 50
+    missing = {str(kind) for kind, _, _ in FAULTS} - set(r.faults)
+    assert not missing, f"fault kinds never applied: {sorted(missing)}"
+    assert r.faults.get(DOWN, 0) > 0, "the server was never down while the terminal asked"
+    assert r.crashpoint_kills > 0, "no crash point fired"
+    assert r.pending == 0, f"sales left behind (key, state, amount, held, reason): {r.left_behind}"
+    assert r.duplicates == 0 and r.lost == 0 and r.wrong_amount == 0, line
+    assert r.journal_sales > 0 and r.ledger_debits == r.journal_sales

@@ -1,0 +1,319 @@
+"""The pure controller: every mode's whole flow, events in and effects out, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TypeVar
+
+from terminal.config import OfflineConfig
+from terminal.controller import Controller, ControllerSettings, Phase, operator_hash
+from terminal.effects import Beep, Charge, Dispense, Effect, LookupWallet, RecordDecline, Show, StartTimer
+from terminal.events import (
+    ButtonPressed,
+    CardPresented,
+    CardRemoved,
+    ChargeDone,
+    ChargeFailed,
+    ChargeQueued,
+    ChargeRejected,
+    PricesChanged,
+    ServerChanged,
+    StorageChanged,
+    TimerFired,
+    WalletBalance,
+    WalletRefused,
+    WalletUnreachable,
+)
+from terminal.journal import OfflineView
+from terminal.model import DeclineReason, Product
+from terminal.screens import (
+    ApprovedScreen,
+    BalanceScreen,
+    CartScreen,
+    CreditScreen,
+    DeclinedScreen,
+    IdleScreen,
+    KioskLockedScreen,
+    KioskScreen,
+    NotRegisteredScreen,
+    OfflineScreen,
+    OutOfServiceScreen,
+    PriceLine,
+    ProcessingScreen,
+    Screen,
+)
+
+T = TypeVar("T")
+
+CATALOG = (
+    Product("espresso", "Espresso", 250),
+    Product("cappuccino", "Cappuccino", 300),
+    Product("topup_10", "Aufladung 10 €", -1000),
+    Product("topup_20", "Aufladung 20 €", -2000),
+)
+CARD = "04A1B2C3D4E5F6"
+OPERATOR = "04000000AAAAAA"
+OFFLINE = OfflineConfig(mode="accept", max_per_card_cents=1000, max_total_cents=5000, max_balance_age_s=3600)
+TAP = ControllerSettings(
+    products=("espresso", "espresso"), offline=OFFLINE, pairing_url="https://pair.example"
+)
+SELECT = replace(
+    TAP, products=(), mode="select", buttons={"b1": "espresso", "b2": "cappuccino"}, cancel_button="cancel"
+)
+TOPUP = replace(
+    TAP,
+    products=(),
+    mode="topup",
+    buttons={"ten": "topup_10", "twenty": "topup_20"},
+    cancel_button="clear",
+    operators=frozenset({operator_hash(OPERATOR)}),
+)
+
+
+def screens(effects: list[Effect]) -> list[Screen]:
+    return [e.screen for e in effects if isinstance(e, Show)]
+
+
+def only(effects: list[Effect], kind: type[T]) -> list[T]:
+    return [e for e in effects if isinstance(e, kind)]
+
+
+def view(balance: int | None = 2000, age: float | None = 10.0, card: int = 0, total: int = 0) -> OfflineView:
+    return OfflineView(balance, age, card, total, 0, None)
+
+
+# --- tap mode -----------------------------------------------------------------------------------
+
+
+def test_approved_tap_charges_every_product_then_pulses_once_per_product() -> None:
+    c = Controller(TAP, CATALOG)
+    fx = c.handle(CardPresented(CARD))
+    assert screens(fx) == [ProcessingScreen()] and LookupWallet(CARD) in fx
+    fx = c.handle(WalletBalance(CARD, 2000))
+    (charge,) = only(fx, Charge)
+    assert charge == Charge(CARD, ("espresso", "espresso"), -500, online=True, balance_before=2000)
+    assert not only(fx, Dispense), "nothing is released before the sale is journaled"
+    fx = c.handle(ChargeDone("key", 1500))
+    assert screens(fx) == [ApprovedScreen(500, 1500)]
+    assert Dispense(2) in fx and Beep("approved") in fx
+    (timer,) = only(fx, StartTimer)
+    fx = c.handle(TimerFired(timer.token))
+    assert isinstance(screens(fx)[0], IdleScreen) and c.phase is Phase.IDLE
+
+
+def test_insufficient_balance_is_declined_and_journaled() -> None:
+    c = Controller(TAP, CATALOG)
+    c.handle(CardPresented(CARD))
+    fx = c.handle(WalletBalance(CARD, 400))
+    assert screens(fx) == [DeclinedScreen(DeclineReason.INSUFFICIENT_BALANCE, 400)]
+    assert RecordDecline(CARD, ("espresso", "espresso"), -500, DeclineReason.INSUFFICIENT_BALANCE) in fx
+    assert not only(fx, Charge) and not only(fx, Dispense)
+
+
+def test_pending_sales_of_the_card_count_against_its_balance() -> None:
+    c = Controller(TAP, CATALOG)
+    c.handle(CardPresented(CARD))
+    fx = c.handle(WalletBalance(CARD, 800, pending_cents=400))
+    assert screens(fx) == [DeclinedScreen(DeclineReason.INSUFFICIENT_BALANCE, 400)]
+
+
+def test_unknown_card_offers_the_pairing_url() -> None:
+    c = Controller(TAP, CATALOG)
+    c.handle(CardPresented(CARD))
+    fx = c.handle(WalletRefused(CARD, DeclineReason.UNKNOWN_CARD))
+    assert screens(fx) == [NotRegisteredScreen(CARD, "https://pair.example")]
+    assert only(fx, RecordDecline)
+
+
+def test_a_held_card_is_one_tap_and_taps_do_not_overlap() -> None:
+    c = Controller(TAP, CATALOG)
+    assert c.handle(CardPresented(CARD))
+    assert c.handle(CardPresented(CARD)) == []
+    assert c.handle(CardPresented("04BBBBBBBBBBBB")) == []  # still deciding
+    c.handle(CardRemoved())
+    c.handle(WalletBalance(CARD, 2000))
+    c.handle(ChargeDone("k", 1500))
+    c.handle(CardRemoved())
+    assert LookupWallet(CARD) in c.handle(CardPresented(CARD))
+
+
+def test_offline_accepts_within_the_last_balance_and_limits() -> None:
+    c = Controller(TAP, CATALOG)
+    c.handle(CardPresented(CARD))
+    fx = c.handle(WalletUnreachable(CARD, view()))
+    (charge,) = only(fx, Charge)
+    assert charge.online is False and charge.reason.startswith("offline: accepted")
+    fx = c.handle(ChargeQueued("k", None))
+    assert screens(fx) == [ApprovedScreen(500, None, confirmed=False)] and Dispense(2) in fx
+    assert c.unconfirmed == 1
+
+
+def test_offline_declines_with_reasons() -> None:
+    cases = [
+        (view(balance=None, age=None), DeclineReason.OFFLINE),
+        (view(age=7200), DeclineReason.OFFLINE),
+        (view(card=600), DeclineReason.OFFLINE_LIMIT),
+        (view(total=4600), DeclineReason.OFFLINE_LIMIT),
+        (view(balance=400), DeclineReason.INSUFFICIENT_BALANCE),
+    ]
+    for v, reason in cases:
+        c = Controller(TAP, CATALOG)
+        c.handle(CardPresented(CARD))
+        fx = c.handle(WalletUnreachable(CARD, v))
+        assert not only(fx, Charge), (v, reason)
+        (record,) = only(fx, RecordDecline)
+        assert record.offline and str(record.reason).startswith("offline")
+        shown = screens(fx)[0]
+        assert isinstance(shown, DeclinedScreen) and shown.reason is reason
+
+
+def test_decline_mode_never_sells_offline() -> None:
+    c = Controller(replace(TAP, offline=replace(OFFLINE, mode="decline")), CATALOG)
+    c.handle(CardPresented(CARD))
+    fx = c.handle(WalletUnreachable(CARD, view()))
+    assert not only(fx, Charge) and screens(fx) == [DeclinedScreen(DeclineReason.OFFLINE)]
+
+
+def test_rejected_charge_shows_the_reason_and_dispenses_nothing() -> None:
+    c = Controller(TAP, CATALOG)
+    c.handle(CardPresented(CARD))
+    c.handle(WalletBalance(CARD, 2000))
+    fx = c.handle(ChargeRejected("k", DeclineReason.PERMISSION))
+    assert screens(fx) == [DeclinedScreen(DeclineReason.PERMISSION)] and not only(fx, Dispense)
+
+
+def test_a_journal_that_cannot_be_written_stops_sales_until_it_recovers() -> None:
+    c = Controller(TAP, CATALOG)
+    c.handle(CardPresented(CARD))
+    c.handle(WalletBalance(CARD, 2000))
+    fx = c.handle(ChargeFailed("cannot write the journal"))
+    assert screens(fx) == [OutOfServiceScreen("cannot write the journal")] and not only(fx, Dispense)
+    c.handle(CardRemoved())
+    fx = c.handle(CardPresented(CARD))
+    assert not only(fx, LookupWallet)
+    c.handle(StorageChanged(True))
+    c.handle(CardRemoved())
+    assert LookupWallet(CARD) in c.handle(CardPresented(CARD))
+
+
+def test_offline_idle_screen_counts_unconfirmed_sales() -> None:
+    c = Controller(TAP, CATALOG)
+    fx = c.handle(ServerChanged(False, 3))
+    shown = screens(fx)[0]
+    assert isinstance(shown, OfflineScreen) and shown.unconfirmed == 3
+
+
+def test_ladder_charges_the_product_the_board_shows() -> None:
+    settings = replace(TAP, products=("beer",))
+    catalog = (Product("beer_s", "Bier", 250), Product("beer_m", "Bier", 290))
+    c = Controller(settings, catalog)
+    c.handle(PricesChanged((PriceLine("Bier", 290),), charge={"beer": "beer_m"}))
+    c.handle(CardPresented(CARD))
+    (charge,) = only(c.handle(WalletBalance(CARD, 2000)), Charge)
+    assert charge.products == ("beer_m",) and charge.amount_cents == -290
+
+
+# --- select mode --------------------------------------------------------------------------------
+
+
+def test_select_cart_then_tap_pays_the_cart() -> None:
+    c = Controller(SELECT, CATALOG)
+    c.handle(ButtonPressed("b1"))
+    fx = c.handle(ButtonPressed("b2"))
+    cart = screens(fx)[0]
+    assert isinstance(cart, CartScreen) and cart.total_cents == 550
+    c.handle(CardPresented(CARD))
+    (charge,) = only(c.handle(WalletBalance(CARD, 2000)), Charge)
+    assert charge.products == ("espresso", "cappuccino") and charge.amount_cents == -550
+    fx = c.handle(ChargeDone("k", 1450))
+    assert screens(fx) == [ApprovedScreen(550, 1450)] and Dispense(2) in fx
+    assert c.cart == []
+
+
+def test_select_empty_cart_shows_the_balance_without_charging() -> None:
+    c = Controller(SELECT, CATALOG)
+    c.handle(CardPresented(CARD))
+    fx = c.handle(WalletBalance(CARD, 1234))
+    assert screens(fx) == [BalanceScreen(1234)]
+    assert not only(fx, Charge) and not only(fx, RecordDecline) and not only(fx, Dispense)
+
+
+def test_select_cart_clears_on_cancel_and_on_timeout() -> None:
+    c = Controller(SELECT, CATALOG)
+    c.handle(ButtonPressed("b1"))
+    fx = c.handle(ButtonPressed("cancel"))
+    assert c.cart == [] and isinstance(screens(fx)[0], IdleScreen)
+    fx = c.handle(ButtonPressed("b1"))
+    (timer,) = only(fx, StartTimer)
+    assert timer.delay_s == SELECT.cart_timeout_s
+    fx = c.handle(ButtonPressed("b2"))  # a press restarts the timeout: the old timer is void
+    c.handle(TimerFired(timer.token))
+    assert len(c.cart) == 2
+    (timer2,) = only(fx, StartTimer)
+    fx = c.handle(TimerFired(timer2.token))
+    assert c.cart == [] and isinstance(screens(fx)[0], IdleScreen)
+
+
+# --- top-up kiosk ------------------------------------------------------------------------------
+
+
+def unlocked() -> Controller:
+    c = Controller(TOPUP, CATALOG)
+    fx = c.handle(CardPresented(OPERATOR))
+    assert screens(fx) == [KioskScreen(0)] and c.operator == operator_hash(OPERATOR)
+    c.handle(CardRemoved())
+    return c
+
+
+def test_kiosk_is_locked_and_a_guest_card_only_says_so() -> None:
+    c = Controller(TOPUP, CATALOG)
+    assert screens(c.start()) == [KioskLockedScreen()]
+    fx = c.handle(CardPresented(CARD))
+    assert screens(fx) == [DeclinedScreen(DeclineReason.KIOSK_LOCKED)]
+    assert not only(fx, LookupWallet) and not only(fx, Charge) and not only(fx, RecordDecline)
+    fx = c.handle(ButtonPressed("ten"))
+    assert not only(fx, Charge) and c.cart == []
+
+
+def test_operator_unlocks_picks_the_amount_and_the_guest_is_credited() -> None:
+    c = unlocked()
+    c.handle(ButtonPressed("ten"))
+    fx = c.handle(ButtonPressed("twenty"))
+    assert screens(fx) == [KioskScreen(3000)]
+    c.handle(CardPresented(CARD))
+    (charge,) = only(c.handle(WalletBalance(CARD, 500)), Charge)
+    assert charge == Charge(
+        CARD,
+        ("topup_10", "topup_20"),
+        3000,
+        online=True,
+        balance_before=500,
+        operator=operator_hash(OPERATOR),
+    )
+    fx = c.handle(ChargeDone("k", 3500))
+    assert screens(fx) == [CreditScreen(3000, 3500)] and not only(fx, Dispense)
+    assert c.cart == [] and c.operator is not None  # stays unlocked for the next guest
+
+
+def test_kiosk_relocks_on_timeout_and_on_the_operator_tapping_again() -> None:
+    c = Controller(TOPUP, CATALOG)
+    fx = c.handle(CardPresented(OPERATOR))
+    (timer,) = only(fx, StartTimer)
+    assert timer.delay_s == TOPUP.unlock_s
+    fx = c.handle(TimerFired(timer.token))
+    assert c.operator is None and screens(fx) == [KioskLockedScreen()]
+    c.handle(CardRemoved())
+    c.handle(CardPresented(OPERATOR))
+    c.handle(CardRemoved())
+    fx = c.handle(CardPresented(OPERATOR))
+    assert c.operator is None and screens(fx) == [KioskLockedScreen()]
+
+
+def test_offline_top_up_is_booked_later() -> None:
+    c = unlocked()
+    c.handle(ButtonPressed("ten"))
+    c.handle(CardPresented(CARD))
+    (charge,) = only(c.handle(WalletUnreachable(CARD, view(balance=None, age=None))), Charge)
+    assert charge.online is False and charge.amount_cents == 1000
+    fx = c.handle(ChargeQueued("k"))
+    assert screens(fx) == [CreditScreen(1000, None)]

@@ -1,0 +1,166 @@
+"""The three ways to sell, end to end: ``taptill run`` against the emulator, buttons via ``taptill press``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from terminal.controller import operator_hash
+from terminal.emulator.wallet_server import WalletEmulator
+from tests.terminal_lab import (
+    EMPTY,
+    ERIKA,
+    MAX,
+    TerminalProcess,
+    journal_lines,
+    settled,
+    taptill,
+    wait_for,
+    write_config,
+)
+
+OPERATOR = "04C0FFEE000001"
+
+
+def _select_config(tmp_path: Path, server: WalletEmulator, timeout_s: float = 30.0) -> Path:
+    esp, cap = ("espresso", "cappuccino") if server.flavour == "doc" else (1, 2)
+    extra = f"""
+[select]
+buttons = {{ b1 = {esp!r}, b2 = {cap!r} }}
+cancel_button = "cancel"
+cart_timeout_s = {timeout_s}
+""".replace("'", '"')
+    return write_config(tmp_path, server, products=[], mode="select", extra=extra)
+
+
+def _topup_config(tmp_path: Path, server: WalletEmulator, unlock_s: float = 60.0) -> Path:
+    extra = f"""
+[topup]
+operators = ["{operator_hash(OPERATOR)}"]
+unlock_s = {unlock_s}
+buttons = {{ ten = "topup_10", twenty = "topup_20" }}
+clear_button = "clear"
+"""
+    return write_config(tmp_path, server, products=[], mode="topup", extra=extra)
+
+
+def _press(term: TerminalProcess, button: str) -> None:
+    taptill("press", button, "--config", str(term.config))
+
+
+def test_select_cart_then_tap_pays_it(tmp_path: Path, wallet_server: WalletEmulator) -> None:
+    term = TerminalProcess(_select_config(tmp_path, wallet_server))
+    try:
+        term.tap(MAX)  # empty cart: balance only
+        time.sleep(0.3)
+        _press(term, "b1")
+        _press(term, "b2")
+        _press(term, "b1")
+        term.tap(MAX)
+        wait_for(lambda: settled(term.config, 1), what="the cart's sale")
+    finally:
+        term.stop()
+    (sale,) = journal_lines(term.config)
+    assert sale["state"] == "done" and sale["amount_cents"] == -800
+    ledger = wallet_server.transactions()
+    assert [t.amount for t in ledger] == [-800] and len(ledger[0].products) == 3
+    assert wallet_server.balance(MAX) == 1200
+
+
+def test_select_cancel_and_timeout_empty_the_cart(tmp_path: Path, wallet_server: WalletEmulator) -> None:
+    term = TerminalProcess(_select_config(tmp_path, wallet_server, timeout_s=1.0))
+    try:
+        _press(term, "b1")
+        _press(term, "cancel")
+        term.tap(MAX)  # nothing chosen: balance only
+        time.sleep(0.3)
+        _press(term, "b2")
+        time.sleep(1.6)  # the guest walked away
+        term.tap(ERIKA)
+        time.sleep(0.5)
+    finally:
+        term.stop()
+    assert journal_lines(term.config) == [] and wallet_server.transactions() == []
+
+
+def test_kiosk_operator_unlocks_and_the_guest_is_credited(tmp_path: Path) -> None:
+    with WalletEmulator.demo("doc") as server:
+        term = TerminalProcess(_topup_config(tmp_path, server))
+        try:
+            term.tap(ERIKA)  # locked: a guest card does nothing but say so
+            time.sleep(0.3)
+            _press(term, "ten")  # locked: buttons do nothing
+            term.tap(OPERATOR)
+            _press(term, "ten")
+            _press(term, "twenty")
+            term.tap(ERIKA)
+            wait_for(lambda: settled(term.config, 1), what="the top-up")
+        finally:
+            term.stop()
+        assert [(t.token_id, t.amount) for t in server.transactions()] == [(ERIKA, 3000)]
+        assert server.balance(ERIKA) == 3500
+    (sale,) = journal_lines(term.config)
+    assert sale["amount_cents"] == 3000 and sale["state"] == "done"
+    assert sale["operator"] == operator_hash(OPERATOR)
+
+
+def test_kiosk_relocks_on_timeout(tmp_path: Path) -> None:
+    with WalletEmulator.demo("doc") as server:
+        term = TerminalProcess(_topup_config(tmp_path, server, unlock_s=1.0))
+        try:
+            term.tap(OPERATOR)
+            _press(term, "ten")
+            time.sleep(1.8)
+            term.tap(EMPTY)
+            time.sleep(0.5)
+        finally:
+            term.stop()
+        assert server.transactions() == []
+    assert journal_lines(term.config) == []
+
+
+def test_a_debit_terminal_refuses_to_run_a_kiosk(tmp_path: Path) -> None:
+    with WalletEmulator.demo("doc", permission="debit") as server:
+        config = _topup_config(tmp_path, server)
+        proc = taptill("run", "--config", str(config), check=False, timeout=30)
+    assert proc.returncode == 2
+    assert "permission is 'debit'" in proc.stderr and "mode = 'topup'" in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("taptill:")]
+    assert len(errors) == 1 and "permission" in errors[0]
+
+
+@pytest.mark.crash
+@pytest.mark.parametrize("point", ["after_journal", "after_answer"])
+def test_kill_during_a_top_up_loses_and_doubles_nothing(tmp_path: Path, point: str) -> None:
+    with WalletEmulator.demo("doc") as server:
+        config = _topup_config(tmp_path, server)
+        term = TerminalProcess(config, env={"TAPTILL_CRASHPOINT": point})
+        term.tap(OPERATOR)
+        _press(term, "ten")
+        term.tap(ERIKA)
+        assert term.wait_dead() == -9
+        assert [s["state"] for s in journal_lines(config)] == ["pending"]
+        again = TerminalProcess(config)
+        try:
+            wait_for(lambda: settled(config, 1), what="the top-up to be delivered after the restart")
+        finally:
+            again.stop()
+        assert [(t.token_id, t.amount) for t in server.transactions()] == [(ERIKA, 1000)]
+        assert server.balance(ERIKA) == 1500
+    assert [s["state"] for s in journal_lines(config)] == ["done"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("select", ["Balance", "Total 5,50 €", "Approved", "Balance 14,50 €", "now 1450 cents"]),
+        ("topup", ["Locked: operator first", "+30,00 €", "Credited", "Balance 35,00 €", "now 3500 cents"]),
+    ],
+)
+def test_demo_plays_each_mode(tmp_path: Path, mode: str, expected: list[str]) -> None:
+    proc = taptill("demo", "--mode", mode, "--out", str(tmp_path / "demo"), timeout=90)
+    for text in expected:
+        assert text in proc.stdout, text
+    assert any((tmp_path / "demo" / "screens").glob("frame-*.png"))

@@ -1,0 +1,278 @@
+"""Disk and database faults: a full disk and a read-only state directory stop sales (never sell what cannot
+be journaled) until the journal is writable again; a corrupt journal is moved aside at start, never
+overwritten. The state directory is a real small tmpfs mounted for the test (the suite runs as root)."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import sqlite3
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from terminal.emulator.wallet_server import WalletEmulator
+from terminal.journal import Journal, JournalError
+from tests.terminal_lab import MAX, TerminalProcess, taptill, wait_for, write_config
+
+OUT_OF_SERVICE = "Out of service"
+
+
+def _mount(*args: str) -> None:
+    proc = subprocess.run(["mount", *args], capture_output=True, text=True)
+    assert proc.returncode == 0, f"mount {' '.join(args)} failed (the storage tests need root): {proc.stderr}"
+
+
+@pytest.fixture
+def state_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs as the terminal's state directory: small enough to fill in a moment."""
+    state = tmp_path / "state"
+    state.mkdir()
+    _mount("-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(state))
+    try:
+        yield state
+    finally:
+        subprocess.run(["umount", "-l", str(state)], check=False)
+
+
+def _console_config(tmp_path: Path, server: WalletEmulator) -> Path:
+    """A terminal config whose display prints every screen into the process log."""
+    config = write_config(tmp_path, server)
+    text = config.read_text()
+    assert '[display]\nkind = "none"' in text
+    config.write_text(text.replace('[display]\nkind = "none"', '[display]\nkind = "console"'))
+    return config
+
+
+def _sales(state: Path) -> list[tuple[str, str]]:
+    db = sqlite3.connect(state / "journal.sqlite3", timeout=5.0)
+    try:
+        return [(str(r[0]), str(r[1])) for r in db.execute("SELECT state, token_id FROM sales ORDER BY id")]
+    finally:
+        db.close()
+
+
+def _fill(directory: Path) -> Path:
+    """Write into ``directory`` until the filesystem says it is full."""
+    filler = directory / "filler"
+    with filler.open("wb", buffering=0) as f:
+        for chunk in (65536, 4096, 512, 1):
+            try:
+                while True:
+                    f.write(b"\0" * chunk)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+    return filler
+
+
+def _log_has(term: TerminalProcess, text: str, after: int = 0) -> Callable[[], bool]:
+    return lambda: text in term.log()[after:]
+
+
+def _sells_until_storage_breaks(
+    tmp_path: Path,
+    server: WalletEmulator,
+    state: Path,
+    break_it: Callable[[], object],
+    mend: Callable[[], object] | None,
+) -> None:
+    config = _console_config(tmp_path, server)
+    term = TerminalProcess(config)
+    try:
+        term.tap(MAX)
+        wait_for(lambda: len(server.transactions()) == 1, what="the first sale")
+        wait_for(lambda: _sales(state) == [("done", MAX)], what="the first sale to be journaled done")
+        break_it()
+        mark = len(term.log())
+        term.tap(MAX)
+        wait_for(_log_has(term, OUT_OF_SERVICE, mark), what="the out-of-service screen")
+        log = term.log()[mark:]
+        assert "not selling: journal write failed" in log, log
+        assert "journal unwritable: declining every sale" in log, log
+        assert "Freigegeben" not in log and "Approved" not in log, log
+        # A second tap while out of service is declined at once, without asking the server.
+        lookups = server.stats()["requests_by_route"].get("wallet", 0)
+        mark = len(term.log())
+        term.tap(MAX)
+        if mend is not None:
+            mend()
+            wait_for(
+                _log_has(term, "journal writable again: selling", mark), what="the storage probe to succeed"
+            )
+        assert server.stats()["requests_by_route"].get("wallet", 0) == lookups
+        assert len(server.transactions()) == 1, "a sale the journal could not record reached the server"
+        if mend is not None:
+            assert _sales(state) == [("done", MAX)]
+            term.tap(MAX)
+            wait_for(lambda: len(server.transactions()) == 2, what="a sale after the storage recovered")
+            wait_for(lambda: [s for s, _ in _sales(state)] == ["done", "done"], what="the second sale done")
+    finally:
+        if mend is None:
+            # Not SIGTERM: the sim reader's clean stop unlinks its socket, which a read-only directory
+            # refuses (reported); a failed SD card ends in a watchdog restart or power cycle anyway.
+            term.kill()
+        else:
+            assert term.stop() == 0, term.log()
+    assert "journal writable again" not in term.log() or mend is not None
+    keys = {t.idempotency_key for t in server.transactions()}
+    db = sqlite3.connect(state / "journal.sqlite3")
+    try:
+        assert keys == {str(r[0]) for r in db.execute("SELECT idempotency_key FROM sales")}
+    finally:
+        db.close()
+
+
+def test_a_full_disk_stops_sales_until_space_is_freed(
+    tmp_path: Path, wallet_server: WalletEmulator, state_fs: Path
+) -> None:
+    filler: list[Path] = []
+    _sells_until_storage_breaks(
+        tmp_path,
+        wallet_server,
+        state_fs,
+        break_it=lambda: filler.append(_fill(state_fs)),
+        mend=lambda: filler[0].unlink(),
+    )
+
+
+@pytest.fixture
+def ext4_state(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A small ext4 on a loop device as the state directory, mounted ``errors=remount-ro``: the kernel can
+    be told to fail it as a dying SD card does, read-only under the open journal."""
+    image, state = tmp_path / "sd.img", tmp_path / "state"
+    state.mkdir()
+    with image.open("wb") as f:
+        f.truncate(16 * 1024 * 1024)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    _mount("-o", "loop,errors=remount-ro", str(image), str(state))
+    try:
+        yield image, state
+    finally:
+        subprocess.run(["umount", str(state)], check=False)
+
+
+def _fail_ext4(state: Path) -> None:
+    source = subprocess.run(["findmnt", "-n", "-o", "SOURCE", str(state)], capture_output=True, text=True)
+    Path(f"/sys/fs/ext4/{Path(source.stdout.strip()).name}/trigger_fs_error").write_text("1")
+
+
+def test_a_state_directory_gone_read_only_stops_sales_and_keeps_the_journal(
+    tmp_path: Path, wallet_server: WalletEmulator, ext4_state: tuple[Path, Path]
+) -> None:
+    image, state = ext4_state
+    _sells_until_storage_breaks(tmp_path, wallet_server, state, break_it=lambda: _fail_ext4(state), mend=None)
+    # A filesystem the kernel made read-only stays so until it is checked; after that the terminal
+    # starts on the same journal and sells again.
+    subprocess.run(["umount", str(state)], check=True)
+    subprocess.run(["e2fsck", "-f", "-y", str(image)], capture_output=True, check=False)
+    _mount("-o", "loop,errors=remount-ro", str(image), str(state))
+    assert _sales(state) == [("done", MAX)]
+    term = TerminalProcess(_console_config(tmp_path, wallet_server))
+    try:
+        term.tap(MAX)
+        wait_for(lambda: len(wallet_server.transactions()) == 2, what="a sale after the repair")
+        wait_for(lambda: [s for s, _ in _sales(state)] == ["done", "done"], what="the sale journaled done")
+    finally:
+        assert term.stop() == 0
+
+
+def test_a_read_only_state_directory_at_start_is_refused_and_the_journal_kept(
+    tmp_path: Path, wallet_server: WalletEmulator, state_fs: Path
+) -> None:
+    config = write_config(tmp_path, wallet_server)
+    journal = Journal.open(state_fs / "journal.sqlite3")
+    journal.close()
+    before = sorted(p.name for p in state_fs.iterdir())
+    _mount("-o", "remount,ro", str(state_fs))
+    proc = taptill("run", "--config", str(config), check=False, timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot read journal" in proc.stderr and "make the state directory writable" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in state_fs.iterdir()) == before, "nothing may be moved aside"
+
+
+def _journal_with_sales(path: Path, count: int) -> None:
+    journal = Journal.open(path)
+    try:
+        for _ in range(count):
+            journal.record_sale(
+                token_id=MAX,
+                products=["espresso"],
+                amount_cents=-250,
+                description="Kaffee",
+                tag=None,
+                offline=True,
+            )
+    finally:
+        journal.close()
+
+
+def _spoil(path: Path, where: str) -> None:
+    data = bytearray(path.read_bytes())
+    assert len(data) >= 3 * 4096, "the journal should span several pages"
+    if where == "header":
+        data[0:100] = b"\xa5" * 100
+    else:  # every page but the first (the schema): the sales table's b-tree pages
+        for i in range(4096, len(data)):
+            data[i] = (i * 131 + 7) % 256
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("where", ["pages", "header"])
+def test_a_corrupt_journal_is_moved_aside_never_overwritten(
+    tmp_path: Path, where: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "state" / "journal.sqlite3"
+    _journal_with_sales(path, 40)
+    _spoil(path, where)
+    spoilt = path.read_bytes()
+    with caplog.at_level(logging.ERROR, logger="terminal.journal"):
+        journal = Journal.open(path)
+    try:
+        assert list(journal.sales()) == [], "a fresh journal starts empty"
+    finally:
+        journal.close()
+    aside = [
+        p
+        for p in path.parent.iterdir()
+        if p.name.startswith("journal.sqlite3.corrupt-") and not p.name.endswith(("-wal", "-shm"))
+    ]
+    assert len(aside) == 1, list(path.parent.iterdir())
+    assert aside[0].read_bytes() == spoilt, "the corrupt journal must be kept byte for byte"
+    message = caplog.text
+    assert "is corrupt" in message and str(aside[0]) in message and "recover sales from it by hand" in message
+
+
+def test_a_corrupt_journal_is_reported_at_start_and_the_terminal_sells_again(
+    tmp_path: Path, wallet_server: WalletEmulator
+) -> None:
+    config = write_config(tmp_path, wallet_server)
+    path = tmp_path / "state" / "journal.sqlite3"
+    _journal_with_sales(path, 40)
+    _spoil(path, "pages")
+    spoilt = path.read_bytes()
+    term = TerminalProcess(config)
+    try:
+        assert "is corrupt" in term.log() and "moved it to" in term.log(), term.log()
+        term.tap(MAX)
+        wait_for(lambda: len(wallet_server.transactions()) == 1, what="a sale on the fresh journal")
+    finally:
+        assert term.stop() == 0
+    (aside,) = [
+        p
+        for p in path.parent.iterdir()
+        if p.name.startswith("journal.sqlite3.corrupt-") and not p.name.endswith(("-wal", "-shm"))
+    ]
+    assert aside.read_bytes() == spoilt
+
+
+def test_a_journal_that_cannot_be_moved_aside_is_an_error_not_a_crash(tmp_path: Path, state_fs: Path) -> None:
+    path = state_fs / "journal.sqlite3"
+    _journal_with_sales(path, 40)
+    _spoil(path, "header")
+    _mount("-o", "remount,ro", str(state_fs))
+    with pytest.raises(JournalError, match=r"cannot be moved aside|cannot read journal"):
+        Journal.open(path)
+    assert path.exists()
