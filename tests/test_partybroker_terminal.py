@@ -189,3 +189,35 @@ def test_ladder_charges_the_price_on_screen_across_a_price_change(
         ledger = [(t.products, t.amount) for t in wallet.transactions()]
     assert ledger == [(["beer_m"], -290), (["beer_l"], -330), (["beer_s"], -250)]
     assert [s["products"] for s in journal_lines(config)] == [["beer_m"], ["beer_l"], ["beer_s"]]
+
+
+def test_a_drink_the_party_does_not_list_is_warned_about_and_never_reported(tmp_path: Path) -> None:
+    drinks = (
+        EmulatedDrink(145, "123456", "Weißbier", 290),
+        EmulatedDrink(146, "234567", "Helles", 230),
+        EmulatedDrink(147, "345678", "Pils", 210),
+        EmulatedDrink(148, "456789", "Radler", 250),  # the fourth: invisible without Premium
+    )
+    with (
+        PartybrokerEmulator(drinks=drinks, price_interval_s=0.25, premium=False) as party,
+        WalletEmulator.demo("doc") as wallet,
+    ):
+        wallet.add_wallet(RICH, 100_000)
+        extra = _pb_config(tmp_path, party).replace(
+            f"espresso = {{ id = {WEISSBIER} }}", "espresso = { id = 148 }"
+        )
+        config = write_config(tmp_path, wallet, extra=extra)
+        term = TerminalProcess(config)
+        try:
+            wait_for(lambda: "Premium" in term.log(), what="the start-up warning")
+            _tap_and_settle(term, RICH, 1)
+            wait_for(
+                lambda: _status(config)["partybroker"]["dropped_reports"] == 1,  # type: ignore[index]
+                what="the report to be dropped, not retried",
+            )
+            status_text = taptill("status", "--config", str(config)).stdout
+        finally:
+            term.stop()
+        assert party.units_sold() == {} or sum(party.units_sold().values()) == 0
+        assert "warning:" in status_text and "148" in status_text and "Premium" in status_text
+        assert [t.amount for t in wallet.transactions()] == [-250], "the sale itself goes through"
