@@ -1,4 +1,4 @@
-"""The ``taptill`` command line: run, tap, press, demo, journal, queue, status."""
+"""The ``taptill`` command line: run, tap, press, demo, journal, queue, settle, status, doctor."""
 
 from __future__ import annotations
 
@@ -54,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
 
     q = with_config(sub.add_parser("queue", help="sales still pending, held or rejected"))
     q.add_argument("--rejected", action="store_true", help="list rejected sales (after-the-fact refusals)")
+
+    se = with_config(sub.add_parser("settle", help="settle a sale held for reconciliation by hand"))
+    se.add_argument("key", help="the sale's idempotency key (taptill queue shows it)")
+    how = se.add_mutually_exclusive_group(required=True)
+    how.add_argument("--booked", action="store_true", help="the wallet shows the debit: mark it done")
+    how.add_argument("--not-booked", action="store_true", help="the wallet does not: send it again")
 
     oh = sub.add_parser("operator-hash", help="the [topup] operators entry for an operator card")
     oh.add_argument("uid", help="the operator card's UID in hex")
@@ -112,6 +118,12 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _journal(journal, args.json)
         if cmd == "queue":
             return _queue(journal, cfg, args.rejected)
+        if cmd == "settle":
+            if not journal.settle_held(args.key, booked=args.booked):
+                print(f"taptill: no held sale with key {args.key}; taptill queue lists them", file=sys.stderr)
+                return EXIT_FAILURE
+            print("settled: " + ("marked done" if args.booked else "it will be sent again"))
+            return EXIT_OK
         return _status(journal, cfg, args.json)
     finally:
         journal.close()

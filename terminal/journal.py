@@ -411,6 +411,20 @@ class Journal:
             (reason[:300], _now_iso(), sale_id),
         )
 
+    def settle_held(self, key: str, *, booked: bool) -> bool:
+        """A person checked the wallet: ``booked`` marks the held sale done, otherwise it is sent again.
+        True if a held sale with that key was found."""
+        if booked:
+            sql = "UPDATE sales SET state = 'done', hold = 0, maybe_sent = 0, reason = ?, updated_at = ?"
+            reason = "settled by hand: booked"
+        else:
+            sql = "UPDATE sales SET hold = 0, maybe_sent = 0, next_attempt_at = 0, reason = ?, updated_at = ?"
+            reason = "settled by hand: not booked, sending again"
+        cur = self._write(
+            f"{sql} WHERE idempotency_key = ? AND state = 'pending' AND hold = 1", (reason, _now_iso(), key)
+        )
+        return cur.rowcount == 1
+
     def due_sales(self, now: float, limit: int = 100) -> list[SaleRecord]:
         """Pending sales to send now: oldest first, and only the oldest pending sale of each card,
         so one card's sales reach the server in order and reconciliation stays unambiguous."""

@@ -32,6 +32,7 @@ BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 60.0
 UNAUTHORIZED_RETRY_S = 60.0
 RECONCILE_SLACK_S = 1.0
+IDLE_LOOK_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -246,7 +247,8 @@ class SaleSender:
                 await self.probe()
                 continue
             next_at = self.journal.next_due_at()
-            wait = 30.0 if next_at is None else max(0.0, min(30.0, next_at - self.clock()))
+            # Look again at least every few seconds: `taptill settle` changes the journal from outside.
+            wait = IDLE_LOOK_S if next_at is None else max(0.0, min(IDLE_LOOK_S, next_at - self.clock()))
             if wait > 0:
                 await self._sleep(stop, wait)
 
