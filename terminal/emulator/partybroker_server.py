@@ -23,7 +23,6 @@ import base64
 import binascii
 import hmac
 import json
-import signal
 import sys
 import threading
 import time
@@ -31,7 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 
 from terminal.emulator.faults import (
     FaultableHTTPServer,
@@ -43,6 +42,7 @@ from terminal.emulator.faults import (
     run_before_fault,
     send_body,
 )
+from terminal.emulator.serving import wait_for_stop_signal
 
 MAX_REQUEST_BYTES = 64 * 1024
 ROUTE_DRINKS = "drinks"  # the route kind fault rules can name (GET lists, POST buys)
@@ -426,13 +426,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         prices_as_strings=args.prices_as_strings,
         faults=faults,
     )
-    stopping = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     with emulator:
         line = {
             "url": emulator.base_url,
@@ -442,8 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "premium": emulator.premium,
         }
         print(json.dumps(line), flush=True)
-        while not stopping.wait(0.5):
-            pass
+        wait_for_stop_signal()
         print(json.dumps({"stopped": True, **emulator.stats()}), file=sys.stderr, flush=True)
     return 0
 

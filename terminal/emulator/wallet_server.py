@@ -30,7 +30,6 @@ import hmac
 import json
 import math
 import re
-import signal
 import sys
 import threading
 import time
@@ -52,6 +51,7 @@ from terminal.emulator.faults import (
     run_before_fault,
     send_body,
 )
+from terminal.emulator.serving import wait_for_stop_signal
 from terminal.emulator.wallet_ledger import LedgerTransaction, LedgerWallet, WalletLedger
 
 Flavour = Literal["doc", "real"]
@@ -845,13 +845,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         WalletEmulator.demo(args.flavour, **options) if args.demo else WalletEmulator(args.flavour, **options)
     )
 
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: types.FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
     with emulator:
         ready = {
             "flavour": emulator.flavour,
@@ -860,8 +853,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "control_url": emulator.control_url,
         }
         print(json.dumps(ready), flush=True)
-        while not stop.wait(0.5):
-            pass
+        wait_for_stop_signal()
     return 0
 
 
