@@ -167,6 +167,8 @@ async def run_terminal(
         ]
         if partybroker is not None:
             tasks.append(asyncio.ensure_future(partybroker.run(stop)))
+        for task in tasks:
+            task.add_done_callback(lambda t: _background_ended(t, stop))
         try:
             await device.run(stop, on_ready=ready)
         finally:
@@ -193,6 +195,16 @@ async def run_terminal(
         log.info("taptill stopped")
 
 
+def _background_ended(task: asyncio.Task[None], stop: asyncio.Event) -> None:
+    """A background task must live as long as the terminal: if one ends early, stop the terminal so
+    systemd restarts it whole, rather than running on without delivering sales."""
+    if task.cancelled() or stop.is_set():
+        return
+    exc = task.exception()
+    log.critical("background task ended unexpectedly (%r); stopping so the service restarts", exc)
+    stop.set()
+
+
 async def _refresh_catalog(
     client: WalletClient,
     journal: Journal,
@@ -211,6 +223,9 @@ async def _refresh_catalog(
             catalog = await load_catalog(client, journal, 5.0)
         except StartupError as exc:
             log.error("%s", exc)
+            continue
+        except Exception:  # a full disk or a bad answer must not end price refreshes for good
+            log.exception("refreshing the product list failed")
             continue
         if catalog is not None and catalog.fresh and catalog.info.products != device.controller.catalog:
             device.post(CatalogChanged(catalog.info.products))

@@ -162,9 +162,17 @@ class Controller:
         return CartScreen(tuple(items))
 
     def _cart_cents(self) -> int:
-        """Select: what the cart costs; topup: what it credits (both positive)."""
+        """Select: what the cart costs; topup: what it credits (both positive for a proper cart)."""
         total = sum(p.price_cents for pid in self.cart if (p := self._product(pid)) is not None)
-        return abs(total)
+        return -total if self.settings.mode == "topup" else total
+
+    def _sells(self, pid: ProductId) -> bool:
+        """Only credits (negative prices) at the kiosk, only debits elsewhere: a misconfigured button
+        must never turn a "credit" into a debit or the other way round."""
+        product = self._product(pid)
+        if product is None:
+            return False
+        return product.price_cents < 0 if self.settings.mode == "topup" else product.price_cents >= 0
 
     def _product(self, pid: ProductId) -> Product | None:
         for p in self.catalog:
@@ -249,7 +257,7 @@ class Controller:
             return self._result(DeclinedScreen(DeclineReason.KIOSK_LOCKED), Beep("declined"))
         if name == s.cancel_button:
             self.cart.clear()
-        elif name in s.buttons and self._product(s.buttons[name]) is not None:
+        elif name in s.buttons and self._sells(s.buttons[name]):
             self.cart.append(s.buttons[name])
         else:
             return []
@@ -281,7 +289,7 @@ class Controller:
         else:
             products = tuple(self.charge_as.get(str(p), p) for p in s.products)
         resolved = [self._product(p) for p in products]
-        known = [p for p in resolved if p is not None]
+        known = [p for p in resolved if p is not None and self._sells(p.id)]
         if len(known) != len(resolved) or not known:
             return self._result(DeclinedScreen(DeclineReason.BAD_PRODUCT), Beep("error"))
         return self._lookup(_Tap(uid, products, -sum(p.price_cents for p in known)))
@@ -302,7 +310,7 @@ class Controller:
             ]
         if self.operator is None:
             return self._result(DeclinedScreen(DeclineReason.KIOSK_LOCKED), Beep("declined"))
-        if not self.cart:
+        if not self.cart or self._cart_cents() <= 0:
             return self._lookup(_Tap(uid, (), 0, kind="balance"))
         return self._lookup(_Tap(uid, tuple(self.cart), self._cart_cents()))
 
@@ -419,6 +427,7 @@ class Controller:
                 )
                 return self._result(screen, Beep("declined"))
             case ChargeFailed(message):
-                self.storage_error = message
+                # Nothing was journaled, so nothing is sold; a lasting storage fault arrives as
+                # StorageChanged and keeps the terminal out of service until a write succeeds.
                 return self._result(OutOfServiceScreen(message), Beep("error"))
         return []

@@ -34,7 +34,7 @@ from terminal.events import (
     WalletRefused,
     WalletUnreachable,
 )
-from terminal.journal import Journal, JournalError, remember_card_statement
+from terminal.journal import Journal, JournalError, SaleRecord, remember_card_statement
 from terminal.model import DeclineReason
 from terminal.sale_sender import Delivered, Later, Refusal, SaleSender
 from terminal.sd_notify import Notifier
@@ -83,6 +83,7 @@ class DeviceLoop:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deadline = 0.0
         self._seen: tuple[str, tuple[str, Sequence[object]]] | None = None
+        self._fresh_balance_for: str | None = None
         self._background: set[asyncio.Task[object]] = set()
         self._storage_ok = True  # false after a failed journal write, until a write probe succeeds
         self._next_storage_probe = 0.0
@@ -178,7 +179,7 @@ class DeviceLoop:
                 result = await self.execute(effect)
             except Exception:  # bad input or a broken adapter must not stop the loop
                 log.exception("effect %s failed", type(effect).__name__)
-                result = None
+                result = _fallback(effect)
             if result is not None:
                 follow.append(result)
         return follow
@@ -256,6 +257,19 @@ class DeviceLoop:
 
     async def _lookup(self, uid: str) -> Event:
         self._deadline = time.monotonic() + self.tap_budget_s
+        try:
+            return await self._ask_wallet(uid)
+        except Exception as exc:  # the tap must end in a decision, whatever the server sent
+            log.exception("wallet lookup failed")
+            self.health.mark_down(f"lookup failed ({type(exc).__name__})")
+            return WalletUnreachable(uid, self.journal.offline_view(uid, self.clock()))
+
+    async def _ask_wallet(self, uid: str) -> Event:
+        # A sale of this card under way (or settled) while we read makes the balance read stale for
+        # reconciliation: such a tap goes through the outbox, which reads the balance again.
+        pending_before = [s.id for s in self.journal.pending_for_card(uid)]
+        busy_before = self.sender.busy(uid)
+        self._fresh_balance_for = None
         if self.health.online:
             try:
                 res = await asyncio.wait_for(
@@ -268,7 +282,10 @@ class DeviceLoop:
                     self.health.mark_up()
                     # Committed with the tap's sale or decline: one fsync per tap, not two.
                     self._seen = (uid, remember_card_statement(uid, wallet.balance_cents, self.clock()))
-                    pending = sum(-s.amount_cents for s in self.journal.pending_for_card(uid))
+                    pending_now = self.journal.pending_for_card(uid)
+                    if not busy_before and [p.id for p in pending_now] == pending_before:
+                        self._fresh_balance_for = uid
+                    pending = sum(-p.amount_cents for p in pending_now)
                     return WalletBalance(uid, wallet.balance_cents, pending)
                 case NotFound():
                     self.health.mark_up()
@@ -287,7 +304,13 @@ class DeviceLoop:
 
     async def _charge(self, c: Charge) -> Event:
         try:
-            queued = not c.online or bool(self.journal.pending_for_card(c.uid)) or self.sender.busy(c.uid)
+            fresh, self._fresh_balance_for = self._fresh_balance_for == c.uid, None
+            queued = (
+                not c.online
+                or not fresh
+                or bool(self.journal.pending_for_card(c.uid))
+                or self.sender.busy(c.uid)
+            )
             sale = self.journal.record_sale(
                 also=self._take_seen(c.uid),
                 token_id=c.uid,
@@ -306,8 +329,19 @@ class DeviceLoop:
             log.error("not selling: %s", exc)
             self._storage_failed()
             return ChargeFailed("cannot write the journal")
+        except Exception:  # nothing journaled, nothing sent: decline rather than hang
+            log.exception("cannot journal the sale")
+            return ChargeFailed("internal error")
         crashpoint("after_journal")
         estimate = None if c.balance_before is None else c.balance_before + c.amount_cents
+        try:
+            return await self._send(sale, c, queued, estimate)
+        except Exception:  # journaled: the outbox delivers it, so the guest gets what was paid for
+            log.exception("sending sale %d failed; the outbox will deliver it", sale.id)
+            self.sender.wake()
+            return ChargeQueued(sale.idempotency_key, estimate)
+
+    async def _send(self, sale: SaleRecord, c: Charge, queued: bool, estimate: int | None) -> Event:
         if queued:
             # Offline, or this card still has sales in the outbox: they go to the server in order.
             self.sender.wake()
@@ -328,3 +362,12 @@ class DeviceLoop:
             return ChargeRejected(sale.idempotency_key, result.reason)
         assert isinstance(result, Later)
         return ChargeQueued(sale.idempotency_key, estimate)
+
+
+def _fallback(effect: Effect) -> Event | None:
+    """The event that ends a tap whose effect blew up, so the controller never waits forever."""
+    if isinstance(effect, LookupWallet):
+        return WalletRefused(effect.uid, DeclineReason.SERVER_TROUBLE)
+    if isinstance(effect, Charge):
+        return ChargeFailed("internal error")
+    return None

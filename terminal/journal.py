@@ -27,7 +27,8 @@ class JournalError(Exception):
 
 
 def new_idempotency_key() -> str:
-    return secrets.token_urlsafe(KEY_BYTES)
+    # The "t" keeps a key from starting with "-", which command lines would take for an option.
+    return "t" + secrets.token_urlsafe(KEY_BYTES)
 
 
 def _now_iso() -> str:

@@ -33,6 +33,8 @@ BACKOFF_MAX_S = 60.0
 UNAUTHORIZED_RETRY_S = 60.0
 RECONCILE_SLACK_S = 1.0
 IDLE_LOOK_S = 2.0
+STORAGE_PAUSE_S = 5.0
+NO_PROGRESS_PAUSE_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Later:
     """Not delivered yet; stays pending (ambiguous or unreachable)."""
 
     detail: str
+    storage: bool = False  # the journal could not be written: stop trying until it can
 
 
 AttemptResult = Delivered | Refusal | Later
@@ -108,7 +111,7 @@ class SaleSender:
             result = await self._attempt(sale, fresh_balance)
         except JournalError as exc:
             log.error("cannot journal the outcome of sale %d: %s", sale.id, exc)
-            result = Later(str(exc))
+            result = Later(str(exc), storage=True)
         finally:
             self.in_flight.discard(sale.token_id)
         if not isinstance(result, Later) and self.on_settled is not None:
@@ -237,16 +240,26 @@ class SaleSender:
         """Deliver pending sales until ``stop``; probe the server while it is down."""
         while not stop.is_set():
             try:
-                await self._round()
+                progressed = await self._round()
             except JournalError as exc:
                 log.error("outbox paused: %s", exc)
-                await self._sleep(stop, 5.0)
+                await self._sleep(stop, STORAGE_PAUSE_S)
                 continue
+            except Exception:  # the outbox must outlive any one bad answer or bug
+                log.exception("outbox round failed; trying again shortly")
+                await self._sleep(stop, STORAGE_PAUSE_S)
+                continue
+            if not progressed:
+                await self._sleep(stop, NO_PROGRESS_PAUSE_S)
             if not self.health.online:
                 await self._sleep(stop, self.probe_interval_s)
                 await self.probe()
                 continue
-            next_at = self.journal.next_due_at()
+            try:
+                next_at = self.journal.next_due_at()
+            except Exception:
+                log.exception("outbox cannot read the journal")
+                next_at = None
             # Look again at least every few seconds: `taptill settle` changes the journal from outside.
             wait = IDLE_LOOK_S if next_at is None else max(0.0, min(IDLE_LOOK_S, next_at - self.clock()))
             if wait > 0:
@@ -261,15 +274,26 @@ class SaleSender:
             for w in waits:
                 w.cancel()
 
-    async def _round(self) -> None:
+    async def _round(self) -> bool:
+        """Send what is due; False when a whole pass settled nothing (so the caller pauses)."""
+        progressed = True
         while self.health.online:
             due = [s for s in self.journal.due_sales(self.clock(), 50) if s.token_id not in self.in_flight]
             if not due:
-                return
+                return progressed
+            progressed = False
             for sale in due:
                 result = await self.attempt(sale)
-                if isinstance(result, Later) and not self.health.online:
-                    return
+                if isinstance(result, Later):
+                    if result.storage:
+                        raise JournalError(result.detail)
+                    if not self.health.online:
+                        return progressed
+                else:
+                    progressed = True
+            if not progressed:
+                return False
+        return progressed
 
     async def probe(self) -> bool:
         """A cheap request that moves no money, to close the circuit breaker."""

@@ -188,6 +188,7 @@ def test_a_journal_that_cannot_be_written_stops_sales_until_it_recovers() -> Non
     c.handle(WalletBalance(CARD, 2000))
     fx = c.handle(ChargeFailed("cannot write the journal"))
     assert screens(fx) == [OutOfServiceScreen("cannot write the journal")] and not only(fx, Dispense)
+    c.handle(StorageChanged(False, "cannot write the journal"))  # the device loop's storage probe
     c.handle(CardRemoved())
     fx = c.handle(CardPresented(CARD))
     assert not only(fx, LookupWallet)
@@ -317,3 +318,21 @@ def test_offline_top_up_is_booked_later() -> None:
     assert charge.online is False and charge.amount_cents == 1000
     fx = c.handle(ChargeQueued("k"))
     assert screens(fx) == [CreditScreen(1000, None)]
+
+
+def test_a_kiosk_button_on_a_debit_product_never_turns_into_a_charge() -> None:
+    settings = replace(TOPUP, buttons={"ten": "topup_10", "oops": "espresso"})
+    c = Controller(settings, CATALOG)
+    c.handle(CardPresented(OPERATOR))
+    c.handle(CardRemoved())
+    c.handle(ButtonPressed("oops"))
+    assert c.cart == []
+    c.handle(CardPresented(CARD))
+    fx = c.handle(WalletBalance(CARD, 0))
+    assert screens(fx) == [BalanceScreen(0)] and not only(fx, Charge)
+
+
+def test_a_credit_product_is_never_sold_by_a_tap_terminal() -> None:
+    c = Controller(replace(TAP, products=("topup_10",)), CATALOG)
+    fx = c.handle(CardPresented(CARD))
+    assert screens(fx) == [DeclinedScreen(DeclineReason.BAD_PRODUCT)] and not only(fx, LookupWallet)

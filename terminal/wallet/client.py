@@ -58,7 +58,7 @@ class _Body:
         else:
             try:
                 self.json = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            except (ValueError, RecursionError):  # bad UTF-8, bad JSON, a 5000-digit number
                 self.problem = "malformed JSON"
 
     def retry_after(self) -> float | None:

@@ -1,0 +1,170 @@
+"""Answers and faults that once stopped the terminal: each must leave it selling (found in review)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from hw.display.null import NullDisplay
+from hw.gpio.outputs import LogOutputs
+from terminal.config import OfflineConfig
+from terminal.controller import Controller, ControllerSettings, Phase
+from terminal.device_loop import DeviceLoop
+from terminal.emulator.wallet_server import WalletEmulator
+from terminal.events import CardPresented, CardRemoved
+from terminal.journal import Journal
+from terminal.model import Product
+from terminal.sale_sender import SaleSender
+from terminal.secret import Secret
+from terminal.server_health import ServerHealth
+from terminal.wallet.client import WalletClient
+from tests.terminal_lab import ERIKA, MAX
+
+HUGE = b'{"data": {"token_id": "04A1B2C3D4E5F6", "balance": 1' + b"0" * 5000 + b"}}"
+
+
+class _HugeNumber(BaseHTTPRequestHandler):
+    """A wallet server whose every answer holds a 5001-digit balance (Python refuses to parse it)."""
+
+    def _answer(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(HUGE)))
+        self.end_headers()
+        self.wfile.write(HUGE)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def huge_server() -> Iterator[str]:
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _HugeNumber)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}/api"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_an_unparseable_answer_ends_the_tap_and_the_next_tap_is_served(
+    tmp_path: Path, huge_server: str
+) -> None:
+    async def main() -> list[Phase]:
+        journal = Journal.open(tmp_path / "j.sqlite3")
+        client = WalletClient(huge_server, Secret("t"), timeout_s=1.0)
+        health = ServerHealth()
+        controller = Controller(
+            ControllerSettings(products=("espresso",), offline=OfflineConfig(), screen_hold_s=0.0),
+            (Product("espresso", "Espresso", 250),),
+        )
+        loop = DeviceLoop(
+            controller=controller,
+            journal=journal,
+            client=client,
+            sender=SaleSender(journal, client, health, dedupes=True),
+            health=health,
+            display=NullDisplay(),
+            outputs=LogOutputs(),
+            description="x",
+            tag=None,
+            tap_budget_s=0.8,
+        )
+        loop.attach()
+        phases = []
+        try:
+            for uid in (MAX, ERIKA):
+                await loop.dispatch(CardPresented(uid))
+                await loop.dispatch(CardRemoved())
+                phases.append(controller.phase)
+        finally:
+            await client.aclose()
+            journal.close()
+        return phases
+
+    assert asyncio.run(main()) == [Phase.RESULT, Phase.RESULT]
+
+
+def test_the_outbox_outlives_an_unparseable_answer(tmp_path: Path, huge_server: str) -> None:
+    async def main() -> tuple[bool, int]:
+        journal = Journal.open(tmp_path / "j.sqlite3")
+        journal.record_sale(
+            token_id=MAX, products=[1], amount_cents=-250, description="K", tag=None, offline=True
+        )
+        client = WalletClient(huge_server, Secret("t"), timeout_s=1.0)
+        sender = SaleSender(journal, client, ServerHealth(), dedupes=False, probe_interval_s=0.1)
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(sender.run(stop))
+        await asyncio.sleep(1.5)
+        alive = not task.done()
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await client.aclose()
+        left = journal.unconfirmed_count()
+        journal.close()
+        return alive, left
+
+    alive, left = asyncio.run(main())
+    assert alive, "the outbox task died"
+    assert left == 1, "an answer that is not the API's must not settle the sale"
+
+
+@contextlib.contextmanager
+def _tiny_tmpfs(path: Path) -> Iterator[Path]:
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_a_full_disk_pauses_the_outbox_without_starving_the_loop(tmp_path: Path) -> None:
+    with _tiny_tmpfs(tmp_path / "state") as state, WalletEmulator.demo("doc") as emu:
+        journal = Journal.open(state / "j.sqlite3")
+        journal.record_sale(
+            token_id=MAX, products=["espresso"], amount_cents=-250, description="K", tag=None, offline=True
+        )
+        journal.query("PRAGMA wal_checkpoint(TRUNCATE)")
+        with open(state / "filler", "wb") as filler, contextlib.suppress(OSError):
+            while True:
+                filler.write(b"x" * 65536)
+                filler.flush()
+
+        async def main() -> tuple[int, float]:
+            client = WalletClient(emu.base_url, Secret(emu.api_token), timeout_s=1.0)
+            sender = SaleSender(journal, client, ServerHealth(), dedupes=True)
+            beats: list[float] = []
+
+            async def heartbeat() -> None:
+                while True:
+                    beats.append(time.monotonic())
+                    await asyncio.sleep(0.05)
+
+            hb = asyncio.ensure_future(heartbeat())
+            stop = asyncio.Event()
+            run = asyncio.ensure_future(sender.run(stop))
+            await asyncio.sleep(1.0)
+            stop.set()
+            asked = time.monotonic()
+            await asyncio.wait_for(run, 10)
+            stopped_in = time.monotonic() - asked
+            hb.cancel()
+            await client.aclose()
+            return len(beats), stopped_in
+
+        beats, stopped_in = asyncio.run(main())
+        journal.close()
+    assert beats >= 5, f"the event loop was starved: {beats} heartbeats in a second"
+    assert stopped_in < 6.0
