@@ -61,8 +61,7 @@ async def run_terminal(
     client = WalletClient(
         cfg.wallet.base_url, token, timeout_s=cfg.wallet.timeout_s, default_permission=cfg.wallet.permission
     )
-    loop_ref: list[DeviceLoop] = []
-    health = ServerHealth(on_change=lambda online: loop_ref[0].server_changed(online) if loop_ref else None)
+    health = ServerHealth()
     reader = None
     display = opts.display
     outputs: Outputs | None = None
@@ -139,7 +138,7 @@ async def run_terminal(
             tap_budget_s=cfg.terminal.tap_budget_ms / 1000,
             notifier=notifier,
         )
-        loop_ref.append(device)
+        health.on_change = device.server_changed  # the offline screen and the online LED follow it
         device.attach()
         settled_hooks.append(device.server_changed)
         partybroker = None

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from terminal.emulator import terminal_config
 from terminal.emulator.wallet_server import WalletEmulator
 from terminal.model import ProductId
 
@@ -14,7 +14,7 @@ BIG_BALANCE_CENTS = 10**9  # every benchmark tap must approve
 
 def espresso_id(emulator: WalletEmulator) -> ProductId:
     """The espresso product as each emulator flavour lists it (pretix item ids are integers)."""
-    return "espresso" if emulator.flavour == "doc" else 1
+    return terminal_config.espresso_id(emulator.flavour)
 
 
 def write_bench_config(
@@ -32,41 +32,16 @@ def write_bench_config(
 
     The offline limits are lifted so a long run of offline taps is decided by the policy's accept path.
     """
-    directory.mkdir(parents=True, exist_ok=True)
-    token = directory / "wallet.token"
-    token.touch(mode=0o600)
-    token.chmod(0o600)
-    token.write_text(emulator.api_token + "\n")
-    prods = list(products) if products is not None else [espresso_id(emulator)]
-    config = directory / "config.toml"
-    config.write_text(
-        f"""# written by taptill's benchmark
-[terminal]
-state_dir = "state"
-products = {json.dumps(prods)}
-description = "Kaffee (bench)"
-tag = "coffee"
-tap_budget_ms = {tap_budget_ms}
-screen_hold_s = {screen_hold_s}
-
-[wallet]
-base_url = "{emulator.base_url}"
-token_file = "wallet.token"
-dedupes = {"true" if emulator.flavour == "doc" else "false"}
-timeout_s = 5.0
-
-[offline]
-mode = "accept"
-max_per_card_cents = {BIG_BALANCE_CENTS}
-max_total_cents = {BIG_BALANCE_CENTS}
-probe_interval_s = {probe_interval_s}
-
-[reader]
-kind = "sim"
-socket = "state/tap.sock"
-
-[display]
-kind = "{display}"
-{extra}"""
+    return terminal_config.write_terminal_config(
+        directory,
+        emulator,
+        products=products,
+        description="Kaffee (bench)",
+        tap_budget_ms=tap_budget_ms,
+        screen_hold_s=screen_hold_s,
+        timeout_s=5.0,
+        offline_limit_cents=BIG_BALANCE_CENTS,
+        probe_interval_s=probe_interval_s,
+        display=display,
+        extra=extra,
     )
-    return config

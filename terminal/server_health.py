@@ -14,7 +14,7 @@ class ServerHealth:
     def __init__(self, on_change: Callable[[bool], None] | None = None) -> None:
         self.online = True
         self.last_problem = ""
-        self._on_change = on_change
+        self.on_change = on_change
 
     def mark_up(self) -> None:
         if not self.online:
@@ -29,5 +29,5 @@ class ServerHealth:
 
     def _set(self, online: bool) -> None:
         self.online = online
-        if self._on_change is not None:
-            self._on_change(online)
+        if self.on_change is not None:
+            self.on_change(online)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from terminal.emulator.terminal_config import espresso_id, write_terminal_config
 from terminal.emulator.wallet_server import WalletEmulator
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,7 +25,7 @@ STRANGER = "04BADC0FFEE000"  # no wallet
 
 def espresso(flavour: str) -> str | int:
     """The espresso product id as each flavour lists it (pretix ids are integers)."""
-    return "espresso" if flavour == "doc" else 1
+    return espresso_id(flavour)
 
 
 def write_config(
@@ -39,44 +40,16 @@ def write_config(
     mode: str = "tap",
 ) -> Path:
     """A complete terminal config (sim reader, no display) and a 0600 token file in ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    token = directory / "wallet.token"
-    token.write_text(emulator.api_token)
-    token.chmod(0o600)
-    prods = list(products) if products is not None else [espresso(emulator.flavour)]
-    dedupes = "true" if emulator.flavour == "doc" else "false"
-    cfg = directory / "config.toml"
-    cfg.write_text(
-        f"""
-[terminal]
-mode = "{mode}"
-state_dir = "state"
-products = {json.dumps(prods)}
-description = "Kaffee"
-tag = "coffee"
-tap_budget_ms = {budget_ms}
-screen_hold_s = 0.05
-
-[wallet]
-base_url = "{emulator.base_url}"
-token_file = "wallet.token"
-dedupes = {dedupes}
-timeout_s = 1.5
-
-[offline]
-mode = "{offline_mode}"
-probe_interval_s = {probe_s}
-
-[reader]
-kind = "sim"
-socket = "state/tap.sock"
-
-[display]
-kind = "none"
-{extra}
-"""
+    return write_terminal_config(
+        directory,
+        emulator,
+        products=products,
+        extra=extra,
+        offline_mode=offline_mode,
+        tap_budget_ms=budget_ms,
+        probe_interval_s=probe_s,
+        mode=mode,
     )
-    return cfg
 
 
 def taptill(*args: str, timeout: float = 30.0, check: bool = True) -> subprocess.CompletedProcess[str]:
