@@ -215,6 +215,8 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
     partybroker = _partybroker_status(journal) if cfg.partybroker is not None else None
     if partybroker is not None:
         data["partybroker"] = partybroker
+    lag = _loop_lag_status(journal)
+    data["loop_lag"] = lag
     if as_json:
         print(json.dumps(data))
         return EXIT_OK
@@ -227,6 +229,13 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
         print(f"oldest pending:  {st.oldest_pending}")
     print(f"rejected:        {st.rejected} ({format_cents(-st.rejected_cents, loc, cur)})")
     print(f"declined taps:   {st.declined}")
+    if lag["stalls"]:
+        print(
+            f"event loop:      {lag['stalls']} stall(s) over {lag['warn_ms']:.0f} ms, longest "
+            f"{lag['max_ms']:.0f} ms, last in {lag['last_culprit']}"
+        )
+    else:
+        print(f"event loop:      no stall over {lag['warn_ms']:.0f} ms")
     if partybroker is not None:
         print(
             f"partybroker:     {partybroker['reported_units']} unit(s) reported, "
@@ -237,6 +246,21 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
         for warning in partybroker["warnings"]:
             print(f"  warning: {warning}")
     return EXIT_OK
+
+
+def _loop_lag_status(journal: Journal) -> dict[str, Any]:
+    """The device loop's stalls since the running (or last) terminal started."""
+    from terminal.loop_lag import CACHE_KEY, WARN_MS
+
+    cached = journal.cache_get(CACHE_KEY)
+    state = cached[0] if cached is not None and isinstance(cached[0], dict) else {}
+    return {
+        "warn_ms": WARN_MS,
+        "stalls": int(state.get("stalls", 0)),
+        "max_ms": float(state.get("max_ms", 0.0)),
+        "last_stall_at": state.get("last_stall_at"),
+        "last_culprit": state.get("last_culprit"),
+    }
 
 
 def _partybroker_status(journal: Journal) -> dict[str, Any]:

@@ -8,6 +8,7 @@ tap budget: a debit still under way then is left to finish in the background, it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +36,8 @@ from terminal.events import (
     WalletUnreachable,
 )
 from terminal.journal import Journal, JournalError, SaleRecord, remember_card_statement
+from terminal.loop_lag import CACHE_KEY as LAG_CACHE_KEY
+from terminal.loop_lag import LagStats, LoopLagMonitor, stats_json
 from terminal.model import DeclineReason
 from terminal.sale_sender import Delivered, Later, Refusal, SaleSender
 from terminal.sd_notify import Notifier
@@ -46,6 +49,7 @@ log = logging.getLogger(__name__)
 
 DISPLAY_REFRESH_S = 1.0
 STORAGE_PROBE_S = 1.0  # how often an unwritable journal is tried again (storage faults, issue 3)
+LAG_STORE_EVERY_S = 5.0  # stall counts reach the journal (for `taptill status`) at most this often
 
 
 class DeviceLoop:
@@ -87,6 +91,9 @@ class DeviceLoop:
         self._background: set[asyncio.Task[object]] = set()
         self._storage_ok = True  # false after a failed journal write, until a write probe succeeds
         self._next_storage_probe = 0.0
+        self.lag = LoopLagMonitor(on_stall=self._lag_stall)
+        self._lag_stored_at = -LAG_STORE_EVERY_S
+        self._lag_unstored: LagStats | None = None
 
     # --- listeners, called from reader and button threads ------------------------------------
 
@@ -141,6 +148,7 @@ class DeviceLoop:
         next_ping = 0.0
         refresh = getattr(self.display, "refresh", None)  # displays that page the price board
         stop_wait = asyncio.ensure_future(stop.wait())
+        lag_task = asyncio.ensure_future(self.lag.run(stop))
         try:
             while not stop.is_set():
                 now = time.monotonic()
@@ -148,6 +156,7 @@ class DeviceLoop:
                     self.notifier.watchdog()
                     next_ping = now + ping_every
                     self._probe_storage(now)
+                    self._store_lag(now)
                     if refresh is not None:
                         try:
                             refresh()
@@ -161,8 +170,13 @@ class DeviceLoop:
                     get.cancel()
                     continue
                 await self.dispatch(get.result())
+                self._store_lag(time.monotonic())
         finally:
             stop_wait.cancel()
+            lag_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lag_task
+            self._store_lag(time.monotonic(), force=True)
 
     async def dispatch(self, event: Event) -> None:
         """Handle one event and every event its effects produce, in order."""
@@ -223,6 +237,23 @@ class DeviceLoop:
                 loop = asyncio.get_running_loop()
                 loop.call_later(delay, self.queue.put_nowait, TimerFired(token))
         return None
+
+    # --- loop lag: stalls counted for `taptill status` -------------------------------------------
+
+    def _lag_stall(self, stats: LagStats) -> None:
+        self._lag_unstored = stats
+        self._store_lag(time.monotonic())
+
+    def _store_lag(self, now: float, *, force: bool = False) -> None:
+        stats = self._lag_unstored
+        if stats is None or (not force and now - self._lag_stored_at < LAG_STORE_EVERY_S):
+            return
+        self._lag_stored_at = now
+        self._lag_unstored = None
+        try:
+            self.journal.cache_put(LAG_CACHE_KEY, stats_json(stats))
+        except Exception:  # a count for `status` must not stop sales (a full disk shows elsewhere)
+            log.debug("cannot store the loop lag counts", exc_info=True)
 
     # --- storage faults (issue 3): stop selling while the journal is unwritable, resume after a probe ---
 

@@ -34,7 +34,7 @@ UNAUTHORIZED_RETRY_S = 60.0
 RECONCILE_SLACK_S = 1.0
 IDLE_LOOK_S = 2.0
 STORAGE_PAUSE_S = 5.0
-NO_PROGRESS_PAUSE_S = 0.2
+MIN_PAUSE_S = 0.2  # the shortest wait between outbox passes that settled nothing
 
 
 @dataclass(frozen=True)
@@ -237,10 +237,15 @@ class SaleSender:
     # --- the background outbox --------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Deliver pending sales until ``stop``; probe the server while it is down."""
+        """Deliver pending sales until ``stop``; probe the server while it is down.
+
+        Every pass ends in a real wait (at least MIN_PAUSE_S) unless it settled a sale: a pass that finds
+        nothing it may send (a sale in flight on the tap path, a sale waiting for its reconcile window)
+        must never go round again without letting the event loop read the answers it waits for.
+        """
         while not stop.is_set():
             try:
-                progressed = await self._round()
+                settled = await self._round()
             except JournalError as exc:
                 log.error("outbox paused: %s", exc)
                 await self._sleep(stop, STORAGE_PAUSE_S)
@@ -249,21 +254,25 @@ class SaleSender:
                 log.exception("outbox round failed; trying again shortly")
                 await self._sleep(stop, STORAGE_PAUSE_S)
                 continue
-            if not progressed:
-                await self._sleep(stop, NO_PROGRESS_PAUSE_S)
             if not self.health.online:
                 await self._sleep(stop, self.probe_interval_s)
                 await self.probe()
                 continue
-            try:
-                next_at = self.journal.next_due_at()
-            except Exception:
-                log.exception("outbox cannot read the journal")
-                next_at = None
-            # Look again at least every few seconds: `taptill settle` changes the journal from outside.
-            wait = IDLE_LOOK_S if next_at is None else max(0.0, min(IDLE_LOOK_S, next_at - self.clock()))
-            if wait > 0:
-                await self._sleep(stop, wait)
+            if settled:
+                await asyncio.sleep(0)  # settled something: look again at once, after others had a turn
+                continue
+            await self._sleep(stop, self._idle_wait())
+
+    def _idle_wait(self) -> float:
+        """Seconds until the next sale falls due, between MIN_PAUSE_S and IDLE_LOOK_S."""
+        try:
+            next_at = self.journal.next_due_at(exclude_cards=self.in_flight)
+        except Exception:
+            log.exception("outbox cannot read the journal")
+            next_at = None
+        # Look again at least every few seconds: `taptill settle` changes the journal from outside.
+        wait = IDLE_LOOK_S if next_at is None else min(IDLE_LOOK_S, next_at - self.clock())
+        return max(MIN_PAUSE_S, wait)
 
     async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
         self._wake.clear()
@@ -274,26 +283,25 @@ class SaleSender:
             for w in waits:
                 w.cancel()
 
-    async def _round(self) -> bool:
-        """Send what is due; False when a whole pass settled nothing (so the caller pauses)."""
-        progressed = True
+    async def _round(self) -> int:
+        """Send what is due, pass after pass while that settles something; returns how many it settled."""
+        settled = 0
         while self.health.online:
             due = [s for s in self.journal.due_sales(self.clock(), 50) if s.token_id not in self.in_flight]
-            if not due:
-                return progressed
-            progressed = False
+            settled_now = 0
             for sale in due:
                 result = await self.attempt(sale)
                 if isinstance(result, Later):
                     if result.storage:
                         raise JournalError(result.detail)
                     if not self.health.online:
-                        return progressed
+                        break
                 else:
-                    progressed = True
-            if not progressed:
-                return False
-        return progressed
+                    settled_now += 1
+            settled += settled_now
+            if not settled_now:
+                break
+        return settled
 
     async def probe(self) -> bool:
         """A cheap request that moves no money, to close the circuit breaker."""

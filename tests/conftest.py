@@ -16,6 +16,8 @@ def flavour(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def wallet_server(flavour: str) -> Iterator[WalletEmulator]:
-    """The demo wallets and products, in the document's flavour and in the real server's."""
-    with WalletEmulator.demo(flavour) as emulator:  # type: ignore[arg-type]
+    """The demo wallets and products, in the document's flavour (answering at once) and in the real
+    server's (answering as slowly as a real pretix: GET 20-60 ms, POST 150-400 ms)."""
+    latency = "real" if flavour == "real" else "fast"
+    with WalletEmulator.demo(flavour, latency=latency) as emulator:  # type: ignore[arg-type]
         yield emulator

@@ -38,6 +38,8 @@ def write_config(
     budget_ms: int = 800,
     probe_s: float = 0.2,
     mode: str = "tap",
+    display: str = "none",
+    timeout_s: float = 1.5,
 ) -> Path:
     """A complete terminal config (sim reader, no display) and a 0600 token file in ``directory``."""
     return write_terminal_config(
@@ -49,6 +51,8 @@ def write_config(
         tap_budget_ms=budget_ms,
         probe_interval_s=probe_s,
         mode=mode,
+        display=display,
+        timeout_s=timeout_s,
     )
 
 

@@ -84,6 +84,8 @@ def _sells_until_storage_breaks(
         term.tap(MAX)
         wait_for(lambda: len(server.transactions()) == 1, what="the first sale")
         wait_for(lambda: _sales(state) == [("done", MAX)], what="the first sale to be journaled done")
+        # The screen follows the journal: wait for it, or the first sale's screen lands after the mark.
+        wait_for(_log_has(term, "relay: 1 pulse(s)"), what="the first sale's relay pulse")
         break_it()
         mark = len(term.log())
         term.tap(MAX)

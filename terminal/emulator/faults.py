@@ -9,6 +9,11 @@ emulator apply the request and then spoils the answer. ``garbage_html`` is a bef
 portal or proxy page answers instead of the server); the other garbage kinds are after faults (the
 server committed, the body got mangled on the way). A hang, once released or past its cap, closes the
 connection without applying anything.
+
+A *latency profile* adds a delay to every request by method, drawn per request: ``fast`` (none, the
+default) or ``real`` (reads 20–60 ms, writes 150–400 ms, as a real pretix server under load answers,
+WALLET-SERVER-NOTES.md). It can be switched at run time (``{"profile": "real"}`` on the control endpoint)
+and draws from its own random stream, so switching it never shifts a seeded fault sequence.
 """
 
 from __future__ import annotations
@@ -57,6 +62,27 @@ DOWN = "down"  # counted among applied faults when the down switch closes a conn
 _RULE_FIELDS = frozenset(
     {"kind", "probability", "times", "method", "route", "ms", "retry_after", "cap_s", "size"}
 )
+
+
+@dataclass(frozen=True)
+class LatencyProfile:
+    """Answer times by method, drawn uniformly per request: ``read_ms`` for GET/HEAD, ``write_ms`` else."""
+
+    name: str
+    read_ms: tuple[int, int]
+    write_ms: tuple[int, int]
+
+    def draw_ms(self, method: str, rng: random.Random) -> int:
+        low, high = self.read_ms if method.upper() in ("GET", "HEAD") else self.write_ms
+        return rng.randint(low, high)
+
+
+LATENCY_PROFILES: dict[str, LatencyProfile | None] = {
+    "fast": None,
+    # Medians seen on a real pretix with the wallet plugin: GET wallet ~30 ms, POST one item ~190 ms,
+    # 150-400 ms under load or behind Wi-Fi.
+    "real": LatencyProfile("real", read_ms=(20, 60), write_ms=(150, 400)),
+}
 
 
 class FaultConfigError(ValueError):
@@ -167,6 +193,8 @@ class FaultInjector:
         self._applied: Counter[str] = Counter()
         self._requests: Counter[str] = Counter()
         self._release = threading.Event()
+        self._profile: LatencyProfile | None = None
+        self._latency_rng = random.Random(seed ^ 0x1A7E)
 
     # -- configuration ---------------------------------------------------------------------------------
 
@@ -201,6 +229,19 @@ class FaultInjector:
             self._rng = random.Random(seed)
 
     @property
+    def profile(self) -> str:
+        """The name of the latency profile in use ("fast" or "real")."""
+        with self._lock:
+            return "fast" if self._profile is None else self._profile.name
+
+    def set_profile(self, name: str) -> None:
+        """Switch the latency profile ("fast" or "real"); takes effect with the next request."""
+        if name not in LATENCY_PROFILES:
+            raise FaultConfigError(f"unknown latency profile {name!r}; use one of {sorted(LATENCY_PROFILES)}")
+        with self._lock:
+            self._profile = LATENCY_PROFILES[name]
+
+    @property
     def down(self) -> bool:
         return self._down
 
@@ -209,10 +250,11 @@ class FaultInjector:
             self._down = down
 
     def configure(self, obj: object) -> None:
-        """Apply a JSON configuration: {"clear", "seed", "rules" (replace), "add" (append), "down"}."""
+        """Apply a JSON configuration: {"clear", "seed", "rules" (replace), "add" (append), "down",
+        "profile" ("fast" or "real"; ``clear`` leaves the profile as it is)}."""
         if not isinstance(obj, dict):
             raise FaultConfigError("fault configuration must be a JSON object")
-        unknown = set(obj) - {"clear", "seed", "rules", "add", "down"}
+        unknown = set(obj) - {"clear", "seed", "rules", "add", "down", "profile"}
         if unknown:
             raise FaultConfigError(f"unknown fault configuration key(s) {sorted(unknown)}")
         rules = _rule_list(obj, "rules")
@@ -233,10 +275,16 @@ class FaultInjector:
             self.add(rule)
         if down is not None:
             self.set_down(down)
+        profile = obj.get("profile")
+        if profile is not None:
+            if not isinstance(profile, str):
+                raise FaultConfigError("fault configuration 'profile' must be \"fast\" or \"real\"")
+            self.set_profile(profile)
 
     def state(self) -> dict[str, Any]:
         with self._lock:
-            return {"rules": [r.to_json() for r in self._rules], "down": self._down}
+            profile = "fast" if self._profile is None else self._profile.name
+            return {"rules": [r.to_json() for r in self._rules], "down": self._down, "profile": profile}
 
     # -- per request -----------------------------------------------------------------------------------
 
@@ -253,6 +301,8 @@ class FaultInjector:
         delay = 0
         action: FaultRule | None = None
         with self._lock:
+            if self._profile is not None:
+                delay += self._profile.draw_ms(method, self._latency_rng)
             for rule in self._rules:
                 if not rule.matches(method, route):
                     continue

@@ -15,7 +15,8 @@ Flavours:
 Both keep a ``WalletLedger`` (optionally persisted; it records description, tag and idempotency key of
 every applied transaction even in ``real``, where the server validates them but stores nothing) and
 honour a ``FaultInjector`` driven from Python or from the control endpoints under ``/_emulator``
-(never faulted): ``GET/POST/DELETE /_emulator/faults``, ``GET /_emulator/ledger``,
+(never faulted; ``{"profile": "real"}`` there switches to a real server's answer times): ``GET/POST/DELETE
+/_emulator/faults``, ``GET /_emulator/ledger``,
 ``GET/DELETE /_emulator/stats``, ``POST /_emulator/wallets``.
 
 Run ``python -m terminal.emulator.wallet_server --flavour real --demo``: it prints one JSON line
@@ -630,6 +631,7 @@ class WalletEmulator:
         ledger_path: Path | str | None = None,
         prefix: str = DEFAULT_PREFIX,
         seed: int = 0,
+        latency: str = "fast",
     ) -> None:
         if flavour not in FLAVOURS:
             raise ValueError(f"unknown wallet emulator flavour {flavour!r}; use 'doc' or 'real'")
@@ -652,6 +654,7 @@ class WalletEmulator:
         )
         self.ledger = WalletLedger(Path(ledger_path) if ledger_path is not None else None)
         self.faults = FaultInjector(seed)
+        self.faults.set_profile(latency)  # "real": answers as slow as a real pretix server's
         self.api: DocWalletApi | RealWalletApi = (
             DocWalletApi(self.settings, self.ledger)
             if flavour == "doc"
@@ -829,6 +832,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--prefix", default=DEFAULT_PREFIX)
     parser.add_argument("--permission", choices=("debit", "credit", "all"), default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--latency",
+        choices=("fast", "real"),
+        default="fast",
+        help="real: GET 20-60 ms, POST 150-400 ms, like a real pretix server (switchable at run time)",
+    )
     args = parser.parse_args(argv)
 
     options: dict[str, Any] = {
@@ -838,6 +847,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "api_token": args.api_token,
         "prefix": args.prefix,
         "seed": args.seed,
+        "latency": args.latency,
     }
     if args.permission is not None:
         options["permission"] = args.permission
