@@ -13,11 +13,13 @@ Flavours:
   content negotiation and the exact 401 bodies. Balances are reported as the plugin computes them: the
   wallet's value is a float sum of euros (the balance last set, then every transaction in order) and the
   API shows ``int(Decimal(value) * 100)``, truncated, so a wallet holding exactly 1.20 reads 119 and a
-  wallet of 5.00 reads 379 after a 1.20 debit (it holds 3.80). The ledger keeps the exact cents
-  (``WalletEmulator.balance``); ``WalletEmulator.reported_balance`` is what the API shows. Products that
-  are listed but in no pretix quota (``unsellable`` item ids, a constructor argument, switchable at run
-  time) stay in the product list and GETs keep working, but every POST containing one answers 500 with
-  an HTML page and charges nothing.
+  wallet of 5.00 reads 379 after a 1.20 debit (it holds 3.80). The notes' 7960 -> 7839 cannot come from
+  one 1.20 debit under this rule (no float sum that reads 7960 reads 7839 less 1.20); 500 -> 379 shows
+  the same move by 121. The ledger keeps the exact cents (``WalletEmulator.balance``);
+  ``WalletEmulator.reported_balance`` is what the API shows. Products that are listed but in no pretix
+  quota (``unsellable`` item ids, a constructor argument, switchable at run time) stay in the product
+  list and GETs keep working, but every POST containing one answers 500 with an HTML page and charges
+  nothing.
 
 Both keep a ``WalletLedger`` (optionally persisted; it records description, tag and idempotency key of
 every applied transaction even in ``real``, where the server validates them but stores nothing) and
