@@ -54,6 +54,7 @@ from terminal.screens import (
     ReaderOfflineScreen,
     Screen,
 )
+from terminal.wallet.balance import pays
 
 Mode = Literal["tap", "select", "topup"]
 
@@ -362,7 +363,7 @@ class Controller:
                 available = balance - pending
                 if tap.kind == "balance":
                     return self._result(BalanceScreen(available))
-                if available < -tap.amount_cents:
+                if not pays(available, -tap.amount_cents):
                     return self._decline(
                         tap,
                         DeclineReason.INSUFFICIENT_BALANCE,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from terminal.config import OfflineConfig
 from terminal.journal import OfflineView
 from terminal.model import DeclineReason
+from terminal.wallet.balance import pays
 
 
 @dataclass(frozen=True)
@@ -17,8 +18,9 @@ class OfflineDecision:
 
 
 def decide_offline(view: OfflineView, amount_cents: int, cfg: OfflineConfig) -> OfflineDecision:
-    """Accept only a card seen online recently whose last balance, less its unconfirmed sales, covers
-    the price, within the per-card and terminal-wide limits of unconfirmed money."""
+    """Accept only a card seen online recently whose last balance, less its unconfirmed sales, pays
+    ``amount_cents`` (as an online tap would, a cent of the server's truncation allowed), within the
+    per-card and terminal-wide limits of unconfirmed money."""
     if cfg.mode == "decline":
         return OfflineDecision(False, "offline: policy declines", DeclineReason.OFFLINE)
     if view.denied_reason is not None:
@@ -36,7 +38,7 @@ def decide_offline(view: OfflineView, amount_cents: int, cfg: OfflineConfig) -> 
     if view.total_unconfirmed_cents + amount_cents > cfg.max_total_cents:
         return OfflineDecision(False, "offline: terminal limit", DeclineReason.OFFLINE_LIMIT)
     available = view.last_balance - view.card_unconfirmed_cents
-    if available < amount_cents:
+    if not pays(available, amount_cents):
         return OfflineDecision(
             False, f"offline: balance {available} < {amount_cents}", DeclineReason.INSUFFICIENT_BALANCE
         )

@@ -4,10 +4,11 @@ The rule for a server that does not deduplicate idempotency keys (``[wallet] ded
 real pretix): an attempt that may have reached the server is never re-sent blindly. Before every
 attempt the wallet's balance is read and journaled; after an ambiguous failure the balance is read
 again: ``before + amount`` means the sale was booked (done), ``before`` means it was not (send again),
-anything else means someone else moved money on that wallet meanwhile, and the sale is held for a
-person to reconcile (``taptill queue``). Only one sale per card is in flight at a time, and the
-second read waits until the ambiguous request can no longer land (its timeout plus a second), so
-that a request still on its way, perhaps from a process killed since, is seen in the balance.
+each within the cent real pretix's truncated balances may be off (``terminal/wallet/balance.py``; exact
+for 1-2 cent amounts), anything else means someone else moved money on that wallet meanwhile, and the
+sale is held for a person to reconcile (``taptill queue``). Only one sale per card is in flight at a
+time, and the second read waits until the ambiguous request can no longer land (its timeout plus a
+second), so that a request still on its way, perhaps from a process killed since, is seen in the balance.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from terminal.crashpoint import crashpoint
 from terminal.journal import Journal, JournalError, SaleRecord, remember_card_statement
 from terminal.model import DeclineReason
 from terminal.server_health import ServerHealth
+from terminal.wallet.balance import Booked, booked_by_balance
 from terminal.wallet.client import WalletClient
 from terminal.wallet.outcomes import Applied, NotFound, Refused, Unauthorized, Unavailable
 
@@ -197,12 +199,15 @@ class SaleSender:
         crashpoint("after_reconcile_read")
         if sale.maybe_sent:
             before = sale.balance_before
-            if before is not None and balance == before + sale.amount_cents:
+            booked = (
+                Booked.UNCLEAR if before is None else booked_by_balance(before, balance, sale.amount_cents)
+            )
+            if booked is Booked.YES:
                 self._done(sale, balance)
                 self.delivered += 1
                 log.info("sale %d reconciled: the earlier attempt was booked", sale.id)
                 return Delivered(balance)
-            if before is None or balance != before:
+            if booked is Booked.UNCLEAR:
                 detail = (
                     f"unclear whether booked: balance {balance}, before the attempt {before}, "
                     f"amount {sale.amount_cents}; check the wallet and settle by hand"

@@ -8,6 +8,7 @@ from typing import TypeVar
 from terminal.config import OfflineConfig
 from terminal.controller import Controller, ControllerSettings, Phase, operator_hash
 from terminal.effects import Beep, Charge, Dispense, Effect, LookupWallet, RecordDecline, Show, StartTimer
+from terminal.emulator.wallet_server import WalletEmulator
 from terminal.events import (
     ButtonPressed,
     CardPresented,
@@ -115,6 +116,40 @@ def test_pending_sales_of_the_card_count_against_its_balance() -> None:
     c.handle(CardPresented(CARD))
     fx = c.handle(WalletBalance(CARD, 800, pending_cents=400))
     assert screens(fx) == [DeclinedScreen(DeclineReason.INSUFFICIENT_BALANCE, 400)]
+
+
+MATE = ControllerSettings(products=("mate",), offline=OFFLINE)
+MATE_CATALOG = (*CATALOG, Product("mate", "Club-Mate", 120))
+
+
+def test_a_wallet_holding_exactly_the_price_is_served_though_the_real_server_reads_it_a_cent_low() -> None:
+    reported = WalletEmulator("real", wallets={CARD: 120}).reported_balance(CARD)  # not started: no I/O
+    assert reported == 119
+    served = Controller(MATE, MATE_CATALOG)
+    served.handle(CardPresented(CARD))
+    (charge,) = only(served.handle(WalletBalance(CARD, reported)), Charge)
+    assert charge == Charge(CARD, ("mate",), -120, online=True, balance_before=119)
+    short = Controller(MATE, MATE_CATALOG)
+    short.handle(CardPresented(CARD))
+    fx = short.handle(WalletBalance(CARD, 118))  # two cents short: the wallet holds at most 1.19
+    assert screens(fx) == [DeclinedScreen(DeclineReason.INSUFFICIENT_BALANCE, 118)]
+    assert not only(fx, Charge) and only(fx, RecordDecline)
+    pending = Controller(MATE, MATE_CATALOG)
+    pending.handle(CardPresented(CARD))
+    assert only(pending.handle(WalletBalance(CARD, 369, pending_cents=250)), Charge)  # the cent once
+
+
+def test_offline_a_last_balance_a_cent_below_the_price_is_served_two_cents_short_is_not() -> None:
+    decided = {}
+    for last, unconfirmed in ((119, 0), (369, 250), (118, 0), (368, 250)):
+        c = Controller(MATE, MATE_CATALOG)
+        c.handle(CardPresented(CARD))
+        fx = c.handle(WalletUnreachable(CARD, view(balance=last, card=unconfirmed)))
+        decided[last] = bool(only(fx, Charge))
+        if not decided[last]:
+            shown = screens(fx)[0]
+            assert isinstance(shown, DeclinedScreen) and shown.reason is DeclineReason.INSUFFICIENT_BALANCE
+    assert decided == {119: True, 369: True, 118: False, 368: False}
 
 
 def test_unknown_card_offers_the_pairing_url() -> None:

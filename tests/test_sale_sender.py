@@ -18,6 +18,7 @@ from terminal.model import DeclineReason, SaleState
 from terminal.sale_sender import AttemptResult, Delivered, Later, Refusal, SaleSender
 from terminal.secret import Secret
 from terminal.server_health import ServerHealth
+from terminal.wallet.balance import Booked, booked_by_balance
 from terminal.wallet.client import WalletClient
 from terminal.wallet.outcomes import Applied
 from tests.terminal_lab import ERIKA, MAX, STRANGER, espresso
@@ -309,3 +310,122 @@ def test_the_outbox_drains_a_faulty_backlog_exactly_once(
     assert sorted(k or "" for k in booked) == sorted(s.idempotency_key for s in final)
     for uid in cards:
         assert wallet_server.balance(uid) == 10_000 - 6 * 250
+
+
+# --- real pretix's truncated balances: a reported balance can be a cent nearer zero than the wallet holds
+
+TRUNCATING = ((1, "Club-Mate", 120), (5, "Kaugummi", 3), (6, "Bonbon", 2))
+PRICES = {pid: price for pid, _, price in TRUNCATING}
+
+
+def truncating(balance: int) -> WalletEmulator:
+    return WalletEmulator("real", products=TRUNCATING, wallets={MAX: balance})
+
+
+def foreign(emu: WalletEmulator, *amounts: int) -> None:
+    """Another terminal moves money on the wallet; the caller's amounts net to zero in cents."""
+    for amount in amounts:
+        emu.ledger.apply(MAX, amount, [], description="Bar", tag=None, idempotency_key=None, terminal="bar")
+
+
+@pytest.mark.parametrize(
+    ("balance", "product", "before", "after"),
+    [
+        (500, 1, 500, 379),  # 5.00 - 1.20 holds 3.80 and reads 379: moved by the price plus a cent
+        (120, 1, 119, 0),  # exactly 1.20 reads 119 before and 0 after: moved by the price less a cent
+        (38, 5, 38, 34),  # 3 cents, the smallest amount whose move a cent off cannot mean "not booked"
+    ],
+)
+def test_a_booked_attempt_is_recognised_when_the_balance_moved_a_cent_more_or_less(
+    tmp_path: Path, balance: int, product: int, before: int, after: int
+) -> None:
+    with truncating(balance) as emu:
+        emu.faults.inject(FaultKind.DROP_AFTER, times=1, method="POST", route="transaction")
+
+        async def scenario(rig: Rig) -> tuple[list[AttemptResult], SaleRecord]:
+            sale = rig.record(MAX, [product], -PRICES[product])
+            results = await rig.deliver(sale)
+            return results, rig.current(sale)
+
+        results, sale = with_rig(emu, tmp_path, False, scenario)
+        assert [type(r) for r in results] == [Later, Delivered], sale.reason
+        assert sale.state is SaleState.DONE and not sale.hold
+        assert (sale.balance_before, sale.balance_after) == (before, after)  # what the server reported
+        assert len(emu.transactions()) == 1 and emu.balance(MAX) == balance - PRICES[product]
+
+
+@pytest.mark.parametrize(
+    ("settle", "meanwhile", "before", "seen"),
+    [
+        ((), (500, -500), 119, 120),  # a top-up and its refund elsewhere: the same 1.20 now reads 120
+        ((500, -500), (130, -130), 120, 119),  # and back: reads a cent less, holding the same
+    ],
+)
+def test_a_not_booked_attempt_is_sent_again_when_the_balance_is_a_cent_off(
+    tmp_path: Path, settle: tuple[int, ...], meanwhile: tuple[int, ...], before: int, seen: int
+) -> None:
+    with truncating(120) as emu:
+        foreign(emu, *settle)
+        emu.faults.inject(FaultKind.ERROR500_BEFORE, times=1, method="POST", route="transaction")
+
+        async def scenario(rig: Rig) -> tuple[list[AttemptResult], SaleRecord]:
+            sale = rig.record(MAX, [1], -120)
+            first = await rig.sender.attempt(sale)
+            assert rig.current(sale).balance_before == before
+            foreign(emu, *meanwhile)
+            assert emu.reported_balance(MAX) == seen and emu.balance(MAX) == 120
+            return [first, *await rig.deliver(sale)], rig.current(sale)
+
+        results, sale = with_rig(emu, tmp_path, False, scenario)
+        assert [type(r) for r in results] == [Later, Delivered], sale.reason
+        assert sale.state is SaleState.DONE and not sale.hold
+        ours = [t for t in emu.transactions() if t.idempotency_key == sale.idempotency_key]
+        assert len(ours) == 1 and emu.balance(MAX) == 0
+
+
+@pytest.mark.parametrize(
+    ("balance", "kind", "meanwhile", "ours", "readings"),
+    [
+        (8, FaultKind.DROP_AFTER, (), 1, (8, 5)),  # booked: 0.08 - 0.02 moved by 3
+        (15, FaultKind.DROP_AFTER, (), 1, (14, 13)),  # booked: 0.15 - 0.02 moved by 1
+        (120, FaultKind.ERROR500_BEFORE, (500, -500), 0, (119, 120)),  # not booked: moved by 1
+    ],
+)
+def test_a_2_cent_sale_whose_balance_is_a_cent_off_is_held_not_guessed(
+    tmp_path: Path,
+    balance: int,
+    kind: FaultKind,
+    meanwhile: tuple[int, ...],
+    ours: int,
+    readings: tuple[int, int],
+) -> None:
+    with truncating(balance) as emu:
+        emu.faults.inject(kind, times=1, method="POST", route="transaction")
+
+        async def scenario(rig: Rig) -> SaleRecord:
+            sale = rig.record(MAX, [6], -2)
+            assert isinstance(await rig.sender.attempt(sale), Later)
+            foreign(emu, *meanwhile)
+            await rig.deliver(sale)
+            return rig.current(sale)
+
+        held = with_rig(emu, tmp_path, False, scenario)
+        # for 1-2 cents "booked" and "not booked" a cent off overlap, so only an exact move counts
+        assert held.state is SaleState.PENDING and held.hold and "settle by hand" in held.reason
+        assert (held.balance_before, emu.reported_balance(MAX)) == readings
+        assert sum(1 for t in emu.transactions() if t.idempotency_key == held.idempotency_key) == ours
+        assert emu.balance(MAX) == balance - 2 * ours
+
+
+def test_booked_by_balance_allows_a_cent_only_where_booked_and_not_booked_cannot_meet() -> None:
+    def verdicts(amount: int) -> list[str]:
+        return [booked_by_balance(1000, 1000 + amount + d, amount).value for d in (-1, 0, 1)] + [
+            booked_by_balance(1000, 1000 + d, amount).value for d in (-1, 0, 1)
+        ]
+
+    booked, not_booked, unclear = "booked", "not booked", "unclear"
+    assert verdicts(-3) == [booked] * 3 + [not_booked] * 3
+    assert verdicts(3) == [booked] * 3 + [not_booked] * 3  # a top-up, signed as the wallet books it
+    assert verdicts(-2) == [unclear, booked, unclear, unclear, not_booked, unclear]
+    assert verdicts(-1) == [unclear, booked, not_booked, booked, not_booked, unclear]
+    assert booked_by_balance(1000, 1000 - 250 - 2, -250) is Booked.UNCLEAR  # two cents off: a foreign move

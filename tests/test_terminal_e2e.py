@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from terminal.emulator.faults import FaultKind
 from terminal.emulator.wallet_server import WalletEmulator
 from tests.terminal_lab import (
     EMPTY,
@@ -132,3 +133,32 @@ def test_sigterm_stops_within_five_seconds(tmp_path: Path, wallet_server: Wallet
     started = time.monotonic()
     assert term.stop(timeout=5.0) == 0
     assert time.monotonic() - started < 5.0
+
+
+def test_a_wallet_holding_exactly_the_price_buys_it_from_the_real_server(tmp_path: Path) -> None:
+    # Real pretix reads 1.20 as 119 and books 1.20 - 1.20 as 0, a move of 119: the terminal must sell
+    # anyway, and settle a dropped answer by that balance rather than hold the sale for a person.
+    first, dropped = "04000000000120", "04000000000121"
+    products = ((1, "Club-Mate", 120),)
+    with WalletEmulator("real", products=products, wallets={first: 120, dropped: 120}) as server:
+        assert server.reported_balance(first) == 119
+        term = TerminalProcess(write_config(tmp_path, server, products=[1]))
+        try:
+            term.tap(first)
+            wait_for(lambda: settled(term.config, 1), what="the first sale to settle")
+            server.faults.inject(FaultKind.DROP_AFTER, times=1, method="POST", route="transaction")
+            term.tap(dropped)
+
+            def both_decided() -> bool:
+                lines = journal_lines(term.config)
+                return len(lines) == 2 and all(s["state"] != "pending" or s["held"] for s in lines)
+
+            wait_for(both_decided, what="the second sale to be reconciled (or held)")
+        finally:
+            assert term.stop() == 0
+        lines = journal_lines(term.config)
+        sales = [(s["token_id"], s["state"], s["held"], s["balance_after"]) for s in lines]
+        assert sales == [(first, "done", False, 0), (dropped, "done", False, 0)], lines
+        assert server.faults.applied() == {"drop_after": 1}
+        assert [(t.token_id, t.amount) for t in server.transactions()] == [(first, -120), (dropped, -120)]
+        assert server.balance(first) == server.balance(dropped) == 0

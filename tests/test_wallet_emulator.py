@@ -384,6 +384,82 @@ def test_real_unknown_organizer_is_500_html(real: WalletEmulator) -> None:
     assert answer.status_code == 500 and answer.headers["Content-Type"].startswith("text/html")
 
 
+MATE_PRODUCTS = ((1, "Club-Mate", 120), (2, "Espresso", 250), (3, "Bier", 350))
+
+
+def test_real_reports_balances_truncated_from_a_float_sum_of_euros_while_the_ledger_stays_exact(
+    tmp_path: Path,
+) -> None:
+    exact, five = "04000000000120", "04000000000500"
+    wallets = {exact: 120, five: 500}
+    ledger = tmp_path / "ledger.json"
+    with (
+        WalletEmulator("real", products=MATE_PRODUCTS, wallets=wallets, ledger_path=ledger) as emu,
+        api_client(emu) as client,
+    ):
+        held = client.get(f"/pos/wallets/token/{exact}/").json()["balance"]
+        sold = client.post(
+            f"/pos/wallets/token/{five}/transactions/", json={"products": [1], "description": "x"}
+        )
+        after = client.get(f"/pos/wallets/token/{five}/").json()["balance"]
+        snapshot = httpx.get(emu.control_url + "/ledger").json()
+        assert (emu.balance(exact), emu.reported_balance(exact)) == (120, 119)
+        assert (emu.balance(five), emu.reported_balance(five)) == (380, 379)
+    assert held == 119  # 1.20 as a float is 1.19999…: the plugin truncates it to 119
+    assert (sold.status_code, sold.json()["balance"], after) == (201, 379, 379)  # moved by 121
+    assert snapshot["wallets"][five]["balance"] == 380 and snapshot["wallets"][exact]["balance"] == 120
+    assert [t["amount"] for t in snapshot["transactions"]] == [-120]
+    with WalletEmulator("real", products=MATE_PRODUCTS, ledger_path=ledger) as emu, api_client(emu) as client:
+        assert client.get(f"/pos/wallets/token/{five}/").json()["balance"] == 379  # the float sum persists
+    with WalletEmulator("doc", wallets=wallets) as emu, api_client(emu) as client:
+        assert client.get(f"/pos/wallets/token/{exact}").json()["data"]["balance"] == 120  # doc is exact
+        assert emu.reported_balance(exact) == 120
+
+
+def test_real_unsellable_items_are_listed_but_every_post_with_one_is_500_html_and_charges_nothing() -> None:
+    sale_url = f"/pos/wallets/token/{MAX}/transactions/"
+    with (
+        WalletEmulator.demo("real", unsellable=[3]) as emu,
+        api_client(emu) as client,
+        httpx.Client(base_url=emu.control_url) as control,
+    ):
+        listed = [p["id"] for p in client.get("/pos/terminal/").json()["data"]["products"]]
+        refused = [client.post(sale_url, json={"products": p, "description": "x"}) for p in ([3], [1, 3])]
+        wallet = client.get(f"/pos/wallets/token/{MAX}/")
+        assert emu.transactions() == [] and emu.balance(MAX) == 2000
+        sold = client.post(sale_url, json={"products": [1], "description": "x"})
+        assert sold.status_code == 201 and emu.balance(MAX) == 1750
+
+        switched = control.post("/products", json={"unsellable": [1]})  # at run time, by a test or a bench
+        now_refused = client.post(sale_url, json={"products": [1], "description": "x"})
+        now_sold = client.post(sale_url, json={"products": [3], "description": "x"})
+        cleared = control.post("/products", json={"unsellable": []})
+        sold_again = client.post(sale_url, json={"products": [1], "description": "x"})
+        not_listed = control.post("/products", json={"unsellable": [999]})
+        shapeless = control.post("/products", json=[3])
+        state = control.get("/products").json()
+    assert listed == [1, 2, 3, 4]
+    assert [(r.status_code, r.headers["Content-Type"].split(";")[0]) for r in refused] == [
+        (500, "text/html")
+    ] * 2
+    assert wallet.status_code == 200 and wallet.json()["balance"] == 2000
+    assert switched.status_code == 200 and switched.json()["unsellable"] == [1]
+    assert (now_refused.status_code, now_sold.status_code) == (500, 201)
+    assert cleared.json()["unsellable"] == [] and sold_again.status_code == 201
+    assert not_listed.status_code == 400 and "999" in not_listed.json()["detail"]
+    assert shapeless.status_code == 400 and state["unsellable"] == []
+    assert [t.products for t in emu.transactions()] == [[1], [3], [1]]
+    assert emu.balance(MAX) == 2000 - 250 - 350 - 250
+
+
+def test_only_the_real_flavour_has_unsellable_items() -> None:
+    with pytest.raises(ValueError, match="real flavour"):
+        WalletEmulator("doc", unsellable=[1])
+    with WalletEmulator.demo("doc") as emu:
+        answer = httpx.post(emu.control_url + "/products", json={"unsellable": ["espresso"]})
+    assert answer.status_code == 400 and "real flavour" in answer.json()["detail"]
+
+
 # -- faults ----------------------------------------------------------------------------------------------
 
 

@@ -20,13 +20,19 @@ class LedgerError(Exception):
 
 @dataclass(frozen=True)
 class LedgerWallet:
-    """A wallet as the emulator stores it; ``created_at`` is ISO 8601 in UTC."""
+    """A wallet as the emulator stores it; ``created_at`` is ISO 8601 in UTC.
+
+    ``balance`` is the exact truth in integer cents. ``euros`` is the same value as the real pretix
+    plugin keeps it, a float sum of euros (the balance last set, then every transaction since, in the
+    order booked): inexact on purpose, so the ``real`` flavour can report it truncated as the plugin does.
+    """
 
     id: int
     token_id: str
     balance: int
     paired_user: str
     created_at: str
+    euros: float
 
 
 @dataclass(frozen=True)
@@ -68,10 +74,12 @@ class WalletLedger:
         with self.lock:
             old = self._wallets.get(token_id)
             if old is None:
-                wallet = LedgerWallet(self._next_wallet_id, token_id, balance, paired_user, _now())
+                wallet = LedgerWallet(
+                    self._next_wallet_id, token_id, balance, paired_user, _now(), balance / 100
+                )
                 self._next_wallet_id += 1
             else:
-                wallet = LedgerWallet(old.id, token_id, balance, paired_user, old.created_at)
+                wallet = LedgerWallet(old.id, token_id, balance, paired_user, old.created_at, balance / 100)
             self._wallets[token_id] = wallet
             self._save()
             return wallet
@@ -119,7 +127,14 @@ class WalletLedger:
             old = self._wallets.get(token_id)
             if old is None:
                 raise KeyError(f"no wallet for token {token_id!r}")
-            wallet = LedgerWallet(old.id, token_id, old.balance + amount, old.paired_user, old.created_at)
+            wallet = LedgerWallet(
+                old.id,
+                token_id,
+                old.balance + amount,
+                old.paired_user,
+                old.created_at,
+                old.euros + amount / 100,  # float arithmetic, as the plugin sums its transactions
+            )
             txn = LedgerTransaction(
                 seq=len(self._transactions) + 1,
                 token_id=token_id,
@@ -170,7 +185,10 @@ class WalletLedger:
             data = json.loads(path.read_text(encoding="utf-8"))
             if data.get("version") != LEDGER_VERSION:
                 raise ValueError(f"version {data.get('version')!r}, expected {LEDGER_VERSION}")
-            self._wallets = {t: LedgerWallet(**w) for t, w in data["wallets"].items()}
+            # Ledgers written before ``euros`` existed start their float sum at the exact balance.
+            self._wallets = {
+                t: LedgerWallet(**{"euros": w["balance"] / 100, **w}) for t, w in data["wallets"].items()
+            }
             self._transactions = [LedgerTransaction(**t) for t in data["transactions"]]
             self._next_wallet_id = int(data["next_wallet_id"])
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:

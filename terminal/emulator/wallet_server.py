@@ -10,14 +10,24 @@ Flavours:
 * ``real`` reproduces ``WALLET-SERVER-NOTES.md``: trailing slashes required (GET 301, POST HTML 404), a
   paginated product list, flat wallet objects, integer product ids (``true``/``1.9`` coerced to 1),
   idempotency keys ignored, no balance check, no permissions, 500 HTML for unknown tokens on POST, 406/415
-  content negotiation and the exact 401 bodies.
+  content negotiation and the exact 401 bodies. Balances are reported as the plugin computes them: the
+  wallet's value is a float sum of euros (the balance last set, then every transaction in order) and the
+  API shows ``int(Decimal(value) * 100)``, truncated, so a wallet holding exactly 1.20 reads 119 and a
+  wallet of 5.00 reads 379 after a 1.20 debit (it holds 3.80). The notes' 7960 -> 7839 cannot come from
+  one 1.20 debit under this rule (no float sum that reads 7960 reads 7839 less 1.20); 500 -> 379 shows
+  the same move by 121. The ledger keeps the exact cents (``WalletEmulator.balance``);
+  ``WalletEmulator.reported_balance`` is what the API shows. Products that are listed but in no pretix
+  quota (``unsellable`` item ids, a constructor argument, switchable at run time) stay in the product
+  list and GETs keep working, but every POST containing one answers 500 with an HTML page and charges
+  nothing.
 
 Both keep a ``WalletLedger`` (optionally persisted; it records description, tag and idempotency key of
 every applied transaction even in ``real``, where the server validates them but stores nothing) and
 honour a ``FaultInjector`` driven from Python or from the control endpoints under ``/_emulator``
-(never faulted; ``{"profile": "real"}`` there switches to a real server's answer times): ``GET/POST/DELETE
-/_emulator/faults``, ``GET /_emulator/ledger``,
-``GET/DELETE /_emulator/stats``, ``POST /_emulator/wallets``.
+(never faulted): ``GET/POST/DELETE /_emulator/faults`` (``{"profile": "real"}`` there switches to a
+real server's answer times), ``GET /_emulator/ledger``, ``GET/DELETE /_emulator/stats``,
+``POST /_emulator/wallets``, ``GET /_emulator/products`` and (``real`` only) ``POST /_emulator/products``
+with ``{"unsellable": [3]}`` to set the item ids in no quota.
 
 Run ``python -m terminal.emulator.wallet_server --flavour real --demo``: it prints one JSON line
 (``base_url``, ``api_token``, ``control_url``) once listening and runs until SIGTERM or SIGINT.
@@ -35,9 +45,10 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -374,6 +385,23 @@ class RealWalletApi:
         self._ledger = ledger
         self._prefix = ApiPrefix(settings.prefix)
         self._prices: dict[int, int] = {int(pid): price for pid, _, price in settings.products}
+        self._unsellable: frozenset[int] = frozenset()
+
+    @property
+    def unsellable(self) -> frozenset[int]:
+        return self._unsellable
+
+    def set_unsellable(self, item_ids: Iterable[object]) -> frozenset[int]:
+        """Put these listed item ids in no quota (replacing the earlier set); ValueError names a bad id."""
+        ids: set[int] = set()
+        for item in item_ids:
+            if not isinstance(item, int) or isinstance(item, bool) or item not in self._prices:
+                listed = sorted(self._prices)
+                raise ValueError(f"unsellable item {item!r} is not a listed product id; use one of {listed}")
+            ids.add(item)
+        with self._ledger.lock:  # a POST checks and books under this lock: it sees the old set or the new
+            self._unsellable = frozenset(ids)
+        return self._unsellable
 
     def handle(self, req: ApiRequest) -> ApiResponse:
         split = self._prefix.split(req.path)
@@ -437,7 +465,7 @@ class RealWalletApi:
             "id": wallet.id,
             "token_id": wallet.token_id,
             "created_at": created.isoformat(timespec="microseconds"),
-            "balance": wallet.balance,
+            "balance": plugin_cents(wallet.euros),
             "paired_user": wallet.paired_user,
         }
 
@@ -461,7 +489,8 @@ class RealWalletApi:
             return json_response(400, errors)
         key = body.get("idempotency_key")  # accepted and ignored by the real server; kept in the ledger
         with self._ledger.lock:
-            if self._ledger.wallet(token) is None:
+            if self._ledger.wallet(token) is None or self._unsellable.intersection(products):
+                # pretix cannot place an order for an item in no quota: the view fails, nothing is booked
                 return html_response(500, "Server Error (500)", "")
             wallet, _ = self._ledger.apply(
                 token,
@@ -499,6 +528,12 @@ class RealWalletApi:
         if problems:
             errors["products"] = problems
         return ids
+
+
+def plugin_cents(euros: float) -> int:
+    """Cents as the real plugin reports a float sum of euros: truncated, so 1.2 (a float just below
+    1.20) is 119."""
+    return int(Decimal(euros) * 100)
 
 
 def _real_string(
@@ -614,6 +649,8 @@ class WalletEmulator:
     ``wallets`` maps token UID to balance cents or to (balance cents, paired user); they are only seeded
     when the ledger at ``ledger_path`` does not know them yet. ``products`` are (id, name, price cents):
     string ids for ``doc``, integer item ids for ``real``; a negative price is a top-up (doc only).
+    ``unsellable`` (real only) lists item ids that are in no pretix quota: listed, but every POST with one
+    answers 500 HTML and charges nothing.
     """
 
     def __init__(
@@ -632,6 +669,7 @@ class WalletEmulator:
         prefix: str = DEFAULT_PREFIX,
         seed: int = 0,
         latency: str = "fast",
+        unsellable: Iterable[int] = (),
     ) -> None:
         if flavour not in FLAVOURS:
             raise ValueError(f"unknown wallet emulator flavour {flavour!r}; use 'doc' or 'real'")
@@ -661,6 +699,8 @@ class WalletEmulator:
             else RealWalletApi(self.settings, self.ledger)
         )
         self._prefix = ApiPrefix(prefix)
+        if unsellable:
+            self.set_unsellable(unsellable)
         for token_id, spec in (wallets or {}).items():
             balance, paired_user = spec if isinstance(spec, tuple) else (spec, "")
             self.ledger.seed_wallet(token_id, balance, paired_user)
@@ -747,7 +787,28 @@ class WalletEmulator:
         return self.ledger.transactions()
 
     def balance(self, uid: str) -> int:
+        """The wallet's exact balance in cents, as the ledger keeps it."""
         return self.ledger.balance(uid)
+
+    def reported_balance(self, uid: str) -> int:
+        """The balance in cents as the API reports it: exact for ``doc``, truncated for ``real``."""
+        wallet = self.ledger.wallet(uid)
+        if wallet is None:
+            raise KeyError(f"no wallet for token {uid!r}; add it with add_wallet() first")
+        return wallet.balance if self.flavour == "doc" else plugin_cents(wallet.euros)
+
+    @property
+    def unsellable(self) -> frozenset[int]:
+        return self.api.unsellable if isinstance(self.api, RealWalletApi) else frozenset()
+
+    def set_unsellable(self, item_ids: Iterable[object]) -> frozenset[int]:
+        """Real flavour: put these listed item ids in no quota (replaces the earlier set; empty clears).
+
+        Raises ValueError for the doc flavour (the document has no quotas) or an id that is not listed.
+        """
+        if not isinstance(self.api, RealWalletApi):
+            raise ValueError("unsellable products exist only in the real flavour; start it with 'real'")
+        return self.api.set_unsellable(item_ids)
 
     def add_wallet(self, uid: str, balance: int, paired_user: str = "") -> LedgerWallet:
         return self.ledger.add_wallet(uid, balance, paired_user)
@@ -786,9 +847,29 @@ class WalletEmulator:
                 return json_response(200, self.stats())
         elif what == "wallets" and method == "POST":
             return self._control_add_wallet(body)
+        elif what == "products" and method == "GET":
+            return json_response(200, self._products_state())
+        elif what == "products" and method == "POST":
+            return self._control_products(body)
         elif what == "" and method == "GET":
             return json_response(200, {"flavour": self.flavour, "base_url": self.base_url})
         return json_response(404, {"detail": f"no control endpoint {method} {path}"})
+
+    def _products_state(self) -> dict[str, Any]:
+        products = [{"id": pid, "friendly_name": n, "price": p} for pid, n, p in self.settings.products]
+        return {"products": products, "unsellable": sorted(self.unsellable)}
+
+    def _control_products(self, body: bytes) -> ApiResponse:
+        obj, bad_json = _parse_json(body)
+        if bad_json is not None:
+            return bad_json
+        if not isinstance(obj, dict) or not isinstance(obj.get("unsellable"), list):
+            return json_response(400, {"detail": 'send {"unsellable": [3]}: the item ids in no quota'})
+        try:
+            self.set_unsellable(obj["unsellable"])
+        except ValueError as exc:
+            return json_response(400, {"detail": str(exc)})
+        return json_response(200, self._products_state())
 
     def _control_add_wallet(self, body: bytes) -> ApiResponse:
         obj, bad_json = _parse_json(body)
@@ -838,7 +919,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="fast",
         help="real: GET 20-60 ms, POST 150-400 ms, like a real pretix server (switchable at run time)",
     )
+    parser.add_argument(
+        "--unsellable",
+        type=int,
+        action="append",
+        default=[],
+        metavar="ITEM_ID",
+        help="real flavour: a listed item in no quota (POSTs with it answer 500); repeatable",
+    )
     args = parser.parse_args(argv)
+    if args.unsellable and args.flavour != "real":
+        parser.error("--unsellable needs --flavour real: the document has no quotas")
 
     options: dict[str, Any] = {
         "host": args.host,
@@ -848,12 +939,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "prefix": args.prefix,
         "seed": args.seed,
         "latency": args.latency,
+        "unsellable": args.unsellable,
     }
     if args.permission is not None:
         options["permission"] = args.permission
-    emulator = (
-        WalletEmulator.demo(args.flavour, **options) if args.demo else WalletEmulator(args.flavour, **options)
-    )
+    try:
+        emulator = (
+            WalletEmulator.demo(args.flavour, **options)
+            if args.demo
+            else WalletEmulator(args.flavour, **options)
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
 
     with emulator:
         ready = {
