@@ -19,7 +19,7 @@ from terminal.catalog import StartupError, check_permission, check_products, loa
 from terminal.config import Config
 from terminal.controller import Controller, ControllerSettings
 from terminal.device_loop import DeviceLoop
-from terminal.events import CatalogChanged
+from terminal.events import CatalogChanged, UnsellableChanged
 from terminal.journal import Journal, JournalError
 from terminal.partybroker.runtime import PartybrokerRuntime
 from terminal.sale_sender import SaleSender
@@ -100,6 +100,7 @@ async def run_terminal(
             cart_timeout_s=cfg.select.cart_timeout_s,
             operators=cfg.topup.operators,
             unlock_s=cfg.topup.unlock_s,
+            unsellable=frozenset(journal.unsellable()),
         )
         controller = Controller(settings, products)
         settled_hooks: list[Callable[[], None]] = []
@@ -115,6 +116,8 @@ async def run_terminal(
             dedupes=cfg.wallet.dedupes,
             probe_interval_s=cfg.offline.probe_interval_s,
             on_settled=settled,
+            server_error_limit=cfg.wallet.server_error_limit,
+            product_name=lambda pid: next((p.name for p in controller.catalog if str(p.id) == pid), pid),
         )
         if display is None:
             display = make_display(
@@ -139,6 +142,7 @@ async def run_terminal(
             notifier=notifier,
         )
         health.on_change = device.server_changed  # the offline screen and the online LED follow it
+        sender.on_unsellable = lambda products: device.post(UnsellableChanged(products))
         device.attach()
         settled_hooks.append(device.server_changed)
         partybroker = None

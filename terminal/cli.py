@@ -217,6 +217,11 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
         data["partybroker"] = partybroker
     lag = _loop_lag_status(journal)
     data["loop_lag"] = lag
+    unsellable = journal.unsellable()
+    data["unsellable"] = [
+        {"product_id": pid, "name": name, "reason": reason, "since": since}
+        for pid, (name, reason, since) in unsellable.items()
+    ]
     if as_json:
         print(json.dumps(data))
         return EXIT_OK
@@ -229,6 +234,8 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
         print(f"oldest pending:  {st.oldest_pending}")
     print(f"rejected:        {st.rejected} ({format_cents(-st.rejected_cents, loc, cur)})")
     print(f"declined taps:   {st.declined}")
+    for pid, (name, reason, since) in unsellable.items():
+        print(f"NOT SELLING:     {name} (id {pid}) since {since}: {reason}")
     if lag["stalls"]:
         print(
             f"event loop:      {lag['stalls']} stall(s) over {lag['warn_ms']:.0f} ms, longest "

@@ -42,6 +42,7 @@ class WalletConfig:
     permission: Permission = "debit"
     dedupes: bool = False
     timeout_s: float = 10.0
+    server_error_limit: int = 3  # error answers found not booked before a sale is rejected
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,7 @@ def _wallet(s: Section, base: Path) -> WalletConfig:
         permission=s.choice("permission", PERMISSIONS, "debit"),
         dedupes=s.flag("dedupes", False),
         timeout_s=s.number("timeout_s", 10.0, min=0.1),
+        server_error_limit=s.integer("server_error_limit", 3, min=1, max=100),
     )
     s.finish()
     return cfg

@@ -30,6 +30,7 @@ from terminal.events import (
     ServerChanged,
     StorageChanged,
     TimerFired,
+    UnsellableChanged,
     WalletBalance,
     WalletRefused,
     WalletUnreachable,
@@ -85,6 +86,7 @@ class ControllerSettings:
     cart_timeout_s: float = 30.0
     operators: frozenset[str] = frozenset()  # SHA-256 of operator card UIDs
     unlock_s: float = 300.0
+    unsellable: frozenset[str] = frozenset()  # product ids the server could not book, as the journal knows
 
 
 @dataclass
@@ -115,6 +117,7 @@ class Controller:
         self.prices_stale = False
         self.storage_error: str | None = None
         self.charge_as: dict[str, ProductId] = {}  # Partybroker ladder: the step charged right now
+        self.unsellable: frozenset[str] = settings.unsellable  # not sold offline: the server cannot book them
         self.cart: list[ProductId] = []  # select: chosen products; topup: chosen credit products
         self.operator: str | None = None  # topup: the unlocking operator's hash, while unlocked
         self._tap: _Tap | None = None
@@ -230,6 +233,9 @@ class Controller:
             case CatalogChanged(products):
                 self.catalog = products
                 return self._back_to_idle_if_waiting()
+            case UnsellableChanged(products):
+                self.unsellable = products
+                return []
             case ButtonPressed(name):
                 return self._button(name)
         return []
@@ -385,6 +391,12 @@ class Controller:
                         offline=True,
                         note="offline: policy declines",
                     )
+                unsellable = sorted({str(p) for p in tap.products} & self.unsellable)
+                if unsellable:
+                    # Sold offline it would be served now and refused by the server later.
+                    note = f"offline: the server cannot book product {', '.join(unsellable)}"
+                    screen = DeclinedScreen(DeclineReason.BAD_PRODUCT)
+                    return self._decline(tap, DeclineReason.BAD_PRODUCT, screen, offline=True, note=note)
                 decision = decide_offline(view, -tap.amount_cents, self.settings.offline)
                 if not decision.accept:
                     reason = decision.decline or DeclineReason.OFFLINE

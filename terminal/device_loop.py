@@ -392,6 +392,10 @@ class DeviceLoop:
         if isinstance(result, Refusal):
             return ChargeRejected(sale.idempotency_key, result.reason)
         assert isinstance(result, Later)
+        if result.server_error and {str(p) for p in c.products} & self.sender.unsellable:
+            # The server keeps refusing this product with an error and booked nothing the last times:
+            # don't serve it on a guess. The sale stays journaled; the outbox settles it either way.
+            return ChargeRejected(sale.idempotency_key, DeclineReason.BAD_PRODUCT)
         return ChargeQueued(sale.idempotency_key, estimate)
 
 

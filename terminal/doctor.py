@@ -81,6 +81,7 @@ def diagnose(config_path: Path, *, now: Callable[[], datetime] | None = None) ->
         checks.append(_display_check(cfg))
         checks.append(_disk_check(cfg.terminal.state_dir))
         checks.append(_queue_check(journal, clock()))
+        checks.append(_unsellable_check(journal))
     finally:
         if journal is not None:
             journal.close()
@@ -242,6 +243,22 @@ def _queue_check(journal: Journal | None, now: datetime) -> Check:
     if st.rejected or st.held:
         return Check.warn("queue", f"{summary}; review them with taptill queue --rejected")
     return Check.ok("queue", summary)
+
+
+def _unsellable_check(journal: Journal | None) -> Check:
+    """Products the server answered with an error on every attempt and booked nothing (issue 10)."""
+    if journal is None:
+        return Check.ok("products", "no journal yet")
+    unsellable = journal.unsellable()
+    if not unsellable:
+        return Check.ok("products", "the server booked every product sold")
+    named = ", ".join(f"{name} (id {pid}, since {since})" for pid, (name, _, since) in unsellable.items())
+    return Check.fail(
+        "products",
+        f"the wallet server answers every debit of {named} with an error and books nothing; likely the "
+        "item is in no pretix quota or inactive: add it to a quota or take it out of [terminal] products "
+        "(taptill queue --rejected lists the sales)",
+    )
 
 
 def _disk_check(state_dir: Path) -> Check:

@@ -119,6 +119,13 @@ class CatalogChanged:
     products: tuple[Product, ...]
 
 
+@dataclass(frozen=True)
+class UnsellableChanged:
+    """Products the server could not book (answered an error to every attempt): not sold offline."""
+
+    products: frozenset[str]
+
+
 Event = (
     CardPresented
     | CardRemoved
@@ -136,4 +143,5 @@ Event = (
     | ServerChanged
     | PricesChanged
     | CatalogChanged
+    | UnsellableChanged
 )

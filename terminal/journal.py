@@ -92,6 +92,19 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE sales ADD COLUMN attempted_at REAL;
     """,
+    # 4: a request that the server answers with an error every time (an item in no pretix quota): the
+    # status of the latest answer, how often reconciliation then found it not booked, and the products
+    # the terminal stops selling offline because of it
+    """
+    ALTER TABLE sales ADD COLUMN last_status INTEGER;
+    ALTER TABLE sales ADD COLUMN server_errors INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE unsellable (
+        product_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        since TEXT NOT NULL
+    );
+    """,
 )
 
 
@@ -119,6 +132,8 @@ class SaleRecord:
     created_at: str
     updated_at: str
     attempted_at: float | None = None  # wall clock of the latest request that may have gone out
+    last_status: int | None = None  # HTTP status of the latest error answer to this sale's request
+    server_errors: int = 0  # error answers that reconciliation showed were not booked
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -166,7 +181,7 @@ class JournalStatus:
 _COLUMNS = (
     "id, idempotency_key, token_id, products, amount_cents, description, tag, state, reason, offline, "
     "operator, balance_before, balance_after, maybe_sent, hold, attempts, next_attempt_at, created_at, "
-    "updated_at, attempted_at"
+    "updated_at, attempted_at, last_status, server_errors"
 )
 
 
@@ -193,6 +208,8 @@ def _row(r: Any) -> SaleRecord:
         created_at=str(r[17]),
         updated_at=str(r[18]),
         attempted_at=None if r[19] is None else float(r[19]),
+        last_status=None if r[20] is None else int(r[20]),
+        server_errors=int(r[21]),
     )
 
 
@@ -369,6 +386,23 @@ class Journal:
             (_now_iso(), sale_id),
         )
 
+    def mark_server_error(self, sale_id: int, status: int) -> None:
+        """The server answered this sale's request with an error status (5xx): not a dead server."""
+        self._write(
+            "UPDATE sales SET last_status = ?, updated_at = ? WHERE id = ? AND state = 'pending'",
+            (status, _now_iso(), sale_id),
+        )
+
+    def count_server_error(self, sale_id: int) -> int:
+        """An error answer turned out not booked: count it (and forget the status); returns the count."""
+        self._write(
+            "UPDATE sales SET server_errors = server_errors + 1, last_status = NULL, updated_at = ?"
+            " WHERE id = ? AND state = 'pending'",
+            (_now_iso(), sale_id),
+        )
+        r = self._db.execute("SELECT server_errors FROM sales WHERE id = ?", (sale_id,)).fetchone()
+        return 0 if r is None else int(r[0])
+
     def mark_done(self, sale_id: int, balance_after: int | None, also: Statements = ()) -> None:
         """The server booked the sale; ``also`` are statements committed with it (its reports)."""
         try:
@@ -397,6 +431,29 @@ class Journal:
             " WHERE id = ? AND state = 'pending'",
             (reason[:300], _now_iso(), sale_id),
         )
+
+    def mark_unsellable(self, products: Sequence[tuple[str, str]], reason: str) -> None:
+        """Products (id, name) the server cannot book: the terminal stops selling them offline."""
+        now = _now_iso()
+        for pid, name in products:
+            self._write(
+                "INSERT INTO unsellable (product_id, name, reason, since) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (product_id) DO UPDATE SET reason = excluded.reason",
+                (pid, name[:100], reason[:300], now),
+            )
+
+    def clear_unsellable(self, product_ids: Collection[str]) -> int:
+        """A sale of these products was booked after all: sell them again. Returns how many were cleared."""
+        if not product_ids:
+            return 0
+        marks = ",".join("?" for _ in product_ids)
+        sql = f"DELETE FROM unsellable WHERE product_id IN ({marks})"
+        return self._write(sql, list(product_ids)).rowcount
+
+    def unsellable(self) -> dict[str, tuple[str, str, str]]:
+        """Product id -> (name, reason, since) of every product the server could not book."""
+        rows = self._db.execute("SELECT product_id, name, reason, since FROM unsellable ORDER BY product_id")
+        return {str(r[0]): (str(r[1]), str(r[2]), str(r[3])) for r in rows}
 
     def schedule_retry(self, sale_id: int, at: float, reason: str) -> None:
         self._write(

@@ -9,6 +9,12 @@ for 1-2 cent amounts), anything else means someone else moved money on that wall
 sale is held for a person to reconcile (``taptill queue``). Only one sale per card is in flight at a
 time, and the second read waits until the ambiguous request can no longer land (its timeout plus a
 second), so that a request still on its way, perhaps from a process killed since, is seen in the balance.
+
+A server that answers a debit with an error status (5xx) is up; it is this request that fails (real pretix
+answers 500 to every debit of an item in no quota, and books nothing). Such answers never take the server
+for down. On a server that does not deduplicate, a sale whose error answers reconciliation finds not booked
+``server_error_limit`` times is rejected with a reason naming its products, and those products are noted
+as unsellable, so the terminal stops selling them offline.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ class Later:
 
     detail: str
     storage: bool = False  # the journal could not be written: stop trying until it can
+    server_error: bool = False  # the server answered with an error status: it is up, this request fails
 
 
 AttemptResult = Delivered | Refusal | Later
@@ -81,6 +88,9 @@ class SaleSender:
         rng: random.Random | None = None,
         on_settled: Callable[[], None] | None = None,
         reports_for: ReportStatements | None = None,
+        server_error_limit: int = 3,
+        product_name: Callable[[str], str] | None = None,
+        on_unsellable: Callable[[frozenset[str]], None] | None = None,
     ) -> None:
         self.journal = journal
         self.client = client
@@ -96,6 +106,15 @@ class SaleSender:
         self.in_flight: set[str] = set()  # token ids with a request under way
         self._wake = asyncio.Event()
         self.delivered = 0
+        self.server_error_limit = server_error_limit
+        self.product_name = product_name or (lambda pid: pid)
+        self.on_unsellable = on_unsellable  # tells the controller which products not to sell offline
+        self.unsellable: frozenset[str] = frozenset(journal.unsellable())
+
+    def _unsellable_changed(self) -> None:
+        self.unsellable = frozenset(self.journal.unsellable())
+        if self.on_unsellable is not None:
+            self.on_unsellable(self.unsellable)
 
     def wake(self) -> None:
         self._wake.set()
@@ -154,6 +173,16 @@ class SaleSender:
                 log.error("wallet server refuses the API token (%s): fix [wallet] token_file", detail)
                 self.journal.schedule_retry(sale.id, self.clock() + UNAUTHORIZED_RETRY_S, "unauthorized")
                 return Later("unauthorized")
+            case Unavailable(reason, maybe_applied, retry_after, status) if status is not None:
+                # The server is up and answered: this request fails. Not a reason to decide taps offline.
+                self.health.mark_up()
+                if not self.dedupes:
+                    # Counted only once reconciliation shows it was not booked. A deduplicating server
+                    # is never given up on: the same key is safe to send again, and an error answer
+                    # does not tell whether the server booked the sale before it failed.
+                    self.journal.mark_server_error(sale.id, status)
+                self._retry_later(sale, reason, retry_after)
+                return Later(reason, server_error=True)
             case Unavailable(reason, maybe_applied, retry_after):
                 if not maybe_applied and not self.dedupes:
                     self.journal.mark_not_sent(sale.id)
@@ -215,6 +244,10 @@ class SaleSender:
                 self.journal.hold(sale.id, detail)
                 log.error("sale %d held for reconciliation: %s", sale.id, detail)
                 return Later(detail)
+            if sale.last_status is not None:
+                errors = self.journal.count_server_error(sale.id)
+                if errors >= self.server_error_limit:
+                    return self._reject_unsellable(sale, sale.last_status)
             log.info("sale %d reconciled: the earlier attempt was not booked, sending again", sale.id)
         self.journal.mark_attempt(sale.id, balance, self.clock())
         return None
@@ -224,6 +257,25 @@ class SaleSender:
         if balance is not None:
             also.append(remember_card_statement(sale.token_id, balance, self.clock()))
         self.journal.mark_done(sale.id, balance, also)
+        again = {str(p) for p in sale.products} & self.unsellable
+        if again and self.journal.clear_unsellable(again):
+            log.warning("sale %d booked a product thought unsellable: selling it again", sale.id)
+            self._unsellable_changed()
+
+    def _reject_unsellable(self, sale: SaleRecord, status: int) -> Refusal:
+        """The server keeps failing this sale and books nothing: stop, name the products, stop selling
+        them offline (likely an item in no pretix quota, or inactive)."""
+        products = [(str(p), self.product_name(str(p))) for p in dict.fromkeys(sale.products)]
+        named = ", ".join(f"{name} (id {pid})" for pid, name in products)
+        detail = (
+            f"the server answered {status} to every attempt ({self.server_error_limit}) and booked nothing; "
+            f"it cannot book {named}: is the item in a pretix quota and active?"
+        )
+        refusal = self._reject(sale, DeclineReason.BAD_PRODUCT, detail)
+        self.journal.mark_unsellable(products, detail)
+        log.error("not selling %s offline any more: %s", named, detail)
+        self._unsellable_changed()
+        return refusal
 
     def _reject(self, sale: SaleRecord, reason: DeclineReason, detail: str) -> Refusal:
         self.journal.mark_rejected(sale.id, f"{reason}: {detail}")

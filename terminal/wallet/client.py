@@ -158,7 +158,8 @@ class WalletClient:
         if res.status == 429:
             return Unavailable("rate limited (429)", maybe_applied=False, retry_after_s=res.retry_after())
         if res.status >= 500:
-            return Unavailable(f"server error {res.status}", retry_after_s=res.retry_after())
+            retry_after = res.retry_after()
+            return Unavailable(f"server error {res.status}", retry_after_s=retry_after, status=res.status)
         return None
 
     async def terminal_info(self, *, timeout: float | None = None) -> InfoOutcome:

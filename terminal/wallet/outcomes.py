@@ -57,11 +57,14 @@ class Unavailable:
 
     ``maybe_applied`` is False only when the request provably never reached the server
     (connection refused, connect timeout, 429), so a non-deduplicating server can be re-sent to.
+    ``status`` is set when the server did answer, with an error status (5xx): the server is up and this
+    request fails, which is not the same as a server that cannot be reached.
     """
 
     reason: str
     maybe_applied: bool = True
     retry_after_s: float | None = None
+    status: int | None = None
 
 
 WalletOutcome = Found | NotFound | Refused | Unauthorized | Unavailable

@@ -1,0 +1,139 @@
+"""A product the server lists but cannot sell: every debit of it answers 500 and books nothing.
+
+Real pretix lists items that are in no quota, and answers every POST containing one with an HTML 500
+while GETs keep working. The terminal must not take the whole server for down, must not retry such a
+sale forever, and must stop selling the product offline.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from terminal.emulator.wallet_server import WalletEmulator
+from tests.terminal_lab import (
+    MAX,
+    STRANGER,
+    TerminalProcess,
+    journal_lines,
+    taptill,
+    wait_for,
+    write_config,
+)
+
+LATTE = 3  # the real flavour's demo item 3, "Latte Macchiato", 3.50
+
+
+@pytest.fixture
+def no_quota_server() -> Iterator[WalletEmulator]:
+    with WalletEmulator.demo("real", latency="real", unsellable=[LATTE]) as emulator:
+        yield emulator
+
+
+def _states(config: Path) -> list[tuple[str, str]]:
+    return [(s["state"], s["reason"]) for s in journal_lines(config)]
+
+
+def test_a_sale_the_server_cannot_book_is_rejected_and_the_product_no_longer_sold_offline(
+    tmp_path: Path, no_quota_server: WalletEmulator
+) -> None:
+    server = no_quota_server
+    config = write_config(tmp_path, server, products=[LATTE], display="console")
+    term = TerminalProcess(config)
+    try:
+        term.tap(MAX)
+        wait_for(lambda: len(journal_lines(config)) == 1, what="the first sale")
+        # The server answered 500 to the debit but is up: the next card is decided online.
+        term.tap(STRANGER)
+        wait_for(lambda: len(journal_lines(config)) == 2, what="the unknown card")
+        assert journal_lines(config)[1]["reason"] == "unknown_card"
+        wait_for(lambda: journal_lines(config)[0]["state"] == "rejected", timeout=60, what="the rejection")
+        first = journal_lines(config)[0]
+        assert "Latte Macchiato (id 3)" in first["reason"] and "500" in first["reason"], first
+        posts = server.stats()["requests_by_route"]["transaction"]
+        assert posts == 3, f"the sale was sent {posts} times; three error answers were expected"
+        assert "wallet server unreachable" not in term.log(), term.log()
+
+        # Offline, the product is not sold any more (the card's balance is known: it would be).
+        server.faults.set_down(True)
+        term.tap(MAX)
+        wait_for(lambda: len(journal_lines(config)) == 3, what="the offline tap")
+        offline = journal_lines(config)[2]
+        assert offline["state"] == "declined" and offline["offline"] is True, offline
+        assert "cannot book product 3" in offline["reason"], offline
+
+        # Online again: a debit answered 500 is now declined at once rather than served on a guess.
+        server.faults.set_down(False)
+        wait_for(lambda: "wallet server reachable again" in term.log(), what="the terminal to come back")
+        pulses = term.log().count("relay: 1 pulse(s)")
+        term.tap(MAX)
+        wait_for(lambda: len(journal_lines(config)) == 4, what="the online tap")
+        wait_for(lambda: term.log().count("Product unavailable") >= 2, what="the declined screen")
+        assert term.log().count("relay: 1 pulse(s)") == pulses, "the unsellable product was dispensed"
+        wait_for(lambda: journal_lines(config)[3]["state"] == "rejected", timeout=60, what="its rejection")
+    finally:
+        assert term.stop() == 0
+    assert server.transactions() == [], "nothing may be booked"
+    assert server.balance(MAX) == 2000
+
+    queue = taptill("queue", "--rejected", "--config", str(config)).stdout
+    assert "Latte Macchiato (id 3)" in queue and queue.count("REJECTED") == 2, queue
+    status = taptill("status", "--config", str(config)).stdout
+    assert "NOT SELLING:     Latte Macchiato (id 3)" in status, status
+    doctor = taptill("doctor", "--json", "--config", str(config), check=False)
+    checks = {c["name"]: c for c in json.loads(doctor.stdout)}
+    assert checks["products"]["status"] == "FAIL", checks["products"]
+    assert "Latte Macchiato (id 3," in checks["products"]["detail"]
+    assert "quota" in checks["products"]["detail"]
+
+
+def test_a_booked_sale_of_the_product_makes_it_sellable_again(
+    tmp_path: Path, no_quota_server: WalletEmulator
+) -> None:
+    """Once the item is put in a quota, the next online sale books it and the terminal sells it again."""
+    server = no_quota_server
+    config = write_config(tmp_path, server, products=[LATTE])
+    term = TerminalProcess(config)
+    try:
+        term.tap(MAX)
+        wait_for(lambda: journal_lines(config)[0]["state"] == "rejected", timeout=60, what="the rejection")
+        assert "NOT SELLING" in taptill("status", "--config", str(config)).stdout
+        server.set_unsellable([])  # the admin added the item to a quota
+        term.tap(MAX)
+        wait_for(lambda: len(journal_lines(config)) == 2 and journal_lines(config)[1]["state"] == "done")
+    finally:
+        assert term.stop() == 0
+    assert [t.amount for t in server.transactions()] == [-350]
+    assert "NOT SELLING" not in taptill("status", "--config", str(config)).stdout
+
+
+def test_the_client_tells_an_error_answer_from_no_answer(no_quota_server: WalletEmulator) -> None:
+    """An error status means the server is up and this request fails; no answer means it is down."""
+    import asyncio
+
+    from terminal.emulator.faults import FaultKind
+    from terminal.secret import Secret
+    from terminal.wallet.client import WalletClient
+    from terminal.wallet.outcomes import Found, Unavailable
+
+    async def ask() -> tuple[object, object, object, object]:
+        client = WalletClient(no_quota_server.base_url, Secret(no_quota_server.api_token), timeout_s=2.0)
+        try:
+            refused = await client.transact(MAX, [LATTE], description="x", tag=None, idempotency_key="k" * 22)
+            found = await client.wallet(MAX)
+            no_quota_server.faults.inject(FaultKind.DROP_BEFORE, times=1)
+            dropped = await client.wallet(MAX)
+            no_quota_server.faults.inject(FaultKind.ERROR500_BEFORE, times=1)
+            read_error = await client.wallet(MAX)
+        finally:
+            await client.aclose()
+        return refused, found, dropped, read_error
+
+    refused, found, dropped, read_error = asyncio.run(ask())
+    assert isinstance(refused, Unavailable) and refused.status == 500 and refused.maybe_applied
+    assert isinstance(found, Found) and found.wallet.balance_cents == 2000
+    assert isinstance(dropped, Unavailable) and dropped.status is None
+    assert isinstance(read_error, Unavailable) and read_error.status == 500
