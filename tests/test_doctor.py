@@ -39,6 +39,7 @@ def test_healthy_terminal_is_all_ok(tmp_path: Path) -> None:
         "display",
         "disk",
         "queue",
+        "products",
         "partybroker",
     ]
     assert all(line.startswith("OK ") for line in lines), proc.stdout
