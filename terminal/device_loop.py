@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 from hw.display.base import Display
 from hw.gpio.base import Outputs
+from terminal import boot_clock
 from terminal.controller import Controller
 from terminal.crashpoint import crashpoint
 from terminal.effects import Beep, Charge, Dispense, Effect, LookupWallet, RecordDecline, Show, StartTimer
@@ -293,7 +294,7 @@ class DeviceLoop:
         except Exception as exc:  # the tap must end in a decision, whatever the server sent
             log.exception("wallet lookup failed")
             self.health.mark_down(f"lookup failed ({type(exc).__name__})")
-            return WalletUnreachable(uid, self.journal.offline_view(uid, self.clock()))
+            return WalletUnreachable(uid, self.journal.offline_view(uid, boot_clock.now(self.clock())))
 
     async def _ask_wallet(self, uid: str) -> Event:
         # A sale of this card under way (or settled) while we read makes the balance read stale for
@@ -312,7 +313,8 @@ class DeviceLoop:
                 case Found(wallet):
                     self.health.mark_up()
                     # Committed with the tap's sale or decline: one fsync per tap, not two.
-                    self._seen = (uid, remember_card_statement(uid, wallet.balance_cents, self.clock()))
+                    seen = remember_card_statement(uid, wallet.balance_cents, boot_clock.now(self.clock()))
+                    self._seen = (uid, seen)
                     pending_now = self.journal.pending_for_card(uid)
                     if not busy_before and [p.id for p in pending_now] == pending_before:
                         self._fresh_balance_for = uid
@@ -331,7 +333,7 @@ class DeviceLoop:
                     return WalletRefused(uid, DeclineReason.SERVER_TROUBLE)
                 case Unavailable(reason):
                     self.health.mark_down(reason)
-        return WalletUnreachable(uid, self.journal.offline_view(uid, self.clock()))
+        return WalletUnreachable(uid, self.journal.offline_view(uid, boot_clock.now(self.clock())))
 
     async def _charge(self, c: Charge) -> Event:
         try:

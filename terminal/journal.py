@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from terminal.boot_clock import Moment, age_s
 from terminal.model import DeclineReason, ProductId, SaleState
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,11 @@ MIGRATIONS: tuple[str, ...] = (
         reason TEXT NOT NULL,
         since TEXT NOT NULL
     );
+    """,
+    # 5: when a card's balance was seen, on the boot-time clock too (wall-clock steps must not age it)
+    """
+    ALTER TABLE cards ADD COLUMN seen_boot TEXT;
+    ALTER TABLE cards ADD COLUMN seen_uptime REAL;
     """,
 )
 
@@ -483,14 +489,19 @@ class Journal:
         )
         return cur.rowcount == 1
 
-    def due_sales(self, now: float, limit: int = 100) -> list[SaleRecord]:
-        """Pending sales to send now: oldest first, and only the oldest pending sale of each card,
-        so one card's sales reach the server in order and reconciliation stays unambiguous."""
+    def due_sales(self, now: float | None = None, limit: int = 100) -> list[SaleRecord]:
+        """Pending sales to send: oldest first, and only the oldest pending sale of each card, so one
+        card's sales reach the server in order and reconciliation stays unambiguous.
+
+        ``now`` (wall clock) leaves out sales whose noted next attempt lies later; the outbox passes
+        None and keeps its waits on the monotonic clock, so a clock step never parks a sale.
+        """
         rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM sales s WHERE state = 'pending' AND hold = 0 AND next_attempt_at <= ?"
+            f"SELECT {_COLUMNS} FROM sales s WHERE state = 'pending' AND hold = 0"
+            " AND (? IS NULL OR next_attempt_at <= ?)"
             " AND NOT EXISTS (SELECT 1 FROM sales e WHERE e.token_id = s.token_id AND e.state = 'pending'"
             " AND e.id < s.id) ORDER BY id LIMIT ?",
-            (now, limit),
+            (now, now, limit),
         ).fetchall()
         return [_row(r) for r in rows]
 
@@ -548,7 +559,7 @@ class Journal:
 
     # --- cards and the offline view ---------------------------------------------------------
 
-    def remember_card(self, token_id: str, balance_cents: int, now: float) -> None:
+    def remember_card(self, token_id: str, balance_cents: int, now: float | Moment) -> None:
         self._write(*remember_card_statement(token_id, balance_cents, now))
 
     def deny_card(self, token_id: str, reason: str) -> None:
@@ -558,9 +569,12 @@ class Journal:
             (token_id, reason[:200]),
         )
 
-    def offline_view(self, token_id: str, now: float) -> OfflineView:
+    def offline_view(self, token_id: str, now: float | Moment) -> OfflineView:
+        """What the journal knows of a card; its balance's age survives wall-clock steps (boot_clock)."""
         card = self._db.execute(
-            "SELECT balance_cents, seen_at, denied_reason FROM cards WHERE token_id = ?", (token_id,)
+            "SELECT balance_cents, seen_at, denied_reason, seen_boot, seen_uptime FROM cards"
+            " WHERE token_id = ?",
+            (token_id,),
         ).fetchone()
         totals = self._db.execute(
             "SELECT COALESCE(SUM(-amount_cents), 0), COUNT(*),"
@@ -569,7 +583,12 @@ class Journal:
             (token_id,),
         ).fetchone()
         last_balance = None if card is None or card[0] is None else int(card[0])
-        age = None if card is None or card[1] is None else max(0.0, now - float(card[1]))
+        at = now if isinstance(now, Moment) else Moment(now)
+        age = (
+            None
+            if card is None or card[1] is None
+            else age_s(Moment(float(card[1]), str(card[3] or ""), float(card[4] or 0.0)), at)
+        )
         return OfflineView(
             last_balance=last_balance,
             balance_age_s=age,
@@ -598,13 +617,17 @@ class Journal:
         return json.loads(r[0]), float(r[1])
 
 
-def remember_card_statement(token_id: str, balance_cents: int, now: float) -> tuple[str, Sequence[object]]:
-    """The card's last balance seen online (for offline decisions), to commit with a sale."""
+def remember_card_statement(
+    token_id: str, balance_cents: int, now: float | Moment
+) -> tuple[str, Sequence[object]]:
+    """The card's last balance seen online (for offline decisions), to commit with a sale. ``now`` as a
+    plain float is a wall-clock time of unknown boot (its age then counts by the wall clock)."""
+    at = now if isinstance(now, Moment) else Moment(now)
     return (
-        "INSERT INTO cards (token_id, balance_cents, seen_at) VALUES (?, ?, ?)"
+        "INSERT INTO cards (token_id, balance_cents, seen_at, seen_boot, seen_uptime) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT (token_id) DO UPDATE SET balance_cents = excluded.balance_cents,"
-        " seen_at = excluded.seen_at",
-        (token_id, balance_cents, now),
+        " seen_at = excluded.seen_at, seen_boot = excluded.seen_boot, seen_uptime = excluded.seen_uptime",
+        (token_id, balance_cents, at.wall, at.boot or None, at.uptime if at.boot else None),
     )
 
 

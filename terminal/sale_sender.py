@@ -10,6 +10,12 @@ sale is held for a person to reconcile (``taptill queue``). Only one sale per ca
 time, and the second read waits until the ambiguous request can no longer land (its timeout plus a
 second), so that a request still on its way, perhaps from a process killed since, is seen in the balance.
 
+Time: a Raspberry Pi has no real-time clock, and fake-hwclock and NTP step its wall clock by hours or days.
+Every wait here (backoff, retry after 401, the reconcile window) runs on the monotonic clock and lives in
+memory; the times the journal keeps are for people (``taptill queue``). After a restart every pending sale
+is due at once, and an attempt made by an earlier process counts as made when this one started (the state
+directory's lock guarantees that process is gone), so its reconcile window is waited out in full.
+
 A server that answers a debit with an error status (5xx) is up; it is this request that fails (real pretix
 answers 500 to every debit of an item in no quota, and books nothing). Such answers never take the server
 for down. On a server that does not deduplicate, a sale whose error answers reconciliation finds not booked
@@ -26,6 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from terminal import boot_clock
 from terminal.crashpoint import crashpoint
 from terminal.journal import Journal, JournalError, SaleRecord, remember_card_statement
 from terminal.model import DeclineReason
@@ -91,6 +98,7 @@ class SaleSender:
         server_error_limit: int = 3,
         product_name: Callable[[str], str] | None = None,
         on_unsellable: Callable[[frozenset[str]], None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.journal = journal
         self.client = client
@@ -104,6 +112,10 @@ class SaleSender:
         # Longer than any request of ours can take (its timeout), plus slack for the server's own work.
         self.reconcile_after_s = client.timeout_s + RECONCILE_SLACK_S
         self.in_flight: set[str] = set()  # token ids with a request under way
+        self.monotonic = monotonic  # every wait is measured on this clock; ``clock`` only stamps the journal
+        self._started = self.monotonic()
+        self._not_before: dict[int, float] = {}  # sale id -> monotonic time it may be tried again
+        self._attempted: dict[int, float] = {}  # sale id -> monotonic time its latest request went out
         self._wake = asyncio.Event()
         self.delivered = 0
         self.server_error_limit = server_error_limit
@@ -147,6 +159,7 @@ class SaleSender:
                 prepared = await self._prepare_non_dedup(sale)
                 if prepared is not None:
                     return prepared
+        self._attempted[sale.id] = self.monotonic()
         res = await self.client.transact(
             sale.token_id,
             sale.products,
@@ -171,7 +184,7 @@ class SaleSender:
                 return self._reject(sale, refusal_reason(status), f"{status}: {reason}")
             case Unauthorized(detail):
                 log.error("wallet server refuses the API token (%s): fix [wallet] token_file", detail)
-                self.journal.schedule_retry(sale.id, self.clock() + UNAUTHORIZED_RETRY_S, "unauthorized")
+                self._wait(sale, UNAUTHORIZED_RETRY_S, "unauthorized")
                 return Later("unauthorized")
             case Unavailable(reason, maybe_applied, retry_after, status) if status is not None:
                 # The server is up and answered: this request fails. Not a reason to decide taps offline.
@@ -193,20 +206,13 @@ class SaleSender:
 
     async def _prepare_non_dedup(self, sale: SaleRecord) -> AttemptResult | None:
         """Read the balance first; settle an earlier ambiguous attempt; journal this attempt."""
-        if sale.maybe_sent and sale.attempted_at is not None:
-            # A request that went out (perhaps from a process killed since) may still be on its way
-            # or being processed; the balance only tells the truth once it can no longer land.
-            now = self.clock()
-            if now < sale.attempted_at:
-                # The clock went back (a Pi has no RTC; NTP steps it): wait a full window from now.
-                self.journal.execute("UPDATE sales SET attempted_at = ? WHERE id = ?", (now, sale.id))
-                self.journal.schedule_retry(
-                    sale.id, now + self.reconcile_after_s, "waiting before reconciling"
-                )
-                return Later("waiting before reconciling")
-            if now < sale.attempted_at + self.reconcile_after_s:
-                settle_at = sale.attempted_at + self.reconcile_after_s
-                self.journal.schedule_retry(sale.id, settle_at, "waiting before reconciling")
+        if sale.maybe_sent:
+            # A request that went out (perhaps from a process killed since) may still be on its way or
+            # being processed; the balance only tells the truth once it can no longer land.
+            attempted = self._attempted.get(sale.id, self._started)
+            wait = attempted + self.reconcile_after_s - self.monotonic()
+            if wait > 0:
+                self._wait(sale, wait, "waiting before reconciling")
                 return Later("waiting before reconciling")
         res = await self.client.wallet(sale.token_id)
         if isinstance(res, NotFound):
@@ -217,7 +223,7 @@ class SaleSender:
             self.health.mark_up()
             return self._reject(sale, refusal_reason(res.status), f"{res.status}: {res.reason}")
         if isinstance(res, Unauthorized):
-            self.journal.schedule_retry(sale.id, self.clock() + UNAUTHORIZED_RETRY_S, "unauthorized")
+            self._wait(sale, UNAUTHORIZED_RETRY_S, "unauthorized")
             return Later("unauthorized")
         if isinstance(res, Unavailable):
             self.health.mark_down(res.reason)
@@ -242,6 +248,7 @@ class SaleSender:
                     f"amount {sale.amount_cents}; check the wallet and settle by hand"
                 )
                 self.journal.hold(sale.id, detail)
+                self._forget(sale.id)
                 log.error("sale %d held for reconciliation: %s", sale.id, detail)
                 return Later(detail)
             if sale.last_status is not None:
@@ -255,8 +262,9 @@ class SaleSender:
     def _done(self, sale: SaleRecord, balance: int | None) -> None:
         also = list(self.reports_for(sale)) if self.reports_for is not None else []
         if balance is not None:
-            also.append(remember_card_statement(sale.token_id, balance, self.clock()))
+            also.append(remember_card_statement(sale.token_id, balance, boot_clock.now(self.clock())))
         self.journal.mark_done(sale.id, balance, also)
+        self._forget(sale.id)
         again = {str(p) for p in sale.products} & self.unsellable
         if again and self.journal.clear_unsellable(again):
             log.warning("sale %d booked a product thought unsellable: selling it again", sale.id)
@@ -279,6 +287,7 @@ class SaleSender:
 
     def _reject(self, sale: SaleRecord, reason: DeclineReason, detail: str) -> Refusal:
         self.journal.mark_rejected(sale.id, f"{reason}: {detail}")
+        self._forget(sale.id)
         if sale.offline or reason is DeclineReason.UNKNOWN_CARD:
             self.journal.deny_card(sale.token_id, str(reason))
         log.warning("sale %d rejected by the server: %s (%s)", sale.id, reason, detail)
@@ -289,7 +298,16 @@ class SaleSender:
         delay *= self.rng.uniform(0.5, 1.0)  # jitter: terminals that lost Wi-Fi together don't retry together
         if retry_after is not None:
             delay = max(delay, retry_after)
-        self.journal.schedule_retry(sale.id, self.clock() + delay, reason)
+        self._wait(sale, delay, reason)
+
+    def _wait(self, sale: SaleRecord, seconds: float, reason: str) -> None:
+        """Try ``sale`` again in ``seconds`` (monotonic); the journal notes when, for people to read."""
+        self._not_before[sale.id] = self.monotonic() + seconds
+        self.journal.schedule_retry(sale.id, self.clock() + seconds, reason)
+
+    def _forget(self, sale_id: int) -> None:
+        self._not_before.pop(sale_id, None)
+        self._attempted.pop(sale_id, None)
 
     # --- the background outbox --------------------------------------------------------------
 
@@ -321,14 +339,10 @@ class SaleSender:
             await self._sleep(stop, self._idle_wait())
 
     def _idle_wait(self) -> float:
-        """Seconds until the next sale falls due, between MIN_PAUSE_S and IDLE_LOOK_S."""
-        try:
-            next_at = self.journal.next_due_at(exclude_cards=self.in_flight)
-        except Exception:
-            log.exception("outbox cannot read the journal")
-            next_at = None
+        """Seconds until the next sale may be tried, between MIN_PAUSE_S and IDLE_LOOK_S."""
+        now = self.monotonic()
         # Look again at least every few seconds: `taptill settle` changes the journal from outside.
-        wait = IDLE_LOOK_S if next_at is None else min(IDLE_LOOK_S, next_at - self.clock())
+        wait = min([IDLE_LOOK_S, *(at - now for at in self._not_before.values() if at > now)])
         return max(MIN_PAUSE_S, wait)
 
     async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
@@ -344,7 +358,12 @@ class SaleSender:
         """Send what is due, pass after pass while that settles something; returns how many it settled."""
         settled = 0
         while self.health.online:
-            due = [s for s in self.journal.due_sales(self.clock(), 50) if s.token_id not in self.in_flight]
+            now = self.monotonic()
+            due = [
+                s
+                for s in self.journal.due_sales(limit=50)
+                if s.token_id not in self.in_flight and self._not_before.get(s.id, 0.0) <= now
+            ]
             settled_now = 0
             for sale in due:
                 result = await self.attempt(sale)

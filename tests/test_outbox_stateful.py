@@ -73,7 +73,12 @@ class OutboxMachine(RuleBasedStateMachine):
         self.journal = Journal.open(self.path)
         client = WalletClient(self.server.base_url, Secret(self.server.api_token), timeout_s=2.0)
         self.sender = SaleSender(
-            self.journal, client, ServerHealth(), dedupes=self.flavour == "doc", clock=self._clock
+            self.journal,
+            client,
+            ServerHealth(),
+            dedupes=self.flavour == "doc",
+            clock=self._clock,
+            monotonic=self._clock,
         )
 
     def _close(self) -> None:

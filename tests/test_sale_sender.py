@@ -48,7 +48,7 @@ class Rig:
         self.client = WalletClient(emu.base_url, Secret(emu.api_token), timeout_s=timeout_s)
         self.health = ServerHealth()
         ticks = itertools.count()
-        # Every reading of the clock is 100 s later: backoff never makes a test wait.
+        # Every reading of the clocks is 100 s later: backoff never makes a test wait.
         self.sender = SaleSender(
             self.journal,
             self.client,
@@ -56,6 +56,7 @@ class Rig:
             dedupes=dedupes,
             probe_interval_s=0.01,
             clock=lambda: 1e6 + 100.0 * next(ticks),
+            monotonic=lambda: 1e6 + 100.0 * next(ticks),
             rng=random.Random(7),
         )
 

@@ -81,11 +81,13 @@ class ReportOutbox:
             for key, qty in quantities.items()
         ]
 
-    def due(self, now: float, limit: int = 500) -> list[PendingReport]:
+    def due(self, now: float | None = None, limit: int = 500) -> list[PendingReport]:
+        """Pending reports, oldest first; ``now`` (wall clock) leaves out those noted for later. The sender
+        passes None: it keeps its wait on the monotonic clock, so a clock step never parks a report."""
         rows = self.journal.query(
-            "SELECT id, drink_key, quantity FROM reports WHERE state = 'pending' AND next_attempt_at <= ?"
-            " ORDER BY id LIMIT ?",
-            (now, limit),
+            "SELECT id, drink_key, quantity FROM reports WHERE state = 'pending'"
+            " AND (? IS NULL OR next_attempt_at <= ?) ORDER BY id LIMIT ?",
+            (now, now, limit),
         )
         return [PendingReport(int(r[0]), str(r[1]), int(r[2])) for r in rows]
 

@@ -17,7 +17,7 @@ from terminal.partybroker.client import (
     Unauthorized,
 )
 from terminal.partybroker.price_board import PricePoller
-from terminal.partybroker.report_outbox import ReportOutbox
+from terminal.partybroker.report_outbox import PendingReport, ReportOutbox
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,9 @@ class ReportSender:
         self.rng = rng or random.Random()
         self._wake = asyncio.Event()
         self._failures = 0
+        # Waits run on the monotonic clock: a stepped wall clock (a Pi has no RTC) must not park reports.
+        self.monotonic: Callable[[], float] = time.monotonic
+        self._not_before = 0.0
 
     def wake(self) -> None:
         self._wake.set()
@@ -64,7 +67,9 @@ class ReportSender:
 
     async def flush(self) -> bool:
         """One POST with every due report; True when something was sent."""
-        due = self.outbox.due(self.clock())
+        if self.monotonic() < self._not_before:
+            return False
+        due = self.outbox.due()
         if not due:
             return False
         # One unknown drink would fail the whole POST (the party books all or nothing).
@@ -92,7 +97,7 @@ class ReportSender:
                 self.outbox.settle(due, "dropped", f"{status}: {reason}")
             case Unauthorized():
                 log.error("Partybroker refuses the login: fix [partybroker] username / password_file")
-                self.outbox.retry_at(due, self.clock() + RETRY_MAX_S, "unauthorized")
+                self._retry_in(due, RETRY_MAX_S, "unauthorized")
             case Ambiguous(reason, retry_after, maybe_applied):
                 if maybe_applied:
                     log.warning("Partybroker report outcome unknown (%s): not re-sent (at most once)", reason)
@@ -100,5 +105,9 @@ class ReportSender:
                 else:
                     self._failures += 1
                     delay = min(RETRY_MAX_S, 0.5 * 2 ** min(self._failures, 8)) * self.rng.uniform(0.5, 1)
-                    self.outbox.retry_at(due, self.clock() + max(delay, retry_after or 0.0), reason)
+                    self._retry_in(due, max(delay, retry_after or 0.0), reason)
         return True
+
+    def _retry_in(self, due: list[PendingReport], seconds: float, reason: str) -> None:
+        self._not_before = self.monotonic() + seconds
+        self.outbox.retry_at(due, self.clock() + seconds, reason)  # noted for people; not a schedule
