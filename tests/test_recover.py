@@ -17,6 +17,7 @@ from terminal.emulator.wallet_server import WalletEmulator
 from terminal.journal import Journal
 from tests.journal_damage import fill_journal, overwrite_pages, quick_check, sales_by_key, sales_leaves
 from tests.terminal_lab import (
+    ERIKA,
     MAX,
     REPO,
     TerminalProcess,
@@ -260,3 +261,47 @@ def test_run_on_a_journal_with_nothing_to_salvage_says_so_and_sells(tmp_path: Pa
             assert term.stop() == 0
     (aside,) = _aside(tmp_path / "state")
     assert aside.read_bytes() == bytes(data)
+
+
+def test_run_without_the_sqlite3_tool_sells_on_a_new_journal_and_recover_from_delivers_later(
+    tmp_path: Path,
+) -> None:
+    with WalletEmulator.demo("doc") as emulator:
+        config = write_config(tmp_path, emulator)
+        state = tmp_path / "state"
+        path = state / "journal.sqlite3"
+        journal = Journal.open(path)
+        try:
+            key = journal.record_sale(
+                token_id=MAX,
+                products=["espresso"],
+                amount_cents=-250,
+                description="Kaffee",
+                tag=None,
+                offline=True,
+            ).idempotency_key
+        finally:
+            journal.close()
+        overwrite_pages(path, [3])  # the root of an index: the sale itself stays readable
+        assert quick_check(path) != "ok"
+        empty = tmp_path / "no-tools"
+        empty.mkdir()
+        term = TerminalProcess(config, {"PATH": str(empty)})
+        try:
+            (aside,) = _aside(state)
+            assert (
+                f"could not salvage its sales: the sqlite3 command-line tool is missing; install it: "
+                f"apt-get install sqlite3; then run: taptill recover --from {aside}"
+            ) in term.log(), term.log()
+            term.tap(ERIKA)
+            wait_for(lambda: len(emulator.transactions()) == 1, what="a sale on the new journal")
+        finally:
+            assert term.stop() == 0
+        recovered = taptill("recover", "--config", str(config), "--from", str(aside))
+        assert key in recovered.stdout and "1 pending" in recovered.stdout
+        term = TerminalProcess(config)
+        try:
+            wait_for(lambda: len(emulator.transactions()) == 2, what="the recovered sale delivered")
+        finally:
+            assert term.stop() == 0
+        assert [t.idempotency_key for t in emulator.transactions()][1] == key
