@@ -38,6 +38,7 @@ def test_healthy_terminal_is_all_ok(tmp_path: Path) -> None:
         "reader",
         "display",
         "disk",
+        "journal",
         "queue",
         "partybroker",
     ]

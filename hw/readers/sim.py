@@ -17,6 +17,7 @@ from pathlib import Path
 
 from hw.gpio.base import ButtonListener
 from hw.readers.base import CardListener
+from terminal.catalog import StartupError
 from terminal.uid import InvalidUid, normalise_uid
 
 log = logging.getLogger(__name__)
@@ -34,16 +35,26 @@ class SimReader:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._listener: CardListener | None = None
+        self._bound: tuple[int, int] | None = None  # device and inode of the socket file we bound
 
     def start(self, listener: CardListener) -> None:
+        """Listen on the socket; raises StartupError if another terminal is listening there already."""
         self._listener = listener
         self.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        if _answers(self.socket_path):
+            # Another terminal (with another state directory) owns it: taking it over would leave that
+            # terminal deaf, and our stop would remove its socket.
+            raise StartupError(
+                f"another terminal listens on {self.socket_path}; give this one its own [reader] socket"
+            )
         with contextlib.suppress(FileNotFoundError):
-            self.socket_path.unlink()
+            self.socket_path.unlink()  # left by a terminal that was killed
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o117)  # owner and group may tap; others may not
         try:
             sock.bind(str(self.socket_path))
+            st = self.socket_path.stat()
+            self._bound = (st.st_dev, st.st_ino)
         finally:
             os.umask(old)
         sock.listen(8)
@@ -63,7 +74,9 @@ class SimReader:
         if self._sock is not None:
             self._sock.close()
         with contextlib.suppress(OSError):  # gone already, or a read-only state directory
-            self.socket_path.unlink()
+            st = self.socket_path.stat()
+            if (st.st_dev, st.st_ino) == self._bound:  # only our own socket, never a successor's
+                self.socket_path.unlink()
 
     def _serve(self) -> None:
         assert self._sock is not None
@@ -119,6 +132,17 @@ class SimReader:
             self.buttons.button_pressed(arg)
             return "ok"
         return "error: unknown command; use tap UID, present UID, remove or press BUTTON"
+
+
+def _answers(path: Path) -> bool:
+    """True if a process accepts connections on the Unix socket at ``path`` (a stale file refuses)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def _read_line(conn: socket.socket) -> str:
