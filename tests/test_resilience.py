@@ -18,15 +18,17 @@ from hw.gpio.outputs import LogOutputs
 from terminal.config import OfflineConfig
 from terminal.controller import Controller, ControllerSettings, Phase
 from terminal.device_loop import DeviceLoop
+from terminal.emulator.faults import FaultKind
+from terminal.emulator.terminal_config import write_terminal_config
 from terminal.emulator.wallet_server import WalletEmulator
 from terminal.events import CardPresented, CardRemoved
 from terminal.journal import Journal
 from terminal.model import Product
-from terminal.sale_sender import SaleSender
+from terminal.sale_sender import NO_PROGRESS_PAUSE_S, SaleSender
 from terminal.secret import Secret
 from terminal.server_health import ServerHealth
 from terminal.wallet.client import WalletClient
-from tests.terminal_lab import ERIKA, MAX
+from tests.terminal_lab import ERIKA, MAX, TerminalProcess, journal_lines, settled, wait_for
 
 HUGE = b'{"data": {"token_id": "04A1B2C3D4E5F6", "balance": 1' + b"0" * 5000 + b"}}"
 
@@ -168,3 +170,44 @@ def test_a_full_disk_pauses_the_outbox_without_starving_the_loop(tmp_path: Path)
         journal.close()
     assert beats >= 5, f"the event loop was starved: {beats} heartbeats in a second"
     assert stopped_in < 6.0
+
+
+WALLET_TIMEOUT_S = 1.5  # [wallet] timeout_s: also the probe's deadline (it takes min(5 s, timeout_s))
+PROBE_S = 0.2  # [offline] probe_interval_s
+
+
+def test_a_dripping_server_sends_the_terminal_offline_and_it_is_back_soon_after_recovery(
+    tmp_path: Path, wallet_server: WalletEmulator
+) -> None:
+    """Field report: a proxy dripping a byte every half second kept the probe hanging for minutes."""
+    config = write_terminal_config(
+        tmp_path, wallet_server, timeout_s=WALLET_TIMEOUT_S, probe_interval_s=PROBE_S
+    )
+    term = TerminalProcess(config)
+    try:
+        term.tap(MAX)  # online: the card's balance is known for the offline decision
+        wait_for(lambda: settled(config, 1), what="the first sale")
+        # Every answer to a GET now trickles in at 4 bytes a second: a terminal info takes over a minute.
+        wallet_server.faults.inject(FaultKind.DRIP_AFTER, ms=250, cap_s=120, method="GET")
+        term.tap(MAX)  # the lookup drips past the tap budget: decided offline
+        wait_for(lambda: len(journal_lines(config)) == 2, what="the offline sale")
+        # Probes keep running into the drip and end at their deadline, one after another.
+        wait_for(lambda: wallet_server.faults.applied().get("drip_after", 0) >= 4, 30, "probes to end")
+        assert len(wallet_server.transactions()) == 1
+        wallet_server.faults.set_rules([])  # the server recovers; a probe under way is still dripped on
+        recovered = time.monotonic()
+        wait_for(lambda: len(wallet_server.transactions()) == 2, 60, "the offline sale to be delivered")
+        back_after = time.monotonic() - recovered
+        term.tap(MAX)
+        wait_for(lambda: settled(config, 3), what="the third sale")
+    finally:
+        assert term.stop() == 0
+    _, offline, online = journal_lines(config)
+    assert offline["offline"] is True and offline["state"] == "done"
+    assert online["offline"] is False and online["state"] == "done"  # the next tap is decided online
+    assert [t.amount for t in wallet_server.transactions()] == [-250, -250, -250]
+    assert wallet_server.balance(MAX) == 1250
+    # At worst the probe under way runs to its deadline, then the outbox pauses and probes again.
+    bound = WALLET_TIMEOUT_S + PROBE_S + NO_PROGRESS_PAUSE_S
+    assert back_after <= bound + 5.0, f"back online {back_after:.1f} s after recovery (bound {bound:.1f} s)"
+
