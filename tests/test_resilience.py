@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import subprocess
 import threading
 import time
@@ -15,6 +16,7 @@ import pytest
 
 from hw.display.null import NullDisplay
 from hw.gpio.outputs import LogOutputs
+from hw.readers.sim import COMMAND_DEADLINE_S
 from terminal.config import OfflineConfig
 from terminal.controller import Controller, ControllerSettings, Phase
 from terminal.device_loop import DeviceLoop
@@ -211,3 +213,36 @@ def test_a_dripping_server_sends_the_terminal_offline_and_it_is_back_soon_after_
     bound = WALLET_TIMEOUT_S + PROBE_S + NO_PROGRESS_PAUSE_S
     assert back_after <= bound + 5.0, f"back online {back_after:.1f} s after recovery (bound {bound:.1f} s)"
 
+
+def test_a_client_dripping_its_command_does_not_hold_the_sim_reader(tmp_path: Path) -> None:
+    """The same flaw on the tap socket: a per-read timeout let a slow client block every other tap."""
+    with WalletEmulator.demo("doc") as emulator:
+        term = TerminalProcess(write_terminal_config(tmp_path, emulator))
+        stop, connected = threading.Event(), threading.Event()
+
+        def drip() -> None:
+            with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.connect(str(term.socket))
+                connected.set()
+                for byte in f"tap {ERIKA}".encode():  # a byte every 0.5 s and never the newline
+                    sock.sendall(bytes([byte]))
+                    if stop.wait(0.5):
+                        return
+                stop.wait()
+
+        dripper = threading.Thread(target=drip, daemon=True)
+        try:
+            dripper.start()
+            assert connected.wait(10)
+            connected_at = time.monotonic()
+            term.tap(MAX)  # answered once the reader gives up on the dripping client
+            waited = time.monotonic() - connected_at
+            wait_for(lambda: settled(term.config, 1), what="the sale")
+        finally:
+            stop.set()
+            dripper.join(timeout=5)
+            assert term.stop() == 0
+    assert [line["token_id"] for line in journal_lines(term.config)] == [MAX]  # the drip tapped nothing
+    # The tap waited for the dripping client's deadline (it was accepted first), and not much longer:
+    # unbounded, the drip would hold the reader for minutes. 5 s slack for a loaded machine.
+    assert COMMAND_DEADLINE_S <= waited <= COMMAND_DEADLINE_S + 5.0
