@@ -542,3 +542,21 @@ def test_a_deadline_that_strikes_while_connecting_is_provably_not_applied() -> N
         elapsed = time.monotonic() - started
     assert isinstance(res, Unavailable) and res.maybe_applied is False, res
     assert 0.5 <= elapsed <= 0.5 + SLACK_S
+
+
+def test_a_debit_never_outlives_the_clients_timeout_which_the_reconcile_window_relies_on() -> None:
+    with WalletEmulator.demo("doc") as emu:
+        emu.faults.inject(FaultKind.DRIP_AFTER, ms=100, cap_s=60, times=1, method="POST", route="transaction")
+
+        async def long_debit(client: WalletClient) -> object:
+            return await client.transact(
+                MAX, ["espresso"], description="Kaffee", tag=None, idempotency_key="k" * 24, timeout=30.0
+            )
+
+        started = time.monotonic()
+        res = run(_one_call(emu, long_debit, timeout_s=DEADLINE_S))
+        elapsed = time.monotonic() - started
+        booked = len(emu.transactions())
+    assert res == Unavailable(f"no complete answer within {DEADLINE_S:g} s", maybe_applied=True)
+    assert DEADLINE_S <= elapsed <= DEADLINE_S + SLACK_S
+    assert booked == 1
