@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 
 from hw.gpio.base import ButtonListener
@@ -23,6 +24,7 @@ from terminal.uid import InvalidUid, normalise_uid
 log = logging.getLogger(__name__)
 
 MAX_LINE = 256
+COMMAND_DEADLINE_S = 2.0  # a client has this long for its whole line, however slowly it sends it
 
 
 class SimReader:
@@ -88,10 +90,10 @@ class SimReader:
             except OSError:
                 return
             with conn:
-                conn.settimeout(2.0)
                 try:
-                    line = _read_line(conn)
+                    line = _read_line(conn, COMMAND_DEADLINE_S)
                     answer = self.handle(line)
+                    conn.settimeout(COMMAND_DEADLINE_S)
                     conn.sendall(answer.encode() + b"\n")
                 except OSError as exc:
                     log.warning("sim reader: client went away (%s)", exc)
@@ -145,9 +147,18 @@ def _answers(path: Path) -> bool:
     return True
 
 
-def _read_line(conn: socket.socket) -> str:
+def _read_line(conn: socket.socket, timeout_s: float) -> str:
+    """One line of at most MAX_LINE bytes, all of it within ``timeout_s`` seconds (TimeoutError after).
+
+    A per-read timeout alone would let a peer sending a byte now and then hold the reader for minutes.
+    """
+    deadline = time.monotonic() + timeout_s
     data = b""
     while b"\n" not in data and len(data) < MAX_LINE:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no whole line within {timeout_s:g} s")
+        conn.settimeout(left)
         chunk = conn.recv(MAX_LINE)
         if not chunk:
             break
@@ -156,9 +167,14 @@ def _read_line(conn: socket.socket) -> str:
 
 
 def send_command(socket_path: Path, line: str, timeout_s: float = 5.0) -> str:
-    """Client side of the sim reader (``taptill tap``/``press``)."""
+    """Client side of the sim reader (``taptill tap``/``press``): the answer line within ``timeout_s`` s.
+
+    Raises OSError (TimeoutError included) when the terminal is not there or does not answer in time.
+    """
+    deadline = time.monotonic() + timeout_s
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout_s)
         sock.connect(str(socket_path))
+        sock.settimeout(max(0.001, deadline - time.monotonic()))
         sock.sendall(line.encode() + b"\n")
-        return _read_line(sock)
+        return _read_line(sock, deadline - time.monotonic())
