@@ -26,7 +26,7 @@ from terminal.emulator.wallet_server import WalletEmulator
 from terminal.events import CardPresented, CardRemoved
 from terminal.journal import Journal
 from terminal.model import Product
-from terminal.sale_sender import NO_PROGRESS_PAUSE_S, SaleSender
+from terminal.sale_sender import MIN_PAUSE_S, SaleSender
 from terminal.secret import Secret
 from terminal.server_health import ServerHealth
 from terminal.wallet.client import WalletClient
@@ -210,7 +210,7 @@ def test_a_dripping_server_sends_the_terminal_offline_and_it_is_back_soon_after_
     assert [t.amount for t in wallet_server.transactions()] == [-250, -250, -250]
     assert wallet_server.balance(MAX) == 1250
     # At worst the probe under way runs to its deadline, then the outbox pauses and probes again.
-    bound = WALLET_TIMEOUT_S + PROBE_S + NO_PROGRESS_PAUSE_S
+    bound = WALLET_TIMEOUT_S + PROBE_S + MIN_PAUSE_S
     assert back_after <= bound + 5.0, f"back online {back_after:.1f} s after recovery (bound {bound:.1f} s)"
 
 
