@@ -5,9 +5,10 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check --quiet
 STAMP := .make
 
-# Debian packages: the demo needs a venv and a compiler (spidev/pyscard build from source);
+# Debian packages: the demo needs a venv, a compiler (spidev/pyscard build from source) and the sqlite3
+# tool (`taptill recover` and a terminal starting on a damaged journal salvage its sales with it);
 # the tests also run a real pcscd with the vpcd virtual reader and systemd-analyze.
-DEMO_DEBS := python3-venv python3-dev gcc
+DEMO_DEBS := python3-venv python3-dev gcc sqlite3
 TEST_DEBS := $(DEMO_DEBS) pcscd libpcsclite-dev vsmartcard-vpcd systemd make e2fsprogs util-linux mount
 
 .PHONY: demo test lint bench run clean system-deps-demo system-deps-test

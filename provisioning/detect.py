@@ -130,7 +130,8 @@ MODULE_FOR = {
     "gpio": ("gpiozero", "gpiozero (pip install 'taptill[gpio]')"),
 }
 
-DEBS_FOR = {"pcsc": ("pcscd",), "nfcpy": ("libusb-1.0-0",)}
+# core: the sqlite3 tool salvages the sales of a damaged journal (`taptill recover`, `taptill run`).
+DEBS_FOR = {"core": ("sqlite3",), "pcsc": ("pcscd",), "nfcpy": ("libusb-1.0-0",)}
 
 
 def missing_python(features: tuple[str, ...]) -> list[str]:

@@ -23,9 +23,11 @@ from terminal.events import CatalogChanged, UnsellableChanged
 from terminal.journal import Journal, JournalError
 from terminal.partybroker.runtime import PartybrokerRuntime
 from terminal.sale_sender import SaleSender
+from terminal.salvage import open_journal_salvaging
 from terminal.sd_notify import Notifier
-from terminal.secret import read_secret
+from terminal.secret import Secret, read_secret
 from terminal.server_health import ServerHealth
+from terminal.state_lock import StateDirBusy, StateLock, StateLockError
 from terminal.wallet.client import WalletClient
 
 log = logging.getLogger(__name__)
@@ -49,13 +51,31 @@ class RunOptions:
 async def run_terminal(
     cfg: Config, stop: asyncio.Event | None = None, opts: RunOptions | None = None
 ) -> None:
-    """Run until ``stop`` is set or SIGTERM/SIGINT arrives; raises StartupError with a fix on bad set-up."""
+    """Run until ``stop`` is set or SIGTERM/SIGINT arrives; raises StartupError with a fix on bad set-up,
+    StateDirBusy when another taptill process uses the state directory."""
     opts = opts or RunOptions()
     stop = stop or asyncio.Event()
     notifier = Notifier()
     token = read_secret(cfg.wallet.token_file, "wallet.token")
+    # One terminal per journal, taken before anything in the state directory or the socket is touched:
+    # two would send the same outbox, and the second would take over (and then remove) the socket.
     try:
-        journal = Journal.open(cfg.journal_path)
+        lock = StateLock(cfg.terminal.state_dir, "run").acquire()
+    except StateDirBusy:
+        raise
+    except StateLockError as exc:
+        raise StartupError(str(exc)) from None
+    try:
+        await _run_locked(cfg, stop, opts, notifier, token)
+    finally:
+        lock.release()
+
+
+async def _run_locked(
+    cfg: Config, stop: asyncio.Event, opts: RunOptions, notifier: Notifier, token: Secret
+) -> None:
+    try:
+        journal = open_journal_salvaging(cfg.journal_path)
     except JournalError as exc:
         raise StartupError(f"{exc}; check [terminal] state_dir and free disk space") from None
     client = WalletClient(

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import quote
 
@@ -38,6 +38,7 @@ from terminal.screens import (
 
 CARD = "04B0B0B0B0B0B0"
 STEP_TIMEOUT_S = 10.0
+RAW_POST_DEADLINE_S = 5.0  # the floor's POST, connect to last body byte, like every request of ours
 OUTCOMES = (ApprovedScreen, DeclinedScreen, NotRegisteredScreen, OutOfServiceScreen)
 
 
@@ -143,19 +144,22 @@ class RawPoster:
         self._loop = asyncio.new_event_loop()
         self._http = httpx.AsyncClient(
             headers={"Authorization": f"Bearer {emulator.api_token}", "Accept": "application/json"},
-            timeout=5.0,
+            timeout=RAW_POST_DEADLINE_S,
         )
 
     def post_ms(self) -> float:
         body = {"products": [self.product], "description": "Kaffee (bench)", "tag": "coffee"}
         body["idempotency_key"] = new_idempotency_key()
         start = time.perf_counter()
-        resp = self._loop.run_until_complete(self._http.post(self.url, json=body))
-        resp.read()
+        resp = self._loop.run_until_complete(self._post(body))
         took = (time.perf_counter() - start) * 1000
         if resp.status_code != 201:
             raise RuntimeError(f"the raw debit POST got {resp.status_code}, expected 201: {resp.text[:200]}")
         return took
+
+    async def _post(self, body: Mapping[str, object]) -> httpx.Response:
+        async with asyncio.timeout(RAW_POST_DEADLINE_S):  # httpx's timeout bounds each read, not the whole
+            return await self._http.post(self.url, json=body)
 
     def close(self) -> None:
         self._loop.run_until_complete(self._http.aclose())

@@ -1,4 +1,4 @@
-"""The ``taptill`` command line: run, tap, press, demo, journal, queue, settle, status, doctor."""
+"""The ``taptill`` command line: run, tap, press, demo, journal, queue, settle, status, doctor, recover."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from terminal.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
-from terminal.journal import Journal, JournalError
+from terminal.journal import Journal, JournalDamaged, JournalError, JournalMissing
 from terminal.log_setup import setup_logging
 from terminal.model import SaleState
 from terminal.money import format_cents
 from terminal.secret import SecretError
+from terminal.state_lock import StateLock, StateLockError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -69,6 +70,16 @@ def _parser() -> argparse.ArgumentParser:
 
     doc = with_config(sub.add_parser("doctor", help="check config, secrets, servers, clock, hardware, queue"))
     doc.add_argument("--json", action="store_true", help="a JSON list of {name, status, detail}")
+
+    rec = with_config(
+        sub.add_parser("recover", help="salvage the sales of a damaged journal (stop the terminal first)")
+    )
+    rec.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        help="salvage this file (e.g. a journal.sqlite3.corrupt-* moved aside earlier) into the journal",
+    )
     return p
 
 
@@ -79,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, SecretError) as exc:
         print(f"taptill: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except JournalError as exc:
+    except (JournalError, StateLockError) as exc:
         print(f"taptill: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
@@ -112,18 +123,25 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run(cfg, args.verbose, args.gif)
     if cmd in ("tap", "press"):
         return _sim(cfg, args)
-    journal = Journal.open(cfg.journal_path)
+    if cmd == "recover":
+        return _recover(cfg, args.source)
+    if cmd == "settle":
+        # Used while the terminal runs, so no state lock; it writes, but never creates, moves or migrates.
+        journal = Journal.open_existing(cfg.journal_path)
+        try:
+            if not journal.settle_held(args.key, booked=args.booked):
+                print(f"taptill: no held sale with key {args.key}; taptill queue lists them", file=sys.stderr)
+                return EXIT_FAILURE
+        finally:
+            journal.close()
+        print("settled: " + ("marked done" if args.booked else "it will be sent again"))
+        return EXIT_OK
+    journal = Journal.open_read_only(cfg.journal_path)
     try:
         if cmd == "journal":
             return _journal(journal, args.json)
         if cmd == "queue":
             return _queue(journal, cfg, args.rejected)
-        if cmd == "settle":
-            if not journal.settle_held(args.key, booked=args.booked):
-                print(f"taptill: no held sale with key {args.key}; taptill queue lists them", file=sys.stderr)
-                return EXIT_FAILURE
-            print("settled: " + ("marked done" if args.booked else "it will be sent again"))
-            return EXIT_OK
         return _status(journal, cfg, args.json)
     finally:
         journal.close()
@@ -140,6 +158,46 @@ def _run(cfg: Config, verbose: bool, gif: Path | None) -> int:
         print(f"taptill: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     return EXIT_OK
+
+
+def _recover(cfg: Config, source: Path | None) -> int:
+    """Salvage what SQLite can read of a damaged journal (or of ``source``); lists the salvaged sales."""
+    from terminal.salvage import salvage_in_place, salvage_into
+
+    path = cfg.journal_path
+    with StateLock(cfg.terminal.state_dir, "recover"):
+        if source is not None and not _same_file(source, path):
+            result = salvage_into(source, path)
+        else:
+            try:
+                Journal.open_read_only(path).close()
+            except JournalMissing:
+                print(
+                    f"taptill: no journal at {path}: nothing to recover; "
+                    "--from FILE salvages a journal moved aside earlier",
+                    file=sys.stderr,
+                )
+                return EXIT_FAILURE
+            except JournalDamaged:
+                result = salvage_in_place(path)
+            else:
+                print(f"journal {path} is intact (SQLite finds nothing wrong): nothing to recover")
+                return EXIT_OK
+    loc, cur = cfg.terminal.locale, cfg.terminal.currency
+    for sale in result.sales:
+        label = "HELD" if sale.hold else str(sale.state).upper()
+        money = format_cents(-sale.amount_cents, loc, cur)
+        print(f"{label:<8} key {sale.idempotency_key}  card {sale.token_id}  {money}  {sale.created_at}")
+    where = f"; the damaged journal is kept at {result.kept_at}" if result.kept_at else ""
+    print(f"{result.summary()}{where}")
+    return EXIT_OK if result.sales or result.already_there else EXIT_FAILURE
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
 
 
 def _sim(cfg: Config, args: argparse.Namespace) -> int:

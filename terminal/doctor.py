@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import shutil
-import sqlite3
 import stat
 import tomllib
 from collections.abc import Callable
@@ -16,8 +15,9 @@ from pathlib import Path
 
 from terminal.config import Config, ConfigError, load_config
 from terminal.config_section import Section
-from terminal.journal import Journal
+from terminal.journal import Journal, JournalError, JournalMissing
 from terminal.partybroker.config import PASSWORD_CREDENTIAL, PartybrokerConfig, parse_partybroker
+from terminal.salvage import SQLITE_DEB, SQLITE_TOOL
 from terminal.secret import SecretError, read_secret
 
 MIN_YEAR = 2024
@@ -74,13 +74,14 @@ def diagnose(config_path: Path, *, now: Callable[[], datetime] | None = None) ->
     if partybroker is not None:
         checks.append(_secret_check("pb-secret", partybroker.password_file, PASSWORD_CREDENTIAL))
     checks.append(asyncio.run(_wallet_check(cfg)))
-    journal = _open_journal(cfg.journal_path)
+    journal_check, journal = _journal_check(cfg.journal_path)
     try:
         checks.append(_clock_check(clock(), journal))
         checks.append(_reader_check(cfg))
         checks.append(_display_check(cfg))
         checks.append(_disk_check(cfg.terminal.state_dir))
-        checks.append(_queue_check(journal, clock()))
+        checks.append(journal_check)
+        checks.append(_queue_check(journal, clock(), readable=journal_check.status != "FAIL"))
         checks.append(_unsellable_check(journal))
     finally:
         if journal is not None:
@@ -189,20 +190,19 @@ async def _partybroker_check(pb: PartybrokerConfig | None, problem: str | None) 
 # --- clock, journal, disk -------------------------------------------------------------------------
 
 
-def _open_journal(path: Path) -> Journal | None:
-    """Read-only: doctor runs as root and must not leave root-owned files in the service's state dir."""
-    if not path.exists():
-        return None
+def _journal_check(path: Path) -> tuple[Check, Journal | None]:
+    """Read-only: doctor runs as root and must not create, move or migrate anything in the state dir."""
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-        conn.execute("SELECT 1 FROM sales LIMIT 1").fetchall()
-    except sqlite3.Error:
-        try:
-            conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True, check_same_thread=False)
-            conn.execute("SELECT 1 FROM sales LIMIT 1").fetchall()
-        except sqlite3.Error:
-            return None
-    return Journal(conn, path)
+        journal = Journal.open_read_only(path)
+    except JournalMissing:
+        return Check.ok("journal", f"none yet at {path} (the terminal has not run)"), None
+    except JournalError as exc:  # damaged (the message says to run taptill recover), unreadable, too new
+        return Check.fail("journal", str(exc)), None
+    text = f"{path} is intact"
+    if shutil.which(SQLITE_TOOL) is None:
+        fix = f"taptill recover needs the {SQLITE_TOOL} tool: apt-get install {SQLITE_DEB}"
+        return Check.warn("journal", f"{text}, but {fix}"), journal
+    return Check.ok("journal", text), journal
 
 
 def _clock_check(now: datetime, journal: Journal | None) -> Check:
@@ -225,7 +225,9 @@ def _clock_check(now: datetime, journal: Journal | None) -> Check:
     return Check.ok("clock", f"{now:%Y-%m-%d %H:%M} UTC")
 
 
-def _queue_check(journal: Journal | None, now: datetime) -> Check:
+def _queue_check(journal: Journal | None, now: datetime, *, readable: bool = True) -> Check:
+    if journal is None and not readable:
+        return Check.warn("queue", "unknown: the journal cannot be read (see the journal check)")
     if journal is None:
         return Check.ok("queue", "no journal yet (the terminal has not run)")
     st = journal.status()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from terminal.boot_clock import Moment, age_s
 from terminal.model import DeclineReason, ProductId, SaleState
@@ -21,10 +22,31 @@ log = logging.getLogger(__name__)
 
 Statements = Sequence[tuple[str, Sequence[object]]]
 KEY_BYTES = 18  # 24 URL-safe characters, over the 20 DESIGN.md asks for
+SQLITE_CORRUPT = 11
+SQLITE_NOTADB = 26
 
 
 class JournalError(Exception):
     """The journal cannot be written (full disk, read-only, corrupt); the terminal must not sell."""
+
+
+class JournalMissing(JournalError):
+    """There is no journal yet; commands that only read create none."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"no journal at {path} yet: `taptill run` creates it")
+        self.path = path
+
+
+class JournalDamaged(JournalError):
+    """SQLite finds the journal corrupt (quick_check fails, or it is not a database at all)."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(
+            f"journal {path} is damaged ({problem}); stop the terminal and run `taptill recover`"
+        )
+        self.path = path
+        self.problem = problem
 
 
 def new_idempotency_key() -> str:
@@ -228,15 +250,20 @@ class Journal:
 
     @classmethod
     def open(cls, path: Path) -> Journal:
-        """Open (creating, checking and migrating) the journal at ``path``."""
+        """Open (creating, checking and migrating) the journal at ``path``: what ``taptill run`` uses.
+
+        Raises JournalDamaged for a corrupt journal, which stays where it is (``terminal.salvage``
+        moves it aside and salvages its sales), and JournalError when it cannot be read or written.
+        """
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise JournalError(f"cannot create state directory {path.parent}: {exc.strerror}") from None
         fresh = not path.exists()
         if not fresh:
-            _check_or_move_aside(path)
-            fresh = not path.exists()
+            problem = _read_only_check(path)
+            if problem is not None:
+                raise JournalDamaged(path, problem)
         try:
             old_umask = os.umask(0o077)  # journal, -wal and -shm files are private
             try:
@@ -249,21 +276,104 @@ class Journal:
             finally:
                 os.umask(old_umask)
         except sqlite3.Error as exc:
+            if _is_damage(exc):
+                raise JournalDamaged(path, str(exc)) from None
             raise JournalError(f"cannot open journal {path}: {exc}") from None
         if fresh:
             log.info("created journal %s", path)
         return journal
 
+    @classmethod
+    def open_read_only(cls, path: Path) -> Journal:
+        """For commands that only read (journal, queue, status, doctor): never creates, moves or migrates
+        a file, and leaves no -wal/-shm behind. A journal older than this taptill is migrated in memory.
+
+        Raises JournalMissing, JournalDamaged, or JournalError (unreadable, or newer than this taptill).
+        """
+        _must_exist(path)
+        # A running (or crashed) terminal has a -wal: read through it and share its -shm. Without one the
+        # main file holds everything, and immutable=1 reads it without creating -wal/-shm files that
+        # would outlive this command (owned by whoever ran it).
+        wal_present = Path(f"{path}-wal").exists()
+        try:
+            conn = sqlite3.connect(
+                _uri(path, "mode=ro" if wal_present else "immutable=1"),
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=5.0,
+            )
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot read journal {path}: {exc}") from None
+        try:
+            problem = _quick_check(conn)
+            if problem is not None:
+                raise JournalDamaged(path, problem)
+            version = _schema_version(conn, path)
+            if version < len(MIGRATIONS):
+                # Readable all the same: migrate a copy in memory, never the file (`taptill run` does that).
+                memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+                conn.backup(memory)
+                conn.close()
+                conn = memory
+                cls(conn, path)._migrate()
+        except sqlite3.Error as exc:
+            conn.close()
+            if _is_damage(exc):
+                raise JournalDamaged(path, str(exc)) from None
+            raise JournalError(f"cannot read journal {path}: {exc}") from None
+        except JournalError:
+            conn.close()
+            raise
+        return cls(conn, path)
+
+    @classmethod
+    def open_existing(cls, path: Path) -> Journal:
+        """For ``taptill settle``, which writes while the terminal runs: the journal must exist, be intact
+        and current; nothing is created, moved aside or migrated. Raises as ``open_read_only``, and
+        JournalError for a journal older than this taptill."""
+        _must_exist(path)
+        try:
+            old_umask = os.umask(0o077)
+            try:
+                conn = sqlite3.connect(
+                    _uri(path, "mode=rw"),
+                    uri=True,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    timeout=5.0,
+                )
+            finally:
+                os.umask(old_umask)
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot open journal {path}: {exc}") from None
+        try:
+            problem = _quick_check(conn)
+            if problem is not None:
+                raise JournalDamaged(path, problem)
+            version = _schema_version(conn, path)
+            if version < len(MIGRATIONS):
+                raise JournalError(
+                    f"journal {path} has schema {version}, older than this taptill ({len(MIGRATIONS)}): "
+                    "start `taptill run` once, it migrates the journal"
+                )
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            conn.close()
+            if _is_damage(exc):
+                raise JournalDamaged(path, str(exc)) from None
+            raise JournalError(f"cannot open journal {path}: {exc}") from None
+        except JournalError:
+            conn.close()
+            raise
+        return cls(conn, path)
+
     def close(self) -> None:
         self._db.close()
 
     def _migrate(self) -> None:
-        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-        if version > len(MIGRATIONS):
-            raise JournalError(
-                f"journal {self.path} has schema {version}, newer than this taptill knows "
-                f"({len(MIGRATIONS)}); upgrade taptill"
-            )
+        version = _schema_version(self._db, self.path)
         for target in range(version, len(MIGRATIONS)):
             with self._tx():
                 for stmt in _statements(MIGRATIONS[target]):
@@ -427,6 +537,12 @@ class Journal:
     def execute(self, sql: str, params: Sequence[object] = ()) -> int:
         """One committed write for modules that keep their own tables here; returns the row count."""
         return self._write(sql, params).rowcount
+
+    def execute_all(self, statements: Statements) -> None:
+        """Commit ``statements`` in one transaction (one fsync): all of them or, on error, none."""
+        if statements:
+            (sql, params), *rest = statements
+            self._write(sql, params, rest)
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         return self._db.execute(sql, params).fetchall()
@@ -651,39 +767,56 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
-def _check_or_move_aside(path: Path) -> None:
-    """A corrupt journal is moved aside (never overwritten) so the terminal can start fresh."""
-    problem: str | None = None
+def _uri(path: Path, params: str) -> str:
+    """A SQLite URI for ``path``; quoted, so a '?' or '#' in a directory name is not taken for a parameter."""
+    return f"file:{quote(str(path.absolute()))}?{params}"
+
+
+def _must_exist(path: Path) -> None:
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+        path.stat()
+    except FileNotFoundError:
+        raise JournalMissing(path) from None
+    except OSError as exc:
+        raise JournalError(f"cannot read journal {path}: {exc.strerror}") from None
+
+
+def _is_damage(exc: sqlite3.Error) -> bool:
+    """Corruption (SQLITE_CORRUPT, SQLITE_NOTADB), as opposed to a file that cannot be opened or read."""
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (SQLITE_CORRUPT, SQLITE_NOTADB)
+
+
+def _quick_check(conn: sqlite3.Connection) -> str | None:
+    """None when SQLite finds the journal intact, else its first complaint; raises for unreadable files."""
+    try:
+        result = conn.execute("PRAGMA quick_check").fetchone()
+    except sqlite3.Error as exc:
+        if _is_damage(exc):
+            return str(exc)
+        raise
+    if result is None or result[0] != "ok":
+        return str(result[0] if result else "no answer")
+    return None
+
+
+def _schema_version(conn: sqlite3.Connection, path: Path) -> int:
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(MIGRATIONS):
+        raise JournalError(
+            f"journal {path} has schema {version}, newer than this taptill knows "
+            f"({len(MIGRATIONS)}); upgrade taptill"
+        )
+    return version
+
+
+def _read_only_check(path: Path) -> str | None:
+    """quick_check before the terminal writes: None when intact, else what SQLite found wrong."""
+    try:
+        conn = sqlite3.connect(_uri(path, "mode=ro"), uri=True, timeout=5.0)
         try:
-            result = conn.execute("PRAGMA quick_check").fetchone()
-            if result is None or result[0] != "ok":
-                problem = str(result[0] if result else "no answer")
+            return _quick_check(conn)
         finally:
             conn.close()
-    except sqlite3.OperationalError as exc:
+    except sqlite3.Error as exc:
         # Cannot open or read it (read-only state directory, I/O error): not corruption, so keep it in place.
         raise JournalError(f"cannot read journal {path}: {exc}; make the state directory writable") from None
-    except sqlite3.DatabaseError as exc:
-        problem = str(exc)
-    if problem is None:
-        return
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
-    for suffix in ("", "-wal", "-shm"):
-        src = Path(f"{path}{suffix}")
-        if src.exists():
-            try:
-                src.rename(Path(f"{aside}{suffix}"))
-            except OSError as exc:
-                raise JournalError(
-                    f"journal {path} is corrupt ({problem}) and cannot be moved aside ({exc.strerror}); "
-                    "move it away by hand"
-                ) from None
-    log.error(
-        "journal %s is corrupt (%s); moved it to %s and started a new one: recover sales from it by hand",
-        path,
-        problem,
-        aside,
-    )

@@ -1,12 +1,13 @@
-"""A tiny raw-socket server on 127.0.0.1 that answers each request with canned bytes (for odd servers)."""
+"""Odd servers on 127.0.0.1: canned raw answers, and a port whose connects never complete."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import socketserver
 import threading
 import types
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 
 def http_response(status: int, body: bytes, content_type: str = "application/json", **headers: str) -> bytes:
@@ -89,3 +90,15 @@ class RawHttpServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def connect_never_completes() -> Iterator[int]:
+    """A loopback port whose listener never accepts and whose queue is full: Linux drops further SYNs,
+    so a connect there hangs until the client gives up, and no byte of a request can leave."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = int(listener.getsockname()[1])
+        with socket.create_connection(("127.0.0.1", port)):  # fills the queue
+            yield port

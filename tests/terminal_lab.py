@@ -56,10 +56,12 @@ def write_config(
     )
 
 
-def taptill(*args: str, timeout: float = 30.0, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run the ``taptill`` CLI (as ``python -m terminal``) and return its output."""
+def taptill(
+    *args: str, timeout: float = 30.0, check: bool = True, prefix: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``taptill`` CLI (as ``python -m terminal``, after ``prefix``) and return its output."""
     proc = subprocess.run(
-        [sys.executable, "-m", "terminal", *args],
+        [*prefix, sys.executable, "-m", "terminal", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -86,6 +88,7 @@ class TerminalProcess:
         *,
         wait: bool = True,
         socket: Path | None = None,
+        prefix: Sequence[str] = (),
     ) -> None:
         self.config = config
         self.socket = socket or config.parent / "state" / "tap.sock"  # socket: when [reader] socket differs
@@ -95,7 +98,7 @@ class TerminalProcess:
         full_env.update(env or {})
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "terminal", "run", "--config", str(config)],
+            [*prefix, sys.executable, "-m", "terminal", "run", "--config", str(config)],  # prefix: setpriv …
             cwd=REPO,
             env=full_env,
             stdout=self._log,

@@ -44,6 +44,9 @@ FAULTS: tuple[tuple[FaultKind, float, dict[str, object]], ...] = (
     (FaultKind.GARBAGE_TRUNCATED, 0.02, {}),
     (FaultKind.GARBAGE_CONTENT_TYPE, 0.01, {}),
     (FaultKind.GARBAGE_OVERSIZED, 0.01, {"size": 300_000}),
+    # A byte every 10 ms: any answer outlasts the client's deadline; the cap frees the server's thread.
+    (FaultKind.DRIP_BEFORE, 0.01, {"ms": 10, "cap_s": 3.0}),
+    (FaultKind.DRIP_AFTER, 0.02, {"ms": 10, "cap_s": 3.0}),
 )
 CRASHPOINTS = {
     "doc": ("after_journal", "after_answer"),

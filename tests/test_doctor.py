@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from terminal.doctor import diagnose
+from terminal.doctor import SERVER_TIMEOUT_S, diagnose
+from terminal.emulator.faults import FaultKind
 from terminal.emulator.wallet_server import WalletEmulator
 from tests.terminal_lab import MAX, TerminalProcess, journal_lines, taptill, wait_for, write_config
 
@@ -38,6 +40,7 @@ def test_healthy_terminal_is_all_ok(tmp_path: Path) -> None:
         "reader",
         "display",
         "disk",
+        "journal",
         "queue",
         "products",
         "partybroker",
@@ -62,6 +65,22 @@ def test_world_readable_token_and_server_down_fail(tmp_path: Path) -> None:
         down = statuses(config)
     assert down["secrets"][0] == "OK"
     assert down["server"][0] == "FAIL" and "unreachable" in down["server"][1]
+
+
+def test_a_dripping_server_fails_the_server_check_at_its_deadline(tmp_path: Path) -> None:
+    with WalletEmulator.demo("doc") as emulator:
+        config = write_config(tmp_path, emulator)
+        # 200 ms a byte: the terminal info alone would take over a minute to arrive
+        emulator.faults.inject(FaultKind.DRIP_AFTER, ms=200, cap_s=120, method="GET")
+        started = time.monotonic()
+        proc = taptill("doctor", "--config", str(config), check=False, timeout=SERVER_TIMEOUT_S + 40)
+        elapsed = time.monotonic() - started
+    (server,) = [line for line in proc.stdout.splitlines() if line.split()[1:2] == ["server"]]
+    assert proc.returncode == 1
+    assert server.startswith("FAIL") and f"no complete answer within {SERVER_TIMEOUT_S:g} s" in server
+    assert (
+        SERVER_TIMEOUT_S <= elapsed <= SERVER_TIMEOUT_S + 15
+    )  # slack: two Python start-ups, a loaded machine
 
 
 def test_refused_token_and_unknown_product(tmp_path: Path) -> None:

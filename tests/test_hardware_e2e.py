@@ -204,7 +204,8 @@ def same_pixels(a: Image.Image, b: Image.Image) -> bool:
 @pytest.mark.oled
 def test_image_display_writes_the_approved_screen_pixel_for_pixel(tmp_path: Path, flavour: str) -> None:
     # The gallery's "approved" sample is 2,90 € with 7,10 € left: a 10,00 € wallet buying a 2,90 € beer
-    # lands on exactly that committed golden image.
+    # lands on exactly that committed golden image. Real pretix reports that wallet as 7,09 € (it sums
+    # euros as floats and truncates), and the screen shows what the server reports.
     product = beer(flavour)
     with WalletEmulator(flavour, products=[product], wallets={MAX: 1000}) as emulator:  # type: ignore[arg-type]
         display = '[display]\nkind = "image"\nimage_dir = "screens"\n'
@@ -228,15 +229,18 @@ def test_image_display_writes_the_approved_screen_pixel_for_pixel(tmp_path: Path
             code = term.stop()
         assert code == 0, term.log()
         assert ledger(emulator) == [(MAX, -290)]
+        reported = emulator.reported_balance(MAX)
+    assert reported == (710 if flavour == "doc" else 709)
     expected = render(
-        ApprovedScreen(amount_cents=290, balance_cents=710), 128, 64, locale="de", currency="EUR"
+        ApprovedScreen(amount_cents=290, balance_cents=reported), 128, 64, locale="de", currency="EUR"
     )
     frames = sorted(screens.glob("frame-*.png"))
     newest = pixels(frames[-1])
     shown = pixels(screens / "latest.png")
     assert same_pixels(shown, newest), "latest.png is not the newest frame"
     assert same_pixels(shown, expected), f"latest.png is not the Approved screen; see {screens}"
-    assert same_pixels(shown, pixels(GOLDEN / "approved_128x64.png")), "differs from the committed golden PNG"
+    if flavour == "doc":
+        assert same_pixels(shown, pixels(GOLDEN / "approved_128x64.png")), "differs from the committed golden"
     assert same_pixels(pixels(frames[-2]), processing), "the frame before Approved was not Processing"
 
 

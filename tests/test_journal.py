@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from terminal.journal import MIGRATIONS, Journal, JournalError
+from terminal.journal import MIGRATIONS, Journal, JournalDamaged, JournalError
 from terminal.model import DeclineReason, SaleState
+from terminal.salvage import open_journal_salvaging
 from tests.terminal_lab import ERIKA, MAX
 
 
@@ -177,14 +178,17 @@ def test_a_garbage_file_is_moved_aside_byte_for_byte(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite3"
     garbage = b"this is not a database at all\n" * 100
     path.write_bytes(garbage)
-    j = Journal.open(path)
+    with pytest.raises(JournalDamaged, match="file is not a database"):
+        Journal.open(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["journal.sqlite3"], "Journal.open moves nothing"
+    j = open_journal_salvaging(path)  # what `taptill run` does: nothing salvageable, a new journal
     sale(j)
     j.close()
     aside = [p for p in tmp_path.iterdir() if ".corrupt-" in p.name]
     assert len(aside) == 1 and aside[0].read_bytes() == garbage
 
 
-def test_a_damaged_page_is_found_by_quick_check_and_moved_aside(tmp_path: Path) -> None:
+def test_damaged_index_pages_are_found_and_every_sale_salvaged(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite3"
     j = Journal.open(path)
     keys = [j.sale(sale(j)).idempotency_key for _ in range(300)]  # type: ignore[union-attr]
@@ -193,11 +197,18 @@ def test_a_damaged_page_is_found_by_quick_check_and_moved_aside(tmp_path: Path) 
     data = bytearray(path.read_bytes())
     page = 4096
     assert len(data) > 4 * page
-    data[2 * page : 4 * page] = b"\xa5" * (2 * page)  # keep the header, damage b-tree pages
+    data[2 * page : 4 * page] = b"\xa5" * (2 * page)  # pages 3 and 4: the roots of two indexes
     path.write_bytes(bytes(data))
     damaged = bytes(data)
-    fresh = Journal.open(path)
-    assert fresh.sale_by_key(keys[0]) is None and fresh.status().pending == 0
-    fresh.close()
+    with pytest.raises(JournalDamaged):
+        Journal.open(path)
+    assert path.read_bytes() == damaged
+    fresh = open_journal_salvaging(path)
+    try:
+        # The table itself was intact: SQLite gives every sale back, with its key, into a sound journal.
+        assert [s.idempotency_key for s in fresh.sales()] == keys
+        assert fresh._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        fresh.close()
     aside = [p for p in tmp_path.iterdir() if ".corrupt-" in p.name and not p.name.endswith(("-wal", "-shm"))]
     assert len(aside) == 1 and aside[0].read_bytes() == damaged

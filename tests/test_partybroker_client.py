@@ -28,6 +28,7 @@ from terminal.partybroker.client import (
     Unauthorized,
 )
 from terminal.secret import Secret
+from tests.raw_http import connect_never_completes
 
 pytestmark = pytest.mark.partybroker
 
@@ -236,7 +237,7 @@ def test_a_stopped_server_is_ambiguous_and_provably_not_applied() -> None:
     assert "connect" in out.reason
 
 
-# --- a raw server for what the emulator cannot do: a body cut short of its Content-Length, a drip ---
+# --- a raw server for what the emulator cannot do: a body cut short, a body dripping after quick headers ---
 
 
 class _Raw(BaseHTTPRequestHandler):
@@ -303,3 +304,47 @@ def test_sales_refuse_nonsense_quantities_and_refs() -> None:
         DrinkRef()
     with pytest.raises(ValueError):
         DrinkRef(id=1, external_id="x")
+
+
+# --- an overall deadline: the emulator drips status line, headers and body a byte at a time ---------
+
+DEADLINE_S = 1.0
+SLACK_S = 5.0  # generous for a loaded machine; a 100 ms drip of any answer here lasts over 20 s
+
+
+@pytest.mark.parametrize(("kind", "booked"), [(FaultKind.DRIP_AFTER, {145: 1}), (FaultKind.DRIP_BEFORE, {})])
+def test_a_sale_whose_answer_drips_is_ambiguous_at_the_deadline(
+    emu: PartybrokerEmulator, kind: FaultKind, booked: dict[int, int]
+) -> None:
+    emu.faults.inject(kind, ms=100, cap_s=60, times=1, method="POST")
+    started = time.monotonic()
+    out = run(buy(emu, Sale(WEISSBIER, 1), timeout_s=DEADLINE_S))
+    elapsed = time.monotonic() - started
+    assert out == Ambiguous(f"no complete answer within {DEADLINE_S:g} s", maybe_applied=True)
+    assert DEADLINE_S <= elapsed <= DEADLINE_S + SLACK_S
+    assert {d: n for d, n in emu.units_sold().items() if n} == booked  # after: the party took the sale
+    assert emu.faults.applied() == {kind.value: 1}
+
+
+async def list_drinks(client: PartybrokerClient) -> object:
+    async with client:
+        return await client.drinks()
+
+
+def test_a_dripping_price_list_is_ambiguous_at_the_deadline(emu: PartybrokerEmulator) -> None:
+    emu.faults.inject(FaultKind.DRIP_AFTER, ms=100, cap_s=60, times=1, method="GET")
+    started = time.monotonic()
+    out = run(list_drinks(client_for(emu, timeout_s=DEADLINE_S)))
+    elapsed = time.monotonic() - started
+    assert out == Ambiguous(f"no complete answer within {DEADLINE_S:g} s", maybe_applied=False)
+    assert DEADLINE_S <= elapsed <= DEADLINE_S + SLACK_S
+
+
+def test_a_deadline_that_strikes_while_connecting_is_provably_not_applied() -> None:
+    with connect_never_completes() as port:
+        url = f"http://127.0.0.1:{port}/api"
+        started = time.monotonic()
+        out = run(buy_once(PartybrokerClient(url, "1234", "taptill", Secret(PASSWORD), timeout_s=0.5)))
+        elapsed = time.monotonic() - started
+    assert isinstance(out, Ambiguous) and out.maybe_applied is False, out
+    assert 0.5 <= elapsed <= 0.5 + SLACK_S

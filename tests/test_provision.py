@@ -7,13 +7,22 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from provisioning.provision import EXIT_CHANGED, EXIT_REFUSED, EXIT_UNCHANGED, EXIT_UNREACHABLE, EXIT_USAGE
+from provisioning.provision import (
+    EXIT_CHANGED,
+    EXIT_REFUSED,
+    EXIT_UNCHANGED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    SERVER_TIMEOUT_S,
+)
 from terminal.config import load_config
 from terminal.config_section import Section
+from terminal.emulator.faults import FaultKind
 from terminal.emulator.partybroker_server import EmulatedDrink, PartybrokerEmulator
 from terminal.emulator.wallet_server import WalletEmulator
 from terminal.partybroker.client import DrinkRef
@@ -124,6 +133,20 @@ def test_unreachable_server_writes_nothing(tmp_path: Path) -> None:
         proc = provision(root, *wallet_flags(emulator), token=emulator.api_token)
     assert proc.returncode == EXIT_UNREACHABLE, proc.stdout + proc.stderr
     assert "unreachable" in proc.stderr
+    assert tree(root) == {}
+
+
+def test_a_dripping_server_is_unreachable_at_the_deadline_and_nothing_is_written(tmp_path: Path) -> None:
+    root = tmp_path / "image"
+    with WalletEmulator.demo("doc") as emulator:
+        # 200 ms a byte: the terminal info alone would take over a minute to arrive
+        emulator.faults.inject(FaultKind.DRIP_AFTER, ms=200, cap_s=120, method="GET")
+        started = time.monotonic()
+        proc = provision(root, *wallet_flags(emulator), token=emulator.api_token)
+        elapsed = time.monotonic() - started
+    assert proc.returncode == EXIT_UNREACHABLE, proc.stdout + proc.stderr
+    assert f"no complete answer within {SERVER_TIMEOUT_S:g} s" in proc.stderr
+    assert SERVER_TIMEOUT_S <= elapsed <= SERVER_TIMEOUT_S + 15  # slack: a Python start-up, a loaded machine
     assert tree(root) == {}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import subprocess
 import threading
 import time
@@ -15,18 +16,21 @@ import pytest
 
 from hw.display.null import NullDisplay
 from hw.gpio.outputs import LogOutputs
+from hw.readers.sim import COMMAND_DEADLINE_S
 from terminal.config import OfflineConfig
 from terminal.controller import Controller, ControllerSettings, Phase
 from terminal.device_loop import DeviceLoop
+from terminal.emulator.faults import FaultKind
+from terminal.emulator.terminal_config import write_terminal_config
 from terminal.emulator.wallet_server import WalletEmulator
 from terminal.events import CardPresented, CardRemoved
 from terminal.journal import Journal
 from terminal.model import Product
-from terminal.sale_sender import SaleSender
+from terminal.sale_sender import MIN_PAUSE_S, SaleSender
 from terminal.secret import Secret
 from terminal.server_health import ServerHealth
 from terminal.wallet.client import WalletClient
-from tests.terminal_lab import ERIKA, MAX
+from tests.terminal_lab import ERIKA, MAX, TerminalProcess, journal_lines, settled, wait_for
 
 HUGE = b'{"data": {"token_id": "04A1B2C3D4E5F6", "balance": 1' + b"0" * 5000 + b"}}"
 
@@ -168,3 +172,77 @@ def test_a_full_disk_pauses_the_outbox_without_starving_the_loop(tmp_path: Path)
         journal.close()
     assert beats >= 5, f"the event loop was starved: {beats} heartbeats in a second"
     assert stopped_in < 6.0
+
+
+WALLET_TIMEOUT_S = 1.5  # [wallet] timeout_s: also the probe's deadline (it takes min(5 s, timeout_s))
+PROBE_S = 0.2  # [offline] probe_interval_s
+
+
+def test_a_dripping_server_sends_the_terminal_offline_and_it_is_back_soon_after_recovery(
+    tmp_path: Path, wallet_server: WalletEmulator
+) -> None:
+    """Field report: a proxy dripping a byte every half second kept the probe hanging for minutes."""
+    config = write_terminal_config(
+        tmp_path, wallet_server, timeout_s=WALLET_TIMEOUT_S, probe_interval_s=PROBE_S
+    )
+    term = TerminalProcess(config)
+    try:
+        term.tap(MAX)  # online: the card's balance is known for the offline decision
+        wait_for(lambda: settled(config, 1), what="the first sale")
+        # Every answer to a GET now trickles in at 4 bytes a second: a terminal info takes over a minute.
+        wallet_server.faults.inject(FaultKind.DRIP_AFTER, ms=250, cap_s=120, method="GET")
+        term.tap(MAX)  # the lookup drips past the tap budget: decided offline
+        wait_for(lambda: len(journal_lines(config)) == 2, what="the offline sale")
+        # Probes keep running into the drip and end at their deadline, one after another.
+        wait_for(lambda: wallet_server.faults.applied().get("drip_after", 0) >= 4, 30, "probes to end")
+        assert len(wallet_server.transactions()) == 1
+        wallet_server.faults.set_rules([])  # the server recovers; a probe under way is still dripped on
+        recovered = time.monotonic()
+        wait_for(lambda: len(wallet_server.transactions()) == 2, 60, "the offline sale to be delivered")
+        back_after = time.monotonic() - recovered
+        term.tap(MAX)
+        wait_for(lambda: settled(config, 3), what="the third sale")
+    finally:
+        assert term.stop() == 0
+    _, offline, online = journal_lines(config)
+    assert offline["offline"] is True and offline["state"] == "done"
+    assert online["offline"] is False and online["state"] == "done"  # the next tap is decided online
+    assert [t.amount for t in wallet_server.transactions()] == [-250, -250, -250]
+    assert wallet_server.balance(MAX) == 1250
+    # At worst the probe under way runs to its deadline, then the outbox pauses and probes again.
+    bound = WALLET_TIMEOUT_S + PROBE_S + MIN_PAUSE_S
+    assert back_after <= bound + 5.0, f"back online {back_after:.1f} s after recovery (bound {bound:.1f} s)"
+
+
+def test_a_client_dripping_its_command_does_not_hold_the_sim_reader(tmp_path: Path) -> None:
+    """The same flaw on the tap socket: a per-read timeout let a slow client block every other tap."""
+    with WalletEmulator.demo("doc") as emulator:
+        term = TerminalProcess(write_terminal_config(tmp_path, emulator))
+        stop, connected = threading.Event(), threading.Event()
+
+        def drip() -> None:
+            with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.connect(str(term.socket))
+                connected.set()
+                for byte in f"tap {ERIKA}".encode():  # a byte every 0.5 s and never the newline
+                    sock.sendall(bytes([byte]))
+                    if stop.wait(0.5):
+                        return
+                stop.wait()
+
+        dripper = threading.Thread(target=drip, daemon=True)
+        try:
+            dripper.start()
+            assert connected.wait(10)
+            connected_at = time.monotonic()
+            term.tap(MAX)  # answered once the reader gives up on the dripping client
+            waited = time.monotonic() - connected_at
+            wait_for(lambda: settled(term.config, 1), what="the sale")
+        finally:
+            stop.set()
+            dripper.join(timeout=5)
+            assert term.stop() == 0
+    assert [line["token_id"] for line in journal_lines(term.config)] == [MAX]  # the drip tapped nothing
+    # The tap waited for the dripping client's deadline (it was accepted first), and not much longer:
+    # unbounded, the drip would hold the reader for minutes. 5 s slack for a loaded machine.
+    assert COMMAND_DEADLINE_S <= waited <= COMMAND_DEADLINE_S + 5.0

@@ -1,6 +1,7 @@
 """Disk and database faults: a full disk and a read-only state directory stop sales (never sell what cannot
 be journaled) until the journal is writable again; a corrupt journal is moved aside at start, never
-overwritten. The state directory is a real small tmpfs mounted for the test (the suite runs as root)."""
+overwritten, and what SQLite can read of it salvaged. The state directory is a real small tmpfs mounted
+for the test (the suite runs as root)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 from terminal.emulator.wallet_server import WalletEmulator
 from terminal.journal import Journal, JournalError
+from terminal.salvage import open_journal_salvaging
 from tests.terminal_lab import MAX, TerminalProcess, taptill, wait_for, write_config
 
 OUT_OF_SERVICE = "Out of service"
@@ -190,7 +192,7 @@ def test_a_read_only_state_directory_at_start_is_refused_and_the_journal_kept(
     _mount("-o", "remount,ro", str(state_fs))
     proc = taptill("run", "--config", str(config), check=False, timeout=30)
     assert proc.returncode == 2, proc.stderr
-    assert "cannot read journal" in proc.stderr and "make the state directory writable" in proc.stderr
+    assert "cannot lock state directory" in proc.stderr and "make the state directory writable" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert sorted(p.name for p in state_fs.iterdir()) == before, "nothing may be moved aside"
 
@@ -230,10 +232,10 @@ def test_a_corrupt_journal_is_moved_aside_never_overwritten(
     _journal_with_sales(path, 40)
     _spoil(path, where)
     spoilt = path.read_bytes()
-    with caplog.at_level(logging.ERROR, logger="terminal.journal"):
-        journal = Journal.open(path)
+    with caplog.at_level(logging.ERROR, logger="terminal.salvage"):
+        journal = open_journal_salvaging(path)
     try:
-        assert list(journal.sales()) == [], "a fresh journal starts empty"
+        assert list(journal.sales()) == [], "nothing was left to salvage: a fresh journal starts empty"
     finally:
         journal.close()
     aside = [
@@ -244,7 +246,8 @@ def test_a_corrupt_journal_is_moved_aside_never_overwritten(
     assert len(aside) == 1, list(path.parent.iterdir())
     assert aside[0].read_bytes() == spoilt, "the corrupt journal must be kept byte for byte"
     message = caplog.text
-    assert "is corrupt" in message and str(aside[0]) in message and "recover sales from it by hand" in message
+    assert "was damaged" in message and f"moved it to {aside[0]}" in message
+    assert "nothing could be salvaged" in message
 
 
 def test_a_corrupt_journal_is_reported_at_start_and_the_terminal_sells_again(
@@ -257,7 +260,7 @@ def test_a_corrupt_journal_is_reported_at_start_and_the_terminal_sells_again(
     spoilt = path.read_bytes()
     term = TerminalProcess(config)
     try:
-        assert "is corrupt" in term.log() and "moved it to" in term.log(), term.log()
+        assert "was damaged" in term.log() and "moved it to" in term.log(), term.log()
         term.tap(MAX)
         wait_for(lambda: len(wallet_server.transactions()) == 1, what="a sale on the fresh journal")
     finally:
@@ -274,7 +277,8 @@ def test_a_journal_that_cannot_be_moved_aside_is_an_error_not_a_crash(tmp_path: 
     path = state_fs / "journal.sqlite3"
     _journal_with_sales(path, 40)
     _spoil(path, "header")
+    spoilt = path.read_bytes()
     _mount("-o", "remount,ro", str(state_fs))
-    with pytest.raises(JournalError, match=r"cannot be moved aside|cannot read journal"):
-        Journal.open(path)
-    assert path.exists()
+    with pytest.raises(JournalError, match=r"cannot be moved aside \(Read-only file system\); move it away"):
+        open_journal_salvaging(path)
+    assert path.read_bytes() == spoilt and [p.name for p in state_fs.iterdir()] == ["journal.sqlite3"]

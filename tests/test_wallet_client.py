@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import socket
+import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -24,7 +25,7 @@ from terminal.wallet.outcomes import (
     Unauthorized,
     Unavailable,
 )
-from tests.raw_http import RawHttpServer, http_response
+from tests.raw_http import RawHttpServer, connect_never_completes, http_response
 from tests.terminal_lab import EMPTY, ERIKA, MAX, SMALL, STRANGER, espresso
 
 T = TypeVar("T")
@@ -302,7 +303,7 @@ def test_latency_within_the_timeout_is_fine(wallet_server: WalletEmulator, flavo
 def test_a_per_call_timeout_overrides_the_default(wallet_server: WalletEmulator) -> None:
     wallet_server.faults.inject(FaultKind.HANG, times=1, method="GET", route="wallet", cap_s=10)
     res = run(_one_call(wallet_server, lambda c: c.wallet(MAX, timeout=0.2), timeout_s=30.0))
-    assert res == Unavailable("timeout")
+    assert res == Unavailable("no complete answer within 0.2 s")
 
 
 def test_connection_refused_is_unavailable_and_provably_not_applied() -> None:
@@ -482,3 +483,80 @@ def test_a_same_host_product_page_with_an_invalid_url_is_unavailable() -> None:
 
         res = run(scenario())
         assert isinstance(res, Unavailable), res
+
+
+# -- an overall deadline: a server that drips its answer a byte at a time -------------------------------
+
+DEADLINE_S = 1.0
+SLACK_S = 5.0  # generous for a loaded machine; a 100 ms drip of any answer here lasts over 20 s
+DRIPPING_CALLS: dict[str, tuple[str, str, Any]] = {
+    "wallet": ("GET", "wallet", lambda c, flavour: c.wallet(MAX)),
+    "terminal_info": ("GET", "terminal", lambda c, flavour: c.terminal_info()),
+    "debit": ("POST", "transaction", lambda c, flavour: debit(c, flavour)),
+}
+
+
+@pytest.mark.parametrize(("kind", "booked"), [(FaultKind.DRIP_AFTER, 1), (FaultKind.DRIP_BEFORE, 0)])
+@pytest.mark.parametrize("call", list(DRIPPING_CALLS))
+def test_a_dripping_answer_ends_the_call_at_its_deadline(
+    wallet_server: WalletEmulator, flavour: str, call: str, kind: FaultKind, booked: int
+) -> None:
+    method, route, make = DRIPPING_CALLS[call]
+    wallet_server.faults.inject(kind, ms=100, cap_s=60, times=1, method=method, route=route)
+    started = time.monotonic()
+    res = run(_one_call(wallet_server, lambda c: make(c, flavour), timeout_s=DEADLINE_S))
+    elapsed = time.monotonic() - started
+    assert res == Unavailable(f"no complete answer within {DEADLINE_S:g} s", maybe_applied=True)
+    assert DEADLINE_S <= elapsed <= DEADLINE_S + SLACK_S
+    # After the server applied a debit the terminal must reconcile; before, nothing was charged.
+    assert len(wallet_server.transactions()) == (booked if call == "debit" else 0)
+    assert wallet_server.faults.applied() == {kind.value: 1}
+
+
+def test_the_deadline_spans_every_product_page() -> None:
+    products = [(i, f"Item {i}", 100 + i) for i in range(1, 121)]  # three pages of 50
+    with WalletEmulator("real", products=products) as emu:
+        emu.faults.inject(FaultKind.LATENCY, ms=450, route="terminal")  # each page in time, not all three
+        started = time.monotonic()
+        res = run(_one_call(emu, lambda c: c.terminal_info(timeout=DEADLINE_S), timeout_s=30.0))
+        elapsed = time.monotonic() - started
+        pages = emu.stats()["requests"]
+    assert res == Unavailable(f"no complete answer within {DEADLINE_S:g} s", maybe_applied=True)
+    assert DEADLINE_S <= elapsed <= DEADLINE_S + SLACK_S
+    assert pages == 3
+
+
+def test_a_deadline_that_strikes_while_connecting_is_provably_not_applied() -> None:
+    with connect_never_completes() as port:
+        url = f"http://127.0.0.1:{port}/api/v1/organizers/o/events/e/wallet"
+
+        async def scenario() -> object:
+            client = WalletClient(url, Secret("x"), timeout_s=0.5)
+            try:
+                return await debit(client, "real")
+            finally:
+                await client.aclose()
+
+        started = time.monotonic()
+        res = run(scenario())
+        elapsed = time.monotonic() - started
+    assert isinstance(res, Unavailable) and res.maybe_applied is False, res
+    assert 0.5 <= elapsed <= 0.5 + SLACK_S
+
+
+def test_a_debit_never_outlives_the_clients_timeout_which_the_reconcile_window_relies_on() -> None:
+    with WalletEmulator.demo("doc") as emu:
+        emu.faults.inject(FaultKind.DRIP_AFTER, ms=100, cap_s=60, times=1, method="POST", route="transaction")
+
+        async def long_debit(client: WalletClient) -> object:
+            return await client.transact(
+                MAX, ["espresso"], description="Kaffee", tag=None, idempotency_key="k" * 24, timeout=30.0
+            )
+
+        started = time.monotonic()
+        res = run(_one_call(emu, long_debit, timeout_s=DEADLINE_S))
+        elapsed = time.monotonic() - started
+        booked = len(emu.transactions())
+    assert res == Unavailable(f"no complete answer within {DEADLINE_S:g} s", maybe_applied=True)
+    assert DEADLINE_S <= elapsed <= DEADLINE_S + SLACK_S
+    assert booked == 1

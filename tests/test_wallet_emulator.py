@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -622,6 +624,80 @@ def test_fault_rules_refuse_nonsense() -> None:
         FaultRule.from_json({"kind": "latency"})  # a latency without ms does nothing
     with pytest.raises(FaultConfigError):
         FaultRule.from_json({"kind": "hang", "colour": "red"})
+    with pytest.raises(FaultConfigError, match="ms > 0"):
+        FaultRule.from_json({"kind": "drip_after"})  # a drip without a pace is no drip
+
+
+# -- drip: the whole answer a byte at a time --------------------------------------------------------------
+
+
+def _raw_request(emu: WalletEmulator, method: str, path: str, body: bytes = b"") -> socket.socket:
+    """A connection that has sent one request (Connection: close) and read nothing yet."""
+    url = urlsplit(emu.base_url)
+    head = (
+        f"{method} {url.path}{path} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+        f"Authorization: Bearer {emu.api_token}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    sock = socket.create_connection((url.hostname or "127.0.0.1", url.port or 80))
+    sock.settimeout(15.0)  # far beyond every drip below, far below the 60 s caps
+    sock.sendall(head.encode() + body)
+    return sock
+
+
+def _read(sock: socket.socket, at_least: int | None = None) -> list[bytes]:
+    """The chunks as they arrive, until ``at_least`` bytes or (None) the server closes."""
+    chunks: list[bytes] = []
+    while at_least is None or sum(map(len, chunks)) < at_least:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return chunks
+
+
+def test_drip_after_applies_then_sends_status_headers_and_body_a_byte_at_a_time(doc: WalletEmulator) -> None:
+    with httpx.Client(base_url=doc.control_url) as control:
+        rule = {"kind": "drip_after", "ms": 5, "times": 1, "method": "POST", "route": "transaction"}
+        state = control.post("/faults", json={"add": [rule]}).json()
+    assert state["rules"][0]["kind"] == "drip_after" and state["rules"][0]["ms"] == 5
+    sale = json.dumps(doc_sale(["espresso"], "drip-key-0123456789abcd")).encode()
+    started = time.monotonic()
+    with _raw_request(doc, "POST", SALE_URL, sale) as sock:
+        chunks = _read(sock)
+    elapsed = time.monotonic() - started
+    answer = b"".join(chunks)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 201 ") and b"Content-Length: " in head
+    assert json.loads(body)["data"]["balance"] == 1750  # the real answer, complete
+    assert elapsed >= (len(answer) - 1) * 0.005  # a pause between every two bytes, status line included
+    assert len(chunks[0]) < len(head)  # the head itself did not arrive in one piece
+    assert [t.amount for t in doc.transactions()] == [-250]
+    assert doc.faults.applied() == {"drip_after": 1}
+
+
+def test_drip_before_applies_nothing_and_hangs_up_at_its_cap(doc: WalletEmulator) -> None:
+    doc.faults.inject(FaultKind.DRIP_BEFORE, ms=100, cap_s=0.5, times=1, method="POST", route="transaction")
+    sale = json.dumps(doc_sale(["espresso"], "drip-key-0123456789abcd")).encode()
+    started = time.monotonic()
+    with _raw_request(doc, "POST", SALE_URL, sale) as sock:
+        answer = b"".join(_read(sock))
+    elapsed = time.monotonic() - started
+    # A proxy's 504 trickling in, cut off at 0.5 s: one byte at once and at most one per 0.1 s pause.
+    assert 1 <= len(answer) <= 6 and b"HTTP/1.1 504 Gateway Timeout".startswith(answer)
+    assert elapsed >= 0.5
+    assert doc.transactions() == [] and doc.balance(MAX) == 2000
+
+
+def test_clear_ends_a_drip_under_way_and_replacing_the_rules_does_not(doc: WalletEmulator) -> None:
+    doc.faults.inject(FaultKind.DRIP_AFTER, ms=50, cap_s=60, times=1, method="GET", route="wallet")
+    with _raw_request(doc, "GET", f"/pos/wallets/token/{MAX}") as sock:
+        got = b"".join(_read(sock, at_least=3))
+        doc.faults.set_rules([])  # the server recovered; this connection is still dripped on
+        got += b"".join(_read(sock, at_least=len(got) + 3))
+        doc.faults.clear()
+        got += b"".join(_read(sock))  # the server hangs up, long before the 60 s cap
+    assert got[:6] == b"HTTP/1" and b"\r\n\r\n" not in got  # cut short in the head, never completed
 
 
 # -- ledger persistence and the command line ------------------------------------------------------------

@@ -13,15 +13,18 @@ import logging
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 
 from hw.gpio.base import ButtonListener
 from hw.readers.base import CardListener
+from terminal.catalog import StartupError
 from terminal.uid import InvalidUid, normalise_uid
 
 log = logging.getLogger(__name__)
 
 MAX_LINE = 256
+COMMAND_DEADLINE_S = 2.0  # a client has this long for its whole line, however slowly it sends it
 
 
 class SimReader:
@@ -34,16 +37,26 @@ class SimReader:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._listener: CardListener | None = None
+        self._bound: tuple[int, int] | None = None  # device and inode of the socket file we bound
 
     def start(self, listener: CardListener) -> None:
+        """Listen on the socket; raises StartupError if another terminal is listening there already."""
         self._listener = listener
         self.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        if _answers(self.socket_path):
+            # Another terminal (with another state directory) owns it: taking it over would leave that
+            # terminal deaf, and our stop would remove its socket.
+            raise StartupError(
+                f"another terminal listens on {self.socket_path}; give this one its own [reader] socket"
+            )
         with contextlib.suppress(FileNotFoundError):
-            self.socket_path.unlink()
+            self.socket_path.unlink()  # left by a terminal that was killed
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o117)  # owner and group may tap; others may not
         try:
             sock.bind(str(self.socket_path))
+            st = self.socket_path.stat()
+            self._bound = (st.st_dev, st.st_ino)
         finally:
             os.umask(old)
         sock.listen(8)
@@ -63,7 +76,9 @@ class SimReader:
         if self._sock is not None:
             self._sock.close()
         with contextlib.suppress(OSError):  # gone already, or a read-only state directory
-            self.socket_path.unlink()
+            st = self.socket_path.stat()
+            if (st.st_dev, st.st_ino) == self._bound:  # only our own socket, never a successor's
+                self.socket_path.unlink()
 
     def _serve(self) -> None:
         assert self._sock is not None
@@ -75,10 +90,10 @@ class SimReader:
             except OSError:
                 return
             with conn:
-                conn.settimeout(2.0)
                 try:
-                    line = _read_line(conn)
+                    line = _read_line(conn, COMMAND_DEADLINE_S)
                     answer = self.handle(line)
+                    conn.settimeout(COMMAND_DEADLINE_S)
                     conn.sendall(answer.encode() + b"\n")
                 except OSError as exc:
                     log.warning("sim reader: client went away (%s)", exc)
@@ -121,9 +136,29 @@ class SimReader:
         return "error: unknown command; use tap UID, present UID, remove or press BUTTON"
 
 
-def _read_line(conn: socket.socket) -> str:
+def _answers(path: Path) -> bool:
+    """True if a process accepts connections on the Unix socket at ``path`` (a stale file refuses)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+def _read_line(conn: socket.socket, timeout_s: float) -> str:
+    """One line of at most MAX_LINE bytes, all of it within ``timeout_s`` seconds (TimeoutError after).
+
+    A per-read timeout alone would let a peer sending a byte now and then hold the reader for minutes.
+    """
+    deadline = time.monotonic() + timeout_s
     data = b""
     while b"\n" not in data and len(data) < MAX_LINE:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no whole line within {timeout_s:g} s")
+        conn.settimeout(left)
         chunk = conn.recv(MAX_LINE)
         if not chunk:
             break
@@ -132,9 +167,14 @@ def _read_line(conn: socket.socket) -> str:
 
 
 def send_command(socket_path: Path, line: str, timeout_s: float = 5.0) -> str:
-    """Client side of the sim reader (``taptill tap``/``press``)."""
+    """Client side of the sim reader (``taptill tap``/``press``): the answer line within ``timeout_s`` s.
+
+    Raises OSError (TimeoutError included) when the terminal is not there or does not answer in time.
+    """
+    deadline = time.monotonic() + timeout_s
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout_s)
         sock.connect(str(socket_path))
+        sock.settimeout(max(0.001, deadline - time.monotonic()))
         sock.sendall(line.encode() + b"\n")
-        return _read_line(sock)
+        return _read_line(sock, deadline - time.monotonic())

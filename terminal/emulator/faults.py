@@ -1,4 +1,4 @@
-"""Fault injection for the local server emulators: seeded rules that delay, hang, drop or garble HTTP answers.
+"""Fault injection for the local server emulators: rules that delay, hang, drip, drop or garble answers.
 
 Generic on purpose: nothing here knows about wallets. An emulator classifies each request into a route
 kind (any string, e.g. "transaction"), asks ``FaultInjector.plan`` what to do, and carries the plan out
@@ -8,7 +8,12 @@ Phases: a *before* fault replaces the request entirely (nothing is applied); an 
 emulator apply the request and then spoils the answer. ``garbage_html`` is a before fault (a captive
 portal or proxy page answers instead of the server); the other garbage kinds are after faults (the
 server committed, the body got mangled on the way). A hang, once released or past its cap, closes the
-connection without applying anything.
+connection without applying anything. A drip sends a whole answer (status line, headers, body) one byte
+every ``ms`` milliseconds, as a struggling server or proxy does: each read is quick, the whole is not.
+``drip_before`` trickles a proxy's 504 page and applies nothing; ``drip_after`` applies the request and
+trickles the real answer. A drip stops at ``cap_s`` or on ``clear()`` by closing the connection;
+``set_rules`` and a JSON ``rules`` list leave drips already under way running, as a recovered server
+leaves a connection that is still being dripped on.
 
 A *latency profile* adds a delay to every request by method, drawn per request: ``fast`` (none, the
 default) or ``real`` (reads 20–60 ms, writes 150–400 ms, as a real pretix server under load answers,
@@ -24,6 +29,7 @@ import logging
 import random
 import socket
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
@@ -46,9 +52,12 @@ class FaultKind(StrEnum):
     GARBAGE_TRUNCATED = "garbage_truncated"  # apply, then the real status with half of the JSON body
     GARBAGE_CONTENT_TYPE = "garbage_content_type"  # apply, then the real body labelled text/html
     GARBAGE_OVERSIZED = "garbage_oversized"  # apply, then the real status with a body of `size` bytes
+    DRIP_BEFORE = "drip_before"  # a proxy's 504 page a byte every `ms` for at most `cap_s`; nothing applied
+    DRIP_AFTER = "drip_after"  # apply, then the real answer one byte every `ms` for at most `cap_s`
 
 
 DELAY_KINDS = frozenset({FaultKind.LATENCY, FaultKind.LATENCY_SPIKE})
+DRIP_KINDS = frozenset({FaultKind.DRIP_BEFORE, FaultKind.DRIP_AFTER})
 AFTER_KINDS = frozenset(
     {
         FaultKind.DROP_AFTER,
@@ -56,6 +65,7 @@ AFTER_KINDS = frozenset(
         FaultKind.GARBAGE_TRUNCATED,
         FaultKind.GARBAGE_CONTENT_TYPE,
         FaultKind.GARBAGE_OVERSIZED,
+        FaultKind.DRIP_AFTER,
     }
 )
 DOWN = "down"  # counted among applied faults when the down switch closes a connection
@@ -98,9 +108,9 @@ class FaultRule:
     times: int | None = None
     method: str | None = None  # e.g. "POST"; None matches every method
     route: str | None = None  # route kind named by the emulator, e.g. "transaction"; None matches all
-    ms: int = 0  # delay for latency kinds
+    ms: int = 0  # delay for latency kinds; pause between two bytes for drip kinds
     retry_after: int = 1  # seconds, for rate_limit_429
-    cap_s: float = 30.0  # longest hang
+    cap_s: float = 30.0  # longest hang or drip
     size: int = 2_000_000  # bytes, for garbage_oversized
 
     def __post_init__(self) -> None:
@@ -111,7 +121,7 @@ class FaultRule:
             raise FaultConfigError(f"fault times {self.times} must be 0 or more (or null for always)")
         if self.ms < 0 or self.retry_after < 0 or self.cap_s < 0 or self.size < 0:
             raise FaultConfigError("fault ms, retry_after, cap_s and size must not be negative")
-        if self.kind in DELAY_KINDS and self.ms == 0:
+        if (self.kind in DELAY_KINDS or self.kind in DRIP_KINDS) and self.ms == 0:
             raise FaultConfigError(f"a {self.kind} fault needs ms > 0")
         if self.method is not None:
             self.method = self.method.upper()
@@ -329,9 +339,12 @@ class FaultInjector:
 
     def wait_for_release(self, cap_s: float) -> bool:
         """Block a hanging request until ``clear()`` or ``cap_s`` seconds; True if released."""
+        return self.release_signal().wait(cap_s)
+
+    def release_signal(self) -> threading.Event:
+        """The event the next ``clear()`` sets: taken once by a drip, so no clear in between is missed."""
         with self._lock:
-            release = self._release
-        return release.wait(cap_s)
+            return self._release
 
     # -- counters --------------------------------------------------------------------------------------
 
@@ -368,6 +381,10 @@ _ERROR500_PAGE = (
     b'<!doctype html>\n<html lang="en"><head><title>Server Error (500)</title></head>'
     b"<body><h1>Server Error (500)</h1><p></p></body></html>\n"
 )
+_GATEWAY_TIMEOUT_PAGE = (
+    b"<!doctype html>\n<html><head><title>504 Gateway Time-out</title></head>"
+    b"<body><h1>504 Gateway Time-out</h1><p>The upstream server did not answer in time.</p></body></html>\n"
+)
 _PORTAL_PAGE = (
     b"<!doctype html>\n<html><head><title>Wi-Fi login</title></head>"
     b"<body><h1>Welcome to the venue Wi-Fi</h1><p>Please accept the terms to continue.</p></body></html>\n"
@@ -391,6 +408,63 @@ def send_body(
     if handler.command != "HEAD":
         handler.wfile.write(body)
     handler.wfile.flush()
+
+
+def response_bytes(
+    handler: BaseHTTPRequestHandler,
+    status: int,
+    body: bytes,
+    content_type: str,
+    headers: dict[str, str] | None = None,
+) -> bytes:
+    """The bytes ``send_body`` would write (status line, headers, body), for sending them another way."""
+    phrase = handler.responses.get(status, ("",))[0]
+    lines = [
+        f"{handler.protocol_version} {status} {phrase}",
+        f"Server: {handler.version_string()}",
+        f"Date: {handler.date_time_string()}",
+        f"Content-Type: {content_type}",
+        f"Content-Length: {len(body)}",
+        *(f"{name}: {value}" for name, value in (headers or {}).items()),
+    ]
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "strict")
+    return head if handler.command == "HEAD" else head + body
+
+
+def drip(
+    handler: BaseHTTPRequestHandler,
+    rule: FaultRule,
+    injector: FaultInjector,
+    status: int,
+    body: bytes,
+    content_type: str,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Send a whole answer one byte every ``rule.ms`` ms; past ``rule.cap_s`` s or on ``clear()``, hang up.
+
+    An answer that goes out complete leaves the connection usable (keep-alive), as a slow server's would.
+    """
+    raw = response_bytes(handler, status, body, content_type, headers)
+    release = injector.release_signal()
+    pause_s = rule.ms / 1000
+    stop_at = time.monotonic() + rule.cap_s
+    try:
+        for i in range(len(raw)):
+            if i > 0 and not _drip_pause(release, pause_s, stop_at):
+                drop_connection(handler)
+                return
+            handler.wfile.write(raw[i : i + 1])
+            handler.wfile.flush()
+    except OSError:  # the client gave up (its deadline): what it was sent stays sent
+        handler.close_connection = True
+
+
+def _drip_pause(release: threading.Event, pause_s: float, stop_at: float) -> bool:
+    """Wait one pause between two bytes; False once the drip must stop (``clear()``, or past its cap)."""
+    left = stop_at - time.monotonic()
+    if left <= 0 or release.wait(min(pause_s, left)):
+        return False
+    return time.monotonic() < stop_at
 
 
 def drop_connection(handler: BaseHTTPRequestHandler) -> None:
@@ -423,6 +497,8 @@ def run_before_fault(handler: BaseHTTPRequestHandler, rule: FaultRule, injector:
         )
     elif rule.kind is FaultKind.GARBAGE_HTML:
         send_body(handler, 200, _PORTAL_PAGE, "text/html; charset=utf-8")
+    elif rule.kind is FaultKind.DRIP_BEFORE:
+        drip(handler, rule, injector, 504, _GATEWAY_TIMEOUT_PAGE, "text/html; charset=utf-8")
     else:
         raise ValueError(f"{rule.kind} is not a before fault")
 
@@ -430,12 +506,16 @@ def run_before_fault(handler: BaseHTTPRequestHandler, rule: FaultRule, injector:
 def run_after_fault(
     handler: BaseHTTPRequestHandler,
     rule: FaultRule,
+    injector: FaultInjector,
     status: int,
     body: bytes,
     content_type: str,
+    headers: dict[str, str] | None = None,
 ) -> None:
-    """Spoil the answer to a request that the emulator has already applied."""
-    if rule.kind is FaultKind.DROP_AFTER:
+    """Spoil the answer (``status``, ``body``, ``headers``) to a request the emulator has already applied."""
+    if rule.kind is FaultKind.DRIP_AFTER:
+        drip(handler, rule, injector, status, body, content_type, headers)
+    elif rule.kind is FaultKind.DROP_AFTER:
         drop_connection(handler)
     elif rule.kind is FaultKind.ERROR500_AFTER:
         send_body(handler, 500, _ERROR500_PAGE, "text/html; charset=utf-8")

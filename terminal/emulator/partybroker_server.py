@@ -372,19 +372,12 @@ def _handler_for(emulator: PartybrokerEmulator) -> type[BaseHTTPRequestHandler]:
             status, value = emulator.handle(method, self.path, self.headers.get("Authorization"), body)
             payload = json.dumps(value, ensure_ascii=False).encode()
             content_type = "application/json; charset=utf-8"
+            headers = {"WWW-Authenticate": 'Basic realm="Partybroker API"'} if status == 401 else None
             try:
                 if plan.after is not None:
-                    run_after_fault(self, plan.after, status, payload, content_type)
-                elif status == 401:
-                    send_body(
-                        self,
-                        status,
-                        payload,
-                        content_type,
-                        {"WWW-Authenticate": 'Basic realm="Partybroker API"'},
-                    )
+                    run_after_fault(self, plan.after, injector, status, payload, content_type, headers)
                 else:
-                    send_body(self, status, payload, content_type)
+                    send_body(self, status, payload, content_type, headers)
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True  # the client gave up (its timeout); the sale stays booked
 

@@ -626,7 +626,15 @@ class _WalletRequestHandler(BaseHTTPRequestHandler):
             print(f"wallet emulator: {type(exc).__name__}: {exc}", file=sys.stderr)
             response = html_response(500, "Server Error (500)", "")
         if plan.after is not None:
-            run_after_fault(self, plan.after, response.status, response.body, response.content_type)
+            run_after_fault(
+                self,
+                plan.after,
+                injector,
+                response.status,
+                response.body,
+                response.content_type,
+                response.headers,
+            )
             return
         self._send(response)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import email.utils
 import json
@@ -17,6 +16,7 @@ from urllib.parse import quote
 
 import httpx
 
+from terminal.http_deadline import Deadline, SendWatch
 from terminal.secret import Secret
 
 MAX_BODY_BYTES = 256 * 1024
@@ -290,7 +290,11 @@ def interpret(
 
 
 class PartybrokerClient:
-    """One party's drinks endpoint over one pooled keep-alive connection."""
+    """One party's drinks endpoint over one pooled keep-alive connection.
+
+    Every call is over within ``timeout_s`` seconds (connect, send, headers and the whole body
+    together; a connect alone gives up after ``connect_timeout_s``), whatever pace the server sends at.
+    """
 
     def __init__(
         self,
@@ -310,6 +314,7 @@ class PartybrokerClient:
         )
         self._timeout = httpx.Timeout(timeout_s, connect=min(connect_timeout_s, timeout_s))
         self._total_s = timeout_s
+        self._connect_s = connect_timeout_s
         self._max_body = max_body_bytes
         self._http = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=30.0),
@@ -358,10 +363,17 @@ class PartybrokerClient:
         body = bytearray()
         too_large = False
         broken: str | None = None
+        deadline = Deadline.after(self._total_s)
+        watch = SendWatch()
         try:
-            async with asyncio.timeout(self._total_s):
+            async with deadline.scope():
                 request = self._http.build_request(
-                    method, self.url, headers=headers, content=content, timeout=self._timeout
+                    method,
+                    self.url,
+                    headers=headers,
+                    content=content,
+                    timeout=deadline.httpx_timeout(self._connect_s),
+                    extensions=watch.extensions,
                 )
                 response = await self._http.send(request, stream=True)
                 try:
@@ -380,14 +392,17 @@ class PartybrokerClient:
                     await response.aclose()
         except TimeoutError:
             if status is None:
-                return Ambiguous(f"no answer within {self._total_s:g} s", maybe_applied=post)
+                return Ambiguous(deadline.describe(), maybe_applied=post and watch.may_have_arrived)
             broken = f"body not complete within {self._total_s:g} s"
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # The request never left this machine: nothing can have been booked.
             return Ambiguous(f"cannot connect to Partybroker ({_describe(exc)})", maybe_applied=False)
         except httpx.HTTPError as exc:
             if status is None:
-                return Ambiguous(f"no answer from Partybroker ({_describe(exc)})", maybe_applied=post)
+                return Ambiguous(
+                    f"no answer from Partybroker ({_describe(exc)})",
+                    maybe_applied=post and watch.may_have_arrived,
+                )
             broken = _describe(exc)
         assert status is not None
         return interpret(

@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from terminal.http_deadline import Deadline, SendWatch
 from terminal.model import Permission, Product, ProductId, TerminalInfo
 from terminal.secret import Secret
 from terminal.wallet.outcomes import (
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_PRODUCT_PAGES = 40
+CONNECT_TIMEOUT_S = 3.0  # a connect that takes longer fails fast, as provably never sent
 USER_AGENT = "taptill/0.1"
 
 
@@ -83,7 +85,13 @@ def _same_origin(url: str, base_url: str) -> bool:
 
 
 class WalletClient:
-    """Async client of one wallet server; every call has a timeout and returns a typed outcome."""
+    """Async client of one wallet server; every call returns a typed outcome within one overall deadline.
+
+    A call's deadline (``timeout``, else ``timeout_s``; seconds) covers everything it sends and reads:
+    connecting, sending, the headers and the whole body, every redirect and product page. A server that
+    drips its answer gets Unavailable at the deadline, never later. ``timeout_s`` is also the longest a
+    transaction may take: the sale sender waits that long (plus slack) before it reconciles by balance.
+    """
 
     def __init__(
         self,
@@ -105,7 +113,7 @@ class WalletClient:
             trailing_slash if trailing_slash is not None else "/api/v1/organizers/" in self.base_url
         )
         self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 3.0)),
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, CONNECT_TIMEOUT_S)),
             limits=httpx.Limits(max_connections=4, max_keepalive_connections=2, keepalive_expiry=300),
             headers={
                 "Authorization": f"Bearer {token.reveal()}",
@@ -122,14 +130,28 @@ class WalletClient:
     def _url(self, path: str) -> str:
         return f"{self.base_url}{path}{'/' if self.trailing_slash else ''}"
 
+    def _deadline(self, timeout: float | None) -> Deadline:
+        return Deadline.after(self.timeout_s if timeout is None else timeout)
+
     async def _request(
-        self, method: str, url: str, *, timeout: float | None, body: object = None
+        self, method: str, url: str, *, deadline: Deadline, body: object = None
     ) -> _Body | Unavailable:
-        t = httpx.Timeout(timeout) if timeout is not None else httpx.Timeout(self.timeout_s)
+        """One exchange, over by ``deadline``: connect, send, headers and the body (up to MAX_BODY_BYTES)."""
         content = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"} if content is not None else None
+        watch = SendWatch()
         try:
-            async with self._http.stream(method, url, content=content, headers=headers, timeout=t) as resp:
+            async with (
+                deadline.scope(),
+                self._http.stream(
+                    method,
+                    url,
+                    content=content,
+                    headers=headers,
+                    timeout=deadline.httpx_timeout(CONNECT_TIMEOUT_S),
+                    extensions=watch.extensions,
+                ) as resp,
+            ):
                 chunks: list[bytes] = []
                 size = 0
                 oversized = False
@@ -140,16 +162,20 @@ class WalletClient:
                         break
                     chunks.append(chunk)
                 return _Body(resp.status_code, resp.headers, b"".join(chunks), oversized)
+        except TimeoutError:
+            return Unavailable(deadline.describe(), maybe_applied=watch.may_have_arrived)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             return Unavailable(f"cannot connect ({type(exc).__name__})", maybe_applied=False)
         except httpx.PoolTimeout:
             return Unavailable("no free connection", maybe_applied=False)
-        except httpx.TimeoutException:
-            return Unavailable("timeout")
+        except httpx.TimeoutException:  # a read or write that used up what was left of the deadline
+            return Unavailable(deadline.describe(), maybe_applied=watch.may_have_arrived)
         except httpx.InvalidURL:
             return Unavailable("the server named a URL that is not valid", maybe_applied=False)
         except (httpx.HTTPError, OSError) as exc:
-            return Unavailable(f"connection trouble ({type(exc).__name__})")
+            return Unavailable(
+                f"connection trouble ({type(exc).__name__})", maybe_applied=watch.may_have_arrived
+            )
 
     def _common(self, res: _Body) -> Unauthorized | Unavailable | None:
         """Statuses every call treats the same way."""
@@ -163,8 +189,12 @@ class WalletClient:
         return None
 
     async def terminal_info(self, *, timeout: float | None = None) -> InfoOutcome:
-        """Terminal id, name, permission and products (following the real server's pages)."""
-        res = await self._get_learning_slash("/pos/terminal", timeout)
+        """Terminal id, name, permission and products (following the real server's pages).
+
+        ``timeout`` (s, default ``timeout_s``) bounds the whole call, every page included.
+        """
+        deadline = self._deadline(timeout)
+        res = await self._get_learning_slash("/pos/terminal", deadline)
         if isinstance(res, Unavailable):
             return res
         pages = 0
@@ -195,7 +225,7 @@ class WalletClient:
             if not _same_origin(page.next_url, self.base_url):
                 # Never send our token to another host a response names.
                 return Unavailable("product list points at another host")
-            nxt = await self._request("GET", page.next_url, timeout=timeout)
+            nxt = await self._request("GET", page.next_url, deadline=deadline)
             if isinstance(nxt, Unavailable):
                 return nxt
             res = nxt
@@ -208,18 +238,19 @@ class WalletClient:
             )
         )
 
-    async def _get_learning_slash(self, path: str, timeout: float | None) -> _Body | Unavailable:
-        res = await self._request("GET", self._url(path), timeout=timeout)
+    async def _get_learning_slash(self, path: str, deadline: Deadline) -> _Body | Unavailable:
+        res = await self._request("GET", self._url(path), deadline=deadline)
         if isinstance(res, Unavailable) or res.status not in (301, 308):
             return res
         location = res.headers.get("location", "")
         self.trailing_slash = location.rstrip("?").endswith("/")
         log.info("wallet server wants %s trailing slash", "a" if self.trailing_slash else "no")
-        return await self._request("GET", self._url(path), timeout=timeout)
+        return await self._request("GET", self._url(path), deadline=deadline)
 
     async def wallet(self, token_id: str, *, timeout: float | None = None) -> WalletOutcome:
-        """The wallet (balance) behind a normalised token UID."""
-        res = await self._get_learning_slash(f"/pos/wallets/token/{quote(token_id, safe='')}", timeout)
+        """The wallet (balance) behind a normalised token UID; ``timeout`` (s) bounds the whole call."""
+        deadline = self._deadline(timeout)
+        res = await self._get_learning_slash(f"/pos/wallets/token/{quote(token_id, safe='')}", deadline)
         if isinstance(res, Unavailable):
             return res
         common = self._common(res)
@@ -253,7 +284,12 @@ class WalletClient:
         idempotency_key: str,
         timeout: float | None = None,
     ) -> TransactionOutcome:
-        """Book a transaction of ``products`` (negative prices credit) under ``idempotency_key``."""
+        """Book a transaction of ``products`` (negative prices credit) under ``idempotency_key``.
+
+        ``timeout`` (s) bounds the whole call and is never longer than ``timeout_s``, which the sale
+        sender's reconcile window relies on. Unavailable with ``maybe_applied`` False only if the
+        request provably never left (still connecting when the deadline struck, refused, 429).
+        """
         if not products:
             # The real server books an empty list as a 0.00 order: never send one.
             return Refused(400, "no products")
@@ -265,7 +301,8 @@ class WalletClient:
         if tag:
             body["tag"] = tag
         url = self._url(f"/pos/wallets/token/{quote(token_id, safe='')}/transactions")
-        res = await self._request("POST", url, timeout=timeout, body=body)
+        limit = self.timeout_s if timeout is None else min(timeout, self.timeout_s)
+        res = await self._request("POST", url, deadline=Deadline.after(limit), body=body)
         if isinstance(res, Unavailable):
             return res
         common = self._common(res)
