@@ -9,7 +9,7 @@ STAMP := .make
 # tool (`taptill recover` and a terminal starting on a damaged journal salvage its sales with it);
 # the tests also run a real pcscd with the vpcd virtual reader and systemd-analyze.
 DEMO_DEBS := python3-venv python3-dev gcc sqlite3
-TEST_DEBS := $(DEMO_DEBS) pcscd libpcsclite-dev vsmartcard-vpcd systemd make e2fsprogs util-linux mount
+TEST_DEBS := $(DEMO_DEBS) faketime pcscd libpcsclite-dev vsmartcard-vpcd systemd make e2fsprogs util-linux mount
 
 .PHONY: demo test lint bench run clean system-deps-demo system-deps-test
 
