@@ -38,6 +38,9 @@ STARTUP_INFO_TIMEOUT_S = 2.0
 # new TCP/TLS handshake.
 CATALOG_REFRESH_S = 45.0
 SHUTDOWN_GRACE_S = 2.0
+# On SIGTERM the sale under way gets this long to be decided (one tap budget) and dispensed in full;
+# systemd's TimeoutStopSec (20 s in the unit) leaves room for it and the grace above.
+STOP_DRAIN_S = 10.0
 
 
 @dataclass
@@ -46,6 +49,7 @@ class RunOptions:
     display: Display | None = None  # injected by the demo and tests
     on_ready: Callable[[DeviceLoop], None] | None = None
     install_signal_handlers: bool = True
+    drain_s: float = 10.0  # the longest a stop waits for the sale under way and its dispense (STOP_DRAIN_S)
 
 
 async def run_terminal(
@@ -159,6 +163,7 @@ async def _run_locked(
             description=cfg.terminal.description,
             tag=cfg.terminal.tag,
             tap_budget_s=cfg.terminal.tap_budget_ms / 1000,
+            drain_s=opts.drain_s,
             notifier=notifier,
         )
         health.on_change = device.server_changed  # the offline screen and the online LED follow it
@@ -175,8 +180,17 @@ async def _run_locked(
         reader.start(device)
         if opts.install_signal_handlers:
             aloop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                aloop.add_signal_handler(sig, stop.set)
+
+            def stop_on(sig: signal.Signals) -> None:
+                if not stop.is_set():
+                    # SIGHUP too: a clean stop (systemd's Restart=always starts taptill again, which
+                    # reads the configuration anew), never a kill that leaves the relay driven.
+                    log.info("%s: stopping after the sale under way", sig.name)
+                    notifier.stopping()
+                stop.set()
+
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                aloop.add_signal_handler(sig, stop_on, sig)
 
         def ready() -> None:
             notifier.ready("waiting for cards")
@@ -196,7 +210,9 @@ async def _run_locked(
             await device.run(stop, on_ready=ready)
         finally:
             notifier.stopping()
-            outputs.release()  # first thing on the way out: the relay must not stay closed
+            # The sale under way has its decision and its pulses (or the drain ran out): open the relay
+            # before anything else, so nothing on the way out can leave it closed.
+            outputs.release()
             await device.settle(SHUTDOWN_GRACE_S)
             for t in tasks:
                 t.cancel()

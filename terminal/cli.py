@@ -241,14 +241,25 @@ def _journal(journal: Journal, as_json: bool) -> int:
 
 
 def _queue(journal: Journal, cfg: Config, rejected: bool) -> int:
+    """Pending, held and rejected sales, and (not with --rejected) sales charged but not dispensed."""
     loc, cur = cfg.terminal.locale, cfg.terminal.currency
     states = [SaleState.REJECTED] if rejected else [SaleState.PENDING, SaleState.REJECTED]
     sales = list(journal.sales(states))
+    if not rejected:
+        # Booked, but the relay never finished its pulses (a kill or power cut mid-dispense): a person
+        # checks whether the guest got the product.
+        sales += [s for s in journal.sales([SaleState.DONE]) if s.dispensed is False]
+        sales.sort(key=lambda s: s.id)
     if not sales:
-        print("nothing rejected" if rejected else "queue empty: every sale is confirmed")
+        print("nothing rejected" if rejected else "queue empty: every sale is confirmed and dispensed")
         return EXIT_OK
     for s in sales:
-        label = "HELD" if s.hold else str(s.state).upper()
+        if s.state is SaleState.DONE:
+            label = "CHARGED, NOT DISPENSED"
+        else:
+            label = "HELD" if s.hold else str(s.state).upper()
+            if s.state is SaleState.PENDING and s.dispensed is False:
+                label += " (not dispensed)"
         money = format_cents(-s.amount_cents, loc, cur)
         print(
             f"{label:<8} {s.created_at}  card {s.token_id}  {money}  key {s.idempotency_key}"

@@ -24,6 +24,7 @@ from terminal.events import (
     ChargeFailed,
     ChargeQueued,
     ChargeRejected,
+    Closing,
     Event,
     PricesChanged,
     ReaderChanged,
@@ -120,6 +121,7 @@ class Controller:
         self.unsellable: frozenset[str] = settings.unsellable  # not sold offline: the server cannot book them
         self.cart: list[ProductId] = []  # select: chosen products; topup: chosen credit products
         self.operator: str | None = None  # topup: the unlocking operator's hash, while unlocked
+        self.closing = False  # stopping: the tap under way finishes, no new one starts
         self._tap: _Tap | None = None
         self._tokens = 0
         self._result_token = 0
@@ -128,7 +130,14 @@ class Controller:
 
     # --- screens -------------------------------------------------------------------------------
 
+    @property
+    def busy(self) -> bool:
+        """A tap is under way: its decision is not made yet."""
+        return self.phase in (Phase.DECIDING, Phase.CHARGING)
+
     def idle_screen(self) -> Screen:
+        if self.closing:
+            return OutOfServiceScreen("closing, back in a moment")
         if self.storage_error is not None:
             return OutOfServiceScreen(self.storage_error)
         if not self.reader_online:
@@ -236,6 +245,9 @@ class Controller:
             case UnsellableChanged(products):
                 self.unsellable = products
                 return []
+            case Closing():
+                self.closing = True
+                return self._back_to_idle_if_waiting()
             case ButtonPressed(name):
                 return self._button(name)
         return []
@@ -258,7 +270,7 @@ class Controller:
 
     def _button(self, name: str) -> list[Effect]:
         s = self.settings
-        if s.mode == "tap" or self.phase in (Phase.DECIDING, Phase.CHARGING):
+        if s.mode == "tap" or self.closing or self.phase in (Phase.DECIDING, Phase.CHARGING):
             return []
         if s.mode == "topup" and self.operator is None:
             return self._result(DeclinedScreen(DeclineReason.KIOSK_LOCKED), Beep("declined"))
@@ -279,6 +291,8 @@ class Controller:
         return [Show(self.idle_screen()), *effects]
 
     def _card(self, uid: str) -> list[Effect]:
+        if self.closing:
+            return []  # stopping: a tap now could not be finished
         if uid == self.card_on_reader:
             return []  # a card held on the reader is one tap
         self.card_on_reader = uid
@@ -419,7 +433,9 @@ class Controller:
                 if tap.credit:
                     return self._result(CreditScreen(tap.amount_cents, balance_after), Beep("approved"))
                 return self._result(
-                    ApprovedScreen(-tap.amount_cents, balance_after), Dispense(count), Beep("approved")
+                    ApprovedScreen(-tap.amount_cents, balance_after),
+                    Dispense(count, event.key),
+                    Beep("approved"),
                 )
             case ChargeQueued(_, estimate):
                 self.cart.clear()
@@ -429,7 +445,7 @@ class Controller:
                     return self._result(CreditScreen(tap.amount_cents, None), Beep("approved"))
                 return self._result(
                     ApprovedScreen(-tap.amount_cents, estimate, confirmed=False),
-                    Dispense(count),
+                    Dispense(count, event.key),
                     Beep("approved"),
                 )
             case ChargeRejected(_, reason):

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from hw.display.base import Display
 from hw.gpio.base import Outputs
@@ -27,6 +28,7 @@ from terminal.events import (
     ChargeFailed,
     ChargeQueued,
     ChargeRejected,
+    Closing,
     Event,
     ReaderChanged,
     ServerChanged,
@@ -50,6 +52,8 @@ log = logging.getLogger(__name__)
 
 DISPLAY_REFRESH_S = 1.0
 STORAGE_PROBE_S = 1.0  # how often an unwritable journal is tried again (storage faults, issue 3)
+DRAIN_LOOK_S = 0.02  # while stopping, how often the loop looks whether the sale under way is finished
+DISPENSE_LOOK_S = 0.02  # how often a dispense under way is looked at, to note it in the journal
 LAG_STORE_EVERY_S = 5.0  # stall counts reach the journal (for `taptill status`) at most this often
 
 
@@ -69,6 +73,7 @@ class DeviceLoop:
         description: str,
         tag: str | None,
         tap_budget_s: float,
+        drain_s: float = 10.0,
         notifier: Notifier | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -82,6 +87,8 @@ class DeviceLoop:
         self.description = description
         self.tag = tag
         self.tap_budget_s = tap_budget_s
+        self.drain_s = drain_s  # the longest a stop waits for the sale under way and its dispense
+        self._dispensing: set[asyncio.Task[None]] = set()
         self.notifier = notifier or Notifier()
         self.clock = clock
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
@@ -139,6 +146,8 @@ class DeviceLoop:
         self._loop = asyncio.get_running_loop()
 
     async def run(self, stop: asyncio.Event, on_ready: Callable[[], None] | None = None) -> None:
+        """Run until ``stop`` is set, then finish what a guest is waiting for: the tap under way reaches
+        its decision and its products are dispensed in full (within ``drain_s``), and no new tap starts."""
         self.attach()
         await self._apply(self.controller.start())
         self.server_changed()
@@ -149,10 +158,23 @@ class DeviceLoop:
         next_ping = 0.0
         refresh = getattr(self.display, "refresh", None)  # displays that page the price board
         stop_wait = asyncio.ensure_future(stop.wait())
-        lag_task = asyncio.ensure_future(self.lag.run(stop))
+        lag_stop = asyncio.Event()
+        lag_task = asyncio.ensure_future(self.lag.run(lag_stop))
+        drain_until: float | None = None
         try:
-            while not stop.is_set():
+            while True:
                 now = time.monotonic()
+                if stop.is_set():
+                    if drain_until is None:
+                        drain_until = now + self.drain_s
+                        if self.controller.busy or self._dispensing:
+                            log.info("stopping: finishing the sale under way first")
+                        await self.dispatch(Closing())
+                    if not (self.controller.busy or self._dispensing):
+                        break
+                    if now >= drain_until:
+                        log.error("stopping, a sale unfinished after %.0f s: see taptill queue", self.drain_s)
+                        break
                 if now >= next_ping:
                     self.notifier.watchdog()
                     next_ping = now + ping_every
@@ -164,9 +186,9 @@ class DeviceLoop:
                         except Exception:  # a broken panel must not stop sales
                             log.exception("display refresh failed")
                 get = asyncio.ensure_future(self.queue.get())
-                done, _ = await asyncio.wait(
-                    {get, stop_wait}, timeout=max(0.01, next_ping - now), return_when=asyncio.FIRST_COMPLETED
-                )
+                waits: set[asyncio.Future[Any]] = {get} if stop.is_set() else {get, stop_wait}
+                timeout = max(0.01, next_ping - now) if drain_until is None else DRAIN_LOOK_S
+                done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if get not in done:
                     get.cancel()
                     continue
@@ -174,7 +196,9 @@ class DeviceLoop:
                 self._store_lag(time.monotonic())
         finally:
             stop_wait.cancel()
-            lag_task.cancel()
+            for task in self._dispensing:
+                task.cancel()  # pulses cut short by the release stay "charged, not dispensed"
+            lag_stop.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await lag_task
             self._store_lag(time.monotonic(), force=True)
@@ -230,14 +254,28 @@ class DeviceLoop:
                 except JournalError as exc:
                     log.error("cannot journal a declined tap: %s", exc)
                     self._storage_failed()
-            case Dispense(count):
-                self.outputs.dispense(count)
+            case Dispense(count, key):
+                ticket = self.outputs.dispense(count)
+                if key is not None and ticket >= 0:
+                    task = asyncio.ensure_future(self._note_dispensed(key, ticket))
+                    self._dispensing.add(task)
+                    task.add_done_callback(self._dispensing.discard)
             case Beep(kind):
                 self.outputs.signal(kind)
             case StartTimer(token, delay):
                 loop = asyncio.get_running_loop()
                 loop.call_later(delay, self.queue.put_nowait, TimerFired(token))
         return None
+
+    async def _note_dispensed(self, key: str, ticket: int) -> None:
+        """Journal that a sale's products were given once the relay's pulses up to ``ticket`` are done;
+        a stop that releases the relay first leaves the sale "charged, not dispensed"."""
+        while not self.outputs.dispensed(ticket):
+            await asyncio.sleep(DISPENSE_LOOK_S)
+        try:
+            self.journal.mark_dispensed(key)
+        except JournalError as exc:
+            log.error("cannot journal that sale %s was dispensed: %s", key, exc)
 
     # --- loop lag: stalls counted for `taptill status` -------------------------------------------
 
@@ -357,6 +395,7 @@ class DeviceLoop:
                 balance_before=c.balance_before,
                 attempting=not queued,
                 attempted_at=self.clock(),
+                dispense=c.amount_cents < 0,  # debits give products; top-ups give none
             )
         except JournalError as exc:
             log.error("not selling: %s", exc)

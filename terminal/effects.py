@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hw.gpio.base import Signal
 from terminal.model import DeclineReason, ProductId
@@ -48,9 +48,11 @@ class RecordDecline:
 
 @dataclass(frozen=True)
 class Dispense:
-    """Pulse the relay once per product: only ever after ChargeDone/ChargeQueued."""
+    """Pulse the relay once per product: only ever after ChargeDone/ChargeQueued. ``key`` is the sale's
+    idempotency key, so the journal can note once its pulses are given in full."""
 
     count: int
+    key: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

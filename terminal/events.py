@@ -126,6 +126,11 @@ class UnsellableChanged:
     products: frozenset[str]
 
 
+@dataclass(frozen=True)
+class Closing:
+    """The terminal is stopping (SIGTERM, SIGINT, SIGHUP): finish the tap under way, take no new one."""
+
+
 Event = (
     CardPresented
     | CardRemoved
@@ -144,4 +149,5 @@ Event = (
     | PricesChanged
     | CatalogChanged
     | UnsellableChanged
+    | Closing
 )

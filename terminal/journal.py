@@ -133,6 +133,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE cards ADD COLUMN seen_boot TEXT;
     ALTER TABLE cards ADD COLUMN seen_uptime REAL;
     """,
+    # 6: whether the relay gave a sale's products in full (NULL: nothing to dispense, e.g. a top-up)
+    """
+    ALTER TABLE sales ADD COLUMN dispensed INTEGER;
+    """,
 )
 
 
@@ -162,6 +166,7 @@ class SaleRecord:
     attempted_at: float | None = None  # wall clock of the latest request that may have gone out
     last_status: int | None = None  # HTTP status of the latest error answer to this sale's request
     server_errors: int = 0  # error answers that reconciliation showed were not booked
+    dispensed: bool | None = None  # the relay gave the products in full; None: nothing to dispense
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -177,6 +182,7 @@ class SaleRecord:
             "balance_after": self.balance_after,
             "attempts": self.attempts,
             "held": self.hold,
+            "dispensed": self.dispensed,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
@@ -209,7 +215,7 @@ class JournalStatus:
 _COLUMNS = (
     "id, idempotency_key, token_id, products, amount_cents, description, tag, state, reason, offline, "
     "operator, balance_before, balance_after, maybe_sent, hold, attempts, next_attempt_at, created_at, "
-    "updated_at, attempted_at, last_status, server_errors"
+    "updated_at, attempted_at, last_status, server_errors, dispensed"
 )
 
 
@@ -238,6 +244,7 @@ def _row(r: Any) -> SaleRecord:
         attempted_at=None if r[19] is None else float(r[19]),
         last_status=None if r[20] is None else int(r[20]),
         server_errors=int(r[21]),
+        dispensed=None if r[22] is None else bool(r[22]),
     )
 
 
@@ -413,16 +420,18 @@ class Journal:
         key: str | None = None,
         also: Statements = (),
         attempted_at: float | None = None,
+        dispense: bool = False,
     ) -> SaleRecord:
         """Commit a new pending sale with its idempotency key; returns only once it is durable.
 
-        ``attempting`` marks it as possibly sent already, for the request about to go out.
+        ``attempting`` marks it as possibly sent already, for the request about to go out; ``dispense``
+        that the relay is to give its products (noted as not dispensed until ``mark_dispensed``).
         """
         now = _now_iso()
         cur = self._write(
             "INSERT INTO sales (idempotency_key, token_id, products, amount_cents, description, tag, state,"
             " reason, offline, operator, balance_before, maybe_sent, attempts, created_at, updated_at,"
-            " attempted_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " attempted_at, dispensed) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 key or new_idempotency_key(),
                 token_id,
@@ -439,6 +448,7 @@ class Journal:
                 now,
                 now,
                 (time.time() if attempted_at is None else attempted_at) if attempting else None,
+                0 if dispense else None,
             ),
             also,
         )
@@ -501,6 +511,10 @@ class Journal:
             "UPDATE sales SET maybe_sent = 0, updated_at = ? WHERE id = ? AND state = 'pending'",
             (_now_iso(), sale_id),
         )
+
+    def mark_dispensed(self, key: str) -> None:
+        """The relay gave every product of the sale with idempotency key ``key``."""
+        self._write("UPDATE sales SET dispensed = 1 WHERE idempotency_key = ? AND dispensed = 0", (key,))
 
     def mark_server_error(self, sale_id: int, status: int) -> None:
         """The server answered this sale's request with an error status (5xx): not a dead server."""

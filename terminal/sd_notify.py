@@ -17,6 +17,7 @@ class Notifier:
         if usec.isdigit() and int(usec) > 0 and (not pid or pid == str(os.getpid())):
             self.watchdog_s = int(usec) / 1_000_000
         self._sock: socket.socket | None = None
+        self._stopping = False
 
     def send(self, message: str) -> None:
         if self._address is None:
@@ -41,4 +42,7 @@ class Notifier:
         self.send(f"STATUS={text}")
 
     def stopping(self) -> None:
-        self.send("STOPPING=1")
+        """Tell systemd the stop has begun (once: a signal and the way out may both say so)."""
+        if not self._stopping:
+            self._stopping = True
+            self.send("STOPPING=1")

@@ -279,7 +279,7 @@ def test_factory_returns_twins_when_gpio_is_disabled() -> None:
     outputs.signal("approved")
     outputs.release()
     outputs.dispense(1)
-    assert (outputs.dispensed, outputs.signals, outputs.released) == (2, ["approved"], True)
+    assert (outputs.pulses, outputs.signals, outputs.released) == (2, ["approved"], True)
     presses = Presses()
     buttons = make_buttons(disabled, presses)
     assert isinstance(buttons, SoftwareButtons)

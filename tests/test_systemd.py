@@ -93,7 +93,11 @@ def test_unit_declares_the_service_contract() -> None:
     assert service["RuntimeDirectory"] == ["taptill"]  # the sim socket default is /run/taptill/tap.sock
     assert "wallet.token:/etc/taptill/wallet.token" in service["LoadCredential"]
     assert service["DevicePolicy"] == ["closed"]
-    assert int(service["TimeoutStopSec"][0].rstrip("s")) <= 5
+    # Room for the sale under way to be decided and dispensed, then the outbox's grace, before a kill.
+    from terminal.app import SHUTDOWN_GRACE_S, STOP_DRAIN_S
+
+    stop_s = int(service["TimeoutStopSec"][0].rstrip("s"))
+    assert STOP_DRAIN_S + SHUTDOWN_GRACE_S + 3 <= stop_s <= 30
     assert service["ExecStart"][0].split()[1:] == ["run", "--config", "/etc/taptill/config.toml"]
 
 
@@ -205,7 +209,7 @@ def test_sigterm_sends_stopping_and_exits_0_within_5_s(tmp_path: Path, notify: N
         wait_for(lambda: bool(notify.times_of("WATCHDOG=1")), what="first ping")
         sent = time.monotonic()
         term.proc.send_signal(signal.SIGTERM)
-        code = term.wait_dead(timeout=5.0)  # TimeoutStopSec=5s: systemd would SIGKILL after this
+        code = term.wait_dead(timeout=5.0)  # idle: nothing under way to finish before stopping
         took = time.monotonic() - sent
     assert code == 0
     stopping = notify.times_of("STOPPING=1")

@@ -10,8 +10,14 @@ Signal = Literal["approved", "declined", "error"]
 class Outputs(Protocol):
     """What the terminal switches: called only after a sale is journaled and approved."""
 
-    def dispense(self, count: int) -> None:
-        """Pulse the relay ``count`` times (one per product); returns without waiting."""
+    def dispense(self, count: int) -> int:
+        """Pulse the relay ``count`` times (one per product); returns without waiting.
+
+        Returns a ticket for ``dispensed``: -1 when the outputs are released and nothing will pulse.
+        """
+
+    def dispensed(self, ticket: int) -> bool:
+        """Whether every pulse up to ``ticket`` (from ``dispense``) has been given in full."""
 
     def signal(self, kind: Signal) -> None:
         """Play the buzzer pattern / LED for an outcome."""

@@ -53,6 +53,7 @@ class GpioOutputs:
         self._pending = 0
         self._released = False
         self._pulses_done = 0
+        self._queued = 0  # pulses ever queued; a sale's ticket is this count after its own pulses
         self._worker = threading.Thread(target=self._pulse_relay, name="relay-pulses", daemon=True)
         self._worker.start()
         # Runs before gpiozero's own exit hook (registered earlier, atexit is LIFO), so the relay opens
@@ -64,19 +65,26 @@ class GpioOutputs:
         with self._wake:
             return self._pulses_done
 
-    def dispense(self, count: int) -> None:
+    def dispense(self, count: int) -> int:
         if count < 0:
             raise ValueError(f"cannot dispense {count} products; the count must be 0 or more")
         with self._wake:
             if self._released:
                 log.warning("relay released (service stopping): %d product(s) not dispensed", count)
-                return
+                return -1
             if self._relay is None:
+                # Nothing for the terminal to switch: staff hand the product over.
                 log.warning("no relay_pin configured: %d product(s) not dispensed", count)
-                return
+                return 0
             # Pulses queue up: a second sale while the first is still pulsing adds to it, none is cut short.
             self._pending += count
+            self._queued += count
             self._wake.notify_all()
+            return self._queued
+
+    def dispensed(self, ticket: int) -> bool:
+        with self._wake:
+            return 0 <= ticket <= self._pulses_done
 
     def signal(self, kind: Signal) -> None:
         if self._released:
@@ -145,19 +153,23 @@ class LogOutputs:
     """The software twin: logs what the relay, buzzer and LEDs would do (GPIO disabled, demo, laptops)."""
 
     def __init__(self) -> None:
-        self.dispensed = 0
+        self.pulses = 0
         self.signals: list[Signal] = []
         self.online: bool | None = None
         self.released = False
 
-    def dispense(self, count: int) -> None:
+    def dispense(self, count: int) -> int:
         if count < 0:
             raise ValueError(f"cannot dispense {count} products; the count must be 0 or more")
         if self.released:
             log.warning("outputs released (service stopping): %d product(s) not dispensed", count)
-            return
-        self.dispensed += count
+            return -1
+        self.pulses += count
         log.info("relay: %d pulse(s)", count)
+        return self.pulses
+
+    def dispensed(self, ticket: int) -> bool:
+        return 0 <= ticket <= self.pulses
 
     def signal(self, kind: Signal) -> None:
         self.signals.append(kind)
