@@ -35,7 +35,8 @@ class TerminalConfig:
     currency: str = "EUR"
     pairing_url: str | None = None
     screen_hold_s: float = 3.0
-    retap_guard_s: float = 3.0  # no second charge of a card within this long of its last one (0: off)
+    # No second charge of a card while its result shows nor this long after its last one (0: no guard).
+    retap_guard_s: float = 3.0
 
 
 @dataclass(frozen=True)

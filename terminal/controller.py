@@ -81,7 +81,7 @@ class ControllerSettings:
     products: tuple[ProductId, ...]
     offline: OfflineConfig
     screen_hold_s: float = 3.0
-    retap_guard_s: float = 3.0  # a card charged this recently is not charged again (0: only while shown)
+    retap_guard_s: float = 3.0  # a card charged this recently, or whose result shows, is not (0: off)
     pairing_url: str | None = None
     title: str = "Tap your card"
     mode: Mode = "tap"
@@ -421,11 +421,11 @@ class Controller:
         if self.phase is not Phase.CHARGING or tap is None:
             return []
         effects = self._charge_result(tap, event)
-        if isinstance(event, ChargeDone | ChargeQueued):  # money moved (or will): guard the card
+        if isinstance(event, ChargeDone | ChargeQueued) and self.settings.retap_guard_s > 0:
+            # Money moved (or will): guard the card while its result shows and for retap_guard_s.
             self._result_uid = tap.uid
-            if self.settings.retap_guard_s > 0:
-                self._guarded[tap.uid] = self._token()
-                effects.append(StartTimer(self._guarded[tap.uid], self.settings.retap_guard_s))
+            self._guarded[tap.uid] = self._token()
+            effects.append(StartTimer(self._guarded[tap.uid], self.settings.retap_guard_s))
         return effects
 
     def _charge_result(

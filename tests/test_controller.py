@@ -191,13 +191,22 @@ def timer(effects: list[Effect], delay_s: float) -> int:
 
 
 def test_a_card_flickering_while_its_result_shows_is_not_charged_again() -> None:
-    c = Controller(replace(TAP, retap_guard_s=0.0), CATALOG)  # only the result screen guards
+    settings = replace(TAP, screen_hold_s=5.0, retap_guard_s=1.0)  # the result outlasts the window
+    c = Controller(settings, CATALOG)
     fx = sell(c)
-    assert [t.delay_s for t in only(fx, StartTimer)] == [TAP.screen_hold_s], "0 turns the window off"
+    c.handle(TimerFired(timer(fx, settings.retap_guard_s)))  # the time window is over...
     c.handle(CardRemoved())
-    assert c.handle(CardPresented(CARD)) == []  # 50 ms out of the field and back
+    assert c.handle(CardPresented(CARD)) == []  # ...but "Approved" still shows: 50 ms out and back
     assert c.phase is Phase.RESULT
-    c.handle(TimerFired(timer(fx, TAP.screen_hold_s)))
+    c.handle(TimerFired(timer(fx, settings.screen_hold_s)))
+    c.handle(CardRemoved())
+    assert LookupWallet(CARD) in c.handle(CardPresented(CARD))
+
+
+def test_a_guard_of_zero_turns_the_guard_off() -> None:
+    c = Controller(replace(TAP, retap_guard_s=0.0), CATALOG)
+    fx = sell(c)
+    assert [t.delay_s for t in only(fx, StartTimer)] == [TAP.screen_hold_s]
     c.handle(CardRemoved())
     assert LookupWallet(CARD) in c.handle(CardPresented(CARD))
 
