@@ -114,6 +114,7 @@ async def _run_locked(
             products=cfg.terminal.products,
             offline=cfg.offline,
             screen_hold_s=cfg.terminal.screen_hold_s,
+            retap_guard_s=cfg.terminal.retap_guard_s,
             pairing_url=cfg.terminal.pairing_url,
             title=(catalog.info.friendly_name if catalog and catalog.info.friendly_name else "Tap your card"),
             mode=cfg.terminal.mode,

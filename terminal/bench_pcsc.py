@@ -26,7 +26,7 @@ class _TimedListener:
         self.removals: queue.Queue[float] = queue.Queue()
         self.online = threading.Event()
 
-    def card_present(self, uid: str) -> None:
+    def card_present(self, uid: str, *, already_present: bool = False) -> None:
         self.presents.put((uid, time.perf_counter()))
 
     def card_removed(self) -> None:

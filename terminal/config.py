@@ -12,6 +12,8 @@ from terminal.model import PERMISSIONS, Permission, ProductId
 from terminal.partybroker.config import PartybrokerConfig, parse_partybroker
 
 DEFAULT_CONFIG_PATH = Path("/etc/taptill/config.toml")
+# A result screen or a re-tap guard longer than a minute would only keep the next guest waiting.
+MAX_HOLD_S = 60.0
 
 Mode = Literal["tap", "select", "topup"]
 ReaderKind = Literal["sim", "pcsc", "nfcpy"]
@@ -33,6 +35,8 @@ class TerminalConfig:
     currency: str = "EUR"
     pairing_url: str | None = None
     screen_hold_s: float = 3.0
+    # No second charge of a card while its result shows nor this long after its last one (0: no guard).
+    retap_guard_s: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -193,7 +197,8 @@ def _terminal(s: Section, base: Path) -> TerminalConfig:
         locale=s.choice("locale", ("de", "en"), "de"),
         currency=s.string("currency", "EUR"),
         pairing_url=s.opt_str("pairing_url"),
-        screen_hold_s=s.number("screen_hold_s", 3.0, min=0.0),
+        screen_hold_s=s.number("screen_hold_s", 3.0, min=0.0, max=MAX_HOLD_S),
+        retap_guard_s=s.number("retap_guard_s", 3.0, min=0.0, max=MAX_HOLD_S),
     )
     s.finish()
     return cfg
@@ -233,7 +238,7 @@ def _reader(s: Section, base: Path) -> ReaderConfig:
         name=s.opt_str("name"),
         device=s.string("device", "usb"),
         targets=tuple(str(t) for t in targets),
-        poll_interval_s=s.number("poll_interval_s", 0.1, min=0.01),
+        poll_interval_s=s.number("poll_interval_s", 0.1, min=0.01, max=5.0),  # what NfcpyReader accepts
     )
     s.finish()
     return cfg

@@ -79,7 +79,9 @@ class Section:
             raise ConfigError(f"{self._where(key)} is {value}; expected at most {max}")
         return value
 
-    def number(self, key: str, default: object = _MISSING, *, min: float | None = None) -> float:
+    def number(
+        self, key: str, default: object = _MISSING, *, min: float | None = None, max: float | None = None
+    ) -> float:
         value = self._get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{self._where(key)} must be a number, got {value!r}")
@@ -87,6 +89,8 @@ class Section:
             raise ConfigError(f"{self._where(key)} is {value}; expected a finite number")
         if min is not None and value < min:
             raise ConfigError(f"{self._where(key)} is {value}; expected at least {min}")
+        if max is not None and value > max:
+            raise ConfigError(f"{self._where(key)} is {value}; expected at most {max}")
         return float(value)
 
     def flag(self, key: str, default: object = _MISSING) -> bool:

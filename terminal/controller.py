@@ -4,6 +4,10 @@ Three ways to sell (``[terminal] mode``): ``tap`` debits the configured products
 ``select`` lets buttons fill a cart that the next tap pays (an empty cart shows the balance);
 ``topup`` is a kiosk locked until an operator card is tapped, where the operator picks credit
 products with buttons and the guest's tap books them (negative prices credit the wallet).
+
+One physical tap is one sale: a card charged is not charged again while its result shows nor within
+``retap_guard_s``, and a card the reader reports as already present when it (re)started is not a tap
+until it has been taken away.
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ class ControllerSettings:
     products: tuple[ProductId, ...]
     offline: OfflineConfig
     screen_hold_s: float = 3.0
+    retap_guard_s: float = 3.0  # a card charged this recently, or whose result shows, is not (0: off)
     pairing_url: str | None = None
     title: str = "Tap your card"
     mode: Mode = "tap"
@@ -127,6 +132,11 @@ class Controller:
         self._result_token = 0
         self._cart_token = 0
         self._unlock_token = 0
+        # One physical tap, one sale: a card that flickers out of the field and back (or a reader that
+        # reports a resting card again) must not pay twice. Cards charged within retap_guard_s, by the
+        # timer token that ends their guard; and the card whose charge the result screen shows.
+        self._guarded: dict[str, int] = {}
+        self._result_uid: str | None = None
 
     # --- screens -------------------------------------------------------------------------------
 
@@ -200,6 +210,7 @@ class Controller:
     def _result(self, screen: Screen, *extra: Effect) -> list[Effect]:
         self.phase = Phase.RESULT
         self._tap = None
+        self._result_uid = None
         self._result_token = self._token()
         return [Show(screen), *extra, StartTimer(self._result_token, self.settings.screen_hold_s)]
 
@@ -215,7 +226,10 @@ class Controller:
 
     def handle(self, event: Event) -> list[Effect]:
         match event:
-            case CardPresented(uid):
+            case CardPresented(uid, already_present):
+                if already_present:
+                    self.card_on_reader = uid  # resting since before the reader (re)started: no tap
+                    return []
                 return self._card(uid)
             case CardRemoved():
                 self.card_on_reader = None
@@ -253,6 +267,10 @@ class Controller:
         return []
 
     def _timer(self, token: int) -> list[Effect]:
+        guard_over = next((uid for uid, guard in self._guarded.items() if guard == token), None)
+        if guard_over is not None:
+            del self._guarded[guard_over]
+            return []
         if token == self._result_token and self.phase is Phase.RESULT:
             self.phase = Phase.IDLE
             return [Show(self.idle_screen())]
@@ -298,6 +316,8 @@ class Controller:
         self.card_on_reader = uid
         if self.phase in (Phase.DECIDING, Phase.CHARGING):
             return []  # one tap at a time; the guest sees "Processing"
+        if uid in self._guarded or (self.phase is Phase.RESULT and uid == self._result_uid):
+            return []  # the same card back within the re-tap guard: still the tap it already paid for
         if self.storage_error is not None:
             return self._result(OutOfServiceScreen(self.storage_error), Beep("error"))
         s = self.settings
@@ -426,6 +446,17 @@ class Controller:
         tap = self._tap
         if self.phase is not Phase.CHARGING or tap is None:
             return []
+        effects = self._charge_result(tap, event)
+        if isinstance(event, ChargeDone | ChargeQueued) and self.settings.retap_guard_s > 0:
+            # Money moved (or will): guard the card while its result shows and for retap_guard_s.
+            self._result_uid = tap.uid
+            self._guarded[tap.uid] = self._token()
+            effects.append(StartTimer(self._guarded[tap.uid], self.settings.retap_guard_s))
+        return effects
+
+    def _charge_result(
+        self, tap: _Tap, event: ChargeDone | ChargeQueued | ChargeRejected | ChargeFailed
+    ) -> list[Effect]:
         count = len(tap.products)
         match event:
             case ChargeDone(_, balance_after):

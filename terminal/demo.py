@@ -71,6 +71,7 @@ description = "Kaffee (demo)"
 tag = "coffee"
 mode = "{mode}"
 screen_hold_s = 0.2
+retap_guard_s = 0  # the scenario sells to the same card again within seconds
 pairing_url = "https://pretix.example/wallet/pair"
 
 [wallet]

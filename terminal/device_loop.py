@@ -111,8 +111,10 @@ class DeviceLoop:
             return
         loop.call_soon_threadsafe(self.queue.put_nowait, event)
 
-    def card_present(self, uid: str) -> None:
-        self.post(CardPresented(uid))
+    def card_present(self, uid: str, *, already_present: bool = False) -> None:
+        if already_present:
+            log.info("a card was already on the reader when it (re)started; not a tap until taken away")
+        self.post(CardPresented(uid, already_present))
 
     def card_removed(self) -> None:
         self.post(CardRemoved())

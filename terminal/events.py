@@ -11,7 +11,11 @@ from terminal.screens import PriceLine
 
 @dataclass(frozen=True)
 class CardPresented:
+    """A card in the reader's field. ``already_present``: it was there when the reader (re)started, so
+    it is not a tap until it has been taken away (a restart must not charge a resting card again)."""
+
     uid: str
+    already_present: bool = False
 
 
 @dataclass(frozen=True)

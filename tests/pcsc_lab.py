@@ -24,6 +24,7 @@ class ReaderEvent:
 
     kind: str
     uid: str = ""
+    already_present: bool = False  # "present": the card was there when the reader (re)started
     online: bool = False
     detail: str = ""
     at: float = 0.0
@@ -36,8 +37,8 @@ class RecordingListener:
         self.events: list[ReaderEvent] = []
         self._changed = threading.Condition()
 
-    def card_present(self, uid: str) -> None:
-        self._record(ReaderEvent("present", uid=uid, at=time.perf_counter()))
+    def card_present(self, uid: str, *, already_present: bool = False) -> None:
+        self._record(ReaderEvent("present", uid=uid, already_present=already_present, at=time.perf_counter()))
 
     def card_removed(self) -> None:
         self._record(ReaderEvent("removed", at=time.perf_counter()))

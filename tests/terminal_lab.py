@@ -40,8 +40,13 @@ def write_config(
     mode: str = "tap",
     display: str = "none",
     timeout_s: float = 1.5,
+    screen_hold_s: float = 0.05,
+    retap_guard_s: float | None = 0.0,
 ) -> Path:
-    """A complete terminal config (sim reader, no display) and a 0600 token file in ``directory``."""
+    """A complete terminal config (sim reader, no display) and a 0600 token file in ``directory``.
+
+    The re-tap guard is off unless asked for: most tests sell to one card again within seconds.
+    """
     return write_terminal_config(
         directory,
         emulator,
@@ -53,6 +58,8 @@ def write_config(
         mode=mode,
         display=display,
         timeout_s=timeout_s,
+        screen_hold_s=screen_hold_s,
+        retap_guard_s=retap_guard_s,
     )
 
 

@@ -68,6 +68,12 @@ def test_defaults_are_the_safe_ones() -> None:
     assert cfg.terminal.tap_budget_ms == 800
     assert cfg.terminal.tag is None
     assert cfg.wallet.token_file is None
+    assert cfg.terminal.retap_guard_s == 3.0  # one physical tap, one sale (issue 10)
+
+
+@pytest.mark.parametrize("seconds", [0, 0.5, 60])
+def test_retap_guard_takes_zero_to_a_minute(seconds: float) -> None:
+    assert parse_config(with_key("terminal", "retap_guard_s", seconds)).terminal.retap_guard_s == seconds
 
 
 def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
@@ -104,6 +110,12 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
         ("wallet", "timeout_s", float("nan"), "[wallet] timeout_s"),
         ("wallet", "timeout_s", float("inf"), "[wallet] timeout_s"),
         ("terminal", "screen_hold_s", float("nan"), "[terminal] screen_hold_s"),
+        ("terminal", "screen_hold_s", 600, "[terminal] screen_hold_s is 600; expected at most 60.0"),
+        ("terminal", "retap_guard_s", -1, "[terminal] retap_guard_s is -1; expected at least 0.0"),
+        ("terminal", "retap_guard_s", 61, "[terminal] retap_guard_s is 61; expected at most 60.0"),
+        ("terminal", "retap_guard_s", "3", "[terminal] retap_guard_s must be a number, got '3'"),
+        ("terminal", "retap_guard_s", True, "[terminal] retap_guard_s must be a number"),
+        ("reader", "poll_interval_s", 10, "[reader] poll_interval_s is 10; expected at most 5.0"),
         ("offline", "max_per_card_cents", -1, "[offline] max_per_card_cents is -1; expected at least 0"),
         ("offline", "mode", "maybe", "[offline] mode is 'maybe'"),
         ("reader", "kind", "usb", "[reader] kind is 'usb'; expected one of 'sim' | 'pcsc' | 'nfcpy'"),

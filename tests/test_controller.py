@@ -97,8 +97,9 @@ def test_approved_tap_charges_every_product_then_pulses_once_per_product() -> No
     fx = c.handle(ChargeDone("key", 1500))
     assert screens(fx) == [ApprovedScreen(500, 1500)]
     assert Dispense(2) in fx and Beep("approved") in fx
-    (timer,) = only(fx, StartTimer)
-    fx = c.handle(TimerFired(timer.token))
+    result_timer, guard_timer = only(fx, StartTimer)
+    assert (result_timer.delay_s, guard_timer.delay_s) == (TAP.screen_hold_s, TAP.retap_guard_s)
+    fx = c.handle(TimerFired(result_timer.token))
     assert isinstance(screens(fx)[0], IdleScreen) and c.phase is Phase.IDLE
 
 
@@ -168,6 +169,106 @@ def test_a_held_card_is_one_tap_and_taps_do_not_overlap() -> None:
     c.handle(CardRemoved())
     c.handle(WalletBalance(CARD, 2000))
     c.handle(ChargeDone("k", 1500))
+    assert LookupWallet("04BBBBBBBBBBBB") in c.handle(CardPresented("04BBBBBBBBBBBB"))
+
+
+# --- one physical tap, one sale (issue 10) ------------------------------------------------------
+
+OTHER = "04BBBBBBBBBBBB"
+GUARDED = replace(TAP, screen_hold_s=1.0, retap_guard_s=3.0)  # distinct delays tell the timers apart
+
+
+def sell(c: Controller, outcome: ChargeDone | ChargeQueued | None = None, uid: str = CARD) -> list[Effect]:
+    """One tap of ``uid`` that is charged; returns the effects of the charge's outcome."""
+    assert LookupWallet(uid) in c.handle(CardPresented(uid))
+    assert only(c.handle(WalletBalance(uid, 2000)), Charge)
+    return c.handle(outcome or ChargeDone("k", 1500))
+
+
+def timer(effects: list[Effect], delay_s: float) -> int:
+    (token,) = [t.token for t in only(effects, StartTimer) if t.delay_s == delay_s]
+    return token
+
+
+def test_a_card_flickering_while_its_result_shows_is_not_charged_again() -> None:
+    settings = replace(TAP, screen_hold_s=5.0, retap_guard_s=1.0)  # the result outlasts the window
+    c = Controller(settings, CATALOG)
+    fx = sell(c)
+    c.handle(TimerFired(timer(fx, settings.retap_guard_s)))  # the time window is over...
+    c.handle(CardRemoved())
+    assert c.handle(CardPresented(CARD)) == []  # ...but "Approved" still shows: 50 ms out and back
+    assert c.phase is Phase.RESULT
+    c.handle(TimerFired(timer(fx, settings.screen_hold_s)))
+    c.handle(CardRemoved())
+    assert LookupWallet(CARD) in c.handle(CardPresented(CARD))
+
+
+def test_a_guard_of_zero_turns_the_guard_off() -> None:
+    c = Controller(replace(TAP, retap_guard_s=0.0), CATALOG)
+    fx = sell(c)
+    assert [t.delay_s for t in only(fx, StartTimer)] == [TAP.screen_hold_s]
+    c.handle(CardRemoved())
+    assert LookupWallet(CARD) in c.handle(CardPresented(CARD))
+
+
+def test_the_same_card_within_the_guard_is_ignored_and_charged_after_it() -> None:
+    for outcome in (ChargeDone("k", 1500), ChargeQueued("k", 1500)):
+        c = Controller(GUARDED, CATALOG)
+        fx = sell(c, outcome)
+        guard = timer(fx, GUARDED.retap_guard_s)
+        c.handle(TimerFired(timer(fx, GUARDED.screen_hold_s)))
+        assert c.phase is Phase.IDLE
+        c.handle(CardRemoved())
+        assert c.handle(CardPresented(CARD)) == [], outcome  # the result is gone, the guard is not
+        assert c.handle(TimerFired(guard)) == []  # the card is still lying there: no tap by itself
+        c.handle(CardRemoved())
+        assert LookupWallet(CARD) in c.handle(CardPresented(CARD)), "a real second purchase"
+        assert only(c.handle(WalletBalance(CARD, 1500)), Charge)
+
+
+def test_another_card_is_served_while_the_first_is_guarded() -> None:
+    c = Controller(GUARDED, CATALOG)
+    fx = sell(c)
+    c.handle(CardRemoved())
+    sell(c, uid=OTHER)  # during the first card's result screen
+    c.handle(TimerFired(timer(fx, GUARDED.screen_hold_s)))  # stale: the other card's result shows
+    c.handle(CardRemoved())
+    assert c.handle(CardPresented(CARD)) == []  # still within the first card's guard
+
+
+def test_declines_rejections_and_balance_checks_start_no_guard() -> None:
+    c = Controller(GUARDED, CATALOG)
+    c.handle(CardPresented(CARD))
+    c.handle(WalletBalance(CARD, 100))  # declined: insufficient balance
+    c.handle(CardRemoved())
+    assert LookupWallet(CARD) in c.handle(CardPresented(CARD))
+    c.handle(WalletBalance(CARD, 2000))
+    fx = c.handle(ChargeRejected("k", DeclineReason.PERMISSION))
+    assert [t.delay_s for t in only(fx, StartTimer)] == [GUARDED.screen_hold_s], "refused: no guard"
+    c.handle(CardRemoved())
+    assert LookupWallet(CARD) in c.handle(CardPresented(CARD))
+
+    c = Controller(replace(SELECT, screen_hold_s=1.0, retap_guard_s=3.0), CATALOG)
+    c.handle(CardPresented(CARD))
+    c.handle(WalletBalance(CARD, 1234))  # the balance screen
+    c.handle(CardRemoved())
+    assert LookupWallet(CARD) in c.handle(CardPresented(CARD))
+
+
+def test_a_card_already_on_a_restarting_reader_is_not_a_tap_until_taken_away() -> None:
+    c = Controller(GUARDED, CATALOG)
+    c.start()
+    assert c.handle(CardPresented(CARD, already_present=True)) == []  # lying there at start
+    assert c.handle(CardPresented(CARD)) == []  # the same card, still held
+    c.handle(CardRemoved())
+    fx = sell(c)
+    assert Dispense(2) in fx
+    # Long after: the reader restarts (pcscd restart) and reports the resting card removed, then there.
+    c.handle(TimerFired(timer(fx, GUARDED.screen_hold_s)))
+    c.handle(TimerFired(timer(fx, GUARDED.retap_guard_s)))
+    c.handle(CardRemoved())
+    assert c.handle(CardPresented(CARD, already_present=True)) == []
+    assert c.phase is Phase.IDLE
     c.handle(CardRemoved())
     assert LookupWallet(CARD) in c.handle(CardPresented(CARD))
 

@@ -23,7 +23,7 @@ import pytest
 from PIL import Image, ImageChops
 
 from hw.display.render import render
-from hw.readers.pcsc import PcscReader
+from hw.readers.pcsc import READER_SETTLE_S, PcscReader
 from hw.readers.sim import send_command
 from terminal.app import RunOptions, run_terminal
 from terminal.config import Config, load_config
@@ -46,6 +46,8 @@ NO_DISPLAY = '[display]\nkind = "none"\n'
 # checks a tag's presence continuously, and the terminal's screen hold is 0.05 s in these configs.
 HELD_CARD_S = 1.5
 READER_RECOVERY_TARGET_S = 2.0  # issue 4: back within 2 s of the reader's return
+# The terminal's log line for a card that was on the reader when the reader (re)started (issue 10).
+ALREADY_ON_READER = "a card was already on the reader when it (re)started"
 
 
 def hardware_config(
@@ -126,6 +128,7 @@ def test_pcsc_card_debits_once_per_insertion_and_survives_a_pcscd_restart(
     debit = (MAX, -250)
     try:
         wait_for_log(term, "PC/SC reader online: Virtual PCD 00 00")
+        time.sleep(READER_SETTLE_S)  # a card arriving sooner would count as lying there since the start
         stray = virtual_card("04112233445566")
         stray.insert(pcsc_daemon.slot_port(1))
         card = virtual_card(MAX)
@@ -153,6 +156,7 @@ def test_pcsc_card_debits_once_per_insertion_and_survives_a_pcscd_restart(
         recovered = wait_for_log(term, "PC/SC reader online: Virtual PCD 00 00", count=2)
         print(f"pcscd restarted → terminal's reader online again after {1000 * (recovered - back):.0f} ms")
         assert recovered - back <= READER_RECOVERY_TARGET_S, term.log()
+        time.sleep(READER_SETTLE_S)
         card.insert(pcsc_daemon.slot_port(0))
         wait_for_ledger(wallet_server, 3, term)
         assert ledger(wallet_server) == [debit, debit, debit]
@@ -163,7 +167,92 @@ def test_pcsc_card_debits_once_per_insertion_and_survives_a_pcscd_restart(
     assert wallet_server.balance(MAX) == 2000 - 3 * 250
 
 
+@pytest.mark.pcsc
+def test_pcsc_a_resting_card_is_no_tap_at_start_nor_after_a_pcscd_restart(
+    tmp_path: Path,
+    wallet_server: WalletEmulator,
+    pcsc_daemon: PcscDaemon,
+    card_witness: RecordingListener,
+    virtual_card: Callable[..., VirtualCard],
+) -> None:
+    card = virtual_card(MAX)
+    card.rest(pcsc_daemon.slot_port(0))
+    card_witness.wait_present(MAX)  # on the reader before the terminal starts
+    reader = '[reader]\nkind = "pcsc"\nname = "PCD 00 00"\n'
+    # retap_guard_s = 0 (write_config's): only the reader's "already present" keeps the card from paying.
+    cfg = hardware_config(tmp_path / "term", wallet_server, reader=reader)
+    term = TerminalProcess(cfg, env={SOCKET_ENV: str(pcsc_daemon.socket_path)})
+    debit = (MAX, -250)
+    try:
+        wait_for_log(term, ALREADY_ON_READER)
+        time.sleep(HELD_CARD_S)
+        assert ledger(wallet_server) == [], "a card lying on the reader at start was charged"
+
+        lift_and_lay_again(card, pcsc_daemon, card_witness)  # a real tap
+        wait_for_ledger(wallet_server, 1, term)
+
+        mark = card_witness.mark()
+        pcsc_daemon.stop()  # the card stays: it reconnects to the next pcscd's vpcd
+        wait_for_log(term, "PC/SC reader offline")
+        pcsc_daemon.start()
+        wait_for_log(term, ALREADY_ON_READER, count=2)
+        card_witness.wait_present(MAX, after=mark)
+        time.sleep(HELD_CARD_S)
+        assert ledger(wallet_server) == [debit], "pcscd restarted under a resting card and it paid again"
+
+        lift_and_lay_again(card, pcsc_daemon, card_witness)  # a real second purchase
+        wait_for_ledger(wallet_server, 2, term)
+        assert ledger(wallet_server) == [debit, debit]
+    finally:
+        code = term.stop()
+    assert code == 0, term.log()
+
+
+def lift_and_lay_again(card: VirtualCard, daemon: PcscDaemon, witness: RecordingListener) -> None:
+    """Take the resting card away until pcscd has seen it gone, then lay it down again."""
+    mark = witness.mark()
+    card.remove()
+    witness.wait_removed(after=mark)
+    card.rest(daemon.slot_port(0))
+
+
 # --- nfcpy ----------------------------------------------------------------------------------------------
+
+
+def wait_for_sense(tag: Type2TagEmulator, term: TerminalProcess) -> None:
+    """Wait until the terminal's nfcpy reader has polled the empty field once more."""
+    seen = tag.senses_received
+    try:
+        wait_for(lambda: tag.senses_received > seen, what="the nfcpy reader to poll the field")
+    except AssertionError as error:
+        raise AssertionError(f"{error}; terminal log:\n{term.log()}") from None
+
+
+@pytest.mark.nfcpy
+def test_nfcpy_a_resting_tag_is_no_tap_after_the_reader_restarts(
+    tmp_path: Path, wallet_server: WalletEmulator
+) -> None:
+    with Type2TagEmulator(uid=MAX, present=False) as tag:
+        reader = f'[reader]\nkind = "nfcpy"\ndevice = "{tag.device}"\npoll_interval_s = 0.1\n'
+        # retap_guard_s = 0 (write_config's): only the reader's "already present" keeps the tag from paying.
+        term = TerminalProcess(hardware_config(tmp_path, wallet_server, reader=reader))
+        try:
+            wait_for_sense(tag, term)
+            tag.place()
+            wait_for_ledger(wallet_server, 1, term)
+            tag.corrupt_next_answer()  # the held tag's next presence check breaks the reader: it reopens
+            wait_for_log(term, ALREADY_ON_READER)
+            time.sleep(HELD_CARD_S)
+            assert ledger(wallet_server) == [(MAX, -250)], "the reader restarted and the resting tag paid"
+
+            tag.remove()
+            wait_for_sense(tag, term)  # released: the reader polls the empty field again
+            tag.place()  # a real second purchase
+            wait_for_ledger(wallet_server, 2, term)
+        finally:
+            code = term.stop()
+    assert code == 0, term.log()
+    assert ledger(wallet_server) == [(MAX, -250), (MAX, -250)]
 
 
 @pytest.mark.nfcpy
@@ -174,6 +263,7 @@ def test_nfcpy_tag_through_the_udp_driver_debits_once(tmp_path: Path, wallet_ser
         )
         term = TerminalProcess(hardware_config(tmp_path, wallet_server, reader=reader))
         try:
+            wait_for_sense(tag, term)  # a tag placed sooner would count as lying there since the start
             tag.place()
             wait_for_ledger(wallet_server, 1, term)
             time.sleep(HELD_CARD_S)  # the tag stays in the field: nfcpy keeps it, no second tap

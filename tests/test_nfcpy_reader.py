@@ -23,10 +23,13 @@ class RecordingListener:
     """A CardListener that keeps every event with the monotonic time it arrived."""
 
     events: list[tuple[float, str, object]] = field(default_factory=list)
+    already_present: list[bool] = field(default_factory=list)  # the flag of every "present", in order
     status_changes: list[tuple[bool, str]] = field(default_factory=list)
     changed: threading.Condition = field(default_factory=threading.Condition)
 
-    def card_present(self, uid: str) -> None:
+    def card_present(self, uid: str, *, already_present: bool = False) -> None:
+        with self.changed:
+            self.already_present.append(already_present)
         self._add("present", uid)
 
     def card_removed(self) -> None:
@@ -104,6 +107,7 @@ def test_tag_already_present_is_delivered_once_with_its_normalised_uid(
         time.sleep(1.5)  # the tag stays in the field: nfcpy keeps checking presence, no new events
         assert [online for online, _ in listener.statuses()] == [True]
         assert listener.card_events() == [("present", "04A1B2C3D4E5F6")]
+        assert listener.already_present == [True], "a tag lying there at start is not a tap"
         print(f"tag present at start → card_present {1000 * (arrived - began):.0f} ms")
     finally:
         reader.stop()
@@ -179,6 +183,33 @@ def test_device_failure_reports_offline_then_recovers(
     assert [online for online, _ in listener.statuses()] == [True, False, True]
     assert listener.kinds()[-1] == ("present", "04A1B2C3D4E5F6")
     print(f"device failure → back online {1000 * (recovered - failed):.0f} ms")
+
+
+def test_a_tag_resting_through_a_reader_restart_is_already_present_after_it(
+    tag: Type2TagEmulator, listener: RecordingListener, started: NfcpyReader
+) -> None:
+    started.retry_interval_s = 0.2
+    wait_until(lambda: tag.senses_received >= 1, "the first sense")  # the field was empty then
+    tag.place()
+    listener.wait_count("present", 1)
+    tag.corrupt_next_answer()  # a presence check of the held tag fails as on a broken device
+    listener.wait_count("status", 3)
+    listener.wait_count("present", 2)
+    assert [online for online, _ in listener.statuses()] == [True, False, True]
+    assert listener.card_events() == [
+        ("present", "04A1B2C3D4E5F6"),
+        ("removed", None),
+        ("present", "04A1B2C3D4E5F6"),
+    ]
+    assert listener.already_present == [False, True], "the resting tag was taken for a new tap"
+
+
+def wait_until(predicate: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + EVENT_TIMEOUT_S
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
 
 
 @pytest.mark.parametrize("tag_present", [False, True], ids=["field-empty", "tag-held"])

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from hw.readers.pcsc import PcscReader
+from hw.readers.pcsc import READER_SETTLE_S, PcscReader
 from terminal.emulator.pcsc_lab import UID_APDU, PcscDaemon, VirtualCard
 from tests.pcsc_lab import (  # noqa: F401  (fixtures)
     RecordingListener,
@@ -135,8 +135,8 @@ class _FailingOnceListener(RecordingListener):
         super().__init__()
         self.failed = False
 
-    def card_present(self, uid: str) -> None:
-        super().card_present(uid)
+    def card_present(self, uid: str, *, already_present: bool = False) -> None:
+        super().card_present(uid, already_present=already_present)
         if not self.failed:
             self.failed = True
             raise RuntimeError("listener bug")
@@ -266,7 +266,34 @@ def test_card_already_on_the_reader_at_start_is_reported(
     card.insert(pcsc_daemon.slot_port(0))
     time.sleep(1.0)  # let pcscd notice it before the reader starts
     _, listener = start_reader()
-    listener.wait_present("A0A1A2A3")
+    assert listener.wait_present("A0A1A2A3").already_present, "lying there at start: not a tap"
+
+
+def test_a_card_resting_through_a_pcscd_restart_is_already_present_after_it(
+    pcsc_daemon: PcscDaemon, start_reader: ReaderFactory, virtual_card: CardFactory
+) -> None:
+    _, listener = start_reader("PCD 00 00")
+    listener.wait_status(True)
+    time.sleep(READER_SETTLE_S)  # the reader has settled: what arrives now is a tap
+    card = virtual_card("04A1B2C3D4E5F6")
+    card.rest(pcsc_daemon.slot_port(0))
+    assert not listener.wait_present("04A1B2C3D4E5F6").already_present
+
+    mark = listener.mark()
+    pcsc_daemon.stop()
+    listener.wait_status(False, after=mark)
+    pcsc_daemon.start()  # the card connects to the new vpcd as soon as it listens
+    again = listener.wait_present("04A1B2C3D4E5F6", after=mark)
+    assert again.already_present, "a card lying on the reader through a pcscd restart was tapped"
+    kinds = [e.kind for e in listener.events[mark:]]
+    assert kinds[0] == "removed" and kinds[-1] == "present" and kinds.count("present") == 1, kinds
+
+    time.sleep(READER_SETTLE_S)
+    mark = listener.mark()
+    card.remove()
+    listener.wait_removed(after=mark)
+    card.rest(pcsc_daemon.slot_port(0))
+    assert not listener.wait_present("04A1B2C3D4E5F6", after=mark).already_present
 
 
 def test_stop_is_quick_even_with_a_long_wait(pcsc_daemon: PcscDaemon, start_reader: ReaderFactory) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from terminal.config import TerminalConfig
 from terminal.emulator.faults import FaultKind
 from terminal.emulator.wallet_server import WalletEmulator
 from tests.terminal_lab import (
@@ -69,6 +70,59 @@ def test_a_card_held_on_the_reader_is_one_tap(tmp_path: Path, wallet_server: Wal
     finally:
         term.stop()
     assert len(wallet_server.transactions()) == 2
+
+
+def ledger(emulator: WalletEmulator) -> list[tuple[str, int]]:
+    return [(t.token_id, t.amount) for t in emulator.transactions()]
+
+
+def test_a_card_flickering_out_of_the_field_pays_once_and_again_after_the_guard(
+    tmp_path: Path, wallet_server: WalletEmulator
+) -> None:
+    # The terminal's own defaults (issue 10): 3 s result screen, 3 s re-tap guard.
+    term = TerminalProcess(write_config(tmp_path, wallet_server, screen_hold_s=3.0, retap_guard_s=None))
+    guard_s = TerminalConfig.retap_guard_s
+    try:
+        assert term.send(f"present {MAX}") == "ok"
+        wait_for(lambda: settled(term.config, 1), what="the sale to settle")  # "Approved" showing
+        charged = time.monotonic()
+        assert term.send("remove") == "ok"
+        time.sleep(0.05)  # out of the field for 50 ms
+        assert term.send(f"present {MAX}") == "ok"
+        # Another card next, while the first card's result still shows: it is served at once. Taps are
+        # handled in order, so a second sale of the flickering card would land on the ledger before it.
+        term.tap(ERIKA)
+        wait_for(lambda: len(wallet_server.transactions()) >= 2, what="the other card's sale")
+        assert ledger(wallet_server) == [(MAX, -250), (ERIKA, -250)], "the flicker paid twice"
+
+        time.sleep(max(0.0, charged + guard_s + 1.0 - time.monotonic()))
+        assert term.send("remove") == "ok"
+        time.sleep(0.05)
+        assert term.send(f"present {MAX}") == "ok"  # a real second purchase, after the guard
+        wait_for(lambda: len(wallet_server.transactions()) >= 3, what="the second purchase")
+    finally:
+        assert term.stop() == 0
+    assert ledger(wallet_server) == [(MAX, -250), (ERIKA, -250), (MAX, -250)]
+
+
+def test_a_card_resting_on_a_restarting_sim_reader_is_not_a_tap(
+    tmp_path: Path, wallet_server: WalletEmulator
+) -> None:
+    term = TerminalProcess(write_config(tmp_path, wallet_server))  # no re-tap guard: the flag alone
+    try:
+        assert term.send(f"present {MAX}") == "ok"
+        wait_for(lambda: settled(term.config, 1), what="the sale to settle")
+        time.sleep(0.3)  # the result screen (0.05 s) is long gone
+        assert term.send("restart") == "ok"  # offline, removed, online, the held card already present
+        term.tap(ERIKA)  # handled after the restart's events: its sale lands after any second one
+        wait_for(lambda: len(wallet_server.transactions()) >= 2, what="the other card's sale")
+        assert ledger(wallet_server) == [(MAX, -250), (ERIKA, -250)], "the restart paid again"
+        assert term.send("remove") == "ok"
+        assert term.send(f"present {MAX}") == "ok"  # taken away and back: a tap
+        wait_for(lambda: len(wallet_server.transactions()) >= 3, what="the second purchase")
+    finally:
+        assert term.stop() == 0
+    assert ledger(wallet_server) == [(MAX, -250), (ERIKA, -250), (MAX, -250)]
 
 
 def test_offline_sale_is_delivered_when_the_server_returns(

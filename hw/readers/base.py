@@ -8,8 +8,13 @@ from typing import Protocol
 class CardListener(Protocol):
     """Receives reader events; called from the reader's own thread, must not block."""
 
-    def card_present(self, uid: str) -> None:
-        """A card arrived; ``uid`` is already normalised (uppercase hex, no separators)."""
+    def card_present(self, uid: str, *, already_present: bool = False) -> None:
+        """A card arrived; ``uid`` is already normalised (uppercase hex, no separators).
+
+        ``already_present`` is True for a card that was in the field when the reader (re)started (pcscd
+        restarted, the reader came back, the device was opened again): it was not tapped, so the
+        terminal does not take it for a tap until it has been taken away.
+        """
 
     def card_removed(self) -> None:
         """The card left the field."""

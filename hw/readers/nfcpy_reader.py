@@ -1,4 +1,8 @@
-"""The nfcpy card reader: polls ISO 14443 A on its own thread and reports UIDs, removals and reader loss."""
+"""The nfcpy card reader: polls ISO 14443 A on its own thread and reports UIDs, removals and reader loss.
+
+A tag found by the first poll after the device (re)opens was lying in the field already (the service
+started, or the reader failed and came back): it is reported with ``already_present``, not as a tap.
+"""
 
 from __future__ import annotations
 
@@ -46,6 +50,7 @@ class NfcpyReader:
         self._clf: Any = None
         self._card_reported = False
         self._tag_connected = False
+        self._senses = 0  # senses started since the device was (re)opened
 
     def start(self, listener: CardListener) -> None:
         if self._thread is not None:
@@ -129,6 +134,7 @@ class NfcpyReader:
             "on-release": self._on_release,
             "beep-on-connect": False,  # the terminal's own buzzer reports the outcome of a tap
         }
+        self._senses = 0
         while not self._stop.is_set():
             try:
                 result = clf.connect(rdwr=options, terminate=self._terminate)
@@ -146,7 +152,9 @@ class NfcpyReader:
         if self._stop.is_set():
             return True
         if not self._tag_connected:
-            # Between senses: wait the poll interval (woken at once by stop()) instead of spinning.
+            # Before each sense (nfcpy asks before the first one too): wait the poll interval (woken at
+            # once by stop()) instead of spinning.
+            self._senses += 1
             return self._stop.wait(self.poll_interval_s)
         return False
 
@@ -158,7 +166,8 @@ class NfcpyReader:
             log.warning("ignoring a tag with an unusable UID: %s", exc)
         else:
             self._card_reported = True
-            self._notify(lambda listener: listener.card_present(uid))
+            already = self._senses <= 1  # found by the first sense after the device opened
+            self._notify(lambda listener: listener.card_present(uid, already_present=already))
         return True  # let nfcpy check presence until the tag leaves, so a held card is one event
 
     def _on_release(self, tag: Any) -> bool:

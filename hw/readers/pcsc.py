@@ -5,6 +5,12 @@ clean stop() and recovery: when pcscd stops or restarts, or the watched readers 
 reports the reader offline, re-establishes its context every ``RETRY_INTERVAL_S`` and reports it back
 online as soon as a matching reader is listed again.
 
+A card lying on a reader when the reader (re)appears (the service starts, pcscd restarts, the reader is
+plugged back) was not tapped: it is reported with ``already_present``. That is the card in the reader's
+first status, or one that shows up within ``READER_SETTLE_S`` of it: pcscd asks drivers without
+interrupt support (vpcd, serial readers) for card presence every 400 ms, so a resting card may appear
+one poll after its reader. A guest who taps within that second after a restart taps again.
+
 The PC/SC client library honours ``PCSCLITE_CSOCK_NAME`` (the pcscd socket path), read once at the first
 PC/SC call of the process; tests use it to point at a private pcscd.
 """
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from types import ModuleType
 
@@ -26,6 +33,7 @@ PNP_NOTIFICATION = "\\\\?PnP?\\Notification"
 RETRY_INTERVAL_S = 0.2
 UNKNOWN_READER_PAUSE_S = 0.05
 STOP_JOIN_TIMEOUT_S = 2.0
+READER_SETTLE_S = 1.0  # two and a half of pcscd's 400 ms presence polls
 
 
 def _code(result: int) -> int:
@@ -127,6 +135,10 @@ class _ContextWatch:
         # 1.9 only wakes on changes during the call and answers 0. Feeding back its answer suits both.
         self.pnp_state = 0
         self.handled: set[str] = set()  # readers whose present card was read (reported or ignored)
+        # Readers whose state after (re)appearing is not settled yet: until their first definitive
+        # status, and for READER_SETTLE_S after they appeared, a card on them was already there.
+        self.unsettled: set[str] = set()
+        self.appeared: dict[str, float] = {}  # reader name -> time.monotonic() it (re)appeared
         self.reported: set[str] = set()  # readers whose card the listener was told about
 
     def run(self) -> str:
@@ -195,8 +207,13 @@ class _ContextWatch:
         for name in gone:
             del self.states[name]
             self.handled.discard(name)
+            self.unsettled.discard(name)
+            self.appeared.pop(name, None)
         for name in names:
-            self.states.setdefault(name, self.scard.SCARD_STATE_UNAWARE)
+            if name not in self.states:
+                self.states[name] = self.scard.SCARD_STATE_UNAWARE
+                self.unsettled.add(name)
+                self.appeared[name] = time.monotonic()
         if names:
             self.reader._report_status(True, ", ".join(sorted(self.states)))
         else:
@@ -213,12 +230,16 @@ class _ContextWatch:
         if event_state & leaving:
             return  # the reader is going away; the next reader list drops it
         present = bool(event_state & scard.SCARD_STATE_PRESENT)
-        if present and not event_state & scard.SCARD_STATE_MUTE and name not in self.handled:
+        muted = bool(event_state & scard.SCARD_STATE_MUTE)
+        already = name in self.unsettled or time.monotonic() - self.appeared[name] < READER_SETTLE_S
+        if not (present and muted):  # a muted card is not a definitive answer yet
+            self.unsettled.discard(name)
+        if present and not muted and name not in self.handled:
             self.handled.add(name)
             uid = self._read_uid(name)
             if uid is not None:
                 self.reported.add(name)
-                _notify(self.listener.card_present, uid)
+                _notify(self.listener.card_present, uid, already_present=already)
         elif not present:
             self.handled.discard(name)
             self._forget_cards({name} & self.reported)
@@ -249,10 +270,10 @@ class _ContextWatch:
         return _uid_from_response(name, bytes(response))
 
 
-def _notify(event: Callable[..., None], *args: object) -> None:
+def _notify(event: Callable[..., None], *args: object, **kwargs: object) -> None:
     """Call a listener method; its bugs are logged, they do not take the reader down."""
     try:
-        event(*args)
+        event(*args, **kwargs)
     except Exception:
         log.exception("card listener failed on %s", getattr(event, "__name__", event))
 

@@ -1,9 +1,16 @@
 """The simulated reader: a Unix socket that takes taps (``taptill tap UID``) and button presses.
 
 Also how a user feeds taps from hardware taptill has no adapter for. One text line per connection:
-``tap UID`` (present and remove), ``present UID``, ``remove``, ``press BUTTON`` (and ``stall SECONDS``,
-which blocks the device loop to prove the watchdog); the answer is ``ok``
-or ``error: …``.
+
+- ``tap UID``: a card presented and taken away again;
+- ``present UID``: a card put on the reader, held there until ``remove``;
+- ``remove``: the held card taken away;
+- ``restart``: the reader restarts with the held card lying on it, as a real reader does when pcscd
+  restarts: offline, the card removed, online, and the card reported as already present (not a tap);
+- ``press BUTTON``: a button pressed;
+- ``stall SECONDS``: blocks the device loop, to prove the watchdog.
+
+The answer is ``ok`` or ``error: …``.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ class SimReader:
         self._stopping = threading.Event()
         self._listener: CardListener | None = None
         self._bound: tuple[int, int] | None = None  # device and inode of the socket file we bound
+        self._held: str | None = None  # the card on the reader (present without remove)
 
     def start(self, listener: CardListener) -> None:
         """Listen on the socket; raises StartupError if another terminal is listening there already."""
@@ -113,9 +121,19 @@ class SimReader:
             listener.card_present(uid)
             if verb == "tap":
                 listener.card_removed()
+            self._held = uid if verb == "present" else None
             return "ok"
         if verb == "remove":
+            self._held = None
             listener.card_removed()
+            return "ok"
+        if verb == "restart":
+            listener.reader_status(False, "sim reader restarting")
+            if self._held is not None:
+                listener.card_removed()
+            listener.reader_status(True, f"sim reader on {self.socket_path}")
+            if self._held is not None:
+                listener.card_present(self._held, already_present=True)
             return "ok"
         if verb == "stall":
             # Debug aid for the watchdog test: block the device loop itself, as a hung loop would.
@@ -133,7 +151,7 @@ class SimReader:
                 return "error: no such button (press needs a name and a mode with buttons)"
             self.buttons.button_pressed(arg)
             return "ok"
-        return "error: unknown command; use tap UID, present UID, remove or press BUTTON"
+        return "error: unknown command; use tap UID, present UID, remove, restart or press BUTTON"
 
 
 def _answers(path: Path) -> bool:

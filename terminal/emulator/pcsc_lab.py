@@ -229,6 +229,8 @@ class VirtualCard:
         self.inserted_at: float | None = None
         self._socket: socket.socket | None = None
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._taken = threading.Event()  # remove() was called: a resting card stops reconnecting
 
     @property
     def inserted(self) -> bool:
@@ -254,9 +256,43 @@ class VirtualCard:
         self._thread = threading.Thread(target=self._serve, args=(conn,), name="virtual-card", daemon=True)
         self._thread.start()
 
+    def rest(self, port: int) -> None:
+        """Lay the card on the vpcd slot listening on ``port`` to stay, through pcscd restarts.
+
+        A card lying on a reader is there for whichever pcscd runs next: when vpcd goes away (pcscd
+        stops) the card connects again as soon as vpcd listens again. remove() takes it away.
+        """
+        if self.inserted:
+            raise PcscLabError("the virtual card is already inserted; remove it first")
+        self._taken.clear()
+        self.inserted_at = time.perf_counter()
+        self._thread = threading.Thread(target=self._lie, args=(port,), name="virtual-card", daemon=True)
+        self._thread.start()
+
+    def _lie(self, port: int) -> None:
+        while not self._taken.is_set():
+            try:
+                conn = socket.create_connection(("127.0.0.1", port), timeout=1.0)
+            except OSError:
+                self._taken.wait(0.01)  # vpcd is not listening (pcscd is away): try again
+                continue
+            conn.settimeout(None)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._lock:
+                if self._taken.is_set():
+                    conn.close()
+                    return
+                self._socket = conn
+            self._serve(conn)
+            with self._lock:
+                self._socket = None
+            conn.close()
+
     def remove(self) -> None:
         """Take the card away (closes its connection); safe to call when it is not inserted."""
-        conn, self._socket = self._socket, None
+        self._taken.set()
+        with self._lock:
+            conn, self._socket = self._socket, None
         if conn is not None:
             # close() alone does not wake the thread blocked in recv(); shutdown() does.
             with contextlib.suppress(OSError):

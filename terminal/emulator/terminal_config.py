@@ -24,6 +24,7 @@ def write_terminal_config(
     description: str = "Kaffee",
     tap_budget_ms: int = 800,
     screen_hold_s: float = 0.05,
+    retap_guard_s: float | None = 0.0,
     timeout_s: float = 1.5,
     offline_mode: str = "accept",
     offline_limit_cents: int | None = None,
@@ -35,6 +36,8 @@ def write_terminal_config(
 
     The wallet's ``dedupes`` follows the emulator's flavour; ``offline_limit_cents`` sets both offline
     limits (per card and terminal) when a run must be decided by the policy's accept path.
+    ``retap_guard_s`` is 0 unless asked for: runs sell to one card many times within seconds, each a
+    purchase of its own; None leaves the key out (the terminal's default).
     """
     directory.mkdir(parents=True, exist_ok=True)
     token = directory / "wallet.token"
@@ -47,6 +50,7 @@ def write_terminal_config(
         if offline_limit_cents is not None
         else ""
     )
+    guard = f"retap_guard_s = {retap_guard_s}\n" if retap_guard_s is not None else ""
     config = directory / "config.toml"
     config.write_text(
         f"""
@@ -58,7 +62,7 @@ description = "{description}"
 tag = "coffee"
 tap_budget_ms = {tap_budget_ms}
 screen_hold_s = {screen_hold_s}
-
+{guard}
 [wallet]
 base_url = "{emulator.base_url}"
 token_file = "wallet.token"

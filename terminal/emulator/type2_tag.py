@@ -68,6 +68,10 @@ class Type2TagEmulator:
         self._socket: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self.frames_received = 0
+        # SENS_REQ/ALL_REQ frames, present or not: each is a reader's sense (a poll for a new tag), while
+        # a held tag's presence checks are READs. Tests wait for one before placing a tag that must be
+        # a tap rather than a tag already lying there when the reader started.
+        self.senses_received = 0
         self._corrupt_next = False
 
     @staticmethod
@@ -172,11 +176,15 @@ class Type2TagEmulator:
                 self._state = _State.IDLE
                 return None
             parts = datagram.split()
-            if len(parts) != 2 or parts[0] != _BRTY or not self._present:
+            if len(parts) != 2 or parts[0] != _BRTY:
                 return None
             try:
                 command = bytes.fromhex(parts[1].decode("ascii"))
             except ValueError:
+                return None
+            if command in (b"\x26", b"\x52"):
+                self.senses_received += 1
+            if not self._present:
                 return None
             response = self._respond(command)
             if response is None:
