@@ -63,6 +63,24 @@ def write_config(
     )
 
 
+def faketime_env(offset_file: Path) -> dict[str, str]:
+    """Environment that runs a process under libfaketime (Debian ``faketime``) with its wall clock offset
+    by what ``offset_file`` says ("+0", "+1d", "-1d"; read anew at every call), while its monotonic and
+    boot-time clocks run untouched: a Pi's clock stepped by fake-hwclock and NTP."""
+    import glob
+
+    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1"))
+    assert found, "libfaketime is missing: apt-get install faketime (make test installs it)"
+    if not offset_file.exists():
+        offset_file.write_text("+0\n")
+    return {
+        "LD_PRELOAD": found[0],
+        "FAKETIME_TIMESTAMP_FILE": str(offset_file),
+        "FAKETIME_NO_CACHE": "1",
+        "DONT_FAKE_MONOTONIC": "1",
+    }
+
+
 def taptill(
     *args: str, timeout: float = 30.0, check: bool = True, prefix: Sequence[str] = ()
 ) -> subprocess.CompletedProcess[str]:

@@ -1,5 +1,10 @@
 """The seeded fault-injection campaign: hundreds of taps against a faulty wallet server while ``taptill run``
-is SIGKILLed at random moments; at the end the server's ledger must equal the terminal's journal."""
+is SIGKILLed at random moments; at the end the server's ledger must equal the terminal's journal.
+
+As in the field: the server answers as slowly as a real pretix (GET 20-60 ms, POST 150-400 ms), the
+terminal's wall clock is stepped a day back and forth (libfaketime), and cards flicker out of the field
+and back while their result shows. Every tap must end in a decision screen; a flicker must not pay twice.
+"""
 
 from __future__ import annotations
 
@@ -17,17 +22,24 @@ import pytest
 from terminal.config import load_config
 from terminal.emulator.faults import DOWN, FaultKind
 from terminal.emulator.wallet_server import Flavour, WalletEmulator
-from tests.terminal_lab import TerminalProcess, espresso, wait_for, write_config
+from tests.terminal_lab import TerminalProcess, espresso, faketime_env, wait_for, write_config
 
 pytestmark = pytest.mark.campaign
 
 SEED = 20261122
-TAPS = 520
-KILLS = 55
-CARDS = tuple(f"04CA{n:010X}" for n in range(6))  # 7-byte UIDs, uppercase hex
+TAPS = 300
+KILLS = 40
+CARDS = tuple(f"04CA{n:010X}" for n in range(12))  # 7-byte UIDs, uppercase hex
+RETAP_GUARD_S = 1.5  # the same card is not charged again this soon (a flicker must not pay twice)
+FLICKER = 0.1  # share of taps where the card leaves the field for 50 ms and comes back
+CLOCK_STEPS = ("+1d", "-1d", "+0")  # fake-hwclock and NTP step a Pi's wall clock
 CARD_BALANCE = 10_000_000  # far more than the campaign spends: no refusal for lack of money
 OFFLINE_LIMITS = "max_per_card_cents = 5000\nmax_total_cents = 200000"
-TAP_SETTLE_S = 0.6  # longest wait for a tap to reach the journal before the next one
+BUDGET_MS = 800
+# Longest wait for a tap's decision screen from a live terminal: "never" on a loaded 2-core machine
+# (speed is for the bench; here it is whether every tap ends in a decision).
+TAP_DECIDED_S = 15.0
+DECISIONS = ("┌─ Approved", "┌─ Declined", "┌─ Unknown card", "┌─ Out of service")
 
 # (kind, probability, extra fields): every kind the emulator has, on every route, seeded.
 FAULTS: tuple[tuple[FaultKind, float, dict[str, object]], ...] = (
@@ -76,6 +88,11 @@ class CampaignResult:
     queued_at_heal: int = 0
     drain_s: float = 0.0
     left_behind: list[tuple[str, str, int, int, str]] = field(default_factory=list)
+    flickers: int = 0
+    clock_steps: int = 0
+    undecided: int = 0  # taps a live terminal never showed a decision for
+    slowest_decision_s: float = 0.0
+    flicker_doubled: int = 0  # flickers that became two sales
 
     def line(self) -> str:
         faults = ",".join(f"{k}:{v}" for k, v in sorted(self.faults.items()))
@@ -87,6 +104,8 @@ class CampaignResult:
             f" rejected={self.rejected} held={self.held} pending={self.pending}"
             f" duplicates={self.duplicates} lost={self.lost} wrong_amount={self.wrong_amount}"
             f" queued_at_heal={self.queued_at_heal} drain_s={self.drain_s:.1f} seconds={self.seconds:.1f}"
+            f" flickers={self.flickers} flicker_doubled={self.flicker_doubled} clock_steps={self.clock_steps}"
+            f" undecided={self.undecided} slowest_decision_s={self.slowest_decision_s:.2f}"
         )
 
 
@@ -137,19 +156,29 @@ class Campaign:
         self.server = server
         self.rng = rng
         self.config = write_config(
-            tmp, server, products=[espresso(server.flavour)], budget_ms=300, probe_s=0.1
+            tmp,
+            server,
+            products=[espresso(server.flavour)],
+            budget_ms=BUDGET_MS,
+            probe_s=0.1,
+            display="console",
+            retap_guard_s=RETAP_GUARD_S,
         )
         # Offline limits wide enough that down periods sell (and queue) rather than only decline.
         text = self.config.read_text().replace("[offline]\n", f"[offline]\n{OFFLINE_LIMITS}\n", 1)
         self.config.write_text(text)
         self.journal = JournalReader(load_config(self.config).journal_path)
+        self.clock_file = tmp / "faketime"
         self.result = CampaignResult(server.flavour)
+        self.undecided_logs: list[str] = []
         self.term: TerminalProcess | None = None
         self.points = CRASHPOINTS[server.flavour]
+        self.last_tap: dict[str, float] = {}
 
     def start(self, crashpoint: str | None = None) -> TerminalProcess:
         env = {"TAPTILL_CRASHPOINT": crashpoint} if crashpoint else None
         # A crash point may fire while the terminal drains its outbox at start-up, before it is ready.
+        env = {**(env or {}), **faketime_env(self.clock_file)}
         self.term = TerminalProcess(self.config, env, wait=False)
         try:
             self.term.wait_ready()
@@ -182,23 +211,81 @@ class Campaign:
             self._died()
         self.restart()
 
-    def tap(self, uid: str) -> None:
+    def _decisions(self) -> int:
         assert self.term is not None
-        before = self.journal.rows()
+        log = self.term.log()
+        return sum(log.count(d) for d in DECISIONS)
+
+    def tap(self, uid: str) -> None:
+        """One physical tap (or a flicker: the card leaves the field for 50 ms while its result shows);
+        waits for its decision screen, so the next tap finds the terminal idle."""
+        assert self.term is not None
+        before, decided_before = self.journal.rows(), self._decisions()
+        flicker = self.rng.random() < FLICKER
+        self.last_tap[uid] = time.monotonic()
         try:
-            self.term.tap(uid)
+            self.term.send(f"present {uid}")
         except OSError:
             if not self.term.alive():  # a crash point fired between two taps
                 self._died()
                 self.restart()
             return
         self.result.taps += 1
-        deadline = time.monotonic() + TAP_SETTLE_S
-        while time.monotonic() < deadline and self.journal.rows() == before and self.term.alive():
+        presented = time.monotonic()
+        deadline = presented + TAP_DECIDED_S
+        decided = False
+        while time.monotonic() < deadline and self.term.alive():
+            decided = self._decisions() > decided_before
+            if decided:
+                took = time.monotonic() - presented
+                self.result.slowest_decision_s = max(self.result.slowest_decision_s, took)
+                break
             time.sleep(0.005)
+        try:
+            self.term.send("remove")
+            if flicker and decided:
+                self.result.flickers += 1
+                time.sleep(0.05)
+                self.term.send(f"present {uid}")
+                self.term.send("remove")
+        except OSError:
+            pass  # killed meanwhile: counted below
         if not self.term.alive():
             self._died()
             self.restart()
+            return
+        if not decided:
+            self.result.undecided += 1
+            self.undecided_logs.append(self.term.log()[-2000:])
+        elif flicker:
+            time.sleep(0.3)  # a second sale would be journaled by now
+            if self.term.alive() and self.journal.rows() > before + 1:
+                self.result.flicker_doubled += 1
+
+    def tap_and_kill(self, uid: str, after_s: float) -> None:
+        """A tap and a SIGKILL ``after_s`` later: mid-lookup, -journal write, -debit or -dispense."""
+        assert self.term is not None
+        self.last_tap[uid] = time.monotonic()
+        try:
+            self.term.send(f"tap {uid}")
+            self.result.taps += 1
+        except OSError:
+            pass  # a crash point fired first: kill() below counts it
+        time.sleep(after_s)
+        self.kill()
+
+    def _card(self) -> str:
+        """A card not tapped within the re-tap guard (a second tap that soon is a flicker, ignored)."""
+        while True:
+            now = time.monotonic()
+            ready = [c for c in CARDS if now - self.last_tap.get(c, -1e9) > RETAP_GUARD_S + 0.3]
+            if ready:
+                return self.rng.choice(ready)
+            time.sleep(0.05)
+
+    def step_clock(self) -> None:
+        self.clock_file.write_text(self.rng.choice(CLOCK_STEPS) + "\n")
+        self.result.clock_steps += 1
 
     def run(self) -> None:
         for kind, probability, extra in FAULTS:
@@ -207,6 +294,7 @@ class Campaign:
         kill_every = TAPS / (KILLS + 3)
         next_kill = self.rng.expovariate(1 / kill_every)
         next_down = self.rng.randint(30, 80)
+        next_step = self.rng.randint(20, 60)
         down_until = -1
         tap = 0
         while self.result.taps < TAPS or self.result.kills < KILLS:
@@ -218,12 +306,14 @@ class Campaign:
             if tap == down_until:
                 self.server.faults.set_down(False)
                 next_down = tap + self.rng.randint(30, 80)
-            self.tap(self.rng.choice(CARDS))
+            if tap == next_step:
+                self.step_clock()
+                next_step = tap + self.rng.randint(20, 60)
             if tap >= next_kill:
-                time.sleep(self.rng.uniform(0.0, 0.08))  # mid-lookup, -journal write or -debit
-                self.kill()
+                self.tap_and_kill(self._card(), self.rng.uniform(0.0, 0.6))
                 next_kill = tap + max(1.0, self.rng.expovariate(1 / kill_every))
             else:
+                self.tap(self._card())
                 time.sleep(self.rng.uniform(0.0, 0.02))
 
     def heal_and_drain(self) -> None:
@@ -266,7 +356,7 @@ class Campaign:
 @pytest.fixture(params=["doc", "real"])
 def campaign_server(request: pytest.FixtureRequest) -> Iterator[WalletEmulator]:
     flavour: Flavour = request.param
-    with WalletEmulator.demo(flavour, seed=SEED) as server:
+    with WalletEmulator.demo(flavour, seed=SEED, latency="real") as server:
         for uid in CARDS:
             server.add_wallet(uid, CARD_BALANCE)
         yield server
@@ -291,11 +381,16 @@ def test_fault_campaign(
     print(line)
     with capsys.disabled():
         print("\n" + line)
-    assert r.taps >= TAPS and r.kills >= 50
+    assert r.taps >= TAPS and r.kills >= KILLS
     missing = {str(kind) for kind, _, _ in FAULTS} - set(r.faults)
     assert not missing, f"fault kinds never applied: {sorted(missing)}"
     assert r.faults.get(DOWN, 0) > 0, "the server was never down while the terminal asked"
     assert r.crashpoint_kills > 0, "no crash point fired"
     assert r.pending == 0, f"sales left behind (key, state, amount, held, reason): {r.left_behind}"
     assert r.duplicates == 0 and r.lost == 0 and r.wrong_amount == 0, line
-    assert r.journal_sales > 0 and r.ledger_debits == r.journal_sales
+    assert r.journal_sales >= TAPS // 3 and r.ledger_debits == r.journal_sales, line
+    assert r.clock_steps >= 3 and r.flickers >= 10, line
+    assert r.undecided == 0, f"taps with no decision screen: {r.undecided}\n" + "\n---\n".join(
+        campaign.undecided_logs[:3]
+    )
+    assert r.flicker_doubled == 0, line

@@ -9,7 +9,6 @@ the wall clock of a real ``taptill run`` by a day each way while its monotonic c
 from __future__ import annotations
 
 import asyncio
-import glob
 import random
 import time
 from pathlib import Path
@@ -24,7 +23,16 @@ from terminal.sale_sender import Later, SaleSender
 from terminal.secret import Secret
 from terminal.server_health import ServerHealth
 from terminal.wallet.client import WalletClient
-from tests.terminal_lab import MAX, TerminalProcess, espresso, journal_lines, settled, wait_for, write_config
+from tests.terminal_lab import (
+    MAX,
+    TerminalProcess,
+    espresso,
+    faketime_env,
+    journal_lines,
+    settled,
+    wait_for,
+    write_config,
+)
 
 DAY_S = 86_400.0
 
@@ -152,25 +160,12 @@ def test_a_forward_step_does_not_age_a_cards_balance(tmp_path: Path) -> None:
 # --- end to end with libfaketime ------------------------------------------------------------------
 
 
-def _libfaketime() -> str:
-    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1"))
-    assert found, "libfaketime is missing: apt-get install faketime (make test installs it)"
-    return found[0]
-
-
 class SteppedTerminal:
     """``taptill run`` whose wall clock libfaketime steps (monotonic and boot-time clocks untouched)."""
 
     def __init__(self, config: Path) -> None:
         self.offset_file = config.parent / "faketime"
-        self.offset_file.write_text("+0\n")
-        env = {
-            "LD_PRELOAD": _libfaketime(),
-            "FAKETIME_TIMESTAMP_FILE": str(self.offset_file),
-            "FAKETIME_NO_CACHE": "1",
-            "DONT_FAKE_MONOTONIC": "1",
-        }
-        self.term = TerminalProcess(config, env=env)
+        self.term = TerminalProcess(config, env=faketime_env(self.offset_file))
 
     def step(self, days: int) -> None:
         self.offset_file.write_text(f"{days:+d}d\n")
