@@ -635,17 +635,6 @@ class Journal:
         ).fetchall()
         return [_row(r) for r in rows]
 
-    def next_due_at(self, exclude_cards: Collection[str] = ()) -> float | None:
-        """When the next pending, unheld sale falls due (wall clock), leaving out ``exclude_cards``
-        (cards with a request in flight, which the outbox cannot send now anyway)."""
-        marks = ",".join("?" for _ in exclude_cards)
-        r = self._db.execute(
-            "SELECT MIN(next_attempt_at) FROM sales WHERE state = 'pending' AND hold = 0"
-            + (f" AND token_id NOT IN ({marks})" if exclude_cards else ""),
-            list(exclude_cards),
-        ).fetchone()
-        return None if r is None or r[0] is None else float(r[0])
-
     def pending_for_card(self, token_id: str) -> list[SaleRecord]:
         rows = self._db.execute(
             f"SELECT {_COLUMNS} FROM sales WHERE token_id = ? AND state = 'pending' ORDER BY id",

@@ -91,10 +91,6 @@ class ReportOutbox:
         )
         return [PendingReport(int(r[0]), str(r[1]), int(r[2])) for r in rows]
 
-    def next_due_at(self) -> float | None:
-        rows = self.journal.query("SELECT MIN(next_attempt_at) FROM reports WHERE state = 'pending'")
-        return None if not rows or rows[0][0] is None else float(rows[0][0])
-
     def settle(self, reports: Sequence[PendingReport], state: str, reason: str = "") -> None:
         if not reports:
             return
