@@ -248,14 +248,15 @@ def _queue(journal: Journal, cfg: Config, rejected: bool) -> int:
     if not rejected:
         # Booked, but the relay never finished its pulses (a kill or power cut mid-dispense): a person
         # checks whether the guest got the product.
-        sales += [s for s in journal.sales([SaleState.DONE]) if s.dispensed is False]
+        sales += [s for s in journal.sales([SaleState.DONE]) if s.dispensed is False or not s.approved]
         sales.sort(key=lambda s: s.id)
     if not sales:
         print("nothing rejected" if rejected else "queue empty: every sale is confirmed and dispensed")
         return EXIT_OK
     for s in sales:
         if s.state is SaleState.DONE:
-            label = "CHARGED, NOT DISPENSED"
+            # Never approved: the terminal stopped before it could tell the guest, yet the server booked it.
+            label = "CHARGED, NOT DISPENSED" if s.approved else "CHARGED, NEVER APPROVED"
         else:
             label = "HELD" if s.hold else str(s.state).upper()
             if s.state is SaleState.PENDING and s.dispensed is False:

@@ -398,6 +398,7 @@ class DeviceLoop:
                 attempting=not queued,
                 attempted_at=self.clock(),
                 dispense=c.amount_cents < 0,  # debits give products; top-ups give none
+                approved=queued,  # a queued sale is approved now; a sent one once the tap is decided
             )
         except JournalError as exc:
             log.error("not selling: %s", exc)
@@ -408,12 +409,26 @@ class DeviceLoop:
             return ChargeFailed("internal error")
         crashpoint("after_journal")
         estimate = None if c.balance_before is None else c.balance_before + c.amount_cents
+        if not queued:
+            self.sender.deciding.add(sale.id)
         try:
-            return await self._send(sale, c, queued, estimate)
+            event = await self._send(sale, c, queued, estimate)
         except Exception:  # journaled: the outbox delivers it, so the guest gets what was paid for
             log.exception("sending sale %d failed; the outbox will deliver it", sale.id)
+            event = ChargeQueued(sale.idempotency_key, estimate)
+        try:
+            if isinstance(event, ChargeQueued) and not queued:
+                # Approved without the server's word: from now on it is delivered whatever it takes. A
+                # sale whose tap never got this far (a stop, a kill, a decline) is never sent again.
+                self.journal.mark_approved(sale.id)
+        except JournalError as exc:
+            log.error("cannot journal that sale %d was approved: %s", sale.id, exc)
+            self._storage_failed()
+            event = ChargeRejected(sale.idempotency_key, DeclineReason.STORAGE)
+        finally:
+            self.sender.deciding.discard(sale.id)
             self.sender.wake()
-            return ChargeQueued(sale.idempotency_key, estimate)
+        return event
 
     async def _send(self, sale: SaleRecord, c: Charge, queued: bool, estimate: int | None) -> Event:
         if queued:

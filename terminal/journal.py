@@ -137,6 +137,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE sales ADD COLUMN dispensed INTEGER;
     """,
+    # 7: whether the guest was told the sale was approved: one that never was (the terminal stopped or
+    # declined first) is never sent again, only reconciled (rows from before count as approved)
+    """
+    ALTER TABLE sales ADD COLUMN approved INTEGER NOT NULL DEFAULT 1;
+    """,
 )
 
 
@@ -167,6 +172,7 @@ class SaleRecord:
     last_status: int | None = None  # HTTP status of the latest error answer to this sale's request
     server_errors: int = 0  # error answers that reconciliation showed were not booked
     dispensed: bool | None = None  # the relay gave the products in full; None: nothing to dispense
+    approved: bool = True  # the guest was told it was approved (a tap path sale: once it was decided)
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -183,6 +189,7 @@ class SaleRecord:
             "attempts": self.attempts,
             "held": self.hold,
             "dispensed": self.dispensed,
+            "approved": self.approved,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
@@ -215,7 +222,7 @@ class JournalStatus:
 _COLUMNS = (
     "id, idempotency_key, token_id, products, amount_cents, description, tag, state, reason, offline, "
     "operator, balance_before, balance_after, maybe_sent, hold, attempts, next_attempt_at, created_at, "
-    "updated_at, attempted_at, last_status, server_errors, dispensed"
+    "updated_at, attempted_at, last_status, server_errors, dispensed, approved"
 )
 
 
@@ -245,6 +252,7 @@ def _row(r: Any) -> SaleRecord:
         last_status=None if r[20] is None else int(r[20]),
         server_errors=int(r[21]),
         dispensed=None if r[22] is None else bool(r[22]),
+        approved=bool(r[23]),
     )
 
 
@@ -421,17 +429,20 @@ class Journal:
         also: Statements = (),
         attempted_at: float | None = None,
         dispense: bool = False,
+        approved: bool = True,
     ) -> SaleRecord:
         """Commit a new pending sale with its idempotency key; returns only once it is durable.
 
         ``attempting`` marks it as possibly sent already, for the request about to go out; ``dispense``
-        that the relay is to give its products (noted as not dispensed until ``mark_dispensed``).
+        that the relay is to give its products (noted as not dispensed until ``mark_dispensed``);
+        ``approved`` False that the guest has not been told yet (until ``mark_approved``).
         """
         now = _now_iso()
         cur = self._write(
             "INSERT INTO sales (idempotency_key, token_id, products, amount_cents, description, tag, state,"
             " reason, offline, operator, balance_before, maybe_sent, attempts, created_at, updated_at,"
-            " attempted_at, dispensed) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " attempted_at, dispensed, approved)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 key or new_idempotency_key(),
                 token_id,
@@ -449,6 +460,7 @@ class Journal:
                 now,
                 (time.time() if attempted_at is None else attempted_at) if attempting else None,
                 0 if dispense else None,
+                int(approved),
             ),
             also,
         )
@@ -512,6 +524,10 @@ class Journal:
             (_now_iso(), sale_id),
         )
 
+    def mark_approved(self, sale_id: int) -> None:
+        """The guest was told the sale is approved: from now on it is delivered whatever it takes."""
+        self._write("UPDATE sales SET approved = 1 WHERE id = ? AND approved = 0", (sale_id,))
+
     def mark_dispensed(self, key: str) -> None:
         """The relay gave every product of the sale with idempotency key ``key``."""
         self._write("UPDATE sales SET dispensed = 1 WHERE idempotency_key = ? AND dispensed = 0", (key,))
@@ -533,14 +549,17 @@ class Journal:
         r = self._db.execute("SELECT server_errors FROM sales WHERE id = ?", (sale_id,)).fetchone()
         return 0 if r is None else int(r[0])
 
-    def mark_done(self, sale_id: int, balance_after: int | None, also: Statements = ()) -> None:
-        """The server booked the sale; ``also`` are statements committed with it (its reports)."""
+    def mark_done(
+        self, sale_id: int, balance_after: int | None, also: Statements = (), *, approved: bool = False
+    ) -> None:
+        """The server booked the sale; ``also`` are statements committed with it (its reports);
+        ``approved`` notes in the same write that the guest is being told so (the tap path)."""
         try:
             with self._tx():
                 cur = self._db.execute(
                     "UPDATE sales SET state = 'done', balance_after = ?, maybe_sent = 0, hold = 0,"
-                    " updated_at = ? WHERE id = ? AND state = 'pending'",
-                    (balance_after, _now_iso(), sale_id),
+                    " approved = MAX(approved, ?), updated_at = ? WHERE id = ? AND state = 'pending'",
+                    (balance_after, int(approved), _now_iso(), sale_id),
                 )
                 if cur.rowcount:
                     for sql, params in also:

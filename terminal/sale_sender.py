@@ -10,6 +10,11 @@ sale is held for a person to reconcile (``taptill queue``). Only one sale per ca
 time, and the second read waits until the ambiguous request can no longer land (its timeout plus a
 second), so that a request still on its way, perhaps from a process killed since, is seen in the balance.
 
+A sale the guest was never told was approved (the terminal stopped between journaling it and deciding, or
+declined the tap after an error answer) is never sent again: the guest was not served. If its request may
+have gone out, the balance says after the reconcile window whether it was booked (then it is done, and
+``taptill queue`` lists it as charged but not approved, for a refund); otherwise it is rejected.
+
 Time: a Raspberry Pi has no real-time clock, and fake-hwclock and NTP step its wall clock by hours or days.
 Every wait here (backoff, retry after 401, the reconcile window) runs on the monotonic clock and lives in
 memory; the times the journal keeps are for people (``taptill queue``). After a restart every pending sale
@@ -116,6 +121,7 @@ class SaleSender:
         self._started = self.monotonic()
         self._not_before: dict[int, float] = {}  # sale id -> monotonic time it may be tried again
         self._attempted: dict[int, float] = {}  # sale id -> monotonic time its latest request went out
+        self.deciding: set[int] = set()  # sales whose tap is still being decided: not the outbox's yet
         self._wake = asyncio.Event()
         self.delivered = 0
         self.server_error_limit = server_error_limit
@@ -152,6 +158,8 @@ class SaleSender:
         return result
 
     async def _attempt(self, sale: SaleRecord, fresh_balance: int | None) -> AttemptResult:
+        if fresh_balance is None and not sale.approved:
+            return await self._settle_unapproved(sale)
         if fresh_balance is None:
             if self.dedupes:
                 self.journal.mark_attempt(sale.id, sale.balance_before, self.clock())
@@ -172,7 +180,7 @@ class SaleSender:
             case Applied(wallet, already):
                 self.health.mark_up()
                 balance = wallet.balance_cents if wallet is not None else None
-                self._done(sale, balance)
+                self._done(sale, balance, approved=fresh_balance is not None)
                 self.delivered += 1
                 log.info("sale %d delivered%s", sale.id, " (already booked)" if already else "")
                 return Delivered(balance)
@@ -259,11 +267,60 @@ class SaleSender:
         self.journal.mark_attempt(sale.id, balance, self.clock())
         return None
 
-    def _done(self, sale: SaleRecord, balance: int | None) -> None:
+    async def _settle_unapproved(self, sale: SaleRecord) -> AttemptResult:
+        """A sale the guest was never told was approved: find out whether it was booked; never send it."""
+        if not sale.maybe_sent:
+            return self._reject(
+                sale,
+                DeclineReason.SERVER_TROUBLE,
+                "never approved at the terminal (stopped or declined before the decision); never sent",
+            )
+        attempted = self._attempted.get(sale.id, self._started)
+        wait = attempted + self.reconcile_after_s - self.monotonic()
+        if wait > 0:
+            self._wait(sale, wait, "never approved: waiting before reconciling")
+            return Later("waiting before reconciling")
+        res = await self.client.wallet(sale.token_id)
+        if isinstance(res, Unauthorized):
+            self._wait(sale, UNAUTHORIZED_RETRY_S, "unauthorized")
+            return Later("unauthorized")
+        if isinstance(res, Unavailable):
+            self.health.mark_down(res.reason)
+            self._retry_later(sale, res.reason, res.retry_after_s)
+            return Later(res.reason)
+        if isinstance(res, NotFound | Refused):
+            self.health.mark_up()
+            return self._reject(sale, DeclineReason.UNKNOWN_CARD, "never approved; the card has no wallet")
+        self.health.mark_up()
+        balance = res.wallet.balance_cents
+        crashpoint("after_reconcile_read")
+        before = sale.balance_before
+        booked = Booked.UNCLEAR if before is None else booked_by_balance(before, balance, sale.amount_cents)
+        if booked is Booked.YES:
+            self._done(sale, balance)
+            self.delivered += 1
+            log.error(
+                "sale %d was booked but the guest was never told it was approved: refund it (taptill queue)",
+                sale.id,
+            )
+            return Delivered(balance)
+        if booked is Booked.NO:
+            detail = "never approved at the terminal; not booked, not sent again"
+            return self._reject(sale, DeclineReason.SERVER_TROUBLE, detail)
+        detail = (
+            f"never approved at the terminal and unclear whether booked: balance {balance}, before {before}, "
+            f"amount {sale.amount_cents}; check the wallet and settle by hand"
+        )
+        self.journal.hold(sale.id, detail)
+        self._forget(sale.id)
+        log.error("sale %d held for reconciliation: %s", sale.id, detail)
+        return Later(detail)
+
+    def _done(self, sale: SaleRecord, balance: int | None, *, approved: bool = False) -> None:
         also = list(self.reports_for(sale)) if self.reports_for is not None else []
         if balance is not None:
             also.append(remember_card_statement(sale.token_id, balance, boot_clock.now(self.clock())))
-        self.journal.mark_done(sale.id, balance, also)
+        self.journal.mark_done(sale.id, balance, also, approved=approved)
         self._forget(sale.id)
         again = {str(p) for p in sale.products} & self.unsellable
         if again and self.journal.clear_unsellable(again):
@@ -362,7 +419,9 @@ class SaleSender:
             due = [
                 s
                 for s in self.journal.due_sales(limit=50)
-                if s.token_id not in self.in_flight and self._not_before.get(s.id, 0.0) <= now
+                if s.token_id not in self.in_flight
+                and s.id not in self.deciding
+                and self._not_before.get(s.id, 0.0) <= now
             ]
             settled_now = 0
             for sale in due:

@@ -61,7 +61,7 @@ FAULTS: tuple[tuple[FaultKind, float, dict[str, object]], ...] = (
     (FaultKind.DRIP_AFTER, 0.02, {"ms": 10, "cap_s": 3.0}),
 )
 CRASHPOINTS = {
-    "doc": ("after_journal", "after_answer"),
+    "doc": ("after_journal", "after_answer", "after_reconcile_read"),
     "real": ("after_journal", "after_answer", "after_reconcile_read"),
 }
 

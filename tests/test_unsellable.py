@@ -73,7 +73,12 @@ def test_a_sale_the_server_cannot_book_is_rejected_and_the_product_no_longer_sol
         wait_for(lambda: len(journal_lines(config)) == 4, what="the online tap")
         wait_for(lambda: term.log().count("Product unavailable") >= 2, what="the declined screen")
         assert term.log().count("relay: 1 pulse(s)") == pulses, "the unsellable product was dispensed"
+        # The admin puts the item in a quota at once: the guest was declined and walked away, so that
+        # sale must never be sent again (it would charge for a coffee never served).
+        server.set_unsellable([])
         wait_for(lambda: journal_lines(config)[3]["state"] == "rejected", timeout=60, what="its rejection")
+        declined = journal_lines(config)[3]
+        assert "never approved" in declined["reason"] and declined["approved"] is False, declined
     finally:
         assert term.stop() == 0
     assert server.transactions() == [], "nothing may be booked"
