@@ -107,7 +107,8 @@ async def _run_locked(
                 )
                 for line in check_products(catalog.info, wallet_products):
                     log.error("%s", line)
-        else:
+        if catalog is None or not catalog.fresh:
+            # A cached product list means the server did not answer: start offline, not "online".
             health.mark_down("no answer at start-up")
         products = catalog.info.products if catalog else ()
         settings = ControllerSettings(
@@ -260,15 +261,19 @@ async def _refresh_catalog(
         if stop.is_set():
             return
         try:
-            catalog = await load_catalog(client, journal, 5.0)
+            catalog = await load_catalog(client, journal, 5.0, at_start=False)
         except StartupError as exc:
             log.error("%s", exc)
             continue
         except Exception:  # a full disk or a bad answer must not end price refreshes for good
             log.exception("refreshing the product list failed")
             continue
-        if catalog is not None and catalog.fresh and catalog.info.products != device.controller.catalog:
+        if catalog is None or not catalog.fresh:
+            # An idle terminal learns here that the server is gone: the screen and LED say so, and
+            # the outbox's probe brings it back.
+            device.health.mark_down("the product list could not be refreshed")
+        elif catalog.info.products != device.controller.catalog:
             device.post(CatalogChanged(catalog.info.products))
             if partybroker is not None:
                 partybroker.publish(catalog.info.products)  # ladder steps are priced by the wallet
-        interval = CATALOG_REFRESH_S if catalog is not None else 10.0
+        interval = CATALOG_REFRESH_S if catalog is not None and catalog.fresh else 10.0

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from terminal.journal import Journal
 from terminal.model import PERMISSIONS, Product, TerminalInfo
 from terminal.wallet.client import WalletClient
-from terminal.wallet.outcomes import InfoLoaded, Unauthorized, Unavailable
+from terminal.wallet.outcomes import InfoLoaded, NotFound, Unauthorized, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,11 @@ def _from_json(data: object) -> tuple[TerminalInfo, bool] | None:
     return info, bool(data.get("trailing_slash"))
 
 
-async def load_catalog(client: WalletClient, journal: Journal, timeout_s: float) -> Catalog | None:
-    """Fresh terminal info (cached for next time), else the cached copy, else None."""
+async def load_catalog(
+    client: WalletClient, journal: Journal, timeout_s: float, *, at_start: bool = True
+) -> Catalog | None:
+    """Fresh terminal info (cached for next time), else the cached copy (``fresh`` False: the server did
+    not answer), else None."""
     res = await client.terminal_info(timeout=timeout_s)
     if isinstance(res, InfoLoaded):
         journal.cache_put(CACHE_KEY, _to_json(res.info, client.trailing_slash))
@@ -57,7 +60,10 @@ async def load_catalog(client: WalletClient, journal: Journal, timeout_s: float)
             "the wallet server refuses the API token; put the terminal's token in [wallet] token_file"
         )
     if not isinstance(res, Unavailable):
-        raise StartupError(f"the wallet server at [wallet] base_url does not answer as a wallet API ({res})")
+        what = res.detail if isinstance(res, NotFound) else f"{res.status}: {res.reason}"
+        raise StartupError(
+            f"the wallet server at [wallet] base_url does not answer as a wallet API ({what}); fix base_url"
+        )
     cached = journal.cache_get(CACHE_KEY)
     parsed = _from_json(cached[0]) if cached else None
     if parsed is None:
@@ -65,7 +71,8 @@ async def load_catalog(client: WalletClient, journal: Journal, timeout_s: float)
         return None
     info, slash = parsed
     client.trailing_slash = slash
-    log.warning("wallet server unreachable (%s): starting on the cached product list", res.reason)
+    if at_start:
+        log.warning("wallet server unreachable (%s): starting on the cached product list", res.reason)
     return Catalog(info, fresh=False)
 
 

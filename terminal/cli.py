@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--gif", type=Path, help="also record every screen into this animated GIF")
 
     tap = with_config(sub.add_parser("tap", help="present a card to a running terminal's sim reader"))
-    tap.add_argument("uid", help="card UID in hex (separators allowed)")
+    tap.add_argument("uid", nargs="?", help="card UID in hex (separators allowed; not with --remove)")
     hold = tap.add_mutually_exclusive_group()
     hold.add_argument("--hold", action="store_true", help="leave the card on the reader")
     hold.add_argument("--remove", action="store_true", help="take the held card away (UID ignored)")
@@ -211,8 +211,18 @@ def _sim(cfg: Config, args: argparse.Namespace) -> int:
         line = f"press {args.button}"
     elif args.remove:
         line = "remove"
+    elif not args.uid:
+        print("taptill: tap needs a card UID (or --remove to take a held card away)", file=sys.stderr)
+        return EXIT_CONFIG
     else:
-        line = f"{'present' if args.hold else 'tap'} {args.uid}"
+        from terminal.uid import InvalidUid, normalise_uid
+
+        try:
+            uid = normalise_uid(args.uid)
+        except InvalidUid as exc:  # said here, not as "no terminal listening" when none runs
+            print(f"taptill: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        line = f"{'present' if args.hold else 'tap'} {uid}"
     try:
         answer = send_command(cfg.reader.socket, line)
     except OSError as exc:

@@ -434,7 +434,12 @@ class Controller:
                 decision = decide_offline(view, -tap.amount_cents, self.settings.offline)
                 if not decision.accept:
                     reason = decision.decline or DeclineReason.OFFLINE
-                    shown = view.last_balance if reason is DeclineReason.INSUFFICIENT_BALANCE else None
+                    # What the guest can still spend: the last balance less this card's unconfirmed sales.
+                    shown = (
+                        view.last_balance - view.card_unconfirmed_cents
+                        if reason is DeclineReason.INSUFFICIENT_BALANCE and view.last_balance is not None
+                        else None
+                    )
                     return self._decline(
                         tap, reason, DeclinedScreen(reason, shown), offline=True, note=decision.reason
                     )

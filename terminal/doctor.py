@@ -242,7 +242,10 @@ def _queue_check(journal: Journal | None, now: datetime, *, readable: bool = Tru
             return Check.fail("queue", f"{summary}; sales are not reaching the server: see taptill queue")
         if age > PENDING_WARN_S:
             return Check.warn("queue", f"{summary}; the server has not confirmed for an hour: taptill queue")
-    if st.rejected or st.held:
+    if st.held:
+        fix = "check the held sales' wallets (taptill queue), then taptill settle KEY"
+        return Check.warn("queue", f"{summary}; {fix}")
+    if st.rejected:
         return Check.warn("queue", f"{summary}; review them with taptill queue --rejected")
     return Check.ok("queue", summary)
 
