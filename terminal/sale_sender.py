@@ -215,13 +215,64 @@ class SaleSender:
     async def _prepare_non_dedup(self, sale: SaleRecord) -> AttemptResult | None:
         """Read the balance first; settle an earlier ambiguous attempt; journal this attempt."""
         if sale.maybe_sent:
-            # A request that went out (perhaps from a process killed since) may still be on its way or
-            # being processed; the balance only tells the truth once it can no longer land.
-            attempted = self._attempted.get(sale.id, self._started)
-            wait = attempted + self.reconcile_after_s - self.monotonic()
-            if wait > 0:
-                self._wait(sale, wait, "waiting before reconciling")
-                return Later("waiting before reconciling")
+            early = self._before_window(sale)
+            if early is not None:
+                return early
+        read = await self._read_balance(sale)
+        if not isinstance(read, int):
+            return read
+        balance = read
+        if sale.maybe_sent:
+            booked = self._booked(sale, balance)
+            if booked is Booked.YES:
+                self._done(sale, balance)
+                self.delivered += 1
+                log.info("sale %d reconciled: the earlier attempt was booked", sale.id)
+                return Delivered(balance)
+            if booked is Booked.UNCLEAR:
+                return self._hold(sale, balance, "unclear whether booked")
+            if sale.last_status is not None:
+                errors = self.journal.count_server_error(sale.id)
+                if errors >= self.server_error_limit:
+                    return self._reject_unsellable(sale, sale.last_status)
+            log.info("sale %d reconciled: the earlier attempt was not booked, sending again", sale.id)
+        self.journal.mark_attempt(sale.id, balance, self.clock())
+        return None
+
+    async def _settle_unapproved(self, sale: SaleRecord) -> AttemptResult:
+        """A sale the guest was never told was approved: find out whether it was booked; never send it."""
+        if not sale.maybe_sent:
+            detail = "never approved at the terminal (stopped or declined before the decision); never sent"
+            return self._reject(sale, DeclineReason.SERVER_TROUBLE, detail)
+        early = self._before_window(sale)
+        if early is not None:
+            return early
+        read = await self._read_balance(sale)
+        if not isinstance(read, int):
+            return read
+        booked = self._booked(sale, read)
+        if booked is Booked.YES:
+            self._done(sale, read)
+            self.delivered += 1
+            log.error("sale %d was booked but the guest was never told it was approved: refund it", sale.id)
+            return Delivered(read)
+        if booked is Booked.NO:
+            detail = "never approved at the terminal; not booked, not sent again"
+            return self._reject(sale, DeclineReason.SERVER_TROUBLE, detail)
+        return self._hold(sale, read, "never approved at the terminal and unclear whether booked")
+
+    def _before_window(self, sale: SaleRecord) -> Later | None:
+        """Later, while a request that went out (perhaps from a process killed since) may still be on its
+        way or being processed: the balance only tells the truth once it can no longer land."""
+        attempted = self._attempted.get(sale.id, self._started)
+        wait = attempted + self.reconcile_after_s - self.monotonic()
+        if wait <= 0:
+            return None
+        self._wait(sale, wait, "waiting before reconciling")
+        return Later("waiting before reconciling")
+
+    async def _read_balance(self, sale: SaleRecord) -> int | AttemptResult:
+        """The wallet's balance in cents, or how this attempt ends when it cannot be read."""
         res = await self.client.wallet(sale.token_id)
         if isinstance(res, NotFound):
             # An unknown token is never charged (real pretix answers 500 and books nothing).
@@ -238,77 +289,18 @@ class SaleSender:
             self._retry_later(sale, res.reason, res.retry_after_s)
             return Later(res.reason)
         self.health.mark_up()
-        balance = res.wallet.balance_cents
         crashpoint("after_reconcile_read")
-        if sale.maybe_sent:
-            before = sale.balance_before
-            booked = (
-                Booked.UNCLEAR if before is None else booked_by_balance(before, balance, sale.amount_cents)
-            )
-            if booked is Booked.YES:
-                self._done(sale, balance)
-                self.delivered += 1
-                log.info("sale %d reconciled: the earlier attempt was booked", sale.id)
-                return Delivered(balance)
-            if booked is Booked.UNCLEAR:
-                detail = (
-                    f"unclear whether booked: balance {balance}, before the attempt {before}, "
-                    f"amount {sale.amount_cents}; check the wallet and settle by hand"
-                )
-                self.journal.hold(sale.id, detail)
-                self._forget(sale.id)
-                log.error("sale %d held for reconciliation: %s", sale.id, detail)
-                return Later(detail)
-            if sale.last_status is not None:
-                errors = self.journal.count_server_error(sale.id)
-                if errors >= self.server_error_limit:
-                    return self._reject_unsellable(sale, sale.last_status)
-            log.info("sale %d reconciled: the earlier attempt was not booked, sending again", sale.id)
-        self.journal.mark_attempt(sale.id, balance, self.clock())
-        return None
+        return res.wallet.balance_cents
 
-    async def _settle_unapproved(self, sale: SaleRecord) -> AttemptResult:
-        """A sale the guest was never told was approved: find out whether it was booked; never send it."""
-        if not sale.maybe_sent:
-            return self._reject(
-                sale,
-                DeclineReason.SERVER_TROUBLE,
-                "never approved at the terminal (stopped or declined before the decision); never sent",
-            )
-        attempted = self._attempted.get(sale.id, self._started)
-        wait = attempted + self.reconcile_after_s - self.monotonic()
-        if wait > 0:
-            self._wait(sale, wait, "never approved: waiting before reconciling")
-            return Later("waiting before reconciling")
-        res = await self.client.wallet(sale.token_id)
-        if isinstance(res, Unauthorized):
-            self._wait(sale, UNAUTHORIZED_RETRY_S, "unauthorized")
-            return Later("unauthorized")
-        if isinstance(res, Unavailable):
-            self.health.mark_down(res.reason)
-            self._retry_later(sale, res.reason, res.retry_after_s)
-            return Later(res.reason)
-        if isinstance(res, NotFound | Refused):
-            self.health.mark_up()
-            return self._reject(sale, DeclineReason.UNKNOWN_CARD, "never approved; the card has no wallet")
-        self.health.mark_up()
-        balance = res.wallet.balance_cents
-        crashpoint("after_reconcile_read")
+    @staticmethod
+    def _booked(sale: SaleRecord, balance: int) -> Booked:
         before = sale.balance_before
-        booked = Booked.UNCLEAR if before is None else booked_by_balance(before, balance, sale.amount_cents)
-        if booked is Booked.YES:
-            self._done(sale, balance)
-            self.delivered += 1
-            log.error(
-                "sale %d was booked but the guest was never told it was approved: refund it (taptill queue)",
-                sale.id,
-            )
-            return Delivered(balance)
-        if booked is Booked.NO:
-            detail = "never approved at the terminal; not booked, not sent again"
-            return self._reject(sale, DeclineReason.SERVER_TROUBLE, detail)
+        return Booked.UNCLEAR if before is None else booked_by_balance(before, balance, sale.amount_cents)
+
+    def _hold(self, sale: SaleRecord, balance: int, why: str) -> Later:
+        """Stop retrying: a person compares the wallet and settles it (taptill queue, taptill settle)."""
         detail = (
-            f"never approved at the terminal and unclear whether booked: balance {balance}, before {before}, "
+            f"{why}: balance {balance}, before the attempt {sale.balance_before}, "
             f"amount {sale.amount_cents}; check the wallet and settle by hand"
         )
         self.journal.hold(sale.id, detail)
