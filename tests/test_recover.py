@@ -15,7 +15,14 @@ import pytest
 
 from terminal.emulator.wallet_server import WalletEmulator
 from terminal.journal import Journal
-from tests.journal_damage import fill_journal, overwrite_pages, quick_check, sales_by_key, sales_leaves
+from tests.journal_damage import (
+    fill_journal,
+    index_root,
+    overwrite_pages,
+    quick_check,
+    sales_by_key,
+    sales_leaves,
+)
 from tests.terminal_lab import (
     ERIKA,
     MAX,
@@ -282,17 +289,23 @@ def test_run_without_the_sqlite3_tool_sells_on_a_new_journal_and_recover_from_de
             ).idempotency_key
         finally:
             journal.close()
-        overwrite_pages(path, [3])  # the root of an index: the sale itself stays readable
-        assert quick_check(path) != "ok"
+        page = index_root(path, "sqlite_autoindex_sales_1")
+        overwrite_pages(path, [page])  # the root of an index: the sale itself stays readable
+        assert quick_check(path).splitlines() == [
+            "*** in database main ***",
+            f"Page {page}: btreeInitPage() returns error code 11",
+        ]
         empty = tmp_path / "no-tools"
         empty.mkdir()
         term = TerminalProcess(config, {"PATH": str(empty)})
         try:
             (aside,) = _aside(state)
+            (line,) = [line for line in term.log().splitlines() if "is damaged" in line or "***" in line]
             assert (
-                f"could not salvage its sales: the sqlite3 command-line tool is missing; install it: "
-                f"apt-get install sqlite3; then run: taptill recover --from {aside}"
-            ) in term.log(), term.log()
+                f"is damaged (Page {page}: btreeInitPage() returns error code 11); moved it to {aside} and "
+                "started a new one, but could not salvage its sales: the sqlite3 command-line tool is "
+                f"missing; install it: apt-get install sqlite3; then run: taptill recover --from {aside}"
+            ) in line, term.log()
             term.tap(ERIKA)
             wait_for(lambda: len(emulator.transactions()) == 1, what="a sale on the new journal")
         finally:
