@@ -402,8 +402,8 @@ def _import(journal: Journal, extracted: Path | None) -> _Found:
     journal.execute_all(statements)
     after = _row_counts(journal, others)
     records = tuple(r for r in (journal.sale_by_key(k) for k in new_sales) if r is not None)
-    salvaged = {r.idempotency_key for r in records}
-    kept_ids = {s["id"] for s in sales.good if s["idempotency_key"] in salvaged | known}
+    in_journal = known | {r.idempotency_key for r in records}
+    kept_ids = {s["id"] for s in sales.good if s["idempotency_key"] in in_journal}
     return _Found(
         sales=records,
         already_there=len({s["idempotency_key"] for s in sales.good} & known),
