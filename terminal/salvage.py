@@ -74,7 +74,8 @@ class Salvage:
 
     def counts(self, locale: str = "de", currency: str = "EUR") -> str:
         """``3 done 7,50 € (1 not dispensed 2,50 €), 1 pending 2,50 € (1 held 2,50 €), 0 rejected,
-        2 declined``: amounts as the guest pays them (a debit is positive)."""
+        2 declined``: amounts as the guest pays them (a debit is positive). Done sales on the refund list
+        (``taptill queue``) are named: not dispensed, or booked though the guest was never told."""
 
         def total(sales: Iterable[SaleRecord]) -> str:
             return format_cents(-sum(s.amount_cents for s in sales), locale, currency)
@@ -84,10 +85,16 @@ class Salvage:
 
         by = {state: [s for s in self.sales if s.state is state] for state in SaleState}
         held = [s for s in by[SaleState.PENDING] if s.hold]
-        undispensed = [s for s in by[SaleState.DONE] if s.dispensed is False]
+        unapproved = [s for s in by[SaleState.DONE] if not s.approved]
+        undispensed = [s for s in by[SaleState.DONE] if s.approved and s.dispensed is False]
+        to_check = [
+            part(label, sales)
+            for label, sales in (("not dispensed", undispensed), ("never approved", unapproved))
+            if sales
+        ]
         return (
             part("done", by[SaleState.DONE])
-            + (f" ({part('not dispensed', undispensed)})" if undispensed else "")
+            + (f" ({', '.join(to_check)})" if to_check else "")
             + f", {part('pending', by[SaleState.PENDING])}"
             + (f" ({part('held', held)})" if held else "")
             + f", {part('rejected', by[SaleState.REJECTED])}, {len(by[SaleState.DECLINED])} declined"

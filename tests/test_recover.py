@@ -511,11 +511,24 @@ def test_recover_from_keeps_the_sales_charged_but_not_dispensed_on_the_queue(tmp
             offline=False,
         )  # nothing to dispense
         journal.mark_done(topup.id, 1500)
+        unapproved = journal.record_sale(
+            token_id=ERIKA,
+            products=["espresso"],
+            amount_cents=-250,
+            description="Kaffee",
+            tag=None,
+            offline=False,
+            dispense=True,
+            approved=False,
+        )  # the terminal stopped before the guest was told; the server booked it all the same
+        journal.mark_done(unapproved.id, 1250)
         journal.query("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         journal.close()
-    dispensed = {key: row["dispensed"] for key, row in sales_by_key(copy).items()}
-    assert sorted(dispensed.values(), key=str) == [0, 0, 0, 1, 1, 1, None]
+    before = sales_by_key(copy)
+    dispensed = {key: row["dispensed"] for key, row in before.items()}
+    assert sorted(dispensed.values(), key=str) == [0, 0, 0, 0, 1, 1, 1, None]
+    assert [row["approved"] for row in before.values()] == [1] * 7 + [0]
     _damage_an_index(copy)
 
     recovered = taptill("recover", "--config", str(config), "--from", str(copy))
@@ -523,13 +536,19 @@ def test_recover_from_keeps_the_sales_charged_but_not_dispensed_on_the_queue(tmp
 
     assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["journal.sqlite3", "taptill.lock"]
 
-    assert re.findall(r"^CHARGED, NOT DISPENSED key (\S+)", recovered.stdout, re.M) == charged
+    to_check = [
+        *(("CHARGED, NOT DISPENSED", key) for key in charged),
+        ("CHARGED, NEVER APPROVED", unapproved.idempotency_key),
+    ]
+    assert re.findall(r"^(CHARGED, N[A-Z ]+) key (\S+)", recovered.stdout, re.M) == to_check
     summary = recovered.stdout.splitlines()[-1]
-    assert "salvaged 7 sale(s)" in summary and ": 7 done -2,80 € (3 not dispensed 3,60 €), " in summary
-    assert re.findall(r"^CHARGED, NOT DISPENSED .* key (\S+)", queue.stdout, re.M) == charged
-    assert {s["idempotency_key"]: s["dispensed"] for s in journal_lines(config)} == {
-        key: None if value is None else bool(value) for key, value in dispensed.items()
-    }
+    assert "salvaged 8 sale(s)" in summary
+    assert ": 8 done -0,30 € (3 not dispensed 3,60 €, 1 never approved 2,50 €), " in summary
+    assert re.findall(r"^(CHARGED, N[A-Z ]+) .* key (\S+)", queue.stdout, re.M) == to_check
+    assert [(s["idempotency_key"], s["dispensed"], s["approved"]) for s in journal_lines(config)] == [
+        (key, None if row["dispensed"] is None else bool(row["dispensed"]), bool(row["approved"]))
+        for key, row in before.items()
+    ]
 
 
 def _one_sale_per_page(path: Path, plan: list[tuple[str, int]]) -> list[str]:
