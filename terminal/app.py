@@ -79,7 +79,9 @@ async def _run_locked(
     cfg: Config, stop: asyncio.Event, opts: RunOptions, notifier: Notifier, token: Secret
 ) -> None:
     try:
-        journal = open_journal_salvaging(cfg.journal_path)
+        journal = open_journal_salvaging(
+            cfg.journal_path, locale=cfg.terminal.locale, currency=cfg.terminal.currency
+        )
     except JournalError as exc:
         raise StartupError(f"{exc}; check [terminal] state_dir and free disk space") from None
     client = WalletClient(

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from terminal.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
-from terminal.journal import Journal, JournalDamaged, JournalError, JournalMissing
+from terminal.journal import Journal, JournalDamaged, JournalError, JournalMissing, SaleRecord
 from terminal.log_setup import setup_logging
 from terminal.model import SaleState
 from terminal.money import format_cents
@@ -185,11 +185,11 @@ def _recover(cfg: Config, source: Path | None) -> int:
                 return EXIT_OK
     loc, cur = cfg.terminal.locale, cfg.terminal.currency
     for sale in result.sales:
-        label = "HELD" if sale.hold else str(sale.state).upper()
         money = format_cents(-sale.amount_cents, loc, cur)
+        label = _sale_label(sale)
         print(f"{label:<8} key {sale.idempotency_key}  card {sale.token_id}  {money}  {sale.created_at}")
     where = f"; the damaged journal is kept at {result.kept_at}" if result.kept_at else ""
-    print(f"{result.summary()}{where}")
+    print(f"{result.summary(loc, cur)}{where}")
     return EXIT_OK if result.sales or result.already_there else EXIT_FAILURE
 
 
@@ -264,19 +264,26 @@ def _queue(journal: Journal, cfg: Config, rejected: bool) -> int:
         print("nothing rejected" if rejected else "queue empty: every sale is confirmed and dispensed")
         return EXIT_OK
     for s in sales:
-        if s.state is SaleState.DONE:
-            # Never approved: the terminal stopped before it could tell the guest, yet the server booked it.
-            label = "CHARGED, NOT DISPENSED" if s.approved else "CHARGED, NEVER APPROVED"
-        else:
-            label = "HELD" if s.hold else str(s.state).upper()
-            if s.state is SaleState.PENDING and s.dispensed is False:
-                label += " (not dispensed)"
         money = format_cents(-s.amount_cents, loc, cur)
         print(
-            f"{label:<8} {s.created_at}  card {s.token_id}  {money}  key {s.idempotency_key}"
+            f"{_sale_label(s):<8} {s.created_at}  card {s.token_id}  {money}  key {s.idempotency_key}"
             f"  attempts {s.attempts}  {s.reason}"
         )
     return EXIT_OK
+
+
+def _sale_label(sale: SaleRecord) -> str:
+    """``DONE``, ``HELD``, ``PENDING (not dispensed)``, ``CHARGED, NOT DISPENSED`` or ``CHARGED, NEVER
+    APPROVED`` (a person checks whether the guest got the product), as queue and recover list a sale."""
+    if sale.state is SaleState.DONE and not sale.approved:
+        # the terminal stopped before it could tell the guest, yet the server booked it
+        return "CHARGED, NEVER APPROVED"
+    if sale.state is SaleState.DONE and sale.dispensed is False:
+        return "CHARGED, NOT DISPENSED"
+    label = "HELD" if sale.hold else str(sale.state).upper()
+    if sale.state is SaleState.PENDING and sale.dispensed is False:
+        label += " (not dispensed)"
+    return label
 
 
 def _status(journal: Journal, cfg: Config, as_json: bool) -> int:

@@ -81,8 +81,9 @@ def diagnose(config_path: Path, *, now: Callable[[], datetime] | None = None) ->
         checks.append(_display_check(cfg))
         checks.append(_disk_check(cfg.terminal.state_dir))
         checks.append(journal_check)
-        checks.append(_queue_check(journal, clock(), readable=journal_check.status != "FAIL"))
-        checks.append(_unsellable_check(journal))
+        readable = journal_check.status != "FAIL"
+        checks.append(_queue_check(journal, clock(), readable=readable))
+        checks.append(_unsellable_check(journal, readable=readable))
     finally:
         if journal is not None:
             journal.close()
@@ -250,8 +251,10 @@ def _queue_check(journal: Journal | None, now: datetime, *, readable: bool = Tru
     return Check.ok("queue", summary)
 
 
-def _unsellable_check(journal: Journal | None) -> Check:
+def _unsellable_check(journal: Journal | None, *, readable: bool = True) -> Check:
     """Products the server answered with an error on every attempt and booked nothing (issue 10)."""
+    if journal is None and not readable:
+        return Check.warn("products", "unknown: the journal cannot be read (see the journal check)")
     if journal is None:
         return Check.ok("products", "no journal yet")
     unsellable = journal.unsellable()

@@ -42,11 +42,23 @@ class JournalDamaged(JournalError):
     """SQLite finds the journal corrupt (quick_check fails, or it is not a database at all)."""
 
     def __init__(self, path: Path, problem: str) -> None:
+        problem = damage_in_one_line(problem)
         super().__init__(
             f"journal {path} is damaged ({problem}); stop the terminal and run `taptill recover`"
         )
         self.path = path
         self.problem = problem
+
+
+DAMAGE_TEXT_MAX = 160  # characters of SQLite's complaint a message keeps
+
+
+def damage_in_one_line(said: str) -> str:
+    """SQLite's complaint about a damaged file as one short line for logs and screens: its check output
+    runs over several lines (``*** in database main ***`` first); the first line with a cause stays."""
+    lines = [line.strip() for line in said.splitlines() if line.strip() and not line.startswith("***")]
+    text = lines[0] if lines else said.strip().replace("\n", " ")
+    return text if len(text) <= DAMAGE_TEXT_MAX else text[: DAMAGE_TEXT_MAX - 1] + "…"
 
 
 def new_idempotency_key() -> str:

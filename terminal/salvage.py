@@ -5,8 +5,10 @@ where the tool has it working, else its ``.clone``, which copies every table and
 reads it forwards up to the damage and backwards from the end down to it. (Debian's and Raspberry Pi
 OS's ``sqlite3`` is built without the ``sqlite_dbpage`` table ``.recover`` needs, so ``.clone`` is what
 runs on a Pi.) The rows SQLite gives back are checked one by one and written into the journal in one
-transaction; every salvaged sale keeps its idempotency key, state and delivery bookkeeping, so a pending
-sale is delivered as if the terminal had merely restarted, and a confirmed one is never sent again.
+transaction, every column the damaged and the new journal have in common (whatever migrations added),
+so a pending sale is delivered as if the terminal had merely restarted, a confirmed one is never sent
+again, and one charged but not dispensed stays on the refund list. Sales that did not come back are
+named by id in the summary.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from terminal.journal import Journal, JournalDamaged, JournalError, SaleRecord, Statements
+from terminal.journal import Journal, JournalDamaged, JournalError, SaleRecord
 from terminal.model import SaleState
+from terminal.money import format_cents
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +39,13 @@ TOOL_TIMEOUT_S = 600.0  # a journal of years on a slow SD card; the tool never w
 KEY_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 MIN_KEY_LENGTH = 20
 
-_SALE_COLUMNS = (
-    "idempotency_key", "token_id", "products", "amount_cents", "description", "tag", "state", "reason",
-    "offline", "operator", "balance_before", "balance_after", "maybe_sent", "hold", "attempts",
-    "next_attempt_at", "created_at", "updated_at", "attempted_at",
-)  # fmt: skip
-_OPTIONAL_SALE_COLUMNS = {"attempted_at"}  # added by migration 3: NULL when salvaged from an older journal
-_REPORT_COLUMNS = ("drink_key", "quantity", "state", "reason", "next_attempt_at", "created_at", "updated_at")
-_REPORT_STATES = {"pending", "sent", "ambiguous", "dropped"}
+LISTED_RUNS = 20  # runs of lost ids the summary names; a scattered loss says "and N more"
+_ROW_NAMES = {
+    "reports": "Partybroker report(s)",
+    "cards": "card(s)",
+    "unsellable": "product(s) not sold offline",
+    "cache": "cached server answer(s)",
+}
 
 
 class SalvageError(JournalError):
@@ -59,43 +61,82 @@ class Salvage:
     method: str  # the sqlite3 command that read it: ".recover" or ".clone"
     sales: tuple[SaleRecord, ...]  # written into the journal, oldest first
     already_there: int = 0  # sales the journal had already (merging a file moved aside earlier)
-    unusable: int = 0  # rows SQLite gave back that are no sale (values damaged beyond use)
-    reports: int = 0  # Partybroker reports salvaged with their sales
-    cards: int = 0  # cards' last balances and deny-list entries
+    unusable: int = 0  # sale rows SQLite gave back damaged beyond use (their ids are in lost_ids)
+    lost_ids: tuple[tuple[int, int], ...] = ()  # runs (first, last) of the damaged journal's sale ids lost
+    rows: tuple[tuple[str, int], ...] = ()  # (table, rows salvaged) of the journal's other tables
+    damaged_rows: int = 0  # rows of the other tables left out, damaged
     unreadable: str | None = None  # what SQLite said when it could read nothing at all
 
-    def counts(self) -> str:
-        """``3 done, 1 pending (1 held), 0 rejected, 2 declined``."""
-        by = {s: sum(1 for sale in self.sales if sale.state is s) for s in SaleState}
-        held = sum(1 for sale in self.sales if sale.state is SaleState.PENDING and sale.hold)
+    @property
+    def lost(self) -> int:
+        """How many sales (any state, declined taps too) the damaged journal had that did not come back."""
+        return sum(last - first + 1 for first, last in self.lost_ids)
+
+    def counts(self, locale: str = "de", currency: str = "EUR") -> str:
+        """``3 done 7,50 € (1 not dispensed 2,50 €), 1 pending 2,50 € (1 held 2,50 €), 0 rejected,
+        2 declined``: amounts as the guest pays them (a debit is positive). Done sales on the refund list
+        (``taptill queue``) are named: not dispensed, or booked though the guest was never told."""
+
+        def total(sales: Iterable[SaleRecord]) -> str:
+            return format_cents(-sum(s.amount_cents for s in sales), locale, currency)
+
+        def part(label: str, sales: list[SaleRecord]) -> str:
+            return f"{len(sales)} {label}" + (f" {total(sales)}" if sales else "")
+
+        by = {state: [s for s in self.sales if s.state is state] for state in SaleState}
+        held = [s for s in by[SaleState.PENDING] if s.hold]
+        unapproved = [s for s in by[SaleState.DONE] if not s.approved]
+        undispensed = [s for s in by[SaleState.DONE] if s.approved and s.dispensed is False]
+        to_check = [
+            part(label, sales)
+            for label, sales in (("not dispensed", undispensed), ("never approved", unapproved))
+            if sales
+        ]
         return (
-            f"{by[SaleState.DONE]} done, {by[SaleState.PENDING]} pending"
-            + (f" ({held} held)" if held else "")
-            + f", {by[SaleState.REJECTED]} rejected, {by[SaleState.DECLINED]} declined"
+            part("done", by[SaleState.DONE])
+            + (f" ({', '.join(to_check)})" if to_check else "")
+            + f", {part('pending', by[SaleState.PENDING])}"
+            + (f" ({part('held', held)})" if held else "")
+            + f", {part('rejected', by[SaleState.REJECTED])}, {len(by[SaleState.DECLINED])} declined"
         )
 
-    def summary(self) -> str:
-        """One line: how many sales of which state, and what else came back or was left."""
+    def lost_line(self) -> str:
+        """``2 sales could not be salvaged: ids 7, 9`` (empty when none was lost)."""
+        if not self.lost:
+            return ""
+        runs = [f"{a}" if a == b else f"{a}-{b}" for a, b in self.lost_ids[:LISTED_RUNS]]
+        more = self.lost_ids[LISTED_RUNS:]
+        if more:
+            runs.append(f"and {sum(b - a + 1 for a, b in more)} more")
+        damaged = f" ({self.unusable} came back damaged)" if self.unusable else ""
+        sales, ids = ("sale", "id") if self.lost == 1 else ("sales", "ids")
+        return f"{self.lost} {sales} could not be salvaged{damaged}: {ids} {', '.join(runs)}"
+
+    def summary(self, locale: str = "de", currency: str = "EUR") -> str:
+        """One line: how many sales of which state and their money, which were lost, what else came back."""
         if not self.sales and not self.already_there:
             why = self.unreadable or f"sqlite3 {self.method} found no sale in it"
-            return f"nothing could be salvaged ({why})"
-        text = f"salvaged {len(self.sales)} sale(s) with sqlite3 {self.method}: {self.counts()}"
+            lost = f"; {self.lost_line()}" if self.lost else ""
+            return f"nothing could be salvaged ({why}){lost}"
+        text = (
+            f"salvaged {len(self.sales)} sale(s) with sqlite3 {self.method}: {self.counts(locale, currency)}"
+        )
+        if self.lost:  # its own part: the ids are a list with commas too
+            text += f"; {self.lost_line()}"
         extras = []
         if self.already_there:
             extras.append(f"{self.already_there} already in the journal")
-        if self.unusable:
-            extras.append(f"{self.unusable} damaged row(s) left out")
-        if self.reports:
-            extras.append(f"{self.reports} Partybroker report(s)")
-        if self.cards:
-            extras.append(f"{self.cards} card(s)")
+        extras += [f"{n} {_ROW_NAMES.get(table, f'row(s) of {table}')}" for table, n in self.rows]
+        if self.damaged_rows:
+            extras.append(f"{self.damaged_rows} damaged row(s) of other tables left out")
         return text + (f"; {', '.join(extras)}" if extras else "")
 
 
-def open_journal_salvaging(path: Path) -> Journal:
+def open_journal_salvaging(path: Path, *, locale: str = "de", currency: str = "EUR") -> Journal:
     """``Journal.open`` for ``taptill run``: a damaged journal is moved aside and its sales salvaged into a
-    new one (logged in one line), so pending sales are still delivered. Without the tool, or when SQLite
-    gives nothing back, the terminal starts on a new journal and the log line says how to salvage later."""
+    new one (logged in one line, money in ``locale``/``currency``), so pending sales are still delivered.
+    Without the tool, or when SQLite gives nothing back, the terminal starts on a new journal and the log
+    line says how to salvage later."""
     try:
         return Journal.open(path)
     except JournalDamaged as damage:
@@ -119,7 +160,7 @@ def open_journal_salvaging(path: Path) -> Journal:
             path,
             problem,
             result.kept_at,
-            result.summary(),
+            result.summary(locale, currency),
         )
     return Journal.open(path)
 
@@ -159,7 +200,7 @@ def salvage_in_place(path: Path) -> Salvage:
                 f"also at {kept}"
             ) from None
         _sync_directory(path.parent)
-    return Salvage(kept, kept, method, *found, unreadable=unreadable)
+    return _result(kept, kept, method, found, unreadable)
 
 
 def salvage_into(source: Path, path: Path) -> Salvage:
@@ -171,15 +212,34 @@ def salvage_into(source: Path, path: Path) -> Salvage:
         source.stat()
     except OSError as exc:
         raise SalvageError(f"cannot read {source}: {exc.strerror}") from None
-    with _workspace(path.parent) as work:
-        damaged = _copy_damaged(source, work)
-        method, extracted, unreadable = _extract(tool, damaged, work)
-        journal = Journal.open(path)  # a damaged one raises JournalDamaged: `taptill recover` it first
-        try:
+    # First: it makes the state directory the scratch space goes in; a damaged one raises JournalDamaged
+    # (`taptill recover` it first) before the long read of ``source``.
+    journal = Journal.open(path)
+    try:
+        with _workspace(path.parent) as work:
+            damaged = _copy_damaged(source, work)
+            method, extracted, unreadable = _extract(tool, damaged, work)
             found = _import(journal, extracted)
-        finally:
-            journal.close()
-    return Salvage(source, None, method, *found, unreadable=unreadable)
+    finally:
+        journal.close()
+    return _result(source, None, method, found, unreadable)
+
+
+def _result(
+    source: Path, kept_at: Path | None, method: str, found: _Found, unreadable: str | None
+) -> Salvage:
+    return Salvage(
+        source,
+        kept_at,
+        method,
+        found.sales,
+        already_there=found.already_there,
+        unusable=found.unusable,
+        lost_ids=found.lost_ids,
+        rows=found.rows,
+        damaged_rows=found.damaged_rows,
+        unreadable=unreadable,
+    )
 
 
 def sqlite_tool() -> str:
@@ -289,165 +349,278 @@ def _run_tool(
 
 
 # --- writing what came back into a journal ---------------------------------------------------------
+#
+# The columns come from the two schemas themselves (PRAGMA table_info), never from a list kept here: a
+# column a migration adds is carried over the day it exists, and one the damaged (older) journal lacks
+# takes the new schema's default. Every value must have the type its column declares (a record whose
+# bytes were damaged may still parse); the money path is checked beyond that (_sound_sale).
 
 
-def _import(journal: Journal, extracted: Path | None) -> tuple[tuple[SaleRecord, ...], int, int, int, int]:
-    """Write the extracted rows into ``journal`` in one transaction.
-    Returns (salvaged sales, already there, unusable rows, reports, cards)."""
+@dataclass(frozen=True)
+class _Column:
+    name: str
+    affinity: str  # SQLite's type affinity of the declared type: INTEGER, REAL, NUMERIC, TEXT or BLOB
+    not_null: bool
+    required: bool  # NOT NULL without a default: a source table without it is not the journal's
+
+
+@dataclass(frozen=True)
+class _Table:
+    name: str
+    # the fresh journal's columns, less the rowid (a salvaged row gets a new one)
+    columns: tuple[_Column, ...]
+    sale_refs: frozenset[str]  # columns referencing sales (id): tied to the sale by its key instead
+    foreign: bool  # references a table other than sales, whose rows get new ids: cannot be tied back
+
+
+def _import(journal: Journal, extracted: Path | None) -> _Found:
+    """Write the extracted rows into ``journal`` in one transaction: sales first, then every other table
+    the journal and the extracted file have in common."""
     if extracted is None:
-        return (), 0, 0, 0, 0
+        return _Found()
     try:
         src = sqlite3.connect(extracted)  # our own scratch copy
     except sqlite3.Error as exc:
         raise SalvageError(f"cannot read what SQLite salvaged: {exc}") from None
     try:
-        tables = {str(r[0]) for r in src.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        sales, unusable = _sales(src) if "sales" in tables else ([], 0)
+        tables = _fresh_tables(journal)
+        in_source = {str(r[0]) for r in src.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        sales = _read_sales(src, tables["sales"]) if "sales" in in_source else _SourceSales()
         known = {str(r[0]) for r in journal.query("SELECT idempotency_key FROM sales")}
         new_sales: dict[str, dict[str, Any]] = {}
-        for sale in sales:
+        for sale in sales.good:
             if sale["idempotency_key"] not in known:
                 new_sales.setdefault(sale["idempotency_key"], sale)  # a key twice: the first copy
-        already = len({s["idempotency_key"] for s in sales} & known)
-        statements: list[tuple[str, list[object]]] = [_insert_sale(s) for s in new_sales.values()]
-        keys_by_id = {s["id"]: s["idempotency_key"] for s in sales if s["idempotency_key"] in new_sales}
-        reports = list(_reports(src, keys_by_id)) if "reports" in tables else []
-        statements += reports
-        cards = list(_cards(src, journal)) if "cards" in tables else []
-        statements += cards
-        if "cache" in tables:
-            statements += _cache(src)
+        keys_by_id = {s["id"]: s["idempotency_key"] for s in sales.good if s["idempotency_key"] in new_sales}
+        statements = [_insert(tables["sales"], s, {}) for s in new_sales.values()]
+        damaged_rows = 0
+        others = sorted(
+            (t for name, t in tables.items() if name != "sales" and name in in_source), key=_summary_order
+        )
+        for table in others:
+            rows, damaged = _read_rows(src, table, keys_by_id)
+            statements += rows
+            damaged_rows += damaged
     except sqlite3.Error as exc:
         raise SalvageError(f"cannot read what SQLite salvaged: {exc}") from None
     finally:
         src.close()
-    journal.execute_all(_as_statements(statements))
+    before = _row_counts(journal, others)
+    journal.execute_all(statements)
+    after = _row_counts(journal, others)
     records = tuple(r for r in (journal.sale_by_key(k) for k in new_sales) if r is not None)
-    return records, already, unusable, len(reports), len(cards)
+    in_journal = known | {r.idempotency_key for r in records}
+    kept_ids = {s["id"] for s in sales.good if s["idempotency_key"] in in_journal}
+    return _Found(
+        sales=records,
+        already_there=len({s["idempotency_key"] for s in sales.good} & known),
+        unusable=sales.damaged + len(new_sales) - len(records),  # the rest broke a constraint of the table
+        lost_ids=_missing_ids(kept_ids, sales.top_id),
+        rows=tuple(
+            (t.name, after[t.name] - before[t.name]) for t in others if after[t.name] > before[t.name]
+        ),
+        damaged_rows=damaged_rows,
+    )
 
 
-def _as_statements(statements: list[tuple[str, list[object]]]) -> Statements:
-    return [(sql, tuple(params)) for sql, params in statements]
+@dataclass(frozen=True)
+class _Found:
+    sales: tuple[SaleRecord, ...] = ()
+    already_there: int = 0
+    unusable: int = 0
+    lost_ids: tuple[tuple[int, int], ...] = ()
+    rows: tuple[tuple[str, int], ...] = ()
+    damaged_rows: int = 0
 
 
-def _sales(src: sqlite3.Connection) -> tuple[list[dict[str, Any]], int]:
+@dataclass(frozen=True)
+class _SourceSales:
+    good: tuple[dict[str, Any], ...] = ()  # rows fit to be sales again, by id
+    damaged: int = 0  # rows SQLite gave back that are no sale
+    top_id: int = 0  # the highest sale id the damaged journal shows it had
+
+
+def _summary_order(table: _Table) -> tuple[int, str]:
+    """Reports, cards, unsellable products, cache, then any other table by name."""
+    order = list(_ROW_NAMES)
+    return (order.index(table.name) if table.name in order else len(order), table.name)
+
+
+def _fresh_tables(journal: Journal) -> dict[str, _Table]:
+    """Every table of the journal's own (current) schema, described by SQLite."""
+    names = [
+        str(r[0])
+        for r in journal.query(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+        )
+    ]
+    tables = {}
+    for name in names:
+        info = journal.query(f"PRAGMA table_info({_quoted(name)})")
+        keys = [r for r in info if int(r[5]) > 0]
+        rowid = str(keys[0][1]) if len(keys) == 1 and str(keys[0][2]).upper() == "INTEGER" else None
+        refs = journal.query(f"PRAGMA foreign_key_list({_quoted(name)})")
+        tables[name] = _Table(
+            name=name,
+            columns=tuple(
+                _Column(str(r[1]), _affinity(str(r[2])), bool(r[3]), bool(r[3]) and r[4] is None)
+                for r in info
+                if str(r[1]) != rowid
+            ),
+            sale_refs=frozenset(str(r[3]) for r in refs if str(r[2]) == "sales" and r[4] in (None, "id")),
+            foreign=any(not (str(r[2]) == "sales" and r[4] in (None, "id")) for r in refs),
+        )
+    return tables
+
+
+def _source_columns(src: sqlite3.Connection, table: _Table) -> list[_Column] | None:
+    """The columns both have; None when the source lacks one the journal cannot do without."""
+    present = {str(r[1]) for r in src.execute(f"PRAGMA table_info({_quoted(table.name)})")}
+    if any(c.required and c.name not in present for c in table.columns):
+        return None
+    return [c for c in table.columns if c.name in present]
+
+
+def _read_sales(src: sqlite3.Connection, table: _Table) -> _SourceSales:
+    columns = _source_columns(src, table)
     present = {str(r[1]) for r in src.execute("PRAGMA table_info(sales)")}
-    missing = [c for c in _SALE_COLUMNS if c not in present]
-    if "id" not in present or set(missing) - _OPTIONAL_SALE_COLUMNS:
-        return [], 0  # not the journal's sales table: nothing to trust in it
-    columns = ["id", *(c for c in _SALE_COLUMNS if c in present)]
-    good, unusable = [], 0
-    for row in src.execute(f"SELECT {', '.join(columns)} FROM sales ORDER BY id"):
-        sale = dict(zip(columns, row, strict=True))
-        for c in missing:
-            sale[c] = None
-        if _usable_sale(sale):
+    if columns is None or "id" not in present:
+        return _SourceSales()  # not the journal's sales table: nothing to trust in it
+    names = ["id", *(c.name for c in columns)]
+    good, damaged, top = [], 0, 0
+    for row in src.execute(f"SELECT {', '.join(map(_quoted, names))} FROM sales ORDER BY id"):
+        sale = dict(zip(names, row, strict=True))
+        if _is_int(sale["id"]):
+            top = max(top, sale["id"])
+        if _is_int(sale["id"]) and _fits(sale, columns) and _sound_sale(sale):
             good.append(sale)
         else:
-            unusable += 1
-    return good, unusable
+            damaged += 1
+    return _SourceSales(tuple(good), damaged, max(top, _sequence(src, "sales")))
 
 
-def _usable_sale(s: dict[str, Any]) -> bool:
-    """A row is a sale only if every value has the type the journal gave it (SQLite may hand back a
-    record whose bytes were damaged but still parse); a sale without a sound key is never re-sent."""
+def _sound_sale(s: dict[str, Any]) -> bool:
+    """What the money path depends on: a sale without a sound key is never re-sent, one in no known
+    state or with products that are no list would stop the outbox."""
     key = s["idempotency_key"]
     if not (isinstance(key, str) and len(key) >= MIN_KEY_LENGTH and set(key) <= KEY_ALPHABET):
         return False
     if s["state"] not in {str(state) for state in SaleState}:
         return False
-    texts = ("token_id", "products", "description", "reason", "created_at", "updated_at")
-    ints = ("amount_cents", "offline", "maybe_sent", "hold", "attempts")
-    if not all(isinstance(s[c], str) for c in texts) or not s["token_id"]:
-        return False
-    if not all(_is_int(s[c]) for c in ints):
-        return False
-    if not all(s[c] is None or _is_int(s[c]) for c in ("balance_before", "balance_after")):
-        return False
-    if not all(s[c] is None or isinstance(s[c], str) for c in ("tag", "operator")):
-        return False
-    if not _is_number(s["next_attempt_at"]):
-        return False
-    if not (s["attempted_at"] is None or _is_number(s["attempted_at"])):
+    if not (isinstance(s["token_id"], str) and s["token_id"]) or not _is_int(s["amount_cents"]):
         return False
     try:
         products = json.loads(s["products"])
-    except ValueError:
+    except (TypeError, ValueError):
         return False
     return isinstance(products, list) and all(isinstance(p, str | int) for p in products)
 
 
-def _insert_sale(sale: dict[str, Any]) -> tuple[str, list[object]]:
-    marks = ", ".join("?" for _ in _SALE_COLUMNS)
-    return (
-        f"INSERT INTO sales ({', '.join(_SALE_COLUMNS)}) VALUES ({marks}) ON CONFLICT DO NOTHING",
-        [sale[c] for c in _SALE_COLUMNS],
+def _read_rows(
+    src: sqlite3.Connection, table: _Table, keys_by_id: dict[int, str]
+) -> tuple[list[tuple[str, list[object]]], int]:
+    """Rows of one more table as INSERTs, and how many came back damaged. A row tied to a sale comes
+    only with a sale salvaged now (the rest belong to lost sales or to sales the journal has already)."""
+    columns = _source_columns(src, table)
+    if columns is None or table.foreign:
+        log.warning("salvage leaves out table %s: it does not match this taptill's journal", table.name)
+        return [], 0
+    names = [c.name for c in columns]
+    out, damaged = [], 0
+    for row in src.execute(f"SELECT {', '.join(map(_quoted, names))} FROM {_quoted(table.name)}"):
+        values = dict(zip(names, row, strict=True))
+        if not _fits(values, columns) or not _sound_row(table.name, values):
+            damaged += 1
+            continue
+        refs = {c: keys_by_id.get(values[c]) for c in table.sale_refs if values.get(c) is not None}
+        if None in refs.values():
+            continue
+        out.append(_insert(table, values, refs))
+    return out, damaged
+
+
+def _sound_row(table: str, values: dict[str, Any]) -> bool:
+    """Beyond the declared types: the cache holds JSON, which the terminal parses at start."""
+    if table == "cache" and "value" in values:
+        try:
+            json.loads(values["value"])
+        except ValueError:
+            return False
+    return True
+
+
+def _insert(table: _Table, values: dict[str, Any], refs: dict[str, str | None]) -> tuple[str, list[object]]:
+    """An INSERT of the columns ``values`` has; a reference to a sale is looked up by the sale's key
+    (its id may change). OR IGNORE: a row whose key the journal has already keeps the journal's (newer)
+    one, and a row that breaks a CHECK is left out instead of failing the whole salvage."""
+    names = [c.name for c in table.columns if c.name in values]
+    marks = ["(SELECT id FROM sales WHERE idempotency_key = ?)" if n in refs else "?" for n in names]
+    params = [refs[n] if n in refs else values[n] for n in names]
+    into = f"{_quoted(table.name)} ({', '.join(map(_quoted, names))})"
+    return f"INSERT OR IGNORE INTO {into} VALUES ({', '.join(marks)})", params
+
+
+def _row_counts(journal: Journal, tables: Iterable[_Table]) -> dict[str, int]:
+    return {t.name: int(journal.query(f"SELECT COUNT(*) FROM {_quoted(t.name)}")[0][0]) for t in tables}
+
+
+def _sequence(src: sqlite3.Connection, table: str) -> int:
+    """The highest id an AUTOINCREMENT table ever handed out (0 when it has none)."""
+    try:
+        rows = src.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchall()
+    except sqlite3.OperationalError:
+        return 0  # no AUTOINCREMENT table in that journal
+    return max((int(r[0]) for r in rows if _is_int(r[0])), default=0)
+
+
+def _missing_ids(kept: set[int], top: int) -> tuple[tuple[int, int], ...]:
+    """Runs (first, last) of the ids from 1 to ``top`` not in ``kept``. Sale ids are dense from 1 (the
+    journal never deletes a sale), so every gap is a lost sale; computed from the gaps, never by
+    counting up to ``top`` (a damaged row may carry a huge id)."""
+    runs, expected = [], 1
+    for i in sorted(k for k in kept if k <= top):
+        if i > expected:
+            runs.append((expected, i - 1))
+        expected = max(expected, i + 1)
+    if top >= expected:
+        runs.append((expected, top))
+    return tuple(runs)
+
+
+def _fits(values: dict[str, Any], columns: Iterable[_Column]) -> bool:
+    """Every value has the type its column declares, and NULL only where the column allows it."""
+    return all(
+        not c.not_null if values[c.name] is None else _has_affinity(values[c.name], c.affinity)
+        for c in columns
     )
 
 
-def _reports(src: sqlite3.Connection, keys_by_id: dict[int, str]) -> Iterable[tuple[str, list[object]]]:
-    """Reports of the salvaged sales, tied to them by the sale's key (its id may change)."""
-    present = {str(r[1]) for r in src.execute("PRAGMA table_info(reports)")}
-    if not {"sale_id", *_REPORT_COLUMNS} <= present:
-        return
-    for row in src.execute(f"SELECT sale_id, {', '.join(_REPORT_COLUMNS)} FROM reports ORDER BY id"):
-        r = dict(zip(("sale_id", *_REPORT_COLUMNS), row, strict=True))
-        key = keys_by_id.get(r["sale_id"]) if _is_int(r["sale_id"]) else None
-        sound = (
-            key is not None
-            and isinstance(r["drink_key"], str)
-            and _is_int(r["quantity"])
-            and r["quantity"] > 0
-            and r["state"] in _REPORT_STATES
-            and isinstance(r["reason"], str)
-            and _is_number(r["next_attempt_at"])
-            and isinstance(r["created_at"], str)
-            and isinstance(r["updated_at"], str)
-        )
-        if sound:
-            yield (
-                f"INSERT INTO reports (sale_id, {', '.join(_REPORT_COLUMNS)})"
-                f" SELECT id, {', '.join('?' for _ in _REPORT_COLUMNS)} FROM sales WHERE idempotency_key = ?",
-                [r[c] for c in _REPORT_COLUMNS] + [key],
-            )
+def _has_affinity(value: object, affinity: str) -> bool:
+    if affinity == "INTEGER":
+        return _is_int(value)
+    if affinity in ("REAL", "NUMERIC"):
+        return _is_number(value)
+    if affinity == "TEXT":
+        return isinstance(value, str)
+    return True  # BLOB: SQLite stores whatever it is given
 
 
-def _cards(src: sqlite3.Connection, journal: Journal) -> Iterable[tuple[str, list[object]]]:
-    """Last balances and the deny list; a card the journal knows already keeps what it has (newer)."""
-    known = {str(r[0]) for r in journal.query("SELECT token_id FROM cards")}
-    for token, balance, seen_at, denied in src.execute(
-        "SELECT token_id, balance_cents, seen_at, denied_reason FROM cards"
-    ):
-        sound = (
-            isinstance(token, str)
-            and token
-            and (balance is None or _is_int(balance))
-            and (seen_at is None or _is_number(seen_at))
-            and (denied is None or isinstance(denied, str))
-        )
-        if sound and token not in known:
-            yield (
-                "INSERT INTO cards (token_id, balance_cents, seen_at, denied_reason) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT DO NOTHING",
-                [token, balance, seen_at, denied],
-            )
+def _affinity(declared: str) -> str:
+    """SQLite's rules (https://sqlite.org/datatype3.html, 3.1) for a column's declared type."""
+    t = declared.upper()
+    if "INT" in t:
+        return "INTEGER"
+    if any(s in t for s in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if "BLOB" in t or not t:
+        return "BLOB"
+    if any(s in t for s in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC"
 
 
-def _cache(src: sqlite3.Connection) -> list[tuple[str, list[object]]]:
-    out: list[tuple[str, list[object]]] = []
-    for key, value, stored_at in src.execute("SELECT key, value, stored_at FROM cache"):
-        if isinstance(key, str) and isinstance(value, str) and _is_number(stored_at):
-            try:
-                json.loads(value)
-            except ValueError:
-                continue
-            out.append(
-                (
-                    "INSERT INTO cache (key, value, stored_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                    [key, value, stored_at],
-                )
-            )
-    return out
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _is_int(value: object) -> bool:

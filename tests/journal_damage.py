@@ -97,6 +97,15 @@ def sales_leaves(path: Path) -> list[Leaf]:
     return out
 
 
+def index_root(path: Path, index: str) -> int:
+    """The root page of ``index``: overwriting it damages the journal and loses no row of any table."""
+    db = sqlite3.connect(path)
+    try:
+        return int(db.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (index,)).fetchone()[0])
+    finally:
+        db.close()
+
+
 def overwrite_pages(path: Path, pages: list[int]) -> None:
     """Replace whole pages with noise, as a failing SD card or a stray write would."""
     data = bytearray(path.read_bytes())

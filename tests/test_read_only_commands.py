@@ -16,7 +16,14 @@ import pytest
 
 from terminal.emulator.wallet_server import WalletEmulator
 from terminal.journal import MIGRATIONS
-from tests.journal_damage import fill_journal, overwrite_pages, quick_check, sales_by_key, sales_leaves
+from tests.journal_damage import (
+    fill_journal,
+    index_root,
+    overwrite_pages,
+    quick_check,
+    sales_by_key,
+    sales_leaves,
+)
 from tests.terminal_lab import ERIKA, MAX, TerminalProcess, journal_lines, taptill, wait_for, write_config
 
 READERS = (
@@ -55,7 +62,7 @@ def test_reading_commands_on_a_missing_journal_create_nothing(
     assert not state.exists()
 
 
-@pytest.mark.parametrize("damage", ["header", "pages"])
+@pytest.mark.parametrize("damage", ["header", "pages", "index"])
 def test_reading_commands_on_a_damaged_journal_leave_it_as_it_is(
     tmp_path: Path, emulator: WalletEmulator, damage: str
 ) -> None:
@@ -67,9 +74,14 @@ def test_reading_commands_on_a_damaged_journal_leave_it_as_it_is(
     if damage == "header":
         path.write_bytes(b"\xa5" * 100 + path.read_bytes()[100:])
         said = "file is not a database"
-    else:
+    elif damage == "pages":
         overwrite_pages(path, [sales_leaves(path)[1].page])
         said = "database disk image is malformed"
+    else:  # SQLite's check says this in two lines, "*** in database main ***" first
+        page = index_root(path, "sqlite_autoindex_sales_1")
+        overwrite_pages(path, [page])
+        said = f"Page {page}: btreeInitPage() returns error code 11"
+        assert quick_check(path) == f"*** in database main ***\n{said}"
     assert quick_check(path) != "ok"
     files = _files(state)
     line = f"taptill: journal {path} is damaged ({said}); stop the terminal and run `taptill recover`"
@@ -81,6 +93,10 @@ def test_reading_commands_on_a_damaged_journal_leave_it_as_it_is(
     assert doctor.returncode == 1
     assert f"FAIL journal     journal {path} is damaged ({said}); stop the terminal" in doctor.stdout
     assert "WARN queue       unknown: the journal cannot be read" in doctor.stdout
+    assert "WARN products    unknown: the journal cannot be read" in doctor.stdout, doctor.stdout
+    assert all(line.startswith(("OK ", "WARN ", "FAIL ")) for line in doctor.stdout.splitlines()), (
+        "one line per check"
+    )
     assert _files(state) == files
 
 
