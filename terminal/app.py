@@ -131,6 +131,7 @@ async def _run_locked(
             unsellable=frozenset(journal.unsellable()),
         )
         controller = Controller(settings, products)
+        controller.server_online = health.online  # no online board drawn first on an offline start
         settled_hooks: list[Callable[[], None]] = []
 
         def settled() -> None:

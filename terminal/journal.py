@@ -496,8 +496,8 @@ class Journal:
         now = _now_iso()
         self._write(
             "INSERT INTO sales (idempotency_key, token_id, products, amount_cents, description, state,"
-            " reason, offline, operator, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, 'declined', ?, ?, ?, ?, ?)",
+            " reason, offline, operator, created_at, updated_at, approved)"
+            " VALUES (?, ?, ?, ?, ?, 'declined', ?, ?, ?, ?, ?, 0)",
             (
                 new_idempotency_key(),
                 token_id,

@@ -339,7 +339,7 @@ class SaleSender:
         self._forget(sale.id)
         if sale.offline or reason is DeclineReason.UNKNOWN_CARD:
             self.journal.deny_card(sale.token_id, str(reason))
-        log.warning("sale %d rejected by the server: %s (%s)", sale.id, reason, detail)
+        log.warning("sale %d rejected: %s (%s)", sale.id, reason, detail)
         return Refusal(reason, detail)
 
     def _retry_later(self, sale: SaleRecord, reason: str, retry_after: float | None) -> None:

@@ -182,7 +182,7 @@ def salvage_in_place(path: Path) -> Salvage:
         except JournalError as exc:
             raise SalvageError(f"cannot create a new journal ({exc})") from None
         try:
-            found = _import(fresh, extracted)
+            found = _import(fresh, extracted, damaged)
         except JournalError as exc:
             raise SalvageError(f"cannot write the salvaged sales ({exc})") from None
         finally:
@@ -219,7 +219,7 @@ def salvage_into(source: Path, path: Path) -> Salvage:
         with _workspace(path.parent) as work:
             damaged = _copy_damaged(source, work)
             method, extracted, unreadable = _extract(tool, damaged, work)
-            found = _import(journal, extracted)
+            found = _import(journal, extracted, damaged)
     finally:
         journal.close()
     return _result(source, None, method, found, unreadable)
@@ -373,11 +373,13 @@ class _Table:
     foreign: bool  # references a table other than sales, whose rows get new ids: cannot be tied back
 
 
-def _import(journal: Journal, extracted: Path | None) -> _Found:
+def _import(journal: Journal, extracted: Path | None, damaged: Path) -> _Found:
     """Write the extracted rows into ``journal`` in one transaction: sales first, then every other table
-    the journal and the extracted file have in common."""
+    the journal and the extracted file have in common. ``damaged`` (our copy of the damaged journal) is
+    asked for the highest sale id its indexes still know, so sales lost at the end are named too."""
     if extracted is None:
-        return _Found()
+        top = _indexed_top_id(damaged)
+        return _Found(lost_ids=_missing_ids(set(), top))
     try:
         src = sqlite3.connect(extracted)  # our own scratch copy
     except sqlite3.Error as exc:
@@ -398,9 +400,9 @@ def _import(journal: Journal, extracted: Path | None) -> _Found:
             (t for name, t in tables.items() if name != "sales" and name in in_source), key=_summary_order
         )
         for table in others:
-            rows, damaged = _read_rows(src, table, keys_by_id)
+            rows, broken = _read_rows(src, table, keys_by_id)
             statements += rows
-            damaged_rows += damaged
+            damaged_rows += broken
     except sqlite3.Error as exc:
         raise SalvageError(f"cannot read what SQLite salvaged: {exc}") from None
     finally:
@@ -415,7 +417,7 @@ def _import(journal: Journal, extracted: Path | None) -> _Found:
         sales=records,
         already_there=len({s["idempotency_key"] for s in sales.good} & known),
         unusable=sales.damaged + len(new_sales) - len(records),  # the rest broke a constraint of the table
-        lost_ids=_missing_ids(kept_ids, sales.top_id),
+        lost_ids=_missing_ids(kept_ids, max(sales.top_id, _indexed_top_id(damaged))),
         rows=tuple(
             (t.name, after[t.name] - before[t.name]) for t in others if after[t.name] > before[t.name]
         ),
@@ -562,6 +564,29 @@ def _insert(table: _Table, values: dict[str, Any], refs: dict[str, str | None]) 
 
 def _row_counts(journal: Journal, tables: Iterable[_Table]) -> dict[str, int]:
     return {t.name: int(journal.query(f"SELECT COUNT(*) FROM {_quoted(t.name)}")[0][0]) for t in tables}
+
+
+def _indexed_top_id(damaged: Path) -> int:
+    """The highest sale id an index of the damaged journal still holds (0 when none can be read): the
+    sales table is no AUTOINCREMENT table, and a sale lost on the last page leaves no gap to see, but
+    every index entry carries its row's id, and an index often lives on pages the damage spared."""
+    top = 0
+    try:
+        src = sqlite3.connect(damaged)  # our own scratch copy, with its -wal
+    except sqlite3.Error:
+        return 0
+    try:
+        with contextlib.suppress(sqlite3.Error):
+            query = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'sales'"
+            names = [str(r[0]) for r in src.execute(query)]
+            for name in names:
+                with contextlib.suppress(sqlite3.Error):  # a damaged or partial index: try the next
+                    row = src.execute(f"SELECT MAX(rowid) FROM sales INDEXED BY {_quoted(name)}").fetchone()
+                    if row is not None and _is_int(row[0]) and row[0] < 2**40:
+                        top = max(top, int(row[0]))
+    finally:
+        src.close()
+    return top
 
 
 def _sequence(src: sqlite3.Connection, table: str) -> int:

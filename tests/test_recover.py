@@ -669,3 +669,18 @@ def test_sales_lost_after_the_last_salvaged_one_are_named(tmp_path: Path, eviden
     damaged = " (1 came back damaged)" if evidence == "the last row came back damaged" else ""
     assert result.lost_line() == f"1 sale could not be salvaged{damaged}: id 12"
     assert f"; 1 sale could not be salvaged{damaged}: id 12" in result.summary()
+
+
+def test_a_sale_lost_on_the_last_page_is_named_from_an_index(tmp_path: Path) -> None:
+    """The journal's sales table keeps no id sequence: a lost last page leaves no gap among the salvaged
+    ids, but every index entry carries its row's id, so the loss is still named (a user's finding: a
+    pending offline sale vanished from the end without a word)."""
+    path = tmp_path / "journal.sqlite3"
+    keys = _one_sale_per_page(path, [("pending", 250)] * 12)
+    overwrite_pages(path, [sales_leaves(path)[-1].page])
+    assert quick_check(path) != "ok"
+
+    result = salvage_in_place(path)
+
+    assert [s.idempotency_key for s in result.sales] == keys[:-1]
+    assert result.lost_line() == "1 sale could not be salvaged: id 12"
