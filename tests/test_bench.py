@@ -69,7 +69,7 @@ def test_drain_delivers_the_whole_backlog(flavour: str, dedupes: bool) -> None:
 
 def test_startup_cpu_per_tap_rss_and_idle_cpu_of_a_real_process() -> None:
     assert _positive(measure_startup(runs=1))
-    got = measure_process(taps=3, idle_s=0.5)
+    got = measure_process(taps=10, idle_s=0.5)  # CPU time comes in 10 ms ticks: enough taps for some
     assert set(got) == {"tap_cpu_ms", "rss_mb", "idle_cpu_pct"}
     assert _positive(got["tap_cpu_ms"]) and got["tap_cpu_ms"] < 1000
     assert _positive(got["rss_mb"])
