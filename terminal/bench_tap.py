@@ -230,10 +230,13 @@ def measure_tap_online(n: int = 1000, warmup: int = 5) -> dict[str, dict[str, fl
                     taps: list[float] = []
                     floors: list[float] = []
                     device.lag.reset()
-                    for _ in range(n):
+                    for i in range(n):
                         screen, ms = terminal.tap(CARD)
                         if not (isinstance(screen, ApprovedScreen) and screen.confirmed):
-                            raise RuntimeError(f"a benchmark tap was not approved online: {screen!r}")
+                            raise RuntimeError(
+                                f"benchmark tap {i + 1} of {n} was not approved online ({ms:.0f} ms): "
+                                f"{screen!r}; {_last_sale(device)}"
+                            )
                         taps.append(ms)
                         floors.append(floor.lookup_post_ms())
                     if device.lag.sample_count() == 0:
@@ -248,6 +251,20 @@ def measure_tap_online(n: int = 1000, warmup: int = 5) -> dict[str, dict[str, fl
         }
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _last_sale(device: DeviceLoop) -> str:
+    """The newest journal row, for an error that must say why a tap went the way it did."""
+    rows = device.journal.query(
+        "SELECT id, state, reason, attempts, maybe_sent, offline FROM sales ORDER BY id DESC LIMIT 1"
+    )
+    if not rows:
+        return "no sale in the journal"
+    sale_id, state, reason, attempts, maybe_sent, offline = rows[0]
+    return (
+        f"sale {sale_id}: {state}, reason {reason!r}, attempts {attempts}, "
+        f"maybe sent {bool(maybe_sent)}, offline {bool(offline)}"
+    )
 
 
 def measure_tap_offline(n: int = 100, tap_budget_ms: int = 800) -> dict[str, dict[str, float]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from terminal.bench import evaluate_targets, report
+from terminal.bench import _stage, evaluate_targets, report
 from terminal.bench_config import BIG_BALANCE_CENTS, MEMORY_DIR, bench_dir, write_bench_config
 from terminal.bench_pcsc import measure_pcsc
 from terminal.bench_price import measure_price_to_screen
@@ -146,6 +146,59 @@ def test_price_to_screen_is_measured_against_the_poll_interval() -> None:
     got = measure_price_to_screen(n=2, interval_s=0.2)
     assert set(got) == {"p50", "poll_interval_ms", "p50_per_interval"}
     assert _positive(got["p50"]) and got["poll_interval_ms"] == 200.0
+
+
+def test_tail_stages_run_at_real_time_priority_and_the_report_says_so() -> None:
+    seen: list[int] = []
+
+    def measure() -> dict[str, float]:
+        seen.append(os.sched_getscheduler(0))
+        return {"startup_s": 0.5}
+
+    metrics: dict[str, object] = {}
+    errors: dict[str, str] = {}
+    _stage("tails", metrics, errors, measure, alone=True)
+    _stage("rates", metrics, errors, measure)
+    assert errors == {}
+    assert seen == [os.SCHED_RR, os.SCHED_OTHER]  # the tests run as root here
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # and back to normal after the stage
+    assert report(metrics, errors)["scheduling"] == {
+        "tails": "SCHED_RR 10: other processes' load kept out of its tails"
+    }
+
+
+def test_sigterm_ends_the_bench_after_the_stage_stopped_its_child(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    script = f"""
+import subprocess, time
+from pathlib import Path
+from terminal.bench import _stage, _stop_on_sigterm
+
+def measure():
+    child = subprocess.Popen(["sleep", "600"])
+    try:
+        Path({str(pid_file)!r}).write_text(str(child.pid))
+        time.sleep(600)
+    finally:
+        child.terminate()
+        child.wait()
+    return {{}}
+
+_stop_on_sigterm()
+_stage("long stage", {{}}, {{}}, measure)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline and proc.poll() is None, "the stage never started its child"
+            time.sleep(0.02)
+        proc.terminate()
+        assert proc.wait(timeout=60) == 143
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not Path(f"/proc/{int(pid_file.read_text())}").exists()  # stopped and reaped by the stage
 
 
 FULL = {
