@@ -1,16 +1,23 @@
 """``make bench``: measures the money path and prints one JSON object (metrics and targets) as the last line.
 
 Progress goes to stderr. Everything runs on 127.0.0.1 and in temporary directories. A measurement that
-fails is reported under ``errors`` (its metrics null) and makes the exit status 1.
+fails is reported under ``errors`` (its metrics null) and makes the exit status 1. Every wait inside a
+stage has its own deadline; a stage still running after STAGE_DEADLINE_S all the same (stuck where no
+deadline reaches) is reported with where it stood, its child processes are ended and the bench exits 1.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from terminal.bench_pcsc import measure_pcsc
@@ -18,19 +25,25 @@ from terminal.bench_price import measure_price_to_screen
 from terminal.bench_process import measure_process, measure_startup
 from terminal.bench_store import measure_drain, measure_enqueue
 from terminal.bench_tap import measure_tap_offline, measure_tap_online
+from terminal.loop_lag import culprit
 
 TAP_BUDGET_MS = 800
 PRICE_INTERVAL_S = 0.5  # the party's price interval in the bench (60 s at a real party): the ratio counts
+STAGE_DEADLINE_S = 300.0  # the longest stage takes under a minute on a loaded 2-core machine
+CHILD_STOP_S = 5.0
+REALTIME_PRIORITY = 10  # SCHED_RR, low among real-time priorities: above every ordinary process
 
 METRIC_KEYS = (
     "tap_online_ms",
-    "raw_post_ms",
+    "raw_lookup_post_ms",
+    "loop_lag_ms",
     "tap_offline_ms",
     "enqueue_per_s",
     "raw_sqlite_per_s",
     "drain_per_s",
     "drain_per_s_nondedup",
     "startup_s",
+    "tap_cpu_ms",
     "rss_mb",
     "idle_cpu_pct",
     "pcsc_uid_ms",
@@ -46,17 +59,83 @@ def _progress(text: str) -> None:
     print(f"bench: {text}", file=sys.stderr, flush=True)
 
 
-def _stage(name: str, errors: dict[str, str], measure: Callable[[], Metrics]) -> Metrics:
+def _stage(
+    name: str,
+    metrics: Metrics,
+    errors: dict[str, str],
+    measure: Callable[[], Metrics],
+    deadline_s: float = STAGE_DEADLINE_S,
+    *,
+    alone: bool = False,
+) -> None:
+    """Run one measurement into ``metrics``; its failure goes to ``errors`` and the next stage runs.
+
+    ``alone``: the stage runs at real-time priority where the bench may (see ``_alone``).
+    """
     _progress(f"{name} …")
     start = time.perf_counter()
     try:
-        result = measure()
+        with _watchdog(name, metrics, errors, deadline_s), _alone(alone, name, metrics):
+            result = measure()
     except Exception as exc:  # one broken measurement must not hide the others
         logging.getLogger(__name__).exception("%s failed", name)
         errors[name] = f"{type(exc).__name__}: {exc}"
-        return {}
+        return
+    metrics.update(result)
     _progress(f"{name}: {json.dumps(result)} ({time.perf_counter() - start:.1f} s)")
-    return result
+
+
+@contextlib.contextmanager
+def _watchdog(name: str, metrics: Metrics, errors: dict[str, str], deadline_s: float) -> Iterator[None]:
+    """Past ``deadline_s`` the stage is stuck: report what was measured, end our children, exit 1."""
+    stage_thread = threading.get_ident()
+
+    def overrun() -> None:
+        frame = sys._current_frames().get(stage_thread)
+        where = culprit(frame) if frame is not None else "unknown"
+        errors[name] = f"TimeoutError: the stage did not finish within {deadline_s:g} s (stuck in {where})"
+        _progress(f"{name}: stuck after {deadline_s:g} s in {where}; ending its child processes")
+        _end_children()
+        print(json.dumps(report(metrics, errors)), flush=True)
+        os._exit(1)  # the stage's thread cannot be interrupted where it is stuck
+
+    timer = threading.Timer(deadline_s, overrun)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _children() -> list[int]:
+    me = os.getpid()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == me:
+            found.append(int(entry.name))
+    return found
+
+
+def _end_children() -> None:
+    """SIGTERM to this process's children (a taptill run, a pcscd), SIGKILL to those still there later."""
+    children = _children()
+    for pid in children:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + CHILD_STOP_S
+    while children and time.monotonic() < deadline:
+        time.sleep(0.05)
+        children = [pid for pid in children if pid in _children()]
+    for pid in children:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _pcsc() -> Metrics:
@@ -85,11 +164,19 @@ def _check(
 
 
 def evaluate_targets(m: Metrics, tap_budget_ms: int = TAP_BUDGET_MS) -> dict[str, dict[str, Any]]:
-    """For each metric the target from the issues, the limit it implies in this run, and whether it is met."""
+    """For each metric the target from the issues, the limit it implies in this run, and whether it is met.
+
+    The online tap is held to its floor, the same balance GET and debit POST made alone: what the
+    terminal adds (the decision, the durable journal write, the screen) may cost at most 2 ms at p99.
+    """
 
     def tap() -> tuple[bool, float]:
-        limit = 1.5 * m["raw_post_ms"]["p99"] + 5
+        limit = m["raw_lookup_post_ms"]["p99"] + 2
         return m["tap_online_ms"]["p99"] <= limit, limit
+
+    def lag() -> tuple[bool, float]:
+        limit = 100.0
+        return m["loop_lag_ms"]["max"] < limit, limit
 
     def offline() -> tuple[bool, float]:
         limit = tap_budget_ms + 300
@@ -115,14 +202,16 @@ def evaluate_targets(m: Metrics, tap_budget_ms: int = TAP_BUDGET_MS) -> dict[str
 
     return {
         "tap_online_ms": _check(
-            m, tap, "p99 <= 1.5 x raw_post_ms p99 + 5 ms", "tap_online_ms", "raw_post_ms"
+            m, tap, "p99 <= raw_lookup_post_ms p99 + 2 ms", "tap_online_ms", "raw_lookup_post_ms"
         ),
+        "loop_lag_ms": _check(m, lag, "max < 100 ms while tapping", "loop_lag_ms"),
         "tap_offline_ms": _check(
             m, offline, f"p50 <= 50 ms and max <= tap budget ({tap_budget_ms} ms) + 300 ms", "tap_offline_ms"
         ),
         "enqueue_per_s": _check(m, enqueue, ">= 0.5 x raw_sqlite_per_s", "enqueue_per_s", "raw_sqlite_per_s"),
         "drain_per_s": _check(m, at_least("drain_per_s", 200), ">= 200 sales/s", "drain_per_s"),
         "startup_s": _check(m, at_most("startup_s", 2.0), "<= 2 s", "startup_s"),
+        "tap_cpu_ms": _check(m, at_most("tap_cpu_ms", 5.0), "<= 5 ms of CPU per online tap", "tap_cpu_ms"),
         "rss_mb": _check(m, at_most("rss_mb", 80.0), "<= 80 MB", "rss_mb"),
         "idle_cpu_pct": _check(m, at_most("idle_cpu_pct", 2.0), "<= 2 % of one core", "idle_cpu_pct"),
         "pcsc_uid_ms": _check(
@@ -141,20 +230,19 @@ def run_bench() -> tuple[Metrics, dict[str, str]]:
     """Every measurement at full size, quietest first (the PC/SC idle CPU is measured in this process)."""
     errors: dict[str, str] = {}
     metrics: Metrics = {}
-    metrics.update(_stage("pcsc", errors, _pcsc))
-    metrics.update(_stage("enqueue", errors, lambda: measure_enqueue(1000)))
-    metrics.update(_stage("drain", errors, _drain))
-    metrics.update(_stage("tap online", errors, lambda: measure_tap_online(200)))
-    metrics.update(_stage("tap offline", errors, lambda: measure_tap_offline(100, TAP_BUDGET_MS)))
-    metrics.update(
-        _stage(
-            "price to screen",
-            errors,
-            lambda: {"price_to_screen_ms": measure_price_to_screen(20, PRICE_INTERVAL_S)},
-        )
+    _stage("pcsc", metrics, errors, _pcsc)
+    _stage("enqueue", metrics, errors, lambda: measure_enqueue(1000))
+    _stage("drain", metrics, errors, _drain)
+    _stage("tap online", metrics, errors, lambda: measure_tap_online(1000), alone=True)
+    _stage("tap offline", metrics, errors, lambda: measure_tap_offline(100, TAP_BUDGET_MS), alone=True)
+    _stage(
+        "price to screen",
+        metrics,
+        errors,
+        lambda: {"price_to_screen_ms": measure_price_to_screen(20, PRICE_INTERVAL_S)},
     )
-    metrics.update(_stage("startup", errors, lambda: {"startup_s": measure_startup(5)}))
-    metrics.update(_stage("rss and idle cpu", errors, lambda: measure_process(200, 10.0)))
+    _stage("startup", metrics, errors, lambda: {"startup_s": measure_startup(5)})
+    _stage("cpu per tap, rss and idle cpu", metrics, errors, lambda: measure_process(200, 10.0))
     return metrics, errors
 
 
@@ -164,11 +252,51 @@ def report(metrics: Metrics, errors: dict[str, str]) -> dict[str, Any]:
     out["targets"] = targets
     out["all_targets_met"] = all(t["met"] is True for t in targets.values())
     out["errors"] = errors
+    out["scheduling"] = metrics.get("scheduling", {})  # per stage run at real-time priority
     return out
+
+
+@contextlib.contextmanager
+def _alone(wanted: bool, name: str, metrics: Metrics) -> Iterator[None]:
+    """Real-time round-robin scheduling for this thread and what it starts meanwhile (the in-process
+    terminal, the emulator), back to normal afterwards; the stage's note goes to ``metrics["scheduling"]``.
+
+    Only for stages whose targets are tails (a tap's p99, the loop's largest lag, the slowest offline
+    tap): on its Pi a terminal runs alone, while here each wake-up of the terminal, the emulator or the
+    floor's client can wait tens of ms behind a test suite's processes, and a tail would measure those.
+    The bench mostly waits, so it takes little from them. Averages and rates run as they are: their
+    comparisons (journal against bare SQLite, interleaved) already share the machine's state.
+    Without the permission (not root, no CAP_SYS_NICE) the stage runs as it is, and the note says so.
+    """
+    if not wanted:
+        yield
+        return
+    notes: dict[str, str] = metrics.setdefault("scheduling", {})
+    try:
+        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(REALTIME_PRIORITY))
+    except (OSError, AttributeError) as exc:  # AttributeError: not Linux
+        notes[name] = f"normal (no real-time priority: {exc}): other processes' load is in its tails"
+        yield
+        return
+    notes[name] = f"SCHED_RR {REALTIME_PRIORITY}: other processes' load kept out of its tails"
+    try:
+        yield
+    finally:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM ends the bench like Ctrl-C: every stage's cleanup runs and stops its child processes."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _stop_on_sigterm()
     start = time.perf_counter()
     metrics, errors = run_bench()
     _progress(f"done in {time.perf_counter() - start:.0f} s")

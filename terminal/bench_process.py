@@ -1,4 +1,4 @@
-"""``taptill run`` as a real subprocess: start-up time, peak RSS after taps, idle CPU with the sim reader."""
+"""``taptill run`` as a real subprocess: start-up time, CPU per tap, peak RSS after taps, idle CPU."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import terminal
 from hw.readers.sim import send_command
 from terminal.bench_config import BIG_BALANCE_CENTS, write_bench_config
 from terminal.emulator.wallet_server import WalletEmulator
@@ -20,7 +21,12 @@ from terminal.emulator.wallet_server import WalletEmulator
 READY_LINE = "taptill ready"
 READY_TIMEOUT_S = 20.0
 TAP_TIMEOUT_S = 3.0
+WARMUP_TAPS = 5  # the first taps open the connection and import what is loaded lazily
+SETTLE_S = 1.0  # after the last tap: its screen timer, its journal writes and an outbox round are over
 CARD = "04C0C0C0C0C0C0"
+# The checkout the bench runs from: the subprocess must run this code, not whichever `terminal` the
+# venv's editable install points at (another worktree of the same repository, say).
+SOURCE_ROOT = Path(terminal.__file__).resolve().parent.parent
 
 
 class TerminalSubprocess:
@@ -35,6 +41,7 @@ class TerminalSubprocess:
         env = dict(os.environ)
         env.pop("TAPTILL_CRASHPOINT", None)
         env.pop("JOURNAL_STREAM", None)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(SOURCE_ROOT), env.get("PYTHONPATH"))))
         self.started_at = time.perf_counter()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "terminal", "run", "--config", str(config)],
@@ -123,25 +130,48 @@ def _tap_until_booked(proc: TerminalSubprocess, emulator: WalletEmulator, booked
 
 
 def measure_process(taps: int = 200, idle_s: float = 10.0) -> dict[str, float]:
-    """Peak RSS (MB) of ``taptill run`` after ``taps`` approved taps, then its CPU % over ``idle_s`` idle."""
+    """One ``taptill run`` process: ``tap_cpu_ms``, then its peak RSS (MB), then its idle CPU (%).
+
+    ``tap_cpu_ms`` is the CPU time (user + system, from /proc/PID/stat) the terminal process spends per
+    approved online tap, over ``taps`` taps after WARMUP_TAPS: every thread of it (the device loop
+    with the balance GET, the durable journal writes and the debit POST, the sim reader's thread that
+    takes the tap, the loop lag watcher, the log lines), up to the tap's last journal write and its
+    screens, less what the same process spends idle over the same wall time (its rate from the idle
+    window measured afterwards). The wallet emulator runs in the bench's process and is not counted.
+    """
+    if taps < 1:
+        raise ValueError(f"taps must be at least 1, got {taps}")
     workdir = Path(tempfile.mkdtemp(prefix="taptill-bench-proc-"))
     try:
         with WalletEmulator("doc", wallets={CARD: BIG_BALANCE_CENTS}) as emulator:
             proc = TerminalSubprocess(write_bench_config(workdir, emulator))
             try:
                 proc.wait_ready()
-                for i in range(taps):
+                for i in range(WARMUP_TAPS):
                     _tap_until_booked(proc, emulator, i)
+                time.sleep(SETTLE_S)
+                booked_before = len(emulator.transactions())
+                cpu_before, wall_before = proc.cpu_seconds(), time.perf_counter()
+                for i in range(taps):
+                    _tap_until_booked(proc, emulator, booked_before + i)
+                time.sleep(SETTLE_S)
+                tap_cpu = proc.cpu_seconds() - cpu_before
+                tap_wall = time.perf_counter() - wall_before
+                booked = len(emulator.transactions()) - booked_before
                 rss_mb = proc.peak_rss_mb()
-                time.sleep(1.0)  # the last screen timer and outbox round settle
                 cpu_before, wall_before = proc.cpu_seconds(), time.perf_counter()
                 time.sleep(idle_s)
-                cpu = proc.cpu_seconds() - cpu_before
-                wall = time.perf_counter() - wall_before
+                idle_cpu = proc.cpu_seconds() - cpu_before
+                idle_wall = time.perf_counter() - wall_before
                 if proc.proc.poll() is not None:
                     raise RuntimeError(f"taptill run died during the benchmark (exit {proc.proc.returncode})")
             finally:
                 proc.stop()
-        return {"rss_mb": round(rss_mb, 1), "idle_cpu_pct": round(100 * cpu / wall, 2)}
+        idle_rate = idle_cpu / idle_wall
+        return {
+            "tap_cpu_ms": round(max(0.0, tap_cpu - idle_rate * tap_wall) / booked * 1000, 2),
+            "rss_mb": round(rss_mb, 1),
+            "idle_cpu_pct": round(100 * idle_rate, 2),
+        }
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -99,6 +99,7 @@ class DeviceLoop:
         self._background: set[asyncio.Task[object]] = set()
         self._storage_ok = True  # false after a failed journal write, until a write probe succeeds
         self._next_storage_probe = 0.0
+        self._server_posted: tuple[bool, int] | None = None  # what the controller was last told
         self.lag = LoopLagMonitor(on_stall=self._lag_stall)
         self._lag_stored_at = -LAG_STORE_EVERY_S
         self._lag_unstored: LagStats | None = None
@@ -140,7 +141,13 @@ class DeviceLoop:
             self.outputs.set_online(self.health.online)
         except Exception:  # a status LED must never take the loop down
             log.exception("status LED failed")
-        self.post(ServerChanged(self.health.online, unconfirmed))
+        state = (self.health.online, unconfirmed)
+        if state == self._server_posted:
+            # The controller ignores a repeat, and a tap calls this three times: each post would cost a
+            # wake-up of the loop and a trip round it (issue 10, CPU per tap).
+            return
+        self._server_posted = state
+        self.post(ServerChanged(*state))
 
     # --- the loop ------------------------------------------------------------------------------
 

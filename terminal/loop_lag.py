@@ -120,6 +120,11 @@ class LoopLagMonitor:
 
         return {"p50": pick(0.5), "p99": pick(0.99), "max": round(values[-1], 2)}
 
+    def sample_count(self) -> int:
+        """How many ticks ``summary_ms`` is drawn from (one per ``tick_s`` the loop ran)."""
+        with self._lock:
+            return len(self._samples)
+
     def reset(self) -> None:
         """Forget the samples (the bench measures one phase at a time); the stall counts stay."""
         with self._lock:

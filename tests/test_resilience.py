@@ -23,7 +23,7 @@ from terminal.device_loop import DeviceLoop
 from terminal.emulator.faults import FaultKind
 from terminal.emulator.terminal_config import write_terminal_config
 from terminal.emulator.wallet_server import WalletEmulator
-from terminal.events import CardPresented, CardRemoved
+from terminal.events import CardPresented, CardRemoved, ServerChanged
 from terminal.journal import Journal
 from terminal.model import Product
 from terminal.sale_sender import MIN_PAUSE_S, SaleSender
@@ -60,6 +60,59 @@ def huge_server() -> Iterator[str]:
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_the_controller_is_told_of_server_changes_not_of_repeats(tmp_path: Path) -> None:
+    # A tap reports the server state three times; only a change may cost a trip round the loop.
+    async def main() -> list[ServerChanged]:
+        journal = Journal.open(tmp_path / "j.sqlite3")
+        client = WalletClient("http://127.0.0.1:9/api", Secret("t"), timeout_s=1.0)
+        health = ServerHealth()
+        loop = DeviceLoop(
+            controller=Controller(
+                ControllerSettings(products=("espresso",), offline=OfflineConfig(), screen_hold_s=0.0),
+                (Product("espresso", "Espresso", 250),),
+            ),
+            journal=journal,
+            client=client,
+            sender=SaleSender(journal, client, health, dedupes=True),
+            health=health,
+            display=NullDisplay(),
+            outputs=LogOutputs(),
+            description="x",
+            tag=None,
+            tap_budget_s=0.8,
+        )
+        loop.attach()
+        try:
+            for _ in range(3):
+                loop.server_changed()
+            health.mark_down("bench")  # a change: told
+            loop.server_changed()
+            health.mark_up()
+            journal.record_sale(
+                token_id=MAX,
+                products=["espresso"],
+                amount_cents=-250,
+                description="x",
+                tag=None,
+                offline=True,
+            )
+            loop.server_changed()  # online again and one sale unconfirmed: told once
+            loop.server_changed()
+            await asyncio.sleep(0.05)
+            told = []
+            while not loop.queue.empty():
+                event = loop.queue.get_nowait()
+                assert isinstance(event, ServerChanged)
+                told.append(event)
+            return told
+        finally:
+            await client.aclose()
+            journal.close()
+
+    told = asyncio.run(main())
+    assert [(e.online, e.unconfirmed) for e in told] == [(True, 0), (False, 0), (True, 1)]
 
 
 def test_an_unparseable_answer_ends_the_tap_and_the_next_tap_is_served(
