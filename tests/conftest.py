@@ -7,6 +7,14 @@ from collections.abc import Iterator
 import pytest
 
 from terminal.emulator.wallet_server import WalletEmulator
+from tests.terminal_lab import TerminalProcess
+
+
+@pytest.fixture(autouse=True)
+def kill_leftover_terminals() -> Iterator[None]:
+    """A test that fails (or times out) with its ``taptill run`` still up must not leave it running."""
+    yield
+    TerminalProcess.kill_leftovers()
 
 
 @pytest.fixture(params=["doc", "real"])

@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from terminal.emulator.terminal_config import espresso_id, write_terminal_config
 from terminal.emulator.wallet_server import WalletEmulator
@@ -104,7 +104,13 @@ def journal_lines(config: Path) -> list[dict[str, Any]]:
 
 
 class TerminalProcess:
-    """``taptill run`` in a subprocess, fed taps through its sim reader socket."""
+    """``taptill run`` in a subprocess, fed taps through its sim reader socket.
+
+    Every one started is killed by ``kill_leftovers`` after its test (tests/conftest.py), so a test that
+    fails while its terminal runs (or hangs) never leaves a process loading the machine for the rest.
+    """
+
+    started: ClassVar[list[TerminalProcess]] = []
 
     def __init__(
         self,
@@ -130,8 +136,21 @@ class TerminalProcess:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
+        TerminalProcess.started.append(self)
         if wait:
             self.wait_ready()
+
+    @classmethod
+    def kill_leftovers(cls) -> int:
+        """SIGKILL every terminal still running; how many there were."""
+        left = [t for t in cls.started if t.alive()]
+        for term in left:
+            term.proc.kill()
+            term.proc.wait(timeout=10)
+        for term in cls.started:
+            term._log.close()
+        cls.started.clear()
+        return len(left)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

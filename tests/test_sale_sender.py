@@ -44,6 +44,11 @@ class Rig:
 
     def __init__(self, emu: WalletEmulator, path: Path, *, dedupes: bool, timeout_s: float = 1.0) -> None:
         self.emu = emu
+        # The rig's clocks jump past every wait, the reconcile window included, so the server must answer
+        # within the client's timeout unless a fault says otherwise: a slow answer landing after the
+        # window would look like a double charge that the real window prevents. Slow servers are tested
+        # end to end (tests/test_loop_freeze.py, test_crash.py, the campaign) with real clocks.
+        emu.faults.set_profile("fast")
         self.journal = Journal.open(path / "journal.sqlite3")
         self.client = WalletClient(emu.base_url, Secret(emu.api_token), timeout_s=timeout_s)
         self.health = ServerHealth()
