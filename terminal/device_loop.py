@@ -194,6 +194,12 @@ class DeviceLoop:
                             refresh()
                         except Exception:  # a broken panel must not stop sales
                             log.exception("display refresh failed")
+                if not self.queue.empty():
+                    # Events already waiting (a tap brings several) are handled without the machinery
+                    # of a wait; dispatch awaits its effects, so the loop still yields to other tasks.
+                    await self.dispatch(self.queue.get_nowait())
+                    self._store_lag(time.monotonic())
+                    continue
                 get = asyncio.ensure_future(self.queue.get())
                 waits: set[asyncio.Future[Any]] = {get} if stop.is_set() else {get, stop_wait}
                 timeout = max(0.01, next_ping - now) if drain_until is None else DRAIN_LOOK_S
@@ -350,12 +356,8 @@ class DeviceLoop:
         busy_before = self.sender.busy(uid)
         self._fresh_balance_for = None
         if self.health.online:
-            try:
-                res = await asyncio.wait_for(
-                    self.client.wallet(uid, timeout=self.tap_budget_s), self.tap_budget_s
-                )
-            except TimeoutError:
-                res = Unavailable("no answer within the tap budget")
+            # The client's own deadline ends the whole request within the budget (no extra task here).
+            res = await self.client.wallet(uid, timeout=self._remaining())
             match res:
                 case Found(wallet):
                     self.health.mark_up()
