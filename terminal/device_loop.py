@@ -436,7 +436,8 @@ class DeviceLoop:
             event = ChargeRejected(sale.idempotency_key, DeclineReason.STORAGE)
         finally:
             self.sender.deciding.discard(sale.id)
-            self.sender.wake()
+            if not isinstance(event, ChargeDone):
+                self.sender.wake()  # left pending: the outbox takes it from here
         return event
 
     async def _send(self, sale: SaleRecord, c: Charge, queued: bool, estimate: int | None) -> Event:
