@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -332,11 +333,8 @@ class Journal:
             )
         except sqlite3.Error as exc:
             raise JournalError(f"cannot read journal {path}: {exc}") from None
-        try:
-            problem = _quick_check(conn)
-            if problem is not None:
-                raise JournalDamaged(path, problem)
-            version = _schema_version(conn, path)
+        with _closed_on_error(conn, path, "read"):
+            version = _intact_version(conn, path)
             if version < len(MIGRATIONS):
                 # Readable all the same: migrate a copy in memory, never the file (`taptill run` does that).
                 memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
@@ -344,14 +342,6 @@ class Journal:
                 conn.close()
                 conn = memory
                 cls(conn, path)._migrate()
-        except sqlite3.Error as exc:
-            conn.close()
-            if _is_damage(exc):
-                raise JournalDamaged(path, str(exc)) from None
-            raise JournalError(f"cannot read journal {path}: {exc}") from None
-        except JournalError:
-            conn.close()
-            raise
         return cls(conn, path)
 
     @classmethod
@@ -374,11 +364,8 @@ class Journal:
                 os.umask(old_umask)
         except sqlite3.Error as exc:
             raise JournalError(f"cannot open journal {path}: {exc}") from None
-        try:
-            problem = _quick_check(conn)
-            if problem is not None:
-                raise JournalDamaged(path, problem)
-            version = _schema_version(conn, path)
+        with _closed_on_error(conn, path, "open"):
+            version = _intact_version(conn, path)
             if version < len(MIGRATIONS):
                 raise JournalError(
                     f"journal {path} has schema {version}, older than this taptill ({len(MIGRATIONS)}): "
@@ -386,14 +373,6 @@ class Journal:
                 )
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
-        except sqlite3.Error as exc:
-            conn.close()
-            if _is_damage(exc):
-                raise JournalDamaged(path, str(exc)) from None
-            raise JournalError(f"cannot open journal {path}: {exc}") from None
-        except JournalError:
-            conn.close()
-            raise
         return cls(conn, path)
 
     def close(self) -> None:
@@ -765,6 +744,29 @@ class Journal:
         if r is None:
             return None
         return json.loads(r[0]), float(r[1])
+
+
+@contextlib.contextmanager
+def _closed_on_error(conn: sqlite3.Connection, path: Path, verb: str) -> Iterator[None]:
+    """Close ``conn`` if the block fails; SQLite's errors become JournalDamaged or JournalError."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        conn.close()
+        if _is_damage(exc):
+            raise JournalDamaged(path, str(exc)) from None
+        raise JournalError(f"cannot {verb} journal {path}: {exc}") from None
+    except JournalError:
+        conn.close()
+        raise
+
+
+def _intact_version(conn: sqlite3.Connection, path: Path) -> int:
+    """The journal's schema version once PRAGMA quick_check says it is intact (else JournalDamaged)."""
+    problem = _quick_check(conn)
+    if problem is not None:
+        raise JournalDamaged(path, problem)
+    return _schema_version(conn, path)
 
 
 def remember_card_statement(
