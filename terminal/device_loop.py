@@ -103,6 +103,7 @@ class DeviceLoop:
         self.lag = LoopLagMonitor(on_stall=self._lag_stall)
         self._lag_stored_at = -LAG_STORE_EVERY_S
         self._lag_unstored: LagStats | None = None
+        self._display_trouble: str | None = None  # what the service status last said about the display
 
     # --- listeners, called from reader and button threads ------------------------------------
 
@@ -194,6 +195,7 @@ class DeviceLoop:
                             refresh()
                         except Exception:  # a broken panel must not stop sales
                             log.exception("display refresh failed")
+                    self._report_display()
                 if not self.queue.empty():
                     # Events already waiting (a tap brings several) are handled without the machinery
                     # of a wait; dispatch awaits its effects, so the loop still yields to other tasks.
@@ -291,6 +293,13 @@ class DeviceLoop:
             self.journal.mark_dispensed(key)
         except JournalError as exc:
             log.error("cannot journal that sale %s was dispensed: %s", key, exc)
+
+    def _report_display(self) -> None:
+        """A display whose frames keep failing shows in `systemctl status` (sales go on without it)."""
+        trouble = getattr(self.display, "trouble", None)
+        if trouble != self._display_trouble:
+            self._display_trouble = trouble
+            self.notifier.status(trouble or "waiting for cards")
 
     # --- loop lag: stalls counted for `taptill status` -------------------------------------------
 
