@@ -49,7 +49,7 @@ class LumaDisplay:
         self._screen: Screen | None = None
         self._shown_at = 0.0
         self._last: bytes | None = None  # the frame the device holds, None when unknown
-        self.health = DisplayHealth(self.name)
+        self.health = DisplayHealth(self.name, clock=self._clock)
 
     def show(self, screen: Screen) -> None:
         with self._lock:
