@@ -119,7 +119,6 @@ async def _run_locked(
             screen_hold_s=cfg.terminal.screen_hold_s,
             retap_guard_s=cfg.terminal.retap_guard_s,
             pairing_url=cfg.terminal.pairing_url,
-            title=(catalog.info.friendly_name if catalog and catalog.info.friendly_name else "Tap your card"),
             mode=cfg.terminal.mode,
             buttons=cfg.select.buttons if cfg.terminal.mode == "select" else cfg.topup.buttons,
             cancel_button=cfg.select.cancel_button

@@ -43,6 +43,9 @@ from terminal.events import (
 from terminal.model import DeclineReason, Product, ProductId
 from terminal.offline_policy import decide_offline
 from terminal.screens import (
+    ASK_STAFF,
+    SELECT_ACTION,
+    TAP_ACTION,
     ApprovedScreen,
     BalanceScreen,
     CartLine,
@@ -85,7 +88,6 @@ class ControllerSettings:
     screen_hold_s: float = 3.0
     retap_guard_s: float = 3.0  # a card charged this recently, or whose result shows, is not (0: off)
     pairing_url: str | None = None
-    title: str = "Tap your card"
     mode: Mode = "tap"
     buttons: dict[str, ProductId] = field(default_factory=dict)  # select: product, topup: credit
     cancel_button: str | None = None  # select: empty the cart; topup: reset the amount
@@ -155,14 +157,25 @@ class Controller:
         if self.settings.mode == "topup":
             if self.operator is None:
                 return KioskLockedScreen()
-            return KioskScreen(self._cart_cents())
+            return KioskScreen(self._cart_cents(), self._kiosk_buttons())
         if self.cart:
             return self._cart_screen()
         prices = self.prices if self.prices is not None else self._catalog_prices()
+        action = SELECT_ACTION if self.settings.mode == "select" else TAP_ACTION
         if not self.server_online:
             accepting = self.settings.offline.mode == "accept"
-            return OfflineScreen(unconfirmed=self.unconfirmed, accepting=accepting, prices=prices)
-        return IdleScreen(prices=prices, title=self.settings.title, stale=self.prices_stale)
+            return OfflineScreen(
+                unconfirmed=self.unconfirmed, accepting=accepting, prices=prices, action=action
+            )
+        return IdleScreen(prices=prices, title=action, stale=self.prices_stale)
+
+    def _kiosk_buttons(self) -> tuple[tuple[str, int], ...]:
+        """(button, cents it adds) for the kiosk's amount buttons, in their configured order."""
+        return tuple(
+            (name, -p.price_cents)
+            for name, pid in self.settings.buttons.items()
+            if (p := self._product(pid)) is not None and self._sells(pid)
+        )
 
     def _catalog_prices(self) -> tuple[PriceLine, ...]:
         shown = self.settings.products if self.settings.mode == "tap" else self.settings.buttons.values()
@@ -248,7 +261,7 @@ class Controller:
                 self.server_online, self.unconfirmed = online, unconfirmed
                 return self._back_to_idle_if_waiting() if changed else []
             case StorageChanged(ok, message):
-                self.storage_error = None if ok else (message or "cannot write the journal")
+                self.storage_error = None if ok else (message or ASK_STAFF)
                 return self._back_to_idle_if_waiting()
             case PricesChanged(prices, stale, charge):
                 self.prices, self.prices_stale, self.charge_as = prices, stale, charge

@@ -43,6 +43,7 @@ from terminal.loop_lag import CACHE_KEY as LAG_CACHE_KEY
 from terminal.loop_lag import LagStats, LoopLagMonitor, stats_json
 from terminal.model import DeclineReason
 from terminal.sale_sender import Delivered, Later, Refusal, SaleSender
+from terminal.screens import ASK_STAFF
 from terminal.sd_notify import Notifier
 from terminal.server_health import ServerHealth
 from terminal.wallet.client import WalletClient
@@ -103,6 +104,7 @@ class DeviceLoop:
         self.lag = LoopLagMonitor(on_stall=self._lag_stall)
         self._lag_stored_at = -LAG_STORE_EVERY_S
         self._lag_unstored: LagStats | None = None
+        self._display_trouble: str | None = None  # what the service status last said about the display
 
     # --- listeners, called from reader and button threads ------------------------------------
 
@@ -194,6 +196,7 @@ class DeviceLoop:
                             refresh()
                         except Exception:  # a broken panel must not stop sales
                             log.exception("display refresh failed")
+                    self._report_display()
                 if not self.queue.empty():
                     # Events already waiting (a tap brings several) are handled without the machinery
                     # of a wait; dispatch awaits its effects, so the loop still yields to other tasks.
@@ -292,6 +295,13 @@ class DeviceLoop:
         except JournalError as exc:
             log.error("cannot journal that sale %s was dispensed: %s", key, exc)
 
+    def _report_display(self) -> None:
+        """A display whose frames keep failing shows in `systemctl status` (sales go on without it)."""
+        trouble = getattr(self.display, "trouble", None)
+        if trouble != self._display_trouble:
+            self._display_trouble = trouble
+            self.notifier.status(trouble or "waiting for cards")
+
     # --- loop lag: stalls counted for `taptill status` -------------------------------------------
 
     def _lag_stall(self, stats: LagStats) -> None:
@@ -314,7 +324,7 @@ class DeviceLoop:
     def _storage_failed(self) -> None:
         if self._storage_ok:
             log.error("journal unwritable: declining every sale until a write succeeds (free disk space?)")
-            self.post(StorageChanged(False, "cannot write the journal"))
+            self.post(StorageChanged(False, ASK_STAFF))
         self._storage_ok = False
         self._next_storage_probe = time.monotonic() + STORAGE_PROBE_S
 
@@ -412,10 +422,10 @@ class DeviceLoop:
         except JournalError as exc:
             log.error("not selling: %s", exc)
             self._storage_failed()
-            return ChargeFailed("cannot write the journal")
+            return ChargeFailed(ASK_STAFF)
         except Exception:  # nothing journaled, nothing sent: decline rather than hang
             log.exception("cannot journal the sale")
-            return ChargeFailed("internal error")
+            return ChargeFailed(ASK_STAFF)
         crashpoint("after_journal")
         estimate = None if c.balance_before is None else c.balance_before + c.amount_cents
         if not queued:
@@ -472,5 +482,5 @@ def _fallback(effect: Effect) -> Event | None:
     if isinstance(effect, LookupWallet):
         return WalletRefused(effect.uid, DeclineReason.SERVER_TROUBLE)
     if isinstance(effect, Charge):
-        return ChargeFailed("internal error")
+        return ChargeFailed(ASK_STAFF)
     return None

@@ -11,15 +11,23 @@ DECLINE_TEXT: dict[DeclineReason, str] = {
     DeclineReason.UNKNOWN_CARD: "Card not registered",
     DeclineReason.INSUFFICIENT_BALANCE: "Insufficient balance",
     DeclineReason.PERMISSION: "Not allowed here",
-    DeclineReason.SERVER_TROUBLE: "Server trouble, try again",
-    DeclineReason.OFFLINE: "Offline: no sales",
+    DeclineReason.SERVER_TROUBLE: "Please try again",
+    # offline: the card was not seen online lately (or the terminal takes no cards offline); one
+    # 128x32 row, as a balance may need the other
+    DeclineReason.OFFLINE: "Can't check card offline",
     DeclineReason.OFFLINE_LIMIT: "Offline limit reached",
     DeclineReason.DENIED_CARD: "Card blocked",
     DeclineReason.BAD_PRODUCT: "Product unavailable",
-    DeclineReason.STORAGE: "Out of service (storage)",
+    DeclineReason.STORAGE: "Out of service, ask staff",
     DeclineReason.NOTHING_SELECTED: "Choose a product first",
-    DeclineReason.KIOSK_LOCKED: "Locked: operator first",
+    DeclineReason.KIOSK_LOCKED: "Locked: ask staff",
 }
+
+# What the idle screen asks a guest to do, by [terminal] mode
+TAP_ACTION = "Tap your card"
+SELECT_ACTION = "Choose, then tap"
+# Out of service for a reason staff must fix (storage, a fault): the details go to the log, not the guest
+ASK_STAFF = "Please ask staff"
 
 
 @dataclass(frozen=True)
@@ -49,10 +57,10 @@ class Screen:
 
 @dataclass(frozen=True)
 class IdleScreen(Screen):
-    """The price board shown while waiting for a card."""
+    """The price board shown while waiting for a card; the title says what to do."""
 
     prices: tuple[PriceLine, ...] = ()
-    title: str = "Tap your card"
+    title: str = TAP_ACTION
     stale: bool = False
 
     def text(self, locale: str = "de", currency: str = "EUR") -> ScreenText:
@@ -67,15 +75,22 @@ class IdleScreen(Screen):
 
 @dataclass(frozen=True)
 class OfflineScreen(Screen):
-    """Idle while the wallet server is unreachable; shows the unconfirmed sales."""
+    """Idle while the wallet server is unreachable; what to do, or that cards cannot be used now.
+
+    ``unconfirmed`` (sales the server has not booked yet) is for staff tools, not shown to guests.
+    """
 
     unconfirmed: int = 0
     accepting: bool = True
     prices: tuple[PriceLine, ...] = ()
+    action: str = TAP_ACTION
+
+    @property
+    def first_line(self) -> str:
+        return self.action if self.accepting else "Cards can't be used now"
 
     def text(self, locale: str = "de", currency: str = "EUR") -> ScreenText:
-        first = "Tap your card" if self.accepting else "No sales right now"
-        return ScreenText("OFFLINE", (first, f"{self.unconfirmed} unconfirmed"))
+        return ScreenText("OFFLINE", (self.first_line,))
 
 
 @dataclass(frozen=True)
@@ -99,7 +114,7 @@ class ApprovedScreen(Screen):
         if self.balance_cents is not None:
             lines.append(f"Balance {format_cents(self.balance_cents, locale, currency)}")
         if not self.confirmed:
-            lines.append("(offline, booked later)")
+            lines.append("Balance updates later")
         return ScreenText("Approved", tuple(lines))
 
 
@@ -190,21 +205,24 @@ class KioskLockedScreen(Screen):
     """Top-up kiosk waiting for an operator card."""
 
     def text(self, locale: str = "de", currency: str = "EUR") -> ScreenText:
-        return ScreenText("Top-up", ("Locked", "Operator card please"))
+        return ScreenText("Top-up", ("Locked", "Staff card to unlock"))
 
 
 @dataclass(frozen=True)
 class KioskScreen(Screen):
-    """Top-up kiosk unlocked: the operator picks the amount, the guest taps."""
+    """Top-up kiosk unlocked: the operator picks the amount, the guest taps.
+
+    ``buttons``: (button name, cents it adds) for each amount button, shown while choosing.
+    """
 
     amount_cents: int = 0
+    buttons: tuple[tuple[str, int], ...] = ()
 
     def text(self, locale: str = "de", currency: str = "EUR") -> ScreenText:
         if self.amount_cents <= 0:
-            return ScreenText("Top-up", ("Choose amount",))
-        return ScreenText(
-            "Top-up", (f"+{format_cents(self.amount_cents, locale, currency)}", "Guest: tap card")
-        )
+            adds = tuple(f"{name} +{format_cents(cents, locale, currency)}" for name, cents in self.buttons)
+            return ScreenText("Top-up", ("Choose amount", *adds))
+        return ScreenText("Top-up", (f"+{format_cents(self.amount_cents, locale, currency)}", TAP_ACTION))
 
 
 @dataclass(frozen=True)

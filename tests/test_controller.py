@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TypeVar
 
+import pytest
+
 from terminal.config import OfflineConfig
 from terminal.controller import Controller, ControllerSettings, Phase, operator_hash
 from terminal.effects import Beep, Charge, Dispense, Effect, LookupWallet, RecordDecline, Show, StartTimer
@@ -69,6 +71,8 @@ TOPUP = replace(
     cancel_button="clear",
     operators=frozenset({operator_hash(OPERATOR)}),
 )
+
+KIOSK_BUTTONS = (("ten", 1000), ("twenty", 2000))  # what each TOPUP button adds, in cents
 
 
 def screens(effects: list[Effect]) -> list[Screen]:
@@ -340,6 +344,24 @@ def test_offline_idle_screen_counts_unconfirmed_sales() -> None:
     assert isinstance(shown, OfflineScreen) and shown.unconfirmed == 3
 
 
+@pytest.mark.parametrize(("settings", "action"), [(TAP, "Tap your card"), (SELECT, "Choose, then tap")])
+def test_the_idle_screen_says_what_to_do_in_each_mode(settings: ControllerSettings, action: str) -> None:
+    c = Controller(settings, CATALOG)
+    (idle,) = screens(c.start())
+    assert isinstance(idle, IdleScreen) and idle.title == action and idle.prices
+    assert idle.text().title == action
+    (offline,) = screens(c.handle(ServerChanged(False, 0)))
+    assert isinstance(offline, OfflineScreen) and offline.text().lines == (action,)
+
+
+def test_the_kiosk_shows_what_each_button_adds_and_not_a_debit_button() -> None:
+    settings = replace(TOPUP, buttons={"ten": "topup_10", "oops": "espresso", "twenty": "topup_20"})
+    c = Controller(settings, CATALOG)
+    (kiosk,) = screens(c.handle(CardPresented(OPERATOR)))
+    assert isinstance(kiosk, KioskScreen) and kiosk.buttons == KIOSK_BUTTONS
+    assert kiosk.text().lines == ("Choose amount", "ten +10,00 €", "twenty +20,00 €")
+
+
 def test_ladder_charges_the_product_the_board_shows() -> None:
     settings = replace(TAP, products=("beer",))
     catalog = (Product("beer_s", "Bier", 250), Product("beer_m", "Bier", 290))
@@ -397,7 +419,7 @@ def test_select_cart_clears_on_cancel_and_on_timeout() -> None:
 def unlocked() -> Controller:
     c = Controller(TOPUP, CATALOG)
     fx = c.handle(CardPresented(OPERATOR))
-    assert screens(fx) == [KioskScreen(0)] and c.operator == operator_hash(OPERATOR)
+    assert screens(fx) == [KioskScreen(0, KIOSK_BUTTONS)] and c.operator == operator_hash(OPERATOR)
     c.handle(CardRemoved())
     return c
 
@@ -416,7 +438,7 @@ def test_operator_unlocks_picks_the_amount_and_the_guest_is_credited() -> None:
     c = unlocked()
     c.handle(ButtonPressed("ten"))
     fx = c.handle(ButtonPressed("twenty"))
-    assert screens(fx) == [KioskScreen(3000)]
+    assert screens(fx) == [KioskScreen(3000, KIOSK_BUTTONS)]
     c.handle(CardPresented(CARD))
     (charge,) = only(c.handle(WalletBalance(CARD, 500)), Charge)
     assert charge == Charge(

@@ -1,19 +1,26 @@
-"""The screen renderer: shortening at glyph boundaries, wrapping, money by locale, the pairing QR code."""
+"""The screen renderer: shortening at glyph boundaries, wrapping, money by locale, the pairing QR code,
+and guest words (plain, whole on both panel sizes)."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from hw.display.gallery import SAMPLES
 from hw.display.render import (
     ELLIPSIS,
     LAYOUTS,
     SIZES,
+    _body_lines,
+    _paging,
     compose,
     font,
     graphemes,
+    page_count,
     qr_matrix,
     qr_placement,
     render,
@@ -21,13 +28,24 @@ from hw.display.render import (
     text_width,
     wrap,
 )
+from terminal.model import DeclineReason
 from terminal.screens import (
+    ASK_STAFF,
+    SELECT_ACTION,
+    TAP_ACTION,
     ApprovedScreen,
     CartLine,
     CartScreen,
+    DeclinedScreen,
     IdleScreen,
+    KioskLockedScreen,
+    KioskScreen,
     NotRegisteredScreen,
+    OfflineScreen,
+    OutOfServiceScreen,
     PriceLine,
+    ReaderOfflineScreen,
+    Screen,
 )
 
 pytestmark = pytest.mark.oled
@@ -182,3 +200,84 @@ def test_price_board_pages_wrap_around_and_names_never_run_into_prices() -> None
 def test_unsupported_panel_size_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="no layout for a 96x16 panel; supported sizes are 128x64, 128x32"):
         render(ApprovedScreen(amount_cents=1), 96, 16)
+
+
+# --- guest words: what a guest reads is plain and whole ---------------------------------------
+
+# Words of the journal, the outbox and the wallet API that mean nothing to a guest
+INTERNAL = re.compile(
+    r"unconfirmed|journal|no sales|outbox|pending|reconcil|operator|storage|server|internal|error"
+    r"|idempoten|\bHTTP\b|\b[1-5]\d\d\b",
+    re.IGNORECASE,
+)
+
+
+def guest_screens() -> list[Screen]:
+    """Every sample screen, every decline (with and without a balance) and what the controller shows."""
+    declines: list[Screen] = [
+        DeclinedScreen(reason, balance) for reason in DeclineReason for balance in (None, 710)
+    ]
+    offline: list[Screen] = [
+        OfflineScreen(unconfirmed=n, accepting=accepting, action=action)
+        for n in (0, 404)
+        for accepting in (True, False)
+        for action in (TAP_ACTION, SELECT_ACTION)
+    ]
+    return [
+        *SAMPLES.values(),
+        *declines,
+        *offline,
+        OutOfServiceScreen(ASK_STAFF),
+        ReaderOfflineScreen("reconnecting…"),
+    ]
+
+
+def words(screen: Screen, locale: str) -> list[str]:
+    comp = compose(screen, locale, "EUR")
+    text = screen.text(locale, "EUR")
+    return [comp.title, comp.hero, *comp.paragraphs, *(c for row in comp.rows for c in row), comp.footer,
+            text.title, *text.lines]  # fmt: skip
+
+
+@pytest.mark.parametrize("locale", ["de", "en"])
+def test_guest_screens_use_no_internal_words(locale: str) -> None:
+    for screen in guest_screens():
+        found = [w for w in words(screen, locale) if INTERNAL.search(w)]
+        assert not found, f"{screen}: {found}"
+
+
+@pytest.mark.parametrize(("width", "height"), SIZES)
+def test_every_decline_and_idle_line_fits_the_panel_whole(width: int, height: int) -> None:
+    # shortened with an ellipsis it would hide why: every reason fits, also with a balance beside it
+    layout = LAYOUTS[(width, height)]
+    screens: list[Screen] = [
+        DeclinedScreen(reason, balance) for reason in DeclineReason for balance in (None, 710)
+    ]
+    screens += [
+        OfflineScreen(accepting=accepting, action=action)
+        for accepting in (True, False)
+        for action in (TAP_ACTION, SELECT_ACTION)
+    ]
+    screens += [IdleScreen(title=SELECT_ACTION), KioskLockedScreen(), OutOfServiceScreen(ASK_STAFF)]
+    screens += [ApprovedScreen(amount_cents=290, balance_cents=123456, confirmed=False)]
+    screens += [KioskScreen(buttons=(("twenty", 2000),)), KioskScreen(amount_cents=5000)]
+    for screen in screens:
+        comp = compose(screen, "de", "EUR")
+        assert text_width(comp.title, layout.title_font) <= layout.width - 4, comp.title
+        lines = _body_lines(comp, layout, _paging(comp, layout)[0], 0)
+        assert not any(ELLIPSIS in left for left, _ in lines), (screen, lines)
+        shown = " ".join(" ".join(left for left, _ in lines).split())
+        assert all(" ".join(p.split()) in shown for p in comp.paragraphs), (screen, lines)
+
+
+@pytest.mark.parametrize(("width", "height"), SIZES)
+def test_a_paged_board_keeps_its_title_whole_rather_than_the_page_number(width: int, height: int) -> None:
+    layout = LAYOUTS[(width, height)]
+    many = IdleScreen(prices=tuple(PriceLine(f"Product {i}", 100 + i) for i in range(9)), title=SELECT_ACTION)
+    few = IdleScreen(prices=(PriceLine("Product 0", 100),), title=SELECT_ACTION)
+    assert page_count(many, width, height) > 1 and page_count(few, width, height) == 1
+    # the bar where the title is drawn: the same pixels as on a board too short to need a page number
+    title = (0, 0, 3 + text_width(SELECT_ACTION, layout.title_font), layout.bar_height)
+    assert (
+        render(many, width, height).crop(title).tobytes() == render(few, width, height).crop(title).tobytes()
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
+from hw.display.health import DisplayHealth
 from terminal.screens import Screen, ScreenText
 
 
@@ -25,14 +26,30 @@ class ConsoleDisplay:
         self.locale = locale
         self.currency = currency
         self._last: ScreenText | None = None
+        self.health = DisplayHealth("console")
 
     def show(self, screen: Screen) -> None:
         text = screen.text(self.locale, self.currency)
         if text == self._last:
             return
+        # remembered only once written: a failed write must not keep the same screen from being retried
+        self._last = None
+        try:
+            self.stream.write(boxed(text) + "\n")
+            self.stream.flush()
+        except Exception as exc:  # a closed or full output must not stop sales
+            self.health.failed(exc)
+            return
         self._last = text
-        self.stream.write(boxed(text) + "\n")
-        self.stream.flush()
+        self.health.sent()
+
+    @property
+    def trouble(self) -> str | None:
+        """One line while writes keep failing (for the service status), None while they work."""
+        return self.health.trouble
 
     def close(self) -> None:
-        self.stream.flush()
+        try:
+            self.stream.flush()
+        except Exception as exc:
+            self.health.failed(exc)

@@ -9,6 +9,7 @@ from typing import Any
 
 from PIL import Image
 
+from hw.display.health import DisplayHealth
 from hw.display.render import layout_for, render
 from terminal.screens import Screen
 
@@ -16,7 +17,13 @@ PAGE_SECONDS = 3.0
 
 
 class LumaDisplay:
-    """A Display on any luma device; call ``refresh()`` about once a second so long price boards page."""
+    """A Display on any luma device; call ``refresh()`` about once a second so long price boards page.
+
+    A frame that fails to send (an I2C error part-way) is logged, never raised: sales go on, and
+    every later show or refresh sends the whole current frame again until one gets through.
+    """
+
+    name = "luma"  # in log lines about failed frames
 
     def __init__(
         self,
@@ -41,7 +48,8 @@ class LumaDisplay:
         self._lock = threading.Lock()
         self._screen: Screen | None = None
         self._shown_at = 0.0
-        self._last: bytes | None = None
+        self._last: bytes | None = None  # the frame the device holds, None when unknown
+        self.health = DisplayHealth(self.name, clock=self._clock)
 
     def show(self, screen: Screen) -> None:
         with self._lock:
@@ -78,14 +86,34 @@ class LumaDisplay:
         data = image.tobytes()
         if data == self._last:
             return
-        self.send(image)
+        # Forgotten before sending: a send that fails part-way leaves part of this frame over part of
+        # the last one, so only a complete send may say what the device shows (else the same screen
+        # shown again would be skipped and the torn frame would stay).
+        self._last = None
+        try:
+            self.send(image)
+        except Exception as exc:  # a loose panel must not stop sales; the next draw retries in full
+            self.health.failed(exc)
+            return
         self._last = data
         self.frames_sent += 1
+        self.health.sent()
+
+    @property
+    def trouble(self) -> str | None:
+        """One line while frames keep failing (for the service status), None while they arrive."""
+        return self.health.trouble
 
     def send(self, image: Image.Image) -> None:
-        """Put one changed frame on the device; adapters that also write files extend this."""
+        """Put one changed frame on the device; adapters that also write files extend this.
+
+        Raises whatever the device raises (OSError, luma's errors); the caller counts and logs it."""
         self.device.display(image)
 
     def close(self) -> None:
+        """Blank the panel and release the bus; a panel that fails now is logged, not raised."""
         with self._lock:
-            self.device.cleanup()
+            try:
+                self.device.cleanup()
+            except Exception as exc:  # stopping must go on: the journal still has to close cleanly
+                self.health.failed(exc)

@@ -1,6 +1,7 @@
-"""Writes every screen at 128×64 and 128×32 as PNG (the README's docs/screens/ images).
+"""Writes every screen at 128×64 and 128×32 as PNG, and one contact sheet of them all (docs/screens/).
 
-Run: ``python -m hw.display.gallery docs/screens`` (add ``--scale 1`` for panel-sized files).
+Run: ``python -m hw.display.gallery docs/screens`` (add ``--scale 1`` for panel-sized files); the
+README shows ``docs/screens/contact-sheet.png`` and a test keeps the folder equal to this output.
 """
 
 from __future__ import annotations
@@ -9,11 +10,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageDraw
 
-from hw.display.render import SIZES, page_count, render
+from hw.display.render import SIZES, font, page_count, render
 from terminal.model import DeclineReason
 from terminal.screens import (
+    ASK_STAFF,
+    SELECT_ACTION,
     ApprovedScreen,
     BalanceScreen,
     CartLine,
@@ -33,6 +36,7 @@ from terminal.screens import (
 )
 
 PAIRING_URL = "https://pretix.example/wallet/pair"
+CONTACT_SHEET = "contact-sheet.png"
 
 PRICES = (
     PriceLine("Beer", 290),
@@ -50,20 +54,22 @@ SAMPLES: dict[str, Screen] = {
     "idle_stale": IdleScreen(prices=PRICES[:3], stale=True),
     "offline": OfflineScreen(unconfirmed=3, prices=PRICES[:2]),
     "offline_closed": OfflineScreen(unconfirmed=12, accepting=False),
+    "idle_select": IdleScreen(prices=PRICES[:3], title=SELECT_ACTION),
     "processing": ProcessingScreen(),
     "approved": ApprovedScreen(amount_cents=290, balance_cents=710),
     "approved_offline": ApprovedScreen(amount_cents=290, balance_cents=710, confirmed=False),
     "declined_balance": DeclinedScreen(DeclineReason.INSUFFICIENT_BALANCE, balance_cents=120),
     "declined_server": DeclinedScreen(DeclineReason.SERVER_TROUBLE),
+    "declined_offline": DeclinedScreen(DeclineReason.OFFLINE),
     "not_registered": NotRegisteredScreen(uid="04A1B2C3D4E5F6"),
     "not_registered_qr": NotRegisteredScreen(uid="04A1B2C3D4E5F6", pairing_url=PAIRING_URL),
     "reader_offline": ReaderOfflineScreen(detail="Reconnecting to the card reader"),
-    "out_of_service": OutOfServiceScreen(message="Journal storage is full, call staff"),
+    "out_of_service": OutOfServiceScreen(message=ASK_STAFF),
     "cart": CartScreen(items=(CartLine("Beer", 2, 290), CartLine("Club Mate", 1, 250))),
     "balance": BalanceScreen(balance_cents=1234),
     "kiosk_locked": KioskLockedScreen(),
     "kiosk": KioskScreen(amount_cents=2000),
-    "kiosk_choose": KioskScreen(),
+    "kiosk_choose": KioskScreen(buttons=(("ten", 1000), ("twenty", 2000), ("fifty", 5000))),
     "credit": CreditScreen(amount_cents=2000, balance_cents=3234),
 }
 
@@ -79,19 +85,76 @@ def frames(name: str, screen: Screen, width: int, height: int, locale: str) -> l
     return out
 
 
-def write_gallery(folder: Path, *, scale: int = 3, locale: str = "de") -> list[Path]:
-    """Write every sample screen and page at both sizes; lit pixels white on black, like the panel."""
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
+def gallery(*, scale: int = 3, locale: str = "de") -> dict[str, Image.Image]:
+    """Every sample screen and page at both sizes by file name, the contact sheet last."""
+    images: dict[str, Image.Image] = {}
     for name, screen in SAMPLES.items():
         for width, height in SIZES:
             for filename, img in frames(name, screen, width, height, locale):
                 if scale != 1:
                     img = img.resize((width * scale, height * scale), Image.Resampling.NEAREST)
-                path = folder / filename
-                img.save(path)
-                written.append(path)
+                images[filename] = img
+    images[CONTACT_SHEET] = contact_sheet(locale=locale)
+    return images
+
+
+def write_gallery(folder: Path, *, scale: int = 3, locale: str = "de") -> list[Path]:
+    """Write every sample screen and page at both sizes, and the contact sheet; lit pixels white on black."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for filename, img in gallery(scale=scale, locale=locale).items():
+        path = folder / filename
+        img.save(path)
+        written.append(path)
     return written
+
+
+SHEET_SCALE = 2  # panel pixels are too small to read at 1:1 on a screen
+SHEET_COLUMNS = 4
+SHEET_GAP = 12  # pixels between tiles and around the sheet
+LABEL_SIZE = 13
+
+
+def contact_sheet(*, locale: str = "de") -> Image.Image:
+    """One greyscale image of every sample screen and page: a 128×64 section, then a 128×32 section.
+
+    Each tile is the panel image (lit pixels white on black) with its sample name and page below.
+    """
+    label_font = font(False, LABEL_SIZE)
+    heading_font = font(True, LABEL_SIZE + 3)
+    sections = []
+    for width, height in SIZES:
+        tiles = []
+        for name, screen in SAMPLES.items():
+            pages = frames(name, screen, width, height, locale)
+            for page, (_, img) in enumerate(pages):
+                label = name.replace("_", " ") + (f" {page + 1}/{len(pages)}" if len(pages) > 1 else "")
+                tiles.append((label, img))
+        sections.append((f"{width}×{height}", width * SHEET_SCALE, height * SHEET_SCALE, tiles))
+    label_h = LABEL_SIZE + 6
+    heading_h = LABEL_SIZE + 3 + SHEET_GAP
+    cell_w = max(w for _, w, _, _ in sections) + SHEET_GAP
+    sheet_w = SHEET_GAP + SHEET_COLUMNS * cell_w
+    sheet_h = SHEET_GAP
+    for _, _, tile_h, tiles in sections:
+        rows = -(-len(tiles) // SHEET_COLUMNS)
+        sheet_h += heading_h + rows * (tile_h + label_h + SHEET_GAP)
+    sheet = Image.new("L", (sheet_w, sheet_h), 255)
+    draw = ImageDraw.Draw(sheet)
+    draw.fontmode = "1"  # the same pixels wherever it is rendered: the test compares them
+    y = SHEET_GAP
+    for heading, tile_w, tile_h, tiles in sections:
+        draw.text((SHEET_GAP, y), heading, font=heading_font, fill=0)
+        y += heading_h
+        for index, (label, img) in enumerate(tiles):
+            column, row = index % SHEET_COLUMNS, index // SHEET_COLUMNS
+            x = SHEET_GAP + column * cell_w
+            top = y + row * (tile_h + label_h + SHEET_GAP)
+            scaled = img.resize((tile_w, tile_h), Image.Resampling.NEAREST).convert("L")
+            sheet.paste(scaled, (x, top))
+            draw.text((x, top + tile_h + 2), label, font=label_font, fill=0)
+        y += -(-len(tiles) // SHEET_COLUMNS) * (tile_h + label_h + SHEET_GAP)
+    return sheet
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,8 @@ class GifRecorder(LumaDisplay):
     into one GIF frame with the summed duration.
     """
 
+    name = "GIF recording"
+
     def __init__(
         self,
         gif_path: Path,
@@ -69,8 +71,10 @@ class GifRecorder(LumaDisplay):
     def send(self, image: Image.Image) -> None:
         now = self._clock()
         self._hold_previous(now - self._previous_at)
+        # the hold is recorded even if this frame fails: a retry must not record it a second time
+        self._previous_at = now
         super().send(image)
-        self._previous, self._previous_at = image, now
+        self._previous = image
 
     def _hold_previous(self, seconds: float) -> None:
         if self._previous is None:

@@ -18,6 +18,8 @@ LATEST = "latest.png"
 class ImageDisplay(LumaDisplay):
     """Writes ``frame-000001.png``… into ``image_dir``, continuing after files left by a previous run."""
 
+    name = "image"
+
     def __init__(
         self,
         image_dir: Path,

@@ -70,6 +70,8 @@ def open_device(cfg: DisplayConfig, bus: Any = None) -> Any:
 class OledDisplay(LumaDisplay):
     """The panel; pass ``device`` (e.g. ``ssd1306(noop())``) to run without hardware."""
 
+    name = "oled"
+
     def __init__(
         self,
         cfg: DisplayConfig,

@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 from terminal.money import format_cents
 from terminal.screens import (
     DECLINE_TEXT,
+    TAP_ACTION,
     ApprovedScreen,
     BalanceScreen,
     CartScreen,
@@ -180,13 +181,12 @@ def compose(screen: Screen, locale: str, currency: str, pairing_url: str | None 
                 rows += (("* prices may be old", ""),)
             return Composition(screen.title, rows=rows)
         case OfflineScreen():
-            first = "Tap your card" if screen.accepting else "No sales right now"
             rows = _price_rows(screen.prices, False, locale, currency) if screen.accepting else ()
-            return Composition("OFFLINE", paragraphs=(first, f"{screen.unconfirmed} unconfirmed"), rows=rows)
+            return Composition("OFFLINE", paragraphs=(screen.first_line,), rows=rows)
         case ApprovedScreen():
             lines = [] if screen.balance_cents is None else [f"Balance {m(screen.balance_cents)}"]
             if not screen.confirmed:
-                lines.append("(offline, booked later)")
+                lines.append("Balance updates later")
             return Composition("Approved", hero=m(screen.amount_cents), paragraphs=tuple(lines), check=True)
         case DeclinedScreen():
             lines = [DECLINE_TEXT[screen.reason]]
@@ -206,7 +206,11 @@ def compose(screen: Screen, locale: str, currency: str, pairing_url: str | None 
         case BalanceScreen():
             return Composition("Balance", hero=m(screen.balance_cents))
         case KioskScreen() if screen.amount_cents > 0:
-            return Composition("Top-up", hero=f"+{m(screen.amount_cents)}", paragraphs=("Guest: tap card",))
+            return Composition("Top-up", hero=f"+{m(screen.amount_cents)}", paragraphs=(TAP_ACTION,))
+        case KioskScreen():
+            # every row for the buttons (what each adds): a 128x32 panel has only two
+            rows = tuple((name, f"+{m(cents)}") for name, cents in screen.buttons)
+            return Composition("Top-up: choose", paragraphs=() if rows else ("Choose amount",), rows=rows)
         case CreditScreen():
             balance = () if screen.balance_cents is None else (f"Balance {m(screen.balance_cents)}",)
             return Composition("Credited", hero=f"+{m(screen.amount_cents)}", paragraphs=balance, check=True)
@@ -271,6 +275,9 @@ def render(
     per_page, pages = _paging(comp, layout)
     page %= pages
     title_right = f"{page + 1}/{pages}" if pages > 1 else ""
+    room = layout.width - 4 - (text_width(title_right, layout.title_font) + 6)
+    if title_right and text_width(comp.title, layout.title_font) > room:
+        title_right = ""  # the title says what to do ("Choose, then tap"): whole, rather than a page number
     hero_in_bar = bool(comp.hero) and not layout.hero_size
     _draw_bar(draw, layout, comp.title, comp.hero if hero_in_bar else title_right)
     with_hero = bool(comp.hero) and bool(layout.hero_size)
