@@ -11,9 +11,12 @@ from hw.display.render import (
     ELLIPSIS,
     LAYOUTS,
     SIZES,
+    _body_lines,
+    _paging,
     compose,
     font,
     graphemes,
+    page_count,
     qr_matrix,
     qr_placement,
     render,
@@ -182,3 +185,27 @@ def test_price_board_pages_wrap_around_and_names_never_run_into_prices() -> None
 def test_unsupported_panel_size_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="no layout for a 96x16 panel; supported sizes are 128x64, 128x32"):
         render(ApprovedScreen(amount_cents=1), 96, 16)
+
+
+@pytest.mark.parametrize(("width", "height"), SIZES)
+@pytest.mark.parametrize("kinds", [1, 2, 3, 4, 7])
+def test_every_cart_item_is_shown_and_every_page_names_the_cancel_button(
+    width: int, height: int, kinds: int
+) -> None:
+    """A phantom press must be visible: paging through the cart shows every line, and every page ends
+    with how to pay and the one button that empties the cart, unshortened."""
+    cart = CartScreen(
+        items=tuple(CartLine(f"Drink {i}", 1 + i % 2, 100 * (i + 1)) for i in range(kinds)),
+        cancel_button="cancel",
+    )
+    layout = LAYOUTS[(width, height)]
+    comp = compose(cart, "de", "EUR")
+    per_page, pages = _paging(comp, layout)
+    assert pages == page_count(cart, width, height)
+    shown: list[str] = []
+    for page in range(pages):
+        lines = _body_lines(comp, layout, per_page, page)
+        assert lines[-1] == ("Tap to pay · [cancel]", "")
+        assert text_width(lines[-1][0], layout.body_font) <= width - 2, "the prompt would be shortened"
+        shown += [left for left, _ in lines[:-1]]
+    assert shown == [f"{1 + i % 2}x Drink {i}" for i in range(kinds)]
