@@ -1,4 +1,4 @@
-"""ExecStopPost helper: after any stop, even SIGKILL, put the relay GPIO back to input with pull-down.
+"""ExecStopPost helper: after any stop, even SIGKILL, put every relay GPIO back to input with pull-down.
 
 A killed process leaves the line driven as it was, so a relay that was open for a sale stays open.
 """
@@ -14,16 +14,21 @@ from typing import Any
 from terminal.config import DEFAULT_CONFIG_PATH, ConfigError, GpioConfig, load_config
 
 
-def reset_relay(gpio: GpioConfig, pin_factory: Any = None) -> int | None:
-    """Claim the relay pin as an input with pull-down and let go; returns the pin, None without a relay."""
-    if not gpio.enabled or gpio.relay_pin is None:
-        return None
+def reset_relays(gpio: GpioConfig, pin_factory: Any = None) -> tuple[int, ...]:
+    """Claim every relay pin (``relay_pin`` and each product's in ``relays``) as an input with its
+    releasing pull and let go; returns the pins reset, none without GPIO or relays."""
+    if not gpio.enabled:
+        return ()
+    pins = tuple(dict.fromkeys(p for p in (gpio.relay_pin, *gpio.relays.values()) if p is not None))
+    if not pins:
+        return ()
     from gpiozero import DigitalInputDevice  # only this helper needs gpiozero
 
-    # An active-low relay board is released by a high line: pull up instead of down.
-    device = DigitalInputDevice(gpio.relay_pin, pull_up=not gpio.relay_active_high, pin_factory=pin_factory)
-    device.close()  # closing keeps the pin an input with its pull; it stops driving the relay
-    return gpio.relay_pin
+    for pin in pins:
+        # An active-low relay board is released by a high line: pull up instead of down.
+        device = DigitalInputDevice(pin, pull_up=not gpio.relay_active_high, pin_factory=pin_factory)
+        device.close()  # closing keeps the pin an input with its pull; it stops driving the relay
+    return pins
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,11 +36,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH)
     args = p.parse_args(argv)
     try:
-        pin = reset_relay(load_config(args.config).gpio)
+        pins = reset_relays(load_config(args.config).gpio)
     except ConfigError as exc:
         print(f"relay_reset: {exc}", file=sys.stderr)
         return 2
-    if pin is not None:
+    for pin in pins:
         print(f"relay_reset: GPIO{pin} is an input again", file=sys.stderr)
     return 0
 

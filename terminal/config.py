@@ -95,7 +95,16 @@ class GpioConfig:
     led_error_pin: int | None = None
     led_online_pin: int | None = None
     bounce_ms: int = 50
+    # A press counts only once the contact stayed closed this long: a spike on the line is not a press,
+    # while the quickest deliberate finger press (~50 ms and more) still is.
+    min_press_ms: int = 30
     buttons: dict[str, int] = field(default_factory=dict)
+    # A relay per product (product id as text → pin); products not listed pulse relay_pin.
+    relays: dict[str, int] = field(default_factory=dict)
+
+    def relay_for(self, product: ProductId) -> int | None:
+        """The pin pulsed to dispense ``product``: its own relay, else relay_pin (None: no relay)."""
+        return self.relays.get(str(product), self.relay_pin)
 
 
 @dataclass(frozen=True)
@@ -170,6 +179,8 @@ def parse_config(data: dict[str, object], source: Path | None = None) -> Config:
         source=source,
     )
     _check_mode(cfg)
+    _check_buttons(cfg)
+    _check_relays(cfg)
     root.finish()
     return cfg
 
@@ -272,6 +283,10 @@ def _gpio(s: Section) -> GpioConfig:
     buttons: dict[str, int] = {}
     for name in buttons_section.keys():  # noqa: SIM118 - a Section, not a dict
         buttons[name] = buttons_section.integer(name, min=0, max=53)
+    relays_section = s.table("relays")
+    relays: dict[str, int] = {}
+    for product in relays_section.keys():  # noqa: SIM118 - a Section, not a dict
+        relays[product] = relays_section.integer(product, min=0, max=53)
     cfg = GpioConfig(
         enabled=s.flag("enabled", False),
         relay_pin=_pin(s, "relay_pin"),
@@ -283,10 +298,39 @@ def _gpio(s: Section) -> GpioConfig:
         led_error_pin=_pin(s, "led_error_pin"),
         led_online_pin=_pin(s, "led_online_pin"),
         bounce_ms=s.integer("bounce_ms", 50, min=0, max=1000),
+        min_press_ms=s.integer("min_press_ms", 30, min=0, max=1000),
         buttons=buttons,
+        relays=relays,
     )
     s.finish()
+    _check_pins(cfg)
     return cfg
+
+
+def _check_pins(cfg: GpioConfig) -> None:
+    """One pin, one job: two devices on a pin would fight over it (gpiozero refuses it at start anyway).
+    Several products may share one relay (sizes of one drink); a relay pin is never also something else."""
+    owners: dict[int, str] = {}
+    named: list[tuple[int | None, str]] = [
+        (cfg.relay_pin, "relay_pin"),
+        *((pin, f"relays.{product}") for product, pin in cfg.relays.items()),
+        (cfg.buzzer_pin, "buzzer_pin"),
+        (cfg.led_ok_pin, "led_ok_pin"),
+        (cfg.led_error_pin, "led_error_pin"),
+        (cfg.led_online_pin, "led_online_pin"),
+        *((pin, f"buttons.{name}") for name, pin in cfg.buttons.items()),
+    ]
+
+    def relay(key: str) -> bool:
+        return key == "relay_pin" or key.startswith("relays.")
+
+    for pin, key in named:
+        if pin is None:
+            continue
+        other = owners.get(pin)
+        if other is not None and not (relay(key) and relay(other)):
+            raise ConfigError(f"[gpio] {key} uses GPIO{pin}, already used by {other}; give each its own pin")
+        owners.setdefault(pin, key)
 
 
 def _buttons(s: Section) -> dict[str, ProductId]:
@@ -340,3 +384,66 @@ def _check_mode(cfg: Config) -> None:
             raise ConfigError("[topup] operators is empty; the kiosk needs at least one operator card hash")
         if not cfg.topup.buttons:
             raise ConfigError("[topup] buttons is empty; the kiosk needs button = top-up product id entries")
+
+
+def _check_buttons(cfg: Config) -> None:
+    """Every button the mode reacts to can be pressed, and a guest can always empty the cart."""
+    mode = cfg.terminal.mode
+    if mode == "tap":
+        return
+    table, buttons, cancel_key, cancel = (
+        ("select", cfg.select.buttons, "cancel_button", cfg.select.cancel_button)
+        if mode == "select"
+        else ("topup", cfg.topup.buttons, "clear_button", cfg.topup.clear_button)
+    )
+    if mode == "select" and cancel is None:
+        raise ConfigError(
+            "[select] cancel_button is missing; a guest must be able to empty the cart with one press: "
+            'add cancel_button = "cancel" and wire that button'
+        )
+    if cancel is not None and cancel in buttons:
+        raise ConfigError(
+            f"[{table}] {cancel_key} {cancel!r} is also a product button in [{table}] buttons; "
+            "give it a name of its own"
+        )
+    if not cfg.gpio.enabled:
+        return  # buttons come from `taptill press` (sim reader)
+    wanted = [(f"[{table}] buttons", name) for name in buttons]
+    if cancel is not None:
+        wanted.append((f"[{table}] {cancel_key}", cancel))
+    for where, name in wanted:
+        if name not in cfg.gpio.buttons:
+            wired = ", ".join(cfg.gpio.buttons) or "none"
+            raise ConfigError(
+                f"{where} names button {name!r}, which [gpio.buttons] does not wire to a pin "
+                f"(wired: {wired}); add {name} = PIN there"
+            )
+
+
+def _check_relays(cfg: Config) -> None:
+    """A relay per product only for products this terminal sells, and none sold without a relay."""
+    relays = cfg.gpio.relays
+    if not relays:
+        return
+    mode = cfg.terminal.mode
+    if mode == "topup":
+        raise ConfigError("[gpio] relays is set, but a top-up kiosk gives no goods; remove [gpio.relays]")
+    sold, source = (
+        (cfg.terminal.products, "[terminal] products")
+        if mode == "tap"
+        else (tuple(cfg.select.buttons.values()), "[select] buttons")
+    )
+    names = [str(p) for p in dict.fromkeys(sold)]
+    for product in relays:
+        if product not in names:
+            raise ConfigError(
+                f"[gpio] relays names product {product!r}, which this terminal does not sell; "
+                f"the products in {source} are: {', '.join(names)}"
+            )
+    if cfg.gpio.relay_pin is None:
+        for product in names:
+            if product not in relays:
+                raise ConfigError(
+                    f"[gpio] relays has no relay for product {product!r} and there is no relay_pin for "
+                    f"the others; add {product} = PIN to [gpio.relays] or set relay_pin"
+                )

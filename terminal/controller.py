@@ -104,6 +104,7 @@ class _Tap:
     amount_cents: int  # signed as the wallet books it: negative debit, positive credit
     kind: Literal["sale", "balance"] = "sale"
     offline: bool = False
+    goods: tuple[ProductId, ...] = ()  # what the relays release: the configured products, not ladder steps
 
     @property
     def credit(self) -> bool:
@@ -195,7 +196,7 @@ class Controller:
             p = self._product(key)
             if p is not None:
                 items.append(CartLine(p.name, qty, p.price_cents))
-        return CartScreen(tuple(items))
+        return CartScreen(tuple(items), cancel_button=self.settings.cancel_button)
 
     def _cart_cents(self) -> int:
         """Select: what the cart costs; topup: what it credits (both positive for a proper cart)."""
@@ -268,6 +269,9 @@ class Controller:
                 return self._back_to_idle_if_waiting()
             case CatalogChanged(products):
                 self.catalog = products
+                # A chosen product the server no longer lists could be neither shown nor paid: the cart
+                # keeps only what the screen can show, so what the guest sees is what a tap pays.
+                self.cart = [pid for pid in self.cart if self._sells(pid)]
                 return self._back_to_idle_if_waiting()
             case UnsellableChanged(products):
                 self.unsellable = products
@@ -339,14 +343,16 @@ class Controller:
         if s.mode == "select":
             if not self.cart:
                 return self._lookup(_Tap(uid, (), 0, kind="balance"))
-            products = tuple(self.cart)
+            goods = tuple(self.cart)
+            products = goods
         else:
+            goods = s.products
             products = tuple(self.charge_as.get(str(p), p) for p in s.products)
         resolved = [self._product(p) for p in products]
         known = [p for p in resolved if p is not None and self._sells(p.id)]
         if len(known) != len(resolved) or not known:
             return self._result(DeclinedScreen(DeclineReason.BAD_PRODUCT), Beep("error"))
-        return self._lookup(_Tap(uid, products, -sum(p.price_cents for p in known)))
+        return self._lookup(_Tap(uid, products, -sum(p.price_cents for p in known), goods=goods))
 
     def _kiosk_card(self, uid: str) -> list[Effect]:
         if operator_hash(uid) in self.settings.operators:
@@ -475,7 +481,6 @@ class Controller:
     def _charge_result(
         self, tap: _Tap, event: ChargeDone | ChargeQueued | ChargeRejected | ChargeFailed
     ) -> list[Effect]:
-        count = len(tap.products)
         match event:
             case ChargeDone(_, balance_after):
                 self.cart.clear()
@@ -483,7 +488,7 @@ class Controller:
                     return self._result(CreditScreen(tap.amount_cents, balance_after), Beep("approved"))
                 return self._result(
                     ApprovedScreen(-tap.amount_cents, balance_after),
-                    Dispense(count, event.key),
+                    Dispense(tap.goods, event.key),
                     Beep("approved"),
                 )
             case ChargeQueued(_, estimate):
@@ -494,7 +499,7 @@ class Controller:
                     return self._result(CreditScreen(tap.amount_cents, None), Beep("approved"))
                 return self._result(
                     ApprovedScreen(-tap.amount_cents, estimate, confirmed=False),
-                    Dispense(count, event.key),
+                    Dispense(tap.goods, event.key),
                     Beep("approved"),
                 )
             case ChargeRejected(_, reason):

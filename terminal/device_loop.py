@@ -272,8 +272,8 @@ class DeviceLoop:
                 except JournalError as exc:
                     log.error("cannot journal a declined tap: %s", exc)
                     self._storage_failed()
-            case Dispense(count, key):
-                ticket = self.outputs.dispense(count)
+            case Dispense(products, key):
+                ticket = self.outputs.dispense(products)
                 if key is not None and ticket >= 0:
                     task = asyncio.ensure_future(self._note_dispensed(key, ticket))
                     self._dispensing.add(task)

@@ -48,11 +48,17 @@ class RecordDecline:
 
 @dataclass(frozen=True)
 class Dispense:
-    """Pulse the relay once per product: only ever after ChargeDone/ChargeQueued. ``key`` is the sale's
-    idempotency key, so the journal can note once its pulses are given in full."""
+    """Release the sale's goods, one relay pulse per product on that product's relay: only ever after
+    ChargeDone/ChargeQueued. ``products`` are the configured product ids in the order sold (a
+    Partybroker ladder step is dispensed as its drink); ``key`` is the sale's idempotency key, so the
+    journal can note once its pulses are given in full."""
 
-    count: int
+    products: tuple[ProductId, ...]
     key: str | None = field(default=None, compare=False)
+
+    @property
+    def count(self) -> int:
+        return len(self.products)
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,12 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
         ("display", "i2c_address", 0x78, "[display] i2c_address is 120; expected at most 119"),
         ("gpio", "relay_pin", 54, "[gpio] relay_pin is 54; expected at most 53"),
         ("gpio", "buttons", {"next": "GPIO5"}, "[gpio.buttons] next must be a whole number"),
+        ("gpio", "min_press_ms", -1, "[gpio] min_press_ms is -1; expected at least 0"),
+        ("gpio", "min_press_ms", 1001, "[gpio] min_press_ms is 1001; expected at most 1000"),
+        ("gpio", "min_press_ms", 30.5, "[gpio] min_press_ms must be a whole number"),
+        ("gpio", "relays", {"espresso": 54}, "[gpio.relays] espresso is 54; expected at most 53"),
+        ("gpio", "relays", {"espresso": "GPIO17"}, "[gpio.relays] espresso must be a whole number"),
+        ("gpio", "relays", 17, "[gpio.relays] must be a table"),
     ],
 )
 def test_every_mistake_is_one_line_naming_the_key(table: str, key: str, value: object, expected: str) -> None:
@@ -191,3 +197,99 @@ def test_unreadable_files_are_one_line(tmp_path: Path, content: bytes | None, ex
 def test_a_directory_as_config_file_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot be read"):
         load_config(tmp_path)
+
+
+# --- [gpio]: buttons that can be pressed, a relay per product --------------------------------------
+
+
+def select_mode(**gpio: object) -> dict[str, Any]:
+    data = copy.deepcopy(MINIMAL)
+    data["terminal"].update(mode="select", products=[])
+    data["select"] = {"buttons": {"b1": "espresso", "b2": 7}, "cancel_button": "cancel"}
+    if gpio:
+        data["gpio"] = gpio
+    return data
+
+
+def test_min_press_and_relays_load() -> None:
+    assert parse_config(copy.deepcopy(MINIMAL)).gpio.min_press_ms == 30
+    cfg = parse_config(select_mode(relay_pin=17, min_press_ms=0, relays={"espresso": 20, "7": 21}))
+    assert (cfg.gpio.min_press_ms, cfg.gpio.relays) == (0, {"espresso": 20, "7": 21})
+    assert [cfg.gpio.relay_for(p) for p in ("espresso", 7, "unmapped")] == [20, 21, 17]
+    # without relays, every product pulses the one relay, as before
+    single = parse_config(with_key("gpio", "relay_pin", 17)).gpio
+    assert single.relays == {} and single.relay_for("espresso") == 17
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            select_mode(relays={"latte": 20}, relay_pin=17),
+            "[gpio] relays names product 'latte', which this terminal does not sell; "
+            "the products in [select] buttons are: espresso, 7",
+        ),
+        (
+            with_key("gpio", "relays", {"cappuccino": 20}),
+            "[gpio] relays names product 'cappuccino', which this terminal does not sell; "
+            "the products in [terminal] products are: espresso",
+        ),
+        (
+            select_mode(relays={"espresso": 20}),
+            "[gpio] relays has no relay for product '7' and there is no relay_pin for the others; "
+            "add 7 = PIN to [gpio.relays] or set relay_pin",
+        ),
+        (
+            select_mode(relays={"espresso": 5}, relay_pin=17, buttons={"b1": 5}),
+            "[gpio] buttons.b1 uses GPIO5, already used by relays.espresso; give each its own pin",
+        ),
+        (
+            with_key("gpio", "buzzer_pin", 17) | {"gpio": {"relay_pin": 17, "buzzer_pin": 17}},
+            "[gpio] buzzer_pin uses GPIO17, already used by relay_pin; give each its own pin",
+        ),
+        (
+            with_key("gpio", "buttons", {"a": 5, "b": 5}),
+            "[gpio] buttons.b uses GPIO5, already used by buttons.a; give each its own pin",
+        ),
+    ],
+)
+def test_relays_that_cannot_work_are_refused_at_start(data: dict[str, Any], expected: str) -> None:
+    assert error_of(data) == expected
+
+
+def test_products_may_share_a_relay() -> None:
+    cfg = parse_config(select_mode(relay_pin=17, relays={"espresso": 17, "7": 17}))
+    assert {cfg.gpio.relay_for(p) for p in ("espresso", 7)} == {17}
+
+
+def test_a_kiosk_has_no_goods_to_relay() -> None:
+    data = copy.deepcopy(MINIMAL)
+    data["terminal"].update(mode="topup", products=[])
+    data["topup"] = {"operators": ["ab" * 32], "buttons": {"ten": "topup_10"}}
+    parse_config(data)
+    data["gpio"] = {"relays": {"topup_10": 17}}
+    assert error_of(data) == "[gpio] relays is set, but a top-up kiosk gives no goods; remove [gpio.relays]"
+
+
+def test_select_mode_needs_a_cancel_button_that_can_be_pressed() -> None:
+    data = select_mode()
+    del data["select"]["cancel_button"]
+    assert error_of(data) == (
+        "[select] cancel_button is missing; a guest must be able to empty the cart with one press: "
+        'add cancel_button = "cancel" and wire that button'
+    )
+    data = select_mode()
+    data["select"]["cancel_button"] = "b1"
+    assert error_of(data) == (
+        "[select] cancel_button 'b1' is also a product button in [select] buttons; give it a name of its own"
+    )
+    wired = {"b1": 5, "b2": 6, "cancel": 13}
+    parse_config(select_mode(enabled=True, buttons=wired))
+    assert error_of(select_mode(enabled=True, buttons={"b1": 5, "b2": 6})) == (
+        "[select] cancel_button names button 'cancel', which [gpio.buttons] does not wire to a pin "
+        "(wired: b1, b2); add cancel = PIN there"
+    )
+    assert error_of(select_mode(enabled=True, buttons={"b1": 5, "cancel": 13})).startswith(
+        "[select] buttons names button 'b2', which [gpio.buttons] does not wire to a pin"
+    )
+    parse_config(select_mode(enabled=False, buttons={}))  # without GPIO, `taptill press` presses them

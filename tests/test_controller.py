@@ -15,6 +15,7 @@ from terminal.events import (
     ButtonPressed,
     CardPresented,
     CardRemoved,
+    CatalogChanged,
     ChargeDone,
     ChargeFailed,
     ChargeQueued,
@@ -32,6 +33,7 @@ from terminal.model import DeclineReason, Product
 from terminal.screens import (
     ApprovedScreen,
     BalanceScreen,
+    CartLine,
     CartScreen,
     CreditScreen,
     DeclinedScreen,
@@ -100,7 +102,7 @@ def test_approved_tap_charges_every_product_then_pulses_once_per_product() -> No
     assert not only(fx, Dispense), "nothing is released before the sale is journaled"
     fx = c.handle(ChargeDone("key", 1500))
     assert screens(fx) == [ApprovedScreen(500, 1500)]
-    assert Dispense(2) in fx and Beep("approved") in fx
+    assert Dispense(("espresso", "espresso")) in fx and Beep("approved") in fx
     result_timer, guard_timer = only(fx, StartTimer)
     assert (result_timer.delay_s, guard_timer.delay_s) == (TAP.screen_hold_s, TAP.retap_guard_s)
     fx = c.handle(TimerFired(result_timer.token))
@@ -266,7 +268,7 @@ def test_a_card_already_on_a_restarting_reader_is_not_a_tap_until_taken_away() -
     assert c.handle(CardPresented(CARD)) == []  # the same card, still held
     c.handle(CardRemoved())
     fx = sell(c)
-    assert Dispense(2) in fx
+    assert Dispense(("espresso", "espresso")) in fx
     # Long after: the reader restarts (pcscd restart) and reports the resting card removed, then there.
     c.handle(TimerFired(timer(fx, GUARDED.screen_hold_s)))
     c.handle(TimerFired(timer(fx, GUARDED.retap_guard_s)))
@@ -284,7 +286,8 @@ def test_offline_accepts_within_the_last_balance_and_limits() -> None:
     (charge,) = only(fx, Charge)
     assert charge.online is False and charge.reason.startswith("offline: accepted")
     fx = c.handle(ChargeQueued("k", None))
-    assert screens(fx) == [ApprovedScreen(500, None, confirmed=False)] and Dispense(2) in fx
+    assert screens(fx) == [ApprovedScreen(500, None, confirmed=False)]
+    assert Dispense(("espresso", "espresso")) in fx
     assert c.unconfirmed == 1
 
 
@@ -370,6 +373,8 @@ def test_ladder_charges_the_product_the_board_shows() -> None:
     c.handle(CardPresented(CARD))
     (charge,) = only(c.handle(WalletBalance(CARD, 2000)), Charge)
     assert charge.products == ("beer_m",) and charge.amount_cents == -290
+    # the relay gives the drink configured, whichever ladder step was charged ([gpio] relays key on it)
+    assert only(c.handle(ChargeDone("k", 1710)), Dispense) == [Dispense(("beer",))]
 
 
 # --- select mode --------------------------------------------------------------------------------
@@ -385,8 +390,33 @@ def test_select_cart_then_tap_pays_the_cart() -> None:
     (charge,) = only(c.handle(WalletBalance(CARD, 2000)), Charge)
     assert charge.products == ("espresso", "cappuccino") and charge.amount_cents == -550
     fx = c.handle(ChargeDone("k", 1450))
-    assert screens(fx) == [ApprovedScreen(550, 1450)] and Dispense(2) in fx
+    assert screens(fx) == [ApprovedScreen(550, 1450)]
+    assert only(fx, Dispense) == [Dispense(("espresso", "cappuccino"))], "each product, in the order chosen"
     assert c.cart == []
+
+
+def test_the_cart_screen_lists_every_item_and_names_the_cancel_button() -> None:
+    c = Controller(SELECT, CATALOG)
+    for name in ("b1", "b2", "b1"):
+        fx = c.handle(ButtonPressed(name))
+    (cart,) = screens(fx)
+    assert cart == CartScreen(
+        (CartLine("Espresso", 2, 250), CartLine("Cappuccino", 1, 300)), cancel_button="cancel"
+    )
+    assert cart.text().lines == ("2x Espresso", "1x Cappuccino", "Tap to pay · [cancel]")
+    fx = c.handle(ButtonPressed("cancel"))  # one press empties it, whatever it holds
+    assert c.cart == [] and isinstance(screens(fx)[0], IdleScreen)
+
+
+def test_a_product_the_server_drops_leaves_the_cart_so_the_screen_is_what_a_tap_pays() -> None:
+    c = Controller(SELECT, CATALOG)
+    c.handle(ButtonPressed("b1"))
+    c.handle(ButtonPressed("b2"))
+    fx = c.handle(CatalogChanged(tuple(p for p in CATALOG if p.id != "cappuccino")))
+    assert screens(fx) == [CartScreen((CartLine("Espresso", 1, 250),), cancel_button="cancel")]
+    c.handle(CardPresented(CARD))
+    (charge,) = only(c.handle(WalletBalance(CARD, 2000)), Charge)
+    assert charge.products == ("espresso",) and charge.amount_cents == -250
 
 
 def test_select_empty_cart_shows_the_balance_without_charging() -> None:

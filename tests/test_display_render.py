@@ -281,3 +281,27 @@ def test_a_paged_board_keeps_its_title_whole_rather_than_the_page_number(width: 
     assert (
         render(many, width, height).crop(title).tobytes() == render(few, width, height).crop(title).tobytes()
     )
+
+
+@pytest.mark.parametrize(("width", "height"), SIZES)
+@pytest.mark.parametrize("kinds", [1, 2, 3, 4, 7])
+def test_every_cart_item_is_shown_and_every_page_names_the_cancel_button(
+    width: int, height: int, kinds: int
+) -> None:
+    """A phantom press must be visible: paging through the cart shows every line, and every page ends
+    with how to pay and the one button that empties the cart, unshortened."""
+    cart = CartScreen(
+        items=tuple(CartLine(f"Drink {i}", 1 + i % 2, 100 * (i + 1)) for i in range(kinds)),
+        cancel_button="cancel",
+    )
+    layout = LAYOUTS[(width, height)]
+    comp = compose(cart, "de", "EUR")
+    per_page, pages = _paging(comp, layout)
+    assert pages == page_count(cart, width, height)
+    shown: list[str] = []
+    for page in range(pages):
+        lines = _body_lines(comp, layout, per_page, page)
+        assert lines[-1] == ("Tap to pay · [cancel]", "")
+        assert text_width(lines[-1][0], layout.body_font) <= width - 2, "the prompt would be shortened"
+        shown += [left for left, _ in lines[:-1]]
+    assert shown == [f"{1 + i % 2}x Drink {i}" for i in range(kinds)]

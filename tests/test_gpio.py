@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from hw.gpio.base import Signal
-from hw.gpio.buttons import Debouncer, GpioButtons, SoftwareButtons
+from hw.gpio.buttons import GpioButtons, PressFilter, SoftwareButtons
 from hw.gpio.factory import make_buttons, make_outputs
 from hw.gpio.outputs import BUZZER_PATTERNS, GpioOutputs, LogOutputs
 from terminal.config import GpioConfig
@@ -89,9 +89,9 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
 def test_dispense_pulses_the_relay_once_per_product_without_blocking(pins: Any, outputs: GpioOutputs) -> None:
     relay = pins.pin(RELAY)
     began = time.monotonic()
-    outputs.dispense(3)
+    outputs.dispense(["coffee"] * 3)
     returned_after = time.monotonic() - began
-    assert returned_after < 0.05, "dispense() must return before the pulses are done"
+    assert outputs.pulses_done < 3, "dispense() must return before the pulses are done"
     wait_until(lambda: outputs.pulses_done == 3)
     time.sleep(0.2)  # nothing more follows
     on, gaps = active_periods(relay)
@@ -108,9 +108,9 @@ def test_dispense_pulses_the_relay_once_per_product_without_blocking(pins: Any, 
 
 
 def test_a_second_sale_while_pulsing_adds_its_pulses(pins: Any, outputs: GpioOutputs) -> None:
-    outputs.dispense(1)
+    outputs.dispense(["coffee"])
     wait_until(lambda: pins.pin(RELAY).state)
-    outputs.dispense(2)
+    outputs.dispense(["coffee", "tea"])
     wait_until(lambda: outputs.pulses_done == 3)
     on, _ = active_periods(pins.pin(RELAY))
     assert len(on) == 3
@@ -125,7 +125,7 @@ def test_active_low_relay_rests_high_and_pulses_low(pins: Any) -> None:
         # Before GpioOutputs drove it, the mock pin was an undriven input that reads low; on a real Pi that
         # moment is covered by the wiring (see the README), so only what the adapter drives is checked.
         relay.clear_states()
-        out.dispense(2)
+        out.dispense(["coffee", "coffee"])
         wait_until(lambda: out.pulses_done == 2)
         on, gaps = active_periods(relay, active_high=False)
         assert len(on) == 2 and len(gaps) == 1
@@ -139,13 +139,13 @@ def test_release_mid_pulse_opens_the_relay_and_drops_pending_pulses(pins: Any) -
     out = GpioOutputs(replace(CONFIG, relay_pulse_ms=5000))
     try:
         relay = pins.pin(RELAY)
-        out.dispense(2)
+        out.dispense(["coffee", "coffee"])
         wait_until(lambda: relay.state)
         began = time.monotonic()
         out.release()
         assert relay.state is False
         print(f"release() mid-pulse: relay open after {1e6 * (time.monotonic() - began):.0f} µs")
-        out.dispense(1)  # a late sale during shutdown must not close the relay again
+        out.dispense(["coffee"])  # a late sale during shutdown must not close the relay again
         time.sleep(0.3)
         on, _ = active_periods(relay)
         assert len(on) == 1 and on[0] < 1.0
@@ -168,7 +168,7 @@ def test_nothing_pulses_without_dispense(pins: Any, outputs: GpioOutputs) -> Non
     outputs.signal("approved")
     outputs.signal("declined")
     outputs.set_online(True)
-    outputs.dispense(0)
+    outputs.dispense([])
     time.sleep(0.4)
     assert active_periods(pins.pin(RELAY)) == ([], [])
     assert pins.pin(RELAY).state is False
@@ -218,68 +218,187 @@ class Presses:
         self.names.append(name)
 
 
-def test_bouncing_edges_count_as_one_press(pins: Any) -> None:
+class Clock:
+    """A monotonic clock the test moves: edges land exactly where the test puts them."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_default_minimum_press_fits_a_finger_not_a_spike() -> None:
+    assert 20 <= GpioConfig().min_press_ms <= 50
+
+
+def test_press_filter_counts_presses_that_last_not_spikes_nor_chatter() -> None:
+    clock = Clock()
+    presses = PressFilter(min_press_s=0.03, bounce_s=0.05, clock=clock)
+
+    def close_at(t: float) -> int:
+        clock.now = t
+        return presses.closed()
+
+    def open_at(t: float) -> bool:
+        clock.now = t
+        return presses.opened()
+
+    def hold_check(edge: int, t: float) -> bool:
+        clock.now = t
+        return presses.held(edge)
+
+    # a 1 ms spike: its hold check finds an edge since, and the opening edge finds it too short
+    spike = close_at(0.000)
+    assert open_at(0.001) is False
+    assert hold_check(spike, 0.030) is False
+    # a 100 ms press counts once, while still held; its release adds nothing
+    edge = close_at(1.000)
+    assert hold_check(edge, 1.030) is True
+    assert open_at(1.100) is False
+    # chatter on release (closing edges within bounce_s of the last opening) is the same press
+    chatter = close_at(1.110)
+    assert hold_check(chatter, 1.140) is False
+    assert open_at(1.145) is False
+    # a bouncing press: 1 ms edges, then steady; counted once, when it has been steady for min_press_s
+    edges = []
+    for i in range(4):
+        edges.append(close_at(2.000 + 0.002 * i))
+        assert open_at(2.001 + 0.002 * i) is False
+    steady = close_at(2.008)
+    assert [hold_check(e, 2.030 + 0.002 * i) for i, e in enumerate(edges)] == [False] * 4
+    assert hold_check(steady, 2.038) is True
+    # a 1 ms glitch open during a long hold does not make a second press
+    assert open_at(2.500) is False
+    glitch = close_at(2.501)
+    assert hold_check(glitch, 2.531) is False
+    assert open_at(3.000) is False
+    # a hold check that came late (a busy machine): the opening edge counts a press that lasted
+    late = close_at(4.000)
+    assert open_at(4.080) is True
+    assert hold_check(late, 4.200) is False  # and only once
+
+
+def test_press_filter_without_a_minimum_counts_at_the_closing_edge() -> None:
+    clock = Clock()
+    presses = PressFilter(min_press_s=0.0, bounce_s=0.05, clock=clock)
+    assert presses.held(presses.closed()) is True
+    clock.now += 0.001
+    assert presses.opened() is False
+    clock.now += 0.001
+    assert presses.held(presses.closed()) is False  # bounce
+    clock.now += 0.001
+    presses.opened()
+    clock.now += 0.1
+    assert presses.held(presses.closed()) is True
+
+
+def test_a_1_ms_spike_is_ignored_and_a_100_ms_press_counted(pins: Any) -> None:
+    """Through gpiozero's Button on MockFactory pins: the edges are driven, the clock placed by the test."""
     presses = Presses()
-    buttons = GpioButtons(CONFIG, presses)
+    clock = Clock()
+    buttons = GpioButtons(CONFIG, presses, clock=clock)  # min_press_ms: the default
     try:
-        coffee, tea = pins.pin(5), pins.pin(6)
+        coffee = pins.pin(5)
         assert coffee.state is True, "buttons switch to GND against the internal pull-up"
-        for _ in range(3):  # the contact chatters as it closes
-            coffee.drive_low()
-            coffee.drive_high()
         coffee.drive_low()
-        time.sleep(0.2)  # held
-        coffee.drive_high()  # and chatters as it opens
+        clock.now += 0.001
+        coffee.drive_high()
+        time.sleep(3 * buttons.min_press_s)  # the spike's hold check has run by now, or runs later in vain
+        assert presses.names == []
+        clock.now += 1.0
         coffee.drive_low()
+        clock.now += 0.1
         coffee.drive_high()
         assert presses.names == ["coffee"]
-        time.sleep(0.1)
-        tea.drive_low()
-        tea.drive_high()  # a press shorter than bounce_ms still counts, once
-        coffee.drive_low()
-        coffee.drive_high()
-        assert presses.names == ["coffee", "tea", "coffee"]
-        coffee.drive_low()  # pressed again within bounce_ms of the last release: chatter
-        coffee.drive_high()
-        assert presses.names == ["coffee", "tea", "coffee"]
-        time.sleep(0.1)
-        coffee.drive_low()
-        assert presses.names == ["coffee", "tea", "coffee", "coffee"]
     finally:
         buttons.close()
 
 
-def test_debouncer_with_a_clock() -> None:
-    now = [0.0]
-    debouncer = Debouncer(0.05, clock=lambda: now[0])
+def test_a_bouncing_press_counts_once(pins: Any) -> None:
+    presses = Presses()
+    clock = Clock()
+    buttons = GpioButtons(CONFIG, presses, clock=clock)
+    try:
+        tea = pins.pin(6)
+        for _ in range(5):  # the contact chatters as it closes
+            tea.drive_low()
+            clock.now += 0.001
+            tea.drive_high()
+            clock.now += 0.001
+        tea.drive_low()
+        clock.now += 0.1  # steady
+        tea.drive_high()
+        for _ in range(3):  # and chatters as it opens
+            clock.now += 0.001
+            tea.drive_low()
+            clock.now += 0.001
+            tea.drive_high()
+        time.sleep(3 * buttons.min_press_s)
+        assert presses.names == ["tea"]
+        clock.now += 0.2
+        tea.drive_low()
+        clock.now += 0.05
+        tea.drive_high()
+        assert presses.names == ["tea", "tea"]
+    finally:
+        buttons.close()
 
-    def press_at(t: float) -> bool:
-        now[0] = t
-        return debouncer.pressed()
 
-    def release_at(t: float) -> None:
-        now[0] = t
-        debouncer.released()
+def test_a_held_button_counts_while_still_held(pins: Any) -> None:
+    """Real time: the guest sees the cart change without letting go, once the press lasted min_press_ms."""
+    presses = Presses()
+    buttons = GpioButtons(CONFIG, presses)
+    try:
+        coffee = pins.pin(5)
+        pressed_at = time.monotonic()
+        coffee.drive_low()
+        wait_until(lambda: presses.names == ["coffee"])
+        counted_after = time.monotonic() - pressed_at
+        assert coffee.state is False, "still held"
+        assert counted_after >= buttons.min_press_s
+        coffee.drive_high()
+        assert presses.names == ["coffee"]
+        print(
+            f"held press counted {1000 * counted_after:.1f} ms after the edge (min {CONFIG.min_press_ms} ms)"
+        )
+    finally:
+        buttons.close()
 
-    assert press_at(0.000) is True
-    release_at(0.001)
-    assert press_at(0.002) is False  # bounce
-    release_at(0.030)
-    assert press_at(0.070) is False  # only 40 ms after the last release edge
-    release_at(0.200)
-    assert press_at(0.249) is False
-    assert press_at(0.260) is True
+
+def test_a_real_time_spike_is_not_a_press(pins: Any) -> None:
+    """Real time and gpiozero's own threads: a 1 ms spike against a 200 ms minimum."""
+    presses = Presses()
+    buttons = GpioButtons(replace(CONFIG, min_press_ms=200), presses)
+    try:
+        coffee = pins.pin(5)
+        began = time.monotonic()
+        coffee.drive_low()
+        time.sleep(0.001)
+        coffee.drive_high()
+        lasted = time.monotonic() - began
+        time.sleep(0.4)  # past the spike's hold check
+        # a machine stalled for 200 ms inside the spike made it a press; the verdict follows what happened
+        assert presses.names == ([] if lasted < 0.2 else ["coffee"]), lasted
+        coffee.drive_low()
+        time.sleep(0.25)
+        coffee.drive_high()
+        wait_until(lambda: len(presses.names) >= 1 + (lasted >= 0.2))
+        print(f"spike lasted {1000 * lasted:.1f} ms: ignored")
+    finally:
+        buttons.close()
 
 
 def test_factory_returns_twins_when_gpio_is_disabled() -> None:
     disabled = replace(CONFIG, enabled=False)
     outputs = make_outputs(disabled)
     assert isinstance(outputs, LogOutputs)
-    outputs.dispense(2)
+    outputs.dispense(["coffee", "tea"])
     outputs.signal("approved")
     outputs.release()
-    outputs.dispense(1)
+    outputs.dispense(["coffee"])
     assert (outputs.pulses, outputs.signals, outputs.released) == (2, ["approved"], True)
+    assert outputs.products == ["coffee", "tea"]
     presses = Presses()
     buttons = make_buttons(disabled, presses)
     assert isinstance(buttons, SoftwareButtons)
@@ -297,3 +416,82 @@ def test_factory_returns_gpiozero_adapters_when_enabled(pins: Any) -> None:
     assert isinstance(buttons, GpioButtons)
     assert buttons.names == ("coffee", "tea")
     buttons.close()
+
+
+# --- a relay per product ------------------------------------------------------------------------
+
+ESPRESSO_RELAY, CAPPUCCINO_RELAY = 20, 21
+
+
+@pytest.fixture
+def edges() -> Iterator[list[tuple[float, int, bool]]]:
+    """MockFactory pins that note (monotonic time, pin, state) of every change in one shared list: the
+    order of edges across pins, which the per-pin ``states`` cannot give."""
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory, MockPin
+
+    changes: list[tuple[float, int, bool]] = []
+
+    class RecordingPin(MockPin):  # type: ignore[misc]
+        def _change_state(self, value: Any) -> bool:
+            changed = bool(super()._change_state(value))
+            if changed:
+                changes.append((time.monotonic(), int(self.info.name.removeprefix("GPIO")), bool(value)))
+            return changed
+
+    previous = Device.pin_factory
+    factory = MockFactory(pin_class=RecordingPin)
+    Device.pin_factory = factory
+    yield changes
+    factory.reset()
+    Device.pin_factory = previous
+
+
+def test_each_product_pulses_its_own_relay_one_at_a_time(edges: list[tuple[float, int, bool]]) -> None:
+    cfg = replace(CONFIG, relays={"espresso": ESPRESSO_RELAY, "cappuccino": CAPPUCCINO_RELAY})
+    out = GpioOutputs(cfg)
+    try:
+        relays = {RELAY, ESPRESSO_RELAY, CAPPUCCINO_RELAY}
+        edges.clear()  # the devices' set-up
+        first = out.dispense(["espresso", "cappuccino", "espresso"])
+        second = out.dispense(["water"])  # not mapped: the default relay_pin
+        assert (first, second) == (3, 4)
+        wait_until(lambda: out.dispensed(second))
+        time.sleep(0.3)  # nothing more follows
+        relay_edges = [(pin, state) for _, pin, state in edges if pin in relays]
+        assert relay_edges == [
+            (ESPRESSO_RELAY, True), (ESPRESSO_RELAY, False),
+            (CAPPUCCINO_RELAY, True), (CAPPUCCINO_RELAY, False),
+            (ESPRESSO_RELAY, True), (ESPRESSO_RELAY, False),
+            (RELAY, True), (RELAY, False),
+        ]  # fmt: skip
+        # the configured spacing holds across relays: a gap of relay_gap_ms between one pulse and the next
+        times = [t for t, pin, _ in edges if pin in relays]
+        pulses = [times[i + 1] - times[i] for i in range(0, len(times), 2)]
+        gaps = [times[i + 1] - times[i] for i in range(1, len(times) - 1, 2)]
+        assert all(p >= 0.095 for p in pulses), pulses
+        assert all(g >= 0.075 for g in gaps), gaps
+        print(f"pulses {ms(pulses)} ms (cfg 100), gaps {ms(gaps)} ms (cfg 80), across three relays")
+    finally:
+        out.close()
+
+
+def test_release_opens_every_relay_and_a_product_without_a_relay_is_not_pulsed(
+    edges: list[tuple[float, int, bool]],
+) -> None:
+    cfg = replace(CONFIG, relay_pin=None, relays={"espresso": ESPRESSO_RELAY}, relay_pulse_ms=5000)
+    out = GpioOutputs(cfg)
+    try:
+        from gpiozero import Device
+
+        espresso = Device.pin_factory.pin(ESPRESSO_RELAY)
+        ticket = out.dispense(["tea"])  # no relay for it (the config refuses this at start): handed over
+        assert out.dispensed(ticket) and out.pulses_done == 0
+        out.dispense(["espresso", "espresso"])
+        wait_until(lambda: espresso.state)
+        out.release()
+        assert espresso.state is False
+        assert [state for _, pin, state in edges if pin == ESPRESSO_RELAY][-2:] == [True, False]
+        assert out.pulses_done == 0
+    finally:
+        out.close()

@@ -567,3 +567,89 @@ def test_stop_releases_a_relay_in_the_middle_of_a_pulse(
     assert [edge.high for edge in relay.changes] == [True, False]
     with sqlite3.connect(f"file:{cfg.journal_path}?mode=ro", uri=True, timeout=5) as db:
         assert db.execute("SELECT state, dispensed FROM sales").fetchall() == [("done", 0)]
+
+
+# --- select mode on real buttons, a relay per product ---------------------------------------------
+
+ESPRESSO_RELAY, CAPPUCCINO_RELAY = 20, 21
+BUTTON_PINS = {"b1": 5, "b2": 6, "cancel": 13}
+
+
+def dispensed_flags(cfg: Config) -> list[int | None]:
+    with sqlite3.connect(f"file:{cfg.journal_path}?mode=ro", uri=True, timeout=5) as db:
+        return [row[0] for row in db.execute("SELECT dispensed FROM sales ORDER BY id")]
+
+
+def press(pin: Any, hold_s: float = 0.1) -> None:
+    """A finger: the contact closes, stays closed ``hold_s``, opens."""
+    pin.drive_low()
+    time.sleep(hold_s)
+    pin.drive_high()
+
+
+@pytest.mark.gpio
+def test_select_on_real_buttons_pulses_each_products_own_relay(
+    tmp_path: Path, wallet_server: WalletEmulator, mock_pins: Any
+) -> None:
+    """Buttons through gpiozero on MockFactory pins (a spike among the presses), a tap through the sim
+    reader, and each product's own relay pulsed once per unit, in the order chosen; the sale is
+    journaled dispensed only after its last pulse."""
+    esp, cap = ("espresso", "cappuccino") if wallet_server.flavour == "doc" else (1, 2)
+    extra = f"""
+[select]
+buttons = {{ b1 = {esp!r}, b2 = {cap!r} }}
+cancel_button = "cancel"
+
+[gpio]
+enabled = true
+relay_pulse_ms = 60
+relay_gap_ms = 40
+buttons = {{ b1 = {BUTTON_PINS["b1"]}, b2 = {BUTTON_PINS["b2"]}, cancel = {BUTTON_PINS["cancel"]} }}
+relays = {{ "{esp}" = {ESPRESSO_RELAY}, "{cap}" = {CAPPUCCINO_RELAY} }}
+""".replace("'", '"')
+    cfg = load_config(write_config(tmp_path, wallet_server, products=[], mode="select", extra=extra))
+    JournalProbe.path = cfg.journal_path
+    term = InProcessTerminal(cfg)
+    b1, b2, cancel = (mock_pins.pin(BUTTON_PINS[name]) for name in ("b1", "b2", "cancel"))
+    relays = {
+        ESPRESSO_RELAY: mock_pins.pin(ESPRESSO_RELAY),
+        CAPPUCCINO_RELAY: mock_pins.pin(CAPPUCCINO_RELAY),
+    }
+    try:
+        b2.drive_low()  # a spike on the cappuccino line: no press, nothing in the cart
+        b2.drive_high()
+        for button in (b1, b2, b1):
+            press(button)
+            time.sleep(0.1)
+        term.tap(MAX)
+        marked_at: list[float] = []  # when the test first saw the sale journaled as dispensed
+
+        def marked() -> bool:
+            if dispensed_flags(cfg) == [1]:
+                marked_at.append(time.time())
+                return True
+            return False
+
+        wait_for(marked, what="the sale journaled as dispensed")
+        # the guest who changes their mind: one press on cancel, and the next tap only shows the balance
+        press(b1)
+        time.sleep(0.1)
+        press(cancel)
+        time.sleep(0.1)
+        term.tap(EMPTY)
+        time.sleep(0.5)  # longer than a pulse and a gap: a pulse would have started
+    finally:
+        term.stop()
+
+    assert ledger(wallet_server) == [(MAX, -800)], "the spike was sold, or the cancel did not empty the cart"
+    assert dispensed_flags(cfg) == [1]
+    pulses = sorted((edge.at, pin) for pin, relay in relays.items() for edge in relay.changes if edge.high)
+    assert [pin for _, pin in pulses] == [ESPRESSO_RELAY, CAPPUCCINO_RELAY, ESPRESSO_RELAY]
+    for relay in relays.values():
+        assert [edge.high for edge in relay.changes][-1] is False, "a relay is still closed after stop"
+    last_open = max(edge.at for relay in relays.values() for edge in relay.changes if not edge.high)
+    assert marked_at[0] >= last_open, "the sale was journaled dispensed before its last pulse ended"
+    print(
+        f"espresso, cappuccino, espresso: {len(pulses)} pulses on their own relays; the last opened "
+        f"{1000 * (last_open - pulses[0][0]):.0f} ms after the first closed"
+    )

@@ -219,20 +219,27 @@ def test_sigterm_sends_stopping_and_exits_0_within_5_s(tmp_path: Path, notify: N
 
 
 def test_relay_reset_returns_the_relay_pin_to_a_released_input() -> None:
-    """What ExecStopPost runs after a SIGKILL: the driven relay line becomes an input with its pull."""
+    """What ExecStopPost runs after a SIGKILL: every driven relay line becomes an input with its pull."""
     from gpiozero.pins.mock import MockFactory
 
-    from provisioning.relay_reset import reset_relay
+    from provisioning.relay_reset import reset_relays
     from terminal.config import GpioConfig
 
     factory = MockFactory()
     pin = factory.pin(17)
     pin.function = "output"
     pin.state = True  # as a SIGKILLed sale left it: relay closed
-    assert reset_relay(GpioConfig(enabled=True, relay_pin=17), pin_factory=factory) == 17
+    assert reset_relays(GpioConfig(enabled=True, relay_pin=17), pin_factory=factory) == (17,)
     assert (pin.function, pin.pull) == ("input", "down")
     low_board = factory.pin(27)
     low_board.function = "output"
-    reset_relay(GpioConfig(enabled=True, relay_pin=27, relay_active_high=False), pin_factory=factory)
+    reset_relays(GpioConfig(enabled=True, relay_pin=27, relay_active_high=False), pin_factory=factory)
     assert (low_board.function, low_board.pull) == ("input", "up")
-    assert reset_relay(GpioConfig(enabled=False, relay_pin=17)) is None
+    assert reset_relays(GpioConfig(enabled=False, relay_pin=17)) == ()
+    # a relay per product: each product's relay is released too, not only the default one
+    per_product = [factory.pin(n) for n in (20, 21)]
+    for relay in per_product:
+        relay.function, relay.state = "output", True
+    cfg = GpioConfig(enabled=True, relays={"espresso": 20, "cappuccino": 21, "ristretto": 20})
+    assert reset_relays(cfg, pin_factory=factory) == (20, 21)
+    assert [(r.function, r.pull) for r in per_product] == [("input", "down")] * 2

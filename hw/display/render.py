@@ -202,7 +202,7 @@ def compose(screen: Screen, locale: str, currency: str, pairing_url: str | None 
             return Composition("Unknown card", paragraphs=("Card not registered",))
         case CartScreen():
             rows = tuple((f"{i.quantity}x {i.name}", m(i.quantity * i.price_cents)) for i in screen.items)
-            return Composition(f"Total {m(screen.total_cents)}", rows=rows, footer="Tap to pay")
+            return Composition(f"Total {m(screen.total_cents)}", rows=rows, footer=screen.prompt)
         case BalanceScreen():
             return Composition("Balance", hero=m(screen.balance_cents))
         case KioskScreen() if screen.amount_cents > 0:

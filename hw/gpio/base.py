@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, Protocol
+
+from terminal.model import ProductId
 
 Signal = Literal["approved", "declined", "error"]
 
@@ -10,8 +13,9 @@ Signal = Literal["approved", "declined", "error"]
 class Outputs(Protocol):
     """What the terminal switches: called only after a sale is journaled and approved."""
 
-    def dispense(self, count: int) -> int:
-        """Pulse the relay ``count`` times (one per product); returns without waiting.
+    def dispense(self, products: Sequence[ProductId]) -> int:
+        """Pulse each product's relay once per product, in order, after any pulses already queued;
+        returns without waiting.
 
         Returns a ticket for ``dispensed``: -1 when the outputs are released and nothing will pulse.
         """

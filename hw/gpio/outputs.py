@@ -5,11 +5,14 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from hw.gpio.base import Signal
 from terminal.config import GpioConfig
+from terminal.model import ProductId
 
 log = logging.getLogger(__name__)
 
@@ -33,24 +36,29 @@ OUTCOME_LED_S = 1.5
 
 
 class GpioOutputs:
-    """The real outputs. The relay only ever closes inside dispense(); release() opens it for good."""
+    """The real outputs. A relay only ever closes inside dispense(); release() opens them all for good.
+
+    Each product pulses its own relay (``[gpio] relays``) or the default one (``relay_pin``). Pulses run
+    one at a time, in the order sold, ``relay_gap_ms`` apart, whichever relay they are on: the machine
+    sees each product as its own pulse, never two at once.
+    """
 
     def __init__(self, cfg: GpioConfig) -> None:
         from gpiozero import LED, Buzzer, OutputDevice  # imported here: only the adapter needs gpiozero
 
         self._cfg = cfg
         # Keep a reference to every device: a collected gpiozero device frees (and floats) its pin.
-        self._relay: Any = (
-            OutputDevice(cfg.relay_pin, active_high=cfg.relay_active_high, initial_value=False)
-            if cfg.relay_pin is not None
-            else None
-        )
+        relay_pins = dict.fromkeys(p for p in (cfg.relay_pin, *cfg.relays.values()) if p is not None)
+        self._relays: dict[int, Any] = {
+            pin: OutputDevice(pin, active_high=cfg.relay_active_high, initial_value=False)
+            for pin in relay_pins
+        }
         self._buzzer: Any = Buzzer(cfg.buzzer_pin) if cfg.buzzer_pin is not None else None
         self._led_ok: Any = LED(cfg.led_ok_pin) if cfg.led_ok_pin is not None else None
         self._led_error: Any = LED(cfg.led_error_pin) if cfg.led_error_pin is not None else None
         self._led_online: Any = LED(cfg.led_online_pin) if cfg.led_online_pin is not None else None
         self._wake = threading.Condition()
-        self._pending = 0
+        self._pending: deque[tuple[str, int]] = deque()  # (product, relay pin) still to pulse
         self._released = False
         self._pulses_done = 0
         self._queued = 0  # pulses ever queued; a sale's ticket is this count after its own pulses
@@ -65,20 +73,20 @@ class GpioOutputs:
         with self._wake:
             return self._pulses_done
 
-    def dispense(self, count: int) -> int:
-        if count < 0:
-            raise ValueError(f"cannot dispense {count} products; the count must be 0 or more")
+    def dispense(self, products: Sequence[ProductId]) -> int:
         with self._wake:
             if self._released:
-                log.warning("relay released (service stopping): %d product(s) not dispensed", count)
+                log.warning("relay released (service stopping): %d product(s) not dispensed", len(products))
                 return -1
-            if self._relay is None:
-                # Nothing for the terminal to switch: staff hand the product over.
-                log.warning("no relay_pin configured: %d product(s) not dispensed", count)
-                return 0
-            # Pulses queue up: a second sale while the first is still pulsing adds to it, none is cut short.
-            self._pending += count
-            self._queued += count
+            for product in products:
+                pin = self._cfg.relay_for(product)
+                if pin is None:
+                    # Nothing for the terminal to switch: staff hand the product over.
+                    log.warning("no relay configured for product %s: not dispensed by the terminal", product)
+                    continue
+                # Pulses queue up: a sale while another is still pulsing adds to it, none is cut short.
+                self._pending.append((str(product), pin))
+                self._queued += 1
             self._wake.notify_all()
             return self._queued
 
@@ -110,9 +118,9 @@ class GpioOutputs:
     def release(self) -> None:
         with self._wake:
             self._released = True
-            self._pending = 0
-            # Switch the relay off inside the lock: the worker cannot close it again after this point.
-            for device in (self._relay, self._buzzer, self._led_ok, self._led_error, self._led_online):
+            self._pending.clear()
+            # Switch the relays off inside the lock: the worker cannot close one again after this point.
+            for device in self._devices():
                 if device is not None:
                     try:
                         device.off()  # off() also stops a running blink/beep
@@ -125,25 +133,31 @@ class GpioOutputs:
         self.release()
         self._worker.join(timeout=2.0)
         atexit.unregister(self.release)
-        for device in (self._relay, self._buzzer, self._led_ok, self._led_error, self._led_online):
+        for device in self._devices():
             if device is not None:
                 device.close()
+
+    def _devices(self) -> tuple[Any, ...]:
+        """Every output device, relays first (None where a pin is not configured)."""
+        return (*self._relays.values(), self._buzzer, self._led_ok, self._led_error, self._led_online)
 
     def _pulse_relay(self) -> None:
         pulse_s = self._cfg.relay_pulse_ms / 1000
         gap_s = self._cfg.relay_gap_ms / 1000
         with self._wake:
             while not self._released:
-                if self._pending == 0:
+                if not self._pending:
                     self._wake.wait()
                     continue
-                self._pending -= 1
-                self._relay.on()
+                product, pin = self._pending.popleft()
+                relay = self._relays[pin]
+                log.debug("relay GPIO%d: pulse for %s", pin, product)
+                relay.on()
                 # wait_for returns early when release() runs; release() has already opened the relay.
                 self._wake.wait_for(lambda: self._released, timeout=pulse_s)
                 if self._released:
                     return
-                self._relay.off()
+                relay.off()
                 self._pulses_done += 1
                 if self._pending:
                     self._wake.wait_for(lambda: self._released, timeout=gap_s)
@@ -154,18 +168,19 @@ class LogOutputs:
 
     def __init__(self) -> None:
         self.pulses = 0
+        self.products: list[str] = []  # every product dispensed, in order
         self.signals: list[Signal] = []
         self.online: bool | None = None
         self.released = False
 
-    def dispense(self, count: int) -> int:
-        if count < 0:
-            raise ValueError(f"cannot dispense {count} products; the count must be 0 or more")
+    def dispense(self, products: Sequence[ProductId]) -> int:
         if self.released:
-            log.warning("outputs released (service stopping): %d product(s) not dispensed", count)
+            log.warning("outputs released (service stopping): %d product(s) not dispensed", len(products))
             return -1
-        self.pulses += count
-        log.info("relay: %d pulse(s)", count)
+        self.pulses += len(products)
+        self.products += [str(p) for p in products]
+        if products:
+            log.info("relay: %d pulse(s): %s", len(products), ", ".join(str(p) for p in products))
         return self.pulses
 
     def dispensed(self, ticket: int) -> bool:
