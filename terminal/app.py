@@ -170,6 +170,8 @@ async def _run_locked(
             tap_budget_s=cfg.terminal.tap_budget_ms / 1000,
             drain_s=opts.drain_s,
             notifier=notifier,
+            locale=cfg.terminal.locale,
+            currency=cfg.terminal.currency,
         )
         health.on_change = device.server_changed  # the offline screen and the online LED follow it
         sender.on_unsellable = lambda products: device.post(UnsellableChanged(products))
