@@ -110,6 +110,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     cmd = args.command
+    gif: Path | None = getattr(args, "gif", None)
+    problem = _unwritable_file(gif, "--gif") if gif is not None else None
+    if problem is None and cmd == "demo":
+        problem = _unwritable_folder(args.out, "--out")
+    if problem is not None:  # said now, not after a whole recording is lost
+        print(f"taptill: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
     if cmd == "demo":
         from terminal.demo import run_demo
 
@@ -156,6 +163,38 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _status(journal, cfg, args.json)
     finally:
         journal.close()
+
+
+def _unwritable_file(path: Path, flag: str) -> str | None:
+    """Why the file ``path`` (given with ``flag``) cannot be written, or None; leaves no file behind."""
+    if path.is_dir():
+        return f"{flag} {path} is a folder; give a file name in it, e.g. {flag} {path / 'taptill.gif'}"
+    if not path.parent.is_dir():
+        return f"{flag} {path}: folder {path.parent} does not exist; create it (mkdir -p) or choose another"
+    existed = path.exists()
+    try:
+        with path.open("ab"):
+            pass
+        if not existed:
+            path.unlink()
+    except OSError as exc:
+        return f"{flag} {path} cannot be written ({exc.strerror}); choose a path in a writable folder"
+    return None
+
+
+def _unwritable_folder(path: Path, flag: str) -> str | None:
+    """Why files cannot be written in the folder ``path`` (given with ``flag``), or None; creates it."""
+    import tempfile
+
+    if path.exists() and not path.is_dir():
+        return f"{flag} {path} is a file, not a folder; give a folder (it is created if missing)"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        return f"{flag} {path} cannot be written ({exc.strerror}); choose a writable folder"
+    return None
 
 
 def _run(cfg: Config, verbose: bool, gif: Path | None) -> int:
