@@ -250,6 +250,9 @@ class DeviceLoop:
                 self._store_lag(time.monotonic())
         finally:
             stop_wait.cancel()
+            for _, answer in self._awaited.values():  # taps queued behind the stop are never taken
+                answer.set_result("busy: the terminal is stopping")
+            self._awaited.clear()
             for task in self._dispensing:
                 task.cancel()  # pulses cut short by the release stay "charged, not dispensed"
             lag_stop.set()

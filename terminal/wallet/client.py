@@ -255,7 +255,10 @@ class WalletClient:
         if isinstance(res, Unavailable) or res.status not in (301, 308):
             return res
         location = res.headers.get("location", "")
-        asked, target = urlsplit(url), urlsplit(urljoin(url, location))
+        try:
+            asked, target = urlsplit(url), urlsplit(urljoin(url, location))
+        except ValueError:  # "http://[" and the like
+            return res
         if (target.scheme, target.netloc, target.path.rstrip("/")) != (
             asked.scheme,
             asked.netloc,
@@ -268,9 +271,17 @@ class WalletClient:
 
     def _moved(self, path: str, res: _Body) -> Refused:
         """A redirect elsewhere, as a refusal that names the base_url to configure instead."""
-        target = urljoin(self._url(path), res.headers.get("location", ""))
-        parts = urlsplit(target)
+        location = res.headers.get("location", "")[:200]
+        try:
+            target = urljoin(self._url(path), location)
+            parts = urlsplit(target)
+        except ValueError:
+            said = f"{self.base_url} redirects to {location!r}, not a URL; check [wallet] base_url"
+            return Refused(res.status, said)
         base = f"{parts.scheme}://{parts.netloc}{parts.path}".rstrip("/")
+        if base.rstrip("/") == self._url(path).rstrip("/"):  # back where it was asked: a loop
+            said = f"{self.base_url} keeps redirecting to itself; check [wallet] base_url"
+            return Refused(res.status, said)
         if base.endswith(path):  # the same API under another origin or prefix
             base = base[: -len(path)]
             return Refused(
