@@ -15,7 +15,7 @@ from hw.display.factory import make_display
 from hw.gpio.base import Outputs
 from hw.gpio.factory import make_buttons, make_outputs
 from hw.readers.factory import make_reader
-from terminal.catalog import StartupError, check_permission, check_products, load_catalog
+from terminal.catalog import StartupError, check_buttons, check_permission, check_products, load_catalog
 from terminal.config import Config
 from terminal.controller import Controller, ControllerSettings
 from terminal.device_loop import DeviceLoop
@@ -99,15 +99,20 @@ async def _run_locked(
             problem = check_permission(catalog.info, cfg.terminal.mode)
             if problem:
                 raise StartupError(problem)
+            mode = cfg.terminal.mode
+            unknown: list[str] = []
+            if mode != "tap":
+                unknown, wrong = check_buttons(
+                    catalog.info, mode, cfg.select.buttons if mode == "select" else cfg.topup.buttons
+                )
+                if wrong:  # a button that can never do anything: refused, not found out at the counter
+                    raise StartupError("; ".join(wrong))
             if catalog.fresh:
                 ladder_keys = {
                     key for key, m in (cfg.partybroker.drinks if cfg.partybroker else {}).items() if m.ladder
                 }
                 wallet_products = tuple(p for p in cfg.terminal.products if str(p) not in ladder_keys)
-                wallet_products += tuple(
-                    (cfg.select.buttons if cfg.terminal.mode == "select" else cfg.topup.buttons).values()
-                )
-                for line in check_products(catalog.info, wallet_products):
+                for line in [*check_products(catalog.info, wallet_products), *unknown]:
                     log.error("%s", line)
         if catalog is None or not catalog.fresh:
             # A cached product list means the server did not answer: start offline, not "online".
@@ -169,6 +174,8 @@ async def _run_locked(
             tap_budget_s=cfg.terminal.tap_budget_ms / 1000,
             drain_s=opts.drain_s,
             notifier=notifier,
+            locale=cfg.terminal.locale,
+            currency=cfg.terminal.currency,
         )
         health.on_change = device.server_changed  # the offline screen and the online LED follow it
         sender.on_unsellable = lambda products: device.post(UnsellableChanged(products))

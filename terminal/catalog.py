@@ -6,9 +6,9 @@ import logging
 from dataclasses import dataclass
 
 from terminal.journal import Journal
-from terminal.model import PERMISSIONS, Product, TerminalInfo
+from terminal.model import PERMISSIONS, Product, ProductId, TerminalInfo
 from terminal.wallet.client import WalletClient
-from terminal.wallet.outcomes import InfoLoaded, NotFound, Unauthorized, Unavailable
+from terminal.wallet.outcomes import InfoLoaded, NotFound, Refused, Unauthorized, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,8 @@ async def load_catalog(
         raise StartupError(
             "the wallet server refuses the API token; put the terminal's token in [wallet] token_file"
         )
+    if isinstance(res, Refused) and 300 <= res.status < 400:
+        raise StartupError(f"the wallet server {res.reason}")  # names the URL to put in base_url
     if not isinstance(res, Unavailable):
         what = res.detail if isinstance(res, NotFound) else f"{res.status}: {res.reason}"
         raise StartupError(
@@ -67,26 +69,64 @@ async def load_catalog(
     cached = journal.cache_get(CACHE_KEY)
     parsed = _from_json(cached[0]) if cached else None
     if parsed is None:
-        log.warning("wallet server unreachable (%s) and no cached product list yet", res.reason)
+        # a server that answers with an error is not "unreachable": its reason says what to check
+        said = "answers with an error" if res.status is not None else "unreachable"
+        log.warning("wallet server %s (%s) and no cached product list yet", said, res.reason)
         return None
     info, slash = parsed
     client.trailing_slash = slash
     if at_start:
-        log.warning("wallet server unreachable (%s): starting on the cached product list", res.reason)
+        said = "answers with an error" if res.status is not None else "unreachable"
+        log.warning("wallet server %s (%s): starting on the cached product list", said, res.reason)
     return Catalog(info, fresh=False)
+
+
+def _offered(info: TerminalInfo) -> str:
+    return ", ".join(f"{p.id} ({p.name})" for p in info.products) or "none"
 
 
 def check_products(info: TerminalInfo, wanted: tuple[str | int, ...]) -> list[str]:
     """Problems with [terminal] products against the server's list (empty when all is well)."""
     problems = []
-    offered = ", ".join(f"{p.id} ({p.name})" for p in info.products) or "none"
     for pid in wanted:
         if info.product(pid) is None:
             problems.append(
                 f"[terminal] products has {pid!r}, which the wallet server does not offer; "
-                f"it offers: {offered}"
+                f"it offers: {_offered(info)}"
             )
     return problems
+
+
+def check_buttons(
+    info: TerminalInfo, mode: str, buttons: dict[str, ProductId]
+) -> tuple[list[str], list[str]]:
+    """Problems with the ``[select]`` or ``[topup]`` buttons (``mode``) against the server's list:
+    (buttons naming a product the server does not offer, buttons whose product goes the wrong way).
+
+    A top-up button must credit (a negative price) and a select button must debit: the controller ignores
+    a press of any other, so such a button would do nothing (the terminal refuses to start with one).
+    """
+    section = f"[{mode}] buttons"
+    unknown: list[str] = []
+    wrong: list[str] = []
+    for name, pid in buttons.items():
+        product = info.product(pid)
+        if product is None:
+            unknown.append(
+                f"{section} {name} = {pid!r} names a product the wallet server does not offer; "
+                f"it offers: {_offered(info)}"
+            )
+        elif mode == "topup" and product.price_cents >= 0:
+            wrong.append(
+                f"{section} {name} = {pid!r} is {product.name!r}, a product sold (price "
+                f"{product.price_cents} cents), not a top-up; map it to a credit product (negative price)"
+            )
+        elif mode == "select" and product.price_cents < 0:
+            wrong.append(
+                f"{section} {name} = {pid!r} is {product.name!r}, a top-up (price {product.price_cents} "
+                "cents), not a product sold; map it to a product with a price"
+            )
+    return unknown, wrong
 
 
 def check_permission(info: TerminalInfo, mode: str) -> str | None:

@@ -35,14 +35,25 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--verbose", "-v", action="store_true")
     run.add_argument("--gif", type=Path, help="also record every screen into this animated GIF")
 
-    tap = with_config(sub.add_parser("tap", help="present a card to a running terminal's sim reader"))
+    tap = with_config(
+        sub.add_parser(
+            "tap",
+            help="tap a card on a running terminal's sim reader and print its decision "
+            "(exit 0 approved, 1 declined or no answer)",
+        )
+    )
     tap.add_argument("uid", nargs="?", help="card UID in hex (separators allowed; not with --remove)")
     hold = tap.add_mutually_exclusive_group()
-    hold.add_argument("--hold", action="store_true", help="leave the card on the reader")
-    hold.add_argument("--remove", action="store_true", help="take the held card away (UID ignored)")
+    hold.add_argument("--hold", action="store_true", help="leave the card on the reader (prints no decision)")
+    hold.add_argument("--remove", action="store_true", help="take the held card away (no UID needed)")
+    hold.add_argument(
+        "--no-wait", action="store_true", help="only hand the tap over; do not wait for the decision"
+    )
 
-    press = with_config(sub.add_parser("press", help="press a button through the sim reader"))
-    press.add_argument("button")
+    press = with_config(
+        sub.add_parser("press", help="press a button through the sim reader (exit 1 if the mode has none)")
+    )
+    press.add_argument("button", help="a button name from [select] or [topup] buttons, or the cancel button")
 
     demo = sub.add_parser("demo", help="play a scenario against the local emulator (no hardware, no network)")
     demo.add_argument("--interactive", action="store_true", help="type card UIDs yourself")
@@ -99,6 +110,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     cmd = args.command
+    gif: Path | None = getattr(args, "gif", None)
+    problem = _unwritable_file(gif, "--gif") if gif is not None else None
+    if problem is None and cmd == "demo":
+        problem = _unwritable_folder(args.out, "--out")
+    if problem is not None:  # said now, not after a whole recording is lost
+        print(f"taptill: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
     if cmd == "demo":
         from terminal.demo import run_demo
 
@@ -145,6 +163,38 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _status(journal, cfg, args.json)
     finally:
         journal.close()
+
+
+def _unwritable_file(path: Path, flag: str) -> str | None:
+    """Why the file ``path`` (given with ``flag``) cannot be written, or None; leaves no file behind."""
+    if path.is_dir():
+        return f"{flag} {path} is a folder; give a file name in it, e.g. {flag} {path / 'taptill.gif'}"
+    if not path.parent.is_dir():
+        return f"{flag} {path}: folder {path.parent} does not exist; create it (mkdir -p) or choose another"
+    existed = path.exists()
+    try:
+        with path.open("ab"):
+            pass
+        if not existed:
+            path.unlink()
+    except OSError as exc:
+        return f"{flag} {path} cannot be written ({exc.strerror}); choose a path in a writable folder"
+    return None
+
+
+def _unwritable_folder(path: Path, flag: str) -> str | None:
+    """Why files cannot be written in the folder ``path`` (given with ``flag``), or None; creates it."""
+    import tempfile
+
+    if path.exists() and not path.is_dir():
+        return f"{flag} {path} is a file, not a folder; give a folder (it is created if missing)"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        return f"{flag} {path} cannot be written ({exc.strerror}); choose a writable folder"
+    return None
 
 
 def _run(cfg: Config, verbose: bool, gif: Path | None) -> int:
@@ -202,12 +252,18 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def _sim(cfg: Config, args: argparse.Namespace) -> int:
     from hw.readers.sim import send_command
+    from terminal.uid import control_character
 
     if cfg.reader.kind != "sim":
         kind = cfg.reader.kind
         print(f'taptill: [reader] kind is {kind!r}; tap and press need kind = "sim"', file=sys.stderr)
         return EXIT_CONFIG
+    wait = False
     if args.command == "press":
+        bad = control_character(args.button)
+        if bad is not None or not args.button.strip():
+            print(f"taptill: button name {args.button!r} is not one plain word", file=sys.stderr)
+            return EXIT_CONFIG
         line = f"press {args.button}"
     elif args.remove:
         line = "remove"
@@ -217,14 +273,22 @@ def _sim(cfg: Config, args: argparse.Namespace) -> int:
     else:
         from terminal.uid import InvalidUid, normalise_uid
 
+        bad = control_character(args.uid)
         try:
+            if bad is not None:  # even around the UID: the terminal refuses such a line too
+                raise InvalidUid(f"card UID contains the control character {bad!r}; give the UID on one line")
             uid = normalise_uid(args.uid)
         except InvalidUid as exc:  # said here, not as "no terminal listening" when none runs
             print(f"taptill: {exc}", file=sys.stderr)
             return EXIT_CONFIG
-        line = f"{'present' if args.hold else 'tap'} {uid}"
+        wait = not (args.hold or args.no_wait)
+        line = f"{'present' if args.hold else 'tap-wait' if wait else 'tap'} {uid}"
+    from terminal.tap_outcome import DECISION_MARGIN_S, GOOD_WORDS
+
+    # the terminal answers a tap-wait within its budget and margin; a little more for the socket itself
+    timeout_s = cfg.terminal.tap_budget_ms / 1000 + DECISION_MARGIN_S + 2.0 if wait else 5.0
     try:
-        answer = send_command(cfg.reader.socket, line)
+        answer = send_command(cfg.reader.socket, line, timeout_s)
     except OSError as exc:
         print(
             f"taptill: no terminal listening on {cfg.reader.socket} ({exc.strerror or exc}); "
@@ -232,8 +296,11 @@ def _sim(cfg: Config, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILURE
+    if wait and not answer.startswith("error"):
+        print(answer)
+        return EXIT_OK if answer.split(":")[0].split(" ")[0] in GOOD_WORDS else EXIT_FAILURE
     if answer != "ok":
-        print(f"taptill: {answer}", file=sys.stderr)
+        print(f"taptill: {answer.removeprefix('error: ')}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
 

@@ -8,6 +8,7 @@ tap budget: a debit still under way then is left to finish in the background, it
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import time
@@ -46,6 +47,7 @@ from terminal.sale_sender import Delivered, Later, Refusal, SaleSender
 from terminal.screens import ASK_STAFF
 from terminal.sd_notify import Notifier
 from terminal.server_health import ServerHealth
+from terminal.tap_outcome import DECISION_MARGIN_S, decision_line
 from terminal.wallet.client import WalletClient
 from terminal.wallet.outcomes import Found, NotFound, Refused, Unauthorized, Unavailable
 
@@ -77,6 +79,8 @@ class DeviceLoop:
         drain_s: float = 10.0,
         notifier: Notifier | None = None,
         clock: Callable[[], float] = time.time,
+        locale: str = "de",
+        currency: str = "EUR",
     ) -> None:
         self.controller = controller
         self.journal = journal
@@ -105,6 +109,9 @@ class DeviceLoop:
         self._lag_stored_at = -LAG_STORE_EVERY_S
         self._lag_unstored: LagStats | None = None
         self._display_trouble: str | None = None  # what the service status last said about the display
+        self.locale, self.currency = locale, currency  # for the decision lines of `taptill tap`
+        # Taps whose decision someone waits for (the sim reader's tap-wait), by the id of their event.
+        self._awaited: dict[int, tuple[CardPresented, concurrent.futures.Future[str]]] = {}
 
     # --- listeners, called from reader and button threads ------------------------------------
 
@@ -127,6 +134,38 @@ class DeviceLoop:
 
     def button_pressed(self, name: str) -> None:
         self.post(ButtonPressed(name))
+
+    def tap_decision(self, uid: str) -> str:
+        """Tap ``uid`` (presented and taken away) and wait for the decision line (terminal.tap_outcome),
+        at most the tap budget and DECISION_MARGIN_S; ``error: …`` when none came in time. Called from
+        the sim reader's thread (``tap-wait UID``)."""
+        timeout_s = self.tap_budget_s + DECISION_MARGIN_S
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return "error: the terminal is not running"
+        answer: concurrent.futures.Future[str] = concurrent.futures.Future()
+        event = CardPresented(uid)
+
+        def post() -> None:
+            self._awaited[id(event)] = (event, answer)
+            self.queue.put_nowait(event)
+            self.queue.put_nowait(CardRemoved())
+
+        loop.call_soon_threadsafe(post)
+        try:
+            return answer.result(timeout=timeout_s)
+        except TimeoutError:
+            return f"error: no decision within {timeout_s:g} s; see the terminal's log"
+
+    def button_problem(self, name: str) -> str | None:
+        """Why a press of button ``name`` means nothing in this terminal's mode (None: it does)."""
+        s = self.controller.settings
+        if s.mode == "tap":
+            return "this terminal is in tap mode: it has no buttons"
+        known = [*s.buttons, *([s.cancel_button] if s.cancel_button else [])]
+        if name in known:
+            return None
+        return f"no button {name!r} in {s.mode} mode; it has: {', '.join(known)}"
 
     def stall(self, seconds: float) -> None:
         """Block the loop thread (sim reader debug command): the watchdog must notice and restart us."""
@@ -214,6 +253,9 @@ class DeviceLoop:
                 self._store_lag(time.monotonic())
         finally:
             stop_wait.cancel()
+            for _, answer in self._awaited.values():  # taps queued behind the stop are never taken
+                answer.set_result("busy: the terminal is stopping")
+            self._awaited.clear()
             for task in self._dispensing:
                 task.cancel()  # pulses cut short by the release stay "charged, not dispensed"
             lag_stop.set()
@@ -223,11 +265,26 @@ class DeviceLoop:
 
     async def dispatch(self, event: Event) -> None:
         """Handle one event and every event its effects produce, in order."""
+        awaited = self._awaited.pop(id(event), None) if self._awaited else None
+        ignored = self._why_ignored(event) if awaited is not None else ""
+        produced: list[Effect] = []
         pending: list[Event] = [event]
         while pending:
             effects = self.controller.handle(pending.pop(0))
+            produced.extend(effects)
             follow = await self._apply(effects)
             pending.extend(follow)
+        if awaited is not None:
+            line = decision_line(produced, locale=self.locale, currency=self.currency, ignored=ignored)
+            awaited[1].set_result(line)
+
+    def _why_ignored(self, event: Event) -> str:
+        """Why the controller would take no tap of ``event``'s card now (the answer if it takes none)."""
+        if self.controller.closing:
+            return "the terminal is stopping"
+        if isinstance(event, CardPresented) and event.uid == self.controller.card_on_reader:
+            return "that card is held on the reader (taptill tap --remove takes it away)"
+        return "this card just paid: tap it again after [terminal] retap_guard_s"
 
     async def _apply(self, effects: list[Effect]) -> list[Event]:
         follow: list[Event] = []

@@ -111,7 +111,9 @@ def _secret_check(name: str, path: Path | None, credential: str) -> Check:
         return Check.ok(name, f"{credential} comes as a systemd credential")
     if path is not None:
         try:
-            mode = stat.S_IMODE(path.stat().st_mode)
+            st = path.stat()
+            # a directory's mode is not the problem: read_secret says what is
+            mode = stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else 0
         except OSError:
             mode = 0
         if mode & 0o077:
@@ -127,8 +129,9 @@ def _secret_check(name: str, path: Path | None, credential: str) -> Check:
 
 
 async def _wallet_check(cfg: Config) -> Check:
+    from terminal.catalog import check_buttons
     from terminal.wallet.client import WalletClient
-    from terminal.wallet.outcomes import InfoLoaded, NotFound, Unauthorized, Unavailable
+    from terminal.wallet.outcomes import InfoLoaded, NotFound, Refused, Unauthorized, Unavailable
 
     try:
         token = read_secret(cfg.wallet.token_file, "wallet.token")
@@ -141,12 +144,16 @@ async def _wallet_check(cfg: Config) -> Check:
         await client.aclose()
     if isinstance(res, Unauthorized):
         return Check.fail("server", "the wallet server refused the token (401); run taptill-provision again")
+    if isinstance(res, Unavailable) and res.status is not None:  # it answers, with an error
+        return Check.fail("server", f"the wallet server answers terminal info with {res.reason}")
     if isinstance(res, Unavailable):
         return Check.fail(
             "server",
             f"{cfg.wallet.base_url} unreachable ({res.reason}); check the network "
             "and [wallet] base_url (sales queue up meanwhile)",
         )
+    if isinstance(res, Refused) and 300 <= res.status < 400:
+        return Check.fail("server", res.reason)
     if isinstance(res, NotFound):
         return Check.fail("server", f"{cfg.wallet.base_url}: {res.detail}; fix [wallet] base_url")
     if not isinstance(res, InfoLoaded):
@@ -155,12 +162,22 @@ async def _wallet_check(cfg: Config) -> Check:
     missing = [str(p) for p in cfg.terminal.products if info.product(p) is None]
     name = info.friendly_name or "terminal"
     summary = f"{name}, permission {info.permission}, {len(info.products)} products"
+    mode = cfg.terminal.mode
+    unknown, wrong = (
+        check_buttons(info, mode, cfg.select.buttons if mode == "select" else cfg.topup.buttons)
+        if mode != "tap"
+        else ([], [])
+    )
+    if wrong:  # taptill run refuses to start with such a button
+        return Check.fail("server", f"{summary}; {'; '.join(wrong)}")
     if missing:
         return Check.warn(
             "server",
             f"{summary}; configured product(s) {', '.join(missing)} not on the "
             "server's list; fix [terminal] products",
         )
+    if unknown:
+        return Check.warn("server", f"{summary}; {'; '.join(unknown)}")
     return Check.ok("server", summary)
 
 
@@ -273,7 +290,22 @@ def _disk_check(state_dir: Path) -> Check:
     probe = state_dir
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
-    free = shutil.disk_usage(probe).free
+    try:
+        vfs = os.statvfs(probe)
+    except OSError as exc:
+        return Check.fail("disk", f"cannot look at {probe} ({exc.strerror}); check [terminal] state_dir")
+    if vfs.f_flag & os.ST_RDONLY:
+        # A read-only file system shows 0 bytes free: not a matter of a bigger card.
+        return Check.fail(
+            "disk",
+            f"{probe} is on a read-only file system; the journal needs {state_dir} writable: remount it "
+            "read-write or point [terminal] state_dir at a writable disk",
+        )
+    if not os.access(probe, os.W_OK):
+        return Check.fail(
+            "disk", f"{probe} is not writable by this user; the journal needs it: fix its owner or mode"
+        )
+    free = vfs.f_bavail * vfs.f_frsize
     text = f"{free // (1024 * 1024)} MB free for {state_dir}"
     if free < DISK_FAIL_BYTES:
         return Check.fail("disk", f"{text}; the journal needs room: free space or use a bigger SD card")

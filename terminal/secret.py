@@ -59,6 +59,12 @@ def _read(path: Path, *, check_mode: bool) -> Secret:
         raise SecretError(f"secret file {path} does not exist; create it with the token inside") from None
     except PermissionError:
         raise SecretError(f"secret file {path} is not readable by this user; fix its owner") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise SecretError(
+            f"secret file {path} is a directory; point the key at the file in it that holds the secret"
+        )
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or a device would block the read or never end
+        raise SecretError(f"secret file {path} is not a regular file; put the secret in a plain file")
     if check_mode and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise SecretError(f"secret file {path} is readable by group or others; run: chmod 600 {path}")
     try:

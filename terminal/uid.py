@@ -6,7 +6,7 @@ import re
 
 # ISO 14443 UIDs are 4, 7 or 10 bytes; FeliCa IDm and some readers give 8.
 VALID_UID_BYTES = frozenset({4, 7, 8, 10})
-_SEPARATORS = re.compile(r"[\s:\-]")
+_SEPARATORS = re.compile(r"[ :\-]")
 _HEX = re.compile(r"[0-9A-F]+")
 
 
@@ -14,12 +14,29 @@ class InvalidUid(ValueError):
     """A reader delivered something that is not a card UID."""
 
 
+def control_character(text: str) -> str | None:
+    """The first character of ``text`` that is not printable (a newline, tab, NUL, DEL, U+2028, …).
+
+    Such a character splits or hides part of a line: "tap DEADBEEF\\n0011" would otherwise be read as a
+    tap of the card DEADBEEF. A plain space is printable.
+    """
+    return next((c for c in text if not c.isprintable()), None)
+
+
 def normalise_uid(raw: str | bytes) -> str:
-    """Return the UID as uppercase hex without separators, or raise InvalidUid."""
+    """Return the UID as uppercase hex without separators, or raise InvalidUid.
+
+    Text may be surrounded by whitespace and separated by spaces, colons or dashes; a control character
+    inside it (a newline, a tab) is refused, never taken as a separator.
+    """
     if isinstance(raw, bytes | bytearray):
         text = bytes(raw).hex().upper()
     else:
-        text = _SEPARATORS.sub("", raw.strip())
+        stripped = raw.strip()
+        bad = control_character(stripped)
+        if bad is not None:
+            raise InvalidUid(f"card UID contains the control character {bad!r}; give the UID on one line")
+        text = _SEPARATORS.sub("", stripped)
         if not text.isascii():
             # upper() maps some non-ASCII letters to hex digits ("\ufb00" -> "FF"): not a reader's UID
             raise InvalidUid(f"card UID {text[:32]!r} is not hexadecimal")

@@ -103,3 +103,25 @@ def test_equality_compares_values_without_revealing() -> None:
     assert Secret("a") == Secret("a") and Secret("a") != Secret("b")
     assert Secret("a") != "a"  # a Secret never equals the bare string that could be logged
     assert len({Secret("a"), Secret("a")}) == 1
+
+
+@pytest.mark.parametrize("mode", [0o700, 0o755])
+def test_a_directory_is_named_as_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: int) -> None:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    folder = tmp_path / "wallet.token"
+    folder.mkdir(mode=mode)
+    with pytest.raises(SecretError) as info:
+        read_secret(folder, "wallet.token")
+    assert str(info.value) == (
+        f"secret file {folder} is a directory; point the key at the file in it that holds the secret"
+    )
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    fifo = tmp_path / "wallet.token"
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(SecretError, match="is not a regular file"):
+        read_secret(fifo, "wallet.token")

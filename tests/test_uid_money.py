@@ -48,6 +48,10 @@ def test_valid_uids_normalise_to_uppercase_hex(raw: str | bytes, expected: str) 
         "٠٤٠٤٠٤٠٤",  # Arabic-Indic digits
         b"",
         b"\x01\x02\x03",
+        "DEADBEEF\n001122",  # a newline is not a separator: 7 bytes split in two lines
+        "04\tA1B2C3D4E5F6",
+        "DEAD\x00BEEF",
+        "DEADBEEF\u2028001122",
     ],
 )
 def test_anything_else_is_an_invalid_uid(raw: str | bytes) -> None:

@@ -560,3 +560,35 @@ def test_a_debit_never_outlives_the_clients_timeout_which_the_reconcile_window_r
     assert res == Unavailable(f"no complete answer within {DEADLINE_S:g} s", maybe_applied=True)
     assert DEADLINE_S <= elapsed <= DEADLINE_S + SLACK_S
     assert booked == 1
+
+
+@pytest.mark.parametrize(
+    ("location", "said"),
+    [
+        (
+            "https://pretix.example/api/wallet/pos/terminal",
+            '; put base_url = "https://pretix.example/api/wallet" in',
+        ),
+        ("/elsewhere", " redirects to http://127.0.0.1:{port}/elsewhere; put the wallet API's URL in"),
+        ("", " keeps redirecting to itself; check [wallet] base_url"),
+        (
+            "/wallet/pos/terminal/",
+            " keeps redirecting to itself; check [wallet] base_url",
+        ),  # slash, then again
+        ("http://[", " redirects to 'http://[', not a URL; check [wallet] base_url"),
+    ],
+)
+def test_a_redirect_of_the_terminal_info_says_where_to(location: str, said: str) -> None:
+    with RawHttpServer([http_response(301, b"", "text/html", Location=location)]) as server:
+
+        async def scenario() -> object:
+            client = WalletClient(server.base_url, Secret("t"), timeout_s=2.0)
+            try:
+                return await client.terminal_info()
+            finally:
+                await client.aclose()
+
+        res = run(scenario())
+        port = server.base_url.split(":")[2].split("/")[0]
+    assert isinstance(res, Refused) and res.status == 301, res
+    assert res.reason.startswith(server.base_url) and said.format(port=port) in res.reason, res.reason

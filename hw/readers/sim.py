@@ -1,13 +1,18 @@
 """The simulated reader: a Unix socket that takes taps (``taptill tap UID``) and button presses.
 
-Also how a user feeds taps from hardware taptill has no adapter for. One text line per connection:
+Also how a user feeds taps from hardware taptill has no adapter for. One text line per connection,
+UTF-8, at most 256 bytes, ended by a newline (or the end of the connection), without control characters
+and with nothing after it; anything else is refused whole, so a UID split by a newline taps no card:
 
-- ``tap UID``: a card presented and taken away again;
+- ``tap UID``: a card presented and taken away again (answered ``ok`` at once);
+- ``tap-wait UID``: the same, answered with the terminal's decision (``approved …``, ``balance …``,
+  ``operator: …``, ``declined: …``, ``declined offline: …``, ``busy: …``) within the tap budget and a
+  margin (``taptill tap``);
 - ``present UID``: a card put on the reader, held there until ``remove``;
 - ``remove``: the held card taken away;
 - ``restart``: the reader restarts with the held card lying on it, as a real reader does when pcscd
   restarts: offline, the card removed, online, and the card reported as already present (not a tap);
-- ``press BUTTON``: a button pressed;
+- ``press BUTTON``: a button pressed (an error if the terminal's mode has no such button);
 - ``stall SECONDS``: blocks the device loop, to prove the watchdog.
 
 The answer is ``ok`` or ``error: …``.
@@ -26,12 +31,17 @@ from pathlib import Path
 from hw.gpio.base import ButtonListener
 from hw.readers.base import CardListener
 from terminal.catalog import StartupError
-from terminal.uid import InvalidUid, normalise_uid
+from terminal.uid import InvalidUid, control_character, normalise_uid
 
 log = logging.getLogger(__name__)
 
-MAX_LINE = 256
+MAX_LINE = 256  # bytes, without the newline
 COMMAND_DEADLINE_S = 2.0  # a client has this long for its whole line, however slowly it sends it
+ANSWER_MAX = 4096  # bytes of an answer line the client reads
+
+
+class BadLine(ValueError):
+    """A command line the sim reader refuses whole (the message says why, in one line)."""
 
 
 class SimReader:
@@ -99,8 +109,14 @@ class SimReader:
                 return
             with conn:
                 try:
-                    line = _read_line(conn, COMMAND_DEADLINE_S)
-                    answer = self.handle(line)
+                    try:
+                        line = read_command(conn, COMMAND_DEADLINE_S)
+                    except BadLine as exc:
+                        log.warning("sim reader: refused a line: %s", exc)
+                        answer = f"error: {exc}"
+                    else:
+                        answer = self.handle(line)
+                    _discard_pending(conn)
                     conn.settimeout(COMMAND_DEADLINE_S)
                     conn.sendall(answer.encode() + b"\n")
                 except OSError as exc:
@@ -112,12 +128,19 @@ class SimReader:
             return "error: reader not started"
         verb, _, arg = line.strip().partition(" ")
         arg = arg.strip()
-        if verb in ("tap", "present"):
+        if verb in ("tap", "present", "tap-wait"):
             try:
                 uid = normalise_uid(arg)
             except InvalidUid as exc:
                 log.warning("sim reader: ignored %s", exc)
                 return f"error: {exc}"
+            if verb == "tap-wait":
+                decide = getattr(listener, "tap_decision", None)
+                if decide is None:
+                    return "error: this terminal cannot report decisions; use tap UID"
+                self._held = None
+                answer: str = decide(uid)  # blocks this thread until decided (bounded by the terminal)
+                return answer
             listener.card_present(uid)
             if verb == "tap":
                 listener.card_removed()
@@ -149,9 +172,15 @@ class SimReader:
         if verb == "press":
             if not arg or self.buttons is None:
                 return "error: no such button (press needs a name and a mode with buttons)"
+            known = getattr(self.buttons, "button_problem", None)
+            problem = known(arg) if known is not None else None
+            if problem is not None:
+                return f"error: {problem}"
             self.buttons.button_pressed(arg)
             return "ok"
-        return "error: unknown command; use tap UID, present UID, remove, restart or press BUTTON"
+        return (
+            "error: unknown command; use tap UID, tap-wait UID, present UID, remove, restart or press BUTTON"
+        )
 
 
 def _answers(path: Path) -> bool:
@@ -165,23 +194,62 @@ def _answers(path: Path) -> bool:
     return True
 
 
-def _read_line(conn: socket.socket, timeout_s: float) -> str:
-    """One line of at most MAX_LINE bytes, all of it within ``timeout_s`` seconds (TimeoutError after).
+def _read_until_newline(conn: socket.socket, timeout_s: float, limit: int = MAX_LINE) -> bytes:
+    """What the peer sent up to its first newline (and whatever came with it), or the first ``limit`` + 1
+    bytes without one, all within ``timeout_s`` seconds (TimeoutError after); ends early at end of stream.
 
     A per-read timeout alone would let a peer sending a byte now and then hold the reader for minutes.
     """
     deadline = time.monotonic() + timeout_s
     data = b""
-    while b"\n" not in data and len(data) < MAX_LINE:
+    while b"\n" not in data and len(data) <= limit:
         left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError(f"no whole line within {timeout_s:g} s")
         conn.settimeout(left)
-        chunk = conn.recv(MAX_LINE)
+        chunk = conn.recv(limit + 1)
         if not chunk:
             break
         data += chunk
-    return data.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+    return data
+
+
+def read_command(conn: socket.socket, timeout_s: float) -> str:
+    """The one command line a client sent (see the module docstring); BadLine if it is refused."""
+    data = _read_until_newline(conn, timeout_s)
+    line, _, rest = data.partition(b"\n")
+    if len(line) > MAX_LINE:
+        raise BadLine(f"line longer than {MAX_LINE} bytes; send one short command per connection")
+    if rest:
+        raise BadLine("more than one line; send one command per connection, its UID on the same line")
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadLine("line is not UTF-8 text") from None
+    bad = control_character(text)
+    if bad is not None:
+        raise BadLine(f"line contains the control character {bad!r}; send one plain line")
+    return text
+
+
+def _discard_pending(conn: socket.socket, limit: int = 65536) -> None:
+    """Read away what a refused client sent past its line (up to ``limit`` bytes), without waiting:
+    a socket closed with unread data resets the connection, and the client would lose our answer."""
+    conn.setblocking(False)
+    try:
+        for _ in range(limit // 4096):
+            if not conn.recv(4096):
+                return
+    except (BlockingIOError, InterruptedError):
+        return
+    finally:
+        conn.setblocking(True)
+
+
+def _read_line(conn: socket.socket, timeout_s: float) -> str:
+    """The answer line of the sim reader (client side), decoded leniently: it is only shown."""
+    data = _read_until_newline(conn, timeout_s, ANSWER_MAX)
+    return data.split(b"\n", 1)[0][:ANSWER_MAX].decode("utf-8", errors="replace")
 
 
 def send_command(socket_path: Path, line: str, timeout_s: float = 5.0) -> str:

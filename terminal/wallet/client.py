@@ -8,12 +8,13 @@ the server's redirect, never from a config switch.
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import json
 import logging
 import time
 from collections.abc import Sequence
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
@@ -203,8 +204,16 @@ class WalletClient:
         products: list[Product] = []
         while True:
             common = self._common(res)
+            if isinstance(common, Unavailable) and common.status == 500 and pages == 0:
+                # Real pretix answers 500 to every call under an organizer or event that does not exist.
+                where = "organizer and event slugs in" if "/organizers/" in self.base_url else "[wallet]"
+                common = dataclasses.replace(
+                    common, reason=f"server error 500: check {where} base_url ({self.base_url})"
+                )
             if common is not None:
                 return common
+            if res.status in (301, 302, 303, 307, 308) and pages == 0:
+                return self._moved("/pos/terminal", res)
             if res.status == 404:
                 return NotFound("the wallet base_url does not point at a wallet API")
             if res.status != 200:
@@ -239,13 +248,47 @@ class WalletClient:
         )
 
     async def _get_learning_slash(self, path: str, deadline: Deadline) -> _Body | Unavailable:
-        res = await self._request("GET", self._url(path), deadline=deadline)
+        """GET ``path``; a redirect to the same URL with (or without) a trailing slash teaches the slash
+        style and is followed once. Any other redirect is returned as it came (see ``_moved``)."""
+        url = self._url(path)
+        res = await self._request("GET", url, deadline=deadline)
         if isinstance(res, Unavailable) or res.status not in (301, 308):
             return res
         location = res.headers.get("location", "")
-        self.trailing_slash = location.rstrip("?").endswith("/")
+        try:
+            asked, target = urlsplit(url), urlsplit(urljoin(url, location))
+        except ValueError:  # "http://[" and the like
+            return res
+        if (target.scheme, target.netloc, target.path.rstrip("/")) != (
+            asked.scheme,
+            asked.netloc,
+            asked.path.rstrip("/"),
+        ):
+            return res  # moved elsewhere (http to https, another host or path): not a slash matter
+        self.trailing_slash = target.path.endswith("/")
         log.info("wallet server wants %s trailing slash", "a" if self.trailing_slash else "no")
         return await self._request("GET", self._url(path), deadline=deadline)
+
+    def _moved(self, path: str, res: _Body) -> Refused:
+        """A redirect elsewhere, as a refusal that names the base_url to configure instead."""
+        location = res.headers.get("location", "")[:200]
+        try:
+            target = urljoin(self._url(path), location)
+            parts = urlsplit(target)
+        except ValueError:
+            said = f"{self.base_url} redirects to {location!r}, not a URL; check [wallet] base_url"
+            return Refused(res.status, said)
+        base = f"{parts.scheme}://{parts.netloc}{parts.path}".rstrip("/")
+        if base.rstrip("/") == self._url(path).rstrip("/"):  # back where it was asked: a loop
+            said = f"{self.base_url} keeps redirecting to itself; check [wallet] base_url"
+            return Refused(res.status, said)
+        if base.endswith(path):  # the same API under another origin or prefix
+            base = base[: -len(path)]
+            return Refused(
+                res.status, f'{self.base_url} redirects to {base}; put base_url = "{base}" in [wallet]'
+            )
+        where = "put the wallet API's URL in [wallet] base_url"
+        return Refused(res.status, f"{self.base_url} redirects to {target}; {where}")
 
     async def wallet(self, token_id: str, *, timeout: float | None = None) -> WalletOutcome:
         """The wallet (balance) behind a normalised token UID; ``timeout`` (s) bounds the whole call."""

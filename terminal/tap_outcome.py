@@ -1,0 +1,92 @@
+"""Says in one line what the terminal decided for a tap (``taptill tap`` prints it), from the effects."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from terminal.effects import Effect, RecordDecline, Show
+from terminal.model import DeclineReason
+from terminal.money import format_cents
+from terminal.screens import (
+    ApprovedScreen,
+    BalanceScreen,
+    CreditScreen,
+    DeclinedScreen,
+    KioskLockedScreen,
+    KioskScreen,
+    NotRegisteredScreen,
+    OutOfServiceScreen,
+    Screen,
+)
+
+# A tap's decision is awaited the tap budget and this long (seconds): taps queued ahead, a loaded Pi.
+DECISION_MARGIN_S = 5.0
+# The first word of a decision line; `taptill tap` exits 0 for these and 1 for any other.
+GOOD_WORDS = ("approved", "balance", "operator")
+
+REASONS: dict[DeclineReason, str] = {
+    DeclineReason.UNKNOWN_CARD: "card not registered",
+    DeclineReason.INSUFFICIENT_BALANCE: "insufficient balance",
+    DeclineReason.PERMISSION: "the wallet server does not allow this terminal to book this",
+    DeclineReason.SERVER_TROUBLE: "the wallet server answered with an error (see the terminal's log)",
+    DeclineReason.OFFLINE: "the wallet server cannot be reached",
+    DeclineReason.OFFLINE_LIMIT: "offline limit reached",
+    DeclineReason.DENIED_CARD: "card blocked",
+    DeclineReason.BAD_PRODUCT: "a product cannot be sold (see taptill doctor)",
+    DeclineReason.STORAGE: "the journal cannot be written",
+    DeclineReason.NOTHING_SELECTED: "nothing selected",
+    DeclineReason.KIOSK_LOCKED: "the kiosk is locked: an operator card unlocks it",
+}
+
+
+def decision_line(effects: Sequence[Effect], *, locale: str, currency: str, ignored: str) -> str:
+    """One line for a tap's decision, from the effects its events produced, in order.
+
+    ``approved …``, ``balance …`` (an empty cart: nothing charged), ``operator: …`` (a kiosk operator
+    card), ``declined: why`` or ``declined offline: why``; ``busy: <ignored>`` when the terminal took no
+    tap at all (it showed nothing).
+    """
+
+    def money(cents: int) -> str:
+        return format_cents(cents, locale, currency)
+
+    screens = [e.screen for e in effects if isinstance(e, Show)]
+    declines = [e for e in effects if isinstance(e, RecordDecline)]
+    if not screens:
+        return f"busy: {ignored}"
+    screen: Screen = screens[-1]
+    match screen:
+        case ApprovedScreen(amount, balance, confirmed):
+            line = f"approved {money(amount)}"
+            if balance is not None:
+                line += f", balance {money(balance)}" + ("" if confirmed else " (estimated)")
+            return line + ("" if confirmed else "; offline: booked when the server is back")
+        case CreditScreen(amount, balance):
+            line = f"approved: credited {money(amount)}"
+            return line + (f", balance {money(balance)}" if balance is not None else "")
+        case BalanceScreen(balance):
+            return f"balance {money(balance)}: nothing charged (the cart is empty)"
+        case KioskScreen():
+            return "operator: kiosk unlocked"
+        case KioskLockedScreen():
+            return "operator: kiosk locked"
+        case NotRegisteredScreen(_, url):
+            return "declined: card not registered" + (f" (pair it at {url})" if url else "")
+        case OutOfServiceScreen(message):
+            return f"declined: out of service ({message})"
+        case DeclinedScreen(reason, balance):
+            record = declines[-1] if declines else None
+            why = REASONS.get(reason, str(reason))
+            if reason is DeclineReason.INSUFFICIENT_BALANCE and record is not None:
+                has = f", has {money(balance)}" if balance is not None else ""
+                why += f" (needs {money(-record.amount_cents)}{has})"
+            if record is not None and record.offline:
+                note = str(record.reason)
+                detail = note.removeprefix("offline: ") if note.startswith("offline: ") else why
+                if reason is DeclineReason.INSUFFICIENT_BALANCE:
+                    detail = why
+                elif detail == "policy declines":
+                    detail = 'the wallet server cannot be reached and [offline] mode = "decline"'
+                return f"declined offline: {detail}"
+            return f"declined: {why}"
+    return f"declined: {type(screen).__name__}"

@@ -1,0 +1,164 @@
+"""Every message a person reads says what is wrong and what to do, in one line, and says it at start."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from terminal.controller import operator_hash
+from terminal.doctor import diagnose
+from terminal.emulator.faults import FaultKind
+from terminal.emulator.wallet_server import WalletEmulator
+from tests.raw_http import RawHttpServer, http_response
+from tests.terminal_lab import TerminalProcess, taptill, wait_for, write_config
+
+OPERATOR = "04C0FFEE000001"
+
+
+def one_line(stderr: str) -> str:
+    """The single line of ``stderr``, which must be nothing else (no traceback)."""
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+def last_line(stderr: str) -> str:
+    """What ``taptill run`` says last (its log goes to stderr before it), with no traceback anywhere."""
+    assert "Traceback" not in stderr, stderr
+    return stderr.splitlines()[-1]
+
+
+def read_only(path: Path) -> list[str]:
+    """A prefix that runs a command with ``path`` bind-mounted read-only in a mount namespace of its own
+    (the machine's mounts stay untouched): a state or output folder on a read-only file system."""
+    return ["unshare", "--mount", "sh", "-c", 'mount --bind -o ro "$0" "$0" && exec "$@"', str(path)]
+
+
+def server_check(config: Path) -> tuple[str, str]:
+    (check,) = [c for c in diagnose(config) if c.name == "server"]
+    return check.status, check.detail
+
+
+def test_gif_into_a_missing_folder_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    gif = tmp_path / "missing" / "demo.gif"
+    demo = taptill("demo", "--out", str(tmp_path / "out"), "--gif", str(gif), check=False)
+    assert demo.returncode == 2 and demo.stdout == ""  # no scenario played for a recording to be lost
+    line = one_line(demo.stderr)
+    assert line == (
+        f"taptill: --gif {gif}: folder {gif.parent} does not exist; create it (mkdir -p) or choose another"
+    )
+    with WalletEmulator.demo("doc") as emulator:
+        config = write_config(tmp_path, emulator)
+        run = taptill("run", "--config", str(config), "--gif", str(gif), check=False)
+        folder = taptill("run", "--config", str(config), "--gif", str(tmp_path), check=False)
+    assert run.returncode == 2 and one_line(run.stderr) == line
+    assert not (tmp_path / "state").exists(), "the terminal started before the check"
+    assert folder.returncode == 2
+    assert one_line(folder.stderr).startswith(f"taptill: --gif {tmp_path} is a folder; give a file name")
+
+
+def test_demo_out_on_a_file_or_a_read_only_folder(tmp_path: Path) -> None:
+    afile = tmp_path / "notes.txt"
+    afile.write_text("mine\n")
+    on_file = taptill("demo", "--out", str(afile), check=False)
+    assert on_file.returncode == 2 and afile.read_text() == "mine\n"
+    assert one_line(on_file.stderr) == (
+        f"taptill: --out {afile} is a file, not a folder; give a folder (it is created if missing)"
+    )
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    on_ro = taptill("demo", "--out", str(locked / "demo"), check=False, prefix=read_only(locked))
+    assert on_ro.returncode == 2, on_ro.stderr
+    assert one_line(on_ro.stderr) == (
+        f"taptill: --out {locked / 'demo'} cannot be written (Read-only file system); "
+        "choose a writable folder"
+    )
+    gif_ro = taptill("demo", "--gif", str(locked / "x.gif"), check=False, prefix=read_only(locked))
+    assert gif_ro.returncode == 2 and "Read-only file system" in one_line(gif_ro.stderr)
+
+
+def test_select_buttons_naming_an_unknown_product_blame_the_buttons(tmp_path: Path) -> None:
+    extra = '[select]\nbuttons = { b1 = "espresso", b2 = "champagne" }\n'
+    with WalletEmulator.demo("doc") as emulator:
+        config = write_config(tmp_path, emulator, products=[], mode="select", extra=extra)
+        term = TerminalProcess(config)
+        try:
+            wait_for(lambda: "champagne" in term.log(), what="the unknown product logged")
+        finally:
+            term.stop()
+        doctor = server_check(config)
+    (logged,) = [line for line in term.log().splitlines() if "champagne" in line]
+    assert "[select] buttons b2 = 'champagne' names a product the wallet server does not offer" in logged
+    assert "[terminal] products" not in term.log()
+    assert doctor[0] == "WARN" and "[select] buttons b2 = 'champagne'" in doctor[1]
+
+
+def test_a_topup_button_on_a_debit_product_is_refused_at_start(tmp_path: Path) -> None:
+    extra = f"""
+[topup]
+operators = ["{operator_hash(OPERATOR)}"]
+buttons = {{ ten = "topup_10", coffee = "espresso" }}
+"""
+    with WalletEmulator.demo("doc") as emulator:
+        config = write_config(tmp_path, emulator, products=[], mode="topup", extra=extra)
+        run = taptill("run", "--config", str(config), check=False, timeout=60)
+        doctor = server_check(config)
+    assert run.returncode == 2
+    assert last_line(run.stderr) == (
+        "taptill: [topup] buttons coffee = 'espresso' is 'Espresso', a product sold (price 250 cents), "
+        "not a top-up; map it to a credit product (negative price)"
+    )
+    assert doctor[0] == "FAIL" and "[topup] buttons coffee = 'espresso'" in doctor[1]
+
+
+def test_doctor_on_a_read_only_state_directory_says_read_only(tmp_path: Path) -> None:
+    with WalletEmulator.demo("doc") as emulator:
+        config = write_config(tmp_path, emulator)
+        state = tmp_path / "state"
+        state.mkdir()
+        proc = taptill("doctor", "--config", str(config), check=False, prefix=read_only(state))
+    (disk,) = [line for line in proc.stdout.splitlines() if line.split()[1:2] == ["disk"]]
+    assert proc.returncode == 1
+    assert disk.startswith("FAIL") and f"{state} is on a read-only file system" in disk
+    assert "MB free" not in disk and "SD card" not in disk
+
+
+def test_a_redirect_to_https_names_the_url_for_base_url(tmp_path: Path) -> None:
+    with RawHttpServer([b""]) as server, WalletEmulator.demo("doc") as emulator:
+        port = server.base_url.split(":")[2].split("/")[0]
+        moved = f"https://127.0.0.1:{port}/wallet"
+        server.answers = [http_response(301, b"", content_type="text/html", Location=f"{moved}/pos/terminal")]
+        config = write_config(tmp_path, emulator)
+        text = config.read_text().replace(emulator.base_url, server.base_url)
+        config.write_text(text)
+        run = taptill("run", "--config", str(config), check=False, timeout=60)
+        doctor = server_check(config)
+    want = f'{server.base_url} redirects to {moved}; put base_url = "{moved}" in [wallet]'
+    assert run.returncode == 2 and last_line(run.stderr) == f"taptill: the wallet server {want}"
+    assert "trailing slash" not in run.stdout + run.stderr
+    assert doctor == ("FAIL", want)
+
+
+def test_a_server_error_on_every_call_suggests_the_slugs(tmp_path: Path) -> None:
+    with WalletEmulator.demo("real") as emulator:  # a pretix URL: /api/v1/organizers/<o>/events/<e>/…
+        emulator.faults.inject(FaultKind.ERROR500_BEFORE)
+        config = write_config(tmp_path, emulator)
+        doctor = server_check(config)
+        term = TerminalProcess(config)
+        term.stop()
+        said = f"server error 500: check organizer and event slugs in base_url ({emulator.base_url})"
+    assert doctor == ("FAIL", f"the wallet server answers terminal info with {said}")
+    assert re.search(rf"WARNING .*wallet server answers with an error \({re.escape(said)}\)", term.log())
+
+
+def test_a_token_file_that_is_a_directory_says_so(tmp_path: Path) -> None:
+    with WalletEmulator.demo("doc") as emulator:
+        config = write_config(tmp_path, emulator)
+        token = tmp_path / "wallet.token"
+        token.unlink()
+        token.mkdir(mode=0o755)
+        run = taptill("run", "--config", str(config), check=False, timeout=60)
+        doctor = [c for c in diagnose(config) if c.name == "secrets"]
+    said = f"secret file {token} is a directory; point the key at the file in it that holds the secret"
+    assert run.returncode == 2 and one_line(run.stderr) == f"taptill: {said}"
+    assert [(c.status, c.detail) for c in doctor] == [("FAIL", said)]

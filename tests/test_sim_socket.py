@@ -1,0 +1,206 @@
+"""The sim reader's socket treats its input as hostile; ``taptill tap`` and ``press`` report the outcome."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from terminal.emulator.wallet_server import WalletEmulator
+from tests.terminal_lab import (
+    EMPTY,
+    MAX,
+    SMALL,
+    STRANGER,
+    TerminalProcess,
+    journal_lines,
+    taptill,
+    write_config,
+)
+
+# the demo's espresso is 2,50 €; MAX holds 20,00 €, SMALL 1,00 €, EMPTY nothing
+HEX = "0123456789ABCDEF"
+
+
+@pytest.fixture
+def doc_server() -> Iterator[WalletEmulator]:
+    with WalletEmulator.demo("doc", latency="fast") as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def term(tmp_path: Path, doc_server: WalletEmulator) -> Iterator[TerminalProcess]:
+    terminal = TerminalProcess(write_config(tmp_path, doc_server))
+    try:
+        yield terminal
+    finally:
+        terminal.stop()
+
+
+def _raw(sock_path: Path, data: bytes) -> str:
+    """Send ``data`` as is, end the stream, and return the answer line ("" if the terminal sent none)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(str(sock_path))
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)  # no newline at the end must not keep the reader waiting
+        answer = b""
+        while chunk := s.recv(4096):
+            answer += chunk
+    return answer.decode("utf-8", errors="replace").strip()
+
+
+@st.composite
+def whole_uids(draw: st.DrawFn) -> str:
+    return "".join(draw(st.sampled_from(HEX)) for _ in range(2 * draw(st.sampled_from([4, 7, 8, 10]))))
+
+
+CONTROL = st.sampled_from(
+    ["\n", "\r", "\t", "\x00", "\x1b", "\x7f", "\x85", "\u2028", "\u2029", "\x0b", "\x0c", "\x1c"]
+)
+
+
+@st.composite
+def hostile_lines(draw: st.DrawFn) -> bytes:
+    """A command line that must not tap any card, built so by construction (never a valid tap)."""
+    verb = draw(st.sampled_from(["tap", "present", "tap-wait"]))
+    uid = draw(whole_uids())
+    kind = draw(st.sampled_from(["control", "split", "length", "not-hex", "not-utf8", "long", "text"]))
+    if kind == "control":  # a control character anywhere, the terminating newline aside
+        line = f"{verb} {uid}"
+        at = draw(st.integers(min_value=0, max_value=len(line)))
+        return (line[:at] + draw(CONTROL) + line[at:]).encode() + b"\n"
+    if kind == "split":  # a UID split over two lines: the first half alone is a whole UID here
+        at = draw(st.sampled_from([8, 14, 16])) if len(uid) > 8 else 4
+        return f"{verb} {uid[:at]}\n{uid[at:] or '00'}\n".encode()
+    if kind == "length":  # hex, but not 4, 7, 8 or 10 bytes
+        digits = draw(
+            st.integers(min_value=1, max_value=24).filter(lambda n: n % 2 or n // 2 not in (4, 7, 8, 10))
+        )
+        return f"{verb} {uid[:digits] if digits <= len(uid) else uid + 'A' * (digits - len(uid))}\n".encode()
+    if kind == "not-hex":
+        at = draw(st.integers(min_value=0, max_value=len(uid) - 1))
+        letter = draw(st.sampled_from("GZgz_.,;/+é０"))  # not x: "0x" starts a valid UID
+        return f"{verb} {uid[:at]}{letter}{uid[at + 1 :]}\n".encode()
+    if kind == "not-utf8":
+        at = draw(st.integers(min_value=0, max_value=len(uid)))
+        bad = draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x80"]))
+        return f"{verb} ".encode() + uid[:at].encode() + bad + uid[at:].encode() + b"\n"
+    if kind == "long":  # over 256 bytes: spaces are separators, so only the length can refuse it
+        return f"{verb} {uid}".encode() + b" " * draw(st.integers(min_value=260, max_value=600)) + b"\n"
+    # any text with a control character in it
+    return (draw(st.text(max_size=80)) + draw(CONTROL) + draw(st.text(max_size=80))).encode(
+        "utf-8", "surrogatepass"
+    )
+
+
+@given(hostile_lines())
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+def _fuzz(sock_path: Path, data: bytes) -> None:
+    answer = _raw(sock_path, data)
+    assert answer.startswith("error: "), (data, answer)
+
+
+def test_no_hostile_line_ever_taps_a_card(term: TerminalProcess, doc_server: WalletEmulator) -> None:
+    _fuzz(term.socket)
+    assert journal_lines(term.config) == [], "a hostile line became a tap"
+    assert doc_server.transactions() == []
+    assert "Traceback" not in term.log()
+    # still listening, and a proper line still taps
+    assert _raw(term.socket, f"tap-wait {MAX}\n".encode()).startswith("approved")
+    assert [s["token_id"] for s in journal_lines(term.config)] == [MAX]
+
+
+def test_a_uid_split_by_a_newline_sells_nothing(term: TerminalProcess, doc_server: WalletEmulator) -> None:
+    # SMALL is DEADBEEF, a card with a wallet: the first line alone would sell to it
+    answer = _raw(term.socket, f"tap {SMALL}\n001122\n".encode())
+    assert answer == "error: more than one line; send one command per connection, its UID on the same line"
+    cli = taptill("tap", f"{SMALL}\n001122", "--config", str(term.config), check=False)
+    assert cli.returncode == 2 and cli.stdout == ""
+    assert cli.stderr == "taptill: card UID contains the control character '\\n'; give the UID on one line\n"
+    cli = taptill("tap", f"{SMALL}\n", "--config", str(term.config), check=False)
+    assert cli.returncode == 2, cli.stderr
+    assert journal_lines(term.config) == [] and doc_server.transactions() == []
+
+
+def test_tap_prints_the_decision_and_exits_by_it(tmp_path: Path, doc_server: WalletEmulator) -> None:
+    term = TerminalProcess(write_config(tmp_path, doc_server, offline_mode="decline"))
+    cfg = str(term.config)
+    try:
+        ok = taptill("tap", MAX, "--config", cfg, check=False)
+        assert (ok.returncode, ok.stdout, ok.stderr) == (0, "approved 2,50 €, balance 17,50 €\n", "")
+        poor = taptill("tap", SMALL, "--config", cfg, check=False)
+        assert poor.returncode == 1
+        assert poor.stdout == "declined: insufficient balance (needs 2,50 €, has 1,00 €)\n"
+        stranger = taptill("tap", STRANGER, "--config", cfg, check=False)
+        assert (stranger.returncode, stranger.stdout) == (1, "declined: card not registered\n")
+        quiet = taptill("tap", "--no-wait", EMPTY, "--config", cfg, check=False)
+        assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
+        doc_server.faults.set_down(True)
+        offline = taptill("tap", MAX, "--config", cfg, check=False)
+        assert offline.returncode == 1
+        assert offline.stdout == (
+            'declined offline: the wallet server cannot be reached and [offline] mode = "decline"\n'
+        )
+    finally:
+        term.stop()
+    states = [(s["token_id"], s["state"]) for s in journal_lines(term.config)]
+    assert states == [
+        (MAX, "done"),
+        (SMALL, "declined"),
+        (STRANGER, "declined"),
+        (EMPTY, "declined"),
+        (MAX, "declined"),
+    ]
+
+
+def test_tap_says_busy_when_the_terminal_takes_no_tap(tmp_path: Path, doc_server: WalletEmulator) -> None:
+    term = TerminalProcess(write_config(tmp_path, doc_server, retap_guard_s=60.0, screen_hold_s=0.05))
+    cfg = str(term.config)
+    try:
+        assert taptill("tap", MAX, "--config", cfg, check=False).returncode == 0
+        again = taptill("tap", MAX, "--config", cfg, check=False)
+        assert again.returncode == 1
+        assert again.stdout == "busy: this card just paid: tap it again after [terminal] retap_guard_s\n"
+        assert taptill("tap", "--hold", SMALL, "--config", cfg, check=False).returncode == 0
+        held = taptill("tap", SMALL, "--config", cfg, check=False)
+        assert held.returncode == 1 and held.stdout.startswith("busy: that card is held on the reader")
+        removed = taptill("tap", "--remove", "--config", cfg, check=False)  # no UID, as its help says
+        assert (removed.returncode, removed.stderr) == (0, "")
+    finally:
+        term.stop()
+    assert len(doc_server.transactions()) == 1
+
+
+def test_press_of_a_button_the_mode_lacks_is_an_error(tmp_path: Path, doc_server: WalletEmulator) -> None:
+    tap_mode = TerminalProcess(write_config(tmp_path / "tap", doc_server))
+    try:
+        press = taptill("press", "espresso", "--config", str(tap_mode.config), check=False)
+        assert (press.returncode, press.stdout) == (1, "")
+        assert press.stderr == "taptill: this terminal is in tap mode: it has no buttons\n"
+    finally:
+        tap_mode.stop()
+    extra = '[select]\nbuttons = { b1 = "espresso" }\ncancel_button = "cancel"\n'
+    select = TerminalProcess(
+        write_config(tmp_path / "select", doc_server, products=[], mode="select", extra=extra)
+    )
+    cfg = str(select.config)
+    try:
+        wrong = taptill("press", "b2", "--config", cfg, check=False)
+        assert wrong.returncode == 1
+        assert wrong.stderr == "taptill: no button 'b2' in select mode; it has: b1, cancel\n"
+        assert taptill("press", "b1", "--config", cfg, check=False).returncode == 0
+        paid = taptill("tap", MAX, "--config", cfg, check=False)
+        assert (paid.returncode, paid.stdout) == (0, "approved 2,50 €, balance 17,50 €\n")
+        assert taptill("press", "cancel", "--config", cfg, check=False).returncode == 0
+        balance = taptill("tap", MAX, "--config", cfg, check=False)
+        assert (balance.returncode, balance.stdout) == (
+            0,
+            "balance 17,50 €: nothing charged (the cart is empty)\n",
+        )
+    finally:
+        select.stop()
