@@ -194,7 +194,7 @@ def install(root: Path, program: Program, python: PurePosixPath, extras: Sequenc
             ],
             f"pip install {requirement}",
         )
-        _retarget_scripts(build / "bin", str(build), str(program.venv))
+        retarget_scripts(build / "bin", str(build), str(program.venv))
         # Byte-code now, with the final path in it: the service may not write it (ProtectSystem=strict).
         _run(
             [
@@ -236,7 +236,7 @@ def _requirement(tmp: Path, extras: Sequence[str]) -> str:
     return f"taptill{suffix}=={_version()}"
 
 
-def _retarget_scripts(bindir: Path, built: str, final: str) -> None:
+def retarget_scripts(bindir: Path, built: str, final: str) -> None:
     """pip writes the build path into each script's #! line; the unit runs them from the final path."""
     for script in bindir.iterdir():
         if script.is_symlink() or not script.is_file():
