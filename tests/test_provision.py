@@ -15,6 +15,7 @@ import pytest
 from provisioning.install import DEFAULT_PREFIX
 from provisioning.provision import (
     EXIT_CHANGED,
+    EXIT_MISSING,
     EXIT_REFUSED,
     EXIT_UNCHANGED,
     EXIT_UNREACHABLE,
@@ -307,3 +308,121 @@ def test_the_provisioned_config_runs_a_terminal(tmp_path: Path, image: Path, fla
         finally:
             assert term.stop() == 0
     assert (tmp_path / "state/journal.sqlite3").exists()
+
+
+# --- refusals: a terminal that could never sell, answers that are not what they seem ---------------
+
+
+def test_no_reader_found_is_refused_unless_sim_is_asked_for(tmp_path: Path) -> None:
+    root = tmp_path / "image"
+    no_pcscd = {"PCSCLITE_CSOCK_NAME": str(tmp_path / "no-pcscd.comm")}  # no lab pcscd can answer
+    with WalletEmulator.demo("doc") as emulator:
+        flags = wallet_flags(emulator)[2:]  # without --reader sim: auto-detect
+        proc = provision(root, *flags, token=emulator.api_token, env=no_pcscd)
+    assert proc.returncode == EXIT_MISSING, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no NFC reader found" in lines[0]
+    assert "--reader sim" in lines[0] and "tty:AMA0:pn532" in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert tree(root) == {}
+
+
+def test_an_explicit_reader_that_is_not_there_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "image"
+    no_pcscd = {"PCSCLITE_CSOCK_NAME": str(tmp_path / "no-pcscd.comm")}
+    with WalletEmulator.demo("doc") as emulator:
+        flags = [*wallet_flags(emulator)[2:], "--reader", "pcsc"]
+        proc = provision(root, *flags, token=emulator.api_token, env=no_pcscd)
+    assert proc.returncode == EXIT_MISSING, proc.stdout + proc.stderr
+    assert "no NFC reader found (pcscd is not running" in proc.stderr
+    assert tree(root) == {}
+
+
+def test_an_oled_asked_for_but_not_found_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "image"
+    with WalletEmulator.demo("doc") as emulator:
+        proc = provision(root, *wallet_flags(emulator), "--display", "oled", token=emulator.api_token)
+    assert proc.returncode == EXIT_MISSING, proc.stdout + proc.stderr
+    assert "no OLED found" in proc.stderr and "--display none" in proc.stderr
+    assert tree(root) == {}
+
+
+@pytest.mark.parametrize(
+    ("answers", "named"),
+    [
+        ('[wallet]\nbase_url = "URL"\ntoken_fil = "/etc/token"\n', "[wallet] has unknown key 'token_fil'"),
+        ('[wallet]\nbase_url = "URL"\n[termnal]\nproducts = ["espresso"]\n', "unknown table [termnal]"),
+        ('wallet = "URL"\n', "[wallet] must be a table"),
+    ],
+)
+def test_answers_file_unknown_keys_are_refused_like_the_config(
+    tmp_path: Path, answers: str, named: str
+) -> None:
+    root = tmp_path / "image"
+    path = tmp_path / "answers.toml"
+    with WalletEmulator.demo("doc") as emulator:
+        path.write_text(answers.replace("URL", emulator.base_url))
+        proc = provision(root, "--reader", "sim", "--answers", str(path), token=emulator.api_token)
+    assert proc.returncode == EXIT_USAGE, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0] and str(path) in lines[0], lines
+    assert tree(root) == {}
+
+
+@pytest.mark.parametrize(
+    ("how", "named"),
+    [
+        ("flag", "--wallet-url or $TAPTILL_WALLET_URL or wallet.base_url"),
+        ("answers", "wallet.base_url"),
+        ("partybroker", "--partybroker-url or $TAPTILL_PARTYBROKER_URL or partybroker.base_url"),
+    ],
+)
+def test_a_base_url_without_scheme_is_a_usage_error_naming_the_key(
+    tmp_path: Path, how: str, named: str
+) -> None:
+    root = tmp_path / "image"
+    bare = "pretix.example/api/v1/organizers/demo/events/demo/wallet"
+    answers = tmp_path / "answers.toml"
+    answers.write_text(f'[wallet]\nbase_url = "{bare}"\n')
+    args = {
+        "flag": ["--wallet-url", bare],
+        "answers": ["--answers", str(answers)],
+        "partybroker": ["--wallet-url", "https://" + bare, "--partybroker-url", "partybroker.example/api"],
+    }[how]
+    proc = provision(root, "--reader", "sim", "--products", "espresso", *args, token="t")
+    assert proc.returncode == EXIT_USAGE, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0] and "expected an http:// or https:// URL" in lines[0], lines
+    assert "unreachable" not in proc.stderr
+    assert tree(root) == {}
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (
+            ["--prefix", "/home/pi/taptill"],
+            "could not run /home/pi/taptill/venv/bin/taptill (ProtectHome=yes",
+        ),
+        (["--prefix", "/root/taptill"], "ProtectHome=yes hides /root"),
+        (["--prefix", "/tmp/taptill"], "PrivateTmp=yes"),
+        (["--state-dir", "/home/pi/state"], "journal in /home/pi/state (ProtectHome=yes hides /home)"),
+        (
+            ["--state-dir", "/srv/taptill"],
+            "journal in /srv/taptill (ProtectSystem=strict makes it read-only)",
+        ),
+        (["--sim-socket", "/tmp/tap.sock"], "could not reach the sim socket /tmp/tap.sock (PrivateTmp=yes"),
+        (["--sim-socket", "/srv/tap.sock"], "could not create the sim socket /srv/tap.sock"),
+    ],
+)
+def test_a_unit_that_could_not_start_is_refused_before_anything_is_written(
+    tmp_path: Path, flags: list[str], named: str
+) -> None:
+    root = tmp_path / "image"
+    with WalletEmulator.demo("doc") as emulator:
+        proc = provision(root, *wallet_flags(emulator), *flags, token=emulator.api_token)
+    assert proc.returncode == EXIT_USAGE, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("taptill-provision: the unit could not start: "), lines
+    assert named in lines[0], lines
+    assert tree(root) == {}
