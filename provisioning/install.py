@@ -124,7 +124,7 @@ def existing_chain(root: Path, taptill_bin: PurePosixPath, live: bool) -> list[P
         first = f.readline()
     interpreter = first[2:].split()[0].decode() if first.startswith(b"#!") and first[2:].split() else None
     if interpreter is None:
-        return chain
+        raise InstallError(f"--taptill-bin {taptill_bin} is not a taptill script (no #! line); name one")
     chain += _symlink_chain(root, PurePosixPath(interpreter))
     if live:
         probe = subprocess.run(

@@ -157,6 +157,8 @@ def provision(args: argparse.Namespace, answers: Answers, report: Report) -> tup
     program, chain = _program(args, root, live)
     unit = unit_text(_unit_template(), str(program.taptill_bin), str(program.python_bin), groups)
     _check_unit(unit, chain, answers, report)
+    if program.venv is None:
+        _check_readable(root, program, chain)
     _check_devices(needs, groups, unit, root, live, report)
 
     info = asyncio.run(_check_wallet(answers, report))
@@ -472,9 +474,7 @@ def _program(args: argparse.Namespace, root: Path, live: bool) -> tuple[install.
     except install.InstallError as exc:
         raise Stop(EXIT_MISSING, str(exc)) from None
     python = chain[1] if len(chain) > 1 else PurePosixPath(sys.executable)
-    program = install.Program(args.taptill_bin, python, None)
-    _check_readable(root, program, chain)
-    return program, chain
+    return install.Program(args.taptill_bin, python, None), chain
 
 
 def _check_unit(unit: str, chain: list[PurePosixPath], answers: Answers, report: Report) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -426,3 +427,26 @@ def test_a_unit_that_could_not_start_is_refused_before_anything_is_written(
     assert len(lines) == 1 and lines[0].startswith("taptill-provision: the unit could not start: "), lines
     assert named in lines[0], lines
     assert tree(root) == {}
+
+
+def test_taptill_bin_is_checked_against_the_unit_like_the_venv(image: Path) -> None:
+    """An existing install may be named instead of --prefix, but only one the unit could start."""
+    root = image
+    home_copy = root / "home/pi/taptill/venv"
+    shutil.copytree(root / "opt/taptill/venv", home_copy, symlinks=True, copy_function=os.link)
+    with WalletEmulator.demo("doc") as emulator:
+        flags = wallet_flags(emulator)
+        hidden = provision(
+            root, *flags, "--taptill-bin", "/home/pi/taptill/venv/bin/taptill", token=emulator.api_token
+        )
+        binary = provision(
+            root, *flags, "--taptill-bin", "/opt/taptill/venv/bin/python", token=emulator.api_token
+        )
+        fine = provision(
+            root, *flags, "--taptill-bin", "/opt/taptill/venv/bin/taptill", token=emulator.api_token
+        )
+    assert hidden.returncode == EXIT_USAGE, hidden.stderr
+    assert "could not run /home/pi/taptill/venv/bin/taptill (ProtectHome=yes hides /home)" in hidden.stderr
+    assert binary.returncode == EXIT_MISSING and "is not a taptill script" in binary.stderr, binary.stderr
+    assert fine.returncode == EXIT_CHANGED, fine.stderr
+    assert "/opt/taptill/venv/bin/taptill (given with --taptill-bin)" in fine.stdout
