@@ -7,9 +7,11 @@ STAMP := .make
 
 # Debian packages: the demo needs a venv, a compiler (spidev/pyscard build from source) and the sqlite3
 # tool (`taptill recover` and a terminal starting on a damaged journal salvage its sales with it);
-# the tests also run a real pcscd with the vpcd virtual reader and systemd-analyze.
+# the tests also run a real pcscd with the vpcd virtual reader and systemd-analyze, run the unit's ExecStart
+# in its sandbox with unshare/setpriv (util-linux) and mount, and provision a UART reader (nfcpy: libusb).
 DEMO_DEBS := python3-venv python3-dev gcc sqlite3
-TEST_DEBS := $(DEMO_DEBS) faketime pcscd libpcsclite-dev vsmartcard-vpcd systemd make e2fsprogs util-linux mount
+TEST_DEBS := $(DEMO_DEBS) faketime pcscd libpcsclite-dev vsmartcard-vpcd systemd make e2fsprogs util-linux mount \
+	libusb-1.0-0
 
 .PHONY: demo test lint bench run clean system-deps-demo system-deps-test
 

@@ -27,6 +27,7 @@ SOURCES: dict[str, tuple[str, str, str]] = {
     "mode": ("--mode", "TAPTILL_MODE", "terminal.mode"),
     "state_dir": ("--state-dir", "TAPTILL_STATE_DIR", "terminal.state_dir"),
     "reader": ("--reader", "TAPTILL_READER", "reader.kind"),
+    "reader_device": ("--reader-device", "TAPTILL_READER_DEVICE", "reader.device"),
     "sim_socket": ("--sim-socket", "TAPTILL_SIM_SOCKET", "reader.socket"),
     "display": ("--display", "TAPTILL_DISPLAY", "display.kind"),
     "partybroker_url": ("--partybroker-url", "TAPTILL_PARTYBROKER_URL", "partybroker.base_url"),
@@ -63,6 +64,7 @@ class Answers:
     mode: str
     state_dir: str
     reader: str
+    reader_device: str | None  # nfcpy: usb, usb:VVVV:PPPP or tty:AMA0:pn532; None lets detection choose
     sim_socket: str
     display: str
     partybroker: PartybrokerAnswers | None
@@ -104,13 +106,15 @@ def gather(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> An
             raise AnswersError(f"{what} is missing; set {_where(name)}")
         return value
 
-    url = required("wallet_url", "the wallet base URL")
+    url = _url(required("wallet_url", "the wallet base URL"), "wallet_url")
     token = _secret(text("wallet_token"), text("wallet_token_file"), "wallet_token")
     products = _products(raw["products"])
     reader = _choice(text("reader", "auto"), READER_KINDS, "reader")
     display = _choice(text("display", "auto"), DISPLAY_KINDS, "display")
     mode = _choice(text("mode", "tap"), MODES, "mode")
     pb_url = text("partybroker_url")
+    if pb_url is not None:
+        pb_url = _url(pb_url, "partybroker_url")
     partybroker = None
     if pb_url is not None:
         partybroker = PartybrokerAnswers(
@@ -130,6 +134,7 @@ def gather(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> An
         mode=mode,
         state_dir=text("state_dir", "/var/lib/taptill") or "/var/lib/taptill",
         reader=reader,
+        reader_device=text("reader_device"),
         sim_socket=text("sim_socket", "/run/taptill/tap.sock") or "/run/taptill/tap.sock",
         display=display,
         partybroker=partybroker,
@@ -143,7 +148,7 @@ def _where(name: str) -> str:
 
 def _answers_file(path: Path) -> dict[str, object]:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise AnswersError(f"answers file {path} does not exist; pass an existing --answers FILE") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -152,6 +157,38 @@ def _answers_file(path: Path) -> dict[str, object]:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise AnswersError(f"answers file {path} is not valid TOML: {exc}") from None
+    _refuse_unknown(path, data)
+    return data
+
+
+def _refuse_unknown(path: Path, data: dict[str, object]) -> None:
+    """Like the config: a misspelt key (``token_fil``) must not silently leave its answer unset."""
+    known: dict[str, set[str]] = {}
+    for _flag, _var, key in SOURCES.values():
+        table, _, field = key.partition(".")
+        known.setdefault(table, set()).add(field)
+    tables = ", ".join(f"[{t}]" for t in sorted(known))
+    for table, section in data.items():
+        shown = table if table.isprintable() else repr(table)
+        if table not in known:
+            raise AnswersError(f"answers file {path} has unknown table [{shown}]; known tables are: {tables}")
+        if not isinstance(section, dict):
+            raise AnswersError(f"answers file {path}: [{shown}] must be a table, got {section!r}")
+        unknown = sorted(set(section) - known[table])
+        if unknown:
+            raise AnswersError(
+                f"answers file {path}: [{shown}] has unknown key {unknown[0]!r}; "
+                f"known keys are: {', '.join(sorted(known[table]))}"
+            )
+
+
+def _url(value: str, name: str) -> str:
+    """A base URL must say http:// or https://; without it every request fails as "unreachable"."""
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or not rest.strip("/"):
+        example = "https://" + value.split("://")[-1].lstrip("/")
+        raise AnswersError(f"{_where(name)} is {value!r}; expected an http:// or https:// URL like {example}")
+    return value
 
 
 def _secret(value: str | None, file: str | None, name: str) -> Secret:

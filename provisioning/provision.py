@@ -22,9 +22,9 @@ import subprocess
 import sys
 import tomllib
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from provisioning import detect
+from provisioning import detect, devices, install, sandbox
 from provisioning.answers import Answers, AnswersError, add_flags, gather
 from provisioning.changes import Change, Wanted, apply, plan
 from provisioning.render import (
@@ -106,7 +106,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--root", type=Path, help="provision into this directory tree (an image) instead of /")
     p.add_argument("--dry-run", action="store_true", help="show what would change; write nothing")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    p.add_argument("--taptill-bin", help="the taptill script the unit starts (default: next to this Python)")
+    p.add_argument(
+        "--prefix",
+        type=PurePosixPath,
+        default=install.DEFAULT_PREFIX,
+        help=f"install taptill into PREFIX/venv, where the unit starts it (default {install.DEFAULT_PREFIX})",
+    )
+    p.add_argument(
+        "--python",
+        type=PurePosixPath,
+        help=f"the Python 3.11+ the venv is built on (default {install.SYSTEM_PYTHON} when it exists)",
+    )
+    p.add_argument(
+        "--taptill-bin",
+        type=PurePosixPath,
+        help="start this existing taptill script instead of installing one into --prefix",
+    )
     return p
 
 
@@ -116,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         answers = gather(args)
         code, message = provision(args, answers, report)
-    except AnswersError as exc:
+    except (AnswersError, devices.DeviceError) as exc:
         return report.finish(EXIT_USAGE, f"taptill-provision: {exc}")
     except Stop as exc:
         return report.finish(exc.code, f"taptill-provision: {exc}")
@@ -134,9 +149,17 @@ def provision(args: argparse.Namespace, answers: Answers, report: Report) -> tup
         raise Stop(EXIT_MISSING, problem)
     report.line("python", sys.version.split()[0], f"{sys.version.split()[0]} OK")
 
-    reader_kind, reader_name = _choose_reader(answers, report)
+    reader_kind, reader_name, reader_device = _choose_reader(answers, report)
     display_kind, oled = _choose_display(answers, report)
     _check_packages(reader_kind, display_kind, live, report)
+    needs = devices.needs(reader_kind, reader_device, display_kind, oled.port if oled else None)
+    groups = devices.groups(needs)
+    program, chain = _program(args, root, live)
+    unit = unit_text(_unit_template(), str(program.taptill_bin), str(program.python_bin), groups)
+    _check_unit(unit, chain, answers, report)
+    if program.venv is None:
+        _check_readable(root, program, chain)
+    _check_devices(needs, groups, unit, root, live, report)
 
     info = asyncio.run(_check_wallet(answers, report))
     products = _choose_products(answers, info)
@@ -149,6 +172,7 @@ def provision(args: argparse.Namespace, answers: Answers, report: Report) -> tup
         wallet_url=answers.wallet_url,
         reader_kind=reader_kind,
         reader_name=reader_name,
+        reader_device=reader_device,
         sim_socket=answers.sim_socket,
         display_kind=display_kind,
         oled_port=oled.port if oled else None,
@@ -180,50 +204,80 @@ def provision(args: argparse.Namespace, answers: Answers, report: Report) -> tup
 
     text = config_toml(choices)
     _validate_config(text)
-    wanted = _wanted_files(answers, text, args.taptill_bin)
+    wanted = _wanted_files(answers, text, unit, groups)
     changes = plan(root, wanted)
+    extras = install.extras_for(reader_kind)
+    python = install.venv_python(args.python)
+    stamp = install.wanted_stamp(extras, python)
+    reinstall = program.venv is not None and install.installed_stamp(root, program) != stamp
+    _report_program(program, extras, reinstall, report)
     report.line(
         "files",
         [{"path": str(c.wanted.path), "action": c.action} for c in changes],
         "; ".join(f"{c.action} {c.wanted.path}" for c in changes),
     )
     changed = [c for c in changes if c.changed]
+    count = len(changed) + reinstall
     if args.dry_run:
         if not args.json:
             for c in changed:
                 print(c.diff, end="")
         report.data["diff"] = "".join(c.diff for c in changed)
-        if not changed:
+        if not count:
             return EXIT_UNCHANGED, "nothing to change (dry run)"
-        return EXIT_CHANGED, f"dry run: {len(changed)} file(s) would change; nothing written"
-    if not changed:
+        return EXIT_CHANGED, f"dry run: {count} change(s) would be made; nothing written"
+    if not count:
         return EXIT_UNCHANGED, "nothing to change: this terminal is already provisioned as asked"
     try:
+        if reinstall:
+            install.install(root, program, python, extras)
+            _check_readable(root, program, chain)
         apply(root, changes)
+    except install.InstallError as exc:
+        raise Stop(EXIT_MISSING, str(exc)) from None
     except OSError as exc:
         message = f"cannot write under {root} ({exc.strerror}); make it writable"
         raise Stop(EXIT_CANNOT_WRITE, message) from None
     report.line("service", _activate(live, changes), _activate_text(live))
-    return EXIT_CHANGED, f"provisioned: {len(changed)} file(s) changed under {root}"
+    return EXIT_CHANGED, f"provisioned: {count} change(s) under {root}"
 
 
 # --- hardware -------------------------------------------------------------------------------------
 
 
-def _choose_reader(answers: Answers, report: Report) -> tuple[str, str | None]:
-    pcsc = detect.pcsc_readers() if answers.reader in ("auto", "pcsc") else detect.Probe()
-    usb = detect.nfcpy_usb_readers() if answers.reader in ("auto", "nfcpy") else detect.Probe()
+def _choose_reader(answers: Answers, report: Report) -> tuple[str, str | None, str | None]:
+    """(kind, pcsc reader name, nfcpy device); refuses a terminal that could never read a card."""
+    kind, device = answers.reader, answers.reader_device
+    if device is not None:
+        if kind == "auto":
+            kind = "nfcpy"
+        if kind != "nfcpy":
+            raise Stop(EXIT_USAGE, f"--reader-device is for nfcpy readers, not --reader {kind}; drop one")
+    uart = device is not None and devices.tty_node(device) is not None
+    pcsc = detect.pcsc_readers() if kind in ("auto", "pcsc") else detect.Probe()
+    usb = detect.nfcpy_usb_readers() if kind in ("auto", "nfcpy") and not uart else detect.Probe()
     found = {"pcsc": list(pcsc.found), "nfcpy": list(usb.found)}
     notes = [p.problem for p in (pcsc, usb) if p.problem]
     listed = [f"PC/SC {n!r}" for n in pcsc.found] + [f"nfcpy {d}" for d in usb.found]
-    kind = answers.reader
     if kind == "auto":
-        kind = "pcsc" if pcsc.found else "nfcpy" if usb.found else "sim"
-    text = ", ".join(listed) or "none found" + (f" ({'; '.join(notes)})" if notes else "")
-    if kind == "sim" and answers.reader == "auto":
-        text += "; using the sim reader: plug in a reader and run taptill-provision again"
-    report.line("reader", {"kind": kind, "found": found, "notes": notes}, f"{kind}: {text}")
-    return kind, None
+        kind = "pcsc" if pcsc.found else "nfcpy" if usb.found else "none"
+    if kind == "sim" or uart:
+        text = "the sim reader: cards come from `taptill tap`" if kind == "sim" else f"{device} (UART)"
+    else:
+        text = ", ".join(listed) or "none found" + (f" ({'; '.join(notes)})" if notes else "")
+    report.line("reader", {"kind": kind, "device": device, "found": found, "notes": notes}, f"{kind}: {text}")
+    if (
+        kind == "none"
+        or (kind == "pcsc" and not pcsc.found)
+        or (kind == "nfcpy" and not uart and not usb.found)
+    ):
+        why = f" ({'; '.join(notes)})" if notes else ""
+        raise Stop(
+            EXIT_MISSING,
+            f"no NFC reader found{why}; plug in a reader (ACR122U with pcscd, or a PN532: "
+            "--reader nfcpy --reader-device tty:AMA0:pn532), or pass --reader sim for a terminal without one",
+        )
+    return kind, None, device
 
 
 def _choose_display(answers: Answers, report: Report) -> tuple[str, detect.OledFound | None]:
@@ -234,6 +288,11 @@ def _choose_display(answers: Answers, report: Report) -> tuple[str, detect.OledF
     oled = oleds[0] if oleds and kind == "oled" else None
     text = ", ".join(f"OLED at {o}" for o in oleds) or ("none found" + (f" ({why})" if why else ""))
     report.line("display", {"kind": kind, "found": [str(o) for o in oleds]}, f"{kind}: {text}")
+    if kind == "oled" and oled is None:
+        raise Stop(
+            EXIT_MISSING,
+            f"no OLED found ({why or 'no answer at 0x3C/0x3D'}); wire it to I2C, or pass --display none",
+        )
     return kind, oled
 
 
@@ -373,14 +432,12 @@ def _unit_template() -> str:
     raise Stop(EXIT_MISSING, "the unit template taptill.service is missing; reinstall taptill")
 
 
-def _wanted_files(answers: Answers, config: str, taptill_bin: str | None) -> list[Wanted]:
-    bindir = Path(sys.executable).parent
-    exe = taptill_bin or str(bindir / "taptill")
+def _wanted_files(answers: Answers, config: str, unit: str, groups: Sequence[str]) -> list[Wanted]:
     wanted = [
         Wanted(CONFIG_PATH, config, 0o644),
         Wanted(TOKEN_PATH, answers.wallet_token.reveal() + "\n", 0o600, secret=True),
-        Wanted(UNIT_PATH, unit_text(_unit_template(), exe, sys.executable), 0o644),
-        Wanted(SYSUSERS_PATH, sysusers_conf(), 0o644),
+        Wanted(UNIT_PATH, unit, 0o644),
+        Wanted(SYSUSERS_PATH, sysusers_conf(groups), 0o644),
         Wanted(WANTS_LINK, link_to=UNIT_PATH),
     ]
     if answers.partybroker is not None:
@@ -391,6 +448,93 @@ def _wanted_files(answers: Answers, config: str, taptill_bin: str | None) -> lis
             Wanted(DROPIN_PATH, partybroker_dropin(), 0o644),
         ]
     return wanted
+
+
+# --- the program and the unit's sandbox ---------------------------------------------------------
+
+
+def _program(args: argparse.Namespace, root: Path, live: bool) -> tuple[install.Program, list[PurePosixPath]]:
+    """Where the unit finds taptill, and every path ExecStart touches (checked against the sandbox)."""
+    if args.taptill_bin is None:
+        if not args.prefix.is_absolute():
+            raise Stop(
+                EXIT_USAGE, f"--prefix {args.prefix} is relative; give an absolute path like /opt/taptill"
+            )
+        program = install.Program.in_prefix(args.prefix)
+        try:
+            return program, install.predicted_chain(program, install.venv_python(args.python))
+        except install.InstallError as exc:
+            raise Stop(EXIT_MISSING, str(exc)) from None
+    if not args.taptill_bin.is_absolute():
+        raise Stop(
+            EXIT_USAGE, f"--taptill-bin {args.taptill_bin} is relative; give the script's absolute path"
+        )
+    try:
+        chain = install.existing_chain(root, args.taptill_bin, live)
+    except install.InstallError as exc:
+        raise Stop(EXIT_MISSING, str(exc)) from None
+    python = chain[1] if len(chain) > 1 else PurePosixPath(sys.executable)
+    return install.Program(args.taptill_bin, python, None), chain
+
+
+def _check_unit(unit: str, chain: list[PurePosixPath], answers: Answers, report: Report) -> None:
+    """Refuse to write a unit whose sandbox hides the program or makes its directories read-only."""
+    problems = sandbox.problems(
+        unit, chain, PurePosixPath(answers.state_dir), PurePosixPath(answers.sim_socket)
+    )
+    if problems:
+        raise Stop(EXIT_USAGE, f"the unit could not start: {problems[0]}")
+    report.line(
+        "sandbox", "ok", f"ExecStart {chain[0]} and its paths are reachable inside the unit's sandbox"
+    )
+
+
+def _check_readable(root: Path, program: install.Program, chain: list[PurePosixPath]) -> None:
+    where = install.unreadable(root, chain)
+    if where is not None:
+        raise Stop(
+            EXIT_USAGE,
+            f"user taptill could not run {program.taptill_bin}: {where}; chmod o+rX it, or use --prefix",
+        )
+
+
+def _check_devices(
+    needs: list[devices.DeviceNeed],
+    groups: tuple[str, ...],
+    unit: str,
+    root: Path,
+    live: bool,
+    report: Report,
+) -> None:
+    """On a live system every node the config names must open for user taptill with the unit's groups."""
+    allow = sandbox.service_options(unit).get("DeviceAllow", [])
+    if live:
+        for need in needs:
+            problem = devices.access_problem(root, need, groups) or devices.not_allowed(root, need, allow)
+            if problem:
+                raise Stop(EXIT_MISSING, problem)
+    checked = [str(n.node) for n in needs if n.node is not None]
+    text = f"groups {', '.join(groups) or 'none'}" + (
+        f"; {', '.join(checked)} open for user taptill" if live and checked else ""
+    )
+    if not live and checked:
+        text += f"; {', '.join(checked)} checked when run on the terminal itself"
+    report.line("devices", {"groups": list(groups), "nodes": checked, "checked": live}, text)
+
+
+def _report_program(
+    program: install.Program, extras: tuple[str, ...], reinstall: bool, report: Report
+) -> None:
+    if program.venv is None:
+        text = f"{program.taptill_bin} (given with --taptill-bin)"
+    else:
+        what = f"taptill{'[' + ','.join(extras) + ']' if extras else ''}"
+        text = f"{'install' if reinstall else 'unchanged'} {what} in {program.venv}"
+    report.line(
+        "program",
+        {"taptill_bin": str(program.taptill_bin), "venv": str(program.venv or ""), "install": reinstall},
+        text,
+    )
 
 
 def systemd_running(root: Path = Path("/")) -> bool:

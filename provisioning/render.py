@@ -18,7 +18,6 @@ UNIT_PATH = Path("/etc/systemd/system/taptill.service")
 DROPIN_PATH = Path("/etc/systemd/system/taptill.service.d/partybroker.conf")
 WANTS_LINK = Path("/etc/systemd/system/multi-user.target.wants/taptill.service")
 SYSUSERS_PATH = Path("/etc/sysusers.d/taptill.conf")
-DEVICE_GROUPS = ("i2c", "spi", "gpio", "plugdev")
 
 
 def toml_str(value: str) -> str:
@@ -45,6 +44,7 @@ class ConfigChoices:
     display_kind: str
     oled_port: int | None
     oled_address: int | None
+    reader_device: str | None = None
     partybroker_url: str | None = None
     party_id: str | None = None
     partybroker_user: str | None = None
@@ -75,6 +75,8 @@ def config_toml(c: ConfigChoices) -> str:
     ]
     if c.reader_name is not None:
         lines.append(f"name = {toml_str(c.reader_name)}")
+    if c.reader_device is not None:
+        lines.append(f"device = {toml_str(c.reader_device)}")
     lines += ["", "[display]", f"kind = {toml_str(c.display_kind)}"]
     if c.oled_port is not None and c.oled_address is not None:
         lines += [f"i2c_port = {c.oled_port}", f"i2c_address = 0x{c.oled_address:02X}"]
@@ -96,14 +98,25 @@ def config_toml(c: ConfigChoices) -> str:
     return "\n".join(lines) + "\n"
 
 
-def unit_text(template: str, taptill_bin: str, python_bin: str, config_path: Path = CONFIG_PATH) -> str:
-    """The shipped unit with ExecStart/ExecStopPost pointing at this installation."""
+def unit_text(
+    template: str,
+    taptill_bin: str,
+    python_bin: str,
+    groups: Sequence[str],
+    config_path: Path = CONFIG_PATH,
+) -> str:
+    """The shipped unit with ExecStart/ExecStopPost pointing at this installation and exactly ``groups``
+    as SupplementaryGroups= (the line is dropped when no device needs a group)."""
     out = []
     for line in template.splitlines():
         if line.startswith("ExecStart="):
             line = f"ExecStart={taptill_bin} run --config {config_path}"
         elif line.startswith("ExecStopPost=") and "provisioning.relay_reset" in line:
             line = f"ExecStopPost=-{python_bin} -m provisioning.relay_reset --config {config_path}"
+        elif line.startswith("SupplementaryGroups="):
+            if not groups:
+                continue
+            line = f"SupplementaryGroups={' '.join(groups)}"
         out.append(line)
     return "\n".join(out) + "\n"
 
@@ -116,13 +129,16 @@ def partybroker_dropin() -> str:
     )
 
 
-def sysusers_conf() -> str:
-    """systemd-sysusers creates the service user (and any missing device group) at boot or on demand."""
+def sysusers_conf(groups: Sequence[str]) -> str:
+    """systemd-sysusers creates the service user and any missing device group at boot or on demand.
+
+    The groups are the unit's SupplementaryGroups=: a group that does not exist would stop the unit from
+    starting (216/GROUP), so each is declared here; memberships are not (the unit is the one place)."""
     lines = [
         "# Written by taptill-provision: the unprivileged user the taptill service runs as.",
         'u taptill - "taptill NFC terminal" /var/lib/taptill /usr/sbin/nologin',
     ]
-    lines += [f"m taptill {group}" for group in DEVICE_GROUPS]
+    lines += [f"g {group} -" for group in groups]
     return "\n".join(lines) + "\n"
 
 

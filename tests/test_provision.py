@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -12,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from provisioning.install import DEFAULT_PREFIX
 from provisioning.provision import (
     EXIT_CHANGED,
+    EXIT_MISSING,
     EXIT_REFUSED,
     EXIT_UNCHANGED,
     EXIT_UNREACHABLE,
@@ -27,8 +30,10 @@ from terminal.emulator.partybroker_server import EmulatedDrink, PartybrokerEmula
 from terminal.emulator.wallet_server import WalletEmulator
 from terminal.partybroker.client import DrinkRef
 from terminal.partybroker.config import parse_partybroker
+from tests.conftest import seed_program
 from tests.terminal_lab import MAX, REPO, TerminalProcess, espresso, journal_lines, wait_for
-from tests.test_systemd import MAX_EXPOSURE, exposure, systemd_analyze
+from tests.test_systemd import MAX_EXPOSURE, exposure
+from tests.unit_lab import in_image, tool
 
 
 def provision(
@@ -51,6 +56,8 @@ def provision(
 
 def wallet_flags(emulator: WalletEmulator) -> list[str]:
     return [
+        "--reader",
+        "sim",
         "--wallet-url",
         emulator.base_url,
         "--products",
@@ -62,6 +69,14 @@ def wallet_flags(emulator: WalletEmulator) -> list[str]:
     ]
 
 
+@pytest.fixture
+def image(tmp_path: Path, program_image: Path) -> Path:
+    """A --root that already holds an up-to-date /opt/taptill/venv (building one takes seconds)."""
+    root = tmp_path / "image"
+    seed_program(program_image, root)
+    return root
+
+
 def tree(root: Path) -> dict[str, tuple[int, int]]:
     """Every path under root with (mode, mtime_ns): proves what was (not) written."""
     if not root.exists():
@@ -70,9 +85,9 @@ def tree(root: Path) -> dict[str, tuple[int, int]]:
 
 
 def test_provisions_a_root_tree_then_has_nothing_to_change(
-    tmp_path: Path, wallet_server: WalletEmulator
+    image: Path, wallet_server: WalletEmulator
 ) -> None:
-    root = tmp_path / "image"
+    root = image
     first = provision(root, *wallet_flags(wallet_server), token=wallet_server.api_token)
     assert first.returncode == EXIT_CHANGED, first.stderr
     etc = root / "etc" / "taptill"
@@ -88,9 +103,8 @@ def test_provisions_a_root_tree_then_has_nothing_to_change(
     assert "none found" in first.stdout
     assert "Espresso" in first.stdout and "permission " in first.stdout
     unit = root / "etc/systemd/system/taptill.service"
-    assert f"ExecStart={Path(sys.executable).parent / 'taptill'} run --config /etc/taptill/config.toml" in (
-        unit.read_text()
-    )
+    assert "ExecStart=/opt/taptill/venv/bin/taptill run --config /etc/taptill/config.toml" in unit.read_text()
+    assert "unchanged taptill in /opt/taptill/venv" in first.stdout  # the seeded venv is up to date
     wants = root / "etc/systemd/system/multi-user.target.wants/taptill.service"
     assert os.readlink(wants) == "/etc/systemd/system/taptill.service"
     assert "u taptill" in (root / "etc/sysusers.d/taptill.conf").read_text()
@@ -103,8 +117,8 @@ def test_provisions_a_root_tree_then_has_nothing_to_change(
     assert tree(root) == before
 
 
-def test_a_changed_answer_rewrites_only_the_config(tmp_path: Path) -> None:
-    root = tmp_path / "image"
+def test_a_changed_answer_rewrites_only_the_config(image: Path) -> None:
+    root = image
     with WalletEmulator.demo("doc") as emulator:
         assert provision(root, *wallet_flags(emulator), token=emulator.api_token).returncode == EXIT_CHANGED
         token_before = tree(root)["etc/taptill/wallet.token"]
@@ -154,7 +168,14 @@ def test_unknown_product_is_a_usage_error_naming_the_list(tmp_path: Path) -> Non
     root = tmp_path / "image"
     with WalletEmulator.demo("doc") as emulator:
         proc = provision(
-            root, "--wallet-url", emulator.base_url, "--products", "champagne", token=emulator.api_token
+            root,
+            "--reader",
+            "sim",
+            "--wallet-url",
+            emulator.base_url,
+            "--products",
+            "champagne",
+            token=emulator.api_token,
         )
     assert proc.returncode == EXIT_USAGE
     assert "'champagne'" in proc.stderr and "espresso" in proc.stderr
@@ -167,12 +188,13 @@ def test_missing_answer_names_flag_and_variable(tmp_path: Path) -> None:
     assert "--wallet-url" in proc.stderr and "TAPTILL_WALLET_URL" in proc.stderr
 
 
-def test_dry_run_shows_the_diff_without_secrets_and_writes_nothing(tmp_path: Path) -> None:
-    root = tmp_path / "image"
+def test_dry_run_shows_the_diff_without_secrets_and_writes_nothing(image: Path) -> None:
+    root = image
+    before = tree(root)
     with WalletEmulator.demo("doc") as emulator:
         dry = provision(root, *wallet_flags(emulator), "--dry-run", token=emulator.api_token)
         assert dry.returncode == EXIT_CHANGED, dry.stderr
-        assert tree(root) == {}
+        assert tree(root) == before
         assert "+++ /etc/taptill/config.toml" in dry.stdout
         assert '+description = "Kaffee"' in dry.stdout
         assert "wallet.token: secret (0600) would be written" in dry.stdout
@@ -183,8 +205,8 @@ def test_dry_run_shows_the_diff_without_secrets_and_writes_nothing(tmp_path: Pat
     assert "+++" not in again.stdout
 
 
-def test_json_output_and_answers_file(tmp_path: Path) -> None:
-    root = tmp_path / "image"
+def test_json_output_and_answers_file(tmp_path: Path, image: Path) -> None:
+    root = image
     with WalletEmulator.demo("real") as emulator:
         token_file = tmp_path / "token.txt"
         token_file.write_text(emulator.api_token + "\n")
@@ -192,6 +214,7 @@ def test_json_output_and_answers_file(tmp_path: Path) -> None:
         answers.write_text(
             f'[wallet]\nbase_url = "{emulator.base_url}"\ntoken_file = "{token_file}"\n'
             '[terminal]\nproducts = [1, 2]\ndescription = "from the file"\ntag = "bar"\n'
+            '[reader]\nkind = "sim"\n'
         )
         # the environment beats the answers file
         proc = provision(root, "--answers", str(answers), "--json", env={"TAPTILL_DESCRIPTION": "from env"})
@@ -206,8 +229,9 @@ def test_json_output_and_answers_file(tmp_path: Path) -> None:
     assert cfg.terminal.products == (1, 2) and cfg.terminal.description == "from env"
 
 
-def test_partybroker_drinks_are_listed_and_mapped(tmp_path: Path) -> None:
-    root = tmp_path / "image"
+def test_partybroker_drinks_are_listed_and_mapped(image: Path) -> None:
+    root = image
+    before = tree(root)
     drinks = (
         EmulatedDrink(145, "espresso", "Espresso doppio", 290),  # externalId equals the product id
         EmulatedDrink(146, None, "Cappuccino", 230),  # only the title matches
@@ -215,6 +239,8 @@ def test_partybroker_drinks_are_listed_and_mapped(tmp_path: Path) -> None:
     )
     with WalletEmulator.demo("doc") as wallet, PartybrokerEmulator(drinks=drinks, password="s3cret") as pb:
         flags = [
+            "--reader",
+            "sim",
             "--wallet-url",
             wallet.base_url,
             "--products",
@@ -228,7 +254,7 @@ def test_partybroker_drinks_are_listed_and_mapped(tmp_path: Path) -> None:
         ]
         wrong = provision(root, *flags, token=wallet.api_token, env={"TAPTILL_PARTYBROKER_PASSWORD": "nope"})
         assert wrong.returncode == EXIT_REFUSED and "Partybroker refused" in wrong.stderr
-        assert tree(root) == {}
+        assert tree(root) == before
         proc = provision(root, *flags, token=wallet.api_token, env={"TAPTILL_PARTYBROKER_PASSWORD": "s3cret"})
     assert proc.returncode == EXIT_CHANGED, proc.stdout + proc.stderr
     assert "3 drinks" in proc.stdout and "Pils" in proc.stdout
@@ -246,33 +272,35 @@ def test_partybroker_drinks_are_listed_and_mapped(tmp_path: Path) -> None:
     assert mapped == {"espresso": DrinkRef(external_id="espresso"), "cappuccino": DrinkRef(id=146)}
 
 
-def test_the_installed_unit_verifies_and_keeps_its_score(tmp_path: Path) -> None:
-    root = tmp_path / "image"
+def test_the_installed_unit_verifies_and_keeps_its_score(image: Path) -> None:
+    """Verified as the booted image has it: ExecStart's venv at /opt/taptill (verify checks it exists)."""
+    root = image
     with WalletEmulator.demo("doc") as emulator:
         assert provision(root, *wallet_flags(emulator), token=emulator.api_token).returncode == EXIT_CHANGED
     unit = root / "etc/systemd/system/taptill.service"
-    proc = systemd_analyze("verify", "--man=no", str(unit), cwd=unit.parent)
+    proc = in_image(root, DEFAULT_PREFIX, [tool("systemd-analyze"), "verify", "--man=no", str(unit)])
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     assert exposure(unit) <= MAX_EXPOSURE
 
 
 @pytest.mark.parametrize("flavour", ["doc", "real"])
-def test_the_provisioned_config_runs_a_terminal(tmp_path: Path, flavour: str) -> None:
-    """The written config starts ``taptill run``: secrets come in as systemd credentials would."""
-    root = tmp_path / "image"
-    socket = root / "run/taptill/tap.sock"
+def test_the_provisioned_config_runs_a_terminal(tmp_path: Path, image: Path, flavour: str) -> None:
+    """The written config starts ``taptill run``: secrets come in as systemd credentials would; only the
+    state directory and socket move from the unit's own (/var/lib/taptill, /run/taptill) into tmp_path."""
+    root = image
+    socket = tmp_path / "run" / "tap.sock"
     with WalletEmulator.demo(flavour) as emulator:  # type: ignore[arg-type]
-        proc = provision(
-            root,
-            *wallet_flags(emulator),
-            "--state-dir",
-            str(root / "var/lib/taptill"),
-            "--sim-socket",
-            str(socket),
-            token=emulator.api_token,
-        )
+        proc = provision(root, *wallet_flags(emulator), token=emulator.api_token)
         assert proc.returncode == EXIT_CHANGED, proc.stderr
-        config = root / "etc/taptill/config.toml"
+        written = (root / "etc/taptill/config.toml").read_text()
+        assert 'state_dir = "/var/lib/taptill"' in written and 'socket = "/run/taptill/tap.sock"' in written
+        config = tmp_path / "config.toml"
+        config.write_text(
+            written.replace('"/var/lib/taptill"', f'"{tmp_path / "state"}"').replace(
+                '"/run/taptill/tap.sock"', f'"{socket}"'
+            )
+        )
+        socket.parent.mkdir()
         credentials = {"CREDENTIALS_DIRECTORY": str(root / "etc/taptill")}
         term = TerminalProcess(config, env=credentials, socket=socket)
         try:
@@ -280,4 +308,145 @@ def test_the_provisioned_config_runs_a_terminal(tmp_path: Path, flavour: str) ->
             wait_for(lambda: any(s["state"] == "done" for s in journal_lines(config)), what="a settled sale")
         finally:
             assert term.stop() == 0
-    assert (root / "var/lib/taptill/journal.sqlite3").exists()
+    assert (tmp_path / "state/journal.sqlite3").exists()
+
+
+# --- refusals: a terminal that could never sell, answers that are not what they seem ---------------
+
+
+def test_no_reader_found_is_refused_unless_sim_is_asked_for(tmp_path: Path) -> None:
+    root = tmp_path / "image"
+    no_pcscd = {"PCSCLITE_CSOCK_NAME": str(tmp_path / "no-pcscd.comm")}  # no lab pcscd can answer
+    with WalletEmulator.demo("doc") as emulator:
+        flags = wallet_flags(emulator)[2:]  # without --reader sim: auto-detect
+        proc = provision(root, *flags, token=emulator.api_token, env=no_pcscd)
+    assert proc.returncode == EXIT_MISSING, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no NFC reader found" in lines[0]
+    assert "--reader sim" in lines[0] and "tty:AMA0:pn532" in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert tree(root) == {}
+
+
+def test_an_explicit_reader_that_is_not_there_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "image"
+    no_pcscd = {"PCSCLITE_CSOCK_NAME": str(tmp_path / "no-pcscd.comm")}
+    with WalletEmulator.demo("doc") as emulator:
+        flags = [*wallet_flags(emulator)[2:], "--reader", "pcsc"]
+        proc = provision(root, *flags, token=emulator.api_token, env=no_pcscd)
+    assert proc.returncode == EXIT_MISSING, proc.stdout + proc.stderr
+    assert "no NFC reader found (pcscd is not running" in proc.stderr
+    assert tree(root) == {}
+
+
+def test_an_oled_asked_for_but_not_found_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "image"
+    with WalletEmulator.demo("doc") as emulator:
+        proc = provision(root, *wallet_flags(emulator), "--display", "oled", token=emulator.api_token)
+    assert proc.returncode == EXIT_MISSING, proc.stdout + proc.stderr
+    assert "no OLED found" in proc.stderr and "--display none" in proc.stderr
+    assert tree(root) == {}
+
+
+@pytest.mark.parametrize(
+    ("answers", "named"),
+    [
+        ('[wallet]\nbase_url = "URL"\ntoken_fil = "/etc/token"\n', "[wallet] has unknown key 'token_fil'"),
+        ('[wallet]\nbase_url = "URL"\n[termnal]\nproducts = ["espresso"]\n', "unknown table [termnal]"),
+        ('wallet = "URL"\n', "[wallet] must be a table"),
+    ],
+)
+def test_answers_file_unknown_keys_are_refused_like_the_config(
+    tmp_path: Path, answers: str, named: str
+) -> None:
+    root = tmp_path / "image"
+    path = tmp_path / "answers.toml"
+    with WalletEmulator.demo("doc") as emulator:
+        path.write_text(answers.replace("URL", emulator.base_url))
+        proc = provision(root, "--reader", "sim", "--answers", str(path), token=emulator.api_token)
+    assert proc.returncode == EXIT_USAGE, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0] and str(path) in lines[0], lines
+    assert tree(root) == {}
+
+
+@pytest.mark.parametrize(
+    ("how", "named"),
+    [
+        ("flag", "--wallet-url or $TAPTILL_WALLET_URL or wallet.base_url"),
+        ("answers", "wallet.base_url"),
+        ("partybroker", "--partybroker-url or $TAPTILL_PARTYBROKER_URL or partybroker.base_url"),
+    ],
+)
+def test_a_base_url_without_scheme_is_a_usage_error_naming_the_key(
+    tmp_path: Path, how: str, named: str
+) -> None:
+    root = tmp_path / "image"
+    bare = "pretix.example/api/v1/organizers/demo/events/demo/wallet"
+    answers = tmp_path / "answers.toml"
+    answers.write_text(f'[wallet]\nbase_url = "{bare}"\n')
+    args = {
+        "flag": ["--wallet-url", bare],
+        "answers": ["--answers", str(answers)],
+        "partybroker": ["--wallet-url", "https://" + bare, "--partybroker-url", "partybroker.example/api"],
+    }[how]
+    proc = provision(root, "--reader", "sim", "--products", "espresso", *args, token="t")
+    assert proc.returncode == EXIT_USAGE, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0] and "expected an http:// or https:// URL" in lines[0], lines
+    assert "unreachable" not in proc.stderr
+    assert tree(root) == {}
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (
+            ["--prefix", "/home/pi/taptill"],
+            "could not run /home/pi/taptill/venv/bin/taptill (ProtectHome=yes",
+        ),
+        (["--prefix", "/root/taptill"], "ProtectHome=yes hides /root"),
+        (["--prefix", "/tmp/taptill"], "PrivateTmp=yes"),
+        (["--state-dir", "/home/pi/state"], "journal in /home/pi/state (ProtectHome=yes hides /home)"),
+        (
+            ["--state-dir", "/srv/taptill"],
+            "journal in /srv/taptill (ProtectSystem=strict makes it read-only)",
+        ),
+        (["--sim-socket", "/tmp/tap.sock"], "could not reach the sim socket /tmp/tap.sock (PrivateTmp=yes"),
+        (["--sim-socket", "/srv/tap.sock"], "could not create the sim socket /srv/tap.sock"),
+    ],
+)
+def test_a_unit_that_could_not_start_is_refused_before_anything_is_written(
+    tmp_path: Path, flags: list[str], named: str
+) -> None:
+    root = tmp_path / "image"
+    with WalletEmulator.demo("doc") as emulator:
+        proc = provision(root, *wallet_flags(emulator), *flags, token=emulator.api_token)
+    assert proc.returncode == EXIT_USAGE, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("taptill-provision: the unit could not start: "), lines
+    assert named in lines[0], lines
+    assert tree(root) == {}
+
+
+def test_taptill_bin_is_checked_against_the_unit_like_the_venv(image: Path) -> None:
+    """An existing install may be named instead of --prefix, but only one the unit could start."""
+    root = image
+    home_copy = root / "home/pi/taptill/venv"
+    shutil.copytree(root / "opt/taptill/venv", home_copy, symlinks=True, copy_function=os.link)
+    with WalletEmulator.demo("doc") as emulator:
+        flags = wallet_flags(emulator)
+        hidden = provision(
+            root, *flags, "--taptill-bin", "/home/pi/taptill/venv/bin/taptill", token=emulator.api_token
+        )
+        binary = provision(
+            root, *flags, "--taptill-bin", "/opt/taptill/venv/bin/python", token=emulator.api_token
+        )
+        fine = provision(
+            root, *flags, "--taptill-bin", "/opt/taptill/venv/bin/taptill", token=emulator.api_token
+        )
+    assert hidden.returncode == EXIT_USAGE, hidden.stderr
+    assert "could not run /home/pi/taptill/venv/bin/taptill (ProtectHome=yes hides /home)" in hidden.stderr
+    assert binary.returncode == EXIT_MISSING and "is not a taptill script" in binary.stderr, binary.stderr
+    assert fine.returncode == EXIT_CHANGED, fine.stderr
+    assert "/opt/taptill/venv/bin/taptill (given with --taptill-bin)" in fine.stdout

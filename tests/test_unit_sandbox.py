@@ -1,0 +1,213 @@
+"""The provisioned unit's ExecStart run the way systemd would, and the device groups it is given."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from hw.readers.sim import send_command
+from provisioning.install import DEFAULT_PREFIX, retarget_scripts
+from provisioning.provision import EXIT_CHANGED, EXIT_MISSING, EXIT_USAGE
+from terminal.emulator.wallet_server import WalletEmulator
+from tests.conftest import seed_program
+from tests.terminal_lab import MAX, REPO, journal_lines, wait_for
+from tests.test_provision import provision, tree, wallet_flags
+from tests.test_systemd import NotifySocket
+from tests.unit_lab import Sandbox, free_uid, tool
+
+pytestmark = pytest.mark.systemd
+
+HOME_PREFIX = PurePosixPath("/home/pi/taptill")  # where a checkout's venv usually is
+
+
+@pytest.fixture(scope="module")
+def wallet() -> Iterator[WalletEmulator]:
+    with WalletEmulator.demo("doc") as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory, program_image: Path, wallet: WalletEmulator) -> Path:
+    root = tmp_path_factory.mktemp("unit") / "image"
+    seed_program(program_image, root)
+    proc = provision(root, *wallet_flags(wallet), token=wallet.api_token)
+    assert proc.returncode == EXIT_CHANGED, proc.stdout + proc.stderr
+    return root
+
+
+def sandbox(
+    root: Path, tmp_path: Path, prefix: PurePosixPath = DEFAULT_PREFIX
+) -> tuple[Sandbox, NotifySocket]:
+    notify_dir = tmp_path / "notify"
+    notify_dir.mkdir(parents=True)
+    notify_dir.chmod(0o755)
+    notify = NotifySocket(notify_dir / "notify")
+    (notify_dir / "notify").chmod(0o777)  # the service user sends to it, as to systemd's own socket
+    box = Sandbox(root, prefix, tmp_path / "state", tmp_path / "run", notify_dir, free_uid())
+    return box, notify
+
+
+def until_ready_then_stop(proc: subprocess.Popen[str], notify: NotifySocket) -> tuple[int, str]:
+    """Wait for READY=1 (or the process ending), then SIGTERM it as systemd stops a unit."""
+    try:
+        wait_for(
+            lambda: bool(notify.times_of("READY=1")) or proc.poll() is not None,
+            timeout=60,
+            what="READY=1 from the service",
+        )
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    return proc.returncode, out
+
+
+def test_execstart_runs_as_the_service_user_inside_the_unit_sandbox(
+    image: Path, wallet: WalletEmulator, tmp_path: Path
+) -> None:
+    unit = (image / "etc/systemd/system/taptill.service").read_text()
+    box, notify = sandbox(image, tmp_path)
+    proc = box.start(unit)
+    try:
+        wait_for(lambda: bool(notify.times_of("READY=1")), timeout=60, what="READY=1 from the service")
+        # The sim socket the unit made in its RuntimeDirectory is reachable from outside, as by `taptill tap`.
+        assert send_command(box.run / "tap.sock", f"tap {MAX}") == "ok"
+        config = tmp_path / "config.toml"  # the same config, read from the host's view of the state dir
+        config.write_text(
+            (image / "etc/taptill/config.toml")
+            .read_text()
+            .replace('"/var/lib/taptill"', f'"{box.state}"')
+            .replace('"/run/taptill/tap.sock"', f'"{box.run / "tap.sock"}"')
+        )
+        wait_for(lambda: any(s["state"] == "done" for s in journal_lines(config)), what="a settled sale")
+    finally:
+        code, out = until_ready_then_stop(proc, notify)
+        notify.close()
+    assert code == 0, out
+    journal = box.state / "journal.sqlite3"
+    assert journal.stat().st_uid == box.uid  # written by the service user, not root
+    assert "Traceback" not in out
+
+
+def test_a_program_under_home_is_refused_because_the_unit_could_not_start_it(
+    image: Path, wallet: WalletEmulator, tmp_path: Path
+) -> None:
+    """Provisioning refuses --prefix /home/…; run anyway, that unit fails exactly as systemd's 203/EXEC
+    would, and the same program starts once ProtectHome is not applied: the refusal is about the sandbox."""
+    refused = provision(
+        tmp_path / "refused", *wallet_flags(wallet), "--prefix", str(HOME_PREFIX), token=wallet.api_token
+    )
+    assert refused.returncode == EXIT_USAGE, refused.stdout + refused.stderr
+    assert "ProtectHome=yes hides /home" in refused.stderr
+    assert tree(tmp_path / "refused") == {}
+
+    # The unit it would have written, with a real venv at /home/pi/taptill/venv (scripts pointing there).
+    root = tmp_path / "home-image"
+    venv = root / HOME_PREFIX.relative_to("/") / "venv"
+    shutil.copytree(image / DEFAULT_PREFIX.relative_to("/") / "venv", venv, symlinks=True)
+    retarget_scripts(venv / "bin", str(DEFAULT_PREFIX / "venv"), str(HOME_PREFIX / "venv"))
+    shutil.copytree(image / "etc", root / "etc", symlinks=True)
+    unit = (
+        (image / "etc/systemd/system/taptill.service")
+        .read_text()
+        .replace(str(DEFAULT_PREFIX), str(HOME_PREFIX))
+    )
+
+    hidden, notify = sandbox(root, tmp_path / "hidden", HOME_PREFIX)
+    code, out = until_ready_then_stop(hidden.start(unit), notify)
+    notify.close()
+    assert code != 0 and not notify.times_of("READY=1")
+    assert f"failed to execute {HOME_PREFIX}/venv/bin/taptill: No such file or directory" in out, out
+
+    shown, notify = sandbox(root, tmp_path / "shown", HOME_PREFIX)
+    code, out = until_ready_then_stop(shown.start(unit, protect_home=False), notify)
+    notify.close()
+    assert notify.times_of("READY=1") and code == 0, out
+
+
+# --- device groups: a PN532 on the UART --------------------------------------------------------------
+
+
+def provision_with_tty(
+    tmp_path: Path, wallet: WalletEmulator, node: tuple[str, int] | None
+) -> tuple[subprocess.CompletedProcess[str], dict[str, int]]:
+    """Live provisioning (--dry-run: nothing is written) in a private /dev holding a ttyAMA0 with the
+    given group and mode; then the kernel's own answer for the service user: can it open the node with
+    the unit's groups (dialout), and without any group?"""
+    uid = free_uid()
+    q = shlex.quote
+    setup = [
+        "set -e",
+        "mount -t tmpfs -o mode=0755 tmpfs /dev",
+        "mknod -m 666 /dev/null c 1 3 && mknod -m 666 /dev/zero c 1 5",
+        "mknod -m 666 /dev/random c 1 8 && mknod -m 666 /dev/urandom c 1 9",
+    ]
+    if node is not None:
+        group, mode = node
+        setup.append(f"mknod -m {mode:o} /dev/ttyAMA0 c 204 64 && chown root:{group} /dev/ttyAMA0")
+    flags = [*wallet_flags(wallet)[2:], "--reader", "nfcpy", "--reader-device", "tty:AMA0:pn532"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAPTILL_")}
+    env["TAPTILL_WALLET_TOKEN"] = wallet.api_token
+    out_file = tmp_path / "provision.json"
+    command = [sys.executable, "-m", "provisioning.provision", "--dry-run", "--json", *flags]
+    setpriv = f"{tool('setpriv')} --reuid={uid} --regid={uid}"
+    script = "\n".join(
+        [
+            *setup,
+            f"set +e; {' '.join(q(a) for a in command)} > {q(str(out_file))}; echo provision=$?",
+            f"{setpriv} --groups=dialout test -r /dev/ttyAMA0 -a -w /dev/ttyAMA0; echo with_dialout=$?",
+            f"{setpriv} --clear-groups test -r /dev/ttyAMA0 -a -w /dev/ttyAMA0; echo without=$?",
+        ]
+    )
+    proc = subprocess.run(
+        [tool("unshare"), "-m", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env=env,
+    )
+    codes = dict(line.split("=") for line in proc.stdout.splitlines() if "=" in line)
+    proc.stdout = out_file.read_text() if out_file.exists() else ""
+    return proc, {k: int(v) for k, v in codes.items()}
+
+
+def test_a_uart_reader_gets_dialout_and_nothing_else(tmp_path: Path, wallet: WalletEmulator) -> None:
+    proc, codes = provision_with_tty(tmp_path, wallet, ("dialout", 0o660))
+    assert codes["provision"] == EXIT_CHANGED, proc.stdout + proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["reader"]["kind"] == "nfcpy" and out["reader"]["device"] == "tty:AMA0:pn532"
+    assert out["devices"] == {"groups": ["dialout"], "nodes": ["/dev/ttyAMA0"], "checked": True}
+    assert "+SupplementaryGroups=dialout\n" in out["diff"]
+    assert "+g dialout -\n" in out["diff"]
+    assert '+device = "tty:AMA0:pn532"\n' in out["diff"]
+    assert out["program"]["install"] is True and "[nfc]" not in out["program"]["venv"]
+    # The kernel agrees with the check: the unit's group opens the node, no group does not.
+    assert (codes["with_dialout"], codes["without"]) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("node", "named"),
+    [
+        (("tty", 0o620), "/dev/ttyAMA0 is root:tty 0620, which user taptill (groups dialout) cannot open"),
+        (None, "/dev/ttyAMA0 does not exist"),
+    ],
+)
+def test_a_uart_the_service_user_could_not_open_is_refused(
+    tmp_path: Path, wallet: WalletEmulator, node: tuple[str, int] | None, named: str
+) -> None:
+    """A serial console on the UART leaves it root:tty 0620: the unit would start and never read a card."""
+    proc, codes = provision_with_tty(tmp_path, wallet, node)
+    assert codes["provision"] == EXIT_MISSING, proc.stdout + proc.stderr
+    message = json.loads(proc.stdout)["message"]
+    assert named in message and "do_serial_cons 1" in message, message
+    if node is not None:
+        assert codes["with_dialout"] != 0  # the kernel agrees: dialout would not help
