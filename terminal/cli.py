@@ -28,11 +28,19 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sp.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH, help="config file (TOML)")
+        sp.add_argument(
+            "--config",
+            type=Path,
+            default=DEFAULT_CONFIG_PATH,
+            metavar="PATH",
+            help="the terminal's config file (TOML; default: %(default)s)",
+        )
         return sp
 
     run = with_config(sub.add_parser("run", help="run the terminal (what the systemd service starts)"))
-    run.add_argument("--verbose", "-v", action="store_true")
+    run.add_argument(
+        "--verbose", "-v", action="store_true", help="log DEBUG lines too (default: INFO and up, to stderr)"
+    )
     run.add_argument("--gif", type=Path, help="also record every screen into this animated GIF")
 
     tap = with_config(
@@ -42,7 +50,9 @@ def _parser() -> argparse.ArgumentParser:
             "(exit 0 approved, 1 declined or no answer)",
         )
     )
-    tap.add_argument("uid", nargs="?", help="card UID in hex (separators allowed; not with --remove)")
+    tap.add_argument(
+        "uid", nargs="?", metavar="UID", help="card UID in hex (separators allowed; not with --remove)"
+    )
     hold = tap.add_mutually_exclusive_group()
     hold.add_argument("--hold", action="store_true", help="leave the card on the reader (prints no decision)")
     hold.add_argument("--remove", action="store_true", help="take the held card away (no UID needed)")
@@ -53,11 +63,20 @@ def _parser() -> argparse.ArgumentParser:
     press = with_config(
         sub.add_parser("press", help="press a button through the sim reader (exit 1 if the mode has none)")
     )
-    press.add_argument("button", help="a button name from [select] or [topup] buttons, or the cancel button")
+    press.add_argument(
+        "button",
+        metavar="BUTTON",
+        help="a button name: a key of [select] buttons or [topup] buttons, or the cancel/clear button",
+    )
 
     demo = sub.add_parser("demo", help="play a scenario against the local emulator (no hardware, no network)")
     demo.add_argument("--interactive", action="store_true", help="type card UIDs yourself")
-    demo.add_argument("--mode", choices=("tap", "select", "topup"), default="tap")
+    demo.add_argument(
+        "--mode",
+        choices=("tap", "select", "topup"),
+        default="tap",
+        help="tap: one product per tap; select: buttons fill a cart; topup: the kiosk (default: %(default)s)",
+    )
     demo.add_argument("--gif", type=Path, help="write an animated GIF of every screen")
     demo.add_argument("--out", type=Path, default=Path("demo-out"), help="where config, journal and PNGs go")
 
@@ -68,16 +87,16 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--rejected", action="store_true", help="list rejected sales (after-the-fact refusals)")
 
     se = with_config(sub.add_parser("settle", help="settle a sale held for reconciliation by hand"))
-    se.add_argument("key", help="the sale's idempotency key (taptill queue shows it)")
+    se.add_argument("key", metavar="KEY", help="the sale's idempotency key (taptill queue shows it)")
     how = se.add_mutually_exclusive_group(required=True)
     how.add_argument("--booked", action="store_true", help="the wallet shows the debit: mark it done")
     how.add_argument("--not-booked", action="store_true", help="the wallet does not: send it again")
 
     oh = sub.add_parser("operator-hash", help="the [topup] operators entry for an operator card")
-    oh.add_argument("uid", help="the operator card's UID in hex")
+    oh.add_argument("uid", metavar="UID", help="the operator card's UID in hex")
 
     st = with_config(sub.add_parser("status", help="counts and totals of the journal"))
-    st.add_argument("--json", action="store_true")
+    st.add_argument("--json", action="store_true", help="one JSON object (the same counts, for scripts)")
 
     doc = with_config(sub.add_parser("doctor", help="check config, secrets, servers, clock, hardware, queue"))
     doc.add_argument("--json", action="store_true", help="a JSON list of {name, status, detail}")

@@ -25,6 +25,9 @@ class Section:
         self.name = name
         self._data: Mapping[str, object] = data
         self._used: set[str] = set()
+        # Keys the parser asked about without reading (optional pins, one-of pairs): still known keys,
+        # so "known keys are: …" names every key this table accepts, not only those read this time.
+        self._asked: set[str] = set()
 
     def _where(self, key: str) -> str:
         # A quoted TOML key may hold a line break; the error must stay one line.
@@ -35,6 +38,7 @@ class Section:
         return list(self._data)
 
     def has(self, key: str) -> bool:
+        self._asked.add(key)
         return key in self._data
 
     def _get(self, key: str, default: object) -> object:
@@ -139,5 +143,5 @@ class Section:
             table = unknown[0] if unknown[0].isprintable() else repr(unknown[0])
             raise ConfigError(f"the config has unknown table [{table}]; known tables are: {known}")
         if unknown:
-            known = ", ".join(sorted(self._used)) or "none"
+            known = ", ".join(sorted(self._used | self._asked)) or "none"
             raise ConfigError(f"[{self.name}] has unknown key {unknown[0]!r}; known keys are: {known}")

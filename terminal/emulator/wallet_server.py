@@ -63,8 +63,8 @@ from terminal.emulator.faults import (
     run_before_fault,
     send_body,
 )
-from terminal.emulator.serving import wait_for_stop_signal
-from terminal.emulator.wallet_ledger import LedgerTransaction, LedgerWallet, WalletLedger
+from terminal.emulator.serving import tcp_port, wait_for_stop_signal
+from terminal.emulator.wallet_ledger import LedgerError, LedgerTransaction, LedgerWallet, WalletLedger
 
 Flavour = Literal["doc", "real"]
 FLAVOURS: tuple[Flavour, ...] = ("doc", "real")
@@ -908,26 +908,40 @@ class WalletEmulator:
 # -- command line ----------------------------------------------------------------------------------------
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run the local wallet API emulator on loopback.")
-    parser.add_argument("--flavour", choices=FLAVOURS, default="doc")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument(
-        "--ledger", type=Path, default=None, help="JSON file that keeps wallets across restarts"
+def parser() -> argparse.ArgumentParser:
+    """The emulator's command line (every option with its help, tested in tests/test_cli_help.py)."""
+    p = argparse.ArgumentParser(
+        prog="python -m terminal.emulator.wallet_server",
+        description="Run the local wallet API emulator on loopback; prints one JSON line once listening.",
     )
-    parser.add_argument("--demo", action="store_true", help="seed the demo wallets")
-    parser.add_argument("--api-token", default=DEFAULT_API_TOKEN)
-    parser.add_argument("--prefix", default=DEFAULT_PREFIX)
-    parser.add_argument("--permission", choices=("debit", "credit", "all"), default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
+    p.add_argument(
+        "--flavour",
+        choices=FLAVOURS,
+        default="doc",
+        help="doc: the API document; real: as real pretix answers (default: %(default)s)",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=tcp_port, default=0, help="TCP port; 0 picks a free port")
+    p.add_argument("--ledger", type=Path, default=None, help="JSON file that keeps wallets across restarts")
+    p.add_argument("--demo", action="store_true", help="seed the demo wallets and products")
+    p.add_argument(
+        "--api-token", default=DEFAULT_API_TOKEN, help="the Bearer token it accepts (default: %(default)s)"
+    )
+    p.add_argument("--prefix", default=DEFAULT_PREFIX, help="the API's path prefix (default: %(default)s)")
+    p.add_argument(
+        "--permission",
+        choices=("debit", "credit", "all"),
+        default=None,
+        help="doc flavour: what this terminal may do (default: debit; all with --demo)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the fault dice (default: %(default)s)")
+    p.add_argument(
         "--latency",
         choices=("fast", "real"),
         default="fast",
         help="real: GET 20-60 ms, POST 150-400 ms, like a real pretix server (switchable at run time)",
     )
-    parser.add_argument(
+    p.add_argument(
         "--unsellable",
         type=int,
         action="append",
@@ -935,9 +949,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="ITEM_ID",
         help="real flavour: a listed item in no quota (POSTs with it answer 500); repeatable",
     )
-    args = parser.parse_args(argv)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    cli = parser()
+    args = cli.parse_args(argv)
     if args.unsellable and args.flavour != "real":
-        parser.error("--unsellable needs --flavour real: the document has no quotas")
+        cli.error("--unsellable needs --flavour real: the document has no quotas")
 
     options: dict[str, Any] = {
         "host": args.host,
@@ -957,10 +976,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.demo
             else WalletEmulator(args.flavour, **options)
         )
-    except ValueError as exc:
-        parser.error(str(exc))
-
-    with emulator:
+    except (ValueError, LedgerError) as exc:
+        cli.error(str(exc))
+    except OSError as exc:  # the ledger's folder is missing or not writable
+        cli.error(f"--ledger {args.ledger}: {exc.strerror or exc}; give a file in a writable folder")
+    try:
+        emulator.start()
+    except OSError as exc:
+        where = f"{args.host}:{args.port}"
+        cli.error(f"cannot listen on {where} ({exc.strerror or exc}); pick another --port or 0")
+    try:
         ready = {
             "flavour": emulator.flavour,
             "base_url": emulator.base_url,
@@ -969,6 +994,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         print(json.dumps(ready), flush=True)
         wait_for_stop_signal()
+    finally:
+        emulator.stop()
     return 0
 
 
