@@ -13,7 +13,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from hw.display.base import Display
 from hw.gpio.base import Outputs
@@ -60,6 +59,13 @@ DISPENSE_LOOK_S = 0.02  # how often a dispense under way is looked at, to note i
 LAG_STORE_EVERY_S = 5.0  # stall counts reach the journal (for `taptill status`) at most this often
 
 
+class _Wake:
+    """Put in the event queue to wake the loop (a stop): not an event for the controller."""
+
+
+_WAKE = _Wake()
+
+
 class DeviceLoop:
     """Events in, effects out, within the tap budget; also the CardListener and ButtonListener."""
 
@@ -96,7 +102,7 @@ class DeviceLoop:
         self._dispensing: set[asyncio.Task[None]] = set()
         self.notifier = notifier or Notifier()
         self.clock = clock
-        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+        self.queue: asyncio.Queue[Event | _Wake] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deadline = 0.0
         self._seen: tuple[str, tuple[str, Sequence[object]]] | None = None
@@ -208,6 +214,7 @@ class DeviceLoop:
         next_ping = 0.0
         refresh = getattr(self.display, "refresh", None)  # displays that page the price board
         stop_wait = asyncio.ensure_future(stop.wait())
+        stop_wait.add_done_callback(lambda _f: self.queue.put_nowait(_WAKE))
         lag_stop = asyncio.Event()
         lag_task = asyncio.ensure_future(self.lag.run(lag_stop))
         drain_until: float | None = None
@@ -239,17 +246,22 @@ class DeviceLoop:
                 if not self.queue.empty():
                     # Events already waiting (a tap brings several) are handled without the machinery
                     # of a wait; dispatch awaits its effects, so the loop still yields to other tasks.
-                    await self.dispatch(self.queue.get_nowait())
+                    queued = self.queue.get_nowait()
+                    if not isinstance(queued, _Wake):
+                        await self.dispatch(queued)
                     self._store_lag(time.monotonic())
                     continue
-                get = asyncio.ensure_future(self.queue.get())
-                waits: set[asyncio.Future[Any]] = {get} if stop.is_set() else {get, stop_wait}
                 timeout = max(0.01, next_ping - now) if drain_until is None else DRAIN_LOOK_S
-                done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-                if get not in done:
-                    get.cancel()
+                try:
+                    # A plain awaited get under a timeout: no task and no wait machinery per event
+                    # (CPU per tap is what decides speed on a Pi). A stop wakes it with _WAKE.
+                    async with asyncio.timeout(timeout):
+                        event = await self.queue.get()
+                except TimeoutError:
                     continue
-                await self.dispatch(get.result())
+                if isinstance(event, _Wake):
+                    continue
+                await self.dispatch(event)
                 self._store_lag(time.monotonic())
         finally:
             stop_wait.cancel()
