@@ -19,6 +19,7 @@ from terminal.catalog import StartupError, check_permission, check_products, loa
 from terminal.config import Config
 from terminal.controller import Controller, ControllerSettings
 from terminal.device_loop import DeviceLoop
+from terminal.drivers import check_drivers
 from terminal.events import CatalogChanged, UnsellableChanged
 from terminal.journal import Journal, JournalError
 from terminal.partybroker.runtime import PartybrokerRuntime
@@ -59,6 +60,8 @@ async def run_terminal(
     StateDirBusy when another taptill process uses the state directory."""
     opts = opts or RunOptions()
     stop = stop or asyncio.Event()
+    # Before anything starts: a reader whose driver is missing would die after "taptill ready".
+    check_drivers(cfg)
     notifier = Notifier()
     token = read_secret(cfg.wallet.token_file, "wallet.token")
     # One terminal per journal, taken before anything in the state directory or the socket is touched:
@@ -149,14 +152,7 @@ async def _run_locked(
             product_name=lambda pid: next((p.name for p in controller.catalog if str(p.id) == pid), pid),
         )
         if display is None:
-            display = make_display(
-                cfg.display,
-                locale=cfg.terminal.locale,
-                currency=cfg.terminal.currency,
-                state_dir=cfg.terminal.state_dir,
-                pairing_url=cfg.terminal.pairing_url,
-                gif_path=opts.gif_path,
-            )
+            display = _open_display(cfg, opts.gif_path)
         device = DeviceLoop(
             controller=controller,
             journal=journal,
@@ -237,6 +233,24 @@ async def _run_locked(
         await client.aclose()
         journal.close()
         log.info("taptill stopped")
+
+
+def _open_display(cfg: Config, gif_path: Path | None) -> Display:
+    """The configured display; StartupError (naming the bus, the address and what to check) when the
+    panel cannot be reached."""
+    from hw.display.oled import DisplayNotFound  # imports no hardware library itself
+
+    try:
+        return make_display(
+            cfg.display,
+            locale=cfg.terminal.locale,
+            currency=cfg.terminal.currency,
+            state_dir=cfg.terminal.state_dir,
+            pairing_url=cfg.terminal.pairing_url,
+            gif_path=gif_path,
+        )
+    except DisplayNotFound as exc:
+        raise StartupError(str(exc)) from None
 
 
 def _background_ended(task: asyncio.Task[None], stop: asyncio.Event) -> None:

@@ -21,6 +21,7 @@ from terminal.state_lock import StateLock, StateLockError
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+EXIT_MISSING = 6  # a library the configuration needs is not installed (as taptill-provision says it)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -150,10 +151,14 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _run(cfg: Config, verbose: bool, gif: Path | None) -> int:
     from terminal.app import RunOptions, run_terminal
     from terminal.catalog import StartupError
+    from terminal.drivers import MissingDriver
 
     setup_logging(verbose)
     try:
         asyncio.run(run_terminal(cfg, opts=RunOptions(gif_path=gif)))
+    except MissingDriver as exc:
+        print(f"taptill: {exc}", file=sys.stderr)
+        return EXIT_MISSING
     except StartupError as exc:
         print(f"taptill: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from terminal.config import Config, ConfigError, load_config
 from terminal.config_section import Section
+from terminal.drivers import missing_drivers
 from terminal.journal import Journal, JournalError, JournalMissing
 from terminal.partybroker.config import PASSWORD_CREDENTIAL, PartybrokerConfig, parse_partybroker
 from terminal.salvage import SQLITE_DEB, SQLITE_TOOL
@@ -75,10 +76,13 @@ def diagnose(config_path: Path, *, now: Callable[[], datetime] | None = None) ->
         checks.append(_secret_check("pb-secret", partybroker.password_file, PASSWORD_CREDENTIAL))
     checks.append(asyncio.run(_wallet_check(cfg)))
     journal_check, journal = _journal_check(cfg.journal_path)
+    drivers = missing_drivers(cfg)
     try:
         checks.append(_clock_check(clock(), journal))
-        checks.append(_reader_check(cfg))
-        checks.append(_display_check(cfg))
+        checks.append(_reader_check(cfg, drivers.get("reader")))
+        checks.append(_display_check(cfg, drivers.get("display")))
+        if cfg.gpio.enabled:
+            checks.append(_gpio_check(drivers.get("gpio")))
         checks.append(_disk_check(cfg.terminal.state_dir))
         checks.append(journal_check)
         readable = journal_check.status != "FAIL"
@@ -285,9 +289,11 @@ def _disk_check(state_dir: Path) -> Check:
 # --- hardware -------------------------------------------------------------------------------------
 
 
-def _reader_check(cfg: Config) -> Check:
+def _reader_check(cfg: Config, missing_driver: str | None = None) -> Check:
     from provisioning import detect  # shared with provisioning; hardware libraries load inside the probes
 
+    if missing_driver is not None:
+        return Check.fail("reader", missing_driver)
     r = cfg.reader
     if r.kind == "sim":
         directory = r.socket.parent
@@ -322,12 +328,14 @@ def _reader_check(cfg: Config) -> Check:
     return Check.warn("reader", f"nfcpy device {r.device!r} cannot be probed (a test driver?)")
 
 
-def _display_check(cfg: Config) -> Check:
+def _display_check(cfg: Config, missing_driver: str | None = None) -> Check:
     from provisioning import detect
 
     d = cfg.display
     if d.kind != "oled":
         return Check.ok("display", f"{d.kind} display needs no hardware")
+    if missing_driver is not None:
+        return Check.fail("display", missing_driver)
     if d.interface == "spi":
         dev = Path(f"/dev/spidev{d.spi_port}.{d.spi_device}")
         if not dev.exists():
@@ -339,3 +347,9 @@ def _display_check(cfg: Config) -> Check:
     others = ", ".join(str(o) for o in found)
     hint = f"found {others}; set [display] i2c_address" if others else f"{why}; check the wiring"
     return Check.fail("display", f"no OLED at /dev/i2c-{d.i2c_port} 0x{d.i2c_address:02X}: {hint}")
+
+
+def _gpio_check(missing_driver: str | None) -> Check:
+    if missing_driver is not None:
+        return Check.fail("gpio", missing_driver)
+    return Check.ok("gpio", "gpiozero and a pin library load")
