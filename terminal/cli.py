@@ -309,6 +309,8 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
         data["partybroker"] = partybroker
     lag = _loop_lag_status(journal)
     data["loop_lag"] = lag
+    reader = _reader_status(journal, cfg)
+    data["reader"] = reader
     unsellable = journal.unsellable()
     data["unsellable"] = [
         {"product_id": pid, "name": name, "reason": reason, "since": since}
@@ -328,6 +330,7 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
     print(f"declined taps:   {st.declined}")
     for pid, (name, reason, since) in unsellable.items():
         print(f"NOT SELLING:     {name} (id {pid}) since {since}: {reason}")
+    print(f"reader:          {reader['summary']}")
     if lag["stalls"]:
         print(
             f"event loop:      {lag['stalls']} stall(s) over {lag['warn_ms']:.0f} ms, longest "
@@ -345,6 +348,32 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
         for warning in partybroker["warnings"]:
             print(f"  warning: {warning}")
     return EXIT_OK
+
+
+def _reader_status(journal: Journal, cfg: Config) -> dict[str, Any]:
+    """The running terminal's reader: online or not, since when, failures in a row, and a summary line."""
+    import time
+
+    from terminal.reader_health import CACHE_KEY, ReaderHealth
+    from terminal.state_lock import running_terminal
+
+    pid = running_terminal(cfg.terminal.state_dir)
+    cached = journal.cache_get(CACHE_KEY)
+    health = ReaderHealth.from_json(cached[0]) if cached is not None else None
+    if pid is None:
+        return {"running": False, "summary": "unknown: no taptill run uses this state directory"}
+    if health is None or health.pid != pid:
+        return {"running": True, "online": None, "summary": "not reported yet"}
+    now = time.time()
+    return {
+        "running": True,
+        "online": health.online,
+        "since": health.since,
+        "failures": health.failures,
+        "detail": health.detail,
+        "problem": health.problem(now),
+        "summary": health.summary(now),
+    }
 
 
 def _loop_lag_status(journal: Journal) -> dict[str, Any]:

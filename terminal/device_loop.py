@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -42,6 +43,8 @@ from terminal.journal import Journal, JournalError, SaleRecord, remember_card_st
 from terminal.loop_lag import CACHE_KEY as LAG_CACHE_KEY
 from terminal.loop_lag import LagStats, LoopLagMonitor, stats_json
 from terminal.model import DeclineReason
+from terminal.reader_health import CACHE_KEY as READER_CACHE_KEY
+from terminal.reader_health import ReaderHealth
 from terminal.sale_sender import Delivered, Later, Refusal, SaleSender
 from terminal.sd_notify import Notifier
 from terminal.server_health import ServerHealth
@@ -103,6 +106,7 @@ class DeviceLoop:
         self.lag = LoopLagMonitor(on_stall=self._lag_stall)
         self._lag_stored_at = -LAG_STORE_EVERY_S
         self._lag_unstored: LagStats | None = None
+        self.reader_health = ReaderHealth(pid=os.getpid())  # for `taptill status` and `doctor`
 
     # --- listeners, called from reader and button threads ------------------------------------
 
@@ -220,6 +224,8 @@ class DeviceLoop:
 
     async def dispatch(self, event: Event) -> None:
         """Handle one event and every event its effects produce, in order."""
+        if isinstance(event, ReaderChanged):
+            self._note_reader(event)
         pending: list[Event] = [event]
         while pending:
             effects = self.controller.handle(pending.pop(0))
@@ -308,6 +314,14 @@ class DeviceLoop:
             self.journal.cache_put(LAG_CACHE_KEY, stats_json(stats))
         except Exception:  # a count for `status` must not stop sales (a full disk shows elsewhere)
             log.debug("cannot store the loop lag counts", exc_info=True)
+
+    def _note_reader(self, event: ReaderChanged) -> None:
+        """Keep the reader's state where `taptill status` and `doctor` read it."""
+        self.reader_health.changed(event.online, event.detail, self.clock())
+        try:
+            self.journal.cache_put(READER_CACHE_KEY, self.reader_health.to_json())
+        except Exception:  # a record for `status` must not stop sales (a full disk shows elsewhere)
+            log.debug("cannot store the reader's state", exc_info=True)
 
     # --- storage faults (issue 3): stop selling while the journal is unwritable, resume after a probe ---
 

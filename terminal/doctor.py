@@ -79,7 +79,7 @@ def diagnose(config_path: Path, *, now: Callable[[], datetime] | None = None) ->
     drivers = missing_drivers(cfg)
     try:
         checks.append(_clock_check(clock(), journal))
-        checks.append(_reader_check(cfg, drivers.get("reader")))
+        checks.append(_running_reader_check(cfg, journal) or _reader_check(cfg, drivers.get("reader")))
         checks.append(_display_check(cfg, drivers.get("display")))
         if cfg.gpio.enabled:
             checks.append(_gpio_check(drivers.get("gpio")))
@@ -287,6 +287,29 @@ def _disk_check(state_dir: Path) -> Check:
 
 
 # --- hardware -------------------------------------------------------------------------------------
+
+
+def _running_reader_check(cfg: Config, journal: Journal | None) -> Check | None:
+    """FAIL when the running terminal's reader is down for long or keeps failing; None otherwise (then
+    the hardware is probed)."""
+    import time
+
+    from terminal.reader_health import CACHE_KEY, ReaderHealth
+    from terminal.state_lock import running_terminal
+
+    if journal is None:
+        return None
+    pid = running_terminal(cfg.terminal.state_dir)
+    cached = journal.cache_get(CACHE_KEY)
+    health = ReaderHealth.from_json(cached[0]) if cached is not None else None
+    if pid is None or health is None or health.pid != pid:
+        return None
+    problem = health.problem(time.time())
+    if problem is None:
+        return None
+    return Check.fail(
+        "reader", f"{problem}; check the reader's cable and driver (taptill run's log has each failure)"
+    )
 
 
 def _reader_check(cfg: Config, missing_driver: str | None = None) -> Check:
