@@ -15,7 +15,14 @@ from hw.display.factory import make_display
 from hw.gpio.base import Outputs
 from hw.gpio.factory import make_buttons, make_outputs
 from hw.readers.factory import make_reader
-from terminal.catalog import StartupError, check_permission, check_products, load_catalog
+from terminal.catalog import (
+    StartupError,
+    TokenRefused,
+    check_permission,
+    check_products,
+    load_catalog,
+    token_fix,
+)
 from terminal.config import Config
 from terminal.controller import Controller, ControllerSettings
 from terminal.device_loop import DeviceLoop
@@ -26,7 +33,7 @@ from terminal.partybroker.runtime import PartybrokerRuntime
 from terminal.sale_sender import SaleSender
 from terminal.salvage import open_journal_salvaging
 from terminal.sd_notify import Notifier
-from terminal.secret import Secret, read_secret
+from terminal.secret import Secret, SecretError, read_secret
 from terminal.server_health import ServerHealth
 from terminal.state_lock import StateDirBusy, StateLock, StateLockError
 from terminal.wallet.client import WalletClient
@@ -97,7 +104,12 @@ async def _run_locked(
     buttons = None
     try:
         outputs = make_outputs(cfg.gpio)
-        catalog = await load_catalog(client, journal, STARTUP_INFO_TIMEOUT_S)
+        try:
+            catalog = await load_catalog(client, journal, STARTUP_INFO_TIMEOUT_S)
+        except TokenRefused as exc:
+            raise StartupError(
+                f"the wallet server refuses the API token ({exc}); {token_fix(cfg.wallet.token_file)}"
+            ) from None
         if catalog is not None:
             problem = check_permission(catalog.info, cfg.terminal.mode)
             if problem:
@@ -202,6 +214,7 @@ async def _run_locked(
         tasks = [
             asyncio.ensure_future(sender.run(stop)),
             asyncio.ensure_future(_refresh_catalog(client, journal, device, stop, partybroker)),
+            asyncio.ensure_future(_reread_refused_token(cfg, client, health, stop)),
         ]
         if partybroker is not None:
             tasks.append(asyncio.ensure_future(partybroker.run(stop)))
@@ -253,6 +266,25 @@ def _open_display(cfg: Config, gif_path: Path | None) -> Display:
         raise StartupError(str(exc)) from None
 
 
+async def _reread_refused_token(
+    cfg: Config, client: WalletClient, health: ServerHealth, stop: asyncio.Event
+) -> None:
+    """While the server refuses the API token, read the token file again now and then: a person who puts
+    a new token there needs no restart (the outbox's probe then finds it accepted)."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), cfg.offline.probe_interval_s)
+        if stop.is_set() or health.token_refused is None:
+            continue
+        try:
+            token = read_secret(cfg.wallet.token_file, "wallet.token")
+        except SecretError as exc:
+            log.debug("cannot read the API token again: %s", exc)
+            continue
+        if client.use_token(token):
+            log.warning("read a new API token from %s; trying it", cfg.wallet.token_file or "the credential")
+
+
 def _background_ended(task: asyncio.Task[None], stop: asyncio.Event) -> None:
     """A background task must live as long as the terminal: if one ends early, stop the terminal so
     systemd restarts it whole, rather than running on without delivering sales."""
@@ -279,6 +311,9 @@ async def _refresh_catalog(
             return
         try:
             catalog = await load_catalog(client, journal, 5.0, at_start=False)
+        except TokenRefused as exc:
+            device.health.mark_token_refused(str(exc))
+            continue
         except StartupError as exc:
             log.error("%s", exc)
             continue

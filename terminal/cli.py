@@ -311,6 +311,8 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
     data["loop_lag"] = lag
     reader = _reader_status(journal, cfg)
     data["reader"] = reader
+    token_refused = _token_refused(journal, cfg)
+    data["token_refused"] = token_refused
     unsellable = journal.unsellable()
     data["unsellable"] = [
         {"product_id": pid, "name": name, "reason": reason, "since": since}
@@ -331,6 +333,13 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
     for pid, (name, reason, since) in unsellable.items():
         print(f"NOT SELLING:     {name} (id {pid}) since {since}: {reason}")
     print(f"reader:          {reader['summary']}")
+    if token_refused is not None:
+        from terminal.catalog import token_fix
+
+        print(
+            f"OUT OF SERVICE:  the wallet server refuses the API token since {token_refused['since']} "
+            f"({token_refused['reason']}); {token_fix(cfg.wallet.token_file)}"
+        )
     if lag["stalls"]:
         print(
             f"event loop:      {lag['stalls']} stall(s) over {lag['warn_ms']:.0f} ms, longest "
@@ -348,6 +357,22 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
         for warning in partybroker["warnings"]:
             print(f"  warning: {warning}")
     return EXIT_OK
+
+
+def _token_refused(journal: Journal, cfg: Config) -> dict[str, Any] | None:
+    """{"reason", "since"} while the running terminal's API token is refused by the server, else None."""
+    import time
+
+    from terminal.server_health import TOKEN_CACHE_KEY
+    from terminal.state_lock import running_terminal
+
+    cached = journal.cache_get(TOKEN_CACHE_KEY)
+    record = cached[0] if cached is not None and isinstance(cached[0], dict) else {}
+    pid = running_terminal(cfg.terminal.state_dir)
+    if pid is None or record.get("pid") != pid or not record.get("refused"):
+        return None
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(record.get("since") or 0)))
+    return {"reason": str(record["refused"]), "since": since}
 
 
 def _reader_status(journal: Journal, cfg: Config) -> dict[str, Any]:

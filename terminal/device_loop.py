@@ -35,6 +35,7 @@ from terminal.events import (
     ServerChanged,
     StorageChanged,
     TimerFired,
+    TokenChanged,
     WalletBalance,
     WalletRefused,
     WalletUnreachable,
@@ -47,7 +48,7 @@ from terminal.reader_health import CACHE_KEY as READER_CACHE_KEY
 from terminal.reader_health import ReaderHealth
 from terminal.sale_sender import Delivered, Later, Refusal, SaleSender
 from terminal.sd_notify import Notifier
-from terminal.server_health import ServerHealth
+from terminal.server_health import TOKEN_CACHE_KEY, ServerHealth
 from terminal.wallet.client import WalletClient
 from terminal.wallet.outcomes import Found, NotFound, Refused, Unauthorized, Unavailable
 
@@ -103,6 +104,7 @@ class DeviceLoop:
         self._storage_ok = True  # false after a failed journal write, until a write probe succeeds
         self._next_storage_probe = 0.0
         self._server_posted: tuple[bool, int] | None = None  # what the controller was last told
+        self._token_posted = False  # whether the controller was last told the token is refused
         self.lag = LoopLagMonitor(on_stall=self._lag_stall)
         self._lag_stored_at = -LAG_STORE_EVERY_S
         self._lag_unstored: LagStats | None = None
@@ -145,6 +147,11 @@ class DeviceLoop:
             self.outputs.set_online(self.health.online)
         except Exception:  # a status LED must never take the loop down
             log.exception("status LED failed")
+        refused = self.health.token_refused is not None
+        if refused != self._token_posted:
+            self._token_posted = refused
+            self.post(TokenChanged(refused))
+            self._note_token(self.health.token_refused)
         state = (self.health.online, unconfirmed)
         if state == self._server_posted:
             # The controller ignores a repeat, and a tap calls this three times: each post would cost a
@@ -315,6 +322,14 @@ class DeviceLoop:
         except Exception:  # a count for `status` must not stop sales (a full disk shows elsewhere)
             log.debug("cannot store the loop lag counts", exc_info=True)
 
+    def _note_token(self, refused: str | None) -> None:
+        """Keep whether the server refuses the API token where `taptill status` reads it."""
+        record = {"pid": os.getpid(), "refused": refused, "since": self.clock()}
+        try:
+            self.journal.cache_put(TOKEN_CACHE_KEY, record)
+        except Exception:  # a record for `status` must not stop sales
+            log.debug("cannot store the token's state", exc_info=True)
+
     def _note_reader(self, event: ReaderChanged) -> None:
         """Keep the reader's state where `taptill status` and `doctor` read it."""
         self.reader_health.changed(event.online, event.detail, self.clock())
@@ -391,9 +406,9 @@ class DeviceLoop:
                     return WalletRefused(
                         uid, DeclineReason.PERMISSION if status == 403 else DeclineReason.SERVER_TROUBLE
                     )
-                case Unauthorized():
-                    log.error("wallet server refuses the API token: fix [wallet] token_file")
-                    return WalletRefused(uid, DeclineReason.SERVER_TROUBLE)
+                case Unauthorized(detail):
+                    self.health.mark_token_refused(detail)
+                    return WalletRefused(uid, DeclineReason.OUT_OF_SERVICE)
                 case Unavailable(reason):
                     self.health.mark_down(reason)
         return WalletUnreachable(uid, self.journal.offline_view(uid, boot_clock.now(self.clock())))

@@ -144,7 +144,12 @@ async def _wallet_check(cfg: Config) -> Check:
     finally:
         await client.aclose()
     if isinstance(res, Unauthorized):
-        return Check.fail("server", "the wallet server refused the token (401); run taptill-provision again")
+        from terminal.catalog import token_fix
+
+        why = f"401: {res.detail}" if res.detail else "401"
+        return Check.fail(
+            "server", f"the wallet server refused the token ({why}); {token_fix(cfg.wallet.token_file)}"
+        )
     if isinstance(res, Unavailable):
         return Check.fail(
             "server",

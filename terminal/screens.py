@@ -19,6 +19,7 @@ DECLINE_TEXT: dict[DeclineReason, str] = {
     DeclineReason.STORAGE: "Out of service (storage)",
     DeclineReason.NOTHING_SELECTED: "Choose a product first",
     DeclineReason.KIOSK_LOCKED: "Locked: operator first",
+    DeclineReason.OUT_OF_SERVICE: "Out of service",
 }
 
 
