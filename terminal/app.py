@@ -15,17 +15,26 @@ from hw.display.factory import make_display
 from hw.gpio.base import Outputs
 from hw.gpio.factory import make_buttons, make_outputs
 from hw.readers.factory import make_reader
-from terminal.catalog import StartupError, check_buttons, check_permission, check_products, load_catalog
+from terminal.catalog import (
+    StartupError,
+    TokenRefused,
+    check_buttons,
+    check_permission,
+    check_products,
+    load_catalog,
+    token_fix,
+)
 from terminal.config import Config
 from terminal.controller import Controller, ControllerSettings
 from terminal.device_loop import DeviceLoop
+from terminal.drivers import check_drivers
 from terminal.events import CatalogChanged, UnsellableChanged
 from terminal.journal import Journal, JournalError
 from terminal.partybroker.runtime import PartybrokerRuntime
 from terminal.sale_sender import SaleSender
 from terminal.salvage import open_journal_salvaging
 from terminal.sd_notify import Notifier
-from terminal.secret import Secret, read_secret
+from terminal.secret import Secret, SecretError, read_secret
 from terminal.server_health import ServerHealth
 from terminal.state_lock import StateDirBusy, StateLock, StateLockError
 from terminal.wallet.client import WalletClient
@@ -59,6 +68,8 @@ async def run_terminal(
     StateDirBusy when another taptill process uses the state directory."""
     opts = opts or RunOptions()
     stop = stop or asyncio.Event()
+    # Before anything starts: a reader whose driver is missing would die after "taptill ready".
+    check_drivers(cfg)
     notifier = Notifier()
     token = read_secret(cfg.wallet.token_file, "wallet.token")
     # One terminal per journal, taken before anything in the state directory or the socket is touched:
@@ -94,7 +105,12 @@ async def _run_locked(
     buttons = None
     try:
         outputs = make_outputs(cfg.gpio)
-        catalog = await load_catalog(client, journal, STARTUP_INFO_TIMEOUT_S)
+        try:
+            catalog = await load_catalog(client, journal, STARTUP_INFO_TIMEOUT_S)
+        except TokenRefused as exc:
+            raise StartupError(
+                f"the wallet server refuses the API token ({exc}); {token_fix(cfg.wallet.token_file)}"
+            ) from None
         if catalog is not None:
             problem = check_permission(catalog.info, cfg.terminal.mode)
             if problem:
@@ -153,14 +169,7 @@ async def _run_locked(
             product_name=lambda pid: next((p.name for p in controller.catalog if str(p.id) == pid), pid),
         )
         if display is None:
-            display = make_display(
-                cfg.display,
-                locale=cfg.terminal.locale,
-                currency=cfg.terminal.currency,
-                state_dir=cfg.terminal.state_dir,
-                pairing_url=cfg.terminal.pairing_url,
-                gif_path=opts.gif_path,
-            )
+            display = _open_display(cfg, opts.gif_path)
         device = DeviceLoop(
             controller=controller,
             journal=journal,
@@ -212,6 +221,7 @@ async def _run_locked(
         tasks = [
             asyncio.ensure_future(sender.run(stop)),
             asyncio.ensure_future(_refresh_catalog(client, journal, device, stop, partybroker)),
+            asyncio.ensure_future(_reread_refused_token(cfg, client, health, stop)),
         ]
         if partybroker is not None:
             tasks.append(asyncio.ensure_future(partybroker.run(stop)))
@@ -245,6 +255,43 @@ async def _run_locked(
         log.info("taptill stopped")
 
 
+def _open_display(cfg: Config, gif_path: Path | None) -> Display:
+    """The configured display; StartupError (naming the bus, the address and what to check) when the
+    panel cannot be reached."""
+    from hw.display.oled import DisplayNotFound  # imports no hardware library itself
+
+    try:
+        return make_display(
+            cfg.display,
+            locale=cfg.terminal.locale,
+            currency=cfg.terminal.currency,
+            state_dir=cfg.terminal.state_dir,
+            pairing_url=cfg.terminal.pairing_url,
+            gif_path=gif_path,
+        )
+    except DisplayNotFound as exc:
+        raise StartupError(str(exc)) from None
+
+
+async def _reread_refused_token(
+    cfg: Config, client: WalletClient, health: ServerHealth, stop: asyncio.Event
+) -> None:
+    """While the server refuses the API token, read the token file again now and then: a person who puts
+    a new token there needs no restart (the outbox's probe then finds it accepted)."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), cfg.offline.probe_interval_s)
+        if stop.is_set() or health.token_refused is None:
+            continue
+        try:
+            token = read_secret(cfg.wallet.token_file, "wallet.token")
+        except SecretError as exc:
+            log.debug("cannot read the API token again: %s", exc)
+            continue
+        if client.use_token(token):
+            log.warning("read a new API token from %s; trying it", cfg.wallet.token_file or "the credential")
+
+
 def _background_ended(task: asyncio.Task[None], stop: asyncio.Event) -> None:
     """A background task must live as long as the terminal: if one ends early, stop the terminal so
     systemd restarts it whole, rather than running on without delivering sales."""
@@ -271,6 +318,9 @@ async def _refresh_catalog(
             return
         try:
             catalog = await load_catalog(client, journal, 5.0, at_start=False)
+        except TokenRefused as exc:
+            device.health.mark_token_refused(str(exc))
+            continue
         except StartupError as exc:
             log.error("%s", exc)
             continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from terminal.journal import Journal
 from terminal.model import PERMISSIONS, Product, ProductId, TerminalInfo
@@ -17,6 +18,18 @@ CACHE_KEY = "terminal_info"
 
 class StartupError(Exception):
     """The terminal cannot start; the message says what to fix."""
+
+
+class TokenRefused(StartupError):
+    """The wallet server refuses the terminal's API token (401): revoked, or not this server's."""
+
+
+def token_fix(token_file: Path | None) -> str:
+    """What a person does about a refused API token: where the terminal reads it from."""
+    credential = "renew the wallet.token systemd credential"
+    if token_file is None:
+        return credential
+    return f"put a valid token in {token_file} (or {credential}); a running terminal reads it again"
 
 
 @dataclass(frozen=True)
@@ -56,9 +69,7 @@ async def load_catalog(
         journal.cache_put(CACHE_KEY, _to_json(res.info, client.trailing_slash))
         return Catalog(res.info, fresh=True)
     if isinstance(res, Unauthorized):
-        raise StartupError(
-            "the wallet server refuses the API token; put the terminal's token in [wallet] token_file"
-        )
+        raise TokenRefused(res.detail or "401")
     if isinstance(res, Refused) and 300 <= res.status < 400:
         raise StartupError(f"the wallet server {res.reason}")  # names the URL to put in base_url
     if not isinstance(res, Unavailable):

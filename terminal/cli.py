@@ -21,6 +21,7 @@ from terminal.state_lock import StateLock, StateLockError
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+EXIT_MISSING = 6  # a library the configuration needs is not installed (as taptill-provision says it)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -219,10 +220,14 @@ def _unwritable_folder(path: Path, flag: str) -> str | None:
 def _run(cfg: Config, verbose: bool, gif: Path | None) -> int:
     from terminal.app import RunOptions, run_terminal
     from terminal.catalog import StartupError
+    from terminal.drivers import MissingDriver
 
     setup_logging(verbose)
     try:
         asyncio.run(run_terminal(cfg, opts=RunOptions(gif_path=gif)))
+    except MissingDriver as exc:
+        print(f"taptill: {exc}", file=sys.stderr)
+        return EXIT_MISSING
     except StartupError as exc:
         print(f"taptill: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -390,6 +395,10 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
         data["partybroker"] = partybroker
     lag = _loop_lag_status(journal)
     data["loop_lag"] = lag
+    reader = _reader_status(journal, cfg)
+    data["reader"] = reader
+    token_refused = _token_refused(journal, cfg)
+    data["token_refused"] = token_refused
     unsellable = journal.unsellable()
     data["unsellable"] = [
         {"product_id": pid, "name": name, "reason": reason, "since": since}
@@ -409,6 +418,14 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
     print(f"declined taps:   {st.declined}")
     for pid, (name, reason, since) in unsellable.items():
         print(f"NOT SELLING:     {name} (id {pid}) since {since}: {reason}")
+    print(f"reader:          {reader['summary']}")
+    if token_refused is not None:
+        from terminal.catalog import token_fix
+
+        print(
+            f"OUT OF SERVICE:  the wallet server refuses the API token since {token_refused['since']} "
+            f"({token_refused['reason']}); {token_fix(cfg.wallet.token_file)}"
+        )
     if lag["stalls"]:
         print(
             f"event loop:      {lag['stalls']} stall(s) over {lag['warn_ms']:.0f} ms, longest "
@@ -426,6 +443,48 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
         for warning in partybroker["warnings"]:
             print(f"  warning: {warning}")
     return EXIT_OK
+
+
+def _token_refused(journal: Journal, cfg: Config) -> dict[str, Any] | None:
+    """{"reason", "since"} while the running terminal's API token is refused by the server, else None."""
+    import time
+
+    from terminal.server_health import TOKEN_CACHE_KEY
+    from terminal.state_lock import running_terminal
+
+    cached = journal.cache_get(TOKEN_CACHE_KEY)
+    record = cached[0] if cached is not None and isinstance(cached[0], dict) else {}
+    pid = running_terminal(cfg.terminal.state_dir)
+    if pid is None or record.get("pid") != pid or not record.get("refused"):
+        return None
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(record.get("since") or 0)))
+    return {"reason": str(record["refused"]), "since": since}
+
+
+def _reader_status(journal: Journal, cfg: Config) -> dict[str, Any]:
+    """The running terminal's reader: online or not, since when, failures in a row, and a summary line."""
+    import time
+
+    from terminal.reader_health import CACHE_KEY, ReaderHealth
+    from terminal.state_lock import running_terminal
+
+    pid = running_terminal(cfg.terminal.state_dir)
+    cached = journal.cache_get(CACHE_KEY)
+    health = ReaderHealth.from_json(cached[0]) if cached is not None else None
+    if pid is None:
+        return {"running": False, "summary": "unknown: no taptill run uses this state directory"}
+    if health is None or health.pid != pid:
+        return {"running": True, "online": None, "summary": "not reported yet"}
+    now = time.time()
+    return {
+        "running": True,
+        "online": health.online,
+        "since": health.since,
+        "failures": health.failures,
+        "detail": health.detail,
+        "problem": health.problem(now),
+        "summary": health.summary(now),
+    }
 
 
 def _loop_lag_status(journal: Journal) -> dict[str, Any]:

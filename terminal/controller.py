@@ -35,6 +35,7 @@ from terminal.events import (
     ServerChanged,
     StorageChanged,
     TimerFired,
+    TokenChanged,
     UnsellableChanged,
     WalletBalance,
     WalletRefused,
@@ -66,6 +67,9 @@ from terminal.screens import (
 from terminal.wallet.balance import pays
 
 Mode = Literal["tap", "select", "topup"]
+
+# What the out-of-service screen says while the wallet server refuses the terminal's API token.
+TOKEN_REFUSED_TEXT = "terminal not authorised"
 
 
 def operator_hash(uid: str) -> str:
@@ -125,6 +129,7 @@ class Controller:
         self.prices: tuple[PriceLine, ...] | None = None
         self.prices_stale = False
         self.storage_error: str | None = None
+        self.token_refused = False  # the wallet server refuses our API token: nothing can be booked
         self.charge_as: dict[str, ProductId] = {}  # Partybroker ladder: the step charged right now
         self.unsellable: frozenset[str] = settings.unsellable  # not sold offline: the server cannot book them
         self.cart: list[ProductId] = []  # select: chosen products; topup: chosen credit products
@@ -153,6 +158,8 @@ class Controller:
             return OutOfServiceScreen("closing, back in a moment")
         if self.storage_error is not None:
             return OutOfServiceScreen(self.storage_error)
+        if self.token_refused:
+            return OutOfServiceScreen(TOKEN_REFUSED_TEXT)
         if not self.reader_online:
             return ReaderOfflineScreen("reconnecting…")
         if self.settings.mode == "topup":
@@ -261,6 +268,9 @@ class Controller:
                 changed = (online, unconfirmed) != (self.server_online, self.unconfirmed)
                 self.server_online, self.unconfirmed = online, unconfirmed
                 return self._back_to_idle_if_waiting() if changed else []
+            case TokenChanged(refused):
+                self.token_refused = refused
+                return self._back_to_idle_if_waiting()
             case StorageChanged(ok, message):
                 self.storage_error = None if ok else (message or ASK_STAFF)
                 return self._back_to_idle_if_waiting()
@@ -337,6 +347,9 @@ class Controller:
             return []  # the same card back within the re-tap guard: still the tap it already paid for
         if self.storage_error is not None:
             return self._result(OutOfServiceScreen(self.storage_error), Beep("error"))
+        if self.token_refused:
+            # Not asked again for every guest: the outbox probes, and TokenChanged ends this.
+            return self._result(OutOfServiceScreen(TOKEN_REFUSED_TEXT), Beep("error"))
         s = self.settings
         if s.mode == "topup":
             return self._kiosk_card(uid)
@@ -415,6 +428,8 @@ class Controller:
             case WalletRefused(_, reason):
                 if reason is DeclineReason.UNKNOWN_CARD:
                     screen: Screen = NotRegisteredScreen(tap.uid, self.settings.pairing_url)
+                elif reason is DeclineReason.OUT_OF_SERVICE:
+                    screen = OutOfServiceScreen(TOKEN_REFUSED_TEXT)
                 else:
                     screen = DeclinedScreen(reason)
                 return self._decline(tap, reason, screen)

@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 
@@ -34,6 +35,7 @@ from terminal.events import (
     ServerChanged,
     StorageChanged,
     TimerFired,
+    TokenChanged,
     WalletBalance,
     WalletRefused,
     WalletUnreachable,
@@ -42,10 +44,12 @@ from terminal.journal import Journal, JournalError, SaleRecord, remember_card_st
 from terminal.loop_lag import CACHE_KEY as LAG_CACHE_KEY
 from terminal.loop_lag import LagStats, LoopLagMonitor, stats_json
 from terminal.model import DeclineReason
+from terminal.reader_health import CACHE_KEY as READER_CACHE_KEY
+from terminal.reader_health import ReaderHealth
 from terminal.sale_sender import Delivered, Later, Refusal, SaleSender
 from terminal.screens import ASK_STAFF
 from terminal.sd_notify import Notifier
-from terminal.server_health import ServerHealth
+from terminal.server_health import TOKEN_CACHE_KEY, ServerHealth
 from terminal.tap_outcome import DECISION_MARGIN_S, decision_line
 from terminal.wallet.client import WalletClient
 from terminal.wallet.outcomes import Found, NotFound, Refused, Unauthorized, Unavailable
@@ -111,6 +115,7 @@ class DeviceLoop:
         self._storage_ok = True  # false after a failed journal write, until a write probe succeeds
         self._next_storage_probe = 0.0
         self._server_posted: tuple[bool, int] | None = None  # what the controller was last told
+        self._token_posted = False  # whether the controller was last told the token is refused
         self.lag = LoopLagMonitor(on_stall=self._lag_stall)
         self._lag_stored_at = -LAG_STORE_EVERY_S
         self._lag_unstored: LagStats | None = None
@@ -118,6 +123,7 @@ class DeviceLoop:
         self.locale, self.currency = locale, currency  # for the decision lines of `taptill tap`
         # Taps whose decision someone waits for (the sim reader's tap-wait), by the id of their event.
         self._awaited: dict[int, tuple[CardPresented, concurrent.futures.Future[str]]] = {}
+        self.reader_health = ReaderHealth(pid=os.getpid())  # for `taptill status` and `doctor`
 
     # --- listeners, called from reader and button threads ------------------------------------
 
@@ -188,6 +194,11 @@ class DeviceLoop:
             self.outputs.set_online(self.health.online)
         except Exception:  # a status LED must never take the loop down
             log.exception("status LED failed")
+        refused = self.health.token_refused is not None
+        if refused != self._token_posted:
+            self._token_posted = refused
+            self.post(TokenChanged(refused))
+            self._note_token(self.health.token_refused)
         state = (self.health.online, unconfirmed)
         if state == self._server_posted:
             # The controller ignores a repeat, and a tap calls this three times: each post would cost a
@@ -277,6 +288,8 @@ class DeviceLoop:
 
     async def dispatch(self, event: Event) -> None:
         """Handle one event and every event its effects produce, in order."""
+        if isinstance(event, ReaderChanged):
+            self._note_reader(event)
         awaited = self._awaited.pop(id(event), None) if self._awaited else None
         ignored = self._why_ignored(event) if awaited is not None else ""
         produced: list[Effect] = []
@@ -388,6 +401,22 @@ class DeviceLoop:
         except Exception:  # a count for `status` must not stop sales (a full disk shows elsewhere)
             log.debug("cannot store the loop lag counts", exc_info=True)
 
+    def _note_token(self, refused: str | None) -> None:
+        """Keep whether the server refuses the API token where `taptill status` reads it."""
+        record = {"pid": os.getpid(), "refused": refused, "since": self.clock()}
+        try:
+            self.journal.cache_put(TOKEN_CACHE_KEY, record)
+        except Exception:  # a record for `status` must not stop sales
+            log.debug("cannot store the token's state", exc_info=True)
+
+    def _note_reader(self, event: ReaderChanged) -> None:
+        """Keep the reader's state where `taptill status` and `doctor` read it."""
+        self.reader_health.changed(event.online, event.detail, self.clock())
+        try:
+            self.journal.cache_put(READER_CACHE_KEY, self.reader_health.to_json())
+        except Exception:  # a record for `status` must not stop sales (a full disk shows elsewhere)
+            log.debug("cannot store the reader's state", exc_info=True)
+
     # --- storage faults (issue 3): stop selling while the journal is unwritable, resume after a probe ---
 
     def _storage_failed(self) -> None:
@@ -456,9 +485,9 @@ class DeviceLoop:
                     return WalletRefused(
                         uid, DeclineReason.PERMISSION if status == 403 else DeclineReason.SERVER_TROUBLE
                     )
-                case Unauthorized():
-                    log.error("wallet server refuses the API token: fix [wallet] token_file")
-                    return WalletRefused(uid, DeclineReason.SERVER_TROUBLE)
+                case Unauthorized(detail):
+                    self.health.mark_token_refused(detail)
+                    return WalletRefused(uid, DeclineReason.OUT_OF_SERVICE)
                 case Unavailable(reason):
                     self.health.mark_down(reason)
         return WalletUnreachable(uid, self.journal.offline_view(uid, boot_clock.now(self.clock())))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from terminal.config import Config, ConfigError, load_config
 from terminal.config_section import Section
+from terminal.drivers import missing_drivers
 from terminal.journal import Journal, JournalError, JournalMissing
 from terminal.partybroker.config import PASSWORD_CREDENTIAL, PartybrokerConfig, parse_partybroker
 from terminal.salvage import SQLITE_DEB, SQLITE_TOOL
@@ -75,10 +76,13 @@ def diagnose(config_path: Path, *, now: Callable[[], datetime] | None = None) ->
         checks.append(_secret_check("pb-secret", partybroker.password_file, PASSWORD_CREDENTIAL))
     checks.append(asyncio.run(_wallet_check(cfg)))
     journal_check, journal = _journal_check(cfg.journal_path)
+    drivers = missing_drivers(cfg)
     try:
         checks.append(_clock_check(clock(), journal))
-        checks.append(_reader_check(cfg))
-        checks.append(_display_check(cfg))
+        checks.append(_running_reader_check(cfg, journal) or _reader_check(cfg, drivers.get("reader")))
+        checks.append(_display_check(cfg, drivers.get("display")))
+        if cfg.gpio.enabled:
+            checks.append(_gpio_check(drivers.get("gpio")))
         checks.append(_disk_check(cfg.terminal.state_dir))
         checks.append(journal_check)
         readable = journal_check.status != "FAIL"
@@ -143,7 +147,12 @@ async def _wallet_check(cfg: Config) -> Check:
     finally:
         await client.aclose()
     if isinstance(res, Unauthorized):
-        return Check.fail("server", "the wallet server refused the token (401); run taptill-provision again")
+        from terminal.catalog import token_fix
+
+        why = f"401: {res.detail}" if res.detail else "401"
+        return Check.fail(
+            "server", f"the wallet server refused the token ({why}); {token_fix(cfg.wallet.token_file)}"
+        )
     if isinstance(res, Unavailable) and res.status is not None:  # it answers, with an error
         return Check.fail("server", f"the wallet server answers terminal info with {res.reason}")
     if isinstance(res, Unavailable):
@@ -317,9 +326,34 @@ def _disk_check(state_dir: Path) -> Check:
 # --- hardware -------------------------------------------------------------------------------------
 
 
-def _reader_check(cfg: Config) -> Check:
+def _running_reader_check(cfg: Config, journal: Journal | None) -> Check | None:
+    """FAIL when the running terminal's reader is down for long or keeps failing; None otherwise (then
+    the hardware is probed)."""
+    import time
+
+    from terminal.reader_health import CACHE_KEY, ReaderHealth
+    from terminal.state_lock import running_terminal
+
+    if journal is None:
+        return None
+    pid = running_terminal(cfg.terminal.state_dir)
+    cached = journal.cache_get(CACHE_KEY)
+    health = ReaderHealth.from_json(cached[0]) if cached is not None else None
+    if pid is None or health is None or health.pid != pid:
+        return None
+    problem = health.problem(time.time())
+    if problem is None:
+        return None
+    return Check.fail(
+        "reader", f"{problem}; check the reader's cable and driver (taptill run's log has each failure)"
+    )
+
+
+def _reader_check(cfg: Config, missing_driver: str | None = None) -> Check:
     from provisioning import detect  # shared with provisioning; hardware libraries load inside the probes
 
+    if missing_driver is not None:
+        return Check.fail("reader", missing_driver)
     r = cfg.reader
     if r.kind == "sim":
         directory = r.socket.parent
@@ -354,12 +388,14 @@ def _reader_check(cfg: Config) -> Check:
     return Check.warn("reader", f"nfcpy device {r.device!r} cannot be probed (a test driver?)")
 
 
-def _display_check(cfg: Config) -> Check:
+def _display_check(cfg: Config, missing_driver: str | None = None) -> Check:
     from provisioning import detect
 
     d = cfg.display
     if d.kind != "oled":
         return Check.ok("display", f"{d.kind} display needs no hardware")
+    if missing_driver is not None:
+        return Check.fail("display", missing_driver)
     if d.interface == "spi":
         dev = Path(f"/dev/spidev{d.spi_port}.{d.spi_device}")
         if not dev.exists():
@@ -371,3 +407,9 @@ def _display_check(cfg: Config) -> Check:
     others = ", ".join(str(o) for o in found)
     hint = f"found {others}; set [display] i2c_address" if others else f"{why}; check the wiring"
     return Check.fail("display", f"no OLED at /dev/i2c-{d.i2c_port} 0x{d.i2c_address:02X}: {hint}")
+
+
+def _gpio_check(missing_driver: str | None) -> Check:
+    if missing_driver is not None:
+        return Check.fail("gpio", missing_driver)
+    return Check.ok("gpio", "gpiozero and a pin library load")

@@ -30,6 +30,13 @@ class ReaderChanged:
 
 
 @dataclass(frozen=True)
+class TokenChanged:
+    """The wallet server refuses the terminal's API token (``refused``), or accepts it again."""
+
+    refused: bool
+
+
+@dataclass(frozen=True)
 class ButtonPressed:
     name: str
 
@@ -139,6 +146,7 @@ Event = (
     CardPresented
     | CardRemoved
     | ReaderChanged
+    | TokenChanged
     | ButtonPressed
     | WalletBalance
     | WalletRefused

@@ -69,3 +69,4 @@ class DeclineReason(StrEnum):
     STORAGE = "storage"
     NOTHING_SELECTED = "nothing_selected"
     KIOSK_LOCKED = "kiosk_locked"
+    OUT_OF_SERVICE = "out_of_service"  # the wallet server refuses the terminal's API token

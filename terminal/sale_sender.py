@@ -191,7 +191,7 @@ class SaleSender:
                 self.health.mark_up()
                 return self._reject(sale, refusal_reason(status), f"{status}: {reason}")
             case Unauthorized(detail):
-                log.error("wallet server refuses the API token (%s): fix [wallet] token_file", detail)
+                self.health.mark_token_refused(detail)
                 self._wait(sale, UNAUTHORIZED_RETRY_S, "unauthorized")
                 return Later("unauthorized")
             case Unavailable(reason, maybe_applied, retry_after, status) if status is not None:
@@ -282,6 +282,7 @@ class SaleSender:
             self.health.mark_up()
             return self._reject(sale, refusal_reason(res.status), f"{res.status}: {res.reason}")
         if isinstance(res, Unauthorized):
+            self.health.mark_token_refused(res.detail)
             self._wait(sale, UNAUTHORIZED_RETRY_S, "unauthorized")
             return Later("unauthorized")
         if isinstance(res, Unavailable):
@@ -435,6 +436,9 @@ class SaleSender:
         res = await self.client.terminal_info(timeout=min(5.0, self.client.timeout_s))
         if isinstance(res, Unavailable):
             self.health.mark_down(res.reason)
+            return False
+        if isinstance(res, Unauthorized):
+            self.health.mark_token_refused(res.detail)
             return False
         self.health.mark_up()
         return True

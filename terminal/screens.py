@@ -21,6 +21,7 @@ DECLINE_TEXT: dict[DeclineReason, str] = {
     DeclineReason.STORAGE: "Out of service, ask staff",
     DeclineReason.NOTHING_SELECTED: "Choose a product first",
     DeclineReason.KIOSK_LOCKED: "Locked: ask staff",
+    DeclineReason.OUT_OF_SERVICE: "Out of service",
 }
 
 # What the idle screen asks a guest to do, by [terminal] mode

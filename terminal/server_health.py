@@ -1,4 +1,9 @@
-"""The circuit breaker: after the wallet server fails, taps decide offline at once until a probe succeeds."""
+"""The circuit breaker: after the wallet server fails, taps decide offline at once until a probe succeeds.
+
+A server that refuses the terminal's API token (401: revoked or wrong) is a state of its own: the
+terminal is out of service, not offline, since a sale it took could not be booked until a person acts.
+Any answer the server gives to the token again (a probe, a refresh) ends it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,9 @@ from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
+# Where the device loop keeps, for `taptill status`: {"pid", "refused": the server's reason or None, "since"}
+TOKEN_CACHE_KEY = "wallet_token"
+
 
 class ServerHealth:
     """Whether the wallet server is believed reachable; every network adapter reports into it."""
@@ -14,11 +22,17 @@ class ServerHealth:
     def __init__(self, on_change: Callable[[bool], None] | None = None) -> None:
         self.online = True
         self.last_problem = ""
+        self.token_refused: str | None = None  # the server's reason while it refuses the API token
         self.on_change = on_change
 
     def mark_up(self) -> None:
-        if not self.online:
+        """The server answered a request with the terminal's token (so it accepts the token)."""
+        refused, self.token_refused = self.token_refused, None
+        if refused is not None:
+            log.warning("wallet server accepts the API token again: selling")
+        elif not self.online:
             log.warning("wallet server reachable again")
+        if refused is not None or not self.online:
             self._set(True)
 
     def mark_down(self, problem: str) -> None:
@@ -26,6 +40,14 @@ class ServerHealth:
         if self.online:
             log.warning("wallet server unreachable (%s): deciding taps offline", problem)
             self._set(False)
+
+    def mark_token_refused(self, reason: str) -> None:
+        """The server refused the API token (401): out of service until it accepts it again."""
+        self.last_problem = f"the API token is refused ({reason})"
+        if self.token_refused is None:
+            log.error("wallet server refuses the API token (%s): out of service until it accepts it", reason)
+            self.token_refused = reason
+            self._set(False)  # taps are not even looked up; the outbox probes until it is accepted
 
     def _set(self, online: bool) -> None:
         self.online = online

@@ -89,6 +89,35 @@ def holder_of(state_dir: Path) -> str | None:
     return f"taptill {role or 'process'} (PID {pid})"
 
 
+def running_terminal(state_dir: Path) -> int | None:
+    """The PID of the ``taptill run`` that holds ``state_dir`` now, or None when no terminal runs there.
+
+    The lock file keeps the last holder's PID after it ends; the kernel's lock table (/proc/locks) says
+    whether that process still holds the lock, without taking it (which could refuse a terminal starting
+    at that moment).
+    """
+    path = state_dir / LOCK_NAME
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+        inode = path.stat().st_ino
+    except OSError:
+        return None
+    pid, _, role = text.strip().partition(" ")
+    if role != "run" or not pid.isdigit():
+        return None
+    try:
+        table = Path("/proc/locks").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    for line in table.splitlines():
+        # "1: FLOCK  ADVISORY  WRITE 1234 b3:02:5678 0 EOF": holder PID, then MAJOR:MINOR:INODE
+        fields = line.split()
+        held = len(fields) >= 6 and fields[1] == "FLOCK" and fields[4] == pid
+        if held and fields[5].rsplit(":", 1)[-1] == str(inode):
+            return int(pid)
+    return None
+
+
 def _same_owner_as_directory(fd: int, state_dir: Path) -> None:
     """Root running ``taptill recover`` must not leave a lock file the service's own user cannot open."""
     if os.geteuid() != 0:

@@ -2,6 +2,10 @@
 
 A tag found by the first poll after the device (re)opens was lying in the field already (the service
 started, or the reader failed and came back): it is reported with ``already_present``, not as a tap.
+
+A device that fails while polling is reopened after a backoff (``retry_interval_s``, doubling up to
+30 s); one that cannot be opened at all is looked for every ``retry_interval_s``; anything else that
+goes wrong on the reader's thread restarts its loop with the same backoff (hw/readers/supervision.py).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hw.readers.base import CardListener
+from hw.readers.supervision import Backoff, run_supervised
 from terminal.uid import InvalidUid, normalise_uid
 
 log = logging.getLogger(__name__)
@@ -43,7 +48,7 @@ class NfcpyReader:
         self.device = device
         self.targets = targets
         self.poll_interval_s = poll_interval_s
-        self.retry_interval_s = retry_interval_s
+        self.backoff = Backoff(first_s=retry_interval_s)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._listener: CardListener | None = None
@@ -52,12 +57,26 @@ class NfcpyReader:
         self._tag_connected = False
         self._senses = 0  # senses started since the device was (re)opened
 
+    @property
+    def retry_interval_s(self) -> float:
+        """Seconds between attempts to open a missing device, and the first delay after a failure."""
+        return self.backoff.first_s
+
+    @retry_interval_s.setter
+    def retry_interval_s(self, seconds: float) -> None:
+        self.backoff.first_s = seconds
+
     def start(self, listener: CardListener) -> None:
         if self._thread is not None:
             raise RuntimeError("the nfcpy reader is already started; create a new one to restart")
         self._listener = listener
-        self._thread = threading.Thread(target=self._run, name="nfcpy-reader", daemon=True)
+        self._thread = threading.Thread(target=self._supervised, name="nfcpy-reader", daemon=True)
         self._thread.start()
+
+    def _supervised(self) -> None:
+        run_supervised(
+            f"NFC {self.device!r}", self._run, self._stop, lambda why: self._status(False, why), self.backoff
+        )
 
     def stop(self) -> None:
         thread = self._thread
@@ -94,6 +113,7 @@ class NfcpyReader:
             if online is not True:
                 self._status(True, f"NFC reader {clf} ready")
                 online = True
+            self.backoff.started()
             problem = self._poll(clf)
             self._clf = None
             try:
@@ -106,9 +126,12 @@ class NfcpyReader:
             self._card_reported = False
             if self._stop.is_set():
                 break
+            delay = self.backoff.failed()
+            problem = f"{problem}; {self.backoff.describe(delay)}"
+            log.warning("%s", problem)
             self._status(False, problem)
             online = False
-            self._stop.wait(self.retry_interval_s)
+            self._stop.wait(delay)
 
     def _open(self) -> tuple[Any, str]:
         import nfc  # imported here: the core must run on machines without nfcpy
@@ -141,11 +164,11 @@ class NfcpyReader:
             except Exception as exc:
                 if self._stop.is_set():
                     return ""
-                log.warning("nfcpy reader %s failed: %s", self.device, exc)
-                return f"NFC reader {self.device!r} failed ({exc}); reconnecting"
+                log.debug("nfcpy connect failed", exc_info=True)
+                return f"NFC reader {self.device!r} failed ({exc})"
             if result is False and not self._stop.is_set():
                 # connect() returns False after an IOError: the device went away (unplugged, reset).
-                return f"NFC reader {self.device!r} stopped answering; check the cable, reconnecting"
+                return f"NFC reader {self.device!r} stopped answering; check the cable"
         return ""
 
     def _terminate(self) -> bool:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from types import ModuleType
 
 from hw.readers.base import CardListener
+from hw.readers.supervision import Backoff, run_supervised
 from terminal.uid import InvalidUid, normalise_uid
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,9 @@ class PcscReader:
         self._thread: threading.Thread | None = None
         self._listener: CardListener | None = None
         self._last_status: tuple[bool, str] | None = None
+        # A loop that fails (a driver or pyscard raising) starts again after 1 s, 2 s, … 30 s; pcscd going
+        # away and coming back is no failure, and is followed every RETRY_INTERVAL_S.
+        self.backoff = Backoff()
 
     def start(self, listener: CardListener) -> None:
         if self._thread is not None:
@@ -66,7 +70,12 @@ class PcscReader:
         from smartcard import scard  # only this adapter needs pyscard
 
         self._listener = listener
-        self._thread = threading.Thread(target=self._run, args=(scard,), name="pcsc-reader", daemon=True)
+        self._thread = threading.Thread(
+            target=run_supervised,
+            args=("PC/SC", lambda: self._run(scard), self._stopping, self._report_failure, self.backoff),
+            name="pcsc-reader",
+            daemon=True,
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -99,10 +108,9 @@ class PcscReader:
             with self._lock:
                 self._context = context
             try:
+                # Anything a driver throws ends this context's watch: run_supervised restarts it with
+                # backoff, after the context is released and the cards on it are forgotten.
                 detail = _ContextWatch(self, scard, context, listener).run()
-            except Exception:  # the loop must survive anything a driver or listener throws at it
-                log.exception("PC/SC reader loop failed; re-establishing the PC/SC context")
-                detail = "PC/SC reader loop failed"
             finally:
                 with self._lock:
                     self._context = None
@@ -110,6 +118,12 @@ class PcscReader:
             if not self._stopping.is_set():
                 self._report_status(False, detail)
                 self._stopping.wait(RETRY_INTERVAL_S)
+
+    def _report_failure(self, detail: str) -> None:
+        """A failed loop, already logged by run_supervised: told to the listener, not logged again."""
+        self._last_status = (False, detail)
+        if self._listener is not None:
+            _notify(self._listener.reader_status, False, detail)
 
     def _report_status(self, online: bool, detail: str) -> None:
         if self._last_status == (online, detail) or self._listener is None:

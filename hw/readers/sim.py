@@ -30,6 +30,7 @@ from pathlib import Path
 
 from hw.gpio.base import ButtonListener
 from hw.readers.base import CardListener
+from hw.readers.supervision import Backoff, run_supervised
 from terminal.catalog import StartupError
 from terminal.uid import InvalidUid, control_character, normalise_uid
 
@@ -56,6 +57,7 @@ class SimReader:
         self._listener: CardListener | None = None
         self._bound: tuple[int, int] | None = None  # device and inode of the socket file we bound
         self._held: str | None = None  # the card on the reader (present without remove)
+        self._failed = False  # the serving loop failed; run_supervised starts it again
 
     def start(self, listener: CardListener) -> None:
         """Listen on the socket; raises StartupError if another terminal is listening there already."""
@@ -80,7 +82,12 @@ class SimReader:
         sock.listen(8)
         sock.settimeout(0.5)
         self._sock = sock
-        self._thread = threading.Thread(target=self._serve, name="sim-reader", daemon=True)
+        self._thread = threading.Thread(
+            target=run_supervised,
+            args=("sim", self._serve, self._stopping, self._report_failure, Backoff()),
+            name="sim-reader",
+            daemon=True,
+        )
         self._thread.start()
         listener.reader_status(True, f"sim reader on {self.socket_path}")
 
@@ -98,8 +105,18 @@ class SimReader:
             if (st.st_dev, st.st_ino) == self._bound:  # only our own socket, never a successor's
                 self.socket_path.unlink()
 
+    def _report_failure(self, detail: str) -> None:
+        self._failed = True
+        listener = self._listener
+        if listener is not None:
+            with contextlib.suppress(Exception):  # a listener's bug is no reason to stop serving
+                listener.reader_status(False, detail)
+
     def _serve(self) -> None:
         assert self._sock is not None
+        if self._failed and self._listener is not None:  # restarted after a failure: back online
+            self._failed = False
+            self._listener.reader_status(True, f"sim reader on {self.socket_path}")
         while not self._stopping.is_set():
             try:
                 conn, _ = self._sock.accept()

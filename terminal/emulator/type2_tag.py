@@ -73,6 +73,7 @@ class Type2TagEmulator:
         # a tap rather than a tag already lying there when the reader started.
         self.senses_received = 0
         self._corrupt_next = False
+        self._broken = False
 
     @staticmethod
     def _parse_uid(uid: str) -> bytes:
@@ -121,6 +122,16 @@ class Type2TagEmulator:
         """Send one malformed frame instead of the next answer; nfcpy fails as on a broken device."""
         with self._lock:
             self._corrupt_next = True
+
+    def break_device(self) -> None:
+        """Answer every frame, tag or no tag, with a malformed one until mend(): a reader that fails at
+        every poll (a broken device or cable), as nfcpy's driver sees it."""
+        with self._lock:
+            self._broken = True
+
+    def mend(self) -> None:
+        with self._lock:
+            self._broken = False
 
     def start(self) -> None:
         if self._thread is not None:
@@ -184,6 +195,8 @@ class Type2TagEmulator:
                 return None
             if command in (b"\x26", b"\x52"):
                 self.senses_received += 1
+            if self._broken:
+                return _BRTY + b" zz"
             if not self._present:
                 return None
             response = self._respond(command)

@@ -26,8 +26,9 @@ every applied transaction even in ``real``, where the server validates them but 
 honour a ``FaultInjector`` driven from Python or from the control endpoints under ``/_emulator``
 (never faulted): ``GET/POST/DELETE /_emulator/faults`` (``{"profile": "real"}`` there switches to a
 real server's answer times), ``GET /_emulator/ledger``, ``GET/DELETE /_emulator/stats``,
-``POST /_emulator/wallets``, ``GET /_emulator/products`` and (``real`` only) ``POST /_emulator/products``
-with ``{"unsellable": [3]}`` to set the item ids in no quota.
+``POST /_emulator/wallets``, ``POST /_emulator/token`` (``{"revoked": true}`` answers 401 to every API
+request as for a revoked token, ``false`` accepts it again), ``GET /_emulator/products`` and (``real``
+only) ``POST /_emulator/products`` with ``{"unsellable": [3]}`` to set the item ids in no quota.
 
 Run ``python -m terminal.emulator.wallet_server --flavour real --demo``: it prints one JSON line
 (``base_url``, ``api_token``, ``control_url``) once listening and runs until SIGTERM or SIGINT.
@@ -148,13 +149,16 @@ def _parse_json(body: bytes) -> tuple[object, ApiResponse | None]:
         return None, json_response(400, {"detail": f"JSON parse error - {exc}"})
 
 
-def _check_bearer(req: ApiRequest, api_token: str, invalid_detail: str) -> ApiResponse | None:
+def _check_bearer(
+    req: ApiRequest, api_token: str, invalid_detail: str, *, revoked: bool = False
+) -> ApiResponse | None:
+    """401 unless the request carries ``api_token``; a ``revoked`` token is answered as a wrong one."""
     challenge = {"WWW-Authenticate": 'Bearer realm="api"'}
     header = req.headers.get("authorization", "")
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer":
         return json_response(401, {"detail": "Authentication credentials were not provided."}, challenge)
-    if not hmac.compare_digest(given.strip().encode(), api_token.encode()):
+    if revoked or not hmac.compare_digest(given.strip().encode(), api_token.encode()):
         return json_response(401, {"detail": invalid_detail}, challenge)
     return None
 
@@ -239,6 +243,7 @@ class DocWalletApi:
                 raise ValueError(f"doc flavour product id {pid!r} must be a string, like 'espresso'")
         self._s = settings
         self._ledger = ledger
+        self.token_revoked = False  # the organizer revoked the terminal's token (WalletEmulator.revoke_token)
         self._prefix = ApiPrefix(settings.prefix)
         self._prices: dict[str, int] = {str(pid): price for pid, _, price in settings.products}
 
@@ -247,7 +252,7 @@ class DocWalletApi:
         route = match_route(split[0]) if split and split[1] else None
         if route is None:
             return json_response(404, {"detail": "Not found."})
-        denied = _check_bearer(req, self._s.api_token, "Invalid token.")
+        denied = _check_bearer(req, self._s.api_token, "Invalid token.", revoked=self.token_revoked)
         if denied is not None:
             return denied
         if route.kind == "terminal":
@@ -383,6 +388,7 @@ class RealWalletApi:
                 raise ValueError(f"real flavour product id {pid!r} must be an integer pretix item id")
         self._s = settings
         self._ledger = ledger
+        self.token_revoked = False  # the organizer revoked the terminal's token (WalletEmulator.revoke_token)
         self._prefix = ApiPrefix(settings.prefix)
         self._prices: dict[int, int] = {int(pid): price for pid, _, price in settings.products}
         self._unsellable: frozenset[int] = frozenset()
@@ -420,7 +426,7 @@ class RealWalletApi:
             )
         if not _accepts_json(req.headers.get("accept")):
             return json_response(406, {"detail": "Could not satisfy the request Accept header."})
-        denied = _check_bearer(req, self._s.api_token, "Invalid API key")
+        denied = _check_bearer(req, self._s.api_token, "Invalid API key", revoked=self.token_revoked)
         if denied is not None:
             return denied
         if not split[1]:
@@ -818,6 +824,10 @@ class WalletEmulator:
             raise ValueError("unsellable products exist only in the real flavour; start it with 'real'")
         return self.api.set_unsellable(item_ids)
 
+    def revoke_token(self, revoked: bool = True) -> None:
+        """Answer every API request 401 as for a revoked token (``revoked`` False: accept it again)."""
+        self.api.token_revoked = revoked
+
     def add_wallet(self, uid: str, balance: int, paired_user: str = "") -> LedgerWallet:
         return self.ledger.add_wallet(uid, balance, paired_user)
 
@@ -853,6 +863,14 @@ class WalletEmulator:
                 self.faults.reset_stats()
             if method in ("GET", "DELETE"):
                 return json_response(200, self.stats())
+        elif what == "token" and method == "POST":
+            obj, bad_json = _parse_json(body)
+            if bad_json is not None:
+                return bad_json
+            if not isinstance(obj, dict) or not isinstance(obj.get("revoked"), bool):
+                return json_response(400, {"detail": 'send {"revoked": true} or {"revoked": false}'})
+            self.revoke_token(obj["revoked"])
+            return json_response(200, {"revoked": obj["revoked"]})
         elif what == "wallets" and method == "POST":
             return self._control_add_wallet(body)
         elif what == "products" and method == "GET":

@@ -125,6 +125,14 @@ class WalletClient:
             follow_redirects=False,
         )
 
+    def use_token(self, token: Secret) -> bool:
+        """Send ``token`` from now on (a token file rewritten while running); False if it is the same."""
+        if token == self._token:
+            return False
+        self._token = token
+        self._http.headers["Authorization"] = f"Bearer {token.reveal()}"
+        return True
+
     async def aclose(self) -> None:
         await self._http.aclose()
 
