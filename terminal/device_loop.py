@@ -59,7 +59,6 @@ log = logging.getLogger(__name__)
 DISPLAY_REFRESH_S = 1.0
 STORAGE_PROBE_S = 1.0  # how often an unwritable journal is tried again (storage faults, issue 3)
 DRAIN_LOOK_S = 0.02  # while stopping, how often the loop looks whether the sale under way is finished
-DISPENSE_LOOK_S = 0.02  # how often a dispense under way is looked at, to note it in the journal
 LAG_STORE_EVERY_S = 5.0  # stall counts reach the journal (for `taptill status`) at most this often
 
 
@@ -370,8 +369,17 @@ class DeviceLoop:
     async def _note_dispensed(self, key: str, ticket: int) -> None:
         """Journal that a sale's products were given once the relay's pulses up to ``ticket`` are done;
         a stop that releases the relay first leaves the sale "charged, not dispensed"."""
-        while not self.outputs.dispensed(ticket):
-            await asyncio.sleep(DISPENSE_LOOK_S)
+        loop = asyncio.get_running_loop()
+        told: asyncio.Future[None] = loop.create_future()
+
+        def tell() -> None:  # from the pulse thread, or from a release after this loop has closed
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(lambda: None if told.done() else told.set_result(None))
+
+        self.outputs.when_dispensed(ticket, tell)
+        await told
+        if not self.outputs.dispensed(ticket):
+            return  # released before its last pulse: stays "charged, not dispensed"
         try:
             self.journal.mark_dispensed(key)
         except JournalError as exc:

@@ -117,6 +117,37 @@ def test_a_second_sale_while_pulsing_adds_its_pulses(pins: Any, outputs: GpioOut
     assert all(length >= 0.095 for length in on), on
 
 
+def test_when_dispensed_tells_once_when_the_sales_last_pulse_is_done(pins: Any, outputs: GpioOutputs) -> None:
+    told: list[tuple[int, bool]] = []
+    first = outputs.dispense(["coffee"])
+    second = outputs.dispense(["coffee", "tea"])
+    outputs.when_dispensed(second, lambda: told.append((outputs.pulses_done, outputs.dispensed(second))))
+    assert told == [], "told before its pulses were given"
+    wait_until(lambda: bool(told))
+    time.sleep(0.3)  # and never again
+    assert told == [(3, True)]
+    already: list[int] = []
+    outputs.when_dispensed(first, lambda: already.append(1))  # long done: told at once, on this thread
+    assert already == [1]
+
+
+def test_when_dispensed_tells_a_release_and_the_sale_stays_not_dispensed(pins: Any) -> None:
+    out = GpioOutputs(replace(CONFIG, relay_pulse_ms=5000))
+    try:
+        told: list[bool] = []
+        ticket = out.dispense(["coffee"])
+        out.when_dispensed(ticket, lambda: told.append(out.dispensed(ticket)))
+        wait_until(lambda: pins.pin(RELAY).state)
+        assert told == []
+        out.release()
+        assert told == [False]
+        late: list[bool] = []
+        out.when_dispensed(out.dispense(["coffee"]), lambda: late.append(True))  # -1 after a release
+        assert late == [True]
+    finally:
+        out.close()
+
+
 def test_active_low_relay_rests_high_and_pulses_low(pins: Any) -> None:
     out = GpioOutputs(replace(CONFIG, relay_active_high=False, relay_pulse_ms=60, relay_gap_ms=40))
     try:

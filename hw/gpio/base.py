@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
 
 from terminal.model import ProductId
@@ -22,6 +22,10 @@ class Outputs(Protocol):
 
     def dispensed(self, ticket: int) -> bool:
         """Whether every pulse up to ``ticket`` (from ``dispense``) has been given in full."""
+
+    def when_dispensed(self, ticket: int, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, from any thread, when ``dispensed(ticket)`` holds or the outputs are
+        released (then it stays False); at once if either is already so."""
 
     def signal(self, kind: Signal) -> None:
         """Play the buzzer pattern / LED for an outcome."""

@@ -6,7 +6,7 @@ import atexit
 import logging
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +61,7 @@ class GpioOutputs:
         self._pending: deque[tuple[str, int]] = deque()  # (product, relay pin) still to pulse
         self._released = False
         self._pulses_done = 0
+        self._watchers: list[tuple[int, Callable[[], None]]] = []  # (ticket, callback) of when_dispensed
         self._queued = 0  # pulses ever queued; a sale's ticket is this count after its own pulses
         self._worker = threading.Thread(target=self._pulse_relay, name="relay-pulses", daemon=True)
         self._worker.start()
@@ -93,6 +94,23 @@ class GpioOutputs:
     def dispensed(self, ticket: int) -> bool:
         with self._wake:
             return 0 <= ticket <= self._pulses_done
+
+    def when_dispensed(self, ticket: int, callback: Callable[[], None]) -> None:
+        # Told by the pulse thread, not looked at on a timer: a Pi's CPU goes to taps, not to polling.
+        with self._wake:
+            if not (self._released or ticket < 0 or ticket <= self._pulses_done):
+                self._watchers.append((ticket, callback))
+                return
+        callback()
+
+    def _tell_watchers(self) -> None:
+        """Call the watchers whose pulses are done (every one once released). Holds the lock: a
+        callback only hands over to another thread (``call_soon_threadsafe``) and never blocks."""
+        due = [w for w in self._watchers if self._released or w[0] <= self._pulses_done]
+        if due:
+            self._watchers = [w for w in self._watchers if w not in due]
+            for _, callback in due:
+                callback()
 
     def signal(self, kind: Signal) -> None:
         if self._released:
@@ -127,6 +145,7 @@ class GpioOutputs:
                     except Exception:  # a device already closed by gpiozero's exit hook is off anyway
                         log.debug("could not switch %r off", device, exc_info=True)
             self._wake.notify_all()
+            self._tell_watchers()
 
     def close(self) -> None:
         """Release, stop the worker and free the pins."""
@@ -159,6 +178,7 @@ class GpioOutputs:
                     return
                 relay.off()
                 self._pulses_done += 1
+                self._tell_watchers()
                 if self._pending:
                     self._wake.wait_for(lambda: self._released, timeout=gap_s)
 
@@ -185,6 +205,9 @@ class LogOutputs:
 
     def dispensed(self, ticket: int) -> bool:
         return 0 <= ticket <= self.pulses
+
+    def when_dispensed(self, ticket: int, callback: Callable[[], None]) -> None:
+        callback()  # the twin's pulses are given (or released) the moment they are asked for
 
     def signal(self, kind: Signal) -> None:
         self.signals.append(kind)
