@@ -78,7 +78,7 @@ def test_demo_out_on_a_file_or_a_read_only_folder(tmp_path: Path) -> None:
 
 
 def test_select_buttons_naming_an_unknown_product_blame_the_buttons(tmp_path: Path) -> None:
-    extra = '[select]\nbuttons = { b1 = "espresso", b2 = "champagne" }\n'
+    extra = '[select]\nbuttons = { b1 = "espresso", b2 = "champagne" }\ncancel_button = "cancel"\n'
     with WalletEmulator.demo("doc") as emulator:
         config = write_config(tmp_path, emulator, products=[], mode="select", extra=extra)
         term = TerminalProcess(config)
