@@ -20,11 +20,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from terminal.bench_pcsc import measure_pcsc
-from terminal.bench_price import measure_price_to_screen
-from terminal.bench_process import measure_process, measure_startup
-from terminal.bench_store import measure_drain, measure_enqueue
-from terminal.bench_tap import measure_tap_offline, measure_tap_online
+from terminal.bench.pcsc import measure_pcsc
+from terminal.bench.price import measure_price_to_screen
+from terminal.bench.process import measure_process, measure_startup
+from terminal.bench.store import measure_drain, measure_enqueue
+from terminal.bench.tap import measure_tap_offline, measure_tap_online
 from terminal.loop_lag import culprit
 
 TAP_BUDGET_MS = 800
@@ -302,7 +302,3 @@ def main() -> int:
     _progress(f"done in {time.perf_counter() - start:.0f} s")
     print(json.dumps(report(metrics, errors)), flush=True)
     return 1 if errors else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import terminal
 from hw.readers.sim import send_command
-from terminal.bench_config import BIG_BALANCE_CENTS, write_bench_config
+from terminal.bench.config import BIG_BALANCE_CENTS, write_bench_config
 from terminal.emulator.wallet_server import WalletEmulator
 
 READY_LINE = "taptill ready"
