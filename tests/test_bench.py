@@ -251,3 +251,28 @@ def test_report_is_one_json_object_and_marks_what_was_not_measured() -> None:
     assert back["tap_online_ms"] == FULL["tap_online_ms"]
     assert back["raw_lookup_post_ms"] == FULL["raw_lookup_post_ms"]
     assert back["loop_lag_ms"] == FULL["loop_lag_ms"]
+
+
+def test_python_m_terminal_bench_help_describes_the_bench_without_running_it() -> None:
+    got = subprocess.run(
+        [sys.executable, "-m", "terminal.bench", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.startswith("usage: python -m terminal.bench")
+    assert "last line of stdout" in " ".join(got.stdout.split())  # however argparse wraps it
+    assert not [line for line in got.stderr.splitlines() if line.startswith("bench:")]  # no stage started
+    wrong = subprocess.run(
+        [sys.executable, "-m", "terminal.bench", "--quick"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert wrong.returncode == 2
+    assert wrong.stderr.splitlines()[-1] == "python -m terminal.bench: error: unrecognized arguments: --quick"
+    assert "Traceback" not in wrong.stderr
+    assert not [line for line in wrong.stderr.splitlines() if line.startswith("bench:")]

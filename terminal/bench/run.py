@@ -8,6 +8,7 @@ deadline reaches) is reported with where it stood, its child processes are ended
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import logging
@@ -16,7 +17,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -294,7 +295,13 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    """The whole bench (several minutes); exit 1 when a measurement failed. ``--help`` says so and exits."""
+    argparse.ArgumentParser(
+        prog="python -m terminal.bench",
+        description="Measures the money path on 127.0.0.1 (several minutes): progress on stderr, one JSON"
+        " object (metrics, targets, errors) as the last line of stdout; exit 1 when a measurement failed.",
+    ).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     _stop_on_sigterm()
     start = time.perf_counter()
