@@ -10,8 +10,8 @@ import pytest
 from provisioning.provision import _parser as provision_parser
 from terminal.cli import _parser as taptill_parser
 from terminal.config import DEFAULT_CONFIG_PATH
-from terminal.emulator.partybroker_server import parser as partybroker_parser
-from terminal.emulator.wallet_server import parser as wallet_parser
+from terminal.emulator.partybroker.server import parser as partybroker_parser
+from terminal.emulator.wallet.server import parser as wallet_parser
 
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "taptill": taptill_parser,

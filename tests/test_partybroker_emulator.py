@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from terminal.emulator.faults import FaultKind
-from terminal.emulator.partybroker_server import EmulatedDrink, PartybrokerEmulator
+from terminal.emulator.partybroker.server import EmulatedDrink, PartybrokerEmulator
 
 pytestmark = pytest.mark.partybroker
 

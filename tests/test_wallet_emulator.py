@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from terminal.emulator.faults import FaultConfigError, FaultKind, FaultRule
-from terminal.emulator.wallet_ledger import LedgerError
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.wallet.ledger import LedgerError
+from terminal.emulator.wallet.server import WalletEmulator
 
 REPO = Path(__file__).resolve().parent.parent
 MAX = "04A1B2C3D4E5F6"  # 2000 cents, "Max Mustermann"

@@ -1,0 +1,1 @@
+"""The Partybroker API emulator on loopback."""
