@@ -20,7 +20,7 @@ from terminal.bench_process import SOURCE_ROOT, TerminalSubprocess, measure_proc
 from terminal.bench_stats import percentile, summary_ms
 from terminal.bench_store import measure_drain, measure_enqueue
 from terminal.bench_tap import measure_tap_offline, measure_tap_online
-from terminal.emulator.wallet.server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
 
 REPO = Path(__file__).resolve().parent.parent
 

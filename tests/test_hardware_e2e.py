@@ -29,7 +29,7 @@ from terminal.app import RunOptions, run_terminal
 from terminal.config import Config, load_config
 from terminal.emulator.readers.pcsc_lab import SOCKET_ENV, PcscDaemon, VirtualCard
 from terminal.emulator.readers.type2_tag import Type2TagEmulator
-from terminal.emulator.wallet.server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
 from terminal.screens import ApprovedScreen, ProcessingScreen
 from tests.pcsc_lab import (  # noqa: F401  (fixtures)
     RecordingListener,

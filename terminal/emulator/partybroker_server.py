@@ -2,7 +2,7 @@
 
 import sys
 
-from terminal.emulator.partybroker.server import main
+from terminal.emulator.partybroker.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

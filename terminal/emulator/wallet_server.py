@@ -2,7 +2,7 @@
 
 import sys
 
-from terminal.emulator.wallet.server import main
+from terminal.emulator.wallet.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())
