@@ -20,7 +20,7 @@ from terminal.bench.run import _stage, evaluate_targets, report
 from terminal.bench.stats import percentile, summary_ms
 from terminal.bench.store import measure_drain, measure_enqueue
 from terminal.bench.tap import measure_tap_offline, measure_tap_online
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
 
 REPO = Path(__file__).resolve().parent.parent
 

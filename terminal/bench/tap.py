@@ -22,7 +22,7 @@ from terminal.bench.stats import summary_ms
 from terminal.config import Config, load_config
 from terminal.device_loop import DeviceLoop
 from terminal.emulator.faults import FaultKind
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
 from terminal.journal import new_idempotency_key
 from terminal.screens import (
     ApprovedScreen,
