@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from terminal.controller.mode import BalanceCheck, CardAnswer, Redraw, Refusal, Sale, SellMode, Till
 from terminal.effects import StartTimer
-from terminal.screens import SELECT_ACTION, CartLine, CartScreen, Screen
+from terminal.screens import Screen
+from terminal.screens.select import SELECT_ACTION, CartLine, CartScreen
 
 
 class SelectMode(SellMode):

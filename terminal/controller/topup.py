@@ -8,7 +8,8 @@ import hashlib
 from terminal.controller.mode import BalanceCheck, CardAnswer, Redraw, Refusal, Sale, SellMode, Till
 from terminal.effects import Beep, StartTimer
 from terminal.model import DeclineReason
-from terminal.screens import DeclinedScreen, KioskLockedScreen, KioskScreen, Screen
+from terminal.screens import DeclinedScreen, Screen
+from terminal.screens.topup import KioskLockedScreen, KioskScreen
 
 
 def operator_hash(uid: str) -> str:
