@@ -102,3 +102,59 @@ def connect_never_completes() -> Iterator[int]:
         port = int(listener.getsockname()[1])
         with socket.create_connection(("127.0.0.1", port)):  # fills the queue
             yield port
+
+
+class StaleKeepAliveServer:
+    """Answers the first request on each connection (keeping it open, as keep-alive servers do), then
+    closes the connection under the next request with no answer: an idle connection the server dropped
+    just as the client reused it. ``requests`` lists the request lines received, answered or not."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.requests: list[str] = []
+        self._lock = threading.Lock()
+        self._server = _StaleServer(("127.0.0.1", 0), _StaleHandler)
+        self._server.owner = self
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/wallet"
+
+    def note(self, request: bytes) -> None:
+        with self._lock:
+            self.requests.append(request.split(b"\r\n", 1)[0].decode("latin-1"))
+
+    def __enter__(self) -> StaleKeepAliveServer:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+class _StaleServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    owner: StaleKeepAliveServer
+
+
+class _StaleHandler(socketserver.BaseRequestHandler):
+    server: _StaleServer
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        sock.settimeout(5.0)
+        owner = self.server.owner
+        try:
+            owner.note(_read_request(sock))
+            sock.sendall(owner.answer)
+            second = _read_request(sock)
+            if second:
+                owner.note(second)
+        except OSError:
+            pass

@@ -25,7 +25,7 @@ from terminal.wallet.outcomes import (
     Unauthorized,
     Unavailable,
 )
-from tests.raw_http import RawHttpServer, connect_never_completes, http_response
+from tests.raw_http import RawHttpServer, StaleKeepAliveServer, connect_never_completes, http_response
 from tests.terminal_lab import EMPTY, ERIKA, MAX, SMALL, STRANGER, espresso
 
 T = TypeVar("T")
@@ -592,3 +592,27 @@ def test_a_redirect_of_the_terminal_info_says_where_to(location: str, said: str)
         port = server.base_url.split(":")[2].split("/")[0]
     assert isinstance(res, Refused) and res.status == 301, res
     assert res.reason.startswith(server.base_url) and said.format(port=port) in res.reason, res.reason
+
+
+def test_a_lookup_on_a_connection_the_server_dropped_is_asked_again_but_a_debit_never() -> None:
+    """A kept-alive connection closed by the server just as it is reused: the balance GET is asked again
+    on a fresh connection (it moves no money); the debit POST is not repeated, and may have arrived."""
+    wallet = json.dumps({"token_id": MAX, "balance": 500, "paired_user": ""}).encode()
+    with StaleKeepAliveServer(http_response(200, wallet)) as server:
+
+        async def scenario() -> tuple[object, object, object]:
+            client = WalletClient(server.base_url, Secret("t"), timeout_s=2.0, trailing_slash=False)
+            try:
+                first = await client.wallet(MAX)
+                again = await client.wallet(MAX)  # reuses the connection the server drops
+                debit = await client.transact(MAX, ["1"], description="x", tag=None, idempotency_key="k1")
+                return first, again, debit
+            finally:
+                await client.aclose()
+
+        first, again, debit = run(scenario())
+    assert isinstance(first, Found) and isinstance(again, Found), (first, again)
+    assert isinstance(debit, Unavailable) and debit.maybe_applied, debit
+    posts = [line for line in server.requests if line.startswith("POST")]
+    assert len(posts) == 1, server.requests
+    assert [line.split()[0] for line in server.requests] == ["GET", "GET", "GET", "POST"], server.requests

@@ -38,6 +38,8 @@ from terminal.wallet.parse import BadBody, error_reason, parse_terminal, parse_w
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 256 * 1024
+# A connection closed under a request: no status line ever came back.
+_DROPPED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 MAX_PRODUCT_PAGES = 40
 CONNECT_TIMEOUT_S = 3.0  # a connect that takes longer fails fast, as provably never sent
 USER_AGENT = "taptill/0.1"
@@ -145,10 +147,31 @@ class WalletClient:
     async def _request(
         self, method: str, url: str, *, deadline: Deadline, body: object = None
     ) -> _Body | Unavailable:
-        """One exchange, over by ``deadline``: connect, send, headers and the body (up to MAX_BODY_BYTES)."""
+        """One exchange, over by ``deadline``; a GET the server dropped unanswered is asked once more.
+
+        A kept-alive connection the server (or a proxy) closed while idle fails the next request with no
+        answer at all. A GET moves no money, so it is sent again on a fresh connection within the same
+        deadline; a POST is never repeated here (its caller reconciles).
+        """
+        for _ in range(2):
+            watch = SendWatch()
+            try:
+                return await self._exchange(method, url, deadline, body, watch)
+            except _DROPPED as exc:
+                dropped = Unavailable(
+                    f"connection trouble ({type(exc).__name__})", maybe_applied=watch.may_have_arrived
+                )
+                if method != "GET" or deadline.left_s() <= 0:
+                    break
+        return dropped
+
+    async def _exchange(
+        self, method: str, url: str, deadline: Deadline, body: object, watch: SendWatch
+    ) -> _Body | Unavailable:
+        """One exchange, over by ``deadline``: connect, send, headers and the body (up to MAX_BODY_BYTES).
+        Raises one of _DROPPED when the connection closed with no answer."""
         content = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"} if content is not None else None
-        watch = SendWatch()
         try:
             async with (
                 deadline.scope(),
@@ -181,6 +204,8 @@ class WalletClient:
             return Unavailable(deadline.describe(), maybe_applied=watch.may_have_arrived)
         except httpx.InvalidURL:
             return Unavailable("the server named a URL that is not valid", maybe_applied=False)
+        except _DROPPED:
+            raise
         except (httpx.HTTPError, OSError) as exc:
             return Unavailable(
                 f"connection trouble ({type(exc).__name__})", maybe_applied=watch.may_have_arrived
