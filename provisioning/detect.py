@@ -15,6 +15,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from terminal.drivers import GPIOZERO, LUMA_OLED, NFCPY, PYSCARD, Driver, install_hint
+
 I2C_SLAVE = 0x0703
 OLED_ADDRESSES = (0x3C, 0x3D)
 MIN_PYTHON = (3, 11)
@@ -40,7 +42,7 @@ class OledFound:
 def pcsc_readers() -> Probe:
     """Reader names from pcscd (empty with a problem when pcscd or pyscard is missing)."""
     if importlib.util.find_spec("smartcard") is None:
-        return Probe(problem="pyscard is not installed (pip install 'taptill[pcsc]')")
+        return Probe(problem=f"pyscard is not installed ({install_hint(PYSCARD)})")
     from smartcard import scard  # only this probe needs pyscard
 
     result, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
@@ -60,7 +62,7 @@ def pcsc_readers() -> Probe:
 def nfcpy_usb_readers() -> Probe:
     """USB devices nfcpy has a driver for, as ``usb:VVVV:PPPP (chip)``."""
     if importlib.util.find_spec("nfc") is None or importlib.util.find_spec("usb1") is None:
-        return Probe(problem="nfcpy is not installed (pip install 'taptill[nfc]')")
+        return Probe(problem=f"nfcpy is not installed ({install_hint(NFCPY)})")
     import usb1  # type: ignore[import-untyped]  # nfcpy's USB layer
     from nfc.clf.device import usb_device_map
 
@@ -122,12 +124,14 @@ def python_ok() -> str | None:
     return None
 
 
+# The module each feature imports, and what installs it into the Python running provisioning (its own
+# venv's pip, never an index's taptill[extra]: taptill is not on PyPI).
 MODULE_FOR = {
-    "core": ("httpx", "taptill's own dependencies (pip install taptill)"),
-    "pcsc": ("smartcard", "pyscard (pip install 'taptill[pcsc]')"),
-    "nfcpy": ("nfc", "nfcpy (pip install 'taptill[nfc]')"),
-    "oled": ("luma.oled", "luma.oled (pip install taptill)"),
-    "gpio": ("gpiozero", "gpiozero (pip install 'taptill[gpio]')"),
+    "core": ("httpx", Driver("httpx", "httpx", None)),
+    "pcsc": ("smartcard", PYSCARD),
+    "nfcpy": ("nfc", NFCPY),
+    "oled": ("luma.oled", LUMA_OLED),
+    "gpio": ("gpiozero", GPIOZERO),
 }
 
 # core: the sqlite3 tool salvages the sales of a damaged journal (`taptill recover`, `taptill run`).
@@ -137,11 +141,12 @@ DEBS_FOR = {"core": ("sqlite3",), "pcsc": ("pcscd",), "nfcpy": ("libusb-1.0-0",)
 def missing_python(features: tuple[str, ...]) -> list[str]:
     missing = []
     for feature in features:
-        module, what = MODULE_FOR[feature]
+        module, driver = MODULE_FOR[feature]
         with contextlib.suppress(ModuleNotFoundError):
             if importlib.util.find_spec(module) is not None:
                 continue
-        missing.append(what)
+        what = "taptill's own dependencies" if feature == "core" else driver.name
+        missing.append(f"{what} ({install_hint(driver)})")
     return missing
 
 

@@ -344,9 +344,8 @@ def _running_reader_check(cfg: Config, journal: Journal | None) -> Check | None:
     problem = health.problem(time.time())
     if problem is None:
         return None
-    return Check.fail(
-        "reader", f"{problem}; check the reader's cable and driver (taptill run's log has each failure)"
-    )
+    # The reader's own detail (in ``problem``) ends with what to do about it: not said twice here.
+    return Check.fail("reader", f"{problem} (the log of taptill run has each failure)")
 
 
 def _reader_check(cfg: Config, missing_driver: str | None = None) -> Check:

@@ -118,11 +118,27 @@ def test_a_reader_loop_that_raises_is_run_again_after_growing_delays() -> None:
     assert not thread.is_alive()
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert gaps[0] >= 0.1 and gaps[1] >= 0.2 and gaps[2] >= 0.4, gaps
+    # Each failure reported, with its advice (status and doctor count them; the log has the retry).
     assert reports == [
-        "test reader failed (OSError: [Errno 19] No such device); retrying in 0.1 s (failure 1 in a row)",
-        "test reader failed (OSError: [Errno 19] No such device); retrying in 0.2 s (failure 2 in a row)",
-        "test reader failed (OSError: [Errno 19] No such device); retrying in 0.4 s (failure 3 in a row)",
-    ]
+        "test reader failed (OSError: [Errno 19] No such device); check the reader's cable and driver"
+    ] * 3
+
+
+def test_failed_opens_keep_counting_however_long_they_go_on() -> None:
+    """Only a reader that ran a stable minute starts from the first delay again; a device that cannot
+    be opened for minutes is still counted (and backed off) as failing in a row."""
+    now = [0.0]
+    backoff = Backoff(first_s=1.0, max_s=30.0, stable_s=60.0, clock=lambda: now[0])
+    backoff.started()  # the reader's thread starts; its device is missing
+    delays = []
+    for _ in range(8):
+        delays.append(backoff.failed())
+        now[0] += delays[-1]
+    assert now[0] > 60.0 and backoff.failures == 8, (now, backoff.failures)
+    assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+    backoff.started()  # it opened, and ran a minute
+    now[0] += 60.0
+    assert backoff.failed() == 1.0 and backoff.failures == 1
 
 
 def test_reader_health_fails_only_while_offline_and_forgets_failures_after_a_stable_minute() -> None:

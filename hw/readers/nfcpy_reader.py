@@ -3,9 +3,17 @@
 A tag found by the first poll after the device (re)opens was lying in the field already (the service
 started, or the reader failed and came back): it is reported with ``already_present``, not as a tap.
 
-A device that fails while polling is reopened after a backoff (``retry_interval_s``, doubling up to
-30 s); one that cannot be opened at all is looked for every ``retry_interval_s``; anything else that
-goes wrong on the reader's thread restarts its loop with the same backoff (hw/readers/supervision.py).
+A device that cannot be opened, or fails while polling, is tried again after a backoff
+(``retry_interval_s``, doubling up to 30 s); anything else that goes wrong on the reader's thread
+restarts its loop with the same backoff (hw/readers/supervision.py). Each failure is one warning line
+of ours, saying what failed, on which device and when it retries.
+
+nfcpy logs every attempt to open a device itself (INFO "searching for reader on path usb", ERROR "no
+reader available on path usb") and every I/O error that ends a poll (ERROR): with a reader missing that
+was two journal lines a second. A filter on its ``nfc.clf`` logger drops those lines of ``open()`` and
+``connect()`` (whose outcome our own line reports, with the error nfcpy gave) and lets everything else
+through: setting the whole ``nfc`` logger to CRITICAL instead would also hide the warnings of its tag
+modules (ISO-DEP transmission errors of a card), which nothing of ours reports.
 """
 
 from __future__ import annotations
@@ -18,12 +26,40 @@ from collections.abc import Callable
 from typing import Any
 
 from hw.readers.base import CardListener
-from hw.readers.supervision import Backoff, run_supervised
+from hw.readers.supervision import Backoff, failed, run_supervised
 from terminal.uid import InvalidUid, normalise_uid
 
 log = logging.getLogger(__name__)
 
 KNOWN_TARGETS = frozenset({"106A", "212A", "424A", "106B", "212B", "424B", "212F", "424F"})
+NFCPY_LOGGER = "nfc.clf"  # the module of ContactlessFrontend.open() and connect()
+
+
+class _NfcpyAttemptFilter(logging.Filter):
+    """Keeps nfcpy's per-attempt lines of ``open()`` and ``connect()`` out of the log (the reader logs
+    one line of its own per failure); the last error it dropped on a thread is kept for that line."""
+
+    FUNCTIONS = frozenset({"open", "connect"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.funcName not in self.FUNCTIONS or not logging.DEBUG < record.levelno < logging.CRITICAL:
+            return True  # DEBUG lines show only with run --verbose, where a person wants them
+        if record.levelno >= logging.ERROR:
+            self._last.error = record.getMessage()
+        return False
+
+    def take_error(self) -> str:
+        """The last ERROR dropped on this thread ("" if none), forgotten once taken."""
+        error: str = getattr(self._last, "error", "")
+        self._last.error = ""
+        return error
+
+
+NFCPY_FILTER = _NfcpyAttemptFilter()
 
 
 class NfcpyReader:
@@ -59,7 +95,7 @@ class NfcpyReader:
 
     @property
     def retry_interval_s(self) -> float:
-        """Seconds between attempts to open a missing device, and the first delay after a failure."""
+        """The first delay (s) after a failure (a device that cannot be opened, or fails); doubles to 30 s."""
         return self.backoff.first_s
 
     @retry_interval_s.setter
@@ -70,6 +106,7 @@ class NfcpyReader:
         if self._thread is not None:
             raise RuntimeError("the nfcpy reader is already started; create a new one to restart")
         self._listener = listener
+        logging.getLogger(NFCPY_LOGGER).addFilter(NFCPY_FILTER)  # added once, however many readers
         self._thread = threading.Thread(target=self._supervised, name="nfcpy-reader", daemon=True)
         self._thread.start()
 
@@ -101,18 +138,14 @@ class NfcpyReader:
                 sock.shutdown(socket.SHUT_RDWR)
 
     def _run(self) -> None:
-        online: bool | None = None
         while not self._stop.is_set():
             clf, problem = self._open()
             if clf is None:
-                if online is not False:
-                    self._status(False, problem)
-                    online = False
-                self._stop.wait(self.retry_interval_s)
+                # A device that is not there (yet) fails like one that breaks: counted, backed off.
+                self._failed(problem)
                 continue
-            if online is not True:
-                self._status(True, f"NFC reader {clf} ready")
-                online = True
+            log.info("NFC reader %s ready on %r", clf, self.device)
+            self._status(True, f"NFC reader {clf} ready")
             self.backoff.started()
             problem = self._poll(clf)
             self._clf = None
@@ -126,21 +159,27 @@ class NfcpyReader:
             self._card_reported = False
             if self._stop.is_set():
                 break
-            delay = self.backoff.failed()
-            problem = f"{problem}; {self.backoff.describe(delay)}"
-            log.warning("%s", problem)
-            self._status(False, problem)
-            online = False
-            self._stop.wait(delay)
+            self._failed(problem)
+
+    def _failed(self, problem: str) -> None:
+        """One failure: a warning line, the reader reported offline, and the backoff's wait."""
+        delay = failed(self.backoff, problem)
+        self._status(False, problem)
+        self._stop.wait(delay)
 
     def _open(self) -> tuple[Any, str]:
+        """The opened ContactlessFrontend and ""; or None and what went wrong, with what to do."""
         import nfc  # imported here: the core must run on machines without nfcpy
 
         clf = nfc.ContactlessFrontend()
+        NFCPY_FILTER.take_error()
         try:
             opened = clf.open(self.device)
-        except Exception as exc:  # IOError (EACCES, EBUSY), ValueError for a malformed path
-            return None, f"NFC reader {self.device!r} cannot be opened ({exc}); check path and permissions"
+        except Exception as exc:  # IOError (EACCES, EBUSY), OSError (libusb missing), ValueError (path)
+            return None, (
+                f"NFC reader {self.device!r} cannot be opened ({exc}); check [reader] device and that "
+                "the service user may open it (group plugdev for USB, dialout for a serial port)"
+            )
         if not opened:
             return None, f"no NFC reader found at {self.device!r}; check the cable and [reader] device"
         self._clf = clf
@@ -158,6 +197,7 @@ class NfcpyReader:
             "beep-on-connect": False,  # the terminal's own buzzer reports the outcome of a tap
         }
         self._senses = 0
+        NFCPY_FILTER.take_error()
         while not self._stop.is_set():
             try:
                 result = clf.connect(rdwr=options, terminate=self._terminate)
@@ -165,10 +205,13 @@ class NfcpyReader:
                 if self._stop.is_set():
                     return ""
                 log.debug("nfcpy connect failed", exc_info=True)
-                return f"NFC reader {self.device!r} failed ({exc})"
+                return f"NFC reader {self.device!r} failed ({exc}); check the cable"
             if result is False and not self._stop.is_set():
-                # connect() returns False after an IOError: the device went away (unplugged, reset).
-                return f"NFC reader {self.device!r} stopped answering; check the cable"
+                # connect() returns False after an IOError (logged by nfcpy, kept by the filter): the
+                # device went away (unplugged, reset).
+                error = NFCPY_FILTER.take_error()
+                why = f" ({error})" if error else ""
+                return f"NFC reader {self.device!r} stopped answering{why}; check the cable"
         return ""
 
     def _terminate(self) -> bool:

@@ -1,9 +1,11 @@
 """PC/SC card reader (pyscard): a SCardGetStatusChange wait loop that reports card UIDs and survives pcscd.
 
 Owning the wait loop (rather than pyscard's CardMonitor, a process-wide thread that never stops) gives a
-clean stop() and recovery: when pcscd stops or restarts, or the watched readers disappear, the loop
-reports the reader offline, re-establishes its context every ``RETRY_INTERVAL_S`` and reports it back
-online as soon as a matching reader is listed again.
+clean stop() and recovery: when pcscd is not there, stops or restarts, the loop reports the reader
+offline and tries to re-establish its context after a backoff (1 s doubling to 30 s, one warning line
+per failed attempt, like any reader failure: hw/readers/supervision.py), and reports it back online as
+soon as a matching reader is listed again. Watched readers that disappear while pcscd runs are no
+failure: pcscd tells us when one comes back.
 
 A card lying on a reader when the reader (re)appears (the service starts, pcscd restarts, the reader is
 plugged back) was not tapped: it is reported with ``already_present``. That is the card in the reader's
@@ -24,14 +26,13 @@ from collections.abc import Callable
 from types import ModuleType
 
 from hw.readers.base import CardListener
-from hw.readers.supervision import Backoff, run_supervised
+from hw.readers.supervision import Backoff, failed, run_supervised
 from terminal.uid import InvalidUid, normalise_uid
 
 log = logging.getLogger(__name__)
 
 UID_APDU = [0xFF, 0xCA, 0x00, 0x00, 0x00]
 PNP_NOTIFICATION = "\\\\?PnP?\\Notification"
-RETRY_INTERVAL_S = 0.2
 UNKNOWN_READER_PAUSE_S = 0.05
 STOP_JOIN_TIMEOUT_S = 2.0
 READER_SETTLE_S = 1.0  # two and a half of pcscd's 400 ms presence polls
@@ -60,8 +61,8 @@ class PcscReader:
         self._thread: threading.Thread | None = None
         self._listener: CardListener | None = None
         self._last_status: tuple[bool, str] | None = None
-        # A loop that fails (a driver or pyscard raising) starts again after 1 s, 2 s, … 30 s; pcscd going
-        # away and coming back is no failure, and is followed every RETRY_INTERVAL_S.
+        # A loop that fails (a driver or pyscard raising), and pcscd missing or going away, are tried
+        # again after 1 s, 2 s, … 30 s.
         self.backoff = Backoff()
 
     def start(self, listener: CardListener) -> None:
@@ -102,9 +103,13 @@ class PcscReader:
         while not self._stopping.is_set():
             result, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
             if _code(result) != scard.SCARD_S_SUCCESS:
-                self._report_status(False, f"pcscd is not available ({scard.SCardGetErrorMessage(result)})")
-                self._stopping.wait(RETRY_INTERVAL_S)
+                why = scard.SCardGetErrorMessage(result).strip().rstrip(".")
+                self._service_failed(
+                    f"pcscd is not available ({why}); start it: systemctl start pcscd.socket "
+                    "(apt install pcscd)"
+                )
                 continue
+            self.backoff.started()
             with self._lock:
                 self._context = context
             try:
@@ -116,11 +121,16 @@ class PcscReader:
                     self._context = None
                 scard.SCardReleaseContext(context)
             if not self._stopping.is_set():
-                self._report_status(False, detail)
-                self._stopping.wait(RETRY_INTERVAL_S)
+                self._service_failed(detail)
+
+    def _service_failed(self, detail: str) -> None:
+        """pcscd missing or gone: one warning line, the reader reported offline, the backoff's wait."""
+        delay = failed(self.backoff, f"PC/SC reader offline: {detail}")
+        self._report_failure(detail)
+        self._stopping.wait(delay)
 
     def _report_failure(self, detail: str) -> None:
-        """A failed loop, already logged by run_supervised: told to the listener, not logged again."""
+        """A failure, already logged with its retry: told to the listener (each one, so it counts them)."""
         self._last_status = (False, detail)
         if self._listener is not None:
             _notify(self._listener.reader_status, False, detail)
@@ -156,7 +166,7 @@ class _ContextWatch:
         self.reported: set[str] = set()  # readers whose card the listener was told about
 
     def run(self) -> str:
-        """Watch until the service is lost (returns why) or the reader stops (returns "stopped")."""
+        """Watch until the service is lost or fails (returns why) or the reader stops (returns "stopped")."""
         scard = self.scard
         service_lost = {
             scard.SCARD_E_NO_SERVICE,
@@ -168,11 +178,11 @@ class _ContextWatch:
             while not self.reader._stopping.is_set():
                 names, result = self._list_readers()
                 if result in service_lost:
-                    return f"pcscd went away ({scard.SCardGetErrorMessage(result)})"
+                    return _went_away(scard, result)
                 if result != scard.SCARD_S_SUCCESS:
-                    log.warning("SCardListReaders failed: %s", scard.SCardGetErrorMessage(result))
-                    self.reader._stopping.wait(RETRY_INTERVAL_S)
-                    continue
+                    # An error this loop does not know: a fresh context after the backoff, not a warning
+                    # line every turn of the loop.
+                    return _went_away(scard, result, "SCardListReaders failed")
                 self._follow_reader_list(names)
                 watched = [(name, state) for name, state in self.states.items()]
                 result, changes = scard.SCardGetStatusChange(
@@ -187,11 +197,11 @@ class _ContextWatch:
                     self.reader._stopping.wait(UNKNOWN_READER_PAUSE_S)  # the next list drops it
                     continue
                 if result in service_lost:
-                    return f"pcscd went away ({scard.SCardGetErrorMessage(result)})"
+                    return _went_away(scard, result)
                 if result != scard.SCARD_S_SUCCESS:
-                    log.warning("SCardGetStatusChange failed: %s", scard.SCardGetErrorMessage(result))
-                    self.reader._stopping.wait(RETRY_INTERVAL_S)
-                    continue
+                    # An error this loop does not know: a fresh context after the backoff, not a warning
+                    # line every turn of the loop.
+                    return _went_away(scard, result, "SCardGetStatusChange failed")
                 for name, event_state, _atr in changes:
                     if name == PNP_NOTIFICATION:
                         self.pnp_state = event_state & ~scard.SCARD_STATE_CHANGED
@@ -282,6 +292,12 @@ class _ContextWatch:
             log.warning("ignoring the card on %s: the UID request failed (%s)", name, reason)
             return None
         return _uid_from_response(name, bytes(response))
+
+
+def _went_away(scard: ModuleType, result: int, what: str = "pcscd went away") -> str:
+    """Why a context's watch ended, with what to check."""
+    why = scard.SCardGetErrorMessage(result).strip().rstrip(".")
+    return f"{what} ({why}); check it runs: systemctl status pcscd"
 
 
 def _notify(event: Callable[..., None], *args: object, **kwargs: object) -> None:

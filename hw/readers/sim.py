@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 MAX_LINE = 256  # bytes, without the newline
 COMMAND_DEADLINE_S = 2.0  # a client has this long for its whole line, however slowly it sends it
 ANSWER_MAX = 4096  # bytes of an answer line the client reads
+SIM_ADVICE = "restart taptill if it keeps failing (run --verbose logs the traceback)"
 
 
 class BadLine(ValueError):
@@ -84,7 +85,7 @@ class SimReader:
         self._sock = sock
         self._thread = threading.Thread(
             target=run_supervised,
-            args=("sim", self._serve, self._stopping, self._report_failure, Backoff()),
+            args=("sim", self._serve, self._stopping, self._report_failure, Backoff(), SIM_ADVICE),
             name="sim-reader",
             daemon=True,
         )
