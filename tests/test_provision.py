@@ -496,12 +496,13 @@ def test_answers_file_provisions_a_select_terminal_whose_relay_and_buttons_work(
     venv = root / "opt/taptill/venv"
     assert json.loads((venv / "taptill-provision.json").read_text())["extras"] == ["gpio"]
     probe = subprocess.run(
-        [str(venv / "bin/python"), "-c", "import gpiozero; print(gpiozero.__version__)"],
+        [str(venv / "bin/python"), "-c", "import gpiozero; print(gpiozero.__file__)"],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.startswith(str(venv / "lib")), probe.stdout  # the venv's own, not the system's
 
 
 def test_a_rerun_keeps_a_table_added_by_hand(image: Path) -> None:
