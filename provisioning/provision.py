@@ -151,7 +151,7 @@ def provision(args: argparse.Namespace, answers: Answers, report: Report) -> tup
         raise Stop(EXIT_MISSING, problem)
 
     kept = _kept_tables(root, answers)
-    gpio = _gpio_enabled(kept)
+    gpio = _gpio_enabled(kept, answers)
     reader_kind, reader_name, reader_device = _choose_reader(answers, report)
     display_kind, oled = _choose_display(answers, report)
     _check_packages(reader_kind, display_kind, live, report)
@@ -208,7 +208,7 @@ def provision(args: argparse.Namespace, answers: Answers, report: Report) -> tup
         )
 
     text = config_toml(choices, kept)
-    _validate_config(text, kept)
+    _validate_config(text, kept, answers)
     wanted = _wanted_files(answers, text, unit, groups)
     changes = plan(root, wanted)
     extras = install.extras_for(reader_kind, gpio)
@@ -438,22 +438,23 @@ def _kept_tables(root: Path, answers: Answers) -> dict[str, dict[str, object]]:
     return {**kept, **answers.config_tables}
 
 
-def _gpio_enabled(kept: dict[str, dict[str, object]]) -> bool:
+def _gpio_enabled(kept: dict[str, dict[str, object]], answers: Answers) -> bool:
     """Whether the config will drive GPIO pins: the venv then needs gpiozero and the unit group gpio."""
     try:
         return parse_gpio(Section("gpio", kept.get("gpio"))).enabled
     except ConfigError as exc:
-        raise Stop(EXIT_USAGE, f"the config would not load ({exc}); {_where_tables(kept)}") from None
+        raise Stop(EXIT_USAGE, f"the config would not load ({exc}); {_where_tables(kept, answers)}") from None
 
 
-def _where_tables(kept: dict[str, dict[str, object]]) -> str:
+def _where_tables(kept: dict[str, dict[str, object]], answers: Answers) -> str:
     """Where to fix a table: the answers file, or the config on disk for a table kept from it."""
+    from_disk = [f"[{t}]" for t in kept if t not in answers.config_tables]
     return "check the answers" + (
-        f" and the tables kept from {CONFIG_PATH} ({', '.join(f'[{t}]' for t in kept)})" if kept else ""
+        f" and the tables kept from {CONFIG_PATH} ({', '.join(from_disk)})" if from_disk else ""
     )
 
 
-def _validate_config(text: str, kept: dict[str, dict[str, object]]) -> None:
+def _validate_config(text: str, kept: dict[str, dict[str, object]], answers: Answers) -> None:
     """What we write must load: the terminal's own parser checks it before anything is written."""
     from terminal.partybroker.config import parse_partybroker
 
@@ -464,7 +465,7 @@ def _validate_config(text: str, kept: dict[str, dict[str, object]]) -> None:
         if partybroker is not None:
             parse_partybroker(Section("partybroker", partybroker), CONFIG_PATH.parent)
     except ConfigError as exc:
-        raise Stop(EXIT_USAGE, f"the config would not load ({exc}); {_where_tables(kept)}") from None
+        raise Stop(EXIT_USAGE, f"the config would not load ({exc}); {_where_tables(kept, answers)}") from None
 
 
 def _unit_template() -> str:

@@ -619,3 +619,26 @@ def test_python_reports_the_interpreter_the_venv_is_built_on(image: Path) -> Non
     assert text.returncode == EXIT_CHANGED, text.stderr
     assert f"python:      {python} {version} (the venv is built on it)" in text.stdout, text.stdout
     assert json.loads(as_json.stdout)["python"] == {"path": str(python), "version": version}
+
+
+@pytest.mark.parametrize(
+    ("on_disk", "named"),
+    [
+        ('[gpio]\nrelay_pin = "17"\n', "the tables kept from /etc/taptill/config.toml ([gpio])"),
+        ("[gpio\nrelay_pin = 17\n", "/etc/taptill/config.toml cannot be read as TOML"),
+    ],
+)
+def test_a_config_whose_kept_tables_would_not_load_is_named_and_left_alone(
+    tmp_path: Path, on_disk: str, named: str
+) -> None:
+    root = tmp_path / "image"
+    config = root / "etc/taptill/config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text(on_disk)
+    before = tree(root)
+    with WalletEmulator.demo("doc") as emulator:
+        proc = provision(root, *wallet_flags(emulator), token=emulator.api_token)
+    assert proc.returncode == EXIT_USAGE, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0], lines
+    assert tree(root) == before
