@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from terminal.config import ConfigError, parse_gpio, parse_select, parse_topup
+from terminal.config_section import Section
 from terminal.secret import Secret
 
 
@@ -41,6 +43,14 @@ SOURCES: dict[str, tuple[str, str, str]] = {
     ),
 }
 
+# Tables the answers file may give whole: copied into the config as they are, after the config's own
+# parser for that table has checked them (so the rules live in one place, terminal/config.py).
+CONFIG_TABLES: dict[str, Callable[[Section], object]] = {
+    "gpio": parse_gpio,
+    "select": parse_select,
+    "topup": parse_topup,
+}
+
 READER_KINDS = ("auto", "pcsc", "nfcpy", "sim")
 DISPLAY_KINDS = ("auto", "oled", "console", "none")
 MODES = ("tap", "select", "topup")
@@ -68,6 +78,8 @@ class Answers:
     sim_socket: str
     display: str
     partybroker: PartybrokerAnswers | None
+    # [gpio], [select], [topup] from the answers file, as TOML gave them (already checked)
+    config_tables: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
@@ -138,6 +150,7 @@ def gather(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> An
         sim_socket=text("sim_socket", "/run/taptill/tap.sock") or "/run/taptill/tap.sock",
         display=display,
         partybroker=partybroker,
+        config_tables={n: t for n, t in toml.items() if n in CONFIG_TABLES and isinstance(t, dict)},
     )
 
 
@@ -158,6 +171,12 @@ def _answers_file(path: Path) -> dict[str, object]:
     except tomllib.TOMLDecodeError as exc:
         raise AnswersError(f"answers file {path} is not valid TOML: {exc}") from None
     _refuse_unknown(path, data)
+    for name, parse in CONFIG_TABLES.items():
+        if name in data:
+            try:
+                parse(Section(name, data[name]))
+            except ConfigError as exc:
+                raise AnswersError(f"answers file {path}: {exc}") from None
     return data
 
 
@@ -167,9 +186,11 @@ def _refuse_unknown(path: Path, data: dict[str, object]) -> None:
     for _flag, _var, key in SOURCES.values():
         table, _, field = key.partition(".")
         known.setdefault(table, set()).add(field)
-    tables = ", ".join(f"[{t}]" for t in sorted(known))
+    tables = ", ".join(f"[{t}]" for t in sorted({*known, *CONFIG_TABLES}))
     for table, section in data.items():
         shown = table if table.isprintable() else repr(table)
+        if table in CONFIG_TABLES:
+            continue  # checked key by key by the config's parser
         if table not in known:
             raise AnswersError(f"answers file {path} has unknown table [{shown}]; known tables are: {tables}")
         if not isinstance(section, dict):

@@ -29,6 +29,14 @@ USB_FIX = (
     "/etc/udev/rules.d/nfcdev.rules"
 )
 
+# gpiozero's lgpio pin factory opens /dev/gpiochip0 (gpiochip4 on an early Pi 5 kernel); Raspberry Pi OS's
+# udev rules give every /dev/gpiochip* group gpio, so chip 0 stands for them all.
+GPIO_NODE = PurePosixPath("/dev/gpiochip0")
+GPIO_FIX = (
+    "the relay and buttons need /dev/gpiochip0 readable by group gpio, as Raspberry Pi OS's udev rules "
+    "(package raspberrypi-sys-mods) give it; on another system add such a rule"
+)
+
 
 class DeviceError(Exception):
     """A device answer that names no usable node; the message is one line saying what to set."""
@@ -60,9 +68,13 @@ def tty_node(device: str) -> PurePosixPath | None:
 
 
 def needs(
-    reader_kind: str, reader_device: str | None, display_kind: str, oled_port: int | None
+    reader_kind: str,
+    reader_device: str | None,
+    display_kind: str,
+    oled_port: int | None,
+    gpio: bool = False,
 ) -> list[DeviceNeed]:
-    """What the configured reader and display open, with the group each needs."""
+    """What the configured reader, display and (``gpio``: [gpio] enabled) pins open, with each one's group."""
     out: list[DeviceNeed] = []
     if reader_kind == "nfcpy":
         device = reader_device or "usb"
@@ -74,6 +86,8 @@ def needs(
     if display_kind == "oled" and oled_port is not None:
         node = PurePosixPath(f"/dev/i2c-{oled_port}")
         out.append(DeviceNeed(f"the OLED on {node}", "i2c", node, I2C_FIX))
+    if gpio:
+        out.append(DeviceNeed("the GPIO pins ([gpio] relay and buttons)", "gpio", GPIO_NODE, GPIO_FIX))
     return out
 
 

@@ -52,10 +52,11 @@ class Program:
         return cls(venv / "bin" / "taptill", venv / "bin" / "python", venv)
 
 
-def extras_for(reader_kind: str) -> tuple[str, ...]:
-    """The pip extras the configured devices need (the OLED driver is a core dependency)."""
+def extras_for(reader_kind: str, gpio: bool = False) -> tuple[str, ...]:
+    """The pip extras the configured devices need (the OLED driver is a core dependency; ``gpio``:
+    [gpio] is enabled, so gpiozero and, on a Pi, its pin library lgpio)."""
     extra = EXTRA_FOR_READER.get(reader_kind)
-    return (extra,) if extra else ()
+    return ((extra,) if extra else ()) + (("gpio",) if gpio else ())
 
 
 def wanted_stamp(extras: Sequence[str], python: PurePosixPath) -> dict[str, object]:
@@ -90,11 +91,14 @@ def venv_python(asked: PurePosixPath | None) -> PurePosixPath:
     return PurePosixPath(getattr(sys, "_base_executable", sys.executable))
 
 
-def predicted_chain(program: Program, python: PurePosixPath) -> list[PurePosixPath]:
-    """What ExecStart will touch once the venv is built: its script, its python, the base interpreter
-    (through its symlinks) and that interpreter's standard library. Raises InstallError for a Python
-    that cannot run taptill."""
-    code = "import sys, os; print(sys.version_info >= (3, 11)); print(sys.base_prefix)"
+def predicted_chain(program: Program, python: PurePosixPath) -> tuple[list[PurePosixPath], str]:
+    """What ExecStart will touch once the venv is built (its script, its python, the base interpreter
+    through its symlinks and that interpreter's standard library), and that interpreter's version.
+    Raises InstallError for a Python that cannot run taptill."""
+    code = (
+        "import sys, platform; print(sys.version_info >= (3, 11)); print(sys.base_prefix); "
+        "print(platform.python_version())"
+    )
     try:
         probe = subprocess.run(
             [str(python), "-c", code], capture_output=True, text=True, timeout=60, check=False
@@ -103,21 +107,29 @@ def predicted_chain(program: Program, python: PurePosixPath) -> list[PurePosixPa
         raise InstallError(
             f"cannot run --python {python} ({exc.strerror}); name an installed Python 3.11+"
         ) from None
-    lines = probe.stdout.split()
-    if probe.returncode != 0 or len(lines) != 2 or lines[0] != "True":
+    lines = probe.stdout.splitlines()
+    if probe.returncode != 0 or len(lines) != 3 or lines[0] != "True":
         raise InstallError(
             f"--python {python} is not a Python 3.11 or newer; name one (e.g. /usr/bin/python3)"
         )
     assert program.venv is not None
     real = PurePosixPath(os.path.realpath(python))
-    return [program.taptill_bin, program.python_bin, python, real, PurePosixPath(lines[1])]
+    return [program.taptill_bin, program.python_bin, python, real, PurePosixPath(lines[1])], lines[2]
 
 
-def existing_chain(root: Path, taptill_bin: PurePosixPath, live: bool) -> list[PurePosixPath]:
-    """What an existing ``taptill`` script touches: itself, its interpreter (and the files the symlinks
-    name), and, on a live system, the directory its ``terminal`` package is imported from."""
+def existing_chain(
+    root: Path, taptill_bin: PurePosixPath, live: bool
+) -> tuple[list[PurePosixPath], str | None]:
+    """What an existing ``taptill`` script touches (itself, its interpreter and the files the symlinks
+    name, and, on a live system, the directory its ``terminal`` package is imported from), and that
+    interpreter's version (None in an image, where it is not run)."""
     script = on_disk(root, Path(taptill_bin))
     if not script.is_file():
+        if not live:
+            raise InstallError(
+                f"--taptill-bin {taptill_bin} does not exist inside the image (with --root it is looked up "
+                f"as {script}); install taptill there, or drop --taptill-bin to install one into --prefix"
+            )
         raise InstallError(f"--taptill-bin {taptill_bin} does not exist; name an installed taptill script")
     chain = [taptill_bin]
     with open(script, "rb") as f:
@@ -126,18 +138,17 @@ def existing_chain(root: Path, taptill_bin: PurePosixPath, live: bool) -> list[P
     if interpreter is None:
         raise InstallError(f"--taptill-bin {taptill_bin} is not a taptill script (no #! line); name one")
     chain += _symlink_chain(root, PurePosixPath(interpreter))
-    if live:
-        probe = subprocess.run(
-            [interpreter, "-c", "import terminal, sys; print(terminal.__file__); print(sys.base_prefix)"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        if probe.returncode != 0:
-            raise InstallError(f"{interpreter} cannot import taptill; install it there or drop --taptill-bin")
-        chain += [PurePosixPath(line) for line in probe.stdout.split("\n") if line]
-    return chain
+    if not live:
+        return chain, None
+    code = (
+        "import terminal, sys, platform; print(terminal.__file__); print(sys.base_prefix); "
+        "print(platform.python_version())"
+    )
+    probe = subprocess.run([interpreter, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    lines = probe.stdout.splitlines()
+    if probe.returncode != 0 or len(lines) != 3:
+        raise InstallError(f"{interpreter} cannot import taptill; install it there or drop --taptill-bin")
+    return chain + [PurePosixPath(line) for line in lines[:2]], lines[2]
 
 
 def _symlink_chain(root: Path, path: PurePosixPath) -> list[PurePosixPath]:

@@ -22,14 +22,16 @@ import subprocess
 import sys
 import tomllib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from provisioning import detect, devices, install, sandbox
 from provisioning.answers import Answers, AnswersError, add_flags, gather
-from provisioning.changes import Change, Wanted, apply, plan
+from provisioning.changes import Change, Wanted, apply, on_disk, plan
 from provisioning.render import (
     CONFIG_PATH,
     DROPIN_PATH,
+    OWNED_TABLES,
     PARTYBROKER_PASSWORD_PATH,
     SYSUSERS_PATH,
     TOKEN_PATH,
@@ -43,7 +45,7 @@ from provisioning.render import (
     unit_text,
 )
 from terminal.catalog import check_permission
-from terminal.config import ConfigError, parse_config
+from terminal.config import ConfigError, parse_config, parse_gpio
 from terminal.config_section import Section
 from terminal.model import TerminalInfo
 from terminal.money import format_cents
@@ -144,19 +146,22 @@ def provision(args: argparse.Namespace, answers: Answers, report: Report) -> tup
     if live and not args.dry_run and os.geteuid() != 0:
         raise Stop(EXIT_CANNOT_WRITE, "writing /etc needs root; run with sudo, or --root DIR for an image")
 
-    problem = detect.python_ok()
+    problem = detect.python_ok()  # this program's own Python; the service's is reported below
     if problem:
         raise Stop(EXIT_MISSING, problem)
-    report.line("python", sys.version.split()[0], f"{sys.version.split()[0]} OK")
 
+    kept = _kept_tables(root, answers)
+    gpio = _gpio_enabled(kept, answers)
     reader_kind, reader_name, reader_device = _choose_reader(answers, report)
     display_kind, oled = _choose_display(answers, report)
     _check_packages(reader_kind, display_kind, live, report)
-    needs = devices.needs(reader_kind, reader_device, display_kind, oled.port if oled else None)
+    needs = devices.needs(reader_kind, reader_device, display_kind, oled.port if oled else None, gpio)
     groups = devices.groups(needs)
-    program, chain = _program(args, root, live)
+    launch = _program(args, root, live)
+    program, chain = launch.program, launch.chain
+    _report_python(launch, report)
     unit = unit_text(_unit_template(), str(program.taptill_bin), str(program.python_bin), groups)
-    _check_unit(unit, chain, answers, report)
+    _check_unit(unit, launch, answers, report)
     if program.venv is None:
         _check_readable(root, program, chain)
     _check_devices(needs, groups, unit, root, live, report)
@@ -202,11 +207,11 @@ def provision(args: argparse.Namespace, answers: Answers, report: Report) -> tup
             },
         )
 
-    text = config_toml(choices)
-    _validate_config(text)
+    text = config_toml(choices, kept)
+    _validate_config(text, kept, answers)
     wanted = _wanted_files(answers, text, unit, groups)
     changes = plan(root, wanted)
-    extras = install.extras_for(reader_kind)
+    extras = install.extras_for(reader_kind, gpio)
     python = install.venv_python(args.python)
     stamp = install.wanted_stamp(extras, python)
     reinstall = program.venv is not None and install.installed_stamp(root, program) != stamp
@@ -411,7 +416,45 @@ async def _check_partybroker(answers: Answers, report: Report) -> tuple[Drink, .
 # --- files ----------------------------------------------------------------------------------------
 
 
-def _validate_config(text: str) -> None:
+def _kept_tables(root: Path, answers: Answers) -> dict[str, dict[str, object]]:
+    """The config tables provisioning does not own: those of the config on disk ([offline], a [gpio]
+    added by hand), replaced by those the answers file gives ([gpio], [select], [topup])."""
+    path = on_disk(root, CONFIG_PATH)
+    try:
+        existing = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        existing = {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise Stop(
+            EXIT_USAGE,
+            f"{CONFIG_PATH} cannot be read as TOML ({exc}), so the tables added to it by hand cannot be "
+            "kept; fix it, or move it aside to start afresh",
+        ) from None
+    kept = {
+        name: table
+        for name, table in existing.items()
+        if name not in OWNED_TABLES and isinstance(table, dict)
+    }
+    return {**kept, **answers.config_tables}
+
+
+def _gpio_enabled(kept: dict[str, dict[str, object]], answers: Answers) -> bool:
+    """Whether the config will drive GPIO pins: the venv then needs gpiozero and the unit group gpio."""
+    try:
+        return parse_gpio(Section("gpio", kept.get("gpio"))).enabled
+    except ConfigError as exc:
+        raise Stop(EXIT_USAGE, f"the config would not load ({exc}); {_where_tables(kept, answers)}") from None
+
+
+def _where_tables(kept: dict[str, dict[str, object]], answers: Answers) -> str:
+    """Where to fix a table: the answers file, or the config on disk for a table kept from it."""
+    from_disk = [f"[{t}]" for t in kept if t not in answers.config_tables]
+    return "check the answers" + (
+        f" and the tables kept from {CONFIG_PATH} ({', '.join(from_disk)})" if from_disk else ""
+    )
+
+
+def _validate_config(text: str, kept: dict[str, dict[str, object]], answers: Answers) -> None:
     """What we write must load: the terminal's own parser checks it before anything is written."""
     from terminal.partybroker.config import parse_partybroker
 
@@ -422,7 +465,7 @@ def _validate_config(text: str) -> None:
         if partybroker is not None:
             parse_partybroker(Section("partybroker", partybroker), CONFIG_PATH.parent)
     except ConfigError as exc:
-        raise Stop(EXIT_USAGE, f"the config would not load ({exc}); check the answers") from None
+        raise Stop(EXIT_USAGE, f"the config would not load ({exc}); {_where_tables(kept, answers)}") from None
 
 
 def _unit_template() -> str:
@@ -453,7 +496,18 @@ def _wanted_files(answers: Answers, config: str, unit: str, groups: Sequence[str
 # --- the program and the unit's sandbox ---------------------------------------------------------
 
 
-def _program(args: argparse.Namespace, root: Path, live: bool) -> tuple[install.Program, list[PurePosixPath]]:
+@dataclass(frozen=True)
+class Launch:
+    """What ExecStart runs and everything it touches, each path with what to do if the unit hides it."""
+
+    program: install.Program
+    chain: list[PurePosixPath]
+    fixes: list[str]  # one per chain entry
+    python: PurePosixPath  # the interpreter the service runs on (the venv's base, or the script's #!)
+    version: str | None  # that interpreter's version; None when it is not run here (inside an image)
+
+
+def _program(args: argparse.Namespace, root: Path, live: bool) -> Launch:
     """Where the unit finds taptill, and every path ExecStart touches (checked against the sandbox)."""
     if args.taptill_bin is None:
         if not args.prefix.is_absolute():
@@ -461,31 +515,61 @@ def _program(args: argparse.Namespace, root: Path, live: bool) -> tuple[install.
                 EXIT_USAGE, f"--prefix {args.prefix} is relative; give an absolute path like /opt/taptill"
             )
         program = install.Program.in_prefix(args.prefix)
+        python = install.venv_python(args.python)
         try:
-            return program, install.predicted_chain(program, install.venv_python(args.python))
+            chain, version = install.predicted_chain(program, python)
         except install.InstallError as exc:
             raise Stop(EXIT_MISSING, str(exc)) from None
+        # The venv itself can move (--prefix); the interpreter it is built on cannot, only be another one.
+        which = "--python" if args.python is not None else "the Python running taptill-provision"
+        other = (
+            f"that interpreter ({which}) is hidden from the service: build the venv on the system's "
+            f"Python instead, --python {install.SYSTEM_PYTHON}"
+        )
+        fixes = ["install taptill under /opt (--prefix)"] * 2 + [other] * (len(chain) - 2)
+        return Launch(program, chain, fixes, python, version)
     if not args.taptill_bin.is_absolute():
         raise Stop(
             EXIT_USAGE, f"--taptill-bin {args.taptill_bin} is relative; give the script's absolute path"
         )
     try:
-        chain = install.existing_chain(root, args.taptill_bin, live)
+        chain, probed = install.existing_chain(root, args.taptill_bin, live)
     except install.InstallError as exc:
         raise Stop(EXIT_MISSING, str(exc)) from None
     python = chain[1] if len(chain) > 1 else PurePosixPath(sys.executable)
-    return install.Program(args.taptill_bin, python, None), chain
+    fixes = ["name a taptill outside /home, /root and /tmp, or drop --taptill-bin to install one in /opt"]
+    fixes += [
+        f"{args.taptill_bin} runs on it: drop --taptill-bin to install taptill under /opt (--prefix) "
+        f"on {install.SYSTEM_PYTHON}"
+    ] * (len(chain) - 1)
+    return Launch(install.Program(args.taptill_bin, python, None), chain, fixes, python, probed)
 
 
-def _check_unit(unit: str, chain: list[PurePosixPath], answers: Answers, report: Report) -> None:
+def _report_python(launch: Launch, report: Report) -> None:
+    """The interpreter the service will run on, not the one running provisioning (they often differ)."""
+    built = "the venv is built on it" if launch.program.venv is not None else "from --taptill-bin's #! line"
+    version = launch.version or "version not checked (inside the image)"
+    report.line(
+        "python",
+        {"path": str(launch.python), "version": launch.version},
+        f"{launch.python} {version} ({built})",
+    )
+
+
+def _check_unit(unit: str, launch: Launch, answers: Answers, report: Report) -> None:
     """Refuse to write a unit whose sandbox hides the program or makes its directories read-only."""
     problems = sandbox.problems(
-        unit, chain, PurePosixPath(answers.state_dir), PurePosixPath(answers.sim_socket)
+        unit,
+        list(zip(launch.chain, launch.fixes, strict=True)),
+        PurePosixPath(answers.state_dir),
+        PurePosixPath(answers.sim_socket),
     )
     if problems:
         raise Stop(EXIT_USAGE, f"the unit could not start: {problems[0]}")
     report.line(
-        "sandbox", "ok", f"ExecStart {chain[0]} and its paths are reachable inside the unit's sandbox"
+        "sandbox",
+        "ok",
+        f"ExecStart {launch.chain[0]} and its paths are reachable inside the unit's sandbox",
     )
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,16 @@ UNIT_PATH = Path("/etc/systemd/system/taptill.service")
 DROPIN_PATH = Path("/etc/systemd/system/taptill.service.d/partybroker.conf")
 WANTS_LINK = Path("/etc/systemd/system/multi-user.target.wants/taptill.service")
 SYSUSERS_PATH = Path("/etc/sysusers.d/taptill.conf")
+
+
+# The config tables provisioning writes from its answers and rewrites whole on every run. Any other table
+# ([offline], a [gpio] added by hand, ...) belongs to the person and is carried over as it was, unless the
+# answers file gives that table itself.
+OWNED_TABLES = ("terminal", "wallet", "reader", "display", "partybroker")
+HEADER = (
+    "# Written by taptill-provision. Every run rewrites [terminal], [wallet], [reader], [display] and\n"
+    "# [partybroker] from its answers; any other table is kept as it is, unless the answers file gives it.\n"
+)
 
 
 def toml_str(value: str) -> str:
@@ -51,9 +62,9 @@ class ConfigChoices:
     drink_mapping: Sequence[tuple[str | int, Drink]] = ()
 
 
-def config_toml(c: ConfigChoices) -> str:
+def config_toml(c: ConfigChoices, kept: Mapping[str, Mapping[str, object]] = {}) -> str:
+    """The config for ``c``, followed by the tables in ``kept`` (by name, in order) as they are."""
     lines = [
-        "# Written by taptill-provision: run it again to change this file (hand edits are replaced).",
         "[terminal]",
         f"state_dir = {toml_str(c.state_dir)}",
         f"products = [{', '.join(toml_value(p) for p in c.products)}]",
@@ -95,7 +106,39 @@ def config_toml(c: ConfigChoices) -> str:
                 lines.append(f"external_id = {toml_str(drink.external_id)}")
             else:
                 lines.append(f"id = {drink.id}")
-    return "\n".join(lines) + "\n"
+    for name, table in kept.items():
+        lines += ["", *toml_table(name, table)]
+    return HEADER + "\n".join(lines) + "\n"
+
+
+def toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else toml_str(key)
+
+
+def toml_any(value: object) -> str:
+    """One TOML value as tomllib gave it (text, number, flag, date, list, inline table)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return toml_str(value)
+    if isinstance(value, int | float):
+        return repr(value)  # inf and nan are spelt the same in TOML
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_any(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{toml_key(str(k))} = {toml_any(v)}" for k, v in value.items()) + "}"
+    return str(value.isoformat()) if hasattr(value, "isoformat") else toml_str(str(value))
+
+
+def toml_table(name: str, table: Mapping[str, object]) -> list[str]:
+    """``[name]`` with its plain keys, then each sub-table as ``[name.key]``: what tomllib read, written
+    back so that tomllib reads the same (comments and layout are not kept)."""
+    lines = [f"[{name}]"]
+    subtables = {k: v for k, v in table.items() if isinstance(v, Mapping)}
+    lines += [f"{toml_key(k)} = {toml_any(v)}" for k, v in table.items() if k not in subtables]
+    for key, sub in subtables.items():
+        lines += ["", *toml_table(f"{name}.{toml_key(key)}", sub)]
+    return lines
 
 
 def unit_text(

@@ -100,18 +100,19 @@ def _words(options: dict[str, list[str]], key: str) -> list[str]:
 
 def problems(
     unit: str,
-    executables: Sequence[PurePosixPath],
+    executables: Sequence[tuple[PurePosixPath, str]],
     state_dir: PurePosixPath,
     sim_socket: PurePosixPath,
 ) -> list[str]:
     """Every reason the unit could not start or serve; ``executables`` is ExecStart's chain (script,
-    interpreter, symlink targets, site-packages), ``state_dir`` the journal's directory."""
+    interpreter, symlink targets, site-packages), each with what to do when it is hidden; ``state_dir``
+    the journal's directory."""
     options = service_options(unit)
     found: list[str] = []
-    for path in executables:
+    for path, fix in executables:
         why = hidden(options, path)
         if why:
-            found.append(f"the service could not run {path} ({why}); install taptill under /opt (--prefix)")
+            found.append(f"the service could not run {path} ({why}); {fix}")
     why = hidden(options, state_dir) or writable(options, state_dir)
     if why:
         state = ", ".join(f"/var/lib/{d}" for d in _words(options, "StateDirectory")) or "ReadWritePaths="

@@ -20,7 +20,15 @@ ReaderKind = Literal["sim", "pcsc", "nfcpy"]
 DisplayKind = Literal["console", "image", "oled", "none"]
 OfflineMode = Literal["decline", "accept"]
 
-__all__ = ["Config", "ConfigError", "load_config", "parse_config"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "load_config",
+    "parse_config",
+    "parse_gpio",
+    "parse_select",
+    "parse_topup",
+]
 
 
 @dataclass(frozen=True)
@@ -172,10 +180,10 @@ def parse_config(data: dict[str, object], source: Path | None = None) -> Config:
         offline=_offline(root.table("offline")),
         reader=_reader(root.table("reader"), base),
         display=_display(root.table("display"), base),
-        gpio=_gpio(root.table("gpio")),
+        gpio=parse_gpio(root.table("gpio")),
         partybroker=parse_partybroker(root.table("partybroker"), base),
-        select=_select(root.table("select")),
-        topup=_topup(root.table("topup")),
+        select=parse_select(root.table("select")),
+        topup=parse_topup(root.table("topup")),
         source=source,
     )
     _check_mode(cfg)
@@ -278,7 +286,8 @@ def _pin(s: Section, key: str) -> int | None:
     return s.integer(key, min=0, max=53) if s.has(key) else None
 
 
-def _gpio(s: Section) -> GpioConfig:
+def parse_gpio(s: Section) -> GpioConfig:
+    """The [gpio] table alone (pins, [gpio.buttons], [gpio.relays]); raises ConfigError naming the key."""
     buttons_section = s.table("buttons")
     buttons: dict[str, int] = {}
     for name in buttons_section.keys():  # noqa: SIM118 - a Section, not a dict
@@ -344,7 +353,8 @@ def _buttons(s: Section) -> dict[str, ProductId]:
     return out
 
 
-def _select(s: Section) -> SelectConfig:
+def parse_select(s: Section) -> SelectConfig:
+    """The [select] table alone; whether its buttons are wired is checked with the whole config."""
     cfg = SelectConfig(
         buttons=_buttons(s),
         cancel_button=s.opt_str("cancel_button"),
@@ -354,7 +364,8 @@ def _select(s: Section) -> SelectConfig:
     return cfg
 
 
-def _topup(s: Section) -> TopupConfig:
+def parse_topup(s: Section) -> TopupConfig:
+    """The [topup] table alone; whether its buttons are wired is checked with the whole config."""
     operators = s.list_of("operators", (str,), [])
     hashes = set()
     for op in operators:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioning.install import DEFAULT_PREFIX
+from provisioning.install import DEFAULT_PREFIX, venv_python
 from provisioning.provision import (
     EXIT_CHANGED,
     EXIT_MISSING,
@@ -450,3 +450,195 @@ def test_taptill_bin_is_checked_against_the_unit_like_the_venv(image: Path) -> N
     assert binary.returncode == EXIT_MISSING and "is not a taptill script" in binary.stderr, binary.stderr
     assert fine.returncode == EXIT_CHANGED, fine.stderr
     assert "/opt/taptill/venv/bin/taptill (given with --taptill-bin)" in fine.stdout
+
+
+# --- a terminal that dispenses: [gpio], [select], [topup] from the answers file ---------------------
+
+
+def dispensing_answers(emulator: WalletEmulator, tables: str) -> str:
+    product = espresso(emulator.flavour)
+    return (
+        f'[wallet]\nbase_url = "{emulator.base_url}"\n'
+        f'[terminal]\nmode = "select"\ndescription = "Kaffee"\n[reader]\nkind = "sim"\n'
+        + tables.replace("PRODUCT", json.dumps(product))
+    )
+
+
+GPIO_SELECT = (
+    "[gpio]\nenabled = true\nrelay_pin = 17\n[gpio.buttons]\nespresso = 5\ncancel = 6\n"
+    '[select]\ncancel_button = "cancel"\n[select.buttons]\nespresso = PRODUCT\n'
+)
+
+
+def test_answers_file_provisions_a_select_terminal_whose_relay_and_buttons_work(
+    tmp_path: Path, image: Path
+) -> None:
+    """The venv gets gpiozero (the gpio extra), the unit group gpio, the config [gpio] and [select]."""
+    root = image
+    with WalletEmulator.demo("doc") as emulator:
+        answers = tmp_path / "answers.toml"
+        answers.write_text(dispensing_answers(emulator, GPIO_SELECT))
+        proc = provision(root, "--answers", str(answers), token=emulator.api_token)
+    assert proc.returncode == EXIT_CHANGED, proc.stdout + proc.stderr
+    assert "install taptill[gpio] in /opt/taptill/venv" in proc.stdout
+    cfg = load_config(root / "etc/taptill/config.toml")
+    assert cfg.terminal.mode == "select"
+    assert (cfg.gpio.enabled, cfg.gpio.relay_pin, cfg.gpio.buttons) == (
+        True,
+        17,
+        {"espresso": 5, "cancel": 6},
+    )
+    assert cfg.select.buttons == {"espresso": espresso("doc")} and cfg.select.cancel_button == "cancel"
+    unit = (root / "etc/systemd/system/taptill.service").read_text()
+    assert "SupplementaryGroups=gpio\n" in unit
+    assert "g gpio -" in (root / "etc/sysusers.d/taptill.conf").read_text()
+    assert "/dev/gpiochip0 checked when run on the terminal itself" in proc.stdout
+    venv = root / "opt/taptill/venv"
+    assert json.loads((venv / "taptill-provision.json").read_text())["extras"] == ["gpio"]
+    probe = subprocess.run(
+        [str(venv / "bin/python"), "-c", "import gpiozero; print(gpiozero.__file__)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.startswith(str(venv / "lib")), probe.stdout  # the venv's own, not the system's
+
+
+def test_a_rerun_keeps_a_table_added_by_hand(image: Path) -> None:
+    """Provisioning owns [terminal], [wallet], [reader], [display], [partybroker]; a [gpio] or [offline]
+    added by hand stays, and a [gpio] that enables pins brings the gpio group and extra with it."""
+    root = image
+    existing = ["--taptill-bin", "/opt/taptill/venv/bin/taptill"]  # the seeded venv: no pip install
+    with WalletEmulator.demo("doc") as emulator:
+        flags = wallet_flags(emulator)
+        assert provision(root, *flags, *existing, token=emulator.api_token).returncode == EXIT_CHANGED
+        config = root / "etc/taptill/config.toml"
+        with config.open("a") as f:
+            f.write('\n[gpio]\nenabled=true\nrelay_pin=17\n\n[offline]\nmode = "decline"\n')
+        dry = provision(root, *flags, "--dry-run", token=emulator.api_token)
+        rerun = provision(root, *flags, *existing, "--description", "Espressobar", token=emulator.api_token)
+        again = provision(root, *flags, *existing, "--description", "Espressobar", token=emulator.api_token)
+    assert dry.returncode == EXIT_CHANGED, dry.stdout + dry.stderr
+    assert "install taptill[gpio] in /opt/taptill/venv" in dry.stdout
+    # the hand-written table comes back in provisioning's layout, with the same keys and values
+    assert "\n [gpio]\n" in dry.stdout and "\n+enabled = true\n+relay_pin = 17\n" in dry.stdout, dry.stdout
+    assert rerun.returncode == EXIT_CHANGED, rerun.stdout + rerun.stderr
+    cfg = load_config(config)
+    assert cfg.terminal.description == "Espressobar"
+    assert (cfg.gpio.enabled, cfg.gpio.relay_pin, cfg.offline.mode) == (True, 17, "decline")
+    assert "SupplementaryGroups=gpio\n" in (root / "etc/systemd/system/taptill.service").read_text()
+    assert again.returncode == EXIT_UNCHANGED, again.stdout + again.stderr
+
+
+@pytest.mark.parametrize(
+    ("tables", "named"),
+    [
+        ('[gpio]\nenabled = true\nrelay_pin = "17"\n', "[gpio] relay_pin must be a whole number"),
+        ("[gpio]\nenabled = true\nrelay_pn = 17\n", "[gpio] has unknown key 'relay_pn'"),
+        ("[gpio.buttons]\nespresso = 99\n", "[gpio.buttons] espresso"),
+        ("[gpio]\nrelay_pin = 17\nbuzzer_pin = 17\n", "buzzer_pin uses GPIO17, already used by relay_pin"),
+        ("[select]\ncart_timeout_s = 0\n", "[select] cart_timeout_s"),
+        ('[topup]\noperators = ["cafe"]\n', "[topup] operators has 'cafe'"),
+        ('[select]\nbuttons = "espresso"\n', "[select.buttons] must be a table"),
+    ],
+)
+def test_answers_file_config_tables_are_checked_by_the_configs_rules(
+    tmp_path: Path, tables: str, named: str
+) -> None:
+    root = tmp_path / "image"
+    answers = tmp_path / "answers.toml"
+    with WalletEmulator.demo("doc") as emulator:
+        answers.write_text(dispensing_answers(emulator, tables))
+        proc = provision(root, "--answers", str(answers), token=emulator.api_token)
+    assert proc.returncode == EXIT_USAGE, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"answers file {answers}: " in lines[0] and named in lines[0], lines
+    assert tree(root) == {}
+
+
+def test_select_mode_without_its_buttons_names_the_answers_table(tmp_path: Path) -> None:
+    root = tmp_path / "image"
+    answers = tmp_path / "answers.toml"
+    with WalletEmulator.demo("doc") as emulator:
+        answers.write_text(dispensing_answers(emulator, "[gpio]\nenabled = true\nrelay_pin = 17\n"))
+        proc = provision(root, "--answers", str(answers), token=emulator.api_token)
+    assert proc.returncode == EXIT_USAGE, proc.stdout + proc.stderr
+    assert "[select] buttons is empty" in proc.stderr and "check the answers" in proc.stderr
+    assert tree(root) == {}
+
+
+# --- messages that name the real fix ----------------------------------------------------------------
+
+
+def test_a_hidden_python_is_named_as_the_interpreter_not_the_install_place(tmp_path: Path) -> None:
+    """The venv under /opt is fine; the Python it would be built on is what the unit hides."""
+    root = tmp_path / "image"
+    hidden_python = tmp_path / "pyenv" / "python3"  # under /tmp: PrivateTmp hides it, as ProtectHome /root
+    hidden_python.parent.mkdir()
+    hidden_python.symlink_to(getattr(sys, "_base_executable", sys.executable))
+    with WalletEmulator.demo("doc") as emulator:
+        flags = [*wallet_flags(emulator), "--python", str(hidden_python)]
+        proc = provision(root, *flags, token=emulator.api_token)
+    assert proc.returncode == EXIT_USAGE, proc.stdout + proc.stderr
+    line = proc.stderr.strip()
+    assert f"could not run {hidden_python} (PrivateTmp=yes" in line, line
+    assert "that interpreter (--python) is hidden from the service" in line, line
+    assert "--python /usr/bin/python3" in line and "(--prefix)" not in line, line
+    assert tree(root) == {}
+
+
+def test_taptill_bin_missing_inside_the_image_says_it_was_looked_up_there(tmp_path: Path) -> None:
+    root = tmp_path / "image"
+    host_bin = tmp_path / "fresh" / ".venv/bin/taptill"
+    host_bin.parent.mkdir(parents=True)
+    host_bin.write_text("#!/usr/bin/python3\n")  # exists on this machine, not in the image
+    with WalletEmulator.demo("doc") as emulator:
+        flags = [*wallet_flags(emulator), "--taptill-bin", str(host_bin)]
+        proc = provision(root, *flags, token=emulator.api_token)
+    assert proc.returncode == EXIT_MISSING, proc.stdout + proc.stderr
+    line = proc.stderr.strip()
+    assert f"--taptill-bin {host_bin} does not exist inside the image" in line, line
+    assert f"looked up as {root.resolve()}{host_bin}" in line, line
+    assert tree(root) == {}
+
+
+def test_python_reports_the_interpreter_the_venv_is_built_on(image: Path) -> None:
+    root = image
+    python = venv_python(None)
+    version = subprocess.run(
+        [str(python), "-c", "import platform; print(platform.python_version())"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
+    with WalletEmulator.demo("doc") as emulator:
+        text = provision(root, *wallet_flags(emulator), "--dry-run", token=emulator.api_token)
+        as_json = provision(root, *wallet_flags(emulator), "--dry-run", "--json", token=emulator.api_token)
+    assert text.returncode == EXIT_CHANGED, text.stderr
+    assert f"python:      {python} {version} (the venv is built on it)" in text.stdout, text.stdout
+    assert json.loads(as_json.stdout)["python"] == {"path": str(python), "version": version}
+
+
+@pytest.mark.parametrize(
+    ("on_disk", "named"),
+    [
+        ('[gpio]\nrelay_pin = "17"\n', "the tables kept from /etc/taptill/config.toml ([gpio])"),
+        ("[gpio\nrelay_pin = 17\n", "/etc/taptill/config.toml cannot be read as TOML"),
+    ],
+)
+def test_a_config_whose_kept_tables_would_not_load_is_named_and_left_alone(
+    tmp_path: Path, on_disk: str, named: str
+) -> None:
+    root = tmp_path / "image"
+    config = root / "etc/taptill/config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text(on_disk)
+    before = tree(root)
+    with WalletEmulator.demo("doc") as emulator:
+        proc = provision(root, *wallet_flags(emulator), token=emulator.api_token)
+    assert proc.returncode == EXIT_USAGE, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0], lines
+    assert tree(root) == before
