@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic
 
+from terminal.crashpoint import crashpoint
 from terminal.journal import JournalError
 from terminal.outbox.destination import Destination, R
 from terminal.outbox.outcome import (
@@ -128,6 +129,7 @@ class DeliveryLoop(Generic[R]):
                 if not self._may_send():
                     return _joined(ended, ((), Stalled("rate limited")))
                 answer = await d.settle(record)
+                crashpoint("outbox_after_settle")
                 self._apply((record,), answer, attempted=False)
                 if isinstance(answer, NotBooked) and answer.send_again:
                     todo.append(record)
@@ -145,8 +147,11 @@ class DeliveryLoop(Generic[R]):
             if not self._may_send():
                 return _joined(ended, ((), Stalled("rate limited")))
             d.store.begin(todo, basis)
+            crashpoint("outbox_after_begin")
         outcome = await d.attempt(todo)
+        crashpoint("outbox_after_attempt")
         self._apply(todo, outcome, attempted=True)
+        crashpoint("outbox_after_apply")
         return _joined(ended, *parts_of(todo, outcome))
 
     def _may_send(self) -> bool:
