@@ -157,18 +157,22 @@ def pending(journal: Journal) -> int:
     return int(journal.query("SELECT COUNT(*) FROM outbox WHERE state = 'pending'")[0][0])
 
 
-async def deliver_all(journal: Journal, server: FakeServer, count: int) -> None:
-    if not journal.query("SELECT 1 FROM outbox LIMIT 1"):
-        add_records(journal, count)
-    # Some answers get lost after the server applied them, some requests never arrive.
-    answers = {f"r{i}": ["lost"] if i % 3 == 1 else ["refused"] if i % 3 == 2 else [] for i in range(count)}
-    loop = fast_loop(FakeDestination(journal, server, answers=answers))
+async def drain(loop: DeliveryLoop[OutboxRow], journal: Journal) -> None:
+    """Run ``loop`` until no record of the outbox table is pending."""
     stop = asyncio.Event()
     task = asyncio.ensure_future(loop.run(stop))
     while pending(journal):
         await asyncio.sleep(0.01)
     stop.set()
     await task
+
+
+async def deliver_all(journal: Journal, server: FakeServer, count: int) -> None:
+    if not journal.query("SELECT 1 FROM outbox LIMIT 1"):
+        add_records(journal, count)
+    # Some answers get lost after the server applied them, some requests never arrive.
+    answers = {f"r{i}": ["lost"] if i % 3 == 1 else ["refused"] if i % 3 == 2 else [] for i in range(count)}
+    await drain(fast_loop(FakeDestination(journal, server, answers=answers)), journal)
 
 
 def main(argv: Sequence[str]) -> int:

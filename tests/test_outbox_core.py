@@ -24,7 +24,7 @@ from terminal.outbox.outcome import Booked, Done, GaveUp, Stalled, Unclear, Wait
 from terminal.outbox.rate_limit import TokenBucket
 from terminal.outbox.schedule import Backoff
 from terminal.outbox.table import OutboxRow, rows, settle_held
-from tests.outbox_lab import FakeDestination, FakeServer, add_records, fast_loop, pending
+from tests.outbox_lab import FakeDestination, FakeServer, add_records, drain, fast_loop
 from tests.terminal_lab import REPO, taptill, write_config
 
 T = TypeVar("T")
@@ -233,15 +233,7 @@ def test_a_held_record_waits_for_a_person_then_is_sent_again_or_marked_done(tmp_
     assert not settle_held(journal, "r1", booked=True), "settled once"
     destination.settle_rule = "lookup"
 
-    async def drain() -> None:
-        stop = asyncio.Event()
-        task = asyncio.ensure_future(loop.run(stop))
-        while pending(journal):
-            await asyncio.sleep(0.01)
-        stop.set()
-        await task
-
-    _run(drain)
+    _run(lambda: drain(loop, journal))
     assert [(r.state, r.reason) for r in rows(journal)] == [
         ("done", "applied"),
         ("done", "settled by hand: applied"),
@@ -351,15 +343,7 @@ def test_a_rate_limited_destination_never_exceeds_its_bucket(tmp_path: Path) -> 
     destination = FakeDestination(journal, server, rate_limit=bucket)
     loop = DeliveryLoop(destination, min_pause_s=0.01, idle_look_s=0.05)
 
-    async def drain() -> None:
-        stop = asyncio.Event()
-        task = asyncio.ensure_future(loop.run(stop))
-        while pending(journal):
-            await asyncio.sleep(0.01)
-        stop.set()
-        await task
-
-    _run(drain)
+    _run(lambda: drain(loop, journal))
     assert len(destination.sent) == 40 == len(bucket.taken), "every request took a token"
     taken = bucket.taken
     for i, start in enumerate(taken):
