@@ -17,7 +17,7 @@ from terminal.app import RunOptions, run_terminal
 from terminal.config import Config, load_config
 from terminal.controller import operator_hash
 from terminal.device_loop import DeviceLoop
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
 from terminal.screens import ProcessingScreen, Screen
 
 MAX = "04A1B2C3D4E5F6"  # 20,00 €

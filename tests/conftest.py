@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
 from tests.terminal_lab import TerminalProcess
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from terminal.emulator.pcsc_lab import SW_OK, PcscDaemon, VirtualCard
+from terminal.emulator.readers.pcsc_lab import SW_OK, PcscDaemon, VirtualCard
 
 
 @dataclass(frozen=True)

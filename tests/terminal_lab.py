@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from terminal.emulator.terminal_config import espresso_id, write_terminal_config
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
 
 REPO = Path(__file__).resolve().parent.parent
 MAX = "04A1B2C3D4E5F6"  # 2000 cents in the demo wallets

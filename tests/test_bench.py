@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from terminal.bench import _stage, evaluate_targets, report
-from terminal.bench_config import BIG_BALANCE_CENTS, MEMORY_DIR, bench_dir, write_bench_config
-from terminal.bench_pcsc import measure_pcsc
-from terminal.bench_price import measure_price_to_screen
-from terminal.bench_process import SOURCE_ROOT, TerminalSubprocess, measure_process, measure_startup
-from terminal.bench_stats import percentile, summary_ms
-from terminal.bench_store import measure_drain, measure_enqueue
-from terminal.bench_tap import measure_tap_offline, measure_tap_online
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.bench.config import BIG_BALANCE_CENTS, MEMORY_DIR, bench_dir, write_bench_config
+from terminal.bench.pcsc import measure_pcsc
+from terminal.bench.price import measure_price_to_screen
+from terminal.bench.process import SOURCE_ROOT, TerminalSubprocess, measure_process, measure_startup
+from terminal.bench.run import _stage, evaluate_targets, report
+from terminal.bench.stats import percentile, summary_ms
+from terminal.bench.store import measure_drain, measure_enqueue
+from terminal.bench.tap import measure_tap_offline, measure_tap_online
+from terminal.emulator.wallet import WalletEmulator
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -107,7 +107,7 @@ def test_a_stuck_stage_is_reported_with_where_it_stood_and_its_children_ended(tm
     script = f"""
 import subprocess, time
 from pathlib import Path
-from terminal.bench import _stage
+from terminal.bench.run import _stage
 
 def stuck():
     child = subprocess.Popen(["sleep", "600"])
@@ -128,7 +128,7 @@ _stage("stuck stage", metrics, {{}}, stuck, deadline_s=1.0)
     assert out["startup_s"] == 0.5  # what was measured before the stuck stage is kept
     error = out["errors"]["stuck stage"]
     assert "did not finish within 1 s (stuck in <string>:" in error  # where the stage's thread stood
-    assert " stuck < terminal/bench.py" in error
+    assert " stuck < terminal/bench/run.py" in error
     assert out["all_targets_met"] is False
     child = int(pid_file.read_text())
     assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
@@ -172,7 +172,7 @@ def test_sigterm_ends_the_bench_after_the_stage_stopped_its_child(tmp_path: Path
     script = f"""
 import subprocess, time
 from pathlib import Path
-from terminal.bench import _stage, _stop_on_sigterm
+from terminal.bench.run import _stage, _stop_on_sigterm
 
 def measure():
     child = subprocess.Popen(["sleep", "600"])
@@ -251,3 +251,28 @@ def test_report_is_one_json_object_and_marks_what_was_not_measured() -> None:
     assert back["tap_online_ms"] == FULL["tap_online_ms"]
     assert back["raw_lookup_post_ms"] == FULL["raw_lookup_post_ms"]
     assert back["loop_lag_ms"] == FULL["loop_lag_ms"]
+
+
+def test_python_m_terminal_bench_help_describes_the_bench_without_running_it() -> None:
+    got = subprocess.run(
+        [sys.executable, "-m", "terminal.bench", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.startswith("usage: python -m terminal.bench")
+    assert "last line of stdout" in " ".join(got.stdout.split())  # however argparse wraps it
+    assert not [line for line in got.stderr.splitlines() if line.startswith("bench:")]  # no stage started
+    wrong = subprocess.run(
+        [sys.executable, "-m", "terminal.bench", "--quick"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert wrong.returncode == 2
+    assert wrong.stderr.splitlines()[-1] == "python -m terminal.bench: error: unrecognized arguments: --quick"
+    assert "Traceback" not in wrong.stderr
+    assert not [line for line in wrong.stderr.splitlines() if line.startswith("bench:")]

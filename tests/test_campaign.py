@@ -21,7 +21,7 @@ import pytest
 
 from terminal.config import load_config
 from terminal.emulator.faults import DOWN, FaultKind
-from terminal.emulator.wallet_server import Flavour, WalletEmulator
+from terminal.emulator.wallet import Flavour, WalletEmulator
 from tests.terminal_lab import TerminalProcess, espresso, faketime_env, wait_for, write_config
 
 pytestmark = pytest.mark.campaign

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -10,8 +13,9 @@ import pytest
 from provisioning.provision import _parser as provision_parser
 from terminal.cli import _parser as taptill_parser
 from terminal.config import DEFAULT_CONFIG_PATH
-from terminal.emulator.partybroker_server import parser as partybroker_parser
-from terminal.emulator.wallet_server import parser as wallet_parser
+from terminal.emulator.partybroker.cli import parser as partybroker_parser
+from terminal.emulator.wallet.cli import parser as wallet_parser
+from tests.terminal_lab import REPO
 
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "taptill": taptill_parser,
@@ -70,3 +74,25 @@ def test_help_says_what_an_option_does(command: str, words: list[str]) -> None:
     text = " ".join(sub.format_help().split())  # argparse wraps lines; compare words, not layout
     for word in words:
         assert word in text, f"taptill {command} --help lacks {word!r}:\n{text}"
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("terminal.emulator.wallet_server", "terminal.emulator.wallet"),
+        ("terminal.emulator.partybroker_server", "terminal.emulator.partybroker"),
+    ],
+)
+def test_an_emulator_still_runs_under_its_old_module_name(old: str, new: str) -> None:
+    """Notes and scripts written before the emulators became packages keep working: same command line."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    said = {
+        name: subprocess.run(
+            [sys.executable, "-m", name, "--help"], cwd=REPO, env=env, capture_output=True, text=True
+        )
+        for name in (old, new)
+    }
+    assert said[old].returncode == 0, said[old].stderr
+    assert said[new].returncode == 0, said[new].stderr
+    assert said[old].stdout == said[new].stdout
+    assert f"usage: python -m {new} " in said[new].stdout

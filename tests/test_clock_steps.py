@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from terminal.emulator.faults import FaultKind
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
 from terminal.journal import Journal
 from terminal.model import SaleState
 from terminal.sale_sender import Later, SaleSender

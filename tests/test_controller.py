@@ -10,7 +10,7 @@ import pytest
 from terminal.config import OfflineConfig
 from terminal.controller import Controller, ControllerSettings, Phase, operator_hash
 from terminal.effects import Beep, Charge, Dispense, Effect, LookupWallet, RecordDecline, Show, StartTimer
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
 from terminal.events import (
     ButtonPressed,
     CardPresented,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from terminal.emulator.faults import FaultKind
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
 from tests.terminal_lab import MAX, TerminalProcess, journal_lines, settled, taptill, wait_for, write_config
 
 pytestmark = pytest.mark.crash

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from terminal.emulator.faults import FaultKind
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
 from terminal.journal import Journal
 from terminal.loop_lag import LoopLagMonitor
 from terminal.sale_sender import SaleSender

@@ -8,7 +8,7 @@ from pathlib import Path
 from terminal.controller import operator_hash
 from terminal.doctor import diagnose
 from terminal.emulator.faults import FaultKind
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
 from tests.raw_http import RawHttpServer, http_response
 from tests.terminal_lab import TerminalProcess, taptill, wait_for, write_config
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
 from tests.terminal_lab import REPO, write_config
 
 EXIT_MISSING = 6

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from terminal.controller import operator_hash
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
 from tests.terminal_lab import (
     EMPTY,
     ERIKA,

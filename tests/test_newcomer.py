@@ -49,8 +49,8 @@ REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
 PROGRAMS = ("taptill", "taptill-provision", "python", "curl")
 PYTHON_PACKAGES = ("terminal", "hw", "provisioning")
-WALLET_EMULATOR = "terminal.emulator.wallet_server"
-PARTYBROKER_EMULATOR = "terminal.emulator.partybroker_server"
+WALLET_EMULATOR = "terminal.emulator.wallet"
+PARTYBROKER_EMULATOR = "terminal.emulator.partybroker"
 CARD = "04A1B2C3D4E5F6"  # a demo wallet with 20 €
 COMMAND_TIMEOUT_S = 120.0  # only against a hang: no command here takes more than a few seconds
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from hw.readers.nfcpy_reader import NfcpyReader
-from terminal.emulator.type2_tag import Type2TagEmulator
+from terminal.emulator.readers.type2_tag import Type2TagEmulator
 
 pytestmark = pytest.mark.nfcpy
 

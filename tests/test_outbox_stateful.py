@@ -22,7 +22,7 @@ from hypothesis.stateful import (
 )
 
 from terminal.emulator.faults import FaultKind
-from terminal.emulator.wallet_server import Flavour, WalletEmulator
+from terminal.emulator.wallet import Flavour, WalletEmulator
 from terminal.journal import Journal
 from terminal.model import SaleState
 from terminal.sale_sender import SaleSender

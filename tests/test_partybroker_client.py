@@ -16,7 +16,7 @@ from typing import TypeVar
 import pytest
 
 from terminal.emulator.faults import FaultKind
-from terminal.emulator.partybroker_server import PartybrokerEmulator
+from terminal.emulator.partybroker import PartybrokerEmulator
 from terminal.partybroker.client import (
     Ambiguous,
     DrinkRef,

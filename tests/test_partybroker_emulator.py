@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from terminal.emulator.faults import FaultKind
-from terminal.emulator.partybroker_server import EmulatedDrink, PartybrokerEmulator
+from terminal.emulator.partybroker import EmulatedDrink, PartybrokerEmulator
 
 pytestmark = pytest.mark.partybroker
 
@@ -177,7 +177,7 @@ def test_cli_prints_its_url_and_serves_until_sigterm(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "terminal.emulator.partybroker_server",
+            "terminal.emulator.partybroker",
             "--port",
             "0",
             "--password-file",

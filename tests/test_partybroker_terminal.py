@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from terminal.emulator.faults import FaultKind
-from terminal.emulator.partybroker_server import EmulatedDrink, PartybrokerEmulator
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.partybroker import EmulatedDrink, PartybrokerEmulator
+from terminal.emulator.wallet import WalletEmulator
 from tests.terminal_lab import TerminalProcess, journal_lines, settled, taptill, wait_for, write_config
 
 pytestmark = pytest.mark.partybroker

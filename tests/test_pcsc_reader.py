@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from hw.readers.pcsc import READER_SETTLE_S, PcscReader
-from terminal.emulator.pcsc_lab import UID_APDU, PcscDaemon, VirtualCard
+from terminal.emulator.readers.pcsc_lab import UID_APDU, PcscDaemon, VirtualCard
 from tests.pcsc_lab import (  # noqa: F401  (fixtures)
     RecordingListener,
     pcsc_daemon_fixture,

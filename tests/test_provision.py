@@ -26,8 +26,8 @@ from provisioning.provision import (
 from terminal.config import load_config
 from terminal.config_section import Section
 from terminal.emulator.faults import FaultKind
-from terminal.emulator.partybroker_server import EmulatedDrink, PartybrokerEmulator
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.partybroker import EmulatedDrink, PartybrokerEmulator
+from terminal.emulator.wallet import WalletEmulator
 from terminal.partybroker.client import DrinkRef
 from terminal.partybroker.config import parse_partybroker
 from tests.conftest import seed_program

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
 from terminal.journal import MIGRATIONS
 from tests.journal_damage import (
     fill_journal,

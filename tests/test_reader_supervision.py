@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from hw.readers.supervision import Backoff, run_supervised
-from terminal.emulator.type2_tag import Type2TagEmulator
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.readers.type2_tag import Type2TagEmulator
+from terminal.emulator.wallet import WalletEmulator
 from terminal.reader_health import ReaderHealth
 from tests.terminal_lab import MAX, TerminalProcess, taptill, wait_for, write_config
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from terminal import journal as journal_module
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
 from terminal.journal import Journal
 from terminal.money import format_cents
 from terminal.salvage import salvage_in_place, salvage_into

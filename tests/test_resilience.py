@@ -22,7 +22,7 @@ from terminal.controller import Controller, ControllerSettings, Phase
 from terminal.device_loop import DeviceLoop
 from terminal.emulator.faults import FaultKind
 from terminal.emulator.terminal_config import write_terminal_config
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
 from terminal.events import CardPresented, CardRemoved, ServerChanged
 from terminal.journal import Journal
 from terminal.model import Product

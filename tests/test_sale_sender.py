@@ -12,7 +12,7 @@ from typing import TypeVar
 import pytest
 
 from terminal.emulator.faults import FaultKind
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
 from terminal.journal import Journal, SaleRecord
 from terminal.model import DeclineReason, SaleState
 from terminal.sale_sender import AttemptResult, Delivered, Later, Refusal, SaleSender

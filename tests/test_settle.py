@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
 from terminal.journal import Journal
 from tests.terminal_lab import (
     MAX,

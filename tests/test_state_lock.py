@@ -6,7 +6,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
 from tests.terminal_lab import ERIKA, MAX, TerminalProcess, journal_lines, taptill, wait_for, write_config
 
 

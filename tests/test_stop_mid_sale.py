@@ -18,7 +18,7 @@ import pytest
 
 from terminal.config import load_config
 from terminal.emulator.faults import FaultKind
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
 from tests.terminal_lab import MAX, TerminalProcess, espresso, journal_lines, taptill, wait_for, write_config
 
 PULSE_MS = 400

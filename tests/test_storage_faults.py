@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
 from terminal.journal import Journal, JournalError
 from terminal.salvage import open_journal_salvaging
 from tests.terminal_lab import MAX, TerminalProcess, taptill, wait_for, write_config

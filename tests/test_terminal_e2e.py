@@ -7,7 +7,7 @@ from pathlib import Path
 
 from terminal.config import TerminalConfig
 from terminal.emulator.faults import FaultKind
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
 from tests.terminal_lab import (
     EMPTY,
     ERIKA,

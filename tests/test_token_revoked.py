@@ -8,7 +8,7 @@ import json
 import urllib.request
 from pathlib import Path
 
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
 from tests.terminal_lab import MAX, TerminalProcess, taptill, wait_for, write_config
 
 OUT_OF_SERVICE = "┌─ Out of service"

@@ -16,7 +16,7 @@ import pytest
 from hw.readers.sim import send_command
 from provisioning.install import DEFAULT_PREFIX, retarget_scripts
 from provisioning.provision import EXIT_CHANGED, EXIT_MISSING, EXIT_USAGE
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
 from tests.conftest import seed_program
 from tests.terminal_lab import MAX, REPO, journal_lines, wait_for
 from tests.test_provision import provision, tree, wallet_flags

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import pytest
 
 from terminal.emulator.faults import FaultKind
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
 from terminal.secret import Secret
 from terminal.wallet.client import MAX_BODY_BYTES, WalletClient
 from terminal.wallet.outcomes import (

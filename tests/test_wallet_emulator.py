@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from terminal.emulator.faults import FaultConfigError, FaultKind, FaultRule
-from terminal.emulator.wallet_ledger import LedgerError
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
+from terminal.emulator.wallet.ledger import LedgerError
 
 REPO = Path(__file__).resolve().parent.parent
 MAX = "04A1B2C3D4E5F6"  # 2000 cents, "Max Mustermann"
@@ -725,7 +725,7 @@ def test_unreadable_ledger_says_which_file(tmp_path: Path) -> None:
 
 def test_cli_runs_until_sigterm_and_is_driven_through_the_control_endpoints(tmp_path: Path) -> None:
     ledger = tmp_path / "ledger.json"
-    command = [sys.executable, "-m", "terminal.emulator.wallet_server", "--flavour", "real", "--port", "0"]
+    command = [sys.executable, "-m", "terminal.emulator.wallet", "--flavour", "real", "--port", "0"]
     command += ["--ledger", str(ledger), "--demo"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)

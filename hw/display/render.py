@@ -1,4 +1,4 @@
-"""Draws every screen of terminal/screens.py onto a 1-bit 128×64 or 128×32 PIL image."""
+"""Draws every screen of terminal/screens/ onto a 1-bit 128×64 or 128×32 PIL image."""
 
 from __future__ import annotations
 

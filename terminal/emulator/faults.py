@@ -288,7 +288,7 @@ class FaultInjector:
         profile = obj.get("profile")
         if profile is not None:
             if not isinstance(profile, str):
-                raise FaultConfigError("fault configuration 'profile' must be \"fast\" or \"real\"")
+                raise FaultConfigError('fault configuration \'profile\' must be "fast" or "real"')
             self.set_profile(profile)
 
     def state(self) -> dict[str, Any]:

@@ -1,23 +1,21 @@
-"""The pure terminal controller: events in, effects out; no I/O, no clocks, no threads.
-
-Three ways to sell (``[terminal] mode``): ``tap`` debits the configured products on every tap;
-``select`` lets buttons fill a cart that the next tap pays (an empty cart shows the balance);
-``topup`` is a kiosk locked until an operator card is tapped, where the operator picks credit
-products with buttons and the guest's tap books them (negative prices credit the wallet).
+"""The tap-and-decide core every way to sell shares: a card's tap → wallet lookup → decision (online,
+or the offline policy) → charge → result screen and its timer; no I/O, no clocks, no threads.
 
 One physical tap is one sale: a card charged is not charged again while its result shows nor within
 ``retap_guard_s``, and a card the reader reports as already present when it (re)started is not a tap
-until it has been taken away.
+until it has been taken away. What a tap pays, the idle screen and the buttons are the mode's
+(``terminal/controller/tap.py``, ``select.py``, ``topup.py``), called through the hooks of ``mode.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
 
-from terminal.config import OfflineConfig
+from terminal.controller.mode import BalanceCheck, Redraw, Refusal, Sale
+from terminal.controller.modes import MODES
+from terminal.controller.settings import ControllerSettings
 from terminal.effects import Beep, Charge, Dispense, Effect, LookupWallet, RecordDecline, Show, StartTimer
 from terminal.events import (
     ButtonPressed,
@@ -45,19 +43,11 @@ from terminal.model import DeclineReason, Product, ProductId
 from terminal.offline_policy import decide_offline
 from terminal.screens import (
     ASK_STAFF,
-    SELECT_ACTION,
-    TAP_ACTION,
     ApprovedScreen,
     BalanceScreen,
-    CartLine,
-    CartScreen,
     CreditScreen,
     DeclinedScreen,
-    IdleScreen,
-    KioskLockedScreen,
-    KioskScreen,
     NotRegisteredScreen,
-    OfflineScreen,
     OutOfServiceScreen,
     PriceLine,
     ProcessingScreen,
@@ -66,16 +56,8 @@ from terminal.screens import (
 )
 from terminal.wallet.balance import pays
 
-Mode = Literal["tap", "select", "topup"]
-
 # What the out-of-service screen says while the wallet server refuses the terminal's API token.
 TOKEN_REFUSED_TEXT = "terminal not authorised"
-
-
-def operator_hash(uid: str) -> str:
-    """How operator cards are configured: the SHA-256 of the normalised UID, so a leaked config
-    does not reveal the UIDs."""
-    return hashlib.sha256(uid.encode("ascii")).hexdigest()
 
 
 class Phase(Enum):
@@ -83,22 +65,6 @@ class Phase(Enum):
     DECIDING = "deciding"  # waiting for the wallet lookup
     CHARGING = "charging"  # sale journaled, waiting for the server or the outbox
     RESULT = "result"  # showing approved/declined until the timer fires
-
-
-@dataclass(frozen=True)
-class ControllerSettings:
-    products: tuple[ProductId, ...]
-    offline: OfflineConfig
-    screen_hold_s: float = 3.0
-    retap_guard_s: float = 3.0  # a card charged this recently, or whose result shows, is not (0: off)
-    pairing_url: str | None = None
-    mode: Mode = "tap"
-    buttons: dict[str, ProductId] = field(default_factory=dict)  # select: product, topup: credit
-    cancel_button: str | None = None  # select: empty the cart; topup: reset the amount
-    cart_timeout_s: float = 30.0
-    operators: frozenset[str] = frozenset()  # SHA-256 of operator card UIDs
-    unlock_s: float = 300.0
-    unsellable: frozenset[str] = frozenset()  # product ids the server could not book, as the journal knows
 
 
 @dataclass
@@ -109,6 +75,7 @@ class _Tap:
     kind: Literal["sale", "balance"] = "sale"
     offline: bool = False
     goods: tuple[ProductId, ...] = ()  # what the relays release: the configured products, not ladder steps
+    operator: str | None = None  # who is responsible for a credit (the kiosk's operator)
 
     @property
     def credit(self) -> bool:
@@ -116,7 +83,8 @@ class _Tap:
 
 
 class Controller:
-    """The state machine: idle → deciding → charging → result → idle, with a cart or a kiosk lock."""
+    """The state machine: idle → deciding → charging → result → idle; ``mode`` (from
+    ``settings.mode``) holds what the way to sell adds, such as a cart or a kiosk lock."""
 
     def __init__(self, settings: ControllerSettings, catalog: tuple[Product, ...]) -> None:
         self.settings = settings
@@ -132,19 +100,16 @@ class Controller:
         self.token_refused = False  # the wallet server refuses our API token: nothing can be booked
         self.charge_as: dict[str, ProductId] = {}  # Partybroker ladder: the step charged right now
         self.unsellable: frozenset[str] = settings.unsellable  # not sold offline: the server cannot book them
-        self.cart: list[ProductId] = []  # select: chosen products; topup: chosen credit products
-        self.operator: str | None = None  # topup: the unlocking operator's hash, while unlocked
         self.closing = False  # stopping: the tap under way finishes, no new one starts
         self._tap: _Tap | None = None
         self._tokens = 0
         self._result_token = 0
-        self._cart_token = 0
-        self._unlock_token = 0
         # One physical tap, one sale: a card that flickers out of the field and back (or a reader that
         # reports a resting card again) must not pay twice. Cards charged within retap_guard_s, by the
         # timer token that ends their guard; and the card whose charge the result screen shows.
         self._guarded: dict[str, int] = {}
         self._result_uid: str | None = None
+        self.mode = MODES[settings.mode](self)
 
     # --- screens -------------------------------------------------------------------------------
 
@@ -162,69 +127,27 @@ class Controller:
             return OutOfServiceScreen(TOKEN_REFUSED_TEXT)
         if not self.reader_online:
             return ReaderOfflineScreen("reconnecting…")
-        if self.settings.mode == "topup":
-            if self.operator is None:
-                return KioskLockedScreen()
-            return KioskScreen(self._cart_cents(), self._kiosk_buttons())
-        if self.cart:
-            return self._cart_screen()
-        prices = self.prices if self.prices is not None else self._catalog_prices()
-        action = SELECT_ACTION if self.settings.mode == "select" else TAP_ACTION
-        if not self.server_online:
-            accepting = self.settings.offline.mode == "accept"
-            return OfflineScreen(
-                unconfirmed=self.unconfirmed, accepting=accepting, prices=prices, action=action
-            )
-        return IdleScreen(prices=prices, title=action, stale=self.prices_stale)
+        return self.mode.idle_screen()
 
-    def _kiosk_buttons(self) -> tuple[tuple[str, int], ...]:
-        """(button, cents it adds) for the kiosk's amount buttons, in their configured order."""
-        return tuple(
-            (name, -p.price_cents)
-            for name, pid in self.settings.buttons.items()
-            if (p := self._product(pid)) is not None and self._sells(pid)
-        )
+    @property
+    def cart(self) -> list[ProductId]:
+        """What the guest or operator chose for the next tap (select, topup); empty in tap mode."""
+        return self.mode.cart
 
-    def _catalog_prices(self) -> tuple[PriceLine, ...]:
-        shown = self.settings.products if self.settings.mode == "tap" else self.settings.buttons.values()
-        lines = []
-        for pid in dict.fromkeys(shown):
-            p = self._product(pid)
-            if p is not None:
-                lines.append(PriceLine(p.name, p.price_cents))
-        return tuple(lines)
+    @property
+    def operator(self) -> str | None:
+        """The operator (SHA-256 of the card UID) who unlocked the kiosk, while it is unlocked."""
+        return self.mode.operator
 
-    def _cart_screen(self) -> CartScreen:
-        counts: dict[str, int] = {}
-        for pid in self.cart:
-            counts[str(pid)] = counts.get(str(pid), 0) + 1
-        items = []
-        for key, qty in counts.items():
-            p = self._product(key)
-            if p is not None:
-                items.append(CartLine(p.name, qty, p.price_cents))
-        return CartScreen(tuple(items), cancel_button=self.settings.cancel_button)
-
-    def _cart_cents(self) -> int:
-        """Select: what the cart costs; topup: what it credits (both positive for a proper cart)."""
-        total = sum(p.price_cents for pid in self.cart if (p := self._product(pid)) is not None)
-        return -total if self.settings.mode == "topup" else total
-
-    def _sells(self, pid: ProductId) -> bool:
-        """Only credits (negative prices) at the kiosk, only debits elsewhere: a misconfigured button
-        must never turn a "credit" into a debit or the other way round."""
-        product = self._product(pid)
-        if product is None:
-            return False
-        return product.price_cents < 0 if self.settings.mode == "topup" else product.price_cents >= 0
-
-    def _product(self, pid: ProductId) -> Product | None:
+    def product(self, pid: ProductId) -> Product | None:
+        """The catalog's product with this id, or None."""
         for p in self.catalog:
             if str(p.id) == str(pid):
                 return p
         return None
 
-    def _token(self) -> int:
+    def token(self) -> int:
+        """A fresh timer token, unique across the core and its mode."""
         self._tokens += 1
         return self._tokens
 
@@ -232,7 +155,7 @@ class Controller:
         self.phase = Phase.RESULT
         self._tap = None
         self._result_uid = None
-        self._result_token = self._token()
+        self._result_token = self.token()
         return [Show(screen), *extra, StartTimer(self._result_token, self.settings.screen_hold_s)]
 
     def _back_to_idle_if_waiting(self) -> list[Effect]:
@@ -279,9 +202,7 @@ class Controller:
                 return self._back_to_idle_if_waiting()
             case CatalogChanged(products):
                 self.catalog = products
-                # A chosen product the server no longer lists could be neither shown nor paid: the cart
-                # keeps only what the screen can show, so what the guest sees is what a tap pays.
-                self.cart = [pid for pid in self.cart if self._sells(pid)]
+                self.mode.catalog_changed()
                 return self._back_to_idle_if_waiting()
             case UnsellableChanged(products):
                 self.unsellable = products
@@ -301,39 +222,24 @@ class Controller:
         if token == self._result_token and self.phase is Phase.RESULT:
             self.phase = Phase.IDLE
             return [Show(self.idle_screen())]
-        if token == self._cart_token and self.cart and self.settings.mode == "select":
-            self.cart.clear()  # the guest walked away
-            return self._back_to_idle_if_waiting()
-        if token == self._unlock_token and self.operator is not None:
-            self._lock()
+        if self.mode.timer(token):
             return self._back_to_idle_if_waiting()
         return []
 
-    def _lock(self) -> None:
-        self.operator = None
-        self.cart.clear()
-
     def _button(self, name: str) -> list[Effect]:
-        s = self.settings
-        if s.mode == "tap" or self.closing or self.phase in (Phase.DECIDING, Phase.CHARGING):
+        if self.closing or self.busy:
             return []
-        if s.mode == "topup" and self.operator is None:
-            return self._result(DeclinedScreen(DeclineReason.KIOSK_LOCKED), Beep("declined"))
-        if name == s.cancel_button:
-            self.cart.clear()
-        elif name in s.buttons and self._sells(s.buttons[name]):
-            self.cart.append(s.buttons[name])
-        else:
-            return []
-        effects: list[Effect] = []
-        if s.mode == "select":
-            self._cart_token = self._token()
-            effects.append(StartTimer(self._cart_token, s.cart_timeout_s))
-        else:
-            self._unlock_token = self._token()  # the operator is busy: stay unlocked
-            effects.append(StartTimer(self._unlock_token, s.unlock_s))
-        self.phase = Phase.IDLE
-        return [Show(self.idle_screen()), *effects]
+        return self._answer(self.mode.button(name))
+
+    def _answer(self, answer: Refusal | Redraw | None) -> list[Effect]:
+        """Carry out what the mode answered to a card or a button that needed no lookup."""
+        match answer:
+            case Refusal(screen, beep):
+                return self._result(screen, Beep(beep))
+            case Redraw(effects):
+                self.phase = Phase.IDLE
+                return [Show(self.idle_screen()), *effects]
+        return []
 
     def _card(self, uid: str) -> list[Effect]:
         if self.closing:
@@ -350,42 +256,18 @@ class Controller:
         if self.token_refused:
             # Not asked again for every guest: the outbox probes, and TokenChanged ends this.
             return self._result(OutOfServiceScreen(TOKEN_REFUSED_TEXT), Beep("error"))
-        s = self.settings
-        if s.mode == "topup":
-            return self._kiosk_card(uid)
-        if s.mode == "select":
-            if not self.cart:
+        match self.mode.card(uid):
+            case BalanceCheck():
                 return self._lookup(_Tap(uid, (), 0, kind="balance"))
-            goods = tuple(self.cart)
-            products = goods
-        else:
-            goods = s.products
-            products = tuple(self.charge_as.get(str(p), p) for p in s.products)
-        resolved = [self._product(p) for p in products]
-        known = [p for p in resolved if p is not None and self._sells(p.id)]
-        if len(known) != len(resolved) or not known:
-            return self._result(DeclinedScreen(DeclineReason.BAD_PRODUCT), Beep("error"))
-        return self._lookup(_Tap(uid, products, -sum(p.price_cents for p in known), goods=goods))
-
-    def _kiosk_card(self, uid: str) -> list[Effect]:
-        if operator_hash(uid) in self.settings.operators:
-            if self.operator is not None:
-                self._lock()
-                self.phase = Phase.IDLE
-                return [Show(self.idle_screen()), Beep("approved")]
-            self.operator = operator_hash(uid)
-            self._unlock_token = self._token()
-            self.phase = Phase.IDLE
-            return [
-                Show(self.idle_screen()),
-                StartTimer(self._unlock_token, self.settings.unlock_s),
-                Beep("approved"),
-            ]
-        if self.operator is None:
-            return self._result(DeclinedScreen(DeclineReason.KIOSK_LOCKED), Beep("declined"))
-        if not self.cart or self._cart_cents() <= 0:
-            return self._lookup(_Tap(uid, (), 0, kind="balance"))
-        return self._lookup(_Tap(uid, tuple(self.cart), self._cart_cents()))
+            case Sale(products, goods, operator):
+                resolved = [self.product(p) for p in products]
+                known = [p for p in resolved if p is not None and self.mode.sells(p.id)]
+                if len(known) != len(resolved) or not known:
+                    return self._result(DeclinedScreen(DeclineReason.BAD_PRODUCT), Beep("error"))
+                amount = -sum(p.price_cents for p in known)
+                return self._lookup(_Tap(uid, products, amount, goods=goods, operator=operator))
+            case answer:
+                return self._answer(answer)
 
     def _lookup(self, tap: _Tap) -> list[Effect]:
         self._tap = tap
@@ -416,7 +298,7 @@ class Controller:
                 online=online,
                 balance_before=balance,
                 reason=reason,
-                operator=self.operator if tap.credit else None,
+                operator=tap.operator if tap.credit else None,
             )
         ]
 
@@ -489,7 +371,7 @@ class Controller:
         if isinstance(event, ChargeDone | ChargeQueued) and self.settings.retap_guard_s > 0:
             # Money moved (or will): guard the card while its result shows and for retap_guard_s.
             self._result_uid = tap.uid
-            self._guarded[tap.uid] = self._token()
+            self._guarded[tap.uid] = self.token()
             effects.append(StartTimer(self._guarded[tap.uid], self.settings.retap_guard_s))
         return effects
 
@@ -498,7 +380,7 @@ class Controller:
     ) -> list[Effect]:
         match event:
             case ChargeDone(_, balance_after):
-                self.cart.clear()
+                self.mode.paid()
                 if tap.credit:
                     return self._result(CreditScreen(tap.amount_cents, balance_after), Beep("approved"))
                 return self._result(
@@ -507,7 +389,7 @@ class Controller:
                     Beep("approved"),
                 )
             case ChargeQueued(_, estimate):
-                self.cart.clear()
+                self.mode.paid()
                 if tap.offline:
                     self.unconfirmed += 1
                 if tap.credit:

@@ -1,8 +1,8 @@
-"""The screen model: what the guest sees, as small typed values that every display renders."""
+"""The screens every way to sell shows: the price board, processing, the result of a tap, out of service."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from terminal.model import DeclineReason
 from terminal.money import format_cents
@@ -24,9 +24,8 @@ DECLINE_TEXT: dict[DeclineReason, str] = {
     DeclineReason.OUT_OF_SERVICE: "Out of service",
 }
 
-# What the idle screen asks a guest to do, by [terminal] mode
+# What the idle screen asks a guest to do where a tap pays (each mode has its own; see select.py)
 TAP_ACTION = "Tap your card"
-SELECT_ACTION = "Choose, then tap"
 # Out of service for a reason staff must fix (storage, a fault): the details go to the log, not the guest
 ASK_STAFF = "Please ask staff"
 
@@ -168,38 +167,6 @@ class OutOfServiceScreen(Screen):
 
 
 @dataclass(frozen=True)
-class CartLine:
-    """One product in the select-mode cart."""
-
-    name: str
-    quantity: int
-    price_cents: int
-
-
-@dataclass(frozen=True)
-class CartScreen(Screen):
-    """Select mode: what the guest chose and the total, waiting for a tap; every item is listed (a
-    panel too small for them pages through them), and the prompt names the button that empties it."""
-
-    items: tuple[CartLine, ...] = field(default_factory=tuple)
-    cancel_button: str | None = None
-
-    @property
-    def total_cents(self) -> int:
-        return sum(i.quantity * i.price_cents for i in self.items)
-
-    @property
-    def prompt(self) -> str:
-        """The last line: how to pay and, in brackets like a key cap, the button that cancels (name it as
-        it is labelled on the machine); short, so it fits a 128-pixel line."""
-        return "Tap to pay" if self.cancel_button is None else f"Tap to pay · [{self.cancel_button}]"
-
-    def text(self, locale: str = "de", currency: str = "EUR") -> ScreenText:
-        lines = tuple(f"{i.quantity}x {i.name}" for i in self.items)
-        return ScreenText(f"Total {format_cents(self.total_cents, locale, currency)}", (*lines, self.prompt))
-
-
-@dataclass(frozen=True)
 class BalanceScreen(Screen):
     """A tap with an empty cart shows the balance without charging."""
 
@@ -207,31 +174,6 @@ class BalanceScreen(Screen):
 
     def text(self, locale: str = "de", currency: str = "EUR") -> ScreenText:
         return ScreenText("Balance", (format_cents(self.balance_cents, locale, currency),))
-
-
-@dataclass(frozen=True)
-class KioskLockedScreen(Screen):
-    """Top-up kiosk waiting for an operator card."""
-
-    def text(self, locale: str = "de", currency: str = "EUR") -> ScreenText:
-        return ScreenText("Top-up", ("Locked", "Staff card to unlock"))
-
-
-@dataclass(frozen=True)
-class KioskScreen(Screen):
-    """Top-up kiosk unlocked: the operator picks the amount, the guest taps.
-
-    ``buttons``: (button name, cents it adds) for each amount button, shown while choosing.
-    """
-
-    amount_cents: int = 0
-    buttons: tuple[tuple[str, int], ...] = ()
-
-    def text(self, locale: str = "de", currency: str = "EUR") -> ScreenText:
-        if self.amount_cents <= 0:
-            adds = tuple(f"{name} +{format_cents(cents, locale, currency)}" for name, cents in self.buttons)
-            return ScreenText("Top-up", ("Choose amount", *adds))
-        return ScreenText("Top-up", (f"+{format_cents(self.amount_cents, locale, currency)}", TAP_ACTION))
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from terminal.bench_config import BIG_BALANCE_CENTS, write_bench_config
-from terminal.bench_stats import percentile
-from terminal.bench_tap import InProcessTerminal
+from terminal.bench.config import BIG_BALANCE_CENTS, write_bench_config
+from terminal.bench.stats import percentile
+from terminal.bench.tap import InProcessTerminal
 from terminal.config import load_config
-from terminal.emulator.partybroker_server import EmulatedDrink, PartybrokerEmulator
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.partybroker import EmulatedDrink, PartybrokerEmulator
+from terminal.emulator.wallet import WalletEmulator
 from terminal.screens import IdleScreen, Screen
 
 DRINK_ID = 145

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from terminal.emulator import terminal_config
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
 from terminal.model import ProductId
 
 BIG_BALANCE_CENTS = 10**9  # every benchmark tap must approve

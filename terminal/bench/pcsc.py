@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from hw.readers.pcsc import PcscReader
-from terminal.emulator.pcsc_lab import PcscDaemon, VirtualCard
+from terminal.emulator.readers.pcsc_lab import PcscDaemon, VirtualCard
 
 EVENT_TIMEOUT_S = 10.0
 IDLE_SECONDS = 3.0

@@ -8,6 +8,7 @@ deadline reaches) is reported with where it stood, its child processes are ended
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import logging
@@ -16,15 +17,15 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from terminal.bench_pcsc import measure_pcsc
-from terminal.bench_price import measure_price_to_screen
-from terminal.bench_process import measure_process, measure_startup
-from terminal.bench_store import measure_drain, measure_enqueue
-from terminal.bench_tap import measure_tap_offline, measure_tap_online
+from terminal.bench.pcsc import measure_pcsc
+from terminal.bench.price import measure_price_to_screen
+from terminal.bench.process import measure_process, measure_startup
+from terminal.bench.store import measure_drain, measure_enqueue
+from terminal.bench.tap import measure_tap_offline, measure_tap_online
 from terminal.loop_lag import culprit
 
 TAP_BUDGET_MS = 800
@@ -294,7 +295,13 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    """The whole bench (several minutes); exit 1 when a measurement failed. ``--help`` says so and exits."""
+    argparse.ArgumentParser(
+        prog="python -m terminal.bench",
+        description="Measures the money path on 127.0.0.1 (several minutes): progress on stderr, one JSON"
+        " object (metrics, targets, errors) as the last line of stdout; exit 1 when a measurement failed.",
+    ).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     _stop_on_sigterm()
     start = time.perf_counter()
@@ -302,7 +309,3 @@ def main() -> int:
     _progress(f"done in {time.perf_counter() - start:.0f} s")
     print(json.dumps(report(metrics, errors)), flush=True)
     return 1 if errors else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,8 +9,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from terminal.bench_config import BIG_BALANCE_CENTS, bench_dir, espresso_id
-from terminal.emulator.wallet_server import Flavour, WalletEmulator
+from terminal.bench.config import BIG_BALANCE_CENTS, bench_dir, espresso_id
+from terminal.emulator.wallet import Flavour, WalletEmulator
 from terminal.journal import MIGRATIONS, Journal, new_idempotency_key
 from terminal.sale_sender import SaleSender
 from terminal.secret import Secret

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import terminal
 from hw.readers.sim import send_command
-from terminal.bench_config import BIG_BALANCE_CENTS, write_bench_config
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.bench.config import BIG_BALANCE_CENTS, write_bench_config
+from terminal.emulator.wallet import WalletEmulator
 
 READY_LINE = "taptill ready"
 READY_TIMEOUT_S = 20.0

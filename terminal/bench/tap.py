@@ -17,12 +17,12 @@ from urllib.parse import quote
 import httpx
 
 from terminal.app import RunOptions, run_terminal
-from terminal.bench_config import BIG_BALANCE_CENTS, bench_dir, espresso_id, write_bench_config
-from terminal.bench_stats import summary_ms
+from terminal.bench.config import BIG_BALANCE_CENTS, bench_dir, espresso_id, write_bench_config
+from terminal.bench.stats import summary_ms
 from terminal.config import Config, load_config
 from terminal.device_loop import DeviceLoop
 from terminal.emulator.faults import FaultKind
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
 from terminal.journal import new_idempotency_key
 from terminal.screens import (
     ApprovedScreen,
@@ -40,6 +40,7 @@ READY_TIMEOUT_S = 20.0  # start-up: journal, catalog (its own 2 s deadline), rea
 STOP_TIMEOUT_S = 15.0  # a stop finishes the sale under way (at most 10 s) and closes the journal
 RAW_DEADLINE_S = 5.0  # the floor's two requests, connect to last body byte, like every request of ours
 OUTCOMES = (ApprovedScreen, DeclinedScreen, NotRegisteredScreen, OutOfServiceScreen)
+
 
 class RecordingDisplay:
     """A Display that timestamps every screen it is given (perf_counter), for the tap timings."""

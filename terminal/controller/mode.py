@@ -1,0 +1,155 @@
+"""What a way to sell is to the core: the hooks the tap-and-decide core calls, and what they may answer.
+
+A mode decides what the idle screen shows, what a new tap pays, and what buttons and its own timers
+do; the core owns everything else (the re-tap guard, the lookup, the offline policy, the charge, the
+result screens and their timers). A new mode is one more module with a ``SellMode`` subclass, named in
+``modes.py``; it needs no change to the core or to the other modes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+from hw.gpio.base import Signal
+from terminal.controller.settings import ControllerSettings
+from terminal.effects import Effect
+from terminal.model import Product, ProductId
+from terminal.screens import IdleScreen, OfflineScreen, PriceLine, Screen
+
+
+class Till(Protocol):
+    """What a mode may read of the core (it never changes the core's state)."""
+
+    @property
+    def settings(self) -> ControllerSettings: ...
+    @property
+    def catalog(self) -> tuple[Product, ...]: ...
+    @property
+    def prices(self) -> tuple[PriceLine, ...] | None: ...  # the live board (Partybroker), if any
+    @property
+    def prices_stale(self) -> bool: ...
+    @property
+    def server_online(self) -> bool: ...
+    @property
+    def unconfirmed(self) -> int: ...
+    @property
+    def charge_as(self) -> dict[str, ProductId]: ...  # Partybroker ladder: the step charged right now
+
+    def product(self, pid: ProductId) -> Product | None:
+        """The catalog's product with this id, or None."""
+        ...
+
+    def token(self) -> int:
+        """A fresh timer token, unique across the core and every mode."""
+        ...
+
+
+@dataclass(frozen=True)
+class Sale:
+    """A tap pays these products (the core prices them and refuses one it cannot sell)."""
+
+    products: tuple[ProductId, ...]  # what the wallet books (a Partybroker ladder step, not its drink)
+    goods: tuple[ProductId, ...] = ()  # what the relays release once it is paid
+    operator: str | None = None  # the operator (hash) responsible for a credit, journaled with it
+
+
+@dataclass(frozen=True)
+class BalanceCheck:
+    """A tap shows the wallet's balance and charges nothing (nothing chosen yet)."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The tap or press is turned down before any lookup: shown as a result, with this beep."""
+
+    screen: Screen
+    beep: Signal
+
+
+@dataclass(frozen=True)
+class Redraw:
+    """The mode's state changed (a cart, a lock): show its idle screen, then these effects."""
+
+    effects: tuple[Effect, ...] = ()
+
+
+CardAnswer = Sale | BalanceCheck | Refusal | Redraw
+
+
+class SellMode:
+    """One way to sell. The core calls ``idle_screen`` whenever it is ready for a tap, ``card`` for each
+    new tap it takes (after its own guards), ``button`` while no tap is under way, ``timer`` for a timer
+    token it did not start, ``paid`` once a sale is journaled, and ``catalog_changed`` after new prices."""
+
+    credits: ClassVar[bool] = False  # sells credits (negative prices, a top-up) instead of debits
+
+    def __init__(self, till: Till) -> None:
+        self.till = till
+        # What the guest or operator chose for the next tap; stays empty where a tap pays fixed products.
+        self.cart: list[ProductId] = []
+        self.operator: str | None = None  # the operator (hash) whose card unlocked the terminal, if any
+
+    def idle_screen(self) -> Screen:
+        raise NotImplementedError
+
+    def card(self, uid: str) -> CardAnswer:
+        """What the tap of card ``uid`` (normalised) does."""
+        raise NotImplementedError
+
+    def button(self, name: str) -> Refusal | Redraw | None:
+        """A press of button ``name``; None: this mode does not react to it."""
+        return None
+
+    def timer(self, token: int) -> bool:
+        """A timer fired; True if it was this mode's and changed what the idle screen shows."""
+        return False
+
+    def paid(self) -> None:
+        """The tap's sale is journaled (booked or queued): what was chosen for it is spent."""
+        self.cart.clear()
+
+    def catalog_changed(self) -> None:
+        # A chosen product the server no longer lists could be neither shown nor paid: the cart keeps
+        # only what the screen can show, so what the guest sees is what a tap pays.
+        self.cart = [pid for pid in self.cart if self.sells(pid)]
+
+    def sells(self, pid: ProductId) -> bool:
+        """Only credits (negative prices) where the mode credits, only debits elsewhere: a misconfigured
+        button must never turn a "credit" into a debit or the other way round."""
+        product = self.till.product(pid)
+        if product is None:
+            return False
+        return product.price_cents < 0 if self.credits else product.price_cents >= 0
+
+    def pick(self, name: str) -> bool:
+        """Button ``name`` empties the cart (the cancel button) or adds its product; False: neither."""
+        s = self.till.settings
+        if name == s.cancel_button:
+            self.cart.clear()
+        elif name in s.buttons and self.sells(s.buttons[name]):
+            self.cart.append(s.buttons[name])
+        else:
+            return False
+        return True
+
+    def price_board(self, action: str, shown: Iterable[ProductId]) -> Screen:
+        """The idle board (or the offline screen) asking the guest to ``action``: the live prices when
+        there are any, else the catalog's prices of ``shown``."""
+        till = self.till
+        prices = till.prices if till.prices is not None else self._catalog_prices(shown)
+        if not till.server_online:
+            accepting = till.settings.offline.mode == "accept"
+            return OfflineScreen(
+                unconfirmed=till.unconfirmed, accepting=accepting, prices=prices, action=action
+            )
+        return IdleScreen(prices=prices, title=action, stale=till.prices_stale)
+
+    def _catalog_prices(self, shown: Iterable[ProductId]) -> tuple[PriceLine, ...]:
+        lines = []
+        for pid in dict.fromkeys(shown):
+            p = self.till.product(pid)
+            if p is not None:
+                lines.append(PriceLine(p.name, p.price_cents))
+        return tuple(lines)

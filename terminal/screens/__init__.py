@@ -1,0 +1,50 @@
+"""The screen model: what the guest sees, as small typed values that every display renders.
+
+``common.py`` holds the screens every way to sell shows; ``select.py`` and ``topup.py`` those only that
+mode shows. Every screen type is re-exported here, so a display (and the golden-image test) sees them all.
+"""
+
+from terminal.screens.common import (
+    ASK_STAFF,
+    DECLINE_TEXT,
+    TAP_ACTION,
+    ApprovedScreen,
+    BalanceScreen,
+    CreditScreen,
+    DeclinedScreen,
+    IdleScreen,
+    NotRegisteredScreen,
+    OfflineScreen,
+    OutOfServiceScreen,
+    PriceLine,
+    ProcessingScreen,
+    ReaderOfflineScreen,
+    Screen,
+    ScreenText,
+)
+from terminal.screens.select import SELECT_ACTION, CartLine, CartScreen
+from terminal.screens.topup import KioskLockedScreen, KioskScreen
+
+__all__ = [
+    "ASK_STAFF",
+    "DECLINE_TEXT",
+    "SELECT_ACTION",
+    "TAP_ACTION",
+    "ApprovedScreen",
+    "BalanceScreen",
+    "CartLine",
+    "CartScreen",
+    "CreditScreen",
+    "DeclinedScreen",
+    "IdleScreen",
+    "KioskLockedScreen",
+    "KioskScreen",
+    "NotRegisteredScreen",
+    "OfflineScreen",
+    "OutOfServiceScreen",
+    "PriceLine",
+    "ProcessingScreen",
+    "ReaderOfflineScreen",
+    "Screen",
+    "ScreenText",
+]
