@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeVar
 
 import pytest
 
-from terminal.emulator.wallet_server import WalletEmulator
+from terminal.emulator.wallet import WalletEmulator
 from terminal.journal import MIGRATIONS, Journal
 from terminal.outbox.loop import DeliveryLoop
 from terminal.outbox.outcome import Booked, Done, GaveUp, Stalled, Unclear, Wait
