@@ -84,14 +84,26 @@ def _parser() -> argparse.ArgumentParser:
     jr = with_config(sub.add_parser("journal", help="print the journal"))
     jr.add_argument("--json", action="store_true", help="JSON Lines, one sale per line")
 
-    q = with_config(sub.add_parser("queue", help="sales still pending, held or rejected"))
-    q.add_argument("--rejected", action="store_true", help="list rejected sales (after-the-fact refusals)")
+    q = with_config(
+        sub.add_parser(
+            "queue", help="sales and other outbox records still pending, held, ambiguous or rejected"
+        )
+    )
+    q.add_argument(
+        "--rejected", action="store_true", help="list rejected sales and records (after-the-fact refusals)"
+    )
 
-    se = with_config(sub.add_parser("settle", help="settle a sale held for reconciliation by hand"))
-    se.add_argument("key", metavar="KEY", help="the sale's idempotency key (taptill queue shows it)")
+    se = with_config(
+        sub.add_parser("settle", help="settle a held sale (or another destination's held record) by hand")
+    )
+    se.add_argument(
+        "key",
+        metavar="KEY",
+        help="the sale's idempotency key, or an outbox record's ref or #id (taptill queue shows them)",
+    )
     how = se.add_mutually_exclusive_group(required=True)
-    how.add_argument("--booked", action="store_true", help="the wallet shows the debit: mark it done")
-    how.add_argument("--not-booked", action="store_true", help="the wallet does not: send it again")
+    how.add_argument("--booked", action="store_true", help="the wallet (or system) shows it: mark it done")
+    how.add_argument("--not-booked", action="store_true", help="it does not: send it again")
 
     oh = sub.add_parser("operator-hash", help="the [topup] operators entry for an operator card")
     oh.add_argument("uid", metavar="UID", help="the operator card's UID in hex")
@@ -165,10 +177,19 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _recover(cfg, args.source)
     if cmd == "settle":
         # Used while the terminal runs, so no state lock; it writes, but never creates, moves or migrates.
+        from terminal.outbox.table import settle_held
+
         journal = Journal.open_existing(cfg.journal_path)
         try:
-            if not journal.settle_held(args.key, booked=args.booked):
-                print(f"taptill: no held sale with key {args.key}; taptill queue lists them", file=sys.stderr)
+            # A wallet sale by its idempotency key, else any other destination's record by its ref (or #id).
+            if not (
+                journal.settle_held(args.key, booked=args.booked)
+                or settle_held(journal, args.key, booked=args.booked)
+            ):
+                print(
+                    f"taptill: no held sale or outbox record with key {args.key}; taptill queue lists them",
+                    file=sys.stderr,
+                )
                 return EXIT_FAILURE
         finally:
             journal.close()
@@ -342,7 +363,10 @@ def _journal(journal: Journal, as_json: bool) -> int:
 
 
 def _queue(journal: Journal, cfg: Config, rejected: bool) -> int:
-    """Pending, held and rejected sales, and (not with --rejected) sales charged but not dispensed."""
+    """Pending, held and rejected sales, and (not with --rejected) sales charged but not dispensed; then
+    every other destination's records (pending, held, ambiguous, rejected)."""
+    from terminal.outbox.table import rows as outbox_rows
+
     loc, cur = cfg.terminal.locale, cfg.terminal.currency
     states = [SaleState.REJECTED] if rejected else [SaleState.PENDING, SaleState.REJECTED]
     sales = list(journal.sales(states))
@@ -351,7 +375,8 @@ def _queue(journal: Journal, cfg: Config, rejected: bool) -> int:
         # checks whether the guest got the product.
         sales += [s for s in journal.sales([SaleState.DONE]) if s.dispensed is False or not s.approved]
         sales.sort(key=lambda s: s.id)
-    if not sales:
+    records = outbox_rows(journal, states=("rejected",) if rejected else ("pending", "ambiguous", "rejected"))
+    if not sales and not records:
         print("nothing rejected" if rejected else "queue empty: every sale is confirmed and dispensed")
         return EXIT_OK
     for s in sales:
@@ -359,6 +384,12 @@ def _queue(journal: Journal, cfg: Config, rejected: bool) -> int:
         print(
             f"{_sale_label(s):<8} {s.created_at}  card {s.token_id}  {money}  key {s.idempotency_key}"
             f"  attempts {s.attempts}  {s.reason}"
+        )
+    for r in records:
+        label = "HELD" if r.hold else r.state.upper()
+        print(
+            f"{label:<8} {r.created_at}  {r.destination}  ref {r.ref} (#{r.id})  attempts {r.attempts}"
+            f"  {r.reason}"
         )
     return EXIT_OK
 
@@ -390,6 +421,10 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
         "declined": st.declined,
         "oldest_pending": st.oldest_pending,
     }
+    from terminal.outbox.view import backlogs
+
+    destinations = backlogs(journal, ("partybroker",) if cfg.partybroker is not None else ())
+    data["destinations"] = [b.as_json() for b in destinations]
     partybroker = _partybroker_status(journal) if cfg.partybroker is not None else None
     if partybroker is not None:
         data["partybroker"] = partybroker
@@ -416,6 +451,8 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
         print(f"oldest pending:  {st.oldest_pending}")
     print(f"rejected:        {st.rejected} ({format_cents(-st.rejected_cents, loc, cur)})")
     print(f"declined taps:   {st.declined}")
+    for backlog in destinations:
+        print(f"outbox:          {backlog.line()}")
     for pid, (name, reason, since) in unsellable.items():
         print(f"NOT SELLING:     {name} (id {pid}) since {since}: {reason}")
     print(f"reader:          {reader['summary']}")

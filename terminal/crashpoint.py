@@ -9,7 +9,18 @@ from __future__ import annotations
 import os
 import signal
 
-POINTS = frozenset({"after_journal", "after_answer", "after_reconcile_read"})
+POINTS = frozenset(
+    {
+        "after_journal",
+        "after_answer",
+        "after_reconcile_read",
+        # every destination's delivery step (terminal/outbox/loop.py)
+        "outbox_after_settle",
+        "outbox_after_begin",
+        "outbox_after_attempt",
+        "outbox_after_apply",
+    }
+)
 
 _target, _, _nth = os.environ.get("TAPTILL_CRASHPOINT", "").partition(":")
 _remaining = int(_nth) if _nth.isdigit() else 1

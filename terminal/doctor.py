@@ -88,6 +88,7 @@ def diagnose(config_path: Path, *, now: Callable[[], datetime] | None = None) ->
         readable = journal_check.status != "FAIL"
         checks.append(_queue_check(journal, clock(), readable=readable))
         checks.append(_unsellable_check(journal, readable=readable))
+        checks.append(_outbox_check(journal, clock(), readable=readable))
     finally:
         if journal is not None:
             journal.close()
@@ -275,6 +276,35 @@ def _queue_check(journal: Journal | None, now: datetime, *, readable: bool = Tru
     if st.rejected:
         return Check.warn("queue", f"{summary}; review them with taptill queue --rejected")
     return Check.ok("queue", summary)
+
+
+def _outbox_check(journal: Journal | None, now: datetime, *, readable: bool = True) -> Check:
+    """Every destination but the wallet (the queue check's): how old its oldest pending record is, and
+    whether a person must settle a held one."""
+    from terminal.outbox.view import WALLET, backlogs
+
+    if journal is None and not readable:
+        return Check.warn("outbox", "unknown: the journal cannot be read (see the journal check)")
+    if journal is None:
+        return Check.ok("outbox", "no journal yet (the terminal has not run)")
+    others = [b for b in backlogs(journal) if b.destination != WALLET]
+    if not others:
+        return Check.ok("outbox", "no records for other destinations")
+    worst, parts = "OK", []
+    for b in others:
+        age = b.age_s(now)
+        part = b.line() + (f" ({age / 3600:.1f} h)" if age is not None else "")
+        status = "OK"
+        if age is not None and age > PENDING_FAIL_S:
+            status, part = "FAIL", f"{part}: not reaching {b.destination}"
+        elif (age is not None and age > PENDING_WARN_S) or b.held:
+            status = "WARN"
+        worst = max(worst, status, key=("OK", "WARN", "FAIL").index)
+        parts.append(part)
+    detail = "; ".join(parts)
+    if worst != "OK":
+        detail += "; see taptill queue (taptill settle REF settles a held record)"
+    return Check("outbox", worst, detail)
 
 
 def _unsellable_check(journal: Journal | None, *, readable: bool = True) -> Check:

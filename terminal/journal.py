@@ -155,6 +155,36 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE sales ADD COLUMN approved INTEGER NOT NULL DEFAULT 1;
     """,
+    # 8: the one outbox (terminal/outbox) for every destination but the wallet, whose sales keep their own
+    # columns: a record per destination and reference, its payload and delivery state. Partybroker reports
+    # move here (sent -> done, dropped -> rejected); ready2order invoices and Brink payments will follow.
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        destination TEXT NOT NULL,
+        ref TEXT NOT NULL,
+        sale_id INTEGER REFERENCES sales (id),
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'done', 'rejected', 'ambiguous')),
+        reason TEXT NOT NULL DEFAULT '',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        maybe_sent INTEGER NOT NULL DEFAULT 0,
+        hold INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (destination, ref)
+    );
+    CREATE INDEX outbox_pending ON outbox (destination, id) WHERE state = 'pending';
+    INSERT INTO outbox (destination, ref, sale_id, payload, state, reason, next_attempt_at, created_at,
+        updated_at)
+        SELECT 'partybroker', 'report-' || id, sale_id,
+            json_object('drink_key', drink_key, 'quantity', quantity),
+            CASE state WHEN 'sent' THEN 'done' WHEN 'dropped' THEN 'rejected' ELSE state END,
+            reason, next_attempt_at, created_at, updated_at
+        FROM reports ORDER BY id;
+    DROP TABLE reports;
+    """,
 )
 
 

@@ -41,7 +41,7 @@ MIN_KEY_LENGTH = 20
 
 LISTED_RUNS = 20  # runs of lost ids the summary names; a scattered loss says "and N more"
 _ROW_NAMES = {
-    "reports": "Partybroker report(s)",
+    "outbox": "outbox record(s)",
     "cards": "card(s)",
     "unsellable": "product(s) not sold offline",
     "cache": "cached server answer(s)",
@@ -443,7 +443,7 @@ class _SourceSales:
 
 
 def _summary_order(table: _Table) -> tuple[int, str]:
-    """Reports, cards, unsellable products, cache, then any other table by name."""
+    """Outbox records, cards, unsellable products, cache, then any other table by name."""
     order = list(_ROW_NAMES)
     return (order.index(table.name) if table.name in order else len(order), table.name)
 

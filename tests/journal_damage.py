@@ -46,9 +46,15 @@ def fill_journal(path: Path, count: int, token: str, product: ProductId = "espre
             if kind == 0:
                 journal.mark_done(sale.id, 1750)
                 journal.execute(
-                    "INSERT INTO reports (sale_id, drink_key, quantity, state, created_at, updated_at)"
-                    " VALUES (?, 'espresso', 1, 'sent', ?, ?)",
-                    (sale.id, sale.created_at, sale.created_at),
+                    "INSERT INTO outbox (destination, ref, sale_id, payload, state, created_at, updated_at)"
+                    " VALUES ('partybroker', ?, ?, ?, 'done', ?, ?)",
+                    (
+                        f"{sale.idempotency_key}/espresso",
+                        sale.id,
+                        '{"drink_key":"espresso","quantity":1}',
+                        sale.created_at,
+                        sale.created_at,
+                    ),
                 )
             elif kind == 3:
                 journal.hold(sale.id, "unclear whether booked")

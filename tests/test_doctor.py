@@ -43,6 +43,7 @@ def test_healthy_terminal_is_all_ok(tmp_path: Path) -> None:
         "journal",
         "queue",
         "products",
+        "outbox",
         "partybroker",
     ]
     assert all(line.startswith("OK ") for line in lines), proc.stdout

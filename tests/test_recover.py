@@ -110,7 +110,7 @@ def test_recover_salvages_exactly_the_sales_on_undamaged_pages(tmp_path: Path) -
             f"{n['done']} done {_euros(n['done'] * 250)}, {n['pending']} pending "
             f"{_euros(n['pending'] * 250)} ({held} held {_euros(held * 250)}), {n['rejected']} rejected "
             f"{_euros(n['rejected'] * 250)}, {declined} declined; {len(lost)} sales could not be salvaged: "
-            f"ids {first}-{last_id}; {n['done']} Partybroker report(s), 2 card(s), 1 cached server "
+            f"ids {first}-{last_id}; {n['done']} outbox record(s), 2 card(s), 1 cached server "
             f"answer(s); the damaged journal is kept at {_aside(state)[0]}"
         ),
         last,
@@ -120,7 +120,7 @@ def test_recover_salvages_exactly_the_sales_on_undamaged_pages(tmp_path: Path) -
     try:
         report_keys = {
             r[0]
-            for r in db.execute("SELECT s.idempotency_key FROM reports r JOIN sales s ON s.id = r.sale_id")
+            for r in db.execute("SELECT s.idempotency_key FROM outbox r JOIN sales s ON s.id = r.sale_id")
         }
         cards = db.execute(
             "SELECT token_id, balance_cents, denied_reason FROM cards ORDER BY token_id"
@@ -364,7 +364,7 @@ _SOUND = {  # values the money path and the tables' CHECKs insist on; every othe
     ("sales", "token_id"): MAX,
     ("sales", "products"): '["espresso", 7]',
     ("sales", "state"): "pending",
-    ("reports", "state"): "ambiguous",
+    ("outbox", "state"): "ambiguous",
     ("cache", "value"): '{"every": "column"}',
 }
 

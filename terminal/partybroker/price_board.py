@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from terminal.model import ProductId
+from terminal.outbox.schedule import Backoff
 from terminal.partybroker.client import Ambiguous, Drink, DrinkRef, Drinks, DrinksOutcome, Sale
 from terminal.partybroker.config import DrinkMapping, PartybrokerConfig
 
@@ -269,12 +270,12 @@ class PricePoller:
     def _backoff(self, outcome: DrinksOutcome) -> float:
         if not isinstance(outcome, Ambiguous):
             return self.interval_s  # 401 and 4xx need a person; keep trying once per interval
-        n = self.status.consecutive_failures
-        growing: float = self.interval_s / 8 * 2.0 ** min(n - 1, 16)
-        delay = min(self.interval_s, growing) * self._rng.uniform(0.5, 1.0)
-        if outcome.retry_after is not None:
-            delay = max(delay, min(outcome.retry_after, STALE_AFTER_INTERVALS * self.interval_s))
-        return delay
+        # The outbox's backoff (one formula, one jitter), from 1/8 interval up to one interval.
+        backoff = Backoff(base_s=self.interval_s / 8, max_s=self.interval_s)
+        at_least = outcome.retry_after
+        if at_least is not None:
+            at_least = min(at_least, STALE_AFTER_INTERVALS * self.interval_s)
+        return backoff.delay_s(self.status.consecutive_failures - 1, self._rng, at_least)
 
     def _succeeded(self) -> None:
         if self.status.consecutive_failures:

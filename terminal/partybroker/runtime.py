@@ -11,12 +11,15 @@ from terminal.config import Config
 from terminal.events import Event, PricesChanged
 from terminal.journal import Journal, SaleRecord
 from terminal.model import Product
+from terminal.outbox.loop import DeliveryLoop
+from terminal.outbox.schedule import Backoff, Schedule
+from terminal.outbox.table import OutboxRow, OutboxTable
 from terminal.partybroker.client import PartybrokerClient
 from terminal.partybroker.config import PASSWORD_CREDENTIAL, PartybrokerConfig
+from terminal.partybroker.destination import FLUSH_INTERVAL_S, RETRY_MAX_S, PartybrokerDestination
 from terminal.partybroker.market import market_view
 from terminal.partybroker.price_board import PriceBoard, PricePoller
-from terminal.partybroker.report_outbox import ReportOutbox
-from terminal.partybroker.report_sender import ReportSender
+from terminal.partybroker.report_outbox import DESTINATION, ReportOutbox
 from terminal.secret import read_secret
 
 log = logging.getLogger(__name__)
@@ -45,7 +48,12 @@ class PartybrokerRuntime:
         self.board = PriceBoard.from_config(pb, currency=cfg.terminal.currency)
         self.poller = PricePoller(self.client, self.board, self._prices_changed)
         self.outbox = ReportOutbox(journal, pb)
-        self.sender = ReportSender(self.outbox, self.client, self.poller)
+        destination = PartybrokerDestination(OutboxTable(journal, DESTINATION), self.client, self.poller)
+        self.sender: DeliveryLoop[OutboxRow] = DeliveryLoop(
+            destination,
+            schedule=Schedule(Backoff(max_s=RETRY_MAX_S)),
+            idle_look_s=FLUSH_INTERVAL_S,
+        )
         self._last_status: object = None
 
     def reports_for(self, sale: SaleRecord) -> Sequence[tuple[str, Sequence[object]]]:

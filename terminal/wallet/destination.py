@@ -1,0 +1,254 @@
+"""Wallet debits (and top-ups) as an outbox destination: each journaled sale reaches the wallet server once.
+
+Settle rule. A deduplicating server (``[wallet] dedupes = true``) is sent the same idempotency key again.
+On one that does not (``dedupes = false``, as real pretix) an attempt that may have reached the server is
+never re-sent blindly. Before every attempt the wallet's balance is read and journaled; after an ambiguous
+failure the balance is read again: ``before + amount`` means the sale was booked (done), ``before`` means
+it was not (send again), each within the cent real pretix's truncated balances may be off
+(``terminal/wallet/balance.py``; exact for 1-2 cent amounts), anything else means someone else moved
+money on that wallet meanwhile, and the sale is held for a person to reconcile (``taptill queue``). Only
+one sale per card is in flight at a time, and the second read waits until the ambiguous request can no
+longer land (its timeout plus a second), so that a request still on its way, perhaps from a process
+killed since, is seen in the balance.
+
+A sale the guest was never told was approved (the terminal stopped between journaling it and deciding, or
+declined the tap after an error answer) is never sent again: the guest was not served. If its request may
+have gone out, the balance says after the reconcile window whether it was booked (then it is done, and
+``taptill queue`` lists it as charged but not approved, for a refund); otherwise it is rejected.
+
+Time: an attempt made by an earlier process counts as made when this one started (the state directory's
+lock guarantees that process is gone), so its reconcile window is waited out in full.
+
+A server that answers a debit with an error status (5xx) is up; it is this request that fails (real pretix
+answers 500 to every debit of an item in no quota, and books nothing). Such answers never take the server
+for down. On a server that does not deduplicate, a sale whose error answers reconciliation finds not booked
+``server_error_limit`` times is rejected with a reason naming its products, and those products are noted
+as unsellable (before the rejection is written), so the terminal stops selling them offline.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from terminal.crashpoint import crashpoint
+from terminal.journal import SaleRecord
+from terminal.model import DeclineReason
+from terminal.outbox.outcome import (
+    Ambiguous,
+    Booked,
+    Done,
+    NotBooked,
+    Outcome,
+    Rejected,
+    Settled,
+    Unclear,
+    Unreachable,
+    Wait,
+)
+from terminal.outbox.rate_limit import TokenBucket
+from terminal.server_health import ServerHealth
+from terminal.wallet.balance import Booked as ByBalance
+from terminal.wallet.balance import booked_by_balance
+from terminal.wallet.client import WalletClient
+from terminal.wallet.outcomes import Applied, NotFound, Refused, Unauthorized, Unavailable
+from terminal.wallet.sale_store import SaleStore
+
+log = logging.getLogger(__name__)
+
+UNAUTHORIZED_RETRY_S = 60.0
+RECONCILE_SLACK_S = 1.0
+
+
+def refusal_reason(status: int) -> DeclineReason:
+    return DeclineReason.PERMISSION if status == 403 else DeclineReason.BAD_PRODUCT
+
+
+class WalletDestination:
+    """Builds a debit from a sale, classifies the server's answer, settles by key or by balance."""
+
+    name = "wallet"
+    batches = False
+    rate_limit: TokenBucket | None = None  # the wallet server sets no rate
+
+    def __init__(
+        self,
+        store: SaleStore,
+        client: WalletClient,
+        health: ServerHealth,
+        *,
+        dedupes: bool,
+        server_error_limit: int = 3,
+        product_name: Callable[[str], str] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.health = health
+        self.dedupes = dedupes
+        self.server_error_limit = server_error_limit
+        self.product_name = product_name or (lambda pid: pid)
+        self.monotonic = monotonic
+        # Longer than any request of ours can take (its timeout), plus slack for the server's own work.
+        self.reconcile_after_s = client.timeout_s + RECONCILE_SLACK_S
+        self._started = monotonic()
+        self._attempted: dict[int, float] = {}  # sale id -> monotonic time its latest request went out
+        self.deciding: set[int] = set()  # sales whose tap is still being decided: not the outbox's yet
+
+    def lane(self, record: SaleRecord) -> str:
+        return record.token_id
+
+    def ready(self, record: SaleRecord) -> bool:
+        return record.id not in self.deciding
+
+    def needs_settle(self, record: SaleRecord) -> bool:
+        return not record.approved or (not self.dedupes and record.maybe_sent)
+
+    def forget(self, record_ids: Sequence[int]) -> None:
+        for rid in record_ids:
+            self._attempted.pop(rid, None)
+
+    async def prepare(self, batch: Sequence[SaleRecord]) -> object | Outcome:
+        """A server that does not deduplicate: the balance before the attempt, journaled by ``begin``."""
+        if self.dedupes:
+            return None
+        return await self._read_balance(batch[0])
+
+    async def attempt(self, batch: Sequence[SaleRecord]) -> Outcome:
+        (sale,) = batch
+        self._attempted[sale.id] = self.monotonic()
+        res = await self.client.transact(
+            sale.token_id,
+            sale.products,
+            description=sale.description,
+            tag=sale.tag,
+            idempotency_key=sale.idempotency_key,
+        )
+        crashpoint("after_answer")
+        match res:
+            case Applied(wallet, already):
+                self.health.mark_up()
+                log.info("sale %d delivered%s", sale.id, " (already booked)" if already else "")
+                return Done(wallet.balance_cents if wallet is not None else None)
+            case NotFound(detail):
+                self.health.mark_up()
+                return Rejected(detail or "card not registered", DeclineReason.UNKNOWN_CARD)
+            case Refused(status, reason):
+                self.health.mark_up()
+                return Rejected(f"{status}: {reason}", refusal_reason(status))
+            case Unauthorized(detail):
+                self.health.mark_token_refused(detail)
+                return Unreachable("unauthorized", UNAUTHORIZED_RETRY_S)
+            case Unavailable(reason, _maybe, retry_after, status) if status is not None:
+                # The server is up and answered: this request fails. Not a reason to decide taps offline.
+                self.health.mark_up()
+                return Ambiguous(reason, True, retry_after, status)
+            case Unavailable(reason, maybe_applied, retry_after):
+                self.health.mark_down(reason)
+                if maybe_applied:
+                    return Ambiguous(reason, True, retry_after)
+                return Unreachable(reason, retry_after)
+        return Ambiguous("unexpected outcome")
+
+    async def settle(self, record: SaleRecord) -> Settled | Outcome:
+        """Unapproved sales: find out whether booked, never send. Approved ones on a server that does not
+        deduplicate: booked, not booked (send again, on the balance just read) or unclear (hold)."""
+        sale = record
+        if not sale.approved and not sale.maybe_sent:
+            detail = "never approved at the terminal (stopped or declined before the decision); never sent"
+            return NotBooked(False, detail, code=DeclineReason.SERVER_TROUBLE)
+        early = self._before_window(sale)
+        if early is not None:
+            return early
+        read = await self._read_balance(sale)
+        if not isinstance(read, int):
+            return read
+        booked = self._booked(sale, read)
+        if not sale.approved:
+            if booked is ByBalance.YES:
+                log.error(
+                    "sale %d was booked but the guest was never told it was approved: refund it", sale.id
+                )
+                return Booked(read)
+            if booked is ByBalance.NO:
+                detail = "never approved at the terminal; not booked, not sent again"
+                return NotBooked(False, detail, code=DeclineReason.SERVER_TROUBLE)
+            return Unclear(
+                self._hold_detail(sale, read, "never approved at the terminal and unclear whether booked")
+            )
+        if booked is ByBalance.YES:
+            log.info("sale %d reconciled: the earlier attempt was booked", sale.id)
+            return Booked(read)
+        if booked is ByBalance.UNCLEAR:
+            return Unclear(self._hold_detail(sale, read, "unclear whether booked"))
+        if sale.last_status is not None:
+            errors = self.store.journal.count_server_error(sale.id)
+            if errors >= self.server_error_limit:
+                return self._unsellable(sale, sale.last_status)
+        log.info("sale %d reconciled: the earlier attempt was not booked, sending again", sale.id)
+        return NotBooked(True, basis=read)
+
+    def _before_window(self, sale: SaleRecord) -> Wait | None:
+        """Wait, while a request that went out (perhaps from a process killed since) may still be on its
+        way or being processed: the balance only tells the truth once it can no longer land."""
+        attempted = self._attempted.get(sale.id, self._started)
+        wait = attempted + self.reconcile_after_s - self.monotonic()
+        return Wait(wait, "waiting before reconciling") if wait > 0 else None
+
+    async def _read_balance(self, sale: SaleRecord) -> int | Outcome:
+        """The wallet's balance in cents, or how this step ends when it cannot be read."""
+        res = await self.client.wallet(sale.token_id)
+        if isinstance(res, NotFound):
+            # An unknown token is never charged (real pretix answers 500 and books nothing).
+            self.health.mark_up()
+            return Rejected(res.detail or "card not registered", DeclineReason.UNKNOWN_CARD)
+        if isinstance(res, Refused):
+            self.health.mark_up()
+            return Rejected(f"{res.status}: {res.reason}", refusal_reason(res.status))
+        if isinstance(res, Unauthorized):
+            self.health.mark_token_refused(res.detail)
+            return Unreachable("unauthorized", UNAUTHORIZED_RETRY_S)
+        if isinstance(res, Unavailable):
+            self.health.mark_down(res.reason)
+            return Ambiguous(res.reason, res.maybe_applied, res.retry_after_s)
+        self.health.mark_up()
+        crashpoint("after_reconcile_read")
+        return res.wallet.balance_cents
+
+    @staticmethod
+    def _booked(sale: SaleRecord, balance: int) -> ByBalance:
+        before = sale.balance_before
+        return ByBalance.UNCLEAR if before is None else booked_by_balance(before, balance, sale.amount_cents)
+
+    @staticmethod
+    def _hold_detail(sale: SaleRecord, balance: int, why: str) -> str:
+        return (
+            f"{why}: balance {balance}, before the attempt {sale.balance_before}, "
+            f"amount {sale.amount_cents}; check the wallet and settle by hand"
+        )
+
+    def _unsellable(self, sale: SaleRecord, status: int) -> NotBooked:
+        """The server keeps failing this sale and books nothing: stop, name the products, stop selling
+        them offline (likely an item in no pretix quota, or inactive)."""
+        products = [(str(p), self.product_name(str(p))) for p in dict.fromkeys(sale.products)]
+        named = ", ".join(f"{name} (id {pid})" for pid, name in products)
+        detail = (
+            f"the server answered {status} to every attempt ({self.server_error_limit}) and booked nothing; "
+            f"it cannot book {named}: is the item in a pretix quota and active?"
+        )
+        self.store.mark_unsellable(products, detail)
+        log.error("not selling %s offline any more: %s", named, detail)
+        return NotBooked(False, detail, code=DeclineReason.BAD_PRODUCT)
+
+    async def probe(self) -> bool:
+        """A cheap request that moves no money, to close the circuit breaker."""
+        res = await self.client.terminal_info(timeout=min(5.0, self.client.timeout_s))
+        if isinstance(res, Unavailable):
+            self.health.mark_down(res.reason)
+            return False
+        if isinstance(res, Unauthorized):
+            self.health.mark_token_refused(res.detail)
+            return False
+        self.health.mark_up()
+        return True
