@@ -8,6 +8,7 @@ import socketserver
 import threading
 import types
 from collections.abc import Iterator, Sequence
+from typing import Self
 
 
 def http_response(status: int, body: bytes, content_type: str = "application/json", **headers: str) -> bytes:
@@ -23,9 +24,11 @@ class _Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         sock: socket.socket = self.request
         sock.settimeout(5.0)
+        owner = self.server.owner
+        assert isinstance(owner, RawHttpServer)
         try:
             _read_request(sock)
-            sock.sendall(self.server.owner.next_answer())
+            sock.sendall(owner.next_answer())
             sock.shutdown(socket.SHUT_WR)
             sock.recv(1)  # wait for the client to close, so nothing is reset under its feet
         except OSError:
@@ -35,7 +38,7 @@ class _Handler(socketserver.BaseRequestHandler):
 class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
-    owner: RawHttpServer
+    owner: _LoopbackServer
 
 
 def _read_request(sock: socket.socket) -> bytes:
@@ -59,14 +62,11 @@ def _read_request(sock: socket.socket) -> bytes:
     return data
 
 
-class RawHttpServer:
-    """Answers the n-th connection with ``answers[n]`` (the last one repeats), then closes it."""
+class _LoopbackServer:
+    """A threaded TCP server on 127.0.0.1 serving ``handler``; a context manager that starts and stops it."""
 
-    def __init__(self, answers: Sequence[bytes]) -> None:
-        self.answers = list(answers)
-        self.served = 0
-        self._lock = threading.Lock()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+    def __init__(self, handler: type[socketserver.BaseRequestHandler]) -> None:
+        self._server = _Server(("127.0.0.1", 0), handler)
         self._server.owner = self
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
@@ -74,13 +74,7 @@ class RawHttpServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}/wallet"
 
-    def next_answer(self) -> bytes:
-        with self._lock:
-            answer = self.answers[min(self.served, len(self.answers) - 1)]
-            self.served += 1
-        return answer
-
-    def __enter__(self) -> RawHttpServer:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -90,6 +84,22 @@ class RawHttpServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+class RawHttpServer(_LoopbackServer):
+    """Answers the n-th connection with ``answers[n]`` (the last one repeats), then closes it."""
+
+    def __init__(self, answers: Sequence[bytes]) -> None:
+        self.answers = list(answers)
+        self.served = 0
+        self._lock = threading.Lock()
+        super().__init__(_Handler)
+
+    def next_answer(self) -> bytes:
+        with self._lock:
+            answer = self.answers[min(self.served, len(self.answers) - 1)]
+            self.served += 1
+        return answer
 
 
 @contextlib.contextmanager
@@ -104,7 +114,7 @@ def connect_never_completes() -> Iterator[int]:
             yield port
 
 
-class StaleKeepAliveServer:
+class StaleKeepAliveServer(_LoopbackServer):
     """Answers the first request on each connection (keeping it open, as keep-alive servers do), then
     closes the connection under the next request with no answer: an idle connection the server dropped
     just as the client reused it. ``requests`` lists the request lines received, answered or not."""
@@ -113,43 +123,21 @@ class StaleKeepAliveServer:
         self.answer = answer
         self.requests: list[str] = []
         self._lock = threading.Lock()
-        self._server = _StaleServer(("127.0.0.1", 0), _StaleHandler)
-        self._server.owner = self
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/wallet"
+        super().__init__(_StaleHandler)
 
     def note(self, request: bytes) -> None:
         with self._lock:
             self.requests.append(request.split(b"\r\n", 1)[0].decode("latin-1"))
 
-    def __enter__(self) -> StaleKeepAliveServer:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-
-class _StaleServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    owner: StaleKeepAliveServer
-
 
 class _StaleHandler(socketserver.BaseRequestHandler):
-    server: _StaleServer
+    server: _Server
 
     def handle(self) -> None:
         sock: socket.socket = self.request
         sock.settimeout(5.0)
         owner = self.server.owner
+        assert isinstance(owner, StaleKeepAliveServer)
         try:
             owner.note(_read_request(sock))
             sock.sendall(owner.answer)

@@ -289,9 +289,20 @@ def test_429_is_unavailable_not_applied_with_retry_after(wallet_server: WalletEm
 def test_every_fault_on_a_wallet_lookup_is_unavailable(
     wallet_server: WalletEmulator, kind: FaultKind
 ) -> None:
-    wallet_server.faults.inject(kind, times=1, method="GET", route="wallet", cap_s=10)
+    # twice: a connection dropped unanswered is asked again once (the next test), and fails again here
+    wallet_server.faults.inject(kind, times=2, method="GET", route="wallet", cap_s=10)
     res = run(_one_call(wallet_server, lambda c: c.wallet(MAX), timeout_s=0.5))
     assert isinstance(res, Unavailable), res
+
+
+@pytest.mark.parametrize("kind", [FaultKind.DROP_BEFORE, FaultKind.DROP_AFTER])
+def test_a_lookup_whose_connection_dropped_once_is_asked_again(
+    wallet_server: WalletEmulator, kind: FaultKind
+) -> None:
+    wallet_server.faults.inject(kind, times=1, method="GET", route="wallet")
+    res = run(_one_call(wallet_server, lambda c: c.wallet(MAX), timeout_s=2.0))
+    assert isinstance(res, Found), res
+    assert wallet_server.stats()["requests_by_route"]["wallet"] == 2
 
 
 def test_latency_within_the_timeout_is_fine(wallet_server: WalletEmulator, flavour: str) -> None:
