@@ -286,7 +286,7 @@ class SaleSender:
             self._wait(sale, UNAUTHORIZED_RETRY_S, "unauthorized")
             return Later("unauthorized")
         if isinstance(res, Unavailable):
-            self.health.mark_down(res.reason)
+            self.health.mark_down(res.reason, res.status)
             self._retry_later(sale, res.reason, res.retry_after_s)
             return Later(res.reason)
         self.health.mark_up()
@@ -435,7 +435,7 @@ class SaleSender:
         """A cheap request that moves no money, to close the circuit breaker."""
         res = await self.client.terminal_info(timeout=min(5.0, self.client.timeout_s))
         if isinstance(res, Unavailable):
-            self.health.mark_down(res.reason)
+            self.health.mark_down(res.reason, res.status)
             return False
         if isinstance(res, Unauthorized):
             self.health.mark_token_refused(res.detail)

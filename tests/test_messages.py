@@ -77,20 +77,41 @@ def test_demo_out_on_a_file_or_a_read_only_folder(tmp_path: Path) -> None:
     assert gif_ro.returncode == 2 and "Read-only file system" in one_line(gif_ro.stderr)
 
 
-def test_select_buttons_naming_an_unknown_product_blame_the_buttons(tmp_path: Path) -> None:
+def test_select_buttons_naming_an_unknown_product_are_refused_at_start(tmp_path: Path) -> None:
     extra = '[select]\nbuttons = { b1 = "espresso", b2 = "champagne" }\ncancel_button = "cancel"\n'
     with WalletEmulator.demo("doc") as emulator:
         config = write_config(tmp_path, emulator, products=[], mode="select", extra=extra)
+        run = taptill("run", "--config", str(config), check=False, timeout=60)
+        doctor = server_check(config)
+    assert run.returncode == 2
+    line = last_line(run.stderr)
+    assert line.startswith(
+        "taptill: [select] buttons b2 = 'champagne' names a product the wallet server does not offer; "
+        "it offers: espresso (Espresso)"
+    ), line
+    assert "[terminal] products" not in run.stderr and "taptill ready" not in run.stderr
+    assert doctor[0] == "FAIL" and "[select] buttons b2 = 'champagne'" in doctor[1]
+
+
+def test_a_button_the_cached_product_list_lacks_is_refused_at_an_offline_start(tmp_path: Path) -> None:
+    """The server is down at start: the cached list is what the buttons are checked against."""
+    good = '[select]\nbuttons = { b1 = "espresso" }\ncancel_button = "cancel"\n'
+    with WalletEmulator.demo("doc") as emulator:
+        config = write_config(tmp_path, emulator, products=[], mode="select", extra=good)
         term = TerminalProcess(config)
         try:
-            wait_for(lambda: "champagne" in term.log(), what="the unknown product logged")
+            wait_for(lambda: "taptill ready" in term.log(), what="a start that caches the product list")
         finally:
-            term.stop()
-        doctor = server_check(config)
-    (logged,) = [line for line in term.log().splitlines() if "champagne" in line]
-    assert "[select] buttons b2 = 'champagne' names a product the wallet server does not offer" in logged
-    assert "[terminal] products" not in term.log()
-    assert doctor[0] == "WARN" and "[select] buttons b2 = 'champagne'" in doctor[1]
+            assert term.stop() == 0
+        config.write_text(config.read_text().replace('b1 = "espresso"', 'b1 = "espresso", b2 = "champagne"'))
+        emulator.faults.set_down(True)
+        run = taptill("run", "--config", str(config), check=False, timeout=60)
+    assert run.returncode == 2, run.stderr
+    assert "starting on the cached product list" in run.stderr
+    assert last_line(run.stderr).startswith(
+        "taptill: [select] buttons b2 = 'champagne' names a product the wallet server does not offer"
+    )
+    assert "taptill ready" not in run.stderr
 
 
 def test_a_topup_button_on_a_debit_product_is_refused_at_start(tmp_path: Path) -> None:
