@@ -16,6 +16,7 @@ from hw.gpio.base import Outputs
 from hw.gpio.factory import make_buttons, make_outputs
 from hw.readers.factory import make_reader
 from terminal.catalog import (
+    NoCatalog,
     StartupError,
     TokenRefused,
     check_buttons,
@@ -46,6 +47,8 @@ STARTUP_INFO_TIMEOUT_S = 2.0
 # warm (proxies close idle keep-alive connections after about a minute), so a tap never pays for a
 # new TCP/TLS handshake.
 CATALOG_REFRESH_S = 45.0
+# How soon the product list is asked for again when the last try failed (or there is none at all).
+CATALOG_RETRY_S = 10.0
 SHUTDOWN_GRACE_S = 2.0
 # On SIGTERM the sale under way gets this long to be decided (one tap budget) and dispensed in full;
 # systemd's TimeoutStopSec (20 s in the unit) leaves room for it and the grace above.
@@ -111,29 +114,40 @@ async def _run_locked(
             raise StartupError(
                 f"the wallet server refuses the API token ({exc}); {token_fix(cfg.wallet.token_file)}"
             ) from None
-        if catalog is not None:
+        if isinstance(catalog, NoCatalog):
+            # Nothing to price: out of service (the controller shows it while its catalog is empty)
+            # until the refresh below loads a list; the log says what the server answered.
+            log.error(
+                "no product list: %s and none is cached; out of service until it lists the products "
+                "(asking again every %.0f s)",
+                catalog.describe(),
+                CATALOG_RETRY_S,
+            )
+            health.mark_down(catalog.problem, catalog.status)
+        else:
             problem = check_permission(catalog.info, cfg.terminal.mode)
             if problem:
                 raise StartupError(problem)
             mode = cfg.terminal.mode
-            unknown: list[str] = []
             if mode != "tap":
                 unknown, wrong = check_buttons(
                     catalog.info, mode, cfg.select.buttons if mode == "select" else cfg.topup.buttons
                 )
-                if wrong:  # a button that can never do anything: refused, not found out at the counter
-                    raise StartupError("; ".join(wrong))
+                # A button that can never do anything: refused, not found out at the counter. The cached
+                # list counts too: a button the server dropped since must be fixed before selling.
+                if wrong or unknown:
+                    raise StartupError("; ".join([*unknown, *wrong]))
             if catalog.fresh:
                 ladder_keys = {
                     key for key, m in (cfg.partybroker.drinks if cfg.partybroker else {}).items() if m.ladder
                 }
                 wallet_products = tuple(p for p in cfg.terminal.products if str(p) not in ladder_keys)
-                for line in [*check_products(catalog.info, wallet_products), *unknown]:
+                for line in check_products(catalog.info, wallet_products):
                     log.error("%s", line)
-        if catalog is None or not catalog.fresh:
-            # A cached product list means the server did not answer: start offline, not "online".
-            health.mark_down("no answer at start-up")
-        products = catalog.info.products if catalog else ()
+            else:
+                # A cached product list means the server did not answer: start offline, not "online".
+                health.mark_down(catalog.problem, catalog.status)
+        products = () if isinstance(catalog, NoCatalog) else catalog.info.products
         settings = ControllerSettings(
             products=cfg.terminal.products,
             offline=cfg.offline,
@@ -310,7 +324,7 @@ async def _refresh_catalog(
     partybroker: PartybrokerRuntime | None,
 ) -> None:
     """Prices change on the server; refresh them now and then (and when there was no list at start)."""
-    interval = 10.0 if not device.controller.catalog else CATALOG_REFRESH_S
+    interval = CATALOG_RETRY_S if not device.controller.catalog else CATALOG_REFRESH_S
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)
@@ -327,12 +341,17 @@ async def _refresh_catalog(
         except Exception:  # a full disk or a bad answer must not end price refreshes for good
             log.exception("refreshing the product list failed")
             continue
-        if catalog is None or not catalog.fresh:
+        if isinstance(catalog, NoCatalog) or not catalog.fresh:
             # An idle terminal learns here that the server is gone: the screen and LED say so, and
             # the outbox's probe brings it back.
-            device.health.mark_down("the product list could not be refreshed")
-        elif catalog.info.products != device.controller.catalog:
+            device.health.mark_down(catalog.problem, catalog.status)
+            interval = CATALOG_RETRY_S
+            continue
+        device.health.mark_up()  # it answered with the terminal's token: up, and the token accepted
+        if catalog.info.products != device.controller.catalog:
+            if not device.controller.catalog:
+                log.warning("product list loaded (%d products): selling", len(catalog.info.products))
             device.post(CatalogChanged(catalog.info.products))
             if partybroker is not None:
                 partybroker.publish(catalog.info.products)  # ladder steps are priced by the wallet
-        interval = CATALOG_REFRESH_S if catalog is not None and catalog.fresh else 10.0
+        interval = CATALOG_REFRESH_S

@@ -36,6 +36,20 @@ def token_fix(token_file: Path | None) -> str:
 class Catalog:
     info: TerminalInfo
     fresh: bool  # from the server just now, not from the cache
+    problem: str = ""  # why not fresh: what the server answered, or why it could not be asked
+    status: int | None = None  # the server's HTTP error status when it answered with one
+
+
+@dataclass(frozen=True)
+class NoCatalog:
+    """Neither the server nor the journal's cache gave a product list: nothing can be priced or sold."""
+
+    problem: str  # what the server answered (a 500 names the slugs to check), or why it was not reached
+    status: int | None = None  # the server's HTTP error status when it answered with one
+
+    def describe(self) -> str:
+        said = "unreachable" if self.status is None else "answers with an error"
+        return f"the wallet server {said} ({self.problem})"
 
 
 def _to_json(info: TerminalInfo, trailing_slash: bool) -> dict[str, object]:
@@ -61,9 +75,10 @@ def _from_json(data: object) -> tuple[TerminalInfo, bool] | None:
 
 async def load_catalog(
     client: WalletClient, journal: Journal, timeout_s: float, *, at_start: bool = True
-) -> Catalog | None:
+) -> Catalog | NoCatalog:
     """Fresh terminal info (cached for next time), else the cached copy (``fresh`` False: the server did
-    not answer), else None."""
+    not answer), else NoCatalog saying what the server answered. Raises TokenRefused on a 401 and
+    StartupError (naming the fix) when base_url does not point at a wallet API."""
     res = await client.terminal_info(timeout=timeout_s)
     if isinstance(res, InfoLoaded):
         journal.cache_put(CACHE_KEY, _to_json(res.info, client.trailing_slash))
@@ -81,15 +96,13 @@ async def load_catalog(
     parsed = _from_json(cached[0]) if cached else None
     if parsed is None:
         # a server that answers with an error is not "unreachable": its reason says what to check
-        said = "answers with an error" if res.status is not None else "unreachable"
-        log.warning("wallet server %s (%s) and no cached product list yet", said, res.reason)
-        return None
+        return NoCatalog(res.reason, res.status)
     info, slash = parsed
     client.trailing_slash = slash
     if at_start:
         said = "answers with an error" if res.status is not None else "unreachable"
         log.warning("wallet server %s (%s): starting on the cached product list", said, res.reason)
-    return Catalog(info, fresh=False)
+    return Catalog(info, fresh=False, problem=res.reason, status=res.status)
 
 
 def _offered(info: TerminalInfo) -> str:

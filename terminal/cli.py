@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from terminal.state_lock import StateLock, StateLockError
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+EXIT_NO_TERMINAL = 3  # tap/press: no terminal listens on the sim reader's socket (not a decline)
 EXIT_MISSING = 6  # a library the configuration needs is not installed (as taptill-provision says it)
 
 
@@ -48,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_parser(
             "tap",
             help="tap a card on a running terminal's sim reader and print its decision "
-            "(exit 0 approved, 1 declined or no answer)",
+            f"(exit 0 approved, 1 declined or no answer, {EXIT_NO_TERMINAL} no terminal listening)",
         )
     )
     tap.add_argument(
@@ -62,7 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     press = with_config(
-        sub.add_parser("press", help="press a button through the sim reader (exit 1 if the mode has none)")
+        sub.add_parser(
+            "press",
+            help="press a button through the sim reader (exit 1 if the mode has none, "
+            f"{EXIT_NO_TERMINAL} if no terminal is listening)",
+        )
     )
     press.add_argument(
         "button",
@@ -128,6 +134,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    problem = _not_utf8(args)
+    if problem is not None:
+        print(f"taptill: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         return _dispatch(args)
     except (ConfigError, SecretError) as exc:
@@ -138,6 +148,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def _not_utf8(args: argparse.Namespace) -> str | None:
+    """What is wrong with the first text argument (a UID, a button, a key) that was not UTF-8 on the
+    command line, or None. Python keeps such bytes as lone surrogates, which would otherwise be
+    reported as control characters or fail deep inside (SQLite, the socket)."""
+    for name, value in vars(args).items():
+        if isinstance(value, str) and any("\udc80" <= c <= "\udcff" for c in value):
+            raw = os.fsencode(value)
+            what = "give the card UID in hex, e.g. 04A1B2C3D4E5F6" if name == "uid" else "type it again"
+            return f"{name.upper()} {raw!r} is not UTF-8 text; {what}"
+    return None
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -206,10 +228,18 @@ def _dispatch(args: argparse.Namespace) -> int:
         journal.close()
 
 
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The file among ``folder`` and its parents that stands where a folder must be, or None."""
+    return next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+
+
 def _unwritable_file(path: Path, flag: str) -> str | None:
     """Why the file ``path`` (given with ``flag``) cannot be written, or None; leaves no file behind."""
     if path.is_dir():
         return f"{flag} {path} is a folder; give a file name in it, e.g. {flag} {path / 'taptill.gif'}"
+    blocking = _file_in_the_way(path.parent)
+    if blocking is not None:
+        return f"{flag} {path}: {blocking} is a file, not a folder; choose a path in a folder"
     if not path.parent.is_dir():
         return f"{flag} {path}: folder {path.parent} does not exist; create it (mkdir -p) or choose another"
     existed = path.exists()
@@ -229,6 +259,9 @@ def _unwritable_folder(path: Path, flag: str) -> str | None:
 
     if path.exists() and not path.is_dir():
         return f"{flag} {path} is a file, not a folder; give a folder (it is created if missing)"
+    blocking = _file_in_the_way(path.parent)
+    if blocking is not None:
+        return f"{flag} {path}: {blocking} is a file, not a folder; give a folder (it is created if missing)"
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):
@@ -311,6 +344,13 @@ def _sim(cfg: Config, args: argparse.Namespace) -> int:
             return EXIT_CONFIG
         line = f"press {args.button}"
     elif args.remove:
+        if args.uid:  # the held card is the one taken away: a UID here would be silently ignored
+            print(
+                f"taptill: tap --remove takes no UID (it takes away the card held on the reader); "
+                f"drop {args.uid!r}",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
         line = "remove"
     elif not args.uid:
         print("taptill: tap needs a card UID (or --remove to take a held card away)", file=sys.stderr)
@@ -340,7 +380,7 @@ def _sim(cfg: Config, args: argparse.Namespace) -> int:
             "start it with taptill run",
             file=sys.stderr,
         )
-        return EXIT_FAILURE
+        return EXIT_NO_TERMINAL
     if wait and not answer.startswith("error"):
         print(answer)
         return EXIT_OK if answer.split(":")[0].split(" ")[0] in GOOD_WORDS else EXIT_FAILURE

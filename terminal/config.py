@@ -214,7 +214,7 @@ def _terminal(s: Section, base: Path) -> TerminalConfig:
         mode=mode,
         tap_budget_ms=s.integer("tap_budget_ms", 800, min=100, max=10000),
         locale=s.choice("locale", ("de", "en"), "de"),
-        currency=s.string("currency", "EUR"),
+        currency=_currency(s),
         pairing_url=s.opt_str("pairing_url"),
         screen_hold_s=s.number("screen_hold_s", 3.0, min=0.0, max=MAX_HOLD_S),
         retap_guard_s=s.number("retap_guard_s", 3.0, min=0.0, max=MAX_HOLD_S),
@@ -235,6 +235,16 @@ def _wallet(s: Section, base: Path) -> WalletConfig:
     )
     s.finish()
     return cfg
+
+
+def _currency(s: Section) -> str:
+    """An ISO 4217 code: three letters (EUR, CHF); anything else would be printed as it is on every price."""
+    code = s.string("currency", "EUR")
+    if not (len(code) == 3 and code.isascii() and code.isalpha()):
+        raise ConfigError(
+            f"[terminal] currency is {code!r}; expected an ISO 4217 code of three letters, e.g. \"EUR\""
+        )
+    return code.upper()
 
 
 def _offline(s: Section) -> OfflineConfig:

@@ -20,7 +20,17 @@ from hw.gpio.base import Outputs
 from terminal import boot_clock
 from terminal.controller import Controller
 from terminal.crashpoint import crashpoint
-from terminal.effects import Beep, Charge, Dispense, Effect, LookupWallet, RecordDecline, Show, StartTimer
+from terminal.effects import (
+    Beep,
+    Charge,
+    Dispense,
+    Effect,
+    LookupWallet,
+    Notice,
+    RecordDecline,
+    Show,
+    StartTimer,
+)
 from terminal.events import (
     ButtonPressed,
     CardPresented,
@@ -194,17 +204,24 @@ class DeviceLoop:
         except Exception:  # a status LED must never take the loop down
             log.exception("status LED failed")
         refused = self.health.token_refused is not None
-        if refused != self._token_posted:
-            self._token_posted = refused
-            self.post(TokenChanged(refused))
-            self._note_token(self.health.token_refused)
+        token_changed = refused != self._token_posted
+        if token_changed and refused:
+            self._post_token(refused)
         state = (self.health.online, unconfirmed)
-        if state == self._server_posted:
-            # The controller ignores a repeat, and a tap calls this three times: each post would cost a
-            # wake-up of the loop and a trip round it (issue 10, CPU per tap).
-            return
-        self._server_posted = state
-        self.post(ServerChanged(*state))
+        # The controller ignores a repeat, and a tap calls this three times: each post would cost a
+        # wake-up of the loop and a trip round it (issue 10, CPU per tap).
+        if state != self._server_posted:
+            self._server_posted = state
+            self.post(ServerChanged(*state))
+        if token_changed and not refused:
+            # After the server's state: the screen goes from out of service straight to the price
+            # board, not through an "offline" board the token's refusal left behind.
+            self._post_token(refused)
+
+    def _post_token(self, refused: bool) -> None:
+        self._token_posted = refused
+        self.post(TokenChanged(refused))
+        self._note_token(self.health.token_refused)
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -361,6 +378,8 @@ class DeviceLoop:
                     task.add_done_callback(self._dispensing.discard)
             case Beep(kind):
                 self.outputs.signal(kind)
+            case Notice(message):
+                log.warning("%s", message)
             case StartTimer(token, delay):
                 loop = asyncio.get_running_loop()
                 loop.call_later(delay, self.queue.put_nowait, TimerFired(token))
@@ -496,8 +515,8 @@ class DeviceLoop:
                 case Unauthorized(detail):
                     self.health.mark_token_refused(detail)
                     return WalletRefused(uid, DeclineReason.OUT_OF_SERVICE)
-                case Unavailable(reason):
-                    self.health.mark_down(reason)
+                case Unavailable(reason, status=status):
+                    self.health.mark_down(reason, status)
         return WalletUnreachable(uid, self.journal.offline_view(uid, boot_clock.now(self.clock())))
 
     async def _charge(self, c: Charge) -> Event:

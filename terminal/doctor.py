@@ -178,16 +178,14 @@ async def _wallet_check(cfg: Config) -> Check:
         if mode != "tap"
         else ([], [])
     )
-    if wrong:  # taptill run refuses to start with such a button
-        return Check.fail("server", f"{summary}; {'; '.join(wrong)}")
+    if wrong or unknown:  # taptill run refuses to start with such a button
+        return Check.fail("server", f"{summary}; {'; '.join([*unknown, *wrong])}")
     if missing:
         return Check.warn(
             "server",
             f"{summary}; configured product(s) {', '.join(missing)} not on the "
             "server's list; fix [terminal] products",
         )
-    if unknown:
-        return Check.warn("server", f"{summary}; {'; '.join(unknown)}")
     return Check.ok("server", summary)
 
 

@@ -72,4 +72,11 @@ class StartTimer:
     delay_s: float
 
 
-Effect = Show | LookupWallet | Charge | RecordDecline | Dispense | Beep | StartTimer
+@dataclass(frozen=True)
+class Notice:
+    """One line for staff in the log (warning level): what a guest was refused and what to fix."""
+
+    message: str
+
+
+Effect = Show | LookupWallet | Charge | RecordDecline | Dispense | Beep | StartTimer | Notice

@@ -35,10 +35,13 @@ class ServerHealth:
         if refused is not None or not self.online:
             self._set(True)
 
-    def mark_down(self, problem: str) -> None:
+    def mark_down(self, problem: str, status: int | None = None) -> None:
+        """The server did not give a usable answer: ``status`` is its HTTP error status when it answered
+        (5xx: it is up, and says what is wrong), None when it could not be reached at all."""
         self.last_problem = problem
         if self.online:
-            log.warning("wallet server unreachable (%s): deciding taps offline", problem)
+            said = "unreachable" if status is None else "answers with an error"
+            log.warning("wallet server %s (%s): deciding taps offline", said, problem)
             self._set(False)
 
     def mark_token_refused(self, reason: str) -> None:

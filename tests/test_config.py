@@ -131,10 +131,17 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
         ("gpio", "relays", {"espresso": 54}, "[gpio.relays] espresso is 54; expected at most 53"),
         ("gpio", "relays", {"espresso": "GPIO17"}, "[gpio.relays] espresso must be a whole number"),
         ("gpio", "relays", 17, "[gpio.relays] must be a table"),
+        ("terminal", "currency", "XYZ1", "[terminal] currency is 'XYZ1'; expected an ISO 4217 code of three"),
+        ("terminal", "currency", "€", "[terminal] currency is '€'; expected an ISO 4217 code"),
+        ("terminal", "currency", "EU", "[terminal] currency is 'EU'; expected an ISO 4217 code"),
     ],
 )
 def test_every_mistake_is_one_line_naming_the_key(table: str, key: str, value: object, expected: str) -> None:
     assert error_of(with_key(table, key, value)).startswith(expected)
+
+
+def test_a_currency_is_three_letters_in_capitals() -> None:
+    assert parse_config(with_key("terminal", "currency", "chf")).terminal.currency == "CHF"
 
 
 def test_missing_required_keys_are_named() -> None:

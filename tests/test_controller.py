@@ -9,7 +9,17 @@ import pytest
 
 from terminal.config import OfflineConfig
 from terminal.controller import Controller, ControllerSettings, Phase, operator_hash
-from terminal.effects import Beep, Charge, Dispense, Effect, LookupWallet, RecordDecline, Show, StartTimer
+from terminal.effects import (
+    Beep,
+    Charge,
+    Dispense,
+    Effect,
+    LookupWallet,
+    Notice,
+    RecordDecline,
+    Show,
+    StartTimer,
+)
 from terminal.emulator.wallet import WalletEmulator
 from terminal.events import (
     ButtonPressed,
@@ -417,6 +427,47 @@ def test_a_product_the_server_drops_leaves_the_cart_so_the_screen_is_what_a_tap_
     c.handle(CardPresented(CARD))
     (charge,) = only(c.handle(WalletBalance(CARD, 2000)), Charge)
     assert charge.products == ("espresso",) and charge.amount_cents == -250
+
+
+@pytest.mark.parametrize(
+    ("settings", "button", "dropped"),
+    [(SELECT, "b2", "cappuccino"), (TOPUP, "twenty", "topup_20")],
+    ids=["select", "topup"],
+)
+def test_a_button_whose_product_the_server_dropped_says_so_to_guest_and_staff(
+    settings: ControllerSettings, button: str, dropped: str
+) -> None:
+    c = Controller(settings, CATALOG)
+    if settings.mode == "topup":
+        c.handle(CardPresented(OPERATOR))
+        c.handle(CardRemoved())
+    c.handle(CatalogChanged(tuple(p for p in CATALOG if p.id != dropped)))
+    fx = c.handle(ButtonPressed(button))
+    assert screens(fx) == [DeclinedScreen(DeclineReason.BAD_PRODUCT)]
+    assert screens(fx)[0].text().lines == ("Product unavailable",)
+    assert Beep("error") in fx and c.cart == []
+    (notice,) = only(fx, Notice)
+    said = f"button {button!r} pressed: [{settings.mode}] buttons maps it to {dropped!r}"
+    assert notice.message.startswith(said), notice.message
+    # the cancel button and a button whose product is still offered are not refused
+    assert not only(c.handle(ButtonPressed(settings.cancel_button or "")), Notice)
+    other = next(name for name in settings.buttons if name != button)
+    assert not only(c.handle(ButtonPressed(other)), Notice) and len(c.cart) == 1
+
+
+def test_without_a_product_list_the_terminal_is_out_of_service_in_guest_words() -> None:
+    for settings in (TAP, SELECT):
+        c = Controller(settings, ())
+        ask_staff = OutOfServiceScreen("Please ask staff")
+        assert screens(c.start()) == [ask_staff]
+        fx = c.handle(CardPresented(CARD))
+        assert screens(fx) == [ask_staff] and not only(fx, LookupWallet)
+        fx = c.handle(ButtonPressed("b1"))
+        assert screens(fx) == [ask_staff] and not only(fx, Notice)
+        c.handle(TimerFired(only(fx, StartTimer)[0].token))
+        fx = c.handle(CatalogChanged(CATALOG))  # the list loaded: selling
+        (idle,) = screens(fx)
+        assert isinstance(idle, IdleScreen) and idle.prices
 
 
 def test_select_empty_cart_shows_the_balance_without_charging() -> None:

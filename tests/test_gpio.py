@@ -310,6 +310,49 @@ def test_press_filter_counts_presses_that_last_not_spikes_nor_chatter() -> None:
     assert hold_check(late, 4.200) is False  # and only once
 
 
+def test_a_glitch_mid_press_keeps_the_press_start() -> None:
+    """A 45 ms press (min 30 ms) with a 1 ms gap at 20 ms is one 45 ms press, not two short ones."""
+    clock = Clock()
+    presses = PressFilter(min_press_s=0.03, bounce_s=0.005, clock=clock)
+    clock.now = 0.000
+    first = presses.closed()
+    clock.now = 0.020
+    assert presses.opened() is False
+    clock.now = 0.021
+    reclosed = presses.closed()
+    assert presses.hold_left_s() == pytest.approx(0.009)  # the hold counts from 0 ms, not from 21 ms
+    clock.now = 0.030
+    assert presses.held(first) is False  # an edge came since: this check is not the one
+    clock.now = 0.045
+    assert presses.opened() is True
+    clock.now = 0.051
+    assert presses.held(reclosed) is False  # counted once
+    # a re-close after bounce_s of quiet is a new press: it starts over
+    clock.now = 0.100
+    presses.closed()
+    clock.now = 0.120
+    assert presses.opened() is False
+
+
+def test_a_glitch_mid_press_through_gpiozero_counts_the_press(pins: Any) -> None:
+    presses = Presses()
+    clock = Clock()
+    buttons = GpioButtons(replace(CONFIG, min_press_ms=30, bounce_ms=5), presses, clock=clock)
+    try:
+        coffee = pins.pin(5)
+        coffee.drive_low()
+        clock.now += 0.020
+        coffee.drive_high()  # a 1 ms contact glitch mid-hold
+        clock.now += 0.001
+        coffee.drive_low()
+        clock.now += 0.024
+        coffee.drive_high()
+        time.sleep(3 * buttons.min_press_s)  # any hold check has run by now
+        assert presses.names == ["coffee"]
+    finally:
+        buttons.close()
+
+
 def test_press_filter_without_a_minimum_counts_at_the_closing_edge() -> None:
     clock = Clock()
     presses = PressFilter(min_press_s=0.0, bounce_s=0.05, clock=clock)

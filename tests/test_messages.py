@@ -77,20 +77,41 @@ def test_demo_out_on_a_file_or_a_read_only_folder(tmp_path: Path) -> None:
     assert gif_ro.returncode == 2 and "Read-only file system" in one_line(gif_ro.stderr)
 
 
-def test_select_buttons_naming_an_unknown_product_blame_the_buttons(tmp_path: Path) -> None:
+def test_select_buttons_naming_an_unknown_product_are_refused_at_start(tmp_path: Path) -> None:
     extra = '[select]\nbuttons = { b1 = "espresso", b2 = "champagne" }\ncancel_button = "cancel"\n'
     with WalletEmulator.demo("doc") as emulator:
         config = write_config(tmp_path, emulator, products=[], mode="select", extra=extra)
+        run = taptill("run", "--config", str(config), check=False, timeout=60)
+        doctor = server_check(config)
+    assert run.returncode == 2
+    line = last_line(run.stderr)
+    assert line.startswith(
+        "taptill: [select] buttons b2 = 'champagne' names a product the wallet server does not offer; "
+        "it offers: espresso (Espresso)"
+    ), line
+    assert "[terminal] products" not in run.stderr and "taptill ready" not in run.stderr
+    assert doctor[0] == "FAIL" and "[select] buttons b2 = 'champagne'" in doctor[1]
+
+
+def test_a_button_the_cached_product_list_lacks_is_refused_at_an_offline_start(tmp_path: Path) -> None:
+    """The server is down at start: the cached list is what the buttons are checked against."""
+    good = '[select]\nbuttons = { b1 = "espresso" }\ncancel_button = "cancel"\n'
+    with WalletEmulator.demo("doc") as emulator:
+        config = write_config(tmp_path, emulator, products=[], mode="select", extra=good)
         term = TerminalProcess(config)
         try:
-            wait_for(lambda: "champagne" in term.log(), what="the unknown product logged")
+            wait_for(lambda: "taptill ready" in term.log(), what="a start that caches the product list")
         finally:
-            term.stop()
-        doctor = server_check(config)
-    (logged,) = [line for line in term.log().splitlines() if "champagne" in line]
-    assert "[select] buttons b2 = 'champagne' names a product the wallet server does not offer" in logged
-    assert "[terminal] products" not in term.log()
-    assert doctor[0] == "WARN" and "[select] buttons b2 = 'champagne'" in doctor[1]
+            assert term.stop() == 0
+        config.write_text(config.read_text().replace('b1 = "espresso"', 'b1 = "espresso", b2 = "champagne"'))
+        emulator.faults.set_down(True)
+        run = taptill("run", "--config", str(config), check=False, timeout=60)
+    assert run.returncode == 2, run.stderr
+    assert "starting on the cached product list" in run.stderr
+    assert last_line(run.stderr).startswith(
+        "taptill: [select] buttons b2 = 'champagne' names a product the wallet server does not offer"
+    )
+    assert "taptill ready" not in run.stderr
 
 
 def test_a_topup_button_on_a_debit_product_is_refused_at_start(tmp_path: Path) -> None:
@@ -162,3 +183,58 @@ def test_a_token_file_that_is_a_directory_says_so(tmp_path: Path) -> None:
     said = f"secret file {token} is a directory; point the key at the file in it that holds the secret"
     assert run.returncode == 2 and one_line(run.stderr) == f"taptill: {said}"
     assert [(c.status, c.detail) for c in doctor] == [("FAIL", said)]
+
+
+def test_a_uid_that_is_not_utf8_is_named_as_such(tmp_path: Path) -> None:
+    with WalletEmulator.demo("doc") as emulator:
+        config = write_config(tmp_path, emulator)
+        # b"\xff\xfe" on the command line (Python passes these surrogates on as those bytes)
+        tap = taptill("tap", "--config", str(config), "\udcff\udcfe", check=False)
+        key = taptill("settle", "--config", str(config), "k\udcff", "--booked", check=False)
+        button = taptill("press", "--config", str(config), "\udcff", check=False)
+    assert tap.returncode == 2
+    assert one_line(tap.stderr) == (
+        "taptill: UID b'\\xff\\xfe' is not UTF-8 text; give the card UID in hex, e.g. 04A1B2C3D4E5F6"
+    )
+    assert key.returncode == 2
+    assert one_line(key.stderr) == "taptill: KEY b'k\\xff' is not UTF-8 text; type it again"
+    assert button.returncode == 2 and "is not UTF-8 text" in one_line(button.stderr)
+
+
+def test_a_file_where_a_folder_must_be_is_named(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("mine\n")
+    gif = taptill("demo", "--gif", str(afile / "x.gif"), check=False)
+    out = taptill("demo", "--out", str(afile / "sub" / "out"), check=False)
+    assert gif.returncode == 2 and one_line(gif.stderr) == (
+        f"taptill: --gif {afile / 'x.gif'}: {afile} is a file, not a folder; choose a path in a folder"
+    )
+    assert out.returncode == 2 and one_line(out.stderr) == (
+        f"taptill: --out {afile / 'sub' / 'out'}: {afile} is a file, not a folder; "
+        "give a folder (it is created if missing)"
+    )
+    assert afile.read_text() == "mine\n"
+
+
+def test_tap_remove_takes_no_uid_and_no_terminal_has_its_own_exit_code(tmp_path: Path) -> None:
+    with WalletEmulator.demo("doc") as emulator:
+        config = write_config(tmp_path, emulator)
+        remove = taptill("tap", "--config", str(config), "--remove", "04A1B2C3D4E5F6", check=False)
+        nobody = taptill("tap", "--config", str(config), "04A1B2C3D4E5F6", check=False)
+        nobody_press = taptill("press", "--config", str(config), "b1", check=False)
+    assert remove.returncode == 2 and one_line(remove.stderr) == (
+        "taptill: tap --remove takes no UID (it takes away the card held on the reader); "
+        "drop '04A1B2C3D4E5F6'"
+    )
+    assert nobody.returncode == 3 and one_line(nobody.stderr).startswith("taptill: no terminal listening on")
+    assert nobody_press.returncode == 3
+    usage = taptill("--help").stdout
+    assert "3 no terminal listening" in " ".join(usage.split()), usage
+
+
+def test_a_stop_says_outputs_released_once(tmp_path: Path) -> None:
+    with WalletEmulator.demo("doc") as emulator:
+        term = TerminalProcess(write_config(tmp_path, emulator))
+        wait_for(lambda: "taptill ready" in term.log(), what="the terminal to start")
+        assert term.stop() == 0
+    assert term.log().count("outputs released") == 1, term.log()

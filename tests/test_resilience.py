@@ -20,10 +20,11 @@ from hw.readers.sim import COMMAND_DEADLINE_S
 from terminal.config import OfflineConfig
 from terminal.controller import Controller, ControllerSettings, Phase
 from terminal.device_loop import DeviceLoop
+from terminal.effects import Show
 from terminal.emulator.faults import FaultKind
 from terminal.emulator.terminal_config import write_terminal_config
 from terminal.emulator.wallet import WalletEmulator
-from terminal.events import CardPresented, CardRemoved, ServerChanged
+from terminal.events import CardPresented, CardRemoved, ServerChanged, TokenChanged
 from terminal.journal import Journal
 from terminal.model import Product
 from terminal.sale_sender import MIN_PAUSE_S, SaleSender
@@ -113,6 +114,64 @@ def test_the_controller_is_told_of_server_changes_not_of_repeats(tmp_path: Path)
 
     told = asyncio.run(main())
     assert [(e.online, e.unconfirmed) for e in told] == [(True, 0), (False, 0), (True, 1)]
+
+
+def test_a_token_accepted_again_goes_from_out_of_service_straight_to_the_price_board(tmp_path: Path) -> None:
+    """Refused: the token's state first (no offline board before out of service); accepted again: the
+    server's state first, so the screen never shows the offline board the refusal left behind."""
+
+    async def main() -> tuple[list[object], list[str]]:
+        journal = Journal.open(tmp_path / "j.sqlite3")
+        client = WalletClient("http://127.0.0.1:9/api", Secret("t"), timeout_s=1.0)
+        health = ServerHealth()
+        controller = Controller(
+            ControllerSettings(products=("espresso",), offline=OfflineConfig(), screen_hold_s=0.0),
+            (Product("espresso", "Espresso", 250),),
+        )
+        loop = DeviceLoop(
+            controller=controller,
+            journal=journal,
+            client=client,
+            sender=SaleSender(journal, client, health, dedupes=True),
+            health=health,
+            display=NullDisplay(),
+            outputs=LogOutputs(),
+            description="x",
+            tag=None,
+            tap_budget_s=0.8,
+        )
+        loop.attach()
+        try:
+            loop.server_changed()
+            health.mark_token_refused("Invalid token.")
+            loop.server_changed()
+            health.mark_up()
+            loop.server_changed()
+            await asyncio.sleep(0.05)
+            told: list[object] = []
+            shown: list[str] = []
+            while not loop.queue.empty():
+                event = loop.queue.get_nowait()
+                told.append(event)
+                assert isinstance(event, ServerChanged | TokenChanged)
+                for effect in controller.handle(event):
+                    if isinstance(effect, Show):
+                        shown.append(effect.screen.text().title)
+            return told, shown
+        finally:
+            await client.aclose()
+            journal.close()
+
+    told, shown = asyncio.run(main())
+    assert told == [
+        ServerChanged(True, 0),
+        TokenChanged(True),
+        ServerChanged(False, 0),
+        ServerChanged(True, 0),
+        TokenChanged(False),
+    ]
+    assert "OFFLINE" not in shown, shown
+    assert shown[-1] == "Tap your card", shown
 
 
 def test_an_unparseable_answer_ends_the_tap_and_the_next_tap_is_served(

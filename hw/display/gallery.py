@@ -65,7 +65,9 @@ SAMPLES: dict[str, Screen] = {
     "not_registered_qr": NotRegisteredScreen(uid="04A1B2C3D4E5F6", pairing_url=PAIRING_URL),
     "reader_offline": ReaderOfflineScreen(detail="Reconnecting to the card reader"),
     "out_of_service": OutOfServiceScreen(message=ASK_STAFF),
-    "cart": CartScreen(items=(CartLine("Beer", 2, 290), CartLine("Club Mate", 1, 250))),
+    "cart": CartScreen(
+        items=(CartLine("Beer", 2, 290), CartLine("Club Mate", 1, 250)), cancel_button="cancel"
+    ),
     "balance": BalanceScreen(balance_cents=1234),
     "kiosk_locked": KioskLockedScreen(),
     "kiosk": KioskScreen(amount_cents=2000),

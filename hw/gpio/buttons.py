@@ -21,8 +21,10 @@ class PressFilter:
     A press counts once the contact has stayed closed for ``min_press_s`` without an edge (a spike on a
     long wire is shorter than that); it counts while still held, or at the opening edge when the check
     while held came late. Contact chatter is not a new press: a closing edge within ``bounce_s`` of the
-    last opening edge continues the press before it, so neither bounce on release nor a glitch during a
-    long hold counts twice. Thread-safe: edges arrive on gpiozero's thread, hold checks on a timer's.
+    last opening edge continues the press before it and keeps its start, so neither bounce on release nor
+    a glitch during a long hold counts twice, and a glitch mid-hold does not restart the hold either (a
+    45 ms press with a 1 ms gap in it is one 45 ms press). Thread-safe: edges arrive on gpiozero's
+    thread, hold checks on a timer's.
     """
 
     def __init__(
@@ -44,9 +46,15 @@ class PressFilter:
         with self._lock:
             self._edge += 1
             if now - self._last_open >= self._bounce_s:
-                self._counted = False  # quiet long enough since the last release: a new press may count
-            self._closed, self._closed_at = True, now
+                # quiet long enough since the last release: a new press, which may count, starts now
+                self._counted, self._closed_at = False, now
+            self._closed = True
             return self._edge
+
+    def hold_left_s(self) -> float:
+        """Seconds the current closure must still last to make a press (0 when it already has)."""
+        with self._lock:
+            return max(0.0, self.min_press_s - (self._clock() - self._closed_at))
 
     def held(self, edge: int) -> bool:
         """The hold check for closing edge ``edge``; True when it makes a press."""
@@ -116,8 +124,9 @@ class GpioButtons:
                 self._report(name, presses.held(edge))
 
             # A timer per closing edge: edges are few (a finger, some chatter), and an edge that comes
-            # before it fires makes its check a no-op (PressFilter.held compares edge numbers).
-            timer = threading.Timer(self.min_press_s, check_hold)
+            # before it fires makes its check a no-op (PressFilter.held compares edge numbers). It waits
+            # only what the press still lacks: chatter mid-hold does not delay the count.
+            timer = threading.Timer(presses.hold_left_s(), check_hold)
             timer.daemon = True
             with self._timers_lock:
                 if self._closing:

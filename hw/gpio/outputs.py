@@ -219,5 +219,7 @@ class LogOutputs:
         self.online = online
 
     def release(self) -> None:
+        # Called on every way out (the stop, then the clean-up that makes sure): said once.
+        if not self.released:
+            log.info("outputs released")
         self.released = True
-        log.info("outputs released")

@@ -16,7 +16,17 @@ from typing import Literal
 from terminal.controller.mode import BalanceCheck, Redraw, Refusal, Sale
 from terminal.controller.modes import MODES
 from terminal.controller.settings import ControllerSettings
-from terminal.effects import Beep, Charge, Dispense, Effect, LookupWallet, RecordDecline, Show, StartTimer
+from terminal.effects import (
+    Beep,
+    Charge,
+    Dispense,
+    Effect,
+    LookupWallet,
+    Notice,
+    RecordDecline,
+    Show,
+    StartTimer,
+)
 from terminal.events import (
     ButtonPressed,
     CardPresented,
@@ -56,8 +66,11 @@ from terminal.screens import (
 )
 from terminal.wallet.balance import pays
 
-# What the out-of-service screen says while the wallet server refuses the terminal's API token.
-TOKEN_REFUSED_TEXT = "terminal not authorised"
+# What the out-of-service screen says while the wallet server refuses the terminal's API token: guest
+# words; the reason (and the token file to fix) is in the log, `taptill status` and `taptill doctor`.
+TOKEN_REFUSED_TEXT = ASK_STAFF
+# What it says while there is no product list (none loaded yet, none cached): nothing can be priced.
+NO_PRODUCTS_TEXT = ASK_STAFF
 
 
 class Phase(Enum):
@@ -125,6 +138,8 @@ class Controller:
             return OutOfServiceScreen(self.storage_error)
         if self.token_refused:
             return OutOfServiceScreen(TOKEN_REFUSED_TEXT)
+        if not self.catalog:
+            return OutOfServiceScreen(NO_PRODUCTS_TEXT)
         if not self.reader_online:
             return ReaderOfflineScreen("reconnecting…")
         return self.mode.idle_screen()
@@ -229,13 +244,15 @@ class Controller:
     def _button(self, name: str) -> list[Effect]:
         if self.closing or self.busy:
             return []
+        if not self.catalog:
+            return self._result(OutOfServiceScreen(NO_PRODUCTS_TEXT), Beep("error"))
         return self._answer(self.mode.button(name))
 
     def _answer(self, answer: Refusal | Redraw | None) -> list[Effect]:
         """Carry out what the mode answered to a card or a button that needed no lookup."""
         match answer:
-            case Refusal(screen, beep):
-                return self._result(screen, Beep(beep))
+            case Refusal(screen, beep, note):
+                return self._result(screen, Beep(beep), *([Notice(note)] if note else []))
             case Redraw(effects):
                 self.phase = Phase.IDLE
                 return [Show(self.idle_screen()), *effects]
@@ -256,6 +273,8 @@ class Controller:
         if self.token_refused:
             # Not asked again for every guest: the outbox probes, and TokenChanged ends this.
             return self._result(OutOfServiceScreen(TOKEN_REFUSED_TEXT), Beep("error"))
+        if not self.catalog:
+            return self._result(OutOfServiceScreen(NO_PRODUCTS_TEXT), Beep("error"))
         match self.mode.card(uid):
             case BalanceCheck():
                 return self._lookup(_Tap(uid, (), 0, kind="balance"))

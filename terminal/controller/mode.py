@@ -15,8 +15,8 @@ from typing import ClassVar, Protocol
 from hw.gpio.base import Signal
 from terminal.controller.settings import ControllerSettings
 from terminal.effects import Effect
-from terminal.model import Product, ProductId
-from terminal.screens import IdleScreen, OfflineScreen, PriceLine, Screen
+from terminal.model import DeclineReason, Product, ProductId
+from terminal.screens import DeclinedScreen, IdleScreen, OfflineScreen, PriceLine, Screen
 
 
 class Till(Protocol):
@@ -66,6 +66,7 @@ class Refusal:
 
     screen: Screen
     beep: Signal
+    note: str = ""  # a line for the log (what staff must fix), if the refusal has one
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,21 @@ class SellMode:
         if product is None:
             return False
         return product.price_cents < 0 if self.credits else product.price_cents >= 0
+
+    def unavailable(self, name: str) -> Refusal | None:
+        """A refusal when button ``name`` names a product this mode cannot sell now (the server dropped
+        it, or never offered it as this mode's kind): the guest sees why, staff read what to fix; a
+        press is never silently ignored. None for the cancel button and a button that can sell."""
+        s = self.till.settings
+        if name == s.cancel_button or name not in s.buttons or self.sells(s.buttons[name]):
+            return None
+        pid = s.buttons[name]
+        kind = "credit product" if self.credits else "product for sale"
+        note = (
+            f"button {name!r} pressed: [{s.mode}] buttons maps it to {pid!r}, which the wallet server "
+            f"does not offer as a {kind} now; fix the button or the server's product list"
+        )
+        return Refusal(DeclinedScreen(DeclineReason.BAD_PRODUCT), "error", note)
 
     def pick(self, name: str) -> bool:
         """Button ``name`` empties the cart (the cancel button) or adds its product; False: neither."""

@@ -27,6 +27,8 @@ class SelectMode(SellMode):
         return Sale(tuple(self.cart), goods=tuple(self.cart))
 
     def button(self, name: str) -> Refusal | Redraw | None:
+        if (refusal := self.unavailable(name)) is not None:
+            return refusal
         if not self.pick(name):
             return None
         self._cart_token = self.till.token()

@@ -49,6 +49,8 @@ class TopupMode(SellMode):
     def button(self, name: str) -> Refusal | Redraw | None:
         if self.operator is None:
             return Refusal(DeclinedScreen(DeclineReason.KIOSK_LOCKED), "declined")
+        if (refusal := self.unavailable(name)) is not None:
+            return refusal
         if not self.pick(name):
             return None
         return Redraw((self._stay_unlocked(),))  # the operator is busy: stay unlocked

@@ -210,7 +210,7 @@ class WalletDestination:
             self.health.mark_token_refused(res.detail)
             return Unreachable("unauthorized", UNAUTHORIZED_RETRY_S)
         if isinstance(res, Unavailable):
-            self.health.mark_down(res.reason)
+            self.health.mark_down(res.reason, res.status)
             return Ambiguous(res.reason, res.maybe_applied, res.retry_after_s)
         self.health.mark_up()
         crashpoint("after_reconcile_read")
@@ -245,7 +245,7 @@ class WalletDestination:
         """A cheap request that moves no money, to close the circuit breaker."""
         res = await self.client.terminal_info(timeout=min(5.0, self.client.timeout_s))
         if isinstance(res, Unavailable):
-            self.health.mark_down(res.reason)
+            self.health.mark_down(res.reason, res.status)
             return False
         if isinstance(res, Unauthorized):
             self.health.mark_token_refused(res.detail)
