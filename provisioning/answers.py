@@ -11,7 +11,7 @@ from pathlib import Path
 
 from terminal.config import ConfigError, parse_gpio, parse_select, parse_topup
 from terminal.config_section import Section
-from terminal.secret import Secret
+from terminal.service.secret import Secret
 
 
 class AnswersError(Exception):

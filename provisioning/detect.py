@@ -15,7 +15,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from terminal.drivers import GPIOZERO, LUMA_OLED, NFCPY, PYSCARD, Driver, install_hint
+from terminal.service.drivers import GPIOZERO, LUMA_OLED, NFCPY, PYSCARD, Driver, install_hint
 
 I2C_SLAVE = 0x0703
 OLED_ADDRESSES = (0x3C, 0x3D)

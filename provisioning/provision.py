@@ -44,12 +44,12 @@ from provisioning.render import (
     sysusers_conf,
     unit_text,
 )
-from terminal.catalog import check_permission
 from terminal.config import ConfigError, parse_config, parse_gpio
 from terminal.config_section import Section
 from terminal.model import TerminalInfo
 from terminal.money import format_cents
 from terminal.partybroker.client import Drink
+from terminal.wallet.catalog import check_permission
 
 EXIT_CHANGED = 0
 EXIT_USAGE = 2

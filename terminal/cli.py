@@ -13,11 +13,11 @@ from typing import Any
 
 from terminal.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from terminal.journal import Journal, JournalDamaged, JournalError, JournalMissing, SaleRecord
-from terminal.log_setup import setup_logging
 from terminal.model import SaleState
 from terminal.money import format_cents
-from terminal.secret import SecretError
-from terminal.state_lock import StateLock, StateLockError
+from terminal.service.log_setup import setup_logging
+from terminal.service.secret import SecretError
+from terminal.service.state_lock import StateLock, StateLockError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -172,12 +172,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"taptill: {problem}", file=sys.stderr)
         return EXIT_CONFIG
     if cmd == "demo":
-        from terminal.demo import run_demo
+        from terminal.ops.demo import run_demo
 
         setup_logging(False)
         return run_demo(out=args.out, interactive=args.interactive, mode=args.mode, gif=args.gif)
     if cmd == "doctor":  # before load_config: a broken config is one of the things it reports
-        from terminal.doctor import run_doctor
+        from terminal.ops.doctor import run_doctor
 
         return run_doctor(args.config, as_json=args.json)
     if cmd == "operator-hash":
@@ -272,9 +272,9 @@ def _unwritable_folder(path: Path, flag: str) -> str | None:
 
 
 def _run(cfg: Config, verbose: bool, gif: Path | None) -> int:
-    from terminal.app import RunOptions, run_terminal
-    from terminal.catalog import StartupError
-    from terminal.drivers import MissingDriver
+    from terminal.service.drivers import MissingDriver
+    from terminal.service.run import RunOptions, run_terminal
+    from terminal.wallet.catalog import StartupError
 
     setup_logging(verbose)
     try:
@@ -290,7 +290,7 @@ def _run(cfg: Config, verbose: bool, gif: Path | None) -> int:
 
 def _recover(cfg: Config, source: Path | None) -> int:
     """Salvage what SQLite can read of a damaged journal (or of ``source``); lists the salvaged sales."""
-    from terminal.salvage import salvage_in_place, salvage_into
+    from terminal.ops.salvage import salvage_in_place, salvage_into
 
     path = cfg.journal_path
     with StateLock(cfg.terminal.state_dir, "recover"):
@@ -368,7 +368,7 @@ def _sim(cfg: Config, args: argparse.Namespace) -> int:
             return EXIT_CONFIG
         wait = not (args.hold or args.no_wait)
         line = f"{'present' if args.hold else 'tap-wait' if wait else 'tap'} {uid}"
-    from terminal.tap_outcome import DECISION_MARGIN_S, GOOD_WORDS
+    from terminal.ops.tap_outcome import DECISION_MARGIN_S, GOOD_WORDS
 
     # the terminal answers a tap-wait within its budget and margin; a little more for the socket itself
     timeout_s = cfg.terminal.tap_budget_ms / 1000 + DECISION_MARGIN_S + 2.0 if wait else 5.0
@@ -497,7 +497,7 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
         print(f"NOT SELLING:     {name} (id {pid}) since {since}: {reason}")
     print(f"reader:          {reader['summary']}")
     if token_refused is not None:
-        from terminal.catalog import token_fix
+        from terminal.wallet.catalog import token_fix
 
         print(
             f"OUT OF SERVICE:  the wallet server refuses the API token since {token_refused['since']} "
@@ -526,8 +526,8 @@ def _token_refused(journal: Journal, cfg: Config) -> dict[str, Any] | None:
     """{"reason", "since"} while the running terminal's API token is refused by the server, else None."""
     import time
 
-    from terminal.server_health import TOKEN_CACHE_KEY
-    from terminal.state_lock import running_terminal
+    from terminal.service.state_lock import running_terminal
+    from terminal.wallet.health import TOKEN_CACHE_KEY
 
     cached = journal.cache_get(TOKEN_CACHE_KEY)
     record = cached[0] if cached is not None and isinstance(cached[0], dict) else {}
@@ -542,8 +542,8 @@ def _reader_status(journal: Journal, cfg: Config) -> dict[str, Any]:
     """The running terminal's reader: online or not, since when, failures in a row, and a summary line."""
     import time
 
-    from terminal.reader_health import CACHE_KEY, ReaderHealth
-    from terminal.state_lock import running_terminal
+    from terminal.service.reader_health import CACHE_KEY, ReaderHealth
+    from terminal.service.state_lock import running_terminal
 
     pid = running_terminal(cfg.terminal.state_dir)
     cached = journal.cache_get(CACHE_KEY)
@@ -566,7 +566,7 @@ def _reader_status(journal: Journal, cfg: Config) -> dict[str, Any]:
 
 def _loop_lag_status(journal: Journal) -> dict[str, Any]:
     """The device loop's stalls since the running (or last) terminal started."""
-    from terminal.loop_lag import CACHE_KEY, WARN_MS
+    from terminal.service.loop_lag import CACHE_KEY, WARN_MS
 
     cached = journal.cache_get(CACHE_KEY)
     state = cached[0] if cached is not None and isinstance(cached[0], dict) else {}

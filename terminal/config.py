@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Literal
 
 from terminal.config_section import ConfigError, Section
-from terminal.model import PERMISSIONS, Permission, ProductId
+from terminal.model import ProductId
 from terminal.partybroker.config import PartybrokerConfig, parse_partybroker
+from terminal.wallet.config import WalletConfig, parse_wallet_config
 
 DEFAULT_CONFIG_PATH = Path("/etc/taptill/config.toml")
 # A result screen or a re-tap guard longer than a minute would only keep the next guest waiting.
@@ -45,16 +46,6 @@ class TerminalConfig:
     screen_hold_s: float = 3.0
     # No second charge of a card while its result shows nor this long after its last one (0: no guard).
     retap_guard_s: float = 3.0
-
-
-@dataclass(frozen=True)
-class WalletConfig:
-    base_url: str
-    token_file: Path | None
-    permission: Permission = "debit"
-    dedupes: bool = False
-    timeout_s: float = 10.0
-    server_error_limit: int = 3  # error answers found not booked before a sale is rejected
 
 
 @dataclass(frozen=True)
@@ -176,7 +167,7 @@ def parse_config(data: dict[str, object], source: Path | None = None) -> Config:
     terminal = _terminal(root.table("terminal"), base)
     cfg = Config(
         terminal=terminal,
-        wallet=_wallet(root.table("wallet"), base),
+        wallet=parse_wallet_config(root.table("wallet"), base),
         offline=_offline(root.table("offline")),
         reader=_reader(root.table("reader"), base),
         display=_display(root.table("display"), base),
@@ -218,20 +209,6 @@ def _terminal(s: Section, base: Path) -> TerminalConfig:
         pairing_url=s.opt_str("pairing_url"),
         screen_hold_s=s.number("screen_hold_s", 3.0, min=0.0, max=MAX_HOLD_S),
         retap_guard_s=s.number("retap_guard_s", 3.0, min=0.0, max=MAX_HOLD_S),
-    )
-    s.finish()
-    return cfg
-
-
-def _wallet(s: Section, base: Path) -> WalletConfig:
-    token_file = s.opt_path("token_file")
-    cfg = WalletConfig(
-        base_url=s.url("base_url"),
-        token_file=_resolve(base, token_file) if token_file else None,
-        permission=s.choice("permission", PERMISSIONS, "debit"),
-        dedupes=s.flag("dedupes", False),
-        timeout_s=s.number("timeout_s", 10.0, min=0.1),
-        server_error_limit=s.integer("server_error_limit", 3, min=1, max=100),
     )
     s.finish()
     return cfg

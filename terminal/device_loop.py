@@ -17,9 +17,7 @@ from collections.abc import Callable, Sequence
 
 from hw.display.base import Display
 from hw.gpio.base import Outputs
-from terminal import boot_clock
 from terminal.controller import Controller
-from terminal.crashpoint import crashpoint
 from terminal.effects import (
     Beep,
     Charge,
@@ -51,18 +49,20 @@ from terminal.events import (
     WalletUnreachable,
 )
 from terminal.journal import Journal, JournalError, SaleRecord, remember_card_statement
-from terminal.loop_lag import CACHE_KEY as LAG_CACHE_KEY
-from terminal.loop_lag import LagStats, LoopLagMonitor, stats_json
 from terminal.model import DeclineReason
-from terminal.reader_health import CACHE_KEY as READER_CACHE_KEY
-from terminal.reader_health import ReaderHealth
-from terminal.sale_sender import Delivered, Later, Refusal, SaleSender
+from terminal.ops.tap_outcome import DECISION_MARGIN_S, decision_line
 from terminal.screens import ASK_STAFF
-from terminal.sd_notify import Notifier
-from terminal.server_health import TOKEN_CACHE_KEY, ServerHealth
-from terminal.tap_outcome import DECISION_MARGIN_S, decision_line
+from terminal.service import boot_clock
+from terminal.service.crashpoint import crashpoint
+from terminal.service.loop_lag import CACHE_KEY as LAG_CACHE_KEY
+from terminal.service.loop_lag import LagStats, LoopLagMonitor, stats_json
+from terminal.service.reader_health import CACHE_KEY as READER_CACHE_KEY
+from terminal.service.reader_health import ReaderHealth
+from terminal.service.sd_notify import Notifier
 from terminal.wallet.client import WalletClient
+from terminal.wallet.health import TOKEN_CACHE_KEY, ServerHealth
 from terminal.wallet.outcomes import Found, NotFound, Refused, Unauthorized, Unavailable
+from terminal.wallet.sale_sender import Delivered, Later, Refusal, SaleSender
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class DeviceLoop:
         self.post(ButtonPressed(name))
 
     def tap_decision(self, uid: str) -> str:
-        """Tap ``uid`` (presented and taken away) and wait for the decision line (terminal.tap_outcome),
+        """Tap ``uid`` (presented and taken away) and wait for the decision line (terminal.ops.tap_outcome),
         at most the tap budget and DECISION_MARGIN_S; ``error: …`` when none came in time. Called from
         the sim reader's thread (``tap-wait UID``)."""
         timeout_s = self.tap_budget_s + DECISION_MARGIN_S

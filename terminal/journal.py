@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from terminal.boot_clock import Moment, age_s
 from terminal.model import DeclineReason, ProductId, SaleState
+from terminal.service.boot_clock import Moment, age_s
 
 log = logging.getLogger(__name__)
 
@@ -310,7 +310,7 @@ class Journal:
     def open(cls, path: Path) -> Journal:
         """Open (creating, checking and migrating) the journal at ``path``: what ``taptill run`` uses.
 
-        Raises JournalDamaged for a corrupt journal, which stays where it is (``terminal.salvage``
+        Raises JournalDamaged for a corrupt journal, which stays where it is (``terminal.ops.salvage``
         moves it aside and salvages its sales), and JournalError when it cannot be read or written.
         """
         try:

@@ -19,10 +19,10 @@ from terminal.emulator.faults import FaultKind
 from terminal.emulator.wallet import WalletEmulator
 from terminal.journal import Journal
 from terminal.model import SaleState
-from terminal.sale_sender import Later, SaleSender
-from terminal.secret import Secret
-from terminal.server_health import ServerHealth
+from terminal.service.secret import Secret
 from terminal.wallet.client import WalletClient
+from terminal.wallet.health import ServerHealth
+from terminal.wallet.sale_sender import Later, SaleSender
 from tests.terminal_lab import (
     MAX,
     TerminalProcess,
@@ -143,7 +143,7 @@ def test_a_backward_step_does_not_park_a_retry_for_a_day(tmp_path: Path) -> None
 
 def test_a_forward_step_does_not_age_a_cards_balance(tmp_path: Path) -> None:
     journal = Journal.open(tmp_path / "journal.sqlite3")
-    from terminal import boot_clock
+    from terminal.service import boot_clock
 
     seen = boot_clock.now()
     journal.remember_card(MAX, 2000, seen)

@@ -31,12 +31,12 @@ from terminal.controller import Controller, ControllerSettings
 from terminal.device_loop import DeviceLoop
 from terminal.journal import Journal
 from terminal.model import Product
-from terminal.sale_sender import SaleSender
 from terminal.screens import ApprovedScreen, IdleScreen, PriceLine, ProcessingScreen, Screen
-from terminal.sd_notify import Notifier
-from terminal.secret import Secret
-from terminal.server_health import ServerHealth
+from terminal.service.sd_notify import Notifier
+from terminal.service.secret import Secret
 from terminal.wallet.client import WalletClient
+from terminal.wallet.health import ServerHealth
+from terminal.wallet.sale_sender import SaleSender
 
 # luma.oled still calls Image.getdata(), which Pillow deprecates; not ours to fix
 pytestmark = [pytest.mark.oled, pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")]

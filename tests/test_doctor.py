@@ -7,9 +7,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from terminal.doctor import SERVER_TIMEOUT_S, diagnose
 from terminal.emulator.faults import FaultKind
 from terminal.emulator.wallet import WalletEmulator
+from terminal.ops.doctor import SERVER_TIMEOUT_S, diagnose
 from tests.terminal_lab import MAX, TerminalProcess, journal_lines, taptill, wait_for, write_config
 
 

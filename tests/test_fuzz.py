@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from terminal.config import ConfigError, parse_config
-from terminal.secret import Secret
+from terminal.service.secret import Secret
 from terminal.uid import InvalidUid, normalise_uid
 from terminal.wallet.client import WalletClient
 from terminal.wallet.outcomes import Applied, Found, InfoLoaded, NotFound, Refused, Unauthorized, Unavailable

@@ -25,12 +25,12 @@ from PIL import Image, ImageChops
 from hw.display.render import render
 from hw.readers.pcsc import READER_SETTLE_S, PcscReader
 from hw.readers.sim import send_command
-from terminal.app import RunOptions, run_terminal
 from terminal.config import Config, load_config
 from terminal.emulator.readers.pcsc_lab import SOCKET_ENV, PcscDaemon, VirtualCard
 from terminal.emulator.readers.type2_tag import Type2TagEmulator
 from terminal.emulator.wallet import WalletEmulator
 from terminal.screens import ApprovedScreen, ProcessingScreen
+from terminal.service.run import RunOptions, run_terminal
 from tests.pcsc_lab import (  # noqa: F401  (fixtures)
     RecordingListener,
     pcsc_daemon_fixture,

@@ -11,7 +11,7 @@ import pytest
 
 from terminal.journal import MIGRATIONS, Journal, JournalDamaged, JournalError
 from terminal.model import DeclineReason, SaleState
-from terminal.salvage import open_journal_salvaging
+from terminal.ops.salvage import open_journal_salvaging
 from tests.terminal_lab import ERIKA, MAX
 
 

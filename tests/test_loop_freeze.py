@@ -18,11 +18,11 @@ from typing import Any
 from terminal.emulator.faults import FaultKind
 from terminal.emulator.wallet import WalletEmulator
 from terminal.journal import Journal
-from terminal.loop_lag import LoopLagMonitor
-from terminal.sale_sender import SaleSender
-from terminal.secret import Secret
-from terminal.server_health import ServerHealth
+from terminal.service.loop_lag import LoopLagMonitor
+from terminal.service.secret import Secret
 from terminal.wallet.client import WalletClient
+from terminal.wallet.health import ServerHealth
+from terminal.wallet.sale_sender import SaleSender
 from tests.terminal_lab import MAX, TerminalProcess, journal_lines, settled, taptill, wait_for, write_config
 
 # A background loop that waits as it should burns a few per cent of a core at most; one that goes round

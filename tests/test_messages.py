@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 
 from terminal.controller import operator_hash
-from terminal.doctor import diagnose
 from terminal.emulator.faults import FaultKind
 from terminal.emulator.wallet import WalletEmulator
+from terminal.ops.doctor import diagnose
 from tests.raw_http import RawHttpServer, http_response
 from tests.terminal_lab import TerminalProcess, taptill, wait_for, write_config
 

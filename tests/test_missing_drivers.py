@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from terminal.drivers import GPIOZERO, LUMA_OLED, NFCPY, PYSCARD, Driver, Install, install_hint
 from terminal.emulator.wallet import WalletEmulator
+from terminal.service.drivers import GPIOZERO, LUMA_OLED, NFCPY, PYSCARD, Driver, Install, install_hint
 from tests.terminal_lab import REPO, write_config
 
 LIBRARY_DIRS = (

@@ -25,10 +25,10 @@ from terminal.emulator.faults import FaultKind
 from terminal.emulator.wallet import Flavour, WalletEmulator
 from terminal.journal import Journal
 from terminal.model import SaleState
-from terminal.sale_sender import SaleSender
-from terminal.secret import Secret
-from terminal.server_health import ServerHealth
+from terminal.service.secret import Secret
 from terminal.wallet.client import WalletClient
+from terminal.wallet.health import ServerHealth
+from terminal.wallet.sale_sender import SaleSender
 
 CARDS = ("04CA0000000001", "04CA0000000002", "04CA0000000003")
 STRANGER = "04BADC0FFEE000"  # no wallet on the server

@@ -22,7 +22,7 @@ from terminal.partybroker.client import (
     Unauthorized,
 )
 from terminal.partybroker.price_board import PriceBoard, PricePoller, ladder_step
-from terminal.secret import Secret
+from terminal.service.secret import Secret
 
 pytestmark = pytest.mark.partybroker
 T = TypeVar("T")

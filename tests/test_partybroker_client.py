@@ -27,7 +27,7 @@ from terminal.partybroker.client import (
     Sale,
     Unauthorized,
 )
-from terminal.secret import Secret
+from terminal.service.secret import Secret
 from tests.raw_http import connect_never_completes
 
 pytestmark = pytest.mark.partybroker

@@ -16,7 +16,7 @@ import pytest
 from hw.readers.supervision import Backoff, run_supervised
 from terminal.emulator.readers.type2_tag import Type2TagEmulator
 from terminal.emulator.wallet import WalletEmulator
-from terminal.reader_health import ReaderHealth
+from terminal.service.reader_health import ReaderHealth
 from tests.terminal_lab import MAX, TerminalProcess, taptill, wait_for, write_config
 
 pytestmark = pytest.mark.nfcpy

@@ -17,7 +17,7 @@ from terminal import journal as journal_module
 from terminal.emulator.wallet import WalletEmulator
 from terminal.journal import Journal
 from terminal.money import format_cents
-from terminal.salvage import salvage_in_place, salvage_into
+from terminal.ops.salvage import salvage_in_place, salvage_into
 from tests.journal_damage import (
     fill_journal,
     index_root,

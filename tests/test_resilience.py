@@ -27,10 +27,10 @@ from terminal.emulator.wallet import WalletEmulator
 from terminal.events import CardPresented, CardRemoved, ServerChanged, TokenChanged
 from terminal.journal import Journal
 from terminal.model import Product
-from terminal.sale_sender import MIN_PAUSE_S, SaleSender
-from terminal.secret import Secret
-from terminal.server_health import ServerHealth
+from terminal.service.secret import Secret
 from terminal.wallet.client import WalletClient
+from terminal.wallet.health import ServerHealth
+from terminal.wallet.sale_sender import MIN_PAUSE_S, SaleSender
 from tests.terminal_lab import ERIKA, MAX, TerminalProcess, journal_lines, settled, wait_for
 
 HUGE = b'{"data": {"token_id": "04A1B2C3D4E5F6", "balance": 1' + b"0" * 5000 + b"}}"

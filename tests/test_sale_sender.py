@@ -15,12 +15,12 @@ from terminal.emulator.faults import FaultKind
 from terminal.emulator.wallet import WalletEmulator
 from terminal.journal import Journal, SaleRecord
 from terminal.model import DeclineReason, SaleState
-from terminal.sale_sender import AttemptResult, Delivered, Later, Refusal, SaleSender
-from terminal.secret import Secret
-from terminal.server_health import ServerHealth
+from terminal.service.secret import Secret
 from terminal.wallet.balance import Booked, booked_by_balance
 from terminal.wallet.client import WalletClient
+from terminal.wallet.health import ServerHealth
 from terminal.wallet.outcomes import Applied
+from terminal.wallet.sale_sender import AttemptResult, Delivered, Later, Refusal, SaleSender
 from tests.terminal_lab import ERIKA, MAX, STRANGER, espresso
 
 T = TypeVar("T")

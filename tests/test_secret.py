@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from terminal.secret import Secret, SecretError, read_secret
+from terminal.service.secret import Secret, SecretError, read_secret
 
 VALUE = "tok_9f8e7d6c5b4a-very-secret"
 

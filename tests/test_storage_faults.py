@@ -16,7 +16,7 @@ import pytest
 
 from terminal.emulator.wallet import WalletEmulator
 from terminal.journal import Journal, JournalError
-from terminal.salvage import open_journal_salvaging
+from terminal.ops.salvage import open_journal_salvaging
 from tests.terminal_lab import MAX, TerminalProcess, taptill, wait_for, write_config
 
 OUT_OF_SERVICE = "Out of service"
@@ -232,7 +232,7 @@ def test_a_corrupt_journal_is_moved_aside_never_overwritten(
     _journal_with_sales(path, 40)
     _spoil(path, where)
     spoilt = path.read_bytes()
-    with caplog.at_level(logging.ERROR, logger="terminal.salvage"):
+    with caplog.at_level(logging.ERROR, logger="terminal.ops.salvage"):
         journal = open_journal_salvaging(path)
     try:
         assert list(journal.sales()) == [], "nothing was left to salvage: a fresh journal starts empty"

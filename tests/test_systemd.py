@@ -94,7 +94,7 @@ def test_unit_declares_the_service_contract() -> None:
     assert "wallet.token:/etc/taptill/wallet.token" in service["LoadCredential"]
     assert service["DevicePolicy"] == ["closed"]
     # Room for the sale under way to be decided and dispensed, then the outbox's grace, before a kill.
-    from terminal.app import SHUTDOWN_GRACE_S, STOP_DRAIN_S
+    from terminal.service.run import SHUTDOWN_GRACE_S, STOP_DRAIN_S
 
     stop_s = int(service["TimeoutStopSec"][0].rstrip("s"))
     assert STOP_DRAIN_S + SHUTDOWN_GRACE_S + 3 <= stop_s <= 30

@@ -120,7 +120,7 @@ def test_the_client_tells_an_error_answer_from_no_answer(no_quota_server: Wallet
     import asyncio
 
     from terminal.emulator.faults import FaultKind
-    from terminal.secret import Secret
+    from terminal.service.secret import Secret
     from terminal.wallet.client import WalletClient
     from terminal.wallet.outcomes import Found, Unavailable
 

@@ -14,7 +14,7 @@ import pytest
 
 from terminal.emulator.faults import FaultKind
 from terminal.emulator.wallet import WalletEmulator
-from terminal.secret import Secret
+from terminal.service.secret import Secret
 from terminal.wallet.client import MAX_BODY_BYTES, WalletClient
 from terminal.wallet.outcomes import (
     Applied,

@@ -31,8 +31,8 @@ from pathlib import Path
 from hw.gpio.base import ButtonListener
 from hw.readers.base import CardListener
 from hw.readers.supervision import Backoff, run_supervised
-from terminal.catalog import StartupError
 from terminal.uid import InvalidUid, control_character, normalise_uid
+from terminal.wallet.catalog import StartupError
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from terminal.bench.price import measure_price_to_screen
 from terminal.bench.process import measure_process, measure_startup
 from terminal.bench.store import measure_drain, measure_enqueue
 from terminal.bench.tap import measure_tap_offline, measure_tap_online
-from terminal.loop_lag import culprit
+from terminal.service.loop_lag import culprit
 
 TAP_BUDGET_MS = 800
 PRICE_INTERVAL_S = 0.5  # the party's price interval in the bench (60 s at a real party): the ratio counts

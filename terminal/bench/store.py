@@ -12,10 +12,10 @@ from pathlib import Path
 from terminal.bench.config import BIG_BALANCE_CENTS, bench_dir, espresso_id
 from terminal.emulator.wallet import Flavour, WalletEmulator
 from terminal.journal import MIGRATIONS, Journal, new_idempotency_key
-from terminal.sale_sender import SaleSender
-from terminal.secret import Secret
-from terminal.server_health import ServerHealth
+from terminal.service.secret import Secret
 from terminal.wallet.client import WalletClient
+from terminal.wallet.health import ServerHealth
+from terminal.wallet.sale_sender import SaleSender
 
 # The two writers alternate in rounds, so a busy disk slows both alike: short rounds (20 writes each
 # at full size), because a test suite beside the bench makes the disk's speed change within a second.

@@ -16,7 +16,6 @@ from urllib.parse import quote
 
 import httpx
 
-from terminal.app import RunOptions, run_terminal
 from terminal.bench.config import BIG_BALANCE_CENTS, bench_dir, espresso_id, write_bench_config
 from terminal.bench.stats import summary_ms
 from terminal.config import Config, load_config
@@ -33,6 +32,7 @@ from terminal.screens import (
     OutOfServiceScreen,
     Screen,
 )
+from terminal.service.run import RunOptions, run_terminal
 
 CARD = "04B0B0B0B0B0B0"
 STEP_TIMEOUT_S = 10.0

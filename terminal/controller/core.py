@@ -15,6 +15,7 @@ from typing import Literal
 
 from terminal.controller.mode import BalanceCheck, Redraw, Refusal, Sale
 from terminal.controller.modes import MODES
+from terminal.controller.offline_policy import decide_offline
 from terminal.controller.settings import ControllerSettings
 from terminal.effects import (
     Beep,
@@ -50,7 +51,6 @@ from terminal.events import (
     WalletUnreachable,
 )
 from terminal.model import DeclineReason, Product, ProductId
-from terminal.offline_policy import decide_offline
 from terminal.screens import (
     ASK_STAFF,
     ApprovedScreen,

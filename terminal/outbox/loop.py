@@ -20,7 +20,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic
 
-from terminal.crashpoint import crashpoint
 from terminal.journal import JournalError
 from terminal.outbox.destination import Destination, R
 from terminal.outbox.outcome import (
@@ -43,6 +42,7 @@ from terminal.outbox.outcome import (
     settled_count,
 )
 from terminal.outbox.schedule import Schedule
+from terminal.service.crashpoint import crashpoint
 
 log = logging.getLogger(__name__)
 

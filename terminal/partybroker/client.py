@@ -16,8 +16,8 @@ from urllib.parse import quote
 
 import httpx
 
-from terminal.http_deadline import Deadline, SendWatch
-from terminal.secret import Secret
+from terminal.net.deadline import Deadline, SendWatch
+from terminal.service.secret import Secret
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_PRICE_CENTS = 99_999_999

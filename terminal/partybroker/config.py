@@ -28,7 +28,7 @@ class PartybrokerConfig:
     base_url: str
     party_id: str
     username: str
-    password_file: Path | None  # read with terminal.secret.read_secret(path, PASSWORD_CREDENTIAL)
+    password_file: Path | None  # read with terminal.service.secret.read_secret(path, PASSWORD_CREDENTIAL)
     price_interval_s: float = 60.0
     charge: ChargeMode = "wallet"
     drinks: Mapping[str, DrinkMapping] = field(default_factory=dict)  # str(wallet product id) → drink

@@ -20,7 +20,7 @@ from terminal.partybroker.destination import FLUSH_INTERVAL_S, RETRY_MAX_S, Part
 from terminal.partybroker.market import market_view
 from terminal.partybroker.price_board import PriceBoard, PricePoller
 from terminal.partybroker.report_outbox import DESTINATION, ReportOutbox
-from terminal.secret import read_secret
+from terminal.service.secret import read_secret
 
 log = logging.getLogger(__name__)
 

@@ -1,1 +1,1 @@
-"""The pretix wallet "PointOfSale API" client and its typed outcomes."""
+"""The pretix wallet server: client with typed outcomes, parse, catalog, health, sale delivery."""

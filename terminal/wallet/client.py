@@ -18,9 +18,9 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
-from terminal.http_deadline import Deadline, SendWatch
 from terminal.model import Permission, Product, ProductId, TerminalInfo
-from terminal.secret import Secret
+from terminal.net.deadline import Deadline, SendWatch
+from terminal.service.secret import Secret
 from terminal.wallet.outcomes import (
     Applied,
     Found,

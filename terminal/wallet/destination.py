@@ -32,7 +32,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from terminal.crashpoint import crashpoint
 from terminal.journal import SaleRecord
 from terminal.model import DeclineReason
 from terminal.outbox.outcome import (
@@ -48,10 +47,11 @@ from terminal.outbox.outcome import (
     Wait,
 )
 from terminal.outbox.rate_limit import TokenBucket
-from terminal.server_health import ServerHealth
+from terminal.service.crashpoint import crashpoint
 from terminal.wallet.balance import Booked as ByBalance
 from terminal.wallet.balance import booked_by_balance
 from terminal.wallet.client import WalletClient
+from terminal.wallet.health import ServerHealth
 from terminal.wallet.outcomes import Applied, NotFound, Refused, Unauthorized, Unavailable
 from terminal.wallet.sale_store import SaleStore
 

@@ -11,9 +11,9 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from terminal import boot_clock
 from terminal.journal import Journal, SaleRecord, remember_card_statement
 from terminal.model import DeclineReason
+from terminal.service import boot_clock
 
 log = logging.getLogger(__name__)
 

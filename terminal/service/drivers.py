@@ -23,8 +23,8 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import terminal
-from terminal.catalog import StartupError
 from terminal.config import Config
+from terminal.wallet.catalog import StartupError
 
 STAMP_NAME = "taptill-provision.json"  # provisioning/install.py writes it into the venv it builds
 PROVISIONED_EXTRAS = frozenset({"pcsc", "nfc"})  # the extras taptill-provision installs for a reader

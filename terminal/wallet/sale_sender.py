@@ -20,9 +20,9 @@ from terminal.model import DeclineReason
 from terminal.outbox.loop import MIN_PAUSE_S, DeliveryLoop, Result
 from terminal.outbox.outcome import Ambiguous, Booked, Done, Each, NotBooked, Rejected, Stalled
 from terminal.outbox.schedule import Schedule
-from terminal.server_health import ServerHealth
 from terminal.wallet.client import WalletClient
 from terminal.wallet.destination import WalletDestination, refusal_reason
+from terminal.wallet.health import ServerHealth
 from terminal.wallet.sale_store import ReportStatements, SaleStore
 
 __all__ = ["MIN_PAUSE_S", "AttemptResult", "Delivered", "Later", "Refusal", "SaleSender", "refusal_reason"]

@@ -13,12 +13,12 @@ from pathlib import Path
 from hw.display.console import ConsoleDisplay
 from hw.display.tee import TeeDisplay
 from hw.readers.sim import send_command
-from terminal.app import RunOptions, run_terminal
 from terminal.config import Config, load_config
 from terminal.controller import operator_hash
 from terminal.device_loop import DeviceLoop
 from terminal.emulator.wallet import WalletEmulator
 from terminal.screens import ProcessingScreen, Screen
+from terminal.service.run import RunOptions, run_terminal
 
 MAX = "04A1B2C3D4E5F6"  # 20,00 €
 ERIKA = "04:55:66:77:88:aa:bb"  # 5,00 €, typed the way a phone app shows it

@@ -15,11 +15,11 @@ from pathlib import Path
 
 from terminal.config import Config, ConfigError, load_config
 from terminal.config_section import Section
-from terminal.drivers import missing_drivers
 from terminal.journal import Journal, JournalError, JournalMissing
+from terminal.ops.salvage import SQLITE_DEB, SQLITE_TOOL
 from terminal.partybroker.config import PASSWORD_CREDENTIAL, PartybrokerConfig, parse_partybroker
-from terminal.salvage import SQLITE_DEB, SQLITE_TOOL
-from terminal.secret import SecretError, read_secret
+from terminal.service.drivers import missing_drivers
+from terminal.service.secret import SecretError, read_secret
 
 MIN_YEAR = 2024
 CLOCK_SLACK_S = 24 * 3600  # a clock this far behind the build or the last sale is wrong
@@ -134,7 +134,7 @@ def _secret_check(name: str, path: Path | None, credential: str) -> Check:
 
 
 async def _wallet_check(cfg: Config) -> Check:
-    from terminal.catalog import check_buttons
+    from terminal.wallet.catalog import check_buttons
     from terminal.wallet.client import WalletClient
     from terminal.wallet.outcomes import InfoLoaded, NotFound, Refused, Unauthorized, Unavailable
 
@@ -148,7 +148,7 @@ async def _wallet_check(cfg: Config) -> Check:
     finally:
         await client.aclose()
     if isinstance(res, Unauthorized):
-        from terminal.catalog import token_fix
+        from terminal.wallet.catalog import token_fix
 
         why = f"401: {res.detail}" if res.detail else "401"
         return Check.fail(
@@ -359,8 +359,8 @@ def _running_reader_check(cfg: Config, journal: Journal | None) -> Check | None:
     the hardware is probed)."""
     import time
 
-    from terminal.reader_health import CACHE_KEY, ReaderHealth
-    from terminal.state_lock import running_terminal
+    from terminal.service.reader_health import CACHE_KEY, ReaderHealth
+    from terminal.service.state_lock import running_terminal
 
     if journal is None:
         return None

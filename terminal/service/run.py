@@ -15,7 +15,18 @@ from hw.display.factory import make_display
 from hw.gpio.base import Outputs
 from hw.gpio.factory import make_buttons, make_outputs
 from hw.readers.factory import make_reader
-from terminal.catalog import (
+from terminal.config import Config
+from terminal.controller import Controller, ControllerSettings
+from terminal.device_loop import DeviceLoop
+from terminal.events import CatalogChanged, UnsellableChanged
+from terminal.journal import Journal, JournalError
+from terminal.ops.salvage import open_journal_salvaging
+from terminal.partybroker.runtime import PartybrokerRuntime
+from terminal.service.drivers import check_drivers
+from terminal.service.sd_notify import Notifier
+from terminal.service.secret import Secret, SecretError, read_secret
+from terminal.service.state_lock import StateDirBusy, StateLock, StateLockError
+from terminal.wallet.catalog import (
     NoCatalog,
     StartupError,
     TokenRefused,
@@ -25,20 +36,9 @@ from terminal.catalog import (
     load_catalog,
     token_fix,
 )
-from terminal.config import Config
-from terminal.controller import Controller, ControllerSettings
-from terminal.device_loop import DeviceLoop
-from terminal.drivers import check_drivers
-from terminal.events import CatalogChanged, UnsellableChanged
-from terminal.journal import Journal, JournalError
-from terminal.partybroker.runtime import PartybrokerRuntime
-from terminal.sale_sender import SaleSender
-from terminal.salvage import open_journal_salvaging
-from terminal.sd_notify import Notifier
-from terminal.secret import Secret, SecretError, read_secret
-from terminal.server_health import ServerHealth
-from terminal.state_lock import StateDirBusy, StateLock, StateLockError
 from terminal.wallet.client import WalletClient
+from terminal.wallet.health import ServerHealth
+from terminal.wallet.sale_sender import SaleSender
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Operators' tools, run by a person: doctor, recover (salvage), demo, the tap decision line."""
