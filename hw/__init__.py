@@ -1,0 +1,1 @@
+"""Hardware adapters behind small interfaces (readers, display, GPIO), each with a software twin."""

@@ -48,7 +48,7 @@ from terminal.config import ConfigError, parse_config, parse_gpio
 from terminal.config_section import Section
 from terminal.model import TerminalInfo
 from terminal.money import format_cents
-from terminal.partybroker.client import Drink
+from terminal.partybroker.outcomes import Drink
 from terminal.wallet.catalog import check_permission
 
 EXIT_CHANGED = 0
@@ -384,7 +384,8 @@ def _product_name(info: TerminalInfo, product_id: str | int) -> str:
 
 
 async def _check_partybroker(answers: Answers, report: Report) -> tuple[Drink, ...]:
-    from terminal.partybroker.client import Ambiguous, Drinks, PartybrokerClient, Rejected, Unauthorized
+    from terminal.partybroker.client import PartybrokerClient
+    from terminal.partybroker.outcomes import Ambiguous, Drinks, Rejected, Unauthorized
 
     pb = answers.partybroker
     assert pb is not None

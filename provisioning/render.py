@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from terminal.partybroker.client import Drink
 from terminal.partybroker.config import PASSWORD_CREDENTIAL
+from terminal.partybroker.outcomes import Drink
 
 CONFIG_DIR = Path("/etc/taptill")
 CONFIG_PATH = CONFIG_DIR / "config.toml"

@@ -11,13 +11,13 @@ import pytest
 
 from terminal.emulator.faults import FaultKind
 from terminal.emulator.partybroker import PartybrokerEmulator
-from terminal.partybroker.client import (
+from terminal.partybroker.client import PartybrokerClient
+from terminal.partybroker.outcomes import (
     Ambiguous,
     Drink,
     DrinkRef,
     Drinks,
     DrinksOutcome,
-    PartybrokerClient,
     Sale,
     Unauthorized,
 )

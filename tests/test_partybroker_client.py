@@ -17,16 +17,8 @@ import pytest
 
 from terminal.emulator.faults import FaultKind
 from terminal.emulator.partybroker import PartybrokerEmulator
-from terminal.partybroker.client import (
-    Ambiguous,
-    DrinkRef,
-    Drinks,
-    PartybrokerClient,
-    Recorded,
-    Rejected,
-    Sale,
-    Unauthorized,
-)
+from terminal.partybroker.client import PartybrokerClient
+from terminal.partybroker.outcomes import Ambiguous, DrinkRef, Drinks, Recorded, Rejected, Sale, Unauthorized
 from terminal.service.secret import Secret
 from tests.raw_http import connect_never_completes
 

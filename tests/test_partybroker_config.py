@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from terminal.config_section import ConfigError, Section
-from terminal.partybroker.client import DrinkRef
 from terminal.partybroker.config import PartybrokerConfig, parse_partybroker
+from terminal.partybroker.outcomes import DrinkRef
 
 pytestmark = pytest.mark.partybroker
 

@@ -8,19 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from terminal.partybroker.client import (
-    Ambiguous,
-    BadBody,
-    Drink,
-    Drinks,
-    Recorded,
-    Rejected,
-    Unauthorized,
-    interpret,
-    parse_cents,
-    parse_drinks,
-    parse_retry_after,
-)
+from terminal.partybroker.outcomes import Ambiguous, Drink, Drinks, Recorded, Rejected, Unauthorized
+from terminal.partybroker.parse import BadBody, interpret, parse_cents, parse_drinks, parse_retry_after
 
 pytestmark = pytest.mark.partybroker
 

@@ -28,8 +28,8 @@ from terminal.config_section import Section
 from terminal.emulator.faults import FaultKind
 from terminal.emulator.partybroker import EmulatedDrink, PartybrokerEmulator
 from terminal.emulator.wallet import WalletEmulator
-from terminal.partybroker.client import DrinkRef
 from terminal.partybroker.config import parse_partybroker
+from terminal.partybroker.outcomes import DrinkRef
 from tests.conftest import seed_program
 from tests.terminal_lab import MAX, REPO, TerminalProcess, espresso, journal_lines, wait_for
 from tests.test_systemd import MAX_EXPOSURE, exposure

@@ -1,0 +1,1 @@
+"""GPIO: the relay, buzzer and LEDs as outputs, and the buttons, through gpiozero or a logging twin."""

@@ -194,7 +194,8 @@ async def _partybroker_check(pb: PartybrokerConfig | None, problem: str | None) 
         return Check.fail("partybroker", problem)
     if pb is None:
         return Check.ok("partybroker", "not configured")
-    from terminal.partybroker.client import Ambiguous, Drinks, PartybrokerClient, Unauthorized
+    from terminal.partybroker.client import PartybrokerClient
+    from terminal.partybroker.outcomes import Ambiguous, Drinks, Unauthorized
 
     try:
         password = read_secret(pb.password_file, PASSWORD_CREDENTIAL)

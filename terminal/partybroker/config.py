@@ -9,7 +9,7 @@ from typing import Literal
 
 from terminal.config_section import ConfigError, Section
 from terminal.model import ProductId
-from terminal.partybroker.client import DrinkRef
+from terminal.partybroker.outcomes import DrinkRef
 
 ChargeMode = Literal["wallet", "ladder"]
 PASSWORD_CREDENTIAL = "partybroker.password"

@@ -25,7 +25,8 @@ from terminal.outbox.outcome import (
 )
 from terminal.outbox.rate_limit import TokenBucket
 from terminal.outbox.table import OutboxRow, OutboxTable
-from terminal.partybroker import client as pb
+from terminal.partybroker import outcomes as pb
+from terminal.partybroker.client import PartybrokerClient
 from terminal.partybroker.price_board import PricePoller
 from terminal.partybroker.report_outbox import DESTINATION
 
@@ -50,7 +51,7 @@ class PartybrokerDestination:
     batches = True
     rate_limit: TokenBucket | None = None
 
-    def __init__(self, store: OutboxTable, client: pb.PartybrokerClient, poller: PricePoller) -> None:
+    def __init__(self, store: OutboxTable, client: PartybrokerClient, poller: PricePoller) -> None:
         self.store = store
         self.client = client
         self.poller = poller

@@ -12,8 +12,8 @@ from typing import Protocol
 
 from terminal.model import ProductId
 from terminal.outbox.schedule import Backoff
-from terminal.partybroker.client import Ambiguous, Drink, DrinkRef, Drinks, DrinksOutcome, Sale
 from terminal.partybroker.config import DrinkMapping, PartybrokerConfig
+from terminal.partybroker.outcomes import Ambiguous, Drink, DrinkRef, Drinks, DrinksOutcome, Sale
 
 log = logging.getLogger("terminal.partybroker")
 
