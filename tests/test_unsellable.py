@@ -129,7 +129,8 @@ def test_the_client_tells_an_error_answer_from_no_answer(no_quota_server: Wallet
         try:
             refused = await client.transact(MAX, [LATTE], description="x", tag=None, idempotency_key="k" * 22)
             found = await client.wallet(MAX)
-            no_quota_server.faults.inject(FaultKind.DROP_BEFORE, times=1)
+            # twice: a lookup whose connection dropped unanswered is asked once more
+            no_quota_server.faults.inject(FaultKind.DROP_BEFORE, times=2)
             dropped = await client.wallet(MAX)
             no_quota_server.faults.inject(FaultKind.ERROR500_BEFORE, times=1)
             read_error = await client.wallet(MAX)
