@@ -62,7 +62,7 @@ from terminal.service.sd_notify import Notifier
 from terminal.wallet.client import WalletClient
 from terminal.wallet.health import TOKEN_CACHE_KEY, ServerHealth
 from terminal.wallet.outcomes import Found, NotFound, Refused, Unauthorized, Unavailable
-from terminal.wallet.sale_sender import Delivered, Later, Refusal, SaleSender
+from terminal.wallet.sale_sender import FINAL_ERRORS, Delivered, Later, Refusal, SaleSender
 
 log = logging.getLogger(__name__)
 
@@ -552,7 +552,7 @@ class DeviceLoop:
             log.exception("cannot journal the sale")
             return ChargeFailed(ASK_STAFF)
         crashpoint("after_journal")
-        estimate = None if c.balance_before is None else c.balance_before + c.amount_cents
+        estimate = self._estimate(sale, c)
         if not queued:
             self.sender.deciding.add(sale.id)
         try:
@@ -575,6 +575,14 @@ class DeviceLoop:
                 self.sender.wake()  # left pending: the outbox takes it from here
         return event
 
+    def _estimate(self, sale: SaleRecord, c: Charge) -> int | None:
+        """The balance (cents) a guest is shown when the server has not confirmed: the balance read at
+        the tap less this card's other sales still on their way, less this one."""
+        if c.balance_before is None:
+            return None
+        others = sum(-p.amount_cents for p in self.journal.pending_for_card(c.uid) if p.id != sale.id)
+        return c.balance_before - others + c.amount_cents
+
     async def _send(self, sale: SaleRecord, c: Charge, queued: bool, estimate: int | None) -> Event:
         if queued:
             # Offline, or this card still has sales in the outbox: they go to the server in order.
@@ -595,6 +603,14 @@ class DeviceLoop:
         if isinstance(result, Refusal):
             return ChargeRejected(sale.idempotency_key, result.reason)
         assert isinstance(result, Later)
+        if result.status in FINAL_ERRORS:
+            # The server is done with the request and says it failed: serve only what the balance shows
+            # booked. Approved on a guess, a product the server can never book would be given away.
+            settled = await self.sender.settle_after_error(sale, self._remaining())
+            if isinstance(settled, Delivered):
+                return ChargeDone(sale.idempotency_key, settled.balance_after)
+            reason = settled.reason if isinstance(settled, Refusal) else DeclineReason.SERVER_TROUBLE
+            return ChargeRejected(sale.idempotency_key, reason)
         if result.server_error and {str(p) for p in c.products} & self.sender.unsellable:
             # The server keeps refusing this product with an error and booked nothing the last times:
             # don't serve it on a guess. The sale stays journaled; the outbox settles it either way.

@@ -113,7 +113,7 @@ class WalletDestination:
         """A server that does not deduplicate: the balance before the attempt, journaled by ``begin``."""
         if self.dedupes:
             return None
-        return await self._read_balance(batch[0])
+        return await self.read_balance(batch[0])
 
     async def attempt(self, batch: Sequence[SaleRecord]) -> Outcome:
         (sale,) = batch
@@ -161,10 +161,10 @@ class WalletDestination:
         early = self._before_window(sale)
         if early is not None:
             return early
-        read = await self._read_balance(sale)
+        read = await self.read_balance(sale)
         if not isinstance(read, int):
             return read
-        booked = self._booked(sale, read)
+        booked = self.booked(sale, read)
         if not sale.approved:
             if booked is ByBalance.YES:
                 log.error(
@@ -196,9 +196,10 @@ class WalletDestination:
         wait = attempted + self.reconcile_after_s - self.monotonic()
         return Wait(wait, "waiting before reconciling") if wait > 0 else None
 
-    async def _read_balance(self, sale: SaleRecord) -> int | Outcome:
-        """The wallet's balance in cents, or how this step ends when it cannot be read."""
-        res = await self.client.wallet(sale.token_id)
+    async def read_balance(self, sale: SaleRecord, *, timeout: float | None = None) -> int | Outcome:
+        """The wallet's balance in cents, or how this step ends when it cannot be read; ``timeout`` (s)
+        bounds the read (default: the client's own)."""
+        res = await self.client.wallet(sale.token_id, timeout=timeout)
         if isinstance(res, NotFound):
             # An unknown token is never charged (real pretix answers 500 and books nothing).
             self.health.mark_up()
@@ -217,7 +218,8 @@ class WalletDestination:
         return res.wallet.balance_cents
 
     @staticmethod
-    def _booked(sale: SaleRecord, balance: int) -> ByBalance:
+    def booked(sale: SaleRecord, balance: int) -> ByBalance:
+        """Whether ``balance`` (cents, read once the sale's request can no longer land) shows it booked."""
         before = sale.balance_before
         return ByBalance.UNCLEAR if before is None else booked_by_balance(before, balance, sale.amount_cents)
 
@@ -227,6 +229,18 @@ class WalletDestination:
             f"{why}: balance {balance}, before the attempt {sale.balance_before}, "
             f"amount {sale.amount_cents}; check the wallet and settle by hand"
         )
+
+    def failed_unbooked(self, sale: SaleRecord, status: int) -> bool:
+        """The server answered ``sale``'s debit with ``status`` and the balance shows nothing booked. After
+        server_error_limit such answers in a row for one of its products, the products are marked unsellable
+        (not sold offline; online taps are declined on the next such answer). True when they were."""
+        counts = self.store.unbooked_errors
+        for product in dict.fromkeys(str(p) for p in sale.products):
+            counts[product] = counts.get(product, 0) + 1
+        if all(counts[str(p)] < self.server_error_limit for p in sale.products):
+            return False
+        self._unsellable(sale, status)
+        return True
 
     def _unsellable(self, sale: SaleRecord, status: int) -> NotBooked:
         """The server keeps failing this sale and books nothing: stop, name the products, stop selling

@@ -10,6 +10,7 @@ three answers the tap path needs: delivered, refused, or later.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -20,12 +21,23 @@ from terminal.model import DeclineReason
 from terminal.outbox.loop import MIN_PAUSE_S, DeliveryLoop, Result
 from terminal.outbox.outcome import Ambiguous, Booked, Done, Each, NotBooked, Rejected, Stalled
 from terminal.outbox.schedule import Schedule
+from terminal.wallet.balance import Booked as ByBalance
 from terminal.wallet.client import WalletClient
 from terminal.wallet.destination import WalletDestination, refusal_reason
 from terminal.wallet.health import ServerHealth
 from terminal.wallet.sale_store import ReportStatements, SaleStore
 
-__all__ = ["MIN_PAUSE_S", "AttemptResult", "Delivered", "Later", "Refusal", "SaleSender", "refusal_reason"]
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "FINAL_ERRORS",
+    "MIN_PAUSE_S", "AttemptResult", "Delivered", "Later", "Refusal", "SaleSender", "refusal_reason"]
+
+
+# Error statuses the wallet application itself answers once it is done with a request (pretix rolls the
+# order back on an unhandled error): the balance read right after tells whether it booked. A proxy's 502,
+# 503 or 504 is not final: the application may still be working on the request.
+FINAL_ERRORS = frozenset({500})
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,7 @@ class Later:
     detail: str
     storage: bool = False  # the journal could not be written: stop trying until it can
     server_error: bool = False  # the server answered with an error status: it is up, this request fails
+    status: int | None = None  # that status
 
 
 AttemptResult = Delivered | Refusal | Later
@@ -61,7 +74,7 @@ def attempt_result(result: Result) -> AttemptResult:
         case Stalled(detail, storage):
             return Later(detail, storage=storage)
         case Ambiguous(detail, status=status):
-            return Later(detail, server_error=status is not None)
+            return Later(detail, server_error=status is not None, status=status)
         case Each():
             return Later("several outcomes")
     return Later(getattr(result, "detail", None) or getattr(result, "reason", "") or type(result).__name__)
@@ -159,6 +172,32 @@ class SaleSender:
         and journaled the sale as attempting, so the request goes out without a second read."""
         result = await self.loop.deliver([sale], begun=fresh_balance is not None)
         return attempt_result(result)
+
+    async def settle_after_error(self, sale: SaleRecord, timeout_s: float) -> AttemptResult:
+        """The tap path, after the server answered this sale's debit with a final error (FINAL_ERRORS).
+
+        That request is over, so the balance read now tells whether it was booked: booked → Delivered (done
+        and approved: the guest is told); not booked → Refusal (rejected; never approved, never sent again);
+        unreadable within ``timeout_s`` (s) or unclear → Later: the sale stays unapproved and the outbox
+        settles it (booked → listed for a refund; not booked → rejected). Never sends anything.
+        """
+        current = self.store.journal.sale(sale.id) or sale
+        read = await self.destination.read_balance(current, timeout=timeout_s)
+        if not isinstance(read, int):
+            return Later("balance unreadable after a server error")
+        verdict = self.destination.booked(current, read)
+        if verdict is ByBalance.YES:
+            self.store.done([current], read, by_settling=False)
+            log.info("sale %d booked despite the server's error answer (balance %d)", sale.id, read)
+            return Delivered(read)
+        if verdict is ByBalance.NO:
+            status = current.last_status or min(FINAL_ERRORS)
+            unsellable = self.destination.failed_unbooked(current, status)
+            code = DeclineReason.BAD_PRODUCT if unsellable else DeclineReason.SERVER_TROUBLE
+            detail = f"the server answered its debit with {status} and booked nothing; the tap was declined"
+            self.store.rejected([current], detail, code)
+            return Refusal(code, detail)
+        return Later("unclear whether booked after a server error")
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver pending sales until ``stop``; probe the server while it is down."""

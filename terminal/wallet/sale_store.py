@@ -39,6 +39,8 @@ class SaleStore:
         self.on_unsellable = on_unsellable  # tells the controller which products not to sell offline
         self.unsellable: frozenset[str] = frozenset(journal.unsellable())
         self.delivered = 0
+        # product id -> debits in a row the server answered with an error and did not book (tap path)
+        self.unbooked_errors: dict[str, int] = {}
 
     def due(self, limit: int) -> Sequence[SaleRecord]:
         return self.journal.due_sales(limit=limit)
@@ -59,6 +61,8 @@ class SaleStore:
                 also.append(remember_card_statement(sale.token_id, balance, boot_clock.now(self.clock())))
             self.journal.mark_done(sale.id, balance, also, approved=not by_settling)
             self.delivered += 1
+            for product in sale.products:
+                self.unbooked_errors.pop(str(product), None)
             again = {str(p) for p in sale.products} & self.unsellable
             if again and self.journal.clear_unsellable(again):
                 log.warning("sale %d booked a product thought unsellable: selling it again", sale.id)
