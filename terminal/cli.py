@@ -100,7 +100,11 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     se = with_config(
-        sub.add_parser("settle", help="settle a held sale (or another destination's held record) by hand")
+        sub.add_parser(
+            "settle",
+            help="settle a held sale (or another destination's held record) by hand, or close a sale "
+            "charged but never served",
+        )
     )
     se.add_argument(
         "key",
@@ -110,6 +114,14 @@ def _parser() -> argparse.ArgumentParser:
     how = se.add_mutually_exclusive_group(required=True)
     how.add_argument("--booked", action="store_true", help="the wallet (or system) shows it: mark it done")
     how.add_argument("--not-booked", action="store_true", help="it does not: send it again")
+    how.add_argument(
+        "--refunded",
+        action="store_true",
+        help="a sale to refund (taptill queue): the guest got the money back in pretix; close it",
+    )
+    how.add_argument(
+        "--served", action="store_true", help="a sale to refund (taptill queue): the guest was served by hand"
+    )
 
     oh = sub.add_parser("operator-hash", help="the [topup] operators entry for an operator card")
     oh.add_argument("uid", metavar="UID", help="the operator card's UID in hex")
@@ -199,24 +211,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _recover(cfg, args.source)
     if cmd == "settle":
         # Used while the terminal runs, so no state lock; it writes, but never creates, moves or migrates.
-        from terminal.outbox.table import settle_held
-
         journal = Journal.open_existing(cfg.journal_path)
         try:
-            # A wallet sale by its idempotency key, else any other destination's record by its ref (or #id).
-            if not (
-                journal.settle_held(args.key, booked=args.booked)
-                or settle_held(journal, args.key, booked=args.booked)
-            ):
-                print(
-                    f"taptill: no held sale or outbox record with key {args.key}; taptill queue lists them",
-                    file=sys.stderr,
-                )
-                return EXIT_FAILURE
+            if args.refunded or args.served:
+                return _resolve(journal, args.key, "refunded" if args.refunded else "served")
+            return _settle_held(journal, args.key, booked=args.booked)
         finally:
             journal.close()
-        print("settled: " + ("marked done" if args.booked else "it will be sent again"))
-        return EXIT_OK
     journal = Journal.open_read_only(cfg.journal_path)
     try:
         if cmd == "journal":
@@ -226,6 +227,63 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _status(journal, cfg, args.json)
     finally:
         journal.close()
+
+
+def _settle_held(journal: Journal, key: str, *, booked: bool) -> int:
+    """A person checked a held sale (by its idempotency key) or another destination's held record (by its
+    ref or #id): mark it done, or send it again."""
+    from terminal.outbox.table import settle_held
+
+    if journal.settle_held(key, booked=booked) or settle_held(journal, key, booked=booked):
+        print("settled: " + ("marked done" if booked else "it will be sent again"))
+        return EXIT_OK
+    sale = journal.sale_by_key(key)
+    if sale is not None and sale.to_refund:
+        problem = (
+            f"sale {key} is booked already, but its guest was not served; once they are refunded or "
+            f"served by hand: taptill settle --refunded {key} (or --served {key})"
+        )
+    else:
+        problem = f"no held sale or outbox record with key {key}; taptill queue lists them"
+    print(f"taptill: {problem}", file=sys.stderr)
+    return EXIT_FAILURE
+
+
+def _resolve(journal: Journal, key: str, how: str) -> int:
+    """Close a sale charged but never served: the guest was refunded (``how`` 'refunded') or served by
+    hand ('served'); refused (exit 1) for any other sale."""
+    by = _who()
+    if journal.resolve(key, how, by):
+        print(f"settled: sale {key} recorded as {how} by {by}; it leaves the list to refund")
+        return EXIT_OK
+    sale = journal.sale_by_key(key)
+    if sale is None:
+        problem = f"no sale with key {key}; taptill queue lists the sales to refund"
+    elif sale.resolved is not None:
+        closed = f"{sale.resolved} at {sale.resolved_at} by {sale.resolved_by}"
+        problem = f"sale {key} was closed already: {closed}"
+    elif sale.state is SaleState.PENDING:
+        problem = (
+            f"sale {key} is not booked yet ({_sale_label(sale).lower()}), so there is nothing to refund; "
+            + ("settle it with --booked or --not-booked first" if sale.hold else "the terminal delivers it")
+        )
+    else:
+        problem = (
+            f"sale {key} is {sale.state} and its guest was served: nothing to refund "
+            "(taptill queue lists the sales to refund)"
+        )
+    print(f"taptill: {problem}", file=sys.stderr)
+    return EXIT_FAILURE
+
+
+def _who() -> str:
+    """Who runs this command, for the journal: the user behind sudo, else the login name."""
+    import getpass
+
+    try:
+        return os.environ.get("SUDO_USER") or getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container without a passwd entry)
+        return f"uid {os.getuid()}"
 
 
 def _file_in_the_way(folder: Path) -> Path | None:
@@ -403,21 +461,18 @@ def _journal(journal: Journal, as_json: bool) -> int:
 
 
 def _queue(journal: Journal, cfg: Config, rejected: bool) -> int:
-    """Pending, held and rejected sales, and (not with --rejected) sales charged but not dispensed; then
-    every other destination's records (pending, held, ambiguous, rejected)."""
+    """Pending, held and rejected sales, then every other destination's records (pending, held,
+    ambiguous, rejected); then (not with --rejected) the sales to refund: booked, but the guest was never
+    told it was approved or the relay did not finish, until a person closes them (taptill settle)."""
     from terminal.outbox.table import rows as outbox_rows
 
     loc, cur = cfg.terminal.locale, cfg.terminal.currency
     states = [SaleState.REJECTED] if rejected else [SaleState.PENDING, SaleState.REJECTED]
     sales = list(journal.sales(states))
-    if not rejected:
-        # Booked, but the relay never finished its pulses (a kill or power cut mid-dispense): a person
-        # checks whether the guest got the product.
-        sales += [s for s in journal.sales([SaleState.DONE]) if s.dispensed is False or not s.approved]
-        sales.sort(key=lambda s: s.id)
     records = outbox_rows(journal, states=("rejected",) if rejected else ("pending", "ambiguous", "rejected"))
-    if not sales and not records:
-        print("nothing rejected" if rejected else "queue empty: every sale is confirmed and dispensed")
+    refunds = [] if rejected else journal.to_refund()
+    if not sales and not records and not refunds:
+        print("nothing rejected" if rejected else "queue empty: every sale is confirmed and served")
         return EXIT_OK
     for s in sales:
         money = format_cents(-s.amount_cents, loc, cur)
@@ -431,12 +486,29 @@ def _queue(journal: Journal, cfg: Config, rejected: bool) -> int:
             f"{label:<8} {r.created_at}  {r.destination}  ref {r.ref} (#{r.id})  attempts {r.attempts}"
             f"  {r.reason}"
         )
+    if refunds:
+        total = format_cents(-sum(s.amount_cents for s in refunds), loc, cur)
+        print(
+            f"to refund: {len(refunds)} ({total}), charged but never served: refund the guest in pretix or "
+            "serve by hand, then taptill settle --refunded KEY (or --served KEY)"
+        )
+    for s in refunds:
+        money = format_cents(-s.amount_cents, loc, cur)
+        why = (
+            "the terminal stopped before telling the guest it was approved"
+            if not s.approved
+            else "the relay did not finish dispensing"
+        )
+        print(f"{_sale_label(s)} {s.created_at}  card {s.token_id}  {money}  key {s.idempotency_key}  {why}")
     return EXIT_OK
 
 
 def _sale_label(sale: SaleRecord) -> str:
     """``DONE``, ``HELD``, ``PENDING (not dispensed)``, ``CHARGED, NOT DISPENSED`` or ``CHARGED, NEVER
-    APPROVED`` (a person checks whether the guest got the product), as queue and recover list a sale."""
+    APPROVED`` (to refund: a person checks whether the guest got the product), ``REFUNDED`` or ``SERVED
+    BY HAND`` (a person closed it), as queue and recover list a sale."""
+    if sale.resolved is not None:
+        return "REFUNDED" if sale.resolved == "refunded" else "SERVED BY HAND"
     if sale.state is SaleState.DONE and not sale.approved:
         # the terminal stopped before it could tell the guest, yet the server booked it
         return "CHARGED, NEVER APPROVED"
@@ -460,6 +532,10 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
         "rejected_cents": -st.rejected_cents,
         "declined": st.declined,
         "oldest_pending": st.oldest_pending,
+        "to_refund": st.to_refund,
+        "to_refund_cents": -st.to_refund_cents,
+        "refunded": st.refunded,
+        "served_by_hand": st.served_by_hand,
     }
     from terminal.outbox.view import backlogs
 
@@ -482,7 +558,14 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
     if as_json:
         print(json.dumps(data))
         return EXIT_OK
-    print(f"sales confirmed: {st.done}")
+    # booked sales the guest got (served by hand included); refunded ones and those to refund are not
+    print(f"sales confirmed: {st.done - st.to_refund - st.refunded}")
+    print(
+        f"to refund:       {st.to_refund} ({format_cents(-st.to_refund_cents, loc, cur)})"
+        + (", charged but never served: taptill queue lists them" if st.to_refund else "")
+        + (f"; {st.refunded} refunded" if st.refunded else "")
+        + (f"; {st.served_by_hand} served by hand" if st.served_by_hand else "")
+    )
     print(
         f"pending:         {st.pending} ({format_cents(-st.pending_cents, loc, cur)})"
         + (f", {st.held} held for reconciliation" if st.held else "")

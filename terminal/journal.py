@@ -185,7 +185,22 @@ MIGRATIONS: tuple[str, ...] = (
         FROM reports ORDER BY id;
     DROP TABLE reports;
     """,
+    # 9: how a person closed a sale charged but never served (the guest was never told it was approved,
+    # or the relay did not give it in full): 'refunded' or 'served' (by hand), when, and by whom
+    """
+    ALTER TABLE sales ADD COLUMN resolved TEXT;
+    ALTER TABLE sales ADD COLUMN resolved_at TEXT;
+    ALTER TABLE sales ADD COLUMN resolved_by TEXT;
+    """,
 )
+
+# A sale the wallet booked whose guest got nothing (or not all): never told it was approved, or the relay
+# did not finish; it stays "to refund" until a person records it refunded or served by hand.
+TO_REFUND_SQL = "state = 'done' AND resolved IS NULL AND (approved = 0 OR dispensed = 0)"
+RESOLUTIONS = ("refunded", "served")
+# How the controller's offline decisions begin (terminal/controller/offline_policy.py): a done sale keeps
+# such a reason, since the decision is journaled (DESIGN.md, invariant 3); any other note was a retry's.
+OFFLINE_REASON = "offline: "
 
 
 @dataclass(frozen=True)
@@ -216,6 +231,19 @@ class SaleRecord:
     server_errors: int = 0  # error answers that reconciliation showed were not booked
     dispensed: bool | None = None  # the relay gave the products in full; None: nothing to dispense
     approved: bool = True  # the guest was told it was approved (a tap path sale: once it was decided)
+    resolved: str | None = None  # charged but never served, then closed by a person: refunded or served
+    resolved_at: str | None = None  # ISO 8601 (UTC), when ``taptill settle`` recorded it
+    resolved_by: str | None = None  # the user who ran ``taptill settle``
+
+    @property
+    def to_refund(self) -> bool:
+        """Booked, but the guest got nothing (never told it was approved, or the relay did not finish),
+        and no person has closed it yet (``TO_REFUND_SQL`` in Python)."""
+        return (
+            self.state is SaleState.DONE
+            and self.resolved is None
+            and (not self.approved or self.dispensed is False)
+        )
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -233,6 +261,10 @@ class SaleRecord:
             "held": self.hold,
             "dispensed": self.dispensed,
             "approved": self.approved,
+            "to_refund": self.to_refund,
+            "resolved": None
+            if self.resolved is None
+            else {"how": self.resolved, "at": self.resolved_at, "by": self.resolved_by},
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
@@ -260,12 +292,17 @@ class JournalStatus:
     rejected_cents: int
     declined: int
     oldest_pending: str | None
+    to_refund: int = 0  # done sales whose guest was not served, not yet closed by a person
+    to_refund_cents: int = 0  # their amounts as the wallet sees them (a debit negative)
+    refunded: int = 0  # closed by a person: the guest was refunded
+    served_by_hand: int = 0  # closed by a person: the guest was served by hand
 
 
 _COLUMNS = (
     "id, idempotency_key, token_id, products, amount_cents, description, tag, state, reason, offline, "
     "operator, balance_before, balance_after, maybe_sent, hold, attempts, next_attempt_at, created_at, "
-    "updated_at, attempted_at, last_status, server_errors, dispensed, approved"
+    "updated_at, attempted_at, last_status, server_errors, dispensed, approved, resolved, resolved_at, "
+    "resolved_by"
 )
 
 
@@ -296,6 +333,9 @@ def _row(r: Any) -> SaleRecord:
         server_errors=int(r[21]),
         dispensed=None if r[22] is None else bool(r[22]),
         approved=bool(r[23]),
+        resolved=None if r[24] is None else str(r[24]),
+        resolved_at=None if r[25] is None else str(r[25]),
+        resolved_by=None if r[26] is None else str(r[26]),
     )
 
 
@@ -574,12 +614,17 @@ class Journal:
         self, sale_id: int, balance_after: int | None, also: Statements = (), *, approved: bool = False
     ) -> None:
         """The server booked the sale; ``also`` are statements committed with it (its reports);
-        ``approved`` notes in the same write that the guest is being told so (the tap path)."""
+        ``approved`` notes in the same write that the guest is being told so (the tap path).
+
+        The latest retry note ("waiting before reconciling", "server unreachable") no longer holds once
+        the sale is done: it is cleared; an offline decision's reason ("offline: …") stays."""
         try:
             with self._tx():
                 cur = self._db.execute(
                     "UPDATE sales SET state = 'done', balance_after = ?, maybe_sent = 0, hold = 0,"
-                    " approved = MAX(approved, ?), updated_at = ? WHERE id = ? AND state = 'pending'",
+                    " approved = MAX(approved, ?), updated_at = ?,"
+                    f" reason = CASE WHEN reason LIKE '{OFFLINE_REASON}%' THEN reason ELSE '' END"
+                    " WHERE id = ? AND state = 'pending'",
                     (balance_after, int(approved), _now_iso(), sale_id),
                 )
                 if cur.rowcount:
@@ -659,6 +704,24 @@ class Journal:
         )
         return cur.rowcount == 1
 
+    def resolve(self, key: str, how: str, by: str) -> bool:
+        """A person closed the sale with idempotency key ``key``, charged but never served: ``how`` is
+        'refunded' (the guest got the money back) or 'served' (by hand); ``by`` names who. True if such
+        a sale, still open, was found (one already closed, or any other sale, is left alone)."""
+        if how not in RESOLUTIONS:
+            raise ValueError(f"resolution {how!r} is none of {RESOLUTIONS}")
+        cur = self._write(
+            "UPDATE sales SET resolved = ?, resolved_at = ?, resolved_by = ?, updated_at = ?"
+            f" WHERE idempotency_key = ? AND {TO_REFUND_SQL}",
+            (how, _now_iso(), by[:100], _now_iso(), key),
+        )
+        return cur.rowcount == 1
+
+    def to_refund(self) -> list[SaleRecord]:
+        """Sales charged but never served that no person has closed yet, oldest first."""
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM sales WHERE {TO_REFUND_SQL} ORDER BY id").fetchall()
+        return [_row(r) for r in rows]
+
     def due_sales(self, now: float | None = None, limit: int = 100) -> list[SaleRecord]:
         """Pending sales to send: oldest first, and only the oldest pending sale of each card, so one
         card's sales reach the server in order and reconciliation stays unambiguous.
@@ -703,7 +766,10 @@ class Journal:
             " COALESCE(SUM(state = 'done'), 0), COALESCE(SUM(state = 'rejected'), 0),"
             " COALESCE(SUM(CASE WHEN state = 'rejected' THEN amount_cents END), 0),"
             " COALESCE(SUM(state = 'declined'), 0),"
-            " MIN(CASE WHEN state = 'pending' THEN created_at END) FROM sales"
+            " MIN(CASE WHEN state = 'pending' THEN created_at END),"
+            f" COALESCE(SUM({TO_REFUND_SQL}), 0),"
+            f" COALESCE(SUM(CASE WHEN {TO_REFUND_SQL} THEN amount_cents END), 0),"
+            " COALESCE(SUM(resolved = 'refunded'), 0), COALESCE(SUM(resolved = 'served'), 0) FROM sales"
         ).fetchone()
         return JournalStatus(
             pending=int(r[0]),
@@ -714,6 +780,10 @@ class Journal:
             rejected_cents=int(r[5]),
             declined=int(r[6]),
             oldest_pending=r[7],
+            to_refund=int(r[8]),
+            to_refund_cents=int(r[9]),
+            refunded=int(r[10]),
+            served_by_hand=int(r[11]),
         )
 
     # --- cards and the offline view ---------------------------------------------------------

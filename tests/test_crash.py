@@ -96,9 +96,26 @@ def test_kill_while_the_request_is_in_flight(
     else:
         wallet_server.faults.clear()  # the hanging request is dropped; nothing was booked
     assert [s["state"] for s in journal_lines(config)] == ["pending"]
-    _restart_and_settle(config, 1)
-    # Killed before the tap was decided: booked means done (for a refund), not booked is never re-sent.
-    _assert_exactly_once(config, wallet_server, ["done" if applied else "rejected"])
+    key = journal_lines(config)[0]["idempotency_key"]
+    term = TerminalProcess(config)
+    try:
+        wait_for(lambda: settled(config, 1), timeout=20, what="the restarted terminal to settle")
+        # Killed before the tap was decided: booked means done (for a refund), not booked is never re-sent.
+        _assert_exactly_once(config, wallet_server, ["done" if applied else "rejected"])
+        queue = taptill("queue", "--config", str(config)).stdout
+        assert ("to refund: 1 (2,50 €)" in queue) == applied, queue
+        assert "waiting before reconciling" not in queue, queue
+        if applied:  # the operator refunds the guest in pretix and closes it while the terminal runs
+            assert f"key {key}  the terminal stopped before telling the guest" in queue, queue
+            taptill("settle", key, "--refunded", "--config", str(config))
+            queue = taptill("queue", "--config", str(config)).stdout
+            assert queue == "queue empty: every sale is confirmed and served\n", queue
+    finally:
+        assert term.stop() == 0
+    (sale,) = journal_lines(config)
+    # the retry note ("waiting before reconciling") is gone; a rejection keeps its reason
+    assert (sale["reason"] == "") if applied else sale["reason"].startswith("server_trouble"), sale
+    assert (sale["resolved"] or {}).get("how") == ("refunded" if applied else None), sale
 
 
 def test_kill_during_reconciliation(tmp_path: Path, wallet_server: WalletEmulator) -> None:

@@ -98,6 +98,50 @@ def test_states_only_move_forward_from_pending(journal: Journal) -> None:
     assert rejected.reason.startswith("bad_product") and rejected.balance_after is None
 
 
+def test_a_done_sale_keeps_no_retry_note_but_keeps_its_offline_decision(journal: Journal) -> None:
+    online = sale(journal, MAX, attempting=True)
+    offline = sale(journal, ERIKA, reason="offline: accepted (balance 500, 12 s old)")
+    waited = sale(journal, ERIKA)  # retried: its decision's reason was replaced by a retry note already
+    journal.schedule_retry(online, at=0.0, reason="waiting before reconciling")
+    journal.schedule_retry(waited, at=0.0, reason="server unreachable: connection refused")
+    for sale_id in (online, offline, waited):
+        journal.mark_done(sale_id, 1750)
+    reasons = [s.reason for s in journal.sales()]
+    assert reasons == ["", "offline: accepted (balance 500, 12 s old)", ""]
+
+
+def test_a_sale_charged_but_never_served_is_to_refund_until_a_person_closes_it(journal: Journal) -> None:
+    unapproved = sale(journal, MAX, attempting=True, approved=False, dispense=True)
+    undispensed = sale(journal, ERIKA, dispense=True)
+    served = sale(journal, ERIKA, dispense=True)
+    held = sale(journal, MAX, attempting=True)
+    for sale_id in (unapproved, undispensed, served):
+        journal.mark_done(sale_id, 1000)
+    journal.hold(held, "unclear whether booked")
+    keys = {s.id: s.idempotency_key for s in journal.sales()}
+    journal.mark_dispensed(keys[served])
+    assert [s.id for s in journal.to_refund()] == [unapproved, undispensed]
+    st = journal.status()
+    assert (st.done, st.to_refund, st.to_refund_cents, st.refunded, st.served_by_hand) == (3, 2, -500, 0, 0)
+
+    assert not journal.resolve(keys[served], "refunded", "anna")  # its guest was served
+    assert not journal.resolve(keys[held], "refunded", "anna")  # not booked (yet)
+    assert not journal.resolve("t" + "x" * 24, "refunded", "anna")
+    assert journal.resolve(keys[unapproved], "refunded", "anna")
+    assert not journal.resolve(keys[unapproved], "served", "ben")  # closed once, by the first person
+    assert journal.resolve(keys[undispensed], "served", "ben")
+    with pytest.raises(ValueError):
+        journal.resolve(keys[served], "forgotten", "anna")
+
+    assert journal.to_refund() == []
+    closed = journal.sale(unapproved)
+    assert closed is not None and (closed.resolved, closed.resolved_by) == ("refunded", "anna")
+    assert closed.as_json()["resolved"] == {"how": "refunded", "at": closed.resolved_at, "by": "anna"}
+    assert closed.as_json()["to_refund"] is False and closed.resolved_at is not None
+    st = journal.status()
+    assert (st.done, st.to_refund, st.to_refund_cents, st.refunded, st.served_by_hand) == (3, 0, 0, 1, 1)
+
+
 def test_due_sales_give_only_the_oldest_pending_sale_of_each_card(journal: Journal) -> None:
     m1, e1, m2, m3 = sale(journal, MAX), sale(journal, ERIKA), sale(journal, MAX), sale(journal, MAX)
     assert [s.id for s in journal.due_sales(now=0.0)] == [m1, e1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from terminal.emulator.wallet import WalletEmulator
@@ -65,3 +66,128 @@ def test_settle_booked_marks_it_done_without_sending(tmp_path: Path, wallet_serv
     again = taptill("settle", key, "--booked", "--config", str(config), check=False)
     assert again.returncode == 1 and "no held sale" in again.stderr
     assert wallet_server.transactions() == []
+
+
+def _charged_never_served(config: Path, flavour: str) -> tuple[str, str]:
+    """As the restarted terminal leaves them: a sale the server booked while the terminal was killed
+    before telling the guest (reconciled with a retry note first), and one whose relay pulse was cut."""
+    journal = Journal.open(config.parent / "state" / "journal.sqlite3")
+    try:
+        keys = []
+        for approved in (False, True):
+            sale = journal.record_sale(
+                token_id=MAX,
+                products=[espresso(flavour)],
+                amount_cents=-250,
+                description="Kaffee",
+                tag=None,
+                offline=False,
+                balance_before=2000,
+                attempting=True,
+                dispense=True,
+                approved=approved,
+            )
+            journal.schedule_retry(sale.id, 0.0, "waiting before reconciling")
+            journal.mark_done(sale.id, 1750)
+            keys.append(sale.idempotency_key)
+        return keys[0], keys[1]
+    finally:
+        journal.close()
+
+
+def _doctor_line(config: Path, name: str) -> str:
+    doctor = taptill("doctor", "--config", str(config), check=False).stdout
+    (line,) = [line for line in doctor.splitlines() if line.split()[1:2] == [name]]
+    return line
+
+
+def test_a_guest_charged_but_never_served_is_listed_to_refund_until_settled(
+    tmp_path: Path, wallet_server: WalletEmulator
+) -> None:
+    config = write_config(tmp_path, wallet_server)
+    unapproved, undispensed = _charged_never_served(config, wallet_server.flavour)
+
+    queue = taptill("queue", "--config", str(config)).stdout
+    assert "to refund: 2 (5,00 €), charged but never served: refund the guest in pretix" in queue
+    assert "taptill settle --refunded KEY (or --served KEY)" in queue
+    lines = [line for line in queue.splitlines() if line.startswith("CHARGED")]
+    assert [(line.split(" 20")[0], line.split(" key ")[1].split()[0]) for line in lines] == [
+        ("CHARGED, NEVER APPROVED", unapproved),
+        ("CHARGED, NOT DISPENSED", undispensed),
+    ]
+    assert "card " + MAX in lines[0] and "2,50 €" in lines[0]
+    assert "waiting before reconciling" not in queue, "reconciled: the retry note is stale"
+    status = taptill("status", "--config", str(config)).stdout
+    assert "sales confirmed: 0\n" in status
+    assert "to refund:       2 (5,00 €), charged but never served: taptill queue lists them" in status
+    as_json = json.loads(taptill("status", "--json", "--config", str(config)).stdout)
+    assert (as_json["done"], as_json["to_refund"], as_json["to_refund_cents"]) == (2, 2, 500)
+    queue_check = _doctor_line(config, "queue")
+    assert queue_check.startswith("WARN queue ") and "2 to refund (5,00 €)" in queue_check
+    assert "taptill settle --refunded KEY (or --served KEY)" in queue_check
+    assert [s["reason"] for s in journal_lines(config)] == ["", ""]
+
+    booked = taptill("settle", unapproved, "--booked", "--config", str(config), check=False)
+    assert booked.returncode == 1
+    assert booked.stderr.splitlines() == [
+        f"taptill: sale {unapproved} is booked already, but its guest was not served; once they are "
+        f"refunded or served by hand: taptill settle --refunded {unapproved} (or --served {unapproved})"
+    ]
+    term = TerminalProcess(config)  # settle writes while the terminal runs
+    try:
+        refunded = taptill("settle", unapproved, "--refunded", "--config", str(config))
+        served = taptill("settle", undispensed, "--served", "--config", str(config))
+    finally:
+        assert term.stop() == 0
+    assert f"settled: sale {unapproved} recorded as refunded by " in refunded.stdout
+    assert f"settled: sale {undispensed} recorded as served by " in served.stdout
+
+    sales = journal_lines(config)
+    assert [(s["resolved"]["how"], s["to_refund"]) for s in sales] == [("refunded", False), ("served", False)]
+    assert all(s["resolved"]["at"] and s["resolved"]["by"] for s in sales)
+    queue = taptill("queue", "--config", str(config)).stdout
+    assert queue == "queue empty: every sale is confirmed and served\n"
+    status = taptill("status", "--config", str(config)).stdout
+    assert (
+        "sales confirmed: 1\n" in status
+        and "to refund:       0 (0,00 €); 1 refunded; 1 served by hand" in status
+    )
+    assert _doctor_line(config, "queue").startswith("OK   queue ")
+    again = taptill("settle", unapproved, "--served", "--config", str(config), check=False)
+    assert again.returncode == 1 and len(again.stderr.splitlines()) == 1
+    assert f"sale {unapproved} was closed already: refunded at " in again.stderr
+    assert wallet_server.transactions() == []  # closing a sale sends nothing
+
+
+def test_settle_refunded_refuses_a_sale_that_is_not_to_refund(
+    tmp_path: Path, wallet_server: WalletEmulator
+) -> None:
+    config = write_config(tmp_path, wallet_server)
+    held = _held_sale(config, wallet_server.flavour)
+    journal = Journal.open(config.parent / "state" / "journal.sqlite3")
+    try:
+        sale = journal.record_sale(
+            token_id=MAX,
+            products=[espresso(wallet_server.flavour)],
+            amount_cents=-250,
+            description="Kaffee",
+            tag=None,
+            offline=False,
+            dispense=True,
+        )
+        journal.mark_done(sale.id, 1750)
+        journal.mark_dispensed(sale.idempotency_key)
+    finally:
+        journal.close()
+    unknown = "t" + "x" * 24
+    said = {
+        held: f"sale {held} is not booked yet (held), so there is nothing to refund; settle it with "
+        "--booked or --not-booked first",
+        sale.idempotency_key: f"sale {sale.idempotency_key} is done and its guest was served: nothing to "
+        "refund (taptill queue lists the sales to refund)",
+        unknown: f"no sale with key {unknown}; taptill queue lists the sales to refund",
+    }
+    for key, line in said.items():
+        proc = taptill("settle", key, "--refunded", "--config", str(config), check=False)
+        assert (proc.returncode, proc.stderr.splitlines(), proc.stdout) == (1, [f"taptill: {line}"], "")
+    assert [s["resolved"] for s in journal_lines(config)] == [None, None]

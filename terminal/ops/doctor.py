@@ -16,6 +16,7 @@ from pathlib import Path
 from terminal.config import Config, ConfigError, load_config
 from terminal.config_section import Section
 from terminal.journal import Journal, JournalError, JournalMissing
+from terminal.money import format_cents
 from terminal.ops.salvage import SQLITE_DEB, SQLITE_TOOL
 from terminal.partybroker.config import PASSWORD_CREDENTIAL, PartybrokerConfig, parse_partybroker
 from terminal.service.drivers import missing_drivers
@@ -86,7 +87,8 @@ def diagnose(config_path: Path, *, now: Callable[[], datetime] | None = None) ->
         checks.append(_disk_check(cfg.terminal.state_dir))
         checks.append(journal_check)
         readable = journal_check.status != "FAIL"
-        checks.append(_queue_check(journal, clock(), readable=readable))
+        money = (cfg.terminal.locale, cfg.terminal.currency)
+        checks.append(_queue_check(journal, clock(), money=money, readable=readable))
         checks.append(_unsellable_check(journal, readable=readable))
         checks.append(_outbox_check(journal, clock(), readable=readable))
     finally:
@@ -252,7 +254,12 @@ def _clock_check(now: datetime, journal: Journal | None) -> Check:
     return Check.ok("clock", f"{now:%Y-%m-%d %H:%M} UTC")
 
 
-def _queue_check(journal: Journal | None, now: datetime, *, readable: bool = True) -> Check:
+def _queue_check(
+    journal: Journal | None, now: datetime, *, money: tuple[str, str], readable: bool = True
+) -> Check:
+    """Wallet sales: FAIL when they stop reaching the server; WARN for held or rejected ones, and while a
+    guest charged but never served waits for a refund (a person's job, never a FAIL). ``money`` is the
+    (locale, currency) amounts are shown in."""
     if journal is None and not readable:
         return Check.warn("queue", "unknown: the journal cannot be read (see the journal check)")
     if journal is None:
@@ -261,6 +268,8 @@ def _queue_check(journal: Journal | None, now: datetime, *, readable: bool = Tru
     parts = [f"{st.pending} pending", f"{st.rejected} rejected"]
     if st.held:
         parts.append(f"{st.held} held for reconciliation")
+    if st.to_refund:
+        parts.append(f"{st.to_refund} to refund ({format_cents(-st.to_refund_cents, *money)})")
     summary = ", ".join(parts)
     if st.oldest_pending:
         age = (now - datetime.fromisoformat(st.oldest_pending)).total_seconds()
@@ -271,6 +280,12 @@ def _queue_check(journal: Journal | None, now: datetime, *, readable: bool = Tru
             return Check.warn("queue", f"{summary}; the server has not confirmed for an hour: taptill queue")
     if st.held:
         fix = "check the held sales' wallets (taptill queue), then taptill settle KEY"
+        return Check.warn("queue", f"{summary}; {fix}")
+    if st.to_refund:
+        fix = (
+            "guests were charged but never served: refund them in pretix or serve them by hand, then "
+            "taptill settle --refunded KEY (or --served KEY); taptill queue lists them"
+        )
         return Check.warn("queue", f"{summary}; {fix}")
     if st.rejected:
         return Check.warn("queue", f"{summary}; review them with taptill queue --rejected")

@@ -85,8 +85,8 @@ class Salvage:
 
         by = {state: [s for s in self.sales if s.state is state] for state in SaleState}
         held = [s for s in by[SaleState.PENDING] if s.hold]
-        unapproved = [s for s in by[SaleState.DONE] if not s.approved]
-        undispensed = [s for s in by[SaleState.DONE] if s.approved and s.dispensed is False]
+        unapproved = [s for s in by[SaleState.DONE] if s.to_refund and not s.approved]
+        undispensed = [s for s in by[SaleState.DONE] if s.to_refund and s.approved]
         to_check = [
             part(label, sales)
             for label, sales in (("not dispensed", undispensed), ("never approved", unapproved))
