@@ -494,11 +494,16 @@ def _queue(journal: Journal, cfg: Config, rejected: bool) -> int:
         )
     for s in refunds:
         money = format_cents(-s.amount_cents, loc, cur)
-        why = (
-            "the terminal stopped before telling the guest it was approved"
-            if not s.approved
-            else "the relay did not finish dispensing"
-        )
+        if s.amount_cents > 0:
+            # A top-up: the wallet holds the credit; the operator may not have taken the cash for it.
+            why = (
+                "the wallet was credited but the operator was never told: if the cash was not taken, take "
+                "the credit back in pretix and settle --refunded; if it was, settle --served"
+            )
+        elif not s.approved:
+            why = "the terminal stopped before telling the guest it was approved"
+        else:
+            why = "the relay did not finish dispensing"
         print(f"{_sale_label(s)} {s.created_at}  card {s.token_id}  {money}  key {s.idempotency_key}  {why}")
     return EXIT_OK
 
@@ -511,7 +516,7 @@ def _sale_label(sale: SaleRecord) -> str:
         return "REFUNDED" if sale.resolved == "refunded" else "SERVED BY HAND"
     if sale.state is SaleState.DONE and not sale.approved:
         # the terminal stopped before it could tell the guest, yet the server booked it
-        return "CHARGED, NEVER APPROVED"
+        return "CREDITED, NEVER CONFIRMED" if sale.amount_cents > 0 else "CHARGED, NEVER APPROVED"
     if sale.state is SaleState.DONE and sale.dispensed is False:
         return "CHARGED, NOT DISPENSED"
     label = "HELD" if sale.hold else str(sale.state).upper()

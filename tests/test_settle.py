@@ -159,6 +159,36 @@ def test_a_guest_charged_but_never_served_is_listed_to_refund_until_settled(
     assert wallet_server.transactions() == []  # closing a sale sends nothing
 
 
+def test_a_top_up_credited_but_never_confirmed_is_listed_in_its_own_words(
+    tmp_path: Path, wallet_server: WalletEmulator
+) -> None:
+    """A kiosk killed mid-request: the wallet holds the credit, the operator never saw it confirmed and
+    may have handed the cash back. Not a guest to refund: the operator checks the cash."""
+    config = write_config(tmp_path, wallet_server)
+    journal = Journal.open(config.parent / "state" / "journal.sqlite3")
+    try:
+        sale = journal.record_sale(
+            token_id=MAX,
+            products=["topup10"],
+            amount_cents=1000,
+            description="Kaffee",
+            tag=None,
+            offline=False,
+            balance_before=2000,
+            attempting=True,
+            approved=False,
+            operator="op1",
+        )
+        journal.mark_done(sale.id, 3000)
+    finally:
+        journal.close()
+    queue = taptill("queue", "--config", str(config)).stdout
+    (line,) = [line for line in queue.splitlines() if sale.idempotency_key in line]
+    assert line.startswith("CREDITED, NEVER CONFIRMED"), queue
+    assert "if the cash was not taken, take the credit back in pretix" in line, line
+    assert "CHARGED" not in queue, queue
+
+
 def test_settle_refunded_refuses_a_sale_that_is_not_to_refund(
     tmp_path: Path, wallet_server: WalletEmulator
 ) -> None:
