@@ -23,6 +23,7 @@ test: $(STAMP)/venv-test lint
 
 lint: $(STAMP)/venv-test
 	$(VENV)/bin/ruff check terminal hw provisioning tests
+	$(VENV)/bin/ruff format --check terminal hw provisioning tests
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)/venv-test

@@ -219,7 +219,7 @@ def _currency(s: Section) -> str:
     code = s.string("currency", "EUR")
     if not (len(code) == 3 and code.isascii() and code.isalpha()):
         raise ConfigError(
-            f"[terminal] currency is {code!r}; expected an ISO 4217 code of three letters, e.g. \"EUR\""
+            f'[terminal] currency is {code!r}; expected an ISO 4217 code of three letters, e.g. "EUR"'
         )
     return code.upper()
 

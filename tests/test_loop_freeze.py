@@ -73,8 +73,14 @@ def test_the_outbox_waits_while_the_only_pending_sale_is_in_flight(
     """The exact field state: one pending sale, its card's debit in flight on the tap path."""
     journal, sender = _sender(tmp_path, wallet_server, dedupes=wallet_server.flavour == "doc")
     journal.record_sale(
-        token_id=MAX, products=["x"], amount_cents=-250, description="Kaffee", tag=None, offline=False,
-        attempting=True, balance_before=2000,
+        token_id=MAX,
+        products=["x"],
+        amount_cents=-250,
+        description="Kaffee",
+        tag=None,
+        offline=False,
+        attempting=True,
+        balance_before=2000,
     )
     sender.in_flight.add(MAX)  # the tap path's request is under way
     share = _cpu_share(sender.run, 2.5)  # the journal stays open: a stuck loop thread may still use it
@@ -87,8 +93,14 @@ def test_the_outbox_waits_while_a_sale_waits_for_its_reconcile_window(
 ) -> None:
     journal, sender = _sender(tmp_path, wallet_server, dedupes=False)
     journal.record_sale(
-        token_id=MAX, products=["x"], amount_cents=-250, description="Kaffee", tag=None, offline=False,
-        attempting=True, balance_before=2000,
+        token_id=MAX,
+        products=["x"],
+        amount_cents=-250,
+        description="Kaffee",
+        tag=None,
+        offline=False,
+        attempting=True,
+        balance_before=2000,
     )
     share = _cpu_share(sender.run, 2.5)
     journal.close()

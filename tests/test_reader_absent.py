@@ -18,9 +18,7 @@ from terminal.emulator.wallet import WalletEmulator
 from tests.pcsc_lab import stopped_pcsc_daemon_fixture  # noqa: F401  (fixture)
 from tests.terminal_lab import TerminalProcess, taptill, wait_for, write_config
 
-FAILURE = re.compile(
-    r"^(\S+ \S+) WARNING (\S+): (.*); retrying in (\d+) s \(failure (\d+) in a row\)$", re.M
-)
+FAILURE = re.compile(r"^(\S+ \S+) WARNING (\S+): (.*); retrying in (\d+) s \(failure (\d+) in a row\)$", re.M)
 # What nfcpy itself logs on every attempt to open a device (nfc/clf/__init__.py).
 NFCPY_ATTEMPT_LINES = ("searching for reader on path", "no reader available on path")
 

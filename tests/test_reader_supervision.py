@@ -119,9 +119,11 @@ def test_a_reader_loop_that_raises_is_run_again_after_growing_delays() -> None:
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert gaps[0] >= 0.1 and gaps[1] >= 0.2 and gaps[2] >= 0.4, gaps
     # Each failure reported, with its advice (status and doctor count them; the log has the retry).
-    assert reports == [
-        "test reader failed (OSError: [Errno 19] No such device); check the reader's cable and driver"
-    ] * 3
+    assert (
+        reports
+        == ["test reader failed (OSError: [Errno 19] No such device); check the reader's cable and driver"]
+        * 3
+    )
 
 
 def test_failed_opens_keep_counting_however_long_they_go_on() -> None:

@@ -31,7 +31,14 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "FINAL_ERRORS",
-    "MIN_PAUSE_S", "AttemptResult", "Delivered", "Later", "Refusal", "SaleSender", "refusal_reason"]
+    "MIN_PAUSE_S",
+    "AttemptResult",
+    "Delivered",
+    "Later",
+    "Refusal",
+    "SaleSender",
+    "refusal_reason",
+]
 
 
 # Error statuses the wallet application itself answers once it is done with a request (pretix rolls the
