@@ -40,6 +40,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"relay_reset: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # gpiozero, lgpio or /proc: one line in the journal, not a traceback
+        print(
+            f"relay_reset: could not release the relays ({type(exc).__name__}: {exc}); "
+            "check the [gpio] pins and that /dev/gpiochip* is readable by group gpio",
+            file=sys.stderr,
+        )
+        return 1
     for pin in pins:
         print(f"relay_reset: GPIO{pin} is an input again", file=sys.stderr)
     return 0

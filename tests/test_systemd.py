@@ -21,7 +21,7 @@ from tests.terminal_lab import REPO, TerminalProcess, wait_for, write_config
 pytestmark = pytest.mark.systemd
 
 UNIT = REPO / "systemd" / "taptill.service"
-MAX_EXPOSURE = 2.5
+MAX_EXPOSURE = 2.0
 WATCHDOG_USEC = 400_000  # pings every 0.2 s
 
 
@@ -61,7 +61,7 @@ def test_verify_catches_a_typo(tmp_path: Path) -> None:
     assert "ProtectSytem" in proc.stderr
 
 
-def test_offline_security_exposure_is_at_most_2_5(tmp_path: Path) -> None:
+def test_offline_security_exposure_is_at_most_2_0(tmp_path: Path) -> None:
     level = exposure(checkable_copy(UNIT, tmp_path))
     assert level <= MAX_EXPOSURE, f"exposure {level} > {MAX_EXPOSURE}"
 

@@ -16,6 +16,7 @@ import pytest
 from hw.readers.sim import send_command
 from provisioning.install import DEFAULT_PREFIX, retarget_scripts
 from provisioning.provision import EXIT_CHANGED, EXIT_MISSING, EXIT_USAGE
+from provisioning.sandbox import service_options
 from terminal.emulator.wallet import WalletEmulator
 from tests.conftest import seed_program
 from tests.terminal_lab import MAX, REPO, journal_lines, wait_for
@@ -211,3 +212,115 @@ def test_a_uart_the_service_user_could_not_open_is_refused(
     assert named in message and "do_serial_cons 1" in message, message
     if node is not None:
         assert codes["with_dialout"] != 0  # the kernel agrees: dialout would not help
+
+
+# --- GPIO under the sandbox: gpiozero's real import path with lgpio ------------------------------------
+
+# What gpiozero does before its first pin, run as the unit runs ExecStart: lgpio's import makes its
+# notification FIFO, gpiozero reads the Pi's revision from /proc and builds the (pinned) pin factory.
+GPIO_PROBE = """
+import json, os, warnings
+out = {}
+try:
+    import lgpio
+    out["lgpio"] = "imported"
+except Exception as exc:
+    out["lgpio"] = f"{type(exc).__name__}: {exc}"
+out["cwd"] = os.getcwd()
+from gpiozero import Device
+from gpiozero.pins.local import get_pi_revision
+try:
+    out["revision"] = hex(get_pi_revision())
+except Exception as exc:
+    out["revision"] = type(exc).__name__
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    try:
+        Device._default_pin_factory()
+        out["factory"] = "ok"
+    except Exception as exc:
+        out["factory"] = f"{type(exc).__name__}: {exc}"
+out["fallbacks"] = [str(w.message) for w in caught]
+print("PROBE " + json.dumps(out))
+"""
+
+
+def with_gpio_libraries(unit: str, module_argv: list[str]) -> list[str]:
+    """The image's own Python (ExecStopPost's) running ``module_argv`` with gpiozero and lgpio from this
+    venv: the image was provisioned without [gpio], and this venv's interpreter lives under /root, which
+    ProtectHome=yes hides. This checkout comes first, so its relay reset is the one run."""
+    import gpiozero
+    import lgpio
+
+    python = shlex.split(service_options(unit)["ExecStopPost"][-1].lstrip("-"))[0]
+    libraries = {str(Path(m.__file__ or "").resolve().parent.parent) for m in (gpiozero,)}
+    libraries.add(str(Path(lgpio.__file__ or "").resolve().parent))
+    return ["env", f"PYTHONPATH={':'.join([str(REPO), *sorted(libraries)])}", python, *module_argv]
+
+
+def run_in_unit(box: Sandbox, unit: str, argv: list[str]) -> str:
+    proc = box.start(unit, argv)
+    out, _ = proc.communicate(timeout=120)
+    return out
+
+
+def probe(box: Sandbox, unit: str) -> dict[str, object]:
+    out = run_in_unit(box, unit, with_gpio_libraries(unit, ["-c", GPIO_PROBE]))
+    lines = [line for line in out.splitlines() if line.startswith("PROBE ")]
+    assert lines, out
+    result: dict[str, object] = json.loads(lines[-1].removeprefix("PROBE "))
+    return result
+
+
+def as_before(unit: str) -> str:
+    """The unit as it was before GPIO was looked at: no LG_WD, no pinned factory, ProcSubset=pid."""
+    kept = [line for line in unit.splitlines() if "LG_WD=" not in line]
+    return "\n".join(kept).replace("ProtectProc=invisible", "ProtectProc=invisible\nProcSubset=pid") + "\n"
+
+
+def test_gpiozero_and_lgpio_load_inside_the_unit_sandbox(image: Path, tmp_path: Path) -> None:
+    """lgpio writes its FIFO into LG_WD (the RuntimeDirectory), nothing into the read-only working
+    directory; /proc shows gpiozero the board revision; the factory is lgpio alone, no fallback to
+    /dev/gpiomem. This machine has no GPIO chip: the factory stops at the board check (a Pi passes it)."""
+    unit = (image / "etc/systemd/system/taptill.service").read_text()
+    box, notify = sandbox(image, tmp_path / "now")
+    notify.close()
+    found = probe(box, unit)
+    assert found["lgpio"] == "imported", found
+    assert found["cwd"] == "/run/taptill"  # lgpio chdirs to LG_WD
+    fifos = list(box.run.glob(".lgd-nfy*"))
+    assert fifos and all(f.stat().st_uid == box.uid for f in fifos), found
+    assert found["revision"] != "FileNotFoundError", found  # /proc/cpuinfo and /proc/device-tree visible
+    assert found["fallbacks"] == [], found  # GPIOZERO_PIN_FACTORY=lgpio: nothing else is tried
+    assert found["factory"] == "ok" or str(found["factory"]).startswith("PinUnknownPi"), found
+
+    # The same probe under the unit as it was: lgpio cannot import in /, gpiozero falls back to the
+    # libraries that need /dev/gpiomem, and the revision is hidden by ProcSubset=pid.
+    before, notify = sandbox(image, tmp_path / "before")
+    notify.close()
+    found = probe(before, as_before(unit).replace("GPIOZERO_PIN_FACTORY=lgpio ", ""))
+    assert str(found["lgpio"]).startswith("FileNotFoundError") and ".lgd-nfy" in str(found["lgpio"]), found
+    assert found["cwd"] == "/" and not list(before.run.glob(".lgd-nfy*"))
+    assert found["revision"] == "FileNotFoundError", found
+    assert any("Falling back from lgpio" in w for w in found["fallbacks"]), found  # type: ignore[union-attr]
+    assert str(found["factory"]).startswith("BadPinFactory"), found
+
+
+def test_the_relay_reset_reaches_lgpio_inside_the_unit_sandbox(image: Path, tmp_path: Path) -> None:
+    """ExecStopPost runs with the unit's environment and sandbox: its gpiozero gets as far as the board
+    check (on a Pi: the pins), and it reports in one line, not a traceback."""
+    unit = (image / "etc/systemd/system/taptill.service").read_text()
+    exec_stop_post = shlex.split(service_options(unit)["ExecStopPost"][-1].lstrip("-"))
+    assert exec_stop_post[1:3] == ["-m", "provisioning.relay_reset"]
+    box, notify = sandbox(image, tmp_path)
+    notify.close()
+    box.state.mkdir(parents=True)
+    config = (image / "etc/taptill/config.toml").read_text() + "\n[gpio]\nenabled = true\nrelay_pin = 17\n"
+    (box.state / "config.toml").write_text(config)
+    argv = with_gpio_libraries(unit, [*exec_stop_post[1:-1], "/var/lib/taptill/config.toml"])
+    out = run_in_unit(box, unit, argv)
+    assert "Traceback" not in out, out
+    assert out.startswith("relay_reset: could not release the relays (PinUnknownPi") or (
+        "GPIO17 is an input again" in out
+    ), out
+    assert list(box.run.glob(".lgd-nfy*")), out

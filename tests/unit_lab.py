@@ -6,6 +6,9 @@ the service user with the unit's groups:
 - ProtectHome=yes: an empty tmpfs over /home, /root and /run/user; PrivateTmp=yes: over /tmp and /var/tmp;
 - ProtectSystem=strict: / read-only; StateDirectory=/RuntimeDirectory=: writable directories owned by the
   user, as systemd creates them; LoadCredential=: a credentials directory only the user can read;
+- ProtectProc=/ProcSubset=: a /proc of its own mounted with hidepid=/subset=, as systemd mounts it;
+- WorkingDirectory=: / as for every system unit that sets none (a library writing into "." meets a read-only
+  root, as on the Pi);
 - the image provisioning wrote appears where the booted system has it: ``ROOT/etc`` laid over /etc, the
   venv at its prefix.
 The service user is a uid no account uses, so nothing is created on (or left behind on) the machine.
@@ -98,6 +101,11 @@ class Sandbox:
             lines += [f"mount -t tmpfs -o mode=1777 tmpfs {d}" for d in ("/tmp", "/var/tmp")]
         if last.get("ProtectSystem") == "strict":
             lines.append("mount -o remount,bind,ro /")
+        proc = [f"hidepid={last['ProtectProc']}"] if "ProtectProc" in last else []
+        proc += [f"subset={last['ProcSubset']}"] if last.get("ProcSubset") == "pid" else []
+        if proc:
+            lines.append(f"mount -t proc -o {','.join(proc)} proc /proc")
+        lines.append(f"cd {q(last.get('WorkingDirectory', '/'))}")
         env = {
             "CREDENTIALS_DIRECTORY": credentials,
             "NOTIFY_SOCKET": "/run/systemd/notify",
