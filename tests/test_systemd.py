@@ -93,6 +93,16 @@ def test_unit_declares_the_service_contract() -> None:
     assert service["RuntimeDirectory"] == ["taptill"]  # the sim socket default is /run/taptill/tap.sock
     assert "wallet.token:/etc/taptill/wallet.token" in service["LoadCredential"]
     assert service["DevicePolicy"] == ["closed"]
+    # GPIO: lgpio alone (its /dev/gpiochip*), its FIFO in the RuntimeDirectory; no core dump of secrets.
+    env = dict(word.split("=", 1) for value in service["Environment"] for word in value.split())
+    assert env["GPIOZERO_PIN_FACTORY"] == "lgpio"
+    assert env["LG_WD"] == f"/run/{service['RuntimeDirectory'][0]}"
+    assert "char-gpiochip rw" in service["DeviceAllow"]
+    assert not [d for d in service["DeviceAllow"] if "gpiomem" in d or d.startswith("/dev/mem")]
+    assert (
+        "ProcSubset" not in service
+    )  # gpiozero reads the Pi's revision from /proc/device-tree, /proc/cpuinfo
+    assert service["LimitCORE"] == ["0"]
     # Room for the sale under way to be decided and dispensed, then the outbox's grace, before a kill.
     from terminal.service.run import SHUTDOWN_GRACE_S, STOP_DRAIN_S
 
