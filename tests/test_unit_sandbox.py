@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shlex
@@ -249,12 +250,14 @@ def with_gpio_libraries(unit: str, module_argv: list[str]) -> list[str]:
     """The image's own Python (ExecStopPost's) running ``module_argv`` with gpiozero and lgpio from this
     venv: the image was provisioned without [gpio], and this venv's interpreter lives under /root, which
     ProtectHome=yes hides. This checkout comes first, so its relay reset is the one run."""
-    import gpiozero
-    import lgpio
-
+    # Found, not imported: importing lgpio here would leave its FIFO in the test's working directory.
     python = shlex.split(service_options(unit)["ExecStopPost"][-1].lstrip("-"))[0]
-    libraries = {str(Path(m.__file__ or "").resolve().parent.parent) for m in (gpiozero,)}
-    libraries.add(str(Path(lgpio.__file__ or "").resolve().parent))
+    libraries: set[str] = set()
+    for name in ("gpiozero", "lgpio"):
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and spec.origin, f"{name} is missing: pip install -e '.[dev]'"
+        top = Path(spec.origin).resolve().parent
+        libraries.add(str(top.parent if spec.submodule_search_locations else top))
     return ["env", f"PYTHONPATH={':'.join([str(REPO), *sorted(libraries)])}", python, *module_argv]
 
 
