@@ -11,6 +11,7 @@ from pathlib import Path
 
 from terminal.config import ConfigError, parse_gpio, parse_select, parse_topup
 from terminal.config_section import Section
+from terminal.net.transport import cleartext_host
 from terminal.service.secret import Secret
 
 
@@ -209,6 +210,12 @@ def _url(value: str, name: str) -> str:
     if not sep or scheme.lower() not in ("http", "https") or not rest.strip("/"):
         example = "https://" + value.split("://")[-1].lstrip("/")
         raise AnswersError(f"{_where(name)} is {value!r}; expected an http:// or https:// URL like {example}")
+    host = cleartext_host(value)
+    if host is not None:
+        # Provisioning sends the secret at once to check it; allow_insecure is a hand edit of the config.
+        raise AnswersError(
+            f"{_where(name)} is http:// to {host}: the secret would travel unencrypted; use https://"
+        )
     return value
 
 

@@ -218,6 +218,7 @@ FULL = {
     "pcsc_raw_event_ms": 400.0,
     "pcsc_idle_cpu_pct": 0.2,
     "price_to_screen_ms": {"p50": 240.0, "poll_interval_ms": 500.0, "p50_per_interval": 0.48},
+    "gzip_bomb_rss_mb": {"baseline_mb": 31.6, "peak_mb": 31.7, "over_baseline_mb": 0.1},
 }
 
 
@@ -230,8 +231,9 @@ def test_targets_say_met_or_not_with_the_limit_of_this_run() -> None:
     slow["tap_offline_ms"] = {"p50": 1.0, "p99": 2.0, "max": 1101.0}
     slow["loop_lag_ms"] = {"p99": 5.0, "max": 100.0}  # the target is under 100 ms
     slow["tap_cpu_ms"] = 5.01
+    slow["gzip_bomb_rss_mb"] = {"baseline_mb": 31.6, "peak_mb": 41.6, "over_baseline_mb": 10.0}
     slow_targets = evaluate_targets(slow, tap_budget_ms=800)
-    for key in ("tap_online_ms", "tap_offline_ms", "loop_lag_ms", "tap_cpu_ms"):
+    for key in ("tap_online_ms", "tap_offline_ms", "loop_lag_ms", "tap_cpu_ms", "gzip_bomb_rss_mb"):
         assert slow_targets[key]["met"] is False, key
     assert slow_targets["enqueue_per_s"]["met"] is True  # exactly half the raw rate still meets it
     assert evaluate_targets(dict(FULL, tap_cpu_ms=5.0))["tap_cpu_ms"]["met"] is True

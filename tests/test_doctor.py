@@ -35,6 +35,7 @@ def test_healthy_terminal_is_all_ok(tmp_path: Path) -> None:
     assert names == [
         "config",
         "secrets",
+        "transport",
         "server",
         "clock",
         "reader",

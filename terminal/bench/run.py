@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from terminal.bench.gzip_bomb import measure_gzip_bomb
 from terminal.bench.pcsc import measure_pcsc
 from terminal.bench.price import measure_price_to_screen
 from terminal.bench.process import measure_process, measure_startup
@@ -51,6 +52,7 @@ METRIC_KEYS = (
     "pcsc_raw_event_ms",
     "pcsc_idle_cpu_pct",
     "price_to_screen_ms",
+    "gzip_bomb_rss_mb",
 )
 
 Metrics = dict[str, Any]
@@ -195,6 +197,10 @@ def evaluate_targets(m: Metrics, tap_budget_ms: int = TAP_BUDGET_MS) -> dict[str
         limit = m["price_to_screen_ms"]["poll_interval_ms"]
         return m["price_to_screen_ms"]["p50"] <= limit, limit
 
+    def bomb() -> tuple[bool, float]:
+        limit = 10.0
+        return m["gzip_bomb_rss_mb"]["over_baseline_mb"] < limit, limit
+
     def at_most(key: str, limit: float) -> Callable[[], tuple[bool, float]]:
         return lambda: (m[key] <= limit, limit)
 
@@ -224,6 +230,9 @@ def evaluate_targets(m: Metrics, tap_budget_ms: int = TAP_BUDGET_MS) -> dict[str
         "price_to_screen_ms": _check(
             m, price, "p50 <= one poll interval (about half is expected)", "price_to_screen_ms"
         ),
+        "gzip_bomb_rss_mb": _check(
+            m, bomb, "peak RSS < 10 MB over baseline on a 1 GiB gzip body", "gzip_bomb_rss_mb"
+        ),
     }
 
 
@@ -244,6 +253,7 @@ def run_bench() -> tuple[Metrics, dict[str, str]]:
     )
     _stage("startup", metrics, errors, lambda: {"startup_s": measure_startup(5)})
     _stage("cpu per tap, rss and idle cpu", metrics, errors, lambda: measure_process(200, 10.0))
+    _stage("gzip bomb", metrics, errors, measure_gzip_bomb)
     return metrics, errors
 
 

@@ -178,6 +178,7 @@ class RawLookupPost:
         self._http = httpx.AsyncClient(
             headers={"Authorization": f"Bearer {emulator.api_token}", "Accept": "application/json"},
             timeout=RAW_DEADLINE_S,
+            trust_env=False,  # like the terminal's clients: a proxy variable must not skew the floor
         )
 
     def lookup_post_ms(self) -> float:

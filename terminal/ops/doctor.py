@@ -17,6 +17,7 @@ from terminal.config import Config, ConfigError, load_config
 from terminal.config_section import Section
 from terminal.journal import Journal, JournalError, JournalMissing
 from terminal.money import format_cents
+from terminal.net.transport import cleartext_host
 from terminal.ops.salvage import SQLITE_DEB, SQLITE_TOOL
 from terminal.partybroker.config import PASSWORD_CREDENTIAL, PartybrokerConfig, parse_partybroker
 from terminal.service.drivers import missing_drivers
@@ -75,6 +76,7 @@ def diagnose(config_path: Path, *, now: Callable[[], datetime] | None = None) ->
     checks.append(_secret_check("secrets", cfg.wallet.token_file, "wallet.token"))
     if partybroker is not None:
         checks.append(_secret_check("pb-secret", partybroker.password_file, PASSWORD_CREDENTIAL))
+    checks.append(_transport_check(cfg, partybroker))
     checks.append(asyncio.run(_wallet_check(cfg)))
     journal_check, journal = _journal_check(cfg.journal_path)
     drivers = missing_drivers(cfg)
@@ -133,6 +135,28 @@ def _secret_check(name: str, path: Path | None, credential: str) -> Check:
 
 
 # --- servers ------------------------------------------------------------------------------------
+
+
+def _transport_check(cfg: Config, pb: PartybrokerConfig | None) -> Check:
+    """How each server is reached: TLS (verified, whatever the environment says), http:// on this
+    machine, or http:// across the network, which only ``allow_insecure = true`` lets through."""
+    parts: list[str] = []
+    exposed: list[str] = []
+    servers = [("wallet", cfg.wallet.base_url)] + ([("partybroker", pb.base_url)] if pb else [])
+    for table, url in servers:
+        host = cleartext_host(url)
+        if url.lower().startswith("https://"):
+            parts.append(f"{table} over TLS, verified")
+        elif host is None:
+            parts.append(f"{table} over http:// on this machine")
+        else:
+            parts.append(f"{table} over http:// to {host} (allow_insecure)")
+            exposed.append(table)
+    text = "; ".join(parts) + "; proxy and CA variables in the environment are ignored"
+    if exposed:
+        where = " and ".join(f"[{t}]" for t in exposed)
+        return Check.warn("transport", f"{text}; secrets travel unencrypted: use https:// in {where}")
+    return Check.ok("transport", text)
 
 
 async def _wallet_check(cfg: Config) -> Check:

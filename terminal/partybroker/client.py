@@ -11,6 +11,7 @@ from urllib.parse import quote
 import httpx
 
 from terminal.net.deadline import Deadline, SendWatch
+from terminal.net.transport import new_client, read_capped
 from terminal.partybroker.outcomes import (
     Ambiguous,
     BuyOutcome,
@@ -52,10 +53,9 @@ class PartybrokerClient:
         self._total_s = timeout_s
         self._connect_s = connect_timeout_s
         self._max_body = max_body_bytes
-        self._http = httpx.AsyncClient(
+        self._http = new_client(
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=30.0),
             timeout=self._timeout,
-            follow_redirects=False,
             transport=transport,
             headers={"Accept": "application/json", "User-Agent": "taptill-partybroker"},
         )
@@ -96,7 +96,7 @@ class PartybrokerClient:
         status: int | None = None
         content_type = ""
         retry_after: str | None = None
-        body = bytearray()
+        body = b""
         too_large = False
         broken: str | None = None
         deadline = Deadline.after(self._total_s)
@@ -117,11 +117,10 @@ class PartybrokerClient:
                     content_type = response.headers.get("content-type", "")
                     retry_after = response.headers.get("retry-after")
                     try:
-                        async for chunk in response.aiter_bytes():
-                            body += chunk
-                            if len(body) > self._max_body:
-                                too_large = True
-                                break
+                        raw = await read_capped(response, self._max_body)
+                        body, too_large = raw.data, raw.too_large
+                        if raw.encoding is not None:
+                            broken = raw.problem
                     except httpx.HTTPError as exc:
                         broken = _describe(exc)
                 finally:
@@ -145,7 +144,7 @@ class PartybrokerClient:
             method,
             status,
             content_type,
-            bytes(body),
+            body,
             too_large=too_large,
             broken=broken,
             retry_after=retry_after,

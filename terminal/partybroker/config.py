@@ -9,6 +9,7 @@ from typing import Literal
 
 from terminal.config_section import ConfigError, Section
 from terminal.model import ProductId
+from terminal.net.transport import insecure_url_problem
 from terminal.partybroker.outcomes import DrinkRef
 
 ChargeMode = Literal["wallet", "ladder"]
@@ -32,6 +33,7 @@ class PartybrokerConfig:
     price_interval_s: float = 60.0
     charge: ChargeMode = "wallet"
     drinks: Mapping[str, DrinkMapping] = field(default_factory=dict)  # str(wallet product id) → drink
+    allow_insecure: bool = False  # http:// to another machine: the password travels in clear
 
     def mapping_for(self, product_id: ProductId) -> DrinkMapping | None:
         return self.drinks.get(str(product_id))
@@ -46,14 +48,20 @@ def parse_partybroker(section: Section, base_dir: Path) -> PartybrokerConfig | N
     if password_file is not None and not password_file.is_absolute():
         password_file = base_dir / password_file
     charge: ChargeMode = section.choice("charge", ("wallet", "ladder"), "wallet")
+    base_url = section.url("base_url")
+    allow_insecure = section.flag("allow_insecure", False)
+    problem = insecure_url_problem(section.name, base_url, "the Basic-auth password")
+    if problem is not None and not allow_insecure:
+        raise ConfigError(problem)
     cfg = PartybrokerConfig(
-        base_url=section.url("base_url"),
+        base_url=base_url,
         party_id=_party_id(section),
         username=section.string("username"),
         password_file=password_file,
         price_interval_s=section.number("price_interval_s", 60.0, min=0.05),
         charge=charge,
         drinks=_drinks(section.table("drinks"), charge),
+        allow_insecure=allow_insecure,
     )
     section.finish()
     return cfg

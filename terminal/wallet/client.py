@@ -20,6 +20,7 @@ import httpx
 
 from terminal.model import Permission, Product, ProductId, TerminalInfo
 from terminal.net.deadline import Deadline, SendWatch
+from terminal.net.transport import new_client, read_capped
 from terminal.service.secret import Secret
 from terminal.wallet.outcomes import (
     Applied,
@@ -48,16 +49,15 @@ USER_AGENT = "taptill/0.1"
 class _Body:
     """A response read with a size cap; ``json`` is None when the body is not the API's JSON."""
 
-    def __init__(self, status: int, headers: httpx.Headers, raw: bytes, oversized: bool) -> None:
+    def __init__(self, status: int, headers: httpx.Headers, raw: bytes, unusable: str | None) -> None:
         self.status = status
         self.headers = headers
         self.raw = raw
-        self.oversized = oversized
         self.json: object = None
         self.problem = ""
         ctype = headers.get("content-type", "").split(";")[0].strip().lower()
-        if oversized:
-            self.problem = f"body over {MAX_BODY_BYTES} bytes"
+        if unusable is not None:  # cut at MAX_BODY_BYTES, or compressed (see terminal.net.transport)
+            self.problem = unusable
         elif ctype != "application/json" and not ctype.endswith("+json"):
             self.problem = f"not JSON ({ctype or 'no content type'})"
         else:
@@ -115,7 +115,7 @@ class WalletClient:
         self.trailing_slash = (
             trailing_slash if trailing_slash is not None else "/api/v1/organizers/" in self.base_url
         )
-        self._http = httpx.AsyncClient(
+        self._http = new_client(
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, CONNECT_TIMEOUT_S)),
             limits=httpx.Limits(max_connections=4, max_keepalive_connections=2, keepalive_expiry=300),
             headers={
@@ -124,7 +124,6 @@ class WalletClient:
                 "User-Agent": USER_AGENT,
             },
             transport=transport,
-            follow_redirects=False,
         )
 
     def use_token(self, token: Secret) -> bool:
@@ -184,16 +183,8 @@ class WalletClient:
                     extensions=watch.extensions,
                 ) as resp,
             ):
-                chunks: list[bytes] = []
-                size = 0
-                oversized = False
-                async for chunk in resp.aiter_bytes():
-                    size += len(chunk)
-                    if size > MAX_BODY_BYTES:
-                        oversized = True
-                        break
-                    chunks.append(chunk)
-                return _Body(resp.status_code, resp.headers, b"".join(chunks), oversized)
+                raw = await read_capped(resp, MAX_BODY_BYTES)
+                return _Body(resp.status_code, resp.headers, raw.data, raw.problem)
         except TimeoutError:
             return Unavailable(deadline.describe(), maybe_applied=watch.may_have_arrived)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
