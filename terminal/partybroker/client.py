@@ -19,7 +19,8 @@ from terminal.partybroker.outcomes import (
     Recorded,
     Sale,
 )
-from terminal.partybroker.parse import MAX_BODY_BYTES, _printable, interpret
+from terminal.partybroker.parse import MAX_BODY_BYTES, interpret
+from terminal.printable import printable
 from terminal.service.secret import Secret
 
 # --- the client -----------------------------------------------------------------------------------------
@@ -154,5 +155,5 @@ class PartybrokerClient:
 
 def _describe(exc: BaseException) -> str:
     # httpx messages name the host and the OS error, never headers, so they carry no credentials.
-    text = _printable(str(exc)) if str(exc) else ""
+    text = printable(str(exc), 200) if str(exc) else ""
     return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__
