@@ -13,9 +13,8 @@ from typing import Any
 
 from terminal.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from terminal.journal import Journal, JournalDamaged, JournalError, JournalMissing, SaleRecord
-from terminal.model import SaleState
+from terminal.model import SaleState, printable
 from terminal.money import format_cents
-from terminal.printable import printable
 from terminal.service.log_setup import setup_logging
 from terminal.service.secret import SecretError
 from terminal.service.state_lock import StateLock, StateLockError

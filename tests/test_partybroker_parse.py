@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from terminal.model import printable
 from terminal.partybroker.outcomes import Ambiguous, Drink, Drinks, Recorded, Rejected, Unauthorized
 from terminal.partybroker.parse import BadBody, interpret, parse_cents, parse_drinks, parse_retry_after
-from terminal.printable import printable
 
 pytestmark = pytest.mark.partybroker
 

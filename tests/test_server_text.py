@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from terminal.emulator.wallet import WalletEmulator
-from terminal.printable import printable
+from terminal.model import printable
 from terminal.service.log_setup import JournaldFormatter
 from tests.terminal_lab import MAX, TerminalProcess, journal_lines, taptill, wait_for, write_config
 

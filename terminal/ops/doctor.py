@@ -16,10 +16,10 @@ from pathlib import Path
 from terminal.config import Config, ConfigError, load_config
 from terminal.config_section import Section
 from terminal.journal import Journal, JournalError, JournalMissing
+from terminal.model import printable
 from terminal.money import format_cents
 from terminal.ops.salvage import SQLITE_DEB, SQLITE_TOOL
 from terminal.partybroker.config import PASSWORD_CREDENTIAL, PartybrokerConfig, parse_partybroker
-from terminal.printable import printable
 from terminal.service.drivers import missing_drivers
 from terminal.service.secret import SecretError, read_secret
 

@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import httpx
 
+from terminal.model import printable
 from terminal.net.deadline import Deadline, SendWatch
 from terminal.partybroker.outcomes import (
     Ambiguous,
@@ -20,7 +21,6 @@ from terminal.partybroker.outcomes import (
     Sale,
 )
 from terminal.partybroker.parse import MAX_BODY_BYTES, interpret
-from terminal.printable import printable
 from terminal.service.secret import Secret
 
 # --- the client -----------------------------------------------------------------------------------------

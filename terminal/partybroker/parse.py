@@ -10,6 +10,7 @@ import time
 
 import httpx
 
+from terminal.model import printable
 from terminal.partybroker.outcomes import (
     Ambiguous,
     BuyOutcome,
@@ -20,7 +21,6 @@ from terminal.partybroker.outcomes import (
     Rejected,
     Unauthorized,
 )
-from terminal.printable import printable
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_PRICE_CENTS = 99_999_999

@@ -8,7 +8,7 @@ import sys
 import traceback
 from typing import Any
 
-from terminal.printable import printable
+from terminal.model import printable
 
 _PRIORITY = {
     logging.CRITICAL: 2,

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from terminal.journal import Journal
-from terminal.model import PERMISSIONS, Product, ProductId, TerminalInfo
-from terminal.printable import printable
+from terminal.model import PERMISSIONS, Product, ProductId, TerminalInfo, printable
 from terminal.wallet.client import WalletClient
 from terminal.wallet.outcomes import InfoLoaded, NotFound, Refused, Unauthorized, Unavailable
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from terminal.model import PERMISSIONS, Permission, Product, Wallet
-from terminal.printable import printable
+from terminal.model import PERMISSIONS, Permission, Product, Wallet, printable
 
 
 class BadBody(ValueError):
