@@ -13,7 +13,7 @@ from typing import Any
 
 from terminal.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from terminal.journal import Journal, JournalDamaged, JournalError, JournalMissing, SaleRecord
-from terminal.model import SaleState
+from terminal.model import SaleState, printable
 from terminal.money import format_cents
 from terminal.service.log_setup import setup_logging
 from terminal.service.secret import SecretError
@@ -440,20 +440,27 @@ def _sim(cfg: Config, args: argparse.Namespace) -> int:
         )
         return EXIT_NO_TERMINAL
     if wait and not answer.startswith("error"):
-        print(answer)
+        print(printable(answer))  # the terminal's answer may name a product or a server's reason
         return EXIT_OK if answer.split(":")[0].split(" ")[0] in GOOD_WORDS else EXIT_FAILURE
     if answer != "ok":
-        print(f"taptill: {answer.removeprefix('error: ')}", file=sys.stderr)
+        print(f"taptill: {printable(answer.removeprefix('error: '))}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def _say(line: str) -> None:
+    """Print one line of a report (journal, queue, status): what a server said in it (a rejection
+    reason, a product name) is already printable when parsed; this keeps rows journaled before from
+    moving the operator's cursor or forging a line."""
+    print(printable(line))
 
 
 def _journal(journal: Journal, as_json: bool) -> int:
     for sale in journal.sales():
         if as_json:
-            print(json.dumps(sale.as_json(), separators=(",", ":")))
+            _say(json.dumps(sale.as_json(), separators=(",", ":")))
         else:
-            print(
+            _say(
                 f"{sale.created_at}  {sale.state:<8}  {sale.token_id:<20} {sale.amount_cents:>7}  "
                 f"{sale.reason}"
             )
@@ -472,23 +479,23 @@ def _queue(journal: Journal, cfg: Config, rejected: bool) -> int:
     records = outbox_rows(journal, states=("rejected",) if rejected else ("pending", "ambiguous", "rejected"))
     refunds = [] if rejected else journal.to_refund()
     if not sales and not records and not refunds:
-        print("nothing rejected" if rejected else "queue empty: every sale is confirmed and served")
+        _say("nothing rejected" if rejected else "queue empty: every sale is confirmed and served")
         return EXIT_OK
     for s in sales:
         money = format_cents(-s.amount_cents, loc, cur)
-        print(
+        _say(
             f"{_sale_label(s):<8} {s.created_at}  card {s.token_id}  {money}  key {s.idempotency_key}"
             f"  attempts {s.attempts}  {s.reason}"
         )
     for r in records:
         label = "HELD" if r.hold else r.state.upper()
-        print(
+        _say(
             f"{label:<8} {r.created_at}  {r.destination}  ref {r.ref} (#{r.id})  attempts {r.attempts}"
             f"  {r.reason}"
         )
     if refunds:
         total = format_cents(-sum(s.amount_cents for s in refunds), loc, cur)
-        print(
+        _say(
             f"to refund: {len(refunds)} ({total}), charged but never served: refund the guest in pretix or "
             "serve by hand, then taptill settle --refunded KEY (or --served KEY)"
         )
@@ -504,7 +511,7 @@ def _queue(journal: Journal, cfg: Config, rejected: bool) -> int:
             why = "the terminal stopped before telling the guest it was approved"
         else:
             why = "the relay did not finish dispensing"
-        print(f"{_sale_label(s)} {s.created_at}  card {s.token_id}  {money}  key {s.idempotency_key}  {why}")
+        _say(f"{_sale_label(s)} {s.created_at}  card {s.token_id}  {money}  key {s.idempotency_key}  {why}")
     return EXIT_OK
 
 
@@ -561,52 +568,52 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
         for pid, (name, reason, since) in unsellable.items()
     ]
     if as_json:
-        print(json.dumps(data))
+        _say(json.dumps(data))
         return EXIT_OK
     # booked sales the guest got (served by hand included); refunded ones and those to refund are not
-    print(f"sales confirmed: {st.done - st.to_refund - st.refunded}")
-    print(
+    _say(f"sales confirmed: {st.done - st.to_refund - st.refunded}")
+    _say(
         f"to refund:       {st.to_refund} ({format_cents(-st.to_refund_cents, loc, cur)})"
         + (", charged but never served: taptill queue lists them" if st.to_refund else "")
         + (f"; {st.refunded} refunded" if st.refunded else "")
         + (f"; {st.served_by_hand} served by hand" if st.served_by_hand else "")
     )
-    print(
+    _say(
         f"pending:         {st.pending} ({format_cents(-st.pending_cents, loc, cur)})"
         + (f", {st.held} held for reconciliation" if st.held else "")
     )
     if st.oldest_pending:
-        print(f"oldest pending:  {st.oldest_pending}")
-    print(f"rejected:        {st.rejected} ({format_cents(-st.rejected_cents, loc, cur)})")
-    print(f"declined taps:   {st.declined}")
+        _say(f"oldest pending:  {st.oldest_pending}")
+    _say(f"rejected:        {st.rejected} ({format_cents(-st.rejected_cents, loc, cur)})")
+    _say(f"declined taps:   {st.declined}")
     for backlog in destinations:
-        print(f"outbox:          {backlog.line()}")
+        _say(f"outbox:          {backlog.line()}")
     for pid, (name, reason, since) in unsellable.items():
-        print(f"NOT SELLING:     {name} (id {pid}) since {since}: {reason}")
-    print(f"reader:          {reader['summary']}")
+        _say(f"NOT SELLING:     {name} (id {pid}) since {since}: {reason}")
+    _say(f"reader:          {reader['summary']}")
     if token_refused is not None:
         from terminal.wallet.catalog import token_fix
 
-        print(
+        _say(
             f"OUT OF SERVICE:  the wallet server refuses the API token since {token_refused['since']} "
             f"({token_refused['reason']}); {token_fix(cfg.wallet.token_file)}"
         )
     if lag["stalls"]:
-        print(
+        _say(
             f"event loop:      {lag['stalls']} stall(s) over {lag['warn_ms']:.0f} ms, longest "
             f"{lag['max_ms']:.0f} ms, last in {lag['last_culprit']}"
         )
     else:
-        print(f"event loop:      no stall over {lag['warn_ms']:.0f} ms")
+        _say(f"event loop:      no stall over {lag['warn_ms']:.0f} ms")
     if partybroker is not None:
-        print(
+        _say(
             f"partybroker:     {partybroker['reported_units']} unit(s) reported, "
             f"{partybroker['pending_reports']} report(s) waiting, {partybroker['ambiguous_reports']} "
             f"ambiguous ({partybroker['ambiguous_units']} unit(s) maybe not counted), "
             f"{partybroker['dropped_reports']} dropped"
         )
         for warning in partybroker["warnings"]:
-            print(f"  warning: {warning}")
+            _say(f"  warning: {warning}")
     return EXIT_OK
 
 

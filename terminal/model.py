@@ -1,7 +1,8 @@
-"""Domain types of the money path: products, terminal info, wallets and sales."""
+"""Domain types of the money path: products, terminal info, wallets and sales; outside text made printable."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
@@ -70,3 +71,27 @@ class DeclineReason(StrEnum):
     NOTHING_SELECTED = "nothing_selected"
     KIOSK_LOCKED = "kiosk_locked"
     OUT_OF_SERVICE = "out_of_service"  # the wallet server refuses the terminal's API token
+
+
+# Server text (an error detail, a product name, a Partybroker title) reaches log lines, the journal, the CLI
+# and the screen: a newline in it would forge a second journald entry ("\n<2>taptill: …"), an ANSI escape
+# would clear an operator's terminal, a bidi override would show a reason backwards. ``printable`` is the one
+# place that makes such text inert; the parsers apply it where server text enters, and the journald formatter
+# and the CLI printers again as a last line of defence.
+
+# ESC followed by a CSI (ESC [ … final byte), an OSC/DCS/PM/APC string up to BEL or ST, or one more byte:
+# the whole sequence goes, not only the ESC, so "\x1b[2J" leaves no "[2J" behind.
+_ESCAPE = re.compile(
+    r"\x1b(?:\[[0-?]*[ -/]*[@-~]?|[\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\)?|.?)"  # ESC: CSI, strings, one byte
+    r"|\x9b[0-?]*[ -/]*[@-~]?"  # the 8-bit CSI
+)
+
+
+def printable(text: str, limit: int | None = None) -> str:
+    """``text`` on one line: escape sequences removed, every whitespace control character (newline, tab,
+    U+2028, …) made a plain space, every other character that is not printable (C0, C1, DEL, bidi
+    overrides and isolates, other format characters) dropped; cut to ``limit`` characters if given."""
+    text = _ESCAPE.sub("", text)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else " " if c.isspace() else "" for c in text)
+    return text if limit is None else text[:limit]

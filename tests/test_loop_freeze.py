@@ -133,7 +133,7 @@ def test_a_blocked_loop_is_logged_naming_what_ran_and_counted_in_status(
     tmp_path: Path, wallet_server: WalletEmulator
 ) -> None:
     config = write_config(tmp_path, wallet_server)
-    term = TerminalProcess(config)
+    term = TerminalProcess(config, env={"TAPTILL_TEST_STALL": "1"})  # the test switch for the stall verb
     try:
         assert term.send("stall 0.6") == "ok"  # blocks the device loop itself, as a bad callback would
         wait_for(lambda: "event loop blocked" in term.log(), timeout=10, what="the lag warning")

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from terminal.model import printable
 from terminal.partybroker.outcomes import Ambiguous, Drink, Drinks, Recorded, Rejected, Unauthorized
 from terminal.partybroker.parse import BadBody, interpret, parse_cents, parse_drinks, parse_retry_after
 
@@ -95,9 +96,19 @@ def test_well_formed_lists_parse_exactly(items: list[tuple[int, str | None, str,
         for i, ext, title, price, as_text in items
     ]
     drinks = parse_drinks(body_of(wire))
+    # text arrives printable (one line, no control characters), otherwise exactly as sent
     assert [(d.id, d.external_id, d.title, d.price_cents) for d in drinks] == [
-        (i, ext, title, price) for i, ext, title, price, _ in items
+        (i, None if ext is None else printable(ext), printable(title), price)
+        for i, ext, title, price, _ in items
     ]
+
+
+def test_a_title_that_would_forge_lines_arrives_as_one_plain_line() -> None:
+    """A title written into a file, a log line or the price board must not add lines or escapes there."""
+    title = "Bier\n[offline]\nmax_sale_cents = 99999999\x1b[2J\u202e"
+    (drink,) = parse_drinks(body_of([{"id": 1, "externalId": "7\r\n", "title": title, "price": 350}]))
+    assert drink.title == "Bier [offline] max_sale_cents = 99999999"
+    assert drink.external_id == "7  "
 
 
 @settings(max_examples=500)

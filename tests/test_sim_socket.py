@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +23,7 @@ from tests.terminal_lab import (
     TerminalProcess,
     journal_lines,
     taptill,
+    wait_for,
     write_config,
 )
 
@@ -204,3 +209,78 @@ def test_press_of_a_button_the_mode_lacks_is_an_error(tmp_path: Path, doc_server
         )
     finally:
         select.stop()
+
+
+def test_stall_is_refused_without_the_test_switch(term: TerminalProcess, doc_server: WalletEmulator) -> None:
+    answer = term.send("stall 0.6")
+    assert answer == "error: stall is a test aid; start the terminal with TAPTILL_TEST_STALL=1 to allow it"
+    term.tap(MAX)
+    wait_for(lambda: [s["state"] for s in journal_lines(term.config)] == ["done"], what="a tap after it")
+    assert "event loop blocked" not in term.log(), term.log()  # the loop never slept
+
+
+def test_a_slow_client_does_not_delay_another_clients_tap(
+    term: TerminalProcess, doc_server: WalletEmulator
+) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as slow:
+        slow.connect(str(term.socket))
+        slow.sendall(b"tap 04A1")  # half a line, then nothing: held open until the terminal cuts it
+        assert _raw(term.socket, f"tap-wait {SMALL}\n".encode()).startswith("declined: insufficient balance")
+        # the other client was answered while the slow one is still connected and unanswered
+        slow.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            slow.recv(1)
+        slow.setblocking(True)
+        slow.settimeout(30)
+        assert slow.recv(4096) == b""  # then cut by the deadline for its line, tapping nothing
+    assert [s["token_id"] for s in journal_lines(term.config)] == [SMALL]
+    assert "sim reader: cut a client: no whole line" in term.log()
+
+
+def _client_as(uid: int, groups: str, sock_path: Path, line: str) -> str:
+    """``line`` sent to the sim socket by a process running as ``uid`` with ``groups`` (setpriv), its answer.
+
+    The system Python without site or the repository: it only needs the socket module."""
+    script = (
+        "import socket,sys\n"
+        "s = socket.socket(socket.AF_UNIX); s.settimeout(20); s.connect(sys.argv[1])\n"
+        "s.sendall(sys.argv[2].encode() + b'\\n'); print(s.recv(4096).decode().strip())\n"
+    )
+    setpriv = ["setpriv", f"--reuid={uid}", f"--regid={uid}", groups]
+    proc = subprocess.run(
+        [*setpriv, "/usr/bin/python3", "-I", "-c", script, str(sock_path), line],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_a_peer_outside_the_user_and_group_is_refused(tmp_path: Path, doc_server: WalletEmulator) -> None:
+    """The socket's mode opened by hand (0666, in a folder anyone may enter): the peer's credentials still
+    keep a stranger from tapping; a member of the socket's group (root's group here) may."""
+    assert os.geteuid() == 0, "the test switches users with setpriv (make test runs as root)"
+    folder = Path(tempfile.mkdtemp(prefix="taptill-sim-"))
+    try:
+        folder.chmod(0o755)
+        sock_path = folder / "tap.sock"
+        config = write_config(tmp_path, doc_server)
+        config.write_text(config.read_text().replace('socket = "state/tap.sock"', f'socket = "{sock_path}"'))
+        term = TerminalProcess(config, socket=sock_path)
+        try:
+            sock_path.chmod(0o666)
+            group = sock_path.stat().st_gid
+            refused = _client_as(65534, "--clear-groups", sock_path, f"tap {MAX}")
+            assert refused == (
+                "error: uid 65534 may not use this socket; run as root or the terminal's user, or add the "
+                f"user to group {group}"
+            )
+            assert _client_as(65534, f"--groups={group}", sock_path, f"tap {SMALL}") == "ok"
+            wait_for(lambda: len(journal_lines(config)) == 1, what="the group member's tap")
+        finally:
+            assert term.stop() == 0
+        assert [s["token_id"] for s in journal_lines(config)] == [SMALL]
+        assert "sim reader: refused uid 65534" in term.log()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

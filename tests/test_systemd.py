@@ -159,9 +159,14 @@ def notify(tmp_path: Path) -> Iterator[NotifySocket]:
     listener.close()
 
 
-def start_terminal(tmp_path: Path, emulator: WalletEmulator, notify: NotifySocket) -> TerminalProcess:
+def start_terminal(
+    tmp_path: Path, emulator: WalletEmulator, notify: NotifySocket, *, stall: bool = False
+) -> TerminalProcess:
+    """``taptill run`` as systemd starts it; ``stall``: with the sim reader's stall verb allowed."""
     config = write_config(tmp_path / "t", emulator)
     env = {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": str(WATCHDOG_USEC), "JOURNAL_STREAM": "8:1"}
+    if stall:
+        env["TAPTILL_TEST_STALL"] = "1"
     return TerminalProcess(config, env=env)
 
 
@@ -188,7 +193,7 @@ def test_ready_with_status_then_watchdog_pings(tmp_path: Path, notify: NotifySoc
 def test_a_stalled_loop_stops_the_watchdog_pings(tmp_path: Path, notify: NotifySocket) -> None:
     stall_s = 4.0
     with WalletEmulator.demo("doc") as emulator:
-        term = start_terminal(tmp_path, emulator, notify)
+        term = start_terminal(tmp_path, emulator, notify, stall=True)
         try:
             wait_for(lambda: len(notify.times_of("WATCHDOG=1")) >= 3, what="pings before the stall")
             assert term.send(f"stall {stall_s:g}") == "ok"

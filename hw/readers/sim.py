@@ -13,9 +13,14 @@ and with nothing after it; anything else is refused whole, so a UID split by a n
 - ``restart``: the reader restarts with the held card lying on it, as a real reader does when pcscd
   restarts: offline, the card removed, online, and the card reported as already present (not a tap);
 - ``press BUTTON``: a button pressed (an error if the terminal's mode has no such button);
-- ``stall SECONDS``: blocks the device loop, to prove the watchdog.
+- ``stall SECONDS``: blocks the device loop, to prove the watchdog; only when the terminal was started
+  with ``TAPTILL_TEST_STALL=1`` in its environment (a test switch: in production it would let any tapper
+  stop the terminal).
 
-The answer is ``ok`` or ``error: …``.
+The answer is ``ok`` or ``error: …``. Only root, the terminal's own user and members of the socket's
+group are served (the peer's credentials, SO_PEERCRED, are checked, not only the file's mode). Each
+connection is served in its own thread (at most ``MAX_CLIENTS`` at once) and has ``COMMAND_DEADLINE_S``
+for its line and as long again for taking its answer, so a slow client delays no other.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import contextlib
 import logging
 import os
 import socket
+import struct
 import threading
 import time
 from pathlib import Path
@@ -39,6 +45,9 @@ log = logging.getLogger(__name__)
 MAX_LINE = 256  # bytes, without the newline
 COMMAND_DEADLINE_S = 2.0  # a client has this long for its whole line, however slowly it sends it
 ANSWER_MAX = 4096  # bytes of an answer line the client reads
+MAX_CLIENTS = 8  # connections served at once; one more is answered "busy" at once, never queued
+STALL_SWITCH = "TAPTILL_TEST_STALL"  # "1" in the environment allows the stall verb (tests only)
+SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux >= 4.13; Python 3.11 lacks the name
 SIM_ADVICE = "restart taptill if it keeps failing (run --verbose logs the traceback)"
 
 
@@ -59,6 +68,10 @@ class SimReader:
         self._bound: tuple[int, int] | None = None  # device and inode of the socket file we bound
         self._held: str | None = None  # the card on the reader (present without remove)
         self._failed = False  # the serving loop failed; run_supervised starts it again
+        self._group: int | None = None  # the socket file's group: its members may tap
+        self._clients = threading.BoundedSemaphore(MAX_CLIENTS)
+        self._state = threading.Lock()  # handle() runs in one thread per client
+        self.stall_allowed = os.environ.get(STALL_SWITCH) == "1"
 
     def start(self, listener: CardListener) -> None:
         """Listen on the socket; raises StartupError if another terminal is listening there already."""
@@ -78,6 +91,7 @@ class SimReader:
             sock.bind(str(self.socket_path))
             st = self.socket_path.stat()
             self._bound = (st.st_dev, st.st_ino)
+            self._group = st.st_gid
         finally:
             os.umask(old)
         sock.listen(8)
@@ -125,40 +139,92 @@ class SimReader:
                 continue
             except OSError:
                 return
+            if not self._clients.acquire(blocking=False):
+                _refuse(conn, f"busy: {MAX_CLIENTS} clients are being served; try again")
+                continue
+            try:
+                threading.Thread(target=self._client, args=(conn,), name="sim-client", daemon=True).start()
+            except RuntimeError:  # no thread to be had (memory): this client is refused, the next may not be
+                self._clients.release()
+                _refuse(conn, "busy: cannot serve another client now; try again")
+
+    def _client(self, conn: socket.socket) -> None:
+        """Serve one connection: its line within COMMAND_DEADLINE_S, its answer within as long again.
+
+        A peer that may not tap is answered why only after its line is read (and never acted on): closed
+        before it wrote, the peer would lose the answer to a broken pipe."""
+        try:
             with conn:
+                refusal = self._peer_refusal(conn)
                 try:
-                    try:
-                        line = read_command(conn, COMMAND_DEADLINE_S)
-                    except BadLine as exc:
-                        log.warning("sim reader: refused a line: %s", exc)
-                        answer = f"error: {exc}"
-                    else:
-                        answer = self.handle(line)
-                    _discard_pending(conn)
-                    conn.settimeout(COMMAND_DEADLINE_S)
-                    conn.sendall(answer.encode() + b"\n")
-                except OSError as exc:
-                    log.warning("sim reader: client went away (%s)", exc)
+                    line = read_command(conn, COMMAND_DEADLINE_S)
+                except BadLine as exc:
+                    log.warning("sim reader: refused a line: %s", exc)
+                    answer = f"error: {refusal or exc}"
+                else:
+                    answer = f"error: {refusal}" if refusal is not None else self.handle(line)
+                _discard_pending(conn)
+                conn.settimeout(COMMAND_DEADLINE_S)
+                conn.sendall(answer.encode() + b"\n")
+        except TimeoutError:
+            log.warning(
+                "sim reader: cut a client: no whole line or no read of its answer within %g s",
+                COMMAND_DEADLINE_S,
+            )
+        except OSError as exc:
+            log.warning("sim reader: client went away (%s)", exc)
+        except Exception:  # one client's failure must not take the reader down
+            log.exception("sim reader: serving a client failed")
+        finally:
+            self._clients.release()
+
+    def _peer_refusal(self, conn: socket.socket) -> str | None:
+        """Why the peer may not tap (one line), or None: root, our own user and the socket's group may.
+
+        The file's mode (0660) already keeps others out; the credentials also refuse a peer that got in
+        another way (a mode or directory changed by hand, a descriptor passed on)."""
+        try:
+            pid, uid, gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        except OSError as exc:
+            return f"the peer's credentials cannot be read ({exc})"
+        if uid in (0, os.geteuid()) or gid == self._group or self._group in _peer_groups(conn):
+            return None
+        log.warning("sim reader: refused uid %d (pid %d): not in group %s", uid, pid, self._group)
+        return (
+            f"uid {uid} may not use this socket; run as root or the terminal's user, or add the user to "
+            f"group {self._group}"
+        )
 
     def handle(self, line: str) -> str:
+        """The answer to one command line (see the module docstring); safe from several threads."""
         listener = self._listener
         if listener is None:
             return "error: reader not started"
         verb, _, arg = line.strip().partition(" ")
         arg = arg.strip()
-        if verb in ("tap", "present", "tap-wait"):
+        if verb == "tap-wait":
             try:
                 uid = normalise_uid(arg)
             except InvalidUid as exc:
                 log.warning("sim reader: ignored %s", exc)
                 return f"error: {exc}"
-            if verb == "tap-wait":
-                decide = getattr(listener, "tap_decision", None)
-                if decide is None:
-                    return "error: this terminal cannot report decisions; use tap UID"
+            decide = getattr(listener, "tap_decision", None)
+            if decide is None:
+                return "error: this terminal cannot report decisions; use tap UID"
+            with self._state:
                 self._held = None
-                answer: str = decide(uid)  # blocks this thread until decided (bounded by the terminal)
-                return answer
+            answer: str = decide(uid)  # blocks this client's thread until decided (bounded by the terminal)
+            return answer
+        with self._state:  # a present and a remove from two clients must not interleave
+            return self._handle_now(listener, verb, arg)
+
+    def _handle_now(self, listener: CardListener, verb: str, arg: str) -> str:
+        if verb in ("tap", "present"):
+            try:
+                uid = normalise_uid(arg)
+            except InvalidUid as exc:
+                log.warning("sim reader: ignored %s", exc)
+                return f"error: {exc}"
             listener.card_present(uid)
             if verb == "tap":
                 listener.card_removed()
@@ -177,7 +243,10 @@ class SimReader:
                 listener.card_present(self._held, already_present=True)
             return "ok"
         if verb == "stall":
-            # Debug aid for the watchdog test: block the device loop itself, as a hung loop would.
+            # Test aid for the watchdog: block the device loop itself, as a hung loop would.
+            if not self.stall_allowed:
+                log.warning("sim reader: refused stall (%s=1 is not set)", STALL_SWITCH)
+                return f"error: stall is a test aid; start the terminal with {STALL_SWITCH}=1 to allow it"
             stall = getattr(listener, "stall", None)
             try:
                 seconds = float(arg)
@@ -199,6 +268,26 @@ class SimReader:
         return (
             "error: unknown command; use tap UID, tap-wait UID, present UID, remove, restart or press BUTTON"
         )
+
+
+def _peer_groups(conn: socket.socket) -> list[int]:
+    """The peer's supplementary groups (SO_PEERGROUPS: as they were when it connected); [] if unknown."""
+    try:
+        raw = conn.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, 4 * 256)
+    except OSError:
+        return []  # an older kernel: the primary group alone decides
+    return list(struct.unpack(f"{len(raw) // 4}I", raw[: len(raw) // 4 * 4]))
+
+
+def _refuse(conn: socket.socket, reason: str) -> None:
+    """Answer ``error: reason`` without serving the peer's line, and close; never blocks."""
+    with conn:
+        try:
+            _discard_pending(conn)  # what it sent already: unread data would reset the connection
+            conn.setblocking(False)
+            conn.send(f"error: {reason}\n".encode())
+        except OSError:
+            pass  # gone already, or its buffer full: it learns from the closed connection
 
 
 def _answers(path: Path) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 from terminal.config import Config, ConfigError, load_config
 from terminal.config_section import Section
 from terminal.journal import Journal, JournalError, JournalMissing
+from terminal.model import printable
 from terminal.money import format_cents
 from terminal.net.transport import cleartext_host
 from terminal.ops.salvage import SQLITE_DEB, SQLITE_TOOL
@@ -58,10 +59,11 @@ def run_doctor(config_path: Path, *, as_json: bool = False, now: Callable[[], da
     """Print every check; 1 when any check FAILs, else 0."""
     checks = diagnose(config_path, now=now)
     if as_json:
-        print(json.dumps([c.__dict__ for c in checks], ensure_ascii=False))
+        # printable: a check's detail may quote a server (bidi and C1 characters pass json.dumps raw)
+        print(printable(json.dumps([c.__dict__ for c in checks], ensure_ascii=False)))
     else:
         for c in checks:
-            print(c.line())
+            print(printable(c.line()))
     return 1 if any(c.status == "FAIL" for c in checks) else 0
 
 

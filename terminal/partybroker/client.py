@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import httpx
 
+from terminal.model import printable
 from terminal.net.deadline import Deadline, SendWatch
 from terminal.net.transport import new_client, read_capped
 from terminal.partybroker.outcomes import (
@@ -20,7 +21,7 @@ from terminal.partybroker.outcomes import (
     Recorded,
     Sale,
 )
-from terminal.partybroker.parse import MAX_BODY_BYTES, _printable, interpret
+from terminal.partybroker.parse import MAX_BODY_BYTES, interpret
 from terminal.service.secret import Secret
 
 # --- the client -----------------------------------------------------------------------------------------
@@ -153,5 +154,5 @@ class PartybrokerClient:
 
 def _describe(exc: BaseException) -> str:
     # httpx messages name the host and the OS error, never headers, so they carry no credentials.
-    text = _printable(str(exc)) if str(exc) else ""
+    text = printable(str(exc), 200) if str(exc) else ""
     return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__

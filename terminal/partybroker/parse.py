@@ -10,6 +10,7 @@ import time
 
 import httpx
 
+from terminal.model import printable
 from terminal.partybroker.outcomes import (
     Ambiguous,
     BuyOutcome,
@@ -67,7 +68,7 @@ def _opt_text(value: object, what: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return value[:200]
+        return printable(value, 200)  # titles reach the price board, logs and provisioning's answers
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)  # the Drink model calls externalId an Integer; the examples send strings
     raise BadBody(f"{what} is a {type(value).__name__}, not text")
@@ -111,12 +112,8 @@ def error_reason(body: bytes, content_type: str, status: int) -> str:
         for key in ("message", "error", "detail", "title"):
             value = data.get(key)
             if isinstance(value, str) and value.strip():
-                return f"{fallback}: {_printable(value)}"
+                return f"{fallback}: {printable(value, 200)}"
     return fallback
-
-
-def _printable(text: str) -> str:
-    return "".join(c if c.isprintable() else " " for c in text)[:200]
 
 
 def _phrase(status: int) -> str:
@@ -161,7 +158,7 @@ def interpret(
         problem: str | None = None
         if not _is_json(content_type):
             # A JSON-less 2xx may come from a proxy or captive portal rather than the party.
-            shown = _printable(content_type.split(";", 1)[0])[:60] or "none"
+            shown = printable(content_type.split(";", 1)[0])[:60] or "none"
             return Ambiguous(f"the answer is not JSON (content type {shown})", maybe_applied=post)
         if broken is not None:
             problem = f"the answer broke off ({broken})"

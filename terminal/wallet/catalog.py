@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from terminal.journal import Journal
-from terminal.model import PERMISSIONS, Product, ProductId, TerminalInfo
+from terminal.model import PERMISSIONS, Product, ProductId, TerminalInfo, printable
 from terminal.wallet.client import WalletClient
 from terminal.wallet.outcomes import InfoLoaded, NotFound, Refused, Unauthorized, Unavailable
 
@@ -68,8 +68,11 @@ def _from_json(data: object) -> tuple[TerminalInfo, bool] | None:
     products = []
     for p in data.get("products") or []:
         if isinstance(p, dict) and isinstance(p.get("id"), str | int) and isinstance(p.get("price"), int):
-            products.append(Product(p["id"], str(p.get("name", p["id"])), p["price"]))
-    info = TerminalInfo(data.get("id"), data.get("friendly_name"), data["permission"], tuple(products))
+            # printable: a cache written by an older version keeps a server's names as they came
+            products.append(Product(p["id"], printable(str(p.get("name", p["id"])), 200), p["price"]))
+    name = data.get("friendly_name")
+    friendly = printable(name, 200) if isinstance(name, str) else None
+    info = TerminalInfo(data.get("id"), friendly, data["permission"], tuple(products))
     return info, bool(data.get("trailing_slash"))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from terminal.model import PERMISSIONS, Permission, Product, Wallet
+from terminal.model import PERMISSIONS, Permission, Product, Wallet, printable
 
 
 class BadBody(ValueError):
@@ -28,7 +28,7 @@ def _opt_str(value: object) -> str | None:
     if value is None:
         return None
     if isinstance(value, str | int) and not isinstance(value, bool):
-        return str(value)
+        return printable(str(value), 200)  # names and ids reach logs and screens
     raise BadBody(f"expected a string, got {type(value).__name__}")
 
 
@@ -58,7 +58,7 @@ def _product(raw: object) -> Product:
     name = raw.get("friendly_name", raw.get("name", str(pid)))
     if not isinstance(name, str):
         raise BadBody("product friendly_name is not a string")
-    return Product(id=pid, name=name, price_cents=_cents(raw.get("price"), "product price"))
+    return Product(id=pid, name=printable(name, 200), price_cents=_cents(raw.get("price"), "product price"))
 
 
 @dataclass(frozen=True)
@@ -103,13 +103,14 @@ def parse_terminal(body: object) -> TerminalPage:
 
 
 def error_reason(body: object, fallback: str) -> str:
-    """A short human reason from an error body ({"detail": ...} or {"field": [...]})."""
+    """A short human reason from an error body ({"detail": ...} or {"field": [...]}): one line without
+    control characters (it is logged, journaled as a rejection reason and printed by ``taptill queue``)."""
     obj = _unwrap(body)
     if isinstance(obj, dict):
         detail = obj.get("detail") or obj.get("message") or obj.get("error")
         if isinstance(detail, str):
-            return detail[:200]
+            return printable(detail, 200)
         for key, value in obj.items():
             if isinstance(value, list) and value and isinstance(value[0], str):
-                return f"{key}: {value[0]}"[:200]
+                return printable(f"{key}: {value[0]}", 200)
     return fallback

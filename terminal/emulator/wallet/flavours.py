@@ -95,6 +95,7 @@ class DocWalletApi:
         self._s = settings
         self._ledger = ledger
         self.token_revoked = False  # the organizer revoked the terminal's token (WalletEmulator.revoke_token)
+        self.refusal: str | None = None  # every transaction refused with this detail (refuse_transactions)
         self._prefix = ApiPrefix(settings.prefix)
         self._prices: dict[str, int] = {str(pid): price for pid, _, price in settings.products}
 
@@ -145,6 +146,8 @@ class DocWalletApi:
     def _transact(self, req: ApiRequest, token: str) -> ApiResponse:
         if self._ledger.wallet(token) is None:
             return json_response(404, {"detail": "This token is not paired to a wallet."})
+        if self.refusal is not None:
+            return json_response(400, {"detail": self.refusal})
         body, bad_json = parse_json(req.body)
         if bad_json is not None:
             return bad_json

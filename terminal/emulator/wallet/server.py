@@ -311,6 +311,13 @@ class WalletEmulator:
         """Answer every API request 401 as for a revoked token (``revoked`` False: accept it again)."""
         self.api.token_revoked = revoked
 
+    def refuse_transactions(self, detail: str | None) -> None:
+        """Doc flavour: answer every transaction 400 ``{"detail": detail}`` and move no money, as a server
+        refusing in its own words (``None``: book them again). Raises ValueError for the real flavour."""
+        if not isinstance(self.api, DocWalletApi):
+            raise ValueError("refusals in the server's own words exist only in the doc flavour")
+        self.api.refusal = detail
+
     def add_wallet(self, uid: str, balance: int, paired_user: str = "") -> LedgerWallet:
         return self.ledger.add_wallet(uid, balance, paired_user)
 
