@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from terminal.bench.operator_guess import measure_operator_guess
 from terminal.bench.pcsc import measure_pcsc
 from terminal.bench.price import measure_price_to_screen
 from terminal.bench.process import measure_process, measure_startup
@@ -51,6 +52,7 @@ METRIC_KEYS = (
     "pcsc_raw_event_ms",
     "pcsc_idle_cpu_pct",
     "price_to_screen_ms",
+    "operator_guess",
 )
 
 Metrics = dict[str, Any]
@@ -195,6 +197,12 @@ def evaluate_targets(m: Metrics, tap_budget_ms: int = TAP_BUDGET_MS) -> dict[str
         limit = m["price_to_screen_ms"]["poll_interval_ms"]
         return m["price_to_screen_ms"]["p50"] <= limit, limit
 
+    def operator_guess() -> tuple[bool, float]:
+        # Issue 17: >= 10^6 x slower than SHA-256, or infeasible without the secret. The keyed hash is
+        # the second: a sweep of key x UID must outlast the universe (10^10 years) by far.
+        limit = 30.0
+        return m["operator_guess"]["uid4_sweep_without_key_log10_years"] >= limit, limit
+
     def at_most(key: str, limit: float) -> Callable[[], tuple[bool, float]]:
         return lambda: (m[key] <= limit, limit)
 
@@ -224,6 +232,12 @@ def evaluate_targets(m: Metrics, tap_budget_ms: int = TAP_BUDGET_MS) -> dict[str
         "price_to_screen_ms": _check(
             m, price, "p50 <= one poll interval (about half is expected)", "price_to_screen_ms"
         ),
+        "operator_guess": _check(
+            m,
+            operator_guess,
+            "infeasible without the operator key: log10(years to sweep key x 4-byte UID) >= 30",
+            "operator_guess",
+        ),
     }
 
 
@@ -243,6 +257,7 @@ def run_bench() -> tuple[Metrics, dict[str, str]]:
         lambda: {"price_to_screen_ms": measure_price_to_screen(20, PRICE_INTERVAL_S)},
     )
     _stage("startup", metrics, errors, lambda: {"startup_s": measure_startup(5)})
+    _stage("operator card guesses", metrics, errors, lambda: measure_operator_guess(2.0))
     _stage("cpu per tap, rss and idle cpu", metrics, errors, lambda: measure_process(200, 10.0))
     return metrics, errors
 
