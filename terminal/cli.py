@@ -1,4 +1,5 @@
-"""The ``taptill`` command line: run, tap, press, demo, journal, queue, settle, status, doctor, recover."""
+"""The ``taptill`` command line: run, tap, press, demo, journal, queue, settle, status, doctor, recover,
+operator add."""
 
 from __future__ import annotations
 
@@ -123,8 +124,20 @@ def _parser() -> argparse.ArgumentParser:
         "--served", action="store_true", help="a sale to refund (taptill queue): the guest was served by hand"
     )
 
-    oh = sub.add_parser("operator-hash", help="the [topup] operators entry for an operator card")
-    oh.add_argument("uid", metavar="UID", help="the operator card's UID in hex")
+    op = sub.add_parser("operator", help="register a top-up kiosk's operator cards")
+    op_sub = op.add_subparsers(dest="operator_command", required=True, metavar="ACTION")
+    op_add = with_config(
+        op_sub.add_parser(
+            "add",
+            help="read the card's UID (and --pin) from standard input and print its [topup.operators] line",
+        )
+    )
+    op_add.add_argument("name", metavar="NAME", help="the operator's name, sent with every top-up they do")
+    op_add.add_argument(
+        "--pin",
+        action="store_true",
+        help="also read a PIN: button names separated by spaces, on the next line",
+    )
 
     st = with_config(sub.add_parser("status", help="counts and totals of the journal"))
     st.add_argument("--json", action="store_true", help="one JSON object (the same counts, for scripts)")
@@ -192,15 +205,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         from terminal.ops.doctor import run_doctor
 
         return run_doctor(args.config, as_json=args.json)
-    if cmd == "operator-hash":
-        from terminal.controller import operator_hash
-        from terminal.uid import InvalidUid, normalise_uid
+    if cmd == "operator":
+        from terminal.ops.operator_card import add_operator
 
-        try:
-            print(operator_hash(normalise_uid(args.uid)))
-        except InvalidUid as exc:
-            print(f"taptill: {exc}", file=sys.stderr)
-            return EXIT_CONFIG
+        add_operator(
+            args.config, args.name, with_pin=args.pin, stdin=sys.stdin, out=sys.stdout, err=sys.stderr
+        )
         return EXIT_OK
     cfg = load_config(args.config)
     if cmd == "run":

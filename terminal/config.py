@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,13 +117,32 @@ class SelectConfig:
 
 
 @dataclass(frozen=True)
-class TopupConfig:
-    """Top-up kiosk: operator cards (SHA-256 of the UID) unlock it; buttons pick credit products."""
+class OperatorEntry:
+    """One operator of a top-up kiosk: a name (sent with every credit) and the keyed hashes of the
+    card's UID and of the PIN (terminal.controller.operators makes and checks them)."""
 
-    operators: frozenset[str] = frozenset()
+    name: str
+    card: str  # "hmac-sha256:" + 64 hex digits
+    pin: str | None = None
+
+
+@dataclass(frozen=True)
+class TopupConfig:
+    """Top-up kiosk: operator cards (keyed hashes of the UID) unlock it; buttons pick credit products;
+    caps bound what one unlock, one operator's day and the unconfirmed offline credits may add."""
+
+    operators: tuple[OperatorEntry, ...] = ()
+    operator_key_file: Path | None = None  # 0600, or the systemd credential topup.operator_key
     unlock_s: float = 300.0
     buttons: dict[str, ProductId] = field(default_factory=dict)
     clear_button: str | None = None
+    pin_required: bool = False
+    pin_length: int = 4  # button presses
+    pin_attempts: int = 3  # wrong PINs in a row before the operator's card is locked out
+    pin_lockout_s: float = 300.0
+    max_credit_per_unlock_cents: int | None = None  # None: no cap
+    max_credit_per_shift_cents: int | None = None  # per operator per local calendar day; None: no cap
+    max_offline_credit_cents: int = 20000  # unconfirmed offline credits, all cards together
 
 
 @dataclass(frozen=True)
@@ -174,7 +194,7 @@ def parse_config(data: dict[str, object], source: Path | None = None) -> Config:
         gpio=parse_gpio(root.table("gpio")),
         partybroker=parse_partybroker(root.table("partybroker"), base),
         select=parse_select(root.table("select")),
-        topup=parse_topup(root.table("topup")),
+        topup=parse_topup(root.table("topup"), base),
         source=source,
     )
     _check_mode(cfg)
@@ -351,26 +371,78 @@ def parse_select(s: Section) -> SelectConfig:
     return cfg
 
 
-def parse_topup(s: Section) -> TopupConfig:
+OPERATOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+_KEYED_HASH = re.compile(r"hmac-sha256:[0-9a-f]{64}")
+_ADD_OPERATOR = "re-register each card with: taptill operator add NAME (it prints the [topup.operators] line)"
+
+
+def parse_topup(s: Section, base: Path | None = None) -> TopupConfig:
     """The [topup] table alone; whether its buttons are wired is checked with the whole config."""
-    operators = s.list_of("operators", (str,), [])
-    hashes = set()
-    for op in operators:
-        h = str(op).strip().lower()
-        if len(h) != 64 or any(c not in "0123456789abcdef" for c in h):
-            raise ConfigError(
-                f"[topup] operators has {str(op)[:16]!r}…, not a SHA-256; use the output of "
-                "taptill operator-hash UID"
-            )
-        hashes.add(h)
+    raw = s.raw("operators")
+    if isinstance(raw, list):
+        # The old form: unsalted SHA-256 of each UID, brute-forced from a leaked config in minutes.
+        raise ConfigError(
+            "[topup] operators is a list of unsalted SHA-256 card hashes, which anyone who reads the "
+            f"config can turn back into the UIDs; {_ADD_OPERATOR}"
+        )
+    operators = _operators(raw)
+    key_file = s.opt_path("operator_key_file")
+    buttons = _buttons(s)
     cfg = TopupConfig(
-        operators=frozenset(hashes),
+        operators=operators,
+        operator_key_file=_resolve(base or Path.cwd(), key_file) if key_file is not None else None,
         unlock_s=s.number("unlock_s", 300.0, min=1.0),
-        buttons=_buttons(s),
+        buttons=buttons,
         clear_button=s.opt_str("clear_button"),
+        pin_required=s.flag("pin_required", False),
+        pin_length=s.integer("pin_length", 4, min=1, max=12),
+        pin_attempts=s.integer("pin_attempts", 3, min=1, max=10),
+        pin_lockout_s=s.number("pin_lockout_s", 300.0, min=1.0),
+        max_credit_per_unlock_cents=_opt_cap(s, "max_credit_per_unlock_cents"),
+        max_credit_per_shift_cents=_opt_cap(s, "max_credit_per_shift_cents"),
+        max_offline_credit_cents=s.integer("max_offline_credit_cents", 20000, min=0),
     )
+    if cfg.pin_required:
+        for op in operators:
+            if op.pin is None:
+                raise ConfigError(
+                    f"[topup.operators] {op.name} has no pin, but [topup] pin_required = true; "
+                    f"run: taptill operator add {op.name} --pin"
+                )
     s.finish()
     return cfg
+
+
+def _opt_cap(s: Section, key: str) -> int | None:
+    return s.integer(key, min=1) if s.has(key) else None
+
+
+def _operators(raw: object) -> tuple[OperatorEntry, ...]:
+    """[topup.operators]: NAME = "hmac-sha256:…" or NAME = { card = "hmac-sha256:…", pin = "…" }."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[topup] operators must be a table of NAME = entry lines; {_ADD_OPERATOR}")
+    out = []
+    for name, value in raw.items():
+        if not OPERATOR_NAME.fullmatch(name):
+            raise ConfigError(
+                f"[topup.operators] {name[:40]!r} is not an operator name; "
+                "use up to 32 letters, digits, _ . -"
+            )
+        card, pin = (value, None) if not isinstance(value, dict) else (value.get("card"), value.get("pin"))
+        extra = sorted(set(value) - {"card", "pin"}) if isinstance(value, dict) else []
+        if extra:
+            raise ConfigError(f"[topup.operators] {name} has unknown key {extra[0]!r}; only card and pin")
+        for what, entry in (("card", card), ("pin", pin)):
+            if (what == "card" or entry is not None) and not (
+                isinstance(entry, str) and _KEYED_HASH.fullmatch(entry)
+            ):
+                raise ConfigError(
+                    f"[topup.operators] {name} {what} is not an hmac-sha256 entry; {_ADD_OPERATOR}"
+                )
+        out.append(OperatorEntry(name, str(card), None if pin is None else str(pin)))
+    return tuple(out)
 
 
 def _check_mode(cfg: Config) -> None:
@@ -379,7 +451,9 @@ def _check_mode(cfg: Config) -> None:
         raise ConfigError("[select] buttons is empty; select mode needs button = product id entries")
     if mode == "topup":
         if not cfg.topup.operators:
-            raise ConfigError("[topup] operators is empty; the kiosk needs at least one operator card hash")
+            raise ConfigError(
+                f"[topup.operators] is empty; the kiosk needs an operator card: {_ADD_OPERATOR}"
+            )
         if not cfg.topup.buttons:
             raise ConfigError("[topup] buttons is empty; the kiosk needs button = top-up product id entries")
 

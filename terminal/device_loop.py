@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from hw.display.base import Display
 from hw.gpio.base import Outputs
@@ -519,7 +520,43 @@ class DeviceLoop:
                     self.health.mark_down(reason, status)
         return WalletUnreachable(uid, self.journal.offline_view(uid, boot_clock.now(self.clock())))
 
+    def _over_shift_cap(self, c: Charge) -> Event | None:
+        """A top-up that would take its operator past [topup] max_credit_per_shift_cents (a shift is
+        the operator's local calendar day, counted in the journal so a restart does not reset it) is
+        declined and journaled as such; None: within the cap (or no cap)."""
+        cap = self.controller.settings.max_credit_per_shift_cents
+        if cap is None or c.operator is None or c.amount_cents <= 0:
+            return None
+        midnight = (
+            datetime.fromtimestamp(self.clock())
+            .astimezone()
+            .replace(hour=0, minute=0, second=0, microsecond=0)
+        )
+        try:
+            done = self.journal.credited_by(c.operator, midnight)
+            if done + c.amount_cents <= cap:
+                return None
+            note = f"operator {c.operator}: shift cap {cap} cents reached ({done} credited today)"
+            self.journal.record_decline(
+                token_id=c.uid,
+                products=c.products,
+                amount_cents=c.amount_cents,
+                description=self.description,
+                reason=note,
+                offline=not c.online,
+                operator=c.operator,
+                also=self._take_seen(c.uid),
+            )
+        except JournalError as exc:
+            log.error("not crediting: %s", exc)
+            self._storage_failed()
+            return ChargeFailed(ASK_STAFF)
+        log.warning("%s", note)
+        return ChargeRejected("", DeclineReason.CREDIT_LIMIT)
+
     async def _charge(self, c: Charge) -> Event:
+        if c.operator is not None and (over := self._over_shift_cap(c)) is not None:
+            return over
         try:
             fresh, self._fresh_balance_for = self._fresh_balance_for == c.uid, None
             queued = (
@@ -533,7 +570,10 @@ class DeviceLoop:
                 token_id=c.uid,
                 products=c.products,
                 amount_cents=c.amount_cents,
-                description=self.description,
+                # The wallet server's records show who credited: the operator's name goes with the sale.
+                description=self.description
+                if c.operator is None
+                else f"{self.description} / operator {c.operator}",
                 tag=self.tag,
                 offline=not c.online,
                 reason=c.reason,

@@ -280,6 +280,7 @@ class OfflineView:
     total_unconfirmed_cents: int
     unconfirmed_count: int
     denied_reason: str | None
+    unconfirmed_credit_cents: int = 0  # top-ups not yet confirmed by the server, all cards together
 
 
 @dataclass(frozen=True)
@@ -738,6 +739,16 @@ class Journal:
         ).fetchall()
         return [_row(r) for r in rows]
 
+    def credited_by(self, operator: str, since: datetime) -> int:
+        """Cents operator ``operator`` credited (top-ups journaled with their name) since ``since``
+        (aware), pending or booked: not declined, not rejected by the server."""
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(amount_cents), 0) FROM sales"
+            " WHERE operator = ? AND amount_cents > 0 AND state IN ('pending', 'done') AND created_at >= ?",
+            (operator, since.astimezone(UTC).isoformat(timespec="milliseconds")),
+        ).fetchone()
+        return int(row[0])
+
     def pending_for_card(self, token_id: str) -> list[SaleRecord]:
         rows = self._db.execute(
             f"SELECT {_COLUMNS} FROM sales WHERE token_id = ? AND state = 'pending' ORDER BY id",
@@ -807,7 +818,8 @@ class Journal:
         ).fetchone()
         totals = self._db.execute(
             "SELECT COALESCE(SUM(-amount_cents), 0), COUNT(*),"
-            " COALESCE(SUM(CASE WHEN token_id = ? THEN -amount_cents END), 0)"
+            " COALESCE(SUM(CASE WHEN token_id = ? THEN -amount_cents END), 0),"
+            " COALESCE(SUM(CASE WHEN amount_cents > 0 THEN amount_cents END), 0)"
             " FROM sales WHERE state = 'pending'",
             (token_id,),
         ).fetchone()
@@ -825,6 +837,7 @@ class Journal:
             total_unconfirmed_cents=int(totals[0]),
             unconfirmed_count=int(totals[1]),
             denied_reason=None if card is None else card[2],
+            unconfirmed_credit_cents=int(totals[3]),
         )
 
     def unconfirmed_count(self) -> int:

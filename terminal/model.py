@@ -70,6 +70,9 @@ class DeclineReason(StrEnum):
     STORAGE = "storage"
     NOTHING_SELECTED = "nothing_selected"
     KIOSK_LOCKED = "kiosk_locked"
+    WRONG_PIN = "wrong_pin"  # an operator card's PIN was entered wrong
+    PIN_LOCKED_OUT = "pin_locked_out"  # too many wrong PINs: that operator card waits pin_lockout_s
+    CREDIT_LIMIT = "credit_limit"  # a top-up over the operator's cap per unlock or per shift
     OUT_OF_SERVICE = "out_of_service"  # the wallet server refuses the terminal's API token
 
 

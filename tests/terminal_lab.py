@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from terminal.emulator.terminal_config import espresso_id, write_terminal_config
 from terminal.emulator.wallet import WalletEmulator
+from terminal.ops.operator_card import create_operator_key, operator_line
 
 REPO = Path(__file__).resolve().parent.parent
 MAX = "04A1B2C3D4E5F6"  # 2000 cents in the demo wallets
@@ -61,6 +62,15 @@ def write_config(
         screen_hold_s=screen_hold_s,
         retap_guard_s=retap_guard_s,
     )
+
+
+def kiosk_operators(folder: Path, cards: dict[str, str]) -> tuple[str, str]:
+    """A kiosk's operators as the config holds them: the ``operator_key_file`` line for [topup] (a fresh
+    0600 key in ``folder``) and the [topup.operators] table with one line per name → card UID."""
+    key = folder / "operator.key"
+    create_operator_key(key)
+    lines = "\n".join(operator_line(key, name, uid) for name, uid in cards.items())
+    return f'operator_key_file = "{key}"', f"[topup.operators]\n{lines}\n"
 
 
 def faketime_env(offset_file: Path) -> dict[str, str]:

@@ -9,10 +9,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from terminal.bench.config import BIG_BALANCE_CENTS, MEMORY_DIR, bench_dir, write_bench_config
+from terminal.bench.operator_guess import measure_operator_guess
 from terminal.bench.pcsc import measure_pcsc
 from terminal.bench.price import measure_price_to_screen
 from terminal.bench.process import SOURCE_ROOT, TerminalSubprocess, measure_process, measure_startup
@@ -219,7 +221,25 @@ FULL = {
     "pcsc_idle_cpu_pct": 0.2,
     "price_to_screen_ms": {"p50": 240.0, "poll_interval_ms": 500.0, "p50_per_interval": 0.48},
     "gzip_bomb_rss_mb": {"baseline_mb": 31.6, "peak_mb": 31.7, "over_baseline_mb": 0.1},
+    "operator_guess": {
+        "sha256_per_s": 450000,
+        "keyed_with_key_per_s": 190000,
+        "uid4_sweep_sha256_s": 9500.0,
+        "uid4_sweep_keyed_with_key_s": 22600.0,
+        "key_bits": 256,
+        "uid4_sweep_without_key_log10_years": 73.9,
+    },
 }
+
+
+def test_operator_guesses_are_measured_and_a_sweep_without_the_key_is_out_of_reach() -> None:
+    got = measure_operator_guess(0.2)["operator_guess"]
+    assert got["sha256_per_s"] > 0 and got["keyed_with_key_per_s"] > 0
+    assert got["uid4_sweep_sha256_s"] == pytest.approx(2**32 / got["sha256_per_s"], rel=0.01)
+    assert got["key_bits"] == 256 and got["uid4_sweep_without_key_log10_years"] >= 30
+    weak_guess = {**cast(dict[str, float], FULL["operator_guess"]), "uid4_sweep_without_key_log10_years": 2.0}
+    weak = dict(FULL, operator_guess=weak_guess)
+    assert evaluate_targets(weak)["operator_guess"]["met"] is False
 
 
 def test_targets_say_met_or_not_with_the_limit_of_this_run() -> None:

@@ -272,7 +272,7 @@ def test_products_may_share_a_relay() -> None:
 def test_a_kiosk_has_no_goods_to_relay() -> None:
     data = copy.deepcopy(MINIMAL)
     data["terminal"].update(mode="topup", products=[])
-    data["topup"] = {"operators": ["ab" * 32], "buttons": {"ten": "topup_10"}}
+    data["topup"] = {"operators": {"olga": "hmac-sha256:" + "ab" * 32}, "buttons": {"ten": "topup_10"}}
     parse_config(data)
     data["gpio"] = {"relays": {"topup_10": 17}}
     assert error_of(data) == "[gpio] relays is set, but a top-up kiosk gives no goods; remove [gpio.relays]"

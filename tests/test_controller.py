@@ -7,8 +7,9 @@ from typing import TypeVar
 
 import pytest
 
-from terminal.config import OfflineConfig
-from terminal.controller import Controller, ControllerSettings, Phase, operator_hash
+from terminal.config import OfflineConfig, OperatorEntry
+from terminal.controller import Controller, ControllerSettings, Phase
+from terminal.controller.operators import OperatorBook, card_entry
 from terminal.effects import (
     Beep,
     Charge,
@@ -68,6 +69,8 @@ CATALOG = (
 )
 CARD = "04A1B2C3D4E5F6"
 OPERATOR = "04000000AAAAAA"
+OPERATOR_KEY = bytes(range(32))  # the terminal's operator key (a test value)
+OPERATORS = OperatorBook(OPERATOR_KEY, [OperatorEntry("olga", card_entry(OPERATOR_KEY, OPERATOR))])
 OFFLINE = OfflineConfig(mode="accept", max_per_card_cents=1000, max_total_cents=5000, max_balance_age_s=3600)
 TAP = ControllerSettings(
     products=("espresso", "espresso"), offline=OFFLINE, pairing_url="https://pair.example"
@@ -81,7 +84,7 @@ TOPUP = replace(
     mode="topup",
     buttons={"ten": "topup_10", "twenty": "topup_20"},
     cancel_button="clear",
-    operators=frozenset({operator_hash(OPERATOR)}),
+    operators=OPERATORS,
 )
 
 KIOSK_BUTTONS = (("ten", 1000), ("twenty", 2000))  # what each TOPUP button adds, in cents
@@ -500,7 +503,7 @@ def test_select_cart_clears_on_cancel_and_on_timeout() -> None:
 def unlocked() -> Controller:
     c = Controller(TOPUP, CATALOG)
     fx = c.handle(CardPresented(OPERATOR))
-    assert screens(fx) == [KioskScreen(0, KIOSK_BUTTONS)] and c.operator == operator_hash(OPERATOR)
+    assert screens(fx) == [KioskScreen(0, KIOSK_BUTTONS)] and c.operator == "olga"
     c.handle(CardRemoved())
     return c
 
@@ -528,7 +531,7 @@ def test_operator_unlocks_picks_the_amount_and_the_guest_is_credited() -> None:
         3000,
         online=True,
         balance_before=500,
-        operator=operator_hash(OPERATOR),
+        operator="olga",
     )
     fx = c.handle(ChargeDone("k", 3500))
     assert screens(fx) == [CreditScreen(3000, 3500)] and not only(fx, Dispense)

@@ -7,10 +7,11 @@ from typing import cast
 
 import pytest
 
-from terminal.config import Mode, OfflineConfig
-from terminal.controller import Controller, ControllerSettings, operator_hash
+from terminal.config import Mode, OfflineConfig, OperatorEntry
+from terminal.controller import Controller, ControllerSettings
 from terminal.controller.mode import BalanceCheck, CardAnswer, Redraw, Refusal, Sale, SellMode, Till
 from terminal.controller.modes import MODES
+from terminal.controller.operators import OperatorBook, card_entry
 from terminal.effects import Beep, Charge, Dispense, Effect, LookupWallet, RecordDecline, Show, StartTimer
 from terminal.events import (
     ButtonPressed,
@@ -40,6 +41,8 @@ CATALOG = (
 )
 CARD = "04A1B2C3D4E5F6"
 OPERATOR = "04000000AAAAAA"
+OPERATOR_KEY = bytes(range(32))  # the terminal's operator key (a test value)
+OPERATORS = OperatorBook(OPERATOR_KEY, [OperatorEntry("olga", card_entry(OPERATOR_KEY, OPERATOR))])
 OFFLINE = OfflineConfig(mode="accept", max_per_card_cents=1000, max_total_cents=5000, max_balance_age_s=3600)
 
 
@@ -133,7 +136,7 @@ def test_a_credit_names_the_operator_who_unlocked_when_the_guest_tapped() -> Non
         ControllerSettings(products=(), offline=OFFLINE),
         mode="topup",
         buttons={"ten": "topup_10"},
-        operators=frozenset({operator_hash(OPERATOR)}),
+        operators=OPERATORS,
     )
     c = Controller(settings, CATALOG)
     c.handle(CardPresented(OPERATOR))
@@ -142,4 +145,4 @@ def test_a_credit_names_the_operator_who_unlocked_when_the_guest_tapped() -> Non
     c.handle(CardPresented(CARD))
     c.handle(TimerFired(unlock.token))
     (charge,) = [e for e in c.handle(WalletBalance(CARD, 0)) if isinstance(e, Charge)]
-    assert charge.amount_cents == 1000 and charge.operator == operator_hash(OPERATOR)
+    assert charge.amount_cents == 1000 and charge.operator == "olga"

@@ -5,12 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from terminal.controller import operator_hash
 from terminal.emulator.faults import FaultKind
 from terminal.emulator.wallet import WalletEmulator
 from terminal.ops.doctor import diagnose
 from tests.raw_http import RawHttpServer, http_response
-from tests.terminal_lab import TerminalProcess, taptill, wait_for, write_config
+from tests.terminal_lab import TerminalProcess, kiosk_operators, taptill, wait_for, write_config
 
 OPERATOR = "04C0FFEE000001"
 
@@ -115,11 +114,12 @@ def test_a_button_the_cached_product_list_lacks_is_refused_at_an_offline_start(t
 
 
 def test_a_topup_button_on_a_debit_product_is_refused_at_start(tmp_path: Path) -> None:
+    key_line, operators = kiosk_operators(tmp_path, {"olga": OPERATOR})
     extra = f"""
 [topup]
-operators = ["{operator_hash(OPERATOR)}"]
+{key_line}
 buttons = {{ ten = "topup_10", coffee = "espresso" }}
-"""
+{operators}"""
     with WalletEmulator.demo("doc") as emulator:
         config = write_config(tmp_path, emulator, products=[], mode="topup", extra=extra)
         run = taptill("run", "--config", str(config), check=False, timeout=60)

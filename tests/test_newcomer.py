@@ -11,8 +11,9 @@ How a README command becomes a runnable one (``runnable``):
 - ``[--flag X]`` optional parts: the command without them, and with each one alone;
 - ``a|b`` (``a\\|b`` in tables): one command per alternative;
 - placeholders: ``PATH``, ``config.toml`` and ``/etc/taptill/config.toml`` are this test's terminal
-  config; ``UID`` a demo card; ``BUTTON`` a button of that config; ``KEY`` an idempotency key no sale
-  has; ``FILE``/``F``/``DIR`` paths in a temporary folder; ``M`` the mode ``select``;
+  config; ``UID`` a demo card; ``BUTTON`` a button of that config; ``NAME`` an operator's name;
+  ``KEY`` an idempotency key no sale has; ``FILE``/``F``/``DIR`` paths in a temporary folder;
+  ``M`` the mode ``select``;
   ``docs/screens`` a temporary folder (nothing is written into the checkout); the provisioning
   command's ``<…>`` answers are the README's wallet emulator, its token and product 1;
 - ports 8000 and 8001 (the README's emulators) are free ports picked here; ``taptill`` is
@@ -162,6 +163,7 @@ def runnable(text: str, lab: Lab) -> list[list[str]]:
         "/etc/taptill/config.toml": str(lab.config),
         "UID": CARD,
         "BUTTON": "espresso",
+        "NAME": "olga",
         "KEY": "tNoSaleHasThisKey000000000",
         "FILE": str(lab.tmp / "moved-aside.sqlite3"),
         "F": str(lab.tmp / "screens.gif"),

@@ -539,7 +539,7 @@ def test_a_rerun_keeps_a_table_added_by_hand(image: Path) -> None:
         ("[gpio.buttons]\nespresso = 99\n", "[gpio.buttons] espresso"),
         ("[gpio]\nrelay_pin = 17\nbuzzer_pin = 17\n", "buzzer_pin uses GPIO17, already used by relay_pin"),
         ("[select]\ncart_timeout_s = 0\n", "[select] cart_timeout_s"),
-        ('[topup]\noperators = ["cafe"]\n', "[topup] operators has 'cafe'"),
+        ('[topup]\noperators = ["cafe"]\n', "[topup] operators is a list of unsalted SHA-256 card hashes"),
         ('[select]\nbuttons = "espresso"\n', "[select.buttons] must be a table"),
     ],
 )

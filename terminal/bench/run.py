@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from terminal.bench.gzip_bomb import measure_gzip_bomb
+from terminal.bench.operator_guess import measure_operator_guess
 from terminal.bench.pcsc import measure_pcsc
 from terminal.bench.price import measure_price_to_screen
 from terminal.bench.process import measure_process, measure_startup
@@ -53,6 +54,7 @@ METRIC_KEYS = (
     "pcsc_idle_cpu_pct",
     "price_to_screen_ms",
     "gzip_bomb_rss_mb",
+    "operator_guess",
 )
 
 Metrics = dict[str, Any]
@@ -201,6 +203,12 @@ def evaluate_targets(m: Metrics, tap_budget_ms: int = TAP_BUDGET_MS) -> dict[str
         limit = 10.0
         return m["gzip_bomb_rss_mb"]["over_baseline_mb"] < limit, limit
 
+    def operator_guess() -> tuple[bool, float]:
+        # Issue 17: >= 10^6 x slower than SHA-256, or infeasible without the secret. The keyed hash is
+        # the second: a sweep of key x UID must outlast the universe (10^10 years) by far.
+        limit = 30.0
+        return m["operator_guess"]["uid4_sweep_without_key_log10_years"] >= limit, limit
+
     def at_most(key: str, limit: float) -> Callable[[], tuple[bool, float]]:
         return lambda: (m[key] <= limit, limit)
 
@@ -233,6 +241,12 @@ def evaluate_targets(m: Metrics, tap_budget_ms: int = TAP_BUDGET_MS) -> dict[str
         "gzip_bomb_rss_mb": _check(
             m, bomb, "peak RSS < 10 MB over baseline on a 1 GiB gzip body", "gzip_bomb_rss_mb"
         ),
+        "operator_guess": _check(
+            m,
+            operator_guess,
+            "infeasible without the operator key: log10(years to sweep key x 4-byte UID) >= 30",
+            "operator_guess",
+        ),
     }
 
 
@@ -252,6 +266,7 @@ def run_bench() -> tuple[Metrics, dict[str, str]]:
         lambda: {"price_to_screen_ms": measure_price_to_screen(20, PRICE_INTERVAL_S)},
     )
     _stage("startup", metrics, errors, lambda: {"startup_s": measure_startup(5)})
+    _stage("operator card guesses", metrics, errors, lambda: measure_operator_guess(2.0))
     _stage("cpu per tap, rss and idle cpu", metrics, errors, lambda: measure_process(200, 10.0))
     _stage("gzip bomb", metrics, errors, measure_gzip_bomb)
     return metrics, errors

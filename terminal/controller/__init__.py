@@ -4,11 +4,11 @@
 hooks a way to sell implements; ``tap.py`` debits the configured products on every tap; ``select.py``
 lets buttons fill a cart that the next tap pays (an empty cart shows the balance); ``topup.py`` is a
 kiosk locked until an operator card is tapped, where the operator picks credit products with buttons
-and the guest's tap books them; ``modes.py`` names them for ``[terminal] mode``.
+and the guest's tap books them (``operators.py``: operator cards and PINs as keyed hashes); ``modes.py``
+names them for ``[terminal] mode``.
 """
 
 from terminal.controller.core import TOKEN_REFUSED_TEXT, Controller, Phase
 from terminal.controller.settings import ControllerSettings
-from terminal.controller.topup import operator_hash
 
-__all__ = ["TOKEN_REFUSED_TEXT", "Controller", "ControllerSettings", "Phase", "operator_hash"]
+__all__ = ["TOKEN_REFUSED_TEXT", "Controller", "ControllerSettings", "Phase"]

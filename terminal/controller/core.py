@@ -151,7 +151,7 @@ class Controller:
 
     @property
     def operator(self) -> str | None:
-        """The operator (SHA-256 of the card UID) who unlocked the kiosk, while it is unlocked."""
+        """The operator (by name) who unlocked the kiosk, while it is unlocked."""
         return self.mode.operator
 
     def product(self, pid: ProductId) -> Product | None:
@@ -251,8 +251,8 @@ class Controller:
     def _answer(self, answer: Refusal | Redraw | None) -> list[Effect]:
         """Carry out what the mode answered to a card or a button that needed no lookup."""
         match answer:
-            case Refusal(screen, beep, note):
-                return self._result(screen, Beep(beep), *([Notice(note)] if note else []))
+            case Refusal(screen, beep, note, effects):
+                return [*self._result(screen, Beep(beep), *([Notice(note)] if note else [])), *effects]
             case Redraw(effects):
                 self.phase = Phase.IDLE
                 return [Show(self.idle_screen()), *effects]
@@ -349,7 +349,17 @@ class Controller:
                 if tap.kind == "balance":
                     return self._result(DeclinedScreen(DeclineReason.OFFLINE, view.last_balance))
                 if tap.credit:
-                    # The operator holds the cash: a top-up can always be booked later.
+                    # The operator holds the cash: a top-up can be booked later, up to a cap, as the
+                    # server cannot check the operator's card or the wallet meanwhile.
+                    cap = self.settings.max_offline_credit_cents
+                    if cap is not None and view.unconfirmed_credit_cents + tap.amount_cents > cap:
+                        return self._decline(
+                            tap,
+                            DeclineReason.OFFLINE_LIMIT,
+                            DeclinedScreen(DeclineReason.OFFLINE_LIMIT),
+                            offline=True,
+                            note="offline: top-up limit ([topup] max_offline_credit_cents)",
+                        )
                     if self.settings.offline.mode == "accept":
                         tap.offline = True
                         return self._charge(tap, online=False, balance=None, reason="offline: top-up")

@@ -52,7 +52,7 @@ class Sale:
 
     products: tuple[ProductId, ...]  # what the wallet books (a Partybroker ladder step, not its drink)
     goods: tuple[ProductId, ...] = ()  # what the relays release once it is paid
-    operator: str | None = None  # the operator (hash) responsible for a credit, journaled with it
+    operator: str | None = None  # the operator (name) responsible for a credit, journaled and sent with it
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class Refusal:
     screen: Screen
     beep: Signal
     note: str = ""  # a line for the log (what staff must fix), if the refusal has one
+    effects: tuple[Effect, ...] = ()  # what the mode needs besides (a timer of its own)
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class SellMode:
         self.till = till
         # What the guest or operator chose for the next tap; stays empty where a tap pays fixed products.
         self.cart: list[ProductId] = []
-        self.operator: str | None = None  # the operator (hash) whose card unlocked the terminal, if any
+        self.operator: str | None = None  # the operator (name) whose card unlocked the terminal, if any
 
     def idle_screen(self) -> Screen:
         raise NotImplementedError

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from terminal.config import Mode, OfflineConfig
+from terminal.controller.operators import OperatorBook
 from terminal.model import ProductId
 
 
@@ -19,6 +20,13 @@ class ControllerSettings:
     buttons: dict[str, ProductId] = field(default_factory=dict)  # select: product, topup: credit
     cancel_button: str | None = None  # select: empty the cart; topup: reset the amount
     cart_timeout_s: float = 30.0
-    operators: frozenset[str] = frozenset()  # SHA-256 of operator card UIDs
+    operators: OperatorBook | None = None  # topup: who may unlock (keyed hashes of cards and PINs)
     unlock_s: float = 300.0
+    pin_required: bool = False  # topup: every operator card is followed by its PIN on the buttons
+    pin_length: int = 4  # button presses
+    pin_attempts: int = 3  # wrong PINs in a row before that operator card is locked out
+    pin_lockout_s: float = 300.0
+    max_credit_per_unlock_cents: int | None = None  # topup: credits booked in one unlock; None: no cap
+    max_credit_per_shift_cents: int | None = None  # per operator per local day (the device loop checks)
+    max_offline_credit_cents: int | None = None  # unconfirmed credits booked offline; None: no cap
     unsellable: frozenset[str] = frozenset()  # product ids the server could not book, as the journal knows

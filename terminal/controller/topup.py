@@ -1,52 +1,74 @@
-"""Top-up mode (a kiosk): locked until an operator card unlocks it; the operator picks credit products
-with buttons and the guest's tap books them (negative prices credit the wallet)."""
+"""Top-up mode (a kiosk): locked until an operator card (and its PIN, where one is required) unlocks it;
+the operator picks credit products with buttons and the guest's tap books them (negative prices credit
+the wallet), within the operator's caps."""
 
 from __future__ import annotations
-
-import hashlib
 
 from terminal.controller.mode import BalanceCheck, CardAnswer, Redraw, Refusal, Sale, SellMode, Till
 from terminal.effects import Beep, StartTimer
 from terminal.model import DeclineReason
 from terminal.screens import DeclinedScreen, Screen
-from terminal.screens.topup import KioskLockedScreen, KioskScreen
-
-
-def operator_hash(uid: str) -> str:
-    """How operator cards are configured: the SHA-256 of the normalised UID, so a leaked config
-    does not reveal the UIDs."""
-    return hashlib.sha256(uid.encode("ascii")).hexdigest()
+from terminal.screens.topup import KioskLockedScreen, KioskScreen, PinScreen
 
 
 class TopupMode(SellMode):
     """An operator card unlocks (and locks again); the kiosk locks by itself ``unlock_s`` after the
-    operator's last card or press. A guest's tap with no amount chosen shows the balance."""
+    operator's last card or press. Where the operator has a PIN, the card is followed by the PIN on
+    the buttons; ``pin_attempts`` wrong PINs in a row lock that card out for ``pin_lockout_s``. A
+    guest's tap with no amount chosen shows the balance. ``operator`` is the operator's name."""
 
     credits = True
 
     def __init__(self, till: Till) -> None:
         super().__init__(till)
         self._unlock_token = 0
+        self._pin_for: str | None = None  # the operator whose card was tapped and whose PIN is awaited
+        self._presses: list[str] = []
+        self._wrong_pins: dict[str, int] = {}
+        self._locked_out: dict[int, str] = {}  # lockout timer token → operator name
+        self._credited_cents = 0  # booked in this unlock
+        self._pending_cents = 0  # the credit of the tap under way, counted once it is journaled
 
     def idle_screen(self) -> Screen:
+        if self._pin_for is not None:
+            return PinScreen(len(self._presses), self.till.settings.pin_length)
         if self.operator is None:
             return KioskLockedScreen()
         return KioskScreen(self._credit_cents(), self._amount_buttons())
 
     def card(self, uid: str) -> CardAnswer:
-        if operator_hash(uid) in self.till.settings.operators:
-            if self.operator is not None:
+        book = self.till.settings.operators
+        name = book.operator_for(uid) if book is not None else None
+        if name is not None:
+            if self.operator is not None or self._pin_for is not None:
                 self._lock()
                 return Redraw((Beep("approved"),))
-            self.operator = operator_hash(uid)
-            return Redraw((self._stay_unlocked(), Beep("approved")))
+            if name in self._locked_out.values():
+                return Refusal(
+                    DeclinedScreen(DeclineReason.PIN_LOCKED_OUT), "error", f"operator {name}: locked out"
+                )
+            if self.till.settings.pin_required or (book is not None and book.has_pin(name)):
+                self._pin_for, self._presses = name, []
+                return Redraw((self._stay_unlocked(), Beep("approved")))
+            return self._unlock(name)
         if self.operator is None:
             return Refusal(DeclinedScreen(DeclineReason.KIOSK_LOCKED), "declined")
-        if not self.cart or self._credit_cents() <= 0:
+        amount = self._credit_cents()
+        if not self.cart or amount <= 0:
             return BalanceCheck()
+        cap = self.till.settings.max_credit_per_unlock_cents
+        if cap is not None and self._credited_cents + amount > cap:
+            note = (
+                f"operator {self.operator}: {self._credited_cents + amount} cents would pass "
+                f"[topup] max_credit_per_unlock_cents = {cap}; lock and unlock again"
+            )
+            return Refusal(DeclinedScreen(DeclineReason.CREDIT_LIMIT), "declined", note)
+        self._pending_cents = amount
         return Sale(tuple(self.cart), operator=self.operator)
 
     def button(self, name: str) -> Refusal | Redraw | None:
+        if self._pin_for is not None:
+            return self._pin_press(name)
         if self.operator is None:
             return Refusal(DeclinedScreen(DeclineReason.KIOSK_LOCKED), "declined")
         if (refusal := self.unavailable(name)) is not None:
@@ -56,10 +78,49 @@ class TopupMode(SellMode):
         return Redraw((self._stay_unlocked(),))  # the operator is busy: stay unlocked
 
     def timer(self, token: int) -> bool:
-        if token == self._unlock_token and self.operator is not None:
+        if token in self._locked_out:
+            name = self._locked_out.pop(token)
+            self._wrong_pins.pop(name, None)
+            return False
+        if token == self._unlock_token and (self.operator is not None or self._pin_for is not None):
             self._lock()
             return True
         return False
+
+    def paid(self) -> None:
+        self._credited_cents += self._pending_cents
+        self._pending_cents = 0
+        super().paid()
+
+    def _pin_press(self, button: str) -> Refusal | Redraw:
+        name = self._pin_for
+        assert name is not None
+        self._presses.append(button)
+        s = self.till.settings
+        if len(self._presses) < s.pin_length:
+            return Redraw((self._stay_unlocked(),))
+        presses, self._pin_for, self._presses = self._presses, None, []
+        if s.operators is not None and s.operators.pin_matches(name, presses):
+            self._wrong_pins.pop(name, None)
+            return self._unlock(name)
+        wrong = self._wrong_pins.get(name, 0) + 1
+        self._wrong_pins[name] = wrong
+        if wrong < s.pin_attempts:
+            return Refusal(DeclinedScreen(DeclineReason.WRONG_PIN), "declined", f"operator {name}: wrong PIN")
+        token = self.till.token()
+        self._locked_out[token] = name
+        note = f"operator {name}: {wrong} wrong PINs, card locked out for {s.pin_lockout_s:.0f}s"
+        return Refusal(
+            DeclinedScreen(DeclineReason.PIN_LOCKED_OUT),
+            "error",
+            note,
+            effects=(StartTimer(token, s.pin_lockout_s),),
+        )
+
+    def _unlock(self, name: str) -> Redraw:
+        self.operator = name
+        self._credited_cents = 0
+        return Redraw((self._stay_unlocked(), Beep("approved")))
 
     def _stay_unlocked(self) -> StartTimer:
         self._unlock_token = self.till.token()
@@ -67,6 +128,7 @@ class TopupMode(SellMode):
 
     def _lock(self) -> None:
         self.operator = None
+        self._pin_for, self._presses = None, []
         self.cart.clear()
 
     def _credit_cents(self) -> int:

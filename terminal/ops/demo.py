@@ -14,9 +14,9 @@ from hw.display.console import ConsoleDisplay
 from hw.display.tee import TeeDisplay
 from hw.readers.sim import send_command
 from terminal.config import Config, load_config
-from terminal.controller import operator_hash
 from terminal.device_loop import DeviceLoop
 from terminal.emulator.wallet import WalletEmulator
+from terminal.ops.operator_card import create_operator_key, operator_line
 from terminal.screens import ProcessingScreen, Screen
 from terminal.service.run import RunOptions, run_terminal
 
@@ -61,6 +61,9 @@ def write_demo_config(out: Path, emulator: WalletEmulator, mode: str) -> Path:
     token.touch(mode=0o600)
     token.chmod(0o600)
     token.write_text(emulator.api_token + "\n")
+    operator_key = out / "operator.key"
+    operator_key.unlink(missing_ok=True)
+    create_operator_key(operator_key)
     config = out / "config.toml"
     config.write_text(
         f"""# written by taptill demo
@@ -97,10 +100,13 @@ cancel_button = "cancel"
 cart_timeout_s = 30
 
 [topup]
-operators = ["{operator_hash(OPERATOR)}"]
+operator_key_file = "operator.key"
 unlock_s = 60
 buttons = {{ ten = "topup_10", twenty = "topup_20" }}
 clear_button = "clear"
+
+[topup.operators]
+{operator_line(operator_key, "demo-operator", OPERATOR)}
 """
     )
     return config

@@ -16,6 +16,7 @@ from terminal.screens import (
     KioskScreen,
     NotRegisteredScreen,
     OutOfServiceScreen,
+    PinScreen,
     Screen,
 )
 
@@ -36,6 +37,9 @@ REASONS: dict[DeclineReason, str] = {
     DeclineReason.STORAGE: "the journal cannot be written",
     DeclineReason.NOTHING_SELECTED: "nothing selected",
     DeclineReason.KIOSK_LOCKED: "the kiosk is locked: an operator card unlocks it",
+    DeclineReason.WRONG_PIN: "wrong operator PIN",
+    DeclineReason.PIN_LOCKED_OUT: "too many wrong PINs: this operator card waits [topup] pin_lockout_s",
+    DeclineReason.CREDIT_LIMIT: "the operator's top-up cap is reached ([topup] max_credit_per_*)",
 }
 
 
@@ -70,6 +74,8 @@ def decision_line(effects: Sequence[Effect], *, locale: str, currency: str, igno
             return "operator: kiosk unlocked"
         case KioskLockedScreen():
             return "operator: kiosk locked"
+        case PinScreen():
+            return "operator: enter the PIN with the buttons"
         case NotRegisteredScreen(_, url):
             return "declined: card not registered" + (f" (pair it at {url})" if url else "")
         case OutOfServiceScreen(message):

@@ -23,7 +23,7 @@ from terminal.screens.common import (
     ScreenText,
 )
 from terminal.screens.select import SELECT_ACTION, CartLine, CartScreen
-from terminal.screens.topup import KioskLockedScreen, KioskScreen
+from terminal.screens.topup import KioskLockedScreen, KioskScreen, PinScreen
 
 __all__ = [
     "ASK_STAFF",
@@ -42,6 +42,7 @@ __all__ = [
     "NotRegisteredScreen",
     "OfflineScreen",
     "OutOfServiceScreen",
+    "PinScreen",
     "PriceLine",
     "ProcessingScreen",
     "ReaderOfflineScreen",

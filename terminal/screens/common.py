@@ -21,6 +21,9 @@ DECLINE_TEXT: dict[DeclineReason, str] = {
     DeclineReason.STORAGE: "Out of service, ask staff",
     DeclineReason.NOTHING_SELECTED: "Choose a product first",
     DeclineReason.KIOSK_LOCKED: "Locked: ask staff",
+    DeclineReason.WRONG_PIN: "Wrong PIN",
+    DeclineReason.PIN_LOCKED_OUT: "Too many PINs: wait",
+    DeclineReason.CREDIT_LIMIT: "Top-up limit reached",
     DeclineReason.OUT_OF_SERVICE: "Out of service",
 }
 

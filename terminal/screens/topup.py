@@ -31,3 +31,14 @@ class KioskScreen(Screen):
             adds = tuple(f"{name} +{format_cents(cents, locale, currency)}" for name, cents in self.buttons)
             return ScreenText("Top-up", ("Choose amount", *adds))
         return ScreenText("Top-up", (f"+{format_cents(self.amount_cents, locale, currency)}", TAP_ACTION))
+
+
+@dataclass(frozen=True)
+class PinScreen(Screen):
+    """An operator card was tapped; its PIN is entered with the buttons (``entered`` of ``length``)."""
+
+    entered: int = 0
+    length: int = 4
+
+    def text(self, locale: str = "de", currency: str = "EUR") -> ScreenText:
+        return ScreenText("Top-up", ("Enter PIN", "*" * self.entered + "-" * (self.length - self.entered)))

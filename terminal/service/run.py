@@ -17,6 +17,7 @@ from hw.gpio.factory import make_buttons, make_outputs
 from hw.readers.factory import make_reader
 from terminal.config import Config
 from terminal.controller import Controller, ControllerSettings
+from terminal.controller.operators import KEY_CREDENTIAL, OperatorBook, OperatorKeyError, parse_operator_key
 from terminal.device_loop import DeviceLoop
 from terminal.events import CatalogChanged, UnsellableChanged
 from terminal.journal import Journal, JournalError
@@ -75,6 +76,7 @@ async def run_terminal(
     check_drivers(cfg)
     notifier = Notifier()
     token = read_secret(cfg.wallet.token_file, "wallet.token")
+    operators = load_operator_book(cfg)
     # One terminal per journal, taken before anything in the state directory or the socket is touched:
     # two would send the same outbox, and the second would take over (and then remove) the socket.
     try:
@@ -84,13 +86,30 @@ async def run_terminal(
     except StateLockError as exc:
         raise StartupError(str(exc)) from None
     try:
-        await _run_locked(cfg, stop, opts, notifier, token)
+        await _run_locked(cfg, stop, opts, notifier, token, operators)
     finally:
         lock.release()
 
 
+def load_operator_book(cfg: Config) -> OperatorBook | None:
+    """A top-up kiosk's operators under its operator key (file or systemd credential); None in the
+    other modes. Raises SecretError or StartupError with a fix when the key is missing or malformed."""
+    if cfg.terminal.mode != "topup":
+        return None
+    key = read_secret(cfg.topup.operator_key_file, KEY_CREDENTIAL)
+    try:
+        return OperatorBook(parse_operator_key(key.reveal()), cfg.topup.operators)
+    except OperatorKeyError as exc:
+        raise StartupError(f"[topup] operator_key_file: {exc}") from None
+
+
 async def _run_locked(
-    cfg: Config, stop: asyncio.Event, opts: RunOptions, notifier: Notifier, token: Secret
+    cfg: Config,
+    stop: asyncio.Event,
+    opts: RunOptions,
+    notifier: Notifier,
+    token: Secret,
+    operators: OperatorBook | None,
 ) -> None:
     try:
         journal = open_journal_salvaging(
@@ -160,8 +179,15 @@ async def _run_locked(
             if cfg.terminal.mode == "select"
             else cfg.topup.clear_button,
             cart_timeout_s=cfg.select.cart_timeout_s,
-            operators=cfg.topup.operators,
+            operators=operators,
             unlock_s=cfg.topup.unlock_s,
+            pin_required=cfg.topup.pin_required,
+            pin_length=cfg.topup.pin_length,
+            pin_attempts=cfg.topup.pin_attempts,
+            pin_lockout_s=cfg.topup.pin_lockout_s,
+            max_credit_per_unlock_cents=cfg.topup.max_credit_per_unlock_cents,
+            max_credit_per_shift_cents=cfg.topup.max_credit_per_shift_cents,
+            max_offline_credit_cents=cfg.topup.max_offline_credit_cents,
             unsellable=frozenset(journal.unsellable()),
         )
         controller = Controller(settings, products)

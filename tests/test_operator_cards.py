@@ -1,0 +1,294 @@
+"""Operator cards against a leaked config and a cloned card: keyed entries, the PIN and its lockout,
+the caps on what an operator may credit, and the operator's name on every top-up."""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from terminal.config import OfflineConfig, OperatorEntry
+from terminal.controller import Controller, ControllerSettings
+from terminal.controller.operators import OperatorBook, card_entry, pin_entry
+from terminal.effects import Charge, Effect, RecordDecline, Show, StartTimer
+from terminal.emulator.wallet import WalletEmulator
+from terminal.events import (
+    ButtonPressed,
+    CardPresented,
+    CardRemoved,
+    ChargeDone,
+    TimerFired,
+    WalletBalance,
+    WalletUnreachable,
+)
+from terminal.journal import OfflineView
+from terminal.model import DeclineReason, Product
+from terminal.screens import DeclinedScreen, KioskScreen, PinScreen, Screen
+from tests.terminal_lab import (
+    ERIKA,
+    MAX,
+    REPO,
+    TerminalProcess,
+    journal_lines,
+    kiosk_operators,
+    settled,
+    taptill,
+    wait_for,
+    write_config,
+)
+
+OPERATOR = "0000BEEF"  # a 4-byte UID: the kind the security review brute-forced in 12 s
+GUEST = "04DEADBEEF0001"
+KEY = bytes(range(32))
+PIN = ("ten", "clear", "twenty", "ten")
+CATALOG = (Product("topup_10", "Aufladung 10 €", -1000), Product("topup_20", "Aufladung 20 €", -2000))
+KIOSK = ControllerSettings(
+    products=(),
+    offline=OfflineConfig(mode="accept"),
+    mode="topup",
+    buttons={"ten": "topup_10", "twenty": "topup_20"},
+    cancel_button="clear",
+    operators=OperatorBook(
+        KEY, [OperatorEntry("olga", card_entry(KEY, OPERATOR), pin_entry(KEY, "olga", PIN))]
+    ),
+    pin_required=True,
+    pin_attempts=3,
+    pin_lockout_s=300.0,
+)
+
+
+def screens(effects: list[Effect]) -> list[Screen]:
+    return [e.screen for e in effects if isinstance(e, Show)]
+
+
+def tap(c: Controller, uid: str) -> list[Effect]:
+    fx = c.handle(CardPresented(uid))
+    c.handle(CardRemoved())
+    return fx
+
+
+def press(c: Controller, *buttons: str) -> list[Effect]:
+    fx: list[Effect] = []
+    for b in buttons:
+        fx = c.handle(ButtonPressed(b))
+    return fx
+
+
+# --- a leaked config --------------------------------------------------------------------------------
+
+
+def test_the_reviews_brute_force_finds_nothing_in_a_leaked_config(tmp_path: Path) -> None:
+    """The attack: sweep UIDs, hash each as the old config did, look for it among the entries. It found
+    a 4-byte card in seconds; against keyed entries it finds nothing, while the same sweep with the key
+    (which the config does not hold) finds the card at once."""
+    key_line, operators = kiosk_operators(tmp_path, {"olga": OPERATOR})
+    leaked = operators.split('"')[1]  # what a reader of the config sees
+    key = bytes.fromhex((tmp_path / "operator.key").read_text())
+    sweep = [f"{n:08X}" for n in range(0xBE00, 0xBF00)]  # the real UID is in it
+    assert OPERATOR in sweep
+    assert not [u for u in sweep if hashlib.sha256(u.encode()).hexdigest() in leaked]
+    assert [u for u in sweep if card_entry(key, u) == leaked] == [OPERATOR]
+    assert stat.S_IMODE((tmp_path / "operator.key").stat().st_mode) == 0o600
+    assert key.hex() not in operators and key.hex() not in key_line
+
+
+def test_an_old_sha256_config_is_refused_at_start_with_the_fix(tmp_path: Path) -> None:
+    with WalletEmulator.demo("doc") as server:
+        old = hashlib.sha256(OPERATOR.encode()).hexdigest()
+        extra = f'[topup]\noperators = ["{old}"]\nbuttons = {{ ten = "topup_10" }}\n'
+        config = write_config(tmp_path, server, products=[], mode="topup", extra=extra)
+        run = taptill("run", "--config", str(config), check=False, timeout=60)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    (line,) = [x for x in run.stderr.splitlines() if x.startswith("taptill:")]
+    assert "unsalted SHA-256" in line and "taptill operator add NAME" in line
+
+
+def test_an_operator_key_others_can_read_is_refused_at_start(tmp_path: Path) -> None:
+    with WalletEmulator.demo("doc") as server:
+        key_line, operators = kiosk_operators(tmp_path, {"olga": OPERATOR})
+        extra = f'[topup]\n{key_line}\nbuttons = {{ ten = "topup_10" }}\n{operators}'
+        config = write_config(tmp_path, server, products=[], mode="topup", extra=extra)
+        (tmp_path / "operator.key").chmod(0o644)
+        run = taptill("run", "--config", str(config), check=False, timeout=60)
+    assert run.returncode == 2
+    (line,) = [x for x in run.stderr.splitlines() if x.startswith("taptill:")]
+    assert "readable by group or others" in line and "chmod 600" in line
+    assert (tmp_path / "operator.key").read_text().strip() not in run.stderr
+
+
+def test_operator_add_prints_the_line_and_never_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[topup]\noperator_key_file = "op.key"\nbuttons = { ten = "t", twenty = "u" }\n'
+        'clear_button = "clear"\n'
+    )
+
+    def add(stdin: str, *more: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "terminal", "operator", "add", "olga", "--config", str(config), *more],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=REPO,
+            check=False,
+        )
+
+    first = add("00:00:be:ef\n")
+    assert first.returncode == 0, first.stderr
+    key_file = tmp_path / "op.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600 and "created the operator key" in first.stderr
+    key = bytes.fromhex(key_file.read_text())
+    assert first.stdout == f'olga = "{card_entry(key, OPERATOR)}"\n'
+    assert key.hex() not in first.stdout + first.stderr
+    again = add("0000BEEF\nten clear twenty ten\n", "--pin")  # the same key: the same card entry
+    assert again.returncode == 0 and "created" not in again.stderr
+    assert again.stdout == (
+        f'olga = {{ card = "{card_entry(key, OPERATOR)}", pin = "{pin_entry(key, "olga", PIN)}" }}\n'
+    )
+    bad = add("0000BEEF\nten nine\n", "--pin")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "pin_length wants 4" in bad.stderr
+    key_file.chmod(0o640)
+    leaky = add("0000BEEF\n")
+    assert leaky.returncode == 2 and "chmod 600" in leaky.stderr and leaky.stdout == ""
+
+
+# --- a cloned card: the PIN ----------------------------------------------------------------------
+
+
+def test_a_cloned_card_without_the_pin_is_locked_out_after_three_guesses() -> None:
+    c = Controller(KIOSK, CATALOG)
+    c.start()
+    assert screens(tap(c, OPERATOR)) == [PinScreen(0, 4)] and c.operator is None
+    assert screens(press(c, "ten")) == [PinScreen(1, 4)]
+    for attempt in range(3):
+        if attempt:
+            tap(c, OPERATOR)
+        fx = press(c, *(("twenty",) * (4 if attempt else 3)))
+        assert c.operator is None
+    assert screens(fx) == [DeclinedScreen(DeclineReason.PIN_LOCKED_OUT)]
+    (lockout,) = [e for e in fx if isinstance(e, StartTimer) and e.delay_s == KIOSK.pin_lockout_s]
+    # Locked out: even the right PIN is not asked for, nor a guest credited.
+    assert screens(tap(c, OPERATOR)) == [DeclinedScreen(DeclineReason.PIN_LOCKED_OUT)]
+    assert screens(tap(c, GUEST)) == [DeclinedScreen(DeclineReason.KIOSK_LOCKED)]
+    c.handle(TimerFired(lockout.token))
+    tap(c, OPERATOR)
+    fx = press(c, *PIN)
+    assert c.operator == "olga" and screens(fx)[-1] == KioskScreen(0, (("ten", 1000), ("twenty", 2000)))
+
+
+def test_a_wrong_pin_then_the_right_one_unlocks_and_a_success_clears_the_count() -> None:
+    c = Controller(KIOSK, CATALOG)
+    tap(c, OPERATOR)
+    assert screens(press(c, "ten", "ten", "ten", "ten")) == [DeclinedScreen(DeclineReason.WRONG_PIN)]
+    tap(c, OPERATOR)
+    press(c, *PIN)
+    assert c.operator == "olga"
+    tap(c, OPERATOR)  # locks
+    for _ in range(2):  # two more wrong ones do not lock out: the success cleared the count
+        tap(c, OPERATOR)
+        press(c, "ten", "ten", "ten", "ten")
+    tap(c, OPERATOR)
+    press(c, *PIN)
+    assert c.operator == "olga"
+
+
+# --- caps ------------------------------------------------------------------------------------------
+
+
+def unlocked(settings: ControllerSettings) -> Controller:
+    c = Controller(settings, CATALOG)
+    tap(c, OPERATOR)
+    press(c, *PIN)
+    assert c.operator == "olga"
+    return c
+
+
+def test_one_unlock_credits_no_more_than_its_cap() -> None:
+    c = unlocked(replace(KIOSK, max_credit_per_unlock_cents=2500))
+    press(c, "twenty")
+    tap(c, GUEST)
+    (charge,) = [e for e in c.handle(WalletBalance(GUEST, 0)) if isinstance(e, Charge)]
+    assert charge.operator == "olga" and charge.amount_cents == 2000
+    c.handle(ChargeDone("k", 2000))
+    press(c, "ten")
+    fx = tap(c, ERIKA)  # 2000 + 1000 > 2500
+    assert screens(fx) == [DeclinedScreen(DeclineReason.CREDIT_LIMIT)]
+    assert not [e for e in fx if isinstance(e, Charge)]
+    tap(c, OPERATOR)  # lock, and a fresh unlock starts a fresh count
+    tap(c, OPERATOR)
+    press(c, *PIN)
+    press(c, "ten")
+    tap(c, MAX)
+    assert [e for e in c.handle(WalletBalance(MAX, 0)) if isinstance(e, Charge)]
+
+
+def test_offline_top_ups_stop_at_their_cap() -> None:
+    c = unlocked(replace(KIOSK, max_offline_credit_cents=2500))
+    press(c, "twenty")
+    tap(c, GUEST)
+    owed = OfflineView(None, None, 0, -2000, 1, None, unconfirmed_credit_cents=2000)
+    fx = c.handle(WalletUnreachable(GUEST, owed))
+    assert screens(fx) == [DeclinedScreen(DeclineReason.OFFLINE_LIMIT)]
+    (decline,) = [e for e in fx if isinstance(e, RecordDecline)]
+    assert "max_offline_credit_cents" in str(decline.reason) and not [e for e in fx if isinstance(e, Charge)]
+    c.handle(TimerFired(max(e.token for e in fx if isinstance(e, StartTimer))))
+    press(c, "clear", "ten")  # 500 of room is not 1000 either; nothing owed is
+    tap(c, ERIKA)
+    fx = c.handle(WalletUnreachable(ERIKA, OfflineView(None, None, 0, 0, 0, None)))
+    (charge,) = [e for e in fx if isinstance(e, Charge)]
+    assert charge.online is False and charge.amount_cents == 1000
+
+
+# --- end to end ---------------------------------------------------------------------------------
+
+
+def test_kiosk_with_pin_names_the_operator_on_the_server_and_keeps_the_shift_cap_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    key_line, _ = kiosk_operators(tmp_path, {})
+    key = bytes.fromhex((tmp_path / "operator.key").read_text())
+    entry = f'olga = {{ card = "{card_entry(key, OPERATOR)}", pin = "{pin_entry(key, "olga", PIN)}" }}'
+    extra = f"""
+[topup]
+{key_line}
+buttons = {{ ten = "topup_10", twenty = "topup_20" }}
+clear_button = "clear"
+pin_required = true
+max_credit_per_shift_cents = 2500
+[topup.operators]
+{entry}
+"""
+
+    def unlock_and_credit(term: TerminalProcess, button: str, guest: str) -> None:
+        term.tap(OPERATOR)
+        for b in PIN:
+            taptill("press", b, "--config", str(term.config))
+        taptill("press", button, "--config", str(term.config))
+        term.tap(guest)
+
+    with WalletEmulator.demo("doc") as server:
+        config = write_config(tmp_path, server, products=[], mode="topup", extra=extra)
+        term = TerminalProcess(config)
+        try:
+            unlock_and_credit(term, "twenty", ERIKA)
+            wait_for(lambda: settled(config, 1), what="the first top-up")
+        finally:
+            term.stop()
+        again = TerminalProcess(config)  # a restart does not give the operator a fresh shift
+        try:
+            unlock_and_credit(again, "ten", MAX)
+            wait_for(lambda: len(journal_lines(config)) == 2, what="the second tap's decline")
+            time.sleep(0.3)
+        finally:
+            again.stop()
+        (credit,) = server.transactions()
+    assert credit.token_id == ERIKA and credit.amount == 2000
+    assert credit.description is not None and credit.description.endswith("/ operator olga")
+    first, second = journal_lines(config)
+    assert first["operator"] == "olga" and first["state"] == "done"
+    assert second["state"] == "declined" and "shift cap 2500" in second["reason"]
