@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 
 from provisioning import detect, devices, install, sandbox
 from provisioning.answers import Answers, AnswersError, add_flags, gather
-from provisioning.changes import Change, Wanted, apply, on_disk, plan
+from provisioning.changes import Change, OutsideRoot, Wanted, apply, file_on_disk, plan
 from provisioning.render import (
     CONFIG_PATH,
     DROPIN_PATH,
@@ -137,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report.finish(EXIT_USAGE, f"taptill-provision: {exc}")
     except Stop as exc:
         return report.finish(exc.code, f"taptill-provision: {exc}")
+    except OutsideRoot as exc:
+        return report.finish(EXIT_CANNOT_WRITE, f"taptill-provision: {exc}")
     return report.finish(code, message)
 
 
@@ -420,7 +422,7 @@ async def _check_partybroker(answers: Answers, report: Report) -> tuple[Drink, .
 def _kept_tables(root: Path, answers: Answers) -> dict[str, dict[str, object]]:
     """The config tables provisioning does not own: those of the config on disk ([offline], a [gpio]
     added by hand), replaced by those the answers file gives ([gpio], [select], [topup])."""
-    path = on_disk(root, CONFIG_PATH)
+    path = file_on_disk(root, CONFIG_PATH)
     try:
         existing = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
