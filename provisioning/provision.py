@@ -132,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = Report(args.json)
     try:
         answers = gather(args)
+        for warning in answers.warnings:
+            print(f"taptill-provision: {warning}", file=sys.stderr)
         code, message = provision(args, answers, report)
     except (AnswersError, devices.DeviceError) as exc:
         return report.finish(EXIT_USAGE, f"taptill-provision: {exc}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioning.provision import EXIT_CANNOT_WRITE, EXIT_CHANGED
+from provisioning.provision import EXIT_CANNOT_WRITE, EXIT_CHANGED, EXIT_USAGE
 from terminal.config import OfflineConfig, load_config
 from terminal.emulator.partybroker import EmulatedDrink, PartybrokerEmulator
 from terminal.emulator.wallet import WalletEmulator
@@ -107,3 +107,68 @@ def test_a_relative_symlink_that_stays_inside_the_image_is_followed(image: Path)
     assert proc.returncode == EXIT_CHANGED, proc.stdout + proc.stderr
     assert (image / "srv/taptill/wallet.token").read_text().strip() == emulator.api_token
     assert load_config(image / "srv/taptill/config.toml").terminal.description == "taptill"
+
+
+# --- item 3: secrets never on a command line or in a logged environment --------------------------------
+
+
+def test_a_token_from_the_environment_works_but_warns_in_one_line(tmp_path: Path) -> None:
+    root = tmp_path / "image"
+    with WalletEmulator.demo("doc") as emulator:
+        proc = provision(
+            root, *wallet_flags(emulator), "--dry-run", env={"TAPTILL_WALLET_TOKEN": emulator.api_token}
+        )
+    assert proc.returncode == EXIT_CHANGED, proc.stdout + proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1, proc.stderr
+    assert "$TAPTILL_WALLET_TOKEN" in warnings[0] and "--wallet-token-file FILE" in warnings[0]
+    assert emulator.api_token not in proc.stdout + proc.stderr
+
+
+def test_the_token_on_standard_input_gives_no_warning(tmp_path: Path) -> None:
+    root = tmp_path / "image"
+    with WalletEmulator.demo("doc") as emulator:
+        proc = provision(root, *wallet_flags(emulator), "--dry-run", token=emulator.api_token)
+    assert proc.returncode == EXIT_CHANGED, proc.stdout + proc.stderr
+    assert "warning" not in proc.stderr
+
+
+@pytest.mark.parametrize(("mode", "refused"), [(0o644, True), (0o640, True), (0o600, False), (0o400, False)])
+def test_a_token_file_open_to_other_users_is_refused_with_the_chmod_line(
+    tmp_path: Path, mode: int, refused: bool
+) -> None:
+    root, token_file = tmp_path / "image", tmp_path / "wallet.token"
+    with WalletEmulator.demo("doc") as emulator:
+        token_file.write_text(emulator.api_token + "\n")
+        token_file.chmod(mode)
+        proc = provision(root, *wallet_flags(emulator), "--wallet-token-file", str(token_file), "--dry-run")
+    if not refused:
+        assert proc.returncode == EXIT_CHANGED, proc.stdout + proc.stderr
+        return
+    assert proc.returncode == EXIT_USAGE, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"mode {mode:04o}" in lines[0] and f"chmod 600 {token_file}" in lines[0]
+    assert not root.exists()
+
+
+@pytest.mark.parametrize(
+    "table",
+    ['[wallet]\ntoken = "TOKEN"\n', '[partybroker]\npassword = "pw"\n', '[topup]\noperators = ["OP"]\n'],
+)
+def test_an_answers_file_holding_a_secret_must_be_0600(tmp_path: Path, table: str) -> None:
+    answers = tmp_path / "answers.toml"
+    answers.write_text(table.replace("OP", "0" * 64))
+    answers.chmod(0o644)
+    proc = provision(tmp_path / "image", "--answers", str(answers))
+    assert proc.returncode == EXIT_USAGE, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"answers file {answers} holds [" in lines[0], lines
+    assert f"chmod 600 {answers}" in lines[0] and "TOKEN" not in lines[0] and "pw" not in lines[0]
+
+
+def test_the_readme_install_line_puts_no_secret_in_the_environment_or_argv() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Install on a Raspberry Pi", 1)[1].split("\n## ", 1)[0]
+    commands = "\n".join(line for line in section.splitlines() if line.startswith("    "))
+    assert "TAPTILL_WALLET_TOKEN=" not in commands and "TAPTILL_PARTYBROKER_PASSWORD=" not in commands
+    assert "--wallet-token-file -" in commands
