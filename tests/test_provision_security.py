@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
+import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
 
+from provisioning.install import CONSTRAINTS, SOURCE_PARTS
 from provisioning.provision import EXIT_CANNOT_WRITE, EXIT_CHANGED, EXIT_USAGE
 from terminal.config import OfflineConfig, load_config
 from terminal.emulator.partybroker import EmulatedDrink, PartybrokerEmulator
 from terminal.emulator.wallet import WalletEmulator
 from tests.conftest import seed_program
+from tests.terminal_lab import REPO
 from tests.test_provision import provision
 
 INJECTED = "x\n[offline]\nmax_total_cents = 99999999"
@@ -172,3 +179,84 @@ def test_the_readme_install_line_puts_no_secret_in_the_environment_or_argv() -> 
     commands = "\n".join(line for line in section.splitlines() if line.startswith("    "))
     assert "TAPTILL_WALLET_TOKEN=" not in commands and "TAPTILL_PARTYBROKER_PASSWORD=" not in commands
     assert "--wallet-token-file -" in commands
+
+
+# --- item 9: supply chain and packaging --------------------------------------------------------------
+
+
+def _extras() -> dict[str, list[str]]:
+    data = tomllib.loads((REPO / "pyproject.toml").read_text())
+    extras: dict[str, list[str]] = data["project"]["optional-dependencies"]
+    return extras
+
+
+def _pulled_by(extra: str, extras: dict[str, list[str]]) -> set[str]:
+    """The requirement names an extra installs, through taptill[...] self-references."""
+    names: set[str] = set()
+    for req in extras[extra]:
+        if req.startswith("taptill["):
+            for inner in req[len("taptill[") : req.index("]")].split(","):
+                names |= _pulled_by(inner.strip(), extras)
+        else:
+            names.add(re.split(r"[<>=;\s\[]", req, maxsplit=1)[0].lower())
+    return names
+
+
+def test_the_hw_extra_puts_no_emulator_or_pygame_on_a_terminal() -> None:
+    extras = _extras()
+    pulled = _pulled_by("hw", extras)
+    assert {"pyscard", "nfcpy", "gpiozero"} <= pulled
+    assert not pulled & {"luma.emulator", "pygame"}, pulled
+    assert "luma.emulator" in _pulled_by("dev", extras)  # the tests still have it
+
+
+def test_a_wheel_carries_the_unit_template_and_the_constraints(tmp_path: Path) -> None:
+    """A wheel install can provision: the unit and the pinned versions are inside the package."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for part in SOURCE_PARTS:
+        path = REPO / part
+        if path.is_dir():
+            shutil.copytree(path, src / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(path, src / part)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "-w",
+            str(tmp_path / "dist"),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (wheel,) = (tmp_path / "dist").glob("taptill-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        unit = zf.read("provisioning/taptill.service").decode()
+        constraints = zf.read("provisioning/constraints.txt").decode()
+    assert unit == (REPO / "systemd/taptill.service").read_text()
+    assert "\nhttpx==" in constraints and "\ntomlkit==" in constraints
+
+
+def test_the_venv_provisioning_builds_has_the_constrained_versions(program_image: Path) -> None:
+    """Every package in the venv built by provisioning's installer is at its pinned version."""
+    pins = {
+        name.lower(): version
+        for name, _, version in (line.partition("==") for line in CONSTRAINTS.read_text().splitlines())
+        if version
+    }
+    code = "import importlib.metadata as m\nfor d in m.distributions(): print(d.name.lower(), d.version)"
+    venv_python = program_image / "opt/taptill/venv/bin/python"
+    out = subprocess.run(
+        [str(venv_python), "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    installed = dict(line.split(" ", 1) for line in out.stdout.splitlines())
+    assert {"httpx", "pillow", "luma.oled", "tomlkit"} <= set(installed)
+    assert {n: v for n, v in installed.items() if n in pins} == {n: pins[n] for n in installed if n in pins}
