@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,8 @@ HEADER = (
     "# Written by taptill-provision. Every run rewrites [terminal], [wallet], [reader], [display] and\n"
     "# [partybroker] from its answers; any other table is kept as it is, unless the answers file gives it.\n"
 )
+# What provisioning wrote, as a digest: a re-run tells its own file from one edited by hand.
+DIGEST_MARK = "# taptill-provision sha256 of what follows: "
 
 
 @dataclass(frozen=True)
@@ -61,8 +64,6 @@ def config_toml(c: ConfigChoices, kept: Mapping[str, Mapping[str, object]] = {})
     drink title, a product id) or from the answers is always one escaped TOML string, so a newline in it
     cannot open a table of its own (``[offline]`` with limits of its choosing)."""
     doc = tomlkit.document()
-    for line in HEADER.splitlines():
-        doc.add(tomlkit.comment(line.removeprefix("# ")))
     terminal = tomlkit.table()
     terminal.add("state_dir", c.state_dir)
     terminal.add("products", list(c.products))
@@ -112,7 +113,16 @@ def config_toml(c: ConfigChoices, kept: Mapping[str, Mapping[str, object]] = {})
         doc.add("partybroker", partybroker)
     for name, table in kept.items():
         doc.add(name, tomlkit.item(dict(table)))
-    return tomlkit.dumps(doc)
+    body = tomlkit.dumps(doc)
+    return f"{HEADER}{DIGEST_MARK}{hashlib.sha256(body.encode()).hexdigest()}\n\n{body}"
+
+
+def hand_edited(text: str) -> bool:
+    """Whether a config on disk is not exactly what provisioning wrote: its digest line is missing or
+    no longer matches what follows it (a re-run would replace those edits, so it keeps a backup)."""
+    head, mark, rest = text.partition(DIGEST_MARK)
+    digest, _, body = rest.partition("\n\n")
+    return not mark or head != HEADER or hashlib.sha256(body.encode()).hexdigest() != digest
 
 
 def unit_text(

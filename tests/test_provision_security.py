@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tomllib
@@ -15,12 +16,14 @@ import pytest
 from provisioning.install import CONSTRAINTS, SOURCE_PARTS
 from provisioning.provision import EXIT_CANNOT_WRITE, EXIT_CHANGED, EXIT_USAGE
 from terminal.config import OfflineConfig, load_config
+from terminal.controller import operator_hash
 from terminal.emulator.partybroker import EmulatedDrink, PartybrokerEmulator
 from terminal.emulator.wallet import WalletEmulator
 from tests.conftest import seed_program
 from tests.terminal_lab import REPO
 from tests.test_provision import provision
 
+EXISTING = ("--taptill-bin", "/opt/taptill/venv/bin/taptill")  # the seeded venv: no pip install
 INJECTED = "x\n[offline]\nmax_total_cents = 99999999"
 
 
@@ -260,3 +263,45 @@ def test_the_venv_provisioning_builds_has_the_constrained_versions(program_image
     installed = dict(line.split(" ", 1) for line in out.stdout.splitlines())
     assert {"httpx", "pillow", "luma.oled", "tomlkit"} <= set(installed)
     assert {n: v for n, v in installed.items() if n in pins} == {n: pins[n] for n in installed if n in pins}
+
+
+def test_a_topup_kiosk_is_provisioned_from_the_answers_with_its_operators(
+    tmp_path: Path, image: Path
+) -> None:
+    """Operators come as the config spells them, checked by the config's own [topup] parser."""
+    entry = operator_hash("04C0FFEE000001")
+    with WalletEmulator.demo("doc") as emulator:  # doc: the terminal may credit
+        answers = tmp_path / "answers.toml"
+        answers.write_text(
+            f'[wallet]\nbase_url = "{emulator.base_url}"\n'
+            '[terminal]\nmode = "topup"\ndescription = "Kasse"\n[reader]\nkind = "sim"\n'
+            f'[topup]\noperators = ["{entry}"]\nbuttons = {{ ten = "topup_10" }}\nclear_button = "clear"\n'
+        )
+        answers.chmod(0o600)
+        proc = provision(image, "--answers", str(answers), *EXISTING, token=emulator.api_token)
+    assert proc.returncode == EXIT_CHANGED, proc.stdout + proc.stderr
+    cfg = load_config(image / "etc/taptill/config.toml")
+    assert cfg.terminal.mode == "topup" and cfg.topup.buttons == {"ten": "topup_10"}
+    assert len(cfg.topup.operators) == 1
+
+
+def test_a_rerun_over_hand_edits_shows_the_diff_and_keeps_a_0600_backup(image: Path) -> None:
+    etc = image / "etc/taptill"
+    with WalletEmulator.demo("doc") as emulator:
+        flags = [*wallet_flags(emulator), *EXISTING]
+        assert provision(image, *flags, token=emulator.api_token).returncode == EXIT_CHANGED
+        ours = provision(image, *flags, "--description", "Bar", token=emulator.api_token)
+        assert ours.returncode == EXIT_CHANGED and list(etc.glob("*.bak-*")) == []  # its own file: no backup
+        config = etc / "config.toml"
+        edited = config.read_text().replace('description = "Bar"', 'description = "Bar by hand"  # why')
+        config.write_text(edited)
+        dry = provision(image, *flags, "--dry-run", token=emulator.api_token)
+        assert list(etc.glob("*.bak-*")) == []
+        rerun = provision(image, *flags, token=emulator.api_token)
+    assert dry.returncode == EXIT_CHANGED and "edited by hand; a run keeps it" in dry.stdout
+    assert rerun.returncode == EXIT_CHANGED, rerun.stdout + rerun.stderr
+    assert "edited by hand; kept it as config.toml.bak-" in rerun.stdout
+    assert '-description = "Bar by hand"  # why\n+description = "taptill"\n' in rerun.stdout
+    (backup,) = etc.glob("config.toml.bak-*")
+    assert backup.read_text() == edited and stat.S_IMODE(backup.stat().st_mode) == 0o600
+    assert load_config(config).terminal.description == "taptill"
