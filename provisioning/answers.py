@@ -246,7 +246,12 @@ def _secret(value: str | None, file: str | None, name: str) -> Secret:
             raise AnswersError(f"cannot read the secret file {file}; check the path and its owner") from None
     if not value:
         what = name.replace("_", " ")
-        raise AnswersError(f"the {what} is missing; set ${SOURCES[name][1]} or {_where(name + '_file')}")
+        if file == "-":
+            raise AnswersError(f"standard input gave no {what}; paste or pipe it as one line")
+        # the file (or stdin) is the way to name: a variable ends up in sudo's log and shell history
+        raise AnswersError(
+            f"the {what} is missing; set {_where(name + '_file')} (a 0600 file, or - for standard input)"
+        )
     return Secret(value)
 
 
