@@ -13,7 +13,7 @@ DEMO_DEBS := python3-venv python3-dev gcc sqlite3
 TEST_DEBS := $(DEMO_DEBS) faketime pcscd libpcsclite-dev vsmartcard-vpcd systemd make e2fsprogs util-linux mount \
 	libusb-1.0-0
 
-.PHONY: demo test lint bench run clean system-deps-demo system-deps-test
+.PHONY: demo test lint bench run clean system-deps-demo system-deps-test constraints
 
 demo: $(STAMP)/venv-demo
 	$(PY) -m terminal demo
@@ -28,6 +28,13 @@ lint: $(STAMP)/venv-test
 
 bench: $(STAMP)/venv-test
 	$(PY) -m terminal.bench
+
+# The versions the tests passed with, which taptill-provision installs on a terminal (pip -c). Run after
+# `make test` passed on a changed venv; a wheel from a local file is pinned by its version.
+constraints: $(STAMP)/venv-test
+	{ sed -n '1,2p' provisioning/constraints.txt; $(PY) -m pip freeze --exclude-editable --disable-pip-version-check \
+		| grep -v '^taptill' | sed -E 's/^([A-Za-z0-9_.-]+) @ .*\/[A-Za-z0-9_.]+-([0-9][^-]*)-.*$$/\1==\2/'; } \
+		> provisioning/constraints.txt.new && mv provisioning/constraints.txt.new provisioning/constraints.txt
 
 $(STAMP):
 	mkdir -p $(STAMP)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
+import sys
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +46,13 @@ SOURCES: dict[str, tuple[str, str, str]] = {
     ),
 }
 
+# The answers that are secrets: each has a NAME_file answer too, the way to give it (a file or "-", stdin).
+SECRETS = ("wallet_token", "partybroker_password")
+# Answers-file keys that make the file itself a secret (operator entries unlock the kiosk's credits).
+SECRET_KEYS = (("wallet", "token"), ("partybroker", "password"), ("topup", "operators"))
+# A secret file with any of these bits is readable (or writable) by other users.
+OPEN_BITS = 0o077
+
 # Tables the answers file may give whole: copied into the config as they are, after the config's own
 # parser for that table has checked them (so the rules live in one place, terminal/config.py).
 CONFIG_TABLES: dict[str, Callable[[Section], object]] = {
@@ -81,6 +90,7 @@ class Answers:
     partybroker: PartybrokerAnswers | None
     # [gpio], [select], [topup] from the answers file, as TOML gave them (already checked)
     config_tables: dict[str, dict[str, object]] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # one line each, for standard error: e.g. a secret from the environment
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
@@ -94,6 +104,7 @@ def gather(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> An
     env = os.environ if env is None else env
     toml = _answers_file(args.answers) if args.answers else {}
     raw: dict[str, object] = {}
+    warnings: list[str] = []
     for name, (_flag, var, key) in SOURCES.items():
         table, _, field = key.partition(".")
         section = toml.get(table)
@@ -101,9 +112,17 @@ def gather(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> An
         value = getattr(args, name, None)
         if value is None:
             value = env.get(var) or None
+            if value is not None and name in SECRETS:
+                warnings.append(
+                    f"warning: the {name.replace('_', ' ')} came from ${var}: sudo's log, shell history and "
+                    f"/proc/PID/environ can keep it; use {SOURCES[name + '_file'][0]} FILE (mode 0600) "
+                    "or - for standard input"
+                )
         if value is None:
             value = from_file
         raw[name] = value
+    if [raw[f"{n}_file"] for n in SECRETS].count("-") > 1:
+        raise AnswersError("only one secret can come from standard input (-); give the other as a 0600 file")
 
     def text(name: str, default: str | None = None) -> str | None:
         value = raw[name]
@@ -152,6 +171,7 @@ def gather(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> An
         display=display,
         partybroker=partybroker,
         config_tables={n: t for n, t in toml.items() if n in CONFIG_TABLES and isinstance(t, dict)},
+        warnings=tuple(warnings),
     )
 
 
@@ -172,6 +192,9 @@ def _answers_file(path: Path) -> dict[str, object]:
     except tomllib.TOMLDecodeError as exc:
         raise AnswersError(f"answers file {path} is not valid TOML: {exc}") from None
     _refuse_unknown(path, data)
+    held = [f"[{t}] {k}" for t, k in SECRET_KEYS if isinstance(data.get(t), dict) and k in data[t]]
+    if held:
+        _refuse_open(path, f"answers file {path} holds {', '.join(held)}")
     for name, parse in CONFIG_TABLES.items():
         if name in data:
             try:
@@ -220,15 +243,30 @@ def _url(value: str, name: str) -> str:
 
 
 def _secret(value: str | None, file: str | None, name: str) -> Secret:
-    if value is None and file is not None:
+    if value is None and file == "-":
+        value = sys.stdin.readline().strip()  # one line: a second secret cannot follow (refused above)
+    elif value is None and file is not None:
         try:
+            _refuse_open(Path(file), f"the secret file {file}")
             value = Path(file).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError):
             raise AnswersError(f"cannot read the secret file {file}; check the path and its owner") from None
     if not value:
         what = name.replace("_", " ")
-        raise AnswersError(f"the {what} is missing; set ${SOURCES[name][1]} or {_where(name + '_file')}")
+        if file == "-":
+            raise AnswersError(f"standard input gave no {what}; paste or pipe it as one line")
+        # the file (or stdin) is the way to name: a variable ends up in sudo's log and shell history
+        raise AnswersError(
+            f"the {what} is missing; set {_where(name + '_file')} (a 0600 file, or - for standard input)"
+        )
     return Secret(value)
+
+
+def _refuse_open(path: Path, what: str) -> None:
+    """A file holding a secret must be 0600 or 0400: other users of the machine must not read it."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & OPEN_BITS:
+        raise AnswersError(f"{what} but is mode {mode:04o}, open to other users; run: chmod 600 {path}")
 
 
 def _products(value: object) -> tuple[str, ...]:

@@ -32,8 +32,41 @@ class Change:
         return self.action != "unchanged"
 
 
+class OutsideRoot(Exception):
+    """A path under --root leads out of it through a symlink; the message names the link and the fix."""
+
+
 def on_disk(root: Path, path: Path) -> Path:
-    return root / path.relative_to("/")
+    """Where the target system's absolute ``path`` is under ``root``, its directories' symlinks followed
+    only while they stay inside: an image's ``/etc/taptill -> /somewhere`` would otherwise put the token
+    onto the host. The last part is not followed (a link provisioning writes is replaced, not followed;
+    see ``file_on_disk`` for a file read or compared). Raises OutsideRoot."""
+    if root == Path("/"):
+        return path
+    base = Path(os.path.realpath(root))
+    current = base
+    for part in path.relative_to("/").parts[:-1]:
+        current = _inside(base, current / part, root)
+    return current / path.name
+
+
+def file_on_disk(root: Path, path: Path) -> Path:
+    """``on_disk``, with a symlink at the last part followed too, and refused when it leads out."""
+    target = on_disk(root, path)
+    return target if root == Path("/") else _inside(Path(os.path.realpath(root)), target, root)
+
+
+def _inside(base: Path, step: Path, root: Path) -> Path:
+    if not step.is_symlink():
+        return step
+    real = Path(os.path.realpath(step))
+    if real == base or real.is_relative_to(base):
+        return real
+    shown = "/" + str(step.relative_to(base))
+    raise OutsideRoot(
+        f"{shown} in --root {root} is a symlink to {os.readlink(step)}, outside the image; provisioning "
+        f"writes only inside --root: make {shown} a directory, or a relative link that stays inside"
+    )
 
 
 def plan(root: Path, wanted: list[Wanted]) -> list[Change]:
@@ -41,8 +74,8 @@ def plan(root: Path, wanted: list[Wanted]) -> list[Change]:
 
 
 def _compare(root: Path, w: Wanted) -> Change:
-    target = on_disk(root, w.path)
     if w.link_to is not None:
+        target = on_disk(root, w.path)
         try:
             current = os.readlink(target)
         except FileNotFoundError:
@@ -52,6 +85,7 @@ def _compare(root: Path, w: Wanted) -> Change:
         if current == str(w.link_to):
             return Change(w, "unchanged", "")
         return Change(w, "update", f"~ {w.path} -> {current}, becomes -> {w.link_to}\n")
+    target = file_on_disk(root, w.path)  # a diff must never show a file of the host
     try:
         st = target.lstat()
         old = target.read_text(encoding="utf-8") if stat.S_ISREG(st.st_mode) else None

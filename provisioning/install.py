@@ -32,6 +32,8 @@ SOURCE_PARTS = ("pyproject.toml", "README.md", "terminal", "hw", "provisioning",
 PIP_TIMEOUT_S = 900  # a Pi Zero compiling a wheel is slow; a hung index is still cut off
 EXTRA_FOR_READER = {"pcsc": "pcsc", "nfcpy": "nfc"}
 SYSTEM_PYTHON = PurePosixPath("/usr/bin/python3")
+# The versions the tests passed with (exact pins, no hashes: see README *Security*); shipped in the package.
+CONSTRAINTS = Path(__file__).resolve().parent / "constraints.txt"
 
 
 class InstallError(Exception):
@@ -201,6 +203,8 @@ def install(root: Path, program: Program, python: PurePosixPath, extras: Sequenc
                 "--quiet",
                 "--no-compile",
                 "--disable-pip-version-check",
+                "--constraint",
+                str(CONSTRAINTS),
                 requirement,
             ],
             f"pip install {requirement}",

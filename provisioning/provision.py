@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from pathlib import Path, PurePosixPath
 
 from provisioning import detect, devices, install, sandbox
 from provisioning.answers import Answers, AnswersError, add_flags, gather
-from provisioning.changes import Change, Wanted, apply, on_disk, plan
+from provisioning.changes import Change, OutsideRoot, Wanted, apply, file_on_disk, plan
 from provisioning.render import (
     CONFIG_PATH,
     DROPIN_PATH,
@@ -39,6 +40,7 @@ from provisioning.render import (
     WANTS_LINK,
     ConfigChoices,
     config_toml,
+    hand_edited,
     partybroker_dropin,
     propose_mapping,
     sysusers_conf,
@@ -132,11 +134,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = Report(args.json)
     try:
         answers = gather(args)
+        for warning in answers.warnings:
+            print(f"taptill-provision: {warning}", file=sys.stderr)
         code, message = provision(args, answers, report)
     except (AnswersError, devices.DeviceError) as exc:
         return report.finish(EXIT_USAGE, f"taptill-provision: {exc}")
     except Stop as exc:
         return report.finish(exc.code, f"taptill-provision: {exc}")
+    except OutsideRoot as exc:
+        return report.finish(EXIT_CANNOT_WRITE, f"taptill-provision: {exc}")
     return report.finish(code, message)
 
 
@@ -223,6 +229,18 @@ def provision(args: argparse.Namespace, answers: Answers, report: Report) -> tup
     )
     changed = [c for c in changes if c.changed]
     count = len(changed) + reinstall
+    edited = _hand_edited_config(root, changes)
+    if edited is not None:
+        verb = "a run keeps" if args.dry_run else "kept"
+        report.line(
+            "backup",
+            str(edited.wanted.path),
+            f"{CONFIG_PATH} was edited by hand; {verb} it as {CONFIG_PATH.name}.bak-TIMESTAMP (0600) before "
+            "replacing it; what changes:",
+        )
+        report.data["config_diff"] = edited.diff
+        if not args.json and not args.dry_run:
+            print(edited.diff, end="")
     if args.dry_run:
         if not args.json:
             for c in changed:
@@ -237,6 +255,8 @@ def provision(args: argparse.Namespace, answers: Answers, report: Report) -> tup
         if reinstall:
             install.install(root, program, python, extras)
             _check_readable(root, program, chain)
+        if edited is not None:
+            report.data["backup"] = str(_backup(root))
         apply(root, changes)
     except install.InstallError as exc:
         raise Stop(EXIT_MISSING, str(exc)) from None
@@ -420,7 +440,7 @@ async def _check_partybroker(answers: Answers, report: Report) -> tuple[Drink, .
 def _kept_tables(root: Path, answers: Answers) -> dict[str, dict[str, object]]:
     """The config tables provisioning does not own: those of the config on disk ([offline], a [gpio]
     added by hand), replaced by those the answers file gives ([gpio], [select], [topup])."""
-    path = on_disk(root, CONFIG_PATH)
+    path = file_on_disk(root, CONFIG_PATH)
     try:
         existing = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -467,6 +487,39 @@ def _validate_config(text: str, kept: dict[str, dict[str, object]], answers: Ans
             parse_partybroker(Section("partybroker", partybroker), CONFIG_PATH.parent)
     except ConfigError as exc:
         raise Stop(EXIT_USAGE, f"the config would not load ({exc}); {_where_tables(kept, answers)}") from None
+
+
+def _hand_edited_config(root: Path, changes: list[Change]) -> Change | None:
+    """The config's change when it would replace a config that provisioning did not write as it is."""
+    for c in changes:
+        if c.wanted.path == CONFIG_PATH and c.action == "update":
+            try:
+                old = file_on_disk(root, CONFIG_PATH).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                return c
+            return c if hand_edited(old) else None
+    return None
+
+
+def _backup(root: Path) -> Path:
+    """A copy of the config on disk beside it, 0600 (it may hold what its author put there by hand)."""
+    config = file_on_disk(root, CONFIG_PATH)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    data = config.read_bytes()
+    for n in range(100):
+        backup = config.with_name(f"{config.name}.bak-{stamp}" + (f"-{n}" if n else ""))
+        try:
+            fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return backup
+    raise OSError(17, f"too many backups of {config} this second")
 
 
 def _unit_template() -> str:

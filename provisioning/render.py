@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import re
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import tomlkit
 
 from terminal.partybroker.config import PASSWORD_CREDENTIAL
 from terminal.partybroker.outcomes import Drink
@@ -29,14 +30,8 @@ HEADER = (
     "# Written by taptill-provision. Every run rewrites [terminal], [wallet], [reader], [display] and\n"
     "# [partybroker] from its answers; any other table is kept as it is, unless the answers file gives it.\n"
 )
-
-
-def toml_str(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
-
-
-def toml_value(value: str | int) -> str:
-    return str(value) if isinstance(value, int) else toml_str(value)
+# What provisioning wrote, as a digest: a re-run tells its own file from one edited by hand.
+DIGEST_MARK = "# taptill-provision sha256 of what follows: "
 
 
 @dataclass(frozen=True)
@@ -63,82 +58,71 @@ class ConfigChoices:
 
 
 def config_toml(c: ConfigChoices, kept: Mapping[str, Mapping[str, object]] = {}) -> str:
-    """The config for ``c``, followed by the tables in ``kept`` (by name, in order) as they are."""
-    lines = [
-        "[terminal]",
-        f"state_dir = {toml_str(c.state_dir)}",
-        f"products = [{', '.join(toml_value(p) for p in c.products)}]",
-        f"description = {toml_str(c.description)}",
-    ]
+    """The config for ``c``, followed by the tables in ``kept`` (by name, in order) with their values.
+
+    Written by a TOML writer (tomlkit), never by string formatting: a value from a server (a Partybroker
+    drink title, a product id) or from the answers is always one escaped TOML string, so a newline in it
+    cannot open a table of its own (``[offline]`` with limits of its choosing)."""
+    doc = tomlkit.document()
+    terminal = tomlkit.table()
+    terminal.add("state_dir", c.state_dir)
+    terminal.add("products", list(c.products))
+    terminal.add("description", c.description)
     if c.tag is not None:
-        lines.append(f"tag = {toml_str(c.tag)}")
+        terminal.add("tag", c.tag)
     if c.mode != "tap":
-        lines.append(f"mode = {toml_str(c.mode)}")
-    lines += [
-        "",
-        "[wallet]",
-        f"base_url = {toml_str(c.wallet_url)}",
-        f"token_file = {toml_str(str(TOKEN_PATH))}  # the service gets it as credential wallet.token",
-        "",
-        "[reader]",
-        f"kind = {toml_str(c.reader_kind)}",
-        f"socket = {toml_str(c.sim_socket)}",
-    ]
+        terminal.add("mode", c.mode)
+    doc.add("terminal", terminal)
+    wallet = tomlkit.table()
+    wallet.add("base_url", c.wallet_url)
+    wallet.add(
+        "token_file", tomlkit.item(str(TOKEN_PATH)).comment("the service gets it as credential wallet.token")
+    )
+    doc.add("wallet", wallet)
+    reader = tomlkit.table()
+    reader.add("kind", c.reader_kind)
+    reader.add("socket", c.sim_socket)
     if c.reader_name is not None:
-        lines.append(f"name = {toml_str(c.reader_name)}")
+        reader.add("name", c.reader_name)
     if c.reader_device is not None:
-        lines.append(f"device = {toml_str(c.reader_device)}")
-    lines += ["", "[display]", f"kind = {toml_str(c.display_kind)}"]
+        reader.add("device", c.reader_device)
+    doc.add("reader", reader)
+    display = tomlkit.table()
+    display.add("kind", c.display_kind)
     if c.oled_port is not None and c.oled_address is not None:
-        lines += [f"i2c_port = {c.oled_port}", f"i2c_address = 0x{c.oled_address:02X}"]
+        display.add("i2c_port", c.oled_port)
+        display.add("i2c_address", tomlkit.integer(f"0x{c.oled_address:02X}"))
+    doc.add("display", display)
     if c.partybroker_url is not None:
-        lines += [
-            "",
-            "[partybroker]",
-            f"base_url = {toml_str(c.partybroker_url)}",
-            f"party_id = {toml_str(c.party_id or '')}",
-            f"username = {toml_str(c.partybroker_user or '')}",
-            f"password_file = {toml_str(str(PARTYBROKER_PASSWORD_PATH))}",
-        ]
-        for product, drink in c.drink_mapping:
-            lines += ["", f"[partybroker.drinks.{toml_str(str(product))}]  # {drink.title}"]
-            if drink.external_id is not None:
-                lines.append(f"external_id = {toml_str(drink.external_id)}")
-            else:
-                lines.append(f"id = {drink.id}")
+        partybroker = tomlkit.table()
+        partybroker.add("base_url", c.partybroker_url)
+        partybroker.add("party_id", c.party_id or "")
+        partybroker.add("username", c.partybroker_user or "")
+        partybroker.add("password_file", str(PARTYBROKER_PASSWORD_PATH))
+        if c.drink_mapping:
+            drinks = tomlkit.table(is_super_table=True)
+            for product, drink in c.drink_mapping:
+                entry = tomlkit.table()
+                if drink.external_id is not None:
+                    entry.add("external_id", drink.external_id)
+                else:
+                    entry.add("id", drink.id)
+                entry.add("title", drink.title)  # for the reader of the file; the terminal ignores it
+                drinks.add(str(product), entry)
+            partybroker.add("drinks", drinks)
+        doc.add("partybroker", partybroker)
     for name, table in kept.items():
-        lines += ["", *toml_table(name, table)]
-    return HEADER + "\n".join(lines) + "\n"
+        doc.add(name, tomlkit.item(dict(table)))
+    body = tomlkit.dumps(doc)
+    return f"{HEADER}{DIGEST_MARK}{hashlib.sha256(body.encode()).hexdigest()}\n\n{body}"
 
 
-def toml_key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else toml_str(key)
-
-
-def toml_any(value: object) -> str:
-    """One TOML value as tomllib gave it (text, number, flag, date, list, inline table)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return toml_str(value)
-    if isinstance(value, int | float):
-        return repr(value)  # inf and nan are spelt the same in TOML
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_any(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{toml_key(str(k))} = {toml_any(v)}" for k, v in value.items()) + "}"
-    return str(value.isoformat()) if hasattr(value, "isoformat") else toml_str(str(value))
-
-
-def toml_table(name: str, table: Mapping[str, object]) -> list[str]:
-    """``[name]`` with its plain keys, then each sub-table as ``[name.key]``: what tomllib read, written
-    back so that tomllib reads the same (comments and layout are not kept)."""
-    lines = [f"[{name}]"]
-    subtables = {k: v for k, v in table.items() if isinstance(v, Mapping)}
-    lines += [f"{toml_key(k)} = {toml_any(v)}" for k, v in table.items() if k not in subtables]
-    for key, sub in subtables.items():
-        lines += ["", *toml_table(f"{name}.{toml_key(key)}", sub)]
-    return lines
+def hand_edited(text: str) -> bool:
+    """Whether a config on disk is not exactly what provisioning wrote: its digest line is missing or
+    no longer matches what follows it (a re-run would replace those edits, so it keeps a backup)."""
+    head, mark, rest = text.partition(DIGEST_MARK)
+    digest, _, body = rest.partition("\n\n")
+    return not mark or head != HEADER or hashlib.sha256(body.encode()).hexdigest() != digest
 
 
 def unit_text(

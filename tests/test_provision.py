@@ -40,17 +40,17 @@ def provision(
     root: Path, *args: str, token: str | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("TAPTILL_")}
-    if token is not None:
-        full_env["TAPTILL_WALLET_TOKEN"] = token  # secrets through the environment, not argv
     full_env.update(env or {})
+    # the token on standard input, as the README says: not in argv (ps), nor in the environment
+    stdin = ["--wallet-token-file", "-"] if token is not None else []
     return subprocess.run(
-        [sys.executable, "-m", "provisioning.provision", "--root", str(root), *args],
+        [sys.executable, "-m", "provisioning.provision", "--root", str(root), *args, *stdin],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=REPO,
         env=full_env,
-        stdin=subprocess.DEVNULL,
+        input=(token or "") + "\n",
     )
 
 
@@ -210,6 +210,7 @@ def test_json_output_and_answers_file(tmp_path: Path, image: Path) -> None:
     with WalletEmulator.demo("real") as emulator:
         token_file = tmp_path / "token.txt"
         token_file.write_text(emulator.api_token + "\n")
+        token_file.chmod(0o600)
         answers = tmp_path / "answers.toml"
         answers.write_text(
             f'[wallet]\nbase_url = "{emulator.base_url}"\ntoken_file = "{token_file}"\n'
@@ -550,6 +551,7 @@ def test_answers_file_config_tables_are_checked_by_the_configs_rules(
     answers = tmp_path / "answers.toml"
     with WalletEmulator.demo("doc") as emulator:
         answers.write_text(dispensing_answers(emulator, tables))
+        answers.chmod(0o600)  # [topup] operators make it a secret
         proc = provision(root, "--answers", str(answers), token=emulator.api_token)
     assert proc.returncode == EXIT_USAGE, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()

@@ -97,6 +97,7 @@ def _drink(s: Section, charge: ChargeMode) -> DrinkMapping:
             f'[{s.name}] needs exactly one of id = 145 (Partybroker drink id) or external_id = "POS_222"'
         )
     ref = DrinkRef(id=s.integer("id", min=0)) if has_id else DrinkRef(external_id=_external_id(s))
+    s.string("title", "", allow_empty=True)  # the drink's name, for the reader of the file only
     ladder: tuple[ProductId, ...] = ()
     if charge == "ladder":
         steps = s.list_of("ladder", (int, str))

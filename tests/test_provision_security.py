@@ -1,0 +1,307 @@
+"""``taptill-provision`` under attack: server text, secrets in the open, a root that leads out, packaging."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from provisioning.install import CONSTRAINTS, SOURCE_PARTS
+from provisioning.provision import EXIT_CANNOT_WRITE, EXIT_CHANGED, EXIT_USAGE
+from terminal.config import OfflineConfig, load_config
+from terminal.controller import operator_hash
+from terminal.emulator.partybroker import EmulatedDrink, PartybrokerEmulator
+from terminal.emulator.wallet import WalletEmulator
+from tests.conftest import seed_program
+from tests.terminal_lab import REPO
+from tests.test_provision import provision
+
+EXISTING = ("--taptill-bin", "/opt/taptill/venv/bin/taptill")  # the seeded venv: no pip install
+INJECTED = "x\n[offline]\nmax_total_cents = 99999999"
+
+
+@pytest.fixture
+def image(tmp_path: Path, program_image: Path) -> Path:
+    """A --root that already holds an up-to-date /opt/taptill/venv."""
+    root = tmp_path / "image"
+    seed_program(program_image, root)
+    return root
+
+
+def test_a_drink_title_with_newlines_stays_one_value_and_adds_no_table(image: Path) -> None:
+    """A Partybroker title that spells a TOML table is written as one escaped string, not as a table."""
+    root = image
+    drinks = (EmulatedDrink(145, "espresso", INJECTED, 290),)  # mapped by externalId, so its title is written
+    with WalletEmulator.demo("doc") as wallet, PartybrokerEmulator(drinks=drinks, password="s3cret") as pb:
+        proc = provision(
+            root,
+            "--reader",
+            "sim",
+            "--wallet-url",
+            wallet.base_url,
+            "--products",
+            "espresso",
+            "--partybroker-url",
+            pb.base_url,
+            "--party-id",
+            pb.party_id,
+            "--partybroker-user",
+            pb.username,
+            token=wallet.api_token,
+            env={"TAPTILL_PARTYBROKER_PASSWORD": "s3cret"},
+        )
+    assert proc.returncode == EXIT_CHANGED, proc.stdout + proc.stderr
+    config = root / "etc/taptill/config.toml"
+    data = tomllib.loads(config.read_text())
+    assert "offline" not in data
+    assert data["partybroker"]["drinks"]["espresso"]["title"] == INJECTED
+    assert load_config(config).offline == OfflineConfig()  # the default limits, not 99,999,999 cents
+
+
+# --- item 6: --root stays inside the image ----------------------------------------------------------
+
+
+def wallet_flags(emulator: WalletEmulator) -> list[str]:
+    return ["--reader", "sim", "--wallet-url", emulator.base_url, "--products", "espresso"]
+
+
+def files_under(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+@pytest.mark.parametrize("link", ["etc/taptill", "etc", "opt"])
+def test_an_absolute_symlink_out_of_the_image_is_refused_and_the_host_untouched(
+    tmp_path: Path, link: str
+) -> None:
+    root, host = tmp_path / "image", tmp_path / "host"
+    host.mkdir()
+    (root / link).parent.mkdir(parents=True, exist_ok=True)
+    (root / link).symlink_to(host)  # absolute, as `ln -s /somewhere img/etc/taptill` makes it
+    with WalletEmulator.demo("doc") as emulator:
+        proc = provision(root, *wallet_flags(emulator), token=emulator.api_token)
+    assert proc.returncode == EXIT_CANNOT_WRITE, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert (
+        len(lines) == 1 and f"/{link} in --root {root} is a symlink to {host}, outside the image" in lines[0]
+    )
+    assert files_under(host) == []
+    assert emulator.api_token not in proc.stdout + proc.stderr
+
+
+def test_a_config_symlinked_to_a_host_file_is_neither_shown_nor_replaced(tmp_path: Path) -> None:
+    root, host_file = tmp_path / "image", tmp_path / "shadow"
+    host_file.write_text('[offline]\nmode = "decline"\n# host-only text\n')
+    (root / "etc/taptill").mkdir(parents=True)
+    (root / "etc/taptill/config.toml").symlink_to(host_file)
+    with WalletEmulator.demo("doc") as emulator:
+        proc = provision(root, *wallet_flags(emulator), "--dry-run", token=emulator.api_token)
+    assert proc.returncode == EXIT_CANNOT_WRITE, proc.stdout + proc.stderr
+    assert "host-only" not in proc.stdout + proc.stderr and "decline" not in proc.stdout
+    assert "/etc/taptill/config.toml in --root" in proc.stderr
+    assert host_file.read_text().endswith("# host-only text\n")
+
+
+def test_a_relative_symlink_that_stays_inside_the_image_is_followed(image: Path) -> None:
+    (image / "srv/taptill").mkdir(parents=True)
+    (image / "etc").mkdir()
+    (image / "etc/taptill").symlink_to("../srv/taptill")
+    with WalletEmulator.demo("doc") as emulator:
+        proc = provision(image, *wallet_flags(emulator), token=emulator.api_token)
+    assert proc.returncode == EXIT_CHANGED, proc.stdout + proc.stderr
+    assert (image / "srv/taptill/wallet.token").read_text().strip() == emulator.api_token
+    assert load_config(image / "srv/taptill/config.toml").terminal.description == "taptill"
+
+
+# --- item 3: secrets never on a command line or in a logged environment --------------------------------
+
+
+def test_a_token_from_the_environment_works_but_warns_in_one_line(tmp_path: Path) -> None:
+    root = tmp_path / "image"
+    with WalletEmulator.demo("doc") as emulator:
+        proc = provision(
+            root, *wallet_flags(emulator), "--dry-run", env={"TAPTILL_WALLET_TOKEN": emulator.api_token}
+        )
+    assert proc.returncode == EXIT_CHANGED, proc.stdout + proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1, proc.stderr
+    assert "$TAPTILL_WALLET_TOKEN" in warnings[0] and "--wallet-token-file FILE" in warnings[0]
+    assert emulator.api_token not in proc.stdout + proc.stderr
+
+
+def test_the_token_on_standard_input_gives_no_warning(tmp_path: Path) -> None:
+    root = tmp_path / "image"
+    with WalletEmulator.demo("doc") as emulator:
+        proc = provision(root, *wallet_flags(emulator), "--dry-run", token=emulator.api_token)
+    assert proc.returncode == EXIT_CHANGED, proc.stdout + proc.stderr
+    assert "warning" not in proc.stderr
+
+
+@pytest.mark.parametrize(("mode", "refused"), [(0o644, True), (0o640, True), (0o600, False), (0o400, False)])
+def test_a_token_file_open_to_other_users_is_refused_with_the_chmod_line(
+    tmp_path: Path, mode: int, refused: bool
+) -> None:
+    root, token_file = tmp_path / "image", tmp_path / "wallet.token"
+    with WalletEmulator.demo("doc") as emulator:
+        token_file.write_text(emulator.api_token + "\n")
+        token_file.chmod(mode)
+        proc = provision(root, *wallet_flags(emulator), "--wallet-token-file", str(token_file), "--dry-run")
+    if not refused:
+        assert proc.returncode == EXIT_CHANGED, proc.stdout + proc.stderr
+        return
+    assert proc.returncode == EXIT_USAGE, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"mode {mode:04o}" in lines[0] and f"chmod 600 {token_file}" in lines[0]
+    assert not root.exists()
+
+
+@pytest.mark.parametrize(
+    "table",
+    ['[wallet]\ntoken = "TOKEN"\n', '[partybroker]\npassword = "pw"\n', '[topup]\noperators = ["OP"]\n'],
+)
+def test_an_answers_file_holding_a_secret_must_be_0600(tmp_path: Path, table: str) -> None:
+    answers = tmp_path / "answers.toml"
+    answers.write_text(table.replace("OP", "0" * 64))
+    answers.chmod(0o644)
+    proc = provision(tmp_path / "image", "--answers", str(answers))
+    assert proc.returncode == EXIT_USAGE, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"answers file {answers} holds [" in lines[0], lines
+    assert f"chmod 600 {answers}" in lines[0] and "TOKEN" not in lines[0] and "pw" not in lines[0]
+
+
+def test_the_readme_install_line_puts_no_secret_in_the_environment_or_argv() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Install on a Raspberry Pi", 1)[1].split("\n## ", 1)[0]
+    commands = "\n".join(line for line in section.splitlines() if line.startswith("    "))
+    assert "TAPTILL_WALLET_TOKEN=" not in commands and "TAPTILL_PARTYBROKER_PASSWORD=" not in commands
+    assert "--wallet-token-file -" in commands
+
+
+# --- item 9: supply chain and packaging --------------------------------------------------------------
+
+
+def _extras() -> dict[str, list[str]]:
+    data = tomllib.loads((REPO / "pyproject.toml").read_text())
+    extras: dict[str, list[str]] = data["project"]["optional-dependencies"]
+    return extras
+
+
+def _pulled_by(extra: str, extras: dict[str, list[str]]) -> set[str]:
+    """The requirement names an extra installs, through taptill[...] self-references."""
+    names: set[str] = set()
+    for req in extras[extra]:
+        if req.startswith("taptill["):
+            for inner in req[len("taptill[") : req.index("]")].split(","):
+                names |= _pulled_by(inner.strip(), extras)
+        else:
+            names.add(re.split(r"[<>=;\s\[]", req, maxsplit=1)[0].lower())
+    return names
+
+
+def test_the_hw_extra_puts_no_emulator_or_pygame_on_a_terminal() -> None:
+    extras = _extras()
+    pulled = _pulled_by("hw", extras)
+    assert {"pyscard", "nfcpy", "gpiozero"} <= pulled
+    assert not pulled & {"luma.emulator", "pygame"}, pulled
+    assert "luma.emulator" in _pulled_by("dev", extras)  # the tests still have it
+
+
+def test_a_wheel_carries_the_unit_template_and_the_constraints(tmp_path: Path) -> None:
+    """A wheel install can provision: the unit and the pinned versions are inside the package."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for part in SOURCE_PARTS:
+        path = REPO / part
+        if path.is_dir():
+            shutil.copytree(path, src / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(path, src / part)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "-w",
+            str(tmp_path / "dist"),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (wheel,) = (tmp_path / "dist").glob("taptill-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        unit = zf.read("provisioning/taptill.service").decode()
+        constraints = zf.read("provisioning/constraints.txt").decode()
+    assert unit == (REPO / "systemd/taptill.service").read_text()
+    assert "\nhttpx==" in constraints and "\ntomlkit==" in constraints
+
+
+def test_the_venv_provisioning_builds_has_the_constrained_versions(program_image: Path) -> None:
+    """Every package in the venv built by provisioning's installer is at its pinned version."""
+    pins = {
+        name.lower(): version
+        for name, _, version in (line.partition("==") for line in CONSTRAINTS.read_text().splitlines())
+        if version
+    }
+    code = "import importlib.metadata as m\nfor d in m.distributions(): print(d.name.lower(), d.version)"
+    venv_python = program_image / "opt/taptill/venv/bin/python"
+    out = subprocess.run(
+        [str(venv_python), "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    installed = dict(line.split(" ", 1) for line in out.stdout.splitlines())
+    assert {"httpx", "pillow", "luma.oled", "tomlkit"} <= set(installed)
+    assert {n: v for n, v in installed.items() if n in pins} == {n: pins[n] for n in installed if n in pins}
+
+
+def test_a_topup_kiosk_is_provisioned_from_the_answers_with_its_operators(
+    tmp_path: Path, image: Path
+) -> None:
+    """Operators come as the config spells them, checked by the config's own [topup] parser."""
+    entry = operator_hash("04C0FFEE000001")
+    with WalletEmulator.demo("doc") as emulator:  # doc: the terminal may credit
+        answers = tmp_path / "answers.toml"
+        answers.write_text(
+            f'[wallet]\nbase_url = "{emulator.base_url}"\n'
+            '[terminal]\nmode = "topup"\ndescription = "Kasse"\n[reader]\nkind = "sim"\n'
+            f'[topup]\noperators = ["{entry}"]\nbuttons = {{ ten = "topup_10" }}\nclear_button = "clear"\n'
+        )
+        answers.chmod(0o600)
+        proc = provision(image, "--answers", str(answers), *EXISTING, token=emulator.api_token)
+    assert proc.returncode == EXIT_CHANGED, proc.stdout + proc.stderr
+    cfg = load_config(image / "etc/taptill/config.toml")
+    assert cfg.terminal.mode == "topup" and cfg.topup.buttons == {"ten": "topup_10"}
+    assert len(cfg.topup.operators) == 1
+
+
+def test_a_rerun_over_hand_edits_shows_the_diff_and_keeps_a_0600_backup(image: Path) -> None:
+    etc = image / "etc/taptill"
+    with WalletEmulator.demo("doc") as emulator:
+        flags = [*wallet_flags(emulator), *EXISTING]
+        assert provision(image, *flags, token=emulator.api_token).returncode == EXIT_CHANGED
+        ours = provision(image, *flags, "--description", "Bar", token=emulator.api_token)
+        assert ours.returncode == EXIT_CHANGED and list(etc.glob("*.bak-*")) == []  # its own file: no backup
+        config = etc / "config.toml"
+        edited = config.read_text().replace('description = "Bar"', 'description = "Bar by hand"  # why')
+        config.write_text(edited)
+        dry = provision(image, *flags, "--dry-run", token=emulator.api_token)
+        assert list(etc.glob("*.bak-*")) == []
+        rerun = provision(image, *flags, token=emulator.api_token)
+    assert dry.returncode == EXIT_CHANGED and "edited by hand; a run keeps it" in dry.stdout
+    assert rerun.returncode == EXIT_CHANGED, rerun.stdout + rerun.stderr
+    assert "edited by hand; kept it as config.toml.bak-" in rerun.stdout
+    assert '-description = "Bar by hand"  # why\n+description = "taptill"\n' in rerun.stdout
+    (backup,) = etc.glob("config.toml.bak-*")
+    assert backup.read_text() == edited and stat.S_IMODE(backup.stat().st_mode) == 0o600
+    assert load_config(config).terminal.description == "taptill"
