@@ -16,7 +16,7 @@ import pytest
 from provisioning.install import CONSTRAINTS, SOURCE_PARTS
 from provisioning.provision import EXIT_CANNOT_WRITE, EXIT_CHANGED, EXIT_USAGE
 from terminal.config import OfflineConfig, load_config
-from terminal.controller import operator_hash
+from terminal.controller.operators import card_entry, new_operator_key, parse_operator_key
 from terminal.emulator.partybroker import EmulatedDrink, PartybrokerEmulator
 from terminal.emulator.wallet import WalletEmulator
 from tests.conftest import seed_program
@@ -61,7 +61,8 @@ def test_a_drink_title_with_newlines_stays_one_value_and_adds_no_table(image: Pa
     config = root / "etc/taptill/config.toml"
     data = tomllib.loads(config.read_text())
     assert "offline" not in data
-    assert data["partybroker"]["drinks"]["espresso"]["title"] == INJECTED
+    # made one printable line where it entered (terminal.model.printable), and a value, not TOML
+    assert data["partybroker"]["drinks"]["espresso"]["title"] == " ".join(INJECTED.split())
     assert load_config(config).offline == OfflineConfig()  # the default limits, not 99,999,999 cents
 
 
@@ -163,11 +164,11 @@ def test_a_token_file_open_to_other_users_is_refused_with_the_chmod_line(
 
 @pytest.mark.parametrize(
     "table",
-    ['[wallet]\ntoken = "TOKEN"\n', '[partybroker]\npassword = "pw"\n', '[topup]\noperators = ["OP"]\n'],
+    ['[wallet]\ntoken = "TOKEN"\n', '[partybroker]\npassword = "pw"\n', '[topup.operators]\nolga = "OP"\n'],
 )
 def test_an_answers_file_holding_a_secret_must_be_0600(tmp_path: Path, table: str) -> None:
     answers = tmp_path / "answers.toml"
-    answers.write_text(table.replace("OP", "0" * 64))
+    answers.write_text(table.replace("OP", "hmac-sha256:" + "0" * 64))
     answers.chmod(0o644)
     proc = provision(tmp_path / "image", "--answers", str(answers))
     assert proc.returncode == EXIT_USAGE, proc.stdout + proc.stderr
@@ -269,13 +270,15 @@ def test_a_topup_kiosk_is_provisioned_from_the_answers_with_its_operators(
     tmp_path: Path, image: Path
 ) -> None:
     """Operators come as the config spells them, checked by the config's own [topup] parser."""
-    entry = operator_hash("04C0FFEE000001")
+    entry = card_entry(parse_operator_key(new_operator_key()), "04C0FFEE000001")
     with WalletEmulator.demo("doc") as emulator:  # doc: the terminal may credit
         answers = tmp_path / "answers.toml"
         answers.write_text(
             f'[wallet]\nbase_url = "{emulator.base_url}"\n'
             '[terminal]\nmode = "topup"\ndescription = "Kasse"\n[reader]\nkind = "sim"\n'
-            f'[topup]\noperators = ["{entry}"]\nbuttons = {{ ten = "topup_10" }}\nclear_button = "clear"\n'
+            '[topup]\noperator_key_file = "/etc/taptill/operator.key"\n'
+            'buttons = { ten = "topup_10" }\nclear_button = "clear"\n'
+            f'[topup.operators]\nolga = "{entry}"\n'
         )
         answers.chmod(0o600)
         proc = provision(image, "--answers", str(answers), *EXISTING, token=emulator.api_token)
