@@ -10,6 +10,8 @@ import types
 from collections.abc import Iterator, Sequence
 from typing import Self
 
+from terminal.emulator.serving import ServingThread
+
 
 def http_response(status: int, body: bytes, content_type: str = "application/json", **headers: str) -> bytes:
     """A complete HTTP/1.1 response with Content-Length (``headers`` names use _ for -)."""
@@ -66,24 +68,22 @@ class _LoopbackServer:
     """A threaded TCP server on 127.0.0.1 serving ``handler``; a context manager that starts and stops it."""
 
     def __init__(self, handler: type[socketserver.BaseRequestHandler]) -> None:
-        self._server = _Server(("127.0.0.1", 0), handler)
-        self._server.owner = self
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        server = _Server(("127.0.0.1", 0), handler)
+        server.owner = self
+        self._serving = ServingThread(server, "raw-http")
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/wallet"
+        return f"http://127.0.0.1:{self._serving.port}/wallet"
 
     def __enter__(self) -> Self:
-        self._thread.start()
+        self._serving.start()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None
     ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._serving.stop()
 
 
 class RawHttpServer(_LoopbackServer):

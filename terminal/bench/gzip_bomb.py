@@ -20,10 +20,11 @@ import socketserver
 import struct
 import subprocess
 import sys
-import threading
 import types
 import zlib
 from typing import Any, Self
+
+from terminal.emulator.serving import ServingThread
 
 CARD = "04B0B0B0B0B0B0"
 INFLATED_MIB = 1024
@@ -110,26 +111,24 @@ class BombServer:
     def __init__(self, bomb: bytes) -> None:
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.bomb = bomb
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        self._serving = ServingThread(self._server, "gzip-bomb")
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self._serving.port}"
 
     @property
     def bombs_served(self) -> int:
         return self._server.bombs_served
 
     def __enter__(self) -> Self:
-        self._thread.start()
+        self._serving.start()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None
     ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._serving.stop()
 
 
 def _peak_rss_mb() -> float:

@@ -1,9 +1,10 @@
-"""An emulator's command line: its port option, and staying in the foreground until SIGTERM or SIGINT."""
+"""Serving an emulator on loopback in a thread, its port option, and running until SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
 import argparse
 import signal
+import socketserver
 import threading
 from types import FrameType
 
@@ -30,3 +31,31 @@ def tcp_port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{port} is not a port number; use 0..65535 (0 picks a free one)")
     return port
+
+
+class ServingThread:
+    """Runs ``server`` (bound already, e.g. to 127.0.0.1:0) in a daemon thread until ``stop``.
+
+    ``stop`` also closes pooled keep-alive connections when the server tracks them
+    (``close_all_connections``), so a client's next request fails like one to a stopped server would.
+    """
+
+    def __init__(self, server: socketserver.TCPServer, name: str) -> None:
+        self.server = server
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), name=name, daemon=True)
+
+    def start(self) -> ServingThread:
+        self._thread.start()
+        return self
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        close_all = getattr(self.server, "close_all_connections", None)
+        if close_all is not None:
+            close_all()
+        self.server.server_close()
+        self._thread.join(timeout=5)

@@ -39,6 +39,7 @@ from terminal.emulator.faults import (
     run_before_fault,
     send_body,
 )
+from terminal.emulator.serving import ServingThread
 
 MAX_REQUEST_BYTES = 64 * 1024
 ROUTE_DRINKS = "drinks"  # the route kind fault rules can name (GET lists, POST buys)
@@ -144,17 +145,14 @@ class PartybrokerEmulator:
         self._market = _Market(drinks, price_interval_s, rise_cents, fall_cents, clock())
         self._port = port
         self._server: FaultableHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: ServingThread | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
     def start(self) -> PartybrokerEmulator:
         server = FaultableHTTPServer(("127.0.0.1", self._port), _handler_for(self))
         self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, args=(0.05,), name="partybroker-emulator", daemon=True
-        )
-        self._thread.start()
+        self._serving = ServingThread(server, "partybroker-emulator").start()
         return self
 
     def stop(self) -> None:
@@ -162,11 +160,8 @@ class PartybrokerEmulator:
         if server is None:
             return
         self.faults.clear()  # releases hanging requests
-        server.shutdown()
-        server.server_close()
-        server.close_all_connections()  # pooled keep-alive connections would outlive the server
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._serving is not None:
+            self._serving.stop()
 
     def __enter__(self) -> PartybrokerEmulator:
         return self.start()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import threading
 import time
 import types
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,6 +19,7 @@ from terminal.emulator.faults import (
     run_before_fault,
     send_body,
 )
+from terminal.emulator.serving import ServingThread
 from terminal.emulator.wallet.control import CONTROL_PREFIX, handle_control, is_control_path
 from terminal.emulator.wallet.flavours import (
     DEMO_PRODUCTS_DOC,
@@ -202,7 +202,7 @@ class WalletEmulator:
             balance, paired_user = spec if isinstance(spec, tuple) else (spec, "")
             self.ledger.seed_wallet(token_id, balance, paired_user)
         self._server: _WalletHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: ServingThread | None = None
 
     @classmethod
     def demo(cls, flavour: Flavour = "doc", **overrides: Any) -> WalletEmulator:
@@ -222,10 +222,7 @@ class WalletEmulator:
         server = _WalletHTTPServer((self.host, self._requested_port), _WalletRequestHandler)
         server.emulator = self
         self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, args=(0.05,), name="wallet-emulator", daemon=True
-        )
-        self._thread.start()
+        self._serving = ServingThread(server, "wallet-emulator").start()
         return self
 
     def stop(self) -> None:
@@ -233,11 +230,8 @@ class WalletEmulator:
         if server is None:
             return
         self.faults.clear()  # releases hanging requests
-        server.shutdown()
-        server.close_all_connections()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._serving is not None:
+            self._serving.stop()
 
     def __enter__(self) -> WalletEmulator:
         return self.start()
