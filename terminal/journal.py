@@ -203,6 +203,11 @@ RESOLUTIONS = ("refunded", "served")
 OFFLINE_REASON = "offline: "
 
 
+def offline_reason(why: str) -> str:
+    """The journaled reason of an offline decision (accepted or declined): ``offline: <why>``."""
+    return OFFLINE_REASON + why
+
+
 @dataclass(frozen=True)
 class SaleRecord:
     """One row of the journal."""

@@ -50,6 +50,7 @@ from terminal.events import (
     WalletRefused,
     WalletUnreachable,
 )
+from terminal.journal import offline_reason
 from terminal.model import DeclineReason, Product, ProductId
 from terminal.screens import (
     ASK_STAFF,
@@ -358,22 +359,22 @@ class Controller:
                             DeclineReason.OFFLINE_LIMIT,
                             DeclinedScreen(DeclineReason.OFFLINE_LIMIT),
                             offline=True,
-                            note="offline: top-up limit ([topup] max_offline_credit_cents)",
+                            note=offline_reason("top-up limit ([topup] max_offline_credit_cents)"),
                         )
                     if self.settings.offline.mode == "accept":
                         tap.offline = True
-                        return self._charge(tap, online=False, balance=None, reason="offline: top-up")
+                        return self._charge(tap, online=False, balance=None, reason=offline_reason("top-up"))
                     return self._decline(
                         tap,
                         DeclineReason.OFFLINE,
                         DeclinedScreen(DeclineReason.OFFLINE),
                         offline=True,
-                        note="offline: policy declines",
+                        note=offline_reason("policy declines"),
                     )
                 unsellable = sorted({str(p) for p in tap.products} & self.unsellable)
                 if unsellable:
                     # Sold offline it would be served now and refused by the server later.
-                    note = f"offline: the server cannot book product {', '.join(unsellable)}"
+                    note = offline_reason(f"the server cannot book product {', '.join(unsellable)}")
                     screen = DeclinedScreen(DeclineReason.BAD_PRODUCT)
                     return self._decline(tap, DeclineReason.BAD_PRODUCT, screen, offline=True, note=note)
                 decision = decide_offline(view, -tap.amount_cents, self.settings.offline)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from terminal.effects import Effect, RecordDecline, Show
+from terminal.journal import OFFLINE_REASON
 from terminal.model import DeclineReason
 from terminal.money import format_cents
 from terminal.screens import (
@@ -88,7 +89,7 @@ def decision_line(effects: Sequence[Effect], *, locale: str, currency: str, igno
                 why += f" (needs {money(-record.amount_cents)}{has})"
             if record is not None and record.offline:
                 note = str(record.reason)
-                detail = note.removeprefix("offline: ") if note.startswith("offline: ") else why
+                detail = note.removeprefix(OFFLINE_REASON) if note.startswith(OFFLINE_REASON) else why
                 if reason is DeclineReason.INSUFFICIENT_BALANCE:
                     detail = why
                 elif detail == "policy declines":
