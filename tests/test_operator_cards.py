@@ -14,7 +14,8 @@ from pathlib import Path
 from terminal.config import OfflineConfig, OperatorEntry
 from terminal.controller import Controller, ControllerSettings
 from terminal.controller.operators import OperatorBook, card_entry, pin_entry
-from terminal.effects import Charge, Effect, RecordDecline, Show, StartTimer
+from terminal.controller.settings import PinRecord
+from terminal.effects import Charge, Effect, RecordDecline, RecordPin, Show, StartTimer
 from terminal.emulator.wallet import WalletEmulator
 from terminal.events import (
     ButtonPressed,
@@ -25,14 +26,17 @@ from terminal.events import (
     WalletBalance,
     WalletUnreachable,
 )
-from terminal.journal import OfflineView
+from terminal.journal import Journal, OfflineView
 from terminal.model import DeclineReason, Product
 from terminal.screens import DeclinedScreen, KioskScreen, PinScreen, Screen
+from terminal.service.boot_clock import Moment
+from terminal.service.pin_lockouts import restore_pins
 from tests.terminal_lab import (
     ERIKA,
     MAX,
     REPO,
     TerminalProcess,
+    faketime_env,
     journal_lines,
     kiosk_operators,
     settled,
@@ -197,6 +201,63 @@ def test_a_wrong_pin_then_the_right_one_unlocks_and_a_success_clears_the_count()
     assert c.operator == "olga"
 
 
+# --- the lockout across restarts and clock steps ------------------------------------------------------
+
+WRONG = ("twenty",) * 4
+DAY_S = 86_400.0
+
+
+def test_every_wrong_pin_is_journaled_before_it_is_shown_and_a_restart_carries_on_the_count() -> None:
+    c = Controller(KIOSK, CATALOG)
+    c.start()
+    tap(c, OPERATOR)
+    fx = press(c, *WRONG)
+    shown = next(i for i, e in enumerate(fx) if isinstance(e, Show))
+    assert fx.index(RecordPin("olga", 1)) < shown  # durable before anyone sees the answer
+    tap(c, OPERATOR)
+    assert RecordPin("olga", 0) in press(c, *PIN)  # a right PIN forgets the count
+    # What the journal held when the terminal stopped: two wrong PINs. One more locks the card out.
+    again = Controller(replace(KIOSK, pins={"olga": PinRecord(wrong=2)}), CATALOG)
+    again.start()
+    tap(again, OPERATOR)
+    fx = press(again, *WRONG)
+    assert screens(fx) == [DeclinedScreen(DeclineReason.PIN_LOCKED_OUT)]
+    assert fx.index(RecordPin("olga", 3, locked=True)) < fx.index(Show(screens(fx)[0]))
+
+
+def test_a_lockout_running_at_start_goes_on_for_what_is_left_of_it() -> None:
+    c = Controller(replace(KIOSK, pins={"olga": PinRecord(wrong=3, locked_for_s=42.0)}), CATALOG)
+    (timer,) = [e for e in c.start() if isinstance(e, StartTimer)]
+    assert timer.delay_s == 42.0
+    assert screens(tap(c, OPERATOR)) == [DeclinedScreen(DeclineReason.PIN_LOCKED_OUT)]
+    c.handle(TimerFired(timer.token))
+    assert screens(tap(c, OPERATOR)) == [PinScreen(0, 4)]
+    fx = press(c, *WRONG)  # a fresh count after the lockout: one wrong PIN is not a lockout
+    assert screens(fx) == [DeclinedScreen(DeclineReason.WRONG_PIN)] and RecordPin("olga", 1) in fx
+
+
+def test_a_lockout_counts_on_the_boot_clock_and_starts_over_once_after_a_reboot(tmp_path: Path) -> None:
+    """The rule (terminal/service/pin_lockouts.py): within a boot, CLOCK_BOOTTIME measures it, whatever
+    the wall clock does; after a reboot the lockout starts over in full, re-anchored once."""
+    journal = Journal.open(tmp_path / "journal.sqlite3")
+    began = Moment(1_750_000_000.0, "boot-a", 100.0)
+    journal.note_pin_failures("olga", 3, began)
+    journal.note_pin_failures("max", 1)
+    for wall in (began.wall + DAY_S, began.wall - DAY_S):  # stepped a day either way, 60 s later
+        pins = restore_pins(journal, Moment(wall, "boot-a", 160.0), 300.0)
+        assert pins == {"olga": PinRecord(3, 240.0), "max": PinRecord(1)}
+    assert restore_pins(journal, Moment(began.wall, "boot-a", 400.5), 300.0) == {"max": PinRecord(1)}
+    for wall in (began.wall + DAY_S, began.wall - DAY_S):  # a reboot: neither over at once nor forever
+        after = Moment(wall, f"boot-{wall}", 20.0)
+        assert restore_pins(journal, after, 300.0)["olga"] == PinRecord(3, 300.0)
+        assert journal.pin_failures()["olga"].locked_at == after
+        later = Moment(after.wall - DAY_S, after.boot, 270.0)  # and the clock stepped back again
+        assert restore_pins(journal, later, 300.0)["olga"] == PinRecord(3, 50.0)
+    journal.note_pin_failures("olga", 0)
+    assert restore_pins(journal, Moment(began.wall, "boot-a", 101.0), 300.0) == {"max": PinRecord(1)}
+    journal.close()
+
+
 # --- caps ------------------------------------------------------------------------------------------
 
 
@@ -292,3 +353,69 @@ max_credit_per_shift_cents = 2500
     first, second = journal_lines(config)
     assert first["operator"] == "olga" and first["state"] == "done"
     assert second["state"] == "declined" and "shift cap 2500" in second["reason"]
+
+
+def test_a_lockout_outlives_restarts_and_clock_steps_of_a_day_and_then_ends(tmp_path: Path) -> None:
+    """The attack: wrong PINs until the card is locked out, then restart the terminal (a power cut, a
+    provoked crash) for fresh attempts; with the wall clock stepped a day ahead, then a day back (NTP,
+    fake-hwclock). The card stays locked out until pin_lockout_s have passed, then the PIN works."""
+    lockout_s = 15.0
+    pin = ("ten", "clear", "twenty", "ten", "twenty", "clear", "ten")  # 3 buttons: 7 presses (2187)
+    key_line, _ = kiosk_operators(tmp_path, {})
+    key = bytes.fromhex((tmp_path / "operator.key").read_text())
+    entry = f'olga = {{ card = "{card_entry(key, OPERATOR)}", pin = "{pin_entry(key, "olga", pin)}" }}'
+    extra = f"""
+[topup]
+{key_line}
+buttons = {{ ten = "topup_10", twenty = "topup_20" }}
+clear_button = "clear"
+pin_required = true
+pin_length = 7
+pin_attempts = 2
+pin_lockout_s = {lockout_s}
+[topup.operators]
+{entry}
+"""
+    offset = tmp_path / "faketime"
+    locked_out = "declined: too many wrong PINs"
+    asked = "operator: enter the PIN with the buttons"
+
+    def started() -> TerminalProcess:
+        return TerminalProcess(config, env=faketime_env(offset))
+
+    def press_all(term: TerminalProcess, buttons: tuple[str, ...]) -> None:
+        for b in buttons:
+            assert term.send(f"press {b}") == "ok"
+
+    with WalletEmulator.demo("doc") as server:
+        config = write_config(tmp_path, server, products=[], mode="topup", extra=extra)
+        term = started()
+        try:
+            for _ in range(2):
+                assert term.send(f"tap-wait {OPERATOR}") == asked
+                press_all(term, ("twenty",) * 7)
+            locked_at = time.monotonic()
+            assert term.send(f"tap-wait {OPERATOR}").startswith(locked_out)
+        finally:
+            assert term.stop() == 0
+        for step in ("+1d", "-1d"):
+            offset.write_text(f"{step}\n")
+            term = started()
+            try:
+                assert term.send(f"tap-wait {OPERATOR}").startswith(locked_out), step
+            finally:
+                assert term.stop() == 0
+        term = started()  # still a day behind
+        try:
+            wait_for(
+                lambda: term.send(f"tap-wait {OPERATOR}") == asked,
+                timeout=lockout_s + 20,
+                what="the lockout to end",
+            )
+            ended_after = time.monotonic() - locked_at
+            press_all(term, (*pin, "ten"))
+            assert term.send(f"tap-wait {ERIKA}").startswith("approved: credited 10,00")
+        finally:
+            assert term.stop() == 0
+    assert ended_after >= lockout_s - 0.5, ended_after
+    assert "locked out" in term.log()

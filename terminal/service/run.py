@@ -23,7 +23,9 @@ from terminal.events import CatalogChanged, UnsellableChanged
 from terminal.journal import Journal, JournalError
 from terminal.ops.salvage import open_journal_salvaging
 from terminal.partybroker.runtime import PartybrokerRuntime
+from terminal.service import boot_clock
 from terminal.service.drivers import check_drivers
+from terminal.service.pin_lockouts import restore_pins
 from terminal.service.sd_notify import Notifier
 from terminal.service.secret import Secret, SecretError, read_secret
 from terminal.service.state_lock import StateDirBusy, StateLock, StateLockError
@@ -185,6 +187,10 @@ async def _run_locked(
             pin_length=cfg.topup.pin_length,
             pin_attempts=cfg.topup.pin_attempts,
             pin_lockout_s=cfg.topup.pin_lockout_s,
+            # Wrong PINs and lockouts from before this start: a restart must not reset them.
+            pins=restore_pins(journal, boot_clock.now(), cfg.topup.pin_lockout_s)
+            if cfg.terminal.mode == "topup"
+            else {},
             max_credit_per_unlock_cents=cfg.topup.max_credit_per_unlock_cents,
             max_credit_per_shift_cents=cfg.topup.max_credit_per_shift_cents,
             max_offline_credit_cents=cfg.topup.max_offline_credit_cents,
