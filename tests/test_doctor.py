@@ -7,10 +7,19 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from terminal.controller.operators import card_entry, parse_operator_key, pin_entry
 from terminal.emulator.faults import FaultKind
 from terminal.emulator.wallet import WalletEmulator
 from terminal.ops.doctor import SERVER_TIMEOUT_S, diagnose
-from tests.terminal_lab import MAX, TerminalProcess, journal_lines, taptill, wait_for, write_config
+from tests.terminal_lab import (
+    MAX,
+    TerminalProcess,
+    journal_lines,
+    kiosk_operators,
+    taptill,
+    wait_for,
+    write_config,
+)
 
 
 def statuses(config: Path, now: datetime | None = None) -> dict[str, tuple[str, str]]:
@@ -137,3 +146,43 @@ def test_clock_and_old_pending_sales(tmp_path: Path) -> None:
     assert behind["clock"][0] == "FAIL" and "before this build" in behind["clock"][1]
     assert ancient["clock"][0] == "FAIL" and "timedatectl" in ancient["clock"][1]
     assert fresh["clock"][0] == "OK"
+
+
+def kiosk_config(folder: Path, emulator: WalletEmulator, topup: str, *, pin: bool = True) -> Path:
+    """A top-up kiosk with three buttons and operator olga (with a 7-press PIN when ``pin``)."""
+    folder.mkdir()
+    key_line, _ = kiosk_operators(folder, {})
+    key = parse_operator_key((folder / "operator.key").read_text())
+    card = card_entry(key, "0000BEEF")
+    presses = ("ten",) * 7
+    entry = f'{{ card = "{card}", pin = "{pin_entry(key, "olga", presses)}" }}' if pin else f'"{card}"'
+    extra = (
+        f'[topup]\n{key_line}\nbuttons = {{ ten = "topup_10", twenty = "topup_20" }}\n'
+        f'clear_button = "clear"\n{topup}\n[topup.operators]\nolga = {entry}\n'
+    )
+    return write_config(folder, emulator, products=[], mode="topup", extra=extra)
+
+
+def test_a_kiosk_is_told_how_fast_a_cloned_card_tries_every_pin_and_what_a_stolen_unlock_credits(
+    tmp_path: Path,
+) -> None:
+    with WalletEmulator.demo("doc") as emulator:
+        weak = statuses(kiosk_config(tmp_path / "weak", emulator, "pin_required = true\npin_length = 7"))
+        strong = statuses(
+            kiosk_config(
+                tmp_path / "strong",
+                emulator,
+                "pin_length = 7\npin_lockout_s = 900\nmax_credit_per_shift_cents = 50000",
+            )
+        )
+        bare = statuses(kiosk_config(tmp_path / "bare", emulator, "", pin=False))
+    assert weak["pin"] == (
+        "WARN",
+        "2187 PINs (3 buttons, 7 presses); a cloned operator card tries them all within 2.5 days "
+        "(3 guesses per 300 s lockout); raise [topup] pin_length or pin_lockout_s",
+    )
+    assert weak["caps"][0] == "WARN" and "set [topup] max_credit_per_shift_cents" in weak["caps"][1]
+    assert strong["pin"][0] == "OK" and "within 7.6 days" in strong["pin"][1]
+    assert strong["caps"] == ("OK", "per unlock no cap, per operator and day 500,00 €, offline 200,00 €")
+    assert bare["pin"][0] == "WARN" and "set [topup] pin_required = true" in bare["pin"][1]
+    assert all(s[0] != "FAIL" for s in (*weak.values(), *strong.values(), *bare.values())), weak

@@ -4,6 +4,7 @@ the caps on what an operator may credit, and the operator's name on every top-up
 from __future__ import annotations
 
 import hashlib
+import io
 import stat
 import subprocess
 import sys
@@ -11,7 +12,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from terminal.config import OfflineConfig, OperatorEntry
+import pytest
+
+from terminal.config import ConfigError, OfflineConfig, OperatorEntry, parse_topup
+from terminal.config_section import Section
 from terminal.controller import Controller, ControllerSettings
 from terminal.controller.operators import OperatorBook, card_entry, pin_entry
 from terminal.controller.settings import PinRecord
@@ -28,6 +32,7 @@ from terminal.events import (
 )
 from terminal.journal import Journal, OfflineView
 from terminal.model import DeclineReason, Product
+from terminal.ops.operator_card import add_operator
 from terminal.screens import DeclinedScreen, KioskScreen, PinScreen, Screen
 from terminal.service.boot_clock import Moment
 from terminal.service.pin_lockouts import restore_pins
@@ -48,7 +53,8 @@ from tests.terminal_lab import (
 OPERATOR = "0000BEEF"  # a 4-byte UID: the kind the security review brute-forced in 12 s
 GUEST = "04DEADBEEF0001"
 KEY = bytes(range(32))
-PIN = ("ten", "clear", "twenty", "ten")
+PIN = ("ten", "clear", "twenty", "ten")  # the controller's tests; a config needs 7 presses on 3 buttons
+PIN7 = ("ten", "clear", "twenty", "ten", "twenty", "clear", "ten")  # 3 ** 7 = 2187 PINs
 CATALOG = (Product("topup_10", "Aufladung 10 €", -1000), Product("topup_20", "Aufladung 20 €", -2000))
 KIOSK = ControllerSettings(
     products=(),
@@ -128,7 +134,7 @@ def test_operator_add_prints_the_line_and_never_the_key(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text(
         '[topup]\noperator_key_file = "op.key"\nbuttons = { ten = "t", twenty = "u" }\n'
-        'clear_button = "clear"\n'
+        'clear_button = "clear"\npin_length = 7\n'
     )
 
     def add(stdin: str, *more: str) -> subprocess.CompletedProcess[str]:
@@ -149,13 +155,13 @@ def test_operator_add_prints_the_line_and_never_the_key(tmp_path: Path) -> None:
     key = bytes.fromhex(key_file.read_text())
     assert first.stdout == f'olga = "{card_entry(key, OPERATOR)}"\n'
     assert key.hex() not in first.stdout + first.stderr
-    again = add("0000BEEF\nten clear twenty ten\n", "--pin")  # the same key: the same card entry
+    again = add(f"0000BEEF\n{' '.join(PIN7)}\n", "--pin")  # the same key: the same card entry
     assert again.returncode == 0 and "created" not in again.stderr
     assert again.stdout == (
-        f'olga = {{ card = "{card_entry(key, OPERATOR)}", pin = "{pin_entry(key, "olga", PIN)}" }}\n'
+        f'olga = {{ card = "{card_entry(key, OPERATOR)}", pin = "{pin_entry(key, "olga", PIN7)}" }}\n'
     )
     bad = add("0000BEEF\nten nine\n", "--pin")
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "pin_length wants 4" in bad.stderr
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "pin_length wants 7" in bad.stderr
     key_file.chmod(0o640)
     leaky = add("0000BEEF\n")
     assert leaky.returncode == 2 and "chmod 600" in leaky.stderr and leaky.stdout == ""
@@ -199,6 +205,76 @@ def test_a_wrong_pin_then_the_right_one_unlocks_and_a_success_clears_the_count()
     tap(c, OPERATOR)
     press(c, *PIN)
     assert c.operator == "olga"
+
+
+# --- a PIN space too small to bound guessing --------------------------------------------------------
+
+
+def topup_table(buttons: int, pin_length: int, **more: object) -> dict[str, object]:
+    key = bytes(range(32))
+    names = ["ten", "twenty", "fifty"][: buttons - 1]
+    return {
+        "buttons": {n: f"topup_{n}" for n in names},
+        "clear_button": "clear",
+        "pin_length": pin_length,
+        "operators": {"olga": {"card": card_entry(key, OPERATOR), "pin": pin_entry(key, "olga", ["ten"])}},
+        **more,
+    }
+
+
+@pytest.mark.parametrize(
+    ("buttons", "pin_length", "said"),
+    [
+        (
+            2,
+            1,
+            "a PIN of 1 press on 2 buttons has only 2 combinations, which a cloned operator card tries in "
+            "full before its first lockout; set [topup] pin_length = 10 or more (at least 1000 combinations)",
+        ),
+        (
+            3,
+            4,
+            "81 combinations, which a cloned operator card tries in full within 2.2 hours; set [topup] "
+            "pin_length = 7 or more",
+        ),
+        (
+            4,
+            4,
+            "256 combinations, which a cloned operator card tries in full within 7.1 hours; set [topup] "
+            "pin_length = 5 or more",
+        ),
+    ],
+)
+def test_a_pin_space_a_cloned_card_sweeps_within_hours_is_refused_at_load_with_the_fix(
+    buttons: int, pin_length: int, said: str
+) -> None:
+    """The attack: a cloned operator card tries every PIN, pin_attempts per lockout. Refused for an
+    operator with a PIN (as here) as for pin_required; a space of 1000 and more loads."""
+    with pytest.raises(ConfigError) as refused:
+        parse_topup(Section("topup", topup_table(buttons, pin_length)))
+    assert said in str(refused.value) and "\n" not in str(refused.value)
+    one_button = topup_table(2, 12)
+    del one_button["clear_button"]
+    with pytest.raises(ConfigError, match="give the kiosk more buttons"):
+        parse_topup(Section("topup", one_button))
+    enough = parse_topup(Section("topup", topup_table(buttons, 10)))
+    assert enough.pin_space >= 1000 and enough.pin_sweep_s >= 333 * 300
+    no_pins = topup_table(buttons, pin_length)
+    no_pins["operators"] = {"olga": card_entry(bytes(range(32)), OPERATOR)}
+    assert not parse_topup(Section("topup", no_pins)).pin_in_use  # no PIN: nothing to guess
+
+
+def test_operator_add_refuses_a_pin_from_a_space_too_small(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[topup]\noperator_key_file = "op.key"\nbuttons = { ten = "t", twenty = "u" }\nclear_button = "c"\n'
+    )
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(ConfigError, match=r"only 81 combinations.*pin_length = 7 or more"):
+        add_operator(
+            config, "olga", with_pin=True, stdin=io.StringIO("0000BEEF\nten c ten twenty\n"), out=out, err=err
+        )
+    assert out.getvalue() == ""
 
 
 # --- the lockout across restarts and clock steps ------------------------------------------------------
@@ -313,13 +389,14 @@ def test_kiosk_with_pin_names_the_operator_on_the_server_and_keeps_the_shift_cap
 ) -> None:
     key_line, _ = kiosk_operators(tmp_path, {})
     key = bytes.fromhex((tmp_path / "operator.key").read_text())
-    entry = f'olga = {{ card = "{card_entry(key, OPERATOR)}", pin = "{pin_entry(key, "olga", PIN)}" }}'
+    entry = f'olga = {{ card = "{card_entry(key, OPERATOR)}", pin = "{pin_entry(key, "olga", PIN7)}" }}'
     extra = f"""
 [topup]
 {key_line}
 buttons = {{ ten = "topup_10", twenty = "topup_20" }}
 clear_button = "clear"
 pin_required = true
+pin_length = 7
 max_credit_per_shift_cents = 2500
 [topup.operators]
 {entry}
@@ -327,7 +404,7 @@ max_credit_per_shift_cents = 2500
 
     def unlock_and_credit(term: TerminalProcess, button: str, guest: str) -> None:
         term.tap(OPERATOR)
-        for b in PIN:
+        for b in PIN7:
             taptill("press", b, "--config", str(term.config))
         taptill("press", button, "--config", str(term.config))
         term.tap(guest)
@@ -360,10 +437,9 @@ def test_a_lockout_outlives_restarts_and_clock_steps_of_a_day_and_then_ends(tmp_
     provoked crash) for fresh attempts; with the wall clock stepped a day ahead, then a day back (NTP,
     fake-hwclock). The card stays locked out until pin_lockout_s have passed, then the PIN works."""
     lockout_s = 15.0
-    pin = ("ten", "clear", "twenty", "ten", "twenty", "clear", "ten")  # 3 buttons: 7 presses (2187)
     key_line, _ = kiosk_operators(tmp_path, {})
     key = bytes.fromhex((tmp_path / "operator.key").read_text())
-    entry = f'olga = {{ card = "{card_entry(key, OPERATOR)}", pin = "{pin_entry(key, "olga", pin)}" }}'
+    entry = f'olga = {{ card = "{card_entry(key, OPERATOR)}", pin = "{pin_entry(key, "olga", PIN7)}" }}'
     extra = f"""
 [topup]
 {key_line}
@@ -413,7 +489,7 @@ pin_lockout_s = {lockout_s}
                 what="the lockout to end",
             )
             ended_after = time.monotonic() - locked_at
-            press_all(term, (*pin, "ten"))
+            press_all(term, (*PIN7, "ten"))
             assert term.send(f"tap-wait {ERIKA}").startswith("approved: credited 10,00")
         finally:
             assert term.stop() == 0

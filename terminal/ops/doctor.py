@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from terminal.config import Config, ConfigError, load_config
+from terminal.config import Config, ConfigError, load_config, span_words
 from terminal.config_section import Section
 from terminal.journal import Journal, JournalError, JournalMissing
 from terminal.model import printable
@@ -31,6 +31,7 @@ DISK_WARN_BYTES = 200 * 1024 * 1024
 PENDING_WARN_S = 3600
 PENDING_FAIL_S = 24 * 3600
 SERVER_TIMEOUT_S = 5.0
+PIN_SWEEP_WARN_S = 7 * 86_400.0  # a cloned operator card that can try every PIN within a week: WARN
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ def diagnose(config_path: Path, *, now: Callable[[], datetime] | None = None) ->
     checks.append(_secret_check("secrets", cfg.wallet.token_file, "wallet.token"))
     if partybroker is not None:
         checks.append(_secret_check("pb-secret", partybroker.password_file, PASSWORD_CREDENTIAL))
+    if cfg.terminal.mode == "topup":
+        checks += [_pin_check(cfg), _caps_check(cfg)]
     checks.append(_transport_check(cfg, partybroker))
     checks.append(asyncio.run(_wallet_check(cfg)))
     journal_check, journal = _journal_check(cfg.journal_path)
@@ -134,6 +137,50 @@ def _secret_check(name: str, path: Path | None, credential: str) -> Check:
     except SecretError as exc:
         return Check.fail(name, str(exc))
     return Check.ok(name, f"{path} is private (0600) and not empty")
+
+
+# --- the top-up kiosk ----------------------------------------------------------------------------
+
+
+def _pin_check(cfg: Config) -> Check:
+    """How long a cloned operator card needs to try every PIN (the config refuses fewer than
+    PIN_SPACE_FLOOR PINs; under PIN_SWEEP_WARN_S a WARN), or that there is no PIN at all."""
+    t = cfg.topup
+    if not t.pin_in_use:
+        return Check.warn(
+            "pin",
+            "operator cards unlock without a PIN, so a cloned operator card unlocks the kiosk; set [topup] "
+            "pin_required = true and give each operator a PIN (taptill operator add NAME --pin)",
+        )
+    rate = f"{t.pin_attempts} guesses per {t.pin_lockout_s:g} s lockout"
+    text = (
+        f"{t.pin_space} PINs ({t.pin_keys} buttons, {t.pin_length} presses); a cloned operator card "
+        f"tries them all within {span_words(t.pin_sweep_s)} ({rate})"
+    )
+    if t.pin_sweep_s < PIN_SWEEP_WARN_S:
+        return Check.warn("pin", f"{text}; raise [topup] pin_length or pin_lockout_s")
+    return Check.ok("pin", text)
+
+
+def _caps_check(cfg: Config) -> Check:
+    """What a stolen unlock can credit. No cap per shift is a WARN, not a default: a default would
+    decline a busy kiosk's guests mid-shift, and only the organiser knows what a shift takes."""
+    t, money = cfg.topup, (cfg.terminal.locale, cfg.terminal.currency)
+
+    def cap(cents: int | None) -> str:
+        return "no cap" if cents is None else format_cents(cents, *money)
+
+    text = (
+        f"per unlock {cap(t.max_credit_per_unlock_cents)}, per operator and day "
+        f"{cap(t.max_credit_per_shift_cents)}, offline {cap(t.max_offline_credit_cents)}"
+    )
+    if t.max_credit_per_shift_cents is None:
+        return Check.warn(
+            "caps",
+            f"{text}: a stolen unlock credits without limit until someone notices; set [topup] "
+            "max_credit_per_shift_cents to what one operator credits in a busy shift",
+        )
+    return Check.ok("caps", text)
 
 
 # --- servers ------------------------------------------------------------------------------------
