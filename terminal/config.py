@@ -123,7 +123,7 @@ class OperatorEntry:
     card's UID and of the PIN (terminal.controller.operators makes and checks them)."""
 
     name: str
-    card: str  # "hmac-sha256:" + 64 hex digits
+    card: str  # "hmac-sha256:" + key id (8 hex digits) + ":" + 64 hex digits; older entries lack the key id
     pin: str | None = None
 
 
@@ -435,7 +435,7 @@ def parse_select(s: Section) -> SelectConfig:
 
 
 OPERATOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
-_KEYED_HASH = re.compile(r"hmac-sha256:[0-9a-f]{64}")
+_KEYED_HASH = re.compile(r"hmac-sha256:(?:[0-9a-f]{8}:)?[0-9a-f]{64}")
 _ADD_OPERATOR = "re-register each card with: taptill operator add NAME (it prints the [topup.operators] line)"
 
 

@@ -17,7 +17,7 @@ import pytest
 from terminal.config import ConfigError, OfflineConfig, OperatorEntry, parse_topup
 from terminal.config_section import Section
 from terminal.controller import Controller, ControllerSettings
-from terminal.controller.operators import OperatorBook, card_entry, pin_entry
+from terminal.controller.operators import OperatorBook, card_entry, key_id, new_operator_key, pin_entry
 from terminal.controller.settings import PinRecord
 from terminal.effects import Charge, Effect, RecordDecline, RecordPin, Show, StartTimer
 from terminal.emulator.wallet import WalletEmulator
@@ -128,6 +128,37 @@ def test_an_operator_key_others_can_read_is_refused_at_start(tmp_path: Path) -> 
     (line,) = [x for x in run.stderr.splitlines() if x.startswith("taptill:")]
     assert "readable by group or others" in line and "chmod 600" in line
     assert (tmp_path / "operator.key").read_text().strip() not in run.stderr
+
+
+def test_entries_made_under_another_key_are_refused_at_start_not_found_out_at_the_counter(
+    tmp_path: Path,
+) -> None:
+    """The operator key was replaced (deleted, then `operator add` made a new one) or the config comes
+    from another terminal: the entries carry their key's id, so the start names them and the fix."""
+    with WalletEmulator.demo("doc") as server:
+        key_line, operators = kiosk_operators(tmp_path, {"olga": OPERATOR})
+        extra = f'[topup]\n{key_line}\nbuttons = {{ ten = "topup_10" }}\n{operators}'
+        config = write_config(tmp_path, server, products=[], mode="topup", extra=extra)
+        (tmp_path / "operator.key").write_text(new_operator_key() + "\n")
+        run = taptill("run", "--config", str(config), check=False, timeout=60)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    (line,) = [x for x in run.stderr.splitlines() if x.startswith("taptill:")]
+    assert "olga: made under another operator key" in line and "taptill operator add olga" in line
+    assert key_id(bytes.fromhex((tmp_path / "operator.key").read_text())) not in operators
+
+
+def test_an_entry_from_before_key_ids_still_unlocks_and_one_under_another_key_never_does() -> None:
+    card, pin = card_entry(KEY, OPERATOR), pin_entry(KEY, "olga", PIN)
+    assert card.startswith(f"hmac-sha256:{key_id(KEY)}:")
+    old = OperatorEntry(
+        "olga", "hmac-sha256:" + card.rsplit(":", 1)[1], "hmac-sha256:" + pin.rsplit(":", 1)[1]
+    )
+    book = OperatorBook(KEY, [old])
+    assert book.operator_for(OPERATOR) == "olga" and book.pin_matches("olga", PIN)
+    assert book.without_key_id() == ["olga"] and book.made_elsewhere() == []
+    other = bytes(range(1, 33))
+    elsewhere = OperatorBook(KEY, [OperatorEntry("max", card_entry(other, OPERATOR))])
+    assert elsewhere.operator_for(OPERATOR) is None and elsewhere.made_elsewhere() == ["max"]
 
 
 def test_operator_add_prints_the_line_and_never_the_key(tmp_path: Path) -> None:

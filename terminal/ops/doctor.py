@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pwd
 import shutil
 import stat
 import tomllib
@@ -15,6 +16,13 @@ from pathlib import Path
 
 from terminal.config import Config, ConfigError, load_config, span_words
 from terminal.config_section import Section
+from terminal.controller.operators import (
+    KEY_CREDENTIAL,
+    OperatorBook,
+    OperatorKeyError,
+    key_mismatch,
+    parse_operator_key,
+)
 from terminal.journal import Journal, JournalError, JournalMissing
 from terminal.model import printable
 from terminal.money import format_cents
@@ -80,7 +88,7 @@ def diagnose(config_path: Path, *, now: Callable[[], datetime] | None = None) ->
     if partybroker is not None:
         checks.append(_secret_check("pb-secret", partybroker.password_file, PASSWORD_CREDENTIAL))
     if cfg.terminal.mode == "topup":
-        checks += [_pin_check(cfg), _caps_check(cfg)]
+        checks += [_operator_key_check(cfg), _pin_check(cfg), _caps_check(cfg)]
     checks.append(_transport_check(cfg, partybroker))
     checks.append(asyncio.run(_wallet_check(cfg)))
     journal_check, journal = _journal_check(cfg.journal_path)
@@ -140,6 +148,76 @@ def _secret_check(name: str, path: Path | None, credential: str) -> Check:
 
 
 # --- the top-up kiosk ----------------------------------------------------------------------------
+
+
+def _operator_key_check(cfg: Config) -> Check:
+    """The operator key: a systemd credential, or a regular file that only its owner reads, owned by root
+    or by the user the terminal runs as (the owner of its state directory), holding a key under which
+    every configured operator entry was made (their key ids match)."""
+    name, path = "operators", cfg.topup.operator_key_file
+    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    credential = bool(cred_dir) and (Path(str(cred_dir)) / KEY_CREDENTIAL).is_file()
+    where = f"the {KEY_CREDENTIAL} credential" if credential else str(path)
+    if not credential and path is not None:
+        problem = _key_file_problem(path, _terminal_user(cfg.terminal.state_dir))
+        if problem is not None:
+            return Check.fail(name, problem)
+    try:
+        book = OperatorBook(
+            parse_operator_key(read_secret(path, KEY_CREDENTIAL).reveal()), cfg.topup.operators
+        )
+    except SecretError as exc:
+        return Check.fail(name, str(exc))
+    except OperatorKeyError as exc:
+        return Check.fail(name, f"{where}: {exc}")
+    elsewhere = book.made_elsewhere()
+    if elsewhere:
+        return Check.fail(name, key_mismatch(elsewhere))
+    unchecked = book.without_key_id()
+    count = len(cfg.topup.operators)
+    if unchecked:
+        return Check.warn(
+            name,
+            f"{', '.join(unchecked)}: entries from before they carried a key id, so nothing shows they were "
+            f"made under {where}; register them again (taptill operator add NAME) to have them checked",
+        )
+    return Check.ok(name, f"{count} operator{'s' if count != 1 else ''} made under {where}")
+
+
+def _terminal_user(state_dir: Path) -> int:
+    """The uid the terminal runs as: the owner of its state directory, else whoever runs doctor."""
+    try:
+        return state_dir.stat().st_uid
+    except OSError:
+        return os.geteuid()
+
+
+def _key_file_problem(path: Path, terminal_uid: int) -> str | None:
+    """What is wrong with the operator key file's mode or owner (None: nothing): anyone else who can read
+    it can, with the config, compute the entry of any card and turn entries back into UIDs."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None  # read_secret says what is wrong (missing, not readable)
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        return f"{path} is mode {mode:04o}, readable by others; run: chmod 600 {path}"
+    if st.st_uid not in (0, terminal_uid):
+        owner, terminal = _user_name(st.st_uid), _user_name(terminal_uid)
+        return (
+            f"{path} is owned by {owner}, who can read the key; run: chown {terminal} {path} (or chown root "
+            f"and pass it as LoadCredential={KEY_CREDENTIAL}:{path})"
+        )
+    return None
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def _pin_check(cfg: Config) -> Check:
