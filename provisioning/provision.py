@@ -48,7 +48,7 @@ from provisioning.render import (
 )
 from terminal.config import ConfigError, parse_config, parse_gpio
 from terminal.config_section import Section
-from terminal.model import TerminalInfo
+from terminal.model import TerminalInfo, printable
 from terminal.money import format_cents
 from terminal.partybroker.outcomes import Drink
 from terminal.wallet.catalog import check_permission
@@ -62,6 +62,7 @@ EXIT_MISSING = 6
 EXIT_CANNOT_WRITE = 7
 
 SERVER_TIMEOUT_S = 10.0
+DIFF_KEYS = ("diff", "config_diff")  # the JSON report's multi-line values
 UNIT_TEMPLATES = (
     Path(__file__).resolve().parent / "taptill.service",  # when shipped inside the package
     Path(__file__).resolve().parent.parent / "systemd" / "taptill.service",  # a source checkout
@@ -77,7 +78,9 @@ class Stop(Exception):
 
 
 class Report:
-    """Human lines as they happen, or one JSON object at the end (--json)."""
+    """Human lines as they happen, or one JSON object at the end (--json). Everything it prints goes
+    through ``terminal.model.printable``: the lines quote servers (product names, drink titles, a
+    redirect's target), and a server's escape sequence must not reach the terminal of whoever provisions."""
 
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
@@ -86,16 +89,34 @@ class Report:
     def line(self, key: str, value: object, text: str) -> None:
         self.data[key] = value
         if not self.as_json:
-            print(f"{key + ':':<12} {text}")
+            print(f"{key + ':':<12} {printable(text)}")
 
     def finish(self, code: int, message: str) -> int:
         self.data["exit_code"] = code
         self.data["message"] = message
         if self.as_json:
-            print(json.dumps(self.data, ensure_ascii=False, indent=2))
+            print(json.dumps(_printable_values(self.data), ensure_ascii=False, indent=2))
         else:
-            print(message, file=sys.stderr if code not in (EXIT_CHANGED, EXIT_UNCHANGED) else sys.stdout)
+            out = sys.stderr if code not in (EXIT_CHANGED, EXIT_UNCHANGED) else sys.stdout
+            print(printable(message), file=out)
         return code
+
+
+def printable_lines(text: str) -> str:
+    """``text`` (a diff, a config) with each line made printable and its line breaks kept."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
+def _printable_values(value: object, key: str = "") -> object:
+    """``value`` (the JSON report) with every string made one printable line (json.dumps escapes C0
+    controls, but passes C1 controls and bidi overrides as they are); the diffs keep their lines."""
+    if isinstance(value, str):
+        return printable_lines(value) if key in DIFF_KEYS else printable(value)
+    if isinstance(value, dict):
+        return {printable(str(k)): _printable_values(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable_values(v) for v in value]
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -135,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         answers = gather(args)
         for warning in answers.warnings:
-            print(f"taptill-provision: {warning}", file=sys.stderr)
+            print(f"taptill-provision: {printable(warning)}", file=sys.stderr)
         code, message = provision(args, answers, report)
     except (AnswersError, devices.DeviceError) as exc:
         return report.finish(EXIT_USAGE, f"taptill-provision: {exc}")
@@ -240,11 +261,11 @@ def provision(args: argparse.Namespace, answers: Answers, report: Report) -> tup
         )
         report.data["config_diff"] = edited.diff
         if not args.json and not args.dry_run:
-            print(edited.diff, end="")
+            print(printable_lines(edited.diff), end="")
     if args.dry_run:
         if not args.json:
             for c in changed:
-                print(c.diff, end="")
+                print(printable_lines(c.diff), end="")
         report.data["diff"] = "".join(c.diff for c in changed)
         if not count:
             return EXIT_UNCHANGED, "nothing to change (dry run)"

@@ -161,18 +161,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     problem = _not_utf8(args)
     if problem is not None:
-        print(f"taptill: {problem}", file=sys.stderr)
+        _problem(problem)
         return EXIT_CONFIG
     try:
         return _dispatch(args)
     except (ConfigError, SecretError) as exc:
-        print(f"taptill: {exc}", file=sys.stderr)
+        _problem(str(exc))
         return EXIT_CONFIG
     except (JournalError, StateLockError) as exc:
-        print(f"taptill: {exc}", file=sys.stderr)
+        _problem(str(exc))
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def _problem(text: str) -> None:
+    """One line on stderr saying what is wrong, made printable: it may quote a server (a redirect's
+    target, a refusal) or a journal row, whose escape sequences must not reach the person's terminal."""
+    print(f"taptill: {printable(text)}", file=sys.stderr)
 
 
 def _not_utf8(args: argparse.Namespace) -> str | None:
@@ -194,7 +200,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if problem is None and cmd == "demo":
         problem = _unwritable_folder(args.out, "--out")
     if problem is not None:  # said now, not after a whole recording is lost
-        print(f"taptill: {problem}", file=sys.stderr)
+        _problem(problem)
         return EXIT_CONFIG
     if cmd == "demo":
         from terminal.ops.demo import run_demo
@@ -255,7 +261,7 @@ def _settle_held(journal: Journal, key: str, *, booked: bool) -> int:
         )
     else:
         problem = f"no held sale or outbox record with key {key}; taptill queue lists them"
-    print(f"taptill: {problem}", file=sys.stderr)
+    _problem(problem)
     return EXIT_FAILURE
 
 
@@ -282,7 +288,7 @@ def _resolve(journal: Journal, key: str, how: str) -> int:
             f"sale {key} is {sale.state} and its guest was served: nothing to refund "
             "(taptill queue lists the sales to refund)"
         )
-    print(f"taptill: {problem}", file=sys.stderr)
+    _problem(problem)
     return EXIT_FAILURE
 
 
@@ -348,10 +354,10 @@ def _run(cfg: Config, verbose: bool, gif: Path | None) -> int:
     try:
         asyncio.run(run_terminal(cfg, opts=RunOptions(gif_path=gif)))
     except MissingDriver as exc:
-        print(f"taptill: {exc}", file=sys.stderr)
+        _problem(str(exc))
         return EXIT_MISSING
     except StartupError as exc:
-        print(f"taptill: {exc}", file=sys.stderr)
+        _problem(str(exc))
         return EXIT_CONFIG
     return EXIT_OK
 
@@ -368,10 +374,9 @@ def _recover(cfg: Config, source: Path | None) -> int:
             try:
                 Journal.open_read_only(path).close()
             except JournalMissing:
-                print(
-                    f"taptill: no journal at {path}: nothing to recover; "
+                _problem(
+                    f"no journal at {path}: nothing to recover; "
                     "--from FILE salvages a journal moved aside earlier",
-                    file=sys.stderr,
                 )
                 return EXIT_FAILURE
             except JournalDamaged:
@@ -383,9 +388,14 @@ def _recover(cfg: Config, source: Path | None) -> int:
     for sale in result.sales:
         money = format_cents(-sale.amount_cents, loc, cur)
         label = _sale_label(sale)
-        print(f"{label:<8} key {sale.idempotency_key}  card {sale.token_id}  {money}  {sale.created_at}")
+        # printable: rows salvaged from a damaged file may hold any bytes
+        print(
+            printable(
+                f"{label:<8} key {sale.idempotency_key}  card {sale.token_id}  {money}  {sale.created_at}"
+            )
+        )
     where = f"; the damaged journal is kept at {result.kept_at}" if result.kept_at else ""
-    print(f"{result.summary(loc, cur)}{where}")
+    print(printable(f"{result.summary(loc, cur)}{where}"))
     return EXIT_OK if result.sales or result.already_there else EXIT_FAILURE
 
 
@@ -402,26 +412,24 @@ def _sim(cfg: Config, args: argparse.Namespace) -> int:
 
     if cfg.reader.kind != "sim":
         kind = cfg.reader.kind
-        print(f'taptill: [reader] kind is {kind!r}; tap and press need kind = "sim"', file=sys.stderr)
+        _problem(f'[reader] kind is {kind!r}; tap and press need kind = "sim"')
         return EXIT_CONFIG
     wait = False
     if args.command == "press":
         bad = control_character(args.button)
         if bad is not None or not args.button.strip():
-            print(f"taptill: button name {args.button!r} is not one plain word", file=sys.stderr)
+            _problem(f"button name {args.button!r} is not one plain word")
             return EXIT_CONFIG
         line = f"press {args.button}"
     elif args.remove:
         if args.uid:  # the held card is the one taken away: a UID here would be silently ignored
-            print(
-                f"taptill: tap --remove takes no UID (it takes away the card held on the reader); "
-                f"drop {args.uid!r}",
-                file=sys.stderr,
+            _problem(
+                f"tap --remove takes no UID (it takes away the card held on the reader); drop {args.uid!r}",
             )
             return EXIT_CONFIG
         line = "remove"
     elif not args.uid:
-        print("taptill: tap needs a card UID (or --remove to take a held card away)", file=sys.stderr)
+        _problem("tap needs a card UID (or --remove to take a held card away)")
         return EXIT_CONFIG
     else:
         from terminal.uid import InvalidUid, normalise_uid
@@ -432,7 +440,7 @@ def _sim(cfg: Config, args: argparse.Namespace) -> int:
                 raise InvalidUid(f"card UID contains the control character {bad!r}; give the UID on one line")
             uid = normalise_uid(args.uid)
         except InvalidUid as exc:  # said here, not as "no terminal listening" when none runs
-            print(f"taptill: {exc}", file=sys.stderr)
+            _problem(str(exc))
             return EXIT_CONFIG
         wait = not (args.hold or args.no_wait)
         line = f"{'present' if args.hold else 'tap-wait' if wait else 'tap'} {uid}"
@@ -443,17 +451,16 @@ def _sim(cfg: Config, args: argparse.Namespace) -> int:
     try:
         answer = send_command(cfg.reader.socket, line, timeout_s)
     except OSError as exc:
-        print(
-            f"taptill: no terminal listening on {cfg.reader.socket} ({exc.strerror or exc}); "
+        _problem(
+            f"no terminal listening on {cfg.reader.socket} ({exc.strerror or exc}); "
             "start it with taptill run",
-            file=sys.stderr,
         )
         return EXIT_NO_TERMINAL
     if wait and not answer.startswith("error"):
         print(printable(answer))  # the terminal's answer may name a product or a server's reason
         return EXIT_OK if answer.split(":")[0].split(" ")[0] in GOOD_WORDS else EXIT_FAILURE
     if answer != "ok":
-        print(f"taptill: {printable(answer.removeprefix('error: '))}", file=sys.stderr)
+        _problem(answer.removeprefix("error: "))
         return EXIT_FAILURE
     return EXIT_OK
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -122,7 +123,7 @@ class OperatorEntry:
     card's UID and of the PIN (terminal.controller.operators makes and checks them)."""
 
     name: str
-    card: str  # "hmac-sha256:" + 64 hex digits
+    card: str  # "hmac-sha256:" + key id (8 hex digits) + ":" + 64 hex digits; older entries lack the key id
     pin: str | None = None
 
 
@@ -143,6 +144,68 @@ class TopupConfig:
     max_credit_per_unlock_cents: int | None = None  # None: no cap
     max_credit_per_shift_cents: int | None = None  # per operator per local calendar day; None: no cap
     max_offline_credit_cents: int = 20000  # unconfirmed offline credits, all cards together
+
+    @property
+    def pin_in_use(self) -> bool:
+        """Some operator card is followed by a PIN (every one with ``pin_required``)."""
+        return self.pin_required or any(op.pin is not None for op in self.operators)
+
+    @property
+    def pin_keys(self) -> int:
+        """How many buttons a PIN is entered with: the credit buttons and the clear button."""
+        return len(set(self.buttons) | ({self.clear_button} if self.clear_button else set()))
+
+    @property
+    def pin_space(self) -> int:
+        """How many PINs there are: buttons ** presses."""
+        return int(self.pin_keys**self.pin_length)
+
+    @property
+    def pin_sweep_s(self) -> float:
+        """Seconds a cloned operator card needs to try every PIN: ``pin_attempts`` guesses, then a lockout
+        of ``pin_lockout_s`` (lockouts survive restarts), the guesses themselves counted as instant."""
+        return (math.ceil(self.pin_space / self.pin_attempts) - 1) * self.pin_lockout_s
+
+
+# PINs with fewer combinations are refused at load: a cloned card tries them all within hours.
+PIN_SPACE_FLOOR = 1000
+MAX_PIN_LENGTH = 12  # button presses
+
+
+def pin_space_problem(keys: int, presses: int, attempts: int, lockout_s: float) -> str | None:
+    """Why a PIN of ``presses`` presses on ``keys`` buttons is too weak to use (one line with the fix),
+    or None. ``attempts`` wrong PINs lock a card out for ``lockout_s`` seconds."""
+    space = keys**presses
+    if space >= PIN_SPACE_FLOOR:
+        return None
+    sweep = (math.ceil(space / attempts) - 1) * lockout_s
+    needed = next((n for n in range(presses, MAX_PIN_LENGTH + 1) if keys**n >= PIN_SPACE_FLOOR), None)
+    fix = (
+        f"set [topup] pin_length = {needed} or more"
+        if needed is not None
+        else "give the kiosk more buttons ([topup] buttons, clear_button)"
+    )
+    when = f"within {span_words(sweep)}" if sweep > 0 else "before its first lockout"
+    return (
+        f"a PIN of {_count(presses, 'press', 'presses')} on {_count(keys, 'button', 'buttons')} has only "
+        f"{_count(space, 'combination', 'combinations')}, which a cloned operator card tries in full {when}; "
+        f"{fix} (at least {PIN_SPACE_FLOOR} combinations)"
+    )
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def span_words(seconds: float) -> str:
+    """A duration for people: "40 s", "12 minutes", "5.5 hours", "3.2 days"."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} minutes"
+    if seconds < 2 * 86_400:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds / 86_400:.1f} days"
 
 
 @dataclass(frozen=True)
@@ -372,7 +435,7 @@ def parse_select(s: Section) -> SelectConfig:
 
 
 OPERATOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
-_KEYED_HASH = re.compile(r"hmac-sha256:[0-9a-f]{64}")
+_KEYED_HASH = re.compile(r"hmac-sha256:(?:[0-9a-f]{8}:)?[0-9a-f]{64}")
 _ADD_OPERATOR = "re-register each card with: taptill operator add NAME (it prints the [topup.operators] line)"
 
 
@@ -395,7 +458,7 @@ def parse_topup(s: Section, base: Path | None = None) -> TopupConfig:
         buttons=buttons,
         clear_button=s.opt_str("clear_button"),
         pin_required=s.flag("pin_required", False),
-        pin_length=s.integer("pin_length", 4, min=1, max=12),
+        pin_length=s.integer("pin_length", 4, min=1, max=MAX_PIN_LENGTH),
         pin_attempts=s.integer("pin_attempts", 3, min=1, max=10),
         pin_lockout_s=s.number("pin_lockout_s", 300.0, min=1.0),
         max_credit_per_unlock_cents=_opt_cap(s, "max_credit_per_unlock_cents"),
@@ -409,6 +472,10 @@ def parse_topup(s: Section, base: Path | None = None) -> TopupConfig:
                     f"[topup.operators] {op.name} has no pin, but [topup] pin_required = true; "
                     f"run: taptill operator add {op.name} --pin"
                 )
+    if cfg.pin_in_use and cfg.buttons:
+        weak = pin_space_problem(cfg.pin_keys, cfg.pin_length, cfg.pin_attempts, cfg.pin_lockout_s)
+        if weak is not None:
+            raise ConfigError(f"[topup] {weak}")
     s.finish()
     return cfg
 

@@ -27,6 +27,7 @@ from terminal.effects import (
     LookupWallet,
     Notice,
     RecordDecline,
+    RecordPin,
     Show,
     StartTimer,
 )
@@ -370,6 +371,14 @@ class DeviceLoop:
                     )
                 except JournalError as exc:
                     log.error("cannot journal a declined tap: %s", exc)
+                    self._storage_failed()
+            case RecordPin(operator, wrong, locked):
+                at = boot_clock.now(self.clock()) if locked else None
+                try:
+                    self.journal.note_pin_failures(operator, wrong, at)
+                except JournalError as exc:
+                    # Out of service until a write works: PINs must not be guessed unjournaled.
+                    log.error("cannot journal operator %s's wrong PINs: %s", operator, exc)
                     self._storage_failed()
             case Dispense(products, key):
                 ticket = self.outputs.dispense(products)

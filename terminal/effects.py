@@ -47,6 +47,17 @@ class RecordDecline:
 
 
 @dataclass(frozen=True)
+class RecordPin:
+    """Journal that kiosk operator ``operator`` has entered ``wrong`` wrong PINs in a row (0: a right
+    one), and with ``locked`` that their card is locked out from now. Comes before the answer is shown,
+    so a restart (a power cut, a provoked crash) gives a PIN guesser no fresh attempts."""
+
+    operator: str
+    wrong: int
+    locked: bool = False
+
+
+@dataclass(frozen=True)
 class Dispense:
     """Release the sale's goods, one relay pulse per product on that product's relay: only ever after
     ChargeDone/ChargeQueued. ``products`` are the configured product ids in the order sold (a
@@ -79,4 +90,4 @@ class Notice:
     message: str
 
 
-Effect = Show | LookupWallet | Charge | RecordDecline | Dispense | Beep | StartTimer | Notice
+Effect = Show | LookupWallet | Charge | RecordDecline | RecordPin | Dispense | Beep | StartTimer | Notice

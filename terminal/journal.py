@@ -192,6 +192,19 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE sales ADD COLUMN resolved_at TEXT;
     ALTER TABLE sales ADD COLUMN resolved_by TEXT;
     """,
+    # 10: a kiosk operator's wrong PINs in a row and the lockout they led to (when it began, on the wall
+    # and the boot-time clock): a restart (a power cut, a provoked crash) must not give a guesser fresh
+    # attempts
+    """
+    CREATE TABLE operator_pins (
+        operator TEXT PRIMARY KEY,
+        wrong INTEGER NOT NULL CHECK (wrong >= 0),
+        locked_at REAL,
+        locked_boot TEXT,
+        locked_uptime REAL,
+        updated_at TEXT NOT NULL
+    );
+    """,
 )
 
 # A sale the wallet booked whose guest got nothing (or not all): never told it was approved, or the relay
@@ -286,6 +299,14 @@ class OfflineView:
     unconfirmed_count: int
     denied_reason: str | None
     unconfirmed_credit_cents: int = 0  # top-ups not yet confirmed by the server, all cards together
+
+
+@dataclass(frozen=True)
+class PinFailures:
+    """A kiosk operator's wrong PINs in a row, and when the lockout they led to began (None: none)."""
+
+    wrong: int
+    locked_at: Moment | None = None
 
 
 @dataclass(frozen=True)
@@ -753,6 +774,43 @@ class Journal:
             (operator, since.astimezone(UTC).isoformat(timespec="milliseconds")),
         ).fetchone()
         return int(row[0])
+
+    # --- operator PINs (top-up kiosk) ------------------------------------------------------------
+
+    def pin_failures(self) -> dict[str, PinFailures]:
+        """Every operator's wrong PINs in a row and lockout, by operator name."""
+        rows = self._db.execute(
+            "SELECT operator, wrong, locked_at, locked_boot, locked_uptime FROM operator_pins"
+        ).fetchall()
+        return {
+            str(r[0]): PinFailures(
+                int(r[1]),
+                None if r[2] is None else Moment(float(r[2]), str(r[3] or ""), float(r[4] or 0.0)),
+            )
+            for r in rows
+        }
+
+    def note_pin_failures(self, operator: str, wrong: int, locked_at: Moment | None = None) -> None:
+        """Operator ``operator`` has entered ``wrong`` wrong PINs in a row, locked out since
+        ``locked_at`` if given; 0 and no lockout (a right PIN) forgets them. One fsync'd commit."""
+        if wrong == 0 and locked_at is None:
+            self._write("DELETE FROM operator_pins WHERE operator = ?", (operator,))
+            return
+        at = locked_at
+        self._write(
+            "INSERT INTO operator_pins (operator, wrong, locked_at, locked_boot, locked_uptime, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (operator) DO UPDATE SET wrong = excluded.wrong,"
+            " locked_at = excluded.locked_at, locked_boot = excluded.locked_boot,"
+            " locked_uptime = excluded.locked_uptime, updated_at = excluded.updated_at",
+            (
+                operator,
+                wrong,
+                None if at is None else at.wall,
+                None if at is None else at.boot or None,
+                None if at is None or not at.boot else at.uptime,
+                _now_iso(),
+            ),
+        )
 
     def pending_for_card(self, token_id: str) -> list[SaleRecord]:
         rows = self._db.execute(

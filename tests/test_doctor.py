@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
+from terminal.controller.operators import card_entry, new_operator_key, parse_operator_key, pin_entry
 from terminal.emulator.faults import FaultKind
 from terminal.emulator.wallet import WalletEmulator
 from terminal.ops.doctor import SERVER_TIMEOUT_S, diagnose
-from tests.terminal_lab import MAX, TerminalProcess, journal_lines, taptill, wait_for, write_config
+from tests.terminal_lab import (
+    MAX,
+    TerminalProcess,
+    journal_lines,
+    kiosk_operators,
+    taptill,
+    wait_for,
+    write_config,
+)
 
 
 def statuses(config: Path, now: datetime | None = None) -> dict[str, tuple[str, str]]:
@@ -137,3 +149,84 @@ def test_clock_and_old_pending_sales(tmp_path: Path) -> None:
     assert behind["clock"][0] == "FAIL" and "before this build" in behind["clock"][1]
     assert ancient["clock"][0] == "FAIL" and "timedatectl" in ancient["clock"][1]
     assert fresh["clock"][0] == "OK"
+
+
+def kiosk_config(folder: Path, emulator: WalletEmulator, topup: str, *, pin: bool = True) -> Path:
+    """A top-up kiosk with three buttons and operator olga (with a 7-press PIN when ``pin``)."""
+    folder.mkdir()
+    key_line, _ = kiosk_operators(folder, {})
+    key = parse_operator_key((folder / "operator.key").read_text())
+    card = card_entry(key, "0000BEEF")
+    presses = ("ten",) * 7
+    entry = f'{{ card = "{card}", pin = "{pin_entry(key, "olga", presses)}" }}' if pin else f'"{card}"'
+    extra = (
+        f'[topup]\n{key_line}\nbuttons = {{ ten = "topup_10", twenty = "topup_20" }}\n'
+        f'clear_button = "clear"\n{topup}\n[topup.operators]\nolga = {entry}\n'
+    )
+    return write_config(folder, emulator, products=[], mode="topup", extra=extra)
+
+
+def test_a_kiosk_is_told_how_fast_a_cloned_card_tries_every_pin_and_what_a_stolen_unlock_credits(
+    tmp_path: Path,
+) -> None:
+    with WalletEmulator.demo("doc") as emulator:
+        weak = statuses(kiosk_config(tmp_path / "weak", emulator, "pin_required = true\npin_length = 7"))
+        strong = statuses(
+            kiosk_config(
+                tmp_path / "strong",
+                emulator,
+                "pin_length = 7\npin_lockout_s = 900\nmax_credit_per_shift_cents = 50000",
+            )
+        )
+        bare = statuses(kiosk_config(tmp_path / "bare", emulator, "", pin=False))
+    assert weak["pin"] == (
+        "WARN",
+        "2187 PINs (3 buttons, 7 presses); a cloned operator card tries them all within 2.5 days "
+        "(3 guesses per 300 s lockout); raise [topup] pin_length or pin_lockout_s",
+    )
+    assert weak["caps"][0] == "WARN" and "set [topup] max_credit_per_shift_cents" in weak["caps"][1]
+    assert strong["pin"][0] == "OK" and "within 7.6 days" in strong["pin"][1]
+    assert strong["caps"] == ("OK", "per unlock no cap, per operator and day 500,00 €, offline 200,00 €")
+    assert bare["pin"][0] == "WARN" and "set [topup] pin_required = true" in bare["pin"][1]
+    assert all(s[0] != "FAIL" for s in (*weak.values(), *strong.values(), *bare.values())), weak
+
+
+def test_the_operator_key_is_checked_for_mode_owner_and_the_entries_made_under_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with WalletEmulator.demo("doc") as emulator:
+        config = kiosk_config(tmp_path / "k", emulator, "pin_required = true\npin_length = 7")
+        key_file = tmp_path / "k" / "operator.key"
+        original = key_file.read_text()
+        good = statuses(config)["operators"]
+        key_file.chmod(0o640)
+        readable = statuses(config)["operators"]
+        key_file.chmod(0o600)
+        os.chown(key_file, 4242, 4242)  # another user's file: they read the key
+        foreign = statuses(config)["operators"]
+        os.chown(key_file, 0, 0)
+        old = config.read_text()
+        card = old.split('card = "')[1].split('"')[0]
+        pin = old.split('pin = "')[1].split('"')[0]
+        unkeyed = "hmac-sha256:" + card.rsplit(":", 1)[1]
+        config.write_text(old.replace(card, unkeyed))  # an entry from before entries had a key id
+        unchecked = statuses(config)["operators"]
+        config.write_text(old.replace(card, unkeyed).replace(pin, "hmac-sha256:" + pin.rsplit(":", 1)[1]))
+        key_file.write_text(new_operator_key() + "\n")  # the key replaced: old-style entries cannot tell
+        silent = statuses(config)["operators"]
+        config.write_text(old)
+        replaced = statuses(config)["operators"]
+        credentials = tmp_path / "credentials"
+        credentials.mkdir()
+        (credentials / "topup.operator_key").write_text(original)  # the key, as systemd passes it
+        key_file.unlink()
+        monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+        from_credential = statuses(config)["operators"]
+    assert good == ("OK", f"1 operator made under {key_file}")
+    assert readable == ("FAIL", f"{key_file} is mode 0640, readable by others; run: chmod 600 {key_file}")
+    assert foreign[0] == "FAIL" and "owned by 4242, who can read the key; run: chown root" in foreign[1]
+    assert unchecked[0] == "WARN" and unchecked[1].startswith("olga: entries from before they carried")
+    assert silent[0] == "WARN"
+    assert replaced[0] == "FAIL" and "olga: made under another operator key" in replaced[1]
+    assert "taptill operator add olga" in replaced[1]
+    assert from_credential == ("OK", "1 operator made under the topup.operator_key credential")

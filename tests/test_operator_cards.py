@@ -4,6 +4,7 @@ the caps on what an operator may credit, and the operator's name on every top-up
 from __future__ import annotations
 
 import hashlib
+import io
 import stat
 import subprocess
 import sys
@@ -11,10 +12,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from terminal.config import OfflineConfig, OperatorEntry
+import pytest
+
+from terminal.config import ConfigError, OfflineConfig, OperatorEntry, parse_topup
+from terminal.config_section import Section
 from terminal.controller import Controller, ControllerSettings
-from terminal.controller.operators import OperatorBook, card_entry, pin_entry
-from terminal.effects import Charge, Effect, RecordDecline, Show, StartTimer
+from terminal.controller.operators import OperatorBook, card_entry, key_id, new_operator_key, pin_entry
+from terminal.controller.settings import PinRecord
+from terminal.effects import Charge, Effect, RecordDecline, RecordPin, Show, StartTimer
 from terminal.emulator.wallet import WalletEmulator
 from terminal.events import (
     ButtonPressed,
@@ -25,14 +30,18 @@ from terminal.events import (
     WalletBalance,
     WalletUnreachable,
 )
-from terminal.journal import OfflineView
+from terminal.journal import Journal, OfflineView
 from terminal.model import DeclineReason, Product
+from terminal.ops.operator_card import add_operator
 from terminal.screens import DeclinedScreen, KioskScreen, PinScreen, Screen
+from terminal.service.boot_clock import Moment
+from terminal.service.pin_lockouts import restore_pins
 from tests.terminal_lab import (
     ERIKA,
     MAX,
     REPO,
     TerminalProcess,
+    faketime_env,
     journal_lines,
     kiosk_operators,
     settled,
@@ -44,7 +53,8 @@ from tests.terminal_lab import (
 OPERATOR = "0000BEEF"  # a 4-byte UID: the kind the security review brute-forced in 12 s
 GUEST = "04DEADBEEF0001"
 KEY = bytes(range(32))
-PIN = ("ten", "clear", "twenty", "ten")
+PIN = ("ten", "clear", "twenty", "ten")  # the controller's tests; a config needs 7 presses on 3 buttons
+PIN7 = ("ten", "clear", "twenty", "ten", "twenty", "clear", "ten")  # 3 ** 7 = 2187 PINs
 CATALOG = (Product("topup_10", "Aufladung 10 €", -1000), Product("topup_20", "Aufladung 20 €", -2000))
 KIOSK = ControllerSettings(
     products=(),
@@ -120,11 +130,42 @@ def test_an_operator_key_others_can_read_is_refused_at_start(tmp_path: Path) -> 
     assert (tmp_path / "operator.key").read_text().strip() not in run.stderr
 
 
+def test_entries_made_under_another_key_are_refused_at_start_not_found_out_at_the_counter(
+    tmp_path: Path,
+) -> None:
+    """The operator key was replaced (deleted, then `operator add` made a new one) or the config comes
+    from another terminal: the entries carry their key's id, so the start names them and the fix."""
+    with WalletEmulator.demo("doc") as server:
+        key_line, operators = kiosk_operators(tmp_path, {"olga": OPERATOR})
+        extra = f'[topup]\n{key_line}\nbuttons = {{ ten = "topup_10" }}\n{operators}'
+        config = write_config(tmp_path, server, products=[], mode="topup", extra=extra)
+        (tmp_path / "operator.key").write_text(new_operator_key() + "\n")
+        run = taptill("run", "--config", str(config), check=False, timeout=60)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    (line,) = [x for x in run.stderr.splitlines() if x.startswith("taptill:")]
+    assert "olga: made under another operator key" in line and "taptill operator add olga" in line
+    assert key_id(bytes.fromhex((tmp_path / "operator.key").read_text())) not in operators
+
+
+def test_an_entry_from_before_key_ids_still_unlocks_and_one_under_another_key_never_does() -> None:
+    card, pin = card_entry(KEY, OPERATOR), pin_entry(KEY, "olga", PIN)
+    assert card.startswith(f"hmac-sha256:{key_id(KEY)}:")
+    old = OperatorEntry(
+        "olga", "hmac-sha256:" + card.rsplit(":", 1)[1], "hmac-sha256:" + pin.rsplit(":", 1)[1]
+    )
+    book = OperatorBook(KEY, [old])
+    assert book.operator_for(OPERATOR) == "olga" and book.pin_matches("olga", PIN)
+    assert book.without_key_id() == ["olga"] and book.made_elsewhere() == []
+    other = bytes(range(1, 33))
+    elsewhere = OperatorBook(KEY, [OperatorEntry("max", card_entry(other, OPERATOR))])
+    assert elsewhere.operator_for(OPERATOR) is None and elsewhere.made_elsewhere() == ["max"]
+
+
 def test_operator_add_prints_the_line_and_never_the_key(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text(
         '[topup]\noperator_key_file = "op.key"\nbuttons = { ten = "t", twenty = "u" }\n'
-        'clear_button = "clear"\n'
+        'clear_button = "clear"\npin_length = 7\n'
     )
 
     def add(stdin: str, *more: str) -> subprocess.CompletedProcess[str]:
@@ -145,13 +186,13 @@ def test_operator_add_prints_the_line_and_never_the_key(tmp_path: Path) -> None:
     key = bytes.fromhex(key_file.read_text())
     assert first.stdout == f'olga = "{card_entry(key, OPERATOR)}"\n'
     assert key.hex() not in first.stdout + first.stderr
-    again = add("0000BEEF\nten clear twenty ten\n", "--pin")  # the same key: the same card entry
+    again = add(f"0000BEEF\n{' '.join(PIN7)}\n", "--pin")  # the same key: the same card entry
     assert again.returncode == 0 and "created" not in again.stderr
     assert again.stdout == (
-        f'olga = {{ card = "{card_entry(key, OPERATOR)}", pin = "{pin_entry(key, "olga", PIN)}" }}\n'
+        f'olga = {{ card = "{card_entry(key, OPERATOR)}", pin = "{pin_entry(key, "olga", PIN7)}" }}\n'
     )
     bad = add("0000BEEF\nten nine\n", "--pin")
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "pin_length wants 4" in bad.stderr
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "pin_length wants 7" in bad.stderr
     key_file.chmod(0o640)
     leaky = add("0000BEEF\n")
     assert leaky.returncode == 2 and "chmod 600" in leaky.stderr and leaky.stdout == ""
@@ -195,6 +236,133 @@ def test_a_wrong_pin_then_the_right_one_unlocks_and_a_success_clears_the_count()
     tap(c, OPERATOR)
     press(c, *PIN)
     assert c.operator == "olga"
+
+
+# --- a PIN space too small to bound guessing --------------------------------------------------------
+
+
+def topup_table(buttons: int, pin_length: int, **more: object) -> dict[str, object]:
+    key = bytes(range(32))
+    names = ["ten", "twenty", "fifty"][: buttons - 1]
+    return {
+        "buttons": {n: f"topup_{n}" for n in names},
+        "clear_button": "clear",
+        "pin_length": pin_length,
+        "operators": {"olga": {"card": card_entry(key, OPERATOR), "pin": pin_entry(key, "olga", ["ten"])}},
+        **more,
+    }
+
+
+@pytest.mark.parametrize(
+    ("buttons", "pin_length", "said"),
+    [
+        (
+            2,
+            1,
+            "a PIN of 1 press on 2 buttons has only 2 combinations, which a cloned operator card tries in "
+            "full before its first lockout; set [topup] pin_length = 10 or more (at least 1000 combinations)",
+        ),
+        (
+            3,
+            4,
+            "81 combinations, which a cloned operator card tries in full within 2.2 hours; set [topup] "
+            "pin_length = 7 or more",
+        ),
+        (
+            4,
+            4,
+            "256 combinations, which a cloned operator card tries in full within 7.1 hours; set [topup] "
+            "pin_length = 5 or more",
+        ),
+    ],
+)
+def test_a_pin_space_a_cloned_card_sweeps_within_hours_is_refused_at_load_with_the_fix(
+    buttons: int, pin_length: int, said: str
+) -> None:
+    """The attack: a cloned operator card tries every PIN, pin_attempts per lockout. Refused for an
+    operator with a PIN (as here) as for pin_required; a space of 1000 and more loads."""
+    with pytest.raises(ConfigError) as refused:
+        parse_topup(Section("topup", topup_table(buttons, pin_length)))
+    assert said in str(refused.value) and "\n" not in str(refused.value)
+    one_button = topup_table(2, 12)
+    del one_button["clear_button"]
+    with pytest.raises(ConfigError, match="give the kiosk more buttons"):
+        parse_topup(Section("topup", one_button))
+    enough = parse_topup(Section("topup", topup_table(buttons, 10)))
+    assert enough.pin_space >= 1000 and enough.pin_sweep_s >= 333 * 300
+    no_pins = topup_table(buttons, pin_length)
+    no_pins["operators"] = {"olga": card_entry(bytes(range(32)), OPERATOR)}
+    assert not parse_topup(Section("topup", no_pins)).pin_in_use  # no PIN: nothing to guess
+
+
+def test_operator_add_refuses_a_pin_from_a_space_too_small(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[topup]\noperator_key_file = "op.key"\nbuttons = { ten = "t", twenty = "u" }\nclear_button = "c"\n'
+    )
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(ConfigError, match=r"only 81 combinations.*pin_length = 7 or more"):
+        add_operator(
+            config, "olga", with_pin=True, stdin=io.StringIO("0000BEEF\nten c ten twenty\n"), out=out, err=err
+        )
+    assert out.getvalue() == ""
+
+
+# --- the lockout across restarts and clock steps ------------------------------------------------------
+
+WRONG = ("twenty",) * 4
+DAY_S = 86_400.0
+
+
+def test_every_wrong_pin_is_journaled_before_it_is_shown_and_a_restart_carries_on_the_count() -> None:
+    c = Controller(KIOSK, CATALOG)
+    c.start()
+    tap(c, OPERATOR)
+    fx = press(c, *WRONG)
+    shown = next(i for i, e in enumerate(fx) if isinstance(e, Show))
+    assert fx.index(RecordPin("olga", 1)) < shown  # durable before anyone sees the answer
+    tap(c, OPERATOR)
+    assert RecordPin("olga", 0) in press(c, *PIN)  # a right PIN forgets the count
+    # What the journal held when the terminal stopped: two wrong PINs. One more locks the card out.
+    again = Controller(replace(KIOSK, pins={"olga": PinRecord(wrong=2)}), CATALOG)
+    again.start()
+    tap(again, OPERATOR)
+    fx = press(again, *WRONG)
+    assert screens(fx) == [DeclinedScreen(DeclineReason.PIN_LOCKED_OUT)]
+    assert fx.index(RecordPin("olga", 3, locked=True)) < fx.index(Show(screens(fx)[0]))
+
+
+def test_a_lockout_running_at_start_goes_on_for_what_is_left_of_it() -> None:
+    c = Controller(replace(KIOSK, pins={"olga": PinRecord(wrong=3, locked_for_s=42.0)}), CATALOG)
+    (timer,) = [e for e in c.start() if isinstance(e, StartTimer)]
+    assert timer.delay_s == 42.0
+    assert screens(tap(c, OPERATOR)) == [DeclinedScreen(DeclineReason.PIN_LOCKED_OUT)]
+    c.handle(TimerFired(timer.token))
+    assert screens(tap(c, OPERATOR)) == [PinScreen(0, 4)]
+    fx = press(c, *WRONG)  # a fresh count after the lockout: one wrong PIN is not a lockout
+    assert screens(fx) == [DeclinedScreen(DeclineReason.WRONG_PIN)] and RecordPin("olga", 1) in fx
+
+
+def test_a_lockout_counts_on_the_boot_clock_and_starts_over_once_after_a_reboot(tmp_path: Path) -> None:
+    """The rule (terminal/service/pin_lockouts.py): within a boot, CLOCK_BOOTTIME measures it, whatever
+    the wall clock does; after a reboot the lockout starts over in full, re-anchored once."""
+    journal = Journal.open(tmp_path / "journal.sqlite3")
+    began = Moment(1_750_000_000.0, "boot-a", 100.0)
+    journal.note_pin_failures("olga", 3, began)
+    journal.note_pin_failures("max", 1)
+    for wall in (began.wall + DAY_S, began.wall - DAY_S):  # stepped a day either way, 60 s later
+        pins = restore_pins(journal, Moment(wall, "boot-a", 160.0), 300.0)
+        assert pins == {"olga": PinRecord(3, 240.0), "max": PinRecord(1)}
+    assert restore_pins(journal, Moment(began.wall, "boot-a", 400.5), 300.0) == {"max": PinRecord(1)}
+    for wall in (began.wall + DAY_S, began.wall - DAY_S):  # a reboot: neither over at once nor forever
+        after = Moment(wall, f"boot-{wall}", 20.0)
+        assert restore_pins(journal, after, 300.0)["olga"] == PinRecord(3, 300.0)
+        assert journal.pin_failures()["olga"].locked_at == after
+        later = Moment(after.wall - DAY_S, after.boot, 270.0)  # and the clock stepped back again
+        assert restore_pins(journal, later, 300.0)["olga"] == PinRecord(3, 50.0)
+    journal.note_pin_failures("olga", 0)
+    assert restore_pins(journal, Moment(began.wall, "boot-a", 101.0), 300.0) == {"max": PinRecord(1)}
+    journal.close()
 
 
 # --- caps ------------------------------------------------------------------------------------------
@@ -252,13 +420,14 @@ def test_kiosk_with_pin_names_the_operator_on_the_server_and_keeps_the_shift_cap
 ) -> None:
     key_line, _ = kiosk_operators(tmp_path, {})
     key = bytes.fromhex((tmp_path / "operator.key").read_text())
-    entry = f'olga = {{ card = "{card_entry(key, OPERATOR)}", pin = "{pin_entry(key, "olga", PIN)}" }}'
+    entry = f'olga = {{ card = "{card_entry(key, OPERATOR)}", pin = "{pin_entry(key, "olga", PIN7)}" }}'
     extra = f"""
 [topup]
 {key_line}
 buttons = {{ ten = "topup_10", twenty = "topup_20" }}
 clear_button = "clear"
 pin_required = true
+pin_length = 7
 max_credit_per_shift_cents = 2500
 [topup.operators]
 {entry}
@@ -266,7 +435,7 @@ max_credit_per_shift_cents = 2500
 
     def unlock_and_credit(term: TerminalProcess, button: str, guest: str) -> None:
         term.tap(OPERATOR)
-        for b in PIN:
+        for b in PIN7:
             taptill("press", b, "--config", str(term.config))
         taptill("press", button, "--config", str(term.config))
         term.tap(guest)
@@ -292,3 +461,68 @@ max_credit_per_shift_cents = 2500
     first, second = journal_lines(config)
     assert first["operator"] == "olga" and first["state"] == "done"
     assert second["state"] == "declined" and "shift cap 2500" in second["reason"]
+
+
+def test_a_lockout_outlives_restarts_and_clock_steps_of_a_day_and_then_ends(tmp_path: Path) -> None:
+    """The attack: wrong PINs until the card is locked out, then restart the terminal (a power cut, a
+    provoked crash) for fresh attempts; with the wall clock stepped a day ahead, then a day back (NTP,
+    fake-hwclock). The card stays locked out until pin_lockout_s have passed, then the PIN works."""
+    lockout_s = 15.0
+    key_line, _ = kiosk_operators(tmp_path, {})
+    key = bytes.fromhex((tmp_path / "operator.key").read_text())
+    entry = f'olga = {{ card = "{card_entry(key, OPERATOR)}", pin = "{pin_entry(key, "olga", PIN7)}" }}'
+    extra = f"""
+[topup]
+{key_line}
+buttons = {{ ten = "topup_10", twenty = "topup_20" }}
+clear_button = "clear"
+pin_required = true
+pin_length = 7
+pin_attempts = 2
+pin_lockout_s = {lockout_s}
+[topup.operators]
+{entry}
+"""
+    offset = tmp_path / "faketime"
+    locked_out = "declined: too many wrong PINs"
+    asked = "operator: enter the PIN with the buttons"
+
+    def started() -> TerminalProcess:
+        return TerminalProcess(config, env=faketime_env(offset))
+
+    def press_all(term: TerminalProcess, buttons: tuple[str, ...]) -> None:
+        for b in buttons:
+            assert term.send(f"press {b}") == "ok"
+
+    with WalletEmulator.demo("doc") as server:
+        config = write_config(tmp_path, server, products=[], mode="topup", extra=extra)
+        term = started()
+        try:
+            for _ in range(2):
+                assert term.send(f"tap-wait {OPERATOR}") == asked
+                press_all(term, ("twenty",) * 7)
+            locked_at = time.monotonic()
+            assert term.send(f"tap-wait {OPERATOR}").startswith(locked_out)
+        finally:
+            assert term.stop() == 0
+        for step in ("+1d", "-1d"):
+            offset.write_text(f"{step}\n")
+            term = started()
+            try:
+                assert term.send(f"tap-wait {OPERATOR}").startswith(locked_out), step
+            finally:
+                assert term.stop() == 0
+        term = started()  # still a day behind
+        try:
+            wait_for(
+                lambda: term.send(f"tap-wait {OPERATOR}") == asked,
+                timeout=lockout_s + 20,
+                what="the lockout to end",
+            )
+            ended_after = time.monotonic() - locked_at
+            press_all(term, (*PIN7, "ten"))
+            assert term.send(f"tap-wait {ERIKA}").startswith("approved: credited 10,00")
+        finally:
+            assert term.stop() == 0
+    assert ended_after >= lockout_s - 0.5, ended_after
+    assert "locked out" in term.log()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import stat
@@ -14,14 +15,17 @@ from pathlib import Path
 import pytest
 
 from provisioning.install import CONSTRAINTS, SOURCE_PARTS
-from provisioning.provision import EXIT_CANNOT_WRITE, EXIT_CHANGED, EXIT_USAGE
+from provisioning.provision import EXIT_CANNOT_WRITE, EXIT_CHANGED, EXIT_REFUSED, EXIT_USAGE, Report
 from terminal.config import OfflineConfig, load_config
 from terminal.controller.operators import card_entry, new_operator_key, parse_operator_key
 from terminal.emulator.partybroker import EmulatedDrink, PartybrokerEmulator
 from terminal.emulator.wallet import WalletEmulator
+from terminal.model import printable
 from tests.conftest import seed_program
-from tests.terminal_lab import REPO
+from tests.raw_http import RawHttpServer, http_response
+from tests.terminal_lab import REPO, taptill
 from tests.test_provision import provision
+from tests.test_server_text import CONTROL
 
 EXISTING = ("--taptill-bin", "/opt/taptill/venv/bin/taptill")  # the seeded venv: no pip install
 INJECTED = "x\n[offline]\nmax_total_cents = 99999999"
@@ -64,6 +68,94 @@ def test_a_drink_title_with_newlines_stays_one_value_and_adds_no_table(image: Pa
     # made one printable line where it entered (terminal.model.printable), and a value, not TOML
     assert data["partybroker"]["drinks"]["espresso"]["title"] == " ".join(INJECTED.split())
     assert load_config(config).offline == OfflineConfig()  # the default limits, not 99,999,999 cents
+
+
+# Escape sequences (CSI, OSC with BEL), a C1 CSI, newlines, a CR and a bidi override in a server's text.
+HOSTILE_TITLE = "Espresso\x1b[31m\x1b]0;pwned\x07\n<3>forged line\r\nand\u202e more\x9b2J"
+
+
+def test_server_text_in_the_report_is_one_plain_line_in_text_and_json(image: Path) -> None:
+    """A Partybroker drink title and a wallet product name with escape sequences and newlines: every line
+    provisioning prints (the wallet's products, the drinks, the mapping, the diff, the JSON report) holds
+    them as one printable line, so they neither clear nor retitle the terminal nor forge a line."""
+    drinks = (EmulatedDrink(145, "espresso", HOSTILE_TITLE, 290),)
+    products = [("espresso", HOSTILE_TITLE, 250)]
+    with (
+        WalletEmulator.demo("doc", products=products) as wallet,
+        PartybrokerEmulator(drinks=drinks, password="s3cret") as pb,
+    ):
+        flags = [
+            *wallet_flags(wallet),
+            *EXISTING,
+            "--partybroker-url",
+            pb.base_url,
+            "--party-id",
+            pb.party_id,
+            "--partybroker-user",
+            pb.username,
+        ]
+        env = {"TAPTILL_PARTYBROKER_PASSWORD": "s3cret"}
+        dry = provision(image, *flags, "--dry-run", token=wallet.api_token, env=env)
+        as_json = provision(image, *flags, "--dry-run", "--json", token=wallet.api_token, env=env)
+    assert dry.returncode == EXIT_CHANGED, dry.stdout + dry.stderr
+    for out in (dry.stdout, dry.stderr, as_json.stdout, as_json.stderr):
+        assert not CONTROL.search(out), repr(CONTROL.search(out))
+    clean = printable(HOSTILE_TITLE)
+    lines = dry.stdout.splitlines()
+    assert not [line for line in lines if line.startswith(("<3>", "and", " more"))], lines
+    (drinks_line,) = [line for line in lines if line.startswith("partybroker:")]
+    (wallet_line,) = [line for line in lines if line.startswith("wallet:")]
+    assert clean in drinks_line and clean in wallet_line and clean.startswith("Espresso <3>forged line")
+    report = json.loads(as_json.stdout)
+    assert report["partybroker"][0]["title"] == clean and report["wallet"]["products"][0]["name"] == clean
+
+
+def test_a_redirect_naming_escape_sequences_is_one_plain_line_from_provisioning_and_taptill_run(
+    tmp_path: Path,
+) -> None:
+    """The one server text that reached a person unparsed: a redirect's Location header, quoted in the
+    one-line refusal (h11 lets C1 controls through a header: \\x9b is CSI on many terminals)."""
+    location = "https://elsewhere.example/pos\x9b2J\x9b31mred\x85x"
+    with RawHttpServer([http_response(302, b"", location=location)]) as server:
+        proc = provision(
+            tmp_path / "image", "--reader", "sim", "--wallet-url", server.base_url, token="t0ken"
+        )
+        config = tmp_path / "config.toml"
+        (tmp_path / "wallet.token").write_text("t0ken\n")
+        (tmp_path / "wallet.token").chmod(0o600)
+        config.write_text(
+            f'[terminal]\nproducts = ["espresso"]\ndescription = "Bar"\nstate_dir = "{tmp_path / "state"}"\n'
+            f'[wallet]\nbase_url = "{server.base_url}"\ntoken_file = "{tmp_path / "wallet.token"}"\n'
+            '[reader]\nkind = "sim"\n[display]\nkind = "none"\n'
+        )
+        run = taptill("run", "--config", str(config), check=False, timeout=60)
+    assert proc.returncode == EXIT_REFUSED, proc.stdout + proc.stderr
+    assert run.returncode == 2, run.stdout + run.stderr
+    for said in (proc.stderr, run.stderr):
+        (line,) = [x for x in said.splitlines() if x.startswith(("taptill-provision:", "taptill:"))]
+        assert "redirects to https://elsewhere.example/posred x" in line, said
+        assert not CONTROL.search(said), repr(said)
+
+
+def test_the_report_prints_raw_server_text_as_printable_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    """The last line of defence, for text that did not pass a parser: the human lines, the final
+    message, the JSON report (json.dumps passes C1 and bidi controls) and a diff keep their line breaks
+    but nothing else that is not printable."""
+    for as_json in (False, True):
+        report = Report(as_json)
+        report.line("mapping", {"espresso": HOSTILE_TITLE}, f"espresso → {HOSTILE_TITLE}")
+        report.data["diff"] = f"-title = 1\n+title = {HOSTILE_TITLE!a}\u202e\x9b\n"
+        report.finish(EXIT_CHANGED, f"provisioned {HOSTILE_TITLE}")
+    out = capsys.readouterr().out
+    assert not CONTROL.search(out), repr(CONTROL.search(out))
+    text, _, rest = out.partition("{")
+    assert text.splitlines() == [
+        f"mapping:     espresso → {printable(HOSTILE_TITLE)}",
+        f"provisioned {printable(HOSTILE_TITLE)}",
+    ]
+    data = json.loads("{" + rest)
+    assert data["mapping"] == {"espresso": printable(HOSTILE_TITLE)}
+    assert data["diff"].splitlines() == ["-title = 1", f"+title = {HOSTILE_TITLE!a}"]
 
 
 # --- item 6: --root stays inside the image ----------------------------------------------------------

@@ -9,9 +9,11 @@ import logging
 import re
 from pathlib import Path
 
+import pytest
+
 from terminal.emulator.wallet import WalletEmulator
 from terminal.model import printable
-from terminal.service.log_setup import JournaldFormatter
+from terminal.service.log_setup import JournaldFormatter, PrintableFormatter
 from tests.terminal_lab import MAX, TerminalProcess, journal_lines, taptill, wait_for, write_config
 
 FORGED = "\n<2>taptill: forged\x1b[2J"
@@ -80,6 +82,58 @@ def test_the_journald_formatter_keeps_a_forged_message_and_exception_in_their_ow
     assert lines[-1] == "<3>ValueError: server said <2>taptill: forged", lines
     assert all(re.match(r"<[34]>(?!<)", line) for line in lines), lines
     assert not CONTROL.search(out.read_text())
+
+
+def _exception_group() -> ExceptionGroup[Exception]:
+    """Server text in every place an ExceptionGroup can carry it: its own message, a nested exception
+    with a cause, a nested group, a note (as asyncio.TaskGroup raises them: one per failed task)."""
+    try:
+        try:
+            raise KeyError(f"context{FORGED}")
+        except KeyError as cause:
+            raise ValueError(f"server said{FORGED}") from cause
+    except ValueError as failed:
+        first = failed
+    second = OSError(f"refused{FORGED}")
+    second.add_note(f"note{FORGED}")
+    return ExceptionGroup(f"delivery{FORGED}", [first, ExceptionGroup(f"inner{FORGED}", [second])])
+
+
+@pytest.mark.parametrize("journald", [True, False], ids=["journald", "terminal"])
+def test_server_text_nested_in_an_exception_group_stays_inside_its_own_line(
+    tmp_path: Path, journald: bool
+) -> None:
+    """A TaskGroup's failure arrives as an ExceptionGroup: each nested exception's text is one printable
+    line behind the group's margin, and no line starts an entry of its own, in journald's format and in
+    the one `taptill run` writes on a terminal."""
+    out = tmp_path / "stderr.log"
+    fmt = "%(name)s: %(message)s"
+    with out.open("w") as stream:
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(JournaldFormatter(fmt) if journald else PrintableFormatter(fmt))
+        log = logging.getLogger("taptill.test_server_text.group")
+        log.addHandler(handler)
+        log.propagate = False
+        try:
+            try:
+                raise _exception_group()
+            except ExceptionGroup:
+                log.exception("tasks failed")
+        finally:
+            log.removeHandler(handler)
+    text = out.read_text()
+    lines = [line.removeprefix("<3>") for line in text.splitlines()]
+    assert not CONTROL.search(text), repr(CONTROL.search(text))
+    assert all(re.match(r"<3>(?!<)", line) for line in text.splitlines()) if journald else True
+    assert not any(line.lstrip(" |").startswith("<2>") for line in lines), text
+    for said in (
+        "  | ExceptionGroup: delivery <2>taptill: forged (2 sub-exceptions)",
+        "    | KeyError: 'context\\n<2>taptill: forged\\x1b[2J'",
+        "    | ValueError: server said <2>taptill: forged",
+        "    | ExceptionGroup: inner <2>taptill: forged (1 sub-exception)",
+        "      | OSError: refused <2>taptill: forged note <2>taptill: forged",
+    ):
+        assert said in lines, (said, lines)
 
 
 def test_printable_strips_escape_sequences_and_invisible_controls_but_keeps_words() -> None:

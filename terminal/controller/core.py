@@ -182,7 +182,7 @@ class Controller:
     # --- events --------------------------------------------------------------------------------
 
     def start(self) -> list[Effect]:
-        return [Show(self.idle_screen())]
+        return [Show(self.idle_screen()), *self.mode.start()]
 
     def handle(self, event: Event) -> list[Effect]:
         match event:
@@ -253,7 +253,7 @@ class Controller:
         """Carry out what the mode answered to a card or a button that needed no lookup."""
         match answer:
             case Refusal(screen, beep, note, effects):
-                return [*self._result(screen, Beep(beep), *([Notice(note)] if note else [])), *effects]
+                return [*effects, *self._result(screen, Beep(beep), *([Notice(note)] if note else []))]
             case Redraw(effects):
                 self.phase = Phase.IDLE
                 return [Show(self.idle_screen()), *effects]

@@ -67,7 +67,9 @@ class Refusal:
     screen: Screen
     beep: Signal
     note: str = ""  # a line for the log (what staff must fix), if the refusal has one
-    effects: tuple[Effect, ...] = ()  # what the mode needs besides (a timer of its own)
+    # What the mode needs besides, carried out before the refusal is shown: a journal record (which must
+    # be durable before anyone sees the answer), a timer of its own.
+    effects: tuple[Effect, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,9 +83,10 @@ CardAnswer = Sale | BalanceCheck | Refusal | Redraw
 
 
 class SellMode:
-    """One way to sell. The core calls ``idle_screen`` whenever it is ready for a tap, ``card`` for each
-    new tap it takes (after its own guards), ``button`` while no tap is under way, ``timer`` for a timer
-    token it did not start, ``paid`` once a sale is journaled, and ``catalog_changed`` after new prices."""
+    """One way to sell. The core calls ``start`` once when the terminal starts, ``idle_screen`` whenever
+    it is ready for a tap, ``card`` for each new tap it takes (after its own guards), ``button`` while no
+    tap is under way, ``timer`` for a timer token it did not start, ``paid`` once a sale is journaled,
+    and ``catalog_changed`` after new prices."""
 
     credits: ClassVar[bool] = False  # sells credits (negative prices, a top-up) instead of debits
 
@@ -92,6 +95,10 @@ class SellMode:
         # What the guest or operator chose for the next tap; stays empty where a tap pays fixed products.
         self.cart: list[ProductId] = []
         self.operator: str | None = None  # the operator (name) whose card unlocked the terminal, if any
+
+    def start(self) -> tuple[Effect, ...]:
+        """What the mode carries on from before a restart (the settings hold it): timers of its own."""
+        return ()
 
     def idle_screen(self) -> Screen:
         raise NotImplementedError

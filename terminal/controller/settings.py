@@ -10,6 +10,15 @@ from terminal.model import ProductId
 
 
 @dataclass(frozen=True)
+class PinRecord:
+    """A kiosk operator's PIN entries as the journal knows them at start: wrong PINs in a row, and the
+    seconds of lockout still to run (None: not locked out)."""
+
+    wrong: int = 0
+    locked_for_s: float | None = None
+
+
+@dataclass(frozen=True)
 class ControllerSettings:
     products: tuple[ProductId, ...]
     offline: OfflineConfig
@@ -26,6 +35,7 @@ class ControllerSettings:
     pin_length: int = 4  # button presses
     pin_attempts: int = 3  # wrong PINs in a row before that operator card is locked out
     pin_lockout_s: float = 300.0
+    pins: dict[str, PinRecord] = field(default_factory=dict)  # topup: by operator name, from the journal
     max_credit_per_unlock_cents: int | None = None  # topup: credits booked in one unlock; None: no cap
     max_credit_per_shift_cents: int | None = None  # per operator per local day (the device loop checks)
     max_offline_credit_cents: int | None = None  # unconfirmed credits booked offline; None: no cap

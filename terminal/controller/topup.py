@@ -5,7 +5,7 @@ the wallet), within the operator's caps."""
 from __future__ import annotations
 
 from terminal.controller.mode import BalanceCheck, CardAnswer, Redraw, Refusal, Sale, SellMode, Till
-from terminal.effects import Beep, StartTimer
+from terminal.effects import Beep, Effect, RecordPin, StartTimer
 from terminal.model import DeclineReason
 from terminal.screens import DeclinedScreen, Screen
 from terminal.screens.topup import KioskLockedScreen, KioskScreen, PinScreen
@@ -14,8 +14,10 @@ from terminal.screens.topup import KioskLockedScreen, KioskScreen, PinScreen
 class TopupMode(SellMode):
     """An operator card unlocks (and locks again); the kiosk locks by itself ``unlock_s`` after the
     operator's last card or press. Where the operator has a PIN, the card is followed by the PIN on
-    the buttons; ``pin_attempts`` wrong PINs in a row lock that card out for ``pin_lockout_s``. A
-    guest's tap with no amount chosen shows the balance. ``operator`` is the operator's name."""
+    the buttons; ``pin_attempts`` wrong PINs in a row lock that card out for ``pin_lockout_s``. Every
+    wrong PIN and lockout is journaled (``RecordPin``) before it is shown, and the settings bring back
+    what the journal holds at start, so a restart neither resets the count nor ends a lockout. A guest's
+    tap with no amount chosen shows the balance. ``operator`` is the operator's name."""
 
     credits = True
 
@@ -24,10 +26,21 @@ class TopupMode(SellMode):
         self._unlock_token = 0
         self._pin_for: str | None = None  # the operator whose card was tapped and whose PIN is awaited
         self._presses: list[str] = []
-        self._wrong_pins: dict[str, int] = {}
+        pins = till.settings.pins
+        self._wrong_pins = {n: r.wrong for n, r in pins.items() if r.locked_for_s is None and r.wrong > 0}
         self._locked_out: dict[int, str] = {}  # lockout timer token → operator name
         self._credited_cents = 0  # booked in this unlock
         self._pending_cents = 0  # the credit of the tap under way, counted once it is journaled
+
+    def start(self) -> tuple[Effect, ...]:
+        """Lockouts journaled before the restart run on for what is left of them."""
+        timers = []
+        for name, record in self.till.settings.pins.items():
+            if record.locked_for_s is not None and record.locked_for_s > 0:
+                token = self.till.token()
+                self._locked_out[token] = name
+                timers.append(StartTimer(token, record.locked_for_s))
+        return tuple(timers)
 
     def idle_screen(self) -> Screen:
         if self._pin_for is not None:
@@ -101,12 +114,15 @@ class TopupMode(SellMode):
             return Redraw((self._stay_unlocked(),))
         presses, self._pin_for, self._presses = self._presses, None, []
         if s.operators is not None and s.operators.pin_matches(name, presses):
-            self._wrong_pins.pop(name, None)
-            return self._unlock(name)
+            had_wrong = self._wrong_pins.pop(name, 0) > 0
+            return self._unlock(name, forget=(RecordPin(name, 0),) if had_wrong else ())
         wrong = self._wrong_pins.get(name, 0) + 1
         self._wrong_pins[name] = wrong
         if wrong < s.pin_attempts:
-            return Refusal(DeclinedScreen(DeclineReason.WRONG_PIN), "declined", f"operator {name}: wrong PIN")
+            note = f"operator {name}: wrong PIN ({wrong} of {s.pin_attempts})"
+            return Refusal(
+                DeclinedScreen(DeclineReason.WRONG_PIN), "declined", note, effects=(RecordPin(name, wrong),)
+            )
         token = self.till.token()
         self._locked_out[token] = name
         note = f"operator {name}: {wrong} wrong PINs, card locked out for {s.pin_lockout_s:.0f}s"
@@ -114,13 +130,13 @@ class TopupMode(SellMode):
             DeclinedScreen(DeclineReason.PIN_LOCKED_OUT),
             "error",
             note,
-            effects=(StartTimer(token, s.pin_lockout_s),),
+            effects=(RecordPin(name, wrong, locked=True), StartTimer(token, s.pin_lockout_s)),
         )
 
-    def _unlock(self, name: str) -> Redraw:
+    def _unlock(self, name: str, forget: tuple[Effect, ...] = ()) -> Redraw:
         self.operator = name
         self._credited_cents = 0
-        return Redraw((self._stay_unlocked(), Beep("approved")))
+        return Redraw((*forget, self._stay_unlocked(), Beep("approved")))
 
     def _stay_unlocked(self) -> StartTimer:
         self._unlock_token = self.till.token()

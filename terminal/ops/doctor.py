@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pwd
 import shutil
 import stat
 import tomllib
@@ -13,8 +14,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from terminal.config import Config, ConfigError, load_config
+from terminal.config import Config, ConfigError, load_config, span_words
 from terminal.config_section import Section
+from terminal.controller.operators import (
+    KEY_CREDENTIAL,
+    OperatorBook,
+    OperatorKeyError,
+    key_mismatch,
+    parse_operator_key,
+)
 from terminal.journal import Journal, JournalError, JournalMissing
 from terminal.model import printable
 from terminal.money import format_cents
@@ -31,6 +39,7 @@ DISK_WARN_BYTES = 200 * 1024 * 1024
 PENDING_WARN_S = 3600
 PENDING_FAIL_S = 24 * 3600
 SERVER_TIMEOUT_S = 5.0
+PIN_SWEEP_WARN_S = 7 * 86_400.0  # a cloned operator card that can try every PIN within a week: WARN
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,8 @@ def diagnose(config_path: Path, *, now: Callable[[], datetime] | None = None) ->
     checks.append(_secret_check("secrets", cfg.wallet.token_file, "wallet.token"))
     if partybroker is not None:
         checks.append(_secret_check("pb-secret", partybroker.password_file, PASSWORD_CREDENTIAL))
+    if cfg.terminal.mode == "topup":
+        checks += [_operator_key_check(cfg), _pin_check(cfg), _caps_check(cfg)]
     checks.append(_transport_check(cfg, partybroker))
     checks.append(asyncio.run(_wallet_check(cfg)))
     journal_check, journal = _journal_check(cfg.journal_path)
@@ -134,6 +145,120 @@ def _secret_check(name: str, path: Path | None, credential: str) -> Check:
     except SecretError as exc:
         return Check.fail(name, str(exc))
     return Check.ok(name, f"{path} is private (0600) and not empty")
+
+
+# --- the top-up kiosk ----------------------------------------------------------------------------
+
+
+def _operator_key_check(cfg: Config) -> Check:
+    """The operator key: a systemd credential, or a regular file that only its owner reads, owned by root
+    or by the user the terminal runs as (the owner of its state directory), holding a key under which
+    every configured operator entry was made (their key ids match)."""
+    name, path = "operators", cfg.topup.operator_key_file
+    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    credential = bool(cred_dir) and (Path(str(cred_dir)) / KEY_CREDENTIAL).is_file()
+    where = f"the {KEY_CREDENTIAL} credential" if credential else str(path)
+    if not credential and path is not None:
+        problem = _key_file_problem(path, _terminal_user(cfg.terminal.state_dir))
+        if problem is not None:
+            return Check.fail(name, problem)
+    try:
+        book = OperatorBook(
+            parse_operator_key(read_secret(path, KEY_CREDENTIAL).reveal()), cfg.topup.operators
+        )
+    except SecretError as exc:
+        return Check.fail(name, str(exc))
+    except OperatorKeyError as exc:
+        return Check.fail(name, f"{where}: {exc}")
+    elsewhere = book.made_elsewhere()
+    if elsewhere:
+        return Check.fail(name, key_mismatch(elsewhere))
+    unchecked = book.without_key_id()
+    count = len(cfg.topup.operators)
+    if unchecked:
+        return Check.warn(
+            name,
+            f"{', '.join(unchecked)}: entries from before they carried a key id, so nothing shows they were "
+            f"made under {where}; register them again (taptill operator add NAME) to have them checked",
+        )
+    return Check.ok(name, f"{count} operator{'s' if count != 1 else ''} made under {where}")
+
+
+def _terminal_user(state_dir: Path) -> int:
+    """The uid the terminal runs as: the owner of its state directory, else whoever runs doctor."""
+    try:
+        return state_dir.stat().st_uid
+    except OSError:
+        return os.geteuid()
+
+
+def _key_file_problem(path: Path, terminal_uid: int) -> str | None:
+    """What is wrong with the operator key file's mode or owner (None: nothing): anyone else who can read
+    it can, with the config, compute the entry of any card and turn entries back into UIDs."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None  # read_secret says what is wrong (missing, not readable)
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        return f"{path} is mode {mode:04o}, readable by others; run: chmod 600 {path}"
+    if st.st_uid not in (0, terminal_uid):
+        owner, terminal = _user_name(st.st_uid), _user_name(terminal_uid)
+        return (
+            f"{path} is owned by {owner}, who can read the key; run: chown {terminal} {path} (or chown root "
+            f"and pass it as LoadCredential={KEY_CREDENTIAL}:{path})"
+        )
+    return None
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _pin_check(cfg: Config) -> Check:
+    """How long a cloned operator card needs to try every PIN (the config refuses fewer than
+    PIN_SPACE_FLOOR PINs; under PIN_SWEEP_WARN_S a WARN), or that there is no PIN at all."""
+    t = cfg.topup
+    if not t.pin_in_use:
+        return Check.warn(
+            "pin",
+            "operator cards unlock without a PIN, so a cloned operator card unlocks the kiosk; set [topup] "
+            "pin_required = true and give each operator a PIN (taptill operator add NAME --pin)",
+        )
+    rate = f"{t.pin_attempts} guesses per {t.pin_lockout_s:g} s lockout"
+    text = (
+        f"{t.pin_space} PINs ({t.pin_keys} buttons, {t.pin_length} presses); a cloned operator card "
+        f"tries them all within {span_words(t.pin_sweep_s)} ({rate})"
+    )
+    if t.pin_sweep_s < PIN_SWEEP_WARN_S:
+        return Check.warn("pin", f"{text}; raise [topup] pin_length or pin_lockout_s")
+    return Check.ok("pin", text)
+
+
+def _caps_check(cfg: Config) -> Check:
+    """What a stolen unlock can credit. No cap per shift is a WARN, not a default: a default would
+    decline a busy kiosk's guests mid-shift, and only the organiser knows what a shift takes."""
+    t, money = cfg.topup, (cfg.terminal.locale, cfg.terminal.currency)
+
+    def cap(cents: int | None) -> str:
+        return "no cap" if cents is None else format_cents(cents, *money)
+
+    text = (
+        f"per unlock {cap(t.max_credit_per_unlock_cents)}, per operator and day "
+        f"{cap(t.max_credit_per_shift_cents)}, offline {cap(t.max_offline_credit_cents)}"
+    )
+    if t.max_credit_per_shift_cents is None:
+        return Check.warn(
+            "caps",
+            f"{text}: a stolen unlock credits without limit until someone notices; set [topup] "
+            "max_credit_per_shift_cents to what one operator credits in a busy shift",
+        )
+    return Check.ok("caps", text)
 
 
 # --- servers ------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 from typing import TextIO
 
-from terminal.config import OPERATOR_NAME, ConfigError
+from terminal.config import OPERATOR_NAME, ConfigError, pin_space_problem
 from terminal.controller.operators import (
     KEY_CREDENTIAL,
     OperatorKeyError,
@@ -112,7 +112,8 @@ def operator_line(key_path: Path, name: str, uid: str) -> str:
 
 
 def _check_pin(pin: list[str], topup: dict[str, object]) -> None:
-    """A PIN is ``pin_length`` presses of the kiosk's own buttons, so it can be entered at the kiosk."""
+    """A PIN is ``pin_length`` presses of the kiosk's own buttons, so it can be entered at the kiosk, and
+    there are enough of them that a cloned card cannot try them all (the config refuses it too)."""
     length = topup.get("pin_length", 4)
     if isinstance(length, int) and len(pin) != length:
         raise ConfigError(f"the PIN has {len(pin)} presses; [topup] pin_length wants {length}")
@@ -126,3 +127,8 @@ def _check_pin(pin: list[str], topup: dict[str, object]) -> None:
             f"the PIN presses button {unknown[0]!r}, which the kiosk does not have; "
             f"use: {', '.join(sorted(names))}"
         )
+    attempts, lockout_s = topup.get("pin_attempts", 3), topup.get("pin_lockout_s", 300.0)
+    if names and isinstance(attempts, int) and isinstance(lockout_s, int | float) and attempts > 0:
+        weak = pin_space_problem(len(names), len(pin), attempts, float(lockout_s))
+        if weak is not None:
+            raise ConfigError(f"[topup] {weak}")

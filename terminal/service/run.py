@@ -17,13 +17,21 @@ from hw.gpio.factory import make_buttons, make_outputs
 from hw.readers.factory import make_reader
 from terminal.config import Config
 from terminal.controller import Controller, ControllerSettings
-from terminal.controller.operators import KEY_CREDENTIAL, OperatorBook, OperatorKeyError, parse_operator_key
+from terminal.controller.operators import (
+    KEY_CREDENTIAL,
+    OperatorBook,
+    OperatorKeyError,
+    key_mismatch,
+    parse_operator_key,
+)
 from terminal.device_loop import DeviceLoop
 from terminal.events import CatalogChanged, UnsellableChanged
 from terminal.journal import Journal, JournalError
 from terminal.ops.salvage import open_journal_salvaging
 from terminal.partybroker.runtime import PartybrokerRuntime
+from terminal.service import boot_clock
 from terminal.service.drivers import check_drivers
+from terminal.service.pin_lockouts import restore_pins
 from terminal.service.sd_notify import Notifier
 from terminal.service.secret import Secret, SecretError, read_secret
 from terminal.service.state_lock import StateDirBusy, StateLock, StateLockError
@@ -93,14 +101,20 @@ async def run_terminal(
 
 def load_operator_book(cfg: Config) -> OperatorBook | None:
     """A top-up kiosk's operators under its operator key (file or systemd credential); None in the
-    other modes. Raises SecretError or StartupError with a fix when the key is missing or malformed."""
+    other modes. Raises SecretError or StartupError with a fix when the key is missing or malformed, or
+    when an operator's entries were made under another key."""
     if cfg.terminal.mode != "topup":
         return None
     key = read_secret(cfg.topup.operator_key_file, KEY_CREDENTIAL)
     try:
-        return OperatorBook(parse_operator_key(key.reveal()), cfg.topup.operators)
+        book = OperatorBook(parse_operator_key(key.reveal()), cfg.topup.operators)
     except OperatorKeyError as exc:
         raise StartupError(f"[topup] operator_key_file: {exc}") from None
+    elsewhere = book.made_elsewhere()
+    if elsewhere:
+        # Such an operator could never unlock: said now, not found out at the counter.
+        raise StartupError(key_mismatch(elsewhere))
+    return book
 
 
 async def _run_locked(
@@ -185,6 +199,10 @@ async def _run_locked(
             pin_length=cfg.topup.pin_length,
             pin_attempts=cfg.topup.pin_attempts,
             pin_lockout_s=cfg.topup.pin_lockout_s,
+            # Wrong PINs and lockouts from before this start: a restart must not reset them.
+            pins=restore_pins(journal, boot_clock.now(), cfg.topup.pin_lockout_s)
+            if cfg.terminal.mode == "topup"
+            else {},
             max_credit_per_unlock_cents=cfg.topup.max_credit_per_unlock_cents,
             max_credit_per_shift_cents=cfg.topup.max_credit_per_shift_cents,
             max_offline_credit_cents=cfg.topup.max_offline_credit_cents,

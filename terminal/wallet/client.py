@@ -18,7 +18,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
-from terminal.model import Permission, Product, ProductId, TerminalInfo
+from terminal.model import Permission, Product, ProductId, TerminalInfo, printable
 from terminal.net.deadline import Deadline, SendWatch
 from terminal.net.transport import new_client, read_capped
 from terminal.service.secret import Secret
@@ -59,7 +59,8 @@ class _Body:
         if unusable is not None:  # cut at MAX_BODY_BYTES, or compressed (see terminal.net.transport)
             self.problem = unusable
         elif ctype != "application/json" and not ctype.endswith("+json"):
-            self.problem = f"not JSON ({ctype or 'no content type'})"
+            # printable: a header's value is the server's text (h11 lets ESC and C1 controls through)
+            self.problem = f"not JSON ({printable(ctype, 60) or 'no content type'})"
         else:
             try:
                 self.json = json.loads(raw.decode("utf-8"))
@@ -295,7 +296,7 @@ class WalletClient:
 
     def _moved(self, path: str, res: _Body) -> Refused:
         """A redirect elsewhere, as a refusal that names the base_url to configure instead."""
-        location = res.headers.get("location", "")[:200]
+        location = printable(res.headers.get("location", ""), 200)  # quoted to a person below
         try:
             target = urljoin(self._url(path), location)
             parts = urlsplit(target)
