@@ -81,8 +81,10 @@ class GrantLab:
         users: Sequence[dict[str, object]] = tuple(USERS),
         approved_word: str = "approved",
         latency: str = "fast",
+        paging: bool = True,
     ) -> None:
         self.clock = EmulatorClock()
+        self.paging = paging  # False: every page answers the whole list, as a server that ignores ``page``
         self.lists: dict[str, list[dict[str, object]]] = {
             "/v1/paymentMethods": list(payment_methods),
             "/v1/vat-rates": list(vat_rates),
@@ -137,6 +139,8 @@ class GrantLab:
             return error(403, "This endpoint needs an account token, not a developer token")
         if not self.is_account_token(given):
             return error(401, "Invalid token")
+        if not self.paging:
+            return json_response(200, listed)
         query = parse_qs(req.query)
         page = int(query.get("page", ["1"])[0])
         limit = int(query.get("limit", ["25"])[0])

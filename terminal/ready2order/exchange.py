@@ -20,6 +20,7 @@ from terminal.net.deadline import Deadline
 from terminal.net.transport import new_client, read_capped
 from terminal.service.secret import Secret
 
+API_BASE_URL = "https://api.ready2order.com/v1"
 # A page of 100 full product objects is about 150 KiB; anything far larger is not the API's answer.
 MAX_BODY_BYTES = 4 * 1024 * 1024
 CONNECT_TIMEOUT_S = 3.0
