@@ -36,6 +36,7 @@ from terminal.screens import ApproveAccessScreen
 from terminal.service.secret import Secret
 
 T = TypeVar("T")
+RATE_LIMIT_PAUSE_S = 60.0  # ready2order blocks an IP for at least a minute after its 60th request
 
 
 @dataclass(frozen=True)
@@ -159,12 +160,14 @@ async def approved_token(
                         "a new one follows",
                     )
                     break
-                if isinstance(state, Unreachable):
+                if isinstance(state, Unreachable | Refused) and _passing(state):
                     if state.reason != trouble:  # once per kind of trouble, not once per poll
                         report.line(
                             "approve", "retrying", f"cannot see the grant ({state.reason}); asking again"
                         )
                     trouble = state.reason
+                    if isinstance(state, Refused):  # 429: the block lasts at least a minute, for the whole IP
+                        await asyncio.sleep(max(0.0, min(RATE_LIMIT_PAUSE_S, until - clock())))
                     continue
                 raise _stop(state, "refused to show the grant")
 
@@ -189,6 +192,11 @@ def _listed(res: Listed[T] | WrongToken | Refused | Unreachable, what: str) -> L
     if isinstance(res, Listed):
         return res
     raise _stop(res, f"refused to list {what}")
+
+
+def _passing(state: Unreachable | Refused) -> bool:
+    """Trouble that may be gone at the next look: the network, a 5xx, the rate limit (429)."""
+    return isinstance(state, Unreachable) or state.status == 429
 
 
 def _stop(res: WrongToken | Refused | Unreachable, doing: str) -> Stop:

@@ -157,6 +157,26 @@ def test_an_approved_grant_stores_the_token_0600_and_maps_the_products(
         assert lab.desk.grants_made == 1
         assert tree(image) == before
 
+        # a run for another reason, without --ready2order, keeps the mirror's table, token and credential
+        other = provision(
+            image,
+            *EXISTING,
+            "--reader",
+            "sim",
+            "--wallet-url",
+            wallet.base_url,
+            "--products",
+            "latte",
+            token=wallet.api_token,
+        )
+        assert other.returncode == EXIT_CHANGED, other.stdout + other.stderr
+        assert tomllib.loads((image / "etc/taptill/config.toml").read_text())["ready2order"] == r2o
+        assert (image / TOKEN_FILE).read_text() == account_token + "\n"
+        assert (
+            dropin.is_file()
+            and "unchanged /etc/systemd/system/taptill.service.d/ready2order.conf" in other.stdout
+        )
+
 
 def test_an_expired_link_is_replaced_and_the_second_approved_with_the_other_spelling(
     image: Path, wallet: WalletEmulator, developer_token_file: Path
@@ -286,3 +306,17 @@ def test_a_missing_payment_method_is_named_and_the_approval_is_not_lost(
         assert account_token not in again.stdout + again.stderr
     data = tomllib.loads((image / "etc/taptill/config.toml").read_text())
     assert data["ready2order"]["payment_method_id"] == 74890
+
+
+def test_a_dry_run_asks_for_no_grant_and_writes_nothing(
+    image: Path, wallet: WalletEmulator, developer_token_file: Path
+) -> None:
+    before = tree(image)
+    with GrantLab(products=ACCOUNT_PRODUCTS) as lab:
+        proc = run(
+            image, wallet, lab, "--ready2order-developer-token-file", str(developer_token_file), "--dry-run"
+        )
+    assert proc.returncode == EXIT_CHANGED, proc.stdout + proc.stderr
+    assert "a dry run asks for no grant" in proc.stdout
+    assert lab.desk.grants_made == 0
+    assert tree(image) == before

@@ -208,13 +208,18 @@ def decode(path: Path) -> list[str]:
     return [r.text for r in zxingcpp.read_barcodes(img.resize((img.width * 4, img.height * 4)))]
 
 
-def test_giving_up_after_the_wait_names_the_last_trouble(lab: GrantLab) -> None:
+@pytest.mark.parametrize(
+    ("fault", "said"), [(FaultKind.ERROR500_BEFORE, "HTTP 500"), (FaultKind.RATE_LIMIT_429, "HTTP 429")]
+)
+def test_polls_ride_out_trouble_and_giving_up_names_the_last(
+    lab: GrantLab, fault: FaultKind, said: str
+) -> None:
     settings = ready2order.Ready2OrderSettings(lab.base_url, Secret(DEVELOPER_TOKEN), 1.0, 0.05, 5.0)
     asked = threading.Event()
 
     def break_polls() -> None:
         lab.wait_for_pending(1)
-        lab.faults.inject(FaultKind.ERROR500_BEFORE)  # every poll now answers a 500 page
+        lab.faults.inject(fault)  # every poll now fails this way
         asked.set()
 
     threading.Thread(target=break_polls, daemon=True).start()
@@ -223,7 +228,8 @@ def test_giving_up_after_the_wait_names_the_last_trouble(lab: GrantLab) -> None:
             ready2order.approved_token(settings, Secret(DEVELOPER_TOKEN), lambda url: None, Report(False))
         )
     assert asked.is_set()
-    assert "nobody approved ready2order access within 1 s (last problem: HTTP 500" in str(stopped.value)
+    assert f"nobody approved ready2order access within 1 s (last problem: {said}" in str(stopped.value)
+    assert lab.desk.grants_made == 1
 
 
 def test_products_map_by_reference_item_number_or_name_and_ambiguity_maps_nothing() -> None:
