@@ -14,12 +14,21 @@ from pathlib import Path
 from terminal.config import ConfigError, parse_gpio, parse_select, parse_topup
 from terminal.config_section import Section
 from terminal.net.transport import cleartext_host
+from terminal.ready2order.exchange import API_BASE_URL as R2O_BASE_URL
 from terminal.service.secret import Secret
 
 
 class AnswersError(Exception):
     """A missing or malformed answer; the message names the flag, variable and TOML key to set."""
 
+
+R2O_PAYMENT_METHOD = "Wallet"
+R2O_REQUESTS_PER_MINUTE = 20
+R2O_WAIT_S = 15 * 60.0
+R2O_POLL_S = 3.0
+TRUE_WORDS = ("true", "yes", "1", "on")
+FALSE_WORDS = ("false", "no", "0", "off")
+DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 # answer name → (flag, environment variable, answers-TOML "table.key")
 SOURCES: dict[str, tuple[str, str, str]] = {
@@ -44,12 +53,61 @@ SOURCES: dict[str, tuple[str, str, str]] = {
         "TAPTILL_PARTYBROKER_PASSWORD_FILE",
         "partybroker.password_file",
     ),
+    "ready2order_url": ("--ready2order-url", "TAPTILL_R2O_URL", "ready2order.base_url"),
+    "ready2order_developer_token": ("", "TAPTILL_R2O_DEVELOPER_TOKEN", "ready2order.developer_token"),
+    "ready2order_developer_token_file": (
+        "--ready2order-developer-token-file",
+        "TAPTILL_R2O_DEVELOPER_TOKEN_FILE",
+        "ready2order.developer_token_file",
+    ),
+    "ready2order_payment_method": (
+        "--ready2order-payment-method",
+        "TAPTILL_R2O_PAYMENT_METHOD",
+        "ready2order.payment_method",
+    ),
+    "ready2order_user_id": ("--ready2order-user-id", "TAPTILL_R2O_USER_ID", "ready2order.user_id"),
+    "ready2order_training": ("--ready2order-training", "TAPTILL_R2O_TRAINING", "ready2order.training"),
+    "ready2order_requests_per_minute": (
+        "--ready2order-requests-per-minute",
+        "TAPTILL_R2O_REQUESTS_PER_MINUTE",
+        "ready2order.requests_per_minute",
+    ),
+    "ready2order_wait": ("--ready2order-wait", "TAPTILL_R2O_WAIT", "ready2order.wait"),
+    "ready2order_poll": ("--ready2order-poll", "TAPTILL_R2O_POLL", "ready2order.poll"),
+}
+
+# What a flag is for, where the generic "or $VAR, or key in --answers" says too little.
+HELP: dict[str, str] = {
+    "ready2order_url": f"the ready2order API (default {R2O_BASE_URL})",
+    "ready2order_developer_token_file": (
+        "a 0600 file holding the ready2order developer token, or - for standard input; needed only "
+        "when no working account token is stored yet"
+    ),
+    "ready2order_payment_method": (
+        "the ready2order payment method wallet sales are booked with, by name "
+        f"(default {R2O_PAYMENT_METHOD!r}; never created: make it in ready2order first)"
+    ),
+    "ready2order_user_id": "the ready2order user the invoices are made by (default: the account's first)",
+    "ready2order_training": "true: invoices become training records, not fiscal ones (default false)",
+    "ready2order_requests_per_minute": (
+        f"this terminal's share of the account's 60 requests a minute (default {R2O_REQUESTS_PER_MINUTE})"
+    ),
+    "ready2order_wait": (
+        f"how long to wait for the owner to approve access, e.g. 15m, 90s or 900 (s; default "
+        f"{R2O_WAIT_S / 60:g}m); a grant that expires meanwhile is replaced by a new one"
+    ),
+    "ready2order_poll": f"seconds between two looks at the grant's state (default {R2O_POLL_S:g})",
 }
 
 # The answers that are secrets: each has a NAME_file answer too, the way to give it (a file or "-", stdin).
-SECRETS = ("wallet_token", "partybroker_password")
+SECRETS = ("wallet_token", "partybroker_password", "ready2order_developer_token")
 # Answers-file keys that make the file itself a secret (operator entries unlock the kiosk's credits).
-SECRET_KEYS = (("wallet", "token"), ("partybroker", "password"), ("topup", "operators"))
+SECRET_KEYS = (
+    ("wallet", "token"),
+    ("partybroker", "password"),
+    ("ready2order", "developer_token"),
+    ("topup", "operators"),
+)
 # A secret file with any of these bits is readable (or writable) by other users.
 OPEN_BITS = 0o077
 
@@ -75,6 +133,18 @@ class PartybrokerAnswers:
 
 
 @dataclass(frozen=True)
+class Ready2OrderAnswers:
+    base_url: str
+    developer_token: Secret | None  # needed only when a grant must be asked for
+    payment_method: str  # the name of the payment method wallet sales are booked with
+    user_id: int | None  # None: the account's first user
+    training: bool
+    requests_per_minute: int
+    wait_s: float  # how long the owner has to approve, all grants together
+    poll_s: float
+
+
+@dataclass(frozen=True)
 class Answers:
     wallet_url: str
     wallet_token: Secret
@@ -88,6 +158,7 @@ class Answers:
     sim_socket: str
     display: str
     partybroker: PartybrokerAnswers | None
+    ready2order: Ready2OrderAnswers | None = None
     # [gpio], [select], [topup] from the answers file, as TOML gave them (already checked)
     config_tables: dict[str, dict[str, object]] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()  # one line each, for standard error: e.g. a secret from the environment
@@ -96,7 +167,16 @@ class Answers:
 def add_flags(p: argparse.ArgumentParser) -> None:
     for name, (flag, env, key) in SOURCES.items():
         if flag:
-            p.add_argument(flag, dest=name, metavar=name.upper(), help=f"or ${env}, or {key} in --answers")
+            what = f"{HELP[name]}; " if name in HELP else ""
+            p.add_argument(
+                flag, dest=name, metavar=name.upper(), help=f"{what}or ${env}, or {key} in --answers"
+            )
+    p.add_argument(
+        "--ready2order",
+        action="store_true",
+        help="mirror every sale to ready2order: get an account token (the owner approves on a phone) and "
+        "write [ready2order]; also on with --ready2order-url or a [ready2order] table in --answers",
+    )
 
 
 def gather(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Answers:
@@ -157,6 +237,9 @@ def gather(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> An
                 text("partybroker_password"), text("partybroker_password_file"), "partybroker_password"
             ),
         )
+    ready2order = None
+    if getattr(args, "ready2order", False) or raw["ready2order_url"] is not None or "ready2order" in toml:
+        ready2order = _ready2order(raw, text)
     return Answers(
         wallet_url=url,
         wallet_token=token,
@@ -170,9 +253,81 @@ def gather(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> An
         sim_socket=text("sim_socket", "/run/taptill/tap.sock") or "/run/taptill/tap.sock",
         display=display,
         partybroker=partybroker,
+        ready2order=ready2order,
         config_tables={n: t for n, t in toml.items() if n in CONFIG_TABLES and isinstance(t, dict)},
         warnings=tuple(warnings),
     )
+
+
+def _ready2order(raw: dict[str, object], text: Callable[..., str | None]) -> Ready2OrderAnswers:
+    token, token_file = text("ready2order_developer_token"), text("ready2order_developer_token_file")
+    developer_token = None
+    if token is not None or token_file is not None:
+        developer_token = _secret(token, token_file, "ready2order_developer_token")
+    user_id, rate = raw["ready2order_user_id"], raw["ready2order_requests_per_minute"]
+    return Ready2OrderAnswers(
+        base_url=_url(text("ready2order_url", R2O_BASE_URL) or R2O_BASE_URL, "ready2order_url"),
+        developer_token=developer_token,
+        payment_method=text("ready2order_payment_method", R2O_PAYMENT_METHOD) or R2O_PAYMENT_METHOD,
+        user_id=None if user_id is None else _whole(user_id, "ready2order_user_id", 1, 2**53),
+        training=_flag(raw["ready2order_training"], "ready2order_training", False),
+        requests_per_minute=_whole(
+            R2O_REQUESTS_PER_MINUTE if rate is None else rate,
+            "ready2order_requests_per_minute",
+            1,
+            60,
+        ),
+        wait_s=_duration(raw["ready2order_wait"], "ready2order_wait", R2O_WAIT_S),
+        poll_s=_seconds(raw["ready2order_poll"], "ready2order_poll", R2O_POLL_S, 0.05, 60.0),
+    )
+
+
+def _whole(value: object, name: str, lo: int, hi: int) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise AnswersError(f"{_where(name)} is {value!r}; expected a whole number from {lo} to {hi}")
+    return value
+
+
+def _flag(value: object, name: str, default: bool) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in TRUE_WORDS + FALSE_WORDS:
+        return value.strip().lower() in TRUE_WORDS
+    raise AnswersError(f"{_where(name)} is {value!r}; expected true or false")
+
+
+def _seconds(value: object, name: str, default: float, lo: float, hi: float) -> float:
+    if value is None:
+        return default
+    try:
+        seconds = (
+            float(value) if isinstance(value, int | float | str) and not isinstance(value, bool) else -1.0
+        )
+    except ValueError:
+        seconds = -1.0
+    if not lo <= seconds <= hi:
+        raise AnswersError(f"{_where(name)} is {value!r}; expected seconds from {lo:g} to {hi:g}")
+    return seconds
+
+
+def _duration(value: object, name: str, default: float) -> float:
+    """A wait like 15m, 90s, 1h or 900 (seconds), from 1 s to a day."""
+    if value is None:
+        return default
+    text = str(value).strip().lower()
+    scale = DURATION_UNITS.get(text[-1:], 1.0) if text else 1.0
+    number = text[:-1] if text[-1:] in DURATION_UNITS else text
+    try:
+        seconds = float(number) * scale if not isinstance(value, bool) else -1.0
+    except ValueError:
+        seconds = -1.0
+    if not 1.0 <= seconds <= 86400.0:
+        raise AnswersError(f"{_where(name)} is {value!r}; expected a time like 15m, 90s or 1h (up to 24h)")
+    return seconds
 
 
 def _where(name: str) -> str:

@@ -4,10 +4,12 @@ Exit codes (stable, for fleet tooling):
   0  files changed (or, with --dry-run, would change)
   3  nothing to change: the system already is as asked
   2  usage or answers problem (missing or bad flag, unknown product)
-  4  a server refused the credentials (wallet token, terminal permission, Partybroker login)
+  4  a server refused the credentials (wallet token, terminal permission, Partybroker login, a
+     ready2order token), or the ready2order owner denied access
   5  a server is unreachable or does not speak its API
   6  a dependency is missing (Python, Python package, Debian package, unit template)
   7  cannot write the target (not root, read-only file system)
+  8  nobody approved the ready2order access within --ready2order-wait
 Nothing is written unless every check passed.
 """
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -26,97 +28,70 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from provisioning import detect, devices, install, sandbox
-from provisioning.answers import Answers, AnswersError, add_flags, gather
+from hw.display.base import Display
+from provisioning import detect, devices, install, ready2order, sandbox
+from provisioning.answers import Answers, AnswersError, Ready2OrderAnswers, add_flags, gather
 from provisioning.changes import Change, OutsideRoot, Wanted, apply, file_on_disk, plan
+from provisioning.exits import (
+    EXIT_CANNOT_WRITE,
+    EXIT_CHANGED,
+    EXIT_MISSING,
+    EXIT_REFUSED,
+    EXIT_UNCHANGED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    Stop,
+)
 from provisioning.render import (
     CONFIG_PATH,
     DROPIN_PATH,
     OWNED_TABLES,
     PARTYBROKER_PASSWORD_PATH,
+    READY2ORDER_DROPIN_PATH,
+    READY2ORDER_TOKEN_PATH,
     SYSUSERS_PATH,
     TOKEN_PATH,
     UNIT_PATH,
     WANTS_LINK,
     ConfigChoices,
+    Ready2OrderChoices,
     config_toml,
     hand_edited,
     partybroker_dropin,
     propose_mapping,
+    ready2order_dropin,
     sysusers_conf,
     unit_text,
 )
+from provisioning.report import Report, printable_lines
 from terminal.config import ConfigError, parse_config, parse_gpio
 from terminal.config_section import Section
 from terminal.model import TerminalInfo, printable
 from terminal.money import format_cents
 from terminal.partybroker.outcomes import Drink
+from terminal.service.secret import Secret
 from terminal.wallet.catalog import check_permission
 
-EXIT_CHANGED = 0
-EXIT_USAGE = 2
-EXIT_UNCHANGED = 3
-EXIT_REFUSED = 4
-EXIT_UNREACHABLE = 5
-EXIT_MISSING = 6
-EXIT_CANNOT_WRITE = 7
+# The exit codes live in provisioning.exits; they are named here too, where the docstring lists them.
+__all__ = [
+    "EXIT_CANNOT_WRITE",
+    "EXIT_CHANGED",
+    "EXIT_MISSING",
+    "EXIT_REFUSED",
+    "EXIT_UNCHANGED",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "SERVER_TIMEOUT_S",
+    "Stop",
+    "main",
+    "provision",
+]
 
 SERVER_TIMEOUT_S = 10.0
-DIFF_KEYS = ("diff", "config_diff")  # the JSON report's multi-line values
 UNIT_TEMPLATES = (
     Path(__file__).resolve().parent / "taptill.service",  # when shipped inside the package
     Path(__file__).resolve().parent.parent / "systemd" / "taptill.service",  # a source checkout
 )
-
-
-class Stop(Exception):
-    """Ends provisioning with an exit code and one line saying what to do."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class Report:
-    """Human lines as they happen, or one JSON object at the end (--json). Everything it prints goes
-    through ``terminal.model.printable``: the lines quote servers (product names, drink titles, a
-    redirect's target), and a server's escape sequence must not reach the terminal of whoever provisions."""
-
-    def __init__(self, as_json: bool) -> None:
-        self.as_json = as_json
-        self.data: dict[str, object] = {}
-
-    def line(self, key: str, value: object, text: str) -> None:
-        self.data[key] = value
-        if not self.as_json:
-            print(f"{key + ':':<12} {printable(text)}")
-
-    def finish(self, code: int, message: str) -> int:
-        self.data["exit_code"] = code
-        self.data["message"] = message
-        if self.as_json:
-            print(json.dumps(_printable_values(self.data), ensure_ascii=False, indent=2))
-        else:
-            out = sys.stderr if code not in (EXIT_CHANGED, EXIT_UNCHANGED) else sys.stdout
-            print(printable(message), file=out)
-        return code
-
-
-def printable_lines(text: str) -> str:
-    """``text`` (a diff, a config) with each line made printable and its line breaks kept."""
-    return "\n".join(printable(line) for line in text.split("\n"))
-
-
-def _printable_values(value: object, key: str = "") -> object:
-    """``value`` (the JSON report) with every string made one printable line (json.dumps escapes C0
-    controls, but passes C1 controls and bidi overrides as they are); the diffs keep their lines."""
-    if isinstance(value, str):
-        return printable_lines(value) if key in DIFF_KEYS else printable(value)
-    if isinstance(value, dict):
-        return {printable(str(k)): _printable_values(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_printable_values(v) for v in value]
-    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -234,9 +209,22 @@ def provision(args: argparse.Namespace, answers: Answers, report: Report) -> tup
             },
         )
 
+    r2o_token: Secret | None = None
+    r2o_stored = 0
+    if answers.ready2order is not None:
+        r2o = _ready2order(root, answers.ready2order, info, oled, report, args.dry_run)
+        if r2o.choices is not None:
+            kept.pop("ready2order", None)  # rewritten from the answers; kept as it is otherwise
+            choices = dataclasses.replace(choices, ready2order=r2o.choices)
+        r2o_token, r2o_stored = r2o.token, r2o.stored
+
     text = config_toml(choices, kept)
     _validate_config(text, kept, answers)
     wanted = _wanted_files(answers, text, unit, groups)
+    if r2o_token is not None:
+        wanted.append(Wanted(READY2ORDER_TOKEN_PATH, r2o_token.reveal() + "\n", 0o600, secret=True))
+    if r2o_token is not None or "ready2order" in kept:
+        wanted.append(Wanted(READY2ORDER_DROPIN_PATH, ready2order_dropin(), 0o644))
     changes = plan(root, wanted)
     extras = install.extras_for(reader_kind, gpio)
     python = install.venv_python(args.python)
@@ -249,7 +237,7 @@ def provision(args: argparse.Namespace, answers: Answers, report: Report) -> tup
         "; ".join(f"{c.action} {c.wanted.path}" for c in changes),
     )
     changed = [c for c in changes if c.changed]
-    count = len(changed) + reinstall
+    count = len(changed) + reinstall + r2o_stored
     edited = _hand_edited_config(root, changes)
     if edited is not None:
         verb = "a run keeps" if args.dry_run else "kept"
@@ -455,6 +443,108 @@ async def _check_partybroker(answers: Answers, report: Report) -> tuple[Drink, .
     return res.drinks
 
 
+# --- ready2order ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ready2OrderPart:
+    """What the ready2order part gives the files: the table (None: keep the one on disk), the account
+    token to keep, and how many files it already wrote (the token, stored the moment it arrived)."""
+
+    choices: Ready2OrderChoices | None
+    token: Secret | None
+    stored: int
+
+
+def _ready2order(
+    root: Path,
+    r2o: Ready2OrderAnswers,
+    info: TerminalInfo,
+    oled: detect.OledFound | None,
+    report: Report,
+    dry_run: bool,
+) -> Ready2OrderPart:
+    settings = ready2order.Ready2OrderSettings(
+        r2o.base_url, r2o.developer_token, r2o.wait_s, r2o.poll_s, SERVER_TIMEOUT_S
+    )
+    stored = 0
+    display: list[Display | None] = []  # opened at the first approval link: a stored token needs none
+
+    def show(url: str) -> None:
+        if not display:
+            display.append(ready2order.approval_display(oled, report))
+        ready2order.shower(display[0])(url)
+
+    def keep(token: Secret) -> None:
+        nonlocal stored
+        changes = plan(root, [Wanted(READY2ORDER_TOKEN_PATH, token.reveal() + "\n", 0o600, secret=True)])
+        try:
+            apply(root, changes)
+        except OSError as exc:
+            message = (
+                f"cannot store the ready2order account token under {root} ({exc.strerror}); make it writable"
+            )
+            raise Stop(EXIT_CANNOT_WRITE, message) from None
+        stored = sum(c.changed for c in changes)
+        report.line(
+            "r2o-token",
+            str(READY2ORDER_TOKEN_PATH),
+            f"stored in {READY2ORDER_TOKEN_PATH} (0600) at once, so a re-run needs no new approval",
+        )
+
+    try:
+        got = asyncio.run(
+            ready2order.account_token(settings, _stored_r2o_token(root), show, keep, report, dry_run=dry_run)
+        )
+    finally:
+        if display and display[0] is not None:
+            display[0].close()  # blanks the panel: the link is used up either way
+    if got is None:
+        return Ready2OrderPart(None, None, stored)
+    token, lists = got
+    method = ready2order.payment_method(lists.payment_methods, r2o.payment_method)
+    report.line("r2o-payment", method.id, f"{method.name} (id {method.id}) for wallet sales")
+    user_id, who = ready2order.user(lists.users, r2o.user_id)
+    report.line("r2o-user", user_id, who)
+    mapped, unmapped = ready2order.map_products(info.products, lists.products, lists.vat_rates)
+    report.line(
+        "r2o-mapping",
+        {str(m.wallet_product): {"product_id": m.product_id, "vat_id": m.vat_id} for m, _ in mapped},
+        "; ".join(
+            f"{m.wallet_product} → {m.name} (id {m.product_id}, VAT id {m.vat_id}, by {how})"
+            for m, how in mapped
+        )
+        or "no wallet product matches a ready2order product",
+    )
+    if unmapped:
+        report.line(
+            "r2o-unmapped",
+            [{"id": str(p.id), "name": p.name, "why": why} for p, why in unmapped],
+            "; ".join(f"{p.id} ({p.name}): {why}" for p, why in unmapped)
+            + ". Give them the wallet id as externalReference in ready2order and run again, or map them by "
+            "hand in [ready2order.products]",
+        )
+    choices = Ready2OrderChoices(
+        base_url=r2o.base_url,
+        payment_method_id=method.id,
+        payment_method_name=method.name,
+        user_id=user_id,
+        training=r2o.training,
+        requests_per_minute=r2o.requests_per_minute,
+        products=[m for m, _ in mapped],
+    )
+    return Ready2OrderPart(choices, token, stored)
+
+
+def _stored_r2o_token(root: Path) -> Secret | None:
+    """The account token a former run stored, if any (whether it still works is asked of ready2order)."""
+    try:
+        text = file_on_disk(root, READY2ORDER_TOKEN_PATH).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return Secret(text) if text else None
+
+
 # --- files ----------------------------------------------------------------------------------------
 
 
@@ -502,6 +592,8 @@ def _validate_config(text: str, kept: dict[str, dict[str, object]], answers: Ans
 
     data = tomllib.loads(text)
     partybroker = data.pop("partybroker", None)
+    # the terminal's parser has no [ready2order] yet: provisioning wrote it from values it checked
+    data.pop("ready2order", None)
     try:
         parse_config(data, source=CONFIG_PATH)
         if partybroker is not None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import tomlkit
 
+from terminal.model import printable
 from terminal.partybroker.config import PASSWORD_CREDENTIAL
 from terminal.partybroker.outcomes import Drink
 
@@ -16,8 +17,11 @@ CONFIG_DIR = Path("/etc/taptill")
 CONFIG_PATH = CONFIG_DIR / "config.toml"
 TOKEN_PATH = CONFIG_DIR / "wallet.token"
 PARTYBROKER_PASSWORD_PATH = CONFIG_DIR / "partybroker.password"
+READY2ORDER_TOKEN_PATH = CONFIG_DIR / "ready2order.token"
+READY2ORDER_CREDENTIAL = "ready2order.token"  # the name the service reads it by ($CREDENTIALS_DIRECTORY)
 UNIT_PATH = Path("/etc/systemd/system/taptill.service")
 DROPIN_PATH = Path("/etc/systemd/system/taptill.service.d/partybroker.conf")
+READY2ORDER_DROPIN_PATH = Path("/etc/systemd/system/taptill.service.d/ready2order.conf")
 WANTS_LINK = Path("/etc/systemd/system/multi-user.target.wants/taptill.service")
 SYSUSERS_PATH = Path("/etc/sysusers.d/taptill.conf")
 
@@ -32,6 +36,29 @@ HEADER = (
 )
 # What provisioning wrote, as a digest: a re-run tells its own file from one edited by hand.
 DIGEST_MARK = "# taptill-provision sha256 of what follows: "
+
+
+@dataclass(frozen=True)
+class ProductMapping:
+    """A wallet product's ready2order product: its id, its VAT rate's id and its name (for the reader)."""
+
+    wallet_product: str | int
+    product_id: int
+    vat_id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class Ready2OrderChoices:
+    """The [ready2order] table, checked against the account (names for the file's comments only)."""
+
+    base_url: str
+    payment_method_id: int
+    payment_method_name: str
+    user_id: int
+    training: bool
+    requests_per_minute: int
+    products: Sequence[ProductMapping] = ()
 
 
 @dataclass(frozen=True)
@@ -55,6 +82,7 @@ class ConfigChoices:
     party_id: str | None = None
     partybroker_user: str | None = None
     drink_mapping: Sequence[tuple[str | int, Drink]] = ()
+    ready2order: Ready2OrderChoices | None = None
 
 
 def config_toml(c: ConfigChoices, kept: Mapping[str, Mapping[str, object]] = {}) -> str:
@@ -111,10 +139,47 @@ def config_toml(c: ConfigChoices, kept: Mapping[str, Mapping[str, object]] = {})
                 drinks.add(str(product), entry)
             partybroker.add("drinks", drinks)
         doc.add("partybroker", partybroker)
+    if c.ready2order is not None:
+        doc.add("ready2order", ready2order_table(c.ready2order))
     for name, table in kept.items():
         doc.add(name, tomlkit.item(dict(table)))
     body = tomlkit.dumps(doc)
     return f"{HEADER}{DIGEST_MARK}{hashlib.sha256(body.encode()).hexdigest()}\n\n{body}"
+
+
+def ready2order_table(r: Ready2OrderChoices) -> tomlkit.items.Table:
+    """``[ready2order]`` as issue 13 names its keys; ready2order's names go into comments, one line each."""
+    table = tomlkit.table()
+    table.add(
+        tomlkit.comment("rewritten by taptill-provision --ready2order; a run without it keeps it as it is")
+    )
+    table.add("base_url", r.base_url)
+    table.add(
+        "account_token_file",
+        tomlkit.item(str(READY2ORDER_TOKEN_PATH)).comment(
+            f"the service gets it as credential {READY2ORDER_CREDENTIAL}"
+        ),
+    )
+    table.add(
+        "payment_method_id", tomlkit.item(r.payment_method_id).comment(printable(r.payment_method_name, 100))
+    )
+    table.add("user_id", r.user_id)
+    table.add(
+        "training",
+        tomlkit.item(r.training).comment("invoice_testMode: sales go to training records, not fiscal ones"),
+    )
+    table.add(
+        "requests_per_minute",
+        tomlkit.item(r.requests_per_minute).comment("this terminal's share of the account's 60/min"),
+    )
+    products = tomlkit.table()
+    for m in r.products:
+        entry = tomlkit.inline_table()
+        entry.add("product_id", m.product_id)
+        entry.add("vat_id", m.vat_id)
+        products.add(str(m.wallet_product), tomlkit.item(entry).comment(printable(m.name, 100)))
+    table.add("products", products)
+    return table
 
 
 def hand_edited(text: str) -> bool:
@@ -153,6 +218,14 @@ def partybroker_dropin() -> str:
         "# Written by taptill-provision: Partybroker is configured, so the service needs its password.\n"
         "[Service]\n"
         f"LoadCredential={PASSWORD_CREDENTIAL}:{PARTYBROKER_PASSWORD_PATH}\n"
+    )
+
+
+def ready2order_dropin() -> str:
+    return (
+        "# Written by taptill-provision: ready2order is configured, so the service needs its account token.\n"
+        "[Service]\n"
+        f"LoadCredential={READY2ORDER_CREDENTIAL}:{READY2ORDER_TOKEN_PATH}\n"
     )
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from provisioning.install import CONSTRAINTS, SOURCE_PARTS
-from provisioning.provision import EXIT_CANNOT_WRITE, EXIT_CHANGED, EXIT_REFUSED, EXIT_USAGE, Report
+from provisioning.provision import EXIT_CANNOT_WRITE, EXIT_CHANGED, EXIT_REFUSED, EXIT_USAGE
+from provisioning.report import Report
 from terminal.config import OfflineConfig, load_config
 from terminal.controller.operators import card_entry, new_operator_key, parse_operator_key
 from terminal.emulator.partybroker import EmulatedDrink, PartybrokerEmulator

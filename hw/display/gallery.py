@@ -17,6 +17,7 @@ from terminal.model import DeclineReason
 from terminal.screens import (
     ASK_STAFF,
     SELECT_ACTION,
+    ApproveAccessScreen,
     ApprovedScreen,
     BalanceScreen,
     CartLine,
@@ -37,6 +38,8 @@ from terminal.screens import (
 )
 
 PAIRING_URL = "https://pretix.example/wallet/pair"
+# as long as the ready2order emulator's: a 32-character grant access token
+APPROVAL_URL = "https://app.ready2order.com/grant-access?grantAccessToken=Zk3xQ9vT2mWb7LpR4sYc8NdH1jFe6GaU"
 CONTACT_SHEET = "contact-sheet.png"
 
 PRICES = (
@@ -75,6 +78,7 @@ SAMPLES: dict[str, Screen] = {
     "kiosk": KioskScreen(amount_cents=2000),
     "kiosk_choose": KioskScreen(buttons=(("ten", 1000), ("twenty", 2000), ("fifty", 5000))),
     "credit": CreditScreen(amount_cents=2000, balance_cents=3234),
+    "approve_access": ApproveAccessScreen(url=APPROVAL_URL),
 }
 
 

@@ -14,6 +14,7 @@ from terminal.money import format_cents
 from terminal.screens import (
     DECLINE_TEXT,
     TAP_ACTION,
+    ApproveAccessScreen,
     ApprovedScreen,
     BalanceScreen,
     CartScreen,
@@ -200,6 +201,14 @@ def compose(screen: Screen, locale: str, currency: str, pairing_url: str | None 
                     "Unknown card", paragraphs=("Scan to pair",), qr=url, qr_fallback=("Card not registered",)
                 )
             return Composition("Unknown card", paragraphs=("Card not registered",))
+        case ApproveAccessScreen():
+            # the URL itself is on the console: a 128x32 panel has no room for the code
+            return Composition(
+                screen.system,
+                paragraphs=("Scan to approve",),
+                qr=screen.url,
+                qr_fallback=("Approve: see console",),
+            )
         case CartScreen():
             rows = tuple((f"{i.quantity}x {i.name}", m(i.quantity * i.price_cents)) for i in screen.items)
             return Composition(f"Total {m(screen.total_cents)}", rows=rows, footer=screen.prompt)
@@ -361,7 +370,7 @@ def qr_placement(url: str, layout: Layout) -> tuple[int, int, int] | None:
 
 
 def _draw_qr_screen(draw: ImageDraw.ImageDraw, img: Image.Image, comp: Composition, layout: Layout) -> bool:
-    """The unknown-card screen with a QR code on the right; False when the code is too big for it."""
+    """A screen with a QR code on the right (pairing a card, approving access); False when it is too big."""
     assert comp.qr is not None
     placed = qr_placement(comp.qr, layout)
     if placed is None:

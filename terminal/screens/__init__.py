@@ -1,7 +1,8 @@
 """The screen model: what the guest sees, as small typed values that every display renders.
 
 ``common.py`` holds the screens every way to sell shows; ``select.py`` and ``topup.py`` those only that
-mode shows. Every screen type is re-exported here, so a display (and the golden-image test) sees them all.
+mode shows; ``setup.py`` those a person setting the terminal up sees. Every screen type is re-exported
+here, so a display (and the golden-image test) sees them all.
 """
 
 from terminal.screens.common import (
@@ -23,6 +24,7 @@ from terminal.screens.common import (
     ScreenText,
 )
 from terminal.screens.select import SELECT_ACTION, CartLine, CartScreen
+from terminal.screens.setup import ApproveAccessScreen
 from terminal.screens.topup import KioskLockedScreen, KioskScreen, PinScreen
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "DECLINE_TEXT",
     "SELECT_ACTION",
     "TAP_ACTION",
+    "ApproveAccessScreen",
     "ApprovedScreen",
     "BalanceScreen",
     "CartLine",

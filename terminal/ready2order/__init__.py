@@ -1,0 +1,1 @@
+"""ready2order: the venue's cloud POS, where every wallet sale is mirrored as a fiscal record."""
