@@ -51,8 +51,6 @@ from terminal.ready2order.invoice_table import AttemptTime, InvoiceTable, Receip
 log = logging.getLogger(__name__)
 
 SETTLE_SLACK_S = 1.0
-UNAUTHORIZED_RETRY_S = 60.0
-DAY_CLOSED_RETRY_S = 60.0
 SEARCH_PAGE = 50
 SEARCH_MAX = 500  # invoices listed for one reference before a person is asked instead
 
@@ -141,7 +139,7 @@ class Ready2OrderDestination:
                 return Unreachable("no daily report was open; opened one", retry_after_s=0.0)
         self.health.close_day(self.cfg.open_day)
         log.error("ready2order: no daily report is open; the mirror waits (%s)", self.health.day_closed)
-        return Unreachable("no daily report is open", DAY_CLOSED_RETRY_S)
+        return Unreachable("no daily report is open")  # the stopped mirror paces it, not this record
 
     def _failed(self, answer: r2o.Failure, context: str = "") -> Outcome:
         """A failure the loop retries, waits for or stops on; never a rejection."""
@@ -149,7 +147,7 @@ class Ready2OrderDestination:
             case r2o.Unauthorized(status, message):
                 self.health.refuse(f"ready2order answered {status}: {message}", answer.fix())
                 log.error("ready2order refuses the token (%d): %s", status, answer.fix())
-                return Unreachable(f"unauthorized ({status})", UNAUTHORIZED_RETRY_S)
+                return Unreachable(f"unauthorized ({status})")  # the stopped mirror probes meanwhile
             case r2o.RateLimited(wait_s, message):
                 self.health.rate_limited(wait_s)
                 log.warning("ready2order: %s; pausing the mirror %.0f s", message, wait_s)
@@ -202,8 +200,22 @@ class Ready2OrderDestination:
         return Booked(receipt)
 
     async def _search(self, record: OutboxRow) -> list[r2o.Invoice] | Settled | Outcome:
-        """Every invoice whose external reference is the record's, in its training mode, in the window."""
-        date_from, date_to = self.window(record)
+        """Every invoice whose external reference is the record's, in its training mode, in the window. The
+        server's clock (its Date header) may only become known with the answer: a window it widens is
+        searched again."""
+        window = self.window(record)
+        while True:
+            found = await self._search_in(record, *window)
+            wider = self.window(record)
+            if not isinstance(found, list) or wider == window:
+                return found
+            log.info("sale %s: the server's clock widens the search to %s..%s", record.ref, *wider)
+            window = wider
+            await self.spend()
+
+    async def _search_in(
+        self, record: OutboxRow, date_from: str, date_to: str
+    ) -> list[r2o.Invoice] | Settled | Outcome:
         training = training_of(record.payload)
         found: list[r2o.Invoice] = []
         offset = 0

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from terminal.journal import Journal, SaleRecord
 from terminal.model import Product
@@ -49,16 +50,22 @@ class Ready2OrderRuntime:
         *,
         terminal: str,
         catalog: Sequence[Product] = (),
+        monotonic: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``monotonic`` and ``clock`` (s) are injectable for tests and the benchmark."""
         self.cfg = cfg
         self.journal = journal
         self.client = Ready2OrderClient(cfg.base_url, token, timeout_s=cfg.timeout_s)
-        self.health = MirrorHealth(on_change=self._store_status)
+        self.health = MirrorHealth(on_change=self._store_status, clock=clock)
         self.outbox = InvoiceOutbox(cfg, terminal, catalog)
-        self.destination = Ready2OrderDestination(InvoiceTable(journal), self.client, cfg, self.health)
+        self.destination = Ready2OrderDestination(
+            InvoiceTable(journal), self.client, cfg, self.health, monotonic=monotonic, clock=clock
+        )
         self.loop: DeliveryLoop[OutboxRow] = DeliveryLoop(
             self.destination,
-            schedule=Schedule(Backoff(max_s=RETRY_MAX_S)),
+            schedule=Schedule(Backoff(max_s=RETRY_MAX_S), monotonic=monotonic),
+            clock=clock,
             online=lambda: self.health.running,
             probe=self.probe,
             probe_interval_s=probe_interval_s(cfg.requests_per_minute),
