@@ -47,6 +47,7 @@ from terminal.ready2order.health import MirrorHealth
 from terminal.ready2order.invoice import InvoiceRequest, NotBillable, build_request, training_of
 from terminal.ready2order.invoice_outbox import DESTINATION
 from terminal.ready2order.invoice_table import AttemptTime, InvoiceTable, Receipt, first_attempt_at
+from terminal.service.crashpoint import crashpoint
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +176,7 @@ class Ready2OrderDestination:
         if early > 0:
             return Wait(early, "waiting until its last attempt can no longer land, then searching for it")
         found = await self._search(record)
+        crashpoint("after_search", self.name)
         if not isinstance(found, list):
             return found
         if not found:

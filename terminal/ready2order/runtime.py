@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 from terminal.journal import Journal, SaleRecord
 from terminal.model import Product
-from terminal.outbox.loop import DeliveryLoop
+from terminal.outbox.loop import MIN_PAUSE_S, DeliveryLoop
 from terminal.outbox.schedule import Backoff, Schedule
 from terminal.outbox.table import OutboxRow
 from terminal.ready2order import outcomes as r2o
@@ -70,6 +70,8 @@ class Ready2OrderRuntime:
             probe=self.probe,
             probe_interval_s=probe_interval_s(cfg.requests_per_minute),
             idle_look_s=IDLE_LOOK_S,
+            # the bucket says how long to wait: no spin, so no floor above one request slot
+            min_pause_s=min(MIN_PAUSE_S, 60.0 / cfg.requests_per_minute),
         )
         self._store_status()
 
