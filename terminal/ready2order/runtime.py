@@ -70,8 +70,9 @@ class Ready2OrderRuntime:
             probe=self.probe,
             probe_interval_s=probe_interval_s(cfg.requests_per_minute),
             idle_look_s=IDLE_LOOK_S,
-            # the bucket says how long to wait: no spin, so no floor above one request slot
-            min_pause_s=min(MIN_PAUSE_S, 60.0 / cfg.requests_per_minute),
+            # the bucket says how long to wait, so a floor of a quarter slot cannot spin; a whole slot's
+            # floor would add a slot to every request
+            min_pause_s=min(MIN_PAUSE_S, 15.0 / cfg.requests_per_minute),
         )
         self._store_status()
 
