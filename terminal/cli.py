@@ -225,7 +225,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         try:
             if args.refunded or args.served:
                 return _resolve(journal, args.key, "refunded" if args.refunded else "served")
-            return _settle_held(journal, args.key, booked=args.booked)
+            return _settle_held(journal, args.key, booked=args.booked, cfg=cfg)
         finally:
             journal.close()
     journal = Journal.open_read_only(cfg.journal_path)
@@ -239,12 +239,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         journal.close()
 
 
-def _settle_held(journal: Journal, key: str, *, booked: bool) -> int:
+def _settle_held(journal: Journal, key: str, *, booked: bool, cfg: Config) -> int:
     """A person checked a held sale (by its idempotency key) or another destination's held record (by its
-    ref or #id): mark it done, or send it again."""
+    ref or #id): mark it done, or send it again. A sale marked done gets its invoice record with it."""
     from terminal.outbox.table import settle_held
 
-    if journal.settle_held(key, booked=booked) or settle_held(journal, key, booked=booked):
+    also = _invoice_record(journal, key, cfg) if booked else []
+    if journal.settle_held(key, booked=booked, also=also) or settle_held(journal, key, booked=booked):
         print("settled: " + ("marked done" if booked else "it will be sent again"))
         return EXIT_OK
     sale = journal.sale_by_key(key)
@@ -257,6 +258,19 @@ def _settle_held(journal: Journal, key: str, *, booked: bool) -> int:
         problem = f"no held sale or outbox record with key {key}; taptill queue lists them"
     print(f"taptill: {problem}", file=sys.stderr)
     return EXIT_FAILURE
+
+
+def _invoice_record(journal: Journal, key: str, cfg: Config) -> list[tuple[str, Sequence[object]]]:
+    """The ready2order invoice record of the sale ``key``, when the mirror is configured (priced by the
+    product list the terminal last cached)."""
+    sale = journal.sale_by_key(key)
+    if cfg.ready2order is None or sale is None:
+        return []
+    from terminal.ready2order.invoice_outbox import InvoiceOutbox
+    from terminal.wallet.catalog import cached_products
+
+    outbox = InvoiceOutbox(cfg.ready2order, cfg.terminal.description, cached_products(journal))
+    return outbox.statements_for(sale)
 
 
 def _resolve(journal: Journal, key: str, how: str) -> int:

@@ -186,3 +186,36 @@ def test_doctor_checks_the_account_and_the_mapping(tmp_path: Path, wallet: Walle
             for c in json.loads(taptill("doctor", "--json", "--config", str(config), check=False).stdout)
         }
         assert by["r2o-secret"]["status"] == "FAIL" and "chmod 600" in by["r2o-secret"]["detail"]
+
+
+def test_a_held_sale_settled_as_booked_by_hand_gets_its_invoice_record(
+    tmp_path: Path, wallet: WalletEmulator
+) -> None:
+    from terminal.journal import Journal
+
+    with Ready2OrderEmulator() as r2o:
+        config = write_config(tmp_path, wallet, extra=r2o_section(tmp_path, r2o))
+        journal = Journal.open(tmp_path / "state" / "journal.sqlite3")
+        try:
+            held, other = (
+                journal.record_sale(
+                    token_id=CARDS[0],
+                    products=["espresso"],
+                    amount_cents=-250,
+                    description="Kaffee",
+                    tag=None,
+                    offline=True,
+                )
+                for _ in range(2)
+            )
+            journal.hold(held.id, "unclear whether booked")
+            journal.hold(other.id, "unclear whether booked")
+        finally:
+            journal.close()
+        taptill("settle", other.idempotency_key, "--not-booked", "--config", str(config))
+        assert invoice_records(config) == []  # not booked: nothing to bill
+        said = taptill("settle", held.idempotency_key, "--booked", "--config", str(config)).stdout
+        assert "marked done" in said
+        (record,) = invoice_records(config)
+        assert record["ref"] == held.idempotency_key and record["state"] == "pending"
+        assert record["payload"]["total_cents"] == 250 and record["payload"]["lines"][0]["unit_cents"] == 250
