@@ -20,6 +20,8 @@ from terminal.ready2order.client import Ready2OrderClient
 from terminal.ready2order.parse import Body, interpret, parse_invoice, read
 from terminal.service.secret import Secret
 
+pytestmark = pytest.mark.ready2order
+
 JSON = "application/json"
 HTML = "text/html; charset=utf-8"
 INVOICE = json.dumps(

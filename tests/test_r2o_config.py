@@ -13,6 +13,8 @@ from terminal.emulator.wallet import WalletEmulator
 from terminal.ready2order.config import ProductMapping, Ready2OrderConfig, parse_ready2order
 from tests.terminal_lab import taptill, write_config
 
+pytestmark = pytest.mark.ready2order
+
 EXAMPLE = """
 [ready2order]
 base_url = "https://api.ready2order.com/v1"

@@ -17,7 +17,7 @@ from terminal.emulator.wallet import WalletEmulator
 from tests.r2o_lab import invoice_records, live_invoices, r2o_section, total
 from tests.terminal_lab import TerminalProcess, journal_lines, settled, wait_for, write_config
 
-pytestmark = pytest.mark.crash
+pytestmark = [pytest.mark.crash, pytest.mark.ready2order]
 
 CARD = "04F00DF00DF00D"
 RATE = 600  # a minute's requests this terminal may send (10 a second)

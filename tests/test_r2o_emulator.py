@@ -20,6 +20,8 @@ from terminal.emulator.ready2order.rate_limit import rate_limit_body
 from terminal.emulator.wallet.routes import ApiRequest, ApiResponse, json_response
 from tests.terminal_lab import REPO
 
+pytestmark = pytest.mark.ready2order
+
 ITEM = {
     "item_name": "Espresso",
     "item_quantity": 1,
@@ -279,3 +281,15 @@ def test_the_command_line_prints_where_it_listens_and_its_stats() -> None:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=10)
     assert json.loads(err.strip().splitlines()[-1])["stopped"] is True
+
+
+def test_the_real_latency_profile_answers_writes_as_slowly_as_a_server_under_load() -> None:
+    import time
+
+    with Ready2OrderEmulator(latency="real") as slow:
+        headers = {"Authorization": f"Bearer {slow.account_token}"}
+        with httpx.Client(base_url=slow.base_url, headers=headers) as http:
+            start = time.monotonic()
+            assert http.put("/document/invoice", json=invoice_body("tSLOW")).status_code == 200
+            assert time.monotonic() - start >= 0.15  # writes take 150-400 ms
+    assert slow.faults.profile == "real"

@@ -20,6 +20,8 @@ from terminal.ready2order.invoice import sold_at_text
 from terminal.ready2order.runtime import STATUS_CACHE_KEY
 from tests.r2o_lab import PAYMENT_CASH, PAYMENT_WALLET, MirrorRig, live_invoices, total
 
+pytestmark = pytest.mark.ready2order
+
 
 @pytest.fixture
 def emu() -> Iterator[Ready2OrderEmulator]:

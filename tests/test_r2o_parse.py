@@ -28,6 +28,8 @@ from terminal.ready2order.parse import (
     rate_limit_pause_s,
 )
 
+pytestmark = pytest.mark.ready2order
+
 
 @pytest.mark.parametrize(
     ("raw", "expected"),

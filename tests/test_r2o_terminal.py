@@ -16,6 +16,8 @@ from terminal.emulator.wallet import WalletEmulator
 from tests.r2o_lab import PRODUCTS, invoice_records, live_invoices, r2o_section, status, total
 from tests.terminal_lab import TerminalProcess, journal_lines, settled, taptill, wait_for, write_config
 
+pytestmark = pytest.mark.ready2order
+
 CARDS = [f"04F00DF00DF0{n:02X}" for n in range(5)]
 
 
