@@ -231,7 +231,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         try:
             if args.refunded or args.served:
                 return _resolve(journal, args.key, "refunded" if args.refunded else "served")
-            return _settle_held(journal, args.key, booked=args.booked)
+            return _settle_held(journal, args.key, booked=args.booked, cfg=cfg)
         finally:
             journal.close()
     journal = Journal.open_read_only(cfg.journal_path)
@@ -245,12 +245,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         journal.close()
 
 
-def _settle_held(journal: Journal, key: str, *, booked: bool) -> int:
+def _settle_held(journal: Journal, key: str, *, booked: bool, cfg: Config) -> int:
     """A person checked a held sale (by its idempotency key) or another destination's held record (by its
-    ref or #id): mark it done, or send it again."""
+    ref or #id): mark it done, or send it again. A sale marked done gets its invoice record with it."""
     from terminal.outbox.table import settle_held
 
-    if journal.settle_held(key, booked=booked) or settle_held(journal, key, booked=booked):
+    also = _invoice_record(journal, key, cfg) if booked else []
+    if journal.settle_held(key, booked=booked, also=also) or settle_held(journal, key, booked=booked):
         print("settled: " + ("marked done" if booked else "it will be sent again"))
         return EXIT_OK
     sale = journal.sale_by_key(key)
@@ -263,6 +264,19 @@ def _settle_held(journal: Journal, key: str, *, booked: bool) -> int:
         problem = f"no held sale or outbox record with key {key}; taptill queue lists them"
     _problem(problem)
     return EXIT_FAILURE
+
+
+def _invoice_record(journal: Journal, key: str, cfg: Config) -> list[tuple[str, Sequence[object]]]:
+    """The ready2order invoice record of the sale ``key``, when the mirror is configured (priced by the
+    product list the terminal last cached)."""
+    sale = journal.sale_by_key(key)
+    if cfg.ready2order is None or sale is None:
+        return []
+    from terminal.ready2order.invoice_outbox import InvoiceOutbox
+    from terminal.wallet.catalog import cached_products
+
+    outbox = InvoiceOutbox(cfg.ready2order, cfg.terminal.description, cached_products(journal))
+    return outbox.statements_for(sale)
 
 
 def _resolve(journal: Journal, key: str, how: str) -> int:
@@ -568,11 +582,17 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
     }
     from terminal.outbox.view import backlogs
 
-    destinations = backlogs(journal, ("partybroker",) if cfg.partybroker is not None else ())
+    configured = [
+        name for name, c in (("partybroker", cfg.partybroker), ("ready2order", cfg.ready2order)) if c
+    ]
+    destinations = backlogs(journal, tuple(configured))
     data["destinations"] = [b.as_json() for b in destinations]
     partybroker = _partybroker_status(journal) if cfg.partybroker is not None else None
     if partybroker is not None:
         data["partybroker"] = partybroker
+    mirror = _ready2order_status(journal, cfg) if cfg.ready2order is not None else None
+    if mirror is not None:
+        data["ready2order"] = mirror
     lag = _loop_lag_status(journal)
     data["loop_lag"] = lag
     reader = _reader_status(journal, cfg)
@@ -631,7 +651,56 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
         )
         for warning in partybroker["warnings"]:
             _say(f"  warning: {warning}")
+    if mirror is not None:
+        _say(f"ready2order:     {mirror['summary']}")
     return EXIT_OK
+
+
+def _ready2order_status(journal: Journal, cfg: Config) -> dict[str, Any]:
+    """The invoice mirror: counts, and whether the running terminal's mirror is stopped or paused."""
+    import time
+
+    from terminal.ready2order.invoice_outbox import invoice_counts
+    from terminal.ready2order.runtime import STATUS_CACHE_KEY
+    from terminal.service.state_lock import running_terminal
+
+    assert cfg.ready2order is not None
+    counts = invoice_counts(journal)
+    cached = journal.cache_get(STATUS_CACHE_KEY)
+    state = cached[0] if cached is not None and isinstance(cached[0], dict) else {}
+    pid = running_terminal(cfg.terminal.state_dir)
+    running = pid is not None and state.get("pid") == pid
+    stopped = next(
+        (s for s in (state.get("refused"), state.get("day_closed")) if running and isinstance(s, dict)), None
+    )
+    until = state.get("paused_until")
+    paused = running and isinstance(until, int | float) and until > time.time()
+    summary = (
+        f"{counts.mirrored} invoice(s) mirrored, {counts.pending} waiting"
+        + (f" ({counts.maybe_sent} maybe sent: searched for before any re-send)" if counts.maybe_sent else "")
+        + f", {counts.held} held, {counts.rejected} rejected"
+        + ("; TRAINING mode" if cfg.ready2order.training else "")
+    )
+    if stopped is not None:
+        summary += f"; STOPPED: {stopped.get('reason')}; {stopped.get('fix')}"
+    elif paused:
+        at = time.strftime("%H:%M:%S", time.localtime(float(until or 0)))
+        summary += f"; PAUSED until {at}: ready2order answered 429 (rate limited), it blocks for a minute"
+    elif not running:
+        summary += "; no terminal running"
+    return {
+        "mirrored": counts.mirrored,
+        "pending": counts.pending,
+        "maybe_sent": counts.maybe_sent,
+        "held": counts.held,
+        "rejected": counts.rejected,
+        "training": cfg.ready2order.training,
+        "running": running,
+        "stopped": stopped,
+        "paused_until": until if paused else None,
+        "last_problem": state.get("last_problem") if running else None,
+        "summary": summary,
+    }
 
 
 def _token_refused(journal: Journal, cfg: Config) -> dict[str, Any] | None:

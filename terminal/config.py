@@ -12,6 +12,7 @@ from typing import Literal
 from terminal.config_section import ConfigError, Section
 from terminal.model import ProductId
 from terminal.partybroker.config import PartybrokerConfig, parse_partybroker
+from terminal.ready2order.config import Ready2OrderConfig, parse_ready2order
 from terminal.wallet.config import WalletConfig, parse_wallet_config
 
 DEFAULT_CONFIG_PATH = Path("/etc/taptill/config.toml")
@@ -217,6 +218,7 @@ class Config:
     display: DisplayConfig
     gpio: GpioConfig
     partybroker: PartybrokerConfig | None = None
+    ready2order: Ready2OrderConfig | None = None
     select: SelectConfig = field(default_factory=SelectConfig)
     topup: TopupConfig = field(default_factory=TopupConfig)
     source: Path | None = None
@@ -256,6 +258,7 @@ def parse_config(data: dict[str, object], source: Path | None = None) -> Config:
         display=_display(root.table("display"), base),
         gpio=parse_gpio(root.table("gpio")),
         partybroker=parse_partybroker(root.table("partybroker"), base),
+        ready2order=parse_ready2order(root.table("ready2order"), base),
         select=parse_select(root.table("select")),
         topup=parse_topup(root.table("topup"), base),
         source=source,

@@ -717,8 +717,9 @@ class Journal:
             (reason[:300], _now_iso(), sale_id),
         )
 
-    def settle_held(self, key: str, *, booked: bool) -> bool:
+    def settle_held(self, key: str, *, booked: bool, also: Statements = ()) -> bool:
         """A person checked the wallet: ``booked`` marks the held sale done, otherwise it is sent again.
+        ``also`` (with ``booked``) commits with the ``done``, as for any sale booked: its invoice record.
         True if a held sale with that key was found."""
         if booked:
             sql = "UPDATE sales SET state = 'done', hold = 0, maybe_sent = 0, reason = ?, updated_at = ?"
@@ -726,9 +727,17 @@ class Journal:
         else:
             sql = "UPDATE sales SET hold = 0, maybe_sent = 0, next_attempt_at = 0, reason = ?, updated_at = ?"
             reason = "settled by hand: not booked, sending again"
-        cur = self._write(
-            f"{sql} WHERE idempotency_key = ? AND state = 'pending' AND hold = 1", (reason, _now_iso(), key)
-        )
+        try:
+            with self._tx():
+                cur = self._db.execute(
+                    f"{sql} WHERE idempotency_key = ? AND state = 'pending' AND hold = 1",
+                    (reason, _now_iso(), key),
+                )
+                if cur.rowcount == 1 and booked:
+                    for extra_sql, extra_params in also:
+                        self._db.execute(extra_sql, extra_params)
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal write failed: {exc}") from None
         return cur.rowcount == 1
 
     def resolve(self, key: str, how: str, by: str) -> bool:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
@@ -18,6 +18,7 @@ from terminal.bench.operator_guess import measure_operator_guess
 from terminal.bench.pcsc import measure_pcsc
 from terminal.bench.price import measure_price_to_screen
 from terminal.bench.process import SOURCE_ROOT, TerminalSubprocess, measure_process, measure_startup
+from terminal.bench.r2o import measure_r2o_drain
 from terminal.bench.run import _stage, evaluate_targets, report
 from terminal.bench.stats import percentile, summary_ms
 from terminal.bench.store import measure_drain, measure_enqueue
@@ -229,6 +230,22 @@ FULL = {
         "key_bits": 256,
         "uid4_sweep_without_key_log10_years": 73.9,
     },
+    "r2o_drain_per_min": {
+        "backlog": 1000,
+        "invoices": 1000,
+        "allowed_per_min": 3000,
+        "invoices_per_min": 2740.0,
+        "requests_per_min": 2740.0,
+        "rate_limited": 0,
+        "with_lost_answers": {
+            "backlog": 200,
+            "invoices": 200,
+            "allowed_per_min": 3000,
+            "invoices_per_min": 1850.0,
+            "requests_per_min": 1950.0,
+            "rate_limited": 0,
+        },
+    },
 }
 
 
@@ -240,6 +257,20 @@ def test_operator_guesses_are_measured_and_a_sweep_without_the_key_is_out_of_rea
     weak_guess = {**cast(dict[str, float], FULL["operator_guess"]), "uid4_sweep_without_key_log10_years": 2.0}
     weak = dict(FULL, operator_guess=weak_guess)
     assert evaluate_targets(weak)["operator_guess"]["met"] is False
+
+
+def test_the_ready2order_drain_delivers_every_invoice_once_at_the_allowed_rate() -> None:
+    got = measure_r2o_drain(n=30, requests_per_minute=1200, lost_share=0.2)
+    assert got["invoices"] == got["backlog"] == 30 and got["rate_limited"] == 0
+    assert got["searches"] >= got["lost_answers"] >= 1  # the lost ones were searched for, not sent twice
+    assert 0 < got["requests_per_min"] <= 1200
+    r2o = cast(dict[str, Any], FULL["r2o_drain_per_min"])
+    doubled = dict(FULL, r2o_drain_per_min={**r2o, "invoices": 1001})
+    assert evaluate_targets(doubled)["r2o_drain_per_min"]["met"] is False
+    limited = dict(
+        FULL, r2o_drain_per_min={**r2o, "with_lost_answers": {**r2o["with_lost_answers"], "rate_limited": 1}}
+    )
+    assert evaluate_targets(limited)["r2o_drain_per_min"]["met"] is False
 
 
 def test_targets_say_met_or_not_with_the_limit_of_this_run() -> None:

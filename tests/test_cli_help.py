@@ -14,6 +14,7 @@ from provisioning.provision import _parser as provision_parser
 from terminal.cli import _parser as taptill_parser
 from terminal.config import DEFAULT_CONFIG_PATH
 from terminal.emulator.partybroker.cli import parser as partybroker_parser
+from terminal.emulator.ready2order.cli import parser as ready2order_parser
 from terminal.emulator.wallet.cli import parser as wallet_parser
 from tests.terminal_lab import REPO
 
@@ -22,6 +23,7 @@ PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "taptill-provision": provision_parser,
     "wallet emulator": wallet_parser,
     "partybroker emulator": partybroker_parser,
+    "ready2order emulator": ready2order_parser,
 }
 
 

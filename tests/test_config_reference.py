@@ -20,7 +20,8 @@ from terminal.config import ConfigError, parse_config
 README = Path(__file__).resolve().parent.parent / "README.md"
 PROBE = "zz_not_a_key"
 
-# The smallest config the parser accepts, with a [partybroker] and one drink so their keys are read too.
+# The smallest config the parser accepts, with a [partybroker] and one drink, and a [ready2order] with one
+# product, so their keys are read too.
 BASE: dict[str, Any] = {
     "terminal": {"products": ["espresso"], "description": "Kaffee"},
     "wallet": {"base_url": "http://127.0.0.1:9/wallet"},
@@ -29,6 +30,11 @@ BASE: dict[str, Any] = {
         "party_id": "1234",
         "username": "taptill",
         "drinks": {"espresso": {"id": 145}},
+    },
+    "ready2order": {
+        "payment_method_id": 1,
+        "user_id": 1,
+        "products": {"espresso": {"product_id": 111, "vat_id": 2}},
     },
 }
 
@@ -119,6 +125,8 @@ def test_the_parser_reports_the_tables_and_keys_this_test_reads() -> None:
     assert {"screen_hold_s", "currency", "retap_guard_s"} <= set(found["terminal"])
     assert {"relay_pin", "buzzer_pin", "buttons"} <= set(found["gpio"])  # read only when present
     assert {"id", "external_id", "ladder"} <= set(found["partybroker.drinks.espresso"])
+    assert {"open_day", "requests_per_minute", "training"} <= set(found["ready2order"])
+    assert {"product_id", "vat_id", "name"} <= set(found["ready2order.products.espresso"])
 
 
 @pytest.mark.parametrize("path", sorted(accepted()))

@@ -58,6 +58,7 @@ def test_healthy_terminal_is_all_ok(tmp_path: Path) -> None:
         "products",
         "outbox",
         "partybroker",
+        "ready2order",
     ]
     assert all(line.startswith("OK ") for line in lines), proc.stdout
     assert "Kaffeemaschine" in proc.stdout and "0 pending" in proc.stdout and "not configured" in proc.stdout

@@ -1,4 +1,5 @@
-"""``taptill demo``: the terminal against the local wallet emulator, sim reader, console and PNG screens."""
+"""``taptill demo``: the terminal against the local wallet and ready2order emulators, sim reader, console and
+PNG screens; every booked sale's invoice is printed as it appears in the (emulated) fiscal POS."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import shutil
 import sys
 import threading
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 
 from hw.display.console import ConsoleDisplay
@@ -15,6 +17,7 @@ from hw.display.tee import TeeDisplay
 from hw.readers.sim import send_command
 from terminal.config import Config, load_config
 from terminal.device_loop import DeviceLoop
+from terminal.emulator.ready2order import Ready2OrderEmulator
 from terminal.emulator.wallet import WalletEmulator
 from terminal.ops.operator_card import create_operator_key, operator_line
 from terminal.screens import ProcessingScreen, Screen
@@ -52,8 +55,11 @@ class ScreenWatcher:
             return next(s for s in self.shown[start:] if accept(s))
 
 
-def write_demo_config(out: Path, emulator: WalletEmulator, mode: str) -> Path:
-    """A complete config for the demo terminal, its token file (0600) and a fresh state folder."""
+def write_demo_config(
+    out: Path, emulator: WalletEmulator, mode: str, r2o: Ready2OrderEmulator | None = None
+) -> Path:
+    """A complete config for the demo terminal, its token files (0600) and a fresh state folder; with
+    ``r2o``, its sales are mirrored to that ready2order emulator."""
     out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / "state", ignore_errors=True)
     shutil.rmtree(out / "screens", ignore_errors=True)
@@ -107,19 +113,51 @@ clear_button = "clear"
 
 [topup.operators]
 {operator_line(operator_key, "demo-operator", OPERATOR)}
-"""
+{_ready2order_section(out, r2o) if r2o is not None else ""}"""
     )
     return config
 
 
+def _ready2order_section(out: Path, r2o: Ready2OrderEmulator) -> str:
+    token = out / "ready2order.token"
+    token.touch(mode=0o600)
+    token.chmod(0o600)
+    token.write_text(r2o.account_token + "\n")
+    return f"""
+[ready2order]
+base_url = "{r2o.base_url}"
+account_token_file = "ready2order.token"
+payment_method_id = 3  # "Wallet" in the emulated account
+topup_payment_method_id = 1  # "Bar": the cash the operator took
+user_id = 5678
+requests_per_minute = 60
+
+[ready2order.products]
+espresso = {{ product_id = 111, vat_id = 2 }}
+cappuccino = {{ product_id = 112, vat_id = 2 }}
+topup_10 = {{ product_id = 114, vat_id = 4, name = "Guthaben 10 €" }}
+topup_20 = {{ product_id = 114, vat_id = 4, name = "Guthaben 20 €" }}
+"""
+
+
 def run_demo(*, out: Path, interactive: bool, mode: str, gif: Path | None) -> int:
-    with WalletEmulator.demo("doc", ledger_path=None) as emulator:
-        cfg = load_config(write_demo_config(out, emulator, mode))
-        print(f"demo: wallet emulator at {emulator.base_url}; files in {out}/", flush=True)
-        return asyncio.run(_demo(cfg, emulator, interactive, gif))
+    with WalletEmulator.demo("doc", ledger_path=None) as emulator, Ready2OrderEmulator() as r2o:
+        cfg = load_config(write_demo_config(out, emulator, mode, r2o))
+        print(
+            f"demo: wallet emulator at {emulator.base_url}, ready2order emulator at {r2o.base_url}; "
+            f"files in {out}/",
+            flush=True,
+        )
+        return asyncio.run(_demo(cfg, emulator, interactive, gif, r2o))
 
 
-async def _demo(cfg: Config, emulator: WalletEmulator, interactive: bool, gif: Path | None) -> int:
+async def _demo(
+    cfg: Config,
+    emulator: WalletEmulator,
+    interactive: bool,
+    gif: Path | None,
+    r2o: Ready2OrderEmulator | None = None,
+) -> int:
     from hw.display.factory import make_display
 
     watcher = ScreenWatcher()
@@ -142,6 +180,7 @@ async def _demo(cfg: Config, emulator: WalletEmulator, interactive: bool, gif: P
         runner.result()  # raises the start-up error
         return 1
     device = ready.result()
+    invoices = asyncio.ensure_future(_invoices_appearing(r2o)) if r2o is not None else None
     try:
         if interactive:
             await _interactive(cfg, emulator)
@@ -151,11 +190,48 @@ async def _demo(cfg: Config, emulator: WalletEmulator, interactive: bool, gif: P
             await _topup_scenario(cfg, emulator, watcher)
         else:
             await _scenario(cfg, emulator, watcher, device)
+        if r2o is not None:
+            await _mirrored(device, r2o)
     finally:
+        if invoices is not None:
+            invoices.cancel()
         stop.set()
         await runner
     print(f"demo: screens written as PNG to {cfg.display.image_dir}/", flush=True)
     return 0
+
+
+async def _invoices_appearing(r2o: Ready2OrderEmulator) -> None:
+    """Print each invoice as it appears in the emulated ready2order account."""
+    shown = 0
+    while True:
+        invoices = r2o.invoices()
+        for inv in invoices[shown:]:
+            lines = ", ".join(f"{i['item_quantity']} × {i['item_name']}" for i in inv.get("items", []))
+            print(
+                f"ready2order: invoice {inv['invoice_numberFull']} appears: {_euros(inv['invoice_total'])} "
+                f"({lines}), reference {inv['invoice_externalReferenceNumber']}",
+                flush=True,
+            )
+        shown = len(invoices)
+        await asyncio.sleep(0.1)
+
+
+def _euros(amount: object) -> str:
+    return str(Decimal(str(amount)).quantize(Decimal("0.01")))
+
+
+async def _mirrored(device: DeviceLoop, r2o: Ready2OrderEmulator) -> None:
+    """Wait (a few seconds at most) until every booked sale's invoice is in ready2order, and say so."""
+    from terminal.outbox.table import rows
+
+    for _ in range(100):
+        if not rows(device.journal, "ready2order", ("pending",)):
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.15)  # the watcher prints the last one
+    booked = device.journal.status().done
+    print(f"\nready2order: {len(r2o.invoices())} invoice(s) for {booked} booked sale(s)", flush=True)
 
 
 async def _tap(cfg: Config, watcher: ScreenWatcher, uid: str, title: str) -> Screen:

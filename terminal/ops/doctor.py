@@ -29,6 +29,8 @@ from terminal.money import format_cents
 from terminal.net.transport import cleartext_host
 from terminal.ops.salvage import SQLITE_DEB, SQLITE_TOOL
 from terminal.partybroker.config import PASSWORD_CREDENTIAL, PartybrokerConfig, parse_partybroker
+from terminal.ready2order.config import TOKEN_CREDENTIAL as R2O_TOKEN_CREDENTIAL
+from terminal.ready2order.config import Ready2OrderConfig
 from terminal.service.drivers import missing_drivers
 from terminal.service.secret import SecretError, read_secret
 
@@ -89,6 +91,8 @@ def diagnose(config_path: Path, *, now: Callable[[], datetime] | None = None) ->
         checks.append(_secret_check("pb-secret", partybroker.password_file, PASSWORD_CREDENTIAL))
     if cfg.terminal.mode == "topup":
         checks += [_operator_key_check(cfg), _pin_check(cfg), _caps_check(cfg)]
+    if cfg.ready2order is not None:
+        checks.append(_secret_check("r2o-secret", cfg.ready2order.account_token_file, R2O_TOKEN_CREDENTIAL))
     checks.append(_transport_check(cfg, partybroker))
     checks.append(asyncio.run(_wallet_check(cfg)))
     journal_check, journal = _journal_check(cfg.journal_path)
@@ -106,10 +110,13 @@ def diagnose(config_path: Path, *, now: Callable[[], datetime] | None = None) ->
         checks.append(_queue_check(journal, clock(), money=money, readable=readable))
         checks.append(_unsellable_check(journal, readable=readable))
         checks.append(_outbox_check(journal, clock(), readable=readable))
+        if cfg.ready2order is not None:
+            checks.append(_mirror_check(cfg, journal))
     finally:
         if journal is not None:
             journal.close()
     checks.append(asyncio.run(_partybroker_check(partybroker, pb_problem)))
+    checks.append(asyncio.run(_ready2order_check(cfg.ready2order)))
     return checks
 
 
@@ -270,6 +277,8 @@ def _transport_check(cfg: Config, pb: PartybrokerConfig | None) -> Check:
     parts: list[str] = []
     exposed: list[str] = []
     servers = [("wallet", cfg.wallet.base_url)] + ([("partybroker", pb.base_url)] if pb else [])
+    if cfg.ready2order is not None:
+        servers.append(("ready2order", cfg.ready2order.base_url))
     for table, url in servers:
         host = cleartext_host(url)
         if url.lower().startswith("https://"):
@@ -365,6 +374,95 @@ async def _partybroker_check(pb: PartybrokerConfig | None, problem: str | None) 
     if isinstance(res, Ambiguous):
         return Check.fail("partybroker", f"Partybroker unreachable ({res.reason}); check the network")
     return Check.fail("partybroker", f"Partybroker refused the drinks list ({res.reason}); check party_id")
+
+
+async def _ready2order_check(r2o: Ready2OrderConfig | None) -> Check:
+    """The account token works, and the payment method, user's VAT rates and products the invoices name
+    exist; the daily report is open (else the mirror waits, or opens it with open_day)."""
+    if r2o is None:
+        return Check.ok("ready2order", "not configured")
+    from terminal.ready2order import outcomes as out
+    from terminal.ready2order.client import Ready2OrderClient
+
+    try:
+        token = read_secret(r2o.account_token_file, R2O_TOKEN_CREDENTIAL)
+    except SecretError as exc:
+        return Check.fail("ready2order", str(exc))
+    async with Ready2OrderClient(r2o.base_url, token, timeout_s=SERVER_TIMEOUT_S) as client:
+        day = await client.day_status()
+        if not isinstance(day, out.DayStatus):
+            return _r2o_failure(day, r2o)
+        methods = await client.payment_methods()
+        rates = await client.vat_rates()
+        products: list[out.Product] = []
+        for page in range(1, 5):
+            listed = await client.products(page, 250)
+            if not isinstance(listed, out.Listed):
+                return _r2o_failure(listed, r2o)
+            products += listed.items
+            if len(listed.items) < 250:
+                break
+    if not isinstance(methods, out.Listed):
+        return _r2o_failure(methods, r2o)
+    if not isinstance(rates, out.Listed):
+        return _r2o_failure(rates, r2o)
+    problems = []
+    method_ids = {m.id for m in methods.items}
+    for key in ("payment_method_id", "topup_payment_method_id"):
+        wanted = getattr(r2o, key)
+        if wanted is not None and wanted not in method_ids:
+            problems.append(f"{key} {wanted} is not a payment method of the account")
+    vat_ids, product_ids = {v.id for v in rates.items}, {p.id for p in products}
+    for wallet_id, m in r2o.products.items():
+        if m.vat_id not in vat_ids:
+            problems.append(f"[ready2order.products] {wallet_id}: vat_id {m.vat_id} is not a VAT rate")
+        if m.product_id not in product_ids:
+            problems.append(f"[ready2order.products] {wallet_id}: product_id {m.product_id} is not a product")
+    summary = f"the account token works; {len(products)} products, {len(methods.items)} payment methods"
+    if r2o.training:
+        summary += "; training mode: invoices are training records, not fiscal ones"
+    if problems:
+        return Check.fail("ready2order", f"{'; '.join(problems)} (invoices would be refused)")
+    if not day.open:
+        what = "the terminal opens one (open_day = true)" if r2o.open_day else "the mirror waits until one is"
+        return Check.warn("ready2order", f"{summary}; no daily report is open: {what}")
+    return Check.ok("ready2order", summary)
+
+
+def _r2o_failure(answer: object, r2o: Ready2OrderConfig) -> Check:
+    from terminal.ready2order import outcomes as out
+
+    if isinstance(answer, out.Unauthorized):
+        return Check.fail("ready2order", f"ready2order answered {answer.status}: {answer.fix()}")
+    if isinstance(answer, out.RateLimited):
+        return Check.warn("ready2order", f"{answer.message}; ask again in a minute")
+    if isinstance(answer, out.Unavailable):
+        return Check.fail(
+            "ready2order", f"{r2o.base_url} unreachable ({answer.reason}); invoices wait in the journal"
+        )
+    if isinstance(answer, out.Refused):
+        return Check.fail("ready2order", f"ready2order refused ({answer.status}: {answer.message})")
+    return Check.fail("ready2order", "no usable answer")
+
+
+def _mirror_check(cfg: Config, journal: Journal | None) -> Check:
+    """The running terminal's mirror: FAIL while it is stopped (the token refused, no daily report)."""
+    from terminal.ready2order.runtime import STATUS_CACHE_KEY
+    from terminal.service.state_lock import running_terminal
+
+    pid = running_terminal(cfg.terminal.state_dir)
+    cached = journal.cache_get(STATUS_CACHE_KEY) if journal is not None else None
+    state = cached[0] if cached is not None and isinstance(cached[0], dict) else {}
+    if pid is None or state.get("pid") != pid:
+        return Check.ok("r2o-mirror", "no terminal running (records wait in the journal)")
+    for key in ("refused", "day_closed"):
+        stopped = state.get(key)
+        if isinstance(stopped, dict):
+            return Check.fail("r2o-mirror", f"stopped: {stopped.get('reason')}; {stopped.get('fix')}")
+    until = state.get("paused_until")
+    if isinstance(until, int | float) and until > datetime.now(UTC).timestamp():
+        return Check.warn("r2o-mirror", "paused after a 429 (rate limited) for at least a minute")
+    return Check.ok("r2o-mirror", "running")
 
 
 # --- clock, journal, disk -------------------------------------------------------------------------

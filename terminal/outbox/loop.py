@@ -129,7 +129,7 @@ class DeliveryLoop(Generic[R]):
                 if not self._may_send():
                     return _joined(ended, ((), Stalled("rate limited")))
                 answer = await d.settle(record)
-                crashpoint("outbox_after_settle")
+                crashpoint("outbox_after_settle", d.name)
                 self._apply((record,), answer, attempted=False)
                 if isinstance(answer, NotBooked) and answer.send_again:
                     todo.append(record)
@@ -147,11 +147,11 @@ class DeliveryLoop(Generic[R]):
             if not self._may_send():
                 return _joined(ended, ((), Stalled("rate limited")))
             d.store.begin(todo, basis)
-            crashpoint("outbox_after_begin")
+            crashpoint("outbox_after_begin", d.name)
         outcome = await d.attempt(todo)
-        crashpoint("outbox_after_attempt")
+        crashpoint("outbox_after_attempt", d.name)
         self._apply(todo, outcome, attempted=True)
-        crashpoint("outbox_after_apply")
+        crashpoint("outbox_after_apply", d.name)
         return _joined(ended, *parts_of(todo, outcome))
 
     def _may_send(self) -> bool:

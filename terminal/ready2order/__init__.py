@@ -1,1 +1,1 @@
-"""ready2order: the venue's cloud POS, where every wallet sale is mirrored as a fiscal record."""
+"""ready2order: every sale the wallet booked mirrored as an invoice in the venue's fiscal cloud POS."""

@@ -1,7 +1,9 @@
 """Named points in the sale path where the crash tests make the process kill itself (SIGKILL).
 
-Set ``TAPTILL_CRASHPOINT=name[:n]`` to die at the n-th (default first) pass through ``name``. Unset,
-which is always the case in service, a crash point costs one dictionary lookup.
+Set ``TAPTILL_CRASHPOINT=name[:n]`` to die at the n-th (default first) pass through ``name``. A point of
+the delivery loop can be named for one destination: ``ready2order.outbox_after_begin`` dies only in the
+ready2order loop, while ``outbox_after_begin`` dies in whichever loop passes first. Unset, which is always
+the case in service, a crash point costs one string comparison.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ POINTS = frozenset(
         "outbox_after_begin",
         "outbox_after_attempt",
         "outbox_after_apply",
+        # ready2order: a search for a maybe-created invoice answered, nothing recorded yet
+        "after_search",
     }
 )
 
@@ -26,10 +30,10 @@ _target, _, _nth = os.environ.get("TAPTILL_CRASHPOINT", "").partition(":")
 _remaining = int(_nth) if _nth.isdigit() else 1
 
 
-def crashpoint(name: str) -> None:
-    """Die here, like a power cut, if the environment asks for it."""
+def crashpoint(name: str, scope: str | None = None) -> None:
+    """Die here, like a power cut, if the environment asks for it (``scope``: the destination's name)."""
     global _remaining
-    if name != _target:
+    if name != _target and (scope is None or f"{scope}.{name}" != _target):
         return
     _remaining -= 1
     if _remaining <= 0:

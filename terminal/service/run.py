@@ -29,6 +29,8 @@ from terminal.events import CatalogChanged, UnsellableChanged
 from terminal.journal import Journal, JournalError
 from terminal.ops.salvage import open_journal_salvaging
 from terminal.partybroker.runtime import PartybrokerRuntime
+from terminal.ready2order.config import TOKEN_CREDENTIAL as R2O_TOKEN_CREDENTIAL
+from terminal.ready2order.runtime import Ready2OrderRuntime
 from terminal.service import boot_clock
 from terminal.service.drivers import check_drivers
 from terminal.service.pin_lockouts import restore_pins
@@ -48,6 +50,7 @@ from terminal.wallet.catalog import (
 from terminal.wallet.client import WalletClient
 from terminal.wallet.health import ServerHealth
 from terminal.wallet.sale_sender import SaleSender
+from terminal.wallet.sale_store import ReportStatements
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,8 @@ async def run_terminal(
     check_drivers(cfg)
     notifier = Notifier()
     token = read_secret(cfg.wallet.token_file, "wallet.token")
+    r2o = cfg.ready2order
+    r2o_token = read_secret(r2o.account_token_file, R2O_TOKEN_CREDENTIAL) if r2o is not None else None
     operators = load_operator_book(cfg)
     # One terminal per journal, taken before anything in the state directory or the socket is touched:
     # two would send the same outbox, and the second would take over (and then remove) the socket.
@@ -94,7 +99,7 @@ async def run_terminal(
     except StateLockError as exc:
         raise StartupError(str(exc)) from None
     try:
-        await _run_locked(cfg, stop, opts, notifier, token, operators)
+        await _run_locked(cfg, stop, opts, notifier, token, operators, r2o_token)
     finally:
         lock.release()
 
@@ -124,6 +129,7 @@ async def _run_locked(
     notifier: Notifier,
     token: Secret,
     operators: OperatorBook | None,
+    r2o_token: Secret | None = None,
 ) -> None:
     try:
         journal = open_journal_salvaging(
@@ -249,10 +255,20 @@ async def _run_locked(
         device.attach()
         settled_hooks.append(device.server_changed)
         partybroker = None
+        records_for: list[ReportStatements] = []  # committed with a sale's done, for each destination
         if cfg.partybroker is not None:
             partybroker = PartybrokerRuntime(cfg, cfg.partybroker, journal, device.post, products)
-            sender.reports_for = partybroker.reports_for
+            records_for.append(partybroker.reports_for)
             settled_hooks.append(partybroker.sale_settled)
+        mirror = None
+        if cfg.ready2order is not None and r2o_token is not None:
+            mirror = Ready2OrderRuntime(
+                cfg.ready2order, journal, r2o_token, terminal=cfg.terminal.description, catalog=products
+            )
+            records_for.append(mirror.records_for)
+            settled_hooks.append(mirror.sale_settled)
+        if records_for:
+            sender.reports_for = lambda sale: [s for each in records_for for s in each(sale)]
         buttons = make_buttons(cfg.gpio, device)
         reader = make_reader(cfg.reader, device)
         reader.start(device)
@@ -278,11 +294,13 @@ async def _run_locked(
 
         tasks = [
             asyncio.ensure_future(sender.run(stop)),
-            asyncio.ensure_future(_refresh_catalog(client, journal, device, stop, partybroker)),
+            asyncio.ensure_future(_refresh_catalog(client, journal, device, stop, partybroker, mirror)),
             asyncio.ensure_future(_reread_refused_token(cfg, client, health, stop)),
         ]
         if partybroker is not None:
             tasks.append(asyncio.ensure_future(partybroker.run(stop)))
+        if mirror is not None:
+            tasks.append(asyncio.ensure_future(mirror.run(stop)))
         for task in tasks:
             task.add_done_callback(lambda t: _background_ended(t, stop))
         try:
@@ -366,6 +384,7 @@ async def _refresh_catalog(
     device: DeviceLoop,
     stop: asyncio.Event,
     partybroker: PartybrokerRuntime | None,
+    mirror: Ready2OrderRuntime | None = None,
 ) -> None:
     """Prices change on the server; refresh them now and then (and when there was no list at start)."""
     interval = CATALOG_RETRY_S if not device.controller.catalog else CATALOG_REFRESH_S
@@ -398,4 +417,6 @@ async def _refresh_catalog(
             device.post(CatalogChanged(catalog.info.products))
             if partybroker is not None:
                 partybroker.publish(catalog.info.products)  # ladder steps are priced by the wallet
+            if mirror is not None:
+                mirror.catalog_changed(catalog.info.products)  # invoice lines carry the wallet's prices
         interval = CATALOG_REFRESH_S

@@ -108,6 +108,14 @@ async def load_catalog(
     return Catalog(info, fresh=False, problem=res.reason, status=res.status)
 
 
+def cached_products(journal: Journal) -> tuple[Product, ...]:
+    """The product list the running terminal last cached (empty when none), for commands that need the
+    prices without asking the server (``taptill settle`` making a booked sale's invoice record)."""
+    cached = journal.cache_get(CACHE_KEY)
+    parsed = _from_json(cached[0]) if cached else None
+    return () if parsed is None else parsed[0].products
+
+
 def _offered(info: TerminalInfo) -> str:
     return ", ".join(f"{p.id} ({p.name})" for p in info.products) or "none"
 
