@@ -14,7 +14,7 @@ from pathlib import Path
 from terminal.config import ConfigError, parse_gpio, parse_select, parse_topup
 from terminal.config_section import Section
 from terminal.net.transport import cleartext_host
-from terminal.ready2order.exchange import API_BASE_URL as R2O_BASE_URL
+from terminal.ready2order.config import DEFAULT_BASE_URL as R2O_BASE_URL
 from terminal.service.secret import Secret
 
 

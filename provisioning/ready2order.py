@@ -22,21 +22,31 @@ from provisioning.exits import EXIT_NOT_APPROVED, EXIT_REFUSED, EXIT_UNREACHABLE
 from provisioning.render import READY2ORDER_TOKEN_PATH, ProductMapping
 from provisioning.report import Report
 from terminal.model import Product as WalletProduct
-from terminal.ready2order.catalog import (
-    CatalogClient,
+from terminal.ready2order.client import Ready2OrderClient
+from terminal.ready2order.grant import GrantClient
+from terminal.ready2order.outcomes import (
+    Approved,
+    Denied,
+    Expired,
+    Failure,
+    Grant,
     Listed,
+    ListOutcome,
     PaymentMethod,
+    Pending,
     Product,
+    RateLimited,
+    Refused,
+    Unauthorized,
+    Unavailable,
     User,
     VatRate,
+    describe,
 )
-from terminal.ready2order.exchange import Refused, Unreachable, WrongToken
-from terminal.ready2order.grant import Approved, Denied, Expired, Grant, GrantClient, Pending
 from terminal.screens import ApproveAccessScreen
 from terminal.service.secret import Secret
 
 T = TypeVar("T")
-RATE_LIMIT_PAUSE_S = 60.0  # ready2order blocks an IP for at least a minute after its 60th request
 
 
 @dataclass(frozen=True)
@@ -103,7 +113,7 @@ async def account_token(
     token = await approved_token(settings, settings.developer_token, show, report)
     keep(token)
     lists = await list_account(settings, token)
-    if isinstance(lists, WrongToken):
+    if isinstance(lists, Unauthorized):
         raise Stop(EXIT_REFUSED, lists.explain())
     return token, lists
 
@@ -160,50 +170,48 @@ async def approved_token(
                         "a new one follows",
                     )
                     break
-                if isinstance(state, Unreachable | Refused) and _passing(state):
-                    if state.reason != trouble:  # once per kind of trouble, not once per poll
-                        report.line(
-                            "approve", "retrying", f"cannot see the grant ({state.reason}); asking again"
-                        )
-                    trouble = state.reason
-                    if isinstance(state, Refused):  # 429: the block lasts at least a minute, for the whole IP
-                        await asyncio.sleep(max(0.0, min(RATE_LIMIT_PAUSE_S, until - clock())))
+                if isinstance(state, Unavailable | RateLimited):  # may be gone at the next look
+                    said = describe(state)
+                    if said != trouble:  # once per kind of trouble, not once per poll
+                        report.line("approve", "retrying", f"cannot see the grant ({said}); asking again")
+                    trouble = said
+                    if isinstance(state, RateLimited):  # the block lasts at least a minute, for the whole IP
+                        await asyncio.sleep(max(0.0, min(state.wait_s, until - clock())))
                     continue
                 raise _stop(state, "refused to show the grant")
 
 
-async def list_account(settings: Ready2OrderSettings, token: Secret) -> AccountLists | WrongToken:
-    """The account's lists; WrongToken when the first call refuses ``token`` (a token to replace).
+async def list_account(settings: Ready2OrderSettings, token: Secret) -> AccountLists | Unauthorized:
+    """The account's lists; Unauthorized when the first call refuses ``token`` (a token to replace).
 
     Raises Stop for anything else that keeps the lists from arriving."""
-    async with CatalogClient(settings.base_url, token, timeout_s=settings.timeout_s) as catalog:
-        methods = await catalog.payment_methods()
-        if isinstance(methods, WrongToken):
+    async with Ready2OrderClient(settings.base_url, token, timeout_s=settings.timeout_s) as client:
+        methods = await client.payment_methods()
+        if isinstance(methods, Unauthorized):
             return methods
         methods = _listed(methods, "the payment methods")
-        vat_rates = _listed(await catalog.vat_rates(), "the VAT rates")
-        users_res = await catalog.users()
+        vat_rates = _listed(await client.vat_rates(), "the VAT rates")
+        users_res = await client.users()
         users = users_res.items if isinstance(users_res, Listed) else None
-        products = _listed(await catalog.products(), "the products")
+        products = _listed(await client.products(), "the products")
     return AccountLists(methods.items, vat_rates.items, users, products.items)
 
 
-def _listed(res: Listed[T] | WrongToken | Refused | Unreachable, what: str) -> Listed[T]:
+def _listed(res: ListOutcome[T], what: str) -> Listed[T]:
     if isinstance(res, Listed):
         return res
     raise _stop(res, f"refused to list {what}")
 
 
-def _passing(state: Unreachable | Refused) -> bool:
-    """Trouble that may be gone at the next look: the network, a 5xx, the rate limit (429)."""
-    return isinstance(state, Unreachable) or state.status == 429
-
-
-def _stop(res: WrongToken | Refused | Unreachable, doing: str) -> Stop:
-    if isinstance(res, WrongToken):
+def _stop(res: Failure, doing: str) -> Stop:
+    if isinstance(res, Unauthorized):
         return Stop(EXIT_REFUSED, res.explain())
     if isinstance(res, Refused):
-        return Stop(EXIT_REFUSED, f"ready2order {doing} ({res.reason})")
+        return Stop(EXIT_REFUSED, f"ready2order {doing} ({describe(res)})")
+    if isinstance(res, RateLimited):
+        return Stop(
+            EXIT_UNREACHABLE, f"ready2order blocks this address for now ({res.message}); run again later"
+        )
     return Stop(
         EXIT_UNREACHABLE,
         f"ready2order is unreachable or not its API ({res.reason}); check --ready2order-url and the network",

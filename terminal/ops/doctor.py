@@ -394,31 +394,26 @@ async def _ready2order_check(r2o: Ready2OrderConfig | None) -> Check:
             return _r2o_failure(day, r2o)
         methods = await client.payment_methods()
         rates = await client.vat_rates()
-        products: list[out.Product] = []
-        for page in range(1, 5):
-            listed = await client.products(page, 250)
-            if not isinstance(listed, out.Listed):
-                return _r2o_failure(listed, r2o)
-            products += listed.items
-            if len(listed.items) < 250:
-                break
+        products = await client.products()
     if not isinstance(methods, out.Listed):
         return _r2o_failure(methods, r2o)
     if not isinstance(rates, out.Listed):
         return _r2o_failure(rates, r2o)
+    if not isinstance(products, out.Listed):
+        return _r2o_failure(products, r2o)
     problems = []
     method_ids = {m.id for m in methods.items}
     for key in ("payment_method_id", "topup_payment_method_id"):
         wanted = getattr(r2o, key)
         if wanted is not None and wanted not in method_ids:
             problems.append(f"{key} {wanted} is not a payment method of the account")
-    vat_ids, product_ids = {v.id for v in rates.items}, {p.id for p in products}
+    vat_ids, product_ids = {v.id for v in rates.items}, {p.id for p in products.items}
     for wallet_id, m in r2o.products.items():
         if m.vat_id not in vat_ids:
             problems.append(f"[ready2order.products] {wallet_id}: vat_id {m.vat_id} is not a VAT rate")
         if m.product_id not in product_ids:
             problems.append(f"[ready2order.products] {wallet_id}: product_id {m.product_id} is not a product")
-    summary = f"the account token works; {len(products)} products, {len(methods.items)} payment methods"
+    summary = f"the account token works; {len(products.items)} products, {len(methods.items)} payment methods"
     if r2o.training:
         summary += "; training mode: invoices are training records, not fiscal ones"
     if problems:

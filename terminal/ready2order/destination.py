@@ -239,7 +239,7 @@ class Ready2OrderDestination:
                     "--booked (or --not-booked)"
                 )
             if not isinstance(page, r2o.Found):
-                return self._failed(page, f"cannot search for its invoice: {_reason(page)}")
+                return self._failed(page, f"cannot search for its invoice: {r2o.describe(page)}")
             found += [i for i in page.invoices if i.reference == record.ref and i.test_mode == training]
             offset += len(page.invoices)
             if not page.invoices or offset >= page.count:
@@ -274,17 +274,6 @@ def _mismatch(record: OutboxRow, receipt: Receipt, built: InvoiceRequest) -> str
         f"{receipt.describe()} totals {receipt.total}, the sale {built.total}: check "
         f"it in ready2order (cancel and bill it by hand if wrong), then taptill settle {record.ref} --booked"
     )
-
-
-def _reason(answer: r2o.Failure) -> str:
-    match answer:
-        case r2o.Unavailable(reason):
-            return reason
-        case r2o.Unauthorized(status, message) | r2o.Refused(status, message):
-            return f"{status}: {message}"
-        case r2o.RateLimited(_wait, message):
-            return message
-    return "no answer"
 
 
 def _epoch(iso: str) -> float | None:

@@ -1,4 +1,5 @@
-"""ready2order's typed values (invoices, products, payment methods, VAT rates) and the outcomes of a call.
+"""ready2order's typed values (invoices, products, payment methods, VAT rates, users, grants) and the
+outcomes of a call, for the mirror, ``taptill doctor`` and provisioning alike.
 
 Every outcome says whether the request may have been applied (``maybe_applied``): only a create that
 may have reached the server and got no definitive answer leaves an invoice that must be searched for
@@ -9,9 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
+
+from terminal.service.secret import Secret
 
 T = TypeVar("T")
+# ready2order's two kinds of bearer token (seed 004): the developer token opens only the grant flow, an
+# account token only the account's data; either one on the other's paths answers 403.
+TokenKind = Literal["developer", "account"]
 
 
 @dataclass(frozen=True)
@@ -29,11 +35,13 @@ class Invoice:
 
 @dataclass(frozen=True)
 class Product:
+    """One ready2order product; ``price`` in euros, gross, exactly as the server gave it (None: absent)."""
+
     id: int
     name: str
-    price: Decimal  # euros, gross
+    price: Decimal | None = None
     vat_id: int | None = None
-    vat_rate: Decimal | None = None
+    vat_percent: Decimal | None = None  # product_vat: 20 for 20 %
     external_reference: str | None = None
     item_number: str | None = None
 
@@ -48,8 +56,14 @@ class PaymentMethod:
 @dataclass(frozen=True)
 class VatRate:
     id: int
-    rate: Decimal | None  # percent
+    percent: Decimal | None  # 20 for 20 %
     name: str = ""
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    name: str  # first and last name, else the user name
 
 
 # --- outcomes ------------------------------------------------------------------------------------------
@@ -74,7 +88,7 @@ class Found:
 
 @dataclass(frozen=True)
 class Listed(Generic[T]):
-    """A list the API answered (one page of products, the payment methods, the VAT rates)."""
+    """A whole list the API answered (products, payment methods, VAT rates, users), every page read."""
 
     items: tuple[T, ...]
     maybe_applied = False
@@ -110,14 +124,38 @@ class Refused:
 @dataclass(frozen=True)
 class Unauthorized:
     """401 (the token is missing, garbled or revoked) or 403 (a developer token where an account token
-    belongs, or the reverse): a configuration problem, not the invoice's. Nothing was applied."""
+    belongs, or the reverse): a configuration problem, not the invoice's. Nothing was applied.
+    ``which``: the kind of token the call needs (and carried), so the refusal can name the wrong one."""
 
     status: int
     message: str
+    which: TokenKind = "account"
     maybe_applied = False
 
+    def explain(self) -> str:
+        """One line for the person who gave the token: which token is wrong, and what to give instead."""
+        if self.which == "developer":
+            if self.status == 403:
+                return (
+                    "ready2order refused the developer token (403): that is an account token (or another "
+                    "kind), not the developer token; give the developer token ready2order emailed you"
+                )
+            return (
+                f"ready2order does not know the developer token ({self.status}): it is missing, mistyped "
+                "or revoked; give the developer token ready2order emailed you"
+            )
+        if self.status == 403:
+            return (
+                "ready2order refused the account token (403): that is a developer token (or another kind), "
+                "not an account token; approve a new grant to get the account token"
+            )
+        return (
+            f"ready2order does not accept the account token ({self.status}): it was revoked or is not a "
+            "token; approve a new grant to get a new one"
+        )
+
     def fix(self) -> str:
-        """What a person does about it, in one sentence."""
+        """What the running terminal's owner does about a refused account token, in one sentence."""
         if self.status == 403:
             return (
                 "the token in [ready2order] account_token_file is not an account token (a developer "
@@ -153,12 +191,69 @@ class Unavailable:
     retry_after_s: float | None = None
 
 
+# --- the grant flow (provisioning): a grant the account owner approves, polled until its token arrives ---
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One grant access token and the page where the owner approves it; ``expires_at`` epoch s if said."""
+
+    token: str
+    approval_url: str
+    expires_at: float | None = None
+    maybe_applied = True
+
+
+@dataclass(frozen=True)
+class Pending:
+    """The owner has not answered yet."""
+
+    expires_at: float | None = None
+    maybe_applied = False
+
+
+@dataclass(frozen=True)
+class Approved:
+    """The owner approved: ``account_token`` opens the account's data (never print it)."""
+
+    account_token: Secret
+    maybe_applied = False
+
+
+@dataclass(frozen=True)
+class Denied:
+    """The owner refused access."""
+
+    reason: str
+    maybe_applied = False
+
+
+@dataclass(frozen=True)
+class Expired:
+    """The grant ran out (10 minutes) or ready2order forgot it: a new one is needed."""
+
+    reason: str
+    maybe_applied = False
+
+
 Failure = Refused | Unauthorized | RateLimited | Unavailable
 CreateOutcome = Created | Failure
 SearchOutcome = Found | Failure
-ProductsOutcome = Listed[Product] | Failure
-PaymentMethodsOutcome = Listed[PaymentMethod] | Failure
-VatRatesOutcome = Listed[VatRate] | Failure
+ListOutcome = Listed[T] | Failure
 DayOutcome = DayStatus | Failure
 OpenDayOutcome = DayOpened | Failure
 CancelOutcome = Created | Failure  # the cancellation (storno) document
+GrantOutcome = Grant | Failure
+PollOutcome = Pending | Approved | Denied | Expired | Failure
+
+
+def describe(failure: Failure) -> str:
+    """A failure as one printable line for a log, ``status`` or the console."""
+    match failure:
+        case Unavailable(reason):
+            return reason
+        case Unauthorized(status, message) | Refused(status, message):
+            return f"HTTP {status}: {message}"
+        case RateLimited(_wait, message):
+            return message
+    return "no answer"

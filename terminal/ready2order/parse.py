@@ -1,9 +1,14 @@
 """Parse ready2order's answers into values and outcomes; pure, never raising for anything a server sends.
 
 Amounts come as JSON numbers or strings of euros (``10.5``, ``"124.25"``) and are read as exact
-``Decimal`` (the JSON parser never makes a float of them). Lists of products, payment methods and VAT rates
-are bare arrays; a search answers ``{"invoices": [...], "count": N}``. Errors are JSON such as
+``Decimal`` (the JSON parser never makes a float of them). Lists of products, payment methods, VAT rates
+and users are bare arrays; a search answers ``{"invoices": [...], "count": N}``. Errors are JSON such as
 ``{"error": true, "msg": "...", "code": "rateLimitExceeded"}`` (INTEGRATION-NOTES.md, ready2order).
+Fields: ``GET /products`` (``product_id``, ``product_name``, ``product_itemnumber``,
+``product_externalReference``, ``product_price``, ``product_vat_id``, ``product_vat``), ``GET
+/paymentMethods`` (``payment_id``, ``payment_name``), ``GET /vat-rates`` (``id``, ``value`` in percent),
+``GET /users`` (``user_id``, names) and the grant flow (``grantAccessToken``, ``grantAccessUri``,
+``status`` in the spellings the notes list, ``accountToken``, ``expiresAt``), from seed 004.
 """
 
 from __future__ import annotations
@@ -17,19 +22,28 @@ from typing import TypeVar
 
 from terminal.model import printable
 from terminal.ready2order.outcomes import (
+    Approved,
     DayStatus,
+    Denied,
+    Expired,
     Failure,
     Found,
+    Grant,
     Invoice,
     PaymentMethod,
+    Pending,
     Product,
     RateLimited,
     Refused,
+    TokenKind,
     Unauthorized,
     Unavailable,
+    User,
     VatRate,
 )
+from terminal.service.secret import Secret
 
+# A page of 100 full product objects is about 150 KiB; anything far larger is not the API's answer.
 MAX_BODY_BYTES = 512 * 1024
 MAX_EUROS = Decimal("1000000")
 RATE_LIMIT_PAUSE_S = 65.0  # the block lasts "at least 1 minute": come back a little after it
@@ -37,6 +51,11 @@ MAX_PAUSE_S = 3600.0
 TEXT_MAX = 200
 _MINUTES = re.compile(r"at least (\d{1,3}) minute", re.IGNORECASE)
 _DIGITS = re.compile(r"-?[0-9]{1,15}")
+MAX_TOKEN_CHARS = 4096
+APPROVED = frozenset({"approved", "granted"})  # both spellings are seen
+PENDING = frozenset({"pending"})
+DENIED = frozenset({"denied", "rejected"})
+EXPIRED = frozenset({"expired"})
 T = TypeVar("T")
 
 
@@ -97,6 +116,10 @@ def _opt_id(value: object, what: str) -> int | None:
     return None if value is None or value == "" else _id(value, what)
 
 
+def _opt_euros(value: object, what: str) -> Decimal | None:
+    return None if value is None or value == "" else euros(value, what)
+
+
 def _text(value: object) -> str:
     if value is None:
         return ""
@@ -151,13 +174,13 @@ def parse_search(raw: object) -> Found:
 
 def parse_product(raw: object) -> Product:
     obj = _object(raw, "a product")
-    vat_rate = obj.get("product_vat")
     return Product(
         id=_id(obj.get("product_id"), "product_id"),
         name=_text(obj.get("product_name")),
-        price=euros(obj.get("product_price"), "product_price"),
+        price=_opt_euros(obj.get("product_price"), "product_price"),
         vat_id=_opt_id(obj.get("product_vat_id"), "product_vat_id"),
-        vat_rate=None if vat_rate is None else euros(vat_rate, "product_vat"),
+        vat_percent=_opt_euros(obj.get("product_vat"), "product_vat"),
+        # item numbers come as numbers too (seed: "product_itemnumber": 1)
         external_reference=_text(obj.get("product_externalReference")) or None,
         item_number=_text(obj.get("product_itemnumber")) or None,
     )
@@ -175,12 +198,18 @@ def parse_payment_method(raw: object) -> PaymentMethod:
 
 def parse_vat_rate(raw: object) -> VatRate:
     obj = _object(raw, "a VAT rate")
-    value = obj.get("value", obj.get("vat_rate"))
     return VatRate(
         id=_id(obj.get("id", obj.get("vat_id")), "id"),
-        rate=None if value is None else euros(value, "VAT rate"),
-        name=_text(obj.get("name", obj.get("vat_name"))),
+        percent=_opt_euros(obj.get("value", obj.get("vat_rate")), "VAT rate"),
+        name=_text(obj.get("name", obj.get("vat_name"))) or _text(obj.get("description")),
     )
+
+
+def parse_user(raw: object) -> User:
+    obj = _object(raw, "a user")
+    names = (_text(obj.get("user_firstName")).strip(), _text(obj.get("user_lastName")).strip())
+    full = " ".join(n for n in names if n)
+    return User(_id(obj.get("user_id"), "user_id"), full or _text(obj.get("user_username")))
 
 
 def parse_list(raw: object, item: Callable[[object], T], what: str) -> tuple[T, ...]:
@@ -196,6 +225,64 @@ def parse_day_status(raw: object) -> DayStatus:
     if not isinstance(status, str):
         raise BadBody("the daily report status has no status")
     return DayStatus(status.strip().lower() == "open", printable(status, 40))
+
+
+# --- the grant flow ------------------------------------------------------------------------------------
+
+
+def parse_grant(raw: object) -> Grant:
+    """The answer to ``POST /developerToken/grantAccessToken``; raises BadBody."""
+    obj = _object(raw, "the grant answer")
+    token = obj.get("grantAccessToken")
+    url = obj.get("grantAccessUri")
+    if not _is_token(token):
+        raise BadBody("the grant answer has no grantAccessToken")
+    assert isinstance(token, str)
+    if not isinstance(url, str) or not url.lower().startswith(("https://", "http://")):
+        raise BadBody("the grant answer has no grantAccessUri to approve at")
+    # the URL reaches the console and the display: one printable line, nothing a terminal obeys
+    return Grant(token, printable(url, 2000), _epoch(obj.get("expiresAt")))
+
+
+def parse_grant_state(raw: object) -> Pending | Approved | Denied | Expired:
+    """The answer to ``GET /developerToken/grantAccessToken/{token}``; raises BadBody.
+
+    ``approved`` or ``granted`` carries the account token; approved without a usable token yet is still
+    Pending (ask again rather than store nothing)."""
+    obj = _object(raw, "the grant state")
+    raw_status = obj.get("status")
+    status = raw_status.strip().lower() if isinstance(raw_status, str) else None
+    account_token = obj.get("accountToken")
+    if status in APPROVED or (status is None and account_token is not None):
+        if not _is_token(account_token):
+            return Pending(_epoch(obj.get("expiresAt")))
+        assert isinstance(account_token, str)
+        return Approved(Secret(account_token))
+    if status in PENDING:
+        return Pending(_epoch(obj.get("expiresAt")))
+    if status in DENIED:
+        return Denied(f"status {status}")
+    if status in EXPIRED:
+        return Expired(f"status {status}")
+    raise BadBody(
+        f"the grant state says status {printable(str(raw_status), 40)!r}, which the grant flow does not have"
+    )
+
+
+def _is_token(value: object) -> bool:
+    """A bearer token: non-empty printable text without spaces (it goes into a header and a file)."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_TOKEN_CHARS
+        and value.isprintable()
+        and not any(c.isspace() for c in value)
+    )
+
+
+def _epoch(value: object) -> float | None:
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+        return float(value)
+    return None
 
 
 # --- errors -------------------------------------------------------------------------------------------
@@ -244,18 +331,22 @@ def interpret(
     write: bool,
     problem: str | None = None,
     retry_after: str | None = None,
+    token: TokenKind = "account",
 ) -> Body | Failure:
     """One HTTP answer: the JSON of a 2xx (``Body``, for the call's parser), else a failure outcome.
 
     ``write``: the request changes something (an invoice create, opening the day), so an unusable 2xx or an
     error that does not prove the contrary leaves it maybe applied. ``problem``: the body broke off, is too
     large or compressed (``terminal.net.transport``). A 404 or 405 says the base_url is wrong, not that
-    the record is: it is retried, never rejected.
+    the record is: it is retried, never rejected. ``token``: the kind the request carried (a 401/403
+    names it).
     """
     if 200 <= status < 300:
         if not _is_json(content_type):
             shown = printable(content_type.split(";", 1)[0], 60) or "none"
-            return Unavailable(f"the answer is not JSON (content type {shown})", maybe_applied=write)
+            return Unavailable(
+                f"the answer is not JSON (content type {shown}): not the ready2order API", maybe_applied=write
+            )
         if problem is not None:
             return Unavailable(f"the answer is unusable ({problem})", maybe_applied=write)
         try:
@@ -264,11 +355,12 @@ def interpret(
             return Unavailable(str(exc), maybe_applied=write)
     message, code = error_text(body, content_type, status)
     if status in (401, 403):
-        return Unauthorized(status, message)
+        return Unauthorized(status, message, token)
     if status == 429:
-        return RateLimited(rate_limit_pause_s(message, retry_after), f"rate limited (429): {message}")
+        return RateLimited(rate_limit_pause_s(message, retry_after), f"HTTP 429 (rate limited): {message}")
     if status in (408, 425) or status >= 500:
-        return Unavailable(f"server error {status}: {message}", maybe_applied=write, status=status)
+        said = message if message.startswith(f"HTTP {status}") else f"HTTP {status}: {message}"
+        return Unavailable(said, maybe_applied=write, status=status)
     if status in (404, 405) or not 400 <= status < 500:
         # 3xx (no redirect is followed), a 404/405 of a wrong path: the request reached no invoice endpoint
         return Unavailable(f"{message}; check [ready2order] base_url", maybe_applied=False, status=status)
