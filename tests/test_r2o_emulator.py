@@ -17,7 +17,7 @@ import pytest
 
 from terminal.emulator.ready2order import Ready2OrderEmulator
 from terminal.emulator.ready2order.rate_limit import rate_limit_body
-from terminal.emulator.wallet.routes import ApiRequest, ApiResponse, json_response
+from terminal.emulator.wallet.routes import ApiRequest
 from tests.terminal_lab import REPO
 
 pytestmark = pytest.mark.ready2order
@@ -81,6 +81,8 @@ def test_payment_methods_vat_rates_and_the_daily_report(emu: Ready2OrderEmulator
     status, methods = api("GET", "/paymentMethods")
     assert status == 200 and {"payment_id": 3, "payment_name": "Wallet"}.items() <= methods[2].items()
     assert [r["id"] for r in api("GET", "/vat-rates")[1]] == [1, 2, 3, 4]
+    users = api("GET", "/users")[1]
+    assert [(u["user_id"], u["user_firstName"]) for u in users] == [(1, "Chef"), (5678, "taptill")]
     assert api("GET", "/dailyReport/status")[1]["status"] == "open"
     assert api("PUT", "/dailyReport/open")[0] == 400  # only one can be open
     emu.close_day()
@@ -213,27 +215,15 @@ def test_sixty_a_minute_then_the_real_429_and_a_one_minute_block() -> None:
     assert Api(emu, "garbled")("GET", "/vat-rates")[0] == 401  # every request counts, refused ones too
 
 
-class Desk:
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-
-    def handle(self, req: ApiRequest) -> ApiResponse | None:
-        self.seen.append(req.path)
-        if req.path.startswith("/v1/developerToken/"):
-            return json_response(200, {"grantAccessToken": "g", "status": "pending"})
-        return None
-
-
 def test_the_grant_desk_answers_its_paths_before_the_account_routes(emu: Ready2OrderEmulator) -> None:
-    desk = Desk()
-    emu.grant_desk = desk
     dev = Api(emu, emu.developer_token)
-    assert dev("POST", "/developerToken/grantAccessToken", {}) == (
-        200,
-        {"grantAccessToken": "g", "status": "pending"},
-    )
+    status, grant = dev("POST", "/developerToken/grantAccessToken", {})
+    assert status == 200 and grant["status"] == "pending" and emu.grant_desk.grants_made == 1
     assert dev("GET", "/products")[0] == 403  # not a grant path: the account routes answer
-    assert desk.seen == ["/v1/developerToken/grantAccessToken", "/v1/products"]
+    issued = Api(emu, emu.grant_desk.approve(grant["grantAccessToken"]))
+    assert issued("GET", "/products")[0] == 200  # the account token the desk issued opens the account
+    assert issued("POST", "/developerToken/grantAccessToken", {})[0] == 403  # and only the account
+    assert Api(emu)("POST", "/developerToken/grantAccessToken", {})[0] == 403  # as the seeded one
 
 
 @pytest.fixture
@@ -259,6 +249,26 @@ def test_over_http_with_control_endpoints(served: Ready2OrderEmulator) -> None:
         assert http.get("/products").status_code == 500
         stats = http.get(f"{control}/stats").json()
         assert stats["requests_by_route"]["invoice_create"] == 1 and stats["faults"] == {"error500_before": 1}
+
+
+def test_the_owner_answers_grants_through_the_control_endpoint(served: Ready2OrderEmulator) -> None:
+    control = f"http://127.0.0.1:{served.port}/_emulator/grants"
+    dev = {"Authorization": f"Bearer {served.developer_token}"}
+    with httpx.Client(base_url=served.base_url) as http:
+        first, second = (
+            http.post("/developerToken/grantAccessToken", headers=dev, json={}).json()["grantAccessToken"]
+            for _ in range(2)
+        )
+        assert http.get(control).json() == {"pending": [first, second]}
+        assert http.post(control, json={"approve": first}).json() == {"pending": [second]}
+        assert http.post(control, json={"deny": second}).json() == {"pending": []}
+        assert http.post(control, json={"approve": second}).status_code == 409  # answered already
+        assert http.post(control, json={"approve": "never-issued"}).status_code == 404
+        assert http.post(control, json={"approve": first, "deny": second}).status_code == 400
+        state = http.get(f"/developerToken/grantAccessToken/{first}", headers=dev).json()
+        account = {"Authorization": f"Bearer {state['accountToken']}"}
+        assert state["status"] == "approved" and http.get("/vat-rates", headers=account).status_code == 200
+    assert served.requests["POST /v1/developerToken/grantAccessToken"] == 2
 
 
 def test_the_command_line_prints_where_it_listens_and_its_stats() -> None:

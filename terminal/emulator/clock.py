@@ -1,4 +1,4 @@
-"""The emulators' clock: epoch seconds that follow real time, moved ahead by a test or held still."""
+"""The emulators' clock: epoch seconds that follow real time, moved or set by a test or a control endpoint."""
 
 from __future__ import annotations
 
@@ -7,29 +7,28 @@ import time
 
 
 class EmulatorClock:
-    """Epoch seconds (``now()``) for expiries and time stamps an emulator hands out.
+    """Epoch seconds (``now()``) for expiries, blocks and time stamps an emulator hands out.
 
-    Runs with the real clock plus an offset that ``advance`` grows, so a test can let ten minutes pass
-    at once while everything else keeps its pace; ``frozen`` holds it still at ``start`` until advanced
-    (for answers that must not depend on how long a test took). Safe to call from server threads.
+    Runs with the real clock plus an offset, so a test lets ten minutes pass at once (``advance``) or
+    puts the emulator on a given day (``set``) while everything else keeps its pace, and nobody waits a
+    real minute. Safe to call from server threads.
     """
 
-    def __init__(self, start: float | None = None, *, frozen: bool = False) -> None:
+    def __init__(self, start: float | None = None) -> None:
         self._lock = threading.Lock()
-        self._frozen = frozen
-        self._base = time.time() if start is None else start
-        self._offset = 0.0 if frozen else self._base - time.time()
+        self._offset = 0.0 if start is None else start - time.time()
 
     def now(self) -> float:
         """The emulator's time in epoch seconds."""
         with self._lock:
-            if self._frozen:
-                return self._base + self._offset
             return time.time() + self._offset
 
     def advance(self, seconds: float) -> None:
-        """Move the clock ahead by ``seconds`` (never back: expiries only ever come closer)."""
-        if seconds < 0:
-            raise ValueError(f"an emulator clock only moves ahead, not by {seconds} s")
+        """Move the clock ``seconds`` on (a negative value moves it back, as a clock step would)."""
         with self._lock:
             self._offset += seconds
+
+    def set(self, epoch_s: float) -> None:
+        """Jump to ``epoch_s`` (epoch seconds); it runs on from there."""
+        with self._lock:
+            self._offset = epoch_s - time.time()

@@ -1,5 +1,6 @@
 """The emulator's grant flow: grants asked for with the developer token, approved or denied by a test
-(or the demo), expiring after 10 minutes on the emulator's clock (seed 004, INTEGRATION-NOTES).
+(or a person, through the emulator's ``/_emulator/grants``), expiring after 10 minutes on the emulator's
+clock (seed 004, INTEGRATION-NOTES).
 
 What the documents leave open, and how the desk answers it:
 - ``POST /v1/developerToken/grantAccessToken`` answers 200 with ``grantAccessToken``, ``grantAccessUri``,
@@ -23,6 +24,7 @@ from typing import Literal
 from urllib.parse import quote, unquote
 
 from terminal.emulator.clock import EmulatorClock
+from terminal.emulator.ready2order.wire import bearer, error_response
 from terminal.emulator.wallet.routes import ApiRequest, ApiResponse, json_response
 
 GRANT_LIFETIME_S = 600.0
@@ -38,11 +40,6 @@ class _Grant:
     expires_at: float
     state: State = "pending"
     account_token: str | None = None
-
-
-def error(status: int, msg: str) -> ApiResponse:
-    """ready2order's error body."""
-    return json_response(status, {"error": True, "msg": msg})
 
 
 class GrantDesk:
@@ -91,26 +88,25 @@ class GrantDesk:
         return None
 
     def _checked(self, req: ApiRequest) -> ApiResponse | None:
-        scheme, _, given = req.headers.get("authorization", "").partition(" ")
-        given = given.strip()
-        if scheme.lower() != "bearer" or not given:
-            return error(401, "Missing or malformed Authorization header")
+        given = bearer(req)
+        if given is None:
+            return error_response(401, "Missing or malformed Authorization header")
         if hmac.compare_digest(given.encode(), self.developer_token.encode()):
             return None
         with self._lock:
             issued = given in self._issued
         if issued or self._is_account_token(given):
-            return error(403, "This endpoint needs a developer token, not an account token")
-        return error(401, "Invalid token")
+            return error_response(403, "This endpoint needs a developer token, not an account token")
+        return error_response(401, "Invalid token")
 
     def _create(self, req: ApiRequest) -> ApiResponse:
         if req.body.strip():
             try:
                 body = json.loads(req.body)
             except (UnicodeDecodeError, ValueError):
-                return error(400, "The body is not valid JSON")
+                return error_response(400, "The body is not valid JSON")
             if not isinstance(body, dict):
-                return error(400, "The body must be a JSON object")
+                return error_response(400, "The body must be a JSON object")
         token = secrets.token_urlsafe(24)
         expires_at = self.clock.now() + self.lifetime_s
         with self._lock:
@@ -130,7 +126,7 @@ class GrantDesk:
         with self._lock:
             grant = self._grants.get(token)
             if grant is None:
-                return error(404, "grantAccessToken not found")
+                return error_response(404, "grantAccessToken not found")
             state, account_token, expires_at = grant.state, grant.account_token, grant.expires_at
         body: dict[str, object] = {"grantAccessToken": token, "expiresAt": int(expires_at)}
         if state == "approved":
@@ -182,6 +178,6 @@ class GrantDesk:
 
 
 def _not_allowed(method: str, allowed: str) -> ApiResponse:
-    response = error(405, f"Method {method} not allowed")
+    response = error_response(405, f"Method {method} not allowed")
     response.headers["Allow"] = allowed
     return response

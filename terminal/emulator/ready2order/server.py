@@ -2,8 +2,9 @@
 
 Requests under ``/v1`` are, in order: faulted (``terminal.emulator.faults``; route kinds below), counted
 against the rate limit (429 with the real body, then a block on the emulator's clock), offered to the
-grant desk (the provisioning grant flow, ``grant.py``, when one is attached), checked for an account token
-(none or an unknown one: 401; the developer token: 403) and answered by the account (``account.py``).
+grant desk (the provisioning grant flow, ``grant.py``, on the same clock; the account tokens it issues
+open the account routes), checked for an account token (none or an unknown one: 401; the developer
+token: 403) and answered by the catalog (``catalog.py``) or the account (``account.py``).
 ``/_emulator/...`` control paths are never faulted or counted (see ``control``).
 """
 
@@ -15,12 +16,14 @@ import sys
 import threading
 import time
 import types
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from terminal.emulator.clock import EmulatorClock
 from terminal.emulator.faults import (
     FaultableHTTPServer,
     FaultConfigError,
@@ -30,15 +33,11 @@ from terminal.emulator.faults import (
     run_before_fault,
     send_body,
 )
-from terminal.emulator.ready2order.account import (
-    DEFAULT_PRODUCTS,
-    Account,
-    Answer,
-    EmulatedProduct,
-    PriceStyle,
-)
-from terminal.emulator.ready2order.clock import EmulatorClock
+from terminal.emulator.ready2order.account import Account
+from terminal.emulator.ready2order.catalog import DEFAULT_PRODUCTS, Catalog, EmulatedProduct, PriceStyle
+from terminal.emulator.ready2order.grant import GrantDesk
 from terminal.emulator.ready2order.rate_limit import RateWindow, rate_limit_body
+from terminal.emulator.ready2order.wire import Answer, api_error, bearer, error_response
 from terminal.emulator.wallet.routes import ApiRequest, ApiResponse, json_response, parse_json
 
 PREFIX = "/v1"
@@ -50,15 +49,9 @@ _INVOICE_ID = re.compile(r"^/document/invoice/(\d{1,12})$")
 _CANCEL = re.compile(r"^/document/invoice/(\d{1,12})/delete$")
 
 
-class GrantDeskLike(Protocol):
-    """The provisioning grant flow's endpoints; None from ``handle`` means "not a grant path"."""
-
-    def handle(self, req: ApiRequest) -> ApiResponse | None: ...
-
-
 def route_kind(method: str, path: str) -> str:
     """The route kind fault rules name: invoice_create, invoice_search, invoice_cancel, invoice, products,
-    payment_methods, vat_rates, daily_report, grant or other."""
+    payment_methods, vat_rates, users, daily_report, grant or other."""
     rest = path[len(PREFIX) :] if path.startswith(PREFIX + "/") else ""
     if rest == "/document/invoice":
         return "invoice_search" if method == "GET" else "invoice_create"
@@ -70,6 +63,7 @@ def route_kind(method: str, path: str) -> str:
         "/products": "products",
         "/paymentMethods": "payment_methods",
         "/vat-rates": "vat_rates",
+        "/users": "users",
         "/dailyReport/status": "daily_report",
         "/dailyReport/open": "daily_report",
     }
@@ -83,7 +77,8 @@ class Ready2OrderEmulator:
 
     ``rate_limit`` requests per ``rate_window_s`` seconds (the real API: 60 a minute), then every request
     answers 429 for ``block_s`` seconds of ``clock``. ``price_style`` sends product prices as JSON numbers,
-    strings, or ``mixed``; ``day_open`` starts with a daily report open.
+    strings, or ``mixed``; ``ignore_paging`` answers every product page with the whole list; ``day_open``
+    starts with a daily report open; ``approved_word`` is how an approved grant's status is spelled.
     """
 
     def __init__(
@@ -98,7 +93,9 @@ class Ready2OrderEmulator:
         users: Mapping[int, str] | None = None,
         timezone: str = "Europe/Vienna",
         price_style: PriceStyle = "mixed",
+        ignore_paging: bool = False,
         day_open: bool = True,
+        approved_word: str = "approved",
         rate_limit: int = 60,
         rate_window_s: float = 60.0,
         block_s: float = 60.0,
@@ -110,21 +107,27 @@ class Ready2OrderEmulator:
         self.developer_token = developer_token
         self.account_token = account_token
         self._account_tokens = {account_token}
-        self._tokens_lock = threading.Lock()
-        self.account = Account(
-            self.clock.now,
+        self._lock = threading.Lock()  # the account tokens and the request counts
+        self.catalog = Catalog(
             products=products,
             payment_methods=payment_methods,
             vat_rates=vat_rates,
             users=users,
-            timezone=timezone,
             price_style=price_style,
-            day_open=day_open,
+            ignore_paging=ignore_paging,
         )
+        self.account = Account(self.clock.now, self.catalog, timezone=timezone, day_open=day_open)
         self.rate = RateWindow(self.clock.now, rate_limit, rate_window_s, block_s)
         self.faults = FaultInjector(seed)
         self.faults.set_profile(latency)
-        self.grant_desk: GrantDeskLike | None = None
+        self.grant_desk = GrantDesk(
+            self.clock,
+            developer_token,
+            self.add_account_token,
+            approved_word=approved_word,
+            is_account_token=self.accepts_account_token,
+        )
+        self.requests: Counter[str] = Counter()  # "GET /v1/products" → how many arrived (control paths not)
         self._port = port
         self._server: FaultableHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -176,26 +179,28 @@ class Ready2OrderEmulator:
 
     def add_account_token(self, token: str) -> None:
         """Accept ``token`` as an account token from now on (the grant flow hands out new ones)."""
-        with self._tokens_lock:
+        with self._lock:
             self._account_tokens.add(token)
 
     def revoke_account_token(self, token: str) -> None:
         """Answer 401 to ``token`` from now on, as for a revoked grant."""
-        with self._tokens_lock:
+        with self._lock:
             self._account_tokens.discard(token)
 
+    def accepts_account_token(self, token: str) -> bool:
+        """Whether ``token`` opens the account routes now (seeded, or issued by an approved grant)."""
+        with self._lock:
+            return any(hmac.compare_digest(token.encode(), t.encode()) for t in self._account_tokens)
+
     def _check_token(self, req: ApiRequest) -> ApiResponse | None:
-        scheme, _, given = req.headers.get("authorization", "").partition(" ")
-        given = given.strip()
-        if scheme.lower() != "bearer" or not given:
-            return json_response(401, {"error": True, "msg": "No token given"})
-        with self._tokens_lock:
-            known = any(hmac.compare_digest(given.encode(), t.encode()) for t in self._account_tokens)
-        if known:
+        given = bearer(req)
+        if given is None:
+            return error_response(401, "No token given")
+        if self.accepts_account_token(given):
             return None
         if hmac.compare_digest(given.encode(), self.developer_token.encode()):
-            return json_response(403, {"error": True, "msg": "This endpoint needs an account token"})
-        return json_response(401, {"error": True, "msg": "Token is invalid or was revoked"})
+            return error_response(403, "This endpoint needs an account token")
+        return error_response(401, "Token is invalid or was revoked")
 
     # --- inspection -----------------------------------------------------------------------------------
 
@@ -221,12 +226,11 @@ class Ready2OrderEmulator:
         """Answer one API request (faults are the handler's): rate limit, grant desk, token, route."""
         if not self.rate.admit():
             return json_response(429, rate_limit_body(self.rate.per_minute, self.rate.block_minutes))
-        if self.grant_desk is not None:
-            answered = self.grant_desk.handle(req)
-            if answered is not None:
-                return answered
+        answered = self.grant_desk.handle(req)
+        if answered is not None:
+            return answered
         if not req.path.startswith(PREFIX + "/"):
-            return json_response(404, {"error": True, "msg": "Not found"})
+            return error_response(404, "Not found")
         refused = self._check_token(req)
         if refused is not None:
             return refused
@@ -234,13 +238,11 @@ class Ready2OrderEmulator:
         return json_response(status, value)
 
     def _route(self, req: ApiRequest, rest: str) -> Answer:
-        a, method = self.account, req.method
+        a, c, method = self.account, self.catalog, req.method
         params = dict(parse_qsl(req.query))
         if rest == "/document/invoice" and method in ("PUT", "POST"):
             body, bad = parse_json(req.body)
-            return (
-                a.create_invoice(body) if bad is None else (400, {"error": True, "msg": "Body is not JSON"})
-            )
+            return a.create_invoice(body) if bad is None else api_error(400, "Body is not JSON")
         if rest == "/document/invoice" and method == "GET":
             return a.search(params)
         if (m := _CANCEL.match(rest)) and method == "POST":
@@ -249,23 +251,27 @@ class Ready2OrderEmulator:
             return a.get_invoice(int(m.group(1)))
         if rest == "/products" and method == "GET":
             try:
-                return a.list_products(int(params.get("page", "1")), int(params.get("limit", "25")))
+                return c.list_products(int(params.get("page", "1")), int(params.get("limit", "25")))
             except ValueError:
-                return 400, {"error": True, "msg": "page and limit must be whole numbers"}
+                return api_error(400, "page and limit must be whole numbers")
         if rest == "/paymentMethods" and method == "GET":
-            return a.list_payment_methods()
+            return c.list_payment_methods()
         if rest == "/vat-rates" and method == "GET":
-            return a.list_vat_rates()
+            return c.list_vat_rates()
+        if rest == "/users" and method == "GET":
+            return c.list_users()
         if rest == "/dailyReport/status" and method == "GET":
             return a.day_status()
         if rest == "/dailyReport/open" and method in ("PUT", "POST"):
             return a.open_day()
-        return 404, {"error": True, "msg": f"No route {method} {PREFIX}{rest[:60]}"}
+        return api_error(404, f"No route {method} {PREFIX}{rest[:60]}")
 
     def control(self, method: str, path: str, body: bytes) -> ApiResponse:
         """``/_emulator/faults`` (GET/POST/DELETE, as the wallet emulator's), ``/_emulator/stats``,
-        ``/_emulator/invoices``, ``POST /_emulator/clock`` ``{"advance": 60}`` and ``POST /_emulator/day``
-        ``{"open": false}``."""
+        ``/_emulator/invoices``, ``POST /_emulator/clock`` ``{"advance": 60}``, ``POST /_emulator/day``
+        ``{"open": false}``, and the account owner's side of the grant flow: ``GET /_emulator/grants``
+        (the pending grant tokens) and ``POST /_emulator/grants`` ``{"approve": token}`` or
+        ``{"deny": token}``."""
         what = path[len(CONTROL_PREFIX) :].strip("/")
         obj, bad = parse_json(body) if method == "POST" else (None, None)
         if bad is not None:
@@ -291,7 +297,33 @@ class Ready2OrderEmulator:
         if what == "day" and method == "POST" and isinstance(obj, dict) and isinstance(obj.get("open"), bool):
             self.account.set_day(bool(obj["open"]))
             return json_response(200, {"open": self.account.day_is_open()})
+        if what == "grants":
+            return self._owner(method, obj)
         return json_response(404, {"detail": f"no control endpoint {method} {path[:60]}"})
+
+    def _owner(self, method: str, obj: object) -> ApiResponse:
+        """The account owner approving or denying a grant, as on the approval page."""
+        desk = self.grant_desk
+        if method == "GET":
+            return json_response(200, {"pending": desk.pending()})
+        if method == "POST" and isinstance(obj, dict) and len(obj) == 1:
+            act, token = next(iter(obj.items()))
+            if act in ("approve", "deny") and isinstance(token, str):
+                try:
+                    if act == "approve":
+                        desk.approve(token)  # the account token goes to the terminal by polling only
+                    else:
+                        desk.deny(token)
+                except KeyError:
+                    return json_response(404, {"detail": "no such grant"})
+                except ValueError as exc:
+                    return json_response(409, {"detail": str(exc)})
+                return json_response(200, {"pending": desk.pending()})
+        return json_response(400, {"detail": 'give {"approve": grant token} or {"deny": grant token}'})
+
+    def note_request(self, method: str, path: str) -> None:
+        with self._lock:
+            self.requests[f"{method} {path[:100]}"] += 1
 
 
 def _handler_for(emulator: Ready2OrderEmulator) -> type[BaseHTTPRequestHandler]:
@@ -330,6 +362,7 @@ def _handler_for(emulator: Ready2OrderEmulator) -> type[BaseHTTPRequestHandler]:
             injector = emulator.faults
             route = route_kind(self.command, split.path)
             injector.count_request(route)
+            emulator.note_request(self.command, split.path)
             if injector.down:
                 injector.record_down()
                 drop_connection(self)
