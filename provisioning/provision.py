@@ -592,8 +592,6 @@ def _validate_config(text: str, kept: dict[str, dict[str, object]], answers: Ans
 
     data = tomllib.loads(text)
     partybroker = data.pop("partybroker", None)
-    # the terminal's parser has no [ready2order] yet: provisioning wrote it from values it checked
-    data.pop("ready2order", None)
     try:
         parse_config(data, source=CONFIG_PATH)
         if partybroker is not None:

@@ -12,13 +12,13 @@ import tomlkit
 from terminal.model import printable
 from terminal.partybroker.config import PASSWORD_CREDENTIAL
 from terminal.partybroker.outcomes import Drink
+from terminal.ready2order.config import TOKEN_CREDENTIAL as R2O_TOKEN_CREDENTIAL
 
 CONFIG_DIR = Path("/etc/taptill")
 CONFIG_PATH = CONFIG_DIR / "config.toml"
 TOKEN_PATH = CONFIG_DIR / "wallet.token"
 PARTYBROKER_PASSWORD_PATH = CONFIG_DIR / "partybroker.password"
 READY2ORDER_TOKEN_PATH = CONFIG_DIR / "ready2order.token"
-READY2ORDER_CREDENTIAL = "ready2order.token"  # the name the service reads it by ($CREDENTIALS_DIRECTORY)
 UNIT_PATH = Path("/etc/systemd/system/taptill.service")
 DROPIN_PATH = Path("/etc/systemd/system/taptill.service.d/partybroker.conf")
 READY2ORDER_DROPIN_PATH = Path("/etc/systemd/system/taptill.service.d/ready2order.conf")
@@ -157,7 +157,7 @@ def ready2order_table(r: Ready2OrderChoices) -> tomlkit.items.Table:
     table.add(
         "account_token_file",
         tomlkit.item(str(READY2ORDER_TOKEN_PATH)).comment(
-            f"the service gets it as credential {READY2ORDER_CREDENTIAL}"
+            f"the service gets it as credential {R2O_TOKEN_CREDENTIAL}"
         ),
     )
     table.add(
@@ -225,7 +225,7 @@ def ready2order_dropin() -> str:
     return (
         "# Written by taptill-provision: ready2order is configured, so the service needs its account token.\n"
         "[Service]\n"
-        f"LoadCredential={READY2ORDER_CREDENTIAL}:{READY2ORDER_TOKEN_PATH}\n"
+        f"LoadCredential={R2O_TOKEN_CREDENTIAL}:{READY2ORDER_TOKEN_PATH}\n"
     )
 
 

@@ -628,6 +628,10 @@ def test_python_reports_the_interpreter_the_venv_is_built_on(image: Path) -> Non
     [
         ('[gpio]\nrelay_pin = "17"\n', "the tables kept from /etc/taptill/config.toml ([gpio])"),
         ("[gpio\nrelay_pin = 17\n", "/etc/taptill/config.toml cannot be read as TOML"),
+        (  # the terminal's own parser checks a kept [ready2order], as `taptill run` would
+            "[ready2order]\npayment_method_id = 3\nuser_id = 1\nrequests_per_minute = 600\n",
+            "[ready2order] requests_per_minute is 600; ready2order allows 60 a minute",
+        ),
     ],
 )
 def test_a_config_whose_kept_tables_would_not_load_is_named_and_left_alone(
