@@ -190,3 +190,21 @@ class MirrorRig:
     async def aclose(self) -> None:
         """Close the client (the journal stays open for the test to read)."""
         await self.runtime.client.aclose()
+
+
+# --- the grant flow, from the account owner's side ------------------------------------------------------
+
+# Grant tests poll every 50 ms, far above ready2order's 60 a minute; the limit has tests of its own.
+UNLIMITED = 100_000
+
+
+def wait_for_pending(emulator: Ready2OrderEmulator, count: int = 1, timeout_s: float = 30.0) -> str:
+    """The newest pending grant once ``count`` grants were asked for; fails at the timeout."""
+    desk = emulator.grant_desk
+    stop = time.monotonic() + timeout_s
+    while time.monotonic() < stop:
+        pending = desk.pending()
+        if desk.grants_made >= count and pending:
+            return pending[-1]
+        time.sleep(0.02)
+    raise AssertionError(f"no pending grant #{count} within {timeout_s} s ({desk.grants_made} made)")

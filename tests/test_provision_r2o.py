@@ -1,15 +1,19 @@
-"""``taptill-provision --ready2order`` against the wallet emulator and a ready2order stand-in on loopback:
-the owner approves (or denies, or lets the link expire) while provisioning waits; the account token is
-stored 0600 and never shown; the [ready2order] table maps the wallet's products."""
+"""``taptill-provision --ready2order`` against the wallet and ready2order emulators on loopback: the owner
+approves (or denies, or lets the link expire) while provisioning waits; the account token is stored 0600
+and never shown; the [ready2order] table maps the wallet's products, loads in the terminal's config and
+mirrors a sale of ``taptill run``."""
 
 from __future__ import annotations
 
 import json
+import os
 import stat
 import subprocess
+import sys
 import threading
 import tomllib
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -21,23 +25,50 @@ from provisioning.exits import (
     EXIT_UNCHANGED,
     EXIT_USAGE,
 )
+from terminal.config import load_config
+from terminal.emulator.ready2order import EmulatedProduct, Ready2OrderEmulator
+from terminal.emulator.ready2order.server import DEMO_ACCOUNT_TOKEN, DEMO_DEVELOPER_TOKEN
 from terminal.emulator.wallet import WalletEmulator
+from terminal.ready2order.config import ProductMapping
 from tests.conftest import seed_program
-from tests.r2o_grant_lab import DEVELOPER_TOKEN, PAYMENT_METHODS, SEEDED_ACCOUNT_TOKEN, GrantLab, product
+from tests.r2o_lab import UNLIMITED, wait_for_pending
+from tests.terminal_lab import MAX, REPO, TerminalProcess, journal_lines, wait_for
 from tests.test_provision import provision, tree
 
 EXISTING = ("--taptill-bin", "/opt/taptill/venv/bin/taptill")  # the seeded venv: no pip install
 TOKEN_FILE = Path("etc/taptill/ready2order.token")
+DEVELOPER_TOKEN = DEMO_DEVELOPER_TOKEN
+SEEDED_ACCOUNT_TOKEN = DEMO_ACCOUNT_TOKEN
 # The wallet demo's products (doc flavour) as a venue's ready2order account might list them, behind
 # 150 others so the list takes two pages of 100.
 ACCOUNT_PRODUCTS = [
-    *(product(1000 + n, f"Filler {n}", n) for n in range(150)),
-    product(111, "Espresso", "2.50", external_reference="espresso"),  # by externalReference
-    product(112, "Cappuccino groß", 3, item_number="cappuccino", vat_id=2),  # by item number
-    product(113, "LATTE MACCHIATO", 3.5, vat_id=None, vat="10"),  # by name; VAT id from the rate
-    product(114, "Wasser", "1.50"),
-    product(115, "wasser", "1.50"),  # two by that name: a person must choose
+    *(EmulatedProduct(1000 + n, f"Filler {n}", Decimal(n), 1) for n in range(150)),
+    EmulatedProduct(111, "Espresso", Decimal("2.50"), 1, external_reference="espresso"),  # by reference
+    EmulatedProduct(112, "Cappuccino groß", Decimal(3), 2, item_number="cappuccino"),  # by item number
+    # by name; its VAT id from its rate
+    EmulatedProduct(113, "LATTE MACCHIATO", Decimal("3.5"), None, vat_percent=Decimal(10)),
+    EmulatedProduct(114, "Wasser", Decimal("1.50"), 1),
+    EmulatedProduct(115, "wasser", Decimal("1.50"), 1),  # two by that name: a person must choose
 ]
+PAYMENT_METHODS = {74890: "Barzahlung", 74891: "Wallet"}
+
+
+def venue(
+    *,
+    latency: str = "fast",
+    approved_word: str = "approved",
+    payment_methods: dict[int, str] = PAYMENT_METHODS,
+) -> Ready2OrderEmulator:
+    """A venue's ready2order account: two payment methods, three VAT rates, one user, 155 products."""
+    return Ready2OrderEmulator(
+        products=ACCOUNT_PRODUCTS,
+        payment_methods=payment_methods,
+        vat_rates={1: Decimal(20), 2: Decimal(10), 3: Decimal(0)},
+        users={5678: "Christoph Müller"},
+        latency=latency,
+        approved_word=approved_word,
+        rate_limit=UNLIMITED,
+    )
 
 
 @pytest.fixture
@@ -61,12 +92,16 @@ def developer_token_file(tmp_path: Path) -> Path:
     return path
 
 
-def r2o_flags(lab: GrantLab, *extra: str) -> list[str]:
+def r2o_flags(lab: Ready2OrderEmulator, *extra: str) -> list[str]:
     return ["--ready2order-url", lab.base_url, "--ready2order-poll", "0.05", *extra]
 
 
 def run(
-    root: Path, wallet: WalletEmulator, lab: GrantLab, *extra: str, env: dict[str, str] | None = None
+    root: Path,
+    wallet: WalletEmulator,
+    lab: Ready2OrderEmulator,
+    *extra: str,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     return provision(
         root,
@@ -86,7 +121,7 @@ def run(
 class Owner(threading.Thread):
     """The account owner on a phone: waits for grant ``nth`` to be asked for, then does ``act`` with it."""
 
-    def __init__(self, lab: GrantLab, act: Callable[[str], object], nth: int = 1) -> None:
+    def __init__(self, lab: Ready2OrderEmulator, act: Callable[[str], object], nth: int = 1) -> None:
         super().__init__(daemon=True)
         self.lab, self.act, self.nth = lab, act, nth
         self.error: BaseException | None = None
@@ -94,7 +129,7 @@ class Owner(threading.Thread):
 
     def run(self) -> None:
         try:
-            self.result = self.act(self.lab.wait_for_pending(self.nth))
+            self.result = self.act(wait_for_pending(self.lab, self.nth))
         except BaseException as exc:
             self.error = exc
 
@@ -104,14 +139,24 @@ class Owner(threading.Thread):
         return self.result
 
 
+def run_while_owner(
+    act: Callable[[str], object], image: Path, wallet: WalletEmulator, lab: Ready2OrderEmulator, token: Path
+) -> tuple[subprocess.CompletedProcess[str], object]:
+    """Provision with the developer token in ``token`` while the owner does ``act`` with the first grant;
+    what provisioning did and what ``act`` answered (the account token of an approval)."""
+    owner = Owner(lab, act)
+    owner.start()
+    proc = run(image, wallet, lab, "--ready2order-developer-token-file", str(token))
+    return proc, owner.done()
+
+
 def test_an_approved_grant_stores_the_token_0600_and_maps_the_products(
     image: Path, wallet: WalletEmulator, developer_token_file: Path
 ) -> None:
-    with GrantLab(products=ACCOUNT_PRODUCTS, latency="real") as lab:
-        owner = Owner(lab, lab.desk.approve)
-        owner.start()
-        proc = run(image, wallet, lab, "--ready2order-developer-token-file", str(developer_token_file))
-        account_token = owner.done()
+    with venue(latency="real") as lab:
+        proc, account_token = run_while_owner(
+            lab.grant_desk.approve, image, wallet, lab, developer_token_file
+        )
         assert proc.returncode == EXIT_CHANGED, proc.stdout + proc.stderr
         assert isinstance(account_token, str)
 
@@ -147,14 +192,14 @@ def test_an_approved_grant_stores_the_token_0600_and_maps_the_products(
         assert "water (Wasser): 2 ready2order products share its name (ids 114, 115)" in unmapped
         assert "topup_10 (Aufladung 10 €)" in unmapped and "topup_20" in unmapped
         assert lab.requests["GET /v1/products"] == 2  # 155 products, pages of 100
-        assert lab.desk.grants_made == 1
+        assert lab.grant_desk.grants_made == 1
 
         # the same answers again: the stored token works, so no grant, no developer token, nothing changes
         before = tree(image)
         again = run(image, wallet, lab)
         assert again.returncode == EXIT_UNCHANGED, again.stdout + again.stderr
         assert "works; no grant" in again.stdout
-        assert lab.desk.grants_made == 1
+        assert lab.grant_desk.grants_made == 1
         assert tree(image) == before
 
         # a run for another reason, without --ready2order, keeps the mirror's table, token and credential
@@ -181,13 +226,13 @@ def test_an_approved_grant_stores_the_token_0600_and_maps_the_products(
 def test_an_expired_link_is_replaced_and_the_second_approved_with_the_other_spelling(
     image: Path, wallet: WalletEmulator, developer_token_file: Path
 ) -> None:
-    with GrantLab(products=ACCOUNT_PRODUCTS, approved_word="granted") as lab:
+    with venue(approved_word="granted") as lab:
 
         def let_it_expire(grant: str) -> None:
             lab.clock.advance(601)  # the owner came back after ten minutes
 
         first = Owner(lab, let_it_expire)
-        second = Owner(lab, lab.desk.approve, nth=2)
+        second = Owner(lab, lab.grant_desk.approve, nth=2)
         first.start()
         second.start()
         proc = run(image, wallet, lab, "--ready2order-developer-token-file", str(developer_token_file))
@@ -196,7 +241,7 @@ def test_an_expired_link_is_replaced_and_the_second_approved_with_the_other_spel
     assert proc.returncode == EXIT_CHANGED, proc.stdout + proc.stderr
     assert "the approval link expired" in proc.stdout
     assert proc.stdout.count("grantAccessToken=") == 2  # a new link after the expired one
-    assert lab.desk.grants_made == 2
+    assert lab.grant_desk.grants_made == 2
     assert (image / TOKEN_FILE).read_text().strip() == account_token
 
 
@@ -204,11 +249,8 @@ def test_a_denied_grant_is_refused_and_nothing_is_written(
     image: Path, wallet: WalletEmulator, developer_token_file: Path
 ) -> None:
     before = tree(image)
-    with GrantLab(products=ACCOUNT_PRODUCTS) as lab:
-        owner = Owner(lab, lab.desk.deny)
-        owner.start()
-        proc = run(image, wallet, lab, "--ready2order-developer-token-file", str(developer_token_file))
-        owner.done()
+    with venue() as lab:
+        proc, _ = run_while_owner(lab.grant_desk.deny, image, wallet, lab, developer_token_file)
     assert proc.returncode == EXIT_REFUSED, proc.stdout + proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
         "taptill-provision: the ready2order owner denied taptill access; run again to ask anew"
@@ -220,7 +262,7 @@ def test_nobody_approving_gives_up_after_the_wait_with_one_line(
     image: Path, wallet: WalletEmulator, developer_token_file: Path
 ) -> None:
     before = tree(image)
-    with GrantLab(products=ACCOUNT_PRODUCTS) as lab:
+    with venue() as lab:
         proc = run(
             image,
             wallet,
@@ -233,7 +275,9 @@ def test_nobody_approving_gives_up_after_the_wait_with_one_line(
     assert proc.returncode == EXIT_NOT_APPROVED, proc.stdout + proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("taptill-provision: nobody approved ready2order access within 1 s; run again")
-    assert lab.desk.grants_made == 1 and lab.desk.pending()  # still waiting on the phone, unanswered
+    assert (
+        lab.grant_desk.grants_made == 1 and lab.grant_desk.pending()
+    )  # still waiting on the phone, unanswered
     assert tree(image) == before
 
 
@@ -244,7 +288,7 @@ def test_an_account_token_given_as_the_developer_token_is_named(
     wrong.write_text(SEEDED_ACCOUNT_TOKEN)
     wrong.chmod(0o600)
     before = tree(image)
-    with GrantLab(products=ACCOUNT_PRODUCTS) as lab:
+    with venue() as lab:
         proc = run(image, wallet, lab, "--ready2order-developer-token-file", str(wrong))
         garbled = run(image, wallet, lab, env={"TAPTILL_R2O_DEVELOPER_TOKEN": "not-a-token"})
     assert proc.returncode == EXIT_REFUSED, proc.stdout + proc.stderr
@@ -264,12 +308,11 @@ def test_a_developer_token_stored_as_the_account_token_is_named_and_replaced(
     stored.parent.mkdir(parents=True)
     stored.write_text(DEVELOPER_TOKEN + "\n")
     stored.chmod(0o600)
-    with GrantLab(products=ACCOUNT_PRODUCTS) as lab:
+    with venue() as lab:
         without = run(image, wallet, lab)
-        owner = Owner(lab, lab.desk.approve)
-        owner.start()
-        proc = run(image, wallet, lab, "--ready2order-developer-token-file", str(developer_token_file))
-        account_token = owner.done()
+        proc, account_token = run_while_owner(
+            lab.grant_desk.approve, image, wallet, lab, developer_token_file
+        )
     for p in (without, proc):
         assert "refused the account token (403): that is a developer token" in p.stdout
     assert without.returncode == EXIT_USAGE
@@ -281,12 +324,11 @@ def test_a_developer_token_stored_as_the_account_token_is_named_and_replaced(
 def test_a_missing_payment_method_is_named_and_the_approval_is_not_lost(
     image: Path, wallet: WalletEmulator, developer_token_file: Path
 ) -> None:
-    no_wallet_method = [m for m in PAYMENT_METHODS if m["payment_name"] != "Wallet"]
-    with GrantLab(products=ACCOUNT_PRODUCTS, payment_methods=no_wallet_method) as lab:
-        owner = Owner(lab, lab.desk.approve)
-        owner.start()
-        proc = run(image, wallet, lab, "--ready2order-developer-token-file", str(developer_token_file))
-        account_token = owner.done()
+    no_wallet_method = {k: name for k, name in PAYMENT_METHODS.items() if name != "Wallet"}
+    with venue(payment_methods=no_wallet_method) as lab:
+        proc, account_token = run_while_owner(
+            lab.grant_desk.approve, image, wallet, lab, developer_token_file
+        )
         assert proc.returncode == EXIT_USAGE, proc.stdout + proc.stderr
         assert proc.stderr.strip().splitlines()[-1] == (
             "taptill-provision: ready2order has no payment method named 'Wallet' (it has 'Barzahlung'); "
@@ -300,7 +342,7 @@ def test_a_missing_payment_method_is_named_and_the_approval_is_not_lost(
         assert stat.S_IMODE((image / TOKEN_FILE).stat().st_mode) == 0o600
         again = run(image, wallet, lab, "--ready2order-payment-method", "barzahlung", "--json")
         assert again.returncode == EXIT_CHANGED, again.stdout + again.stderr
-        assert lab.desk.grants_made == 1
+        assert lab.grant_desk.grants_made == 1
         report = json.loads(again.stdout)
         assert report["r2o-payment"] == 74890
         assert account_token not in again.stdout + again.stderr
@@ -312,11 +354,60 @@ def test_a_dry_run_asks_for_no_grant_and_writes_nothing(
     image: Path, wallet: WalletEmulator, developer_token_file: Path
 ) -> None:
     before = tree(image)
-    with GrantLab(products=ACCOUNT_PRODUCTS) as lab:
+    with venue() as lab:
         proc = run(
             image, wallet, lab, "--ready2order-developer-token-file", str(developer_token_file), "--dry-run"
         )
     assert proc.returncode == EXIT_CHANGED, proc.stdout + proc.stderr
     assert "a dry run asks for no grant" in proc.stdout
-    assert lab.desk.grants_made == 0
+    assert lab.grant_desk.grants_made == 0
     assert tree(image) == before
+
+
+def test_the_provisioned_table_loads_and_taptill_run_mirrors_a_sale(
+    image: Path, wallet: WalletEmulator, developer_token_file: Path, tmp_path: Path
+) -> None:
+    """What provisioning writes is the terminal's own [ready2order]: ``load_config`` reads it, ``doctor``
+    passes it, and ``taptill run`` on it (secrets as systemd credentials; only the state directory and the
+    socket moved into tmp_path) mirrors a sale to the account the grant opened, at the real 60 a minute."""
+    socket = tmp_path / "run" / "tap.sock"
+    with Ready2OrderEmulator() as r2o:
+        proc, _ = run_while_owner(r2o.grant_desk.approve, image, wallet, r2o, developer_token_file)
+        assert proc.returncode == EXIT_CHANGED, proc.stdout + proc.stderr
+        written = image / "etc/taptill/config.toml"
+        mirror = load_config(written).ready2order
+        assert mirror is not None and mirror.base_url == r2o.base_url
+        assert (mirror.payment_method_id, mirror.user_id, mirror.training) == (3, 1, False)  # Wallet, Chef
+        assert mirror.account_token_file == Path("/etc/taptill/ready2order.token")
+        assert mirror.mapping_for("espresso") == ProductMapping(111, 2)
+
+        config = tmp_path / "config.toml"
+        config.write_text(
+            written.read_text()
+            .replace('"/var/lib/taptill"', f'"{tmp_path / "state"}"')
+            .replace('"/run/taptill/tap.sock"', f'"{socket}"')
+        )
+        socket.parent.mkdir()
+        credentials = {"CREDENTIALS_DIRECTORY": str(image / "etc/taptill")}
+        term = TerminalProcess(config, env=credentials, socket=socket)
+        try:
+            term.tap(MAX)
+            wait_for(lambda: len(r2o.invoices()) == 1, timeout=30, what="the sale's invoice")
+        finally:
+            assert term.stop() == 0
+        doctor = subprocess.run(
+            [sys.executable, "-m", "terminal", "doctor", "--json", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+            env={**os.environ, **credentials},
+        )
+        checks = {c["name"]: c["status"] for c in json.loads(doctor.stdout)}
+        assert checks["config"] == checks["r2o-secret"] == checks["ready2order"] == "OK", doctor.stdout
+    (sale,) = journal_lines(config)
+    (invoice,) = r2o.invoices()
+    assert invoice["invoice_externalReferenceNumber"] == sale["idempotency_key"]
+    assert Decimal(str(invoice["invoice_total"])) == Decimal(-sale["amount_cents"]) / 100
+    assert (invoice["paymentMethod_id"], invoice["user_id"], invoice["invoice_testMode"]) == (3, 1, False)
+    assert r2o.rate.refused == 0
