@@ -13,8 +13,10 @@ from pathlib import Path
 
 from terminal.config import ConfigError, parse_gpio, parse_select, parse_topup
 from terminal.config_section import Section
+from terminal.controller.operators import OperatorKeyError, parse_operator_key
 from terminal.net.transport import cleartext_host
 from terminal.ready2order.config import DEFAULT_BASE_URL as R2O_BASE_URL
+from terminal.service.credentials import OPERATOR_KEY
 from terminal.service.secret import Secret
 
 
@@ -159,8 +161,12 @@ class Answers:
     display: str
     partybroker: PartybrokerAnswers | None
     ready2order: Ready2OrderAnswers | None = None
-    # [gpio], [select], [topup] from the answers file, as TOML gave them (already checked)
+    # [gpio], [select], [topup] from the answers file, as TOML gave them (already checked), except that
+    # a kiosk's [topup] operator_key_file names where the service finds the key: OPERATOR_KEY.path
     config_tables: dict[str, dict[str, object]] = field(default_factory=dict)
+    # the operator key the answers' [topup.operators] were made under, to store at OPERATOR_KEY.path;
+    # None: the key already there (or no kiosk)
+    operator_key: Secret | None = None
     warnings: tuple[str, ...] = ()  # one line each, for standard error: e.g. a secret from the environment
 
 
@@ -240,6 +246,10 @@ def gather(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> An
     ready2order = None
     if getattr(args, "ready2order", False) or raw["ready2order_url"] is not None or "ready2order" in toml:
         ready2order = _ready2order(raw, text)
+    tables = {n: dict(t) for n, t in toml.items() if n in CONFIG_TABLES and isinstance(t, dict)}
+    operator_key = None
+    if mode == "topup" and "topup" in tables:
+        operator_key = _operator_key(tables["topup"], args.answers)  # only an answers file gives [topup]
     return Answers(
         wallet_url=url,
         wallet_token=token,
@@ -254,9 +264,35 @@ def gather(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> An
         display=display,
         partybroker=partybroker,
         ready2order=ready2order,
-        config_tables={n: t for n, t in toml.items() if n in CONFIG_TABLES and isinstance(t, dict)},
+        config_tables=tables,
+        operator_key=operator_key,
         warnings=tuple(warnings),
     )
+
+
+def _operator_key(topup: dict[str, object], answers_file: Path) -> Secret | None:
+    """The key a kiosk's [topup.operators] were made under, from the answers' [topup] operator_key_file
+    (0600; a relative path is taken from the answers file's folder, as `taptill operator add --config
+    ANSWERS` takes it), to be stored where the unit loads it; that key then becomes the value. None when
+    the answers name that place itself or nothing: the key already on the terminal."""
+    raw = topup.get("operator_key_file")
+    topup["operator_key_file"] = str(OPERATOR_KEY.path)
+    if not isinstance(raw, str) or not raw or Path(raw) == OPERATOR_KEY.path:
+        return None
+    path = Path(raw) if Path(raw).is_absolute() else answers_file.parent / raw
+    where = f"the answers' [topup] operator_key_file {path}"
+    try:
+        _refuse_open(path, f"{where} holds the operator key")
+        text = path.read_text(encoding="utf-8")
+        parse_operator_key(text)
+    except (OSError, UnicodeDecodeError):
+        raise AnswersError(
+            f"cannot read {where}; make the operators' lines with taptill operator add NAME --config "
+            f"{answers_file}, which creates it"
+        ) from None
+    except OperatorKeyError as exc:
+        raise AnswersError(f"{where}: {exc}") from None
+    return Secret(text.strip())
 
 
 def _ready2order(raw: dict[str, object], text: Callable[..., str | None]) -> Ready2OrderAnswers:

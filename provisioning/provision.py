@@ -44,32 +44,32 @@ from provisioning.exits import (
 )
 from provisioning.render import (
     CONFIG_PATH,
-    DROPIN_PATH,
     OWNED_TABLES,
     PARTYBROKER_PASSWORD_PATH,
-    READY2ORDER_DROPIN_PATH,
     READY2ORDER_TOKEN_PATH,
     SYSUSERS_PATH,
     TOKEN_PATH,
-    UNIT_PATH,
     WANTS_LINK,
     ConfigChoices,
     Ready2OrderChoices,
     config_toml,
+    credential_dropin,
+    dropin_path,
     hand_edited,
-    partybroker_dropin,
     propose_mapping,
-    ready2order_dropin,
     sysusers_conf,
     unit_text,
 )
 from provisioning.report import Report, printable_lines
-from terminal.config import ConfigError, parse_config, parse_gpio
+from terminal.config import Config, ConfigError, parse_config, parse_gpio
 from terminal.config_section import Section
+from terminal.controller.operators import OperatorBook, OperatorKeyError, key_mismatch, parse_operator_key
 from terminal.model import TerminalInfo, printable
 from terminal.money import format_cents
 from terminal.partybroker.outcomes import Drink
+from terminal.service.credentials import OPERATOR_KEY, loaded, named_in
 from terminal.service.secret import Secret
+from terminal.service.unit_file import UNIT_PATH, service_options
 from terminal.wallet.catalog import check_permission
 
 # The exit codes live in provisioning.exits; they are named here too, where the docstring lists them.
@@ -219,12 +219,13 @@ def provision(args: argparse.Namespace, answers: Answers, report: Report) -> tup
         r2o_token, r2o_stored = r2o.token, r2o.stored
 
     text = config_toml(choices, kept)
-    _validate_config(text, kept, answers)
+    cfg = _validate_config(text, kept, answers)
     wanted = _wanted_files(answers, text, unit, groups)
     if r2o_token is not None:
         wanted.append(Wanted(READY2ORDER_TOKEN_PATH, r2o_token.reveal() + "\n", 0o600, secret=True))
-    if r2o_token is not None or "ready2order" in kept:
-        wanted.append(Wanted(READY2ORDER_DROPIN_PATH, ready2order_dropin(), 0o644))
+    wanted += _credentials(root, text, unit, wanted)
+    if cfg.terminal.mode == "topup":
+        _check_operators(root, cfg, answers)
     changes = plan(root, wanted)
     extras = install.extras_for(reader_kind, gpio)
     python = install.venv_python(args.python)
@@ -586,18 +587,79 @@ def _where_tables(kept: dict[str, dict[str, object]], answers: Answers) -> str:
     )
 
 
-def _validate_config(text: str, kept: dict[str, dict[str, object]], answers: Answers) -> None:
+def _validate_config(text: str, kept: dict[str, dict[str, object]], answers: Answers) -> Config:
     """What we write must load: the terminal's own parser checks it before anything is written."""
     from terminal.partybroker.config import parse_partybroker
 
     data = tomllib.loads(text)
     partybroker = data.pop("partybroker", None)
+    if data.get("terminal", {}).get("mode") == "topup" and "topup" not in data:
+        raise Stop(
+            EXIT_USAGE,
+            "a top-up kiosk needs [topup] in the answers file (its buttons and [topup.operators]); make each "
+            "operator's line with: taptill operator add NAME --config ANSWERS (it keeps the operator key "
+            "in [topup] operator_key_file, 0600)",
+        )
     try:
-        parse_config(data, source=CONFIG_PATH)
+        cfg = parse_config(data, source=CONFIG_PATH)
         if partybroker is not None:
             parse_partybroker(Section("partybroker", partybroker), CONFIG_PATH.parent)
     except ConfigError as exc:
         raise Stop(EXIT_USAGE, f"the config would not load ({exc}); {_where_tables(kept, answers)}") from None
+    return cfg
+
+
+def _credentials(root: Path, config: str, unit: str, wanted: list[Wanted]) -> list[Wanted]:
+    """A drop-in per secret the config makes the service read, passing its file as a credential (the
+    unit runs as user taptill, and the files are root's); refuses a file that would not be there or is
+    open to others, which would stop the unit at every start or give the secret away."""
+    writing = {w.path for w in wanted}
+    in_unit = loaded(service_options(unit))
+    dropins = []
+    for secret, path in named_in(tomllib.loads(config), CONFIG_PATH.parent):
+        if path not in writing:
+            on_disk = file_on_disk(root, path)
+            try:
+                mode = on_disk.stat().st_mode & 0o777
+            except OSError:
+                raise Stop(
+                    EXIT_USAGE,
+                    f"{secret.setting} names {path}, which does not exist under {root}; the unit could not "
+                    "start without it: put the file there (0600), or give it in the answers",
+                ) from None
+            if mode & 0o077:
+                raise Stop(
+                    EXIT_USAGE,
+                    f"{path} ({secret.setting}) is mode {mode:04o}, open to other users; "
+                    f"run: chmod 600 {on_disk}",
+                )
+        if in_unit.get(secret.credential) != path:
+            dropins.append(Wanted(dropin_path(secret), credential_dropin(secret, path), 0o644))
+    return dropins
+
+
+def _check_operators(root: Path, cfg: Config, answers: Answers) -> None:
+    """A kiosk whose operators were made under another key than the one the service gets would refuse to
+    start (the terminal says so at start); said now, before anything is written."""
+    path = cfg.topup.operator_key_file or OPERATOR_KEY.path
+    if answers.operator_key is not None:
+        text = answers.operator_key.reveal()
+    else:
+        try:
+            text = file_on_disk(root, path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            raise Stop(EXIT_USAGE, f"cannot read the operator key {path} under {root}") from None
+    try:
+        book = OperatorBook(parse_operator_key(text), cfg.topup.operators)
+    except OperatorKeyError as exc:
+        raise Stop(EXIT_USAGE, f"the operator key {path}: {exc}") from None
+    elsewhere = book.made_elsewhere()
+    if elsewhere:
+        raise Stop(
+            EXIT_USAGE,
+            f"{key_mismatch(elsewhere)}; or give the key they were made under as [topup] operator_key_file "
+            "in the answers",
+        )
 
 
 def _hand_edited_config(root: Path, changes: list[Change]) -> Change | None:
@@ -649,12 +711,13 @@ def _wanted_files(answers: Answers, config: str, unit: str, groups: Sequence[str
         Wanted(WANTS_LINK, link_to=UNIT_PATH),
     ]
     if answers.partybroker is not None:
-        wanted += [
+        wanted.append(
             Wanted(
                 PARTYBROKER_PASSWORD_PATH, answers.partybroker.password.reveal() + "\n", 0o600, secret=True
-            ),
-            Wanted(DROPIN_PATH, partybroker_dropin(), 0o644),
-        ]
+            )
+        )
+    if answers.operator_key is not None:
+        wanted.append(Wanted(OPERATOR_KEY.path, answers.operator_key.reveal() + "\n", 0o600, secret=True))
     return wanted
 
 

@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import tomlkit
 
 from terminal.model import printable
-from terminal.partybroker.config import PASSWORD_CREDENTIAL
 from terminal.partybroker.outcomes import Drink
-from terminal.ready2order.config import TOKEN_CREDENTIAL as R2O_TOKEN_CREDENTIAL
+from terminal.service.credentials import (
+    CONFIG_DIR,
+    PARTYBROKER_PASSWORD,
+    READY2ORDER_TOKEN,
+    SERVICE_SECRETS,
+    WALLET_TOKEN,
+    ServiceSecret,
+)
+from terminal.service.unit_file import DROPIN_DIR
 
-CONFIG_DIR = Path("/etc/taptill")
 CONFIG_PATH = CONFIG_DIR / "config.toml"
-TOKEN_PATH = CONFIG_DIR / "wallet.token"
-PARTYBROKER_PASSWORD_PATH = CONFIG_DIR / "partybroker.password"
-READY2ORDER_TOKEN_PATH = CONFIG_DIR / "ready2order.token"
-UNIT_PATH = Path("/etc/systemd/system/taptill.service")
-DROPIN_PATH = Path("/etc/systemd/system/taptill.service.d/partybroker.conf")
-READY2ORDER_DROPIN_PATH = Path("/etc/systemd/system/taptill.service.d/ready2order.conf")
+TOKEN_PATH = WALLET_TOKEN.path
+PARTYBROKER_PASSWORD_PATH = PARTYBROKER_PASSWORD.path
+READY2ORDER_TOKEN_PATH = READY2ORDER_TOKEN.path
 WANTS_LINK = Path("/etc/systemd/system/multi-user.target.wants/taptill.service")
 SYSUSERS_PATH = Path("/etc/sysusers.d/taptill.conf")
 
@@ -103,9 +106,7 @@ def config_toml(c: ConfigChoices, kept: Mapping[str, Mapping[str, object]] = {})
     doc.add("terminal", terminal)
     wallet = tomlkit.table()
     wallet.add("base_url", c.wallet_url)
-    wallet.add(
-        "token_file", tomlkit.item(str(TOKEN_PATH)).comment("the service gets it as credential wallet.token")
-    )
+    wallet.add("token_file", str(TOKEN_PATH))
     doc.add("wallet", wallet)
     reader = tomlkit.table()
     reader.add("kind", c.reader_kind)
@@ -143,8 +144,19 @@ def config_toml(c: ConfigChoices, kept: Mapping[str, Mapping[str, object]] = {})
         doc.add("ready2order", ready2order_table(c.ready2order))
     for name, table in kept.items():
         doc.add(name, tomlkit.item(dict(table)))
+    for secret in SERVICE_SECRETS:
+        _say_where_the_service_reads(doc, secret)
     body = tomlkit.dumps(doc)
     return f"{HEADER}{DIGEST_MARK}{hashlib.sha256(body.encode()).hexdigest()}\n\n{body}"
+
+
+def _say_where_the_service_reads(doc: tomlkit.TOMLDocument, secret: ServiceSecret) -> None:
+    """The comment beside a secret's file in the config: the service reads not the file but its copy."""
+    table = doc.get(secret.table)
+    if isinstance(table, MutableMapping) and isinstance(value := table.get(secret.key), str):
+        table[secret.key] = tomlkit.item(value).comment(
+            f"root's, 0600: the service reads it as $CREDENTIALS_DIRECTORY/{secret.credential}"
+        )
 
 
 def ready2order_table(r: Ready2OrderChoices) -> tomlkit.items.Table:
@@ -154,12 +166,7 @@ def ready2order_table(r: Ready2OrderChoices) -> tomlkit.items.Table:
         tomlkit.comment("rewritten by taptill-provision --ready2order; a run without it keeps it as it is")
     )
     table.add("base_url", r.base_url)
-    table.add(
-        "account_token_file",
-        tomlkit.item(str(READY2ORDER_TOKEN_PATH)).comment(
-            f"the service gets it as credential {R2O_TOKEN_CREDENTIAL}"
-        ),
-    )
+    table.add("account_token_file", str(READY2ORDER_TOKEN_PATH))
     table.add(
         "payment_method_id", tomlkit.item(r.payment_method_id).comment(printable(r.payment_method_name, 100))
     )
@@ -213,19 +220,19 @@ def unit_text(
     return "\n".join(out) + "\n"
 
 
-def partybroker_dropin() -> str:
-    return (
-        "# Written by taptill-provision: Partybroker is configured, so the service needs its password.\n"
-        "[Service]\n"
-        f"LoadCredential={PASSWORD_CREDENTIAL}:{PARTYBROKER_PASSWORD_PATH}\n"
-    )
+def dropin_path(secret: ServiceSecret) -> Path:
+    """The unit's drop-in that passes ``secret``: one per config table (partybroker.conf, topup.conf)."""
+    return DROPIN_DIR / f"{secret.table}.conf"
 
 
-def ready2order_dropin() -> str:
+def credential_dropin(secret: ServiceSecret, path: Path) -> str:
+    """A drop-in passing the root-only ``path`` to the service as credential ``secret.credential``:
+    systemd reads it as root at each start, and a missing file stops the unit from starting."""
     return (
-        "# Written by taptill-provision: ready2order is configured, so the service needs its account token.\n"
+        f"# Written by taptill-provision: {secret.setting} is {path}, which only root reads;\n"
+        f"# the service (user taptill) reads it as $CREDENTIALS_DIRECTORY/{secret.credential}.\n"
         "[Service]\n"
-        f"LoadCredential={R2O_TOKEN_CREDENTIAL}:{READY2ORDER_TOKEN_PATH}\n"
+        f"LoadCredential={secret.credential}:{path}\n"
     )
 
 

@@ -11,24 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import PurePosixPath
 
+from terminal.service.unit_file import service_options
+
+__all__ = ["hidden", "problems", "service_options", "writable"]
+
 TRUE = ("yes", "true", "on", "1")
-
-
-def service_options(unit: str) -> dict[str, list[str]]:
-    """The [Service] section as key → every value in order (a key may repeat, as DeviceAllow= does)."""
-    options: dict[str, list[str]] = {}
-    section = ""
-    for raw in unit.splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1]
-            continue
-        if section == "Service" and "=" in line:
-            key, _, value = line.partition("=")
-            options.setdefault(key.strip(), []).append(value.strip())
-    return options
 
 
 def _last(options: dict[str, list[str]], key: str, default: str = "") -> str:

@@ -362,14 +362,18 @@ def test_the_venv_provisioning_builds_has_the_constrained_versions(program_image
 def test_a_topup_kiosk_is_provisioned_from_the_answers_with_its_operators(
     tmp_path: Path, image: Path
 ) -> None:
-    """Operators come as the config spells them, checked by the config's own [topup] parser."""
-    entry = card_entry(parse_operator_key(new_operator_key()), "04C0FFEE000001")
+    """Operators come as the config spells them, checked by the config's own [topup] parser, with the key
+    they were made under (beside the answers), which goes where the unit passes it to the service."""
+    key = tmp_path / "operator.key"
+    key.write_text(new_operator_key() + "\n")
+    key.chmod(0o600)
+    entry = card_entry(parse_operator_key(key.read_text()), "04C0FFEE000001")
     with WalletEmulator.demo("doc") as emulator:  # doc: the terminal may credit
         answers = tmp_path / "answers.toml"
         answers.write_text(
             f'[wallet]\nbase_url = "{emulator.base_url}"\n'
             '[terminal]\nmode = "topup"\ndescription = "Kasse"\n[reader]\nkind = "sim"\n'
-            '[topup]\noperator_key_file = "/etc/taptill/operator.key"\n'
+            '[topup]\noperator_key_file = "operator.key"\n'
             'buttons = { ten = "topup_10" }\nclear_button = "clear"\n'
             f'[topup.operators]\nolga = "{entry}"\n'
         )
@@ -379,6 +383,8 @@ def test_a_topup_kiosk_is_provisioned_from_the_answers_with_its_operators(
     cfg = load_config(image / "etc/taptill/config.toml")
     assert cfg.terminal.mode == "topup" and cfg.topup.buttons == {"ten": "topup_10"}
     assert len(cfg.topup.operators) == 1
+    assert cfg.topup.operator_key_file == Path("/etc/taptill/operator.key")
+    assert (image / "etc/taptill/operator.key").read_text() == key.read_text()
 
 
 def test_a_rerun_over_hand_edits_shows_the_diff_and_keeps_a_0600_backup(image: Path) -> None:

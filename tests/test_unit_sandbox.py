@@ -9,6 +9,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
@@ -19,8 +20,10 @@ from provisioning.install import DEFAULT_PREFIX, retarget_scripts
 from provisioning.provision import EXIT_CHANGED, EXIT_MISSING, EXIT_USAGE
 from provisioning.sandbox import service_options
 from terminal.emulator.wallet import WalletEmulator
+from terminal.ops.operator_card import create_operator_key, operator_line
+from terminal.service.unit_file import installed_unit
 from tests.conftest import seed_program
-from tests.terminal_lab import MAX, REPO, journal_lines, wait_for
+from tests.terminal_lab import ERIKA, MAX, REPO, journal_lines, wait_for
 from tests.test_provision import provision, tree, wallet_flags
 from tests.test_systemd import NotifySocket
 from tests.unit_lab import Sandbox, free_uid, tool
@@ -261,8 +264,10 @@ def with_gpio_libraries(unit: str, module_argv: list[str]) -> list[str]:
     return ["env", f"PYTHONPATH={':'.join([str(REPO), *sorted(libraries)])}", python, *module_argv]
 
 
-def run_in_unit(box: Sandbox, unit: str, argv: list[str]) -> str:
-    proc = box.start(unit, argv)
+def run_in_unit(
+    box: Sandbox, unit: str, argv: list[str], *, as_root: bool = False, running: bool = True
+) -> str:
+    proc = box.start(unit, argv, as_root=as_root, running=running)
     out, _ = proc.communicate(timeout=120)
     return out
 
@@ -327,3 +332,143 @@ def test_the_relay_reset_reaches_lgpio_inside_the_unit_sandbox(image: Path, tmp_
         "GPIO17 is an input again" in out
     ), out
     assert list(box.run.glob(".lgd-nfy*")), out
+
+
+# --- a top-up kiosk: its operator key reaches the service user -----------------------------------------
+
+OPERATOR = "0000BEEF"
+
+
+@pytest.fixture(scope="module")
+def kiosk(tmp_path_factory: pytest.TempPathFactory, program_image: Path, wallet: WalletEmulator) -> Path:
+    """A top-up kiosk provisioned into an image with its operators as answers, made under the key that
+    `sudo taptill operator add` left on the terminal: root's, 0600, /etc/taptill/operator.key."""
+    folder = tmp_path_factory.mktemp("kiosk")
+    root = folder / "image"
+    seed_program(program_image, root)
+    key = root / "etc/taptill/operator.key"
+    key.parent.mkdir(parents=True)
+    create_operator_key(key)
+    answers = folder / "answers.toml"
+    answers.write_text(
+        '[terminal]\nmode = "topup"\ndescription = "Kasse"\n'
+        '[topup]\noperator_key_file = "/etc/taptill/operator.key"\n'
+        'buttons = { ten = "topup_10" }\nclear_button = "clear"\n'
+        f"[topup.operators]\n{operator_line(key, 'olga', OPERATOR)}\n"
+    )
+    answers.chmod(0o600)
+    flags = ["--answers", str(answers), "--reader", "sim", "--wallet-url", wallet.base_url]
+    proc = provision(root, *flags, token=wallet.api_token)
+    assert proc.returncode == EXIT_CHANGED, proc.stdout + proc.stderr
+    return root
+
+
+def test_a_provisioned_kiosk_unlocks_as_the_service_user_which_the_unit_without_its_key_could_not(
+    kiosk: Path, wallet: WalletEmulator, tmp_path: Path
+) -> None:
+    """The unit runs as user taptill, which cannot open root's key: provisioning passes it as the
+    credential topup.operator_key. The unit alone (as provisioning wrote it before) cannot start."""
+    unit_alone = (kiosk / "etc/systemd/system/taptill.service").read_text()
+    assert "topup.operator_key" not in service_options(unit_alone).get("LoadCredential", [""])[0]
+    box, notify = sandbox(kiosk, tmp_path / "before")
+    code, out = until_ready_then_stop(box.start(unit_alone), notify)
+    notify.close()
+    assert code == 2 and not notify.times_of("READY=1")
+    assert "secret file /etc/taptill/operator.key is not readable by this user" in out, out
+    assert "Traceback" not in out
+
+    unit = installed_unit(kiosk)  # the unit with its drop-ins, as systemd reads it
+    assert unit is not None
+    assert "topup.operator_key:/etc/taptill/operator.key" in service_options(unit)["LoadCredential"]
+    box, notify = sandbox(kiosk, tmp_path / "now")
+    service = box.start(unit)
+    try:
+        wait_for(
+            lambda: bool(notify.times_of("READY=1")) or service.poll() is not None,
+            timeout=60,
+            what="READY=1 from the service",
+        )
+        for line in (f"tap {OPERATOR}", "press ten", f"tap {ERIKA}"):
+            assert send_command(box.run / "tap.sock", line) == "ok"
+        wait_for(
+            lambda: any((t.description or "").endswith("/ operator olga") for t in wallet.transactions()),
+            what="a top-up after olga's card unlocked the kiosk",
+        )
+    finally:
+        code, out = until_ready_then_stop(service, notify)
+        notify.close()
+    assert code == 0, out
+
+
+def doctor_lines(out: str) -> list[dict[str, dict[str, str]]]:
+    """Each `taptill doctor --json` run in ``out`` as check name → {status, detail}."""
+    runs = [json.loads(line) for line in out.splitlines() if line.startswith("[")]
+    return [{c["name"]: c for c in checks} for checks in runs]
+
+
+def test_doctor_checks_the_key_the_service_gets_as_root_and_as_the_service_user(
+    kiosk: Path, tmp_path: Path
+) -> None:
+    """Root reads the file the unit loads; the service user inside the unit its credential, outside it
+    the running service's copy: the same key each time. Against the unit without the key's credential,
+    root's doctor says the service could not read it."""
+    unit = installed_unit(kiosk)
+    assert unit is not None
+    doctor = [str(DEFAULT_PREFIX / "venv/bin/taptill"), "doctor", "--config", "/etc/taptill/config.toml"]
+    both = (
+        shlex.join([*doctor, "--json"]) + "; env -u CREDENTIALS_DIRECTORY " + shlex.join([*doctor, "--json"])
+    )
+    box, notify = sandbox(kiosk, tmp_path / "user")
+    notify.close()
+    inside, outside = doctor_lines(run_in_unit(box, unit, ["sh", "-c", both]))
+    box, notify = sandbox(kiosk, tmp_path / "stopped")
+    notify.close()
+    alone = ["env", "-u", "CREDENTIALS_DIRECTORY", *doctor, "--json"]
+    (stopped,) = doctor_lines(run_in_unit(box, unit, alone, running=False))
+    # `sudo taptill operator add` on the terminal: the key the unit loads, not a new one
+    add = f"echo 04AABBCCDDEEFF | {doctor[0]} operator add anna --config /etc/taptill/config.toml 2>&1"
+    box, notify = sandbox(kiosk, tmp_path / "root")
+    notify.close()
+    out = run_in_unit(box, unit, ["sh", "-c", f"{shlex.join([*doctor, '--json'])}; {add}"], as_root=True)
+    (as_root,) = doctor_lines(out)
+    olga = tomllib.loads((kiosk / "etc/taptill/config.toml").read_text())["topup"]["operators"]["olga"]
+    (anna,) = [line for line in out.splitlines() if line.startswith("anna = ")]
+    assert anna.split(":")[1] == olga.split(":")[1] and "created" not in out, out  # the same key id
+
+    made = "1 operator made under "
+    assert inside["operators"]["detail"] == made + "the topup.operator_key credential", inside
+    assert outside["operators"]["detail"] == made + "the running service's topup.operator_key credential"
+    assert "the running service's wallet.token credential" in outside["secrets"]["detail"], outside
+    assert as_root["operators"] == {
+        "name": "operators",
+        "status": "OK",
+        "detail": made + "/etc/taptill/operator.key (the unit's topup.operator_key credential)",
+    }
+    for run in (inside, outside, as_root):
+        assert run["secrets"]["status"] == "OK" and run["server"]["status"] == "OK", run
+    # the service user while the service is stopped: root's files are out of its reach, as they should be
+    assert stopped["operators"]["status"] == "WARN" and stopped["secrets"]["status"] == "WARN", stopped
+    assert stopped["operators"]["detail"].startswith(
+        "/etc/taptill/operator.key is root's, as it should be: the unit passes it to the service as "
+        "credential topup.operator_key; run `sudo taptill doctor`"
+    ), stopped
+    assert stopped["server"]["status"] == "WARN" and "FAIL" not in str(stopped), stopped
+
+    dropin = kiosk / "etc/systemd/system/taptill.service.d/topup.conf"
+    kept = dropin.read_text()
+    dropin.unlink()  # the unit as provisioning wrote it before
+    try:
+        box, notify = sandbox(kiosk, tmp_path / "before")
+        notify.close()
+        (before,) = doctor_lines(run_in_unit(box, unit_alone(kiosk), [*doctor, "--json"], as_root=True))
+    finally:
+        dropin.write_text(kept)
+    assert before["operators"]["status"] == "FAIL"
+    assert before["operators"]["detail"].startswith(
+        "/etc/systemd/system/taptill.service passes no credential topup.operator_key, and its user taptill "
+        "cannot read /etc/taptill/operator.key: the service would not start; run taptill-provision again"
+    ), before
+
+
+def unit_alone(root: Path) -> str:
+    return (root / "etc/systemd/system/taptill.service").read_text()

@@ -5,7 +5,8 @@ namespace (``unshare -m``) does what the unit's options ask before ExecStart run
 the service user with the unit's groups:
 - ProtectHome=yes: an empty tmpfs over /home, /root and /run/user; PrivateTmp=yes: over /tmp and /var/tmp;
 - ProtectSystem=strict: / read-only; StateDirectory=/RuntimeDirectory=: writable directories owned by the
-  user, as systemd creates them; LoadCredential=: a credentials directory only the user can read;
+  user, as systemd creates them; LoadCredential=: a credentials directory only the user can read, at
+  /run/credentials/taptill.service as systemd makes it (pass the unit with its drop-ins: installed_unit);
 - ProtectProc=/ProcSubset=: a /proc of its own mounted with hidepid=/subset=, as systemd mounts it;
 - WorkingDirectory=: / as for every system unit that sets none (a library writing into "." meets a read-only
   root, as on the Pi);
@@ -62,8 +63,18 @@ class Sandbox:
     notify: Path
     uid: int
 
-    def script(self, unit: str, argv: Sequence[str] | None = None, *, protect_home: bool = True) -> str:
-        """A shell script that sets the sandbox up as root, then execs ExecStart as the service user."""
+    def script(
+        self,
+        unit: str,
+        argv: Sequence[str] | None = None,
+        *,
+        protect_home: bool = True,
+        as_root: bool = False,
+        running: bool = True,
+    ) -> str:
+        """A shell script that sets the sandbox up as root, then execs ExecStart as the service user (or,
+        ``as_root``, as root: a person's `sudo taptill …` on the terminal, seeing the same files).
+        ``running=False``: no credentials directory, as when the service is stopped."""
         opts = service_options(unit)
         exec_start = argv if argv is not None else shlex.split(opts["ExecStart"][-1])
         groups = " ".join(opts.get("SupplementaryGroups", [])).split()
@@ -91,7 +102,7 @@ class Sandbox:
             lines.append(f"mkdir -p /run/{directory} && mount --bind {q(str(self.run))} /run/{directory}")
         credentials = "/run/credentials/taptill.service"
         lines.append(f"mkdir -p {credentials}")
-        for entry in opts.get("LoadCredential", []):
+        for entry in opts.get("LoadCredential", []) if running else []:
             name, _, source = entry.partition(":")
             lines.append(f"cp {q(source)} {credentials}/{q(name)}")
         lines.append(f"chown -R {self.uid}:{self.uid} {credentials} && chmod -R go-rwx {credentials}")
@@ -127,19 +138,28 @@ class Sandbox:
             "--",
         ]
         lines.append(f"umask {last.get('UMask', '0022')}")
+        if as_root:
+            env.pop("CREDENTIALS_DIRECTORY")  # a shell of root's is not the unit
+            drop = []
         command = ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *drop, *exec_start]
         lines.append("exec " + " ".join(q(a) for a in command))
         return "\n".join(lines) + "\n"
 
     def start(
-        self, unit: str, argv: Sequence[str] | None = None, *, protect_home: bool = True
+        self,
+        unit: str,
+        argv: Sequence[str] | None = None,
+        *,
+        protect_home: bool = True,
+        as_root: bool = False,
+        running: bool = True,
     ) -> subprocess.Popen[str]:
         """ExecStart as the unit runs it (output merged); the caller reads it and ends the process."""
         for directory, mode in ((self.state, 0o700), (self.run, 0o750)):
             directory.mkdir(parents=True, exist_ok=True)
             os.chown(directory, self.uid, self.uid)
             directory.chmod(mode)
-        script = self.script(unit, argv, protect_home=protect_home)
+        script = self.script(unit, argv, protect_home=protect_home, as_root=as_root, running=running)
         return subprocess.Popen(
             [tool("unshare"), "-m", "--propagation", "private", "sh", "-c", script],
             stdout=subprocess.PIPE,

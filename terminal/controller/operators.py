@@ -12,7 +12,6 @@ from terminal.config import OperatorEntry
 
 SCHEME = "hmac-sha256:"
 KEY_BYTES = 32  # 256 bits: guessing the key is out of reach, so the entries cannot be brute-forced offline
-KEY_CREDENTIAL = "topup.operator_key"  # the systemd credential name (LoadCredential=topup.operator_key:PATH)
 KEY_ID_HEX = 8  # the key id in an entry: 32 bits of a keyed hash, which tell nothing about the key
 
 

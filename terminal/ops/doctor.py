@@ -17,7 +17,6 @@ from pathlib import Path
 from terminal.config import Config, ConfigError, load_config, span_words
 from terminal.config_section import Section
 from terminal.controller.operators import (
-    KEY_CREDENTIAL,
     OperatorBook,
     OperatorKeyError,
     key_mismatch,
@@ -28,11 +27,19 @@ from terminal.model import printable
 from terminal.money import format_cents
 from terminal.net.transport import cleartext_host
 from terminal.ops.salvage import SQLITE_DEB, SQLITE_TOOL
-from terminal.partybroker.config import PASSWORD_CREDENTIAL, PartybrokerConfig, parse_partybroker
-from terminal.ready2order.config import TOKEN_CREDENTIAL as R2O_TOKEN_CREDENTIAL
+from terminal.partybroker.config import PartybrokerConfig, parse_partybroker
 from terminal.ready2order.config import Ready2OrderConfig
+from terminal.service.credentials import (
+    OPERATOR_KEY,
+    PARTYBROKER_PASSWORD,
+    READY2ORDER_TOKEN,
+    WALLET_TOKEN,
+    ServiceSecret,
+    Source,
+    service_source,
+)
 from terminal.service.drivers import missing_drivers
-from terminal.service.secret import SecretError, read_secret
+from terminal.service.secret import Secret, SecretError, read_secret
 
 MIN_YEAR = 2024
 CLOCK_SLACK_S = 24 * 3600  # a clock this far behind the build or the last sale is wrong
@@ -86,15 +93,22 @@ def diagnose(config_path: Path, *, now: Callable[[], datetime] | None = None) ->
         return [Check.fail("config", f"{exc}")]
     checks = [Check.ok("config", f"{config_path} loads")]
     partybroker, pb_problem = _partybroker_config(config_path)
-    checks.append(_secret_check("secrets", cfg.wallet.token_file, "wallet.token"))
+    # Each secret where the service will get it: the file its unit loads, seen by root; its credential.
+    token = service_source(WALLET_TOKEN, cfg.wallet.token_file, config_path)
+    checks.append(_secret_check("secrets", WALLET_TOKEN, token))
+    password = None
     if partybroker is not None:
-        checks.append(_secret_check("pb-secret", partybroker.password_file, PASSWORD_CREDENTIAL))
+        password = service_source(PARTYBROKER_PASSWORD, partybroker.password_file, config_path)
+        checks.append(_secret_check("pb-secret", PARTYBROKER_PASSWORD, password))
     if cfg.terminal.mode == "topup":
-        checks += [_operator_key_check(cfg), _pin_check(cfg), _caps_check(cfg)]
+        key = service_source(OPERATOR_KEY, cfg.topup.operator_key_file, config_path)
+        checks += [_operator_key_check(cfg, key), _pin_check(cfg), _caps_check(cfg)]
+    r2o_token = None
     if cfg.ready2order is not None:
-        checks.append(_secret_check("r2o-secret", cfg.ready2order.account_token_file, R2O_TOKEN_CREDENTIAL))
+        r2o_token = service_source(READY2ORDER_TOKEN, cfg.ready2order.account_token_file, config_path)
+        checks.append(_secret_check("r2o-secret", READY2ORDER_TOKEN, r2o_token))
     checks.append(_transport_check(cfg, partybroker))
-    checks.append(asyncio.run(_wallet_check(cfg)))
+    checks.append(asyncio.run(_wallet_check(cfg, token)))
     journal_check, journal = _journal_check(cfg.journal_path)
     drivers = missing_drivers(cfg)
     try:
@@ -115,8 +129,8 @@ def diagnose(config_path: Path, *, now: Callable[[], datetime] | None = None) ->
     finally:
         if journal is not None:
             journal.close()
-    checks.append(asyncio.run(_partybroker_check(partybroker, pb_problem)))
-    checks.append(asyncio.run(_ready2order_check(cfg.ready2order)))
+    checks.append(asyncio.run(_partybroker_check(partybroker, pb_problem, password)))
+    checks.append(asyncio.run(_ready2order_check(cfg.ready2order, r2o_token)))
     return checks
 
 
@@ -134,11 +148,15 @@ def _partybroker_config(path: Path) -> tuple[PartybrokerConfig | None, str | Non
         return None, str(exc)
 
 
-def _secret_check(name: str, path: Path | None, credential: str) -> Check:
-    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
-    if cred_dir and (Path(cred_dir) / credential).is_file():
-        return Check.ok(name, f"{credential} comes as a systemd credential")
-    if path is not None:
+def _secret_check(name: str, secret: ServiceSecret, source: Source) -> Check:
+    """The secret the service will read: FAIL when the unit would not pass it or it is open to others,
+    WARN when this user may not look at it (root's file, seen by the service user)."""
+    if source.problem is not None:
+        return Check.fail(name, source.problem)
+    if source.unreadable is not None:
+        return Check.warn(name, source.unreadable)
+    path = source.path
+    if path is not None and not source.credential:
         try:
             st = path.stat()
             # a directory's mode is not the problem: read_secret says what is
@@ -148,30 +166,43 @@ def _secret_check(name: str, path: Path | None, credential: str) -> Check:
         if mode & 0o077:
             return Check.fail(name, f"{path} is mode {mode:04o}, readable by others; run: chmod 600 {path}")
     try:
-        read_secret(path, credential)
+        read_secret(path, secret.credential)
     except SecretError as exc:
         return Check.fail(name, str(exc))
-    return Check.ok(name, f"{path} is private (0600) and not empty")
+    if source.credential:
+        return Check.ok(name, f"{secret.credential} comes as a systemd credential ({source.where})")
+    return Check.ok(name, f"{source.where} is private (0600) and not empty")
+
+
+def _service_secret(secret: ServiceSecret, source: Source | None) -> Secret | None:
+    """The secret as the service will get it, or None when it cannot be read here (its check says why)."""
+    if source is None or source.problem is not None or source.unreadable is not None:
+        return None
+    try:
+        return read_secret(source.path, secret.credential)
+    except SecretError:
+        return None
 
 
 # --- the top-up kiosk ----------------------------------------------------------------------------
 
 
-def _operator_key_check(cfg: Config) -> Check:
-    """The operator key: a systemd credential, or a regular file that only its owner reads, owned by root
-    or by the user the terminal runs as (the owner of its state directory), holding a key under which
-    every configured operator entry was made (their key ids match)."""
-    name, path = "operators", cfg.topup.operator_key_file
-    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
-    credential = bool(cred_dir) and (Path(str(cred_dir)) / KEY_CREDENTIAL).is_file()
-    where = f"the {KEY_CREDENTIAL} credential" if credential else str(path)
-    if not credential and path is not None:
+def _operator_key_check(cfg: Config, source: Source) -> Check:
+    """The operator key where the service will get it: its credential, or a regular file that only its
+    owner reads, owned by root or by the user the terminal runs as (the owner of its state directory),
+    holding a key under which every configured operator entry was made (their key ids match)."""
+    name, path, where = "operators", source.path, source.where
+    if source.problem is not None:
+        return Check.fail(name, source.problem)
+    if source.unreadable is not None:
+        return Check.warn(name, source.unreadable)
+    if path is not None and not source.credential:
         problem = _key_file_problem(path, _terminal_user(cfg.terminal.state_dir))
         if problem is not None:
             return Check.fail(name, problem)
     try:
         book = OperatorBook(
-            parse_operator_key(read_secret(path, KEY_CREDENTIAL).reveal()), cfg.topup.operators
+            parse_operator_key(read_secret(path, OPERATOR_KEY.credential).reveal()), cfg.topup.operators
         )
     except SecretError as exc:
         return Check.fail(name, str(exc))
@@ -215,7 +246,7 @@ def _key_file_problem(path: Path, terminal_uid: int) -> str | None:
         owner, terminal = _user_name(st.st_uid), _user_name(terminal_uid)
         return (
             f"{path} is owned by {owner}, who can read the key; run: chown {terminal} {path} (or chown root "
-            f"and pass it as LoadCredential={KEY_CREDENTIAL}:{path})"
+            f"and pass it as LoadCredential={OPERATOR_KEY.credential}:{path})"
         )
     return None
 
@@ -295,15 +326,16 @@ def _transport_check(cfg: Config, pb: PartybrokerConfig | None) -> Check:
     return Check.ok("transport", text)
 
 
-async def _wallet_check(cfg: Config) -> Check:
+async def _wallet_check(cfg: Config, source: Source) -> Check:
     from terminal.wallet.catalog import check_buttons
     from terminal.wallet.client import WalletClient
     from terminal.wallet.outcomes import InfoLoaded, NotFound, Refused, Unauthorized, Unavailable
 
-    try:
-        token = read_secret(cfg.wallet.token_file, "wallet.token")
-    except SecretError:
-        return Check.fail("server", "cannot ask the wallet server without the token; fix the secrets first")
+    token = _service_secret(WALLET_TOKEN, source)
+    if token is None and source.unreadable is not None:
+        return Check.warn("server", "not asked: this user may not read the token (see the secrets line)")
+    if token is None:
+        return Check.fail("server", "cannot ask the wallet server without the token; see the secrets line")
     client = WalletClient(cfg.wallet.base_url, token, timeout_s=SERVER_TIMEOUT_S)
     try:
         res = await client.terminal_info()
@@ -351,7 +383,9 @@ async def _wallet_check(cfg: Config) -> Check:
     return Check.ok("server", summary)
 
 
-async def _partybroker_check(pb: PartybrokerConfig | None, problem: str | None) -> Check:
+async def _partybroker_check(
+    pb: PartybrokerConfig | None, problem: str | None, source: Source | None
+) -> Check:
     if problem is not None:
         return Check.fail("partybroker", problem)
     if pb is None:
@@ -359,10 +393,11 @@ async def _partybroker_check(pb: PartybrokerConfig | None, problem: str | None) 
     from terminal.partybroker.client import PartybrokerClient
     from terminal.partybroker.outcomes import Ambiguous, Drinks, Unauthorized
 
-    try:
-        password = read_secret(pb.password_file, PASSWORD_CREDENTIAL)
-    except SecretError as exc:
-        return Check.fail("partybroker", str(exc))
+    password = _service_secret(PARTYBROKER_PASSWORD, source)
+    if password is None and source is not None and source.unreadable is not None:
+        return Check.warn("partybroker", "not asked: this user may not read the password (see pb-secret)")
+    if password is None:
+        return Check.fail("partybroker", "cannot log in without the password; see the pb-secret line")
     async with PartybrokerClient(
         pb.base_url, pb.party_id, pb.username, password, timeout_s=SERVER_TIMEOUT_S
     ) as client:
@@ -376,7 +411,7 @@ async def _partybroker_check(pb: PartybrokerConfig | None, problem: str | None) 
     return Check.fail("partybroker", f"Partybroker refused the drinks list ({res.reason}); check party_id")
 
 
-async def _ready2order_check(r2o: Ready2OrderConfig | None) -> Check:
+async def _ready2order_check(r2o: Ready2OrderConfig | None, source: Source | None) -> Check:
     """The account token works, and the payment method, user's VAT rates and products the invoices name
     exist; the daily report is open (else the mirror waits, or opens it with open_day)."""
     if r2o is None:
@@ -384,10 +419,9 @@ async def _ready2order_check(r2o: Ready2OrderConfig | None) -> Check:
     from terminal.ready2order import outcomes as out
     from terminal.ready2order.client import Ready2OrderClient
 
-    try:
-        token = read_secret(r2o.account_token_file, R2O_TOKEN_CREDENTIAL)
-    except SecretError as exc:
-        return Check.fail("ready2order", str(exc))
+    token = _service_secret(READY2ORDER_TOKEN, source)
+    if token is None:
+        return Check.warn("ready2order", "not asked: the account token cannot be read here (see r2o-secret)")
     async with Ready2OrderClient(r2o.base_url, token, timeout_s=SERVER_TIMEOUT_S) as client:
         day = await client.day_status()
         if not isinstance(day, out.DayStatus):

@@ -11,13 +11,13 @@ from typing import TextIO
 
 from terminal.config import OPERATOR_NAME, ConfigError, pin_space_problem
 from terminal.controller.operators import (
-    KEY_CREDENTIAL,
     OperatorKeyError,
     card_entry,
     new_operator_key,
     parse_operator_key,
     pin_entry,
 )
+from terminal.service.credentials import OPERATOR_KEY, service_source
 from terminal.service.secret import read_secret
 from terminal.uid import InvalidUid, normalise_uid
 
@@ -69,24 +69,30 @@ def _topup_table(config_path: Path) -> dict[str, object]:
 
 
 def _operator_key(config_path: Path, topup: dict[str, object], err: TextIO) -> bytes:
-    """The operator key: the systemd credential, else [topup] operator_key_file, created 0600 if absent."""
-    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    """The key the service uses: its credential inside the unit; else the file the installed unit loads
+    it from, which on a provisioned terminal is [topup] operator_key_file (created 0600 if absent);
+    without a unit for this config (an answers file, a checkout) the file the config names."""
     raw_path = topup.get("operator_key_file")
-    if not (cred_dir and (Path(cred_dir) / KEY_CREDENTIAL).is_file()):
-        if not isinstance(raw_path, str) or not raw_path:
-            raise ConfigError(
-                f"[topup] operator_key_file is not set in {config_path}; add operator_key_file = "
-                '"/etc/taptill/operator.key" (it is created 0600 on first use)'
-            )
-        path = Path(raw_path) if Path(raw_path).is_absolute() else config_path.parent / raw_path
-        if create_operator_key(path):
-            print(f"created the operator key {path} (mode 0600); back it up apart from the config", file=err)
-    else:
-        path = None
+    configured = None
+    if isinstance(raw_path, str) and raw_path:
+        configured = Path(raw_path) if Path(raw_path).is_absolute() else config_path.parent / raw_path
+    source = service_source(OPERATOR_KEY, configured, config_path)
+    if source.problem is not None:
+        print(f"warning: {source.problem}", file=err)
+    if source.unreadable is not None:
+        raise ConfigError(f"{source.unreadable}; run: sudo taptill operator add")
+    path = source.path
+    if path is None:
+        raise ConfigError(
+            f"[topup] operator_key_file is not set in {config_path}; add operator_key_file = "
+            '"operator.key" (created 0600 beside it on first use)'
+        )
+    if not source.credential and create_operator_key(path):
+        print(f"created the operator key {path} (mode 0600); back it up apart from the config", file=err)
     try:
-        return parse_operator_key(read_secret(path, KEY_CREDENTIAL).reveal())
+        return parse_operator_key(read_secret(path, OPERATOR_KEY.credential).reveal())
     except OperatorKeyError as exc:
-        raise ConfigError(f"[topup] operator_key_file: {exc}") from None
+        raise ConfigError(f"{source.where}: {exc}") from None
 
 
 def create_operator_key(path: Path) -> bool:
@@ -107,7 +113,7 @@ def create_operator_key(path: Path) -> bool:
 
 def operator_line(key_path: Path, name: str, uid: str) -> str:
     """The [topup.operators] line for card ``uid`` (normalised) under the key in ``key_path``."""
-    key = parse_operator_key(read_secret(key_path, KEY_CREDENTIAL).reveal())
+    key = parse_operator_key(read_secret(key_path, OPERATOR_KEY.credential).reveal())
     return f'{name} = "{card_entry(key, uid)}"'
 
 

@@ -13,7 +13,6 @@ from terminal.net.transport import insecure_url_problem
 from terminal.partybroker.outcomes import DrinkRef
 
 ChargeMode = Literal["wallet", "ladder"]
-PASSWORD_CREDENTIAL = "partybroker.password"
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,7 @@ class PartybrokerConfig:
     base_url: str
     party_id: str
     username: str
-    password_file: Path | None  # read with terminal.service.secret.read_secret(path, PASSWORD_CREDENTIAL)
+    password_file: Path | None  # terminal.service.credentials.PARTYBROKER_PASSWORD
     price_interval_s: float = 60.0
     charge: ChargeMode = "wallet"
     drinks: Mapping[str, DrinkMapping] = field(default_factory=dict)  # str(wallet product id) → drink

@@ -15,11 +15,12 @@ from terminal.outbox.loop import DeliveryLoop
 from terminal.outbox.schedule import Backoff, Schedule
 from terminal.outbox.table import OutboxRow, OutboxTable
 from terminal.partybroker.client import PartybrokerClient
-from terminal.partybroker.config import PASSWORD_CREDENTIAL, PartybrokerConfig
+from terminal.partybroker.config import PartybrokerConfig
 from terminal.partybroker.destination import FLUSH_INTERVAL_S, RETRY_MAX_S, PartybrokerDestination
 from terminal.partybroker.market import market_view
 from terminal.partybroker.price_board import PriceBoard, PricePoller
 from terminal.partybroker.report_outbox import DESTINATION, ReportOutbox
+from terminal.service.credentials import PARTYBROKER_PASSWORD
 from terminal.service.secret import read_secret
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class PartybrokerRuntime:
         self.journal = journal
         self.post = post
         self.catalog = catalog
-        password = read_secret(pb.password_file, PASSWORD_CREDENTIAL)
+        password = read_secret(pb.password_file, PARTYBROKER_PASSWORD.credential)
         self.client = PartybrokerClient(pb.base_url, pb.party_id, pb.username, password)
         self.board = PriceBoard.from_config(pb, currency=cfg.terminal.currency)
         self.poller = PricePoller(self.client, self.board, self._prices_changed)

@@ -16,7 +16,6 @@ from terminal.config_section import ConfigError, Section
 from terminal.model import ProductId
 from terminal.net.transport import cleartext_host, insecure_url_problem
 
-TOKEN_CREDENTIAL = "ready2order.token"
 DEFAULT_BASE_URL = "https://api.ready2order.com/v1"
 ACCOUNT_LIMIT_PER_MIN = 60  # the API's limit per IP address, shared by every terminal at the venue
 EMULATOR_LIMIT_PER_MIN = 100_000  # an emulator on this machine may be driven faster (tests, bench)
@@ -33,7 +32,7 @@ class ProductMapping:
 
 @dataclass(frozen=True)
 class Ready2OrderConfig:
-    account_token_file: Path | None  # read with read_secret(path, TOKEN_CREDENTIAL)
+    account_token_file: Path | None  # read as credentials.READY2ORDER_TOKEN
     payment_method_id: int
     user_id: int
     base_url: str = DEFAULT_BASE_URL

@@ -19,11 +19,12 @@ from terminal.outbox.schedule import Backoff, Schedule
 from terminal.outbox.table import OutboxRow
 from terminal.ready2order import outcomes as r2o
 from terminal.ready2order.client import Ready2OrderClient
-from terminal.ready2order.config import TOKEN_CREDENTIAL, Ready2OrderConfig
+from terminal.ready2order.config import Ready2OrderConfig
 from terminal.ready2order.destination import Ready2OrderDestination
 from terminal.ready2order.health import MirrorHealth
 from terminal.ready2order.invoice_outbox import InvoiceOutbox
 from terminal.ready2order.invoice_table import InvoiceTable
+from terminal.service.credentials import READY2ORDER_TOKEN
 from terminal.service.secret import Secret, SecretError, read_secret
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class Ready2OrderRuntime:
     async def probe(self) -> bool:
         """While stopped: read the token file anew and ask whether a daily report is open (one request)."""
         try:
-            if self.client.use_token(read_secret(self.cfg.account_token_file, TOKEN_CREDENTIAL)):
+            if self.client.use_token(read_secret(self.cfg.account_token_file, READY2ORDER_TOKEN.credential)):
                 log.warning("read a new ready2order account token; trying it")
         except SecretError as exc:
             log.debug("cannot read the ready2order token again: %s", exc)

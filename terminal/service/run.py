@@ -18,7 +18,6 @@ from hw.readers.factory import make_reader
 from terminal.config import Config
 from terminal.controller import Controller, ControllerSettings
 from terminal.controller.operators import (
-    KEY_CREDENTIAL,
     OperatorBook,
     OperatorKeyError,
     key_mismatch,
@@ -29,9 +28,9 @@ from terminal.events import CatalogChanged, UnsellableChanged
 from terminal.journal import Journal, JournalError
 from terminal.ops.salvage import open_journal_salvaging
 from terminal.partybroker.runtime import PartybrokerRuntime
-from terminal.ready2order.config import TOKEN_CREDENTIAL as R2O_TOKEN_CREDENTIAL
 from terminal.ready2order.runtime import Ready2OrderRuntime
 from terminal.service import boot_clock
+from terminal.service.credentials import OPERATOR_KEY, READY2ORDER_TOKEN, WALLET_TOKEN
 from terminal.service.drivers import check_drivers
 from terminal.service.pin_lockouts import restore_pins
 from terminal.service.sd_notify import Notifier
@@ -86,9 +85,9 @@ async def run_terminal(
     # Before anything starts: a reader whose driver is missing would die after "taptill ready".
     check_drivers(cfg)
     notifier = Notifier()
-    token = read_secret(cfg.wallet.token_file, "wallet.token")
+    token = read_secret(cfg.wallet.token_file, WALLET_TOKEN.credential)
     r2o = cfg.ready2order
-    r2o_token = read_secret(r2o.account_token_file, R2O_TOKEN_CREDENTIAL) if r2o is not None else None
+    r2o_token = read_secret(r2o.account_token_file, READY2ORDER_TOKEN.credential) if r2o is not None else None
     operators = load_operator_book(cfg)
     # One terminal per journal, taken before anything in the state directory or the socket is touched:
     # two would send the same outbox, and the second would take over (and then remove) the socket.
@@ -110,7 +109,7 @@ def load_operator_book(cfg: Config) -> OperatorBook | None:
     when an operator's entries were made under another key."""
     if cfg.terminal.mode != "topup":
         return None
-    key = read_secret(cfg.topup.operator_key_file, KEY_CREDENTIAL)
+    key = read_secret(cfg.topup.operator_key_file, OPERATOR_KEY.credential)
     try:
         book = OperatorBook(parse_operator_key(key.reveal()), cfg.topup.operators)
     except OperatorKeyError as exc:
@@ -360,7 +359,7 @@ async def _reread_refused_token(
         if stop.is_set() or health.token_refused is None:
             continue
         try:
-            token = read_secret(cfg.wallet.token_file, "wallet.token")
+            token = read_secret(cfg.wallet.token_file, WALLET_TOKEN.credential)
         except SecretError as exc:
             log.debug("cannot read the API token again: %s", exc)
             continue

@@ -58,7 +58,7 @@ def _read(path: Path, *, check_mode: bool) -> Secret:
     except FileNotFoundError:
         raise SecretError(f"secret file {path} does not exist; create it with the token inside") from None
     except PermissionError:
-        raise SecretError(f"secret file {path} is not readable by this user; fix its owner") from None
+        raise SecretError(_not_readable(path)) from None
     if stat.S_ISDIR(st.st_mode):
         raise SecretError(
             f"secret file {path} is a directory; point the key at the file in it that holds the secret"
@@ -69,8 +69,20 @@ def _read(path: Path, *, check_mode: bool) -> Secret:
         raise SecretError(f"secret file {path} is readable by group or others; run: chmod 600 {path}")
     try:
         value = path.read_text(encoding="utf-8").strip()
+    except PermissionError:  # the usual case: root's file, and this is the service user
+        raise SecretError(_not_readable(path)) from None
     except (OSError, UnicodeDecodeError):
         raise SecretError(f"secret file {path} cannot be read as UTF-8 text; rewrite it") from None
     if not value:
         raise SecretError(f"secret file {path} is empty; put the token in it")
     return Secret(value)
+
+
+def _not_readable(path: Path) -> str:
+    """A secret this user may not open: for the service that is a root-only file the unit did not pass
+    as a credential, which a chown would fix by giving the secret away to whoever runs as that user."""
+    return (
+        f"secret file {path} is not readable by this user; the service gets such a root-only file as a "
+        "systemd credential (LoadCredential=, which taptill-provision writes): run taptill-provision "
+        "again, or run this as the file's owner"
+    )

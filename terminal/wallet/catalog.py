@@ -8,6 +8,7 @@ from pathlib import Path
 
 from terminal.journal import Journal
 from terminal.model import PERMISSIONS, Product, ProductId, TerminalInfo, printable
+from terminal.service.credentials import WALLET_TOKEN
 from terminal.wallet.client import WalletClient
 from terminal.wallet.outcomes import InfoLoaded, NotFound, Refused, Unauthorized, Unavailable
 
@@ -26,7 +27,7 @@ class TokenRefused(StartupError):
 
 def token_fix(token_file: Path | None) -> str:
     """What a person does about a refused API token: where the terminal reads it from."""
-    credential = "renew the wallet.token systemd credential"
+    credential = f"renew the {WALLET_TOKEN.credential} systemd credential"
     if token_file is None:
         return credential
     return f"put a valid token in {token_file} (or {credential}); a running terminal reads it again"
