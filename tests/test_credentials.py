@@ -45,7 +45,7 @@ def keys_the_config_parser_takes() -> set[tuple[str, str]]:
 
 
 def keys_provisioning_writes() -> set[tuple[str, str]]:
-    """Every table provisioning can write, ready2order's too (the terminal's parser does not know it)."""
+    """Every table provisioning can write, ready2order's too."""
     choices = ConfigChoices(
         state_dir="/var/lib/taptill",
         products=["espresso"],
