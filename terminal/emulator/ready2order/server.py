@@ -38,6 +38,7 @@ from terminal.emulator.ready2order.catalog import DEFAULT_PRODUCTS, Catalog, Emu
 from terminal.emulator.ready2order.grant import GrantDesk
 from terminal.emulator.ready2order.rate_limit import RateWindow, rate_limit_body
 from terminal.emulator.ready2order.wire import Answer, api_error, bearer, error_response
+from terminal.emulator.serving import ServingThread
 from terminal.emulator.wallet.routes import ApiRequest, ApiResponse, json_response, parse_json
 
 PREFIX = "/v1"
@@ -130,7 +131,7 @@ class Ready2OrderEmulator:
         self.requests: Counter[str] = Counter()  # "GET /v1/products" → how many arrived (control paths not)
         self._port = port
         self._server: FaultableHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: ServingThread | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
@@ -139,10 +140,7 @@ class Ready2OrderEmulator:
             raise RuntimeError("this ready2order emulator is already running")
         server = FaultableHTTPServer(("127.0.0.1", self._port), _handler_for(self))
         self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, args=(0.05,), name="ready2order-emulator", daemon=True
-        )
-        self._thread.start()
+        self._serving = ServingThread(server, "ready2order-emulator").start()
         return self
 
     def stop(self) -> None:
@@ -150,11 +148,8 @@ class Ready2OrderEmulator:
         if server is None:
             return
         self.faults.clear()  # releases hanging requests
-        server.shutdown()
-        server.close_all_connections()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._serving is not None:
+            self._serving.stop()
 
     def __enter__(self) -> Ready2OrderEmulator:
         return self.start()
