@@ -4,6 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check --quiet
 STAMP := .make
+# The suite waits much of its time (subprocesses, loopback servers with latency), so it runs in more
+# pytest-xdist workers than a 2-core machine has cores; tests that must not overlap are grouped in
+# tests/conftest.py. Serially it keeps about 0.8 of a core busy: a 4th worker only adds contention.
+# TEST_WORKERS=0 runs it in this one process.
+TEST_WORKERS ?= 3
 
 # Debian packages: the demo needs a venv, a compiler (spidev/pyscard build from source) and the sqlite3
 # tool (`taptill recover` and a terminal starting on a damaged journal salvage its sales with it);
@@ -19,7 +24,7 @@ demo: $(STAMP)/venv-demo
 	$(PY) -m terminal demo
 
 test: $(STAMP)/venv-test lint
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
 
 lint: $(STAMP)/venv-test
 	$(VENV)/bin/ruff check terminal hw provisioning tests

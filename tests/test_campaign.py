@@ -39,7 +39,8 @@ BUDGET_MS = 800
 # Longest wait for a tap's decision screen from a live terminal: "never" on a loaded 2-core machine
 # (speed is for the bench; here it is whether every tap ends in a decision).
 TAP_DECIDED_S = 15.0
-DECISIONS = ("┌─ Approved", "┌─ Declined", "┌─ Unknown card", "┌─ Out of service")
+APPROVED = "┌─ Approved"
+DECISIONS = (APPROVED, "┌─ Declined", "┌─ Unknown card", "┌─ Out of service")
 
 # (kind, probability, extra fields): every kind the emulator has, on every route, seeded.
 FAULTS: tuple[tuple[FaultKind, float, dict[str, object]], ...] = (
@@ -92,7 +93,11 @@ class CampaignResult:
     clock_steps: int = 0
     undecided: int = 0  # taps a live terminal never showed a decision for
     slowest_decision_s: float = 0.0
-    flicker_doubled: int = 0  # flickers that became two sales
+    flicker_doubled: int = 0  # flickers after an approval that became two sales
+    # Flickers after a decline that became a sale: a new tap (the guard holds a card only once money
+    # moved), though the declined sale may still count as one while it is reconciled (a decline after
+    # an error answer is settled by balance: done and listed for a refund, or rejected).
+    flicker_new_sale: int = 0
 
     def line(self) -> str:
         faults = ",".join(f"{k}:{v}" for k, v in sorted(self.faults.items()))
@@ -104,7 +109,8 @@ class CampaignResult:
             f" rejected={self.rejected} held={self.held} pending={self.pending}"
             f" duplicates={self.duplicates} lost={self.lost} wrong_amount={self.wrong_amount}"
             f" queued_at_heal={self.queued_at_heal} drain_s={self.drain_s:.1f} seconds={self.seconds:.1f}"
-            f" flickers={self.flickers} flicker_doubled={self.flicker_doubled} clock_steps={self.clock_steps}"
+            f" flickers={self.flickers} flicker_doubled={self.flicker_doubled}"
+            f" flicker_new_sale={self.flicker_new_sale} clock_steps={self.clock_steps}"
             f" undecided={self.undecided} slowest_decision_s={self.slowest_decision_s:.2f}"
         )
 
@@ -221,16 +227,21 @@ class Campaign:
             self._died()
         self.restart()
 
-    def _decisions(self) -> int:
+    def _shown(self, *screens: str) -> int:
+        """How often the terminal's console display has shown any of ``screens`` so far."""
         assert self.term is not None
         log = self.term.log()
-        return sum(log.count(d) for d in DECISIONS)
+        return sum(log.count(screen) for screen in screens)
+
+    def _decisions(self) -> int:
+        return self._shown(*DECISIONS)
 
     def tap(self, uid: str) -> None:
         """One physical tap (or a flicker: the card leaves the field for 50 ms while its result shows);
         waits for its decision screen, so the next tap finds the terminal idle."""
         assert self.term is not None
         charges_before, decided_before = self.journal.charges(), self._decisions()
+        approved_before = self._shown(APPROVED)
         flicker = self.rng.random() < FLICKER
         self.last_tap[uid] = time.monotonic()
         try:
@@ -243,12 +254,13 @@ class Campaign:
         self.result.taps += 1
         presented = time.monotonic()
         deadline = presented + TAP_DECIDED_S
-        decided = False
+        decided = approved = False
         while time.monotonic() < deadline and self.term.alive():
             decided = self._decisions() > decided_before
             if decided:
                 took = time.monotonic() - presented
                 self.result.slowest_decision_s = max(self.result.slowest_decision_s, took)
+                approved = self._shown(APPROVED) > approved_before
                 break
             time.sleep(0.005)
         try:
@@ -270,7 +282,10 @@ class Campaign:
         elif flicker:
             time.sleep(0.3)  # a second sale would be journaled by now
             if self.term.alive() and self.journal.charges() > charges_before + 1:
-                self.result.flicker_doubled += 1
+                if approved:
+                    self.result.flicker_doubled += 1
+                else:
+                    self.result.flicker_new_sale += 1
         # The guard runs from the decision (up to a tap budget after the card came), not from the tap.
         self.last_tap[uid] = time.monotonic()
 

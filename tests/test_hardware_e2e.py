@@ -104,11 +104,11 @@ def card_witness(pcsc_daemon: PcscDaemon) -> Iterator[RecordingListener]:
     reader = PcscReader("PCD 00 00", poll_timeout_ms=200)
     listener = RecordingListener()
     reader.start(listener)
-    listener.wait_status(True)
     try:
+        listener.wait_status(True)
         yield listener
     finally:
-        reader.stop()
+        reader.stop()  # also when it never came online: its thread would retry for the rest of the run
 
 
 @pytest.mark.pcsc

@@ -72,14 +72,18 @@ def test_a_debit_the_server_failed_without_booking_is_declined_and_never_sent_ag
 def test_the_shown_balance_of_a_queued_sale_counts_the_cards_other_sales_on_their_way(
     tmp_path: Path, wallet_server: WalletEmulator, flavour: str
 ) -> None:
-    # Debits hang past the tap budget: each tap is approved on the balance read, the sale queued.
-    wallet_server.faults.inject(FaultKind.HANG, times=2, method="POST", route="transaction", cap_s=4)
-    config = write_config(tmp_path, wallet_server, products=[espresso(flavour)])
+    # Debits hang past the tap budget: each tap is approved on the balance read, the sale queued. They
+    # hang until released, within a client deadline longer than both taps: a debit timing out between
+    # the taps (a `taptill tap` start-up on a loaded machine) would send the terminal offline, and the
+    # second tap would be sold without a balance read.
+    wallet_server.faults.inject(FaultKind.HANG, method="POST", route="transaction", cap_s=60)
+    config = write_config(tmp_path, wallet_server, products=[espresso(flavour)], timeout_s=60)
     term = TerminalProcess(config)
     try:
         first = _tap(config)
         second = _tap(config)
     finally:
+        wallet_server.faults.clear()  # releases the hanging debits: nothing was booked
         assert term.stop() == 0
     assert first[0] == 0 and "balance 17,50 € (estimated)" in first[1], first
     # The server still says 20,00: the guest has 20,00 less this espresso and the one before.
