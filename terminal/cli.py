@@ -491,8 +491,10 @@ def _journal(journal: Journal, as_json: bool) -> int:
         if as_json:
             _say(json.dumps(sale.as_json(), separators=(",", ":")))
         else:
+            # The operator of a top-up is kept here only: the real wallet server stores no trace of it.
+            by = "" if sale.operator is None else f"  operator {sale.operator}"
             _say(
-                f"{sale.created_at}  {sale.state:<8}  {sale.token_id:<20} {sale.amount_cents:>7}  "
+                f"{sale.created_at}  {sale.state:<8}  {sale.token_id:<20} {sale.amount_cents:>7}{by}  "
                 f"{sale.reason}"
             )
     return EXIT_OK

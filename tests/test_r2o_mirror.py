@@ -76,6 +76,20 @@ def test_each_booked_sale_becomes_one_invoice_with_its_lines_and_reference(
     assert done[0].payload["invoice_number"] == invoices[0]["invoice_numberFull"]
 
 
+def test_a_top_up_invoice_names_its_operator_because_the_wallet_server_keeps_no_trace(
+    tmp_path: Path, emu: Ready2OrderEmulator
+) -> None:
+    async def scenario(rig: MirrorRig) -> None:
+        rig.sell("topup_10", operator="olga\x1b[2J\nforged")
+        rig.sell("espresso")
+        await rig.drain()
+
+    run(tmp_path, emu, scenario)
+    topup, sale = emu.invoices()
+    assert topup["invoice_text"].endswith(" by operator olga forged")  # printable: no control characters
+    assert "operator" not in sale["invoice_text"]
+
+
 @pytest.mark.parametrize(
     ("kind", "fields", "applied"),
     [
