@@ -660,8 +660,9 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
 
 def _ready2order_status(journal: Journal, cfg: Config) -> dict[str, Any]:
     """The invoice mirror: counts, and whether the running terminal's mirror is stopped or paused."""
-    import time
+    import math
 
+    from terminal.ready2order.health import pause_left_s
     from terminal.ready2order.invoice_outbox import invoice_counts
     from terminal.ready2order.runtime import STATUS_CACHE_KEY
     from terminal.service.state_lock import running_terminal
@@ -675,8 +676,7 @@ def _ready2order_status(journal: Journal, cfg: Config) -> dict[str, Any]:
     stopped = next(
         (s for s in (state.get("refused"), state.get("day_closed")) if running and isinstance(s, dict)), None
     )
-    until = state.get("paused_until")
-    paused = running and isinstance(until, int | float) and until > time.time()
+    left_s = pause_left_s(state) if running else 0.0
     summary = (
         f"{counts.mirrored} invoice(s) mirrored, {counts.pending} waiting"
         + (f" ({counts.maybe_sent} maybe sent: searched for before any re-send)" if counts.maybe_sent else "")
@@ -685,9 +685,11 @@ def _ready2order_status(journal: Journal, cfg: Config) -> dict[str, Any]:
     )
     if stopped is not None:
         summary += f"; STOPPED: {stopped.get('reason')}; {stopped.get('fix')}"
-    elif paused:
-        at = time.strftime("%H:%M:%S", time.localtime(float(until or 0)))
-        summary += f"; PAUSED until {at}: ready2order answered 429 (rate limited), it blocks for a minute"
+    elif left_s > 0:
+        summary += (
+            f"; PAUSED for another {math.ceil(left_s)} s: ready2order answered 429 (rate limited), it blocks "
+            "for a minute"
+        )
     elif not running:
         summary += "; no terminal running"
     return {
@@ -699,7 +701,7 @@ def _ready2order_status(journal: Journal, cfg: Config) -> dict[str, Any]:
         "training": cfg.ready2order.training,
         "running": running,
         "stopped": stopped,
-        "paused_until": until if paused else None,
+        "paused_for_s": math.ceil(left_s) if left_s > 0 else None,
         "last_problem": state.get("last_problem") if running else None,
         "summary": summary,
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import pwd
 import shutil
@@ -476,6 +477,7 @@ def _r2o_failure(answer: object, r2o: Ready2OrderConfig) -> Check:
 
 def _mirror_check(cfg: Config, journal: Journal | None) -> Check:
     """The running terminal's mirror: FAIL while it is stopped (the token refused, no daily report)."""
+    from terminal.ready2order.health import pause_left_s
     from terminal.ready2order.runtime import STATUS_CACHE_KEY
     from terminal.service.state_lock import running_terminal
 
@@ -488,9 +490,9 @@ def _mirror_check(cfg: Config, journal: Journal | None) -> Check:
         stopped = state.get(key)
         if isinstance(stopped, dict):
             return Check.fail("r2o-mirror", f"stopped: {stopped.get('reason')}; {stopped.get('fix')}")
-    until = state.get("paused_until")
-    if isinstance(until, int | float) and until > datetime.now(UTC).timestamp():
-        return Check.warn("r2o-mirror", "paused after a 429 (rate limited) for at least a minute")
+    left_s = pause_left_s(state)
+    if left_s > 0:
+        return Check.warn("r2o-mirror", f"paused after a 429 (rate limited), {math.ceil(left_s)} s left")
     return Check.ok("r2o-mirror", "running")
 
 
