@@ -24,6 +24,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 EXIT_NO_TERMINAL = 3  # tap/press: no terminal listens on the sim reader's socket (not a decline)
+EXIT_BROKEN_PIPE = 128 + 13  # 141: killed by SIGPIPE, as a shell reports `cat` cut short by `head`
 EXIT_MISSING = 6  # a library the configuration needs is not installed (as taptill-provision says it)
 
 
@@ -164,7 +165,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _problem(problem)
         return EXIT_CONFIG
     try:
-        return _dispatch(args)
+        code = _dispatch(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except (ConfigError, SecretError) as exc:
         _problem(str(exc))
         return EXIT_CONFIG
@@ -173,6 +178,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def _reader_gone() -> int:
+    """Whoever read the output went away (``taptill journal | head -1``): stop quietly, as ``cat`` does.
+    Python ignores SIGPIPE, so the write raised instead; stdout goes to /dev/null so the interpreter's
+    last flush cannot raise again. The exit code is a shell's for a process killed by SIGPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 def _problem(text: str) -> None:
