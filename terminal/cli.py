@@ -624,8 +624,12 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
     if as_json:
         _say(json.dumps(data))
         return EXIT_OK
-    # booked sales the guest got (served by hand included); refunded ones and those to refund are not
-    _say(f"sales confirmed: {st.done - st.to_refund - st.refunded}")
+    # every booked sale is counted once, so the parts add up to what the server booked (served by hand
+    # counts as served)
+    _say(
+        f"sales booked:    {st.done}: {st.done - st.to_refund - st.refunded} served, {st.to_refund} to "
+        f"refund, {st.refunded} refunded"
+    )
     _say(
         f"to refund:       {st.to_refund} ({format_cents(-st.to_refund_cents, loc, cur)})"
         + (", charged but never served: taptill queue lists them" if st.to_refund else "")
