@@ -24,6 +24,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 EXIT_NO_TERMINAL = 3  # tap/press: no terminal listens on the sim reader's socket (not a decline)
+EXIT_BROKEN_PIPE = 128 + 13  # 141: killed by SIGPIPE, as a shell reports `cat` cut short by `head`
 EXIT_MISSING = 6  # a library the configuration needs is not installed (as taptill-provision says it)
 
 
@@ -164,7 +165,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _problem(problem)
         return EXIT_CONFIG
     try:
-        return _dispatch(args)
+        code = _dispatch(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except (ConfigError, SecretError) as exc:
         _problem(str(exc))
         return EXIT_CONFIG
@@ -173,6 +178,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def _reader_gone() -> int:
+    """Whoever read the output went away (``taptill journal | head -1``): stop quietly, as ``cat`` does.
+    Python ignores SIGPIPE, so the write raised instead; stdout goes to /dev/null so the interpreter's
+    last flush cannot raise again. The exit code is a shell's for a process killed by SIGPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 def _problem(text: str) -> None:
@@ -491,8 +506,10 @@ def _journal(journal: Journal, as_json: bool) -> int:
         if as_json:
             _say(json.dumps(sale.as_json(), separators=(",", ":")))
         else:
+            # The operator of a top-up is kept here only: the real wallet server stores no trace of it.
+            by = "" if sale.operator is None else f"  operator {sale.operator}"
             _say(
-                f"{sale.created_at}  {sale.state:<8}  {sale.token_id:<20} {sale.amount_cents:>7}  "
+                f"{sale.created_at}  {sale.state:<8}  {sale.token_id:<20} {sale.amount_cents:>7}{by}  "
                 f"{sale.reason}"
             )
     return EXIT_OK
@@ -607,8 +624,12 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
     if as_json:
         _say(json.dumps(data))
         return EXIT_OK
-    # booked sales the guest got (served by hand included); refunded ones and those to refund are not
-    _say(f"sales confirmed: {st.done - st.to_refund - st.refunded}")
+    # every booked sale is counted once, so the parts add up to what the server booked (served by hand
+    # counts as served)
+    _say(
+        f"sales booked:    {st.done}: {st.done - st.to_refund - st.refunded} served, {st.to_refund} to "
+        f"refund, {st.refunded} refunded"
+    )
     _say(
         f"to refund:       {st.to_refund} ({format_cents(-st.to_refund_cents, loc, cur)})"
         + (", charged but never served: taptill queue lists them" if st.to_refund else "")
@@ -658,8 +679,9 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
 
 def _ready2order_status(journal: Journal, cfg: Config) -> dict[str, Any]:
     """The invoice mirror: counts, and whether the running terminal's mirror is stopped or paused."""
-    import time
+    import math
 
+    from terminal.ready2order.health import pause_left_s
     from terminal.ready2order.invoice_outbox import invoice_counts
     from terminal.ready2order.runtime import STATUS_CACHE_KEY
     from terminal.service.state_lock import running_terminal
@@ -673,8 +695,7 @@ def _ready2order_status(journal: Journal, cfg: Config) -> dict[str, Any]:
     stopped = next(
         (s for s in (state.get("refused"), state.get("day_closed")) if running and isinstance(s, dict)), None
     )
-    until = state.get("paused_until")
-    paused = running and isinstance(until, int | float) and until > time.time()
+    left_s = pause_left_s(state) if running else 0.0
     summary = (
         f"{counts.mirrored} invoice(s) mirrored, {counts.pending} waiting"
         + (f" ({counts.maybe_sent} maybe sent: searched for before any re-send)" if counts.maybe_sent else "")
@@ -683,9 +704,11 @@ def _ready2order_status(journal: Journal, cfg: Config) -> dict[str, Any]:
     )
     if stopped is not None:
         summary += f"; STOPPED: {stopped.get('reason')}; {stopped.get('fix')}"
-    elif paused:
-        at = time.strftime("%H:%M:%S", time.localtime(float(until or 0)))
-        summary += f"; PAUSED until {at}: ready2order answered 429 (rate limited), it blocks for a minute"
+    elif left_s > 0:
+        summary += (
+            f"; PAUSED for another {math.ceil(left_s)} s: ready2order answered 429 (rate limited), it blocks "
+            "for a minute"
+        )
     elif not running:
         summary += "; no terminal running"
     return {
@@ -697,7 +720,7 @@ def _ready2order_status(journal: Journal, cfg: Config) -> dict[str, Any]:
         "training": cfg.ready2order.training,
         "running": running,
         "stopped": stopped,
-        "paused_until": until if paused else None,
+        "paused_for_s": math.ceil(left_s) if left_s > 0 else None,
         "last_problem": state.get("last_problem") if running else None,
         "summary": summary,
     }

@@ -579,7 +579,8 @@ class DeviceLoop:
                 token_id=c.uid,
                 products=c.products,
                 amount_cents=c.amount_cents,
-                # The wallet server's records show who credited: the operator's name goes with the sale.
+                # The operator goes with the sale (a server that keeps descriptions shows who credited; the
+                # real pretix plugin keeps none, so the journal and the ready2order invoice carry it).
                 description=self.description
                 if c.operator is None
                 else f"{self.description} / operator {c.operator}",

@@ -158,12 +158,19 @@ class MirrorRig:
         )
         self.runtime.destination.settle_after_s = 0.2  # in-process answers end with the call
 
-    def sell(self, *products: str, card: str = "04A1B2C3D4E5F6") -> SaleRecord:
-        """A sale the wallet booked: journaled, then marked done with its invoice record."""
+    def sell(self, *products: str, card: str = "04A1B2C3D4E5F6", operator: str | None = None) -> SaleRecord:
+        """A sale the wallet booked (a top-up by ``operator``, if given): journaled, then marked done with
+        its invoice record."""
         items = products or ("espresso",)
         amount = -sum(next(p.price_cents for p in CATALOG if p.id == pid) for pid in items)
         sale = self.journal.record_sale(
-            token_id=card, products=items, amount_cents=amount, description="Bar 1", tag=None, offline=False
+            token_id=card,
+            products=items,
+            amount_cents=amount,
+            description="Bar 1",
+            tag=None,
+            offline=False,
+            operator=operator,
         )
         self.journal.mark_done(sale.id, None, self.runtime.records_for(sale))
         return sale

@@ -150,6 +150,20 @@ def test_clock_and_old_pending_sales(tmp_path: Path) -> None:
     assert behind["clock"][0] == "FAIL" and "before this build" in behind["clock"][1]
     assert ancient["clock"][0] == "FAIL" and "timedatectl" in ancient["clock"][1]
     assert fresh["clock"][0] == "OK"
+    # a clock stepped back since the sale: its age is never negative, the step is named instead
+    assert "(-" not in behind["queue"][1] and "72.0 h ahead of this clock" in behind["queue"][1]
+    assert "(0.0 h)" in fresh["queue"][1]
+
+
+def test_the_server_check_names_the_permission_the_config_gives_a_real_server(tmp_path: Path) -> None:
+    # The real plugin's terminal info has no permission: the config's [wallet] permission is what holds.
+    with WalletEmulator.demo("real") as emulator:
+        config = write_config(tmp_path, emulator)
+        config.write_text(
+            config.read_text().replace("dedupes = false\n", 'dedupes = false\npermission = "all"\n')
+        )
+        checks = statuses(config)
+    assert checks["server"][0] == "OK" and "permission all" in checks["server"][1], checks["server"]
 
 
 def kiosk_config(folder: Path, emulator: WalletEmulator, topup: str, *, pin: bool = True) -> Path:

@@ -5,6 +5,7 @@ right window (time zones, a day left open, a clock behind) and mode; holds, reje
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -16,8 +17,10 @@ import pytest
 from terminal.emulator.faults import FaultKind
 from terminal.emulator.ready2order import Ready2OrderEmulator
 from terminal.outbox.table import settle_held
+from terminal.ready2order.health import MirrorHealth, pause_left_s
 from terminal.ready2order.invoice import sold_at_text
 from terminal.ready2order.runtime import STATUS_CACHE_KEY
+from terminal.service.boot_clock import Moment
 from tests.r2o_lab import PAYMENT_CASH, PAYMENT_WALLET, MirrorRig, live_invoices, total
 
 pytestmark = pytest.mark.ready2order
@@ -74,6 +77,20 @@ def test_each_booked_sale_becomes_one_invoice_with_its_lines_and_reference(
     assert [r.state for r in done] == ["done"] * 3 and all(r.attempts == 1 for r in done)
     assert [r.payload["invoice_id"] for r in done] == [i["invoice_id"] for i in invoices]
     assert done[0].payload["invoice_number"] == invoices[0]["invoice_numberFull"]
+
+
+def test_a_top_up_invoice_names_its_operator_because_the_wallet_server_keeps_no_trace(
+    tmp_path: Path, emu: Ready2OrderEmulator
+) -> None:
+    async def scenario(rig: MirrorRig) -> None:
+        rig.sell("topup_10", operator="olga\x1b[2J\nforged")
+        rig.sell("espresso")
+        await rig.drain()
+
+    run(tmp_path, emu, scenario)
+    topup, sale = emu.invoices()
+    assert topup["invoice_text"].endswith(" by operator olga forged")  # printable: no control characters
+    assert "operator" not in sale["invoice_text"]
 
 
 @pytest.mark.parametrize(
@@ -340,10 +357,8 @@ def test_a_429_pauses_every_request_for_at_least_a_minute_then_the_backlog_drain
             assert len(limited.invoices()) == 3 and limited.rate.refused == 1
             assert loop._blocked_s() >= 60 and rig.runtime.destination.rate_limit.wait_s() >= 60
             health = rig.runtime.health
-            assert (
-                health.paused_until is not None
-                and health.paused_until >= rig.runtime.destination.clock() + 60
-            )
+            assert health.paused is not None and health.paused[1] >= 60
+            assert 59 <= pause_left_s(health.as_json()) <= health.paused[1]
             requests = limited.stats()["requests"]
             clock.now += 58
             assert await loop._round() == 0 and limited.stats()["requests"] == requests, (
@@ -358,3 +373,25 @@ def test_a_429_pauses_every_request_for_at_least_a_minute_then_the_backlog_drain
             assert refs(limited) == [s.idempotency_key for s in sales], "in order, each once"
 
         run(tmp_path, limited, scenario, monotonic=clock)
+
+
+def test_what_is_left_of_a_429_pause_follows_the_boot_clock_whatever_the_wall_clock_does() -> None:
+    began = 1_700_000_000.0
+    health = MirrorHealth(clock=lambda: began)
+    health.rate_limited(60.0)
+    assert health.paused is not None
+    start = health.paused[0]
+    state = json.loads(json.dumps(health.as_json()))  # as status and doctor read it from the journal
+
+    def at(wall_step_s: float, uptime_s: float, boot: str = start.boot) -> Moment:
+        return Moment(began + wall_step_s + uptime_s, boot, start.uptime + uptime_s)
+
+    day = 86_400.0
+    assert pause_left_s(state, at(0, 5)) == pytest.approx(55)
+    assert pause_left_s(state, at(+day, 5)) == pytest.approx(55), "a step ahead does not end it"
+    assert pause_left_s(state, at(-day, 5)) == pytest.approx(55), "a step back does not extend it"
+    assert pause_left_s(state, at(-day, 61)) == 0.0, "over after its minute, however far the clock went back"
+    # another boot (or a kernel without a boot id): the wall clock, never more than the pause itself
+    assert pause_left_s(state, at(-day, 5, boot="other")) == 60.0
+    assert pause_left_s(state, at(+day, 5, boot="other")) == 0.0
+    assert pause_left_s({"paused": None}) == 0.0 and pause_left_s({"paused_until": 9e99}) == 0.0

@@ -14,7 +14,15 @@ import pytest
 from terminal.emulator.ready2order import Ready2OrderEmulator
 from terminal.emulator.wallet import WalletEmulator
 from tests.r2o_lab import PRODUCTS, invoice_records, live_invoices, r2o_section, status, total
-from tests.terminal_lab import TerminalProcess, journal_lines, settled, taptill, wait_for, write_config
+from tests.terminal_lab import (
+    TerminalProcess,
+    faketime_env,
+    journal_lines,
+    settled,
+    taptill,
+    wait_for,
+    write_config,
+)
 
 pytestmark = pytest.mark.ready2order
 
@@ -102,7 +110,17 @@ def test_a_429_pauses_the_mirror_and_status_says_so(tmp_path: Path, wallet: Wall
             wait_for(lambda: r2o.rate.refused >= 1, what="the 429")
             wait_for(lambda: "PAUSED" in status(config)["ready2order"]["summary"], what="the pause")
             requests = r2o.stats()["requests"]
-            assert "429 (rate limited)" in status(config)["ready2order"]["summary"]
+            before = status(config)["ready2order"]
+            assert "429 (rate limited)" in before["summary"] and before["paused_for_s"] >= 60
+            # NTP steps the wall clock either way after the 429: what status shows stays the pause's truth
+            for step in ("+1d", "-1d"):
+                offset = tmp_path / "clock_offset"
+                offset.write_text(f"{step}\n")
+                env = [f"{k}={v}" for k, v in faketime_env(offset).items()]
+                stepped = taptill("status", "--json", "--config", str(config), prefix=("env", *env))
+                summary = json.loads(stepped.stdout)["ready2order"]["summary"]
+                assert "PAUSED for another" in summary, (step, summary)
+                assert 0 < json.loads(stepped.stdout)["ready2order"]["paused_for_s"] <= before["paused_for_s"]
             doctor = taptill("doctor", "--config", str(config), check=False).stdout
             assert any(line.startswith("WARN r2o-mirror") for line in doctor.splitlines()), doctor
             assert r2o.stats()["requests"] <= requests + 1, "nothing sent while paused (doctor asked once)"

@@ -8,6 +8,8 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -187,3 +189,26 @@ def test_a_live_journal_is_read_by_root_and_by_its_owner_and_nothing_stays_behin
 def _journal(config: Path, prefix: Sequence[str]) -> list[dict[str, object]]:
     out = taptill("journal", "--json", "--config", str(config), prefix=prefix).stdout
     return [json.loads(line) for line in out.splitlines()]
+
+
+def test_every_reading_command_stops_quietly_when_its_reader_is_gone(
+    tmp_path: Path, emulator: WalletEmulator
+) -> None:
+    """``taptill journal | head -1``: the pipe closes before the output is written; no traceback."""
+    config = write_config(tmp_path, emulator)
+    fill_journal(tmp_path / "state" / "journal.sqlite3", 30, ERIKA)
+    for args in [*READERS, ("doctor",)]:
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # the reader is gone before the first line: every write meets a closed pipe
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "terminal", *args, "--config", str(config)],
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        finally:
+            os.close(write_end)
+        assert (proc.returncode, proc.stderr) == (141, ""), args

@@ -118,7 +118,7 @@ def test_a_guest_charged_but_never_served_is_listed_to_refund_until_settled(
     assert "card " + MAX in lines[0] and "2,50 €" in lines[0]
     assert "waiting before reconciling" not in queue, "reconciled: the retry note is stale"
     status = taptill("status", "--config", str(config)).stdout
-    assert "sales confirmed: 0\n" in status
+    assert "sales booked:    2: 0 served, 2 to refund, 0 refunded\n" in status
     assert "to refund:       2 (5,00 €), charged but never served: taptill queue lists them" in status
     as_json = json.loads(taptill("status", "--json", "--config", str(config)).stdout)
     assert (as_json["done"], as_json["to_refund"], as_json["to_refund_cents"]) == (2, 2, 500)
@@ -149,7 +149,7 @@ def test_a_guest_charged_but_never_served_is_listed_to_refund_until_settled(
     assert queue == "queue empty: every sale is confirmed and served\n"
     status = taptill("status", "--config", str(config)).stdout
     assert (
-        "sales confirmed: 1\n" in status
+        "sales booked:    2: 1 served, 0 to refund, 1 refunded\n" in status
         and "to refund:       0 (0,00 €); 1 refunded; 1 served by hand" in status
     )
     assert _doctor_line(config, "queue").startswith("OK   queue ")

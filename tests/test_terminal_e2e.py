@@ -179,7 +179,7 @@ def test_queue_and_status_report_pending_sales(tmp_path: Path, wallet_server: Wa
         term.stop()
     assert "PENDING" in queue and MAX in queue and "2,50 €" in queue
     assert "pending:         1 (2,50 €)" in status
-    assert "sales confirmed: 1" in status
+    assert "sales booked:    1: 1 served, 0 to refund, 0 refunded" in status
 
 
 def test_sigterm_stops_within_five_seconds(tmp_path: Path, wallet_server: WalletEmulator) -> None:

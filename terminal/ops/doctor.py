@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import pwd
 import shutil
@@ -46,6 +47,7 @@ CLOCK_SLACK_S = 24 * 3600  # a clock this far behind the build or the last sale 
 DISK_FAIL_BYTES = 50 * 1024 * 1024
 DISK_WARN_BYTES = 200 * 1024 * 1024
 PENDING_WARN_S = 3600
+CLOCK_STEP_SLACK_S = 60  # a record stamped this far ahead of the clock: the clock stepped back
 PENDING_FAIL_S = 24 * 3600
 SERVER_TIMEOUT_S = 5.0
 PIN_SWEEP_WARN_S = 7 * 86_400.0  # a cloned operator card that can try every PIN within a week: WARN
@@ -336,7 +338,9 @@ async def _wallet_check(cfg: Config, source: Source) -> Check:
         return Check.warn("server", "not asked: this user may not read the token (see the secrets line)")
     if token is None:
         return Check.fail("server", "cannot ask the wallet server without the token; see the secrets line")
-    client = WalletClient(cfg.wallet.base_url, token, timeout_s=SERVER_TIMEOUT_S)
+    client = WalletClient(
+        cfg.wallet.base_url, token, timeout_s=SERVER_TIMEOUT_S, default_permission=cfg.wallet.permission
+    )
     try:
         res = await client.terminal_info()
     finally:
@@ -476,6 +480,7 @@ def _r2o_failure(answer: object, r2o: Ready2OrderConfig) -> Check:
 
 def _mirror_check(cfg: Config, journal: Journal | None) -> Check:
     """The running terminal's mirror: FAIL while it is stopped (the token refused, no daily report)."""
+    from terminal.ready2order.health import pause_left_s
     from terminal.ready2order.runtime import STATUS_CACHE_KEY
     from terminal.service.state_lock import running_terminal
 
@@ -488,9 +493,9 @@ def _mirror_check(cfg: Config, journal: Journal | None) -> Check:
         stopped = state.get(key)
         if isinstance(stopped, dict):
             return Check.fail("r2o-mirror", f"stopped: {stopped.get('reason')}; {stopped.get('fix')}")
-    until = state.get("paused_until")
-    if isinstance(until, int | float) and until > datetime.now(UTC).timestamp():
-        return Check.warn("r2o-mirror", "paused after a 429 (rate limited) for at least a minute")
+    left_s = pause_left_s(state)
+    if left_s > 0:
+        return Check.warn("r2o-mirror", f"paused after a 429 (rate limited), {math.ceil(left_s)} s left")
     return Check.ok("r2o-mirror", "running")
 
 
@@ -551,7 +556,7 @@ def _queue_check(
     summary = ", ".join(parts)
     if st.oldest_pending:
         age = (now - datetime.fromisoformat(st.oldest_pending)).total_seconds()
-        summary += f", oldest pending {st.oldest_pending} ({age / 3600:.1f} h)"
+        summary += f", oldest pending {st.oldest_pending} ({age_text(age)})"
         if age > PENDING_FAIL_S:
             return Check.fail("queue", f"{summary}; sales are not reaching the server: see taptill queue")
         if age > PENDING_WARN_S:
@@ -570,6 +575,14 @@ def _queue_check(
     return Check.ok("queue", summary)
 
 
+def age_text(age_s: float) -> str:
+    """How old a record is, in hours, for a person: never negative. A record stamped ahead of this
+    machine's clock (more than a minute) means the clock stepped back since; that is said instead."""
+    if age_s < -CLOCK_STEP_SLACK_S:
+        return f"stamped {-age_s / 3600:.1f} h ahead of this clock: the clock stepped back since"
+    return f"{max(age_s, 0.0) / 3600:.1f} h"
+
+
 def _outbox_check(journal: Journal | None, now: datetime, *, readable: bool = True) -> Check:
     """Every destination but the wallet (the queue check's): how old its oldest pending record is, and
     whether a person must settle a held one."""
@@ -585,7 +598,7 @@ def _outbox_check(journal: Journal | None, now: datetime, *, readable: bool = Tr
     worst, parts = "OK", []
     for b in others:
         age = b.age_s(now)
-        part = b.line() + (f" ({age / 3600:.1f} h)" if age is not None else "")
+        part = b.line() + (f" ({age_text(age)})" if age is not None else "")
         status = "OK"
         if age is not None and age > PENDING_FAIL_S:
             status, part = "FAIL", f"{part}: not reaching {b.destination}"

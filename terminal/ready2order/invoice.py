@@ -11,6 +11,10 @@ credited product (map it to a ready2order product with 0 % VAT, as a multi-purpo
 it is spent), paid as ``topup_payment_method_id`` says (the cash the operator took; default
 ``payment_method_id``). No negative line is ever sent: in a fiscal POS a negative line is a return.
 
+Who credited: the wallet server keeps no trace of it (the real plugin accepts a transaction's description,
+tag and idempotency key and stores none of them), so a top-up's invoice text names the operator the
+journal holds: the fiscal record is where the venue's books show who took the cash and credited.
+
 Amounts are integer cents turned into exact decimal strings (250 → ``"2.50"``); the invoice total the
 server answers is compared with ``Decimal``.
 """
@@ -67,7 +71,7 @@ def record_payload(
                 "unit_cents": unit,
             }
         )
-    return {
+    record: dict[str, Any] = {
         "kind": "topup" if sale.amount_cents > 0 else "sale",
         "lines": lines,
         "total_cents": total,
@@ -75,6 +79,9 @@ def record_payload(
         "training": training,
         "terminal": printable(terminal, NAME_MAX),
     }
+    if sale.operator is not None:
+        record["operator"] = printable(sale.operator, NAME_MAX)
+    return record
 
 
 # --- the request, built when it is sent ------------------------------------------------------------------
@@ -161,6 +168,9 @@ def build_request(
     method = (cfg.topup_payment_method_id or cfg.payment_method_id) if topup else cfg.payment_method_id
     terminal = payload.get("terminal") if isinstance(payload.get("terminal"), str) else "taptill"
     text = f"taptill {terminal}: {'top-up' if topup else 'sale'} at {sold_at_text(payload.get('sold_at'))}"
+    operator = payload.get("operator")
+    if isinstance(operator, str) and operator:
+        text += f" by operator {operator}"
     body = {
         "paymentMethod_id": method,
         "user_id": cfg.user_id,

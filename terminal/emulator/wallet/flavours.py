@@ -20,7 +20,9 @@
   nothing.
 
 Both book into a ``WalletLedger``; it records description, tag and idempotency key of every applied
-transaction even in ``real``, where the server validates them but stores nothing.
+transaction even in ``real``, where the server validates them but stores nothing (the plugin's
+TransactionSerializer builds the order, its payment and the gift card transaction from fixed fields):
+that record is the tests' view, and nothing in the ``real`` API ever reads it back.
 """
 
 from __future__ import annotations
