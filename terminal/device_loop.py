@@ -568,12 +568,10 @@ class DeviceLoop:
             return over
         try:
             fresh, self._fresh_balance_for = self._fresh_balance_for == c.uid, None
-            queued = (
-                not c.online
-                or not fresh
-                or bool(self.journal.pending_for_card(c.uid))
-                or self.sender.busy(c.uid)
-            )
+            # This card's sales still on their way, read once: they queue this one behind them, and the
+            # balance a guest is shown without the server's word leaves them out (see _estimate).
+            others = self.journal.pending_for_card(c.uid)
+            queued = not c.online or not fresh or bool(others) or self.sender.busy(c.uid)
             sale = self.journal.record_sale(
                 also=self._take_seen(c.uid),
                 token_id=c.uid,
@@ -602,7 +600,7 @@ class DeviceLoop:
             log.exception("cannot journal the sale")
             return ChargeFailed(ASK_STAFF)
         crashpoint("after_journal")
-        estimate = self._estimate(sale, c)
+        estimate = _estimate(c, others)
         if not queued:
             self.sender.deciding.add(sale.id)
         try:
@@ -624,14 +622,6 @@ class DeviceLoop:
             if not isinstance(event, ChargeDone):
                 self.sender.wake()  # left pending: the outbox takes it from here
         return event
-
-    def _estimate(self, sale: SaleRecord, c: Charge) -> int | None:
-        """The balance (cents) a guest is shown when the server has not confirmed: the balance read at
-        the tap less this card's other sales still on their way, less this one."""
-        if c.balance_before is None:
-            return None
-        others = sum(-p.amount_cents for p in self.journal.pending_for_card(c.uid) if p.id != sale.id)
-        return c.balance_before - others + c.amount_cents
 
     async def _send(self, sale: SaleRecord, c: Charge, queued: bool, estimate: int | None) -> Event:
         if queued:
@@ -666,6 +656,16 @@ class DeviceLoop:
             # don't serve it on a guess. The sale stays journaled; the outbox settles it either way.
             return ChargeRejected(sale.idempotency_key, DeclineReason.BAD_PRODUCT)
         return ChargeQueued(sale.idempotency_key, estimate)
+
+
+def _estimate(c: Charge, others: Sequence[SaleRecord]) -> int | None:
+    """The balance (cents) a guest is shown when the server has not confirmed: the balance read at the
+    tap less ``others`` (this card's other sales still on their way, read before this one was journaled),
+    less this one. Arithmetic only: the tap path reads the journal once, not again for a figure that only
+    a queued sale shows."""
+    if c.balance_before is None:
+        return None
+    return c.balance_before - sum(-p.amount_cents for p in others) + c.amount_cents
 
 
 def _fallback(effect: Effect) -> Event | None:

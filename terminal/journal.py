@@ -498,6 +498,18 @@ class Journal:
         except sqlite3.Error as exc:
             raise JournalError(f"journal write failed: {exc}") from None
 
+    def _write_returning(self, sql: str, params: Sequence[object], also: Statements = ()) -> Any:
+        """``_write`` for a statement with a RETURNING clause: its first row, read inside the transaction
+        (the row the statement wrote, without a second query reading it back)."""
+        try:
+            with self._tx():
+                row = self._db.execute(sql, params).fetchone()
+                for extra_sql, extra_params in also:
+                    self._db.execute(extra_sql, extra_params)
+                return row
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal write failed: {exc}") from None
+
     # --- sales -------------------------------------------------------------------------------
 
     def record_sale(
@@ -526,11 +538,11 @@ class Journal:
         ``approved`` False that the guest has not been told yet (until ``mark_approved``).
         """
         now = _now_iso()
-        cur = self._write(
+        row = self._write_returning(
             "INSERT INTO sales (idempotency_key, token_id, products, amount_cents, description, tag, state,"
             " reason, offline, operator, balance_before, maybe_sent, attempts, created_at, updated_at,"
             " attempted_at, dispensed, approved)"
-            " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f" VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_COLUMNS}",
             (
                 key or new_idempotency_key(),
                 token_id,
@@ -552,9 +564,7 @@ class Journal:
             ),
             also,
         )
-        sale = self.sale(int(cur.lastrowid or 0))
-        assert sale is not None
-        return sale
+        return _row(row)
 
     def record_decline(
         self,
@@ -913,7 +923,10 @@ class Journal:
         )
 
     def unconfirmed_count(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM sales WHERE state = 'pending'").fetchone()[0])
+        """Pending sales. Asked several times per tap: the partial index holds only the pending ones, so
+        the count does not grow with the night's sales (the planner would scan ``sales_token`` whole)."""
+        sql = "SELECT COUNT(*) FROM sales INDEXED BY sales_pending WHERE state = 'pending'"
+        return int(self._db.execute(sql).fetchone()[0])
 
     # --- cache of server data, so the terminal boots and decides offline ---------------------
 

@@ -29,8 +29,7 @@ class _Handler(socketserver.BaseRequestHandler):
         owner = self.server.owner
         assert isinstance(owner, RawHttpServer)
         try:
-            _read_request(sock)
-            sock.sendall(owner.next_answer())
+            sock.sendall(owner.next_answer(_read_request(sock)))
             sock.shutdown(socket.SHUT_WR)
             sock.recv(1)  # wait for the client to close, so nothing is reset under its feet
         except OSError:
@@ -92,11 +91,13 @@ class RawHttpServer(_LoopbackServer):
     def __init__(self, answers: Sequence[bytes]) -> None:
         self.answers = list(answers)
         self.served = 0
+        self.requests: list[bytes] = []  # each request as received (head and body), in order
         self._lock = threading.Lock()
         super().__init__(_Handler)
 
-    def next_answer(self) -> bytes:
+    def next_answer(self, request: bytes) -> bytes:
         with self._lock:
+            self.requests.append(request)
             answer = self.answers[min(self.served, len(self.answers) - 1)]
             self.served += 1
         return answer

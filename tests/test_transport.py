@@ -170,6 +170,41 @@ def test_proxy_variables_do_not_redirect_the_clients(monkeypatch: pytest.MonkeyP
     assert proxy.served == 1, "a client of ours went through the proxy from the environment"
 
 
+def _header_lines(request: bytes) -> dict[str, str]:
+    head = request.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")[1:]
+    return {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in head)}
+
+
+def test_the_clients_send_their_headers_and_never_a_cookie_a_server_set() -> None:
+    """Requests go to httpx's transport without its client: the headers are still the clients' own, and
+    what the client layer did that we never wanted (keep a server's cookies and send them back) is gone."""
+    wallet_json = b'{"token_id": "04AA", "balance": 1}'
+    answer = http_response(200, wallet_json, Set_Cookie="session=tracked; Path=/")
+    drinks_json = b'[{"id": 145, "title": "W", "price": 290}]'
+    with RawHttpServer([answer]) as wallet_server, RawHttpServer([http_response(200, drinks_json)]) as party:
+
+        async def ours() -> None:
+            wallet = WalletClient(wallet_server.base_url, Secret("secret-token-0123456789"), timeout_s=5.0)
+            pb = PartybrokerClient(party.base_url, "1", "u", Secret("p"), timeout_s=5.0)
+            try:
+                assert isinstance(await wallet.wallet(MAX), Found)
+                assert isinstance(await wallet.wallet(MAX), Found)
+                assert isinstance(await pb.drinks(), Drinks)
+            finally:
+                await wallet.aclose()
+                await pb.aclose()
+
+        _run(ours())
+    first, second = (_header_lines(r) for r in wallet_server.requests)
+    for sent in (first, second):
+        assert sent["authorization"] == "Bearer secret-token-0123456789"
+        assert sent["accept"] == "application/json" and sent["accept-encoding"] == "identity"
+        assert sent["user-agent"].startswith("taptill/") and sent["host"].startswith("127.0.0.1:")
+    assert "cookie" not in second, "a cookie the server set came back with the next request"
+    (asked,) = (_header_lines(r) for r in party.requests)
+    assert asked["authorization"].startswith("Basic ") and asked["accept-encoding"] == "identity"
+
+
 @pytest.fixture
 def hostile_tls(tmp_path: Path) -> Iterator[tuple[str, Path, list[str]]]:
     """An HTTPS server on 127.0.0.1 whose certificate a CA of our own signed: (origin, CA file, paths asked).

@@ -8,6 +8,8 @@
   output a server controls (1 MB of gzip inflates to 1 GiB, and httpx inflates a whole read at once).
   Refusing keeps the cap on the bytes that arrive, which are the only bytes held in memory.
 - ``http://`` base URLs only to this machine (or with ``allow_insecure = true``): see ``cleartext_host``.
+- Requests go straight to httpx's transport (``ServerLink``): httpx's client layer around it (cookies,
+  auth and redirect machinery, URL merging) does nothing for these APIs and costs CPU on every tap.
 """
 
 from __future__ import annotations
@@ -54,24 +56,61 @@ def insecure_url_problem(table: str, url: str, sends: str) -> str | None:
     )
 
 
-def new_client(
-    *,
-    timeout: httpx.Timeout,
-    limits: httpx.Limits,
-    headers: Mapping[str, str],
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> httpx.AsyncClient:
-    """An AsyncClient that follows no redirects, verifies TLS against certifi's CAs whatever the
-    environment says, and asks for uncompressed bodies."""
-    return httpx.AsyncClient(
-        timeout=timeout,
-        limits=limits,
-        headers={**headers, "Accept-Encoding": IDENTITY},
-        transport=transport,
-        follow_redirects=False,
-        trust_env=False,
-        verify=True,
-    )
+class ServerLink:
+    """One server's pooled keep-alive connections; each request is handed straight to httpx's transport.
+
+    The transport is the one ``httpx.AsyncClient(verify=True, trust_env=False)`` would build (httpcore's
+    pool, TLS verified against certifi's CAs, httpx's exceptions and timeouts), so the bytes on the wire
+    and the errors are the client's. What the client adds around it is skipped: it does nothing for these
+    APIs and was a seventh of a tap's HTTP work (issue 10, CPU per tap): every answer's headers parsed
+    for cookies (which it then sent back: a server or proxy could tag the terminal's requests), each URL
+    merged with a base URL, auth and redirect machinery for requests that have neither (redirects are
+    never followed: the caller sees them).
+    """
+
+    def __init__(
+        self,
+        *,
+        limits: httpx.Limits,
+        headers: Mapping[str, str],
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._transport = transport or httpx.AsyncHTTPTransport(verify=True, trust_env=False, limits=limits)
+        # httpx.Headers: its repr hides Authorization, so a link in a log line or traceback shows no secret.
+        self.headers = httpx.Headers({"Connection": "keep-alive", **headers, "Accept-Encoding": IDENTITY})
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        timeout: httpx.Timeout,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        extensions: Mapping[str, object] | None = None,
+    ) -> httpx.Response:
+        """Send one request with the link's headers (and ``headers``); returns once the answer's headers
+        are in. Its body is still to be read (``read_capped``) and the response must be closed
+        (``aclose``), which gives the connection back to the pool. ``timeout`` bounds each phase (s).
+
+        Raises what the client would: httpx.InvalidURL for a URL that is not one, httpx.HTTPError's
+        transport errors (connect, timeouts, a connection dropped) otherwise.
+        """
+        request = httpx.Request(
+            method,
+            url,
+            headers=self.headers,
+            content=content,
+            extensions={**(extensions or {}), "timeout": timeout.as_dict()},
+        )
+        if headers:
+            request.headers.update(headers)
+        response = await self._transport.handle_async_request(request)
+        response.request = request
+        return response
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import httpx
 
 from terminal.model import printable
 from terminal.net.deadline import Deadline, SendWatch
-from terminal.net.transport import new_client, read_capped
+from terminal.net.transport import ServerLink, read_capped
 from terminal.partybroker.outcomes import (
     Ambiguous,
     BuyOutcome,
@@ -50,13 +50,11 @@ class PartybrokerClient:
         self._auth = Secret(
             "Basic " + base64.b64encode(f"{username}:{password.reveal()}".encode()).decode("ascii")
         )
-        self._timeout = httpx.Timeout(timeout_s, connect=min(connect_timeout_s, timeout_s))
         self._total_s = timeout_s
         self._connect_s = connect_timeout_s
         self._max_body = max_body_bytes
-        self._http = new_client(
+        self._http = ServerLink(
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=30.0),
-            timeout=self._timeout,
             transport=transport,
             headers={"Accept": "application/json", "User-Agent": "taptill-partybroker"},
         )
@@ -104,7 +102,7 @@ class PartybrokerClient:
         watch = SendWatch()
         try:
             async with deadline.scope():
-                request = self._http.build_request(
+                response = await self._http.send(
                     method,
                     self.url,
                     headers=headers,
@@ -112,7 +110,6 @@ class PartybrokerClient:
                     timeout=deadline.httpx_timeout(self._connect_s),
                     extensions=watch.extensions,
                 )
-                response = await self._http.send(request, stream=True)
                 try:
                     status = response.status_code
                     content_type = response.headers.get("content-type", "")

@@ -20,7 +20,7 @@ import httpx
 
 from terminal.model import printable
 from terminal.net.deadline import Deadline, SendWatch
-from terminal.net.transport import new_client, read_capped
+from terminal.net.transport import ServerLink, read_capped
 from terminal.ready2order.outcomes import Failure, TokenKind, Unavailable
 from terminal.ready2order.parse import MAX_BODY_BYTES, Body, interpret
 from terminal.service.secret import Secret
@@ -47,8 +47,7 @@ class Ready2OrderHttp:
         self.timeout_s = timeout_s
         self._token = token
         self._server_date: tuple[float, float] | None = None  # (epoch the server said, monotonic then)
-        self._http = new_client(
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, CONNECT_TIMEOUT_S)),
+        self._http = ServerLink(
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=30.0),
             headers={"Accept": "application/json", "User-Agent": USER_AGENT},
             transport=transport,
@@ -100,16 +99,17 @@ class Ready2OrderHttp:
         problem: str | None = None
         try:
             async with deadline.scope():
-                request = self._http.build_request(
+                url = self.base_url + path
+                if params:
+                    url = str(httpx.URL(url, params=params))
+                response = await self._http.send(
                     method,
-                    self.base_url + path,
-                    params=params,
+                    url,
                     headers=headers,
                     content=content,
                     timeout=deadline.httpx_timeout(CONNECT_TIMEOUT_S),
                     extensions=watch.extensions,
                 )
-                response = await self._http.send(request, stream=True)
                 try:
                     status = response.status_code
                     content_type = response.headers.get("content-type", "")

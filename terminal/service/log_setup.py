@@ -112,6 +112,13 @@ def setup_logging(verbose: bool = False) -> None:
         handler.setFormatter(JournaldFormatter("%(name)s: %(message)s"))
     else:
         handler.setFormatter(PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # No format here names a thread or a process: not gathering them spares every log line a getpid()
+    # call and a thread lookup (the logging HOWTO's "Optimization" table names these switches); a tap
+    # logs a line or more, and its CPU time counts (issue 10). The source line stays: the nfcpy reader's
+    # log filter goes by funcName.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)

@@ -20,7 +20,7 @@ import httpx
 
 from terminal.model import Permission, Product, ProductId, TerminalInfo, printable
 from terminal.net.deadline import Deadline, SendWatch
-from terminal.net.transport import new_client, read_capped
+from terminal.net.transport import ServerLink, read_capped
 from terminal.service.secret import Secret
 from terminal.wallet.outcomes import (
     Applied,
@@ -116,8 +116,7 @@ class WalletClient:
         self.trailing_slash = (
             trailing_slash if trailing_slash is not None else "/api/v1/organizers/" in self.base_url
         )
-        self._http = new_client(
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, CONNECT_TIMEOUT_S)),
+        self._http = ServerLink(
             limits=httpx.Limits(max_connections=4, max_keepalive_connections=2, keepalive_expiry=300),
             headers={
                 "Authorization": f"Bearer {token.reveal()}",
@@ -173,18 +172,19 @@ class WalletClient:
         content = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"} if content is not None else None
         try:
-            async with (
-                deadline.scope(),
-                self._http.stream(
+            async with deadline.scope():
+                resp = await self._http.send(
                     method,
                     url,
                     content=content,
                     headers=headers,
                     timeout=deadline.httpx_timeout(CONNECT_TIMEOUT_S),
                     extensions=watch.extensions,
-                ) as resp,
-            ):
-                raw = await read_capped(resp, MAX_BODY_BYTES)
+                )
+                try:
+                    raw = await read_capped(resp, MAX_BODY_BYTES)
+                finally:
+                    await resp.aclose()
                 return _Body(resp.status_code, resp.headers, raw.data, raw.problem)
         except TimeoutError:
             return Unavailable(deadline.describe(), maybe_applied=watch.may_have_arrived)
