@@ -269,7 +269,9 @@ class Controller:
         if self.phase in (Phase.DECIDING, Phase.CHARGING):
             return []  # one tap at a time; the guest sees "Processing"
         if self.guard.blocks(uid) or (self.phase is Phase.RESULT and uid == self._result_uid):
-            return []  # the same card back too soon (or never away long enough): the tap it paid for
+            # The same card back too soon (or never away long enough): still the tap it paid for.
+            self.guard.refused(uid)
+            return []
         if self.storage_error is not None:
             return self._result(OutOfServiceScreen(self.storage_error), Beep("error"))
         if self.token_refused:

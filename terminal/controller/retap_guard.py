@@ -55,6 +55,12 @@ class RetapGuard:
         if uid in self._absent:
             self._absent[uid] = None
 
+    def refused(self, uid: str) -> None:
+        """``uid`` came back too soon (its guard, or its result still showing) and was not a tap: it
+        must be away the re-arm time again, so a card flickering past its guard never buys twice."""
+        if self.on and self.rearm_s > 0:
+            self._absent[uid] = None
+
     def removed(self, uid: str) -> list[Effect]:
         """``uid`` left the field: its absence starts; the re-arm timer to start, if it waits for one."""
         if uid not in self._absent:
