@@ -58,10 +58,10 @@ class Bench:
             self._take(self.c.handle(event))
         self.now = t
 
-    def card(self, present: bool, after_s: float) -> None:
+    def card(self, present: bool, after_s: float, uid: str = CARD) -> None:
         """``after_s`` from now the card enters (or leaves) the field."""
         self.run_until(self.now + after_s)
-        self._take(self.c.handle(CardPresented(CARD) if present else CardRemoved()))
+        self._take(self.c.handle(CardPresented(uid) if present else CardRemoved()))
 
     def settle(self) -> None:
         self.run_until(self.now + 60.0)
@@ -139,3 +139,16 @@ def test_a_rearm_time_of_zero_leaves_only_the_guard() -> None:
     b.card(True, DEFAULTS.retap_guard_s + DEFAULTS.screen_hold_s)  # the guard and the result are over
     b.settle()
     assert b.charges == 2
+
+
+def test_another_card_in_the_field_starts_the_first_cards_absence() -> None:
+    # The sim reader (and a one-card reader) may report the next card without removing the first.
+    b = Bench(DEFAULTS, latency_s=0.0)
+    b.card(True, 0.0)
+    b.card(True, 0.5, uid="04BBBBBBBBBBBB")  # another guest's card: sold at once
+    b.run_until(b.now)
+    assert b.charges == 2
+    b.card(False, 0.1)
+    b.card(True, DEFAULTS.retap_guard_s + DEFAULTS.screen_hold_s)
+    b.settle()
+    assert b.charges == 3, "the first card was away since the other came: a real second purchase"
