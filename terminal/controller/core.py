@@ -191,12 +191,12 @@ class Controller:
             case CardPresented(uid, already_present):
                 # Another card in the field: the one before it is gone, whether or not the reader said so.
                 before = self.card_on_reader
-                gone = self.guard.removed(before) if before is not None and before != uid else []
+                left = self.guard.removed(before) if before is not None and before != uid else []
                 self.guard.presented(uid)
                 if already_present:
                     self.card_on_reader = uid  # resting since before the reader (re)started: no tap
-                    return gone
-                return [*gone, *self._card(uid)]
+                    return left
+                return [*left, *self._card(uid)]
             case CardRemoved():
                 gone, self.card_on_reader = self.card_on_reader, None
                 return self.guard.removed(gone) if gone is not None else []
