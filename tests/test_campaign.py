@@ -41,7 +41,8 @@ BUDGET_MS = 800
 # Longest wait for a tap's decision screen from a live terminal: "never" on a loaded 2-core machine
 # (speed is for the bench; here it is whether every tap ends in a decision).
 TAP_DECIDED_S = 15.0
-DECISIONS = ("┌─ Approved", "┌─ Declined", "┌─ Unknown card", "┌─ Out of service")
+APPROVED = "┌─ Approved"
+DECISIONS = (APPROVED, "┌─ Declined", "┌─ Unknown card", "┌─ Out of service")
 
 # (kind, probability, extra fields): every kind the emulator has, on every route, seeded.
 FAULTS: tuple[tuple[FaultKind, float, dict[str, object]], ...] = (
@@ -234,6 +235,7 @@ class Campaign:
         next tap finds the terminal idle."""
         assert self.term is not None
         charges_before, decided_before = self.journal.charges(), self._decisions()
+        approved_before = self.term.log().count(APPROVED)
         flicker = self.rng.random() < FLICKER
         self.last_tap[uid] = time.monotonic()
         try:
@@ -246,10 +248,11 @@ class Campaign:
         self.result.taps += 1
         presented = time.monotonic()
         deadline = presented + TAP_DECIDED_S
-        decided = False
+        decided = approved = False
         while time.monotonic() < deadline and self.term.alive():
             decided = self._decisions() > decided_before
             if decided:
+                approved = self.term.log().count(APPROVED) > approved_before
                 took = time.monotonic() - presented
                 self.result.slowest_decision_s = max(self.result.slowest_decision_s, took)
                 break
@@ -268,9 +271,10 @@ class Campaign:
         if not decided:
             self.result.undecided += 1
             self.undecided_logs.append(self.term.log()[-2000:])
-        elif flicker and self.journal.charges() > charges_before + 1:
-            # Each return was awaited to its decision, so a second sale is journaled by now. After a
-            # decline a return is a tap of its own: one charge then is not a double.
+        elif flicker and approved and self.journal.charges() > charges_before + 1:
+            # Each return was awaited to its decision, so a second sale is journaled by now. Only after
+            # an approval is a second sale a double: after a decline (one after an error answer is still
+            # a journaled sale until reconciled) a return is a tap of its own.
             self.result.flicker_doubled += 1
         # The guard runs from the decision (up to a tap budget after the card came), not from the tap.
         self.last_tap[uid] = time.monotonic()
