@@ -49,6 +49,10 @@ class TerminalConfig:
     screen_hold_s: float = 3.0
     # No second charge of a card while its result shows nor this long after its last one (0: no guard).
     retap_guard_s: float = 3.0
+    # ...nor before it has been away from the reader this long without a break (0: not asked). A card at
+    # the field's edge is gone for tens to a few hundred ms at a time; a guest lifting the card to tap
+    # again for a second coffee keeps it away longer than a second.
+    rearm_absent_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -295,6 +299,7 @@ def _terminal(s: Section, base: Path) -> TerminalConfig:
         pairing_url=s.opt_str("pairing_url"),
         screen_hold_s=s.number("screen_hold_s", 3.0, min=0.0, max=MAX_HOLD_S),
         retap_guard_s=s.number("retap_guard_s", 3.0, min=0.0, max=MAX_HOLD_S),
+        rearm_absent_s=s.number("rearm_absent_s", 1.0, min=0.0, max=MAX_HOLD_S),
     )
     s.finish()
     return cfg

@@ -327,7 +327,10 @@ class DeviceLoop:
             return "the terminal is stopping"
         if isinstance(event, CardPresented) and event.uid == self.controller.card_on_reader:
             return "that card is held on the reader (taptill tap --remove takes it away)"
-        return "this card just paid: tap it again after [terminal] retap_guard_s"
+        return (
+            "this card just paid: take it away for [terminal] rearm_absent_s and tap it again"
+            " after retap_guard_s"
+        )
 
     async def _apply(self, effects: list[Effect]) -> list[Event]:
         follow: list[Event] = []

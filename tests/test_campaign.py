@@ -2,8 +2,9 @@
 is SIGKILLed at random moments; at the end the server's ledger must equal the terminal's journal.
 
 As in the field: the server answers as slowly as a real pretix (GET 20-60 ms, POST 150-400 ms), the
-terminal's wall clock is stepped a day back and forth (libfaketime), and cards flicker out of the field
-and back while their result shows. Every tap must end in a decision screen; a flicker must not pay twice.
+terminal's wall clock is stepped a day back and forth (libfaketime), and cards flicker at the edge of
+the field from their result screen until past the re-tap guard. Every tap must end in a decision screen;
+a flicker must not pay twice.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ TAPS = 300
 KILLS = 40
 CARDS = tuple(f"04CA{n:010X}" for n in range(12))  # 7-byte UIDs, uppercase hex
 RETAP_GUARD_S = 1.5  # the same card is not charged again this soon (a flicker must not pay twice)
-FLICKER = 0.1  # share of taps where the card leaves the field for 50 ms and comes back
+FLICKER = 0.1  # share of taps where the card then flickers at the field's edge until past the guard
+FLICKER_GAP_S = 0.25  # each time out of the field: shorter than the terminal's re-arm time (1 s)
 CLOCK_STEPS = ("+1d", "-1d", "+0")  # fake-hwclock and NTP step a Pi's wall clock
 CARD_BALANCE = 10_000_000  # far more than the campaign spends: no refusal for lack of money
 OFFLINE_LIMITS = "max_per_card_cents = 5000\nmax_total_cents = 200000"
@@ -237,8 +239,9 @@ class Campaign:
         return self._shown(*DECISIONS)
 
     def tap(self, uid: str) -> None:
-        """One physical tap (or a flicker: the card leaves the field for 50 ms while its result shows);
-        waits for its decision screen, so the next tap finds the terminal idle."""
+        """One physical tap, and for a share of them a flicker: from its result screen until past the
+        re-tap guard the card comes back every ``FLICKER_GAP_S``; waits for its decision screen, so the
+        next tap finds the terminal idle."""
         assert self.term is not None
         charges_before, decided_before = self.journal.charges(), self._decisions()
         approved_before = self._shown(APPROVED)
@@ -267,9 +270,7 @@ class Campaign:
             self.term.send("remove")
             if flicker and decided:
                 self.result.flickers += 1
-                time.sleep(0.05)
-                self.term.send(f"present {uid}")
-                self.term.send("remove")
+                self._flicker(uid, until=time.monotonic() + RETAP_GUARD_S + 0.3)
         except OSError:
             pass  # killed meanwhile: counted below
         if not self.term.alive():
@@ -279,15 +280,24 @@ class Campaign:
         if not decided:
             self.result.undecided += 1
             self.undecided_logs.append(self.term.log()[-2000:])
-        elif flicker:
-            time.sleep(0.3)  # a second sale would be journaled by now
-            if self.term.alive() and self.journal.charges() > charges_before + 1:
-                if approved:
-                    self.result.flicker_doubled += 1
-                else:
-                    self.result.flicker_new_sale += 1
+        elif flicker and self.term.alive() and self.journal.charges() > charges_before + 1:
+            # Each return was awaited to its decision, so a second sale is journaled by now. Only after
+            # an approval is a second sale a double: after a decline (one after an error answer is still
+            # a journaled sale until reconciled) a return is a tap of its own.
+            if approved:
+                self.result.flicker_doubled += 1
+            else:
+                self.result.flicker_new_sale += 1
         # The guard runs from the decision (up to a tap budget after the card came), not from the tap.
         self.last_tap[uid] = time.monotonic()
+
+    def _flicker(self, uid: str, until: float) -> None:
+        """The card back in the field for a moment every ``FLICKER_GAP_S`` until ``until`` (monotonic
+        seconds), each return awaited to the terminal's answer (``busy: …`` when it took no tap)."""
+        assert self.term is not None
+        while time.monotonic() < until:
+            time.sleep(FLICKER_GAP_S)
+            self.term.send(f"tap-wait {uid}")
 
     def tap_and_kill(self, uid: str, after_s: float) -> None:
         """A tap and a SIGKILL ``after_s`` later: mid-lookup, -journal write, -debit or -dispense."""
@@ -303,7 +313,8 @@ class Campaign:
         self.last_tap[uid] = time.monotonic()
 
     def _card(self) -> str:
-        """A card not tapped within the re-tap guard (a second tap that soon is a flicker, ignored)."""
+        """A card not tapped within the re-tap guard, and so away longer than the re-arm time (a second
+        tap that soon is a flicker, ignored)."""
         while True:
             now = time.monotonic()
             ready = [c for c in CARDS if now - self.last_tap.get(c, -1e9) > RETAP_GUARD_S + 0.3]

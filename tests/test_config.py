@@ -69,6 +69,7 @@ def test_defaults_are_the_safe_ones() -> None:
     assert cfg.terminal.tag is None
     assert cfg.wallet.token_file is None
     assert cfg.terminal.retap_guard_s == 3.0  # one physical tap, one sale (issue 10)
+    assert cfg.terminal.rearm_absent_s == 1.0  # a flickering card pays once
 
 
 @pytest.mark.parametrize("seconds", [0, 0.5, 60])
@@ -115,6 +116,8 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
         ("terminal", "retap_guard_s", 61, "[terminal] retap_guard_s is 61; expected at most 60.0"),
         ("terminal", "retap_guard_s", "3", "[terminal] retap_guard_s must be a number, got '3'"),
         ("terminal", "retap_guard_s", True, "[terminal] retap_guard_s must be a number"),
+        ("terminal", "rearm_absent_s", -1, "[terminal] rearm_absent_s is -1; expected at least 0.0"),
+        ("terminal", "rearm_absent_s", 61, "[terminal] rearm_absent_s is 61; expected at most 60.0"),
         ("reader", "poll_interval_s", 10, "[reader] poll_interval_s is 10; expected at most 5.0"),
         ("offline", "max_per_card_cents", -1, "[offline] max_per_card_cents is -1; expected at least 0"),
         ("offline", "mode", "maybe", "[offline] mode is 'maybe'"),

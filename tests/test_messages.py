@@ -5,11 +5,21 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from terminal.emulator.faults import FaultKind
 from terminal.emulator.wallet import WalletEmulator
 from terminal.ops.doctor import diagnose
 from tests.raw_http import RawHttpServer, http_response
-from tests.terminal_lab import TerminalProcess, kiosk_operators, taptill, wait_for, write_config
+from tests.terminal_lab import (
+    MAX,
+    TerminalProcess,
+    journal_lines,
+    kiosk_operators,
+    taptill,
+    wait_for,
+    write_config,
+)
 
 OPERATOR = "04C0FFEE000001"
 
@@ -238,3 +248,35 @@ def test_a_stop_says_outputs_released_once(tmp_path: Path) -> None:
         wait_for(lambda: "taptill ready" in term.log(), what="the terminal to start")
         assert term.stop() == 0
     assert term.log().count("outputs released") == 1, term.log()
+
+
+@pytest.mark.parametrize("flavour", ["real"])  # no deduplication: an ambiguous sale waits its window
+def test_a_queued_sale_says_queued_and_only_an_offline_one_says_offline(
+    tmp_path: Path, wallet_server: WalletEmulator
+) -> None:
+    # The field: a sale left ambiguous, the same card's next tap queued behind it while the server is up,
+    # and the guest told "offline" though the journal says offline: false.
+    term = TerminalProcess(write_config(tmp_path, wallet_server, display="console"))
+    cfg = str(term.config)
+    try:
+        wallet_server.faults.inject(FaultKind.DROP_AFTER, times=1, method="POST", route="transaction")
+        lost = taptill("tap", MAX, "--config", cfg, check=False)  # booked, its answer lost: ambiguous
+        behind = taptill("tap", MAX, "--config", cfg, check=False)  # queued behind it, the server up
+        wallet_server.faults.set_down(True)
+        offline = taptill("tap", MAX, "--config", cfg, check=False)
+        log = term.log()
+    finally:
+        term.stop()
+    for queued in (lost, behind):
+        assert queued.returncode == 0, queued.stderr
+        assert queued.stdout.endswith(
+            " (estimated); queued behind an earlier sale or an answer on its way: booked shortly\n"
+        ), queued.stdout
+    assert (offline.returncode, offline.stdout) == (
+        0,
+        "approved 2,50 €; offline: booked when the server is back\n",
+    )
+    assert [s["offline"] for s in journal_lines(term.config)] == [False, False, True]
+    # The screen: what the console display drew for each, in order.
+    said = [line for line in log.splitlines() if "Booked shortly" in line or "Balance updates later" in line]
+    assert ["Booked shortly" in s for s in said] == [True, True, False], said

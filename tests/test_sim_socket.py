@@ -170,7 +170,10 @@ def test_tap_says_busy_when_the_terminal_takes_no_tap(tmp_path: Path, doc_server
         assert taptill("tap", MAX, "--config", cfg, check=False).returncode == 0
         again = taptill("tap", MAX, "--config", cfg, check=False)
         assert again.returncode == 1
-        assert again.stdout == "busy: this card just paid: tap it again after [terminal] retap_guard_s\n"
+        assert again.stdout == (
+            "busy: this card just paid: take it away for [terminal] rearm_absent_s and tap it again"
+            " after retap_guard_s\n"
+        )
         assert taptill("tap", "--hold", SMALL, "--config", cfg, check=False).returncode == 0
         held = taptill("tap", SMALL, "--config", cfg, check=False)
         assert held.returncode == 1 and held.stdout.startswith("busy: that card is held on the reader")

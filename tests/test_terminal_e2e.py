@@ -105,6 +105,30 @@ def test_a_card_flickering_out_of_the_field_pays_once_and_again_after_the_guard(
     assert ledger(wallet_server) == [(MAX, -250), (ERIKA, -250), (MAX, -250)]
 
 
+def test_a_card_flickering_at_the_edge_for_12_s_pays_once_and_again_when_lifted(
+    tmp_path: Path, wallet_server: WalletEmulator
+) -> None:
+    # The field test: present and removed every 0.2 s for 12 s charged real pretix 4 times, as the guard
+    # counted from the sale alone. The terminal's defaults: 3 s guard, re-armed after 1 s away.
+    term = TerminalProcess(write_config(tmp_path, wallet_server, screen_hold_s=3.0, retap_guard_s=None))
+    try:
+        flicker_until = time.monotonic() + 12.0
+        while time.monotonic() < flicker_until:
+            assert term.send(f"present {MAX}") == "ok"
+            time.sleep(0.2)
+            assert term.send("remove") == "ok"
+            time.sleep(0.2)
+        term.tap(ERIKA)  # handled after every flicker: a second sale of the card would land before it
+        wait_for(lambda: len(wallet_server.transactions()) >= 2, what="the other card's sale")
+        assert ledger(wallet_server) == [(MAX, -250), (ERIKA, -250)], "the flicker paid more than once"
+        time.sleep(TerminalConfig.rearm_absent_s + 0.5)  # lifted for a second coffee...
+        term.tap(MAX)  # ...and tapped again
+        wait_for(lambda: len(wallet_server.transactions()) >= 3, what="the second purchase")
+    finally:
+        assert term.stop() == 0
+    assert ledger(wallet_server) == [(MAX, -250), (ERIKA, -250), (MAX, -250)]
+
+
 def test_a_card_resting_on_a_restarting_sim_reader_is_not_a_tap(
     tmp_path: Path, wallet_server: WalletEmulator
 ) -> None:

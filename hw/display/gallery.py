@@ -61,7 +61,7 @@ SAMPLES: dict[str, Screen] = {
     "idle_select": IdleScreen(prices=PRICES[:3], title=SELECT_ACTION),
     "processing": ProcessingScreen(),
     "approved": ApprovedScreen(amount_cents=290, balance_cents=710),
-    "approved_offline": ApprovedScreen(amount_cents=290, balance_cents=710, confirmed=False),
+    "approved_offline": ApprovedScreen(amount_cents=290, balance_cents=710, confirmed=False, offline=True),
     "declined_balance": DeclinedScreen(DeclineReason.INSUFFICIENT_BALANCE, balance_cents=120),
     "declined_server": DeclinedScreen(DeclineReason.SERVER_TROUBLE),
     "declined_offline": DeclinedScreen(DeclineReason.OFFLINE),

@@ -26,6 +26,7 @@ from terminal.screens import (
     OfflineScreen,
     PriceLine,
     Screen,
+    pending_text,
 )
 
 FONT_DIR = Path(__file__).parent / "fonts"
@@ -187,7 +188,7 @@ def compose(screen: Screen, locale: str, currency: str, pairing_url: str | None 
         case ApprovedScreen():
             lines = [] if screen.balance_cents is None else [f"Balance {m(screen.balance_cents)}"]
             if not screen.confirmed:
-                lines.append("Balance updates later")
+                lines.append(pending_text(screen.offline))
             return Composition("Approved", hero=m(screen.amount_cents), paragraphs=tuple(lines), check=True)
         case DeclinedScreen():
             lines = [DECLINE_TEXT[screen.reason]]

@@ -1,9 +1,10 @@
 """The tap-and-decide core every way to sell shares: a card's tap → wallet lookup → decision (online,
 or the offline policy) → charge → result screen and its timer; no I/O, no clocks, no threads.
 
-One physical tap is one sale: a card charged is not charged again while its result shows nor within
-``retap_guard_s``, and a card the reader reports as already present when it (re)started is not a tap
-until it has been taken away. What a tap pays, the idle screen and the buttons are the mode's
+One physical tap is one sale: a card charged is not charged again while its result shows, nor
+before ``retap_guard_s`` has passed and it has been away from the reader ``rearm_absent_s`` without a
+break (``retap_guard.py``), and a card the reader reports as already present when it (re)started is
+not a tap until it has been taken away. What a tap pays, the idle screen and the buttons are the mode's
 (``terminal/controller/tap.py``, ``select.py``, ``topup.py``), called through the hooks of ``mode.py``.
 """
 
@@ -16,6 +17,7 @@ from typing import Literal
 from terminal.controller.mode import BalanceCheck, Redraw, Refusal, Sale
 from terminal.controller.modes import MODES
 from terminal.controller.offline_policy import decide_offline
+from terminal.controller.retap_guard import RetapGuard
 from terminal.controller.settings import ControllerSettings
 from terminal.effects import (
     Beep,
@@ -119,9 +121,9 @@ class Controller:
         self._tokens = 0
         self._result_token = 0
         # One physical tap, one sale: a card that flickers out of the field and back (or a reader that
-        # reports a resting card again) must not pay twice. Cards charged within retap_guard_s, by the
-        # timer token that ends their guard; and the card whose charge the result screen shows.
-        self._guarded: dict[str, int] = {}
+        # reports a resting card again) must not pay twice. The cards charged lately, and the card whose
+        # charge the result screen shows.
+        self.guard = RetapGuard(settings.retap_guard_s, settings.rearm_absent_s, self.token)
         self._result_uid: str | None = None
         self.mode = MODES[settings.mode](self)
 
@@ -187,13 +189,17 @@ class Controller:
     def handle(self, event: Event) -> list[Effect]:
         match event:
             case CardPresented(uid, already_present):
+                # Another card in the field: the one before it is gone, whether or not the reader said so.
+                before = self.card_on_reader
+                left = self.guard.removed(before) if before is not None and before != uid else []
+                self.guard.presented(uid)
                 if already_present:
                     self.card_on_reader = uid  # resting since before the reader (re)started: no tap
-                    return []
-                return self._card(uid)
+                    return left
+                return [*left, *self._card(uid)]
             case CardRemoved():
-                self.card_on_reader = None
-                return []
+                gone, self.card_on_reader = self.card_on_reader, None
+                return self.guard.removed(gone) if gone is not None else []
             case ReaderChanged(online):
                 self.reader_online = online
                 return self._back_to_idle_if_waiting()
@@ -231,9 +237,7 @@ class Controller:
         return []
 
     def _timer(self, token: int) -> list[Effect]:
-        guard_over = next((uid for uid, guard in self._guarded.items() if guard == token), None)
-        if guard_over is not None:
-            del self._guarded[guard_over]
+        if self.guard.timer(token):
             return []
         if token == self._result_token and self.phase is Phase.RESULT:
             self.phase = Phase.IDLE
@@ -267,8 +271,10 @@ class Controller:
         self.card_on_reader = uid
         if self.phase in (Phase.DECIDING, Phase.CHARGING):
             return []  # one tap at a time; the guest sees "Processing"
-        if uid in self._guarded or (self.phase is Phase.RESULT and uid == self._result_uid):
-            return []  # the same card back within the re-tap guard: still the tap it already paid for
+        if self.guard.blocks(uid) or (self.phase is Phase.RESULT and uid == self._result_uid):
+            # The same card back too soon (or never away long enough): still the tap it paid for.
+            self.guard.refused(uid)
+            return []
         if self.storage_error is not None:
             return self._result(OutOfServiceScreen(self.storage_error), Beep("error"))
         if self.token_refused:
@@ -398,11 +404,11 @@ class Controller:
         if self.phase is not Phase.CHARGING or tap is None:
             return []
         effects = self._charge_result(tap, event)
-        if isinstance(event, ChargeDone | ChargeQueued) and self.settings.retap_guard_s > 0:
-            # Money moved (or will): guard the card while its result shows and for retap_guard_s.
+        if isinstance(event, ChargeDone | ChargeQueued) and self.guard.on:
+            # Money moved (or will): guard the card while its result shows, for retap_guard_s, and
+            # until it has been away rearm_absent_s.
             self._result_uid = tap.uid
-            self._guarded[tap.uid] = self.token()
-            effects.append(StartTimer(self._guarded[tap.uid], self.settings.retap_guard_s))
+            effects += self.guard.charged(tap.uid, on_reader=self.card_on_reader == tap.uid)
         return effects
 
     def _charge_result(
@@ -424,8 +430,10 @@ class Controller:
                     self.unconfirmed += 1
                 if tap.credit:
                     return self._result(CreditScreen(tap.amount_cents, None), Beep("approved"))
+                # Not confirmed yet: offline (the policy decided), or queued behind this card's earlier
+                # sale or an answer still on its way while the server is up. Only the first is "offline".
                 return self._result(
-                    ApprovedScreen(-tap.amount_cents, estimate, confirmed=False),
+                    ApprovedScreen(-tap.amount_cents, estimate, confirmed=False, offline=tap.offline),
                     Dispense(tap.goods, event.key),
                     Beep("approved"),
                 )

@@ -24,6 +24,7 @@ class ControllerSettings:
     offline: OfflineConfig
     screen_hold_s: float = 3.0
     retap_guard_s: float = 3.0  # a card charged this recently, or whose result shows, is not (0: off)
+    rearm_absent_s: float = 1.0  # ...nor one not away from the reader this long since (0: not asked)
     pairing_url: str | None = None
     mode: Mode = "tap"
     buttons: dict[str, ProductId] = field(default_factory=dict)  # select: product, topup: credit

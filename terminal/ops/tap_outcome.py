@@ -26,6 +26,10 @@ DECISION_MARGIN_S = 5.0
 # The first word of a decision line; `taptill tap` exits 0 for these and 1 for any other.
 GOOD_WORDS = ("approved", "balance", "operator")
 
+# An approved sale not booked yet while the server is up: behind an earlier sale of the card that is
+# still being settled, or sent with its answer still on the way. Not "offline": the journal says not.
+QUEUED = "; queued behind an earlier sale or an answer on its way: booked shortly"
+
 REASONS: dict[DeclineReason, str] = {
     DeclineReason.UNKNOWN_CARD: "card not registered",
     DeclineReason.INSUFFICIENT_BALANCE: "insufficient balance",
@@ -61,11 +65,13 @@ def decision_line(effects: Sequence[Effect], *, locale: str, currency: str, igno
         return f"busy: {ignored}"
     screen: Screen = screens[-1]
     match screen:
-        case ApprovedScreen(amount, balance, confirmed):
+        case ApprovedScreen(amount, balance, confirmed, offline):
             line = f"approved {money(amount)}"
             if balance is not None:
                 line += f", balance {money(balance)}" + ("" if confirmed else " (estimated)")
-            return line + ("" if confirmed else "; offline: booked when the server is back")
+            if confirmed:
+                return line
+            return line + ("; offline: booked when the server is back" if offline else QUEUED)
         case CreditScreen(amount, balance):
             line = f"approved: credited {money(amount)}"
             return line + (f", balance {money(balance)}" if balance is not None else "")

@@ -22,6 +22,7 @@ from terminal.screens.common import (
     ReaderOfflineScreen,
     Screen,
     ScreenText,
+    pending_text,
 )
 from terminal.screens.select import SELECT_ACTION, CartLine, CartScreen
 from terminal.screens.setup import ApproveAccessScreen
@@ -51,4 +52,5 @@ __all__ = [
     "ReaderOfflineScreen",
     "Screen",
     "ScreenText",
+    "pending_text",
 ]

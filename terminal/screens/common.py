@@ -104,20 +104,29 @@ class ProcessingScreen(Screen):
         return ScreenText("Processing", ("Keep card on reader",))
 
 
+def pending_text(offline: bool) -> str:
+    """The approved screen's line for a sale not booked yet: offline, the balance the server holds
+    changes when the server is back; queued while it is up, it is booked within seconds."""
+    return "Balance updates later" if offline else "Booked shortly"
+
+
 @dataclass(frozen=True)
 class ApprovedScreen(Screen):
-    """A sale went through (or was accepted offline, ``confirmed`` False)."""
+    """A sale went through; ``confirmed`` False: not booked yet, either ``offline`` (the offline policy
+    accepted it) or queued while the server is up (behind this card's earlier sale, or its answer is
+    still on the way). Both say the balance updates later: true for either, and short enough for 128x32."""
 
     amount_cents: int
     balance_cents: int | None = None
     confirmed: bool = True
+    offline: bool = False
 
     def text(self, locale: str = "de", currency: str = "EUR") -> ScreenText:
         lines = [format_cents(self.amount_cents, locale, currency)]
         if self.balance_cents is not None:
             lines.append(f"Balance {format_cents(self.balance_cents, locale, currency)}")
         if not self.confirmed:
-            lines.append("Balance updates later")
+            lines.append(pending_text(self.offline))
         return ScreenText("Approved", tuple(lines))
 
 

@@ -191,6 +191,7 @@ async def _run_locked(
             offline=cfg.offline,
             screen_hold_s=cfg.terminal.screen_hold_s,
             retap_guard_s=cfg.terminal.retap_guard_s,
+            rearm_absent_s=cfg.terminal.rearm_absent_s,
             pairing_url=cfg.terminal.pairing_url,
             mode=cfg.terminal.mode,
             buttons=cfg.select.buttons if cfg.terminal.mode == "select" else cfg.topup.buttons,
