@@ -162,12 +162,14 @@ def test_not_booked_sends_again_and_a_wait_comes_back_later(tmp_path: Path) -> N
     add_records(journal, 1)
     destination = FakeDestination(journal, server, answers={"r0": ["timeout"]}, settle_rule="wait")
     loop = fast_loop(destination)
+    now = [loop.schedule.monotonic()]  # the schedule's clock moves only when the test says (not with load)
+    loop.schedule.monotonic = lambda: now[0]
 
     async def scenario() -> list[object]:
         out: list[object] = [await loop.deliver(destination.store.due(10))]
         out.append(await loop.deliver(destination.store.due(10)))  # too early: Wait
         assert not loop.schedule.due(_row(journal, "r0").id)
-        await asyncio.sleep(0.06)
+        now[0] += 0.06
         out.append(await loop.deliver(destination.store.due(10)))  # not applied: sent again, done
         return out
 
