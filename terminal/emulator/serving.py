@@ -6,7 +6,10 @@ import argparse
 import signal
 import socketserver
 import threading
-from types import FrameType
+from types import FrameType, TracebackType
+from typing import Self
+
+from terminal.emulator.faults import FaultableHTTPServer, FaultInjector
 
 
 def wait_for_stop_signal() -> None:
@@ -59,3 +62,53 @@ class ServingThread:
             close_all()
         self.server.server_close()
         self._thread.join(timeout=5)
+
+
+class LoopbackEmulator:
+    """The life of an emulator served on 127.0.0.1 in a thread: ``start``, ``stop``, ``with``, its port.
+
+    A subclass binds its server (``_bind``) and names itself (``kind``); ``stop`` first releases requests
+    its fault injection holds, so none outlives the server.
+    """
+
+    kind = "emulator"
+    faults: FaultInjector
+    _server: FaultableHTTPServer | None = None
+    _serving: ServingThread | None = None
+
+    def _bind(self) -> FaultableHTTPServer:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        if self._server is not None:
+            raise RuntimeError(f"this {self.kind} emulator is already running; create a new one to restart")
+        self._server = self._bind()
+        self._serving = ServingThread(self._server, f"{self.kind}-emulator").start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self.faults.clear()  # releases hanging requests
+        if self._serving is not None:
+            self._serving.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError(f"the {self.kind} emulator is not running; call start() first")
+        return int(self._server.server_address[1])
+
+    @property
+    def connections_accepted(self) -> int:
+        """TCP connections accepted so far (a keep-alive client needs one)."""
+        return self._server.connections_accepted if self._server is not None else 0

@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
-from types import TracebackType
 
 from terminal.emulator.faults import (
     FaultableHTTPServer,
@@ -39,7 +38,7 @@ from terminal.emulator.faults import (
     run_before_fault,
     send_body,
 )
-from terminal.emulator.serving import ServingThread
+from terminal.emulator.serving import LoopbackEmulator
 
 MAX_REQUEST_BYTES = 64 * 1024
 ROUTE_DRINKS = "drinks"  # the route kind fault rules can name (GET lists, POST buys)
@@ -111,8 +110,10 @@ class _Market:
         self.price[drink_id] = min(self.cap[drink_id], self.price[drink_id] + self.rise * quantity)
 
 
-class PartybrokerEmulator:
+class PartybrokerEmulator(LoopbackEmulator):
     """The Partybroker API of one party on ``127.0.0.1``; use as a context manager or start()/stop()."""
+
+    kind = "partybroker"
 
     def __init__(
         self,
@@ -144,43 +145,11 @@ class PartybrokerEmulator:
         self._lock = threading.Lock()
         self._market = _Market(drinks, price_interval_s, rise_cents, fall_cents, clock())
         self._port = port
-        self._server: FaultableHTTPServer | None = None
-        self._serving: ServingThread | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
-    def start(self) -> PartybrokerEmulator:
-        server = FaultableHTTPServer(("127.0.0.1", self._port), _handler_for(self))
-        self._server = server
-        self._serving = ServingThread(server, "partybroker-emulator").start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        self.faults.clear()  # releases hanging requests
-        if self._serving is not None:
-            self._serving.stop()
-
-    def __enter__(self) -> PartybrokerEmulator:
-        return self.start()
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the emulator is not running; call start() first")
-        return int(self._server.server_address[1])
-
-    @property
-    def connections_accepted(self) -> int:
-        """TCP connections accepted so far (a keep-alive client needs one)."""
-        return self._server.connections_accepted if self._server is not None else 0
+    def _bind(self) -> FaultableHTTPServer:
+        return FaultableHTTPServer(("127.0.0.1", self._port), _handler_for(self))
 
     @property
     def base_url(self) -> str:

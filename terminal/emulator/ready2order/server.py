@@ -15,7 +15,6 @@ import re
 import sys
 import threading
 import time
-import types
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
@@ -38,7 +37,7 @@ from terminal.emulator.ready2order.catalog import DEFAULT_PRODUCTS, Catalog, Emu
 from terminal.emulator.ready2order.grant import GrantDesk
 from terminal.emulator.ready2order.rate_limit import RateWindow, rate_limit_body
 from terminal.emulator.ready2order.wire import Answer, api_error, bearer, error_response
-from terminal.emulator.serving import ServingThread
+from terminal.emulator.serving import LoopbackEmulator
 from terminal.emulator.wallet.routes import ApiRequest, ApiResponse, json_response, parse_json
 
 PREFIX = "/v1"
@@ -73,7 +72,7 @@ def route_kind(method: str, path: str) -> str:
     return "grant" if rest.startswith("/developerToken") else "other"
 
 
-class Ready2OrderEmulator:
+class Ready2OrderEmulator(LoopbackEmulator):
     """The ready2order API of one account on ``127.0.0.1``; use as a context manager or start()/stop().
 
     ``rate_limit`` requests per ``rate_window_s`` seconds (the real API: 60 a minute), then every request
@@ -81,6 +80,8 @@ class Ready2OrderEmulator:
     strings, or ``mixed``; ``ignore_paging`` answers every product page with the whole list; ``day_open``
     starts with a daily report open; ``approved_word`` is how an approved grant's status is spelled.
     """
+
+    kind = "ready2order"
 
     def __init__(
         self,
@@ -130,40 +131,11 @@ class Ready2OrderEmulator:
         )
         self.requests: Counter[str] = Counter()  # "GET /v1/products" → how many arrived (control paths not)
         self._port = port
-        self._server: FaultableHTTPServer | None = None
-        self._serving: ServingThread | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
-    def start(self) -> Ready2OrderEmulator:
-        if self._server is not None:
-            raise RuntimeError("this ready2order emulator is already running")
-        server = FaultableHTTPServer(("127.0.0.1", self._port), _handler_for(self))
-        self._server = server
-        self._serving = ServingThread(server, "ready2order-emulator").start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        self.faults.clear()  # releases hanging requests
-        if self._serving is not None:
-            self._serving.stop()
-
-    def __enter__(self) -> Ready2OrderEmulator:
-        return self.start()
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: types.TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the ready2order emulator is not running; call start() first")
-        return int(self._server.server_address[1])
+    def _bind(self) -> FaultableHTTPServer:
+        return FaultableHTTPServer(("127.0.0.1", self._port), _handler_for(self))
 
     @property
     def base_url(self) -> str:
@@ -212,7 +184,7 @@ class Ready2OrderEmulator:
         stats = self.faults.stats()
         stats["rate_limited"] = self.rate.refused
         stats["invoices"] = len(self.account.invoices())
-        stats["connections"] = self._server.connections_accepted if self._server is not None else 0
+        stats["connections"] = self.connections_accepted
         return stats
 
     # --- the API ---------------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-import types
 from collections.abc import Iterable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -19,7 +18,7 @@ from terminal.emulator.faults import (
     run_before_fault,
     send_body,
 )
-from terminal.emulator.serving import ServingThread
+from terminal.emulator.serving import LoopbackEmulator
 from terminal.emulator.wallet.control import CONTROL_PREFIX, handle_control, is_control_path
 from terminal.emulator.wallet.flavours import (
     DEMO_PRODUCTS_DOC,
@@ -140,7 +139,7 @@ class _WalletRequestHandler(BaseHTTPRequestHandler):
         send_body(self, response.status, response.body, response.content_type, response.headers)
 
 
-class WalletEmulator:
+class WalletEmulator(LoopbackEmulator):
     """A wallet API server on loopback with a ledger and fault injection; use as a context manager.
 
     ``wallets`` maps token UID to balance cents or to (balance cents, paired user); they are only seeded
@@ -149,6 +148,8 @@ class WalletEmulator:
     ``unsellable`` (real only) lists item ids that are in no pretix quota: listed, but every POST with one
     answers 500 HTML and charges nothing.
     """
+
+    kind = "wallet"
 
     def __init__(
         self,
@@ -201,8 +202,6 @@ class WalletEmulator:
         for token_id, spec in (wallets or {}).items():
             balance, paired_user = spec if isinstance(spec, tuple) else (spec, "")
             self.ledger.seed_wallet(token_id, balance, paired_user)
-        self._server: _WalletHTTPServer | None = None
-        self._serving: ServingThread | None = None
 
     @classmethod
     def demo(cls, flavour: Flavour = "doc", **overrides: Any) -> WalletEmulator:
@@ -216,38 +215,12 @@ class WalletEmulator:
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
-    def start(self) -> WalletEmulator:
-        if self._server is not None:
-            raise RuntimeError("this wallet emulator is already running; create a new one to restart")
+    def _bind(self) -> _WalletHTTPServer:
         server = _WalletHTTPServer((self.host, self._requested_port), _WalletRequestHandler)
         server.emulator = self
-        self._server = server
-        self._serving = ServingThread(server, "wallet-emulator").start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        self.faults.clear()  # releases hanging requests
-        if self._serving is not None:
-            self._serving.stop()
-
-    def __enter__(self) -> WalletEmulator:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None
-    ) -> None:
-        self.stop()
+        return server
 
     # -- addresses -------------------------------------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the wallet emulator is not running; call start() first")
-        return int(self._server.server_address[1])
 
     @property
     def origin(self) -> str:
@@ -264,10 +237,6 @@ class WalletEmulator:
     @property
     def api_token(self) -> str:
         return self._api_token
-
-    @property
-    def connections_accepted(self) -> int:
-        return self._server.connections_accepted if self._server is not None else 0
 
     def route_kind(self, path: str) -> str:
         return self._prefix.route_kind(path)
