@@ -616,6 +616,8 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
     data["reader"] = reader
     token_refused = _token_refused(journal, cfg)
     data["token_refused"] = token_refused
+    server = _server_status(journal, cfg)
+    data["wallet_server"] = server
     unsellable = journal.unsellable()
     data["unsellable"] = [
         {"product_id": pid, "name": name, "reason": reason, "since": since}
@@ -648,6 +650,7 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
         _say(f"outbox:          {backlog.line()}")
     for pid, (name, reason, since) in unsellable.items():
         _say(f"NOT SELLING:     {name} (id {pid}) since {since}: {reason}")
+    _say(f"wallet server:   {server['summary']}")
     _say(f"reader:          {reader['summary']}")
     if token_refused is not None:
         from terminal.wallet.catalog import token_fix
@@ -740,6 +743,32 @@ def _token_refused(journal: Journal, cfg: Config) -> dict[str, Any] | None:
         return None
     since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(record.get("since") or 0)))
     return {"reason": str(record["refused"]), "since": since}
+
+
+def _server_status(journal: Journal, cfg: Config) -> dict[str, Any]:
+    """The wallet server as the running terminal sees it: online, offline since when (and why), or
+    refusing the API token, with a summary line; nothing but "unknown" without a running terminal."""
+    from terminal.model import printable
+    from terminal.service.state_lock import running_terminal
+    from terminal.wallet.health import SERVER_CACHE_KEY, server_summary
+
+    pid = running_terminal(cfg.terminal.state_dir)
+    if pid is None:
+        return {"running": False, "summary": "unknown: no taptill run uses this state directory"}
+    cached = journal.cache_get(SERVER_CACHE_KEY)
+    record = cached[0] if cached is not None and isinstance(cached[0], dict) else {}
+    if record.get("pid") != pid:
+        return {"running": True, "online": None, "summary": "not reported yet"}
+    # the problem and the refusal carry the server's own words
+    record = {k: printable(v) if isinstance(v, str) else v for k, v in record.items()}
+    return {
+        "running": True,
+        "online": bool(record.get("online")),
+        "token_refused": record.get("refused") or None,
+        "since": record.get("since"),
+        "problem": record.get("problem") or None,
+        "summary": server_summary(record),
+    }
 
 
 def _reader_status(journal: Journal, cfg: Config) -> dict[str, Any]:

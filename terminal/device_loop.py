@@ -62,7 +62,7 @@ from terminal.service.reader_health import CACHE_KEY as READER_CACHE_KEY
 from terminal.service.reader_health import ReaderHealth
 from terminal.service.sd_notify import Notifier
 from terminal.wallet.client import WalletClient
-from terminal.wallet.health import TOKEN_CACHE_KEY, ServerHealth
+from terminal.wallet.health import SERVER_CACHE_KEY, TOKEN_CACHE_KEY, ServerHealth, server_record
 from terminal.wallet.outcomes import Found, NotFound, Refused, Unauthorized, Unavailable
 from terminal.wallet.sale_sender import FINAL_ERRORS, Delivered, Later, Refusal, SaleSender
 
@@ -127,6 +127,7 @@ class DeviceLoop:
         self._next_storage_probe = 0.0
         self._server_posted: tuple[bool, int] | None = None  # what the controller was last told
         self._token_posted = False  # whether the controller was last told the token is refused
+        self._server_noted: tuple[bool, bool] | None = None  # (online, token refused) last journaled
         self.lag = LoopLagMonitor(on_stall=self._lag_stall)
         self._lag_stored_at = -LAG_STORE_EVERY_S
         self._lag_unstored: LagStats | None = None
@@ -206,6 +207,7 @@ class DeviceLoop:
         except Exception:  # a status LED must never take the loop down
             log.exception("status LED failed")
         refused = self.health.token_refused is not None
+        self._note_server(refused)
         token_changed = refused != self._token_posted
         if token_changed and refused:
             self._post_token(refused)
@@ -448,6 +450,17 @@ class DeviceLoop:
             self.journal.cache_put(TOKEN_CACHE_KEY, record)
         except Exception:  # a record for `status` must not stop sales
             log.debug("cannot store the token's state", exc_info=True)
+
+    def _note_server(self, refused: bool) -> None:
+        """Keep the wallet server's state where `taptill status` reads it, once per change."""
+        state = (self.health.online, refused)
+        if state == self._server_noted:
+            return
+        self._server_noted = state
+        try:
+            self.journal.cache_put(SERVER_CACHE_KEY, server_record(self.health, os.getpid(), self.clock()))
+        except Exception:  # a record for `status` must not stop sales
+            log.debug("cannot store the wallet server's state", exc_info=True)
 
     def _note_reader(self, event: ReaderChanged) -> None:
         """Keep the reader's state where `taptill status` and `doctor` read it."""
