@@ -618,6 +618,8 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
     data["token_refused"] = token_refused
     server = _server_status(journal, cfg)
     data["wallet_server"] = server
+    lockouts = _lockout_status(journal, cfg)
+    data["locked_out_operators"] = lockouts
     unsellable = journal.unsellable()
     data["unsellable"] = [
         {"product_id": pid, "name": name, "reason": reason, "since": since}
@@ -646,6 +648,11 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
         _say(f"oldest pending:  {st.oldest_pending}")
     _say(f"rejected:        {st.rejected} ({format_cents(-st.rejected_cents, loc, cur)})")
     _say(f"declined taps:   {st.declined}")
+    for lockout in lockouts:
+        _say(
+            f"LOCKED OUT:      operator {lockout['operator']}'s card, for another {lockout['left_s']} s "
+            f"(since {lockout['since']}, {lockout['wrong']} wrong PINs; [topup] pin_lockout_s)"
+        )
     for backlog in destinations:
         _say(f"outbox:          {backlog.line()}")
     for pid, (name, reason, since) in unsellable.items():
@@ -743,6 +750,27 @@ def _token_refused(journal: Journal, cfg: Config) -> dict[str, Any] | None:
         return None
     since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(record.get("since") or 0)))
     return {"reason": str(record["refused"]), "since": since}
+
+
+def _lockout_status(journal: Journal, cfg: Config) -> list[dict[str, Any]]:
+    """The kiosk operator cards locked out now, with the seconds left on the boot-time clock."""
+    if cfg.terminal.mode != "topup":
+        return []
+    import math
+    import time
+
+    from terminal.service import boot_clock
+    from terminal.service.pin_lockouts import current_lockouts
+
+    return [
+        {
+            "operator": lock.operator,
+            "left_s": math.ceil(lock.left_s),
+            "since": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(lock.began)),
+            "wrong": lock.wrong,
+        }
+        for lock in current_lockouts(journal, boot_clock.now(), cfg.topup.pin_lockout_s)
+    ]
 
 
 def _server_status(journal: Journal, cfg: Config) -> dict[str, Any]:

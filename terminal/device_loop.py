@@ -363,7 +363,7 @@ class DeviceLoop:
                 event = await self._charge(effect)
                 self.server_changed()
                 return event
-            case RecordDecline(uid, products, amount, reason, offline):
+            case RecordDecline(uid, products, amount, reason, offline, operator):
                 try:
                     self.journal.record_decline(
                         token_id=uid,
@@ -372,6 +372,7 @@ class DeviceLoop:
                         description=self.description,
                         reason=reason,
                         offline=offline,
+                        operator=operator,
                         also=self._take_seen(uid),
                     )
                 except JournalError as exc:
