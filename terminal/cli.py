@@ -300,6 +300,12 @@ def _resolve(journal: Journal, key: str, how: str) -> int:
     by = _who()
     if journal.resolve(key, how, by):
         print(f"settled: sale {key} recorded as {how} by {by}; it leaves the list to refund")
+        if how == "refunded":
+            from terminal.ready2order.invoice_table import invoice_record, storno_advice
+
+            # the fiscal record of a refunded sale stands until someone cancels it in ready2order
+            if (invoice := invoice_record(journal, key)) is not None:
+                _say(f"ready2order: {storno_advice(invoice)}")  # the number is the server's text
         return EXIT_OK
     sale = journal.sale_by_key(key)
     if sale is None:
