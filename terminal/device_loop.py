@@ -677,12 +677,28 @@ class DeviceLoop:
 
 def _estimate(c: Charge, others: Sequence[SaleRecord]) -> int | None:
     """The balance (cents) a guest is shown when the server has not confirmed: the balance read at the
-    tap less ``others`` (this card's other sales still on their way, read before this one was journaled),
-    less this one. Arithmetic only: the tap path reads the journal once, not again for a figure that only
-    a queued sale shows."""
+    tap less ``others`` (this card's other sales still on their way, oldest first, read before this one
+    was journaled) that the read does not include yet, less this one; None when that cannot be told.
+
+    A sale whose request went out may be booked already (its answer lost) and then is in the read: the
+    read is compared with the balance the oldest of ``others`` was sold on, less each of them in turn
+    (they reach the server in order). Exactly one match tells how many are booked; none or several (the
+    wallet moved elsewhere meanwhile) leave no figure rather than a wrong one. Arithmetic only: the tap
+    path reads the journal once, not again for a figure that only a queued sale shows."""
     if c.balance_before is None:
         return None
-    return c.balance_before - sum(-p.amount_cents for p in others) + c.amount_cents
+    sent = max((i + 1 for i, p in enumerate(others) if p.maybe_sent or p.attempts), default=0)
+    if not sent:
+        return c.balance_before - sum(-p.amount_cents for p in others) + c.amount_cents
+    anchor = others[0].balance_before
+    if anchor is None:
+        return None
+    booked = [
+        k for k in range(sent + 1) if anchor + sum(p.amount_cents for p in others[:k]) == c.balance_before
+    ]
+    if len(booked) != 1:
+        return None
+    return c.balance_before + sum(p.amount_cents for p in others[booked[0] :]) + c.amount_cents
 
 
 def _fallback(effect: Effect) -> Event | None:
