@@ -300,6 +300,12 @@ def _resolve(journal: Journal, key: str, how: str) -> int:
     by = _who()
     if journal.resolve(key, how, by):
         print(f"settled: sale {key} recorded as {how} by {by}; it leaves the list to refund")
+        if how == "refunded":
+            from terminal.ready2order.invoice_table import invoice_record, storno_advice
+
+            # the fiscal record of a refunded sale stands until someone cancels it in ready2order
+            if (invoice := invoice_record(journal, key)) is not None:
+                _say(f"ready2order: {storno_advice(invoice)}")  # the number is the server's text
         return EXIT_OK
     sale = journal.sale_by_key(key)
     if sale is None:
@@ -616,6 +622,10 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
     data["reader"] = reader
     token_refused = _token_refused(journal, cfg)
     data["token_refused"] = token_refused
+    server = _server_status(journal, cfg)
+    data["wallet_server"] = server
+    lockouts = _lockout_status(journal, cfg)
+    data["locked_out_operators"] = lockouts
     unsellable = journal.unsellable()
     data["unsellable"] = [
         {"product_id": pid, "name": name, "reason": reason, "since": since}
@@ -644,10 +654,16 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
         _say(f"oldest pending:  {st.oldest_pending}")
     _say(f"rejected:        {st.rejected} ({format_cents(-st.rejected_cents, loc, cur)})")
     _say(f"declined taps:   {st.declined}")
+    for lockout in lockouts:
+        _say(
+            f"LOCKED OUT:      operator {lockout['operator']}'s card, for another {lockout['left_s']} s "
+            f"(since {lockout['since']}, {lockout['wrong']} wrong PINs; [topup] pin_lockout_s)"
+        )
     for backlog in destinations:
         _say(f"outbox:          {backlog.line()}")
     for pid, (name, reason, since) in unsellable.items():
         _say(f"NOT SELLING:     {name} (id {pid}) since {since}: {reason}")
+    _say(f"wallet server:   {server['summary']}")
     _say(f"reader:          {reader['summary']}")
     if token_refused is not None:
         from terminal.wallet.catalog import token_fix
@@ -740,6 +756,53 @@ def _token_refused(journal: Journal, cfg: Config) -> dict[str, Any] | None:
         return None
     since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(record.get("since") or 0)))
     return {"reason": str(record["refused"]), "since": since}
+
+
+def _lockout_status(journal: Journal, cfg: Config) -> list[dict[str, Any]]:
+    """The kiosk operator cards locked out now, with the seconds left on the boot-time clock."""
+    if cfg.terminal.mode != "topup":
+        return []
+    import math
+    import time
+
+    from terminal.service import boot_clock
+    from terminal.service.pin_lockouts import current_lockouts
+
+    return [
+        {
+            "operator": lock.operator,
+            "left_s": math.ceil(lock.left_s),
+            "since": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(lock.began)),
+            "wrong": lock.wrong,
+        }
+        for lock in current_lockouts(journal, boot_clock.now(), cfg.topup.pin_lockout_s)
+    ]
+
+
+def _server_status(journal: Journal, cfg: Config) -> dict[str, Any]:
+    """The wallet server as the running terminal sees it: online, offline since when (and why), or
+    refusing the API token, with a summary line; nothing but "unknown" without a running terminal."""
+    from terminal.model import printable
+    from terminal.service.state_lock import running_terminal
+    from terminal.wallet.health import SERVER_CACHE_KEY, server_summary
+
+    pid = running_terminal(cfg.terminal.state_dir)
+    if pid is None:
+        return {"running": False, "summary": "unknown: no taptill run uses this state directory"}
+    cached = journal.cache_get(SERVER_CACHE_KEY)
+    record = cached[0] if cached is not None and isinstance(cached[0], dict) else {}
+    if record.get("pid") != pid:
+        return {"running": True, "online": None, "summary": "not reported yet"}
+    # the problem and the refusal carry the server's own words
+    record = {k: printable(v) if isinstance(v, str) else v for k, v in record.items()}
+    return {
+        "running": True,
+        "online": bool(record.get("online")),
+        "token_refused": record.get("refused") or None,
+        "since": record.get("since"),
+        "problem": record.get("problem") or None,
+        "summary": server_summary(record),
+    }
 
 
 def _reader_status(journal: Journal, cfg: Config) -> dict[str, Any]:

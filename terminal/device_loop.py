@@ -62,7 +62,7 @@ from terminal.service.reader_health import CACHE_KEY as READER_CACHE_KEY
 from terminal.service.reader_health import ReaderHealth
 from terminal.service.sd_notify import Notifier
 from terminal.wallet.client import WalletClient
-from terminal.wallet.health import TOKEN_CACHE_KEY, ServerHealth
+from terminal.wallet.health import SERVER_CACHE_KEY, TOKEN_CACHE_KEY, ServerHealth, server_record
 from terminal.wallet.outcomes import Found, NotFound, Refused, Unauthorized, Unavailable
 from terminal.wallet.sale_sender import FINAL_ERRORS, Delivered, Later, Refusal, SaleSender
 
@@ -127,6 +127,7 @@ class DeviceLoop:
         self._next_storage_probe = 0.0
         self._server_posted: tuple[bool, int] | None = None  # what the controller was last told
         self._token_posted = False  # whether the controller was last told the token is refused
+        self._server_noted: tuple[bool, bool] | None = None  # (online, token refused) last journaled
         self.lag = LoopLagMonitor(on_stall=self._lag_stall)
         self._lag_stored_at = -LAG_STORE_EVERY_S
         self._lag_unstored: LagStats | None = None
@@ -206,6 +207,7 @@ class DeviceLoop:
         except Exception:  # a status LED must never take the loop down
             log.exception("status LED failed")
         refused = self.health.token_refused is not None
+        self._note_server(refused)
         token_changed = refused != self._token_posted
         if token_changed and refused:
             self._post_token(refused)
@@ -361,7 +363,7 @@ class DeviceLoop:
                 event = await self._charge(effect)
                 self.server_changed()
                 return event
-            case RecordDecline(uid, products, amount, reason, offline):
+            case RecordDecline(uid, products, amount, reason, offline, operator):
                 try:
                     self.journal.record_decline(
                         token_id=uid,
@@ -370,6 +372,7 @@ class DeviceLoop:
                         description=self.description,
                         reason=reason,
                         offline=offline,
+                        operator=operator,
                         also=self._take_seen(uid),
                     )
                 except JournalError as exc:
@@ -448,6 +451,17 @@ class DeviceLoop:
             self.journal.cache_put(TOKEN_CACHE_KEY, record)
         except Exception:  # a record for `status` must not stop sales
             log.debug("cannot store the token's state", exc_info=True)
+
+    def _note_server(self, refused: bool) -> None:
+        """Keep the wallet server's state where `taptill status` reads it, once per change."""
+        state = (self.health.online, refused)
+        if state == self._server_noted:
+            return
+        self._server_noted = state
+        try:
+            self.journal.cache_put(SERVER_CACHE_KEY, server_record(self.health, os.getpid(), self.clock()))
+        except Exception:  # a record for `status` must not stop sales
+            log.debug("cannot store the wallet server's state", exc_info=True)
 
     def _note_reader(self, event: ReaderChanged) -> None:
         """Keep the reader's state where `taptill status` and `doctor` read it."""
@@ -663,12 +677,28 @@ class DeviceLoop:
 
 def _estimate(c: Charge, others: Sequence[SaleRecord]) -> int | None:
     """The balance (cents) a guest is shown when the server has not confirmed: the balance read at the
-    tap less ``others`` (this card's other sales still on their way, read before this one was journaled),
-    less this one. Arithmetic only: the tap path reads the journal once, not again for a figure that only
-    a queued sale shows."""
+    tap less ``others`` (this card's other sales still on their way, oldest first, read before this one
+    was journaled) that the read does not include yet, less this one; None when that cannot be told.
+
+    A sale whose request went out may be booked already (its answer lost) and then is in the read: the
+    read is compared with the balance the oldest of ``others`` was sold on, less each of them in turn
+    (they reach the server in order). Exactly one match tells how many are booked; none or several (the
+    wallet moved elsewhere meanwhile) leave no figure rather than a wrong one. Arithmetic only: the tap
+    path reads the journal once, not again for a figure that only a queued sale shows."""
     if c.balance_before is None:
         return None
-    return c.balance_before - sum(-p.amount_cents for p in others) + c.amount_cents
+    sent = max((i + 1 for i, p in enumerate(others) if p.maybe_sent or p.attempts), default=0)
+    if not sent:
+        return c.balance_before - sum(-p.amount_cents for p in others) + c.amount_cents
+    anchor = others[0].balance_before
+    if anchor is None:
+        return None
+    booked = [
+        k for k in range(sent + 1) if anchor + sum(p.amount_cents for p in others[:k]) == c.balance_before
+    ]
+    if len(booked) != 1:
+        return None
+    return c.balance_before + sum(p.amount_cents for p in others[booked[0] :]) + c.amount_cents
 
 
 def _fallback(effect: Effect) -> Event | None:

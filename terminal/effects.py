@@ -44,6 +44,7 @@ class RecordDecline:
     amount_cents: int
     reason: DeclineReason | str
     offline: bool = False
+    operator: str | None = None  # the kiosk operator whose card, PIN or cap turned it down
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 from terminal.emulator.wallet import WalletEmulator
@@ -221,3 +222,36 @@ def test_settle_refunded_refuses_a_sale_that_is_not_to_refund(
         proc = taptill("settle", key, "--refunded", "--config", str(config), check=False)
         assert (proc.returncode, proc.stderr.splitlines(), proc.stdout) == (1, [f"taptill: {line}"], "")
     assert [s["resolved"] for s in journal_lines(config)] == [None, None]
+
+
+def test_settle_refunded_names_the_ready2order_invoice_to_cancel(
+    tmp_path: Path, wallet_server: WalletEmulator
+) -> None:
+    from terminal.outbox.table import insert_statement, rows
+    from terminal.ready2order.invoice_outbox import DESTINATION
+    from terminal.ready2order.invoice_table import InvoiceTable, Receipt
+
+    config = write_config(tmp_path, wallet_server)
+    journal = Journal.open(config.parent / "state" / "journal.sqlite3")
+    try:
+        sale = journal.record_sale(
+            token_id=MAX,
+            products=[espresso(wallet_server.flavour)],
+            amount_cents=-250,
+            description="Kaffee",
+            tag=None,
+            offline=False,
+            dispense=True,
+        )
+        journal.mark_done(sale.id, 1750)  # booked, but the relay never finished: to refund
+        journal.execute(*insert_statement(DESTINATION, sale.idempotency_key, {"items": []}, sale_id=sale.id))
+        table = InvoiceTable(journal)
+        table.done(rows(journal, DESTINATION), Receipt(4711, "RG2026/17", Decimal("2.50")), by_settling=False)
+    finally:
+        journal.close()
+    out = taptill("settle", sale.idempotency_key, "--refunded", "--config", str(config)).stdout
+    said = (
+        f"ready2order: invoice RG2026/17 (reference {sale.idempotency_key}) still stands: cancel it (storno)"
+    )
+    assert said + " in ready2order\n" in out, out
+    assert [s["resolved"]["how"] for s in journal_lines(config)] == ["refunded"]

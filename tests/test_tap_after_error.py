@@ -88,3 +88,36 @@ def test_the_shown_balance_of_a_queued_sale_counts_the_cards_other_sales_on_thei
     assert first[0] == 0 and "balance 17,50 € (estimated)" in first[1], first
     # The server still says 20,00: the guest has 20,00 less this espresso and the one before.
     assert second[0] == 0 and "balance 15,00 € (estimated)" in second[1], second
+
+
+def test_a_queued_sales_estimate_does_not_count_twice_a_sale_the_server_booked_but_never_answered(
+    tmp_path: Path,
+) -> None:
+    """Sale A went out for 2,50 € on 20,00 €; its answer was lost, the server booked it. The next tap reads
+    17,50 € (A included): the estimate after a second 2,50 € is 15,00 €, not 12,50 €."""
+    from terminal.device_loop import _estimate
+    from terminal.effects import Charge
+    from terminal.journal import Journal
+
+    journal = Journal.open(tmp_path / "journal.sqlite3")
+    try:
+        journal.record_sale(
+            token_id=MAX,
+            products=["espresso"],
+            amount_cents=-250,
+            description="Kaffee",
+            tag=None,
+            offline=False,
+            balance_before=2000,
+            attempting=True,
+        )
+        others = journal.pending_for_card(MAX)
+    finally:
+        journal.close()
+
+    def shown(read_cents: int) -> int | None:
+        return _estimate(Charge(MAX, ("espresso",), -250, online=True, balance_before=read_cents), others)
+
+    assert shown(1750) == 1500  # A is in the read: booked, its answer lost
+    assert shown(2000) == 1500  # A not booked yet (still on its way)
+    assert shown(1900) is None  # the wallet moved elsewhere meanwhile: no figure rather than a wrong one

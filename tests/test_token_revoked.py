@@ -52,6 +52,7 @@ def test_a_revoked_token_puts_the_terminal_out_of_service_until_it_is_accepted_a
         status = taptill("status", "--config", str(config)).stdout
         assert "OUT OF SERVICE:  the wallet server refuses the API token since" in status, status
         assert f"put a valid token in {token_file}" in status, status
+        assert "wallet server:   TOKEN REFUSED since" in status, status
         doctor = taptill("doctor", "--config", str(config), check=False)
         assert doctor.returncode == 1, doctor.stdout
         server_line = next(ln for ln in doctor.stdout.splitlines() if ln.split()[1:2] == ["server"])

@@ -5,10 +5,14 @@ the wallet), within the operator's caps."""
 from __future__ import annotations
 
 from terminal.controller.mode import BalanceCheck, CardAnswer, Redraw, Refusal, Sale, SellMode, Till
-from terminal.effects import Beep, Effect, RecordPin, StartTimer
+from terminal.effects import Beep, Effect, RecordDecline, RecordPin, StartTimer
 from terminal.model import DeclineReason
 from terminal.screens import DeclinedScreen, Screen
 from terminal.screens.topup import KioskLockedScreen, KioskScreen, PinScreen
+
+# What a declined tap of an operator card journals as its card: the config keeps operator card UIDs
+# only as keyed hashes (a leaked journal must not give them away); the operator's name says whose it was.
+OPERATOR_CARD = "operator card"
 
 
 class TopupMode(SellMode):
@@ -58,14 +62,18 @@ class TopupMode(SellMode):
                 return Redraw((Beep("approved"),))
             if name in self._locked_out.values():
                 return Refusal(
-                    DeclinedScreen(DeclineReason.PIN_LOCKED_OUT), "error", f"operator {name}: locked out"
+                    DeclinedScreen(DeclineReason.PIN_LOCKED_OUT),
+                    "error",
+                    f"operator {name}: locked out",
+                    effects=(_operator_decline(name, DeclineReason.PIN_LOCKED_OUT),),
                 )
             if self.till.settings.pin_required or (book is not None and book.has_pin(name)):
                 self._pin_for, self._presses = name, []
                 return Redraw((self._stay_unlocked(), Beep("approved")))
             return self._unlock(name)
         if self.operator is None:
-            return Refusal(DeclinedScreen(DeclineReason.KIOSK_LOCKED), "declined")
+            decline = RecordDecline(uid, (), 0, DeclineReason.KIOSK_LOCKED)
+            return Refusal(DeclinedScreen(DeclineReason.KIOSK_LOCKED), "declined", effects=(decline,))
         amount = self._credit_cents()
         if not self.cart or amount <= 0:
             return BalanceCheck()
@@ -75,7 +83,8 @@ class TopupMode(SellMode):
                 f"operator {self.operator}: {self._credited_cents + amount} cents would pass "
                 f"[topup] max_credit_per_unlock_cents = {cap}; lock and unlock again"
             )
-            return Refusal(DeclinedScreen(DeclineReason.CREDIT_LIMIT), "declined", note)
+            decline = RecordDecline(uid, tuple(self.cart), amount, note, operator=self.operator)
+            return Refusal(DeclinedScreen(DeclineReason.CREDIT_LIMIT), "declined", note, (decline,))
         self._pending_cents = amount
         return Sale(tuple(self.cart), operator=self.operator)
 
@@ -121,7 +130,10 @@ class TopupMode(SellMode):
         if wrong < s.pin_attempts:
             note = f"operator {name}: wrong PIN ({wrong} of {s.pin_attempts})"
             return Refusal(
-                DeclinedScreen(DeclineReason.WRONG_PIN), "declined", note, effects=(RecordPin(name, wrong),)
+                DeclinedScreen(DeclineReason.WRONG_PIN),
+                "declined",
+                note,
+                effects=(RecordPin(name, wrong), _operator_decline(name, DeclineReason.WRONG_PIN)),
             )
         token = self.till.token()
         self._locked_out[token] = name
@@ -130,7 +142,11 @@ class TopupMode(SellMode):
             DeclinedScreen(DeclineReason.PIN_LOCKED_OUT),
             "error",
             note,
-            effects=(RecordPin(name, wrong, locked=True), StartTimer(token, s.pin_lockout_s)),
+            effects=(
+                RecordPin(name, wrong, locked=True),
+                _operator_decline(name, DeclineReason.PIN_LOCKED_OUT),
+                StartTimer(token, s.pin_lockout_s),
+            ),
         )
 
     def _unlock(self, name: str, forget: tuple[Effect, ...] = ()) -> Redraw:
@@ -158,3 +174,8 @@ class TopupMode(SellMode):
             for name, pid in self.till.settings.buttons.items()
             if (p := self.till.product(pid)) is not None and self.sells(pid)
         )
+
+
+def _operator_decline(name: str, reason: DeclineReason) -> RecordDecline:
+    """The declined tap that a wrong PIN or a locked-out card is, counted with the guests' declines."""
+    return RecordDecline(OPERATOR_CARD, (), 0, reason, operator=name)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from terminal.journal import Journal
-from terminal.outbox.table import REASON_MAX, OutboxRow, OutboxTable
+from terminal.outbox.table import REASON_MAX, OutboxRow, OutboxTable, rows
 from terminal.ready2order.invoice_outbox import DESTINATION
 
 
@@ -67,3 +67,29 @@ class InvoiceTable(OutboxTable):
             " payload = json_set(payload, '$.invoice_id', ?, '$.invoice_number', ?)",
             (result.describe()[:REASON_MAX], result.invoice_id, result.number),
         )
+
+
+def invoice_record(journal: Journal, key: str) -> OutboxRow | None:
+    """The ready2order invoice record of the sale ``key`` (its ref), or None when it has none."""
+    return next((r for r in rows(journal, DESTINATION) if r.ref == key), None)
+
+
+def storno_advice(record: OutboxRow) -> str:
+    """What a person does in ready2order about the invoice ``record`` once its sale was refunded: cancel
+    (storno) the invoice this terminal mirrored, by number where it is known; one line."""
+    number = record.payload.get("invoice_number")
+    if record.state == "done" and number:
+        return f"invoice {number} (reference {record.ref}) still stands: cancel it (storno) in ready2order"
+    if record.state == "done":
+        return f"the invoice with reference {record.ref} still stands: cancel it (storno) in ready2order"
+    if record.state == "ambiguous":
+        return (
+            f"its ready2order invoice may have been created: search ready2order for reference {record.ref} "
+            "and cancel (storno) it if it is there"
+        )
+    if record.state == "rejected":
+        return "its ready2order invoice was rejected, so there is none to cancel"
+    return (
+        "its ready2order invoice is not mirrored yet: once taptill status counts it mirrored, cancel "
+        f"(storno) it in ready2order (reference {record.ref})"
+    )

@@ -12,6 +12,7 @@ per reboot and never forever. The wall time it began is kept for people (the log
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from terminal.controller.settings import PinRecord
 from terminal.journal import Journal, JournalError, PinFailures
@@ -26,6 +27,28 @@ def lockout_left_s(began: Moment, now: Moment, lockout_s: float) -> float:
     if not (began.boot and began.boot == now.boot):
         return lockout_s
     return min(lockout_s, max(0.0, lockout_s - (now.uptime - began.uptime)))
+
+
+@dataclass(frozen=True)
+class Lockout:
+    """An operator card locked out now, for `taptill status`."""
+
+    operator: str
+    left_s: float  # still to run, as lockout_left_s measures it
+    began: float  # wall-clock seconds since the epoch (for a person: the clock may have been stepped)
+    wrong: int  # wrong PINs in a row that led to it
+
+
+def current_lockouts(journal: Journal, now: Moment, lockout_s: float) -> list[Lockout]:
+    """The operator cards locked out at ``now``, by operator name; an ended lockout is left out."""
+    found = []
+    for name, failures in sorted(journal.pin_failures().items()):
+        if failures.locked_at is None:
+            continue
+        left = lockout_left_s(failures.locked_at, now, lockout_s)
+        if left > 0:
+            found.append(Lockout(name, left, failures.locked_at.wall, failures.wrong))
+    return found
 
 
 def restore_pins(journal: Journal, now: Moment, lockout_s: float) -> dict[str, PinRecord]:

@@ -8,12 +8,37 @@ Any answer the server gives to the token again (a probe, a refresh) ends it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
 # Where the device loop keeps, for `taptill status`: {"pid", "refused": the server's reason or None, "since"}
 TOKEN_CACHE_KEY = "wallet_token"
+# Where the device loop keeps, for `taptill status`: the server's state as the running terminal sees it
+# ({"pid", "online", "refused", "since", "problem"}), written each time it changes.
+SERVER_CACHE_KEY = "wallet_server"
+
+
+def server_record(health: ServerHealth, pid: int, since: float) -> dict[str, object]:
+    """What `taptill status` shows of ``health``; ``since``: wall-clock seconds of the last change."""
+    return {
+        "pid": pid,
+        "online": health.online,
+        "refused": health.token_refused,
+        "since": since,
+        "problem": "" if health.online else health.last_problem,
+    }
+
+
+def server_summary(record: dict[str, object]) -> str:
+    """One line for `taptill status` from a record ``server_record`` wrote."""
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(str(record.get("since") or 0))))
+    if record.get("refused"):
+        return f"TOKEN REFUSED since {since} ({record['refused']}): out of service"
+    if record.get("online"):
+        return f"online since {since}"
+    return f"OFFLINE since {since} ({record.get('problem')}): taps are decided offline"
 
 
 class ServerHealth:
