@@ -103,7 +103,9 @@ def test_kiosk_operator_unlocks_and_the_guest_is_credited(tmp_path: Path) -> Non
             term.stop()
         assert [(t.token_id, t.amount) for t in server.transactions()] == [(ERIKA, 3000)]
         assert server.balance(ERIKA) == 3500
-    (sale,) = journal_lines(term.config)
+    # The guest's tap on the locked kiosk is a declined tap (status counts it), and moved no money.
+    locked, sale = journal_lines(term.config)
+    assert (locked["token_id"], locked["state"], locked["amount_cents"]) == (ERIKA, "declined", 0)
     assert sale["amount_cents"] == 3000 and sale["state"] == "done"
     assert sale["operator"] == "olga"
 
@@ -120,7 +122,9 @@ def test_kiosk_relocks_on_timeout(tmp_path: Path) -> None:
         finally:
             term.stop()
         assert server.transactions() == []
-    assert journal_lines(term.config) == []
+    # Re-locked: the guest's tap was declined (journaled as such), nothing was sold or credited.
+    (locked,) = journal_lines(term.config)
+    assert (locked["token_id"], locked["state"], locked["amount_cents"]) == (EMPTY, "declined", 0)
 
 
 def test_a_debit_terminal_refuses_to_run_a_kiosk(tmp_path: Path) -> None:
