@@ -255,19 +255,25 @@ def with_gpio_libraries(unit: str, module_argv: list[str]) -> list[str]:
     ProtectHome=yes hides. This checkout comes first, so its relay reset is the one run."""
     # Found, not imported: importing lgpio here would leave its FIFO in the test's working directory.
     python = shlex.split(service_options(unit)["ExecStopPost"][-1].lstrip("-"))[0]
+    return ["env", f"PYTHONPATH={':'.join(gpio_paths())}", python, *module_argv]
+
+
+def gpio_paths() -> list[str]:
+    """This checkout and the directories gpiozero and lgpio are imported from (PYTHONPATH order)."""
     libraries: set[str] = set()
     for name in ("gpiozero", "lgpio"):
         spec = importlib.util.find_spec(name)
         assert spec is not None and spec.origin, f"{name} is missing: pip install -e '.[dev]'"
         top = Path(spec.origin).resolve().parent
         libraries.add(str(top.parent if spec.submodule_search_locations else top))
-    return ["env", f"PYTHONPATH={':'.join([str(REPO), *sorted(libraries)])}", python, *module_argv]
+    return [str(REPO), *sorted(libraries)]
 
 
 def run_in_unit(
     box: Sandbox, unit: str, argv: list[str], *, as_root: bool = False, running: bool = True
 ) -> str:
-    proc = box.start(unit, argv, as_root=as_root, running=running)
+    # A checkout in /home, /root or /tmp stays visible to the unit's process (the PYTHONPATH above).
+    proc = box.start(unit, argv, as_root=as_root, running=running, keep=gpio_paths())
     out, _ = proc.communicate(timeout=120)
     return out
 

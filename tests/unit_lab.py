@@ -71,10 +71,13 @@ class Sandbox:
         protect_home: bool = True,
         as_root: bool = False,
         running: bool = True,
+        keep: Sequence[str] = (),
     ) -> str:
         """A shell script that sets the sandbox up as root, then execs ExecStart as the service user (or,
         ``as_root``, as root: a person's `sudo taptill …` on the terminal, seeing the same files).
-        ``running=False``: no credentials directory, as when the service is stopped."""
+        ``running=False``: no credentials directory, as when the service is stopped. ``keep``: host paths
+        (this checkout, the test venv's libraries) a test hands the unit's process, kept visible where
+        ProtectHome= or PrivateTmp= would hide them (a checkout in /home, /root or /tmp)."""
         opts = service_options(unit)
         exec_start = argv if argv is not None else shlex.split(opts["ExecStart"][-1])
         groups = " ".join(opts.get("SupplementaryGroups", [])).split()
@@ -106,10 +109,16 @@ class Sandbox:
             name, _, source = entry.partition(":")
             lines.append(f"cp {q(source)} {credentials}/{q(name)}")
         lines.append(f"chown -R {self.uid}:{self.uid} {credentials} && chmod -R go-rwx {credentials}")
+        hidden = ("/home/", "/root/", "/tmp/", "/var/tmp/")
+        kept = [path for path in keep if any(f"{path.rstrip('/')}/".startswith(top) for top in hidden)]
+        for n, path in enumerate(kept):
+            lines.append(f"mkdir -p /run/.kept/{n} && mount --bind {q(path)} /run/.kept/{n}")
         if protect_home and last.get("ProtectHome") in ("yes", "true", "tmpfs"):
             lines += [f"mount -t tmpfs -o mode=0755 tmpfs {d}" for d in ("/home", "/root")]
         if last.get("PrivateTmp") in ("yes", "true"):
             lines += [f"mount -t tmpfs -o mode=1777 tmpfs {d}" for d in ("/tmp", "/var/tmp")]
+        for n, path in enumerate(kept):
+            lines.append(f"mkdir -p {q(path)} && mount --bind /run/.kept/{n} {q(path)}")
         if last.get("ProtectSystem") == "strict":
             lines.append("mount -o remount,bind,ro /")
         proc = [f"hidepid={last['ProtectProc']}"] if "ProtectProc" in last else []
@@ -153,13 +162,16 @@ class Sandbox:
         protect_home: bool = True,
         as_root: bool = False,
         running: bool = True,
+        keep: Sequence[str] = (),
     ) -> subprocess.Popen[str]:
         """ExecStart as the unit runs it (output merged); the caller reads it and ends the process."""
         for directory, mode in ((self.state, 0o700), (self.run, 0o750)):
             directory.mkdir(parents=True, exist_ok=True)
             os.chown(directory, self.uid, self.uid)
             directory.chmod(mode)
-        script = self.script(unit, argv, protect_home=protect_home, as_root=as_root, running=running)
+        script = self.script(
+            unit, argv, protect_home=protect_home, as_root=as_root, running=running, keep=keep
+        )
         return subprocess.Popen(
             [tool("unshare"), "-m", "--propagation", "private", "sh", "-c", script],
             stdout=subprocess.PIPE,
