@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from terminal.controller.operators import card_entry, pin_entry
 from terminal.emulator.terminal_config import espresso_id, write_terminal_config
 from terminal.emulator.wallet import WalletEmulator
 from terminal.ops.operator_card import create_operator_key, operator_line
@@ -71,6 +72,23 @@ def kiosk_operators(folder: Path, cards: dict[str, str]) -> tuple[str, str]:
     create_operator_key(key)
     lines = "\n".join(operator_line(key, name, uid) for name, uid in cards.items())
     return f'operator_key_file = "{key}"', f"[topup.operators]\n{lines}\n"
+
+
+def pin_kiosk(folder: Path, name: str, card_uid: str, pin: Sequence[str], **settings: float) -> str:
+    """A kiosk's [topup] and [topup.operators] for one operator ``name`` who unlocks with ``card_uid`` and
+    then ``pin`` (button names, ten/twenty/clear), both keyed under a fresh 0600 key in ``folder``;
+    ``settings`` are further [topup] keys (pin_attempts, pin_lockout_s, max_credit_per_shift_cents)."""
+    key_line, _ = kiosk_operators(folder, {})
+    key = bytes.fromhex((folder / "operator.key").read_text())
+    entry = f'{name} = {{ card = "{card_entry(key, card_uid)}", pin = "{pin_entry(key, name, pin)}" }}'
+    more = "".join(f"{setting} = {value}\n" for setting, value in settings.items())
+    return (
+        f"\n[topup]\n{key_line}\n"
+        'buttons = { ten = "topup_10", twenty = "topup_20" }\n'
+        'clear_button = "clear"\n'
+        f"pin_required = true\npin_length = {len(pin)}\n{more}"
+        f"[topup.operators]\n{entry}\n"
+    )
 
 
 def faketime_env(offset_file: Path) -> dict[str, str]:

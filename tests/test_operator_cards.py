@@ -44,6 +44,7 @@ from tests.terminal_lab import (
     faketime_env,
     journal_lines,
     kiosk_operators,
+    pin_kiosk,
     settled,
     taptill,
     wait_for,
@@ -418,20 +419,7 @@ def test_offline_top_ups_stop_at_their_cap() -> None:
 def test_kiosk_with_pin_names_the_operator_on_the_server_and_keeps_the_shift_cap_across_a_restart(
     tmp_path: Path,
 ) -> None:
-    key_line, _ = kiosk_operators(tmp_path, {})
-    key = bytes.fromhex((tmp_path / "operator.key").read_text())
-    entry = f'olga = {{ card = "{card_entry(key, OPERATOR)}", pin = "{pin_entry(key, "olga", PIN7)}" }}'
-    extra = f"""
-[topup]
-{key_line}
-buttons = {{ ten = "topup_10", twenty = "topup_20" }}
-clear_button = "clear"
-pin_required = true
-pin_length = 7
-max_credit_per_shift_cents = 2500
-[topup.operators]
-{entry}
-"""
+    extra = pin_kiosk(tmp_path, "olga", OPERATOR, PIN7, max_credit_per_shift_cents=2500)
 
     def unlock_and_credit(term: TerminalProcess, button: str, guest: str) -> None:
         term.tap(OPERATOR)
@@ -468,21 +456,7 @@ def test_a_lockout_outlives_restarts_and_clock_steps_of_a_day_and_then_ends(tmp_
     provoked crash) for fresh attempts; with the wall clock stepped a day ahead, then a day back (NTP,
     fake-hwclock). The card stays locked out until pin_lockout_s have passed, then the PIN works."""
     lockout_s = 15.0
-    key_line, _ = kiosk_operators(tmp_path, {})
-    key = bytes.fromhex((tmp_path / "operator.key").read_text())
-    entry = f'olga = {{ card = "{card_entry(key, OPERATOR)}", pin = "{pin_entry(key, "olga", PIN7)}" }}'
-    extra = f"""
-[topup]
-{key_line}
-buttons = {{ ten = "topup_10", twenty = "topup_20" }}
-clear_button = "clear"
-pin_required = true
-pin_length = 7
-pin_attempts = 2
-pin_lockout_s = {lockout_s}
-[topup.operators]
-{entry}
-"""
+    extra = pin_kiosk(tmp_path, "olga", OPERATOR, PIN7, pin_attempts=2, pin_lockout_s=lockout_s)
     offset = tmp_path / "faketime"
     locked_out = "declined: too many wrong PINs"
     asked = "operator: enter the PIN with the buttons"

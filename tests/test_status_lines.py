@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from terminal.controller.operators import card_entry, pin_entry
 from terminal.emulator.wallet import WalletEmulator
 from tests.terminal_lab import (
     ERIKA,
     MAX,
     TerminalProcess,
     journal_lines,
-    kiosk_operators,
+    pin_kiosk,
     taptill,
     wait_for,
     write_config,
@@ -68,21 +67,7 @@ def test_status_says_when_the_wallet_server_went_away_and_when_it_came_back(tmp_
 def test_a_kiosks_wrong_pins_and_lockout_are_declined_taps_and_status_names_the_locked_out_card(
     tmp_path: Path,
 ) -> None:
-    key_line, _ = kiosk_operators(tmp_path, {})
-    key = bytes.fromhex((tmp_path / "operator.key").read_text())
-    entry = f'olga = {{ card = "{card_entry(key, OPERATOR)}", pin = "{pin_entry(key, "olga", PIN)}" }}'
-    extra = f"""
-[topup]
-{key_line}
-buttons = {{ ten = "topup_10", twenty = "topup_20" }}
-clear_button = "clear"
-pin_required = true
-pin_length = 7
-pin_attempts = 2
-pin_lockout_s = 600
-[topup.operators]
-{entry}
-"""
+    extra = pin_kiosk(tmp_path, "olga", OPERATOR, PIN, pin_attempts=2, pin_lockout_s=600)
     with WalletEmulator.demo("doc") as server:
         config = write_config(tmp_path, server, products=[], mode="topup", extra=extra)
         term = TerminalProcess(config)
