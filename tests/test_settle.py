@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from terminal.emulator.wallet import WalletEmulator
-from terminal.journal import Journal
+from terminal.journal import Journal, SaleRecord
 from tests.terminal_lab import (
     MAX,
     TerminalProcess,
@@ -20,19 +21,23 @@ from tests.terminal_lab import (
 )
 
 
+def _espresso_sale(journal: Journal, flavour: str, **fields: Any) -> SaleRecord:
+    """An espresso (2,50 €) sold online to MAX, journaled with ``fields`` (balance_before, attempting, …)."""
+    return journal.record_sale(
+        token_id=MAX,
+        products=[espresso(flavour)],
+        amount_cents=-250,
+        description="Kaffee",
+        tag=None,
+        offline=False,
+        **fields,
+    )
+
+
 def _held_sale(config: Path, flavour: str) -> str:
     journal = Journal.open(config.parent / "state" / "journal.sqlite3")
     try:
-        sale = journal.record_sale(
-            token_id=MAX,
-            products=[espresso(flavour)],
-            amount_cents=-250,
-            description="Kaffee",
-            tag=None,
-            offline=False,
-            balance_before=2000,
-            attempting=True,
-        )
+        sale = _espresso_sale(journal, flavour, balance_before=2000, attempting=True)
         journal.hold(sale.id, "unclear whether booked: balance 1500, before the attempt 2000")
         return sale.idempotency_key
     finally:
@@ -76,17 +81,8 @@ def _charged_never_served(config: Path, flavour: str) -> tuple[str, str]:
     try:
         keys = []
         for approved in (False, True):
-            sale = journal.record_sale(
-                token_id=MAX,
-                products=[espresso(flavour)],
-                amount_cents=-250,
-                description="Kaffee",
-                tag=None,
-                offline=False,
-                balance_before=2000,
-                attempting=True,
-                dispense=True,
-                approved=approved,
+            sale = _espresso_sale(
+                journal, flavour, balance_before=2000, attempting=True, dispense=True, approved=approved
             )
             journal.schedule_retry(sale.id, 0.0, "waiting before reconciling")
             journal.mark_done(sale.id, 1750)
@@ -197,15 +193,7 @@ def test_settle_refunded_refuses_a_sale_that_is_not_to_refund(
     held = _held_sale(config, wallet_server.flavour)
     journal = Journal.open(config.parent / "state" / "journal.sqlite3")
     try:
-        sale = journal.record_sale(
-            token_id=MAX,
-            products=[espresso(wallet_server.flavour)],
-            amount_cents=-250,
-            description="Kaffee",
-            tag=None,
-            offline=False,
-            dispense=True,
-        )
+        sale = _espresso_sale(journal, wallet_server.flavour, dispense=True)
         journal.mark_done(sale.id, 1750)
         journal.mark_dispensed(sale.idempotency_key)
     finally:
@@ -234,15 +222,7 @@ def test_settle_refunded_names_the_ready2order_invoice_to_cancel(
     config = write_config(tmp_path, wallet_server)
     journal = Journal.open(config.parent / "state" / "journal.sqlite3")
     try:
-        sale = journal.record_sale(
-            token_id=MAX,
-            products=[espresso(wallet_server.flavour)],
-            amount_cents=-250,
-            description="Kaffee",
-            tag=None,
-            offline=False,
-            dispense=True,
-        )
+        sale = _espresso_sale(journal, wallet_server.flavour, dispense=True)
         journal.mark_done(sale.id, 1750)  # booked, but the relay never finished: to refund
         journal.execute(*insert_statement(DESTINATION, sale.idempotency_key, {"items": []}, sale_id=sale.id))
         table = InvoiceTable(journal)
