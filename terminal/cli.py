@@ -4,7 +4,6 @@ operator add."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -382,12 +381,12 @@ def _unwritable_folder(path: Path, flag: str) -> str | None:
 
 def _run(cfg: Config, verbose: bool, gif: Path | None) -> int:
     from terminal.service.drivers import MissingDriver
-    from terminal.service.run import RunOptions, run_terminal
+    from terminal.service.run import RunOptions, serve
     from terminal.wallet.catalog import StartupError
 
     setup_logging(verbose)
     try:
-        asyncio.run(run_terminal(cfg, opts=RunOptions(gif_path=gif)))
+        serve(cfg, RunOptions(gif_path=gif))
     except MissingDriver as exc:
         _problem(str(exc))
         return EXIT_MISSING

@@ -195,7 +195,7 @@ class DeviceLoop:
         """Block the loop thread (sim reader debug command): the watchdog must notice and restart us."""
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(time.sleep, seconds)
+            loop.call_soon_threadsafe(_hold_loop, seconds)
 
     def server_changed(self, _online: bool | None = None) -> None:
         try:
@@ -699,6 +699,12 @@ def _estimate(c: Charge, others: Sequence[SaleRecord]) -> int | None:
     if len(booked) != 1:
         return None
     return c.balance_before + sum(p.amount_cents for p in others[booked[0] :]) + c.amount_cents
+
+
+def _hold_loop(seconds: float) -> None:
+    """The stall: a Python frame of ours, so the lag warning names it on any event loop (uvloop runs a
+    C callback such as ``time.sleep`` with no Python frame that could name it)."""
+    time.sleep(seconds)
 
 
 def _fallback(effect: Effect) -> Event | None:

@@ -71,6 +71,9 @@ def _describe_foreign(f: FrameType) -> str:
         name = getattr(callback, "__qualname__", None) or repr(callback)
         module = getattr(callback, "__module__", None)
         return f"callback {module + '.' if module else ''}{name}"
+    if isinstance(handle, asyncio.Runner):
+        # uvloop's loop is C code: a callback that is not Python code leaves no frame to name.
+        return "a callback with no Python frame (the event loop's C code runs it)"
     return f"{_short(f.f_code.co_filename)}:{f.f_lineno} {f.f_code.co_name}"
 
 

@@ -75,6 +75,27 @@ class RunOptions:
     drain_s: float = 10.0  # the longest a stop waits for the sale under way and its dispense (STOP_DRAIN_S)
 
 
+def serve(cfg: Config, opts: RunOptions | None = None) -> None:
+    """``taptill run``: run_terminal on an event loop of its own until it stops (raises what it raises).
+
+    The loop is uvloop's where it is installed (Linux; a dependency there): the same asyncio API in
+    libuv, with less CPU per tap than the standard loop (issue 10: on a Pi CPU decides how fast a tap
+    is answered). Without it the standard loop runs the terminal just the same.
+    """
+    with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
+        runner.run(run_terminal(cfg, opts=opts))
+
+
+def _event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop, or None (asyncio's own) when uvloop cannot be imported: said once, in the log."""
+    try:
+        import uvloop
+    except ImportError as exc:
+        log.info("running on asyncio's own event loop: uvloop cannot be imported (%s)", exc)
+        return None
+    return uvloop.new_event_loop
+
+
 async def run_terminal(
     cfg: Config, stop: asyncio.Event | None = None, opts: RunOptions | None = None
 ) -> None:
