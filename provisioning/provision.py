@@ -67,7 +67,7 @@ from terminal.controller.operators import OperatorBook, OperatorKeyError, key_mi
 from terminal.model import TerminalInfo, printable
 from terminal.money import format_cents
 from terminal.partybroker.outcomes import Drink
-from terminal.service.credentials import OPERATOR_KEY, loaded, named_in
+from terminal.service.credentials import OPERATOR_KEY, ServiceSecret, loaded, named_in
 from terminal.service.secret import Secret
 from terminal.service.unit_file import UNIT_PATH, service_options
 from terminal.wallet.catalog import check_permission
@@ -615,7 +615,8 @@ def _credentials(root: Path, config: str, unit: str, wanted: list[Wanted]) -> li
     open to others, which would stop the unit at every start or give the secret away."""
     writing = {w.path for w in wanted}
     in_unit = loaded(service_options(unit))
-    dropins = []
+    by_dropin: dict[Path, list[tuple[ServiceSecret, Path]]] = {}
+    stale: set[Path] = set()
     for secret, path in named_in(tomllib.loads(config), CONFIG_PATH.parent):
         if path not in writing:
             on_disk = file_on_disk(root, path)
@@ -633,9 +634,11 @@ def _credentials(root: Path, config: str, unit: str, wanted: list[Wanted]) -> li
                     f"{path} ({secret.setting}) is mode {mode:04o}, open to other users; "
                     f"run: chmod 600 {on_disk}",
                 )
+        by_dropin.setdefault(dropin_path(secret), []).append((secret, path))
         if in_unit.get(secret.credential) != path:
-            dropins.append(Wanted(dropin_path(secret), credential_dropin(secret, path), 0o644))
-    return dropins
+            stale.add(dropin_path(secret))
+    # A table's drop-in is rewritten whole: with every secret of that table the config names.
+    return [Wanted(d, credential_dropin(by_dropin[d]), 0o644) for d in sorted(stale)]
 
 
 def _check_operators(root: Path, cfg: Config, answers: Answers) -> None:

@@ -225,15 +225,19 @@ def dropin_path(secret: ServiceSecret) -> Path:
     return DROPIN_DIR / f"{secret.table}.conf"
 
 
-def credential_dropin(secret: ServiceSecret, path: Path) -> str:
-    """A drop-in passing the root-only ``path`` to the service as credential ``secret.credential``:
-    systemd reads it as root at each start, and a missing file stops the unit from starting."""
-    return (
-        f"# Written by taptill-provision: {secret.setting} is {path}, which only root reads;\n"
-        f"# the service (user taptill) reads it as $CREDENTIALS_DIRECTORY/{secret.credential}.\n"
-        "[Service]\n"
-        f"LoadCredential={secret.credential}:{path}\n"
-    )
+def credential_dropin(secrets: Sequence[tuple[ServiceSecret, Path]]) -> str:
+    """A drop-in passing each root-only file to the service as its credential (the secrets of one config
+    table, as ``[brink]`` has two): systemd reads them as root at each start, and a missing file stops the
+    unit from starting."""
+    lines = []
+    for secret, path in secrets:
+        lines += [
+            f"# Written by taptill-provision: {secret.setting} is {path}, which only root reads;\n",
+            f"# the service (user taptill) reads it as $CREDENTIALS_DIRECTORY/{secret.credential}.\n",
+        ]
+    lines.append("[Service]\n")
+    lines += [f"LoadCredential={secret.credential}:{path}\n" for secret, path in secrets]
+    return "".join(lines)
 
 
 def sysusers_conf(groups: Sequence[str]) -> str:

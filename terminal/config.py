@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from terminal.brink.config import BrinkConfig, parse_brink
 from terminal.config_section import ConfigError, Section
 from terminal.model import ProductId
 from terminal.partybroker.config import PartybrokerConfig, parse_partybroker
@@ -223,6 +224,7 @@ class Config:
     gpio: GpioConfig
     partybroker: PartybrokerConfig | None = None
     ready2order: Ready2OrderConfig | None = None
+    brink: BrinkConfig | None = None
     select: SelectConfig = field(default_factory=SelectConfig)
     topup: TopupConfig = field(default_factory=TopupConfig)
     source: Path | None = None
@@ -263,6 +265,7 @@ def parse_config(data: dict[str, object], source: Path | None = None) -> Config:
         gpio=parse_gpio(root.table("gpio")),
         partybroker=parse_partybroker(root.table("partybroker"), base),
         ready2order=parse_ready2order(root.table("ready2order"), base),
+        brink=parse_brink(root.table("brink"), base),
         select=parse_select(root.table("select")),
         topup=parse_topup(root.table("topup"), base),
         source=source,

@@ -47,7 +47,20 @@ READY2ORDER_TOKEN = ServiceSecret(
 OPERATOR_KEY = ServiceSecret(
     "topup", "operator_key_file", "topup.operator_key", CONFIG_DIR / "operator.key", mode="topup"
 )
-SERVICE_SECRETS = (WALLET_TOKEN, PARTYBROKER_PASSWORD, READY2ORDER_TOKEN, OPERATOR_KEY)
+BRINK_ACCESS_TOKEN = ServiceSecret(
+    "brink", "access_token_file", "brink.access_token", CONFIG_DIR / "brink.access_token"
+)
+BRINK_LOCATION_TOKEN = ServiceSecret(
+    "brink", "location_token_file", "brink.location_token", CONFIG_DIR / "brink.location_token"
+)
+SERVICE_SECRETS = (
+    WALLET_TOKEN,
+    PARTYBROKER_PASSWORD,
+    READY2ORDER_TOKEN,
+    OPERATOR_KEY,
+    BRINK_ACCESS_TOKEN,
+    BRINK_LOCATION_TOKEN,
+)
 
 
 def named_in(data: Mapping[str, object], config_dir: Path) -> list[tuple[ServiceSecret, Path]]:
