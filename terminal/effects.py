@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hw.gpio.base import Signal
-from terminal.model import DeclineReason, ProductId
 from terminal.journal import Statement
+from terminal.model import DeclineReason, ProductId
 from terminal.screens import Screen
 
 

@@ -682,7 +682,9 @@ class Journal:
         rows = self._db.execute(
             "SELECT t.sale_key, t.table_id, t.party_id, t.business_date, t.orders, t.amount_cents,"
             f" t.created_at, s.state, s.reason, {TO_REFUND_SQL.replace('state', 's.state')}"
-            " FROM table_bills t JOIN sales s ON s.idempotency_key = t.sale_key" + where + " ORDER BY t.rowid",
+            " FROM table_bills t JOIN sales s ON s.idempotency_key = t.sale_key"
+            + where
+            + " ORDER BY t.rowid",
             () if business_date is None else (business_date,),
         ).fetchall()
         return [

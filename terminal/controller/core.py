@@ -29,7 +29,6 @@ from terminal.effects import (
     RecordDecline,
     Show,
     StartTimer,
-    Statement,
 )
 from terminal.events import (
     ButtonPressed,
@@ -53,7 +52,7 @@ from terminal.events import (
     WalletRefused,
     WalletUnreachable,
 )
-from terminal.journal import offline_reason
+from terminal.journal import Statement, offline_reason
 from terminal.model import DeclineReason, Product, ProductId
 from terminal.screens import (
     ASK_STAFF,

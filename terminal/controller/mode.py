@@ -14,8 +14,9 @@ from typing import ClassVar, Protocol
 
 from hw.gpio.base import Signal
 from terminal.controller.settings import ControllerSettings
-from terminal.effects import Effect, Statement
+from terminal.effects import Effect
 from terminal.events import Event
+from terminal.journal import Statement
 from terminal.model import DeclineReason, Product, ProductId
 from terminal.screens import ApprovedScreen, DeclinedScreen, IdleScreen, OfflineScreen, PriceLine, Screen
 
@@ -142,6 +143,11 @@ class SellMode:
     def resumed(self) -> tuple[Effect, ...]:
         """The result screen of a tap is over and the idle screen is back: effects the mode wants then."""
         return ()
+
+    def button_names(self) -> tuple[str, ...]:
+        """The buttons this mode reacts to, by their configured names."""
+        s = self.till.settings
+        return (*s.buttons, *([s.cancel_button] if s.cancel_button else []))
 
     def approved_screen(
         self, amount_cents: int, balance_cents: int | None, *, confirmed: bool = True, offline: bool = False

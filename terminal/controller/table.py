@@ -111,7 +111,9 @@ class TableMode(SellMode):
             note = f"table {event.table_id}: {event.problem}: {event.detail}" if event.detail else ""
             return Refusal(TableProblemScreen(event.table_id, self._problem), "error", note)
         if event.paid is not None:
-            return Refusal(TableAlreadyPaidScreen(event.table_id, pending=event.paid == "pending"), "declined")
+            return Refusal(
+                TableAlreadyPaidScreen(event.table_id, pending=event.paid == "pending"), "declined"
+            )
         if bill.amount_cents <= 0:
             return Refusal(TableProblemScreen(event.table_id, BillProblem.NOTHING_DUE), "declined")
         if shown is None or shown.key != bill.key:
@@ -120,7 +122,7 @@ class TableMode(SellMode):
         try:
             products = decompose(bill.amount_cents, self.till.settings.denominations)
         except ValueError as exc:
-            note = f"table {bill.table_id}: {bill.amount_cents} cents cannot be paid with [table] denominations: {exc}"
+            note = f"table {bill.table_id}: [table] denominations cannot pay {bill.amount_cents} cents: {exc}"
             return Refusal(DeclinedScreen(DeclineReason.BAD_PRODUCT), "error", note)
         key = event.pay_key or bill.key
         self._paying = bill
@@ -132,9 +134,7 @@ class TableMode(SellMode):
             orders=[(o.order_id, o.number, o.due_cents) for o in bill.orders],
             amount_cents=bill.amount_cents,
         )
-        return Sale(
-            tuple(products), key=key, also=(row,), expect_cents=bill.amount_cents, offline_ok=False
-        )
+        return Sale(tuple(products), key=key, also=(row,), expect_cents=bill.amount_cents, offline_ok=False)
 
     def button(self, name: str) -> Refusal | Redraw | None:
         if name not in BUTTONS:

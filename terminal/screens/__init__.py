@@ -1,8 +1,8 @@
 """The screen model: what the guest sees, as small typed values that every display renders.
 
-``common.py`` holds the screens every way to sell shows; ``select.py``, ``topup.py`` and ``table.py`` those
-only that mode shows; ``setup.py`` those a person setting the terminal up sees. Every screen type is re-exported
-here, so a display (and the golden-image test) sees them all.
+``common.py`` holds the screens every way to sell shows; ``select.py``, ``topup.py`` and ``table.py``
+those only that mode shows; ``setup.py`` those a person setting the terminal up sees. Every screen type is
+re-exported here, so a display (and the golden-image test) sees them all.
 """
 
 from terminal.screens.common import (

@@ -8,6 +8,7 @@ from enum import StrEnum
 from terminal.money import format_cents
 from terminal.screens.common import Screen, ScreenText
 
+
 class BillProblem(StrEnum):
     """Why a table's bill cannot be paid at the terminal now; each has its own screen."""
 
@@ -92,7 +93,9 @@ class TableLinesScreen(Screen):
     lines: tuple[BillLine, ...] = ()
 
     def text(self, locale: str = "de", currency: str = "EUR") -> ScreenText:
-        rows = tuple(f"{line.description} {format_cents(line.price_cents, locale, currency)}" for line in self.lines)
+        rows = tuple(
+            f"{line.description} {format_cents(line.price_cents, locale, currency)}" for line in self.lines
+        )
         title = f"Table {self.table_id} {format_cents(self.amount_cents, locale, currency)}"
         return ScreenText(title, (*rows, PAY_ACTION))
 
@@ -117,7 +120,9 @@ class TableChangedScreen(Screen):
 
     def text(self, locale: str = "de", currency: str = "EUR") -> ScreenText:
         amount = format_cents(self.amount_cents, locale, currency)
-        return ScreenText("Bill changed", (f"Table {self.table_id}: now {amount}", "Nothing charged: tap again"))
+        return ScreenText(
+            "Bill changed", (f"Table {self.table_id}: now {amount}", "Nothing charged: tap again")
+        )
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from xml.etree.ElementTree import Element
 
-import defusedxml.ElementTree as SafeET  # type: ignore[import-untyped]  # no stubs in the venv
+import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from terminal.emulator.brink.answers import OPERATION_NS, SOAP_NS
