@@ -623,7 +623,7 @@ class DeviceLoop:
                 balance_before=c.balance_before,
                 attempting=not queued,
                 attempted_at=self.clock(),
-                dispense=c.amount_cents < 0 and c.dispense,  # debits give products; top-ups, bills none
+                dispense=c.amount_cents < 0,  # debits give products; top-ups give none
                 approved=queued,  # a queued sale is approved now; a sent one once the tap is decided
             )
         except JournalError as exc:

@@ -39,7 +39,6 @@ class Charge:
     key: str | None = None  # the idempotency key the mode chose (a table bill's); None: a fresh one
     # Rows written in the sale's own transaction (the table bill it pays): (sql, params) statements.
     also: tuple[Statement, ...] = ()
-    dispense: bool = True  # the sale gives goods (False: a table bill, a top-up)
 
 
 @dataclass(frozen=True)

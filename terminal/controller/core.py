@@ -363,7 +363,6 @@ class Controller:
                 operator=tap.operator if tap.credit else None,
                 key=tap.key,
                 also=tap.also,
-                dispense=bool(tap.goods),
             )
         ]
 
@@ -468,7 +467,7 @@ class Controller:
                     return self._result(screen, Beep("declined"))
                 return self._result(
                     self.mode.approved_screen(-tap.amount_cents, balance_after),
-                    *self._dispense(tap, event.key),
+                    Dispense(tap.goods, event.key),
                     Beep("approved"),
                 )
             case ChargeQueued(_, estimate):
@@ -483,7 +482,7 @@ class Controller:
                     self.mode.approved_screen(
                         -tap.amount_cents, estimate, confirmed=False, offline=tap.offline
                     ),
-                    *self._dispense(tap, event.key),
+                    Dispense(tap.goods, event.key),
                     Beep("approved"),
                 )
             case ChargeRejected(_, reason):
@@ -498,8 +497,3 @@ class Controller:
                 # StorageChanged and keeps the terminal out of service until a write succeeds.
                 return self._result(OutOfServiceScreen(message), Beep("error"))
         return []
-
-    @staticmethod
-    def _dispense(tap: _Tap, key: str) -> list[Effect]:
-        """The relay pulses of a paid tap: none where it pays no goods (a table bill)."""
-        return [Dispense(tap.goods, key)] if tap.goods else []

@@ -48,7 +48,7 @@ class TableMode(SellMode):
         self._fixed = s.table_id is not None
         self._tables: tuple[int, ...] = (s.table_id,) if s.table_id is not None else s.tables
         self._index = 0
-        self._stage: Stage = "choose"
+        self._stage: Stage = "loading" if self._fixed else "choose"
         self._bill: TableBill | None = None  # the bill on screen (what a tap may pay)
         self._problem = BillProblem.NO_PARTY
         self._pending_paid = False  # the "paid" stage: paid here, still being confirmed
@@ -96,7 +96,7 @@ class TableMode(SellMode):
             return Refusal(TableLoadingScreen(self.table), "declined")
         # Read again right before the wallet: what the tap pays is the bill as the POS has it now.
         self._for_tap = True
-        return Ask((self._fetch_bill(),))
+        return Ask((self._fetch_bill(keep_screen=True),))
 
     def answer(self, event: Event) -> CardAnswer | None:
         if not isinstance(event, BillRead) or event.token != self._fetch:
