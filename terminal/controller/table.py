@@ -10,13 +10,14 @@ A table bill is never sold offline.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 from terminal.controller.mode import Ask, CardAnswer, Redraw, Refusal, Sale, SellMode, Till
 from terminal.effects import Effect, FetchBill, StartTimer
 from terminal.events import BillRead, Event, TableBill
 from terminal.journal import table_bill_statement
-from terminal.model import DeclineReason, ProductId
+from terminal.model import DeclineReason, Product, ProductId
 from terminal.screens import ASK_STAFF, DeclinedScreen, OfflineScreen, OutOfServiceScreen, Screen
 from terminal.screens.table import (
     PAY_ACTION,
@@ -36,6 +37,17 @@ NEXT, PREV, OK = "next", "prev", "ok"
 BUTTONS = (NEXT, PREV, OK)
 
 Stage = Literal["choose", "loading", "bill", "lines", "problem", "paid"]
+
+
+def price_problems(denominations: Mapping[int, ProductId], products: Iterable[Product]) -> tuple[str, ...]:
+    """One line per denomination product the wallet does not list at its [table] value (for the log,
+    ``status`` and ``doctor``): while there is one, the terminal is out of service. Empty when there is
+    no product list to check against (nothing can be sold then anyway)."""
+    listed = tuple(products)
+    if not listed:
+        return ()
+    fix = "fix the wallet product's price or [table] denominations"
+    return tuple(f"[table] {line} ({fix})" for line in check_prices(denominations, listed))
 
 
 class TableMode(SellMode):
@@ -227,7 +239,4 @@ class TableMode(SellMode):
         self._for_tap = False
 
     def _check_prices(self) -> tuple[str, ...]:
-        denominations: dict[int, ProductId] = self.till.settings.denominations
-        if not self.till.catalog:
-            return ()  # nothing loaded yet: the core is out of service for that already
-        return tuple(check_prices(denominations, self.till.catalog))
+        return price_problems(self.till.settings.denominations, self.till.catalog)

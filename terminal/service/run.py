@@ -25,10 +25,10 @@ from terminal.controller.operators import (
     key_mismatch,
     parse_operator_key,
 )
+from terminal.controller.table import price_problems
 from terminal.device_loop import DeviceLoop
 from terminal.events import BillRead, CatalogChanged, UnsellableChanged
 from terminal.journal import Journal, JournalError
-from terminal.model import Product
 from terminal.ops.salvage import open_journal_salvaging
 from terminal.partybroker.runtime import PartybrokerRuntime
 from terminal.ready2order.runtime import Ready2OrderRuntime
@@ -56,7 +56,6 @@ from terminal.wallet.catalog import (
     token_fix,
 )
 from terminal.wallet.client import WalletClient
-from terminal.wallet.denominations import check_prices
 from terminal.wallet.health import ServerHealth
 from terminal.wallet.sale_sender import SaleSender
 from terminal.wallet.sale_store import ReportStatements
@@ -125,16 +124,6 @@ def open_brink(cfg: Config) -> BrinkClient | None:
     access = read_secret(b.access_token_file, BRINK_ACCESS_TOKEN.credential)
     location = read_secret(b.location_token_file, BRINK_LOCATION_TOKEN.credential)
     return BrinkClient(b.url, access, location, b.timeout_s, max_answer_bytes=b.max_answer_bytes)
-
-
-def denomination_problems(cfg: Config, products: tuple[Product, ...]) -> list[str]:
-    """Table mode: one line per denomination product whose wallet price is not its [table] value."""
-    if cfg.terminal.mode != "table" or not products:
-        return []
-    fix = "fix the wallet product's price or [table] denominations"
-    return [
-        f"[table] {line} ({fix}); out of service" for line in check_prices(cfg.table.denominations, products)
-    ]
 
 
 def load_operator_book(cfg: Config) -> OperatorBook | None:
@@ -254,8 +243,9 @@ async def _run_locked(
             apply_payment=cfg.table.apply_payment,
             bill_refresh_s=cfg.table.bill_refresh_s,
         )
-        for line in denomination_problems(cfg, products):
-            log.error("%s", line)
+        if cfg.terminal.mode == "table":
+            for line in price_problems(cfg.table.denominations, products):
+                log.error("%s; out of service", line)
         controller = Controller(settings, products)
         controller.server_online = health.online  # no online board drawn first on an offline start
         settled_hooks: list[Callable[[], None]] = []
@@ -472,9 +462,9 @@ async def _refresh_catalog(
             if not device.controller.catalog:
                 log.warning("product list loaded (%d products): selling", len(catalog.info.products))
             device.post(CatalogChanged(catalog.info.products))
-            if cfg is not None:
-                for line in denomination_problems(cfg, catalog.info.products):
-                    log.error("%s", line)
+            if cfg is not None and cfg.terminal.mode == "table":
+                for line in price_problems(cfg.table.denominations, catalog.info.products):
+                    log.error("%s; out of service", line)
             if partybroker is not None:
                 partybroker.publish(catalog.info.products)  # ladder steps are priced by the wallet
             if mirror is not None:
