@@ -11,8 +11,8 @@ import pytest
 from terminal.emulator.brink import parties
 from terminal.emulator.brink.server import BrinkEmulator
 from terminal.emulator.wallet import WalletEmulator
-from tests.table_lab import CENTS, GUEST, show_bill, tap, taptill, today, write_table_config
-from tests.terminal_lab import EMPTY, TerminalProcess, journal_lines
+from tests.table_lab import CENTS, GUEST, show_bill, tap, today, write_table_config
+from tests.terminal_lab import EMPTY, TerminalProcess, journal_lines, taptill
 
 
 @pytest.fixture
