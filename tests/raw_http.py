@@ -60,7 +60,7 @@ def _read_request(sock: socket.socket) -> bytes:
         if not chunk:
             break
         body += chunk
-    return data
+    return head + b"\r\n\r\n" + body  # the whole request: a body may come after the head's packet
 
 
 class _LoopbackServer:

@@ -13,6 +13,7 @@ import pytest
 from provisioning.provision import _parser as provision_parser
 from terminal.cli import _parser as taptill_parser
 from terminal.config import DEFAULT_CONFIG_PATH
+from terminal.emulator.brink.cli import parser as brink_parser
 from terminal.emulator.partybroker.cli import parser as partybroker_parser
 from terminal.emulator.ready2order.cli import parser as ready2order_parser
 from terminal.emulator.wallet.cli import parser as wallet_parser
@@ -24,6 +25,7 @@ PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "wallet emulator": wallet_parser,
     "partybroker emulator": partybroker_parser,
     "ready2order emulator": ready2order_parser,
+    "brink emulator": brink_parser,
 }
 
 

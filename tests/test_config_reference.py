@@ -20,8 +20,8 @@ from terminal.config import ConfigError, parse_config
 README = Path(__file__).resolve().parent.parent / "README.md"
 PROBE = "zz_not_a_key"
 
-# The smallest config the parser accepts, with a [partybroker] and one drink, and a [ready2order] with one
-# product, so their keys are read too.
+# The smallest config the parser accepts, with a [partybroker] and one drink, a [ready2order] with one
+# product and a [brink], so their keys are read too.
 BASE: dict[str, Any] = {
     "terminal": {"products": ["espresso"], "description": "Kaffee"},
     "wallet": {"base_url": "http://127.0.0.1:9/wallet"},
@@ -36,6 +36,7 @@ BASE: dict[str, Any] = {
         "user_id": 1,
         "products": {"espresso": {"product_id": 111, "vat_id": 2}},
     },
+    "brink": {"url": "http://127.0.0.1:9/Ordering.svc"},
 }
 
 

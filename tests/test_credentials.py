@@ -23,6 +23,8 @@ from terminal.controller.operators import card_entry, new_operator_key, parse_op
 from terminal.emulator.partybroker import EmulatedDrink, PartybrokerEmulator
 from terminal.emulator.wallet import WalletEmulator
 from terminal.service.credentials import (
+    BRINK_ACCESS_TOKEN,
+    BRINK_LOCATION_TOKEN,
     OPERATOR_KEY,
     SERVICE_SECRETS,
     ServiceSecret,
@@ -124,6 +126,21 @@ def former_ready2order_run(root: Path) -> None:
     token.chmod(0o600)
 
 
+def former_brink_table(root: Path) -> None:
+    """A ``[brink]`` table added to the config by hand, with its two token files (root's, 0600)."""
+    etc = root / "etc/taptill"
+    with (etc / "config.toml").open("a") as config:
+        config.write(
+            '\n[brink]\nurl = "https://x.parpos.com/Ordering.svc"\n'
+            f'access_token_file = "{BRINK_ACCESS_TOKEN.path}"\n'
+            f'location_token_file = "{BRINK_LOCATION_TOKEN.path}"\n'
+        )
+    for secret in (BRINK_ACCESS_TOKEN, BRINK_LOCATION_TOKEN):
+        token = root / secret.path.relative_to("/")
+        token.write_text(f"{secret.credential}-value\n")
+        token.chmod(0o600)
+
+
 def kiosk_answers(folder: Path, wallet: WalletEmulator, key: str) -> Path:
     """An answers file for a kiosk whose [topup] names ``key`` (where `taptill operator add --config
     ANSWERS` keeps the operator key), with no operators yet."""
@@ -158,8 +175,10 @@ def test_provisioning_passes_every_secret_as_a_credential_and_a_kiosk_set_up_fro
 ) -> None:
     """A terminal naming every secret: the wallet token and the Partybroker password from their answers,
     a ready2order token an earlier run stored, and a kiosk's operator key, made on the spot by
-    `taptill operator add --config ANSWERS` as the README's kiosk steps say."""
+    `taptill operator add --config ANSWERS` as the README's kiosk steps say; and PAR Brink's two tokens,
+    one table's two secrets in one drop-in."""
     former_ready2order_run(image)
+    former_brink_table(image)
     password = tmp_path / "pb.password"
     password.write_text("s3cret\n")
     password.chmod(0o600)
@@ -203,6 +222,9 @@ def test_provisioning_passes_every_secret_as_a_credential_and_a_kiosk_set_up_fro
         "LoadCredential=topup.operator_key:/etc/taptill/operator.key"
         in (image / "etc/systemd/system/taptill.service.d/topup.conf").read_text()
     )
+    brink = (image / "etc/systemd/system/taptill.service.d/brink.conf").read_text()
+    assert "LoadCredential=brink.access_token:/etc/taptill/brink.access_token\n" in brink
+    assert "LoadCredential=brink.location_token:/etc/taptill/brink.location_token\n" in brink
 
 
 @pytest.mark.parametrize("case", ["another key", "no key", "open key"])

@@ -117,7 +117,8 @@ class BrinkEmulator(LoopbackEmulator):
 
     The first location's tokens are ``access_token``/``location_token``; it holds ``parties`` (default:
     the seed's party and the demo tables 1..12 on ``business_date``, default today's business date with
-    days starting 06:00 on the emulator's clock) and accepts ``tenders`` in ApplyPayment. ``style``:
+    days starting 06:00 on the emulator's clock; on the seed's own date the demo's table 5 replaces the
+    seed's party) and accepts ``tenders`` in ApplyPayment. ``style``:
     "seed" or "wcf" answers; ``latency``: "fast" or "real".
     """
 
