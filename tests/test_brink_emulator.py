@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree.ElementTree import Element
 
-import defusedxml.ElementTree as SafeET  # type: ignore[import-untyped]  # no stubs in the venv
+import defusedxml.ElementTree as SafeET
 import httpx
 import pytest
 
