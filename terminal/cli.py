@@ -82,7 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     press.add_argument(
         "button",
         metavar="BUTTON",
-        help="a button name: a key of [select] buttons or [topup] buttons, or the cancel/clear button",
+        help="a button name: a key of [select] buttons or [topup] buttons, the cancel/clear button, "
+        "or next, prev, ok in table mode",
     )
 
     demo = sub.add_parser("demo", help="play a scenario against the local emulator (no hardware, no network)")
