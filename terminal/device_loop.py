@@ -691,17 +691,12 @@ class DeviceLoop:
         task.add_done_callback(lambda _t: self.server_changed())
         done, _ = await asyncio.wait({task}, timeout=self._remaining())
         if task not in done:
+            if c.key is not None:
+                task.add_done_callback(lambda t: self._late_answer(t, sale.id))
             return ChargeQueued(sale.idempotency_key, estimate)
         result = task.result()
         if isinstance(result, Delivered) and result.already and c.key is not None:
-            # This terminal never sent the key before, so someone else booked it (a table bill paid at
-            # another terminal): the wallet moved no money now. Done, noted so it is not counted here.
-            note = "the wallet had booked this key already (202); no money moved at this tap"
-            try:
-                self.journal.mark_booked_elsewhere(sale.id, note)
-            except JournalError as exc:
-                log.error("cannot journal that sale %d was booked elsewhere: %s", sale.id, exc)
-            log.warning("sale %d: %s", sale.id, note)
+            self._booked_elsewhere(sale.id)
             return ChargeDone(sale.idempotency_key, result.balance_after, already=True)
         if isinstance(result, Delivered):
             return ChargeDone(sale.idempotency_key, result.balance_after)
@@ -721,6 +716,25 @@ class DeviceLoop:
             # don't serve it on a guess. The sale stays journaled; the outbox settles it either way.
             return ChargeRejected(sale.idempotency_key, DeclineReason.BAD_PRODUCT)
         return ChargeQueued(sale.idempotency_key, estimate)
+
+    def _late_answer(self, task: asyncio.Task[object], sale_id: int) -> None:
+        """The first request of a sale under a mode's key, answered after the tap was decided."""
+        if task.cancelled() or task.exception() is not None:
+            return
+        result = task.result()
+        if isinstance(result, Delivered) and result.already:
+            self._booked_elsewhere(sale_id)
+
+    def _booked_elsewhere(self, sale_id: int) -> None:
+        """The wallet answered 202 to the first request of a sale under a mode's key: this journal never
+        sent that key before, so someone else booked it (a table bill paid at another terminal) and no
+        money moved now. Done, noted so that this terminal does not count it as its own sale."""
+        note = "the wallet had booked this key already (202); no money moved at this tap"
+        try:
+            self.journal.mark_booked_elsewhere(sale_id, note)
+        except JournalError as exc:
+            log.error("cannot journal that sale %d was booked elsewhere: %s", sale_id, exc)
+        log.warning("sale %d: %s", sale_id, note)
 
 
 def _estimate(c: Charge, others: Sequence[SaleRecord]) -> int | None:
