@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 from hw.display.base import Display
@@ -24,6 +24,7 @@ from terminal.effects import (
     Charge,
     Dispense,
     Effect,
+    FetchBill,
     LookupWallet,
     Notice,
     RecordDecline,
@@ -32,6 +33,7 @@ from terminal.effects import (
     StartTimer,
 )
 from terminal.events import (
+    BillRead,
     ButtonPressed,
     CardPresented,
     CardRemoved,
@@ -54,6 +56,7 @@ from terminal.journal import Journal, JournalError, SaleRecord, remember_card_st
 from terminal.model import DeclineReason
 from terminal.ops.tap_outcome import DECISION_MARGIN_S, decision_line
 from terminal.screens import ASK_STAFF
+from terminal.screens.table import BillProblem
 from terminal.service import boot_clock
 from terminal.service.crashpoint import crashpoint
 from terminal.service.loop_lag import CACHE_KEY as LAG_CACHE_KEY
@@ -80,6 +83,9 @@ class _Wake:
 
 _WAKE = _Wake()
 
+# Reads table ``table_id``'s bill for FetchBill ``token`` (table mode: terminal/brink/table_bill.py).
+BillReader = Callable[[int, int], Awaitable[BillRead]]
+
 
 class DeviceLoop:
     """Events in, effects out, within the tap budget; also the CardListener and ButtonListener."""
@@ -102,8 +108,10 @@ class DeviceLoop:
         clock: Callable[[], float] = time.time,
         locale: str = "de",
         currency: str = "EUR",
+        bills: BillReader | None = None,
     ) -> None:
         self.controller = controller
+        self.bills = bills
         self.journal = journal
         self.client = client
         self.sender = sender
@@ -123,6 +131,7 @@ class DeviceLoop:
         self._seen: tuple[str, tuple[str, Sequence[object]]] | None = None
         self._fresh_balance_for: str | None = None
         self._background: set[asyncio.Task[object]] = set()
+        self._reading: set[asyncio.Task[BillRead]] = set()  # table bills read in the background
         self._storage_ok = True  # false after a failed journal write, until a write probe succeeds
         self._next_storage_probe = 0.0
         self._server_posted: tuple[bool, int] | None = None  # what the controller was last told
@@ -186,7 +195,7 @@ class DeviceLoop:
         s = self.controller.settings
         if s.mode == "tap":
             return "this terminal is in tap mode: it has no buttons"
-        known = [*s.buttons, *([s.cancel_button] if s.cancel_button else [])]
+        known = self.controller.mode.button_names()
         if name in known:
             return None
         return f"no button {name!r} in {s.mode} mode; it has: {', '.join(known)}"
@@ -301,6 +310,8 @@ class DeviceLoop:
             self._awaited.clear()
             for task in self._dispensing:
                 task.cancel()  # pulses cut short by the release stay "charged, not dispensed"
+            for reading in self._reading:
+                reading.cancel()  # a bill nobody will see
             lag_stop.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await lag_task
@@ -359,6 +370,13 @@ class DeviceLoop:
                 self.display.show(screen)
             case LookupWallet(uid):
                 return await self._lookup(uid)
+            case FetchBill(table_id, token, tap):
+                if tap:
+                    return await self._read_bill(table_id, token)
+                # Staff's choice or a refresh: the loop goes on taking cards and presses meanwhile.
+                reading = asyncio.ensure_future(self._read_bill(table_id, token))
+                self._reading.add(reading)
+                reading.add_done_callback(self._bill_read)
             case Charge():
                 event = await self._charge(effect)
                 self.server_changed()
@@ -400,6 +418,21 @@ class DeviceLoop:
                 loop = asyncio.get_running_loop()
                 loop.call_later(delay, self.queue.put_nowait, TimerFired(token))
         return None
+
+    async def _read_bill(self, table_id: int, token: int) -> BillRead:
+        """Table ``table_id``'s bill as BillRead ``token``; never raises (a failure is UNREACHABLE)."""
+        if self.bills is None:
+            return BillRead(token, table_id, None, BillProblem.UNREACHABLE, "no [brink] configured")
+        try:
+            return await self.bills(table_id, token)
+        except Exception as exc:  # the answer must come, whatever the POS sent
+            log.exception("reading table %d's bill failed", table_id)
+            return BillRead(token, table_id, None, BillProblem.UNREACHABLE, type(exc).__name__)
+
+    def _bill_read(self, task: asyncio.Task[BillRead]) -> None:
+        self._reading.discard(task)
+        if not task.cancelled():
+            self.post(task.result())
 
     async def _note_dispensed(self, key: str, ticket: int) -> None:
         """Journal that a sale's products were given once the relay's pulses up to ``ticket`` are done;
@@ -583,6 +616,10 @@ class DeviceLoop:
     async def _charge(self, c: Charge) -> Event:
         if c.operator is not None and (over := self._over_shift_cap(c)) is not None:
             return over
+        if c.key is not None and self.journal.sale_by_key(c.key) is not None:
+            # The mode read the journal for this key moments ago; never a second sale under one key.
+            log.error("a sale under key %s is journaled already; not charging again", c.key)
+            return ChargeRejected(c.key, DeclineReason.SERVER_TROUBLE)
         try:
             fresh, self._fresh_balance_for = self._fresh_balance_for == c.uid, None
             # This card's sales still on their way, read once: they queue this one behind them, and the
@@ -590,7 +627,8 @@ class DeviceLoop:
             others = self.journal.pending_for_card(c.uid)
             queued = not c.online or not fresh or bool(others) or self.sender.busy(c.uid)
             sale = self.journal.record_sale(
-                also=self._take_seen(c.uid),
+                key=c.key,
+                also=[*self._take_seen(c.uid), *c.also],
                 token_id=c.uid,
                 products=c.products,
                 amount_cents=c.amount_cents,
@@ -653,8 +691,13 @@ class DeviceLoop:
         task.add_done_callback(lambda _t: self.server_changed())
         done, _ = await asyncio.wait({task}, timeout=self._remaining())
         if task not in done:
+            if c.key is not None:
+                task.add_done_callback(lambda t: self._late_answer(t, sale.id))
             return ChargeQueued(sale.idempotency_key, estimate)
         result = task.result()
+        if isinstance(result, Delivered) and result.already and c.key is not None:
+            self._booked_elsewhere(sale.id)
+            return ChargeDone(sale.idempotency_key, result.balance_after, already=True)
         if isinstance(result, Delivered):
             return ChargeDone(sale.idempotency_key, result.balance_after)
         if isinstance(result, Refusal):
@@ -673,6 +716,25 @@ class DeviceLoop:
             # don't serve it on a guess. The sale stays journaled; the outbox settles it either way.
             return ChargeRejected(sale.idempotency_key, DeclineReason.BAD_PRODUCT)
         return ChargeQueued(sale.idempotency_key, estimate)
+
+    def _late_answer(self, task: asyncio.Task[object], sale_id: int) -> None:
+        """The first request of a sale under a mode's key, answered after the tap was decided."""
+        if task.cancelled() or task.exception() is not None:
+            return
+        result = task.result()
+        if isinstance(result, Delivered) and result.already:
+            self._booked_elsewhere(sale_id)
+
+    def _booked_elsewhere(self, sale_id: int) -> None:
+        """The wallet answered 202 to the first request of a sale under a mode's key: this journal never
+        sent that key before, so someone else booked it (a table bill paid at another terminal) and no
+        money moved now. Done, noted so that this terminal does not count it as its own sale."""
+        note = "the wallet had booked this key already (202); no money moved at this tap"
+        try:
+            self.journal.mark_booked_elsewhere(sale_id, note)
+        except JournalError as exc:
+            log.error("cannot journal that sale %d was booked elsewhere: %s", sale_id, exc)
+        log.warning("sale %d: %s", sale_id, note)
 
 
 def _estimate(c: Charge, others: Sequence[SaleRecord]) -> int | None:
@@ -713,4 +775,8 @@ def _fallback(effect: Effect) -> Event | None:
         return WalletRefused(effect.uid, DeclineReason.SERVER_TROUBLE)
     if isinstance(effect, Charge):
         return ChargeFailed(ASK_STAFF)
+    if isinstance(effect, FetchBill):
+        return BillRead(
+            effect.token, effect.table_id, None, BillProblem.UNREACHABLE, "reading the bill failed"
+        )
     return None
