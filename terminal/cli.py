@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from terminal.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
-from terminal.journal import Journal, JournalDamaged, JournalError, JournalMissing, SaleRecord
+from terminal.journal import (
+    BOOKED_ELSEWHERE_REASON,
+    Journal,
+    JournalDamaged,
+    JournalError,
+    JournalMissing,
+    SaleRecord,
+)
 from terminal.model import SaleState, printable
 from terminal.money import format_cents
 from terminal.service.log_setup import setup_logging
@@ -82,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--interactive", action="store_true", help="type card UIDs yourself")
     demo.add_argument(
         "--mode",
-        choices=("tap", "select", "topup"),
+        choices=("tap", "select", "topup", "table"),
         default="tap",
         help="tap: one product per tap; select: buttons fill a cart; topup: the kiosk (default: %(default)s)",
     )
@@ -626,6 +633,9 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
     data["wallet_server"] = server
     lockouts = _lockout_status(journal, cfg)
     data["locked_out_operators"] = lockouts
+    tables = _table_status(journal, cfg) if cfg.terminal.mode == "table" else None
+    if tables is not None:
+        data["table"] = tables
     unsellable = journal.unsellable()
     data["unsellable"] = [
         {"product_id": pid, "name": name, "reason": reason, "since": since}
@@ -654,6 +664,11 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
         _say(f"oldest pending:  {st.oldest_pending}")
     _say(f"rejected:        {st.rejected} ({format_cents(-st.rejected_cents, loc, cur)})")
     _say(f"declined taps:   {st.declined}")
+    if st.booked_elsewhere:
+        _say(
+            f"booked elsewhere: {st.booked_elsewhere} (the wallet had their key booked already, e.g. a "
+            "table paid at another terminal: no money moved here, not counted above)"
+        )
     for lockout in lockouts:
         _say(
             f"LOCKED OUT:      operator {lockout['operator']}'s card, for another {lockout['left_s']} s "
@@ -690,7 +705,60 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
             _say(f"  warning: {warning}")
     if mirror is not None:
         _say(f"ready2order:     {mirror['summary']}")
+    if tables is not None:
+        for line in tables["price_problems"]:
+            _say(f"OUT OF SERVICE:  {line}")
+        paid = tables["paid"]
+        _say(f"tables paid:     {len(paid)} by wallet on business day {tables['business_date']}")
+        for bill in paid:
+            _say(
+                f"  table {bill['table_id']:>4}  {format_cents(bill['amount_cents'], loc, cur):>10}  "
+                f"{bill['time']}  {bill['state']}"
+            )
     return EXIT_OK
+
+
+def _table_status(journal: Journal, cfg: Config) -> dict[str, Any]:
+    """Table mode: the tables paid by wallet on the current business day (for staff to close them at the
+    POS: table, amount, time, state) and whether the denomination products match the wallet's prices."""
+    from datetime import datetime
+
+    from terminal.brink.business_date import DEFAULT_STARTS, business_date
+    from terminal.controller.table import price_problems
+    from terminal.wallet.catalog import cached_products
+
+    starts = cfg.brink.business_day_starts if cfg.brink is not None else DEFAULT_STARTS
+    day = business_date(datetime.now(), starts).isoformat()
+    paid = []
+    for bill in journal.table_bills(day):
+        if bill.state == "done" and bill.reason.startswith(BOOKED_ELSEWHERE_REASON):
+            state = "paid at another terminal"
+        elif bill.to_refund:
+            state = "charged, never confirmed at the terminal: refund or close it (taptill queue)"
+        elif bill.state == "done":
+            state = "paid: close it at the POS" if not cfg.table.apply_payment else "paid"
+        elif bill.state == "pending":
+            state = "being confirmed by the wallet"
+        else:
+            state = f"{bill.state}: not paid"
+        local = datetime.fromisoformat(bill.created_at).astimezone().strftime("%H:%M:%S")
+        paid.append(
+            {
+                "table_id": bill.table_id,
+                "amount_cents": bill.amount_cents,
+                "time": local,
+                "state": state,
+                "sale_state": bill.state,
+                "key": bill.sale_key,
+                "party_id": bill.party_id,
+                "orders": list(bill.orders),
+            }
+        )
+    return {
+        "business_date": day,
+        "paid": paid,
+        "price_problems": list(price_problems(cfg.table.denominations, cached_products(journal))),
+    }
 
 
 def _ready2order_status(journal: Journal, cfg: Config) -> dict[str, Any]:

@@ -20,7 +20,7 @@ DEFAULT_CONFIG_PATH = Path("/etc/taptill/config.toml")
 # A result screen or a re-tap guard longer than a minute would only keep the next guest waiting.
 MAX_HOLD_S = 60.0
 
-Mode = Literal["tap", "select", "topup"]
+Mode = Literal["tap", "select", "topup", "table"]
 ReaderKind = Literal["sim", "pcsc", "nfcpy"]
 DisplayKind = Literal["console", "image", "oled", "none"]
 OfflineMode = Literal["decline", "accept"]
@@ -32,6 +32,7 @@ __all__ = [
     "parse_config",
     "parse_gpio",
     "parse_select",
+    "parse_table",
     "parse_topup",
 ]
 
@@ -121,6 +122,23 @@ class SelectConfig:
     buttons: dict[str, ProductId] = field(default_factory=dict)
     cancel_button: str | None = None
     cart_timeout_s: float = 30.0
+
+
+MAX_TABLES = 1000  # a [table] table_range longer than this is a typo, not a venue
+MAX_TABLE_ID = 2**31 - 1  # PAR Brink's TableId is an int
+
+
+@dataclass(frozen=True)
+class TableConfig:
+    """Table mode (PAR Brink): the tables staff choose from, or the one table the terminal is at; the
+    wallet products that pay an amount (cents -> product id); whether the POS is told (ApplyPayment)."""
+
+    tables: tuple[int, ...] = ()
+    table_id: int | None = None
+    denominations: dict[int, ProductId] = field(default_factory=dict)
+    apply_payment: bool = False
+    tender_id: int | None = None
+    bill_refresh_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -227,6 +245,7 @@ class Config:
     brink: BrinkConfig | None = None
     select: SelectConfig = field(default_factory=SelectConfig)
     topup: TopupConfig = field(default_factory=TopupConfig)
+    table: TableConfig = field(default_factory=TableConfig)
     source: Path | None = None
 
     @property
@@ -268,6 +287,7 @@ def parse_config(data: dict[str, object], source: Path | None = None) -> Config:
         brink=parse_brink(root.table("brink"), base),
         select=parse_select(root.table("select")),
         topup=parse_topup(root.table("topup"), base),
+        table=parse_table(root.table("table")),
         source=source,
     )
     _check_mode(cfg)
@@ -286,7 +306,7 @@ def _terminal(s: Section, base: Path) -> TerminalConfig:
     for p in products:
         if isinstance(p, str) and not p.strip():
             raise ConfigError("[terminal] products has an empty product id; use the wallet's ids")
-    mode = s.choice("mode", ("tap", "select", "topup"), "tap")
+    mode = s.choice("mode", ("tap", "select", "topup", "table"), "tap")
     if mode == "tap" and not products:
         raise ConfigError("[terminal] products is empty; tap mode needs at least one product id")
     tag = s.opt_str("tag")
@@ -523,8 +543,92 @@ def _operators(raw: object) -> tuple[OperatorEntry, ...]:
     return tuple(out)
 
 
+def parse_table(s: Section) -> TableConfig:
+    """The [table] table alone; whether table mode has what it needs is checked with the whole config."""
+    table_id = s.integer("table_id", min=1, max=MAX_TABLE_ID) if s.has("table_id") else None
+    tables: list[int] = []
+    if s.has("tables"):
+        raw = s.list_of("tables", (int,))
+        tables = [int(str(t)) for t in raw]
+        for t in tables:
+            if not 1 <= t <= MAX_TABLE_ID:
+                raise ConfigError(f"[table] tables has {t}; table ids are whole numbers from 1")
+        if len(set(tables)) != len(tables):
+            raise ConfigError("[table] tables lists a table twice; list each table once")
+    if s.has("table_range"):
+        raw = s.list_of("table_range", (int,))
+        if len(raw) != 2 or not 1 <= int(str(raw[0])) <= int(str(raw[1])) <= MAX_TABLE_ID:
+            raise ConfigError(
+                "[table] table_range must be [first, last] table ids with 1 <= first <= last, e.g. [1, 40]"
+            )
+        first, last = int(str(raw[0])), int(str(raw[1]))
+        if last - first + 1 > MAX_TABLES:
+            raise ConfigError(f"[table] table_range spans {last - first + 1} tables; at most {MAX_TABLES}")
+        if tables:
+            raise ConfigError("[table] has both tables and table_range; keep one of them")
+        tables = list(range(first, last + 1))
+    if table_id is not None and tables:
+        raise ConfigError(
+            "[table] has table_id and a list of tables; a terminal at one table keeps only table_id"
+        )
+    apply_payment = s.flag("apply_payment", False)
+    tender_id = s.integer("tender_id", min=0, max=MAX_TABLE_ID) if s.has("tender_id") else None
+    if apply_payment and tender_id is None:
+        raise ConfigError(
+            "[table] apply_payment = true needs tender_id: the PAR Brink tender the wallet payments are "
+            "booked as (ask the POS administrator)"
+        )
+    cfg = TableConfig(
+        tables=tuple(tables),
+        table_id=table_id,
+        denominations=_denominations(s),
+        apply_payment=apply_payment,
+        tender_id=tender_id,
+        bill_refresh_s=s.number("bill_refresh_s", 30.0, min=5.0, max=3600.0),
+    )
+    s.finish()
+    return cfg
+
+
+def _denominations(s: Section) -> dict[int, ProductId]:
+    """[table] denominations = { 1000 = "eur10", 1 = "ct1" }: amount in cents -> wallet product id."""
+    table = s.table("denominations")
+    out: dict[int, ProductId] = {}
+    for name in table.keys():  # noqa: SIM118 - a Section, not a dict
+        value = table.raw(name)
+        if not (name.isascii() and name.isdigit() and int(name) > 0):
+            raise ConfigError(
+                f'[table] denominations has key {name[:20]!r}; keys are amounts in cents, e.g. 1000 = "eur10"'
+            )
+        if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
+            raise ConfigError(f"[table] denominations {name} must be a wallet product id, got {value!r}")
+        if str(value) in {str(v) for v in out.values()}:
+            raise ConfigError(
+                f"[table] denominations maps two amounts to product {value!r}; one product each"
+            )
+        out[int(name)] = value
+    return out
+
+
 def _check_mode(cfg: Config) -> None:
     mode = cfg.terminal.mode
+    if mode == "table":
+        t = cfg.table
+        if not t.tables and t.table_id is None:
+            raise ConfigError(
+                "[table] has no tables; set tables = [1, 2, 5], table_range = [1, 40] or table_id = 12"
+            )
+        if not t.denominations:
+            raise ConfigError(
+                "[table] denominations is empty; map amounts in cents to wallet products, e.g. "
+                '{ 1000 = "eur10", 100 = "eur1", 10 = "ct10", 1 = "ct1" }'
+            )
+        if cfg.brink is None:
+            raise ConfigError("table mode reads bills from PAR Brink: add a [brink] table (url, token files)")
+        if cfg.gpio.relays:
+            raise ConfigError(
+                "[gpio] relays is set, but a table terminal gives no goods; remove [gpio.relays]"
+            )
     if mode == "select" and not cfg.select.buttons:
         raise ConfigError("[select] buttons is empty; select mode needs button = product id entries")
     if mode == "topup":
@@ -540,6 +644,15 @@ def _check_buttons(cfg: Config) -> None:
     """Every button the mode reacts to can be pressed, and a guest can always empty the cart."""
     mode = cfg.terminal.mode
     if mode == "tap":
+        return
+    if mode == "table":
+        if cfg.gpio.enabled and cfg.table.table_id is None:
+            for name in ("next", "prev", "ok"):
+                if name not in cfg.gpio.buttons:
+                    raise ConfigError(
+                        f"table mode chooses tables with the buttons next, prev and ok; [gpio.buttons] does "
+                        f"not wire {name!r}: add {name} = PIN there"
+                    )
         return
     table, buttons, cancel_key, cancel = (
         ("select", cfg.select.buttons, "cancel_button", cfg.select.cancel_button)

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 from hw.display.base import Display
@@ -24,6 +24,7 @@ from terminal.effects import (
     Charge,
     Dispense,
     Effect,
+    FetchBill,
     LookupWallet,
     Notice,
     RecordDecline,
@@ -32,6 +33,7 @@ from terminal.effects import (
     StartTimer,
 )
 from terminal.events import (
+    BillRead,
     ButtonPressed,
     CardPresented,
     CardRemoved,
@@ -54,6 +56,7 @@ from terminal.journal import Journal, JournalError, SaleRecord, remember_card_st
 from terminal.model import DeclineReason
 from terminal.ops.tap_outcome import DECISION_MARGIN_S, decision_line
 from terminal.screens import ASK_STAFF
+from terminal.screens.table import BillProblem
 from terminal.service import boot_clock
 from terminal.service.crashpoint import crashpoint
 from terminal.service.loop_lag import CACHE_KEY as LAG_CACHE_KEY
@@ -80,6 +83,9 @@ class _Wake:
 
 _WAKE = _Wake()
 
+# Reads table ``table_id``'s bill for FetchBill ``token`` (table mode: terminal/brink/table_bill.py).
+BillReader = Callable[[int, int], Awaitable[BillRead]]
+
 
 class DeviceLoop:
     """Events in, effects out, within the tap budget; also the CardListener and ButtonListener."""
@@ -102,8 +108,10 @@ class DeviceLoop:
         clock: Callable[[], float] = time.time,
         locale: str = "de",
         currency: str = "EUR",
+        bills: BillReader | None = None,
     ) -> None:
         self.controller = controller
+        self.bills = bills
         self.journal = journal
         self.client = client
         self.sender = sender
@@ -186,7 +194,7 @@ class DeviceLoop:
         s = self.controller.settings
         if s.mode == "tap":
             return "this terminal is in tap mode: it has no buttons"
-        known = [*s.buttons, *([s.cancel_button] if s.cancel_button else [])]
+        known = self.controller.mode.button_names()
         if name in known:
             return None
         return f"no button {name!r} in {s.mode} mode; it has: {', '.join(known)}"
@@ -359,6 +367,10 @@ class DeviceLoop:
                 self.display.show(screen)
             case LookupWallet(uid):
                 return await self._lookup(uid)
+            case FetchBill(table_id, token):
+                if self.bills is None:
+                    return BillRead(token, table_id, None, BillProblem.UNREACHABLE, "no [brink] configured")
+                return await self.bills(table_id, token)
             case Charge():
                 event = await self._charge(effect)
                 self.server_changed()
@@ -583,6 +595,10 @@ class DeviceLoop:
     async def _charge(self, c: Charge) -> Event:
         if c.operator is not None and (over := self._over_shift_cap(c)) is not None:
             return over
+        if c.key is not None and self.journal.sale_by_key(c.key) is not None:
+            # The mode read the journal for this key moments ago; never a second sale under one key.
+            log.error("a sale under key %s is journaled already; not charging again", c.key)
+            return ChargeRejected(c.key, DeclineReason.SERVER_TROUBLE)
         try:
             fresh, self._fresh_balance_for = self._fresh_balance_for == c.uid, None
             # This card's sales still on their way, read once: they queue this one behind them, and the
@@ -590,7 +606,8 @@ class DeviceLoop:
             others = self.journal.pending_for_card(c.uid)
             queued = not c.online or not fresh or bool(others) or self.sender.busy(c.uid)
             sale = self.journal.record_sale(
-                also=self._take_seen(c.uid),
+                key=c.key,
+                also=[*self._take_seen(c.uid), *c.also],
                 token_id=c.uid,
                 products=c.products,
                 amount_cents=c.amount_cents,
@@ -655,6 +672,16 @@ class DeviceLoop:
         if task not in done:
             return ChargeQueued(sale.idempotency_key, estimate)
         result = task.result()
+        if isinstance(result, Delivered) and result.already and c.key is not None:
+            # This terminal never sent the key before, so someone else booked it (a table bill paid at
+            # another terminal): the wallet moved no money now. Done, noted so it is not counted here.
+            note = "the wallet had booked this key already (202); no money moved at this tap"
+            try:
+                self.journal.mark_booked_elsewhere(sale.id, note)
+            except JournalError as exc:
+                log.error("cannot journal that sale %d was booked elsewhere: %s", sale.id, exc)
+            log.warning("sale %d: %s", sale.id, note)
+            return ChargeDone(sale.idempotency_key, result.balance_after, already=True)
         if isinstance(result, Delivered):
             return ChargeDone(sale.idempotency_key, result.balance_after)
         if isinstance(result, Refusal):
@@ -707,4 +734,8 @@ def _fallback(effect: Effect) -> Event | None:
         return WalletRefused(effect.uid, DeclineReason.SERVER_TROUBLE)
     if isinstance(effect, Charge):
         return ChargeFailed(ASK_STAFF)
+    if isinstance(effect, FetchBill):
+        return BillRead(
+            effect.token, effect.table_id, None, BillProblem.UNREACHABLE, "reading the bill failed"
+        )
     return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hw.gpio.base import Signal
+from terminal.journal import Statement
 from terminal.model import DeclineReason, ProductId
 from terminal.screens import Screen
 
@@ -35,6 +36,17 @@ class Charge:
     balance_before: int | None
     reason: str = ""
     operator: str | None = None
+    key: str | None = None  # the idempotency key the mode chose (a table bill's); None: a fresh one
+    # Rows written in the sale's own transaction (the table bill it pays): (sql, params) statements.
+    also: tuple[Statement, ...] = ()
+
+
+@dataclass(frozen=True)
+class FetchBill:
+    """Read table ``table_id``'s open bill from the POS; answered by BillRead ``token``."""
+
+    table_id: int
+    token: int
 
 
 @dataclass(frozen=True)
@@ -91,4 +103,15 @@ class Notice:
     message: str
 
 
-Effect = Show | LookupWallet | Charge | RecordDecline | RecordPin | Dispense | Beep | StartTimer | Notice
+Effect = (
+    Show
+    | LookupWallet
+    | Charge
+    | FetchBill
+    | RecordDecline
+    | RecordPin
+    | Dispense
+    | Beep
+    | StartTimer
+    | Notice
+)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from terminal.journal import OfflineView
 from terminal.model import DeclineReason, Product, ProductId
 from terminal.screens import PriceLine
+from terminal.screens.table import BillLine, BillProblem
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,13 @@ class WalletUnreachable:
 
 @dataclass(frozen=True)
 class ChargeDone:
-    """The sale is journaled and the server confirmed it."""
+    """The sale is journaled and the server confirmed it. ``already``: the server had booked the sale's
+    key before this terminal ever sent it (202 to a key the mode chose, e.g. a table bill paid at another
+    terminal): no money moved now, nothing is dispensed."""
 
     key: str
     balance_after: int | None
+    already: bool = False
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,47 @@ class Closing:
     """The terminal is stopping (SIGTERM, SIGINT, SIGHUP): finish the tap under way, take no new one."""
 
 
+@dataclass(frozen=True)
+class BillOrder:
+    """One open order of a table's bill: the POS's order id and number, what is due on it (cents)."""
+
+    order_id: int
+    number: int | None
+    due_cents: int
+
+
+@dataclass(frozen=True)
+class TableBill:
+    """What a table owes, as the terminal read it from the POS: ``key`` is the bill's idempotency key
+    (terminal/brink/bill.py: the party, its open orders and the amount), the same for everyone who reads
+    the same bill; ``business_date`` is ISO (``YYYY-MM-DD``)."""
+
+    key: str
+    table_id: int
+    party_id: int
+    business_date: str
+    amount_cents: int
+    orders: tuple[BillOrder, ...] = ()
+    lines: tuple[BillLine, ...] = ()
+
+
+@dataclass(frozen=True)
+class BillRead:
+    """The answer to FetchBill ``token``: the table's bill, or why there is none (``problem``, with a
+    ``detail`` for the log). ``paid`` tells what the journal holds under the bill's key already: "done"
+    (this bill was paid here), "pending" (paid here, being confirmed) or None; ``pay_key`` is the key a
+    new payment of it uses (the bill's key, or with "-2", "-3"… after earlier attempts that moved no
+    money)."""
+
+    token: int
+    table_id: int
+    bill: TableBill | None
+    problem: BillProblem | None = None
+    detail: str = ""
+    paid: str | None = None
+    pay_key: str | None = None
+
+
 Event = (
     CardPresented
     | CardRemoved
@@ -162,4 +207,5 @@ Event = (
     | CatalogChanged
     | UnsellableChanged
     | Closing
+    | BillRead
 )

@@ -205,6 +205,20 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at TEXT NOT NULL
     );
     """,
+    # 11: the table bills (PAR Brink) paid by wallet, one per sale (its key), written in the sale's own
+    # transaction: which table, party, business date and orders the money paid, so staff can close them
+    """
+    CREATE TABLE table_bills (
+        sale_key TEXT PRIMARY KEY REFERENCES sales (idempotency_key),
+        table_id INTEGER NOT NULL,
+        party_id INTEGER NOT NULL,
+        business_date TEXT NOT NULL,
+        orders TEXT NOT NULL,
+        amount_cents INTEGER NOT NULL CHECK (amount_cents > 0),
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX table_bills_day ON table_bills (business_date);
+    """,
 )
 
 # A sale the wallet booked whose guest got nothing (or not all): never told it was approved, or the relay
@@ -214,6 +228,48 @@ RESOLUTIONS = ("refunded", "served")
 # How the controller's offline decisions begin (terminal/controller/offline_policy.py): a done sale keeps
 # such a reason, since the decision is journaled (DESIGN.md, invariant 3); any other note was a retry's.
 OFFLINE_REASON = "offline: "
+# A sale whose key the server had booked before this terminal sent it (202 on its first request: a table
+# bill paid at another terminal). Done, but no money moved here: not counted among this terminal's sales.
+BOOKED_ELSEWHERE_REASON = "booked elsewhere: "
+# How many retries of one bill (key-2, key-3 …, each after an earlier one that moved no money) are looked for
+MAX_BILL_RETRIES = 50
+
+Statement = tuple[str, tuple[object, ...]]
+
+
+def table_bill_statement(
+    *,
+    key: str,
+    table_id: int,
+    party_id: int,
+    business_date: str,
+    orders: Sequence[tuple[int, int | None, int]],
+    amount_cents: int,
+) -> Statement:
+    """The ``table_bills`` row of a sale that pays a table's bill, to commit with the sale
+    (``record_sale(also=...)``); ``orders`` are (order id, order number, due cents)."""
+    payload = json.dumps([{"order_id": o, "number": n, "due_cents": d} for o, n, d in orders])
+    return (
+        "INSERT INTO table_bills (sale_key, table_id, party_id, business_date, orders, amount_cents,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (key, table_id, party_id, business_date, payload, amount_cents, _now_iso()),
+    )
+
+
+@dataclass(frozen=True)
+class TableBillRecord:
+    """A table bill paid by wallet, with the state of the sale that paid it (for ``taptill status``)."""
+
+    sale_key: str
+    table_id: int
+    party_id: int
+    business_date: str
+    orders: tuple[dict[str, object], ...]
+    amount_cents: int
+    created_at: str
+    state: str  # the sale's: pending, done, rejected
+    reason: str
+    to_refund: bool
 
 
 def offline_reason(why: str) -> str:
@@ -323,6 +379,7 @@ class JournalStatus:
     to_refund_cents: int = 0  # their amounts as the wallet sees them (a debit negative)
     refunded: int = 0  # closed by a person: the guest was refunded
     served_by_hand: int = 0  # closed by a person: the guest was served by hand
+    booked_elsewhere: int = 0  # done under a key booked before this terminal sent it: not in ``done``
 
 
 _COLUMNS = (
@@ -603,6 +660,57 @@ class Journal:
         r = self._db.execute(f"SELECT {_COLUMNS} FROM sales WHERE id = ?", (sale_id,)).fetchone()
         return _row(r) if r else None
 
+    def bill_payment(self, key: str) -> tuple[str | None, str]:
+        """What the journal holds of the bill whose key is ``key``: ("done" or "pending", the key of the
+        sale that paid it) when a sale under it or one of its retry keys (``key-2``, ``key-3`` …) moved or
+        may move money; else (None, the next key to pay it with: ``key`` itself, or the retry key after
+        the last one rejected or declined)."""
+        next_key = key
+        for n in range(1, MAX_BILL_RETRIES + 1):
+            candidate = key if n == 1 else f"{key}-{n}"
+            r = self._db.execute("SELECT state FROM sales WHERE idempotency_key = ?", (candidate,)).fetchone()
+            if r is None:
+                return None, candidate
+            if r[0] in ("done", "pending"):
+                return str(r[0]), candidate
+            next_key = f"{key}-{n + 1}"
+        return None, next_key
+
+    def table_bills(self, business_date: str | None = None) -> list[TableBillRecord]:
+        """Table bills paid by wallet (of ``business_date``, ISO; None: all), oldest first."""
+        where = "" if business_date is None else " WHERE t.business_date = ?"
+        rows = self._db.execute(
+            "SELECT t.sale_key, t.table_id, t.party_id, t.business_date, t.orders, t.amount_cents,"
+            f" t.created_at, s.state, s.reason, {TO_REFUND_SQL.replace('state', 's.state')}"
+            " FROM table_bills t JOIN sales s ON s.idempotency_key = t.sale_key"
+            + where
+            + " ORDER BY t.rowid",
+            () if business_date is None else (business_date,),
+        ).fetchall()
+        return [
+            TableBillRecord(
+                sale_key=str(r[0]),
+                table_id=int(r[1]),
+                party_id=int(r[2]),
+                business_date=str(r[3]),
+                orders=tuple(json.loads(str(r[4]))),
+                amount_cents=int(r[5]),
+                created_at=str(r[6]),
+                state=str(r[7]),
+                reason=str(r[8]),
+                to_refund=bool(r[9]),
+            )
+            for r in rows
+        ]
+
+    def mark_booked_elsewhere(self, sale_id: int, note: str) -> None:
+        """The server had booked this sale's key before this terminal sent it (202 to its first request):
+        done, but no money moved here, so it is not counted among this terminal's sales (``status``)."""
+        self._write(
+            "UPDATE sales SET reason = ?, dispensed = NULL, updated_at = ? WHERE id = ? AND state = 'done'",
+            (BOOKED_ELSEWHERE_REASON + note, _now_iso(), sale_id),
+        )
+
     def sale_by_key(self, key: str) -> SaleRecord | None:
         r = self._db.execute(f"SELECT {_COLUMNS} FROM sales WHERE idempotency_key = ?", (key,)).fetchone()
         return _row(r) if r else None
@@ -856,13 +964,15 @@ class Journal:
             " COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(CASE WHEN state = 'pending'"
             "   THEN amount_cents END), 0),"
             " COALESCE(SUM(state = 'pending' AND hold = 1), 0),"
-            " COALESCE(SUM(state = 'done'), 0), COALESCE(SUM(state = 'rejected'), 0),"
+            f" COALESCE(SUM(state = 'done' AND reason NOT LIKE '{BOOKED_ELSEWHERE_REASON}%'), 0),"
+            " COALESCE(SUM(state = 'rejected'), 0),"
             " COALESCE(SUM(CASE WHEN state = 'rejected' THEN amount_cents END), 0),"
             " COALESCE(SUM(state = 'declined'), 0),"
             " MIN(CASE WHEN state = 'pending' THEN created_at END),"
             f" COALESCE(SUM({TO_REFUND_SQL}), 0),"
             f" COALESCE(SUM(CASE WHEN {TO_REFUND_SQL} THEN amount_cents END), 0),"
-            " COALESCE(SUM(resolved = 'refunded'), 0), COALESCE(SUM(resolved = 'served'), 0) FROM sales"
+            " COALESCE(SUM(resolved = 'refunded'), 0), COALESCE(SUM(resolved = 'served'), 0),"
+            f" COALESCE(SUM(state = 'done' AND reason LIKE '{BOOKED_ELSEWHERE_REASON}%'), 0) FROM sales"
         ).fetchone()
         return JournalStatus(
             pending=int(r[0]),
@@ -877,6 +987,7 @@ class Journal:
             to_refund_cents=int(r[9]),
             refunded=int(r[10]),
             served_by_hand=int(r[11]),
+            booked_elsewhere=int(r[12]),
         )
 
     # --- cards and the offline view ---------------------------------------------------------

@@ -169,6 +169,10 @@ def test_kill_during_a_top_up_loses_and_doubles_nothing(tmp_path: Path, point: s
     [
         ("select", ["Balance", "Total 5,50 €", "Approved", "Balance 14,50 €", "now 1450 cents"]),
         ("topup", ["Locked: ask staff", "+30,00 €", "Credited", "Balance 35,00 €", "now 3500 cents"]),
+        (
+            "table",
+            ["11,11 €", "Bill already paid", "now 28,39 €", "No open bill", "1111, 2839 cents", "6050 cents"],
+        ),
     ],
 )
 def test_demo_plays_each_mode(tmp_path: Path, mode: str, expected: list[str]) -> None:

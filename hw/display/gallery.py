@@ -35,7 +35,16 @@ from terminal.screens import (
     ProcessingScreen,
     ReaderOfflineScreen,
     Screen,
+    TableAlreadyPaidScreen,
+    TableBillScreen,
+    TableChangedScreen,
+    TableChooseScreen,
+    TableLinesScreen,
+    TableLoadingScreen,
+    TablePaidScreen,
+    TableProblemScreen,
 )
+from terminal.screens.table import BillLine, BillProblem
 
 PAIRING_URL = "https://pretix.example/wallet/pair"
 # as long as the ready2order emulator's: a 32-character grant access token
@@ -79,6 +88,29 @@ SAMPLES: dict[str, Screen] = {
     "kiosk_choose": KioskScreen(buttons=(("ten", 1000), ("twenty", 2000), ("fifty", 5000))),
     "credit": CreditScreen(amount_cents=2000, balance_cents=3234),
     "approve_access": ApproveAccessScreen(url=APPROVAL_URL),
+    "table_choose": TableChooseScreen(12, position=12, count=40),
+    "table_loading": TableLoadingScreen(12),
+    "table_bill": TableBillScreen(12, amount_cents=4387, orders=2),
+    "table_lines": TableLinesScreen(
+        12,
+        amount_cents=4387,
+        lines=(
+            BillLine("Burger Deluxe", 1450),
+            BillLine("Pommes", 450),
+            BillLine("Weißbier 0,5", 495),
+            BillLine("Gift card", 1992),
+        ),
+    ),
+    "table_changed": TableChangedScreen(12, amount_cents=4882),
+    "table_paid": TablePaidScreen(12, amount_cents=4387, balance_cents=613),
+    "table_paid_pending": TablePaidScreen(12, amount_cents=4387, balance_cents=None, confirmed=False),
+    "table_already_paid": TableAlreadyPaidScreen(12),
+    "table_no_party": TableProblemScreen(12, BillProblem.NO_PARTY),
+    "table_pos_unavailable": TableProblemScreen(12, BillProblem.POS_UNAVAILABLE),
+    "table_access_denied": TableProblemScreen(12, BillProblem.ACCESS_DENIED),
+    "table_unreadable": TableProblemScreen(12, BillProblem.UNREADABLE),
+    "table_unreachable": TableProblemScreen(12, BillProblem.UNREACHABLE),
+    "table_nothing_due": TableProblemScreen(12, BillProblem.NOTHING_DUE),
 }
 
 

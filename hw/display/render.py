@@ -26,8 +26,14 @@ from terminal.screens import (
     OfflineScreen,
     PriceLine,
     Screen,
+    TableBillScreen,
+    TableChangedScreen,
+    TableChooseScreen,
+    TableLinesScreen,
+    TablePaidScreen,
     pending_text,
 )
+from terminal.screens.table import CHOOSE_HINT, PAY_ACTION
 
 FONT_DIR = Path(__file__).parent / "fonts"
 ELLIPSIS = "…"
@@ -224,6 +230,38 @@ def compose(screen: Screen, locale: str, currency: str, pairing_url: str | None 
         case CreditScreen():
             balance = () if screen.balance_cents is None else (f"Balance {m(screen.balance_cents)}",)
             return Composition("Credited", hero=f"+{m(screen.amount_cents)}", paragraphs=balance, check=True)
+        case TableChooseScreen():
+            return Composition("Choose table", hero=f"Table {screen.table_id}", paragraphs=(CHOOSE_HINT,))
+        case TableBillScreen():
+            return Composition(
+                f"Table {screen.table_id}",
+                hero=m(screen.amount_cents),
+                paragraphs=(screen.orders_text,),
+                footer=PAY_ACTION,
+            )
+        case TableLinesScreen():
+            rows = tuple((line.description, m(line.price_cents)) for line in screen.lines)
+            title = f"Table {screen.table_id}: {m(screen.amount_cents)}"
+            return Composition(title, rows=rows, footer=PAY_ACTION)
+        case TableChangedScreen():
+            # the guest is at that table: the amount says more than its number on a 128x32 bar
+            return Composition(
+                "New bill", hero=m(screen.amount_cents), paragraphs=("Nothing charged", "Tap again to pay")
+            )
+        case TablePaidScreen():
+            # Two rows under the amount on either panel: what staff must do first, then the balance (the
+            # server's, or that it is booked shortly).
+            lines = ["Close it at the POS"] if screen.close_at_pos else []
+            if not screen.confirmed:
+                lines.append(pending_text(False))
+            elif screen.balance_cents is not None:
+                lines.append(f"Balance {m(screen.balance_cents)}")
+            return Composition(
+                f"Table {screen.table_id} paid",
+                hero=m(screen.amount_cents),
+                paragraphs=tuple(lines),
+                check=True,
+            )
     text = screen.text(locale, currency)
     return Composition(text.title, paragraphs=tuple(line for line in text.lines if line))
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
 
-from terminal.controller.mode import BalanceCheck, Redraw, Refusal, Sale
+from terminal.controller.mode import Ask, BalanceCheck, CardAnswer, Redraw, Refusal, Sale
 from terminal.controller.modes import MODES
 from terminal.controller.offline_policy import decide_offline
 from terminal.controller.retap_guard import RetapGuard
@@ -52,11 +52,10 @@ from terminal.events import (
     WalletRefused,
     WalletUnreachable,
 )
-from terminal.journal import offline_reason
+from terminal.journal import Statement, offline_reason
 from terminal.model import DeclineReason, Product, ProductId
 from terminal.screens import (
     ASK_STAFF,
-    ApprovedScreen,
     BalanceScreen,
     CreditScreen,
     DeclinedScreen,
@@ -92,6 +91,9 @@ class _Tap:
     offline: bool = False
     goods: tuple[ProductId, ...] = ()  # what the relays release: the configured products, not ladder steps
     operator: str | None = None  # who is responsible for a credit (the kiosk's operator)
+    key: str | None = None  # the idempotency key the mode chose (a table bill's)
+    also: tuple[Statement, ...] = ()  # rows journaled with the sale
+    offline_ok: bool = True  # False: declined while the wallet server cannot be asked
 
     @property
     def credit(self) -> bool:
@@ -125,6 +127,7 @@ class Controller:
         # charge the result screen shows.
         self.guard = RetapGuard(settings.retap_guard_s, settings.rearm_absent_s, self.token)
         self._result_uid: str | None = None
+        self._asking: str | None = None  # the card whose tap waits for the mode's Ask to be answered
         self.mode = MODES[settings.mode](self)
 
     # --- screens -------------------------------------------------------------------------------
@@ -234,15 +237,30 @@ class Controller:
                 return self._back_to_idle_if_waiting()
             case ButtonPressed(name):
                 return self._button(name)
-        return []
+        return self._mode_event(event)
+
+    def _mode_event(self, event: Event) -> list[Effect]:
+        """An event only the mode knows (the answer to an effect it asked for)."""
+        answer = self.mode.answer(event)
+        if answer is None:
+            return []
+        if self.phase is Phase.DECIDING and self._asking is not None and self._tap is None:
+            uid, self._asking = self._asking, None
+            return self._card_answer(uid, answer)
+        if self.phase is Phase.IDLE and isinstance(answer, Redraw | Refusal):
+            return self._answer(answer)
+        return []  # a tap or its result is on screen: the idle screen shows the news when it is back
 
     def _timer(self, token: int) -> list[Effect]:
         if self.guard.timer(token):
             return []
         if token == self._result_token and self.phase is Phase.RESULT:
             self.phase = Phase.IDLE
-            return [Show(self.idle_screen())]
-        if self.mode.timer(token):
+            return [Show(self.idle_screen()), *self.mode.resumed()]
+        changed = self.mode.timer(token)
+        if isinstance(changed, Redraw):
+            return self._answer(changed) if self.phase is Phase.IDLE else []
+        if changed:
             return self._back_to_idle_if_waiting()
         return []
 
@@ -253,7 +271,7 @@ class Controller:
             return self._result(OutOfServiceScreen(NO_PRODUCTS_TEXT), Beep("error"))
         return self._answer(self.mode.button(name))
 
-    def _answer(self, answer: Refusal | Redraw | None) -> list[Effect]:
+    def _answer(self, answer: CardAnswer | None) -> list[Effect]:
         """Carry out what the mode answered to a card or a button that needed no lookup."""
         match answer:
             case Refusal(screen, beep, note, effects):
@@ -282,18 +300,36 @@ class Controller:
             return self._result(OutOfServiceScreen(TOKEN_REFUSED_TEXT), Beep("error"))
         if not self.catalog:
             return self._result(OutOfServiceScreen(NO_PRODUCTS_TEXT), Beep("error"))
-        match self.mode.card(uid):
+        return self._card_answer(uid, self.mode.card(uid))
+
+    def _card_answer(self, uid: str, answer: CardAnswer) -> list[Effect]:
+        """Carry out what the mode says the tap of ``uid`` does."""
+        match answer:
             case BalanceCheck():
                 return self._lookup(_Tap(uid, (), 0, kind="balance"))
-            case Sale(products, goods, operator):
+            case Sale(products, goods, operator, key, also, expect, offline_ok):
                 resolved = [self.product(p) for p in products]
                 known = [p for p in resolved if p is not None and self.mode.sells(p.id)]
                 if len(known) != len(resolved) or not known:
                     return self._result(DeclinedScreen(DeclineReason.BAD_PRODUCT), Beep("error"))
                 amount = -sum(p.price_cents for p in known)
-                return self._lookup(_Tap(uid, products, amount, goods=goods, operator=operator))
-            case answer:
-                return self._answer(answer)
+                if expect is not None and -amount != expect:
+                    # What the guest was shown is what is charged, or nothing is.
+                    note = (
+                        f"the wallet prices of {', '.join(str(p) for p in products)} add up to {-amount} "
+                        f"cents, not the {expect} cents shown; nothing charged"
+                    )
+                    return self._result(
+                        DeclinedScreen(DeclineReason.BAD_PRODUCT), Beep("error"), Notice(note)
+                    )
+                tap = _Tap(uid, products, amount, goods=goods, operator=operator, key=key, also=also)
+                tap.offline_ok = offline_ok
+                return self._lookup(tap)
+            case Ask(effects):
+                self._asking = uid
+                self.phase = Phase.DECIDING
+                return [Show(ProcessingScreen()), *effects]
+        return self._answer(answer)
 
     def _lookup(self, tap: _Tap) -> list[Effect]:
         self._tap = tap
@@ -325,6 +361,8 @@ class Controller:
                 balance_before=balance,
                 reason=reason,
                 operator=tap.operator if tap.credit else None,
+                key=tap.key,
+                also=tap.also,
             )
         ]
 
@@ -377,6 +415,10 @@ class Controller:
                         offline=True,
                         note=offline_reason("policy declines"),
                     )
+                if not tap.offline_ok:
+                    note = offline_reason("this sale is never made without the wallet server's word")
+                    screen = DeclinedScreen(DeclineReason.OFFLINE)
+                    return self._decline(tap, DeclineReason.OFFLINE, screen, offline=True, note=note)
                 unsellable = sorted({str(p) for p in tap.products} & self.unsellable)
                 if unsellable:
                     # Sold offline it would be served now and refused by the server later.
@@ -415,12 +457,16 @@ class Controller:
         self, tap: _Tap, event: ChargeDone | ChargeQueued | ChargeRejected | ChargeFailed
     ) -> list[Effect]:
         match event:
-            case ChargeDone(_, balance_after):
+            case ChargeDone(_, balance_after, already):
                 self.mode.paid()
                 if tap.credit:
                     return self._result(CreditScreen(tap.amount_cents, balance_after), Beep("approved"))
+                if already and tap.key is not None:
+                    # Booked under the mode's key before this tap: no money moved now, nothing to give.
+                    screen = self.mode.already_booked_screen(-tap.amount_cents, balance_after)
+                    return self._result(screen, Beep("declined"))
                 return self._result(
-                    ApprovedScreen(-tap.amount_cents, balance_after),
+                    self.mode.approved_screen(-tap.amount_cents, balance_after),
                     Dispense(tap.goods, event.key),
                     Beep("approved"),
                 )
@@ -433,7 +479,9 @@ class Controller:
                 # Not confirmed yet: offline (the policy decided), or queued behind this card's earlier
                 # sale or an answer still on its way while the server is up. Only the first is "offline".
                 return self._result(
-                    ApprovedScreen(-tap.amount_cents, estimate, confirmed=False, offline=tap.offline),
+                    self.mode.approved_screen(
+                        -tap.amount_cents, estimate, confirmed=False, offline=tap.offline
+                    ),
                     Dispense(tap.goods, event.key),
                     Beep("approved"),
                 )

@@ -15,8 +15,10 @@ from typing import ClassVar, Protocol
 from hw.gpio.base import Signal
 from terminal.controller.settings import ControllerSettings
 from terminal.effects import Effect
+from terminal.events import Event
+from terminal.journal import Statement
 from terminal.model import DeclineReason, Product, ProductId
-from terminal.screens import DeclinedScreen, IdleScreen, OfflineScreen, PriceLine, Screen
+from terminal.screens import ApprovedScreen, DeclinedScreen, IdleScreen, OfflineScreen, PriceLine, Screen
 
 
 class Till(Protocol):
@@ -53,6 +55,21 @@ class Sale:
     products: tuple[ProductId, ...]  # what the wallet books (a Partybroker ladder step, not its drink)
     goods: tuple[ProductId, ...] = ()  # what the relays release once it is paid
     operator: str | None = None  # the operator (name) responsible for a credit, journaled and sent with it
+    key: str | None = None  # the idempotency key, when the mode derives it (a table bill); None: fresh
+    also: tuple[Statement, ...] = ()  # rows journaled in the sale's own transaction
+    # The amount (cents, positive for a debit) the guest was shown: the products' wallet prices must add
+    # up to exactly this, or the tap is refused and nothing is charged.
+    expect_cents: int | None = None
+    offline_ok: bool = True  # False: never sold while the wallet server cannot be asked
+
+
+@dataclass(frozen=True)
+class Ask:
+    """The mode must ask something before it can say what the tap pays (a table's bill, read again):
+    the core shows "Processing", carries out ``effects`` and hands the events they produce to
+    ``SellMode.answer``, whose answer then stands for the tap's."""
+
+    effects: tuple[Effect, ...]
 
 
 @dataclass(frozen=True)
@@ -79,14 +96,15 @@ class Redraw:
     effects: tuple[Effect, ...] = ()
 
 
-CardAnswer = Sale | BalanceCheck | Refusal | Redraw
+CardAnswer = Sale | BalanceCheck | Refusal | Redraw | Ask
 
 
 class SellMode:
     """One way to sell. The core calls ``start`` once when the terminal starts, ``idle_screen`` whenever
     it is ready for a tap, ``card`` for each new tap it takes (after its own guards), ``button`` while no
     tap is under way, ``timer`` for a timer token it did not start, ``paid`` once a sale is journaled,
-    and ``catalog_changed`` after new prices."""
+    ``catalog_changed`` after new prices, ``answer`` for an event the core does not know (the answer to
+    an effect the mode asked for), and ``resumed`` when a result screen gives way to the idle screen."""
 
     credits: ClassVar[bool] = False  # sells credits (negative prices, a top-up) instead of debits
 
@@ -111,9 +129,35 @@ class SellMode:
         """A press of button ``name``; None: this mode does not react to it."""
         return None
 
-    def timer(self, token: int) -> bool:
-        """A timer fired; True if it was this mode's and changed what the idle screen shows."""
+    def timer(self, token: int) -> bool | Redraw:
+        """A timer fired; True if it was this mode's and changed what the idle screen shows (a Redraw:
+        and these effects follow, while no tap is under way)."""
         return False
+
+    def answer(self, event: Event) -> CardAnswer | None:
+        """An event the core does not handle itself: the answer to an effect this mode asked for. While
+        the core waits on an ``Ask`` of a tap, the answer stands for that tap's; otherwise only a Redraw
+        or a Refusal is carried out. None: not this mode's."""
+        return None
+
+    def resumed(self) -> tuple[Effect, ...]:
+        """The result screen of a tap is over and the idle screen is back: effects the mode wants then."""
+        return ()
+
+    def button_names(self) -> tuple[str, ...]:
+        """The buttons this mode reacts to, by their configured names."""
+        s = self.till.settings
+        return (*s.buttons, *([s.cancel_button] if s.cancel_button else []))
+
+    def approved_screen(
+        self, amount_cents: int, balance_cents: int | None, *, confirmed: bool = True, offline: bool = False
+    ) -> Screen:
+        """What a debit that went through shows (``amount_cents`` positive)."""
+        return ApprovedScreen(amount_cents, balance_cents, confirmed=confirmed, offline=offline)
+
+    def already_booked_screen(self, amount_cents: int, balance_cents: int | None) -> Screen:
+        """What a debit shows when the server had booked the mode's key already (someone else paid)."""
+        return ApprovedScreen(amount_cents, balance_cents)
 
     def paid(self) -> None:
         """The tap's sale is journaled (booked or queued): what was chosen for it is spent."""

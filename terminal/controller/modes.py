@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from terminal.controller.mode import SellMode, Till
 from terminal.controller.select import SelectMode
+from terminal.controller.table import TableMode
 from terminal.controller.tap import TapMode
 from terminal.controller.topup import TopupMode
 
@@ -13,4 +14,5 @@ MODES: dict[str, Callable[[Till], SellMode]] = {
     "tap": TapMode,
     "select": SelectMode,
     "topup": TopupMode,
+    "table": TableMode,
 }

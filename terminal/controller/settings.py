@@ -41,3 +41,8 @@ class ControllerSettings:
     max_credit_per_shift_cents: int | None = None  # per operator per local day (the device loop checks)
     max_offline_credit_cents: int | None = None  # unconfirmed credits booked offline; None: no cap
     unsellable: frozenset[str] = frozenset()  # product ids the server could not book, as the journal knows
+    tables: tuple[int, ...] = ()  # table: the tables staff choose from (next/prev/ok)
+    table_id: int | None = None  # table: the one table this terminal is mounted at (reads its bill itself)
+    denominations: dict[int, ProductId] = field(default_factory=dict)  # table: cents -> wallet product
+    apply_payment: bool = False  # table: the POS is told of payments (else staff close the table there)
+    bill_refresh_s: float = 30.0  # table: a bill on screen is read again this often while idle

@@ -1,5 +1,6 @@
 """``taptill demo``: the terminal against the local wallet and ready2order emulators, sim reader, console and
-PNG screens; every booked sale's invoice is printed as it appears in the (emulated) fiscal POS."""
+PNG screens; every booked sale's invoice is printed as it appears in the (emulated) fiscal POS. In table
+mode the bills come from the PAR Brink emulator's demo tables."""
 
 from __future__ import annotations
 
@@ -9,14 +10,18 @@ import shutil
 import sys
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
 from hw.display.console import ConsoleDisplay
 from hw.display.tee import TeeDisplay
 from hw.readers.sim import send_command
+from terminal.brink.business_date import DEFAULT_STARTS, business_date
 from terminal.config import Config, load_config
 from terminal.device_loop import DeviceLoop
+from terminal.emulator.brink import parties as brink_parties
+from terminal.emulator.brink.server import DEMO_ACCESS_TOKEN, DEMO_LOCATION_TOKEN, BrinkEmulator
 from terminal.emulator.ready2order import Ready2OrderEmulator
 from terminal.emulator.wallet import WalletEmulator
 from terminal.ops.operator_card import create_operator_key, operator_line
@@ -28,6 +33,7 @@ ERIKA = "04:55:66:77:88:aa:bb"  # 5,00 €, typed the way a phone app shows it
 EMPTY = "04000000000001"  # 0,00 €
 STRANGER = "04BADC0FFEE000"  # no wallet
 OPERATOR = "04C0FFEE000001"  # the demo kiosk's operator card
+GUEST = "04DE4A7AB1E000"  # table mode: a guest with 100,00 € on the wallet
 
 STEP_TIMEOUT_S = 10.0
 
@@ -56,10 +62,14 @@ class ScreenWatcher:
 
 
 def write_demo_config(
-    out: Path, emulator: WalletEmulator, mode: str, r2o: Ready2OrderEmulator | None = None
+    out: Path,
+    emulator: WalletEmulator,
+    mode: str,
+    r2o: Ready2OrderEmulator | None = None,
+    brink: BrinkEmulator | None = None,
 ) -> Path:
     """A complete config for the demo terminal, its token files (0600) and a fresh state folder; with
-    ``r2o``, its sales are mirrored to that ready2order emulator."""
+    ``r2o``, its sales are mirrored to that ready2order emulator; with ``brink``, table bills come from it."""
     out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / "state", ignore_errors=True)
     shutil.rmtree(out / "screens", ignore_errors=True)
@@ -113,9 +123,28 @@ clear_button = "clear"
 
 [topup.operators]
 {operator_line(operator_key, "demo-operator", OPERATOR)}
-{_ready2order_section(out, r2o) if r2o is not None else ""}"""
+{_ready2order_section(out, r2o) if r2o is not None else ""}{_table_section(out, brink) if brink else ""}"""
     )
     return config
+
+
+def _table_section(out: Path, brink: BrinkEmulator) -> str:
+    for name, value in (("brink.access", DEMO_ACCESS_TOKEN), ("brink.location", DEMO_LOCATION_TOKEN)):
+        token = out / f"{name}.token"
+        token.touch(mode=0o600)
+        token.chmod(0o600)
+        token.write_text(value + "\n")
+    return f"""
+[table]
+table_range = [1, 13]  # the emulator's demo tables 1..12 have open bills; 13 has none
+denominations = {{ 1000 = "eur10", 100 = "eur1", 10 = "ct10", 1 = "ct1" }}
+
+[brink]
+url = "{brink.url}"
+access_token_file = "brink.access.token"
+location_token_file = "brink.location.token"
+timeout_s = 3
+"""
 
 
 def _ready2order_section(out: Path, r2o: Ready2OrderEmulator) -> str:
@@ -141,6 +170,8 @@ topup_20 = {{ product_id = 114, vat_id = 4, name = "Guthaben 20 €" }}
 
 
 def run_demo(*, out: Path, interactive: bool, mode: str, gif: Path | None) -> int:
+    if mode == "table":
+        return _run_table_demo(out=out, interactive=interactive, gif=gif)
     with WalletEmulator.demo("doc", ledger_path=None) as emulator, Ready2OrderEmulator() as r2o:
         cfg = load_config(write_demo_config(out, emulator, mode, r2o))
         print(
@@ -157,6 +188,7 @@ async def _demo(
     interactive: bool,
     gif: Path | None,
     r2o: Ready2OrderEmulator | None = None,
+    brink: BrinkEmulator | None = None,
 ) -> int:
     from hw.display.factory import make_display
 
@@ -188,6 +220,8 @@ async def _demo(
             await _select_scenario(cfg, emulator, watcher)
         elif cfg.terminal.mode == "topup":
             await _topup_scenario(cfg, emulator, watcher)
+        elif cfg.terminal.mode == "table" and brink is not None:
+            await _table_scenario(cfg, emulator, watcher, brink)
         else:
             await _scenario(cfg, emulator, watcher, device)
         if r2o is not None:
@@ -199,6 +233,23 @@ async def _demo(
         await runner
     print(f"demo: screens written as PNG to {cfg.display.image_dir}/", flush=True)
     return 0
+
+
+def _run_table_demo(*, out: Path, interactive: bool, gif: Path | None) -> int:
+    # The emulator's tables are open on the business date the terminal asks for (days start 06:00).
+    day = business_date(datetime.now(), DEFAULT_STARTS)
+    with (
+        WalletEmulator.demo("doc", ledger_path=None) as emulator,
+        BrinkEmulator(business_date=day) as brink,
+    ):
+        emulator.add_wallet(GUEST, 10000)
+        cfg = load_config(write_demo_config(out, emulator, "table", brink=brink))
+        print(
+            f"demo: wallet emulator at {emulator.base_url}, PAR Brink emulator at {brink.url} "
+            f"(business date {day}); files in {out}/",
+            flush=True,
+        )
+        return asyncio.run(_demo(cfg, emulator, interactive, gif, brink=brink))
 
 
 async def _invoices_appearing(r2o: Ready2OrderEmulator) -> None:
@@ -234,13 +285,25 @@ async def _mirrored(device: DeviceLoop, r2o: Ready2OrderEmulator) -> None:
     print(f"\nready2order: {len(r2o.invoices())} invoice(s) for {booked} booked sale(s)", flush=True)
 
 
-async def _tap(cfg: Config, watcher: ScreenWatcher, uid: str, title: str) -> Screen:
+async def _tap(
+    cfg: Config, watcher: ScreenWatcher, uid: str, title: str, *, after_processing: bool = False
+) -> Screen:
+    """Tap ``uid``; the outcome screen: the first that is neither "Processing" nor the screen before (or
+    with ``after_processing``, the first after "Processing": an outcome that looks like the screen before)."""
     print(f"\n=== {title}: card {uid} taps ===", flush=True)
     start = len(watcher.shown)
     answer = await asyncio.to_thread(send_command, cfg.reader.socket, f"tap {uid}")
     if answer != "ok":
         raise RuntimeError(f"sim reader said: {answer}")
     before = watcher.shown[start - 1] if start else None
+    if after_processing:
+
+        def processing(s: Screen) -> bool:
+            return isinstance(s, ProcessingScreen)
+
+        await asyncio.to_thread(watcher.wait_after, start, processing, STEP_TIMEOUT_S)
+        start = next(i for i in range(start, len(watcher.shown)) if processing(watcher.shown[i])) + 1
+        before = None
 
     def outcome(s: Screen) -> bool:
         return not isinstance(s, ProcessingScreen) and s != before
@@ -318,6 +381,64 @@ async def _topup_scenario(cfg: Config, emulator: WalletEmulator, watcher: Screen
     print(
         f"\nserver ledger: {len(emulator.transactions())} transaction(s); "
         f"balance of {ERIKA.replace(':', '').upper()} now {emulator.balance('0455667788AABB')} cents",
+        flush=True,
+    )
+
+
+async def _staff(cfg: Config, watcher: ScreenWatcher, button: str, wait_for: type[Screen]) -> Screen:
+    """Staff press ``button``; the screen of type ``wait_for`` that follows (the bill, once read)."""
+    print(f"\n=== staff press {button} ===", flush=True)
+    start = len(watcher.shown)
+    answer = await asyncio.to_thread(send_command, cfg.reader.socket, f"press {button}")
+    if answer != "ok":
+        raise RuntimeError(f"sim reader said: {answer}")
+    return await asyncio.to_thread(
+        watcher.wait_after, start, lambda s: isinstance(s, wait_for), STEP_TIMEOUT_S
+    )
+
+
+async def _table_scenario(
+    cfg: Config, emulator: WalletEmulator, watcher: ScreenWatcher, brink: BrinkEmulator
+) -> None:
+    from terminal.screens.table import (
+        TableAlreadyPaidScreen,
+        TableBillScreen,
+        TableChooseScreen,
+        TableProblemScreen,
+    )
+
+    await _staff(cfg, watcher, "ok", TableBillScreen)  # table 1: 11,11 €
+    await _tap(cfg, watcher, GUEST, "the guest pays table 1")
+    await asyncio.sleep(0.3)
+    # staff have not closed table 1 at the POS yet: its bill is still open there, paid in the journal
+    await _staff(cfg, watcher, "ok", TableAlreadyPaidScreen)
+    await _tap(cfg, watcher, GUEST, "table 1 again: already paid, nothing charged", after_processing=True)
+    await asyncio.sleep(0.3)
+    await _staff(cfg, watcher, "ok", TableChooseScreen)
+    await _staff(cfg, watcher, "next", TableChooseScreen)
+    await _staff(cfg, watcher, "ok", TableBillScreen)  # table 2: 23,89 €
+    print("\n=== the kitchen adds a dessert to table 2 while the bill is on screen ===", flush=True)
+    day = business_date(datetime.now(), DEFAULT_STARTS)
+    party = brink.location.party(day, 2)
+    if party is not None:
+        brink.location.add_entry(party.orders[0].id, brink_parties.Entry(9, "Dessert", "4.50", item_id=499))
+    await _tap(cfg, watcher, GUEST, "the bill changed: the new amount, nothing charged")
+    await asyncio.sleep(0.3)
+    await _tap(cfg, watcher, GUEST, "the guest pays the new amount")
+    await asyncio.sleep(0.3)
+    await _staff(cfg, watcher, "next", TableChooseScreen)
+    await _staff(cfg, watcher, "ok", TableBillScreen)  # table 3: 40,79 €
+    await _tap(cfg, watcher, EMPTY, "insufficient balance")
+    await asyncio.sleep(0.3)
+    await _staff(cfg, watcher, "ok", TableChooseScreen)
+    for _ in range(3):
+        await _staff(cfg, watcher, "prev", TableChooseScreen)
+    await _staff(cfg, watcher, "ok", TableProblemScreen)  # table 13: no open party
+    debits = [t for t in emulator.transactions() if t.amount < 0]
+    print(
+        f"\nwallet ledger: {len(debits)} debit(s) of {', '.join(str(-t.amount) for t in debits)} cents; "
+        f"balance of {GUEST} now {emulator.balance(GUEST)} cents; staff close tables 1 and 2 at the POS "
+        "(taptill status lists them)",
         flush=True,
     )
 

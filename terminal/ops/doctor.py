@@ -125,6 +125,8 @@ def diagnose(config_path: Path, *, now: Callable[[], datetime] | None = None) ->
         money = (cfg.terminal.locale, cfg.terminal.currency)
         checks.append(_queue_check(journal, clock(), money=money, readable=readable))
         checks.append(_unsellable_check(journal, readable=readable))
+        if cfg.terminal.mode == "table":
+            checks.append(_denominations_check(cfg, journal))
         checks.append(_outbox_check(journal, clock(), readable=readable))
         if cfg.ready2order is not None:
             checks.append(_mirror_check(cfg, journal))
@@ -628,6 +630,24 @@ def _unsellable_check(journal: Journal | None, *, readable: bool = True) -> Chec
         "item is in no pretix quota or inactive: add it to a quota or take it out of [terminal] products "
         "(taptill queue --rejected lists the sales)",
     )
+
+
+def _denominations_check(cfg: Config, journal: Journal | None) -> Check:
+    """Table mode: the [table] denomination products at their values in the wallet's product list as the
+    terminal last cached it (a mismatch keeps the terminal out of service: a bill would be charged wrong)."""
+    from terminal.controller.table import price_problems
+    from terminal.wallet.catalog import cached_products
+
+    products = cached_products(journal) if journal is not None else ()
+    if not products:
+        return Check.warn(
+            "tables", "no product list cached yet: start taptill run to check the denominations"
+        )
+    problems = price_problems(cfg.table.denominations, products)
+    if problems:
+        return Check.fail("tables", "; ".join(problems) + "; out of service until it matches")
+    values = ", ".join(f"{v} = {p}" for v, p in sorted(cfg.table.denominations.items(), reverse=True))
+    return Check.ok("tables", f"denominations match the wallet's prices ({values})")
 
 
 def _disk_check(state_dir: Path) -> Check:

@@ -19,7 +19,14 @@ from terminal.screens import (
     OutOfServiceScreen,
     PinScreen,
     Screen,
+    TableAlreadyPaidScreen,
+    TableChangedScreen,
+    TableChooseScreen,
+    TableLoadingScreen,
+    TablePaidScreen,
+    TableProblemScreen,
 )
+from terminal.screens.table import PROBLEM_TEXT
 
 # A tap's decision is awaited the tap budget and this long (seconds): taps queued ahead, a loaded Pi.
 DECISION_MARGIN_S = 5.0
@@ -72,6 +79,22 @@ def decision_line(effects: Sequence[Effect], *, locale: str, currency: str, igno
             if confirmed:
                 return line
             return line + ("; offline: booked when the server is back" if offline else QUEUED)
+        case TablePaidScreen(table, amount, balance, confirmed, close_at_pos):
+            line = f"approved {money(amount)}: table {table} paid"
+            if balance is not None:
+                line += f", balance {money(balance)}" + ("" if confirmed else " (estimated)")
+            if not confirmed:
+                line += QUEUED
+            return line + ("; close the table at the POS" if close_at_pos else "")
+        case TableAlreadyPaidScreen(table, pending):
+            state = "being confirmed" if pending else "already paid"
+            return f"declined: table {table}'s bill is {state}; nothing charged"
+        case TableChangedScreen(table, amount):
+            return f"declined: table {table}'s bill changed to {money(amount)}; nothing charged, tap again"
+        case TableProblemScreen(table, problem):
+            return f"declined: table {table}: {PROBLEM_TEXT[problem].lower()}"
+        case TableChooseScreen() | TableLoadingScreen():
+            return "declined: no table's bill on screen (choose a table: next, prev, ok)"
         case CreditScreen(amount, balance):
             line = f"approved: credited {money(amount)}"
             return line + (f", balance {money(balance)}" if balance is not None else "")

@@ -1,8 +1,8 @@
 """The screen model: what the guest sees, as small typed values that every display renders.
 
-``common.py`` holds the screens every way to sell shows; ``select.py`` and ``topup.py`` those only that
-mode shows; ``setup.py`` those a person setting the terminal up sees. Every screen type is re-exported
-here, so a display (and the golden-image test) sees them all.
+``common.py`` holds the screens every way to sell shows; ``select.py``, ``topup.py`` and ``table.py``
+those only that mode shows; ``setup.py`` those a person setting the terminal up sees. Every screen type is
+re-exported here, so a display (and the golden-image test) sees them all.
 """
 
 from terminal.screens.common import (
@@ -26,6 +26,16 @@ from terminal.screens.common import (
 )
 from terminal.screens.select import SELECT_ACTION, CartLine, CartScreen
 from terminal.screens.setup import ApproveAccessScreen
+from terminal.screens.table import (
+    TableAlreadyPaidScreen,
+    TableBillScreen,
+    TableChangedScreen,
+    TableChooseScreen,
+    TableLinesScreen,
+    TableLoadingScreen,
+    TablePaidScreen,
+    TableProblemScreen,
+)
 from terminal.screens.topup import KioskLockedScreen, KioskScreen, PinScreen
 
 __all__ = [
@@ -52,5 +62,13 @@ __all__ = [
     "ReaderOfflineScreen",
     "Screen",
     "ScreenText",
+    "TableAlreadyPaidScreen",
+    "TableBillScreen",
+    "TableChangedScreen",
+    "TableChooseScreen",
+    "TableLinesScreen",
+    "TableLoadingScreen",
+    "TablePaidScreen",
+    "TableProblemScreen",
     "pending_text",
 ]

@@ -15,6 +15,8 @@ from hw.display.factory import make_display
 from hw.gpio.base import Outputs
 from hw.gpio.factory import make_buttons, make_outputs
 from hw.readers.factory import make_reader
+from terminal.brink.client import BrinkClient
+from terminal.brink.table_bill import read_bill
 from terminal.config import Config
 from terminal.controller import Controller, ControllerSettings
 from terminal.controller.operators import (
@@ -23,14 +25,21 @@ from terminal.controller.operators import (
     key_mismatch,
     parse_operator_key,
 )
+from terminal.controller.table import price_problems
 from terminal.device_loop import DeviceLoop
-from terminal.events import CatalogChanged, UnsellableChanged
+from terminal.events import BillRead, CatalogChanged, UnsellableChanged
 from terminal.journal import Journal, JournalError
 from terminal.ops.salvage import open_journal_salvaging
 from terminal.partybroker.runtime import PartybrokerRuntime
 from terminal.ready2order.runtime import Ready2OrderRuntime
 from terminal.service import boot_clock
-from terminal.service.credentials import OPERATOR_KEY, READY2ORDER_TOKEN, WALLET_TOKEN
+from terminal.service.credentials import (
+    BRINK_ACCESS_TOKEN,
+    BRINK_LOCATION_TOKEN,
+    OPERATOR_KEY,
+    READY2ORDER_TOKEN,
+    WALLET_TOKEN,
+)
 from terminal.service.drivers import check_drivers
 from terminal.service.pin_lockouts import restore_pins
 from terminal.service.sd_notify import Notifier
@@ -89,6 +98,7 @@ async def run_terminal(
     r2o = cfg.ready2order
     r2o_token = read_secret(r2o.account_token_file, READY2ORDER_TOKEN.credential) if r2o is not None else None
     operators = load_operator_book(cfg)
+    brink = open_brink(cfg)
     # One terminal per journal, taken before anything in the state directory or the socket is touched:
     # two would send the same outbox, and the second would take over (and then remove) the socket.
     try:
@@ -98,9 +108,22 @@ async def run_terminal(
     except StateLockError as exc:
         raise StartupError(str(exc)) from None
     try:
-        await _run_locked(cfg, stop, opts, notifier, token, operators, r2o_token)
+        await _run_locked(cfg, stop, opts, notifier, token, operators, r2o_token, brink)
     finally:
         lock.release()
+        if brink is not None:
+            await brink.aclose()
+
+
+def open_brink(cfg: Config) -> BrinkClient | None:
+    """The PAR Brink client a table terminal reads bills with (tokens from their private files or
+    systemd credentials); None in the other modes. Raises SecretError with a fix for a missing token."""
+    b = cfg.brink
+    if cfg.terminal.mode != "table" or b is None:
+        return None
+    access = read_secret(b.access_token_file, BRINK_ACCESS_TOKEN.credential)
+    location = read_secret(b.location_token_file, BRINK_LOCATION_TOKEN.credential)
+    return BrinkClient(b.url, access, location, b.timeout_s, max_answer_bytes=b.max_answer_bytes)
 
 
 def load_operator_book(cfg: Config) -> OperatorBook | None:
@@ -129,6 +152,7 @@ async def _run_locked(
     token: Secret,
     operators: OperatorBook | None,
     r2o_token: Secret | None = None,
+    brink: BrinkClient | None = None,
 ) -> None:
     try:
         journal = open_journal_salvaging(
@@ -167,7 +191,7 @@ async def _run_locked(
             if problem:
                 raise StartupError(problem)
             mode = cfg.terminal.mode
-            if mode != "tap":
+            if mode in ("select", "topup"):
                 unknown, wrong = check_buttons(
                     catalog.info, mode, cfg.select.buttons if mode == "select" else cfg.topup.buttons
                 )
@@ -213,7 +237,15 @@ async def _run_locked(
             max_credit_per_shift_cents=cfg.topup.max_credit_per_shift_cents,
             max_offline_credit_cents=cfg.topup.max_offline_credit_cents,
             unsellable=frozenset(journal.unsellable()),
+            tables=cfg.table.tables,
+            table_id=cfg.table.table_id,
+            denominations=cfg.table.denominations,
+            apply_payment=cfg.table.apply_payment,
+            bill_refresh_s=cfg.table.bill_refresh_s,
         )
+        if cfg.terminal.mode == "table":
+            for line in price_problems(cfg.table.denominations, products):
+                log.error("%s; out of service", line)
         controller = Controller(settings, products)
         controller.server_online = health.online  # no online board drawn first on an offline start
         settled_hooks: list[Callable[[], None]] = []
@@ -234,6 +266,16 @@ async def _run_locked(
         )
         if display is None:
             display = _open_display(cfg, opts.gif_path)
+        bills = None
+        if brink is not None and cfg.brink is not None:
+            day_starts = cfg.brink.business_day_starts
+            client_for_bills = brink
+
+            async def bills(table_id: int, token: int) -> BillRead:
+                return await read_bill(
+                    client_for_bills, token, table_id, day_starts=day_starts, journal=journal
+                )
+
         device = DeviceLoop(
             controller=controller,
             journal=journal,
@@ -249,6 +291,7 @@ async def _run_locked(
             notifier=notifier,
             locale=cfg.terminal.locale,
             currency=cfg.terminal.currency,
+            bills=bills,
         )
         health.on_change = device.server_changed  # the offline screen and the online LED follow it
         sender.on_unsellable = lambda products: device.post(UnsellableChanged(products))
@@ -294,7 +337,9 @@ async def _run_locked(
 
         tasks = [
             asyncio.ensure_future(sender.run(stop)),
-            asyncio.ensure_future(_refresh_catalog(client, journal, device, stop, partybroker, mirror)),
+            asyncio.ensure_future(
+                _refresh_catalog(client, journal, device, stop, partybroker, mirror, cfg=cfg)
+            ),
             asyncio.ensure_future(_reread_refused_token(cfg, client, health, stop)),
         ]
         if partybroker is not None:
@@ -385,6 +430,8 @@ async def _refresh_catalog(
     stop: asyncio.Event,
     partybroker: PartybrokerRuntime | None,
     mirror: Ready2OrderRuntime | None = None,
+    *,
+    cfg: Config | None = None,
 ) -> None:
     """Prices change on the server; refresh them now and then (and when there was no list at start)."""
     interval = CATALOG_RETRY_S if not device.controller.catalog else CATALOG_REFRESH_S
@@ -415,6 +462,9 @@ async def _refresh_catalog(
             if not device.controller.catalog:
                 log.warning("product list loaded (%d products): selling", len(catalog.info.products))
             device.post(CatalogChanged(catalog.info.products))
+            if cfg is not None and cfg.terminal.mode == "table":
+                for line in price_problems(cfg.table.denominations, catalog.info.products):
+                    log.error("%s; out of service", line)
             if partybroker is not None:
                 partybroker.publish(catalog.info.products)  # ladder steps are priced by the wallet
             if mirror is not None:

@@ -167,7 +167,8 @@ def check_buttons(
 
 def check_permission(info: TerminalInfo, mode: str) -> str | None:
     """A terminal whose permission does not allow its mode must not start."""
-    needs = {"tap": ("debit", "all"), "select": ("debit", "all"), "topup": ("credit", "all")}[mode]
+    debit = ("debit", "all")
+    needs = {"tap": debit, "select": debit, "topup": ("credit", "all"), "table": debit}[mode]
     if info.permission not in needs:
         return (
             f"this terminal's wallet permission is {info.permission!r} but [terminal] mode = {mode!r} "

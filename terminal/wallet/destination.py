@@ -57,6 +57,10 @@ from terminal.wallet.sale_store import SaleStore
 
 log = logging.getLogger(__name__)
 
+# The detail of a Done whose key the server had booked before (202): the tap path tells a key booked by
+# someone else (a table bill paid at another terminal) from its own sale.
+ALREADY_BOOKED = "already booked"
+
 UNAUTHORIZED_RETRY_S = 60.0
 RECONCILE_SLACK_S = 1.0
 
@@ -130,7 +134,9 @@ class WalletDestination:
             case Applied(wallet, already):
                 self.health.mark_up()
                 log.info("sale %d delivered%s", sale.id, " (already booked)" if already else "")
-                return Done(wallet.balance_cents if wallet is not None else None)
+                return Done(
+                    wallet.balance_cents if wallet is not None else None, ALREADY_BOOKED if already else ""
+                )
             case NotFound(detail):
                 self.health.mark_up()
                 return Rejected(detail or "card not registered", DeclineReason.UNKNOWN_CARD)

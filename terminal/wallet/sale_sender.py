@@ -23,7 +23,7 @@ from terminal.outbox.outcome import Ambiguous, Booked, Done, Each, NotBooked, Re
 from terminal.outbox.schedule import Schedule
 from terminal.wallet.balance import Booked as ByBalance
 from terminal.wallet.client import WalletClient
-from terminal.wallet.destination import WalletDestination, refusal_reason
+from terminal.wallet.destination import ALREADY_BOOKED, WalletDestination, refusal_reason
 from terminal.wallet.health import ServerHealth
 from terminal.wallet.sale_store import ReportStatements, SaleStore
 
@@ -50,6 +50,7 @@ FINAL_ERRORS = frozenset({500})
 @dataclass(frozen=True)
 class Delivered:
     balance_after: int | None
+    already: bool = False  # the server had booked this key before (202)
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,9 @@ AttemptResult = Delivered | Refusal | Later
 def attempt_result(result: Result) -> AttemptResult:
     """What the tap path makes of one step's result."""
     match result:
-        case Done(balance) | Booked(balance):
+        case Done(balance, detail):
+            return Delivered(balance if isinstance(balance, int) else None, already=detail == ALREADY_BOOKED)
+        case Booked(balance):
             return Delivered(balance if isinstance(balance, int) else None)
         case Rejected(reason, code) | NotBooked(send_again=False, reason=reason, code=code):
             return Refusal(DeclineReason(code), reason)

@@ -65,6 +65,11 @@ DEMO_PRODUCTS_DOC: tuple[ProductSpec, ...] = (
     ("water", "Wasser", 150),
     ("topup_10", "Aufladung 10 €", -1000),
     ("topup_20", "Aufladung 20 €", -2000),
+    # denominations: a table terminal pays a bill's amount with these (`taptill demo --mode table`)
+    ("eur10", "Tischrechnung 10 €", 1000),
+    ("eur1", "Tischrechnung 1 €", 100),
+    ("ct10", "Tischrechnung 10 ct", 10),
+    ("ct1", "Tischrechnung 1 ct", 1),
 )
 DEMO_PRODUCTS_REAL: tuple[ProductSpec, ...] = (
     (1, "Espresso", 250),

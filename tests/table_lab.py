@@ -1,0 +1,65 @@
+"""Test rig for table mode: a terminal config for the wallet and PAR Brink emulators, and staff's buttons."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+from terminal.brink.business_date import DEFAULT_STARTS, business_date
+from terminal.emulator.brink.server import DEMO_ACCESS_TOKEN, DEMO_LOCATION_TOKEN, BrinkEmulator
+from terminal.emulator.wallet import WalletEmulator
+from tests.terminal_lab import TerminalProcess, taptill, wait_for, write_config
+
+GUEST = "04DE4A7AB1E000"  # a guest's card with 100,00 € (added by each test)
+DENOMINATIONS = '{ 1000 = "eur10", 100 = "eur1", 10 = "ct10", 1 = "ct1" }'
+CENTS = {"eur10": 1000, "eur1": 100, "ct10": 10, "ct1": 1}
+
+
+def today() -> date:
+    """The business date the terminal asks for now (days start 06:00, the local clock): the emulator's
+    parties are put on it."""
+    return business_date(datetime.now(), DEFAULT_STARTS)
+
+
+def write_table_config(
+    directory: Path, wallet: WalletEmulator, brink: BrinkEmulator, *, tables: str = "table_range = [1, 13]"
+) -> Path:
+    """A table terminal (console display, so the log shows its screens) for these emulators."""
+    for name, value in (("access", DEMO_ACCESS_TOKEN), ("location", DEMO_LOCATION_TOKEN)):
+        token = directory / f"brink.{name}.token"
+        directory.mkdir(parents=True, exist_ok=True)
+        token.touch(mode=0o600)
+        token.chmod(0o600)
+        token.write_text(value + "\n")
+    extra = f"""
+[table]
+{tables}
+denominations = {DENOMINATIONS}
+
+[brink]
+url = "{brink.url}"
+access_token_file = "brink.access.token"
+location_token_file = "brink.location.token"
+timeout_s = 2
+"""
+    return write_config(
+        directory, wallet, products=[], mode="table", display="console", budget_ms=2000, extra=extra
+    )
+
+
+def press(term: TerminalProcess, button: str) -> None:
+    taptill("press", button, "--config", str(term.config))
+
+
+def show_bill(term: TerminalProcess, *buttons: str, shows: str = "Tap card to pay") -> None:
+    """Staff press ``buttons`` (the last one ``ok``) and the terminal shows what it read: the bill (its
+    screen has ``shows``, once more than before)."""
+    shown = term.log().count(shows)
+    for button in buttons:
+        press(term, button)
+    wait_for(lambda: term.log().count(shows) > shown, what=f"{shows!r} on screen")
+
+
+def tap(term: TerminalProcess, uid: str = GUEST) -> str:
+    """The decision line of a tap (``taptill tap``'s)."""
+    return term.send(f"tap-wait {uid}")

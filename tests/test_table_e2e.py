@@ -1,0 +1,98 @@
+"""Table mode end to end: ``taptill run`` against the PAR Brink and wallet emulators (both as slow as real
+servers), staff's buttons through ``taptill press``: the wallet's debit is the amount due to the cent."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from terminal.emulator.brink import parties
+from terminal.emulator.brink.server import BrinkEmulator
+from terminal.emulator.wallet import WalletEmulator
+from tests.table_lab import CENTS, GUEST, show_bill, tap, today, write_table_config
+from tests.terminal_lab import EMPTY, TerminalProcess, journal_lines, taptill
+
+
+@pytest.fixture
+def wallet() -> Iterator[WalletEmulator]:
+    with WalletEmulator.demo("doc", latency="real") as emulator:
+        emulator.add_wallet(GUEST, 10000)
+        yield emulator
+
+
+@pytest.fixture
+def brink() -> Iterator[BrinkEmulator]:
+    with BrinkEmulator(business_date=today(), latency="real") as emulator:
+        yield emulator
+
+
+def test_each_bill_is_debited_to_the_cent_with_every_denomination(
+    tmp_path: Path, wallet: WalletEmulator, brink: BrinkEmulator
+) -> None:
+    term = TerminalProcess(write_table_config(tmp_path, wallet, brink))
+    try:
+        show_bill(term, "ok")  # table 1: 11,11 € = 10 € + 1 € + 10 ct + 1 ct
+        assert tap(term) == "approved 11,11 €: table 1 paid, balance 88,89 €; close the table at the POS"
+        show_bill(term, "next", "next", "ok")  # table 3: three orders, 40,79 €
+        assert tap(term).startswith("approved 40,79 €: table 3 paid, balance 48,10 €")
+        show_bill(term, "prev", "ok")  # table 2: 23,89 €
+        assert tap(term).startswith("approved 23,89 €: table 2 paid")
+        status = taptill("status", "--config", str(term.config)).stdout
+    finally:
+        assert term.stop() == 0
+    debits = wallet.transactions()
+    assert [-t.amount for t in debits] == [1111, 4079, 2389]
+    for t in debits:
+        assert sum(CENTS[str(p)] for p in t.products) == -t.amount
+    assert sorted(map(str, debits[0].products)) == ["ct1", "ct10", "eur1", "eur10"]
+    assert len(debits[1].products) == 4 + 0 + 7 + 9  # 4x10 €, 7x10 ct, 9x1 ct
+    assert wallet.balance(GUEST) == 10000 - 1111 - 4079 - 2389
+    # the sales' keys are the bills' keys, and the journal says which table each paid
+    sales = journal_lines(term.config)
+    assert [s["idempotency_key"] for s in sales] == [t.idempotency_key for t in debits]
+    assert all(s["idempotency_key"].startswith("b") for s in sales)
+    for table, amount in (("1", "11,11"), ("3", "40,79"), ("2", "23,89")):
+        assert f"table    {table}     {amount} €" in status, status
+    assert "paid: close it at the POS" in status
+
+
+def test_a_bill_that_changed_after_it_was_shown_is_shown_anew_and_not_charged(
+    tmp_path: Path, wallet: WalletEmulator, brink: BrinkEmulator
+) -> None:
+    term = TerminalProcess(write_table_config(tmp_path, wallet, brink))
+    try:
+        show_bill(term, "next", "ok")  # table 2: 23,89 €
+        party = brink.location.party(today(), 2)
+        assert party is not None
+        brink.location.add_entry(party.orders[0].id, parties.Entry(9, "Dessert", "4.50", item_id=499))
+        line = tap(term)
+        assert line == "declined: table 2's bill changed to 28,39 €; nothing charged, tap again"
+        assert wallet.transactions() == []
+        assert tap(term).startswith("approved 28,39 €: table 2 paid")
+        # the same bill again (staff have not closed it at the POS): not charged twice
+        show_bill(term, "ok", shows="Bill already paid")
+        assert tap(term) == "declined: table 2's bill is already paid; nothing charged"
+    finally:
+        assert term.stop() == 0
+    assert [-t.amount for t in wallet.transactions()] == [2839]
+
+
+def test_the_pos_and_the_wallet_refusing_charge_nothing(
+    tmp_path: Path, wallet: WalletEmulator, brink: BrinkEmulator
+) -> None:
+    term = TerminalProcess(write_table_config(tmp_path, wallet, brink))
+    try:
+        show_bill(term, "ok")
+        assert tap(term, EMPTY).startswith("declined: insufficient balance (needs 11,11 €")
+        brink.force("GetParty", 3)
+        assert tap(term) == "declined: table 1: till busy: try again later"
+        brink.force("GetParty", 4)
+        assert tap(term) == "declined: table 1: till refuses the terminal: ask staff"
+        wallet.faults.set_down(True)
+        show_bill(term, "ok", "ok")  # back to choosing, and the bill read again
+        assert tap(term) == "declined offline: this sale is never made without the wallet server's word"
+    finally:
+        assert term.stop() == 0
+    assert wallet.transactions() == []
