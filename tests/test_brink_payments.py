@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,17 +19,23 @@ from terminal.brink.config import BrinkConfig
 from terminal.brink.outcomes import PartyFound
 from terminal.brink.payment_outbox import DESTINATION, payment_counts
 from terminal.brink.runtime import BrinkPaymentRuntime
+from terminal.config import load_config
 from terminal.emulator.brink.parties import Payment
 from terminal.emulator.brink.server import DEMO_ACCESS_TOKEN, DEMO_LOCATION_TOKEN, BrinkEmulator
 from terminal.emulator.faults import FaultKind
+from terminal.emulator.wallet import WalletEmulator
 from terminal.journal import Journal, SaleRecord, table_bill_statement
+from terminal.ops.doctor import diagnose
 from terminal.outbox.table import OutboxRow, rows, settle_held
 from terminal.service.secret import Secret
+from tests.table_lab import write_table_config
+from tests.terminal_lab import taptill
 
 DAY = dt.date(2026, 11, 30)
 TENDER = 7
 CARD = "04DE4A7AB1E000"
 TIMEOUT_S = 1.0
+APPLY = f"apply_payment = true\ntender_id = {TENDER}"
 
 
 @pytest.fixture
@@ -40,7 +47,14 @@ def emu() -> Iterator[BrinkEmulator]:
 class PayRig:
     """One table terminal's journal whose booked table sales the runtime tells ``emulator`` about."""
 
-    def __init__(self, directory: Path, emulator: BrinkEmulator, *, access: str = DEMO_ACCESS_TOKEN) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        emulator: BrinkEmulator,
+        *,
+        access: str = DEMO_ACCESS_TOKEN,
+        journal_path: Path | None = None,
+    ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.emulator = emulator
         self.access_file = directory / "brink.access.token"
@@ -49,7 +63,7 @@ class PayRig:
             path.write_text(value + "\n")
             path.chmod(0o600)
         self.cfg = BrinkConfig(emulator.url, self.access_file, self.location_file, timeout_s=TIMEOUT_S)
-        self.journal = Journal.open(directory / "journal.sqlite3")
+        self.journal = Journal.open(journal_path or directory / "journal.sqlite3")
         self.runtime = BrinkPaymentRuntime(
             self.cfg, self.journal, Secret(access), Secret(DEMO_LOCATION_TOKEN), tender_id=TENDER
         )
@@ -59,9 +73,9 @@ class PayRig:
         assert isinstance(outcome, PartyFound), outcome
         return amount_due(outcome.party)
 
-    async def pay(self, table: int) -> SaleRecord:
+    async def pay(self, table: int, *, approved: bool = True) -> SaleRecord:
         """The wallet booked the table's bill (as table mode journals it): sale and bill row, then done
-        with the payment records."""
+        with the payment records; ``approved`` False: the guest was never told (a sale to refund)."""
         bill = await self.bill(table)
         row = table_bill_statement(
             key=bill.key(),
@@ -80,6 +94,7 @@ class PayRig:
             offline=False,
             key=bill.key(),
             also=[row],
+            approved=approved,
         )
         self.journal.mark_done(sale.id, 5000, self.runtime.records_for(sale))
         return sale
@@ -362,7 +377,8 @@ def test_a_wrong_token_stops_the_payments_until_the_file_holds_the_right_one(
                 await asyncio.sleep(0.02)
             assert health.refused is not None and "ResultCode 4" in health.refused.reason
             cached = rig.journal.cache_get("brink_status")
-            assert cached is not None and cached[0]["refused"]["reason"] == health.refused.reason
+            assert cached is not None and isinstance(cached[0], dict)
+            assert cached[0]["refused"]["reason"] == health.refused.reason
             await asyncio.sleep(0.3)  # probes meanwhile, still refused
             assert rig.waiting() == 1 and ledger(emu) == [] and health.refused is not None
             rig.access_file.write_text(DEMO_ACCESS_TOKEN + "\n")  # staff put the right one in the file
@@ -377,3 +393,76 @@ def test_a_wrong_token_stops_the_payments_until_the_file_holds_the_right_one(
     rig = run(tmp_path, emu, scenario)
     assert [(o, a) for o, a, _ in ledger(emu)] == [(70101, "11.11")]
     assert rig.records()[0].state == "done" and rig.runtime.health.running
+
+
+def test_staff_see_a_held_payment_in_status_and_queue_and_give_it_up_as_refunded(
+    tmp_path: Path, emu: BrinkEmulator
+) -> None:
+    """``taptill status``/``queue`` list the held payment with what to do; ``settle --refunded`` gives it
+    up; refunding the sale says which payments stand at the POS."""
+    with WalletEmulator.demo("doc") as wallet:
+        config = write_table_config(tmp_path / "t", wallet, emu, tables=f"table_id = 1\n{APPLY}")
+    journal_path = load_config(config).journal_path
+    journal_path.parent.mkdir(parents=True, exist_ok=True)
+    emu.force("ApplyPayment", 103)
+    emu.force("ApplyPayment", 0)  # table 3's first order is applied; the rest as usual
+
+    async def scenario(rig: PayRig) -> None:
+        await rig.pay(1)
+        await rig.pay(3, approved=False)  # charged, the terminal stopped before telling the guest
+        await rig.drain()
+
+    async def go() -> PayRig:
+        rig = PayRig(tmp_path / "t", emu, journal_path=journal_path)
+        try:
+            await scenario(rig)
+        finally:
+            await rig.aclose()
+        return rig
+
+    rig = asyncio.run(go())
+    (held,) = [r for r in rig.records() if r.hold]
+    status = json.loads(taptill("status", "--json", "--config", str(config)).stdout)["brink"]
+    assert status["applied"] == 3 and [h["ref"] for h in status["held"]] == [held.ref]
+    assert "refund 11.11 to card" in status["held"][0]["reason"]
+    text = taptill("status", "--config", str(config)).stdout
+    assert "3 payment(s) applied, 0 waiting, 1 held for staff" in text, text
+    assert f"HELD {held.ref}: order 2101 was closed meanwhile (103)" in text, text
+    assert "paid, but a POS payment is HELD" in text and "charged, never confirmed" in text, text
+    queue = taptill("queue", "--config", str(config)).stdout
+    assert "HELD     " in queue and f"brink  ref {held.ref}" in queue, queue
+
+    out = taptill("settle", held.ref, "--refunded", "--config", str(config)).stdout
+    assert "given up" in out and "(refunded)" in out
+    text = taptill("status", "--config", str(config)).stdout
+    assert "0 held for staff, 1 given up" in text, text
+    # the other table's sale refunded: its applied payments stand at the POS until deleted there
+    key3 = next(r.payload["sale_key"] for r in rig.records() if r.payload["table_id"] == 3)
+    out = taptill("settle", key3, "--refunded", "--config", str(config)).stdout
+    assert "PAR Brink: 17.70 on table 3 order 2301 was applied: delete that payment at the POS" in out, out
+
+
+def test_doctor_checks_the_brink_tokens_and_that_the_pos_answers(tmp_path: Path, emu: BrinkEmulator) -> None:
+    with WalletEmulator.demo("doc") as wallet:
+        config = write_table_config(tmp_path, wallet, emu, tables=f"table_id = 1\n{APPLY}")
+        checks = {c.name: (c.status, c.detail) for c in diagnose(config)}
+        assert checks["brink-access"][0] == checks["brink-location"][0] == "OK"
+        status, detail = checks["brink"]
+        assert status == "OK" and "the POS answers (table 1" in detail and "tender 7" in detail, detail
+        assert "brink over http:// on this machine" in checks["transport"][1]
+
+        (tmp_path / "brink.access.token").chmod(0o644)
+        assert diagnose_one(config, "brink-access")[0] == "FAIL"
+        (tmp_path / "brink.access.token").chmod(0o600)
+        (tmp_path / "brink.access.token").write_text("not-the-token\n")
+        status, detail = diagnose_one(config, "brink")
+        assert status == "FAIL" and "denies access (ResultCode 4" in detail, detail
+        assert "not-the-token" not in detail
+        emu.faults.set_down(True)
+        (tmp_path / "brink.access.token").write_text(DEMO_ACCESS_TOKEN + "\n")
+        status, detail = diagnose_one(config, "brink")
+        assert status == "FAIL" and "unreachable" in detail, detail
+
+
+def diagnose_one(config: Path, name: str) -> tuple[str, str]:
+    return next((c.status, c.detail) for c in diagnose(config) if c.name == name)

@@ -198,17 +198,17 @@ class BrinkPaymentDestination:
                 return Unreachable(reason)
             case OrderGone():
                 said = f"the POS does not find {payment.order_label} (102)"
-                return _held(record, payment.refund_advice(said))
             case OrderClosed():
                 said = f"{payment.order_label} was closed meanwhile (103)"
-                return _held(record, payment.refund_advice(said))
             case PaymentRefused(code, message):
                 said = f"PAR Brink refused the payment ({code}: {message})"
                 if code == 106:
                     said += f"; check [table] tender_id {payment.tender_id}"
-                return _held(record, payment.refund_advice(said))
             case AccessDenied(message, status):
                 return self._refused(message, status)
+        # a definitive refusal: this request applied nothing; staff book it by hand or refund the guest
+        self.store.not_sent([record])
+        return _held(record, payment.refund_advice(said))
 
     def _still_pending(self, record: OutboxRow) -> bool:
         found = self.store.journal.query("SELECT state FROM outbox WHERE id = ?", (record.id,))

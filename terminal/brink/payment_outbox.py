@@ -178,3 +178,24 @@ def payment_counts(journal: Journal) -> PaymentCounts:
 def held_payments(journal: Journal) -> list[OutboxRow]:
     """The payment records held for staff, oldest first (their reason says what to do)."""
     return [r for r in rows(journal, DESTINATION, ("pending",)) if r.hold]
+
+
+def refund_advice(journal: Journal, sale_key: str) -> list[str]:
+    """What a person does at the POS once the table sale ``sale_key`` was refunded: each of its payment
+    records applied (or maybe applied, or still to be sent) stands at the POS until deleted there."""
+    out = []
+    for record in rows(journal, DESTINATION):
+        p = payment_of(record.payload)
+        if p is None or p.sale_key != sale_key or record.state == "rejected":
+            continue
+        where = f"table {p.table_id} {p.order_label}"
+        if record.state == "done":
+            out.append(f"{money(p.amount_cents)} on {where} was applied: delete that payment at the POS")
+        elif record.hold:
+            out.append(f"{money(p.amount_cents)} on {where} is held: taptill settle {record.ref} --refunded")
+        else:
+            out.append(
+                f"{money(p.amount_cents)} on {where} is still being applied: once taptill status shows it "
+                "applied, delete that payment at the POS"
+            )
+    return out
