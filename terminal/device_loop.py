@@ -131,6 +131,7 @@ class DeviceLoop:
         self._seen: tuple[str, tuple[str, Sequence[object]]] | None = None
         self._fresh_balance_for: str | None = None
         self._background: set[asyncio.Task[object]] = set()
+        self._reading: set[asyncio.Task[BillRead]] = set()  # table bills read in the background
         self._storage_ok = True  # false after a failed journal write, until a write probe succeeds
         self._next_storage_probe = 0.0
         self._server_posted: tuple[bool, int] | None = None  # what the controller was last told
@@ -309,6 +310,8 @@ class DeviceLoop:
             self._awaited.clear()
             for task in self._dispensing:
                 task.cancel()  # pulses cut short by the release stay "charged, not dispensed"
+            for reading in self._reading:
+                reading.cancel()  # a bill nobody will see
             lag_stop.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await lag_task
@@ -367,10 +370,13 @@ class DeviceLoop:
                 self.display.show(screen)
             case LookupWallet(uid):
                 return await self._lookup(uid)
-            case FetchBill(table_id, token):
-                if self.bills is None:
-                    return BillRead(token, table_id, None, BillProblem.UNREACHABLE, "no [brink] configured")
-                return await self.bills(table_id, token)
+            case FetchBill(table_id, token, tap):
+                if tap:
+                    return await self._read_bill(table_id, token)
+                # Staff's choice or a refresh: the loop goes on taking cards and presses meanwhile.
+                reading = asyncio.ensure_future(self._read_bill(table_id, token))
+                self._reading.add(reading)
+                reading.add_done_callback(self._bill_read)
             case Charge():
                 event = await self._charge(effect)
                 self.server_changed()
@@ -412,6 +418,21 @@ class DeviceLoop:
                 loop = asyncio.get_running_loop()
                 loop.call_later(delay, self.queue.put_nowait, TimerFired(token))
         return None
+
+    async def _read_bill(self, table_id: int, token: int) -> BillRead:
+        """Table ``table_id``'s bill as BillRead ``token``; never raises (a failure is UNREACHABLE)."""
+        if self.bills is None:
+            return BillRead(token, table_id, None, BillProblem.UNREACHABLE, "no [brink] configured")
+        try:
+            return await self.bills(table_id, token)
+        except Exception as exc:  # the answer must come, whatever the POS sent
+            log.exception("reading table %d's bill failed", table_id)
+            return BillRead(token, table_id, None, BillProblem.UNREACHABLE, type(exc).__name__)
+
+    def _bill_read(self, task: asyncio.Task[BillRead]) -> None:
+        self._reading.discard(task)
+        if not task.cancelled():
+            self.post(task.result())
 
     async def _note_dispensed(self, key: str, ticket: int) -> None:
         """Journal that a sale's products were given once the relay's pulses up to ``ticket`` are done;

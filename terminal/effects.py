@@ -43,10 +43,13 @@ class Charge:
 
 @dataclass(frozen=True)
 class FetchBill:
-    """Read table ``table_id``'s open bill from the POS; answered by BillRead ``token``."""
+    """Read table ``table_id``'s open bill from the POS; answered by BillRead ``token``. ``tap``: a tap
+    waits on it (awaited in the loop, as a tap's wallet lookup is); else it is read in the background and
+    the loop goes on taking cards and presses meanwhile."""
 
     table_id: int
     token: int
+    tap: bool = False
 
 
 @dataclass(frozen=True)

@@ -51,13 +51,20 @@ def press(term: TerminalProcess, button: str) -> None:
     taptill("press", button, "--config", str(term.config))
 
 
+def on_screen(term: TerminalProcess) -> str:
+    """The screen the console display drew last (its box in the terminal's log)."""
+    log = term.log()
+    return log[log.rfind("┌") :]
+
+
 def show_bill(term: TerminalProcess, *buttons: str, shows: str = "Tap card to pay") -> None:
-    """Staff press ``buttons`` (the last one ``ok``) and the terminal shows what it read: the bill (its
-    screen has ``shows``, once more than before)."""
-    shown = term.log().count(shows)
+    """Staff press ``buttons`` (the last one ``ok``) and the terminal shows what it read: the bill (the
+    screen drawn last has ``shows``, and it was drawn after the presses)."""
     for button in buttons:
+        drawn = term.log().count("┌")
         press(term, button)
-    wait_for(lambda: term.log().count(shows) > shown, what=f"{shows!r} on screen")
+        wait_for(lambda n=drawn: term.log().count("┌") > n, what=f"the screen after {button}")
+    wait_for(lambda: shows in on_screen(term), what=f"{shows!r} on screen")
 
 
 def tap(term: TerminalProcess, uid: str = GUEST) -> str:

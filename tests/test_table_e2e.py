@@ -96,3 +96,26 @@ def test_the_pos_and_the_wallet_refusing_charge_nothing(
     finally:
         assert term.stop() == 0
     assert wallet.transactions() == []
+
+
+def test_a_denomination_at_another_wallet_price_puts_the_terminal_out_of_service(
+    tmp_path: Path, brink: BrinkEmulator
+) -> None:
+    from terminal.emulator.wallet.flavours import DEMO_PRODUCTS_DOC
+    from terminal.ops.doctor import diagnose
+
+    products = [(pid, name, 110 if pid == "eur1" else price) for pid, name, price in DEMO_PRODUCTS_DOC]
+    with WalletEmulator.demo("doc", products=products) as wallet:
+        wallet.add_wallet(GUEST, 10000)
+        term = TerminalProcess(write_table_config(tmp_path, wallet, brink))
+        try:
+            assert tap(term) == "declined: out of service (Please ask staff)"
+            status = taptill("status", "--config", str(term.config)).stdout
+        finally:
+            assert term.stop() == 0
+        assert wallet.transactions() == []
+    fix = "fix the wallet product's price or [table] denominations"
+    assert "wallet product 'eur1'" in term.log() and fix in term.log()
+    assert "OUT OF SERVICE:  [table] denomination 100 cents: wallet product 'eur1'" in status, status
+    checks = {c.name: c for c in diagnose(term.config)}
+    assert checks["tables"].status == "FAIL" and fix in checks["tables"].detail

@@ -322,8 +322,16 @@ class Controller:
                     return self._result(
                         DeclinedScreen(DeclineReason.BAD_PRODUCT), Beep("error"), Notice(note)
                     )
-                tap = _Tap(uid, products, amount, goods=goods, operator=operator, key=key, also=also)
-                tap.offline_ok = offline_ok
+                tap = _Tap(
+                    uid,
+                    products,
+                    amount,
+                    goods=goods,
+                    operator=operator,
+                    key=key,
+                    also=also,
+                    offline_ok=offline_ok,
+                )
                 return self._lookup(tap)
             case Ask(effects):
                 self._asking = uid

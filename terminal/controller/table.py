@@ -108,7 +108,7 @@ class TableMode(SellMode):
             return Refusal(TableLoadingScreen(self.table), "declined")
         # Read again right before the wallet: what the tap pays is the bill as the POS has it now.
         self._for_tap = True
-        return Ask((self._fetch_bill(keep_screen=True),))
+        return Ask((self._fetch_bill(keep_screen=True, tap=True),))
 
     def answer(self, event: Event) -> CardAnswer | None:
         if not isinstance(event, BillRead) or event.token != self._fetch:
@@ -208,11 +208,11 @@ class TableMode(SellMode):
 
     # --- the bill on screen -----------------------------------------------------------------------
 
-    def _fetch_bill(self, *, keep_screen: bool = False) -> FetchBill:
+    def _fetch_bill(self, *, keep_screen: bool = False, tap: bool = False) -> FetchBill:
         self._fetch = self.till.token()
         if not keep_screen:
             self._stage = "loading"
-        return FetchBill(self.table, self._fetch)
+        return FetchBill(self.table, self._fetch, tap=tap)
 
     def _arm_refresh(self) -> StartTimer:
         self._refresh = self.till.token()
