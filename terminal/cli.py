@@ -832,6 +832,11 @@ def _brink_status(journal: Journal, cfg: Config) -> dict[str, Any]:
         f"{counts.applied} payment(s) applied, {counts.pending - counts.held} waiting"
         + (f" ({counts.maybe_sent} maybe applied: looked for first)" if counts.maybe_sent else "")
         + f", {counts.held} held for staff, {counts.rejected} given up"
+        + (
+            f", {counts.booked_elsewhere} left to the terminal that booked their sale"
+            if counts.booked_elsewhere
+            else ""
+        )
     )
     if refused is not None:
         from terminal.brink.health import TOKEN_FIX
@@ -845,6 +850,7 @@ def _brink_status(journal: Journal, cfg: Config) -> dict[str, Any]:
         "maybe_sent": counts.maybe_sent,
         "held": [{"ref": r.ref, "reason": r.reason, "since": r.updated_at} for r in held_payments(journal)],
         "given_up": counts.rejected,
+        "booked_elsewhere": counts.booked_elsewhere,
         "running": running,
         "refused": refused,
         "last_problem": state.get("last_problem") if running else None,

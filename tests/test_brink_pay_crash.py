@@ -12,7 +12,7 @@ import pytest
 from terminal.brink.bill import payment_key
 from terminal.emulator.brink.server import BrinkEmulator
 from terminal.emulator.wallet import WalletEmulator
-from tests.table_lab import GUEST, show_bill, today, write_table_config
+from tests.table_lab import GUEST, show_bill, tap, today, write_table_config
 from tests.terminal_lab import TerminalProcess, journal_lines, settled, taptill, wait_for
 
 pytestmark = pytest.mark.crash
@@ -82,3 +82,28 @@ def test_killed_while_telling_the_pos_each_payment_lands_once(
 
 def status(config: Path) -> str:
     return taptill("status", "--config", str(config)).stdout
+
+
+def test_two_terminals_paying_one_bill_tell_the_pos_once(
+    tmp_path: Path, wallet: WalletEmulator, brink: BrinkEmulator
+) -> None:
+    """The second terminal's debit is answered 202 (booked by the first): its payment records end unsent;
+    the first terminal's are applied."""
+    first = TerminalProcess(write_table_config(tmp_path / "a", wallet, brink, tables=TABLES))
+    second = TerminalProcess(write_table_config(tmp_path / "b", wallet, brink, tables=TABLES))
+    try:
+        show_bill(first, "ok")
+        show_bill(second, "ok")
+        assert tap(first).startswith("approved 11,11 €: table 1 paid")
+        assert tap(second) == "declined: table 1's bill is already paid; nothing charged"
+        wait_for(lambda: len(brink.applied_payments()) == 1, timeout=20, what="the payment applied")
+        wait_for(lambda: "1 payment(s) applied" in status(first.config), timeout=20, what="status")
+        second_status = status(second.config)
+    finally:
+        assert first.stop() == 0
+        assert second.stop() == 0
+    assert [-t.amount for t in wallet.transactions()] == [1111]
+    assert [p["order_id"] for p in brink.applied_payments()] == [70101], "applied once"
+    assert sum(1 for r in brink.requests() if r["route"] == "apply_payment") == 1
+    assert "0 payment(s) applied, 0 waiting" in second_status, second_status
+    assert "1 left to the terminal that booked their sale" in second_status, second_status

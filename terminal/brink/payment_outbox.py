@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from terminal.brink.bill import payment_key
-from terminal.journal import Journal, SaleRecord
+from terminal.journal import BOOKED_ELSEWHERE_REASON, Journal, SaleRecord
 from terminal.outbox.table import OutboxRow, insert_statement, rows
 
 DESTINATION = "brink"
@@ -162,17 +162,20 @@ class PaymentCounts:
     held: int
     rejected: int  # given up by hand (the guest refunded)
     maybe_sent: int  # pending records whose last ApplyPayment may have been applied
+    booked_elsewhere: int = 0  # their sale's key was booked by another terminal, which applies them
 
 
 def payment_counts(journal: Journal) -> PaymentCounts:
     """For ``taptill status`` (works on a journal of any schema version this taptill knows)."""
+    elsewhere = f"state = 'done' AND reason LIKE '{BOOKED_ELSEWHERE_REASON}%'"
     r = journal.query(
-        "SELECT COALESCE(SUM(state = 'done'), 0), COALESCE(SUM(state = 'pending'), 0),"
+        f"SELECT COALESCE(SUM(state = 'done' AND NOT ({elsewhere})), 0), COALESCE(SUM(state = 'pending'), 0),"
         " COALESCE(SUM(state = 'pending' AND hold = 1), 0), COALESCE(SUM(state = 'rejected'), 0),"
-        " COALESCE(SUM(state = 'pending' AND maybe_sent = 1), 0) FROM outbox WHERE destination = ?",
+        f" COALESCE(SUM(state = 'pending' AND maybe_sent = 1), 0), COALESCE(SUM({elsewhere}), 0)"
+        " FROM outbox WHERE destination = ?",
         (DESTINATION,),
     )[0]
-    return PaymentCounts(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]))
+    return PaymentCounts(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]))
 
 
 def held_payments(journal: Journal) -> list[OutboxRow]:
