@@ -126,7 +126,8 @@ def _parser() -> argparse.ArgumentParser:
     how.add_argument(
         "--refunded",
         action="store_true",
-        help="a sale to refund (taptill queue): the guest got the money back in pretix; close it",
+        help="a sale to refund (taptill queue): the guest got the money back in pretix; close it (or give "
+        "up a held record, e.g. a table's POS payment, refunded instead)",
     )
     how.add_argument(
         "--served", action="store_true", help="a sale to refund (taptill queue): the guest was served by hand"
@@ -269,10 +270,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _settle_held(journal: Journal, key: str, *, booked: bool, cfg: Config) -> int:
     """A person checked a held sale (by its idempotency key) or another destination's held record (by its
-    ref or #id): mark it done, or send it again. A sale marked done gets its invoice record with it."""
+    ref or #id): mark it done, or send it again. A sale marked done gets its records with it (its invoice,
+    its POS payments)."""
     from terminal.outbox.table import settle_held
 
-    also = _invoice_record(journal, key, cfg) if booked else []
+    also = _records_with_done(journal, key, cfg) if booked else []
     if journal.settle_held(key, booked=booked, also=also) or settle_held(journal, key, booked=booked):
         print("settled: " + ("marked done" if booked else "it will be sent again"))
         return EXIT_OK
@@ -288,23 +290,37 @@ def _settle_held(journal: Journal, key: str, *, booked: bool, cfg: Config) -> in
     return EXIT_FAILURE
 
 
-def _invoice_record(journal: Journal, key: str, cfg: Config) -> list[tuple[str, Sequence[object]]]:
+def _records_with_done(journal: Journal, key: str, cfg: Config) -> list[tuple[str, Sequence[object]]]:
     """The ready2order invoice record of the sale ``key``, when the mirror is configured (priced by the
-    product list the terminal last cached)."""
+    product list the terminal last cached), and its PAR Brink payment records (table mode with
+    ``apply_payment``)."""
     sale = journal.sale_by_key(key)
-    if cfg.ready2order is None or sale is None:
+    if sale is None:
         return []
+    also: list[tuple[str, Sequence[object]]] = []
+    if _applies_payments(cfg) and cfg.table.tender_id is not None:
+        from terminal.brink.payment_outbox import PaymentOutbox
+
+        also += PaymentOutbox(journal, cfg.table.tender_id).statements_for(sale)
+    if cfg.ready2order is None:
+        return also
     from terminal.ready2order.invoice_outbox import InvoiceOutbox
     from terminal.wallet.catalog import cached_products
 
     outbox = InvoiceOutbox(cfg.ready2order, cfg.terminal.description, cached_products(journal))
-    return outbox.statements_for(sale)
+    return also + outbox.statements_for(sale)
 
 
 def _resolve(journal: Journal, key: str, how: str) -> int:
     """Close a sale charged but never served: the guest was refunded (``how`` 'refunded') or served by
     hand ('served'); refused (exit 1) for any other sale."""
     by = _who()
+    if how == "refunded":
+        from terminal.outbox.table import give_up_held
+
+        if give_up_held(journal, key, by):
+            print(f"settled: record {key} given up by {by} (refunded); it is never sent")
+            return EXIT_OK
     if journal.resolve(key, how, by):
         print(f"settled: sale {key} recorded as {how} by {by}; it leaves the list to refund")
         if how == "refunded":
@@ -313,6 +329,10 @@ def _resolve(journal: Journal, key: str, how: str) -> int:
             # the fiscal record of a refunded sale stands until someone cancels it in ready2order
             if (invoice := invoice_record(journal, key)) is not None:
                 _say(f"ready2order: {storno_advice(invoice)}")  # the number is the server's text
+            from terminal.brink.payment_outbox import refund_advice
+
+            for line in refund_advice(journal, key):
+                _say(f"PAR Brink: {line}")
         return EXIT_OK
     sale = journal.sale_by_key(key)
     if sale is None:
@@ -615,6 +635,8 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
     configured = [
         name for name, c in (("partybroker", cfg.partybroker), ("ready2order", cfg.ready2order)) if c
     ]
+    if _applies_payments(cfg):
+        configured.append("brink")
     destinations = backlogs(journal, tuple(configured))
     data["destinations"] = [b.as_json() for b in destinations]
     partybroker = _partybroker_status(journal) if cfg.partybroker is not None else None
@@ -623,6 +645,9 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
     mirror = _ready2order_status(journal, cfg) if cfg.ready2order is not None else None
     if mirror is not None:
         data["ready2order"] = mirror
+    pos = _brink_status(journal, cfg) if _applies_payments(cfg) else None
+    if pos is not None:
+        data["brink"] = pos
     lag = _loop_lag_status(journal)
     data["loop_lag"] = lag
     reader = _reader_status(journal, cfg)
@@ -705,6 +730,10 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
             _say(f"  warning: {warning}")
     if mirror is not None:
         _say(f"ready2order:     {mirror['summary']}")
+    if pos is not None:
+        _say(f"PAR Brink:       {pos['summary']}")
+        for held in pos["held"]:
+            _say(f"  HELD {held['ref']}: {held['reason']}")
     if tables is not None:
         for line in tables["price_problems"]:
             _say(f"OUT OF SERVICE:  {line}")
@@ -729,6 +758,14 @@ def _table_status(journal: Journal, cfg: Config) -> dict[str, Any]:
 
     starts = cfg.brink.business_day_starts if cfg.brink is not None else DEFAULT_STARTS
     day = business_date(datetime.now(), starts).isoformat()
+    told: dict[str, list[str]] = {}  # sale key -> its payment records' states (apply_payment)
+    if _applies_payments(cfg):
+        from terminal.brink.payment_outbox import DESTINATION
+        from terminal.outbox.table import rows
+
+        for record in rows(journal, DESTINATION):
+            state = "held" if record.hold else record.state
+            told.setdefault(str(record.payload.get("sale_key")), []).append(state)
     paid = []
     for bill in journal.table_bills(day):
         if bill.state == "done" and bill.reason.startswith(BOOKED_ELSEWHERE_REASON):
@@ -736,7 +773,7 @@ def _table_status(journal: Journal, cfg: Config) -> dict[str, Any]:
         elif bill.to_refund:
             state = "charged, never confirmed at the terminal: refund or close it (taptill queue)"
         elif bill.state == "done":
-            state = "paid: close it at the POS" if not cfg.table.apply_payment else "paid"
+            state = "paid: close it at the POS" if not told else _told_state(told.get(bill.sale_key, []))
         elif bill.state == "pending":
             state = "being confirmed by the wallet"
         else:
@@ -758,6 +795,66 @@ def _table_status(journal: Journal, cfg: Config) -> dict[str, Any]:
         "business_date": day,
         "paid": paid,
         "price_problems": list(price_problems(cfg.table.denominations, cached_products(journal))),
+    }
+
+
+def _told_state(states: list[str]) -> str:
+    """A paid table's state as its ApplyPayment records make it (``apply_payment``)."""
+    if not states:
+        return "paid: close it at the POS (no payment was due at the POS)"
+    if "held" in states:
+        return "paid, but a POS payment is HELD: taptill queue says what to do"
+    if all(s == "done" for s in states):
+        return "paid, applied at the POS"
+    if "rejected" in states:
+        return "paid, a POS payment given up (refunded by hand)"
+    return "paid, being applied at the POS"
+
+
+def _applies_payments(cfg: Config) -> bool:
+    return cfg.terminal.mode == "table" and cfg.brink is not None and cfg.table.apply_payment
+
+
+def _brink_status(journal: Journal, cfg: Config) -> dict[str, Any]:
+    """The POS payments (ApplyPayment): counts, the held ones with what to do, and whether the running
+    terminal's payments are stopped because PAR refuses the tokens."""
+    from terminal.brink.payment_outbox import held_payments, payment_counts
+    from terminal.brink.runtime import STATUS_CACHE_KEY
+    from terminal.service.state_lock import running_terminal
+
+    counts = payment_counts(journal)
+    cached = journal.cache_get(STATUS_CACHE_KEY)
+    state = cached[0] if cached is not None and isinstance(cached[0], dict) else {}
+    pid = running_terminal(cfg.terminal.state_dir)
+    running = pid is not None and state.get("pid") == pid
+    refused = state.get("refused") if running and isinstance(state.get("refused"), dict) else None
+    summary = (
+        f"{counts.applied} payment(s) applied, {counts.pending - counts.held} waiting"
+        + (f" ({counts.maybe_sent} maybe applied: looked for first)" if counts.maybe_sent else "")
+        + f", {counts.held} held for staff, {counts.rejected} given up"
+        + (
+            f", {counts.booked_elsewhere} left to the terminal that booked their sale"
+            if counts.booked_elsewhere
+            else ""
+        )
+    )
+    if refused is not None:
+        from terminal.brink.health import TOKEN_FIX
+
+        summary += f"; STOPPED: {refused.get('reason')}; {TOKEN_FIX}"
+    elif not running:
+        summary += "; no terminal running"
+    return {
+        "applied": counts.applied,
+        "pending": counts.pending,
+        "maybe_sent": counts.maybe_sent,
+        "held": [{"ref": r.ref, "reason": r.reason, "since": r.updated_at} for r in held_payments(journal)],
+        "given_up": counts.rejected,
+        "booked_elsewhere": counts.booked_elsewhere,
+        "running": running,
+        "refused": refused,
+        "last_problem": state.get("last_problem") if running else None,
+        "summary": summary,
     }
 
 

@@ -705,10 +705,22 @@ class Journal:
 
     def mark_booked_elsewhere(self, sale_id: int, note: str) -> None:
         """The server had booked this sale's key before this terminal sent it (202 to its first request):
-        done, but no money moved here, so it is not counted among this terminal's sales (``status``)."""
+        done, but no money moved here, so it is not counted among this terminal's sales (``status``).
+
+        Its outbox records never attempted end in the same write (done, "booked elsewhere"): the terminal
+        that booked the key made its own and delivers them (a second terminal's ApplyPayment for the same
+        order could race the first one's look before sending)."""
+        now = _now_iso()
         self._write(
             "UPDATE sales SET reason = ?, dispensed = NULL, updated_at = ? WHERE id = ? AND state = 'done'",
-            (BOOKED_ELSEWHERE_REASON + note, _now_iso(), sale_id),
+            (BOOKED_ELSEWHERE_REASON + note, now, sale_id),
+            also=[
+                (
+                    "UPDATE outbox SET state = 'done', reason = ?, updated_at = ? WHERE sale_id = ?"
+                    " AND state = 'pending' AND attempts = 0 AND maybe_sent = 0",
+                    (BOOKED_ELSEWHERE_REASON + "the terminal that booked it delivers it", now, sale_id),
+                )
+            ],
         )
 
     def sale_by_key(self, key: str) -> SaleRecord | None:

@@ -31,6 +31,8 @@ from terminal.ops.salvage import SQLITE_DEB, SQLITE_TOOL
 from terminal.partybroker.config import PartybrokerConfig, parse_partybroker
 from terminal.ready2order.config import Ready2OrderConfig
 from terminal.service.credentials import (
+    BRINK_ACCESS_TOKEN,
+    BRINK_LOCATION_TOKEN,
     OPERATOR_KEY,
     PARTYBROKER_PASSWORD,
     READY2ORDER_TOKEN,
@@ -109,6 +111,14 @@ def diagnose(config_path: Path, *, now: Callable[[], datetime] | None = None) ->
     if cfg.ready2order is not None:
         r2o_token = service_source(READY2ORDER_TOKEN, cfg.ready2order.account_token_file, config_path)
         checks.append(_secret_check("r2o-secret", READY2ORDER_TOKEN, r2o_token))
+    brink_tokens: tuple[Source, Source] | None = None
+    if cfg.terminal.mode == "table" and cfg.brink is not None:
+        brink_tokens = (
+            service_source(BRINK_ACCESS_TOKEN, cfg.brink.access_token_file, config_path),
+            service_source(BRINK_LOCATION_TOKEN, cfg.brink.location_token_file, config_path),
+        )
+        checks.append(_secret_check("brink-access", BRINK_ACCESS_TOKEN, brink_tokens[0]))
+        checks.append(_secret_check("brink-location", BRINK_LOCATION_TOKEN, brink_tokens[1]))
     checks.append(_transport_check(cfg, partybroker))
     checks.append(asyncio.run(_wallet_check(cfg, token)))
     journal_check, journal = _journal_check(cfg.journal_path)
@@ -135,6 +145,8 @@ def diagnose(config_path: Path, *, now: Callable[[], datetime] | None = None) ->
             journal.close()
     checks.append(asyncio.run(_partybroker_check(partybroker, pb_problem, password)))
     checks.append(asyncio.run(_ready2order_check(cfg.ready2order, r2o_token)))
+    if brink_tokens is not None:
+        checks.append(asyncio.run(_brink_check(cfg, *brink_tokens)))
     return checks
 
 
@@ -314,6 +326,8 @@ def _transport_check(cfg: Config, pb: PartybrokerConfig | None) -> Check:
     servers = [("wallet", cfg.wallet.base_url)] + ([("partybroker", pb.base_url)] if pb else [])
     if cfg.ready2order is not None:
         servers.append(("ready2order", cfg.ready2order.base_url))
+    if cfg.terminal.mode == "table" and cfg.brink is not None:
+        servers.append(("brink", cfg.brink.url))
     for table, url in servers:
         host = cleartext_host(url)
         if url.lower().startswith("https://"):
@@ -462,6 +476,51 @@ async def _ready2order_check(r2o: Ready2OrderConfig | None, source: Source | Non
         what = "the terminal opens one (open_day = true)" if r2o.open_day else "the mirror waits until one is"
         return Check.warn("ready2order", f"{summary}; no daily report is open: {what}")
     return Check.ok("ready2order", summary)
+
+
+async def _brink_check(cfg: Config, access_source: Source, location_source: Source) -> Check:
+    """The POS answers GetParty for a table of this terminal on today's business date with the tokens:
+    any ResultCode but 4 (access denied) is reachable; a party or none (101) both are."""
+    from terminal.brink import outcomes as out
+    from terminal.brink.business_date import business_date
+    from terminal.brink.client import BrinkClient
+
+    b, t = cfg.brink, cfg.table
+    assert b is not None
+    access = _service_secret(BRINK_ACCESS_TOKEN, access_source)
+    location = _service_secret(BRINK_LOCATION_TOKEN, location_source)
+    if access is None or location is None:
+        return Check.warn("brink", "not asked: the tokens cannot be read here (brink-access, brink-location)")
+    table = t.table_id if t.table_id is not None else (t.tables[0] if t.tables else 1)
+    day = business_date(datetime.now(), b.business_day_starts)
+    async with BrinkClient(b.url, access, location, min(b.timeout_s, SERVER_TIMEOUT_S)) as client:
+        answer = await client.get_party(day, table)
+    pays = (
+        f"; wallet payments are applied at the POS as tender {t.tender_id}"
+        if t.apply_payment
+        else "; payments are not applied at the POS (staff close paid tables by hand)"
+    )
+    match answer:
+        case out.AccessDenied(message, status):
+            said = f"HTTP {status}" if status is not None else "ResultCode 4"
+            return Check.fail(
+                "brink",
+                f"PAR Brink denies access ({said}: {message}); check the tokens in [brink] access_token_file "
+                "and location_token_file",
+            )
+        case out.Unreachable(reason):
+            return Check.fail("brink", f"{b.url} unreachable ({reason}); tables cannot be paid meanwhile")
+        case out.PartyFound() | out.NoParty():
+            told = "an open party" if isinstance(answer, out.PartyFound) else "no open party (101)"
+            return Check.ok("brink", f"the POS answers (table {table} on {day}: {told}){pays}")
+        case out.PosUnavailable(code, message):
+            return Check.warn("brink", f"the POS answers, but is unavailable ({code}: {message}){pays}")
+        case out.InvalidRequest(message):
+            return Check.warn("brink", f"the POS answers, but refused table {table} (invalid, 2: {message})")
+        case out.Fault(code, text):
+            return Check.warn("brink", f"the POS answers with a SOAP fault ({code}: {text})")
+        case out.BillUnreadable(reason):
+            return Check.warn("brink", f"the POS answers, but table {table}'s bill cannot be read ({reason})")
 
 
 def _r2o_failure(answer: object, r2o: Ready2OrderConfig) -> Check:

@@ -113,6 +113,19 @@ def settle_held(journal: Journal, ref: str, *, booked: bool) -> bool:
     return count == 1
 
 
+def give_up_held(journal: Journal, ref: str, by: str) -> bool:
+    """A person gave up a held record (by its ref, or ``#id``): what it stood for was refunded instead
+    (a table's POS payment whose order was closed: the guest got the money back). It ends rejected, never
+    sent. True if one was held."""
+    by_id = ref.startswith("#") and ref[1:].isdigit()
+    count = journal.execute(
+        "UPDATE outbox SET state = 'rejected', hold = 0, maybe_sent = 0, reason = ?, updated_at = ?"
+        f" WHERE {'id' if by_id else 'ref'} = ? AND state = 'pending' AND hold = 1",
+        (f"given up by hand: refunded (by {by})"[:REASON_MAX], _now(), int(ref[1:]) if by_id else ref),
+    )
+    return count == 1
+
+
 class OutboxTable:
     """The OutboxStore of one destination's rows in the ``outbox`` table."""
 

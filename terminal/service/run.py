@@ -16,6 +16,7 @@ from hw.gpio.base import Outputs
 from hw.gpio.factory import make_buttons, make_outputs
 from hw.readers.factory import make_reader
 from terminal.brink.client import BrinkClient
+from terminal.brink.runtime import BrinkPaymentRuntime
 from terminal.brink.table_bill import read_bill
 from terminal.config import Config
 from terminal.controller import Controller, ControllerSettings
@@ -145,6 +146,18 @@ def open_brink(cfg: Config) -> BrinkClient | None:
     access = read_secret(b.access_token_file, BRINK_ACCESS_TOKEN.credential)
     location = read_secret(b.location_token_file, BRINK_LOCATION_TOKEN.credential)
     return BrinkClient(b.url, access, location, b.timeout_s, max_answer_bytes=b.max_answer_bytes)
+
+
+def open_payments(cfg: Config, journal: Journal) -> BrinkPaymentRuntime | None:
+    """Table mode with ``[table] apply_payment``: the POS payments' runtime (its own client, the tokens
+    read again from their files, which ``open_brink`` checked at start); None otherwise."""
+    b, t = cfg.brink, cfg.table
+    if cfg.terminal.mode != "table" or b is None or not t.apply_payment or t.tender_id is None:
+        return None
+    access = read_secret(b.access_token_file, BRINK_ACCESS_TOKEN.credential)
+    location = read_secret(b.location_token_file, BRINK_LOCATION_TOKEN.credential)
+    probe_table = t.table_id if t.table_id is not None else (t.tables[0] if t.tables else 1)
+    return BrinkPaymentRuntime(b, journal, access, location, tender_id=t.tender_id, probe_table=probe_table)
 
 
 def load_operator_book(cfg: Config) -> OperatorBook | None:
@@ -331,6 +344,10 @@ async def _run_locked(
             )
             records_for.append(mirror.records_for)
             settled_hooks.append(mirror.sale_settled)
+        payments = open_payments(cfg, journal)
+        if payments is not None:
+            records_for.append(payments.records_for)
+            settled_hooks.append(payments.sale_settled)
         if records_for:
             sender.reports_for = lambda sale: [s for each in records_for for s in each(sale)]
         buttons = make_buttons(cfg.gpio, device)
@@ -367,6 +384,8 @@ async def _run_locked(
             tasks.append(asyncio.ensure_future(partybroker.run(stop)))
         if mirror is not None:
             tasks.append(asyncio.ensure_future(mirror.run(stop)))
+        if payments is not None:
+            tasks.append(asyncio.ensure_future(payments.run(stop)))
         for task in tasks:
             task.add_done_callback(lambda t: _background_ended(t, stop))
         try:

@@ -1,0 +1,204 @@
+"""PAR Brink ApplyPayment records of the one outbox: made with a table sale's ``done``, counted for status.
+
+With ``[table] apply_payment = true``, a booked table sale gets one record per order of the bill it paid
+(its ``table_bills`` row, journaled with the sale), inserted in the same transaction that marks the sale
+done (the wallet's store commits it: ``terminal/wallet/sale_store.py``), as destination ``brink`` in the
+journal's ``outbox`` table. Its ``ref`` is ``bill.payment_key(sale key, order id)``, the value sent as
+ReferenceDetails ``taptill_key`` and looked for on the order before every send (PAR has no idempotency
+key). So a table is never paid by wallet without its POS payments journaled, nor the other way round.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from terminal.brink.bill import payment_key
+from terminal.journal import BOOKED_ELSEWHERE_REASON, Journal, SaleRecord
+from terminal.outbox.table import OutboxRow, insert_statement, rows
+
+DESTINATION = "brink"
+REF_NAME = "taptill_key"  # the ReferenceDetails Name the record's ref travels under (design's contract)
+
+
+@dataclass(frozen=True)
+class TablePayment:
+    """One ApplyPayment a record stands for: ``amount_cents`` (> 0) on ``order_id`` with ``tender_id``,
+    for the bill of ``table_id`` / ``party_id`` on ``business_date`` paid by the sale ``sale_key`` with
+    ``card``; ``number`` is the order's number staff see at the POS (None when Brink gave none)."""
+
+    sale_key: str
+    order_id: int
+    number: int | None
+    amount_cents: int
+    tender_id: int
+    table_id: int
+    party_id: int
+    business_date: date
+    card: str
+
+    @property
+    def ref(self) -> str:
+        return payment_key(self.sale_key, self.order_id)
+
+    def as_payload(self) -> dict[str, Any]:
+        return {
+            "sale_key": self.sale_key,
+            "order_id": self.order_id,
+            "number": self.number,
+            "amount_cents": self.amount_cents,
+            "tender_id": self.tender_id,
+            "table_id": self.table_id,
+            "party_id": self.party_id,
+            "business_date": self.business_date.isoformat(),
+            "card": self.card,
+        }
+
+    @property
+    def order_label(self) -> str:
+        return f"order {self.number}" if self.number else f"order id {self.order_id}"
+
+    def refund_advice(self, what: str) -> str:
+        """One line for staff (``taptill queue``, held reason): ``what`` happened, what to refund or book
+        by hand, and how to close the record."""
+        return (
+            f"{what}: book {money(self.amount_cents)} (tender {self.tender_id}) on table {self.table_id} "
+            f"{self.order_label} at the POS by hand, or refund {money(self.amount_cents)} to card "
+            f"{self.card}; then taptill settle {self.ref} --booked (or --refunded)"
+        )
+
+
+def money(cents: int) -> str:
+    """Cents as Brink writes amounts: ``2699`` -> ``26.99``."""
+    return f"{Decimal(cents).scaleb(-2):.2f}"
+
+
+def payment_of(payload: Mapping[str, Any]) -> TablePayment | None:
+    """The payment a record's payload describes; None when it cannot be read (a damaged journal)."""
+    try:
+        number = payload.get("number")
+        return TablePayment(
+            sale_key=_text(payload["sale_key"]),
+            order_id=_whole(payload["order_id"]),
+            number=None if number is None else _whole(number),
+            amount_cents=_whole(payload["amount_cents"]),
+            tender_id=_whole(payload["tender_id"]),
+            table_id=_whole(payload["table_id"]),
+            party_id=_whole(payload["party_id"]),
+            business_date=date.fromisoformat(_text(payload["business_date"])),
+            card=_text(payload.get("card", "")),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _whole(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("not a whole number")
+    return value
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError("not text")
+    return value
+
+
+def table_payments(journal: Journal, sale: SaleRecord, tender_id: int) -> list[TablePayment]:
+    """The payments the table sale ``sale`` owes the POS: one per order of its ``table_bills`` row with
+    something due; none for a sale that paid no table bill."""
+    found = journal.query(
+        "SELECT table_id, party_id, business_date, orders FROM table_bills WHERE sale_key = ?",
+        (sale.idempotency_key,),
+    )
+    if not found:
+        return []
+    table_id, party_id, day, orders = found[0]
+    out = []
+    for order in json.loads(str(orders)):
+        due = int(order["due_cents"])
+        if due <= 0:
+            continue
+        number = order.get("number")
+        out.append(
+            TablePayment(
+                sale_key=sale.idempotency_key,
+                order_id=int(order["order_id"]),
+                number=None if number is None else int(number),
+                amount_cents=due,
+                tender_id=tender_id,
+                table_id=int(table_id),
+                party_id=int(party_id),
+                business_date=date.fromisoformat(str(day)),
+                card=sale.token_id,
+            )
+        )
+    return out
+
+
+class PaymentOutbox:
+    """Makes the ApplyPayment records of each booked table sale (tender ``tender_id``)."""
+
+    def __init__(self, journal: Journal, tender_id: int) -> None:
+        self.journal = journal
+        self.tender_id = tender_id
+
+    def statements_for(self, sale: SaleRecord) -> list[tuple[str, Sequence[object]]]:
+        """The INSERTs of the sale's payment records, to be committed with the sale's ``done``."""
+        return [
+            insert_statement(DESTINATION, p.ref, p.as_payload(), sale_id=sale.id)
+            for p in table_payments(self.journal, sale, self.tender_id)
+        ]
+
+
+@dataclass(frozen=True)
+class PaymentCounts:
+    applied: int  # done: applied, found applied on a re-read, or booked by hand
+    pending: int  # held ones included
+    held: int
+    rejected: int  # given up by hand (the guest refunded)
+    maybe_sent: int  # pending records whose last ApplyPayment may have been applied
+    booked_elsewhere: int = 0  # their sale's key was booked by another terminal, which applies them
+
+
+def payment_counts(journal: Journal) -> PaymentCounts:
+    """For ``taptill status`` (works on a journal of any schema version this taptill knows)."""
+    elsewhere = f"state = 'done' AND reason LIKE '{BOOKED_ELSEWHERE_REASON}%'"
+    r = journal.query(
+        f"SELECT COALESCE(SUM(state = 'done' AND NOT ({elsewhere})), 0), COALESCE(SUM(state = 'pending'), 0),"
+        " COALESCE(SUM(state = 'pending' AND hold = 1), 0), COALESCE(SUM(state = 'rejected'), 0),"
+        f" COALESCE(SUM(state = 'pending' AND maybe_sent = 1), 0), COALESCE(SUM({elsewhere}), 0)"
+        " FROM outbox WHERE destination = ?",
+        (DESTINATION,),
+    )[0]
+    return PaymentCounts(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]))
+
+
+def held_payments(journal: Journal) -> list[OutboxRow]:
+    """The payment records held for staff, oldest first (their reason says what to do)."""
+    return [r for r in rows(journal, DESTINATION, ("pending",)) if r.hold]
+
+
+def refund_advice(journal: Journal, sale_key: str) -> list[str]:
+    """What a person does at the POS once the table sale ``sale_key`` was refunded: each of its payment
+    records applied (or maybe applied, or still to be sent) stands at the POS until deleted there."""
+    out = []
+    for record in rows(journal, DESTINATION):
+        p = payment_of(record.payload)
+        if p is None or p.sale_key != sale_key or record.state == "rejected":
+            continue
+        where = f"table {p.table_id} {p.order_label}"
+        if record.state == "done":
+            out.append(f"{money(p.amount_cents)} on {where} was applied: delete that payment at the POS")
+        elif record.hold:
+            out.append(f"{money(p.amount_cents)} on {where} is held: taptill settle {record.ref} --refunded")
+        else:
+            out.append(
+                f"{money(p.amount_cents)} on {where} is still being applied: once taptill status shows it "
+                "applied, delete that payment at the POS"
+            )
+    return out

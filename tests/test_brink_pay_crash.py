@@ -1,0 +1,109 @@
+"""Crash tests of a table payment told to the POS (``[table] apply_payment``): ``taptill run`` SIGKILLed after
+the wallet's debit, after the ApplyPayment record was journaled as maybe sent, after ApplyPayment was sent;
+restarted: the wallet is debited once, each order's payment applied once, nothing lost."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from terminal.brink.bill import payment_key
+from terminal.emulator.brink.server import BrinkEmulator
+from terminal.emulator.wallet import WalletEmulator
+from tests.table_lab import GUEST, show_bill, tap, today, write_table_config
+from tests.terminal_lab import TerminalProcess, journal_lines, settled, taptill, wait_for
+
+pytestmark = pytest.mark.crash
+
+TABLES = "table_range = [1, 13]\napply_payment = true\ntender_id = 7"
+
+
+@pytest.fixture
+def wallet() -> Iterator[WalletEmulator]:
+    with WalletEmulator.demo("doc", latency="real") as emulator:
+        emulator.add_wallet(GUEST, 10000)
+        yield emulator
+
+
+@pytest.fixture
+def brink() -> Iterator[BrinkEmulator]:
+    with BrinkEmulator(business_date=today(), latency="real") as emulator:
+        yield emulator
+
+
+@pytest.mark.parametrize(
+    "point, sent_before",
+    [
+        ("after_answer", 0),  # the wallet debited; the sale not yet journaled done (no record yet)
+        ("brink.outbox_after_begin", 0),  # the record journaled as maybe sent; ApplyPayment not sent
+        ("brink.outbox_after_attempt", 1),  # ApplyPayment sent and applied; its answer not journaled
+    ],
+)
+def test_killed_while_telling_the_pos_each_payment_lands_once(
+    tmp_path: Path, wallet: WalletEmulator, brink: BrinkEmulator, point: str, sent_before: int
+) -> None:
+    config = write_table_config(tmp_path, wallet, brink, tables=TABLES)
+    term = TerminalProcess(config, env={"TAPTILL_CRASHPOINT": point})
+    show_bill(term, "next", "next", "ok")  # table 3: three orders, 40,79 €
+    term.send(f"tap {GUEST}")
+    assert term.wait_dead() == -9, "the crash point did not fire"
+    assert len(wallet.transactions()) == 1
+    assert len(brink.applied_payments()) == sent_before
+
+    term = TerminalProcess(config)
+    try:
+        wait_for(lambda: settled(config, 1), timeout=20, what="the restarted terminal to settle the sale")
+        wait_for(lambda: len(brink.applied_payments()) == 3, timeout=30, what="the three payments applied")
+        wait_for(lambda: "3 payment(s) applied, 0 waiting" in status(config), timeout=20, what="status")
+        text = status(config)
+    finally:
+        assert term.stop() == 0
+    assert [-t.amount for t in wallet.transactions()] == [4079], "debited exactly once"
+    (sale,) = journal_lines(config)
+    key = sale["idempotency_key"]
+    applied = sorted(
+        (p["order_id"], p["amount"], p["reference"]["taptill_key"]) for p in brink.applied_payments()
+    )
+    assert applied == [
+        (70301, "17.70", payment_key(key, 70301)),
+        (70302, "11.05", payment_key(key, 70302)),
+        (70303, "12.04", payment_key(key, 70303)),
+    ], "each order paid once, under its record's key"
+    assert "0 held for staff" in text, text
+    if point == "after_answer":
+        # the guest never saw it approved: staff decide (the POS has the payments: refunding means
+        # deleting them there too, which taptill settle --refunded says)
+        assert "charged, never confirmed at the terminal" in text, text
+    else:
+        assert "paid, applied at the POS" in text, text
+
+
+def status(config: Path) -> str:
+    return taptill("status", "--config", str(config)).stdout
+
+
+def test_two_terminals_paying_one_bill_tell_the_pos_once(
+    tmp_path: Path, wallet: WalletEmulator, brink: BrinkEmulator
+) -> None:
+    """The second terminal's debit is answered 202 (booked by the first): its payment records end unsent;
+    the first terminal's are applied."""
+    first = TerminalProcess(write_table_config(tmp_path / "a", wallet, brink, tables=TABLES))
+    second = TerminalProcess(write_table_config(tmp_path / "b", wallet, brink, tables=TABLES))
+    try:
+        show_bill(first, "ok")
+        show_bill(second, "ok")
+        assert tap(first).startswith("approved 11,11 €: table 1 paid")
+        assert tap(second) == "declined: table 1's bill is already paid; nothing charged"
+        wait_for(lambda: len(brink.applied_payments()) == 1, timeout=20, what="the payment applied")
+        wait_for(lambda: "1 payment(s) applied" in status(first.config), timeout=20, what="status")
+        second_status = status(second.config)
+    finally:
+        assert first.stop() == 0
+        assert second.stop() == 0
+    assert [-t.amount for t in wallet.transactions()] == [1111]
+    assert [p["order_id"] for p in brink.applied_payments()] == [70101], "applied once"
+    assert sum(1 for r in brink.requests() if r["route"] == "apply_payment") == 1
+    assert "0 payment(s) applied, 0 waiting" in second_status, second_status
+    assert "1 left to the terminal that booked their sale" in second_status, second_status

@@ -1,0 +1,468 @@
+"""ApplyPayment through the one outbox, in-process: a real journal (the table sale, its table_bills row and
+its payment records committed with its done), the real runtime, loop and client against the PAR Brink
+emulator on loopback. Each order's payment lands once (the emulator's ledger) whatever the answers; the
+order is looked at before every send; what cannot be applied is held for staff with what to refund."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from terminal.brink.bill import Bill, amount_due, payment_key
+from terminal.brink.config import BrinkConfig
+from terminal.brink.outcomes import PartyFound
+from terminal.brink.payment_outbox import DESTINATION, payment_counts
+from terminal.brink.runtime import BrinkPaymentRuntime
+from terminal.config import load_config
+from terminal.emulator.brink.parties import Payment
+from terminal.emulator.brink.server import DEMO_ACCESS_TOKEN, DEMO_LOCATION_TOKEN, BrinkEmulator
+from terminal.emulator.faults import FaultKind
+from terminal.emulator.wallet import WalletEmulator
+from terminal.journal import Journal, SaleRecord, table_bill_statement
+from terminal.ops.doctor import diagnose
+from terminal.outbox.table import OutboxRow, rows, settle_held
+from terminal.service.secret import Secret
+from tests.table_lab import write_table_config
+from tests.terminal_lab import taptill
+
+DAY = dt.date(2026, 11, 30)
+TENDER = 7
+CARD = "04DE4A7AB1E000"
+TIMEOUT_S = 1.0
+APPLY = f"apply_payment = true\ntender_id = {TENDER}"
+
+
+@pytest.fixture
+def emu() -> Iterator[BrinkEmulator]:
+    with BrinkEmulator(business_date=DAY) as emulator:
+        yield emulator
+
+
+class PayRig:
+    """One table terminal's journal whose booked table sales the runtime tells ``emulator`` about."""
+
+    def __init__(
+        self,
+        directory: Path,
+        emulator: BrinkEmulator,
+        *,
+        access: str = DEMO_ACCESS_TOKEN,
+        journal_path: Path | None = None,
+    ) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.emulator = emulator
+        self.access_file = directory / "brink.access.token"
+        self.location_file = directory / "brink.location.token"
+        for path, value in ((self.access_file, access), (self.location_file, DEMO_LOCATION_TOKEN)):
+            path.write_text(value + "\n")
+            path.chmod(0o600)
+        self.cfg = BrinkConfig(emulator.url, self.access_file, self.location_file, timeout_s=TIMEOUT_S)
+        self.journal = Journal.open(journal_path or directory / "journal.sqlite3")
+        self.runtime = BrinkPaymentRuntime(
+            self.cfg, self.journal, Secret(access), Secret(DEMO_LOCATION_TOKEN), tender_id=TENDER
+        )
+
+    async def bill(self, table: int) -> Bill:
+        outcome = await self.runtime.client.get_party(DAY, table)
+        assert isinstance(outcome, PartyFound), outcome
+        return amount_due(outcome.party)
+
+    async def pay(self, table: int, *, approved: bool = True) -> SaleRecord:
+        """The wallet booked the table's bill (as table mode journals it): sale and bill row, then done
+        with the payment records; ``approved`` False: the guest was never told (a sale to refund)."""
+        bill = await self.bill(table)
+        row = table_bill_statement(
+            key=bill.key(),
+            table_id=table,
+            party_id=bill.party_id,
+            business_date=DAY.isoformat(),
+            orders=[(o.order_id, o.number, o.due_cents) for o in bill.orders],
+            amount_cents=bill.total_cents,
+        )
+        sale = self.journal.record_sale(
+            token_id=CARD,
+            products=["eur10"],
+            amount_cents=-bill.total_cents,
+            description="Restaurant",
+            tag=None,
+            offline=False,
+            key=bill.key(),
+            also=[row],
+            approved=approved,
+        )
+        self.journal.mark_done(sale.id, 5000, self.runtime.records_for(sale))
+        return sale
+
+    def records(self) -> list[OutboxRow]:
+        return list(rows(self.journal, DESTINATION))
+
+    def waiting(self) -> int:
+        return sum(1 for r in self.records() if r.state == "pending" and not r.hold)
+
+    async def drain(self, timeout_s: float = 20.0) -> None:
+        """Run the loop until no record waits (held ones do not count), at most ``timeout_s``."""
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(self.runtime.loop.run(stop))
+        try:
+            deadline = asyncio.get_running_loop().time() + timeout_s
+            while self.waiting() and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.02)
+        finally:
+            stop.set()
+            await task
+        assert self.waiting() == 0, [(r.ref, r.state, r.reason) for r in self.records()]
+
+    async def aclose(self) -> None:
+        await self.runtime.client.aclose()
+
+
+def run(tmp_path: Path, emu: BrinkEmulator, scenario: Callable[[PayRig], Awaitable[None]]) -> PayRig:
+    async def go() -> PayRig:
+        rig = PayRig(tmp_path, emu)
+        try:
+            await scenario(rig)
+        finally:
+            await rig.aclose()
+        return rig
+
+    return asyncio.run(go())
+
+
+def ledger(emu: BrinkEmulator) -> list[tuple[int, str, str | None]]:
+    """(order id, amount, taptill_key) of every payment the emulator applied, in order."""
+    return [(p["order_id"], p["amount"], p["reference"].get("taptill_key")) for p in emu.applied_payments()]
+
+
+def sent(emu: BrinkEmulator, operation: str) -> int:
+    """Requests of ``operation`` that reached the emulator (faulted ones too: by their SOAPAction)."""
+    route = {"GetParty": "get_party", "ApplyPayment": "apply_payment"}[operation]
+    return sum(1 for r in emu.requests() if r["route"] == route)
+
+
+def test_each_order_of_a_paid_bill_gets_its_payment_once_with_the_record_key(
+    tmp_path: Path, emu: BrinkEmulator
+) -> None:
+    sales: list[SaleRecord] = []
+
+    async def scenario(rig: PayRig) -> None:
+        sales.append(await rig.pay(3))  # three orders: 17.70, 11.05, 12.04
+        await rig.drain()
+        await rig.drain()  # nothing left to send
+
+    rig = run(tmp_path, emu, scenario)
+    key = sales[0].idempotency_key
+    assert ledger(emu) == [
+        (70301, "17.70", payment_key(key, 70301)),
+        (70302, "11.05", payment_key(key, 70302)),
+        (70303, "12.04", payment_key(key, 70303)),
+    ]
+    assert {p["tender_id"] for p in emu.applied_payments()} == {TENDER}
+    assert all(p["closed_order"] for p in emu.applied_payments()), "each order paid in full closes"
+    assert [(r.state, r.reason, r.attempts) for r in rig.records()] == [("done", "applied", 1)] * 3
+    assert sent(emu, "GetParty") == 1 + 3, "the bill's read, then one look before each send"
+    counts = payment_counts(rig.journal)
+    assert (counts.applied, counts.pending, counts.held) == (3, 0, 0)
+
+
+def test_the_records_are_committed_with_the_sale_and_carry_what_staff_need(
+    tmp_path: Path, emu: BrinkEmulator
+) -> None:
+    async def scenario(rig: PayRig) -> None:
+        sale = await rig.pay(1)
+        (record,) = rig.records()
+        assert record.sale_id == sale.id and record.ref == payment_key(sale.idempotency_key, 70101)
+        assert record.payload == {
+            "sale_key": sale.idempotency_key,
+            "order_id": 70101,
+            "number": 2101,
+            "amount_cents": 1111,
+            "tender_id": TENDER,
+            "table_id": 1,
+            "party_id": 60001,
+            "business_date": DAY.isoformat(),
+            "card": CARD,
+        }
+        # a sale that paid no table bill (another mode's) has no payment record
+        other = rig.journal.record_sale(
+            token_id=CARD, products=["eur1"], amount_cents=-100, description="Bar", tag=None, offline=False
+        )
+        rig.journal.mark_done(other.id, 4900, rig.runtime.records_for(other))
+        assert len(rig.records()) == 1
+
+    run(tmp_path, emu, scenario)
+    assert ledger(emu) == []
+
+
+def test_a_104_after_applying_is_found_on_the_order_and_not_sent_again(
+    tmp_path: Path, emu: BrinkEmulator
+) -> None:
+    emu.force("ApplyPayment", 104, after_applying=True)
+
+    async def scenario(rig: PayRig) -> None:
+        await rig.pay(2)
+        await rig.drain()
+
+    rig = run(tmp_path, emu, scenario)
+    (record,) = rig.records()
+    assert [(o, a) for o, a, _ in ledger(emu)] == [(70201, "23.89")], "applied once"
+    assert sent(emu, "ApplyPayment") == 1
+    assert record.state == "done" and "(found)" in record.reason and record.attempts == 1
+
+
+def test_a_104_before_applying_finds_nothing_and_is_sent_again_once(
+    tmp_path: Path, emu: BrinkEmulator
+) -> None:
+    emu.force("ApplyPayment", 104)
+
+    async def scenario(rig: PayRig) -> None:
+        await rig.pay(2)
+        await rig.drain()
+
+    rig = run(tmp_path, emu, scenario)
+    (record,) = rig.records()
+    assert [(o, a) for o, a, _ in ledger(emu)] == [(70201, "23.89")]
+    assert sent(emu, "ApplyPayment") == 2
+    assert record.state == "done" and record.attempts == 2 and record.reason == "applied"
+
+
+@pytest.mark.parametrize("code", [102, 103])
+def test_an_order_gone_or_closed_meanwhile_is_held_with_what_to_refund(
+    tmp_path: Path, emu: BrinkEmulator, code: int
+) -> None:
+    emu.force("ApplyPayment", code)
+
+    async def scenario(rig: PayRig) -> None:
+        await rig.pay(1)
+        await rig.drain()
+
+    rig = run(tmp_path, emu, scenario)
+    (record,) = rig.records()
+    assert ledger(emu) == []
+    assert record.state == "pending" and record.hold
+    assert f"({code})" in record.reason
+    assert f"refund 11.11 to card {CARD}" in record.reason and "table 1" in record.reason
+    assert f"taptill settle {record.ref} --booked (or --refunded)" in record.reason
+    assert payment_counts(rig.journal).held == 1
+
+
+@pytest.mark.parametrize(
+    "change, said",
+    [
+        ("closed", "was closed at the POS without it"),
+        ("party_closed", "has no open party"),
+        ("paid_in_part", "owes 1.11, less than the wallet paid"),
+        ("deleted", "was deleted at the POS"),
+    ],
+)
+def test_a_bill_changed_at_the_pos_before_the_send_is_held_without_sending(
+    tmp_path: Path, emu: BrinkEmulator, change: str, said: str
+) -> None:
+    async def scenario(rig: PayRig) -> None:
+        sale = await rig.pay(1)
+        loc = emu.location
+        if change == "closed":
+            loc.set_order(70101, closed_time="2026-11-30T21:00:00Z")
+        elif change == "party_closed":
+            loc.close_party(DAY, 1)
+        elif change == "paid_in_part":
+            loc.add_payment(70101, Payment(9, "10.00", 1, DAY))
+        else:
+            ref = payment_key(sale.idempotency_key, 70101)
+            loc.add_payment(
+                70101, Payment(9, "11.11", TENDER, DAY, deleted=True, additional={"taptill_key": ref})
+            )
+        await rig.drain()
+
+    rig = run(tmp_path, emu, scenario)
+    (record,) = rig.records()
+    assert sent(emu, "ApplyPayment") == 0 and ledger(emu) == []
+    assert record.hold and said in record.reason, record.reason
+    assert "refund 11.11 to card" in record.reason
+
+
+def test_a_held_payment_is_settled_by_hand_as_booked(tmp_path: Path, emu: BrinkEmulator) -> None:
+    emu.force("ApplyPayment", 103)
+
+    async def scenario(rig: PayRig) -> None:
+        await rig.pay(1)
+        await rig.drain()
+        (record,) = rig.records()
+        assert settle_held(rig.journal, record.ref, booked=True)
+        (record,) = rig.records()
+        assert record.state == "done" and record.reason == "settled by hand: applied"
+
+    run(tmp_path, emu, scenario)
+
+
+@pytest.mark.parametrize(
+    "kind, fields, applied",
+    [
+        # the answer comes after the deadline: the payment lands late; the look waits for it, finds it
+        (FaultKind.LATENCY, {"ms": int(TIMEOUT_S * 1000) + 400}, True),
+        (FaultKind.HANG, {"cap_s": 3}, False),
+        (FaultKind.DROP_AFTER, {}, True),
+        (FaultKind.DROP_BEFORE, {}, False),
+        (FaultKind.ERROR500_AFTER, {}, True),
+        (FaultKind.DRIP_AFTER, {"ms": 60, "cap_s": 5}, True),
+    ],
+)
+def test_no_answer_to_apply_payment_is_settled_by_looking_at_the_order(
+    tmp_path: Path, emu: BrinkEmulator, kind: FaultKind, fields: dict[str, Any], applied: bool
+) -> None:
+    emu.faults.inject(kind, route="apply_payment", times=1, **fields)
+
+    async def scenario(rig: PayRig) -> None:
+        await rig.pay(2)
+        await rig.drain()
+
+    rig = run(tmp_path, emu, scenario)
+    (record,) = rig.records()
+    assert [(o, a) for o, a, _ in ledger(emu)] == [(70201, "23.89")], "applied exactly once"
+    assert sent(emu, "ApplyPayment") == (1 if applied else 2)
+    assert record.state == "done" and ("(found)" in record.reason) == applied
+
+
+def test_a_bill_another_terminal_applied_first_is_found_and_not_sent(
+    tmp_path: Path, emu: BrinkEmulator
+) -> None:
+    async def scenario(rig: PayRig) -> None:
+        other = PayRig(tmp_path / "other", emu)
+        try:
+            await other.pay(3)  # the same bill, the same key: the wallet answered the second terminal 202
+            await rig.pay(3)
+            await other.drain()
+            before = sent(emu, "ApplyPayment")
+            await rig.drain()
+            assert sent(emu, "ApplyPayment") == before, "ours looked, found each payment, sent none"
+        finally:
+            await other.aclose()
+
+    rig = run(tmp_path, emu, scenario)
+    assert len(ledger(emu)) == 3 and len({k for _, _, k in ledger(emu)}) == 3
+    assert all(r.state == "done" and r.reason.startswith("on the order") for r in rig.records())
+
+
+def test_a_sale_booked_elsewhere_ends_its_payment_records_unsent(tmp_path: Path, emu: BrinkEmulator) -> None:
+    async def scenario(rig: PayRig) -> None:
+        sale = await rig.pay(3)
+        rig.journal.mark_booked_elsewhere(sale.id, "the wallet had booked this key already (202)")
+        await rig.drain()
+
+    rig = run(tmp_path, emu, scenario)
+    assert sent(emu, "ApplyPayment") == 0
+    assert all(r.state == "done" and r.reason.startswith("booked elsewhere") for r in rig.records())
+
+
+def test_a_wrong_token_stops_the_payments_until_the_file_holds_the_right_one(
+    tmp_path: Path, emu: BrinkEmulator
+) -> None:
+    async def scenario(rig: PayRig) -> None:
+        await rig.pay(1)
+        rig.access_file.write_text("not-the-token\n")  # the token was changed at PAR meanwhile
+        rig.runtime.client.use_tokens(Secret("not-the-token"), Secret(DEMO_LOCATION_TOKEN))
+        rig.runtime.loop.probe_interval_s = 0.1
+        health = rig.runtime.health
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(rig.runtime.loop.run(stop))
+        try:
+            for _ in range(250):
+                if health.refused is not None:
+                    break
+                await asyncio.sleep(0.02)
+            assert health.refused is not None and "ResultCode 4" in health.refused.reason
+            cached = rig.journal.cache_get("brink_status")
+            assert cached is not None and isinstance(cached[0], dict)
+            assert cached[0]["refused"]["reason"] == health.refused.reason
+            await asyncio.sleep(0.3)  # probes meanwhile, still refused
+            assert rig.waiting() == 1 and ledger(emu) == [] and health.refused is not None
+            rig.access_file.write_text(DEMO_ACCESS_TOKEN + "\n")  # staff put the right one in the file
+            for _ in range(250):
+                if not rig.waiting():
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            stop.set()
+            await task
+
+    rig = run(tmp_path, emu, scenario)
+    assert [(o, a) for o, a, _ in ledger(emu)] == [(70101, "11.11")]
+    assert rig.records()[0].state == "done" and rig.runtime.health.running
+
+
+def test_staff_see_a_held_payment_in_status_and_queue_and_give_it_up_as_refunded(
+    tmp_path: Path, emu: BrinkEmulator
+) -> None:
+    """``taptill status``/``queue`` list the held payment with what to do; ``settle --refunded`` gives it
+    up; refunding the sale says which payments stand at the POS."""
+    with WalletEmulator.demo("doc") as wallet:
+        config = write_table_config(tmp_path / "t", wallet, emu, tables=f"table_id = 1\n{APPLY}")
+    journal_path = load_config(config).journal_path
+    journal_path.parent.mkdir(parents=True, exist_ok=True)
+    emu.force("ApplyPayment", 103)
+    emu.force("ApplyPayment", 0)  # table 3's first order is applied; the rest as usual
+
+    async def scenario(rig: PayRig) -> None:
+        await rig.pay(1)
+        await rig.pay(3, approved=False)  # charged, the terminal stopped before telling the guest
+        await rig.drain()
+
+    async def go() -> PayRig:
+        rig = PayRig(tmp_path / "t", emu, journal_path=journal_path)
+        try:
+            await scenario(rig)
+        finally:
+            await rig.aclose()
+        return rig
+
+    rig = asyncio.run(go())
+    (held,) = [r for r in rig.records() if r.hold]
+    status = json.loads(taptill("status", "--json", "--config", str(config)).stdout)["brink"]
+    assert status["applied"] == 3 and [h["ref"] for h in status["held"]] == [held.ref]
+    assert "refund 11.11 to card" in status["held"][0]["reason"]
+    text = taptill("status", "--config", str(config)).stdout
+    assert "3 payment(s) applied, 0 waiting, 1 held for staff" in text, text
+    assert f"HELD {held.ref}: order 2101 was closed meanwhile (103)" in text, text
+    assert "paid, but a POS payment is HELD" in text and "charged, never confirmed" in text, text
+    queue = taptill("queue", "--config", str(config)).stdout
+    assert "HELD     " in queue and f"brink  ref {held.ref}" in queue, queue
+
+    out = taptill("settle", held.ref, "--refunded", "--config", str(config)).stdout
+    assert "given up" in out and "(refunded)" in out
+    text = taptill("status", "--config", str(config)).stdout
+    assert "0 held for staff, 1 given up" in text, text
+    # the other table's sale refunded: its applied payments stand at the POS until deleted there
+    key3 = next(r.payload["sale_key"] for r in rig.records() if r.payload["table_id"] == 3)
+    out = taptill("settle", key3, "--refunded", "--config", str(config)).stdout
+    assert "PAR Brink: 17.70 on table 3 order 2301 was applied: delete that payment at the POS" in out, out
+
+
+def test_doctor_checks_the_brink_tokens_and_that_the_pos_answers(tmp_path: Path, emu: BrinkEmulator) -> None:
+    with WalletEmulator.demo("doc") as wallet:
+        config = write_table_config(tmp_path, wallet, emu, tables=f"table_id = 1\n{APPLY}")
+        checks = {c.name: (c.status, c.detail) for c in diagnose(config)}
+        assert checks["brink-access"][0] == checks["brink-location"][0] == "OK"
+        status, detail = checks["brink"]
+        assert status == "OK" and "the POS answers (table 1" in detail and "tender 7" in detail, detail
+        assert "brink over http:// on this machine" in checks["transport"][1]
+
+        (tmp_path / "brink.access.token").chmod(0o644)
+        assert diagnose_one(config, "brink-access")[0] == "FAIL"
+        (tmp_path / "brink.access.token").chmod(0o600)
+        (tmp_path / "brink.access.token").write_text("not-the-token\n")
+        status, detail = diagnose_one(config, "brink")
+        assert status == "FAIL" and "denies access (ResultCode 4" in detail, detail
+        assert "not-the-token" not in detail
+        emu.faults.set_down(True)
+        (tmp_path / "brink.access.token").write_text(DEMO_ACCESS_TOKEN + "\n")
+        status, detail = diagnose_one(config, "brink")
+        assert status == "FAIL" and "unreachable" in detail, detail
+
+
+def diagnose_one(config: Path, name: str) -> tuple[str, str]:
+    return next((c.status, c.detail) for c in diagnose(config) if c.name == name)
