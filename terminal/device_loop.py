@@ -52,7 +52,7 @@ from terminal.events import (
     WalletRefused,
     WalletUnreachable,
 )
-from terminal.journal import Journal, JournalError, SaleRecord, remember_card_statement
+from terminal.journal import Journal, JournalError, SaleRecord, remember_card_statement, table_bill_statement
 from terminal.model import DeclineReason
 from terminal.ops.tap_outcome import DECISION_MARGIN_S, decision_line
 from terminal.screens import ASK_STAFF
@@ -528,6 +528,23 @@ class DeviceLoop:
 
     # --- end of storage faults ---------------------------------------------------------------------------
 
+    @staticmethod
+    def _bill_rows(c: Charge) -> list[tuple[str, Sequence[object]]]:
+        """The table bill a sale pays, as its ``table_bills`` row under the sale's own key."""
+        if c.bill is None or c.key is None:
+            return []
+        bill = c.bill
+        return [
+            table_bill_statement(
+                key=c.key,
+                table_id=bill.table_id,
+                party_id=bill.party_id,
+                business_date=bill.business_date,
+                orders=[(o.order_id, o.number, o.due_cents) for o in bill.orders],
+                amount_cents=bill.amount_cents,
+            )
+        ]
+
     def _take_seen(self, uid: str) -> list[tuple[str, Sequence[object]]]:
         seen, self._seen = self._seen, None
         return [seen[1]] if seen is not None and seen[0] == uid else []
@@ -628,7 +645,7 @@ class DeviceLoop:
             queued = not c.online or not fresh or bool(others) or self.sender.busy(c.uid)
             sale = self.journal.record_sale(
                 key=c.key,
-                also=[*self._take_seen(c.uid), *c.also],
+                also=[*self._take_seen(c.uid), *self._bill_rows(c)],
                 token_id=c.uid,
                 products=c.products,
                 amount_cents=c.amount_cents,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hw.gpio.base import Signal
-from terminal.journal import Statement
+from terminal.events import TableBill
 from terminal.model import DeclineReason, ProductId
 from terminal.screens import Screen
 
@@ -37,8 +37,7 @@ class Charge:
     reason: str = ""
     operator: str | None = None
     key: str | None = None  # the idempotency key the mode chose (a table bill's); None: a fresh one
-    # Rows written in the sale's own transaction (the table bill it pays): (sql, params) statements.
-    also: tuple[Statement, ...] = ()
+    bill: TableBill | None = None  # the table bill it pays: journaled in the sale's own transaction
 
 
 @dataclass(frozen=True)

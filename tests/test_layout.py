@@ -44,3 +44,28 @@ def test_every_folder_is_a_package_whose_docstring_says_its_job() -> None:
         assert init.is_file(), f"{folder.relative_to(ROOT.parent)} has modules but no __init__.py"
         doc = ast.get_docstring(ast.parse(init.read_text())) or ""
         assert doc.split("\n")[0].strip(), f"{init.relative_to(ROOT.parent)}: no docstring saying its job"
+
+
+# The controller is pure: events in, effects out. What it may take from the journal are values and rules,
+# never a statement to run or a clock reading (a table bill's journal row is the device loop's to write).
+NO_IO_MODULES = {"sqlite3", "httpx", "httpcore", "asyncio", "socket", "threading", "time", "subprocess", "os"}
+JOURNAL_VALUES = {"OfflineView", "offline_reason"}
+
+
+def test_the_controller_imports_no_io_and_no_journal_writes() -> None:
+    found: list[str] = []
+    for path in sorted((ROOT / "controller").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found += [f"{path.name}: import {a.name}" for a in node.names if a.name in NO_IO_MODULES]
+            elif isinstance(node, ast.ImportFrom) and node.module is not None:
+                if node.module.split(".")[0] in NO_IO_MODULES:
+                    found.append(f"{path.name}: from {node.module}")
+                elif node.module == "terminal.journal":
+                    found += [
+                        f"{path.name}: from terminal.journal import {a.name}"
+                        for a in node.names
+                        if a.name not in JOURNAL_VALUES
+                    ]
+    assert found == [], f"the controller must stay pure (no I/O, no clock, no SQL): {found}"

@@ -45,6 +45,7 @@ from terminal.events import (
     ReaderChanged,
     ServerChanged,
     StorageChanged,
+    TableBill,
     TimerFired,
     TokenChanged,
     UnsellableChanged,
@@ -52,7 +53,7 @@ from terminal.events import (
     WalletRefused,
     WalletUnreachable,
 )
-from terminal.journal import Statement, offline_reason
+from terminal.journal import offline_reason
 from terminal.model import DeclineReason, Product, ProductId
 from terminal.screens import (
     ASK_STAFF,
@@ -92,7 +93,7 @@ class _Tap:
     goods: tuple[ProductId, ...] = ()  # what the relays release: the configured products, not ladder steps
     operator: str | None = None  # who is responsible for a credit (the kiosk's operator)
     key: str | None = None  # the idempotency key the mode chose (a table bill's)
-    also: tuple[Statement, ...] = ()  # rows journaled with the sale
+    bill: TableBill | None = None  # the table bill the sale pays, journaled with it
     offline_ok: bool = True  # False: declined while the wallet server cannot be asked
 
     @property
@@ -307,7 +308,7 @@ class Controller:
         match answer:
             case BalanceCheck():
                 return self._lookup(_Tap(uid, (), 0, kind="balance"))
-            case Sale(products, goods, operator, key, also, expect, offline_ok):
+            case Sale(products, goods, operator, key, bill, expect, offline_ok):
                 resolved = [self.product(p) for p in products]
                 known = [p for p in resolved if p is not None and self.mode.sells(p.id)]
                 if len(known) != len(resolved) or not known:
@@ -329,7 +330,7 @@ class Controller:
                     goods=goods,
                     operator=operator,
                     key=key,
-                    also=also,
+                    bill=bill,
                     offline_ok=offline_ok,
                 )
                 return self._lookup(tap)
@@ -370,7 +371,7 @@ class Controller:
                 reason=reason,
                 operator=tap.operator if tap.credit else None,
                 key=tap.key,
-                also=tap.also,
+                bill=tap.bill,
             )
         ]
 

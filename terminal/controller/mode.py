@@ -15,8 +15,7 @@ from typing import ClassVar, Protocol
 from hw.gpio.base import Signal
 from terminal.controller.settings import ControllerSettings
 from terminal.effects import Effect
-from terminal.events import Event
-from terminal.journal import Statement
+from terminal.events import Event, TableBill
 from terminal.model import DeclineReason, Product, ProductId
 from terminal.screens import ApprovedScreen, DeclinedScreen, IdleScreen, OfflineScreen, PriceLine, Screen
 
@@ -56,7 +55,7 @@ class Sale:
     goods: tuple[ProductId, ...] = ()  # what the relays release once it is paid
     operator: str | None = None  # the operator (name) responsible for a credit, journaled and sent with it
     key: str | None = None  # the idempotency key, when the mode derives it (a table bill); None: fresh
-    also: tuple[Statement, ...] = ()  # rows journaled in the sale's own transaction
+    bill: TableBill | None = None  # the table bill it pays, journaled in the sale's own transaction
     # The amount (cents, positive for a debit) the guest was shown: the products' wallet prices must add
     # up to exactly this, or the tap is refused and nothing is charged.
     expect_cents: int | None = None

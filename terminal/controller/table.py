@@ -16,7 +16,6 @@ from typing import Literal
 from terminal.controller.mode import Ask, CardAnswer, Redraw, Refusal, Sale, SellMode, Till
 from terminal.effects import Effect, FetchBill, StartTimer
 from terminal.events import BillRead, Event, TableBill
-from terminal.journal import table_bill_statement
 from terminal.model import DeclineReason, Product, ProductId
 from terminal.screens import ASK_STAFF, DeclinedScreen, OfflineScreen, OutOfServiceScreen, Screen
 from terminal.screens.table import (
@@ -138,15 +137,7 @@ class TableMode(SellMode):
             return Refusal(DeclinedScreen(DeclineReason.BAD_PRODUCT), "error", note)
         key = event.pay_key or bill.key
         self._paying = bill
-        row = table_bill_statement(
-            key=key,
-            table_id=bill.table_id,
-            party_id=bill.party_id,
-            business_date=bill.business_date,
-            orders=[(o.order_id, o.number, o.due_cents) for o in bill.orders],
-            amount_cents=bill.amount_cents,
-        )
-        return Sale(tuple(products), key=key, also=(row,), expect_cents=bill.amount_cents, offline_ok=False)
+        return Sale(tuple(products), key=key, bill=bill, expect_cents=bill.amount_cents, offline_ok=False)
 
     def button(self, name: str) -> Refusal | Redraw | None:
         if name not in BUTTONS:
