@@ -388,7 +388,8 @@ def _every_column_set(path: Path) -> None:
     db = sqlite3.connect(path, isolation_level=None)
     try:
         for table, columns in _schema(db).items():
-            refs = {r[3] for r in db.execute(f"PRAGMA foreign_key_list({table})") if r[2] == "sales"}
+            # A reference to a sale names the one sale: by its id, or by its idempotency key.
+            refs = {r[3]: r[4] for r in db.execute(f"PRAGMA foreign_key_list({table})") if r[2] == "sales"}
             row: dict[str, object] = {}
             for n, (name, declared, _, rowid) in enumerate(columns):
                 if rowid:
@@ -396,7 +397,7 @@ def _every_column_set(path: Path) -> None:
                 if (table, name) in _SOUND:
                     row[name] = _SOUND[(table, name)]
                 elif name in refs:
-                    row[name] = 1
+                    row[name] = EVERY_COLUMN_KEY if refs[name] == "idempotency_key" else 1
                 elif "INT" in declared:
                     row[name] = 40 + n
                 elif declared == "REAL":

@@ -370,6 +370,7 @@ class _Table:
     # the fresh journal's columns, less the rowid (a salvaged row gets a new one)
     columns: tuple[_Column, ...]
     sale_refs: frozenset[str]  # columns referencing sales (id): tied to the sale by its key instead
+    key_refs: frozenset[str]  # columns holding a sale's idempotency key: they need no translation
     foreign: bool  # references a table other than sales, whose rows get new ids: cannot be tied back
 
 
@@ -470,7 +471,8 @@ def _fresh_tables(journal: Journal) -> dict[str, _Table]:
                 if str(r[1]) != rowid
             ),
             sale_refs=frozenset(str(r[3]) for r in refs if str(r[2]) == "sales" and r[4] in (None, "id")),
-            foreign=any(not (str(r[2]) == "sales" and r[4] in (None, "id")) for r in refs),
+            key_refs=frozenset(str(r[3]) for r in refs if str(r[2]) == "sales" and r[4] == "idempotency_key"),
+            foreign=any(not (str(r[2]) == "sales" and r[4] in (None, "id", "idempotency_key")) for r in refs),
         )
     return tables
 
@@ -528,6 +530,7 @@ def _read_rows(
         log.warning("salvage leaves out table %s: it does not match this taptill's journal", table.name)
         return [], 0
     names = [c.name for c in columns]
+    salvaged_keys = set(keys_by_id.values())
     out, damaged = [], 0
     for row in src.execute(f"SELECT {', '.join(map(_quoted, names))} FROM {_quoted(table.name)}"):
         values = dict(zip(names, row, strict=True))
@@ -535,7 +538,7 @@ def _read_rows(
             damaged += 1
             continue
         refs = {c: keys_by_id.get(values[c]) for c in table.sale_refs if values.get(c) is not None}
-        if None in refs.values():
+        if None in refs.values() or any(values.get(c) not in salvaged_keys for c in table.key_refs):
             continue
         out.append(_insert(table, values, refs))
     return out, damaged
