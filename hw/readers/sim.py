@@ -19,8 +19,10 @@ and with nothing after it; anything else is refused whole, so a UID split by a n
 
 The answer is ``ok`` or ``error: …``. Only root, the terminal's own user and members of the socket's
 group are served (the peer's credentials, SO_PEERCRED, are checked, not only the file's mode). Each
-connection is served in its own thread (at most ``MAX_CLIENTS`` at once) and has ``COMMAND_DEADLINE_S``
-for its line and as long again for taking its answer, so a slow client delays no other.
+connection is served by a thread of its own from a pool (at most ``MAX_CLIENTS`` at once; a thread
+serves the next connection when it is done, rather than one started per tap) and has
+``COMMAND_DEADLINE_S`` for its line and as long again for taking its answer, so a slow client delays no
+other.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import socket
 import struct
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hw.gpio.base import ButtonListener
@@ -70,6 +73,9 @@ class SimReader:
         self._failed = False  # the serving loop failed; run_supervised starts it again
         self._group: int | None = None  # the socket file's group: its members may tap
         self._clients = threading.BoundedSemaphore(MAX_CLIENTS)
+        # Threads kept for the next client: starting one per tap cost a tenth of the terminal's CPU
+        # per tap (issue 10). The semaphore keeps the pool from ever queueing a client.
+        self._pool: ThreadPoolExecutor | None = None
         self._state = threading.Lock()  # handle() runs in one thread per client
         self.stall_allowed = os.environ.get(STALL_SWITCH) == "1"
 
@@ -97,6 +103,7 @@ class SimReader:
         sock.listen(8)
         sock.settimeout(0.5)
         self._sock = sock
+        self._pool = ThreadPoolExecutor(max_workers=MAX_CLIENTS, thread_name_prefix="sim-client")
         self._thread = threading.Thread(
             target=run_supervised,
             args=("sim", self._serve, self._stopping, self._report_failure, Backoff(), SIM_ADVICE),
@@ -113,6 +120,9 @@ class SimReader:
                 self._sock.shutdown(socket.SHUT_RDWR)  # wakes accept() now, not at its timeout
         if self._thread is not None:
             self._thread.join(timeout=1.0)
+        if self._pool is not None:
+            # Idle threads end now; one serving a client ends with it (COMMAND_DEADLINE_S, twice).
+            self._pool.shutdown(wait=False, cancel_futures=True)
         if self._sock is not None:
             self._sock.close()
         with contextlib.suppress(OSError):  # gone already, or a read-only state directory
@@ -128,7 +138,7 @@ class SimReader:
                 listener.reader_status(False, detail)
 
     def _serve(self) -> None:
-        assert self._sock is not None
+        assert self._sock is not None and self._pool is not None
         if self._failed and self._listener is not None:  # restarted after a failure: back online
             self._failed = False
             self._listener.reader_status(True, f"sim reader on {self.socket_path}")
@@ -143,10 +153,15 @@ class SimReader:
                 _refuse(conn, f"busy: {MAX_CLIENTS} clients are being served; try again")
                 continue
             try:
-                threading.Thread(target=self._client, args=(conn,), name="sim-client", daemon=True).start()
-            except RuntimeError:  # no thread to be had (memory): this client is refused, the next may not be
-                self._clients.release()
-                _refuse(conn, "busy: cannot serve another client now; try again")
+                self._pool.submit(self._client, conn)
+            except RuntimeError as exc:
+                if self._stopping.is_set():  # the pool is shut down: the client was never queued
+                    self._clients.release()
+                    _refuse(conn, "busy: the terminal is stopping")
+                    return
+                # No thread to be had (memory): the pool keeps the client and serves it as soon as
+                # one of its threads is free; a client that cannot wait that long gives up itself.
+                log.warning("sim reader: no thread for a client now (%s); it waits for a free one", exc)
 
     def _client(self, conn: socket.socket) -> None:
         """Serve one connection: its line within COMMAND_DEADLINE_S, its answer within as long again.
