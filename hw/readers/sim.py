@@ -19,8 +19,12 @@ and with nothing after it; anything else is refused whole, so a UID split by a n
 
 The answer is ``ok`` or ``error: …``. Only root, the terminal's own user and members of the socket's
 group are served (the peer's credentials, SO_PEERCRED, are checked, not only the file's mode). Each
-connection is served in its own thread (at most ``MAX_CLIENTS`` at once) and has ``COMMAND_DEADLINE_S``
-for its line and as long again for taking its answer, so a slow client delays no other.
+connection is served by a thread of its own from a pool (at most ``MAX_CLIENTS`` at once; a thread
+serves the next connection when it is done, rather than one started per tap) and has
+``COMMAND_DEADLINE_S`` for its line and as long again for taking its answer, so a slow client delays no
+other. A ``tap``, ``present`` or ``remove`` whose whole line has arrived by the time it is accepted is
+answered by the listening thread itself: it cannot block, and waking a second thread for it was most of
+what a bench tap cost in the sim reader.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import socket
 import struct
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hw.gpio.base import ButtonListener
@@ -49,6 +54,7 @@ MAX_CLIENTS = 8  # connections served at once; one more is answered "busy" at on
 STALL_SWITCH = "TAPTILL_TEST_STALL"  # "1" in the environment allows the stall verb (tests only)
 SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux >= 4.13; Python 3.11 lacks the name
 SIM_ADVICE = "restart taptill if it keeps failing (run --verbose logs the traceback)"
+QUICK_VERBS = frozenset({b"tap", b"present", b"remove"})  # answered at once, never waiting on the terminal
 
 
 class BadLine(ValueError):
@@ -70,6 +76,9 @@ class SimReader:
         self._failed = False  # the serving loop failed; run_supervised starts it again
         self._group: int | None = None  # the socket file's group: its members may tap
         self._clients = threading.BoundedSemaphore(MAX_CLIENTS)
+        # Threads kept for the next client: starting one per tap cost a tenth of the terminal's CPU
+        # per tap (issue 10). The semaphore keeps the pool from ever queueing a client.
+        self._pool: ThreadPoolExecutor | None = None
         self._state = threading.Lock()  # handle() runs in one thread per client
         self.stall_allowed = os.environ.get(STALL_SWITCH) == "1"
 
@@ -97,6 +106,7 @@ class SimReader:
         sock.listen(8)
         sock.settimeout(0.5)
         self._sock = sock
+        self._pool = ThreadPoolExecutor(max_workers=MAX_CLIENTS, thread_name_prefix="sim-client")
         self._thread = threading.Thread(
             target=run_supervised,
             args=("sim", self._serve, self._stopping, self._report_failure, Backoff(), SIM_ADVICE),
@@ -113,6 +123,9 @@ class SimReader:
                 self._sock.shutdown(socket.SHUT_RDWR)  # wakes accept() now, not at its timeout
         if self._thread is not None:
             self._thread.join(timeout=1.0)
+        if self._pool is not None:
+            # Idle threads end now; one serving a client ends with it (COMMAND_DEADLINE_S, twice).
+            self._pool.shutdown(wait=False, cancel_futures=True)
         if self._sock is not None:
             self._sock.close()
         with contextlib.suppress(OSError):  # gone already, or a read-only state directory
@@ -128,7 +141,7 @@ class SimReader:
                 listener.reader_status(False, detail)
 
     def _serve(self) -> None:
-        assert self._sock is not None
+        assert self._sock is not None and self._pool is not None
         if self._failed and self._listener is not None:  # restarted after a failure: back online
             self._failed = False
             self._listener.reader_status(True, f"sim reader on {self.socket_path}")
@@ -142,11 +155,19 @@ class SimReader:
             if not self._clients.acquire(blocking=False):
                 _refuse(conn, f"busy: {MAX_CLIENTS} clients are being served; try again")
                 continue
+            if _quick_line_waiting(conn):
+                self._client(conn)
+                continue
             try:
-                threading.Thread(target=self._client, args=(conn,), name="sim-client", daemon=True).start()
-            except RuntimeError:  # no thread to be had (memory): this client is refused, the next may not be
-                self._clients.release()
-                _refuse(conn, "busy: cannot serve another client now; try again")
+                self._pool.submit(self._client, conn)
+            except RuntimeError as exc:
+                if self._stopping.is_set():  # the pool is shut down: the client was never queued
+                    self._clients.release()
+                    _refuse(conn, "busy: the terminal is stopping")
+                    return
+                # No thread to be had (memory): the pool keeps the client and serves it as soon as
+                # one of its threads is free; a client that cannot wait that long gives up itself.
+                log.warning("sim reader: no thread for a client now (%s); it waits for a free one", exc)
 
     def _client(self, conn: socket.socket) -> None:
         """Serve one connection: its line within COMMAND_DEADLINE_S, its answer within as long again.
@@ -288,6 +309,17 @@ def _refuse(conn: socket.socket, reason: str) -> None:
             conn.send(f"error: {reason}\n".encode())
         except OSError:
             pass  # gone already, or its buffer full: it learns from the closed connection
+
+
+def _quick_line_waiting(conn: socket.socket) -> bool:
+    """True when the peer's whole line has arrived (peeked, not read) and its verb is one of QUICK_VERBS:
+    serving it reads no more than is there and answers without waiting, so no thread need be woken."""
+    try:
+        data = conn.recv(MAX_LINE + 1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except OSError:  # nothing there yet (BlockingIOError), or gone: a pool thread waits for it or says so
+        return False
+    line, newline, _ = data.partition(b"\n")
+    return bool(newline) and line.split(b" ", 1)[0] in QUICK_VERBS
 
 
 def _answers(path: Path) -> bool:
