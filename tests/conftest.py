@@ -22,6 +22,9 @@ from tests.terminal_lab import TerminalProcess
 # - systemd: systemd-analyze and the unit's ExecStart in its sandbox (mount namespaces over /etc, /run,
 #   /tmp; a service uid per process); and taptill installed by provisioning (program_image, a pip install
 #   of ~10 s per worker that needs it) is built once.
+# - loop-fs: each mounts an ext4 image on a loop device and breaks it through /sys/fs/ext4/<loopN>; one
+#   test remounting (its loop device freed and taken again) beside another breaking its own lets one hit
+#   the other's filesystem (both flavours of the read-only test failed that way side by side).
 def _runs_pcscd(item: pytest.Item) -> bool:
     return item.get_closest_marker("pcsc") is not None
 
@@ -32,9 +35,14 @@ def _runs_systemd_tools_or_the_program_image(item: pytest.Item) -> bool:
     )
 
 
+def _mounts_loop_filesystems(item: pytest.Item) -> bool:
+    return item.path.name == "test_storage_faults.py"
+
+
 XDIST_GROUPS: tuple[tuple[str, Callable[[pytest.Item], bool]], ...] = (
     ("pcscd", _runs_pcscd),
     ("systemd", _runs_systemd_tools_or_the_program_image),
+    ("loop-fs", _mounts_loop_filesystems),
 )
 
 
