@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from aiohttp import HttpVersion11, hdrs, web
+from aiohttp import ClientPayloadError, HttpVersion11, hdrs, web
 
 from terminal.model import printable
 from terminal.service.secret import Secret
@@ -175,6 +175,10 @@ class WebhookReceiver:
                 body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return self._too_large()
+        except (ConnectionError, ClientPayloadError):
+            # The sender went away mid-body (or sent less than its Content-Length): nothing to answer.
+            log.warning("yourbarmate webhook: the connection closed before the body was complete")
+            return web.Response(status=400, text="incomplete body\n")
         except TimeoutError:
             self.counts.timed_out += 1
             self._store_status_later()

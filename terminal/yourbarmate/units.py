@@ -61,11 +61,11 @@ def parse_quantity(text: str, measure: Measure) -> int:
         raise UnitError(f"{text!r} is not an amount; give e.g. 20l, 500ml, 3kg or 12") from None
     if unit not in UNITS:
         raise UnitError(f"{text!r} has unit {unit!r}; use l, dl, cl, ml, kg, g or none for pieces")
+    if amount.is_finite() and amount == 0:
+        return 0  # nothing left is the same in every unit
     if UNITS[unit][0] != measure:
         wanted = {"ml": "a volume (l, dl, cl, ml)", "g": "a weight (kg, g)", "pieces": "a number of pieces"}
         raise UnitError(f"{text!r} is not {wanted[measure]}, which this product is counted in")
     if not amount.is_finite() or amount < 0:
         raise UnitError(f"{text!r} is not an amount of zero or more")
-    if amount == 0:
-        return 0
     return whole_amount(Decimal(1), amount, unit)
