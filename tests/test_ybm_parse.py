@@ -3,6 +3,7 @@ pieces; and a fuzz test: no input makes the parser raise anything but its own Ev
 
 from __future__ import annotations
 
+import contextlib
 import json
 from decimal import Decimal
 from typing import Any
@@ -210,16 +211,12 @@ FIELDS = [
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.sampled_from(FIELDS), JSON)
 def test_fuzz_any_value_in_any_field_raises_nothing_but_event_error(path: list[str], value: Any) -> None:
-    try:
+    with contextlib.suppress(EventError):
         parse(_mutated(value, path))
-    except EventError:
-        pass
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300) | JSON.map(lambda v: json.dumps(v).encode()))
 def test_fuzz_any_bytes_raise_nothing_but_event_error(body: bytes) -> None:
-    try:
+    with contextlib.suppress(EventError):
         parse_body(body)
-    except EventError:
-        pass

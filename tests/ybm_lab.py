@@ -184,3 +184,22 @@ class ReceiverLab:
 def lab(folder: Path, **kwargs: Any) -> Iterator[ReceiverLab]:
     with ReceiverLab(folder, **kwargs) as running:
         yield running
+
+
+def serve_alone(journal: Path, port: int) -> None:
+    """The receiver alone in a process of its own until killed (the crash tests kill it with SIGKILL);
+    prints its port once it listens."""
+
+    async def serve() -> None:
+        receiver = WebhookReceiver(config(port=port), Secret(PASSWORD), journal)
+        await receiver.start()
+        print(receiver.port, flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    import sys
+
+    serve_alone(Path(sys.argv[1]), int(sys.argv[2]))

@@ -28,6 +28,7 @@ from typing import Any
 from aiohttp import ClientPayloadError, HttpVersion11, hdrs, web
 
 from terminal.model import printable
+from terminal.service.crashpoint import crashpoint
 from terminal.service.secret import Secret
 from terminal.yourbarmate.config import YourbarmateConfig
 from terminal.yourbarmate.parse import EventError, parse_body
@@ -190,7 +191,9 @@ class WebhookReceiver:
         try:
             try:
                 event = parse_body(body)
+                crashpoint("ybm_before_commit")
                 outcome = await self._in_pool(self._apply, event, text)
+                crashpoint("ybm_after_commit")
             except EventError as exc:
                 await self._in_pool(self._quarantine, exc.idempotency_key, str(exc), text)
                 self.counts.quarantined += 1
