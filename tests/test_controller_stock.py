@@ -17,7 +17,7 @@ from terminal.events import (
     WalletBalance,
 )
 from terminal.model import DeclineReason, Product
-from terminal.screens import DeclinedScreen, IdleScreen, OfflineScreen, PriceLine
+from terminal.screens import DeclinedScreen, IdleScreen, OfflineScreen, PriceLine, Screen
 
 CATALOG = (Product("helles", "Helles", 450), Product("gin", "Gin Tonic", 900), Product("mate", "Mate", 300))
 CARD = "04A1B2C3D4E5F6"
@@ -26,7 +26,7 @@ TAP = ControllerSettings(products=("helles",), offline=OFFLINE, rearm_absent_s=0
 SELECT = replace(TAP, products=(), mode="select", buttons={"b1": "helles", "b2": "gin"}, cancel_button="x")
 
 
-def shown(effects: list[Effect]) -> list[object]:
+def shown(effects: list[Effect]) -> list[Screen]:
     return [e.screen for e in effects if isinstance(e, Show)]
 
 
