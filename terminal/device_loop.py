@@ -45,6 +45,7 @@ from terminal.events import (
     Event,
     ReaderChanged,
     ServerChanged,
+    StockChanged,
     StorageChanged,
     TimerFired,
     TokenChanged,
@@ -145,6 +146,9 @@ class DeviceLoop:
         # Taps whose decision someone waits for (the sim reader's tap-wait), by the id of their event.
         self._awaited: dict[int, tuple[CardPresented, concurrent.futures.Future[str]]] = {}
         self.reader_health = ReaderHealth(pid=os.getpid())  # for `taptill status` and `doctor`
+        # Called after each tap's charge was carried out (a sale journaled, or refused): the stock
+        # ledger's word when it changed (yourbarmate's StockWatch), else None.
+        self.on_sale: Callable[[], StockChanged | None] | None = None
 
     # --- listeners, called from reader and button threads ------------------------------------
 
@@ -380,6 +384,10 @@ class DeviceLoop:
             case Charge():
                 event = await self._charge(effect)
                 self.server_changed()
+                if self.on_sale is not None and (stock := self.on_sale()) is not None:
+                    # Handed over before the tap's answer, not queued: a card already waiting in the
+                    # queue must not buy the serving this sale took.
+                    await self._apply(self.controller.handle(stock))
                 return event
             case RecordDecline(uid, products, amount, reason, offline, operator):
                 try:
