@@ -160,7 +160,13 @@ def _parser() -> argparse.ArgumentParser:
 
     def config_here(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
         # given after the action too; SUPPRESS keeps the action's default from replacing `stock --config`
-        sp.add_argument("--config", type=Path, default=argparse.SUPPRESS, metavar="PATH", help="as for stock")
+        sp.add_argument(
+            "--config",
+            type=Path,
+            default=argparse.SUPPRESS,
+            metavar="PATH",
+            help=f"the terminal's config file (TOML; default: {DEFAULT_CONFIG_PATH})",
+        )
         return sp
 
     receive = config_here(
@@ -985,7 +991,7 @@ def _yourbarmate_status(journal: Journal, cfg: Config) -> dict[str, Any]:
         f"{counts['too_large']} too large"
         + (f" since {state.get('since')}" if state else "")
         + ("" if running else "; no terminal running")
-        + (f"; {quarantined} bod(ies) in quarantine in all" if quarantined else "")
+        + (f"; {quarantined} quarantined in all (the journal's ybm_quarantine)" if quarantined else "")
     )
     return {
         **counts,

@@ -36,7 +36,7 @@ def serve(journal: Path, crashpoint: str | None, port: int = 0) -> tuple[subproc
 
 
 def send_until_200(journal: Path, port: int, crashpoint: str) -> list[str]:
-    """Post the seed's example as yourbarmate would, the receiver restarted when it dies; what each try got."""
+    """Post the seed's example as yourbarmate would (the receiver restarted when it dies); each answer."""
     said = []
     proc, port = serve(journal, crashpoint, port)
     for _ in range(3):

@@ -144,3 +144,23 @@ def test_taptill_stock_shows_json_and_refuses_in_one_line(tmp_path: Path) -> Non
         proc = taptill("stock", *args, "--config", str(config), check=False)
         assert proc.returncode == 1 and said in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_taptill_status_counts_the_webhook_and_warns_of_low_and_sold_out(tmp_path: Path, cfg: Config) -> None:
+    config = config_file(tmp_path)
+    with ReceiverLab(tmp_path) as lab:
+        lab.post(request_event("r1", "D1", [item("2", 1, 3, "dl")]))
+        lab.post(request_event("r1", "D1", [item("2", 1, 3, "dl")]))
+        lab.post(None, raw=b"{broken")
+        lab.post(None, auth=("ybm", "guess"), raw=b"{}")
+        stock.receive(cfg, "D1", print)
+        stock.set_count(cfg, "helles", "30l", print)
+    data = json.loads(taptill("status", "--json", "--config", str(config)).stdout)["yourbarmate"]
+    counts = {k: data[k] for k in ("accepted", "duplicate", "quarantined", "refused_auth", "too_large")}
+    assert counts == {"accepted": 1, "duplicate": 1, "quarantined": 1, "refused_auth": 1, "too_large": 0}
+    assert data["quarantine_total"] == 1 and data["running"] is False
+    assert "LOW: gin, 7 serving(s) left" in data["warnings"]
+    assert "SOLD OUT: nuts, 0 serving(s) left" in data["warnings"]
+    assert not any("helles" in w for w in data["warnings"])  # 60 servings
+    text = taptill("status", "--config", str(config)).stdout
+    assert "yourbarmate:     1 event(s) accepted, 1 duplicate(s), 1 quarantined" in text

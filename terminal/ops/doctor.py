@@ -37,6 +37,7 @@ from terminal.service.credentials import (
     PARTYBROKER_PASSWORD,
     READY2ORDER_TOKEN,
     WALLET_TOKEN,
+    YOURBARMATE_PASSWORD,
     ServiceSecret,
     Source,
     service_source,
@@ -111,6 +112,9 @@ def diagnose(config_path: Path, *, now: Callable[[], datetime] | None = None) ->
     if cfg.ready2order is not None:
         r2o_token = service_source(READY2ORDER_TOKEN, cfg.ready2order.account_token_file, config_path)
         checks.append(_secret_check("r2o-secret", READY2ORDER_TOKEN, r2o_token))
+    if cfg.yourbarmate is not None:
+        ybm_password = service_source(YOURBARMATE_PASSWORD, cfg.yourbarmate.password_file, config_path)
+        checks.append(_secret_check("ybm-secret", YOURBARMATE_PASSWORD, ybm_password))
     brink_tokens: tuple[Source, Source] | None = None
     if cfg.terminal.mode == "table" and cfg.brink is not None:
         brink_tokens = (

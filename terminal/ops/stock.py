@@ -49,8 +49,11 @@ def show(cfg: Config, as_json: bool, say: Callable[[str], None]) -> None:
         )
     for d in listed:
         if d["state"] == "requested":
-            what = "empties to return" if d["type"] == "RETURN" else "to receive: taptill stock receive"
-            say(f"{d['type'].lower() if isinstance(d['type'], str) else ''} {d['delivery_id']}: {what}")
+            if d["type"] == "RETURN":
+                say(f"return {d['delivery_id']}: empties to be taken back")
+            else:
+                delivery = d["delivery_id"]
+                say(f"delivery {delivery}: ordered; once it arrives: taptill stock receive {delivery}")
 
 
 def _amount(value: int, f: Figures) -> str:
