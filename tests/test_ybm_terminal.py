@@ -151,3 +151,28 @@ def test_a_kill_while_an_event_is_answered_applies_it_once_after_the_sender_rese
     finally:
         assert second.stop() == 0
     assert events_of(config, keg["idempotency_key"]) == 1
+
+
+def test_an_address_in_use_is_one_line_at_start_and_nothing_is_sold(
+    tmp_path: Path, wallet: WalletEmulator
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        config = write_config(tmp_path, wallet, products=[HELLES], extra=ybm_table(tmp_path, port))
+        proc = taptill("run", "--config", str(config), check=False)
+    assert proc.returncode != 0
+    problem = [line for line in proc.stderr.splitlines() if f"127.0.0.1:{port}" in line]
+    assert len(problem) == 1 and "cannot listen there" in problem[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "taptill ready" not in proc.stderr + proc.stdout
+    assert wallet.transactions() == []
+
+
+def test_a_missing_password_file_is_one_line_at_start(tmp_path: Path, wallet: WalletEmulator) -> None:
+    table = ybm_table(tmp_path, free_port())
+    (tmp_path / "yourbarmate.password").unlink()
+    proc = taptill("run", "--config", str(write_config(tmp_path, wallet, extra=table)), check=False)
+    assert proc.returncode != 0
+    assert "yourbarmate.password" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
