@@ -787,6 +787,13 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
         _say(f"ready2order:     {mirror['summary']}")
     if webhook is not None:
         _say(f"yourbarmate:     {webhook['summary']}")
+        _say(f"  webhook:       {webhook['listening']}")
+        for f in webhook["stock"]:
+            mark = "  SOLD OUT" if f["sold_out"] else "  low" if f["low"] else ""
+            _say(
+                f"  stock {printable(f['product'], 20)}: {f['on_hand']} {f['measure']} on hand, "
+                f"{f['servings_left']} serving(s) left, {f['ordered']} {f['measure']} ordered{mark}"
+            )
         for line in webhook["warnings"]:
             _say(f"  {line}")
     if pos is not None:
@@ -993,9 +1000,14 @@ def _yourbarmate_status(journal: Journal, cfg: Config) -> dict[str, Any]:
         + ("" if running else "; no terminal running")
         + (f"; {quarantined} quarantined in all (the journal's ybm_quarantine)" if quarantined else "")
     )
+    # Where it listens: the running terminal's own word (a configured port 0 is bound to another)
+    where = str(state["listen"]) if running and state.get("listen") else cfg.yourbarmate.listen
+    listening = f"http://{where}{cfg.yourbarmate.path}" + ("" if running else " (when taptill runs)")
     return {
         **counts,
         "running": running,
+        "listening": listening,
+        "stock": [f.as_json() for f in figures],
         "quarantine_total": quarantined,
         "warnings": warnings,
         "summary": summary,

@@ -72,6 +72,26 @@ def stock(config: Path) -> dict[str, Any]:
     return dict(helles)
 
 
+def status_of(config: Path, ready: Any) -> dict[str, Any]:
+    """``taptill status --json``'s yourbarmate part once ``ready(it)`` (the counts reach the journal
+    within a second of each event)."""
+    seen: list[dict[str, Any]] = []
+
+    def stored() -> bool:
+        data = json.loads(taptill("status", "--json", "--config", str(config)).stdout)
+        seen[:] = [data["yourbarmate"]]
+        return bool(ready(seen[0]))
+
+    wait_for(stored, what="the webhook's counts in taptill status")
+    return seen[0]
+
+
+def doctor_lines(config: Path) -> dict[str, str]:
+    """``taptill doctor``'s lines by check name."""
+    out = taptill("doctor", "--config", str(config), check=False).stdout
+    return {line.split()[1]: line for line in out.splitlines() if len(line.split()) > 1}
+
+
 def tap(term: TerminalProcess) -> str:
     return term.send(f"tap-wait {RICH}")
 
@@ -110,8 +130,20 @@ def test_deliveries_become_servings_and_the_tap_after_the_last_is_declined_sold_
         answers = [tap(term) for _ in range(4)]
         assert all(a.startswith("approved") for a in answers), answers
         assert tap(term).startswith("declined: sold out"), "the fifth serving was sold"
+        webhook = status_of(config, lambda w: w["accepted"] == 1)
+        assert webhook["listening"] == f"http://127.0.0.1:{port}{PATH}"
+        assert (webhook["duplicate"], webhook["refused_auth"], webhook["too_large"]) == (1, 1, 1)
+        assert webhook["quarantined"] >= 5 and webhook["quarantine_total"] == webhook["quarantined"]
+        assert webhook["warnings"] == [f"SOLD OUT: {HELLES}, 0 serving(s) left"]
+        shown = taptill("status", "--config", str(config)).stdout
+        assert f"stock {HELLES}: 0 ml on hand, 0 serving(s) left, 0 ml ordered  SOLD OUT" in shown
+        doctor = doctor_lines(config)
+        assert doctor["ybm-listen"].startswith("OK") and "serves the webhook" in doctor["ybm-listen"]
+        assert doctor["stock"].startswith("WARN") and f"SOLD OUT {HELLES}" in doctor["stock"]
+        assert doctor["ybm-secret"].startswith("OK")
     finally:
         assert term.stop() == 0
+    assert doctor_lines(config)["ybm-listen"] == f"OK   ybm-listen  127.0.0.1:{port} is free for the webhook"
     figures = stock(config)
     assert (figures["on_hand"], figures["sold"], figures["sold_out"]) == (0, 2000, True)
     assert wallet.balance(RICH) == 100_000 - 4 * PRICE
