@@ -360,9 +360,8 @@ async def _run_locked(
             sender.reports_for = lambda sale: [s for each in records_for for s in each(sale)]
         if cfg.yourbarmate is not None and ybm_password is not None:
             watch = StockWatch(cfg.yourbarmate, journal, device.post)
-            watch.refresh()  # queued before any tap: nothing sold out is ever looked up
-            device.on_sale = watch.changed
-            settled_hooks.append(watch.soon)  # a sale refused later gives its serving back
+            watch.refresh()  # posted before any tap: nothing sold out is ever looked up
+            device.on_sale = watch.sold
             webhook = YourbarmateRuntime(
                 cfg.yourbarmate, cfg.journal_path, password=ybm_password, on_change=watch.soon
             )
