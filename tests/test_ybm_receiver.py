@@ -274,3 +274,20 @@ def test_stop_finishes_and_frees_the_port(tmp_path: Path) -> None:
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0
     assert time.monotonic() - start < 30
+
+
+def test_a_dripping_request_head_is_closed_before_it_ends(lab: ReceiverLab) -> None:
+    dripped = b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 400  # 2 min at this pace
+    closed = False
+    with socket.create_connection(("127.0.0.1", lab.port)) as sock:
+        sock.settimeout(0.3)
+        for byte in dripped:
+            try:
+                sock.sendall(bytes([byte]))
+                closed = sock.recv(100) == b""
+            except TimeoutError:
+                continue
+            except OSError:
+                closed = True
+            break
+    assert closed  # the server hung up (keepalive_timeout = read_timeout_s), long before the head ended

@@ -100,8 +100,11 @@ class WebhookReceiver:
         for method in METHODS:
             app.router.add_route(method, self.cfg.path, self._handle, expect_handler=self._expect)
         # No access log: it would print client text unfiltered. lingering_time=0: a body left unread
-        # (refused, too large) closes the connection instead of being read to its end.
-        self._runner = web.AppRunner(app, access_log=None, lingering_time=0)
+        # (refused, too large) closes the connection instead of being read to its end. keepalive_timeout:
+        # a connection that has not sent a whole request head by then (idle, or dripping it) is closed.
+        self._runner = web.AppRunner(
+            app, access_log=None, lingering_time=0, keepalive_timeout=self.cfg.read_timeout_s
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.cfg.host, self.cfg.port, reuse_address=True)
         try:
