@@ -1,5 +1,5 @@
-"""The ``taptill`` command line: run, tap, press, demo, journal, queue, settle, status, doctor, recover,
-operator add."""
+"""The ``taptill`` command line: run, tap, press, demo, journal, queue, settle, stock, status, doctor,
+recover, operator add."""
 
 from __future__ import annotations
 
@@ -148,6 +148,39 @@ def _parser() -> argparse.ArgumentParser:
         help="also read a PIN: button names separated by spaces, on the next line",
     )
 
+    stock = with_config(
+        sub.add_parser(
+            "stock",
+            help="the yourbarmate stock: ordered / on hand / sold / servings left per product; "
+            "receive a delivery or record a count",
+        )
+    )
+    stock.add_argument("--json", action="store_true", help="one JSON object (products and deliveries)")
+    stock_sub = stock.add_subparsers(dest="stock_command", metavar="ACTION")
+
+    def config_here(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        # given after the action too; SUPPRESS keeps the action's default from replacing `stock --config`
+        sp.add_argument(
+            "--config",
+            type=Path,
+            default=argparse.SUPPRESS,
+            metavar="PATH",
+            help=f"the terminal's config file (TOML; default: {DEFAULT_CONFIG_PATH})",
+        )
+        return sp
+
+    receive = config_here(
+        stock_sub.add_parser("receive", help="a delivery arrived: its ordered amounts move to on hand")
+    )
+    receive.add_argument(
+        "delivery_id", metavar="DELIVERY_ID", help="yourbarmate's delivery id (taptill stock)"
+    )
+    count = config_here(stock_sub.add_parser("set", help="record a count: on hand is AMOUNT from now"))
+    count.add_argument(
+        "product", metavar="PRODUCT", help="the wallet product id, as in [yourbarmate.products]"
+    )
+    count.add_argument("amount", metavar="AMOUNT", help="e.g. 20l, 500ml, 3kg, 250g, or 12 for pieces")
+
     st = with_config(sub.add_parser("status", help="counts and totals of the journal"))
     st.add_argument("--json", action="store_true", help="one JSON object (the same counts, for scripts)")
 
@@ -248,6 +281,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _sim(cfg, args)
     if cmd == "recover":
         return _recover(cfg, args.source)
+    if cmd == "stock":
+        return _stock(cfg, args)
     if cmd == "settle":
         # Used while the terminal runs, so no state lock; it writes, but never creates, moves or migrates.
         journal = Journal.open_existing(cfg.journal_path)
@@ -266,6 +301,23 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _status(journal, cfg, args.json)
     finally:
         journal.close()
+
+
+def _stock(cfg: Config, args: argparse.Namespace) -> int:
+    """``taptill stock`` (read-only), ``stock receive`` and ``stock set`` (they write while it runs)."""
+    from terminal.ops import stock
+
+    try:
+        if args.stock_command == "receive":
+            stock.receive(cfg, args.delivery_id, _say)
+        elif args.stock_command == "set":
+            stock.set_count(cfg, args.product, args.amount, _say)
+        else:
+            stock.show(cfg, args.json, _say)
+    except stock.StockCommandError as exc:
+        _problem(str(exc))
+        return EXIT_FAILURE
+    return EXIT_OK
 
 
 def _settle_held(journal: Journal, key: str, *, booked: bool, cfg: Config) -> int:
@@ -648,6 +700,9 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
     pos = _brink_status(journal, cfg) if _applies_payments(cfg) else None
     if pos is not None:
         data["brink"] = pos
+    webhook = _yourbarmate_status(journal, cfg) if cfg.yourbarmate is not None else None
+    if webhook is not None:
+        data["yourbarmate"] = webhook
     lag = _loop_lag_status(journal)
     data["loop_lag"] = lag
     reader = _reader_status(journal, cfg)
@@ -730,6 +785,17 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
             _say(f"  warning: {warning}")
     if mirror is not None:
         _say(f"ready2order:     {mirror['summary']}")
+    if webhook is not None:
+        _say(f"yourbarmate:     {webhook['summary']}")
+        _say(f"  webhook:       {webhook['listening']}")
+        for f in webhook["stock"]:
+            mark = "  SOLD OUT" if f["sold_out"] else "  low" if f["low"] else ""
+            _say(
+                f"  stock {printable(f['product'], 20)}: {f['on_hand']} {f['measure']} on hand, "
+                f"{f['servings_left']} serving(s) left, {f['ordered']} {f['measure']} ordered{mark}"
+            )
+        for line in webhook["warnings"]:
+            _say(f"  {line}")
     if pos is not None:
         _say(f"PAR Brink:       {pos['summary']}")
         for held in pos["held"]:
@@ -903,6 +969,47 @@ def _ready2order_status(journal: Journal, cfg: Config) -> dict[str, Any]:
         "stopped": stopped,
         "paused_for_s": math.ceil(left_s) if left_s > 0 else None,
         "last_problem": state.get("last_problem") if running else None,
+        "summary": summary,
+    }
+
+
+def _yourbarmate_status(journal: Journal, cfg: Config) -> dict[str, Any]:
+    """The webhook's counts (as the running terminal stored them) and the products sold out or low."""
+    from terminal.service.state_lock import running_terminal
+    from terminal.yourbarmate.receiver import STATUS_CACHE_KEY
+    from terminal.yourbarmate.stock import stock_figures
+
+    assert cfg.yourbarmate is not None
+    cached = journal.cache_get(STATUS_CACHE_KEY)
+    state = cached[0] if cached is not None and isinstance(cached[0], dict) else {}
+    running = state.get("pid") is not None and running_terminal(cfg.terminal.state_dir) == state.get("pid")
+    names = ("accepted", "duplicate", "quarantined", "refused_auth", "too_large")
+    counts = {name: int(state.get(name, 0)) for name in names}
+    quarantined = int(journal.query("SELECT COUNT(*) FROM ybm_quarantine")[0][0])
+    figures = stock_figures(journal.query, cfg.yourbarmate.products, cfg.yourbarmate.low_servings)
+    warnings = [
+        f"{'SOLD OUT' if f.sold_out else 'LOW'}: {f.product}, {f.servings_left} serving(s) left"
+        for f in figures
+        if f.sold_out or f.low
+    ]
+    summary = (
+        f"{counts['accepted']} event(s) accepted, {counts['duplicate']} duplicate(s), "
+        f"{counts['quarantined']} quarantined, {counts['refused_auth']} refused (credentials), "
+        f"{counts['too_large']} too large"
+        + (f" since {state.get('since')}" if state else "")
+        + ("" if running else "; no terminal running")
+        + (f"; {quarantined} quarantined in all (the journal's ybm_quarantine)" if quarantined else "")
+    )
+    # Where it listens: the running terminal's own word (a configured port 0 is bound to another)
+    where = str(state["listen"]) if running and state.get("listen") else cfg.yourbarmate.listen
+    listening = f"http://{where}{cfg.yourbarmate.path}" + ("" if running else " (when taptill runs)")
+    return {
+        **counts,
+        "running": running,
+        "listening": listening,
+        "stock": [f.as_json() for f in figures],
+        "quarantine_total": quarantined,
+        "warnings": warnings,
         "summary": summary,
     }
 

@@ -15,6 +15,7 @@ from terminal.model import ProductId
 from terminal.partybroker.config import PartybrokerConfig, parse_partybroker
 from terminal.ready2order.config import Ready2OrderConfig, parse_ready2order
 from terminal.wallet.config import WalletConfig, parse_wallet_config
+from terminal.yourbarmate.config import YourbarmateConfig, parse_yourbarmate
 
 DEFAULT_CONFIG_PATH = Path("/etc/taptill/config.toml")
 # A result screen or a re-tap guard longer than a minute would only keep the next guest waiting.
@@ -243,6 +244,7 @@ class Config:
     partybroker: PartybrokerConfig | None = None
     ready2order: Ready2OrderConfig | None = None
     brink: BrinkConfig | None = None
+    yourbarmate: YourbarmateConfig | None = None
     select: SelectConfig = field(default_factory=SelectConfig)
     topup: TopupConfig = field(default_factory=TopupConfig)
     table: TableConfig = field(default_factory=TableConfig)
@@ -285,6 +287,7 @@ def parse_config(data: dict[str, object], source: Path | None = None) -> Config:
         partybroker=parse_partybroker(root.table("partybroker"), base),
         ready2order=parse_ready2order(root.table("ready2order"), base),
         brink=parse_brink(root.table("brink"), base),
+        yourbarmate=parse_yourbarmate(root.table("yourbarmate"), base),
         select=parse_select(root.table("select")),
         topup=parse_topup(root.table("topup"), base),
         table=parse_table(root.table("table")),

@@ -45,6 +45,7 @@ from terminal.events import (
     Event,
     ReaderChanged,
     ServerChanged,
+    StockChanged,
     StorageChanged,
     TimerFired,
     TokenChanged,
@@ -53,7 +54,7 @@ from terminal.events import (
     WalletUnreachable,
 )
 from terminal.journal import Journal, JournalError, SaleRecord, remember_card_statement, table_bill_statement
-from terminal.model import DeclineReason
+from terminal.model import DeclineReason, ProductId
 from terminal.ops.tap_outcome import DECISION_MARGIN_S, decision_line
 from terminal.screens import ASK_STAFF
 from terminal.screens.table import BillProblem
@@ -145,6 +146,9 @@ class DeviceLoop:
         # Taps whose decision someone waits for (the sim reader's tap-wait), by the id of their event.
         self._awaited: dict[int, tuple[CardPresented, concurrent.futures.Future[str]]] = {}
         self.reader_health = ReaderHealth(pid=os.getpid())  # for `taptill status` and `doctor`
+        # Called with a sale's products once it is journaled and not refused: the stock ledger's word
+        # when it changed (yourbarmate's StockWatch), else None.
+        self.on_sale: Callable[[tuple[ProductId, ...]], StockChanged | None] | None = None
 
     # --- listeners, called from reader and button threads ------------------------------------
 
@@ -380,6 +384,11 @@ class DeviceLoop:
             case Charge():
                 event = await self._charge(effect)
                 self.server_changed()
+                sold = isinstance(event, ChargeDone | ChargeQueued)
+                if sold and self.on_sale is not None and (stock := self.on_sale(effect.products)) is not None:
+                    # Handed over before the tap's answer, not queued: a card already waiting in the
+                    # queue must not buy the serving this sale took.
+                    await self._apply(self.controller.handle(stock))
                 return event
             case RecordDecline(uid, products, amount, reason, offline, operator):
                 try:

@@ -142,6 +142,16 @@ class UnsellableChanged:
 
 
 @dataclass(frozen=True)
+class StockChanged:
+    """What the stock ledger (yourbarmate, issue 15) says now, by wallet product id: ``sold_out`` has
+    less than one serving left and is not sold (``stop_when_empty``); ``low`` has fewer than
+    ``low_servings`` left (a mark for staff on the idle screen)."""
+
+    sold_out: frozenset[str]
+    low: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class Closing:
     """The terminal is stopping (SIGTERM, SIGINT, SIGHUP): finish the tap under way, take no new one."""
 
@@ -206,6 +216,7 @@ Event = (
     | PricesChanged
     | CatalogChanged
     | UnsellableChanged
+    | StockChanged
     | Closing
     | BillRead
 )

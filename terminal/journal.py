@@ -219,6 +219,37 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX table_bills_day ON table_bills (business_date);
     """,
+    # 12: yourbarmate's webhook (terminal/yourbarmate): every accepted event by its key, committed before
+    # the 200; bodies that failed validation; and the stock ledger's moves in ml, g or pieces (sold is not
+    # copied here: it is derived from the sales, so a sale and its stock effect cannot disagree)
+    """
+    CREATE TABLE ybm_events (
+        idempotency_key TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('request-delivery', 'cancel-delivery')),
+        delivery_id TEXT,
+        delivery_type TEXT CHECK (delivery_type IN ('DELIVERY', 'RETURN')),
+        received_at TEXT NOT NULL,
+        payload TEXT NOT NULL
+    );
+    CREATE INDEX ybm_events_delivery ON ybm_events (delivery_id, kind);
+    CREATE TABLE ybm_quarantine (
+        id INTEGER PRIMARY KEY,
+        idempotency_key TEXT,
+        received_at TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE TABLE stock_moves (
+        id INTEGER PRIMARY KEY,
+        product TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('ordered', 'cancelled', 'received', 'returned', 'count')),
+        amount INTEGER NOT NULL,
+        ref TEXT,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX stock_moves_product ON stock_moves (product, kind, id);
+    CREATE INDEX stock_moves_ref ON stock_moves (ref, kind);
+    """,
 )
 
 # A sale the wallet booked whose guest got nothing (or not all): never told it was approved, or the relay

@@ -23,6 +23,7 @@ from terminal.bench.run import _stage, evaluate_targets, report
 from terminal.bench.stats import percentile, summary_ms
 from terminal.bench.store import measure_drain, measure_enqueue
 from terminal.bench.tap import measure_tap_offline, measure_tap_online
+from terminal.bench.webhook import measure_webhook
 from terminal.emulator.wallet import WalletEmulator
 
 REPO = Path(__file__).resolve().parent.parent
@@ -246,6 +247,18 @@ FULL = {
             "rate_limited": 0,
         },
     },
+    "webhook_ms": {
+        "p50": 4.0,
+        "p99": 18.0,
+        "max": 25.0,
+        "events": 300,
+        "events_per_s": 20.0,
+        "late_ms_max": 3.0,
+    },
+    "tap_webhook_ms": {
+        "quiet": {"p50": 4.3, "p99": 11.0, "taps": 300},
+        "loaded": {"p50": 4.6, "p99": 15.5, "taps": 700},
+    },
 }
 
 
@@ -273,6 +286,20 @@ def test_the_ready2order_drain_delivers_every_invoice_once_at_the_allowed_rate()
     assert evaluate_targets(limited)["r2o_drain_per_min"]["met"] is False
 
 
+def test_the_webhook_is_measured_at_its_rate_while_taps_go_on_and_without() -> None:
+    got = measure_webhook(taps=5, events_per_s=20.0, duration_s=0.5, warmup=1)
+    assert set(got) == {"webhook_ms", "tap_webhook_ms"}
+    hook = got["webhook_ms"]
+    assert set(hook) == {"p50", "p99", "max", "events", "events_per_s", "late_ms_max"}
+    assert hook["events"] == 10 and hook["events_per_s"] == 20.0
+    assert _positive(hook["p50"]) and hook["p50"] <= hook["p99"] <= hook["max"]
+    taps = got["tap_webhook_ms"]
+    assert set(taps) == {"quiet", "loaded"}
+    assert taps["quiet"]["taps"] == 5 and taps["loaded"]["taps"] >= 1
+    for kind in ("quiet", "loaded"):
+        assert _positive(taps[kind]["p50"]) and taps[kind]["p50"] <= taps[kind]["p99"]
+
+
 def test_targets_say_met_or_not_with_the_limit_of_this_run() -> None:
     targets = evaluate_targets(FULL, tap_budget_ms=800)
     assert targets["tap_online_ms"]["limit"] == 10.5 and targets["tap_online_ms"]["met"] is True
@@ -284,8 +311,20 @@ def test_targets_say_met_or_not_with_the_limit_of_this_run() -> None:
     slow["tap_cpu_ms"] = 5.01
     slow["gzip_bomb_rss_mb"] = {"baseline_mb": 31.6, "peak_mb": 41.6, "over_baseline_mb": 10.0}
     slow_targets = evaluate_targets(slow, tap_budget_ms=800)
-    for key in ("tap_online_ms", "tap_offline_ms", "loop_lag_ms", "tap_cpu_ms", "gzip_bomb_rss_mb"):
+    slow["webhook_ms"] = {"p50": 4.0, "p99": 100.5, "max": 120.0}
+    slow["tap_webhook_ms"] = {"quiet": {"p50": 4.3, "p99": 11.0}, "loaded": {"p50": 4.6, "p99": 16.1}}
+    slow_targets = evaluate_targets(slow, tap_budget_ms=800)
+    for key in (
+        "tap_online_ms",
+        "tap_offline_ms",
+        "loop_lag_ms",
+        "tap_cpu_ms",
+        "gzip_bomb_rss_mb",
+        "webhook_ms",
+        "tap_webhook_ms",
+    ):
         assert slow_targets[key]["met"] is False, key
+    assert targets["tap_webhook_ms"]["limit"] == 16.0
     assert slow_targets["enqueue_per_s"]["met"] is True  # exactly half the raw rate still meets it
     assert evaluate_targets(dict(FULL, tap_cpu_ms=5.0))["tap_cpu_ms"]["met"] is True
 

@@ -17,6 +17,7 @@ from terminal.emulator.brink.cli import parser as brink_parser
 from terminal.emulator.partybroker.cli import parser as partybroker_parser
 from terminal.emulator.ready2order.cli import parser as ready2order_parser
 from terminal.emulator.wallet.cli import parser as wallet_parser
+from terminal.emulator.yourbarmate.cli import parser as yourbarmate_parser
 from tests.terminal_lab import REPO
 
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
@@ -26,6 +27,7 @@ PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "partybroker emulator": partybroker_parser,
     "ready2order emulator": ready2order_parser,
     "brink emulator": brink_parser,
+    "yourbarmate sender": yourbarmate_parser,
 }
 
 

@@ -27,6 +27,7 @@ from terminal.service.credentials import (
     BRINK_LOCATION_TOKEN,
     OPERATOR_KEY,
     SERVICE_SECRETS,
+    YOURBARMATE_PASSWORD,
     ServiceSecret,
     loaded,
     service_source,
@@ -141,6 +142,15 @@ def former_brink_table(root: Path) -> None:
         token.chmod(0o600)
 
 
+def former_yourbarmate_table(root: Path) -> None:
+    """A ``[yourbarmate]`` table added to the config by hand, with its webhook password (root's, 0600)."""
+    with (root / "etc/taptill/config.toml").open("a") as config:
+        config.write(f'\n[yourbarmate]\npassword_file = "{YOURBARMATE_PASSWORD.path}"\n')
+    password = root / YOURBARMATE_PASSWORD.path.relative_to("/")
+    password.write_text("ybm-webhook-password\n")
+    password.chmod(0o600)
+
+
 def kiosk_answers(folder: Path, wallet: WalletEmulator, key: str) -> Path:
     """An answers file for a kiosk whose [topup] names ``key`` (where `taptill operator add --config
     ANSWERS` keeps the operator key), with no operators yet."""
@@ -179,6 +189,7 @@ def test_provisioning_passes_every_secret_as_a_credential_and_a_kiosk_set_up_fro
     one table's two secrets in one drop-in."""
     former_ready2order_run(image)
     former_brink_table(image)
+    former_yourbarmate_table(image)
     password = tmp_path / "pb.password"
     password.write_text("s3cret\n")
     password.chmod(0o600)
@@ -213,7 +224,10 @@ def test_provisioning_passes_every_secret_as_a_credential_and_a_kiosk_set_up_fro
         assert data[secret.table][secret.key] == str(secret.path), secret
         assert passed[secret.credential] == secret.path, secret
         assert (stat.S_IMODE(file.stat().st_mode), file.stat().st_uid) == (0o600, 0), secret
-        (line,) = [x for x in config.splitlines() if x.startswith(f"{secret.key} = ")]
+        # two tables may share a key's name (password_file): the line naming this secret's file
+        (line,) = [
+            x for x in config.splitlines() if x.startswith(f"{secret.key} = ") and str(secret.path) in x
+        ]
         assert f"the service reads it as $CREDENTIALS_DIRECTORY/{secret.credential}" in line, line
     assert (image / OPERATOR_KEY.path.relative_to("/")).read_text() == source_key.read_text()
     key = parse_operator_key(source_key.read_text())

@@ -13,7 +13,8 @@ How a README command becomes a runnable one (``runnable``):
 - placeholders: ``PATH``, ``config.toml`` and ``/etc/taptill/config.toml`` are this test's terminal
   config; ``UID`` a demo card; ``BUTTON`` a button of that config; ``NAME`` an operator's name;
   ``KEY`` an idempotency key no sale has; ``FILE``/``F``/``DIR`` paths in a temporary folder;
-  ``M`` the mode ``select``;
+  ``M`` the mode ``select``; ``PRODUCT``, ``AMOUNT`` and ``DELIVERY_ID`` a product, a count and a
+  yourbarmate delivery (``taptill stock``);
   ``docs/screens`` a temporary folder (nothing is written into the checkout); the provisioning
   command's ``<…>`` answers are the README's wallet emulator, its token and product 1;
 - ports 8000 and 8001 (the README's emulators) are free ports picked here; ``taptill`` is
@@ -169,6 +170,9 @@ def runnable(text: str, lab: Lab) -> list[list[str]]:
         "F": str(lab.tmp / "screens.gif"),
         "DIR": str(lab.tmp / "dir"),
         "M": "select",
+        "PRODUCT": "espresso",  # taptill stock set: this config keeps no stock, which it says in one line
+        "AMOUNT": "20l",
+        "DELIVERY_ID": "123456789",
         "docs/screens": str(lab.tmp / "screens"),
     }
     commands = []

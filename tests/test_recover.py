@@ -366,6 +366,9 @@ _SOUND = {  # values the money path and the tables' CHECKs insist on; every othe
     ("sales", "state"): "pending",
     ("outbox", "state"): "ambiguous",
     ("cache", "value"): '{"every": "column"}',
+    ("ybm_events", "kind"): "cancel-delivery",
+    ("ybm_events", "delivery_type"): "RETURN",
+    ("stock_moves", "kind"): "count",
 }
 
 

@@ -60,6 +60,13 @@ PRICES = (
     PriceLine("Espresso", 120),
 )
 
+# The bar's stock (yourbarmate): one product gone, one running low
+STOCK_PRICES = (
+    PriceLine("Beer", 290, product="beer", low=True),
+    PriceLine("Club Mate", 250, product="mate", sold_out=True),
+    PriceLine("Coffee", 150, product="coffee"),
+)
+
 # One example of every screen; the golden tests render exactly these.
 SAMPLES: dict[str, Screen] = {
     "idle": IdleScreen(prices=PRICES),
@@ -68,12 +75,14 @@ SAMPLES: dict[str, Screen] = {
     "offline": OfflineScreen(unconfirmed=3, prices=PRICES[:2]),
     "offline_closed": OfflineScreen(unconfirmed=12, accepting=False),
     "idle_select": IdleScreen(prices=PRICES[:3], title=SELECT_ACTION),
+    "idle_stock": IdleScreen(prices=STOCK_PRICES),
     "processing": ProcessingScreen(),
     "approved": ApprovedScreen(amount_cents=290, balance_cents=710),
     "approved_offline": ApprovedScreen(amount_cents=290, balance_cents=710, confirmed=False, offline=True),
     "declined_balance": DeclinedScreen(DeclineReason.INSUFFICIENT_BALANCE, balance_cents=120),
     "declined_server": DeclinedScreen(DeclineReason.SERVER_TROUBLE),
     "declined_offline": DeclinedScreen(DeclineReason.OFFLINE),
+    "declined_sold_out": DeclinedScreen(DeclineReason.SOLD_OUT),
     "not_registered": NotRegisteredScreen(uid="04A1B2C3D4E5F6"),
     "not_registered_qr": NotRegisteredScreen(uid="04A1B2C3D4E5F6", pairing_url=PAIRING_URL),
     "reader_offline": ReaderOfflineScreen(detail="Reconnecting to the card reader"),

@@ -32,6 +32,7 @@ from terminal.screens import (
     TableLinesScreen,
     TablePaidScreen,
     pending_text,
+    price_notes,
 )
 from terminal.screens.table import CHOOSE_HINT, PAY_ACTION
 
@@ -171,9 +172,7 @@ def _money(cents: int, locale: str, currency: str) -> str:
 def _price_rows(
     prices: tuple[PriceLine, ...], stale: bool, locale: str, currency: str
 ) -> tuple[tuple[str, str], ...]:
-    return tuple(
-        (p.name, _money(p.price_cents, locale, currency) + ("*" if p.stale or stale else "")) for p in prices
-    )
+    return tuple((p.name, p.price_text(locale, currency, stale)) for p in prices)
 
 
 def compose(screen: Screen, locale: str, currency: str, pairing_url: str | None = None) -> Composition:
@@ -185,8 +184,7 @@ def compose(screen: Screen, locale: str, currency: str, pairing_url: str | None 
     match screen:
         case IdleScreen():
             rows = _price_rows(screen.prices, screen.stale, locale, currency)
-            if screen.stale and rows:
-                rows += (("* prices may be old", ""),)
+            rows += tuple((note, "") for note in price_notes(screen.prices, screen.stale))
             return Composition(screen.title, rows=rows)
         case OfflineScreen():
             rows = _price_rows(screen.prices, False, locale, currency) if screen.accepting else ()

@@ -29,6 +29,7 @@ from terminal.bench.process import measure_process, measure_startup
 from terminal.bench.r2o import measure_r2o_drain
 from terminal.bench.store import measure_drain, measure_enqueue
 from terminal.bench.tap import measure_tap_offline, measure_tap_online
+from terminal.bench.webhook import measure_webhook
 from terminal.service.loop_lag import culprit
 
 TAP_BUDGET_MS = 800
@@ -37,6 +38,9 @@ STAGE_DEADLINE_S = 300.0  # the longest stage takes under a minute on a loaded 2
 CHILD_STOP_S = 5.0
 REALTIME_PRIORITY = 10  # SCHED_RR, low among real-time priorities: above every ordinary process
 R2O_RATE_PER_MIN = 3000  # the mirror's drain, sped up from a venue's 20 a minute to keep the stage short
+WEBHOOK_EVENTS_PER_S = 20.0  # issue 15: yourbarmate's webhook at 20 events/s while taps go on
+WEBHOOK_LOAD_S = 15.0
+WEBHOOK_TAP_MARGIN_MS = 5.0  # a tap may wait behind one event's handling in the loop, no more
 
 METRIC_KEYS = (
     "tap_online_ms",
@@ -58,6 +62,8 @@ METRIC_KEYS = (
     "gzip_bomb_rss_mb",
     "operator_guess",
     "r2o_drain_per_min",
+    "webhook_ms",
+    "tap_webhook_ms",
 )
 
 Metrics = dict[str, Any]
@@ -228,6 +234,17 @@ def evaluate_targets(m: Metrics, tap_budget_ms: int = TAP_BUDGET_MS) -> dict[str
         within = all(r["requests_per_min"] <= r["allowed_per_min"] for r in runs)
         return exact and within and got["invoices_per_min"] >= limit, limit
 
+    def webhook() -> tuple[bool, float]:
+        # Issue 15: each event answered well within any sender's patience, every one of them 200.
+        limit = 100.0
+        return m["webhook_ms"]["p99"] <= limit, limit
+
+    def webhook_taps() -> tuple[bool, float]:
+        # Issue 15: taps are not slowed by the webhook in their loop beyond one event's handling.
+        taps = m["tap_webhook_ms"]
+        limit = taps["quiet"]["p99"] + WEBHOOK_TAP_MARGIN_MS
+        return taps["loaded"]["p99"] <= limit, limit
+
     def at_most(key: str, limit: float) -> Callable[[], tuple[bool, float]]:
         return lambda: (m[key] <= limit, limit)
 
@@ -272,6 +289,15 @@ def evaluate_targets(m: Metrics, tap_budget_ms: int = TAP_BUDGET_MS) -> dict[str
             "every invoice once, no 429, requests/min <= allowed, invoices/min >= 0.85 x allowed",
             "r2o_drain_per_min",
         ),
+        "webhook_ms": _check(
+            m, webhook, f"p99 request to 200 <= 100 ms at {WEBHOOK_EVENTS_PER_S:g} events/s", "webhook_ms"
+        ),
+        "tap_webhook_ms": _check(
+            m,
+            webhook_taps,
+            f"tap p99 under webhook load <= tap p99 without + {WEBHOOK_TAP_MARGIN_MS:g} ms",
+            "tap_webhook_ms",
+        ),
     }
 
 
@@ -293,6 +319,13 @@ def run_bench() -> tuple[Metrics, dict[str, str]]:
     _stage("startup", metrics, errors, lambda: {"startup_s": measure_startup(5)})
     _stage("operator card guesses", metrics, errors, lambda: measure_operator_guess(2.0))
     _stage("ready2order drain", metrics, errors, _r2o_drain)
+    _stage(
+        "webhook under taps",
+        metrics,
+        errors,
+        lambda: measure_webhook(300, WEBHOOK_EVENTS_PER_S, WEBHOOK_LOAD_S),
+        alone=True,
+    )
     _stage("cpu per tap, rss and idle cpu", metrics, errors, lambda: measure_process(200, 10.0))
     _stage("gzip bomb", metrics, errors, measure_gzip_bomb)
     return metrics, errors

@@ -44,6 +44,7 @@ from terminal.events import (
     PricesChanged,
     ReaderChanged,
     ServerChanged,
+    StockChanged,
     StorageChanged,
     TableBill,
     TimerFired,
@@ -119,6 +120,9 @@ class Controller:
         self.token_refused = False  # the wallet server refuses our API token: nothing can be booked
         self.charge_as: dict[str, ProductId] = {}  # Partybroker ladder: the step charged right now
         self.unsellable: frozenset[str] = settings.unsellable  # not sold offline: the server cannot book them
+        # The stock ledger's word (yourbarmate), by wallet product id: not sold at all, or marked for staff
+        self.sold_out: frozenset[str] = frozenset()
+        self.low_stock: frozenset[str] = frozenset()
         self.closing = False  # stopping: the tap under way finishes, no new one starts
         self._tap: _Tap | None = None
         self._tokens = 0
@@ -167,6 +171,10 @@ class Controller:
             if str(p.id) == str(pid):
                 return p
         return None
+
+    def _price_of(self, products: tuple[ProductId, ...]) -> int:
+        """What ``products`` cost at the catalog's prices (cents; unknown products count nothing)."""
+        return sum(p.price_cents for pid in products if (p := self.product(pid)) is not None)
 
     def token(self) -> int:
         """A fresh timer token, unique across the core and its mode."""
@@ -233,6 +241,10 @@ class Controller:
             case UnsellableChanged(products):
                 self.unsellable = products
                 return []
+            case StockChanged(sold_out, low):
+                changed = (sold_out, low) != (self.sold_out, self.low_stock)
+                self.sold_out, self.low_stock = sold_out, low
+                return self._back_to_idle_if_waiting() if changed else []
             case Closing():
                 self.closing = True
                 return self._back_to_idle_if_waiting()
@@ -309,6 +321,16 @@ class Controller:
             case BalanceCheck():
                 return self._lookup(_Tap(uid, (), 0, kind="balance"))
             case Sale(products, goods, operator, key, bill, expect, offline_ok):
+                gone = self.sold_out.intersection(str(p) for p in (*products, *goods))
+                if gone:
+                    # Before any lookup: nothing is asked, charged or poured of what the bar has run out of.
+                    note = f"sold out (taptill stock): {', '.join(sorted(gone))}; nothing charged"
+                    return self._result(
+                        DeclinedScreen(DeclineReason.SOLD_OUT),
+                        RecordDecline(uid, products, -self._price_of(products), DeclineReason.SOLD_OUT),
+                        Beep("declined"),
+                        Notice(note),
+                    )
                 resolved = [self.product(p) for p in products]
                 known = [p for p in resolved if p is not None and self.mode.sells(p.id)]
                 if len(known) != len(resolved) or not known:

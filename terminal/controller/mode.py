@@ -9,7 +9,7 @@ result screens and their timers). A new mode is one more module with a ``SellMod
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar, Protocol
 
 from hw.gpio.base import Signal
@@ -37,6 +37,10 @@ class Till(Protocol):
     def unconfirmed(self) -> int: ...
     @property
     def charge_as(self) -> dict[str, ProductId]: ...  # Partybroker ladder: the step charged right now
+    @property
+    def sold_out(self) -> frozenset[str]: ...  # wallet products the stock ledger has none of (not sold)
+    @property
+    def low_stock(self) -> frozenset[str]: ...  # wallet products running low (a mark for staff)
 
     def product(self, pid: ProductId) -> Product | None:
         """The catalog's product with this id, or None."""
@@ -205,7 +209,7 @@ class SellMode:
         """The idle board (or the offline screen) asking the guest to ``action``: the live prices when
         there are any, else the catalog's prices of ``shown``."""
         till = self.till
-        prices = till.prices if till.prices is not None else self._catalog_prices(shown)
+        prices = self._stock_marks(till.prices if till.prices is not None else self._catalog_prices(shown))
         if not till.server_online:
             accepting = till.settings.offline.mode == "accept"
             return OfflineScreen(
@@ -213,10 +217,27 @@ class SellMode:
             )
         return IdleScreen(prices=prices, title=action, stale=till.prices_stale)
 
+    def out_of_stock(self, name: str) -> Refusal | None:
+        """A refusal when button ``name`` would add a product the stock ledger has none of."""
+        s = self.till.settings
+        pid = s.buttons.get(name)
+        if pid is None or str(pid) not in self.till.sold_out:
+            return None
+        note = f"button {name!r} pressed: {pid!r} is sold out (taptill stock); not added"
+        return Refusal(DeclinedScreen(DeclineReason.SOLD_OUT), "declined", note)
+
+    def _stock_marks(self, lines: tuple[PriceLine, ...]) -> tuple[PriceLine, ...]:
+        """The board's lines with what the stock ledger says of each: sold out, or low (for staff)."""
+        sold_out, low = self.till.sold_out, self.till.low_stock
+        if not sold_out and not low:
+            return lines
+        marked = (replace(line, sold_out=line.product in sold_out, low=line.product in low) for line in lines)
+        return tuple(marked)
+
     def _catalog_prices(self, shown: Iterable[ProductId]) -> tuple[PriceLine, ...]:
         lines = []
         for pid in dict.fromkeys(shown):
             p = self.till.product(pid)
             if p is not None:
-                lines.append(PriceLine(p.name, p.price_cents))
+                lines.append(PriceLine(p.name, p.price_cents, product=str(pid)))
         return tuple(lines)

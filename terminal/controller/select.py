@@ -27,7 +27,7 @@ class SelectMode(SellMode):
         return Sale(tuple(self.cart), goods=tuple(self.cart))
 
     def button(self, name: str) -> Refusal | Redraw | None:
-        if (refusal := self.unavailable(name)) is not None:
+        if (refusal := self.unavailable(name) or self.out_of_stock(name)) is not None:
             return refusal
         if not self.pick(name):
             return None

@@ -37,6 +37,7 @@ from terminal.service.credentials import (
     PARTYBROKER_PASSWORD,
     READY2ORDER_TOKEN,
     WALLET_TOKEN,
+    YOURBARMATE_PASSWORD,
     ServiceSecret,
     Source,
     service_source,
@@ -111,6 +112,9 @@ def diagnose(config_path: Path, *, now: Callable[[], datetime] | None = None) ->
     if cfg.ready2order is not None:
         r2o_token = service_source(READY2ORDER_TOKEN, cfg.ready2order.account_token_file, config_path)
         checks.append(_secret_check("r2o-secret", READY2ORDER_TOKEN, r2o_token))
+    if cfg.yourbarmate is not None:
+        ybm_password = service_source(YOURBARMATE_PASSWORD, cfg.yourbarmate.password_file, config_path)
+        checks.append(_secret_check("ybm-secret", YOURBARMATE_PASSWORD, ybm_password))
     brink_tokens: tuple[Source, Source] | None = None
     if cfg.terminal.mode == "table" and cfg.brink is not None:
         brink_tokens = (
@@ -140,6 +144,9 @@ def diagnose(config_path: Path, *, now: Callable[[], datetime] | None = None) ->
         checks.append(_outbox_check(journal, clock(), readable=readable))
         if cfg.ready2order is not None:
             checks.append(_mirror_check(cfg, journal))
+        if cfg.yourbarmate is not None:
+            checks.append(_webhook_listen_check(cfg, journal))
+            checks.append(_stock_check(cfg, journal, readable=readable))
     finally:
         if journal is not None:
             journal.close()
@@ -688,6 +695,65 @@ def _unsellable_check(journal: Journal | None, *, readable: bool = True) -> Chec
         f"the wallet server answers every debit of {named} with an error and books nothing; likely the "
         "item is in no pretix quota or inactive: add it to a quota or take it out of [terminal] products "
         "(taptill queue --rejected lists the sales)",
+    )
+
+
+def _webhook_listen_check(cfg: Config, journal: Journal | None) -> Check:
+    """The yourbarmate webhook's address: free for ``taptill run`` to take, or held by the running
+    terminal itself; FAIL when another program holds it (taptill run would not start)."""
+    import socket
+
+    from terminal.service.state_lock import running_terminal
+    from terminal.yourbarmate.receiver import STATUS_CACHE_KEY
+
+    ybm = cfg.yourbarmate
+    assert ybm is not None
+    pid = running_terminal(cfg.terminal.state_dir)
+    cached = journal.cache_get(STATUS_CACHE_KEY) if journal is not None else None
+    state = cached[0] if cached is not None and isinstance(cached[0], dict) else {}
+    if pid is not None and state.get("pid") == pid:
+        return Check.ok(
+            "ybm-listen", f"taptill (pid {pid}) serves the webhook on {state.get('listen')}{ybm.path}"
+        )
+    try:
+        family = socket.AF_INET6 if ":" in ybm.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the receiver binds
+            probe.bind((ybm.host, ybm.port))
+    except OSError as exc:
+        holder = "taptill is starting or another program" if pid is not None else "another program"
+        return Check.fail(
+            "ybm-listen",
+            f"[yourbarmate] listen {ybm.listen}: {exc.strerror or exc} ({holder}); pick a free address and "
+            "port, or stop what holds it (ss -ltnp shows it)",
+        )
+    return Check.ok("ybm-listen", f"{ybm.listen} is free for the webhook")
+
+
+def _stock_check(cfg: Config, journal: Journal | None, *, readable: bool = True) -> Check:
+    """WARN for each mapped product that is sold out or runs low by the stock ledger (issue 15)."""
+    from terminal.yourbarmate.stock import stock_figures
+
+    ybm = cfg.yourbarmate
+    assert ybm is not None
+    if journal is None:
+        detail = "no journal yet" if readable else "unknown: the journal cannot be read"
+        return Check.ok("stock", detail) if readable else Check.warn("stock", detail)
+    figures = stock_figures(journal.query, ybm.products, ybm.low_servings)
+    gone = [f.product for f in figures if f.sold_out]
+    low = [f"{f.product} ({f.servings_left} left)" for f in figures if f.low and not f.sold_out]
+    if not gone and not low:
+        return Check.ok("stock", f"{len(figures)} product(s), none below {ybm.low_servings} servings")
+    parts = (
+        [f"SOLD OUT {', '.join(gone)}" + (" (declined at the tap)" if ybm.stop_when_empty else "")]
+        if gone
+        else []
+    )
+    parts += [f"low {', '.join(low)}"] if low else []
+    return Check.warn(
+        "stock",
+        "; ".join(parts) + ": receive a delivery (taptill stock receive DELIVERY_ID) or record a count "
+        "(taptill stock set PRODUCT AMOUNT)",
     )
 
 

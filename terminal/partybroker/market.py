@@ -47,10 +47,10 @@ def market_view(
             charge[str(pid)] = step[0]
             name = market.title if market is not None else (_find(catalog, pid) or _find(catalog, step[0]))
             title = name if isinstance(name, str) else (name.name if name is not None else str(pid))
-            lines.append(PriceLine(title, step[1], stale=stale))
+            lines.append(PriceLine(title, step[1], stale=stale, product=str(pid)))
             any_stale |= stale
         else:
             product = _find(catalog, pid)
             if product is not None:
-                lines.append(PriceLine(product.name, product.price_cents))
+                lines.append(PriceLine(product.name, product.price_cents, product=str(pid)))
     return MarketView(tuple(lines), charge, any_stale)

@@ -23,6 +23,7 @@ from terminal.screens.common import (
     Screen,
     ScreenText,
     pending_text,
+    price_notes,
 )
 from terminal.screens.select import SELECT_ACTION, CartLine, CartScreen
 from terminal.screens.setup import ApproveAccessScreen
@@ -71,4 +72,5 @@ __all__ = [
     "TablePaidScreen",
     "TableProblemScreen",
     "pending_text",
+    "price_notes",
 ]

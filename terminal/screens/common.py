@@ -25,10 +25,16 @@ DECLINE_TEXT: dict[DeclineReason, str] = {
     DeclineReason.PIN_LOCKED_OUT: "Too many PINs: wait",
     DeclineReason.CREDIT_LIMIT: "Top-up limit reached",
     DeclineReason.OUT_OF_SERVICE: "Out of service",
+    DeclineReason.SOLD_OUT: "Sold out",
 }
 
 # What the idle screen asks a guest to do where a tap pays (each mode has its own; see select.py)
 TAP_ACTION = "Tap your card"
+# A product the stock ledger has less than one serving of (yourbarmate): shown instead of its price
+SOLD_OUT_TEXT = "sold out"
+# After the price of a product that runs low, and the footnote that explains it (for staff)
+LOW_MARK = "!"
+LOW_NOTE = "! low stock"
 # Out of service for a reason staff must fix (storage, a fault): the details go to the log, not the guest
 ASK_STAFF = "Please ask staff"
 
@@ -48,6 +54,24 @@ class PriceLine:
     name: str
     price_cents: int
     stale: bool = False
+    product: str = ""  # the wallet product id it sells, for the stock marks ("" when not known)
+    sold_out: bool = False  # less than one serving in stock: shown instead of the price
+    low: bool = False  # fewer than [yourbarmate] low_servings left: a mark for staff
+
+    def price_text(self, locale: str, currency: str, stale: bool = False) -> str:
+        """What the board shows right of the name: the price with its marks, or that it is sold out."""
+        if self.sold_out:
+            return SOLD_OUT_TEXT
+        marks = ("*" if self.stale or stale else "") + (LOW_MARK if self.low else "")
+        return format_cents(self.price_cents, locale, currency) + marks
+
+
+def price_notes(prices: tuple[PriceLine, ...], stale: bool) -> tuple[str, ...]:
+    """The footnotes a board's marks need: old prices, low stock."""
+    notes: tuple[str, ...] = ("* prices may be old",) if stale and prices else ()
+    if any(p.low and not p.sold_out for p in prices):
+        notes += (LOW_NOTE,)
+    return notes
 
 
 @dataclass(frozen=True)
@@ -67,12 +91,11 @@ class IdleScreen(Screen):
     stale: bool = False
 
     def text(self, locale: str = "de", currency: str = "EUR") -> ScreenText:
-        lines = tuple(
-            f"{p.name} {format_cents(p.price_cents, locale, currency)}{'*' if p.stale else ''}"
-            for p in self.prices
-        )
+        lines = tuple(f"{p.name} {p.price_text(locale, currency)}" for p in self.prices)
         if self.stale:
             lines += ("* prices may be old",)
+        if any(p.low and not p.sold_out for p in self.prices):
+            lines += (LOW_NOTE,)
         return ScreenText(self.title, lines)
 
 

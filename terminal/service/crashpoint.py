@@ -23,6 +23,9 @@ POINTS = frozenset(
         "outbox_after_apply",
         # ready2order: a search for a maybe-created invoice answered, nothing recorded yet
         "after_search",
+        # yourbarmate's webhook: an event committed (or about to be), its 200 not yet answered
+        "ybm_before_commit",
+        "ybm_after_commit",
     }
 )
 

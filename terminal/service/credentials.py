@@ -53,6 +53,9 @@ BRINK_ACCESS_TOKEN = ServiceSecret(
 BRINK_LOCATION_TOKEN = ServiceSecret(
     "brink", "location_token_file", "brink.location_token", CONFIG_DIR / "brink.location_token"
 )
+YOURBARMATE_PASSWORD = ServiceSecret(
+    "yourbarmate", "password_file", "yourbarmate.password", CONFIG_DIR / "yourbarmate.password"
+)
 SERVICE_SECRETS = (
     WALLET_TOKEN,
     PARTYBROKER_PASSWORD,
@@ -60,6 +63,7 @@ SERVICE_SECRETS = (
     OPERATOR_KEY,
     BRINK_ACCESS_TOKEN,
     BRINK_LOCATION_TOKEN,
+    YOURBARMATE_PASSWORD,
 )
 
 

@@ -60,6 +60,9 @@ from terminal.wallet.client import WalletClient
 from terminal.wallet.health import ServerHealth
 from terminal.wallet.sale_sender import SaleSender
 from terminal.wallet.sale_store import ReportStatements
+from terminal.yourbarmate.receiver import ReceiverError
+from terminal.yourbarmate.runtime import YourbarmateRuntime, read_password
+from terminal.yourbarmate.stock_watch import StockWatch
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +123,8 @@ async def run_terminal(
     r2o = cfg.ready2order
     r2o_token = read_secret(r2o.account_token_file, READY2ORDER_TOKEN.credential) if r2o is not None else None
     operators = load_operator_book(cfg)
+    # The webhook's password, read before anything starts: a missing file is said now, in one line.
+    ybm_password = read_password(cfg.yourbarmate) if cfg.yourbarmate is not None else None
     brink = open_brink(cfg)
     # One terminal per journal, taken before anything in the state directory or the socket is touched:
     # two would send the same outbox, and the second would take over (and then remove) the socket.
@@ -130,7 +135,7 @@ async def run_terminal(
     except StateLockError as exc:
         raise StartupError(str(exc)) from None
     try:
-        await _run_locked(cfg, stop, opts, notifier, token, operators, r2o_token, brink)
+        await _run_locked(cfg, stop, opts, notifier, token, operators, r2o_token, brink, ybm_password)
     finally:
         lock.release()
         if brink is not None:
@@ -187,6 +192,7 @@ async def _run_locked(
     operators: OperatorBook | None,
     r2o_token: Secret | None = None,
     brink: BrinkClient | None = None,
+    ybm_password: Secret | None = None,
 ) -> None:
     try:
         journal = open_journal_salvaging(
@@ -202,6 +208,8 @@ async def _run_locked(
     display = opts.display
     outputs: Outputs | None = None
     buttons = None
+    webhook: YourbarmateRuntime | None = None
+    watch: StockWatch | None = None
     try:
         outputs = make_outputs(cfg.gpio)
         try:
@@ -350,6 +358,18 @@ async def _run_locked(
             settled_hooks.append(payments.sale_settled)
         if records_for:
             sender.reports_for = lambda sale: [s for each in records_for for s in each(sale)]
+        if cfg.yourbarmate is not None and ybm_password is not None:
+            watch = StockWatch(cfg.yourbarmate, journal, device.post)
+            watch.refresh()  # posted before any tap: nothing sold out is ever looked up
+            device.on_sale = watch.sold
+            webhook = YourbarmateRuntime(
+                cfg.yourbarmate, cfg.journal_path, password=ybm_password, on_change=watch.soon
+            )
+            try:
+                await webhook.start()  # in this loop, before READY: systemd's "ready" means it listens
+            except ReceiverError as exc:
+                webhook = None
+                raise StartupError(str(exc)) from None
         buttons = make_buttons(cfg.gpio, device)
         reader = make_reader(cfg.reader, device)
         reader.start(device)
@@ -386,6 +406,8 @@ async def _run_locked(
             tasks.append(asyncio.ensure_future(mirror.run(stop)))
         if payments is not None:
             tasks.append(asyncio.ensure_future(payments.run(stop)))
+        if watch is not None:
+            tasks.append(asyncio.ensure_future(watch.run(stop)))
         for task in tasks:
             task.add_done_callback(lambda t: _background_ended(t, stop))
         try:
@@ -400,6 +422,10 @@ async def _run_locked(
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
     finally:
+        if webhook is not None:
+            await webhook.stop()  # requests under way are answered first; then its journal connection closes
+        if watch is not None:
+            watch.close()
         if outputs is not None:
             outputs.release()
             close = getattr(outputs, "close", None)  # gpiozero pins are freed, not just switched off

@@ -1,0 +1,105 @@
+"""``taptill stock``: the yourbarmate stock ledger for staff (figures, a delivery's arrival, a count)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from terminal.config import Config, ConfigError
+from terminal.journal import Journal
+from terminal.model import printable
+from terminal.yourbarmate.config import YourbarmateConfig
+from terminal.yourbarmate.stock import Figures, StockError, StockLedger, connect, deliveries, stock_figures
+from terminal.yourbarmate.units import UnitError, parse_quantity
+
+UNIT_SHOWN = {"ml": "ml", "g": "g", "pieces": "pcs"}
+
+
+class StockCommandError(Exception):
+    """One line for the person at the command line: what is wrong and what to do."""
+
+
+def _config(cfg: Config) -> YourbarmateConfig:
+    if cfg.yourbarmate is None or not cfg.yourbarmate.products:
+        raise ConfigError(
+            "no stock is kept: add a [yourbarmate] table with [yourbarmate.products] "
+            '(e.g. "2" = { product = "gin", serving_ml = 40 })'
+        )
+    return cfg.yourbarmate
+
+
+def show(cfg: Config, as_json: bool, say: Callable[[str], None]) -> None:
+    """The figures of every mapped product and the deliveries, read-only (the terminal may run)."""
+    ybm = _config(cfg)
+    journal = Journal.open_read_only(cfg.journal_path)
+    try:
+        figures = stock_figures(journal.query, ybm.products, ybm.low_servings)
+        listed = deliveries(journal.query)
+    finally:
+        journal.close()
+    if as_json:
+        say(json.dumps({"products": [f.as_json() for f in figures], "deliveries": listed}))
+        return
+    say(f"{'product':<20} {'ordered':>12} {'on hand':>12} {'sold':>12} {'servings left':>14}")
+    for f in figures:
+        mark = "  SOLD OUT" if f.sold_out else "  low" if f.low else ""
+        say(
+            f"{printable(f.product, 20):<20} {_amount(f.ordered, f):>12} {_amount(f.on_hand, f):>12} "
+            f"{_amount(f.sold, f):>12} {f.servings_left:>14}{mark}"
+        )
+    for d in listed:
+        if d["state"] == "requested":
+            if d["type"] == "RETURN":
+                say(f"return {d['delivery_id']}: empties to be taken back")
+            else:
+                delivery = d["delivery_id"]
+                say(f"delivery {delivery}: ordered; once it arrives: taptill stock receive {delivery}")
+
+
+def _amount(value: int, f: Figures) -> str:
+    return f"{value} {UNIT_SHOWN[f.measure]}"
+
+
+def receive(cfg: Config, delivery_id: str, say: Callable[[str], None]) -> None:
+    """Staff confirm delivery ``delivery_id`` arrived (written while the terminal runs)."""
+    ledger = _ledger(cfg)
+    try:
+        moved = ledger.receive(delivery_id)
+    except StockError as exc:
+        raise StockCommandError(str(exc)) from None
+    finally:
+        ledger.close()
+    measure = {p.product: p.measure for p in ledger.products.values()}
+    say(
+        f"received delivery {delivery_id}: "
+        + ", ".join(f"{product} +{amount} {UNIT_SHOWN[measure[product]]}" for product, amount in moved)
+    )
+
+
+def set_count(cfg: Config, product: str, amount_text: str, say: Callable[[str], None]) -> None:
+    """Staff counted ``amount_text`` (``20l``, ``500ml``, ``3kg``, ``12``) of wallet product ``product``."""
+    ybm = _config(cfg)
+    mapped = ybm.by_wallet_product().get(product)
+    if mapped is None:
+        known = ", ".join(sorted(ybm.by_wallet_product())) or "none"
+        raise StockCommandError(f"product {product!r} is in no [yourbarmate.products] entry; known: {known}")
+    try:
+        amount = parse_quantity(amount_text, mapped.measure)
+    except UnitError as exc:
+        raise StockCommandError(str(exc)) from None
+    ledger = _ledger(cfg)
+    try:
+        ledger.set_count(product, amount)
+    except StockError as exc:
+        raise StockCommandError(str(exc)) from None
+    finally:
+        ledger.close()
+    say(f"counted {product}: {amount} {UNIT_SHOWN[mapped.measure]} on hand from now")
+
+
+def _ledger(cfg: Config) -> StockLedger:
+    ybm = _config(cfg)
+    try:
+        return StockLedger(connect(cfg.journal_path), ybm.products)
+    except StockError as exc:
+        raise StockCommandError(str(exc)) from None

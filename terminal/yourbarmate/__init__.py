@@ -1,0 +1,1 @@
+"""yourbarmate: delivery events from the venue's ordering platform kept as a stock ledger per product."""

@@ -1,0 +1,125 @@
+"""Tells the controller what the stock ledger says is sold out or low (``StockChanged``), whenever that may
+have changed: at start, after each sale, after an event the webhook committed, and when another process
+(``taptill stock receive|set``, ``taptill settle``) wrote the journal.
+
+The ledger's figures cost a scan of the sales since each product's last count (milliseconds per
+thousand sales), too much for every tap's path. So they are read in full at start, a moment after each
+webhook event (within ``SOON_S``, coalesced), when ``PRAGMA data_version`` says another connection wrote the
+journal (looked at every ``POLL_S``; it reads no table) and every ``FULL_EVERY_S`` besides (a sale the
+wallet refused after the tap gives its serving back then). A sale this terminal journals is subtracted
+in memory at once (``sold``) and handed to the controller before the tap's answer, so the next card
+cannot buy the serving it took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+
+from terminal.events import Event, StockChanged
+from terminal.journal import Journal, JournalError
+from terminal.model import ProductId
+from terminal.yourbarmate.config import YourbarmateConfig
+from terminal.yourbarmate.stock import Figures, stock_figures
+
+log = logging.getLogger(__name__)
+
+POLL_S = 2.0  # how often another connection's writes (taptill stock, the webhook) are looked for
+# A read asked for by a webhook event runs this much later, coalesced with the events after it: an event
+# moves only what is ordered today (staff's receive moves it on hand), so waiting costs nothing, while a
+# read per event at 20 events/s would take loop time from the taps.
+SOON_S = 1.0
+FULL_EVERY_S = 30.0  # the figures are read in full at least this often (refused sales give servings back)
+
+
+def stock_marks(figures: Iterable[Figures], stop_when_empty: bool) -> StockChanged:
+    """The controller's view of ``figures``: sold out (not sold) only with ``stop_when_empty``;
+    otherwise a product with nothing left is only marked low, and sold on."""
+    figures = list(figures)
+    gone = frozenset(f.product for f in figures if f.sold_out)
+    low = frozenset(f.product for f in figures if f.low or f.sold_out)
+    return StockChanged(gone if stop_when_empty else frozenset(), low)
+
+
+class StockWatch:
+    """Keeps the figures of every mapped product and says when their sets change; used in the loop."""
+
+    def __init__(self, cfg: YourbarmateConfig, journal: Journal, post: Callable[[Event], None]) -> None:
+        self.cfg = cfg
+        self.journal = journal
+        self.post = post
+        self.figures: dict[str, Figures] = {}  # by wallet product id, as last read and since sold
+        self.last: StockChanged | None = None  # what the controller was last told
+        self._version: int | None = None
+        self._read_at = 0.0  # time.monotonic() of the last full read
+        self._soon: asyncio.TimerHandle | None = None
+
+    def refresh(self) -> None:
+        """Read the figures in full now; post the sets if they changed (errors logged, figures kept)."""
+        try:
+            self._version = self._data_version()
+            read = stock_figures(self.journal.query, self.cfg.products, self.cfg.low_servings)
+        except (sqlite3.Error, JournalError) as exc:
+            log.error("cannot read the stock ledger: %s; the last figures stand", exc)
+            return
+        self._read_at = time.monotonic()
+        self.figures = {f.product: f for f in read}
+        marks = self._marks()
+        if marks is not None:
+            self.post(marks)
+
+    def sold(self, products: Iterable[ProductId]) -> StockChanged | None:
+        """A sale of ``products`` (one serving each) was journaled: subtracted in memory; the new sets
+        when they changed, else None (the caller hands them to the controller itself)."""
+        for pid in products:
+            f = self.figures.get(str(pid))
+            if f is not None:
+                self.figures[f.product] = replace(f, on_hand=f.on_hand - f.serving, sold=f.sold + f.serving)
+        return self._marks()
+
+    def _marks(self) -> StockChanged | None:
+        marks = stock_marks(self.figures.values(), self.cfg.stop_when_empty)
+        if marks == self.last:
+            return None
+        if self.last is None or marks.sold_out != self.last.sold_out:
+            log.info("stock: sold out %s", ", ".join(sorted(marks.sold_out)) or "nothing")
+        self.last = marks
+        return marks
+
+    def soon(self) -> None:
+        """Read in full a moment from now (coalesced): after an event the webhook committed."""
+        if self._soon is None:
+            self._soon = asyncio.get_running_loop().call_later(SOON_S, self._refresh_soon)
+
+    def _refresh_soon(self) -> None:
+        self._soon = None
+        self.refresh()
+
+    def close(self) -> None:
+        """No read after this (the journal is about to close)."""
+        if self._soon is not None:
+            self._soon.cancel()
+            self._soon = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until ``stop``: read in full when another connection wrote the journal, or now and then."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), POLL_S)
+            if stop.is_set():
+                return
+            try:
+                written = self._data_version() != self._version
+            except (sqlite3.Error, JournalError) as exc:
+                log.debug("cannot read the journal's data_version: %s", exc)
+                continue
+            if written or time.monotonic() - self._read_at >= FULL_EVERY_S:
+                self.refresh()
+
+    def _data_version(self) -> int:
+        return int(self.journal.query("PRAGMA data_version")[0][0])
