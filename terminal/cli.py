@@ -345,6 +345,11 @@ def _resolve(journal: Journal, key: str, how: str) -> int:
             f"sale {key} is not booked yet ({_sale_label(sale).lower()}), so there is nothing to refund; "
             + ("settle it with --booked or --not-booked first" if sale.hold else "the terminal delivers it")
         )
+    elif sale.pays_table:
+        problem = (
+            f"sale {key} paid a table bill, which hands nothing over: booked, the bill is paid; nothing to "
+            "refund or serve (a held POS payment of it is settled by its ref: taptill queue lists them)"
+        )
     else:
         problem = (
             f"sale {key} is {sale.state} and its guest was served: nothing to refund "
@@ -770,10 +775,10 @@ def _table_status(journal: Journal, cfg: Config) -> dict[str, Any]:
     for bill in journal.table_bills(day):
         if bill.state == "done" and bill.reason.startswith(BOOKED_ELSEWHERE_REASON):
             state = "paid at another terminal"
-        elif bill.to_refund:
-            state = "charged, never confirmed at the terminal: refund or close it (taptill queue)"
         elif bill.state == "done":
             state = "paid: close it at the POS" if not told else _told_state(told.get(bill.sale_key, []))
+            if not bill.approved:
+                state = state.replace("paid", "paid; the terminal stopped before showing it", 1)
         elif bill.state == "pending":
             state = "being confirmed by the wallet"
         else:
