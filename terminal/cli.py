@@ -298,10 +298,11 @@ def _records_with_done(journal: Journal, key: str, cfg: Config) -> list[tuple[st
     if sale is None:
         return []
     also: list[tuple[str, Sequence[object]]] = []
-    if _applies_payments(cfg) and cfg.table.tender_id is not None:
+    t = cfg.table
+    if _applies_payments(cfg) and t.tender_id is not None and t.terminal_id is not None:
         from terminal.brink.payment_outbox import PaymentOutbox
 
-        also += PaymentOutbox(journal, cfg.table.tender_id).statements_for(sale)
+        also += PaymentOutbox(journal, t.tender_id, t.terminal_id).statements_for(sale)
     if cfg.ready2order is None:
         return also
     from terminal.ready2order.invoice_outbox import InvoiceOutbox
@@ -347,8 +348,8 @@ def _resolve(journal: Journal, key: str, how: str) -> int:
         )
     elif sale.pays_table:
         problem = (
-            f"sale {key} paid a table bill, which hands nothing over: booked, the bill is paid; nothing to "
-            "refund or serve (a held POS payment of it is settled by its ref: taptill queue lists them)"
+            f"sale {key} paid a table bill, which hands nothing over: booked, the bill is paid, nothing to "
+            "serve; if the guest was given the money back: taptill settle --refunded " + key
         )
     else:
         problem = (

@@ -883,12 +883,17 @@ class Journal:
     def resolve(self, key: str, how: str, by: str) -> bool:
         """A person closed the sale with idempotency key ``key``, charged but never served: ``how`` is
         'refunded' (the guest got the money back) or 'served' (by hand); ``by`` names who. True if such
-        a sale, still open, was found (one already closed, or any other sale, is left alone)."""
+        a sale, still open, was found (one already closed, or any other sale, is left alone). A booked
+        table bill's sale, never to refund by itself, may be recorded refunded (staff gave the money back
+        after all); it is never "served by hand"."""
         if how not in RESOLUTIONS:
             raise ValueError(f"resolution {how!r} is none of {RESOLUTIONS}")
+        which = TO_REFUND_SQL
+        if how == "refunded":
+            which = f"(({TO_REFUND_SQL}) OR (state = 'done' AND resolved IS NULL AND {PAYS_TABLE_SQL}))"
         cur = self._write(
             "UPDATE sales SET resolved = ?, resolved_at = ?, resolved_by = ?, updated_at = ?"
-            f" WHERE idempotency_key = ? AND {TO_REFUND_SQL}",
+            f" WHERE idempotency_key = ? AND {which}",
             (how, _now_iso(), by[:100], _now_iso(), key),
         )
         return cur.rowcount == 1

@@ -22,9 +22,16 @@ def today() -> date:
 
 
 def write_table_config(
-    directory: Path, wallet: WalletEmulator, brink: BrinkEmulator, *, tables: str = "table_range = [1, 13]"
+    directory: Path,
+    wallet: WalletEmulator,
+    brink: BrinkEmulator,
+    *,
+    tables: str = "table_range = [1, 13]",
+    terminal_id: str = "bar1",
+    denominations: str = DENOMINATIONS,
 ) -> Path:
-    """A table terminal (console display, so the log shows its screens) for these emulators."""
+    """A table terminal (console display, so the log shows its screens) for these emulators, named
+    ``terminal_id`` among the venue's terminals."""
     for name, value in (("access", DEMO_ACCESS_TOKEN), ("location", DEMO_LOCATION_TOKEN)):
         token = directory / f"brink.{name}.token"
         directory.mkdir(parents=True, exist_ok=True)
@@ -34,7 +41,8 @@ def write_table_config(
     extra = f"""
 [table]
 {tables}
-denominations = {DENOMINATIONS}
+denominations = {denominations}
+terminal_id = "{terminal_id}"
 
 [brink]
 url = "{brink.url}"

@@ -78,7 +78,8 @@ def test_the_key_follows_the_design_and_changes_with_the_bill() -> None:
     assert len(bill.key()) == 25
     assert bill.key() == amount_due(party(order(4, total="5.05"), order(30, total="10.00"))).key()
     assert bill.key() != amount_due(party(order(30, total="10.00"), order(4, total="5.06"))).key()
-    assert payment_key(bill.key(), 30) == bill.key() + "-30"
+    assert payment_key(bill.key(), "bar1", 30) == bill.key() + "-bar1-30"
+    assert payment_key(bill.key(), "", 30) == bill.key() + "-30", "a record journaled before terminal ids"
 
 
 @given(st.lists(st.integers(1, 10**12), min_size=1, max_size=5, unique=True), st.integers(1, 99999))

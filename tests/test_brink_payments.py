@@ -54,6 +54,7 @@ class PayRig:
         *,
         access: str = DEMO_ACCESS_TOKEN,
         journal_path: Path | None = None,
+        terminal_id: str = "bar1",
     ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.emulator = emulator
@@ -65,7 +66,12 @@ class PayRig:
         self.cfg = BrinkConfig(emulator.url, self.access_file, self.location_file, timeout_s=TIMEOUT_S)
         self.journal = Journal.open(journal_path or directory / "journal.sqlite3")
         self.runtime = BrinkPaymentRuntime(
-            self.cfg, self.journal, Secret(access), Secret(DEMO_LOCATION_TOKEN), tender_id=TENDER
+            self.cfg,
+            self.journal,
+            Secret(access),
+            Secret(DEMO_LOCATION_TOKEN),
+            tender_id=TENDER,
+            terminal_id=terminal_id,
         )
 
     async def bill(self, table: int) -> Bill:
@@ -158,9 +164,9 @@ def test_each_order_of_a_paid_bill_gets_its_payment_once_with_the_record_key(
     rig = run(tmp_path, emu, scenario)
     key = sales[0].idempotency_key
     assert ledger(emu) == [
-        (70301, "17.70", payment_key(key, 70301)),
-        (70302, "11.05", payment_key(key, 70302)),
-        (70303, "12.04", payment_key(key, 70303)),
+        (70301, "17.70", payment_key(key, "bar1", 70301)),
+        (70302, "11.05", payment_key(key, "bar1", 70302)),
+        (70303, "12.04", payment_key(key, "bar1", 70303)),
     ]
     assert {p["tender_id"] for p in emu.applied_payments()} == {TENDER}
     assert all(p["closed_order"] for p in emu.applied_payments()), "each order paid in full closes"
@@ -176,7 +182,7 @@ def test_the_records_are_committed_with_the_sale_and_carry_what_staff_need(
     async def scenario(rig: PayRig) -> None:
         sale = await rig.pay(1)
         (record,) = rig.records()
-        assert record.sale_id == sale.id and record.ref == payment_key(sale.idempotency_key, 70101)
+        assert record.sale_id == sale.id and record.ref == payment_key(sale.idempotency_key, "bar1", 70101)
         assert record.payload == {
             "sale_key": sale.idempotency_key,
             "order_id": 70101,
@@ -187,6 +193,7 @@ def test_the_records_are_committed_with_the_sale_and_carry_what_staff_need(
             "party_id": 60001,
             "business_date": DAY.isoformat(),
             "card": CARD,
+            "terminal_id": "bar1",
         }
         # a sale that paid no table bill (another mode's) has no payment record
         other = rig.journal.record_sale(
@@ -246,15 +253,16 @@ def test_an_order_gone_or_closed_meanwhile_is_held_with_what_to_refund(
     assert ledger(emu) == []
     assert record.state == "pending" and record.hold
     assert f"({code})" in record.reason
-    assert f"refund 11.11 to card {CARD}" in record.reason and "table 1" in record.reason
-    assert f"taptill settle {record.ref} --booked (or --refunded)" in record.reason
+    # the POS no longer owes it (the order gone or closed): refunding is the only right advice
+    assert f"the POS no longer owes it, so refund 11.11 to card {CARD}" in record.reason
+    assert f"taptill settle {record.ref} --refunded" in record.reason and "book" not in record.reason
     assert payment_counts(rig.journal).held == 1
 
 
 @pytest.mark.parametrize(
     "change, said",
     [
-        ("closed", "was closed at the POS without it"),
+        ("closed", "was closed without it: the bill was paid at the POS"),
         ("party_closed", "has no open party"),
         ("paid_in_part", "owes 1.11, less than the wallet paid"),
         ("deleted", "was deleted at the POS"),
@@ -273,7 +281,7 @@ def test_a_bill_changed_at_the_pos_before_the_send_is_held_without_sending(
         elif change == "paid_in_part":
             loc.add_payment(70101, Payment(9, "10.00", 1, DAY))
         else:
-            ref = payment_key(sale.idempotency_key, 70101)
+            ref = payment_key(sale.idempotency_key, "bar1", 70101)
             loc.add_payment(
                 70101, Payment(9, "11.11", TENDER, DAY, deleted=True, additional={"taptill_key": ref})
             )
@@ -328,24 +336,56 @@ def test_no_answer_to_apply_payment_is_settled_by_looking_at_the_order(
     assert record.state == "done" and ("(found)" in record.reason) == applied
 
 
-def test_a_bill_another_terminal_applied_first_is_found_and_not_sent(
+def test_a_bill_another_terminal_paid_too_is_held_for_a_refund_not_taken_for_ours(
     tmp_path: Path, emu: BrinkEmulator
 ) -> None:
+    """A non-deduplicating wallet debited both terminals' taps on one bill (the same sale key): each
+    terminal's references carry its own terminal id, so ours does not take the other's POS payments
+    for its own; it finds the orders closed by them and holds its own for a refund."""
+
     async def scenario(rig: PayRig) -> None:
-        other = PayRig(tmp_path / "other", emu)
+        other = PayRig(tmp_path / "other", emu, terminal_id="bar2")
         try:
-            await other.pay(3)  # the same bill, the same key: the wallet answered the second terminal 202
-            await rig.pay(3)
+            theirs, ours = await other.pay(3), await rig.pay(3)
+            assert theirs.idempotency_key == ours.idempotency_key
             await other.drain()
             before = sent(emu, "ApplyPayment")
             await rig.drain()
-            assert sent(emu, "ApplyPayment") == before, "ours looked, found each payment, sent none"
+            assert sent(emu, "ApplyPayment") == before, "ours looked, found the orders paid, sent none"
         finally:
             await other.aclose()
 
     rig = run(tmp_path, emu, scenario)
-    assert len(ledger(emu)) == 3 and len({k for _, _, k in ledger(emu)}) == 3
-    assert all(r.state == "done" and r.reason.startswith("on the order") for r in rig.records())
+    assert {k for _, _, k in ledger(emu)} == {
+        payment_key(rig.records()[0].payload["sale_key"], "bar2", o) for o in (70301, 70302, 70303)
+    }, "the other terminal's payments, applied once each"
+    records = rig.records()
+    assert len(records) == 3 and all(r.hold and r.state == "pending" for r in records)
+    for r in records:
+        assert "the bill was paid by another terminal" in r.reason and "-bar2-" in r.reason, r.reason
+        assert (
+            f"the POS no longer owes it, so refund {r.payload['amount_cents'] / 100:.2f} to card {CARD}"
+            in (r.reason)
+        )
+        assert "book" not in r.reason
+    assert payment_counts(rig.journal).held == 3
+
+
+@pytest.mark.parametrize("code", [101, 106])
+def test_a_payment_the_pos_refused_but_still_owes_may_be_booked_by_hand_or_refunded(
+    tmp_path: Path, emu: BrinkEmulator, code: int
+) -> None:
+    emu.force("ApplyPayment", code)
+
+    async def scenario(rig: PayRig) -> None:
+        await rig.pay(1)
+        await rig.drain()
+
+    rig = run(tmp_path, emu, scenario)
+    (record,) = rig.records()
+    assert record.hold and f"({code}:" in record.reason, record.reason
+    assert "book 11.11 (tender 7) on table 1 order 2101 at the POS by hand, or refund 11.11" in record.reason
+    assert f"taptill settle {record.ref} --booked (or --refunded)" in record.reason
 
 
 def test_a_sale_booked_elsewhere_ends_its_payment_records_unsent(tmp_path: Path, emu: BrinkEmulator) -> None:
@@ -428,7 +468,9 @@ def test_staff_see_a_held_payment_in_status_and_queue_and_give_it_up_as_refunded
     text = taptill("status", "--config", str(config)).stdout
     assert "3 payment(s) applied, 0 waiting, 1 held for staff" in text, text
     assert f"HELD {held.ref}: order 2101 was closed meanwhile (103)" in text, text
-    assert "paid, but a POS payment is HELD" in text and "charged, never confirmed" in text, text
+    assert "paid, but a POS payment is HELD" in text, text
+    assert "paid; the terminal stopped before showing it, applied at the POS" in text, text
+    assert "to refund:       0 (" in text, text
     queue = taptill("queue", "--config", str(config)).stdout
     assert "HELD     " in queue and f"brink  ref {held.ref}" in queue, queue
 

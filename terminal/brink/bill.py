@@ -49,9 +49,12 @@ class Bill:
         return "b" + digest.hex()[:KEY_CHARS]
 
 
-def payment_key(sale_key: str, order_id: int) -> str:
-    """The key of the ApplyPayment record for one order of the sale: ``{sale_key}-{order_id}``."""
-    return f"{sale_key}-{order_id}"
+def payment_key(sale_key: str, terminal_id: str, order_id: int) -> str:
+    """The key of the ApplyPayment record for one order of the sale, made at the terminal named
+    ``terminal_id`` (``[table] terminal_id``): ``{sale_key}-{terminal_id}-{order_id}``. Two terminals
+    paying one bill (the same sale key) make different keys, so neither takes the other's POS payment
+    for its own. An empty ``terminal_id`` (records journaled before it existed): ``{sale_key}-{order_id}``."""
+    return f"{sale_key}-{terminal_id}-{order_id}" if terminal_id else f"{sale_key}-{order_id}"
 
 
 def amount_due(party: Party) -> Bill:
