@@ -12,6 +12,7 @@ import pytest
 from terminal.brink.bill import payment_key
 from terminal.emulator.brink.server import BrinkEmulator
 from terminal.emulator.wallet import WalletEmulator
+from terminal.emulator.wallet.flavours import ProductSpec
 from tests.table_lab import GUEST, show_bill, tap, today, write_table_config
 from tests.terminal_lab import TerminalProcess, journal_lines, settled, taptill, wait_for
 
@@ -117,8 +118,12 @@ def test_two_terminals_paying_one_bill_tell_the_pos_once(
 
 
 # The real pretix wallet numbers its products; a venue's denominations as it would configure them there
-REAL_DENOMINATIONS = ((101, "Tischrechnung 10 €", 1000), (102, "Tischrechnung 1 €", 100))
-REAL_DENOMINATIONS += ((103, "Tischrechnung 10 ct", 10), (104, "Tischrechnung 1 ct", 1))
+REAL_DENOMINATIONS: tuple[ProductSpec, ...] = (
+    (101, "Tischrechnung 10 €", 1000),
+    (102, "Tischrechnung 1 €", 100),
+    (103, "Tischrechnung 10 ct", 10),
+    (104, "Tischrechnung 1 ct", 1),
+)
 
 
 def test_two_terminals_paying_one_bill_on_a_wallet_that_does_not_deduplicate_show_the_double_debit(
