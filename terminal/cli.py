@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from terminal.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from terminal.journal import (
@@ -25,6 +25,9 @@ from terminal.money import format_cents
 from terminal.service.log_setup import setup_logging
 from terminal.service.secret import SecretError
 from terminal.service.state_lock import StateLock, StateLockError
+
+if TYPE_CHECKING:
+    from terminal.outbox.view import Backlog
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -706,7 +709,7 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
             f"(since {lockout['since']}, {lockout['wrong']} wrong PINs; [topup] pin_lockout_s)"
         )
     for backlog in destinations:
-        _say(f"outbox:          {backlog.line()}")
+        _say(f"outbox:          {_backlog_line(journal, backlog)}")
     for pid, (name, reason, since) in unsellable.items():
         _say(f"NOT SELLING:     {name} (id {pid}) since {since}: {reason}")
     _say(f"wallet server:   {server['summary']}")
@@ -817,6 +820,15 @@ def _told_state(states: list[str]) -> str:
     return "paid, being applied at the POS"
 
 
+def _backlog_line(journal: Journal, backlog: Backlog) -> str:
+    """A destination's backlog as ``doctor`` says it too (PAR Brink: its payments' one count)."""
+    from terminal.brink.payment_outbox import DESTINATION, payment_counts
+
+    if backlog.destination == DESTINATION:
+        return f"{DESTINATION}: {payment_counts(journal).summary()}"
+    return backlog.line()
+
+
 def _applies_payments(cfg: Config) -> bool:
     return cfg.terminal.mode == "table" and cfg.brink is not None and cfg.table.apply_payment
 
@@ -834,16 +846,7 @@ def _brink_status(journal: Journal, cfg: Config) -> dict[str, Any]:
     pid = running_terminal(cfg.terminal.state_dir)
     running = pid is not None and state.get("pid") == pid
     refused = state.get("refused") if running and isinstance(state.get("refused"), dict) else None
-    summary = (
-        f"{counts.applied} payment(s) applied, {counts.pending - counts.held} waiting"
-        + (f" ({counts.maybe_sent} maybe applied: looked for first)" if counts.maybe_sent else "")
-        + f", {counts.held} held for staff, {counts.rejected} given up"
-        + (
-            f", {counts.booked_elsewhere} left to the terminal that booked their sale"
-            if counts.booked_elsewhere
-            else ""
-        )
-    )
+    summary = counts.summary()
     if refused is not None:
         from terminal.brink.health import TOKEN_FIX
 
@@ -852,7 +855,7 @@ def _brink_status(journal: Journal, cfg: Config) -> dict[str, Any]:
         summary += "; no terminal running"
     return {
         "applied": counts.applied,
-        "pending": counts.pending,
+        "waiting": counts.waiting,
         "maybe_sent": counts.maybe_sent,
         "held": [{"ref": r.ref, "reason": r.reason, "since": r.updated_at} for r in held_payments(journal)],
         "given_up": counts.rejected,

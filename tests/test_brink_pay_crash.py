@@ -163,7 +163,7 @@ def test_two_terminals_paying_one_bill_on_a_wallet_that_does_not_deduplicate_sho
     assert applied["reference"]["taptill_key"].endswith("-bar2-70101"), applied
     assert sum(1 for r in brink.requests() if r["route"] == "apply_payment") == 1
     assert "1 payment(s) applied, 0 waiting, 0 held" in second_status, second_status
-    assert "0 payment(s) applied, 0 waiting" in first_status and "1 held for staff" in first_status
+    assert "0 payment(s) applied, 0 waiting, 1 held for staff" in first_status, first_status
     assert "the bill was paid by another terminal" in first_status, first_status
     (held,) = [line for line in queue.splitlines() if line.startswith("HELD")]
     assert f"the POS no longer owes it, so refund 11.11 to card {GUEST}" in held, held

@@ -26,7 +26,7 @@ from terminal.emulator.faults import FaultKind
 from terminal.emulator.wallet import WalletEmulator
 from terminal.journal import Journal, SaleRecord, table_bill_statement
 from terminal.ops.doctor import diagnose
-from terminal.outbox.table import OutboxRow, rows, settle_held
+from terminal.outbox.table import OutboxRow, give_up_held, rows, settle_held
 from terminal.service.secret import Secret
 from tests.table_lab import write_table_config
 from tests.terminal_lab import taptill
@@ -173,7 +173,7 @@ def test_each_order_of_a_paid_bill_gets_its_payment_once_with_the_record_key(
     assert [(r.state, r.reason, r.attempts) for r in rig.records()] == [("done", "applied", 1)] * 3
     assert sent(emu, "GetParty") == 1 + 3, "the bill's read, then one look before each send"
     counts = payment_counts(rig.journal)
-    assert (counts.applied, counts.pending, counts.held) == (3, 0, 0)
+    assert (counts.applied, counts.waiting, counts.held) == (3, 0, 0)
 
 
 def test_the_records_are_committed_with_the_sale_and_carry_what_staff_need(
@@ -508,3 +508,42 @@ def test_doctor_checks_the_brink_tokens_and_that_the_pos_answers(tmp_path: Path,
 
 def diagnose_one(config: Path, name: str) -> tuple[str, str]:
     return next((c.status, c.detail) for c in diagnose(config) if c.name == name)
+
+
+def test_status_and_doctor_count_the_payments_alike(tmp_path: Path, emu: BrinkEmulator) -> None:
+    """One record in each state (applied, waiting, waiting maybe applied, held after a maybe-sent
+    attempt, given up, left to the terminal that booked the sale): ``taptill status`` and ``doctor``
+    give the one count, each record in exactly one part (a held one is not also pending)."""
+    with WalletEmulator.demo("doc") as wallet:
+        config = write_table_config(tmp_path / "t", wallet, emu, tables=f"table_id = 1\n{APPLY}")
+    journal_path = load_config(config).journal_path
+    journal_path.parent.mkdir(parents=True, exist_ok=True)
+
+    async def go() -> None:
+        rig = PayRig(tmp_path / "t", emu, journal_path=journal_path)
+        try:
+            await rig.pay(3)  # three records
+            await rig.pay(2)
+            elsewhere = await rig.pay(1)
+            rig.journal.mark_booked_elsewhere(elsewhere.id, "the wallet had booked this key already (202)")
+            store = rig.runtime.destination.store
+            applied, maybe, held, given_up = (r for r in rig.records() if r.state == "pending")
+            store.done([applied], "applied", by_settling=False)
+            store.begin([maybe], None)
+            store.begin([held], None)
+            store.hold([held], "order 2301 was closed meanwhile (103): refund")
+            store.begin([given_up], None)
+            store.hold([given_up], "order 2201 was closed meanwhile (103): refund")
+            assert give_up_held(rig.journal, given_up.ref, "staff")
+        finally:
+            await rig.aclose()
+            rig.journal.close()
+
+    asyncio.run(go())
+    summary = "1 payment(s) applied, 1 waiting (1 maybe applied: looked for first), 1 held for staff, "
+    summary += "1 given up, 1 left to the terminal that booked their sale"
+    status = taptill("status", "--config", str(config)).stdout
+    assert f"PAR Brink:       {summary}" in status, status
+    assert f"outbox:          brink: {summary}" in status, status
+    outbox = diagnose_one(config, "outbox")
+    assert outbox[0] == "WARN" and f"brink: {summary}" in outbox[1], outbox

@@ -184,25 +184,42 @@ class PaymentOutbox:
 
 @dataclass(frozen=True)
 class PaymentCounts:
+    """The PAR Brink payment records by state; each record in exactly one of the first five counts."""
+
     applied: int  # done: applied, found applied on a re-read, or booked by hand
-    pending: int  # held ones included
-    held: int
+    waiting: int  # pending, not held: the terminal applies them (``maybe_sent`` of them looked for first)
+    held: int  # pending, held: a person settles them (``taptill queue`` says how)
     rejected: int  # given up by hand (the guest refunded)
-    maybe_sent: int  # pending records whose last ApplyPayment may have been applied
     booked_elsewhere: int = 0  # their sale's key was booked by another terminal, which applies them
+    maybe_sent: int = 0  # of ``waiting``: the last ApplyPayment may have been applied
+
+    def summary(self) -> str:
+        """The one line ``taptill status`` (*PAR Brink*) and ``doctor`` (outbox) both show."""
+        return (
+            f"{self.applied} payment(s) applied, {self.waiting} waiting"
+            + (f" ({self.maybe_sent} maybe applied: looked for first)" if self.maybe_sent else "")
+            + f", {self.held} held for staff, {self.rejected} given up"
+            + (
+                f", {self.booked_elsewhere} left to the terminal that booked their sale"
+                if self.booked_elsewhere
+                else ""
+            )
+        )
 
 
 def payment_counts(journal: Journal) -> PaymentCounts:
-    """For ``taptill status`` (works on a journal of any schema version this taptill knows)."""
+    """The one count of the PAR Brink payments ``taptill status`` and ``doctor`` use (a journal of any
+    schema version this taptill knows)."""
     elsewhere = f"state = 'done' AND reason LIKE '{BOOKED_ELSEWHERE_REASON}%'"
     r = journal.query(
-        f"SELECT COALESCE(SUM(state = 'done' AND NOT ({elsewhere})), 0), COALESCE(SUM(state = 'pending'), 0),"
-        " COALESCE(SUM(state = 'pending' AND hold = 1), 0), COALESCE(SUM(state = 'rejected'), 0),"
-        f" COALESCE(SUM(state = 'pending' AND maybe_sent = 1), 0), COALESCE(SUM({elsewhere}), 0)"
+        f"SELECT COALESCE(SUM(state = 'done' AND NOT ({elsewhere})), 0),"
+        " COALESCE(SUM(state = 'pending' AND hold = 0), 0), COALESCE(SUM(state = 'pending' AND hold = 1), 0),"
+        f" COALESCE(SUM(state = 'rejected'), 0), COALESCE(SUM({elsewhere}), 0),"
+        " COALESCE(SUM(state = 'pending' AND hold = 0 AND maybe_sent = 1), 0)"
         " FROM outbox WHERE destination = ?",
         (DESTINATION,),
     )[0]
-    return PaymentCounts(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]))
+    return PaymentCounts(*(int(v) for v in r))
 
 
 def held_payments(journal: Journal) -> list[OutboxRow]:

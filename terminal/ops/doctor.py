@@ -647,6 +647,8 @@ def age_text(age_s: float) -> str:
 def _outbox_check(journal: Journal | None, now: datetime, *, readable: bool = True) -> Check:
     """Every destination but the wallet (the queue check's): how old its oldest pending record is, and
     whether a person must settle a held one."""
+    from terminal.brink.payment_outbox import DESTINATION as BRINK
+    from terminal.brink.payment_outbox import payment_counts
     from terminal.outbox.view import WALLET, backlogs
 
     if journal is None and not readable:
@@ -659,7 +661,9 @@ def _outbox_check(journal: Journal | None, now: datetime, *, readable: bool = Tr
     worst, parts = "OK", []
     for b in others:
         age = b.age_s(now)
-        part = b.line() + (f" ({age_text(age)})" if age is not None else "")
+        # PAR Brink's payments counted as `taptill status` counts them (held ones are not pending there)
+        line = f"{BRINK}: {payment_counts(journal).summary()}" if b.destination == BRINK else b.line()
+        part = line + (f" ({age_text(age)})" if age is not None else "")
         status = "OK"
         if age is not None and age > PENDING_FAIL_S:
             status, part = "FAIL", f"{part}: not reaching {b.destination}"
