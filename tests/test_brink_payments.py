@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -207,9 +208,10 @@ def test_the_records_are_committed_with_the_sale_and_carry_what_staff_need(
 
 
 def test_a_104_after_applying_is_found_on_the_order_and_not_sent_again(
-    tmp_path: Path, emu: BrinkEmulator
+    tmp_path: Path, emu: BrinkEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     emu.force("ApplyPayment", 104, after_applying=True)
+    caplog.set_level(logging.WARNING, logger="terminal.brink.destination")
 
     async def scenario(rig: PayRig) -> None:
         await rig.pay(2)
@@ -220,6 +222,9 @@ def test_a_104_after_applying_is_found_on_the_order_and_not_sent_again(
     assert [(o, a) for o, a, _ in ledger(emu)] == [(70201, "23.89")], "applied once"
     assert sent(emu, "ApplyPayment") == 1
     assert record.state == "done" and "(found)" in record.reason and record.attempts == 1
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "on table 2 order 2201 (23.89)" in line and "104" in line, line
+    assert "may have been applied: in 2 s the order is looked at" in line, line
 
 
 def test_a_104_before_applying_finds_nothing_and_is_sent_again_once(
@@ -321,9 +326,15 @@ def test_a_held_payment_is_settled_by_hand_as_booked(tmp_path: Path, emu: BrinkE
     ],
 )
 def test_no_answer_to_apply_payment_is_settled_by_looking_at_the_order(
-    tmp_path: Path, emu: BrinkEmulator, kind: FaultKind, fields: dict[str, Any], applied: bool
+    tmp_path: Path,
+    emu: BrinkEmulator,
+    kind: FaultKind,
+    fields: dict[str, Any],
+    applied: bool,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     emu.faults.inject(kind, route="apply_payment", times=1, **fields)
+    caplog.set_level(logging.WARNING, logger="terminal.brink.destination")
 
     async def scenario(rig: PayRig) -> None:
         await rig.pay(2)
@@ -334,6 +345,10 @@ def test_no_answer_to_apply_payment_is_settled_by_looking_at_the_order(
     assert [(o, a) for o, a, _ in ledger(emu)] == [(70201, "23.89")], "applied exactly once"
     assert sent(emu, "ApplyPayment") == (1 if applied else 2)
     assert record.state == "done" and ("(found)" in record.reason) == applied
+    # staff reading the log see which table and order, and what the terminal does next
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"table payment {record.ref} on table 2 order 2201 (23.89)" in line, line
+    assert "the order is looked at" in line or "sent again after a pause" in line, line
 
 
 def test_a_bill_another_terminal_paid_too_is_held_for_a_refund_not_taken_for_ours(

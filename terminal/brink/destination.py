@@ -204,8 +204,23 @@ class BrinkPaymentDestination:
                 return Done("applied")
             case PaymentUnknown(reason, maybe_applied):
                 self.health.problem(reason)
+                where = f"table {payment.table_id} {payment.order_label} ({money(payment.amount_cents)})"
                 if maybe_applied:
+                    log.warning(
+                        "table payment %s on %s: %s; it may have been applied: in %.0f s the order is looked "
+                        "at, and it is sent again only if the payment is not there",
+                        record.ref,
+                        where,
+                        reason,
+                        self.settle_after_s,
+                    )
                     return Ambiguous(f"{reason}; the order is looked at before anything is sent again")
+                log.warning(
+                    "table payment %s on %s: %s; nothing applied, sent again after a pause",
+                    record.ref,
+                    where,
+                    reason,
+                )
                 return Unreachable(reason)
             case OrderGone():
                 said, advice = f"the POS does not find {payment.order_label} (102)", payment.refund
