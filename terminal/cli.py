@@ -782,7 +782,9 @@ def _table_status(journal: Journal, cfg: Config) -> dict[str, Any]:
         elif bill.state == "done":
             state = "paid: close it at the POS" if not told else _told_state(told.get(bill.sale_key, []))
             if not bill.approved:
-                state = state.replace("paid", "paid; the terminal stopped before showing it", 1)
+                state = state.replace(
+                    "paid", "paid (not shown paid here: the terminal stopped or had no answer in time)", 1
+                )
         elif bill.state == "pending":
             state = "being confirmed by the wallet"
         else:

@@ -275,7 +275,9 @@ class TableBillRecord:
     created_at: str
     state: str  # the sale's: pending, done, rejected
     reason: str
-    approved: bool  # the guest saw "Paid"; False: the terminal stopped before showing it (paid all the same)
+    approved: (
+        bool  # the guest saw "Paid"; False: it stopped first or had no answer in time (paid all the same)
+    )
 
 
 def offline_reason(why: str) -> str:

@@ -25,6 +25,8 @@ DECLINE_TEXT: dict[DeclineReason, str] = {
     DeclineReason.PIN_LOCKED_OUT: "Too many PINs: wait",
     DeclineReason.CREDIT_LIMIT: "Top-up limit reached",
     DeclineReason.OUT_OF_SERVICE: "Out of service",
+    # the card's earlier sale is still being confirmed (staff read why in the log and taptill tap)
+    DeclineReason.EARLIER_PENDING: "Try again in a moment",
 }
 
 # What the idle screen asks a guest to do where a tap pays (each mode has its own; see select.py)

@@ -336,6 +336,8 @@ async def _run_locked(
             locale=cfg.terminal.locale,
             currency=cfg.terminal.currency,
             bills=bills,
+            # a table tap reads the bill and waits for the debit's answer, each up to its deadline
+            decision_extra_s=(brink.timeout_s + client.timeout_s) if brink is not None else 0.0,
         )
         health.on_change = device.server_changed  # the offline screen and the online LED follow it
         sender.on_unsellable = lambda products: device.post(UnsellableChanged(products))

@@ -176,8 +176,8 @@ class WalletDestination:
                 if sale.pays_table:
                     # nothing to hand over: the booked debit paid the bill (its POS payments go out)
                     log.warning(
-                        "sale %d paid its table bill; the terminal stopped before showing it (nothing to "
-                        "refund)",
+                        "sale %d paid its table bill, not shown paid at the terminal (it stopped or had no "
+                        "answer in time); nothing to refund",
                         sale.id,
                     )
                 else:
