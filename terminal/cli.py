@@ -746,6 +746,8 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
     if tables is not None:
         for line in tables["price_problems"]:
             _say(f"OUT OF SERVICE:  {line}")
+        for line in tables["bill_warnings"]:
+            _say(f"WARNING:         {line}")
         paid = tables["paid"]
         _say(f"tables paid:     {len(paid)} by wallet on business day {tables['business_date']}")
         for bill in paid:
@@ -802,8 +804,19 @@ def _table_status(journal: Journal, cfg: Config) -> dict[str, Any]:
                 "orders": list(bill.orders),
             }
         )
+    from terminal.brink.table_bill import NOTES_CACHE_KEY
+
+    cached = journal.cache_get(NOTES_CACHE_KEY)
+    notes = cached[0] if cached is not None and isinstance(cached[0], dict) else {}
+    warnings = [
+        f"table {table}: {printable(str(line))} (as last read from the POS; fix the order there)"
+        for table, note in sorted(notes.items())
+        if isinstance(note, dict) and note.get("business_date") == day
+        for line in note.get("problems", [])
+    ]
     return {
         "business_date": day,
+        "bill_warnings": warnings,
         "paid": paid,
         "price_problems": list(price_problems(cfg.table.denominations, cached_products(journal))),
     }

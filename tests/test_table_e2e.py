@@ -161,3 +161,20 @@ def test_a_table_payment_waits_for_the_wallets_word_and_is_never_shown_paid_on_a
     assert [(s["amount_cents"], s["state"]) for s in sales] == [(-1111, "done"), (-2389, "done")]
     assert [-t.amount for t in wallet.transactions()] == [1111, 2389]
     assert "paid (not shown paid here" in status and "to refund:       0 (" in status, status
+
+
+def test_an_order_paid_more_than_it_owes_is_warned_of_in_the_log_and_status(
+    tmp_path: Path, wallet: WalletEmulator, brink: BrinkEmulator
+) -> None:
+    brink.location.add_payment(70301, parties.Payment(9, "20.00", 1, today()))  # owes 17.70
+    term = TerminalProcess(write_table_config(tmp_path, wallet, brink))
+    try:
+        show_bill(term, "next", "next", "ok", shows="23,09")  # table 3 less order 2301, counted as 0
+        status = taptill("status", "--config", str(term.config)).stdout
+        log = term.log()
+    finally:
+        assert term.stop() == 0
+    said = "table 3: order 2301: -2.30 due (more paid than owed); counted as 0"
+    assert f"WARNING:         {said} (as last read from the POS; fix the order there)" in status, status
+    assert "table 3 on" in log and "order 2301: -2.30 due (more paid than owed)" in log, log
+    assert log.count("-2.30 due") == 1, "warned of once, not at every read"
