@@ -25,7 +25,7 @@ from terminal.emulator.brink.server import (
     business_date_now,
 )
 from terminal.emulator.faults import FaultConfigError, FaultInjector
-from terminal.emulator.serving import tcp_port, wait_for_stop_signal
+from terminal.emulator.serving import stop_signal, tcp_port, wait_for_stop_signal
 
 
 def parser() -> argparse.ArgumentParser:
@@ -140,8 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "style": emulator.style,
             **{name: str(path.resolve()) for name, path in files.items() if path is not None},
         }
+        stop = stop_signal()  # before the line: a signal right after it stops the emulator cleanly
         print(json.dumps(line), flush=True)
-        wait_for_stop_signal()
+        wait_for_stop_signal(stop)
         print(json.dumps({"stopped": True, **emulator.stats()}), file=sys.stderr, flush=True)
     finally:
         emulator.stop()
