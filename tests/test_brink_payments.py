@@ -297,6 +297,10 @@ def test_a_bill_changed_at_the_pos_before_the_send_is_held_without_sending(
     assert sent(emu, "ApplyPayment") == 0 and ledger(emu) == []
     assert record.hold and said in record.reason, record.reason
     assert "refund 11.11 to card" in record.reason
+    if change == "deleted":  # whether the POS still owes it is staff's to say: the line says it is unknown
+        assert "unknown whether table 1 order 2101 still owes 11.11" in record.reason, record.reason
+    else:  # the POS no longer owes it: only a refund is right
+        assert "the POS no longer owes it" in record.reason and "book" not in record.reason, record.reason
 
 
 def test_a_held_payment_is_settled_by_hand_as_booked(tmp_path: Path, emu: BrinkEmulator) -> None:

@@ -107,7 +107,10 @@ class BrinkPaymentDestination:
     async def settle(self, record: OutboxRow) -> Settled | Outcome:
         payment = payment_of(record.payload)
         if payment is None:
-            return Unclear(f"the record cannot be read; check table payment {record.ref} at the POS by hand")
+            return Unclear(
+                f"the record cannot be read, so it is unknown what the POS still owes; check table payment "
+                f"{record.ref} at the POS by hand, then taptill settle {record.ref} --booked (or --refunded)"
+            )
         if record.maybe_sent:
             attempted = self._attempted.get(record.id, self._started)
             early = attempted + self.settle_after_s - self.monotonic()
@@ -150,10 +153,11 @@ class BrinkPaymentDestination:
             log.info("table payment %s is on %s: %s", record.ref, payment.order_label, _describe(live[0]))
             return Booked(f"on the order: {_describe(live[0])}" + (" (found)" if record.attempts else ""))
         if ours:
+            # staff deleted it: whether the POS took the money another way is theirs to say
             return Unclear(
-                f"its payment on table {payment.table_id} {payment.order_label} was deleted at the POS: ask "
-                f"staff why; then taptill settle {record.ref} --booked (settled at the POS) or --refunded "
-                f"(refund {money(payment.amount_cents)} to card {payment.card})"
+                payment.unknown(
+                    f"its payment on table {payment.table_id} {payment.order_label} was deleted at the POS"
+                )
             )
         return self._open(record, payment, order)
 
