@@ -496,7 +496,8 @@ async def _brink_check(cfg: Config, access_source: Source, location_source: Sour
     async with BrinkClient(b.url, access, location, min(b.timeout_s, SERVER_TIMEOUT_S)) as client:
         answer = await client.get_party(day, table)
     pays = (
-        f"; wallet payments are applied at the POS as tender {t.tender_id}"
+        f"; wallet payments are applied at the POS as tender {t.tender_id} by terminal {t.terminal_id} (a "
+        "name no other table terminal of the venue may have)"
         if t.apply_payment
         else "; payments are not applied at the POS (staff close paid tables by hand)"
     )
