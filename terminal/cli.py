@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from terminal.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from terminal.journal import (
@@ -25,6 +25,9 @@ from terminal.money import format_cents
 from terminal.service.log_setup import setup_logging
 from terminal.service.secret import SecretError
 from terminal.service.state_lock import StateLock, StateLockError
+
+if TYPE_CHECKING:
+    from terminal.outbox.view import Backlog
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -350,10 +353,11 @@ def _records_with_done(journal: Journal, key: str, cfg: Config) -> list[tuple[st
     if sale is None:
         return []
     also: list[tuple[str, Sequence[object]]] = []
-    if _applies_payments(cfg) and cfg.table.tender_id is not None:
+    t = cfg.table
+    if _applies_payments(cfg) and t.tender_id is not None and t.terminal_id is not None:
         from terminal.brink.payment_outbox import PaymentOutbox
 
-        also += PaymentOutbox(journal, cfg.table.tender_id).statements_for(sale)
+        also += PaymentOutbox(journal, t.tender_id, t.terminal_id).statements_for(sale)
     if cfg.ready2order is None:
         return also
     from terminal.ready2order.invoice_outbox import InvoiceOutbox
@@ -396,6 +400,11 @@ def _resolve(journal: Journal, key: str, how: str) -> int:
         problem = (
             f"sale {key} is not booked yet ({_sale_label(sale).lower()}), so there is nothing to refund; "
             + ("settle it with --booked or --not-booked first" if sale.hold else "the terminal delivers it")
+        )
+    elif sale.pays_table:
+        problem = (
+            f"sale {key} paid a table bill, which hands nothing over: booked, the bill is paid, nothing to "
+            "serve; if the guest was given the money back: taptill settle --refunded " + key
         )
     else:
         problem = (
@@ -755,7 +764,7 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
             f"(since {lockout['since']}, {lockout['wrong']} wrong PINs; [topup] pin_lockout_s)"
         )
     for backlog in destinations:
-        _say(f"outbox:          {backlog.line()}")
+        _say(f"outbox:          {_backlog_line(journal, backlog)}")
     for pid, (name, reason, since) in unsellable.items():
         _say(f"NOT SELLING:     {name} (id {pid}) since {since}: {reason}")
     _say(f"wallet server:   {server['summary']}")
@@ -803,6 +812,8 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
     if tables is not None:
         for line in tables["price_problems"]:
             _say(f"OUT OF SERVICE:  {line}")
+        for line in tables["bill_warnings"]:
+            _say(f"WARNING:         {line}")
         paid = tables["paid"]
         _say(f"tables paid:     {len(paid)} by wallet on business day {tables['business_date']}")
         for bill in paid:
@@ -836,10 +847,12 @@ def _table_status(journal: Journal, cfg: Config) -> dict[str, Any]:
     for bill in journal.table_bills(day):
         if bill.state == "done" and bill.reason.startswith(BOOKED_ELSEWHERE_REASON):
             state = "paid at another terminal"
-        elif bill.to_refund:
-            state = "charged, never confirmed at the terminal: refund or close it (taptill queue)"
         elif bill.state == "done":
             state = "paid: close it at the POS" if not told else _told_state(told.get(bill.sale_key, []))
+            if not bill.approved:
+                state = state.replace(
+                    "paid", "paid (not shown paid here: the terminal stopped or had no answer in time)", 1
+                )
         elif bill.state == "pending":
             state = "being confirmed by the wallet"
         else:
@@ -857,8 +870,19 @@ def _table_status(journal: Journal, cfg: Config) -> dict[str, Any]:
                 "orders": list(bill.orders),
             }
         )
+    from terminal.brink.table_bill import NOTES_CACHE_KEY
+
+    cached = journal.cache_get(NOTES_CACHE_KEY)
+    notes = cached[0] if cached is not None and isinstance(cached[0], dict) else {}
+    warnings = [
+        f"table {table}: {printable(str(line))} (as last read from the POS; fix the order there)"
+        for table, note in sorted(notes.items())
+        if isinstance(note, dict) and note.get("business_date") == day
+        for line in note.get("problems", [])
+    ]
     return {
         "business_date": day,
+        "bill_warnings": warnings,
         "paid": paid,
         "price_problems": list(price_problems(cfg.table.denominations, cached_products(journal))),
     }
@@ -875,6 +899,15 @@ def _told_state(states: list[str]) -> str:
     if "rejected" in states:
         return "paid, a POS payment given up (refunded by hand)"
     return "paid, being applied at the POS"
+
+
+def _backlog_line(journal: Journal, backlog: Backlog) -> str:
+    """A destination's backlog as ``doctor`` says it too (PAR Brink: its payments' one count)."""
+    from terminal.brink.payment_outbox import DESTINATION, payment_counts
+
+    if backlog.destination == DESTINATION:
+        return f"{DESTINATION}: {payment_counts(journal).summary()}"
+    return backlog.line()
 
 
 def _applies_payments(cfg: Config) -> bool:
@@ -894,16 +927,7 @@ def _brink_status(journal: Journal, cfg: Config) -> dict[str, Any]:
     pid = running_terminal(cfg.terminal.state_dir)
     running = pid is not None and state.get("pid") == pid
     refused = state.get("refused") if running and isinstance(state.get("refused"), dict) else None
-    summary = (
-        f"{counts.applied} payment(s) applied, {counts.pending - counts.held} waiting"
-        + (f" ({counts.maybe_sent} maybe applied: looked for first)" if counts.maybe_sent else "")
-        + f", {counts.held} held for staff, {counts.rejected} given up"
-        + (
-            f", {counts.booked_elsewhere} left to the terminal that booked their sale"
-            if counts.booked_elsewhere
-            else ""
-        )
-    )
+    summary = counts.summary()
     if refused is not None:
         from terminal.brink.health import TOKEN_FIX
 
@@ -912,7 +936,7 @@ def _brink_status(journal: Journal, cfg: Config) -> dict[str, Any]:
         summary += "; no terminal running"
     return {
         "applied": counts.applied,
-        "pending": counts.pending,
+        "waiting": counts.waiting,
         "maybe_sent": counts.maybe_sent,
         "held": [{"ref": r.ref, "reason": r.reason, "since": r.updated_at} for r in held_payments(journal)],
         "given_up": counts.rejected,

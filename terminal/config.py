@@ -127,6 +127,8 @@ class SelectConfig:
 
 MAX_TABLES = 1000  # a [table] table_range longer than this is a typo, not a venue
 MAX_TABLE_ID = 2**31 - 1  # PAR Brink's TableId is an int
+# A table terminal's name in its POS payments' references: a letter first, so "-2" stays a retry suffix
+TERMINAL_ID = re.compile(r"[a-z][a-z0-9]{0,7}")
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,9 @@ class TableConfig:
     apply_payment: bool = False
     tender_id: int | None = None
     bill_refresh_s: float = 30.0
+    # With apply_payment: this terminal's name among the venue's terminals, in every POS payment's
+    # reference, so a terminal only ever takes its OWN payment on an order for the one it looks for
+    terminal_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -581,6 +586,17 @@ def parse_table(s: Section) -> TableConfig:
             "[table] apply_payment = true needs tender_id: the PAR Brink tender the wallet payments are "
             "booked as (ask the POS administrator)"
         )
+    terminal_id = s.opt_str("terminal_id")
+    if terminal_id is not None and not TERMINAL_ID.fullmatch(terminal_id):
+        raise ConfigError(
+            f"[table] terminal_id {terminal_id!r} must be 1-8 lower-case letters and digits, beginning "
+            'with a letter (e.g. "bar1")'
+        )
+    if apply_payment and terminal_id is None:
+        raise ConfigError(
+            '[table] apply_payment = true needs terminal_id: a short name (e.g. "bar1") unique among the '
+            "venue's table terminals, so each finds only its own payments at the POS"
+        )
     cfg = TableConfig(
         tables=tuple(tables),
         table_id=table_id,
@@ -588,6 +604,7 @@ def parse_table(s: Section) -> TableConfig:
         apply_payment=apply_payment,
         tender_id=tender_id,
         bill_refresh_s=s.number("bill_refresh_s", 30.0, min=5.0, max=3600.0),
+        terminal_id=terminal_id,
     )
     s.finish()
     return cfg

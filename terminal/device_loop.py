@@ -2,7 +2,10 @@
 
 One asyncio loop owns the controller, the journal and the network; readers and buttons run in their
 own threads and only post events into the loop. The loop never waits on the network longer than the
-tap budget: a debit still under way then is left to finish in the background, its sale journaled.
+tap budget: a debit still under way then is left to finish in the background, its sale journaled. A sale
+that needs the wallet's word (``Charge.offline_ok`` False: a table bill) is the exception: its debit's
+answer is awaited up to the wallet client's own deadline, and it is never queued behind the card's
+earlier sales (declined instead), so it is never shown paid on a guess.
 """
 
 from __future__ import annotations
@@ -75,6 +78,8 @@ log = logging.getLogger(__name__)
 DISPLAY_REFRESH_S = 1.0
 STORAGE_PROBE_S = 1.0  # how often an unwritable journal is tried again (storage faults, issue 3)
 DRAIN_LOOK_S = 0.02  # while stopping, how often the loop looks whether the sale under way is finished
+# A debit that needs the wallet's word is awaited the client's deadline and this (s): the answer's journaling
+SEND_SLACK_S = 0.5
 LAG_STORE_EVERY_S = 5.0  # stall counts reach the journal (for `taptill status`) at most this often
 
 
@@ -110,7 +115,10 @@ class DeviceLoop:
         locale: str = "de",
         currency: str = "EUR",
         bills: BillReader | None = None,
+        decision_extra_s: float = 0.0,
     ) -> None:
+        """``decision_extra_s``: how much longer than the tap budget a tap may take to decide (table mode:
+        the bill's read and the debit's answer, each up to its client's deadline), for ``tap_decision``."""
         self.controller = controller
         self.bills = bills
         self.journal = journal
@@ -122,6 +130,7 @@ class DeviceLoop:
         self.description = description
         self.tag = tag
         self.tap_budget_s = tap_budget_s
+        self.decision_extra_s = decision_extra_s
         self.drain_s = drain_s  # the longest a stop waits for the sale under way and its dispense
         self._dispensing: set[asyncio.Task[None]] = set()
         self.notifier = notifier or Notifier()
@@ -176,7 +185,7 @@ class DeviceLoop:
         """Tap ``uid`` (presented and taken away) and wait for the decision line (terminal.ops.tap_outcome),
         at most the tap budget and DECISION_MARGIN_S; ``error: …`` when none came in time. Called from
         the sim reader's thread (``tap-wait UID``)."""
-        timeout_s = self.tap_budget_s + DECISION_MARGIN_S
+        timeout_s = self.tap_budget_s + self.decision_extra_s + DECISION_MARGIN_S
         loop = self._loop
         if loop is None or loop.is_closed():
             return "error: the terminal is not running"
@@ -652,6 +661,11 @@ class DeviceLoop:
             # balance a guest is shown without the server's word leaves them out (see _estimate).
             others = self.journal.pending_for_card(c.uid)
             queued = not c.online or not fresh or bool(others) or self.sender.busy(c.uid)
+            if queued and not c.offline_ok:
+                # Queued, it would be approved before the wallet's word (the lookup saw nothing pending,
+                # but a sale of this card is under way now): declined, nothing journaled.
+                log.info("not charging %s now: an earlier sale of the card is on its way", c.key or "")
+                return ChargeRejected("", DeclineReason.EARLIER_PENDING)
             sale = self.journal.record_sale(
                 key=c.key,
                 also=[*self._take_seen(c.uid), *self._bill_rows(c)],
@@ -690,9 +704,11 @@ class DeviceLoop:
             log.exception("sending sale %d failed; the outbox will deliver it", sale.id)
             event = ChargeQueued(sale.idempotency_key, estimate)
         try:
-            if isinstance(event, ChargeQueued) and not queued:
+            if isinstance(event, ChargeQueued) and not queued and c.offline_ok:
                 # Approved without the server's word: from now on it is delivered whatever it takes. A
                 # sale whose tap never got this far (a stop, a kill, a decline) is never sent again.
+                # One that needs the wallet's word stays unapproved: the outbox finds out whether it
+                # was booked (then it is done) and never sends it again.
                 self.journal.mark_approved(sale.id)
         except JournalError as exc:
             log.error("cannot journal that sale %d was approved: %s", sale.id, exc)
@@ -715,7 +731,10 @@ class DeviceLoop:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         task.add_done_callback(lambda _t: self.server_changed())
-        done, _ = await asyncio.wait({task}, timeout=self._remaining())
+        # A table bill is not a beer tap: its guest waits for the wallet's answer, up to the client's
+        # own deadline (and a little for the journal), rather than being shown "Paid" on a guess.
+        wait_s = self._remaining() if c.offline_ok else self.client.timeout_s + SEND_SLACK_S
+        done, _ = await asyncio.wait({task}, timeout=wait_s)
         if task not in done:
             if c.key is not None:
                 task.add_done_callback(lambda t: self._late_answer(t, sale.id))
@@ -732,7 +751,9 @@ class DeviceLoop:
         if result.status in FINAL_ERRORS:
             # The server is done with the request and says it failed: serve only what the balance shows
             # booked. Approved on a guess, a product the server can never book would be given away.
-            settled = await self.sender.settle_after_error(sale, self._remaining())
+            settled = await self.sender.settle_after_error(
+                sale, self._remaining() if c.offline_ok else self.client.timeout_s
+            )
             if isinstance(settled, Delivered):
                 return ChargeDone(sale.idempotency_key, settled.balance_after)
             reason = settled.reason if isinstance(settled, Refusal) else DeclineReason.SERVER_TROUBLE

@@ -38,6 +38,9 @@ class Charge:
     operator: str | None = None
     key: str | None = None  # the idempotency key the mode chose (a table bill's); None: a fresh one
     bill: TableBill | None = None  # the table bill it pays: journaled in the sale's own transaction
+    # False: the sale needs the wallet's word (a table bill): never queued behind this card's earlier
+    # sales, and its debit's answer is awaited up to the wallet client's deadline, not the tap budget
+    offline_ok: bool = True
 
 
 @dataclass(frozen=True)

@@ -252,9 +252,15 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
+# A sale that pays a table bill (a ``table_bills`` row): it hands nothing over, so once the wallet booked it
+# the bill IS paid (its POS payments go out), whether or not the terminal lived to show "Paid".
+PAYS_TABLE_SQL = "idempotency_key IN (SELECT sale_key FROM table_bills)"
 # A sale the wallet booked whose guest got nothing (or not all): never told it was approved, or the relay
-# did not finish; it stays "to refund" until a person records it refunded or served by hand.
-TO_REFUND_SQL = "state = 'done' AND resolved IS NULL AND (approved = 0 OR dispensed = 0)"
+# did not finish; it stays "to refund" until a person records it refunded or served by hand. Never a sale
+# that pays a table bill.
+TO_REFUND_SQL = (
+    f"state = 'done' AND resolved IS NULL AND (approved = 0 OR dispensed = 0) AND NOT {PAYS_TABLE_SQL}"
+)
 RESOLUTIONS = ("refunded", "served")
 # How the controller's offline decisions begin (terminal/controller/offline_policy.py): a done sale keeps
 # such a reason, since the decision is journaled (DESIGN.md, invariant 3); any other note was a retry's.
@@ -300,7 +306,9 @@ class TableBillRecord:
     created_at: str
     state: str  # the sale's: pending, done, rejected
     reason: str
-    to_refund: bool
+    approved: (
+        bool  # the guest saw "Paid"; False: it stopped first or had no answer in time (paid all the same)
+    )
 
 
 def offline_reason(why: str) -> str:
@@ -339,15 +347,18 @@ class SaleRecord:
     resolved: str | None = None  # charged but never served, then closed by a person: refunded or served
     resolved_at: str | None = None  # ISO 8601 (UTC), when ``taptill settle`` recorded it
     resolved_by: str | None = None  # the user who ran ``taptill settle``
+    pays_table: bool = False  # it pays a table bill (a ``table_bills`` row): nothing to hand over
 
     @property
     def to_refund(self) -> bool:
         """Booked, but the guest got nothing (never told it was approved, or the relay did not finish),
-        and no person has closed it yet (``TO_REFUND_SQL`` in Python)."""
+        and no person has closed it yet (``TO_REFUND_SQL`` in Python). Never a table bill's sale: once
+        booked, the bill is paid."""
         return (
             self.state is SaleState.DONE
             and self.resolved is None
             and (not self.approved or self.dispensed is False)
+            and not self.pays_table
         )
 
     def as_json(self) -> dict[str, object]:
@@ -417,7 +428,7 @@ _COLUMNS = (
     "id, idempotency_key, token_id, products, amount_cents, description, tag, state, reason, offline, "
     "operator, balance_before, balance_after, maybe_sent, hold, attempts, next_attempt_at, created_at, "
     "updated_at, attempted_at, last_status, server_errors, dispensed, approved, resolved, resolved_at, "
-    "resolved_by"
+    "resolved_by, EXISTS (SELECT 1 FROM table_bills WHERE table_bills.sale_key = idempotency_key)"
 )
 
 
@@ -451,6 +462,7 @@ def _row(r: Any) -> SaleRecord:
         resolved=None if r[24] is None else str(r[24]),
         resolved_at=None if r[25] is None else str(r[25]),
         resolved_by=None if r[26] is None else str(r[26]),
+        pays_table=bool(r[27]),
     )
 
 
@@ -712,7 +724,7 @@ class Journal:
         where = "" if business_date is None else " WHERE t.business_date = ?"
         rows = self._db.execute(
             "SELECT t.sale_key, t.table_id, t.party_id, t.business_date, t.orders, t.amount_cents,"
-            f" t.created_at, s.state, s.reason, {TO_REFUND_SQL.replace('state', 's.state')}"
+            " t.created_at, s.state, s.reason, s.approved"
             " FROM table_bills t JOIN sales s ON s.idempotency_key = t.sale_key"
             + where
             + " ORDER BY t.rowid",
@@ -729,7 +741,7 @@ class Journal:
                 created_at=str(r[6]),
                 state=str(r[7]),
                 reason=str(r[8]),
-                to_refund=bool(r[9]),
+                approved=bool(r[9]),
             )
             for r in rows
         ]
@@ -904,12 +916,17 @@ class Journal:
     def resolve(self, key: str, how: str, by: str) -> bool:
         """A person closed the sale with idempotency key ``key``, charged but never served: ``how`` is
         'refunded' (the guest got the money back) or 'served' (by hand); ``by`` names who. True if such
-        a sale, still open, was found (one already closed, or any other sale, is left alone)."""
+        a sale, still open, was found (one already closed, or any other sale, is left alone). A booked
+        table bill's sale, never to refund by itself, may be recorded refunded (staff gave the money back
+        after all); it is never "served by hand"."""
         if how not in RESOLUTIONS:
             raise ValueError(f"resolution {how!r} is none of {RESOLUTIONS}")
+        which = TO_REFUND_SQL
+        if how == "refunded":
+            which = f"(({TO_REFUND_SQL}) OR (state = 'done' AND resolved IS NULL AND {PAYS_TABLE_SQL}))"
         cur = self._write(
             "UPDATE sales SET resolved = ?, resolved_at = ?, resolved_by = ?, updated_at = ?"
-            f" WHERE idempotency_key = ? AND {TO_REFUND_SQL}",
+            f" WHERE idempotency_key = ? AND {which}",
             (how, _now_iso(), by[:100], _now_iso(), key),
         )
         return cur.rowcount == 1

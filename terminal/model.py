@@ -75,6 +75,8 @@ class DeclineReason(StrEnum):
     CREDIT_LIMIT = "credit_limit"  # a top-up over the operator's cap per unlock or per shift
     OUT_OF_SERVICE = "out_of_service"  # the wallet server refuses the terminal's API token
     SOLD_OUT = "sold_out"  # the stock ledger (yourbarmate) has less than one serving left
+    # a sale that needs the wallet's word (a table bill) while the card has a sale still on its way
+    EARLIER_PENDING = "earlier_pending"
 
 
 # Server text (an error detail, a product name, a Partybroker title) reaches log lines, the journal, the CLI

@@ -22,9 +22,18 @@ def today() -> date:
 
 
 def write_table_config(
-    directory: Path, wallet: WalletEmulator, brink: BrinkEmulator, *, tables: str = "table_range = [1, 13]"
+    directory: Path,
+    wallet: WalletEmulator,
+    brink: BrinkEmulator,
+    *,
+    tables: str = "table_range = [1, 13]",
+    terminal_id: str = "bar1",
+    denominations: str = DENOMINATIONS,
+    budget_ms: int = 2000,
+    timeout_s: float = 1.5,
 ) -> Path:
-    """A table terminal (console display, so the log shows its screens) for these emulators."""
+    """A table terminal (console display, so the log shows its screens) for these emulators, named
+    ``terminal_id`` among the venue's terminals."""
     for name, value in (("access", DEMO_ACCESS_TOKEN), ("location", DEMO_LOCATION_TOKEN)):
         token = directory / f"brink.{name}.token"
         directory.mkdir(parents=True, exist_ok=True)
@@ -34,7 +43,8 @@ def write_table_config(
     extra = f"""
 [table]
 {tables}
-denominations = {DENOMINATIONS}
+denominations = {denominations}
+terminal_id = "{terminal_id}"
 
 [brink]
 url = "{brink.url}"
@@ -43,7 +53,14 @@ location_token_file = "brink.location.token"
 timeout_s = 2
 """
     return write_config(
-        directory, wallet, products=[], mode="table", display="console", budget_ms=2000, extra=extra
+        directory,
+        wallet,
+        products=[],
+        mode="table",
+        display="console",
+        budget_ms=budget_ms,
+        timeout_s=timeout_s,
+        extra=extra,
     )
 
 

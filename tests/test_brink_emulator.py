@@ -443,3 +443,33 @@ def test_the_command_line_prints_where_it_listens_and_stops_on_sigterm(tmp_path:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0 and json.loads(err.strip().splitlines()[-1])["stopped"] is True
+
+
+def test_the_command_line_writes_the_demo_tokens_to_private_files_and_names_only_their_paths(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "tokens"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "terminal.emulator.brink", "--port", "0", "--demo-token-dir", str(folder)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        said = proc.stdout.readline()
+        line = json.loads(said)
+        access, location = Path(line["access_token_file"]), Path(line["location_token_file"])
+        assert access == (folder / "brink.access.token").resolve()
+        assert access.read_text().strip() == DEMO_ACCESS_TOKEN
+        assert location.read_text().strip() == DEMO_LOCATION_TOKEN
+        assert access.stat().st_mode & 0o777 == location.stat().st_mode & 0o777 == 0o600
+        assert DEMO_ACCESS_TOKEN not in said and DEMO_LOCATION_TOKEN not in said, "paths, never values"
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0

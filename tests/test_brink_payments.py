@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from terminal.emulator.faults import FaultKind
 from terminal.emulator.wallet import WalletEmulator
 from terminal.journal import Journal, SaleRecord, table_bill_statement
 from terminal.ops.doctor import diagnose
-from terminal.outbox.table import OutboxRow, rows, settle_held
+from terminal.outbox.table import OutboxRow, give_up_held, rows, settle_held
 from terminal.service.secret import Secret
 from tests.table_lab import write_table_config
 from tests.terminal_lab import taptill
@@ -54,6 +55,7 @@ class PayRig:
         *,
         access: str = DEMO_ACCESS_TOKEN,
         journal_path: Path | None = None,
+        terminal_id: str = "bar1",
     ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.emulator = emulator
@@ -65,7 +67,12 @@ class PayRig:
         self.cfg = BrinkConfig(emulator.url, self.access_file, self.location_file, timeout_s=TIMEOUT_S)
         self.journal = Journal.open(journal_path or directory / "journal.sqlite3")
         self.runtime = BrinkPaymentRuntime(
-            self.cfg, self.journal, Secret(access), Secret(DEMO_LOCATION_TOKEN), tender_id=TENDER
+            self.cfg,
+            self.journal,
+            Secret(access),
+            Secret(DEMO_LOCATION_TOKEN),
+            tender_id=TENDER,
+            terminal_id=terminal_id,
         )
 
     async def bill(self, table: int) -> Bill:
@@ -158,16 +165,16 @@ def test_each_order_of_a_paid_bill_gets_its_payment_once_with_the_record_key(
     rig = run(tmp_path, emu, scenario)
     key = sales[0].idempotency_key
     assert ledger(emu) == [
-        (70301, "17.70", payment_key(key, 70301)),
-        (70302, "11.05", payment_key(key, 70302)),
-        (70303, "12.04", payment_key(key, 70303)),
+        (70301, "17.70", payment_key(key, "bar1", 70301)),
+        (70302, "11.05", payment_key(key, "bar1", 70302)),
+        (70303, "12.04", payment_key(key, "bar1", 70303)),
     ]
     assert {p["tender_id"] for p in emu.applied_payments()} == {TENDER}
     assert all(p["closed_order"] for p in emu.applied_payments()), "each order paid in full closes"
     assert [(r.state, r.reason, r.attempts) for r in rig.records()] == [("done", "applied", 1)] * 3
     assert sent(emu, "GetParty") == 1 + 3, "the bill's read, then one look before each send"
     counts = payment_counts(rig.journal)
-    assert (counts.applied, counts.pending, counts.held) == (3, 0, 0)
+    assert (counts.applied, counts.waiting, counts.held) == (3, 0, 0)
 
 
 def test_the_records_are_committed_with_the_sale_and_carry_what_staff_need(
@@ -176,7 +183,7 @@ def test_the_records_are_committed_with_the_sale_and_carry_what_staff_need(
     async def scenario(rig: PayRig) -> None:
         sale = await rig.pay(1)
         (record,) = rig.records()
-        assert record.sale_id == sale.id and record.ref == payment_key(sale.idempotency_key, 70101)
+        assert record.sale_id == sale.id and record.ref == payment_key(sale.idempotency_key, "bar1", 70101)
         assert record.payload == {
             "sale_key": sale.idempotency_key,
             "order_id": 70101,
@@ -187,6 +194,7 @@ def test_the_records_are_committed_with_the_sale_and_carry_what_staff_need(
             "party_id": 60001,
             "business_date": DAY.isoformat(),
             "card": CARD,
+            "terminal_id": "bar1",
         }
         # a sale that paid no table bill (another mode's) has no payment record
         other = rig.journal.record_sale(
@@ -200,9 +208,10 @@ def test_the_records_are_committed_with_the_sale_and_carry_what_staff_need(
 
 
 def test_a_104_after_applying_is_found_on_the_order_and_not_sent_again(
-    tmp_path: Path, emu: BrinkEmulator
+    tmp_path: Path, emu: BrinkEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     emu.force("ApplyPayment", 104, after_applying=True)
+    caplog.set_level(logging.WARNING, logger="terminal.brink.destination")
 
     async def scenario(rig: PayRig) -> None:
         await rig.pay(2)
@@ -213,6 +222,9 @@ def test_a_104_after_applying_is_found_on_the_order_and_not_sent_again(
     assert [(o, a) for o, a, _ in ledger(emu)] == [(70201, "23.89")], "applied once"
     assert sent(emu, "ApplyPayment") == 1
     assert record.state == "done" and "(found)" in record.reason and record.attempts == 1
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "on table 2 order 2201 (23.89)" in line and "104" in line, line
+    assert "may have been applied: in 2 s the order is looked at" in line, line
 
 
 def test_a_104_before_applying_finds_nothing_and_is_sent_again_once(
@@ -246,15 +258,16 @@ def test_an_order_gone_or_closed_meanwhile_is_held_with_what_to_refund(
     assert ledger(emu) == []
     assert record.state == "pending" and record.hold
     assert f"({code})" in record.reason
-    assert f"refund 11.11 to card {CARD}" in record.reason and "table 1" in record.reason
-    assert f"taptill settle {record.ref} --booked (or --refunded)" in record.reason
+    # the POS no longer owes it (the order gone or closed): refunding is the only right advice
+    assert f"the POS no longer owes it, so refund 11.11 to card {CARD}" in record.reason
+    assert f"taptill settle {record.ref} --refunded" in record.reason and "book" not in record.reason
     assert payment_counts(rig.journal).held == 1
 
 
 @pytest.mark.parametrize(
     "change, said",
     [
-        ("closed", "was closed at the POS without it"),
+        ("closed", "was closed without it: the bill was paid at the POS"),
         ("party_closed", "has no open party"),
         ("paid_in_part", "owes 1.11, less than the wallet paid"),
         ("deleted", "was deleted at the POS"),
@@ -273,7 +286,7 @@ def test_a_bill_changed_at_the_pos_before_the_send_is_held_without_sending(
         elif change == "paid_in_part":
             loc.add_payment(70101, Payment(9, "10.00", 1, DAY))
         else:
-            ref = payment_key(sale.idempotency_key, 70101)
+            ref = payment_key(sale.idempotency_key, "bar1", 70101)
             loc.add_payment(
                 70101, Payment(9, "11.11", TENDER, DAY, deleted=True, additional={"taptill_key": ref})
             )
@@ -284,6 +297,10 @@ def test_a_bill_changed_at_the_pos_before_the_send_is_held_without_sending(
     assert sent(emu, "ApplyPayment") == 0 and ledger(emu) == []
     assert record.hold and said in record.reason, record.reason
     assert "refund 11.11 to card" in record.reason
+    if change == "deleted":  # whether the POS still owes it is staff's to say: the line says it is unknown
+        assert "unknown whether table 1 order 2101 still owes 11.11" in record.reason, record.reason
+    else:  # the POS no longer owes it: only a refund is right
+        assert "the POS no longer owes it" in record.reason and "book" not in record.reason, record.reason
 
 
 def test_a_held_payment_is_settled_by_hand_as_booked(tmp_path: Path, emu: BrinkEmulator) -> None:
@@ -313,9 +330,15 @@ def test_a_held_payment_is_settled_by_hand_as_booked(tmp_path: Path, emu: BrinkE
     ],
 )
 def test_no_answer_to_apply_payment_is_settled_by_looking_at_the_order(
-    tmp_path: Path, emu: BrinkEmulator, kind: FaultKind, fields: dict[str, Any], applied: bool
+    tmp_path: Path,
+    emu: BrinkEmulator,
+    kind: FaultKind,
+    fields: dict[str, Any],
+    applied: bool,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     emu.faults.inject(kind, route="apply_payment", times=1, **fields)
+    caplog.set_level(logging.WARNING, logger="terminal.brink.destination")
 
     async def scenario(rig: PayRig) -> None:
         await rig.pay(2)
@@ -326,26 +349,62 @@ def test_no_answer_to_apply_payment_is_settled_by_looking_at_the_order(
     assert [(o, a) for o, a, _ in ledger(emu)] == [(70201, "23.89")], "applied exactly once"
     assert sent(emu, "ApplyPayment") == (1 if applied else 2)
     assert record.state == "done" and ("(found)" in record.reason) == applied
+    # staff reading the log see which table and order, and what the terminal does next
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"table payment {record.ref} on table 2 order 2201 (23.89)" in line, line
+    assert "the order is looked at" in line or "sent again after a pause" in line, line
 
 
-def test_a_bill_another_terminal_applied_first_is_found_and_not_sent(
+def test_a_bill_another_terminal_paid_too_is_held_for_a_refund_not_taken_for_ours(
     tmp_path: Path, emu: BrinkEmulator
 ) -> None:
+    """A non-deduplicating wallet debited both terminals' taps on one bill (the same sale key): each
+    terminal's references carry its own terminal id, so ours does not take the other's POS payments
+    for its own; it finds the orders closed by them and holds its own for a refund."""
+
     async def scenario(rig: PayRig) -> None:
-        other = PayRig(tmp_path / "other", emu)
+        other = PayRig(tmp_path / "other", emu, terminal_id="bar2")
         try:
-            await other.pay(3)  # the same bill, the same key: the wallet answered the second terminal 202
-            await rig.pay(3)
+            theirs, ours = await other.pay(3), await rig.pay(3)
+            assert theirs.idempotency_key == ours.idempotency_key
             await other.drain()
             before = sent(emu, "ApplyPayment")
             await rig.drain()
-            assert sent(emu, "ApplyPayment") == before, "ours looked, found each payment, sent none"
+            assert sent(emu, "ApplyPayment") == before, "ours looked, found the orders paid, sent none"
         finally:
             await other.aclose()
 
     rig = run(tmp_path, emu, scenario)
-    assert len(ledger(emu)) == 3 and len({k for _, _, k in ledger(emu)}) == 3
-    assert all(r.state == "done" and r.reason.startswith("on the order") for r in rig.records())
+    assert {k for _, _, k in ledger(emu)} == {
+        payment_key(rig.records()[0].payload["sale_key"], "bar2", o) for o in (70301, 70302, 70303)
+    }, "the other terminal's payments, applied once each"
+    records = rig.records()
+    assert len(records) == 3 and all(r.hold and r.state == "pending" for r in records)
+    for r in records:
+        assert "the bill was paid by another terminal" in r.reason and "-bar2-" in r.reason, r.reason
+        assert (
+            f"the POS no longer owes it, so refund {r.payload['amount_cents'] / 100:.2f} to card {CARD}"
+            in (r.reason)
+        )
+        assert "book" not in r.reason
+    assert payment_counts(rig.journal).held == 3
+
+
+@pytest.mark.parametrize("code", [101, 106])
+def test_a_payment_the_pos_refused_but_still_owes_may_be_booked_by_hand_or_refunded(
+    tmp_path: Path, emu: BrinkEmulator, code: int
+) -> None:
+    emu.force("ApplyPayment", code)
+
+    async def scenario(rig: PayRig) -> None:
+        await rig.pay(1)
+        await rig.drain()
+
+    rig = run(tmp_path, emu, scenario)
+    (record,) = rig.records()
+    assert record.hold and f"({code}:" in record.reason, record.reason
+    assert "book 11.11 (tender 7) on table 1 order 2101 at the POS by hand, or refund 11.11" in record.reason
+    assert f"taptill settle {record.ref} --booked (or --refunded)" in record.reason
 
 
 def test_a_sale_booked_elsewhere_ends_its_payment_records_unsent(tmp_path: Path, emu: BrinkEmulator) -> None:
@@ -428,7 +487,12 @@ def test_staff_see_a_held_payment_in_status_and_queue_and_give_it_up_as_refunded
     text = taptill("status", "--config", str(config)).stdout
     assert "3 payment(s) applied, 0 waiting, 1 held for staff" in text, text
     assert f"HELD {held.ref}: order 2101 was closed meanwhile (103)" in text, text
-    assert "paid, but a POS payment is HELD" in text and "charged, never confirmed" in text, text
+    assert "paid, but a POS payment is HELD" in text, text
+    assert (
+        "paid (not shown paid here: the terminal stopped or had no answer in time), applied at the POS"
+        in text
+    ), text
+    assert "to refund:       0 (" in text, text
     queue = taptill("queue", "--config", str(config)).stdout
     assert "HELD     " in queue and f"brink  ref {held.ref}" in queue, queue
 
@@ -466,3 +530,42 @@ def test_doctor_checks_the_brink_tokens_and_that_the_pos_answers(tmp_path: Path,
 
 def diagnose_one(config: Path, name: str) -> tuple[str, str]:
     return next((c.status, c.detail) for c in diagnose(config) if c.name == name)
+
+
+def test_status_and_doctor_count_the_payments_alike(tmp_path: Path, emu: BrinkEmulator) -> None:
+    """One record in each state (applied, waiting, waiting maybe applied, held after a maybe-sent
+    attempt, given up, left to the terminal that booked the sale): ``taptill status`` and ``doctor``
+    give the one count, each record in exactly one part (a held one is not also pending)."""
+    with WalletEmulator.demo("doc") as wallet:
+        config = write_table_config(tmp_path / "t", wallet, emu, tables=f"table_id = 1\n{APPLY}")
+    journal_path = load_config(config).journal_path
+    journal_path.parent.mkdir(parents=True, exist_ok=True)
+
+    async def go() -> None:
+        rig = PayRig(tmp_path / "t", emu, journal_path=journal_path)
+        try:
+            await rig.pay(3)  # three records
+            await rig.pay(2)
+            elsewhere = await rig.pay(1)
+            rig.journal.mark_booked_elsewhere(elsewhere.id, "the wallet had booked this key already (202)")
+            store = rig.runtime.destination.store
+            applied, maybe, held, given_up = (r for r in rig.records() if r.state == "pending")
+            store.done([applied], "applied", by_settling=False)
+            store.begin([maybe], None)
+            store.begin([held], None)
+            store.hold([held], "order 2301 was closed meanwhile (103): refund")
+            store.begin([given_up], None)
+            store.hold([given_up], "order 2201 was closed meanwhile (103): refund")
+            assert give_up_held(rig.journal, given_up.ref, "staff")
+        finally:
+            await rig.aclose()
+            rig.journal.close()
+
+    asyncio.run(go())
+    summary = "1 payment(s) applied, 1 waiting (1 maybe applied: looked for first), 1 held for staff, "
+    summary += "1 given up, 1 left to the terminal that booked their sale"
+    status = taptill("status", "--config", str(config)).stdout
+    assert f"PAR Brink:       {summary}" in status, status
+    assert f"outbox:          brink: {summary}" in status, status
+    outbox = diagnose_one(config, "outbox")
+    assert outbox[0] == "WARN" and f"brink: {summary}" in outbox[1], outbox

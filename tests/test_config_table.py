@@ -52,9 +52,9 @@ def test_a_range_of_tables_and_a_fixed_table() -> None:
     assert (fixed.table_id, fixed.tables) == (12, ())
 
 
-def test_apply_payment_is_kept_for_the_pos_with_its_tender() -> None:
-    cfg = parse_config(config(apply_payment=True, tender_id=7))
-    assert (cfg.table.apply_payment, cfg.table.tender_id) == (True, 7)
+def test_apply_payment_is_kept_for_the_pos_with_its_tender_and_the_terminals_name() -> None:
+    cfg = parse_config(config(apply_payment=True, tender_id=7, terminal_id="bar1"))
+    assert (cfg.table.apply_payment, cfg.table.tender_id, cfg.table.terminal_id) == (True, 7, "bar1")
 
 
 @pytest.mark.parametrize(
@@ -72,7 +72,10 @@ def test_apply_payment_is_kept_for_the_pos_with_its_tender() -> None:
         ({"denominations": {"ten": "eur10"}}, "keys are amounts in cents"),
         ({"denominations": {"100": ""}}, "must be a wallet product id"),
         ({"denominations": {"100": "eur1", "200": "eur1"}}, "maps two amounts to product 'eur1'"),
-        ({"apply_payment": True}, "apply_payment = true needs tender_id"),
+        ({"apply_payment": True, "terminal_id": "bar1"}, "apply_payment = true needs tender_id"),
+        ({"apply_payment": True, "tender_id": 7}, "apply_payment = true needs terminal_id"),
+        ({"terminal_id": "Bar-1"}, "[table] terminal_id 'Bar-1' must be 1-8 lower-case letters and digits"),
+        ({"terminal_id": "2"}, "beginning with a letter"),
         ({"bill_refresh_s": 1}, "[table] bill_refresh_s is 1; expected at least 5.0"),
         ({"tabels": [1]}, "[table] has unknown key 'tabels'"),
     ],

@@ -54,6 +54,7 @@ from terminal.screens.table import (
     TableBillScreen,
     TableChangedScreen,
     TableChooseScreen,
+    TableConfirmingScreen,
     TableLinesScreen,
     TableLoadingScreen,
     TablePaidScreen,
@@ -282,16 +283,30 @@ def test_insufficient_balance_and_unknown_card_are_the_cores_screens() -> None:
     assert shown(effects) == NotRegisteredScreen(CARD, None)
 
 
-def test_a_queued_payment_says_it_is_booked_shortly() -> None:
+def test_a_payment_without_the_wallets_word_is_never_shown_paid() -> None:
+    """No answer to the debit within the wallet client's deadline: "being confirmed", staff look at
+    ``taptill status``; never "Paid · Booked shortly"."""
     c = Controller(settings(), CATALOG)
     c.start()
     choose_table_2(c)
     c.handle(read(tap(c)))
-    c.handle(WalletBalance(CARD, 5000))
+    (charge,) = only(c.handle(WalletBalance(CARD, 5000)), Charge)
+    assert charge.offline_ok is False, "the device loop waits for the wallet's word and never queues it"
     effects = c.handle(ChargeQueued("bKEY", 2655))
     screen = shown(effects)
-    assert screen == TablePaidScreen(2, 2345, 2655, confirmed=False)
-    assert "Booked shortly" in screen.text().lines
+    assert screen == TableConfirmingScreen(2, 2345)
+    assert "Paid" not in screen.text().title and "taptill status" in " ".join(screen.text().lines)
+
+
+def test_a_card_with_a_sale_still_pending_is_declined_before_anything_is_charged() -> None:
+    c = Controller(settings(), CATALOG)
+    c.start()
+    choose_table_2(c)
+    c.handle(read(tap(c)))
+    effects = c.handle(WalletBalance(CARD, 5000, 250))  # an earlier sale of 2,50 € on its way
+    assert shown(effects) == DeclinedScreen(DeclineReason.EARLIER_PENDING)
+    assert not only(effects, Charge)
+    assert "Try again in a moment" in DeclinedScreen(DeclineReason.EARLIER_PENDING).text().lines[0]
 
 
 def test_after_paying_staff_choose_the_next_table() -> None:

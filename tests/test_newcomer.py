@@ -17,7 +17,8 @@ How a README command becomes a runnable one (``runnable``):
   yourbarmate delivery (``taptill stock``);
   ``docs/screens`` a temporary folder (nothing is written into the checkout); the provisioning
   command's ``<…>`` answers are the README's wallet emulator, its token and product 1;
-- ports 8000 and 8001 (the README's emulators) are free ports picked here; ``taptill`` is
+- ports 8000 and 8001 (the README's emulators) are free ports picked here, 8002 (the Brink emulator's)
+  is 0; ``taptill`` is
   ``python -m terminal`` and ``taptill-provision`` ``python -m provisioning.provision`` of this
   checkout; a ``taptill`` command shown without ``--config`` gets this test's config;
 - ``taptill-provision`` runs with ``--root TMP --dry-run`` added and without ``sudo``: it must not
@@ -53,6 +54,7 @@ PROGRAMS = ("taptill", "taptill-provision", "python", "curl")
 PYTHON_PACKAGES = ("terminal", "hw", "provisioning")
 WALLET_EMULATOR = "terminal.emulator.wallet"
 PARTYBROKER_EMULATOR = "terminal.emulator.partybroker"
+BRINK_EMULATOR = "terminal.emulator.brink"
 CARD = "04A1B2C3D4E5F6"  # a demo wallet with 20 €
 COMMAND_TIMEOUT_S = 120.0  # only against a hang: no command here takes more than a few seconds
 
@@ -156,6 +158,7 @@ def _config_commands() -> set[str]:
 def runnable(text: str, lab: Lab) -> list[list[str]]:
     """The argv lists a README command stands for (module docstring: the mapping)."""
     text = text.replace("8000", str(lab.wallet_port)).replace("8001", str(lab.partybroker_port))
+    text = text.replace("--port 8002", "--port 0")  # the Brink emulator: no README line talks to it
     text = re.sub(r"https://pretix\.example/\S*/wallet", lab.wallet_url, text)
     text = text.replace("<product id>[,<id>...]", "1").replace("<terminal API token>", lab.token)
     values = {
@@ -358,6 +361,7 @@ def test_readme_documents_the_commands_this_check_runs() -> None:
         "taptill-provision",
         WALLET_EMULATOR,
         PARTYBROKER_EMULATOR,
+        BRINK_EMULATOR,
         "curl",
     ):
         assert any(expected in c for c in commands), f"no README command with {expected!r}"
@@ -413,7 +417,7 @@ def test_every_readme_command_runs_or_says_why_in_one_line(tmp_path: Path) -> No
                 continue
             ran.add(tuple(argv))
             module = _module(argv)
-            if module in (WALLET_EMULATOR, PARTYBROKER_EMULATOR):
+            if module in (WALLET_EMULATOR, PARTYBROKER_EMULATOR, BRINK_EMULATOR):
                 # another emulator command: it must start and stop cleanly on its own ports
                 other = Background(argv, tmp_path, f"emulator-{len(ran)}")
                 started.append(other)

@@ -29,6 +29,7 @@ from terminal.screens import (
     TableBillScreen,
     TableChangedScreen,
     TableChooseScreen,
+    TableConfirmingScreen,
     TableLinesScreen,
     TablePaidScreen,
     pending_text,
@@ -241,18 +242,22 @@ def compose(screen: Screen, locale: str, currency: str, pairing_url: str | None 
             rows = tuple((line.description, m(line.price_cents)) for line in screen.lines)
             title = f"Table {screen.table_id}: {m(screen.amount_cents)}"
             return Composition(title, rows=rows, footer=PAY_ACTION)
+        case TableConfirmingScreen():
+            return Composition(
+                f"Table {screen.table_id}",
+                hero=m(screen.amount_cents),
+                paragraphs=("Payment being confirmed", "Staff: taptill status"),
+            )
         case TableChangedScreen():
             # the guest is at that table: the amount says more than its number on a 128x32 bar
             return Composition(
                 "New bill", hero=m(screen.amount_cents), paragraphs=("Nothing charged", "Tap again to pay")
             )
         case TablePaidScreen():
-            # Two rows under the amount on either panel: what staff must do first, then the balance (the
-            # server's, or that it is booked shortly).
+            # Two rows under the amount on either panel: what staff must do first, then the balance (a
+            # table bill is shown paid only on the wallet's word: TableConfirmingScreen otherwise).
             lines = ["Close it at the POS"] if screen.close_at_pos else []
-            if not screen.confirmed:
-                lines.append(pending_text(False))
-            elif screen.balance_cents is not None:
+            if screen.balance_cents is not None:
                 lines.append(f"Balance {m(screen.balance_cents)}")
             return Composition(
                 f"Table {screen.table_id} paid",

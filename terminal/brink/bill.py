@@ -8,13 +8,14 @@ those neither voided nor deleted; they are never summed (Brink's Balance/Total a
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from dataclasses import dataclass
 
 from terminal.brink.party import Entry, Order, Party
 
-KEY_CHARS = 22  # 132 bits of the digest: no two bills share a key by chance
+# 96 bits of the digest in hex: no two bills share a key by chance, and no "-" in it, which would read like
+# the retry suffix ("-2", "-3" …) a bill's later payments add (``Journal.bill_payment``)
+KEY_CHARS = 24
 
 
 @dataclass(frozen=True)
@@ -40,17 +41,20 @@ class Bill:
     problems: tuple[str, ...] = ()
 
     def key(self) -> str:
-        """The sale's idempotency key: ``"b"`` + urlsafe-base64(sha256(``brink|{party id}|{order ids
-        ascending, comma-separated}|{total cents}``))[:22]. The same bill gives the same key on any
+        """The sale's idempotency key: ``"b"`` + hex(sha256(``brink|{party id}|{order ids ascending,
+        comma-separated}|{total cents}``))[:24]. The same bill gives the same key on any
         terminal after any restart; no card is in it, so the same bill is not paid twice by two cards."""
         ids = ",".join(str(o.order_id) for o in sorted(self.orders, key=lambda o: o.order_id))
         digest = hashlib.sha256(f"brink|{self.party_id}|{ids}|{self.total_cents}".encode()).digest()
-        return "b" + base64.urlsafe_b64encode(digest).decode("ascii")[:KEY_CHARS]
+        return "b" + digest.hex()[:KEY_CHARS]
 
 
-def payment_key(sale_key: str, order_id: int) -> str:
-    """The key of the ApplyPayment record for one order of the sale: ``{sale_key}-{order_id}``."""
-    return f"{sale_key}-{order_id}"
+def payment_key(sale_key: str, terminal_id: str, order_id: int) -> str:
+    """The key of the ApplyPayment record for one order of the sale, made at the terminal named
+    ``terminal_id`` (``[table] terminal_id``): ``{sale_key}-{terminal_id}-{order_id}``. Two terminals
+    paying one bill (the same sale key) make different keys, so neither takes the other's POS payment
+    for its own. An empty ``terminal_id`` (records journaled before it existed): ``{sale_key}-{order_id}``."""
+    return f"{sale_key}-{terminal_id}-{order_id}" if terminal_id else f"{sale_key}-{order_id}"
 
 
 def amount_due(party: Party) -> Bill:

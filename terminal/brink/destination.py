@@ -5,8 +5,9 @@ and applied it already. So every send is preceded by a look (``needs_settle`` is
 for the record's business date and table, then, on the record's order, a payment not deleted whose
 AdditionalData ``taptill_key`` is the record's ref. Found: done, nothing sent. The order open, no such
 payment, and its due at least the amount: ApplyPayment with the ref in ReferenceDetails. The order gone
-or closed without it, its due below the amount, or such a payment deleted at the POS: held for staff with
-what to book or refund (``taptill settle``).
+or closed without it (paid at the POS, or by another terminal: its ``taptill_key`` is another's), its due
+below the amount, or such a payment deleted at the POS: held for staff with what to do by cause (the POS
+still owes it: book it there or refund; it no longer does: refund; unknown: said so; ``taptill settle``).
 
 The answers: 0 done. 1, 3, 104, a Fault, a timeout or a dropped connection after the request may have
 left: ambiguous; the next look waits until the request can no longer land (the client's deadline and a
@@ -106,7 +107,10 @@ class BrinkPaymentDestination:
     async def settle(self, record: OutboxRow) -> Settled | Outcome:
         payment = payment_of(record.payload)
         if payment is None:
-            return Unclear(f"the record cannot be read; check table payment {record.ref} at the POS by hand")
+            return Unclear(
+                f"the record cannot be read, so it is unknown what the POS still owes; check table payment "
+                f"{record.ref} at the POS by hand, then taptill settle {record.ref} --booked (or --refunded)"
+            )
         if record.maybe_sent:
             attempted = self._attempted.get(record.id, self._started)
             early = attempted + self.settle_after_s - self.monotonic()
@@ -119,7 +123,7 @@ class BrinkPaymentDestination:
                 return self._look(record, payment, party)
             case NoParty():
                 return Unclear(
-                    payment.refund_advice(
+                    payment.refund(
                         f"table {payment.table_id} has no open party on {payment.business_date} any more "
                         "(closed at the POS), so the payment cannot be looked for or applied"
                     )
@@ -141,9 +145,7 @@ class BrinkPaymentDestination:
         order = next((o for o in party.orders if o.id == payment.order_id), None)
         if order is None:
             return Unclear(
-                payment.refund_advice(
-                    f"{payment.order_label} is no longer in table {payment.table_id}'s party"
-                )
+                payment.refund(f"{payment.order_label} is no longer in table {payment.table_id}'s party")
             )
         ours = [p for p in order.payments if p.reference(REF_NAME) == record.ref]
         live = [p for p in ours if not p.is_deleted]
@@ -151,22 +153,34 @@ class BrinkPaymentDestination:
             log.info("table payment %s is on %s: %s", record.ref, payment.order_label, _describe(live[0]))
             return Booked(f"on the order: {_describe(live[0])}" + (" (found)" if record.attempts else ""))
         if ours:
+            # staff deleted it: whether the POS took the money another way is theirs to say
             return Unclear(
-                f"its payment on table {payment.table_id} {payment.order_label} was deleted at the POS: ask "
-                f"staff why; then taptill settle {record.ref} --booked (settled at the POS) or --refunded "
-                f"(refund {money(payment.amount_cents)} to card {payment.card})"
+                payment.unknown(
+                    f"its payment on table {payment.table_id} {payment.order_label} was deleted at the POS"
+                )
             )
-        return self._open(payment, order)
+        return self._open(record, payment, order)
 
-    def _open(self, payment: TablePayment, order: Order) -> Settled:
+    def _open(self, record: OutboxRow, payment: TablePayment, order: Order) -> Settled:
+        # another terminal's payment of this bill (a non-deduplicating wallet debited both guests' taps)
+        others = [
+            p
+            for p in order.payments
+            if not p.is_deleted and (ref := p.reference(REF_NAME)) is not None and ref != record.ref
+        ]
+        by = (
+            f"paid by another terminal ({_describe(others[0])}, key {others[0].reference(REF_NAME)})"
+            if others
+            else "paid at the POS"
+        )
         if order.is_closed:
-            return Unclear(payment.refund_advice(f"{payment.order_label} was closed at the POS without it"))
+            return Unclear(payment.refund(f"{payment.order_label} was closed without it: the bill was {by}"))
         due = order_due(order)
         if due < payment.amount_cents:
             return Unclear(
-                payment.refund_advice(
+                payment.refund(
                     f"{payment.order_label} owes {money(max(due, 0))}, less than the wallet paid (it was "
-                    "paid in part at the POS meanwhile)"
+                    f"{by} in part meanwhile; take what it still owes at the POS)"
                 )
             )
         return NotBooked(True)
@@ -186,6 +200,7 @@ class BrinkPaymentDestination:
         answer = await self.client.apply_payment(
             payment.order_id, payment.amount_cents, payment.tender_id, record.ref
         )
+        advice = payment.book_or_refund  # the POS still owes it: book it there by hand, or refund
         match answer:
             case PaymentApplied():
                 self.health.working()
@@ -193,13 +208,28 @@ class BrinkPaymentDestination:
                 return Done("applied")
             case PaymentUnknown(reason, maybe_applied):
                 self.health.problem(reason)
+                where = f"table {payment.table_id} {payment.order_label} ({money(payment.amount_cents)})"
                 if maybe_applied:
+                    log.warning(
+                        "table payment %s on %s: %s; it may have been applied: in %.0f s the order is looked "
+                        "at, and it is sent again only if the payment is not there",
+                        record.ref,
+                        where,
+                        reason,
+                        self.settle_after_s,
+                    )
                     return Ambiguous(f"{reason}; the order is looked at before anything is sent again")
+                log.warning(
+                    "table payment %s on %s: %s; nothing applied, sent again after a pause",
+                    record.ref,
+                    where,
+                    reason,
+                )
                 return Unreachable(reason)
             case OrderGone():
-                said = f"the POS does not find {payment.order_label} (102)"
+                said, advice = f"the POS does not find {payment.order_label} (102)", payment.refund
             case OrderClosed():
-                said = f"{payment.order_label} was closed meanwhile (103)"
+                said, advice = f"{payment.order_label} was closed meanwhile (103)", payment.refund
             case PaymentRefused(code, message):
                 said = f"PAR Brink refused the payment ({code}: {message})"
                 if code == 106:
@@ -208,7 +238,7 @@ class BrinkPaymentDestination:
                 return self._refused(message, status)
         # a definitive refusal: this request applied nothing; staff book it by hand or refund the guest
         self.store.not_sent([record])
-        return _held(record, payment.refund_advice(said))
+        return _held(record, advice(said))
 
     def _still_pending(self, record: OutboxRow) -> bool:
         found = self.store.journal.query("SELECT state FROM outbox WHERE id = ?", (record.id,))

@@ -3,9 +3,11 @@
 With ``[table] apply_payment = true``, a booked table sale gets one record per order of the bill it paid
 (its ``table_bills`` row, journaled with the sale), inserted in the same transaction that marks the sale
 done (the wallet's store commits it: ``terminal/wallet/sale_store.py``), as destination ``brink`` in the
-journal's ``outbox`` table. Its ``ref`` is ``bill.payment_key(sale key, order id)``, the value sent as
-ReferenceDetails ``taptill_key`` and looked for on the order before every send (PAR has no idempotency
-key). So a table is never paid by wallet without its POS payments journaled, nor the other way round.
+journal's ``outbox`` table. Its ``ref`` is ``bill.payment_key(sale key, terminal id, order id)``, the
+value sent as ReferenceDetails ``taptill_key`` and looked for on the order before every send (PAR has no
+idempotency key); the terminal id (``[table] terminal_id``) keeps one terminal from taking another's
+payment of the same bill for its own. So a table is never paid by wallet without its POS payments
+journaled, nor the other way round.
 """
 
 from __future__ import annotations
@@ -40,10 +42,11 @@ class TablePayment:
     party_id: int
     business_date: date
     card: str
+    terminal_id: str = ""  # ``[table] terminal_id`` of the terminal that made it ("" before it existed)
 
     @property
     def ref(self) -> str:
-        return payment_key(self.sale_key, self.order_id)
+        return payment_key(self.sale_key, self.terminal_id, self.order_id)
 
     def as_payload(self) -> dict[str, Any]:
         return {
@@ -56,19 +59,37 @@ class TablePayment:
             "party_id": self.party_id,
             "business_date": self.business_date.isoformat(),
             "card": self.card,
+            "terminal_id": self.terminal_id,
         }
 
     @property
     def order_label(self) -> str:
         return f"order {self.number}" if self.number else f"order id {self.order_id}"
 
-    def refund_advice(self, what: str) -> str:
-        """One line for staff (``taptill queue``, held reason): ``what`` happened, what to refund or book
-        by hand, and how to close the record."""
+    def book_or_refund(self, what: str) -> str:
+        """Held advice (``taptill queue``, the held reason) when the POS still owes the amount: ``what``
+        happened, book it there by hand or refund the guest, and how to close the record."""
         return (
             f"{what}: book {money(self.amount_cents)} (tender {self.tender_id}) on table {self.table_id} "
             f"{self.order_label} at the POS by hand, or refund {money(self.amount_cents)} to card "
             f"{self.card}; then taptill settle {self.ref} --booked (or --refunded)"
+        )
+
+    def refund(self, what: str) -> str:
+        """Held advice when the POS no longer owes the amount (the order closed or gone, paid by another
+        terminal or at the POS): the only right thing is to refund the guest."""
+        return (
+            f"{what}: the POS no longer owes it, so refund {money(self.amount_cents)} to card {self.card}; "
+            f"then taptill settle {self.ref} --refunded"
+        )
+
+    def unknown(self, what: str) -> str:
+        """Held advice when it is not known whether the POS still owes the amount: say so."""
+        return (
+            f"{what}: unknown whether table {self.table_id} {self.order_label} still owes "
+            f"{money(self.amount_cents)}; check it at the POS, then book it there and taptill settle "
+            f"{self.ref} --booked, or refund {money(self.amount_cents)} to card {self.card} and taptill "
+            f"settle {self.ref} --refunded"
         )
 
 
@@ -91,6 +112,7 @@ def payment_of(payload: Mapping[str, Any]) -> TablePayment | None:
             party_id=_whole(payload["party_id"]),
             business_date=date.fromisoformat(_text(payload["business_date"])),
             card=_text(payload.get("card", "")),
+            terminal_id=_text(payload.get("terminal_id", "")),
         )
     except (KeyError, TypeError, ValueError):
         return None
@@ -108,9 +130,11 @@ def _text(value: object) -> str:
     return value
 
 
-def table_payments(journal: Journal, sale: SaleRecord, tender_id: int) -> list[TablePayment]:
-    """The payments the table sale ``sale`` owes the POS: one per order of its ``table_bills`` row with
-    something due; none for a sale that paid no table bill."""
+def table_payments(
+    journal: Journal, sale: SaleRecord, tender_id: int, terminal_id: str
+) -> list[TablePayment]:
+    """The payments the table sale ``sale`` owes the POS, made at ``terminal_id``: one per order of its
+    ``table_bills`` row with something due; none for a sale that paid no table bill."""
     found = journal.query(
         "SELECT table_id, party_id, business_date, orders FROM table_bills WHERE sale_key = ?",
         (sale.idempotency_key,),
@@ -135,47 +159,67 @@ def table_payments(journal: Journal, sale: SaleRecord, tender_id: int) -> list[T
                 party_id=int(party_id),
                 business_date=date.fromisoformat(str(day)),
                 card=sale.token_id,
+                terminal_id=terminal_id,
             )
         )
     return out
 
 
 class PaymentOutbox:
-    """Makes the ApplyPayment records of each booked table sale (tender ``tender_id``)."""
+    """Makes the ApplyPayment records of each booked table sale (tender ``tender_id``) of the terminal
+    ``terminal_id``."""
 
-    def __init__(self, journal: Journal, tender_id: int) -> None:
+    def __init__(self, journal: Journal, tender_id: int, terminal_id: str) -> None:
         self.journal = journal
         self.tender_id = tender_id
+        self.terminal_id = terminal_id
 
     def statements_for(self, sale: SaleRecord) -> list[tuple[str, Sequence[object]]]:
         """The INSERTs of the sale's payment records, to be committed with the sale's ``done``."""
         return [
             insert_statement(DESTINATION, p.ref, p.as_payload(), sale_id=sale.id)
-            for p in table_payments(self.journal, sale, self.tender_id)
+            for p in table_payments(self.journal, sale, self.tender_id, self.terminal_id)
         ]
 
 
 @dataclass(frozen=True)
 class PaymentCounts:
+    """The PAR Brink payment records by state; each record in exactly one of the first five counts."""
+
     applied: int  # done: applied, found applied on a re-read, or booked by hand
-    pending: int  # held ones included
-    held: int
+    waiting: int  # pending, not held: the terminal applies them (``maybe_sent`` of them looked for first)
+    held: int  # pending, held: a person settles them (``taptill queue`` says how)
     rejected: int  # given up by hand (the guest refunded)
-    maybe_sent: int  # pending records whose last ApplyPayment may have been applied
     booked_elsewhere: int = 0  # their sale's key was booked by another terminal, which applies them
+    maybe_sent: int = 0  # of ``waiting``: the last ApplyPayment may have been applied
+
+    def summary(self) -> str:
+        """The one line ``taptill status`` (*PAR Brink*) and ``doctor`` (outbox) both show."""
+        return (
+            f"{self.applied} payment(s) applied, {self.waiting} waiting"
+            + (f" ({self.maybe_sent} maybe applied: looked for first)" if self.maybe_sent else "")
+            + f", {self.held} held for staff, {self.rejected} given up"
+            + (
+                f", {self.booked_elsewhere} left to the terminal that booked their sale"
+                if self.booked_elsewhere
+                else ""
+            )
+        )
 
 
 def payment_counts(journal: Journal) -> PaymentCounts:
-    """For ``taptill status`` (works on a journal of any schema version this taptill knows)."""
+    """The one count of the PAR Brink payments ``taptill status`` and ``doctor`` use (a journal of any
+    schema version this taptill knows)."""
     elsewhere = f"state = 'done' AND reason LIKE '{BOOKED_ELSEWHERE_REASON}%'"
     r = journal.query(
-        f"SELECT COALESCE(SUM(state = 'done' AND NOT ({elsewhere})), 0), COALESCE(SUM(state = 'pending'), 0),"
-        " COALESCE(SUM(state = 'pending' AND hold = 1), 0), COALESCE(SUM(state = 'rejected'), 0),"
-        f" COALESCE(SUM(state = 'pending' AND maybe_sent = 1), 0), COALESCE(SUM({elsewhere}), 0)"
+        f"SELECT COALESCE(SUM(state = 'done' AND NOT ({elsewhere})), 0),"
+        " COALESCE(SUM(state = 'pending' AND hold = 0), 0), COALESCE(SUM(state = 'pending' AND hold = 1), 0),"
+        f" COALESCE(SUM(state = 'rejected'), 0), COALESCE(SUM({elsewhere}), 0),"
+        " COALESCE(SUM(state = 'pending' AND hold = 0 AND maybe_sent = 1), 0)"
         " FROM outbox WHERE destination = ?",
         (DESTINATION,),
     )[0]
-    return PaymentCounts(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]))
+    return PaymentCounts(*(int(v) for v in r))
 
 
 def held_payments(journal: Journal) -> list[OutboxRow]:

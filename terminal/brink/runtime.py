@@ -37,8 +37,8 @@ PROBE_INTERVAL_S = 30.0  # while PAR refuses the tokens: how often the files are
 
 
 class BrinkPaymentRuntime:
-    """Owns the payments' Brink client and delivery loop for one terminal (tender ``tender_id``); the
-    probe asks GetParty for ``probe_table`` when no record names a table."""
+    """Owns the payments' Brink client and delivery loop for one terminal (tender ``tender_id``, its
+    ``[table] terminal_id``); the probe asks GetParty for ``probe_table`` when no record names a table."""
 
     def __init__(
         self,
@@ -48,6 +48,7 @@ class BrinkPaymentRuntime:
         location_token: Secret,
         *,
         tender_id: int,
+        terminal_id: str,
         probe_table: int = 1,
         monotonic: Callable[[], float] = time.monotonic,
         clock: Callable[[], float] = time.time,
@@ -61,7 +62,7 @@ class BrinkPaymentRuntime:
             cfg.url, access_token, location_token, cfg.timeout_s, max_answer_bytes=cfg.max_answer_bytes
         )
         self.health = PosHealth(on_change=self._store_status, clock=clock)
-        self.outbox = PaymentOutbox(journal, tender_id)
+        self.outbox = PaymentOutbox(journal, tender_id, terminal_id)
         self.destination = BrinkPaymentDestination(
             OutboxTable(journal, DESTINATION), self.client, self.health, monotonic=monotonic
         )

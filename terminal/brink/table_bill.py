@@ -10,7 +10,8 @@ already (``parse.py``).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
 
 from terminal.brink.bill import Bill, amount_due
 from terminal.brink.business_date import business_date
@@ -27,8 +28,14 @@ from terminal.brink.outcomes import (
     Unreachable,
 )
 from terminal.events import BillOrder, BillRead, TableBill
-from terminal.journal import Journal
+from terminal.journal import Journal, JournalError
 from terminal.screens.table import BillLine, BillProblem
+
+log = logging.getLogger(__name__)
+
+# What `taptill status` shows of the bills read: {table id: {"business_date", "problems": [lines]}}, the
+# tables whose last read counted something as 0 (an order with more paid than owed)
+NOTES_CACHE_KEY = "brink_bill_notes"
 
 
 def table_bill(bill: Bill, day: dt.date) -> TableBill:
@@ -52,6 +59,8 @@ def bill_read(
     match outcome:
         case PartyFound(party):
             due = amount_due(party)
+            if journal is not None:
+                note_problems(journal, table_id, day, due.problems)
             bill, detail = table_bill(due, day), "; ".join(due.problems)
             paid, key = journal.bill_payment(bill.key) if journal is not None else (None, bill.key)
             return BillRead(token, table_id, bill, detail=detail, paid=paid, pay_key=key)
@@ -72,6 +81,27 @@ def bill_read(
         case Unreachable(reason):
             problem, detail = BillProblem.UNREACHABLE, reason
     return BillRead(token, table_id, None, problem, detail)
+
+
+def note_problems(journal: Journal, table_id: int, day: dt.date, problems: Sequence[str]) -> None:
+    """What a read of ``table_id``'s bill counted as 0 (a negative due): logged at warning and kept for
+    ``taptill status`` when it changes, forgotten once a read finds none. A bill read every refresh
+    writes nothing while its notes stay the same."""
+    cached = journal.cache_get(NOTES_CACHE_KEY)
+    notes = dict(cached[0]) if cached is not None and isinstance(cached[0], dict) else {}
+    now = {"business_date": day.isoformat(), "problems": list(problems)} if problems else None
+    if notes.get(str(table_id)) == now:
+        return
+    for line in problems:
+        log.warning("table %d on %s: %s; the rest of the bill can be paid", table_id, day.isoformat(), line)
+    if now is None:
+        notes.pop(str(table_id), None)
+    else:
+        notes[str(table_id)] = now
+    try:
+        journal.cache_put(NOTES_CACHE_KEY, notes)
+    except JournalError as exc:  # informational: a full disk must not keep a bill from being paid
+        log.error("cannot keep table %d's bill notes for status: %s", table_id, exc)
 
 
 async def read_bill(

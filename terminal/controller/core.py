@@ -394,6 +394,7 @@ class Controller:
                 operator=tap.operator if tap.credit else None,
                 key=tap.key,
                 bill=tap.bill,
+                offline_ok=tap.offline_ok,
             )
         ]
 
@@ -414,6 +415,12 @@ class Controller:
                 available = balance - pending
                 if tap.kind == "balance":
                     return self._result(BalanceScreen(available))
+                if not tap.offline_ok and pending:
+                    # It would be queued behind the card's earlier sale, unconfirmed: a table bill is
+                    # never shown paid on a guess. Nothing is journaled as a sale; the guest taps again.
+                    reason = DeclineReason.EARLIER_PENDING
+                    note = "an earlier sale of this card is still being confirmed by the wallet"
+                    return self._decline(tap, reason, DeclinedScreen(reason), note=note)
                 if not pays(available, -tap.amount_cents):
                     return self._decline(
                         tap,

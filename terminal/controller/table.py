@@ -25,6 +25,7 @@ from terminal.screens.table import (
     TableBillScreen,
     TableChangedScreen,
     TableChooseScreen,
+    TableConfirmingScreen,
     TableLinesScreen,
     TableLoadingScreen,
     TablePaidScreen,
@@ -182,8 +183,12 @@ class TableMode(SellMode):
         self, amount_cents: int, balance_cents: int | None, *, confirmed: bool = True, offline: bool = False
     ) -> Screen:
         table = self._paying.table_id if self._paying is not None else self.table
+        if not confirmed:
+            # no word from the wallet within its deadline: never "Paid" on a guess (the device loop
+            # journals it unapproved; the outbox finds out whether it was booked)
+            return TableConfirmingScreen(table, amount_cents)
         close = not self.till.settings.apply_payment
-        return TablePaidScreen(table, amount_cents, balance_cents, confirmed=confirmed, close_at_pos=close)
+        return TablePaidScreen(table, amount_cents, balance_cents, close_at_pos=close)
 
     def already_booked_screen(self, amount_cents: int, balance_cents: int | None) -> Screen:
         table = self._paying.table_id if self._paying is not None else self.table

@@ -12,8 +12,9 @@ from typing import Self
 from terminal.emulator.faults import FaultableHTTPServer, FaultInjector
 
 
-def wait_for_stop_signal() -> None:
-    """Block the main thread until SIGTERM/SIGINT; the servers run in their own threads meanwhile."""
+def stop_signal() -> threading.Event:
+    """An event SIGTERM/SIGINT set from now on: installed before an emulator says it listens, so a
+    signal right after that line stops it cleanly."""
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -21,6 +22,13 @@ def wait_for_stop_signal() -> None:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    return stop
+
+
+def wait_for_stop_signal(stop: threading.Event | None = None) -> None:
+    """Block the main thread until SIGTERM/SIGINT (``stop``, from ``stop_signal``, when installed
+    earlier); the servers run in their own threads meanwhile."""
+    stop = stop or stop_signal()
     while not stop.wait(0.5):
         pass
 

@@ -503,7 +503,8 @@ async def _brink_check(cfg: Config, access_source: Source, location_source: Sour
     async with BrinkClient(b.url, access, location, min(b.timeout_s, SERVER_TIMEOUT_S)) as client:
         answer = await client.get_party(day, table)
     pays = (
-        f"; wallet payments are applied at the POS as tender {t.tender_id}"
+        f"; wallet payments are applied at the POS as tender {t.tender_id} by terminal {t.terminal_id} (a "
+        "name no other table terminal of the venue may have)"
         if t.apply_payment
         else "; payments are not applied at the POS (staff close paid tables by hand)"
     )
@@ -654,6 +655,8 @@ def age_text(age_s: float) -> str:
 def _outbox_check(journal: Journal | None, now: datetime, *, readable: bool = True) -> Check:
     """Every destination but the wallet (the queue check's): how old its oldest pending record is, and
     whether a person must settle a held one."""
+    from terminal.brink.payment_outbox import DESTINATION as BRINK
+    from terminal.brink.payment_outbox import payment_counts
     from terminal.outbox.view import WALLET, backlogs
 
     if journal is None and not readable:
@@ -666,7 +669,9 @@ def _outbox_check(journal: Journal | None, now: datetime, *, readable: bool = Tr
     worst, parts = "OK", []
     for b in others:
         age = b.age_s(now)
-        part = b.line() + (f" ({age_text(age)})" if age is not None else "")
+        # PAR Brink's payments counted as `taptill status` counts them (held ones are not pending there)
+        line = f"{BRINK}: {payment_counts(journal).summary()}" if b.destination == BRINK else b.line()
+        part = line + (f" ({age_text(age)})" if age is not None else "")
         status = "OK"
         if age is not None and age > PENDING_FAIL_S:
             status, part = "FAIL", f"{part}: not reaching {b.destination}"

@@ -22,6 +22,7 @@ from terminal.screens import (
     TableAlreadyPaidScreen,
     TableChangedScreen,
     TableChooseScreen,
+    TableConfirmingScreen,
     TableLoadingScreen,
     TablePaidScreen,
     TableProblemScreen,
@@ -53,6 +54,7 @@ REASONS: dict[DeclineReason, str] = {
     DeclineReason.PIN_LOCKED_OUT: "too many wrong PINs: this operator card waits [topup] pin_lockout_s",
     DeclineReason.CREDIT_LIMIT: "the operator's top-up cap is reached ([topup] max_credit_per_*)",
     DeclineReason.SOLD_OUT: "sold out: less than one serving in stock (taptill stock)",
+    DeclineReason.EARLIER_PENDING: "earlier payment still being confirmed, try again in a moment",
 }
 
 
@@ -80,13 +82,16 @@ def decision_line(effects: Sequence[Effect], *, locale: str, currency: str, igno
             if confirmed:
                 return line
             return line + ("; offline: booked when the server is back" if offline else QUEUED)
-        case TablePaidScreen(table, amount, balance, confirmed, close_at_pos):
+        case TablePaidScreen(table, amount, balance, close_at_pos):
             line = f"approved {money(amount)}: table {table} paid"
             if balance is not None:
-                line += f", balance {money(balance)}" + ("" if confirmed else " (estimated)")
-            if not confirmed:
-                line += QUEUED
+                line += f", balance {money(balance)}"
             return line + ("; close the table at the POS" if close_at_pos else "")
+        case TableConfirmingScreen(table, amount):
+            return (
+                f"pending: table {table}'s payment of {money(amount)} is being confirmed by the wallet "
+                "(no answer in time); staff: taptill status"
+            )
         case TableAlreadyPaidScreen(table, pending):
             state = "being confirmed" if pending else "already paid"
             return f"declined: table {table}'s bill is {state}; nothing charged"

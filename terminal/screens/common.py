@@ -26,6 +26,8 @@ DECLINE_TEXT: dict[DeclineReason, str] = {
     DeclineReason.CREDIT_LIMIT: "Top-up limit reached",
     DeclineReason.OUT_OF_SERVICE: "Out of service",
     DeclineReason.SOLD_OUT: "Sold out",
+    # the card's earlier sale is still being confirmed (staff read why in the log and taptill tap)
+    DeclineReason.EARLIER_PENDING: "Try again in a moment",
 }
 
 # What the idle screen asks a guest to do where a tap pays (each mode has its own; see select.py)

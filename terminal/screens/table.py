@@ -127,13 +127,12 @@ class TableChangedScreen(Screen):
 
 @dataclass(frozen=True)
 class TablePaidScreen(Screen):
-    """The wallet paid the table's bill: the amount, the new balance, and (without ApplyPayment) that
-    staff must close the table at the POS. ``confirmed`` False: the wallet's word is still on its way."""
+    """The wallet booked the table's bill (never shown on a guess: ``TableConfirmingScreen``): the amount,
+    the new balance, and (without ApplyPayment) that staff must close the table at the POS."""
 
     table_id: int
     amount_cents: int
     balance_cents: int | None = None
-    confirmed: bool = True
     close_at_pos: bool = True
 
     @property
@@ -144,10 +143,23 @@ class TablePaidScreen(Screen):
         lines = [format_cents(self.amount_cents, locale, currency)]
         if self.balance_cents is not None:
             lines.append(f"Balance {format_cents(self.balance_cents, locale, currency)}")
-        if not self.confirmed:
-            lines.append("Booked shortly")
         lines.append(self.note)
         return ScreenText("Paid", tuple(lines))
+
+
+@dataclass(frozen=True)
+class TableConfirmingScreen(Screen):
+    """The wallet did not answer the debit within its deadline: whether the bill is paid is not known
+    yet, so it is not shown "Paid"; staff see the table as being confirmed in ``taptill status``."""
+
+    table_id: int
+    amount_cents: int
+
+    def text(self, locale: str = "de", currency: str = "EUR") -> ScreenText:
+        amount = format_cents(self.amount_cents, locale, currency)
+        return ScreenText(
+            f"Table {self.table_id}", (f"{amount}: payment being confirmed", "Staff: taptill status")
+        )
 
 
 @dataclass(frozen=True)

@@ -159,10 +159,20 @@ def open_payments(cfg: Config, journal: Journal) -> BrinkPaymentRuntime | None:
     b, t = cfg.brink, cfg.table
     if cfg.terminal.mode != "table" or b is None or not t.apply_payment or t.tender_id is None:
         return None
+    if t.terminal_id is None:  # the config demands it with apply_payment; kept for the type
+        return None
     access = read_secret(b.access_token_file, BRINK_ACCESS_TOKEN.credential)
     location = read_secret(b.location_token_file, BRINK_LOCATION_TOKEN.credential)
     probe_table = t.table_id if t.table_id is not None else (t.tables[0] if t.tables else 1)
-    return BrinkPaymentRuntime(b, journal, access, location, tender_id=t.tender_id, probe_table=probe_table)
+    return BrinkPaymentRuntime(
+        b,
+        journal,
+        access,
+        location,
+        tender_id=t.tender_id,
+        terminal_id=t.terminal_id,
+        probe_table=probe_table,
+    )
 
 
 def load_operator_book(cfg: Config) -> OperatorBook | None:
@@ -334,6 +344,8 @@ async def _run_locked(
             locale=cfg.terminal.locale,
             currency=cfg.terminal.currency,
             bills=bills,
+            # a table tap reads the bill and waits for the debit's answer, each up to its deadline
+            decision_extra_s=(brink.timeout_s + client.timeout_s) if brink is not None else 0.0,
         )
         health.on_change = device.server_changed  # the offline screen and the online LED follow it
         sender.on_unsellable = lambda products: device.post(UnsellableChanged(products))

@@ -173,9 +173,17 @@ class WalletDestination:
         booked = self.booked(sale, read)
         if not sale.approved:
             if booked is ByBalance.YES:
-                log.error(
-                    "sale %d was booked but the guest was never told it was approved: refund it", sale.id
-                )
+                if sale.pays_table:
+                    # nothing to hand over: the booked debit paid the bill (its POS payments go out)
+                    log.warning(
+                        "sale %d paid its table bill, not shown paid at the terminal (it stopped or had no "
+                        "answer in time); nothing to refund",
+                        sale.id,
+                    )
+                else:
+                    log.error(
+                        "sale %d was booked but the guest was never told it was approved: refund it", sale.id
+                    )
                 return Booked(read)
             if booked is ByBalance.NO:
                 detail = "never approved at the terminal; not booked, not sent again"

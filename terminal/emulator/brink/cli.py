@@ -1,14 +1,17 @@
 """The Brink emulator's command line: ``python -m terminal.emulator.brink --port 0``.
 
-It prints one JSON line (``url``, ``control_url``, ``business_date``, ``style``) once listening and runs
-until SIGTERM or SIGINT, then prints its stats on stderr. The tokens it accepts are read from files (or
-are the demo tokens), never taken from the command line, where other users could read them.
+It prints one JSON line (``url``, ``control_url``, ``business_date``, ``style``, and the token files'
+paths ``access_token_file``/``location_token_file`` when it was given or wrote them, never their values)
+once listening and runs until SIGTERM or SIGINT, then prints its stats on stderr. The tokens it accepts
+are read from files (or are the demo tokens, which ``--demo-token-dir`` writes into 0600 files for a
+terminal's ``[brink]``), never taken from the command line, where other users could read them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -22,7 +25,7 @@ from terminal.emulator.brink.server import (
     business_date_now,
 )
 from terminal.emulator.faults import FaultConfigError, FaultInjector
-from terminal.emulator.serving import tcp_port, wait_for_stop_signal
+from terminal.emulator.serving import stop_signal, tcp_port, wait_for_stop_signal
 
 
 def parser() -> argparse.ArgumentParser:
@@ -38,6 +41,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--location-token-file", type=Path, help="file holding the LocationToken (default: the demo one)"
+    )
+    p.add_argument(
+        "--demo-token-dir",
+        type=Path,
+        help="write the demo tokens to brink.access.token and brink.location.token (0600) in this "
+        "folder for a terminal's [brink] *_token_file; their paths are in the JSON line",
     )
     p.add_argument(
         "--business-date",
@@ -72,6 +81,27 @@ def _token(cli: argparse.ArgumentParser, path: Path | None, option: str) -> str 
     return token
 
 
+def _write_demo_tokens(cli: argparse.ArgumentParser, folder: Path) -> dict[str, Path | None]:
+    """The demo tokens in 0600 files in ``folder`` (made if missing): {JSON name: path}."""
+    out: dict[str, Path | None] = {}
+    for name, file, token in (
+        ("access_token_file", "brink.access.token", DEMO_ACCESS_TOKEN),
+        ("location_token_file", "brink.location.token", DEMO_LOCATION_TOKEN),
+    ):
+        path = folder / file
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(token + "\n")
+            path.chmod(0o600)  # an older file keeps its mode through O_CREAT
+        except OSError as exc:
+            why = exc.strerror or exc
+            cli.error(f"--demo-token-dir: cannot write {path} ({why}); give a writable folder")
+        out[name] = path
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     cli = parser()
     args = cli.parse_args(argv)
@@ -83,6 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             cli.error(f"--faults: {exc}")
     access = _token(cli, args.access_token_file, "--access-token-file")
     location = _token(cli, args.location_token_file, "--location-token-file")
+    files = {"access_token_file": args.access_token_file, "location_token_file": args.location_token_file}
+    if args.demo_token_dir is not None:
+        if access is not None or location is not None:
+            cli.error("--demo-token-dir writes the demo tokens; leave out --access/--location-token-file")
+        files = _write_demo_tokens(cli, args.demo_token_dir)
     emulator = BrinkEmulator(
         port=args.port,
         access_token=access or DEMO_ACCESS_TOKEN,
@@ -103,9 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "control_url": emulator.control_url,
             "business_date": day.isoformat(),
             "style": emulator.style,
+            **{name: str(path.resolve()) for name, path in files.items() if path is not None},
         }
+        stop = stop_signal()  # before the line: a signal right after it stops the emulator cleanly
         print(json.dumps(line), flush=True)
-        wait_for_stop_signal()
+        wait_for_stop_signal(stop)
         print(json.dumps({"stopped": True, **emulator.stats()}), file=sys.stderr, flush=True)
     finally:
         emulator.stop()
