@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -220,3 +221,74 @@ def test_fuzz_any_value_in_any_field_raises_nothing_but_event_error(path: list[s
 def test_fuzz_any_bytes_raise_nothing_but_event_error(body: bytes) -> None:
     with contextlib.suppress(EventError):
         parse_body(body)
+
+
+def _gin(**changes: Any) -> dict[str, Any]:
+    """The seed's gin item (2 cartons of 6 bottles, vessel_count 12) with ``changes``."""
+    doc = json.loads(json.dumps(SEED_EXAMPLE))
+    doc["data"]["request"]["items"][0].update(changes)
+    return dict(doc)
+
+
+@pytest.mark.parametrize(
+    ("changes", "vessels"),
+    [
+        ({}, 12),
+        ({"vessel_count": None}, 12),  # missing: the seed's rule gives it
+        ({"count": 12, "bundle": None}, 12),
+        (
+            {
+                "count": 2,
+                "bundle": {"type": "PX", "size": 4, "pallet_bundle": {"type": "CT", "size": 6}},
+                "vessel_count": 48,
+            },
+            48,
+        ),
+    ],
+)
+def test_count_times_the_bundle_gives_the_vessels(changes: dict[str, Any], vessels: int) -> None:
+    event = parse(_gin(**changes))
+    assert isinstance(event, DeliveryEvent)
+    assert event.items[0].amount == vessels * 700
+
+
+@pytest.mark.parametrize(
+    ("changes", "said"),
+    [
+        ({"count": 3}, "count 3 × the bundle is 18 vessels, but vessel_count is 12"),
+        ({"count": 12}, "count 12 × the bundle is 72 vessels"),  # vessel_count read, count ignored
+        ({"bundle": None}, "count 2 × the bundle is 2 vessels, but vessel_count is 12"),
+        ({"bundle": {"type": "PX", "size": 2}}, "pallet_bundle is missing"),
+        ({"bundle": {"type": "CT"}}, "bundle.size is missing"),
+        ({"vessel_count": 1e308, "count": 1e308}, "at most 1000000"),
+        ({"vessel_count": 2_000_000, "count": 2_000_000, "bundle": None}, "at most 1000000"),
+    ],
+)
+def test_a_count_that_disagrees_or_is_absurd_is_refused_saying_why(
+    changes: dict[str, Any], said: str
+) -> None:
+    with pytest.raises(EventError, match=re.escape(said)):
+        parse(_gin(**changes))
+
+
+def test_thousands_of_digits_are_refused_naming_the_field() -> None:
+    raw = json.dumps(_gin()).replace('"vessel_count": 12', '"vessel_count": ' + "9" * 5000)
+    with pytest.raises(EventError, match=r"items\[0\]\.vessel_count is .*at most 1000000"):
+        parse_body(raw.encode())
+
+
+def test_goods_by_weight_are_not_held_to_the_bundle_rule() -> None:
+    # order_by kg: count is kilograms (2.4 kg in 3 bags of 800 g), so it is not compared to the vessels
+    doc = _gin(order_by="kg", count=2.4, bundle=None, vessel_count=3, vessel={"size": 800, "unit": "g"})
+    event = parse(doc)
+    assert isinstance(event, DeliveryEvent) and event.items[0].amount == 2400
+
+
+def test_a_long_delivery_id_is_called_too_long() -> None:
+    doc = _gin()
+    doc["data"]["id"] = "x" * 5000
+    with pytest.raises(EventError, match=r"data\.id is too long \(5000 characters, at most 100\)"):
+        parse(doc)
+    doc["data"]["id"] = int("7" * 40)
+    with pytest.raises(EventError, match=r"data\.id is too long \(40 digits, at most 30\)"):
+        parse(doc)

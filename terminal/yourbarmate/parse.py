@@ -3,6 +3,13 @@
 Unknown fields are ignored and nullable fields may be missing; anything the ledger needs that is wrong
 raises EventError naming the field (``data.request.items[0].vessel.unit``). JSON numbers are read as
 Decimal (fractional sizes and counts for goods by weight), NaN and Infinity are refused.
+
+An item's ``count`` (bundles, or vessels without a bundle) must agree with its ``vessel_count`` by the
+seed's rule: ``vessel_count = count × bundle.size`` (``× bundle.pallet_bundle.size`` for a "PX" pallet),
+exactly, or the body is quarantined (one of the two is wrong and the ledger cannot tell which). Goods
+ordered by weight (``order_by = "kg"``) are the exception: their ``count`` is kilograms, not bundles, so it
+is not compared; the vessels (or, without a vessel, the kilograms) are the amount. No count or size may be
+above ``MAX_NUMBER`` (a million vessels in one item is a broken payload, not an order).
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from terminal.yourbarmate.units import UnitError, measure_of, whole_amount
 MAX_KEY_CHARS = 200
 MAX_ID_CHARS = 100
 MAX_ITEMS = 500
+MAX_NUMBER = 10**6  # vessels, bundles or a vessel's size in one item; more is a broken payload
+MAX_INT_DIGITS = 30  # a JSON integer longer than this is read as a Decimal, so a bound names it
 
 
 class EventError(ValueError):
@@ -32,7 +41,9 @@ class EventError(ValueError):
 def parse_body(body: bytes) -> Event:
     """Decode and validate one webhook body (UTF-8 JSON); raises EventError and nothing else."""
     try:
-        doc = json.loads(body.decode("utf-8"), parse_float=Decimal, parse_constant=_no_constant)
+        doc = json.loads(
+            body.decode("utf-8"), parse_float=Decimal, parse_int=_int, parse_constant=_no_constant
+        )
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise EventError(f"body is not UTF-8 JSON: {printable(str(exc), 120)}") from None
     return parse_event(doc)
@@ -58,6 +69,12 @@ def parse_event(doc: object) -> Event:
         raise EventError(f"type is {printable(kind, 40)!r}; expected {REQUEST!r} or {CANCEL!r}")
     except EventError as exc:
         raise EventError(str(exc), key) from None
+
+
+def _int(text: str) -> int | Decimal:
+    """A JSON integer; one of thousands of digits becomes a Decimal (Python's int refuses to read it past
+    4300 digits, which would name no field), and the field's own check then refuses it."""
+    return int(text) if len(text) <= MAX_INT_DIGITS else Decimal(text)
 
 
 def _no_constant(name: str) -> object:
@@ -94,9 +111,13 @@ def _id(doc: Mapping[str, Any], name: str, where: str) -> str:
     value = doc.get(name)
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
-    if isinstance(value, str) and value and len(value) <= MAX_ID_CHARS and value.isprintable():
+    if isinstance(value, Decimal) and value == value.to_integral_value() and value.is_finite():
+        raise EventError(f"{where} is too long ({len(str(value))} digits, at most {MAX_INT_DIGITS})")
+    if isinstance(value, str) and len(value) > MAX_ID_CHARS:
+        raise EventError(f"{where} is too long ({len(value)} characters, at most {MAX_ID_CHARS})")
+    if isinstance(value, str) and value and value.isprintable():
         return value
-    raise EventError(f"{where} is missing or not a string or whole number")
+    raise EventError(f"{where} is missing or not a printable string or whole number")
 
 
 def _delivery_type(doc: Mapping[str, Any], where: str, *, required: bool) -> Any:
@@ -143,12 +164,41 @@ def _item(item: object, where: str) -> DeliveryItem:
     size = _number(vessel, "size", f"{where}.vessel.size", required=True)
     assert size is not None
     vessels = _number(item, "vessel_count", f"{where}.vessel_count", required=False)
-    if vessels is None:  # the total of vessels; without it only an unbundled count says how many
-        if item.get("bundle") is not None or count is None:
-            raise EventError(f"{where}.vessel_count is missing and the item has a bundle or no count")
-        vessels = count
+    by_weight = item.get("order_by") == "kg"
+    if count is not None and not by_weight:
+        counted = count * _bundle_factor(item.get("bundle"), f"{where}.bundle")
+        if vessels is None:
+            vessels = counted
+        elif counted != vessels:
+            raise EventError(
+                f"{where}: count {count} × the bundle is {counted} vessels, but vessel_count is {vessels};"
+                " the two must agree"
+            )
+    if vessels is None:
+        raise EventError(f"{where}.vessel_count and count are missing; cannot tell how many vessels")
+    if vessels > MAX_NUMBER:
+        raise EventError(f"{where}: {vessels} vessels is more than {MAX_NUMBER}; a broken payload")
     amount = _amount(vessels, size, unit, f"{where}")
     return DeliveryItem(product, shown, amount, measure, f"{vessels} × {size} {unit}")
+
+
+def _bundle_factor(bundle: object, where: str) -> Decimal:
+    """Vessels per counted unit: 1 without a bundle, ``size`` of a bundle, ``size × pallet_bundle.size``
+    of a pallet (type "PX"), as the seed defines ``vessel_count``."""
+    if bundle is None:
+        return Decimal(1)
+    if not isinstance(bundle, Mapping):
+        raise EventError(f"{where} is not an object or null")
+    size = _number(bundle, "size", f"{where}.size", required=True)
+    assert size is not None
+    if bundle.get("type") != "PX":
+        return size
+    pallet = bundle.get("pallet_bundle")
+    if not isinstance(pallet, Mapping):
+        raise EventError(f"{where}.pallet_bundle is missing or not an object, and type is 'PX'")
+    inner = _number(pallet, "size", f"{where}.pallet_bundle.size", required=True)
+    assert inner is not None
+    return size * inner
 
 
 def _number(doc: Mapping[str, Any], name: str, where: str, *, required: bool) -> Decimal | None:
@@ -161,8 +211,8 @@ def _number(doc: Mapping[str, Any], name: str, where: str, *, required: bool) ->
         number = Decimal(value)
     except InvalidOperation:
         raise EventError(f"{where} is not a number") from None
-    if not number.is_finite() or number <= 0:
-        raise EventError(f"{where} is {_shown(value)}; expected a number above 0")
+    if not number.is_finite() or number <= 0 or number > MAX_NUMBER:
+        raise EventError(f"{where} is {_shown(value)}; expected a number above 0 and at most {MAX_NUMBER}")
     return number
 
 
