@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -183,6 +184,9 @@ def _parser() -> argparse.ArgumentParser:
         "product", metavar="PRODUCT", help="the wallet product id, as in [yourbarmate.products]"
     )
     count.add_argument("amount", metavar="AMOUNT", help="e.g. 20l, 500ml, 3kg, 250g, or 12 for pieces")
+    # `-1l` is not a number to argparse, so it would be taken for an unknown option and AMOUNT reported
+    # missing; any word starting with `-` and a digit is an AMOUNT here (the stock parser refuses it).
+    count._negative_number_matcher = re.compile(r"^-[\d.,]")
 
     st = with_config(sub.add_parser("status", help="counts and totals of the journal"))
     st.add_argument("--json", action="store_true", help="one JSON object (the same counts, for scripts)")

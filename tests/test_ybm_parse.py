@@ -292,3 +292,28 @@ def test_a_long_delivery_id_is_called_too_long() -> None:
     doc["data"]["id"] = int("7" * 40)
     with pytest.raises(EventError, match=r"data\.id is too long \(40 digits, at most 30\)"):
         parse(doc)
+
+
+@pytest.mark.parametrize(
+    ("text", "measure", "said"),
+    [
+        ("2.5", "pieces", "'2.5' is not a whole number of pieces"),
+        ("0.0004l", "ml", "'0.0004l' is less than half a ml and would be recorded as 0"),
+        ("0.4g", "g", "less than half a g"),
+        ("-1l", "ml", "'-1l' is below zero"),
+        ("-3", "pieces", "'-3' is below zero"),
+    ],
+)
+def test_a_count_that_would_be_rounded_away_or_is_negative_is_refused(
+    text: str, measure: Any, said: str
+) -> None:
+    with pytest.raises(UnitError, match=re.escape(said)):
+        parse_quantity(text, measure)
+
+
+def test_a_delivery_of_half_a_piece_or_of_a_rounded_away_amount_is_refused() -> None:
+    with pytest.raises(UnitError, match="not a whole number of pieces"):
+        whole_amount(Decimal("0.5"), Decimal(1), "quantity")  # half a lemon is not one lemon
+    with pytest.raises(UnitError, match="rounds to 0 g"):
+        whole_amount(Decimal(1), Decimal("0.0004"), "kg")
+    assert whole_amount(Decimal(3), Decimal("0.3333"), "kg") == 1000  # by weight: rounded to the gram

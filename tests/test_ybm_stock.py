@@ -139,6 +139,9 @@ def test_taptill_stock_shows_json_and_refuses_in_one_line(tmp_path: Path) -> Non
         (("set", "gin", "3kg"), "is not a volume"),
         (("set", "rum", "1l"), "in no [yourbarmate.products] entry"),
         (("set", "gin", "lots"), "is not an amount"),
+        (("set", "gin", "-1l"), "'-1l' is below zero"),  # reaches our parser, not argparse's "required"
+        (("set", "crisps", "2.5"), "not a whole number of pieces"),
+        (("set", "gin", "0.0004l"), "would be recorded as 0"),
         (("receive", "404"), "no delivery 404 was requested"),
     ]:
         proc = taptill("stock", *args, "--config", str(config), check=False)

@@ -1,7 +1,9 @@
 """yourbarmate's vessel units as whole millilitres, grams or pieces (Decimal arithmetic, never float).
 
-Rule: the exact amount (``vessel_count × size × unit factor``) is rounded to a whole ml/g/piece, half up
-(0.5 ml becomes 1 ml); a serving is tens of ml or g, so the rounding never decides a pour.
+Rule: the exact amount (``vessel_count × size × unit factor``) is rounded to a whole ml or g, half up
+(0.5 ml becomes 1 ml); a serving is tens of ml or g, so the rounding never decides a pour. Pieces are
+never rounded (half a lemon is refused, not made one), and an amount above 0 that would round to 0 is
+refused rather than recorded as nothing.
 """
 
 from __future__ import annotations
@@ -46,12 +48,19 @@ def whole_amount(count: Decimal, size: Decimal, unit: str) -> int:
         raise UnitError(f"amount {count} × {size} {unit} is not a positive quantity")
     if exact > MAX_AMOUNT:
         raise UnitError(f"amount {count} × {size} {unit} is beyond {MAX_AMOUNT}")
-    return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    measure = UNITS[unit][0]
+    if measure == "pieces" and exact != exact.to_integral_value():
+        raise UnitError(f"amount {count} × {size} {unit} is {exact} pieces, not a whole number of pieces")
+    whole = int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    if whole == 0:
+        raise UnitError(f"amount {count} × {size} {unit} rounds to 0 {measure}; it is not 0")
+    return whole
 
 
 def parse_quantity(text: str, measure: Measure) -> int:
     """A person's stock count: ``20l``, ``500ml``, ``3kg``, ``250g`` or a bare number of pieces, as whole
-    units of ``measure`` (rounded half up); UnitError with a one-line reason otherwise."""
+    units of ``measure`` (ml and g rounded half up); UnitError with a one-line reason otherwise: a negative
+    amount, a fraction of a piece, or an amount above 0 that rounds to 0."""
     raw = text.strip().lower().replace(" ", "")
     number = raw.rstrip("abcdefghijklmnopqrstuvwxyz")
     unit = raw[len(number) :] or "quantity"
@@ -67,5 +76,15 @@ def parse_quantity(text: str, measure: Measure) -> int:
         wanted = {"ml": "a volume (l, dl, cl, ml)", "g": "a weight (kg, g)", "pieces": "a number of pieces"}
         raise UnitError(f"{text!r} is not {wanted[measure]}, which this product is counted in")
     if not amount.is_finite() or amount < 0:
-        raise UnitError(f"{text!r} is not an amount of zero or more")
-    return whole_amount(Decimal(1), amount, unit)
+        raise UnitError(f"{text!r} is below zero; a count is an amount of zero or more")
+    if measure == "pieces" and amount != amount.to_integral_value():
+        raise UnitError(f"{text!r} is not a whole number of pieces; count whole pieces")
+    try:
+        return whole_amount(Decimal(1), amount, unit)
+    except UnitError:
+        if amount * UNITS[unit][1] > MAX_AMOUNT:
+            raise UnitError(f"{text!r} is more than {MAX_AMOUNT} {measure}; give what was counted") from None
+        raise UnitError(
+            f"{text!r} is less than half a {measure} and would be recorded as 0; give it in {measure} "
+            "(or 0 if none is left)"
+        ) from None
