@@ -160,6 +160,9 @@ def _parser() -> argparse.ArgumentParser:
         )
     )
     stock.add_argument("--json", action="store_true", help="one JSON object (products and deliveries)")
+    stock.add_argument(
+        "--all", action="store_true", help="list every delivery, not only the open ones (newest first)"
+    )
     stock_sub = stock.add_subparsers(dest="stock_command", metavar="ACTION")
 
     def config_here(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -320,7 +323,7 @@ def _stock(cfg: Config, args: argparse.Namespace) -> int:
         elif args.stock_command == "set":
             stock.set_count(cfg, args.product, args.amount, _say)
         else:
-            stock.show(cfg, args.json, _say)
+            stock.show(cfg, args.json, _say, everything=args.all)
     except stock.StockCommandError as exc:
         _problem(str(exc))
         return EXIT_FAILURE

@@ -167,3 +167,27 @@ def test_taptill_status_counts_the_webhook_and_warns_of_low_and_sold_out(tmp_pat
     assert not any("helles" in w for w in data["warnings"])  # 60 servings
     text = taptill("status", "--config", str(config)).stdout
     assert "yourbarmate:     1 event(s) accepted, 1 duplicate(s), 1 quarantined" in text
+
+
+def test_taptill_stock_lists_each_delivery_once_open_ones_newest_first(tmp_path: Path, cfg: Config) -> None:
+    config = config_file(tmp_path)
+    with ReceiverLab(tmp_path) as lab:
+        lab.post(request_event("r1", 100, [item("40", 24, 1, "quantity")]))
+        lab.post(request_event("r2", 200, [item("40", 12, 1, "quantity")]))
+        lab.post(request_event("r2-again", 200, [item("40", 12, 1, "quantity")]))  # sent again, new key
+        lab.post(request_event("r3", 300, [item("40", 6, 1, "quantity")]))
+        lab.post(request_event("r4", 400, [item("40", 6, 1, "quantity")]))
+        lab.post(cancel_event("c4", 400))
+        stock.receive(cfg, "100", print)
+    lines = taptill("stock", "--config", str(config)).stdout.splitlines()
+    listed = [line.split(" (")[0] for line in lines if line.startswith("delivery ")]
+    assert listed == ["delivery 300", "delivery 200"]  # open, newest first, 200 once
+    assert "2 received or cancelled deliveries not listed: taptill stock --all" in lines
+    (crisps,) = [line for line in lines if line.startswith("crisps")]
+    assert "24 pieces" in crisps and "pcs" not in crisps  # as `taptill status` spells it
+    every = taptill("stock", "--all", "--config", str(config)).stdout.splitlines()
+    listed = [line.split(" (")[0] for line in every if line.startswith("delivery ")]
+    assert listed == ["delivery 400", "delivery 300", "delivery 200", "delivery 100"]
+    assert not any("not listed" in line for line in every)
+    data = json.loads(taptill("stock", "--json", "--config", str(config)).stdout)
+    assert [d["delivery_id"] for d in data["deliveries"]] == ["400", "300", "200", "100"]

@@ -12,7 +12,7 @@ from terminal.yourbarmate.config import YourbarmateConfig
 from terminal.yourbarmate.stock import Figures, StockError, StockLedger, connect, deliveries, stock_figures
 from terminal.yourbarmate.units import UnitError, parse_quantity
 
-UNIT_SHOWN = {"ml": "ml", "g": "g", "pieces": "pcs"}
+UNIT_SHOWN = {"ml": "ml", "g": "g", "pieces": "pieces"}  # as `taptill status` spells them
 
 
 class StockCommandError(Exception):
@@ -28,8 +28,10 @@ def _config(cfg: Config) -> YourbarmateConfig:
     return cfg.yourbarmate
 
 
-def show(cfg: Config, as_json: bool, say: Callable[[str], None]) -> None:
-    """The figures of every mapped product and the deliveries, read-only (the terminal may run)."""
+def show(cfg: Config, as_json: bool, say: Callable[[str], None], *, everything: bool = False) -> None:
+    """The figures of every mapped product and the deliveries, read-only (the terminal may run): the open
+    ones (requested, not received or cancelled), newest first, and how many others there are; all of them
+    with ``everything``. The JSON holds every delivery (a script picks its own)."""
     ybm = _config(cfg)
     journal = Journal.open_read_only(cfg.journal_path)
     try:
@@ -47,13 +49,20 @@ def show(cfg: Config, as_json: bool, say: Callable[[str], None]) -> None:
             f"{printable(f.product, 20):<20} {_amount(f.ordered, f):>12} {_amount(f.on_hand, f):>12} "
             f"{_amount(f.sold, f):>12} {f.servings_left:>14}{mark}"
         )
-    for d in listed:
-        if d["state"] == "requested":
-            if d["type"] == "RETURN":
-                say(f"return {d['delivery_id']}: empties to be taken back")
-            else:
-                delivery = d["delivery_id"]
-                say(f"delivery {delivery}: ordered; once it arrives: taptill stock receive {delivery}")
+    shown = listed if everything else [d for d in listed if d["state"] == "requested"]
+    for d in shown:
+        delivery = printable(str(d["delivery_id"]), 100)
+        when = str(d["requested_at"])[:16].replace("T", " ")
+        if d["type"] == "RETURN":
+            what = {"requested": "empties to be taken back"}.get(str(d["state"]), str(d["state"]))
+            say(f"return {delivery} ({when}): {what}")
+        elif d["state"] == "requested":
+            say(f"delivery {delivery} ({when}): ordered; once it arrives: taptill stock receive {delivery}")
+        else:
+            say(f"delivery {delivery} ({when}): {d['state']}")
+    rest = len(listed) - len(shown)
+    if rest:
+        say(f"{rest} received or cancelled deliveries not listed: taptill stock --all")
 
 
 def _amount(value: int, f: Figures) -> str:

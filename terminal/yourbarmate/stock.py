@@ -327,17 +327,20 @@ def stock_figures(query: Query, products: Mapping[str, StockProduct], low_servin
 
 
 def deliveries(query: Query) -> list[dict[str, object]]:
-    """Every requested delivery and return with its state (requested, received, cancelled), newest first."""
+    """Every requested delivery and return once, with its state (requested, received, cancelled), newest
+    first by its first request (a request sent again under a new key is the same delivery)."""
     rows = query(
-        "SELECT e.delivery_id, e.delivery_type, e.received_at, e.payload, EXISTS (SELECT 1 FROM ybm_events c"
+        "SELECT e.delivery_id, e.delivery_type, MIN(e.received_at) AS first,"
+        " EXISTS (SELECT 1 FROM ybm_events c"
         " WHERE c.delivery_id = e.delivery_id AND c.kind = 'cancel-delivery'),"
         " EXISTS (SELECT 1 FROM stock_moves m WHERE m.ref = e.delivery_id AND m.kind = 'received')"
-        " FROM ybm_events e WHERE e.kind = 'request-delivery' ORDER BY e.received_at DESC",
+        " FROM ybm_events e WHERE e.kind = 'request-delivery' GROUP BY e.delivery_id"
+        " ORDER BY first DESC, e.delivery_id DESC",
         (),
     )
     out: list[dict[str, object]] = []
     for r in rows:
-        state = "cancelled" if r[4] else "received" if r[5] else "requested"
+        state = "cancelled" if r[3] else "received" if r[4] else "requested"
         out.append({"delivery_id": str(r[0]), "type": str(r[1]), "requested_at": str(r[2]), "state": state})
     return out
 
