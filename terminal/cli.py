@@ -161,7 +161,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     stock.add_argument("--json", action="store_true", help="one JSON object (products and deliveries)")
     stock.add_argument(
-        "--all", action="store_true", help="list every delivery, not only the open ones (newest first)"
+        "--all",
+        action="store_true",
+        help="list every delivery (or quarantined body), not only the open ones (newest first)",
+    )
+    stock.add_argument(
+        "--quarantine",
+        action="store_true",
+        help="list the webhook bodies quarantined and not applied since, with the id replay takes",
     )
     stock_sub = stock.add_subparsers(dest="stock_command", metavar="ACTION")
 
@@ -181,6 +188,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     receive.add_argument(
         "delivery_id", metavar="DELIVERY_ID", help="yourbarmate's delivery id (taptill stock)"
+    )
+    again = config_here(
+        stock_sub.add_parser(
+            "replay",
+            help="after a config fix: validate a quarantined body again and apply it once",
+        )
+    )
+    again.add_argument(
+        "quarantine_id", metavar="QUARANTINE_ID", help="its id, as taptill stock --quarantine lists it"
     )
     count = config_here(stock_sub.add_parser("set", help="record a count: on hand is AMOUNT from now"))
     count.add_argument(
@@ -314,7 +330,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _stock(cfg: Config, args: argparse.Namespace) -> int:
-    """``taptill stock`` (read-only), ``stock receive`` and ``stock set`` (they write while it runs)."""
+    """``taptill stock`` and ``stock --quarantine`` (read-only), ``stock receive``, ``stock set`` and
+    ``stock replay`` (they write while it runs)."""
     from terminal.ops import stock
 
     try:
@@ -322,6 +339,10 @@ def _stock(cfg: Config, args: argparse.Namespace) -> int:
             stock.receive(cfg, args.delivery_id, _say)
         elif args.stock_command == "set":
             stock.set_count(cfg, args.product, args.amount, _say)
+        elif args.stock_command == "replay":
+            stock.replay(cfg, args.quarantine_id, _say)
+        elif args.quarantine:
+            stock.show_quarantine(cfg, args.json, _say, everything=args.all)
         else:
             stock.show(cfg, args.json, _say, everything=args.all)
     except stock.StockCommandError as exc:
@@ -1016,13 +1037,21 @@ def _yourbarmate_status(journal: Journal, cfg: Config) -> dict[str, Any]:
     running = state.get("pid") is not None and running_terminal(cfg.terminal.state_dir) == state.get("pid")
     names = ("accepted", "duplicate", "quarantined", "refused_auth", "too_large")
     counts = {name: int(state.get(name, 0)) for name in names}
+    from terminal.yourbarmate.stock import quarantined as quarantined_rows
+
     quarantined = int(journal.query("SELECT COUNT(*) FROM ybm_quarantine")[0][0])
+    waiting = len(quarantined_rows(journal.query))
     figures = stock_figures(journal.query, cfg.yourbarmate.products, cfg.yourbarmate.low_servings)
     warnings = [
         f"{'SOLD OUT' if f.sold_out else 'LOW'}: {f.product}, {f.servings_left} serving(s) left"
         for f in figures
         if f.sold_out or f.low
     ]
+    if waiting:
+        warnings.append(
+            f"QUARANTINE: {waiting} webhook body(ies) not applied; taptill stock --quarantine lists them "
+            "with their reason, taptill stock replay ID applies one once the config is fixed"
+        )
     summary = (
         f"{counts['accepted']} event(s) accepted, {counts['duplicate']} duplicate(s), "
         f"{counts['quarantined']} quarantined, {counts['refused_auth']} refused (credentials), "
@@ -1040,6 +1069,7 @@ def _yourbarmate_status(journal: Journal, cfg: Config) -> dict[str, Any]:
         "listening": listening,
         "stock": [f.as_json() for f in figures],
         "quarantine_total": quarantined,
+        "quarantine_waiting": waiting,
         "warnings": warnings,
         "summary": summary,
     }

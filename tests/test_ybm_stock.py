@@ -191,3 +191,46 @@ def test_taptill_stock_lists_each_delivery_once_open_ones_newest_first(tmp_path:
     assert not any("not listed" in line for line in every)
     data = json.loads(taptill("stock", "--json", "--config", str(config)).stdout)
     assert [d["delivery_id"] for d in data["deliveries"]] == ["400", "300", "200", "100"]
+
+
+def test_a_body_quarantined_by_our_config_is_replayed_once_after_the_fix(tmp_path: Path) -> None:
+    config = config_file(tmp_path)
+    with ReceiverLab(tmp_path) as lab:  # gin counted in ml, as the config file says too
+        lab.post(request_event("k-gin", "G1", [item("2", 3, 1, "kg")]))  # the supplier sells it by weight
+        lab.post(None, raw=b"{broken")
+        assert lab.moves() == []
+    listed = taptill("stock", "--quarantine", "--config", str(config)).stdout.splitlines()
+    assert listed[0].startswith("#2 ") and "body is not UTF-8 JSON" in listed[0]
+    assert listed[1].startswith("#1 ") and "k-gin" in listed[1] and "counted in ml" in listed[1]
+    assert listed[2] == "after fixing [yourbarmate.products]: taptill stock replay ID applies one"
+    status = json.loads(taptill("status", "--json", "--config", str(config)).stdout)["yourbarmate"]
+    assert status["quarantine_waiting"] == 2
+    assert any(w.startswith("QUARANTINE: 2 webhook body(ies) not applied") for w in status["warnings"])
+    doctor = json.loads(taptill("doctor", "--json", "--config", str(config), check=False).stdout)
+    (check,) = [c for c in doctor if c["name"] == "ybm-quarantine"]
+    assert check["status"] == "WARN" and "2 webhook body(ies)" in check["detail"], check
+
+    still = taptill("stock", "replay", "1", "--config", str(config), check=False)
+    assert still.returncode == 1 and "#1 still fails: " in still.stderr and "counted in ml" in still.stderr
+    assert len(still.stderr.strip().splitlines()) == 1
+    config.write_text(config.read_text().replace('"gin", serving_ml = 40', '"gin", serving_g = 40'))
+    done = taptill("stock", "replay", "1", "--config", str(config))
+    assert done.stdout.strip() == "#1 applied: request-delivery G1"
+    again = taptill("stock", "replay", "#1", "--config", str(config))
+    assert again.stdout.strip() == "#1 was applied already (request-delivery G1, key k-gin); nothing changed"
+    journal = Journal.open_read_only(lab.journal_path)
+    try:
+        moves = journal.query("SELECT product, kind, amount, ref FROM stock_moves", ())
+    finally:
+        journal.close()
+    assert [tuple(m) for m in moves] == [("gin", "ordered", 3000, "G1")]  # once
+    for args, said in [
+        (("replay", "9"), "no quarantined body #9"),
+        (("replay", "x"), "is not a quarantine id"),
+    ]:
+        proc = taptill("stock", *args, "--config", str(config), check=False)
+        assert proc.returncode == 1 and said in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    left = taptill("stock", "--quarantine", "--config", str(config)).stdout.splitlines()
+    assert [line.split(" ")[0] for line in left[:-1]] == ["#2"]
+    every = taptill("stock", "--quarantine", "--all", "--config", str(config)).stdout.splitlines()
+    assert every[1].startswith("#1 ") and every[1].endswith("(applied)")

@@ -147,6 +147,7 @@ def diagnose(config_path: Path, *, now: Callable[[], datetime] | None = None) ->
         if cfg.yourbarmate is not None:
             checks.append(_webhook_listen_check(cfg, journal))
             checks.append(_stock_check(cfg, journal, readable=readable))
+            checks.append(_quarantine_check(journal))
     finally:
         if journal is not None:
             journal.close()
@@ -759,6 +760,23 @@ def _stock_check(cfg: Config, journal: Journal | None, *, readable: bool = True)
         "stock",
         "; ".join(parts) + ": receive a delivery (taptill stock receive DELIVERY_ID) or record a count "
         "(taptill stock set PRODUCT AMOUNT)",
+    )
+
+
+def _quarantine_check(journal: Journal | None) -> Check:
+    """WARN while webhook bodies sit in quarantine, not applied: yourbarmate will not send them again
+    (they were answered 200), so one that failed by our config waits for a person to replay it."""
+    from terminal.yourbarmate.stock import quarantined
+
+    waiting = [] if journal is None else quarantined(journal.query)
+    if not waiting:
+        return Check.ok("ybm-quarantine", "no quarantined webhook body waits")
+    newest = waiting[0]
+    return Check.warn(
+        "ybm-quarantine",
+        f"{len(waiting)} webhook body(ies) quarantined and not applied (newest #{newest['id']}: "
+        f"{printable(str(newest['reason']), 160)}); taptill stock --quarantine lists them, "
+        "taptill stock replay ID applies one after a fix of [yourbarmate.products]",
     )
 
 

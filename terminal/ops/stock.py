@@ -9,7 +9,17 @@ from terminal.config import Config, ConfigError
 from terminal.journal import Journal
 from terminal.model import printable
 from terminal.yourbarmate.config import YourbarmateConfig
-from terminal.yourbarmate.stock import Figures, StockError, StockLedger, connect, deliveries, stock_figures
+from terminal.yourbarmate.parse import EventError
+from terminal.yourbarmate.stock import (
+    Applied,
+    Figures,
+    StockError,
+    StockLedger,
+    connect,
+    deliveries,
+    quarantined,
+    stock_figures,
+)
 from terminal.yourbarmate.units import UnitError, parse_quantity
 
 UNIT_SHOWN = {"ml": "ml", "g": "g", "pieces": "pieces"}  # as `taptill status` spells them
@@ -63,6 +73,53 @@ def show(cfg: Config, as_json: bool, say: Callable[[str], None], *, everything: 
     rest = len(listed) - len(shown)
     if rest:
         say(f"{rest} received or cancelled deliveries not listed: taptill stock --all")
+
+
+def show_quarantine(cfg: Config, as_json: bool, say: Callable[[str], None], *, everything: bool) -> None:
+    """The quarantined webhook bodies not applied since (all of them with ``everything``), newest first,
+    each with the id ``taptill stock replay`` takes and its reason; read-only."""
+    _config(cfg)
+    journal = Journal.open_read_only(cfg.journal_path)
+    try:
+        rows = quarantined(journal.query, everything=everything)
+    finally:
+        journal.close()
+    if as_json:
+        say(json.dumps({"quarantine": rows}))
+        return
+    for q in rows:
+        key = printable(str(q["idempotency_key"] or "no key"), 60)
+        state = "  (applied)" if q["applied"] else ""
+        say(f"#{q['id']} {str(q['received_at'])[:19]} {key}: {printable(str(q['reason']), 300)}{state}")
+    if not rows:
+        say("no quarantined body waits" + ("" if everything else " (--all lists the applied ones too)"))
+    elif not everything:
+        say("after fixing [yourbarmate.products]: taptill stock replay ID applies one")
+
+
+def replay(cfg: Config, quarantine_id: str, say: Callable[[str], None]) -> None:
+    """Validate quarantined body ``quarantine_id`` again under the current config and apply it once under
+    its idempotency key (written while the terminal runs); one line either way."""
+    number = quarantine_id.removeprefix("#")
+    if not number.isdigit():
+        raise StockCommandError(
+            f"{quarantine_id!r} is not a quarantine id; `taptill stock --quarantine` lists them"
+        )
+    ledger = _ledger(cfg)
+    try:
+        event, outcome = ledger.replay(int(number))
+    except EventError as exc:
+        raise StockCommandError(f"#{number} still fails: {printable(str(exc), 300)}") from None
+    except StockError as exc:
+        raise StockCommandError(str(exc)) from None
+    finally:
+        ledger.close()
+    what = f"{event.kind} {printable(event.delivery_id, 100)}"
+    if outcome.applied is Applied.DUPLICATE:
+        key = printable(event.idempotency_key, 60)
+        say(f"#{number} was applied already ({what}, key {key}); nothing changed")
+    else:
+        say(f"#{number} applied: {what}" + (f" ({outcome.note})" if outcome.note else ""))
 
 
 def _amount(value: int, f: Figures) -> str:

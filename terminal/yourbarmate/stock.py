@@ -24,7 +24,7 @@ from urllib.parse import quote
 from terminal.journal import MIGRATIONS
 from terminal.yourbarmate.config import StockProduct
 from terminal.yourbarmate.event import CancelEvent, DeliveryEvent, Event
-from terminal.yourbarmate.parse import EventError
+from terminal.yourbarmate.parse import EventError, parse_body
 
 SCHEMA = 12  # the journal migration that made the ledger's tables
 Query = Callable[[str, Sequence[object]], list[Any]]
@@ -262,6 +262,19 @@ class StockLedger:
                 (key, json.dumps(value), time.time()),
             )
 
+    def replay(self, quarantine_id: int) -> tuple[Event, Outcome]:
+        """Validate quarantined body ``quarantine_id`` again under the current mapping and apply it under
+        its own idempotency key (once: a replay of an applied body is a DUPLICATE). For a body that failed
+        only by our config (an item in kg mapped to a product counted in ml): yourbarmate will not resend
+        it, since it was answered 200. StockError when there is no such row; EventError (nothing written)
+        when it still fails."""
+        row = self._db.execute("SELECT body FROM ybm_quarantine WHERE id = ?", (quarantine_id,)).fetchone()
+        if row is None:
+            raise StockError(f"no quarantined body #{quarantine_id}; `taptill stock --quarantine` lists them")
+        body = str(row[0])
+        event = parse_body(body.encode("utf-8"))
+        return event, self.apply(event, body)
+
     def figures(self, low_servings: int) -> list[Figures]:
         return stock_figures(_query(self._db), self.products, low_servings)
 
@@ -342,6 +355,30 @@ def deliveries(query: Query) -> list[dict[str, object]]:
     for r in rows:
         state = "cancelled" if r[3] else "received" if r[4] else "requested"
         out.append({"delivery_id": str(r[0]), "type": str(r[1]), "requested_at": str(r[2]), "state": state})
+    return out
+
+
+def quarantined(query: Query, *, everything: bool = False) -> list[dict[str, object]]:
+    """The quarantined bodies, newest first: id, received_at, idempotency_key, reason, and ``applied``
+    (an event with its key was accepted since: replayed, or sent valid). Only those not applied unless
+    ``everything``. Texts as stored (came from outside: print them through ``printable``)."""
+    rows = query(
+        "SELECT q.id, q.received_at, q.idempotency_key, q.reason, EXISTS (SELECT 1 FROM ybm_events e"
+        " WHERE e.idempotency_key = q.idempotency_key) FROM ybm_quarantine q ORDER BY q.id DESC",
+        (),
+    )
+    out: list[dict[str, object]] = []
+    for r in rows:
+        if everything or not r[4]:
+            out.append(
+                {
+                    "id": int(r[0]),
+                    "received_at": str(r[1]),
+                    "idempotency_key": r[2],
+                    "reason": str(r[3]),
+                    "applied": bool(r[4]),
+                }
+            )
     return out
 
 
