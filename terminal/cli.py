@@ -78,7 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     press = with_config(
         sub.add_parser(
             "press",
-            help="press a button through the sim reader (exit 1 if the mode has none, "
+            help="press a button through the sim reader and print its outcome (exit 1 if the terminal "
+            "refused it or the mode has no such button, "
             f"{EXIT_NO_TERMINAL} if no terminal is listening)",
         )
     )
@@ -571,7 +572,8 @@ def _sim(cfg: Config, args: argparse.Namespace) -> int:
         if bad is not None or not args.button.strip():
             _problem(f"button name {args.button!r} is not one plain word")
             return EXIT_CONFIG
-        line = f"press {args.button}"
+        line = f"press-wait {args.button}"
+        wait = True
     elif args.remove:
         if args.uid:  # the held card is the one taken away: a UID here would be silently ignored
             _problem(
@@ -609,7 +611,7 @@ def _sim(cfg: Config, args: argparse.Namespace) -> int:
         return EXIT_NO_TERMINAL
     if wait and not answer.startswith("error"):
         print(printable(answer))  # the terminal's answer may name a product or a server's reason
-        return EXIT_OK if answer.split(":")[0].split(" ")[0] in GOOD_WORDS else EXIT_FAILURE
+        return EXIT_OK if answer.split(":")[0].split(" ")[0] in (*GOOD_WORDS, "ok") else EXIT_FAILURE
     if answer != "ok":
         _problem(answer.removeprefix("error: "))
         return EXIT_FAILURE

@@ -58,7 +58,7 @@ from terminal.events import (
 )
 from terminal.journal import Journal, JournalError, SaleRecord, remember_card_statement, table_bill_statement
 from terminal.model import DeclineReason, ProductId
-from terminal.ops.tap_outcome import DECISION_MARGIN_S, decision_line
+from terminal.ops.tap_outcome import DECISION_MARGIN_S, decision_line, press_line
 from terminal.screens import ASK_STAFF
 from terminal.screens.table import BillProblem
 from terminal.service import boot_clock
@@ -142,6 +142,8 @@ class DeviceLoop:
         self._fresh_balance_for: str | None = None
         self._background: set[asyncio.Task[object]] = set()
         self._reading: set[asyncio.Task[BillRead]] = set()  # table bills read in the background
+        # Presses whose outcome someone waits for (the sim reader's press-wait), by the id of their event.
+        self._awaited_presses: dict[int, concurrent.futures.Future[str]] = {}
         self._storage_ok = True  # false after a failed journal write, until a write probe succeeds
         self._next_storage_probe = 0.0
         self._server_posted: tuple[bool, int] | None = None  # what the controller was last told
@@ -202,6 +204,27 @@ class DeviceLoop:
             return answer.result(timeout=timeout_s)
         except TimeoutError:
             return f"error: no decision within {timeout_s:g} s; see the terminal's log"
+
+    def press_outcome(self, name: str) -> str:
+        """Press button ``name`` and wait for its outcome line (terminal.ops.tap_outcome.press_line: ``ok: …``
+        or ``declined: why``), at most as long as a tap's decision; ``error: …`` when none came in time.
+        Called from the sim reader's thread (``press-wait BUTTON``)."""
+        timeout_s = self.tap_budget_s + self.decision_extra_s + DECISION_MARGIN_S
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return "error: the terminal is not running"
+        answer: concurrent.futures.Future[str] = concurrent.futures.Future()
+        event = ButtonPressed(name)
+
+        def post() -> None:
+            self._awaited_presses[id(event)] = answer
+            self.queue.put_nowait(event)
+
+        loop.call_soon_threadsafe(post)
+        try:
+            return answer.result(timeout=timeout_s)
+        except TimeoutError:
+            return f"error: no outcome within {timeout_s:g} s; see the terminal's log"
 
     def button_problem(self, name: str) -> str | None:
         """Why a press of button ``name`` means nothing in this terminal's mode (None: it does)."""
@@ -321,6 +344,9 @@ class DeviceLoop:
             for _, answer in self._awaited.values():  # taps queued behind the stop are never taken
                 answer.set_result("busy: the terminal is stopping")
             self._awaited.clear()
+            for pressed in self._awaited_presses.values():
+                pressed.set_result("busy: the terminal is stopping")
+            self._awaited_presses.clear()
             for task in self._dispensing:
                 task.cancel()  # pulses cut short by the release stay "charged, not dispensed"
             for reading in self._reading:
@@ -346,6 +372,9 @@ class DeviceLoop:
         if awaited is not None:
             line = decision_line(produced, locale=self.locale, currency=self.currency, ignored=ignored)
             awaited[1].set_result(line)
+        pressed = self._awaited_presses.pop(id(event), None) if self._awaited_presses else None
+        if pressed is not None and isinstance(event, ButtonPressed):
+            pressed.set_result(press_line(produced, event.name, locale=self.locale, currency=self.currency))
 
     def _why_ignored(self, event: Event) -> str:
         """Why the controller would take no tap of ``event``'s card now (the answer if it takes none)."""

@@ -134,7 +134,11 @@ def test_deliveries_become_servings_and_the_tap_after_the_last_is_declined_sold_
         assert webhook["listening"] == f"http://127.0.0.1:{port}{PATH}"
         assert (webhook["duplicate"], webhook["refused_auth"], webhook["too_large"]) == (1, 1, 1)
         assert webhook["quarantined"] >= 5 and webhook["quarantine_total"] == webhook["quarantined"]
-        assert webhook["warnings"] == [f"SOLD OUT: {HELLES}, 0 serving(s) left"]
+        assert webhook["warnings"][0] == f"SOLD OUT: {HELLES}, 0 serving(s) left"
+        (waiting,) = webhook["warnings"][1:]  # the bad bodies wait in quarantine for a person
+        assert waiting.startswith(
+            f"QUARANTINE: {webhook['quarantine_waiting']} webhook body(ies) not applied"
+        )
         shown = taptill("status", "--config", str(config)).stdout
         assert f"stock {HELLES}: 0 ml on hand, 0 serving(s) left, 0 ml ordered  SOLD OUT" in shown
         doctor = doctor_lines(config)
@@ -148,6 +152,28 @@ def test_deliveries_become_servings_and_the_tap_after_the_last_is_declined_sold_
     assert (figures["on_hand"], figures["sold"], figures["sold_out"]) == (0, 2000, True)
     assert wallet.balance(RICH) == 100_000 - 4 * PRICE
     assert len(wallet.transactions()) == 4
+
+
+def test_a_press_of_a_sold_out_product_says_so_and_exits_1(tmp_path: Path, wallet: WalletEmulator) -> None:
+    select = f'[select]\nbuttons = {{ b1 = "{HELLES}" }}\ncancel_button = "cancel"\n'
+    extra = select + ybm_table(tmp_path, free_port())
+    config = write_config(tmp_path, wallet, products=[], mode="select", extra=extra)
+    term = TerminalProcess(config)
+    try:
+        gone = taptill("press", "b1", "--config", str(config), check=False)
+        assert (gone.returncode, gone.stdout) == (
+            1,
+            "declined: sold out: less than one serving in stock (taptill stock)\n",
+        )
+        taptill("stock", "set", str(HELLES), "1l", "--config", str(config))
+        wait_for(lambda: "stock: sold out nothing" in term.log(), what="the terminal to see the count")
+        added = taptill("press", "b1", "--config", str(config), check=False)
+        assert (added.returncode, added.stdout) == (0, "ok: b1 pressed, cart 1 item(s), total 4,50 €\n")
+        emptied = taptill("press", "cancel", "--config", str(config), check=False)
+        assert (emptied.returncode, emptied.stdout) == (0, "ok: cancel pressed\n")  # the board again
+    finally:
+        assert term.stop() == 0
+    assert wallet.transactions() == []
 
 
 def events_of(config: Path, key: str) -> int:

@@ -13,6 +13,8 @@ and with nothing after it; anything else is refused whole, so a UID split by a n
 - ``restart``: the reader restarts with the held card lying on it, as a real reader does when pcscd
   restarts: offline, the card removed, online, and the card reported as already present (not a tap);
 - ``press BUTTON``: a button pressed (an error if the terminal's mode has no such button);
+- ``press-wait BUTTON``: the same, answered with its outcome (``ok: …`` or ``declined: why``, as a
+  refused press shows it) within the tap budget and a margin (``taptill press``);
 - ``stall SECONDS``: blocks the device loop, to prove the watchdog; only when the terminal was started
   with ``TAPTILL_TEST_STALL=1`` in its environment (a test switch: in production it would let any tapper
   stop the terminal).
@@ -236,6 +238,18 @@ class SimReader:
                 self._held = None
             answer: str = decide(uid)  # blocks this client's thread until decided (bounded by the terminal)
             return answer
+        if verb == "press-wait":
+            if not arg or self.buttons is None:
+                return "error: no such button (press needs a name and a mode with buttons)"
+            known = getattr(self.buttons, "button_problem", None)
+            problem = known(arg) if known is not None else None
+            if problem is not None:
+                return f"error: {problem}"
+            outcome = getattr(self.buttons, "press_outcome", None)
+            if outcome is None:
+                return "error: this terminal cannot report a press's outcome; use press BUTTON"
+            said: str = outcome(arg)  # blocks this client's thread until handled (bounded by the terminal)
+            return said
         with self._state:  # a present and a remove from two clients must not interleave
             return self._handle_now(listener, verb, arg)
 
@@ -287,7 +301,8 @@ class SimReader:
             self.buttons.button_pressed(arg)
             return "ok"
         return (
-            "error: unknown command; use tap UID, tap-wait UID, present UID, remove, restart or press BUTTON"
+            "error: unknown command; use tap UID, tap-wait UID, present UID, remove, restart, press BUTTON"
+            " or press-wait BUTTON"
         )
 
 

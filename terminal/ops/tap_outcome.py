@@ -1,4 +1,5 @@
-"""Says in one line what the terminal decided for a tap (``taptill tap`` prints it), from the effects."""
+"""Says in one line what the terminal decided for a tap or a button press (``taptill tap`` and
+``taptill press`` print it), from the effects."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from terminal.money import format_cents
 from terminal.screens import (
     ApprovedScreen,
     BalanceScreen,
+    CartScreen,
     CreditScreen,
     DeclinedScreen,
     KioskLockedScreen,
@@ -132,3 +134,21 @@ def decision_line(effects: Sequence[Effect], *, locale: str, currency: str, igno
                 return f"declined offline: {detail}"
             return f"declined: {why}"
     return f"declined: {type(screen).__name__}"
+
+
+def press_line(effects: Sequence[Effect], button: str, *, locale: str, currency: str) -> str:
+    """One line for a button press, from the effects it produced: ``declined: why`` when the terminal
+    refused it (a sold-out product, a wrong PIN, a product the server does not offer: the same words as a
+    tap's decline), else ``ok: …`` (the cart and its total in select mode). ``taptill press`` exits 1 for
+    a decline, as ``taptill tap`` does."""
+    screens = [e.screen for e in effects if isinstance(e, Show)]
+    if not screens:
+        return f"ok: {button} pressed"
+    screen = screens[-1]
+    if isinstance(screen, DeclinedScreen):
+        return decision_line(effects, locale=locale, currency=currency, ignored="")
+    if isinstance(screen, CartScreen):
+        items = sum(i.quantity for i in screen.items)
+        total = format_cents(screen.total_cents, locale, currency)
+        return f"ok: {button} pressed, cart {items} item(s), total {total}"
+    return f"ok: {button} pressed"
