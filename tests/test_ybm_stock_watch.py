@@ -44,18 +44,20 @@ def test_sales_count_down_to_sold_out_and_a_refused_one_gives_its_serving_back(t
     watch = StockWatch(CFG, journal, posted.append)
     try:
         watch.refresh()
-        assert posted == [StockChanged(frozenset({"helles", "gin"}), frozenset({"helles", "gin"}))]
+        assert posted == [StockChanged({"helles": 0, "gin": 0}, frozenset({"helles", "gin"}))]
         counted(path, "helles", 1500)  # three servings
         watch.refresh()
-        assert posted[-1] == StockChanged(frozenset({"gin"}), frozenset({"gin"}))
+        assert posted[-1] == StockChanged({"helles": 3, "gin": 0}, frozenset({"gin"}))
         sold = [sell(journal, "helles") for _ in range(3)]
-        assert watch.sold(["helles"]) is None  # two left: not low (below low_servings = 2 is)
-        assert watch.sold(["helles"]) == StockChanged(frozenset({"gin"}), frozenset({"helles", "gin"}))
+        # two left: not low (below low_servings = 2 is), but the controller learns how many are left
+        assert watch.sold(["helles"]) == StockChanged({"helles": 2, "gin": 0}, frozenset({"gin"}))
+        assert watch.sold(["helles"]) == StockChanged({"helles": 1, "gin": 0}, frozenset({"helles", "gin"}))
         gone = watch.sold(["helles"])
-        assert gone == StockChanged(frozenset({"helles", "gin"}), frozenset({"helles", "gin"}))
+        assert gone == StockChanged({"helles": 0, "gin": 0}, frozenset({"helles", "gin"}))
+        assert gone.sold_out == frozenset({"helles", "gin"})
         journal.mark_rejected(sold[-1], "the wallet refused it")  # the last serving was never sold
         watch.refresh()
-        assert posted[-1] == StockChanged(frozenset({"gin"}), frozenset({"helles", "gin"}))
+        assert posted[-1] == StockChanged({"helles": 1, "gin": 0}, frozenset({"helles", "gin"}))
         assert watch.figures["helles"].on_hand == 500
         watch.sold(["gin", "cola"])  # counted as the ledger counts it (sold past zero); cola keeps no stock
         assert watch.figures["gin"].on_hand == -40
@@ -84,7 +86,7 @@ def test_another_process_writing_the_journal_is_seen_by_its_data_version(tmp_pat
         asyncio.run(run())
     finally:
         journal.close()
-    assert posted[-1] == StockChanged(frozenset({"helles"}), frozenset({"helles"}))
+    assert posted[-1] == StockChanged({"helles": 0, "gin": 100}, frozenset({"helles"}))
 
 
 def test_without_stop_when_empty_nothing_is_declined_and_an_empty_product_is_only_low(tmp_path: Path) -> None:
@@ -98,4 +100,4 @@ def test_without_stop_when_empty_nothing_is_declined_and_an_empty_product_is_onl
         ).refresh()
     finally:
         journal.close()
-    assert posted == [StockChanged(frozenset(), frozenset({"helles", "gin"}))]
+    assert posted == [StockChanged({}, frozenset({"helles", "gin"}))]

@@ -38,12 +38,12 @@ FULL_EVERY_S = 30.0  # the figures are read in full at least this often (refused
 
 
 def stock_marks(figures: Iterable[Figures], stop_when_empty: bool) -> StockChanged:
-    """The controller's view of ``figures``: sold out (not sold) only with ``stop_when_empty``;
-    otherwise a product with nothing left is only marked low, and sold on."""
+    """The controller's view of ``figures``: servings left of each product (none sold beyond them) only
+    with ``stop_when_empty``; otherwise a product with nothing left is only marked low, and sold on."""
     figures = list(figures)
-    gone = frozenset(f.product for f in figures if f.sold_out)
+    left = {f.product: f.servings_left for f in figures} if stop_when_empty else {}
     low = frozenset(f.product for f in figures if f.low or f.sold_out)
-    return StockChanged(gone if stop_when_empty else frozenset(), low)
+    return StockChanged(left, low)
 
 
 class StockWatch:
