@@ -38,6 +38,8 @@ class Charge:
     operator: str | None = None
     key: str | None = None  # the idempotency key the mode chose (a table bill's); None: a fresh one
     bill: TableBill | None = None  # the table bill it pays: journaled in the sale's own transaction
+    # What the relays give out once it is paid (the drink, where a Partybroker ladder books a price step)
+    goods: tuple[ProductId, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -409,6 +409,7 @@ class Controller:
                 operator=tap.operator if tap.credit else None,
                 key=tap.key,
                 bill=tap.bill,
+                goods=tap.goods,
             )
         ]
 

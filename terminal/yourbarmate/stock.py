@@ -3,7 +3,8 @@ wallet product (ordered, on hand, sold, servings left) in whole ml, g or pieces 
 
 Every write is one ``BEGIN IMMEDIATE`` transaction on the journal's file (WAL, synchronous=FULL): an
 event's row and its moves are durable together, or neither is. Sold is never written here: it is the
-sales (pending or booked) of each mapped wallet product since its last count, times its serving.
+sales (pending or booked) of each mapped wallet product since its last count, times its serving; a sale
+counts what it poured (its ``goods``, where a Partybroker ladder booked a price step instead).
 A count remembers the last sale before it by key, so a clock step or ``taptill recover`` (which gives
 sales new ids) cannot move a sale to the other side of a count.
 """
@@ -26,7 +27,7 @@ from terminal.yourbarmate.config import StockProduct
 from terminal.yourbarmate.event import CancelEvent, DeliveryEvent, Event
 from terminal.yourbarmate.parse import EventError
 
-SCHEMA = 12  # the journal migration that made the ledger's tables
+SCHEMA = 13  # the journal migration the ledger needs (12 made its tables, 13 the sales' goods)
 Query = Callable[[str, Sequence[object]], list[Any]]
 
 
@@ -304,7 +305,8 @@ def stock_figures(query: Query, products: Mapping[str, StockProduct], low_servin
         }
         servings = int(
             query(
-                "SELECT COUNT(*) FROM sales s, json_each(s.products) j WHERE s.state IN ('pending', 'done')"
+                "SELECT COUNT(*) FROM sales s, json_each(COALESCE(s.goods, s.products)) j"
+                " WHERE s.state IN ('pending', 'done')"
                 " AND s.id > ? AND CAST(j.value AS TEXT) = ?",
                 (since_sale, product.product),
             )[0][0]

@@ -8,7 +8,8 @@ webhook event (within ``SOON_S``, coalesced), when ``PRAGMA data_version`` says 
 journal (looked at every ``POLL_S``; it reads no table) and every ``FULL_EVERY_S`` besides (a sale the
 wallet refused after the tap gives its serving back then). A sale this terminal journals is subtracted
 in memory at once (``sold``) and handed to the controller before the tap's answer, so the next card
-cannot buy the serving it took.
+cannot buy the serving it took; unless a full read while its request was out counted it already (a
+serving is never taken twice).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class StockWatch:
         self.post = post
         self.figures: dict[str, Figures] = {}  # by wallet product id, as last read and since sold
         self.last: StockChanged | None = None  # what the controller was last told
+        self._through = 0  # the highest sale id the last full read saw: sales up to it are counted
         self._version: int | None = None
         self._read_at = 0.0  # time.monotonic() of the last full read
         self._soon: asyncio.TimerHandle | None = None
@@ -63,20 +65,31 @@ class StockWatch:
         """Read the figures in full now; post the sets if they changed (errors logged, figures kept)."""
         try:
             self._version = self._data_version()
+            # Read in the same turn of the loop as the figures: no sale of this terminal comes between.
+            through = int(self.journal.query("SELECT COALESCE(MAX(id), 0) FROM sales")[0][0])
             read = stock_figures(self.journal.query, self.cfg.products, self.cfg.low_servings)
         except (sqlite3.Error, JournalError) as exc:
             log.error("cannot read the stock ledger: %s; the last figures stand", exc)
             return
-        self._read_at = time.monotonic()
+        self._read_at, self._through = time.monotonic(), through
         self.figures = {f.product: f for f in read}
         marks = self._marks()
         if marks is not None:
             self.post(marks)
 
-    def sold(self, products: Iterable[ProductId]) -> StockChanged | None:
-        """A sale of ``products`` (one serving each) was journaled: subtracted in memory; the new sets
-        when they changed, else None (the caller hands them to the controller itself)."""
-        for pid in products:
+    def sold(self, key: str, poured: Iterable[ProductId]) -> StockChanged | None:
+        """Sale ``key``, pouring one serving of each of ``poured``, was journaled (pending or booked):
+        subtracted in memory, unless the last full read counted it already (it ran while the sale's
+        request was out); the new figures when they changed, else None (the caller hands them to the
+        controller itself)."""
+        try:
+            sale = self.journal.sale_by_key(key)
+        except (sqlite3.Error, JournalError) as exc:
+            log.debug("cannot read sale %s back: %s", key, exc)
+            sale = None  # subtracted: one serving too few for a moment is safer than one too many
+        if sale is not None and sale.id <= self._through:
+            return None
+        for pid in poured:
             f = self.figures.get(str(pid))
             if f is not None:
                 self.figures[f.product] = replace(f, on_hand=f.on_hand - f.serving, sold=f.sold + f.serving)
