@@ -135,9 +135,9 @@ class StockLedger:
 
     def apply(self, event: Event, payload: str) -> Outcome:
         """Commit ``event`` (its row, with ``payload`` as received) and its moves in one transaction;
-        a key seen before changes nothing. Raises MeasureMismatch (nothing written) for an item whose
-        measure is not its product's, sqlite3.Error when the journal cannot be written."""
-        moves = self._checked(event)
+        a key seen before changes nothing (whatever the mapping says now). Raises MeasureMismatch
+        (nothing written) for an item whose measure is not its product's, sqlite3.Error when the journal
+        cannot be written."""
         at = now_iso()
         with _Tx(self._db):
             seen = self._db.execute(
@@ -145,7 +145,7 @@ class StockLedger:
             ).fetchone()
             if seen is not None:
                 return Outcome(Applied.DUPLICATE)
-            note = self._moves(event, moves, at)
+            note = self._moves(event, self._checked(event), at)
             self._db.execute(
                 "INSERT INTO ybm_events (idempotency_key, kind, delivery_id, delivery_type, received_at,"
                 " payload) VALUES (?, ?, ?, ?, ?, ?)",
@@ -288,6 +288,9 @@ def stock_figures(query: Query, products: Mapping[str, StockProduct], low_servin
         move_id, counted, since_sale = 0, None, 0
         if count:
             move_id, counted = int(count[0][0]), int(count[0][1])
+        # A count with no sale before it counts every sale. One that names its last sale by key finds it
+        # by that; only a key no sale has any more (lost to a damaged journal) falls back to the time.
+        if count and count[0][2] is not None:
             since_sale = int(
                 query(
                     "SELECT COALESCE((SELECT id FROM sales WHERE idempotency_key = ?),"
