@@ -151,6 +151,9 @@ class StockChanged:
 
     left: Mapping[str, int]
     low: frozenset[str] = frozenset()
+    # The stock watch numbers what it says (0: unnumbered). A word read before a sale but queued behind
+    # the word that sale handed over directly is older than what the controller knows: it is dropped.
+    seq: int = field(default=0, compare=False)
 
     @property
     def sold_out(self) -> frozenset[str]:

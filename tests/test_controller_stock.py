@@ -140,3 +140,12 @@ def test_a_serving_fewer_of_a_product_on_sale_redraws_nothing() -> None:
     c.handle(StockChanged({"helles": 5}))
     assert c.handle(StockChanged({"helles": 4})) == []
     assert c.stock_left == {"helles": 4}
+
+
+def test_a_word_read_before_a_sale_but_queued_behind_its_word_is_dropped() -> None:
+    c = Controller(TAP, CATALOG)
+    c.handle(StockChanged({"helles": 1}, seq=6))  # the sale's word, handed over before the tap's answer
+    assert c.handle(StockChanged({"helles": 2}, seq=5)) == []  # a full read from before it, queued
+    assert c.stock_left == {"helles": 1}
+    c.handle(StockChanged({"helles": 0}, seq=7))
+    assert c.sold_out == frozenset({"helles"})

@@ -144,3 +144,19 @@ def test_a_partybroker_ladder_sale_takes_a_serving_of_the_drink_it_poured(tmp_pa
         assert watch.sold(sale.idempotency_key, ["helles"]) is None
     finally:
         journal.close()
+
+
+def test_every_word_is_numbered_so_a_queued_full_read_cannot_undo_a_sale(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    journal = Journal.open(path)
+    posted: list[Event] = []
+    watch = StockWatch(CFG, journal, posted.append)
+    try:
+        counted(path, "helles", 1000)
+        watch.refresh()  # posted: it waits in the device loop's queue …
+        queued = posted[-1]
+        said = watch.sold(sell(journal, "helles").idempotency_key, ["helles"])  # … behind this sale's word
+        assert isinstance(queued, StockChanged) and said is not None
+        assert said.seq > queued.seq > 0
+    finally:
+        journal.close()

@@ -127,6 +127,7 @@ class Controller:
         self.stock_left: Mapping[str, int] = {}
         self.sold_out: frozenset[str] = frozenset()
         self.low_stock: frozenset[str] = frozenset()
+        self._stock_seq = 0  # the newest numbered word of the stock watch taken
         self.closing = False  # stopping: the tap under way finishes, no new one starts
         self._tap: _Tap | None = None
         self._tokens = 0
@@ -246,6 +247,9 @@ class Controller:
                 self.unsellable = products
                 return []
             case StockChanged(left, low) as stock:
+                if stock.seq and stock.seq < self._stock_seq:
+                    return []  # read before a sale whose own word came first: stale
+                self._stock_seq = stock.seq or self._stock_seq
                 # Only the marks are on screen: a serving fewer of a product still on sale redraws nothing.
                 changed = (stock.sold_out, low) != (self.sold_out, self.low_stock)
                 self.stock_left, self.sold_out, self.low_stock = left, stock.sold_out, low

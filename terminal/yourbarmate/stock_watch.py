@@ -9,7 +9,8 @@ journal (looked at every ``POLL_S``; it reads no table) and every ``FULL_EVERY_S
 wallet refused after the tap gives its serving back then). A sale this terminal journals is subtracted
 in memory at once (``sold``) and handed to the controller before the tap's answer, so the next card
 cannot buy the serving it took; unless a full read while its request was out counted it already (a
-serving is never taken twice).
+serving is never taken twice). A full read's word is posted to the device loop's queue, so it may arrive
+after a sale's newer word: each word is numbered, and the controller drops one older than it has.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class StockWatch:
         self.figures: dict[str, Figures] = {}  # by wallet product id, as last read and since sold
         self.last: StockChanged | None = None  # what the controller was last told
         self._through = 0  # the highest sale id the last full read saw: sales up to it are counted
+        self._seq = 0  # numbers what the controller is told: a posted word queued behind newer is stale
         self._version: int | None = None
         self._read_at = 0.0  # time.monotonic() of the last full read
         self._soon: asyncio.TimerHandle | None = None
@@ -99,6 +101,8 @@ class StockWatch:
         marks = stock_marks(self.figures.values(), self.cfg.stop_when_empty)
         if marks == self.last:
             return None
+        self._seq += 1
+        marks = replace(marks, seq=self._seq)
         if self.last is None or marks.sold_out != self.last.sold_out:
             log.info("stock: sold out %s", ", ".join(sorted(marks.sold_out)) or "nothing")
         self.last = marks
