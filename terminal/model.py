@@ -74,7 +74,7 @@ class DeclineReason(StrEnum):
     PIN_LOCKED_OUT = "pin_locked_out"  # too many wrong PINs: that operator card waits pin_lockout_s
     CREDIT_LIMIT = "credit_limit"  # a top-up over the operator's cap per unlock or per shift
     OUT_OF_SERVICE = "out_of_service"  # the wallet server refuses the terminal's API token
-    SOLD_OUT = "sold_out"  # the stock ledger (yourbarmate) has less than one serving left
+    SOLD_OUT = "sold_out"  # the stock ledger (yourbarmate) has fewer servings left than the tap pours
 
 
 # Server text (an error detail, a product name, a Partybroker title) reaches log lines, the journal, the CLI
