@@ -301,6 +301,7 @@ def parse_config(data: dict[str, object], source: Path | None = None) -> Config:
     _check_mode(cfg)
     _check_buttons(cfg)
     _check_relays(cfg)
+    _check_stock(cfg)
     root.finish()
     return cfg
 
@@ -658,6 +659,21 @@ def _check_mode(cfg: Config) -> None:
             )
         if not cfg.topup.buttons:
             raise ConfigError("[topup] buttons is empty; the kiosk needs button = top-up product id entries")
+
+
+def _check_stock(cfg: Config) -> None:
+    """The stock ledger counts a sale by what it poured: a Partybroker ladder step is booked, never
+    poured, so a [yourbarmate.products] entry naming one would never count down."""
+    pb, ybm = cfg.partybroker, cfg.yourbarmate
+    if pb is None or ybm is None:
+        return
+    drink_of = {str(step): product for product, m in pb.drinks.items() for step in m.ladder}
+    for ybm_id, mapped in ybm.products.items():
+        if mapped.product in drink_of:
+            raise ConfigError(
+                f'[yourbarmate.products] "{ybm_id}" names {mapped.product!r}, a [partybroker] ladder step: '
+                f"stock counts the drink poured, so name {drink_of[mapped.product]!r} instead"
+            )
 
 
 def _check_buttons(cfg: Config) -> None:

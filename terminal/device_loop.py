@@ -157,9 +157,9 @@ class DeviceLoop:
         # Taps whose decision someone waits for (the sim reader's tap-wait), by the id of their event.
         self._awaited: dict[int, tuple[CardPresented, concurrent.futures.Future[str]]] = {}
         self.reader_health = ReaderHealth(pid=os.getpid())  # for `taptill status` and `doctor`
-        # Called with a sale's products once it is journaled and not refused: the stock ledger's word
-        # when it changed (yourbarmate's StockWatch), else None.
-        self.on_sale: Callable[[tuple[ProductId, ...]], StockChanged | None] | None = None
+        # Called with a sale's key and what it poured (its goods, else its products) once it is journaled
+        # and not refused: the stock ledger's word when it changed (yourbarmate's StockWatch), else None.
+        self.on_sale: Callable[[str, tuple[ProductId, ...]], StockChanged | None] | None = None
 
     # --- listeners, called from reader and button threads ------------------------------------
 
@@ -422,8 +422,11 @@ class DeviceLoop:
             case Charge():
                 event = await self._charge(effect)
                 self.server_changed()
-                sold = isinstance(event, ChargeDone | ChargeQueued)
-                if sold and self.on_sale is not None and (stock := self.on_sale(effect.products)) is not None:
+                poured = effect.goods or effect.products
+                stock = None
+                if isinstance(event, ChargeDone | ChargeQueued) and self.on_sale is not None:
+                    stock = self.on_sale(event.key, poured)
+                if stock is not None:
                     # Handed over before the tap's answer, not queued: a card already waiting in the
                     # queue must not buy the serving this sale took.
                     await self._apply(self.controller.handle(stock))
@@ -715,6 +718,7 @@ class DeviceLoop:
                 attempted_at=self.clock(),
                 dispense=c.amount_cents < 0,  # debits give products; top-ups give none
                 approved=queued,  # a queued sale is approved now; a sent one once the tap is decided
+                goods=c.goods,
             )
         except JournalError as exc:
             log.error("not selling: %s", exc)

@@ -41,6 +41,8 @@ class Charge:
     # False: the sale needs the wallet's word (a table bill): never queued behind this card's earlier
     # sales, and its debit's answer is awaited up to the wallet client's deadline, not the tap budget
     offline_ok: bool = True
+    # What the relays give out once it is paid (the drink, where a Partybroker ladder books a price step)
+    goods: tuple[ProductId, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from terminal.journal import OfflineView
@@ -143,12 +144,21 @@ class UnsellableChanged:
 
 @dataclass(frozen=True)
 class StockChanged:
-    """What the stock ledger (yourbarmate, issue 15) says now, by wallet product id: ``sold_out`` has
-    less than one serving left and is not sold (``stop_when_empty``); ``low`` has fewer than
-    ``low_servings`` left (a mark for staff on the idle screen)."""
+    """What the stock ledger (yourbarmate, issue 15) says now, by wallet product id: ``left`` has the
+    whole servings left of each product sold only while it lasts (``stop_when_empty``; a product not in
+    it is not limited), so no tap or cart takes more than that; ``low`` has fewer than ``low_servings``
+    left (a mark for staff on the idle screen)."""
 
-    sold_out: frozenset[str]
+    left: Mapping[str, int]
     low: frozenset[str] = frozenset()
+    # The stock watch numbers what it says (0: unnumbered). A word read before a sale but queued behind
+    # the word that sale handed over directly is older than what the controller knows: it is dropped.
+    seq: int = field(default=0, compare=False)
+
+    @property
+    def sold_out(self) -> frozenset[str]:
+        """The products with not one serving left: shown "sold out" and not sold."""
+        return frozenset(p for p, n in self.left.items() if n <= 0)
 
 
 @dataclass(frozen=True)

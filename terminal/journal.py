@@ -250,6 +250,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX stock_moves_product ON stock_moves (product, kind, id);
     CREATE INDEX stock_moves_ref ON stock_moves (ref, kind);
     """,
+    # 13: what a sale poured, where that is not what the wallet booked (a Partybroker ladder books a
+    # price step's wallet product for the drink): the configured products given out, as a JSON list;
+    # NULL where they are the booked products (or none are given out). The stock ledger counts by it.
+    """
+    ALTER TABLE sales ADD COLUMN goods TEXT;
+    """,
 )
 
 # A sale that pays a table bill (a ``table_bills`` row): it hands nothing over, so once the wallet booked it
@@ -630,19 +636,21 @@ class Journal:
         attempted_at: float | None = None,
         dispense: bool = False,
         approved: bool = True,
+        goods: Sequence[ProductId] = (),
     ) -> SaleRecord:
         """Commit a new pending sale with its idempotency key; returns only once it is durable.
 
         ``attempting`` marks it as possibly sent already, for the request about to go out; ``dispense``
         that the relay is to give its products (noted as not dispensed until ``mark_dispensed``);
-        ``approved`` False that the guest has not been told yet (until ``mark_approved``).
+        ``approved`` False that the guest has not been told yet (until ``mark_approved``); ``goods`` the
+        configured products given out, kept where they are not ``products`` (a Partybroker ladder step).
         """
         now = _now_iso()
         row = self._write_returning(
             "INSERT INTO sales (idempotency_key, token_id, products, amount_cents, description, tag, state,"
             " reason, offline, operator, balance_before, maybe_sent, attempts, created_at, updated_at,"
-            " attempted_at, dispensed, approved)"
-            f" VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_COLUMNS}",
+            " attempted_at, dispensed, approved, goods)"
+            f" VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_COLUMNS}",
             (
                 key or new_idempotency_key(),
                 token_id,
@@ -661,6 +669,7 @@ class Journal:
                 (time.time() if attempted_at is None else attempted_at) if attempting else None,
                 0 if dispense else None,
                 int(approved),
+                json.dumps(list(goods)) if goods and list(goods) != list(products) else None,
             ),
             also,
         )

@@ -74,7 +74,7 @@ class DeclineReason(StrEnum):
     PIN_LOCKED_OUT = "pin_locked_out"  # too many wrong PINs: that operator card waits pin_lockout_s
     CREDIT_LIMIT = "credit_limit"  # a top-up over the operator's cap per unlock or per shift
     OUT_OF_SERVICE = "out_of_service"  # the wallet server refuses the terminal's API token
-    SOLD_OUT = "sold_out"  # the stock ledger (yourbarmate) has less than one serving left
+    SOLD_OUT = "sold_out"  # the stock ledger (yourbarmate) has fewer servings left than the tap pours
     # a sale that needs the wallet's word (a table bill) while the card has a sale still on its way
     EARLIER_PENDING = "earlier_pending"
 

@@ -112,7 +112,9 @@ def test_approved_tap_charges_every_product_then_pulses_once_per_product() -> No
     assert screens(fx) == [ProcessingScreen()] and LookupWallet(CARD) in fx
     fx = c.handle(WalletBalance(CARD, 2000))
     (charge,) = only(fx, Charge)
-    assert charge == Charge(CARD, ("espresso", "espresso"), -500, online=True, balance_before=2000)
+    assert charge == Charge(
+        CARD, ("espresso", "espresso"), -500, online=True, balance_before=2000, goods=("espresso", "espresso")
+    )
     assert not only(fx, Dispense), "nothing is released before the sale is journaled"
     fx = c.handle(ChargeDone("key", 1500))
     assert screens(fx) == [ApprovedScreen(500, 1500)]
@@ -149,7 +151,7 @@ def test_a_wallet_holding_exactly_the_price_is_served_though_the_real_server_rea
     served = Controller(MATE, MATE_CATALOG)
     served.handle(CardPresented(CARD))
     (charge,) = only(served.handle(WalletBalance(CARD, reported)), Charge)
-    assert charge == Charge(CARD, ("mate",), -120, online=True, balance_before=119)
+    assert charge == Charge(CARD, ("mate",), -120, online=True, balance_before=119, goods=("mate",))
     short = Controller(MATE, MATE_CATALOG)
     short.handle(CardPresented(CARD))
     fx = short.handle(WalletBalance(CARD, 118))  # two cents short: the wallet holds at most 1.19

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -225,3 +226,35 @@ def test_a_drink_the_party_does_not_list_is_warned_about_and_never_reported(tmp_
         assert party.units_sold() == {} or sum(party.units_sold().values()) == 0
         assert "warning:" in status_text and "148" in status_text and "Premium" in status_text
         assert [t.amount for t in wallet.transactions()] == [-250], "the sale itself goes through"
+
+
+def test_a_ladder_sale_takes_its_serving_from_the_drink_poured_not_the_step_booked(
+    tmp_path: Path, party: PartybrokerEmulator
+) -> None:
+    password = tmp_path / "yourbarmate.password"
+    password.write_text("webhook-s3cret\n")
+    password.chmod(0o600)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    stock = (
+        f'\n[yourbarmate]\nlisten = "127.0.0.1:{port}"\npassword_file = "{password}"\n'
+        '[yourbarmate.products]\n"17" = { product = "beer", serving_ml = 500 }\n'
+    )
+    with WalletEmulator("doc", products=LADDER_PRODUCTS, wallets={RICH: 100_000}) as wallet:
+        config = write_config(
+            tmp_path, wallet, products=["beer"], extra=_pb_config(tmp_path, party, ladder=True) + stock
+        )
+        term = TerminalProcess(config)
+        try:
+            taptill("stock", "set", "beer", "1l", "--config", str(config))  # two servings of beer
+            wait_for(lambda: "stock: sold out nothing" in term.log(), what="the terminal to see the count")
+            answers = [term.send(f"tap-wait {RICH}") for _ in range(3)]
+        finally:
+            term.stop()
+        ledger = [t.products for t in wallet.transactions()]
+    assert [a.split()[0] for a in answers] == ["approved", "approved", "declined:"], answers
+    assert answers[2].startswith("declined: sold out")
+    assert ledger == [["beer_m"], ["beer_m"]]  # the wallet booked the step both times …
+    figures = json.loads(taptill("stock", "--json", "--config", str(config)).stdout)["products"]
+    assert [(f["product"], f["sold"], f["on_hand"]) for f in figures] == [("beer", 1000, 0)]  # … beer went

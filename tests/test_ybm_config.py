@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from terminal.config import parse_config
 from terminal.config_section import ConfigError, Section
 from terminal.yourbarmate.config import StockProduct, YourbarmateConfig, parse_yourbarmate
 
@@ -66,3 +68,27 @@ def test_a_wrong_key_is_refused_in_one_line(extra: str, said: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse(text)
     assert said in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_partybroker_ladder_step_is_refused_as_a_stock_product_the_drink_poured_is_named() -> None:
+    data: dict[str, Any] = {
+        "terminal": {"state_dir": "/var/lib/taptill", "products": ["beer"], "description": "Bar"},
+        "wallet": {"base_url": "https://pretix.example/api/v1/organizers/fsr/events/bar/wallet"},
+        "partybroker": {
+            "base_url": "https://partybroker.example",
+            "party_id": "1234",
+            "username": "bar",
+            "charge": "ladder",
+            "drinks": {"beer": {"id": 145, "ladder": ["beer_s", "beer_m"]}},
+        },
+        "yourbarmate": {"products": {"17": {"product": "beer_m", "serving_ml": 500}}},
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert str(info.value) == (
+        "[yourbarmate.products] \"17\" names 'beer_m', a [partybroker] ladder step: stock counts the drink "
+        "poured, so name 'beer' instead"
+    )
+    data["yourbarmate"]["products"]["17"]["product"] = "beer"
+    cfg = parse_config(data)
+    assert cfg.yourbarmate is not None and cfg.yourbarmate.products["17"].product == "beer"

@@ -11,7 +11,9 @@ import pytest
 from terminal.config import Config, load_config
 from terminal.journal import Journal
 from terminal.ops import stock
-from terminal.yourbarmate.stock import Figures, stock_figures
+from terminal.yourbarmate.config import StockProduct
+from terminal.yourbarmate.parse import parse_body
+from terminal.yourbarmate.stock import Applied, Figures, StockLedger, connect, stock_figures
 from tests.terminal_lab import taptill
 from tests.ybm_lab import PRODUCTS, ReceiverLab, cancel_event, item, request_event
 
@@ -234,3 +236,29 @@ def test_a_body_quarantined_by_our_config_is_replayed_once_after_the_fix(tmp_pat
     assert [line.split(" ")[0] for line in left[:-1]] == ["#2"]
     every = taptill("stock", "--quarantine", "--all", "--config", str(config)).stdout.splitlines()
     assert every[1].startswith("#1 ") and every[1].endswith("(applied)")
+
+
+def test_a_count_before_any_sale_counts_every_later_sale_across_a_clock_step(
+    tmp_path: Path, cfg: Config
+) -> None:
+    with ReceiverLab(tmp_path) as lab:
+        stock.set_count(cfg, "gin", "1l", print)  # no sale journaled yet
+        sell(lab.journal_path, "gin")
+        journal = Journal.open(lab.journal_path)
+        try:  # the clock stepped back before that sale: it carries a time before the count's
+            journal.execute_all([("UPDATE sales SET created_at = '2000-01-01T00:00:00.000+00:00'", ())])
+        finally:
+            journal.close()
+        gin = figures(lab.journal_path)["gin"]
+        assert (gin.counted, gin.sold, gin.on_hand) == (1000, 40, 960)
+
+
+def test_a_resent_event_is_a_duplicate_even_when_its_mapping_changed_since(tmp_path: Path) -> None:
+    with ReceiverLab(tmp_path) as lab:
+        lab.post(request_event("r1", "D1", [item("2", 12, 7, "dl")]))
+        ledger = StockLedger(connect(lab.journal_path), {"2": StockProduct("gin", 40, "g")})
+        try:  # staff moved gin to grams meanwhile; yourbarmate resends (the 200 was lost)
+            event = parse_body(json.dumps(request_event("r1", "D1", [item("2", 12, 7, "dl")])).encode())
+            assert ledger.apply(event, "{}").applied is Applied.DUPLICATE
+        finally:
+            ledger.close()

@@ -163,7 +163,7 @@ def test_a_press_of_a_sold_out_product_says_so_and_exits_1(tmp_path: Path, walle
         gone = taptill("press", "b1", "--config", str(config), check=False)
         assert (gone.returncode, gone.stdout) == (
             1,
-            "declined: sold out: less than one serving in stock (taptill stock)\n",
+            "declined: sold out: fewer servings in stock than the tap pours (taptill stock)\n",
         )
         taptill("stock", "set", str(HELLES), "1l", "--config", str(config))
         wait_for(lambda: "stock: sold out nothing" in term.log(), what="the terminal to see the count")
@@ -234,3 +234,35 @@ def test_a_missing_password_file_is_one_line_at_start(tmp_path: Path, wallet: Wa
     proc = taptill("run", "--config", str(write_config(tmp_path, wallet, extra=table)), check=False)
     assert proc.returncode != 0
     assert "yourbarmate.password" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_two_quick_taps_of_two_beers_each_with_three_servings_left_sell_one_and_decline_one(
+    tmp_path: Path,
+) -> None:
+    other = "04B0B0B0B0B0B0"
+    with WalletEmulator(
+        "real", products=PRODUCTS, wallets={RICH: 100_000, other: 100_000}, latency="real"
+    ) as wallet:
+        port = free_port()
+        config = write_config(tmp_path, wallet, products=[HELLES, HELLES], extra=ybm_table(tmp_path, port))
+        term = TerminalProcess(config)
+        try:
+            taptill("stock", "set", str(HELLES), "1.5l", "--config", str(config))  # three servings
+            wait_for(lambda: "stock: sold out nothing" in term.log(), what="the terminal to see the count")
+            answers: dict[str, str] = {}
+            taps = [
+                threading.Thread(target=lambda uid=uid: answers.update({uid: term.send(f"tap-wait {uid}")}))
+                for uid in (RICH, other)
+            ]
+            for t in taps:
+                t.start()
+            for t in taps:
+                t.join(timeout=30)
+        finally:
+            assert term.stop() == 0
+        sold = wallet.transactions()
+    assert sorted(a.split()[0] for a in answers.values()) == ["approved", "declined:"], answers
+    assert next(a for a in answers.values() if a.startswith("declined")).startswith("declined: sold out")
+    assert len(sold) == 1 and sold[0].amount == -2 * PRICE
+    figures = stock(config)
+    assert (figures["sold"], figures["on_hand"], figures["servings_left"]) == (1000, 500, 1)

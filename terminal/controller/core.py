@@ -10,6 +10,8 @@ not a tap until it has been taken away. What a tap pays, the idle screen and the
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
@@ -120,9 +122,12 @@ class Controller:
         self.token_refused = False  # the wallet server refuses our API token: nothing can be booked
         self.charge_as: dict[str, ProductId] = {}  # Partybroker ladder: the step charged right now
         self.unsellable: frozenset[str] = settings.unsellable  # not sold offline: the server cannot book them
-        # The stock ledger's word (yourbarmate), by wallet product id: not sold at all, or marked for staff
+        # The stock ledger's word (yourbarmate), by wallet product id: whole servings left of what is sold
+        # only while it lasts, none left (not sold at all), or running low (marked for staff)
+        self.stock_left: Mapping[str, int] = {}
         self.sold_out: frozenset[str] = frozenset()
         self.low_stock: frozenset[str] = frozenset()
+        self._stock_seq = 0  # the newest numbered word of the stock watch taken
         self.closing = False  # stopping: the tap under way finishes, no new one starts
         self._tap: _Tap | None = None
         self._tokens = 0
@@ -241,9 +246,13 @@ class Controller:
             case UnsellableChanged(products):
                 self.unsellable = products
                 return []
-            case StockChanged(sold_out, low):
-                changed = (sold_out, low) != (self.sold_out, self.low_stock)
-                self.sold_out, self.low_stock = sold_out, low
+            case StockChanged(left, low) as stock:
+                if stock.seq and stock.seq < self._stock_seq:
+                    return []  # read before a sale whose own word came first: stale
+                self._stock_seq = stock.seq or self._stock_seq
+                # Only the marks are on screen: a serving fewer of a product still on sale redraws nothing.
+                changed = (stock.sold_out, low) != (self.sold_out, self.low_stock)
+                self.stock_left, self.sold_out, self.low_stock = left, stock.sold_out, low
                 return self._back_to_idle_if_waiting() if changed else []
             case Closing():
                 self.closing = True
@@ -321,10 +330,10 @@ class Controller:
             case BalanceCheck():
                 return self._lookup(_Tap(uid, (), 0, kind="balance"))
             case Sale(products, goods, operator, key, bill, expect, offline_ok):
-                gone = self.sold_out.intersection(str(p) for p in (*products, *goods))
-                if gone:
+                short = self._short_of(goods or products)
+                if short:
                     # Before any lookup: nothing is asked, charged or poured of what the bar has run out of.
-                    note = f"sold out (taptill stock): {', '.join(sorted(gone))}; nothing charged"
+                    note = f"sold out (taptill stock): {', '.join(short)}; nothing charged"
                     return self._result(
                         DeclinedScreen(DeclineReason.SOLD_OUT),
                         RecordDecline(uid, products, -self._price_of(products), DeclineReason.SOLD_OUT),
@@ -381,6 +390,16 @@ class Controller:
         record = RecordDecline(tap.uid, tap.products, tap.amount_cents, note or reason, offline)
         return self._result(screen, record, Beep("declined"))
 
+    def _short_of(self, poured: tuple[ProductId, ...]) -> list[str]:
+        """What stops a sale pouring ``poured`` (the goods, or what a sale without goods books): each
+        product of which it needs more servings than the stock ledger has left, as "id (N left, M wanted)"."""
+        wanted = Counter(str(p) for p in poured)
+        return [
+            f"{p} ({self.stock_left[p]} left, {n} wanted)"
+            for p, n in sorted(wanted.items())
+            if p in self.stock_left and n > self.stock_left[p]
+        ]
+
     def _charge(self, tap: _Tap, *, online: bool, balance: int | None, reason: str = "") -> list[Effect]:
         self.phase = Phase.CHARGING
         return [
@@ -395,6 +414,7 @@ class Controller:
                 key=tap.key,
                 bill=tap.bill,
                 offline_ok=tap.offline_ok,
+                goods=tap.goods,
             )
         ]
 

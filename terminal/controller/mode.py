@@ -8,7 +8,7 @@ result screens and their timers). A new mode is one more module with a ``SellMod
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import ClassVar, Protocol
 
@@ -37,6 +37,8 @@ class Till(Protocol):
     def unconfirmed(self) -> int: ...
     @property
     def charge_as(self) -> dict[str, ProductId]: ...  # Partybroker ladder: the step charged right now
+    @property
+    def stock_left(self) -> Mapping[str, int]: ...  # whole servings left of what is sold while it lasts
     @property
     def sold_out(self) -> frozenset[str]: ...  # wallet products the stock ledger has none of (not sold)
     @property
@@ -218,12 +220,20 @@ class SellMode:
         return IdleScreen(prices=prices, title=action, stale=till.prices_stale)
 
     def out_of_stock(self, name: str) -> Refusal | None:
-        """A refusal when button ``name`` would add a product the stock ledger has none of."""
+        """A refusal when button ``name`` would add a serving more of a product than the stock ledger
+        has left (counting those in the cart already)."""
         s = self.till.settings
         pid = s.buttons.get(name)
-        if pid is None or str(pid) not in self.till.sold_out:
+        left = None if pid is None else self.till.stock_left.get(str(pid))
+        if left is None:
             return None
-        note = f"button {name!r} pressed: {pid!r} is sold out (taptill stock); not added"
+        in_cart = sum(1 for p in self.cart if str(p) == str(pid))
+        if in_cart < left:
+            return None
+        note = (
+            f"button {name!r} pressed: {pid!r} has {left} serving(s) left (taptill stock), {in_cart} in "
+            "the cart; not added"
+        )
         return Refusal(DeclinedScreen(DeclineReason.SOLD_OUT), "declined", note)
 
     def _stock_marks(self, lines: tuple[PriceLine, ...]) -> tuple[PriceLine, ...]:

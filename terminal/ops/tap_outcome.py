@@ -55,7 +55,7 @@ REASONS: dict[DeclineReason, str] = {
     DeclineReason.WRONG_PIN: "wrong operator PIN",
     DeclineReason.PIN_LOCKED_OUT: "too many wrong PINs: this operator card waits [topup] pin_lockout_s",
     DeclineReason.CREDIT_LIMIT: "the operator's top-up cap is reached ([topup] max_credit_per_*)",
-    DeclineReason.SOLD_OUT: "sold out: less than one serving in stock (taptill stock)",
+    DeclineReason.SOLD_OUT: "sold out: fewer servings in stock than the tap pours (taptill stock)",
     DeclineReason.EARLIER_PENDING: "earlier payment still being confirmed, try again in a moment",
 }
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import hmac
 import logging
 import os
@@ -76,8 +77,10 @@ class WebhookReceiver:
         can recompute what is sold out; ``journal_path`` must hold a migrated journal."""
         self.cfg = cfg
         self.counts = Counts()
-        self._user = cfg.username.encode()
-        self._password = password.reveal().encode()
+        # Kept as SHA-256 digests: compare_digest takes the same time only for inputs of one length, so
+        # comparing digests (always 32 bytes) does not tell a guesser the right lengths either.
+        self._user = _digest(cfg.username.encode())
+        self._password = _digest(password.reveal().encode())
         self._journal_path = journal_path
         self._on_change = on_change
         self._pool: ThreadPoolExecutor | None = None
@@ -246,8 +249,8 @@ class WebhookReceiver:
         except (binascii.Error, ValueError):
             decoded = b""
         user, sep, password = decoded.partition(b":")
-        user_ok = hmac.compare_digest(user, self._user)
-        password_ok = hmac.compare_digest(password, self._password)
+        user_ok = hmac.compare_digest(_digest(user), self._user)
+        password_ok = hmac.compare_digest(_digest(password), self._password)
         return bool(sep) and user_ok and password_ok
 
     # --- the ledger's thread ---------------------------------------------------------------
@@ -281,6 +284,10 @@ class WebhookReceiver:
             self._ledger.store_status(STATUS_CACHE_KEY, {**state, **asdict(self.counts)})
         except sqlite3.Error:  # status is informational; a full disk must not stop the webhook
             log.exception("cannot store the yourbarmate webhook status")
+
+
+def _digest(value: bytes) -> bytes:
+    return hashlib.sha256(value).digest()
 
 
 def _is_json(content_type: str) -> bool:

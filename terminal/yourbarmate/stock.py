@@ -3,7 +3,8 @@ wallet product (ordered, on hand, sold, servings left) in whole ml, g or pieces 
 
 Every write is one ``BEGIN IMMEDIATE`` transaction on the journal's file (WAL, synchronous=FULL): an
 event's row and its moves are durable together, or neither is. Sold is never written here: it is the
-sales (pending or booked) of each mapped wallet product since its last count, times its serving.
+sales (pending or booked) of each mapped wallet product since its last count, times its serving; a sale
+counts what it poured (its ``goods``, where a Partybroker ladder booked a price step instead).
 A count remembers the last sale before it by key, so a clock step or ``taptill recover`` (which gives
 sales new ids) cannot move a sale to the other side of a count.
 """
@@ -26,7 +27,7 @@ from terminal.yourbarmate.config import StockProduct
 from terminal.yourbarmate.event import CancelEvent, DeliveryEvent, Event
 from terminal.yourbarmate.parse import EventError, parse_body
 
-SCHEMA = 12  # the journal migration that made the ledger's tables
+SCHEMA = 13  # the journal migration the ledger needs (12 made its tables, 13 the sales' goods)
 Query = Callable[[str, Sequence[object]], list[Any]]
 
 
@@ -134,9 +135,9 @@ class StockLedger:
 
     def apply(self, event: Event, payload: str) -> Outcome:
         """Commit ``event`` (its row, with ``payload`` as received) and its moves in one transaction;
-        a key seen before changes nothing. Raises MeasureMismatch (nothing written) for an item whose
-        measure is not its product's, sqlite3.Error when the journal cannot be written."""
-        moves = self._checked(event)
+        a key seen before changes nothing (whatever the mapping says now). Raises MeasureMismatch
+        (nothing written) for an item whose measure is not its product's, sqlite3.Error when the journal
+        cannot be written."""
         at = now_iso()
         with _Tx(self._db):
             seen = self._db.execute(
@@ -144,7 +145,7 @@ class StockLedger:
             ).fetchone()
             if seen is not None:
                 return Outcome(Applied.DUPLICATE)
-            note = self._moves(event, moves, at)
+            note = self._moves(event, self._checked(event), at)
             self._db.execute(
                 "INSERT INTO ybm_events (idempotency_key, kind, delivery_id, delivery_type, received_at,"
                 " payload) VALUES (?, ?, ?, ?, ?, ?)",
@@ -300,6 +301,9 @@ def stock_figures(query: Query, products: Mapping[str, StockProduct], low_servin
         move_id, counted, since_sale = 0, None, 0
         if count:
             move_id, counted = int(count[0][0]), int(count[0][1])
+        # A count with no sale before it counts every sale. One that names its last sale by key finds it
+        # by that; only a key no sale has any more (lost to a damaged journal) falls back to the time.
+        if count and count[0][2] is not None:
             since_sale = int(
                 query(
                     "SELECT COALESCE((SELECT id FROM sales WHERE idempotency_key = ?),"
@@ -317,7 +321,8 @@ def stock_figures(query: Query, products: Mapping[str, StockProduct], low_servin
         }
         servings = int(
             query(
-                "SELECT COUNT(*) FROM sales s, json_each(s.products) j WHERE s.state IN ('pending', 'done')"
+                "SELECT COUNT(*) FROM sales s, json_each(COALESCE(s.goods, s.products)) j"
+                " WHERE s.state IN ('pending', 'done')"
                 " AND s.id > ? AND CAST(j.value AS TEXT) = ?",
                 (since_sale, product.product),
             )[0][0]

@@ -8,7 +8,9 @@ webhook event (within ``SOON_S``, coalesced), when ``PRAGMA data_version`` says 
 journal (looked at every ``POLL_S``; it reads no table) and every ``FULL_EVERY_S`` besides (a sale the
 wallet refused after the tap gives its serving back then). A sale this terminal journals is subtracted
 in memory at once (``sold``) and handed to the controller before the tap's answer, so the next card
-cannot buy the serving it took.
+cannot buy the serving it took; unless a full read while its request was out counted it already (a
+serving is never taken twice). A full read's word is posted to the device loop's queue, so it may arrive
+after a sale's newer word: each word is numbered, and the controller drops one older than it has.
 """
 
 from __future__ import annotations
@@ -38,12 +40,12 @@ FULL_EVERY_S = 30.0  # the figures are read in full at least this often (refused
 
 
 def stock_marks(figures: Iterable[Figures], stop_when_empty: bool) -> StockChanged:
-    """The controller's view of ``figures``: sold out (not sold) only with ``stop_when_empty``;
-    otherwise a product with nothing left is only marked low, and sold on."""
+    """The controller's view of ``figures``: servings left of each product (none sold beyond them) only
+    with ``stop_when_empty``; otherwise a product with nothing left is only marked low, and sold on."""
     figures = list(figures)
-    gone = frozenset(f.product for f in figures if f.sold_out)
+    left = {f.product: f.servings_left for f in figures} if stop_when_empty else {}
     low = frozenset(f.product for f in figures if f.low or f.sold_out)
-    return StockChanged(gone if stop_when_empty else frozenset(), low)
+    return StockChanged(left, low)
 
 
 class StockWatch:
@@ -55,6 +57,8 @@ class StockWatch:
         self.post = post
         self.figures: dict[str, Figures] = {}  # by wallet product id, as last read and since sold
         self.last: StockChanged | None = None  # what the controller was last told
+        self._through = 0  # the highest sale id the last full read saw: sales up to it are counted
+        self._seq = 0  # numbers what the controller is told: a posted word queued behind newer is stale
         self._version: int | None = None
         self._read_at = 0.0  # time.monotonic() of the last full read
         self._soon: asyncio.TimerHandle | None = None
@@ -63,20 +67,31 @@ class StockWatch:
         """Read the figures in full now; post the sets if they changed (errors logged, figures kept)."""
         try:
             self._version = self._data_version()
+            # Read in the same turn of the loop as the figures: no sale of this terminal comes between.
+            through = int(self.journal.query("SELECT COALESCE(MAX(id), 0) FROM sales")[0][0])
             read = stock_figures(self.journal.query, self.cfg.products, self.cfg.low_servings)
         except (sqlite3.Error, JournalError) as exc:
             log.error("cannot read the stock ledger: %s; the last figures stand", exc)
             return
-        self._read_at = time.monotonic()
+        self._read_at, self._through = time.monotonic(), through
         self.figures = {f.product: f for f in read}
         marks = self._marks()
         if marks is not None:
             self.post(marks)
 
-    def sold(self, products: Iterable[ProductId]) -> StockChanged | None:
-        """A sale of ``products`` (one serving each) was journaled: subtracted in memory; the new sets
-        when they changed, else None (the caller hands them to the controller itself)."""
-        for pid in products:
+    def sold(self, key: str, poured: Iterable[ProductId]) -> StockChanged | None:
+        """Sale ``key``, pouring one serving of each of ``poured``, was journaled (pending or booked):
+        subtracted in memory, unless the last full read counted it already (it ran while the sale's
+        request was out); the new figures when they changed, else None (the caller hands them to the
+        controller itself)."""
+        try:
+            sale = self.journal.sale_by_key(key)
+        except (sqlite3.Error, JournalError) as exc:
+            log.debug("cannot read sale %s back: %s", key, exc)
+            sale = None  # subtracted: one serving too few for a moment is safer than one too many
+        if sale is not None and sale.id <= self._through:
+            return None
+        for pid in poured:
             f = self.figures.get(str(pid))
             if f is not None:
                 self.figures[f.product] = replace(f, on_hand=f.on_hand - f.serving, sold=f.sold + f.serving)
@@ -86,6 +101,8 @@ class StockWatch:
         marks = stock_marks(self.figures.values(), self.cfg.stop_when_empty)
         if marks == self.last:
             return None
+        self._seq += 1
+        marks = replace(marks, seq=self._seq)
         if self.last is None or marks.sold_out != self.last.sold_out:
             log.info("stock: sold out %s", ", ".join(sorted(marks.sold_out)) or "nothing")
         self.last = marks
