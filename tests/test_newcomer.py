@@ -176,6 +176,7 @@ def runnable(text: str, lab: Lab) -> list[list[str]]:
         "PRODUCT": "espresso",  # taptill stock set: this config keeps no stock, which it says in one line
         "AMOUNT": "20l",
         "DELIVERY_ID": "123456789",
+        "QUARANTINE_ID": "1",  # taptill stock replay: no stock kept here either, said in one line
         "docs/screens": str(lab.tmp / "screens"),
     }
     commands = []
