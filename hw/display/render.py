@@ -246,7 +246,7 @@ def compose(screen: Screen, locale: str, currency: str, pairing_url: str | None 
             return Composition(
                 f"Table {screen.table_id}",
                 hero=m(screen.amount_cents),
-                paragraphs=("Payment being confirmed", "Staff: taptill status"),
+                paragraphs=("Confirming payment", "Staff: taptill status"),
             )
         case TableChangedScreen():
             # the guest is at that table: the amount says more than its number on a 128x32 bar
