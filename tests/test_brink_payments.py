@@ -27,7 +27,7 @@ from terminal.emulator.faults import FaultKind
 from terminal.emulator.wallet import WalletEmulator
 from terminal.journal import Journal, SaleRecord, table_bill_statement
 from terminal.ops.doctor import diagnose
-from terminal.outbox.table import OutboxRow, give_up_held, rows, settle_held
+from terminal.outbox.table import REASON_MAX, OutboxRow, give_up_held, rows, settle_held
 from terminal.service.secret import Secret
 from tests.table_lab import write_table_config
 from tests.terminal_lab import taptill
@@ -569,3 +569,43 @@ def test_status_and_doctor_count_the_payments_alike(tmp_path: Path, emu: BrinkEm
     assert f"outbox:          brink: {summary}" in status, status
     outbox = diagnose_one(config, "outbox")
     assert outbox[0] == "WARN" and f"brink: {summary}" in outbox[1], outbox
+
+
+@pytest.mark.parametrize("gone", ["party_closed", "order_gone"])
+def test_a_payment_maybe_applied_then_unseen_is_looked_for_at_the_pos_not_refunded_outright(
+    tmp_path: Path, emu: BrinkEmulator, gone: str
+) -> None:
+    # the store applied our payment but answered 104; staff close the party within seconds, so the
+    # look cannot see the order our taptill_key is on: refunding outright would pay the guest twice
+    emu.force("ApplyPayment", 104, after_applying=True)
+
+    async def scenario(rig: PayRig) -> None:
+        await rig.pay(1)
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(rig.runtime.loop.run(stop))
+        try:
+            while not sent(emu, "ApplyPayment"):
+                await asyncio.sleep(0.01)
+            if gone == "party_closed":
+                emu.location.close_party(DAY, 1)
+            else:  # the order left this table's party at the POS (moved, or taken off the list)
+                party, _ = emu.location.order(70101)
+                with emu.location.lock:
+                    party.orders[:] = [o for o in party.orders if o.id != 70101]
+            while rig.waiting():
+                await asyncio.sleep(0.02)
+        finally:
+            stop.set()
+            await task
+
+    rig = run(tmp_path, emu, scenario)
+    (record,) = rig.records()
+    assert [(o, a, k) for o, a, k in ledger(emu)] == [(70101, "11.11", record.ref)], "on the closed bill"
+    assert sent(emu, "ApplyPayment") == 1 and record.hold, record.reason
+    assert "no longer owes" not in record.reason, record.reason
+    assert (
+        f"unknown if applied: look on table 1's closed bill at the POS for a payment with reference "
+        f"{record.ref}; if it is there: taptill settle {record.ref} --booked; if not: refund 11.11 to card "
+        f"{CARD}, then --refunded"
+    ) in record.reason, record.reason
+    assert len(record.reason) < REASON_MAX, "the whole advice fits the held reason"

@@ -83,6 +83,16 @@ class TablePayment:
             f"then taptill settle {self.ref} --refunded"
         )
 
+    def maybe_applied(self, what: str) -> str:
+        """Held advice when an attempt may have been applied (104, 1, 3, a timeout, a drop) and the look
+        cannot see the order any more (the party closed, the order gone): the POS may hold our payment,
+        found by its reference ``taptill_key``, so staff look before anyone refunds."""
+        return (
+            f"{what}; unknown if applied: look on table {self.table_id}'s closed bill at the POS for a "
+            f"payment with reference {self.ref}; if it is there: taptill settle {self.ref} --booked; if "
+            f"not: refund {money(self.amount_cents)} to card {self.card}, then --refunded"
+        )
+
     def unknown(self, what: str) -> str:
         """Held advice when it is not known whether the POS still owes the amount: say so."""
         return (
