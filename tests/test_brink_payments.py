@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from terminal.brink.bill import Bill, amount_due, payment_key
+from terminal.brink.business_date import business_date
 from terminal.brink.config import BrinkConfig
 from terminal.brink.outcomes import PartyFound
 from terminal.brink.payment_outbox import DESTINATION, payment_counts
@@ -56,9 +57,11 @@ class PayRig:
         access: str = DEMO_ACCESS_TOKEN,
         journal_path: Path | None = None,
         terminal_id: str = "bar1",
+        day: dt.date = DAY,
     ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.emulator = emulator
+        self.day = day  # the business date the emulator's parties are on
         self.access_file = directory / "brink.access.token"
         self.location_file = directory / "brink.location.token"
         for path, value in ((self.access_file, access), (self.location_file, DEMO_LOCATION_TOKEN)):
@@ -76,7 +79,7 @@ class PayRig:
         )
 
     async def bill(self, table: int) -> Bill:
-        outcome = await self.runtime.client.get_party(DAY, table)
+        outcome = await self.runtime.client.get_party(self.day, table)
         assert isinstance(outcome, PartyFound), outcome
         return amount_due(outcome.party)
 
@@ -88,7 +91,7 @@ class PayRig:
             key=bill.key(),
             table_id=table,
             party_id=bill.party_id,
-            business_date=DAY.isoformat(),
+            business_date=self.day.isoformat(),
             orders=[(o.order_id, o.number, o.due_cents) for o in bill.orders],
             amount_cents=bill.total_cents,
         )
@@ -609,3 +612,76 @@ def test_a_payment_maybe_applied_then_unseen_is_looked_for_at_the_pos_not_refund
         f"{CARD}, then --refunded"
     ) in record.reason, record.reason
     assert len(record.reason) < REASON_MAX, "the whole advice fits the held reason"
+
+
+def test_a_refund_is_given_once_whether_settled_by_record_or_by_sale(tmp_path: Path) -> None:
+    """One refund per amount: a record refunded by hand is counted when its sale is refunded whole (only
+    the rest is named), a sale refunded whole takes its held records with it, and a record of a refunded
+    sale is refused. ``status`` counts the held payments under *to refund* and no refunded table paid."""
+    with WalletEmulator.demo("doc") as wallet, BrinkEmulator() as emu:  # today's business date, as status
+        config = write_table_config(tmp_path / "t", wallet, emu, tables=f"table_id = 1\n{APPLY}")
+        cfg = load_config(config)
+        assert cfg.brink is not None
+        today = business_date(dt.datetime.now(), cfg.brink.business_day_starts)
+        cfg.journal_path.parent.mkdir(parents=True, exist_ok=True)
+        emu.force("ApplyPayment", 103)  # table 3's first order (17.70): held; the other two applied
+        emu.force("ApplyPayment", 0)
+        emu.force("ApplyPayment", 0)
+        emu.force("ApplyPayment", 103)  # table 1's one order (11.11): held
+
+        async def go() -> tuple[SaleRecord, SaleRecord]:
+            rig = PayRig(tmp_path / "t", emu, journal_path=cfg.journal_path, day=today)
+            try:
+                three = await rig.pay(3)
+                await rig.drain()
+                one = await rig.pay(1)
+                await rig.drain()
+            finally:
+                await rig.aclose()
+            return three, one
+
+        three, one = asyncio.run(go())
+
+        def held() -> dict[int, str]:
+            journal = Journal.open(cfg.journal_path)
+            try:
+                return {int(r.payload["table_id"]): r.ref for r in rows(journal, DESTINATION) if r.hold}
+            finally:
+                journal.close()
+
+        refs = held()
+        assert sorted(refs) == [1, 3]
+        status = json.loads(taptill("status", "--json", "--config", str(config)).stdout)
+        assert status["to_refund"] == 0 and status["brink"]["held_cents"] == 1770 + 1111
+        text = taptill("status", "--config", str(config)).stdout
+        assert "to refund:       0 (" in text and "  and held:      2 table payment(s) (" in text, text
+        assert "tables paid:     2 by wallet" in text, text
+
+        # a record refunded by hand, then its sale refunded whole: only what is left is named
+        taptill("settle", refs[3], "--refunded", "--config", str(config))
+        out = taptill("settle", three.idempotency_key, "--refunded", "--config", str(config)).stdout
+        assert (
+            f"PAR Brink: 17.70 of the sale's 40.79 was refunded already ({refs[3]}): refund only the 23.09 left"
+            in out
+        ), out
+        assert "is held" not in out and "--refunded" not in out.split("recorded as refunded", 1)[1], out
+
+        # a sale refunded whole, then one of its records: the record went with the sale, and is refused
+        out = taptill("settle", one.idempotency_key, "--refunded", "--config", str(config)).stdout
+        assert "PAR Brink: 11.11 on table 1 order 2101 was held: given up with the sale, never sent" in out, (
+            out
+        )
+        assert held() == {}
+        again = taptill("settle", refs[1], "--refunded", "--config", str(config), check=False)
+        assert again.returncode == 1 and len(again.stderr.strip().splitlines()) == 1, again.stderr
+        assert f"belongs to sale {one.idempotency_key}, refunded whole already" in again.stderr, again.stderr
+        again = taptill("settle", refs[3], "--refunded", "--config", str(config), check=False)
+        assert again.returncode == 1 and "refund nothing more" in again.stderr, again.stderr
+
+        text = taptill("status", "--config", str(config)).stdout
+        assert "applied at the POS" not in text, text
+        assert "REFUNDED to the guest (taptill settle): a POS payment of it was applied, delete it" in text, (
+            text
+        )
+        assert "tables paid:     0 by wallet" in text and "2 more listed" in text, text
+        assert "and held:" not in text, text
