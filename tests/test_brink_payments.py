@@ -685,3 +685,23 @@ def test_a_refund_is_given_once_whether_settled_by_record_or_by_sale(tmp_path: P
         )
         assert "tables paid:     0 by wallet" in text and "2 more listed" in text, text
         assert "and held:" not in text, text
+
+
+def test_doctor_names_the_denominations_a_table_terminal_cannot_sell(
+    tmp_path: Path, emu: BrinkEmulator
+) -> None:
+    # a busy pretix answered three concurrent debits 500 ("database is locked"): the denomination
+    # product is marked unsellable, and doctor must point at the table's config, not [terminal] products
+    with WalletEmulator.demo("doc") as wallet:
+        config = write_table_config(tmp_path, wallet, emu, tables="table_id = 1")
+        journal_path = load_config(config).journal_path
+        journal_path.parent.mkdir(parents=True, exist_ok=True)
+        journal = Journal.open(journal_path)
+        try:
+            journal.mark_unsellable([("eur10", "10 EUR")], "the server answered 500 to every attempt (3)")
+        finally:
+            journal.close()
+        status, detail = diagnose_one(config, "products")
+    assert status == "FAIL" and "10 EUR (id eur10" in detail, detail
+    assert "take it out of [table] denominations" in detail and "[terminal] products" not in detail, detail
+    assert "if it was only busy (database is locked), the next debit of it booked sells it again" in detail
