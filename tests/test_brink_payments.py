@@ -661,8 +661,8 @@ def test_a_refund_is_given_once_whether_settled_by_record_or_by_sale(tmp_path: P
         taptill("settle", refs[3], "--refunded", "--config", str(config))
         out = taptill("settle", three.idempotency_key, "--refunded", "--config", str(config)).stdout
         assert (
-            f"PAR Brink: 17.70 of the sale's 40.79 was refunded already ({refs[3]}): refund only the 23.09 left"
-            in out
+            f"PAR Brink: 17.70 of the sale's 40.79 was refunded already ({refs[3]}): "
+            "refund only the 23.09 left" in out
         ), out
         assert "is held" not in out and "--refunded" not in out.split("recorded as refunded", 1)[1], out
 
