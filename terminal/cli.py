@@ -400,13 +400,23 @@ def _resolve(journal: Journal, key: str, how: str) -> int:
     """Close a sale charged but never served: the guest was refunded (``how`` 'refunded') or served by
     hand ('served'); refused (exit 1) for any other sale."""
     by = _who()
+    also: list[tuple[str, Sequence[object]]] = []
     if how == "refunded":
+        from terminal.brink.payment_outbox import give_up_with_sale, refunded_sale_of
         from terminal.outbox.table import give_up_held
 
+        # one refund per amount: a POS payment of a sale refunded whole was refunded with it
+        if (whole := refunded_sale_of(journal, key)) is not None:
+            _problem(
+                f"record {key} belongs to sale {whole.idempotency_key}, refunded whole already "
+                f"({whole.resolved_at} by {whole.resolved_by}): its amount went back, refund nothing more"
+            )
+            return EXIT_FAILURE
         if give_up_held(journal, key, by):
             print(f"settled: record {key} given up by {by} (refunded); it is never sent")
             return EXIT_OK
-    if journal.resolve(key, how, by):
+        also.append(give_up_with_sale(key, by))
+    if journal.resolve(key, how, by, also):
         print(f"settled: sale {key} recorded as {how} by {by}; it leaves the list to refund")
         if how == "refunded":
             from terminal.ready2order.invoice_table import invoice_record, storno_advice
@@ -416,7 +426,8 @@ def _resolve(journal: Journal, key: str, how: str) -> int:
                 _say(f"ready2order: {storno_advice(invoice)}")  # the number is the server's text
             from terminal.brink.payment_outbox import refund_advice
 
-            for line in refund_advice(journal, key):
+            sale = journal.sale_by_key(key)
+            for line in refund_advice(journal, key, -sale.amount_cents if sale is not None else 0):
                 _say(f"PAR Brink: {line}")
         return EXIT_OK
     sale = journal.sale_by_key(key)
@@ -775,6 +786,13 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
         + (f"; {st.refunded} refunded" if st.refunded else "")
         + (f"; {st.served_by_hand} served by hand" if st.served_by_hand else "")
     )
+    if pos is not None and pos["held"]:
+        # a table payment the POS cannot take is a refund waiting too (or a booking by hand): never 0 here
+        _say(
+            f"  and held:      {len(pos['held'])} table payment(s) "
+            f"({format_cents(pos['held_cents'], loc, cur)}) the POS could not take: refund or book by hand, "
+            "PAR Brink below says which"
+        )
     _say(
         f"pending:         {st.pending} ({format_cents(-st.pending_cents, loc, cur)})"
         + (f", {st.held} held for reconciliation" if st.held else "")
@@ -845,7 +863,15 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
         for line in tables["bill_warnings"]:
             _say(f"WARNING:         {line}")
         paid = tables["paid"]
-        _say(f"tables paid:     {len(paid)} by wallet on business day {tables['business_date']}")
+        here = sum(1 for bill in paid if bill["paid_here"])
+        _say(
+            f"tables paid:     {here} by wallet on business day {tables['business_date']}"
+            + (
+                f" ({len(paid) - here} more listed: not paid, refunded or paid elsewhere)"
+                if len(paid) > here
+                else ""
+            )
+        )
         for bill in paid:
             _say(
                 f"  table {bill['table_id']:>4}  {format_cents(bill['amount_cents'], loc, cur):>10}  "
@@ -877,6 +903,12 @@ def _table_status(journal: Journal, cfg: Config) -> dict[str, Any]:
     for bill in journal.table_bills(day):
         if bill.state == "done" and bill.reason.startswith(BOOKED_ELSEWHERE_REASON):
             state = "paid at another terminal"
+        elif bill.state == "done" and bill.resolved == "refunded":
+            state = "REFUNDED to the guest (taptill settle)" + (
+                ": a POS payment of it was applied, delete it at the POS"
+                if "done" in told.get(bill.sale_key, [])
+                else ""
+            )
         elif bill.state == "done":
             state = "paid: close it at the POS" if not told else _told_state(told.get(bill.sale_key, []))
             if not bill.approved:
@@ -895,6 +927,10 @@ def _table_status(journal: Journal, cfg: Config) -> dict[str, Any]:
                 "time": local,
                 "state": state,
                 "sale_state": bill.state,
+                # paid by this terminal's wallet and not given back: what ``tables paid`` counts
+                "paid_here": bill.state == "done"
+                and bill.resolved is None
+                and not bill.reason.startswith(BOOKED_ELSEWHERE_REASON),
                 "key": bill.sale_key,
                 "party_id": bill.party_id,
                 "orders": list(bill.orders),
@@ -947,11 +983,12 @@ def _applies_payments(cfg: Config) -> bool:
 def _brink_status(journal: Journal, cfg: Config) -> dict[str, Any]:
     """The POS payments (ApplyPayment): counts, the held ones with what to do, and whether the running
     terminal's payments are stopped because PAR refuses the tokens."""
-    from terminal.brink.payment_outbox import held_payments, payment_counts
+    from terminal.brink.payment_outbox import held_payments, payment_counts, payment_of
     from terminal.brink.runtime import STATUS_CACHE_KEY
     from terminal.service.state_lock import running_terminal
 
     counts = payment_counts(journal)
+    held = held_payments(journal)
     cached = journal.cache_get(STATUS_CACHE_KEY)
     state = cached[0] if cached is not None and isinstance(cached[0], dict) else {}
     pid = running_terminal(cfg.terminal.state_dir)
@@ -968,7 +1005,8 @@ def _brink_status(journal: Journal, cfg: Config) -> dict[str, Any]:
         "applied": counts.applied,
         "waiting": counts.waiting,
         "maybe_sent": counts.maybe_sent,
-        "held": [{"ref": r.ref, "reason": r.reason, "since": r.updated_at} for r in held_payments(journal)],
+        "held": [{"ref": r.ref, "reason": r.reason, "since": r.updated_at} for r in held],
+        "held_cents": sum(p.amount_cents for r in held if (p := payment_of(r.payload)) is not None),
         "given_up": counts.rejected,
         "booked_elsewhere": counts.booked_elsewhere,
         "running": running,

@@ -315,6 +315,7 @@ class TableBillRecord:
     approved: (
         bool  # the guest saw "Paid"; False: it stopped first or had no answer in time (paid all the same)
     )
+    resolved: str | None = None  # 'refunded': staff gave the guest the money back (``taptill settle``)
 
 
 def offline_reason(why: str) -> str:
@@ -733,7 +734,7 @@ class Journal:
         where = "" if business_date is None else " WHERE t.business_date = ?"
         rows = self._db.execute(
             "SELECT t.sale_key, t.table_id, t.party_id, t.business_date, t.orders, t.amount_cents,"
-            " t.created_at, s.state, s.reason, s.approved"
+            " t.created_at, s.state, s.reason, s.approved, s.resolved"
             " FROM table_bills t JOIN sales s ON s.idempotency_key = t.sale_key"
             + where
             + " ORDER BY t.rowid",
@@ -751,6 +752,7 @@ class Journal:
                 state=str(r[7]),
                 reason=str(r[8]),
                 approved=bool(r[9]),
+                resolved=None if r[10] is None else str(r[10]),
             )
             for r in rows
         ]
@@ -922,12 +924,13 @@ class Journal:
             raise JournalError(f"journal write failed: {exc}") from None
         return cur.rowcount == 1
 
-    def resolve(self, key: str, how: str, by: str) -> bool:
+    def resolve(self, key: str, how: str, by: str, also: Statements = ()) -> bool:
         """A person closed the sale with idempotency key ``key``, charged but never served: ``how`` is
         'refunded' (the guest got the money back) or 'served' (by hand); ``by`` names who. True if such
         a sale, still open, was found (one already closed, or any other sale, is left alone). A booked
         table bill's sale, never to refund by itself, may be recorded refunded (staff gave the money back
-        after all); it is never "served by hand"."""
+        after all); it is never "served by hand". ``also`` commits in the same write (each statement must
+        itself check that the sale is now closed: it runs whatever the update found)."""
         if how not in RESOLUTIONS:
             raise ValueError(f"resolution {how!r} is none of {RESOLUTIONS}")
         which = TO_REFUND_SQL
@@ -937,6 +940,7 @@ class Journal:
             "UPDATE sales SET resolved = ?, resolved_at = ?, resolved_by = ?, updated_at = ?"
             f" WHERE idempotency_key = ? AND {which}",
             (how, _now_iso(), by[:100], _now_iso(), key),
+            also,
         )
         return cur.rowcount == 1
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from terminal.brink.bill import Bill, amount_due, payment_key
+from terminal.brink.business_date import business_date
 from terminal.brink.config import BrinkConfig
 from terminal.brink.outcomes import PartyFound
 from terminal.brink.payment_outbox import DESTINATION, payment_counts
@@ -27,7 +28,7 @@ from terminal.emulator.faults import FaultKind
 from terminal.emulator.wallet import WalletEmulator
 from terminal.journal import Journal, SaleRecord, table_bill_statement
 from terminal.ops.doctor import diagnose
-from terminal.outbox.table import OutboxRow, give_up_held, rows, settle_held
+from terminal.outbox.table import REASON_MAX, OutboxRow, give_up_held, rows, settle_held
 from terminal.service.secret import Secret
 from tests.table_lab import write_table_config
 from tests.terminal_lab import taptill
@@ -56,9 +57,11 @@ class PayRig:
         access: str = DEMO_ACCESS_TOKEN,
         journal_path: Path | None = None,
         terminal_id: str = "bar1",
+        day: dt.date = DAY,
     ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.emulator = emulator
+        self.day = day  # the business date the emulator's parties are on
         self.access_file = directory / "brink.access.token"
         self.location_file = directory / "brink.location.token"
         for path, value in ((self.access_file, access), (self.location_file, DEMO_LOCATION_TOKEN)):
@@ -76,7 +79,7 @@ class PayRig:
         )
 
     async def bill(self, table: int) -> Bill:
-        outcome = await self.runtime.client.get_party(DAY, table)
+        outcome = await self.runtime.client.get_party(self.day, table)
         assert isinstance(outcome, PartyFound), outcome
         return amount_due(outcome.party)
 
@@ -88,7 +91,7 @@ class PayRig:
             key=bill.key(),
             table_id=table,
             party_id=bill.party_id,
-            business_date=DAY.isoformat(),
+            business_date=self.day.isoformat(),
             orders=[(o.order_id, o.number, o.due_cents) for o in bill.orders],
             amount_cents=bill.total_cents,
         )
@@ -569,3 +572,136 @@ def test_status_and_doctor_count_the_payments_alike(tmp_path: Path, emu: BrinkEm
     assert f"outbox:          brink: {summary}" in status, status
     outbox = diagnose_one(config, "outbox")
     assert outbox[0] == "WARN" and f"brink: {summary}" in outbox[1], outbox
+
+
+@pytest.mark.parametrize("gone", ["party_closed", "order_gone"])
+def test_a_payment_maybe_applied_then_unseen_is_looked_for_at_the_pos_not_refunded_outright(
+    tmp_path: Path, emu: BrinkEmulator, gone: str
+) -> None:
+    # the store applied our payment but answered 104; staff close the party within seconds, so the
+    # look cannot see the order our taptill_key is on: refunding outright would pay the guest twice
+    emu.force("ApplyPayment", 104, after_applying=True)
+
+    async def scenario(rig: PayRig) -> None:
+        await rig.pay(1)
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(rig.runtime.loop.run(stop))
+        try:
+            while not sent(emu, "ApplyPayment"):
+                await asyncio.sleep(0.01)
+            if gone == "party_closed":
+                emu.location.close_party(DAY, 1)
+            else:  # the order left this table's party at the POS (moved, or taken off the list)
+                party, _ = emu.location.order(70101)
+                with emu.location.lock:
+                    party.orders[:] = [o for o in party.orders if o.id != 70101]
+            while rig.waiting():
+                await asyncio.sleep(0.02)
+        finally:
+            stop.set()
+            await task
+
+    rig = run(tmp_path, emu, scenario)
+    (record,) = rig.records()
+    assert [(o, a, k) for o, a, k in ledger(emu)] == [(70101, "11.11", record.ref)], "on the closed bill"
+    assert sent(emu, "ApplyPayment") == 1 and record.hold, record.reason
+    assert "no longer owes" not in record.reason, record.reason
+    assert (
+        f"unknown if applied: look on table 1's closed bill at the POS for a payment with reference "
+        f"{record.ref}; if it is there: taptill settle {record.ref} --booked; if not: refund 11.11 to card "
+        f"{CARD}, then --refunded"
+    ) in record.reason, record.reason
+    assert len(record.reason) < REASON_MAX, "the whole advice fits the held reason"
+
+
+def test_a_refund_is_given_once_whether_settled_by_record_or_by_sale(tmp_path: Path) -> None:
+    """One refund per amount: a record refunded by hand is counted when its sale is refunded whole (only
+    the rest is named), a sale refunded whole takes its held records with it, and a record of a refunded
+    sale is refused. ``status`` counts the held payments under *to refund* and no refunded table paid."""
+    with WalletEmulator.demo("doc") as wallet, BrinkEmulator() as emu:  # today's business date, as status
+        config = write_table_config(tmp_path / "t", wallet, emu, tables=f"table_id = 1\n{APPLY}")
+        cfg = load_config(config)
+        assert cfg.brink is not None
+        today = business_date(dt.datetime.now(), cfg.brink.business_day_starts)
+        cfg.journal_path.parent.mkdir(parents=True, exist_ok=True)
+        emu.force("ApplyPayment", 103)  # table 3's first order (17.70): held; the other two applied
+        emu.force("ApplyPayment", 0)
+        emu.force("ApplyPayment", 0)
+        emu.force("ApplyPayment", 103)  # table 1's one order (11.11): held
+
+        async def go() -> tuple[SaleRecord, SaleRecord]:
+            rig = PayRig(tmp_path / "t", emu, journal_path=cfg.journal_path, day=today)
+            try:
+                three = await rig.pay(3)
+                await rig.drain()
+                one = await rig.pay(1)
+                await rig.drain()
+            finally:
+                await rig.aclose()
+            return three, one
+
+        three, one = asyncio.run(go())
+
+        def held() -> dict[int, str]:
+            journal = Journal.open(cfg.journal_path)
+            try:
+                return {int(r.payload["table_id"]): r.ref for r in rows(journal, DESTINATION) if r.hold}
+            finally:
+                journal.close()
+
+        refs = held()
+        assert sorted(refs) == [1, 3]
+        status = json.loads(taptill("status", "--json", "--config", str(config)).stdout)
+        assert status["to_refund"] == 0 and status["brink"]["held_cents"] == 1770 + 1111
+        text = taptill("status", "--config", str(config)).stdout
+        assert "to refund:       0 (" in text and "  and held:      2 table payment(s) (" in text, text
+        assert "tables paid:     2 by wallet" in text, text
+
+        # a record refunded by hand, then its sale refunded whole: only what is left is named
+        taptill("settle", refs[3], "--refunded", "--config", str(config))
+        out = taptill("settle", three.idempotency_key, "--refunded", "--config", str(config)).stdout
+        assert (
+            f"PAR Brink: 17.70 of the sale's 40.79 was refunded already ({refs[3]}): "
+            "refund only the 23.09 left" in out
+        ), out
+        assert "is held" not in out and "--refunded" not in out.split("recorded as refunded", 1)[1], out
+
+        # a sale refunded whole, then one of its records: the record went with the sale, and is refused
+        out = taptill("settle", one.idempotency_key, "--refunded", "--config", str(config)).stdout
+        assert "PAR Brink: 11.11 on table 1 order 2101 was held: given up with the sale, never sent" in out, (
+            out
+        )
+        assert held() == {}
+        again = taptill("settle", refs[1], "--refunded", "--config", str(config), check=False)
+        assert again.returncode == 1 and len(again.stderr.strip().splitlines()) == 1, again.stderr
+        assert f"belongs to sale {one.idempotency_key}, refunded whole already" in again.stderr, again.stderr
+        again = taptill("settle", refs[3], "--refunded", "--config", str(config), check=False)
+        assert again.returncode == 1 and "refund nothing more" in again.stderr, again.stderr
+
+        text = taptill("status", "--config", str(config)).stdout
+        assert "applied at the POS" not in text, text
+        assert "REFUNDED to the guest (taptill settle): a POS payment of it was applied, delete it" in text, (
+            text
+        )
+        assert "tables paid:     0 by wallet" in text and "2 more listed" in text, text
+        assert "and held:" not in text, text
+
+
+def test_doctor_names_the_denominations_a_table_terminal_cannot_sell(
+    tmp_path: Path, emu: BrinkEmulator
+) -> None:
+    # a busy pretix answered three concurrent debits 500 ("database is locked"): the denomination
+    # product is marked unsellable, and doctor must point at the table's config, not [terminal] products
+    with WalletEmulator.demo("doc") as wallet:
+        config = write_table_config(tmp_path, wallet, emu, tables="table_id = 1")
+        journal_path = load_config(config).journal_path
+        journal_path.parent.mkdir(parents=True, exist_ok=True)
+        journal = Journal.open(journal_path)
+        try:
+            journal.mark_unsellable([("eur10", "10 EUR")], "the server answered 500 to every attempt (3)")
+        finally:
+            journal.close()
+        status, detail = diagnose_one(config, "products")
+    assert status == "FAIL" and "10 EUR (id eur10" in detail, detail
+    assert "take it out of [table] denominations" in detail and "[terminal] products" not in detail, detail
+    assert "if it was only busy (database is locked), the next debit of it booked sells it again" in detail

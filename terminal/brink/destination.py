@@ -8,6 +8,8 @@ payment, and its due at least the amount: ApplyPayment with the ref in Reference
 or closed without it (paid at the POS, or by another terminal: its ``taptill_key`` is another's), its due
 below the amount, or such a payment deleted at the POS: held for staff with what to do by cause (the POS
 still owes it: book it there or refund; it no longer does: refund; unknown: said so; ``taptill settle``).
+A record whose last ApplyPayment may have been applied is never told to refund outright when the look
+cannot see its order (the party closed, the order gone): staff look for its key on the closed bill.
 
 The answers: 0 done. 1, 3, 104, a Fault, a timeout or a dropped connection after the request may have
 left: ambiguous; the next look waits until the request can no longer land (the client's deadline and a
@@ -123,9 +125,12 @@ class BrinkPaymentDestination:
                 return self._look(record, payment, party)
             case NoParty():
                 return Unclear(
-                    payment.refund(
+                    _unseen(
+                        record,
+                        payment,
                         f"table {payment.table_id} has no open party on {payment.business_date} any more "
-                        "(closed at the POS), so the payment cannot be looked for or applied"
+                        "(closed at the POS), so the payment cannot be looked for or applied",
+                        f"table {payment.table_id}'s party was closed at the POS",
                     )
                 )
             case AccessDenied(message, status):
@@ -145,7 +150,12 @@ class BrinkPaymentDestination:
         order = next((o for o in party.orders if o.id == payment.order_id), None)
         if order is None:
             return Unclear(
-                payment.refund(f"{payment.order_label} is no longer in table {payment.table_id}'s party")
+                _unseen(
+                    record,
+                    payment,
+                    f"{payment.order_label} is no longer in table {payment.table_id}'s party",
+                    f"{payment.order_label} left the party",
+                )
             )
         ours = [p for p in order.payments if p.reference(REF_NAME) == record.ref]
         live = [p for p in ours if not p.is_deleted]
@@ -257,6 +267,14 @@ class BrinkPaymentDestination:
         """The order could not be looked at: nothing sent; looked at again after the backoff."""
         self.health.problem(reason)
         return Unreachable(reason)
+
+
+def _unseen(record: OutboxRow, payment: TablePayment, what: str, short: str) -> str:
+    """Held advice when the look cannot see the record's order (the party closed, the order gone): a
+    record whose last ApplyPayment may have been applied may be on that closed bill, so only one never
+    sent, or whose attempts provably applied nothing, may say refund outright (``short``: ``what`` in
+    fewer words, as the longer advice must fit the held reason)."""
+    return payment.maybe_applied(short) if record.maybe_sent else payment.refund(what)
 
 
 def _held(record: OutboxRow, detail: str) -> Each:

@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 from terminal.brink.bill import payment_key
 from terminal.journal import BOOKED_ELSEWHERE_REASON, Journal, SaleRecord
-from terminal.outbox.table import OutboxRow, insert_statement, rows
+from terminal.outbox.table import REASON_MAX, OutboxRow, insert_statement, rows
 
 DESTINATION = "brink"
 REF_NAME = "taptill_key"  # the ReferenceDetails Name the record's ref travels under (design's contract)
@@ -81,6 +81,16 @@ class TablePayment:
         return (
             f"{what}: the POS no longer owes it, so refund {money(self.amount_cents)} to card {self.card}; "
             f"then taptill settle {self.ref} --refunded"
+        )
+
+    def maybe_applied(self, what: str) -> str:
+        """Held advice when an attempt may have been applied (104, 1, 3, a timeout, a drop) and the look
+        cannot see the order any more (the party closed, the order gone): the POS may hold our payment,
+        found by its reference ``taptill_key``, so staff look before anyone refunds."""
+        return (
+            f"{what}; unknown if applied: look on table {self.table_id}'s closed bill at the POS for a "
+            f"payment with reference {self.ref}; if it is there: taptill settle {self.ref} --booked; if "
+            f"not: refund {money(self.amount_cents)} to card {self.card}, then --refunded"
         )
 
     def unknown(self, what: str) -> str:
@@ -227,19 +237,80 @@ def held_payments(journal: Journal) -> list[OutboxRow]:
     return [r for r in rows(journal, DESTINATION, ("pending",)) if r.hold]
 
 
-def refund_advice(journal: Journal, sale_key: str) -> list[str]:
-    """What a person does at the POS once the table sale ``sale_key`` was refunded: each of its payment
-    records applied (or maybe applied, or still to be sent) stands at the POS until deleted there."""
+GIVEN_UP_BY_HAND = "given up by hand: refunded"  # the reason ``give_up_held`` writes
+GIVEN_UP_WITH_SALE = "given up: its sale was refunded whole"
+
+
+def give_up_with_sale(sale_key: str, by: str) -> tuple[str, Sequence[object]]:
+    """The statement, committed with the refund of the table sale ``sale_key`` (``Journal.resolve``),
+    that ends its payment records held for staff: the sale's refund is theirs too (one refund per
+    amount), so none of them asks for a refund again. It changes nothing unless the sale is refunded."""
+    return (
+        "UPDATE outbox SET state = 'rejected', hold = 0, maybe_sent = 0, reason = ?, updated_at = ?"
+        " WHERE destination = ? AND state = 'pending' AND hold = 1 AND sale_id ="
+        " (SELECT id FROM sales WHERE idempotency_key = ? AND resolved = 'refunded')",
+        (
+            f"{GIVEN_UP_WITH_SALE} (by {by})"[:REASON_MAX],
+            datetime.now(UTC).isoformat(timespec="milliseconds"),
+            DESTINATION,
+            sale_key,
+        ),
+    )
+
+
+def refunded_records(journal: Journal, sale_key: str) -> list[tuple[OutboxRow, TablePayment]]:
+    """The payment records of the table sale ``sale_key`` a person gave up as refunded one by one
+    (``taptill settle REF --refunded``): their amounts went back to the guest already."""
+    return [
+        (record, p)
+        for record in rows(journal, DESTINATION, ("rejected",))
+        if (p := payment_of(record.payload)) is not None
+        and p.sale_key == sale_key
+        and record.reason.startswith(GIVEN_UP_BY_HAND)
+    ]
+
+
+def refunded_sale_of(journal: Journal, ref: str) -> SaleRecord | None:
+    """The sale of the payment record ``ref`` (or ``#id``) when that sale was refunded whole: giving the
+    record up as refunded too would refund its amount twice."""
+    by_id = ref.startswith("#") and ref[1:].isdigit()
+    found = journal.query(
+        f"SELECT s.idempotency_key FROM outbox o JOIN sales s ON s.id = o.sale_id WHERE o.destination = ?"
+        f" AND o.{'id' if by_id else 'ref'} = ? AND s.resolved = 'refunded'",
+        (DESTINATION, int(ref[1:]) if by_id else ref),
+    )
+    return journal.sale_by_key(str(found[0][0])) if found else None
+
+
+def refund_advice(journal: Journal, sale_key: str, sale_cents: int) -> list[str]:
+    """What a person does once the table sale ``sale_key`` (``sale_cents`` paid, > 0) was refunded:
+    first what of it was refunded already record by record and what is left to give back, then each
+    payment record applied (or still to be sent) that stands at the POS until deleted there, and those
+    held, given up with the sale (``give_up_with_sale``)."""
     out = []
+    before = refunded_records(journal, sale_key)
+    if before:
+        back = sum(p.amount_cents for _, p in before)
+        refs = ", ".join(r.ref for r, _ in before)
+        left = max(sale_cents - back, 0)
+        out.append(
+            f"{money(back)} of the sale's {money(sale_cents)} was refunded already ({refs}): "
+            + (f"refund only the {money(left)} left" if left else "nothing is left to refund")
+        )
     for record in rows(journal, DESTINATION):
         p = payment_of(record.payload)
-        if p is None or p.sale_key != sale_key or record.state == "rejected":
+        if p is None or p.sale_key != sale_key:
             continue
         where = f"table {p.table_id} {p.order_label}"
-        if record.state == "done":
+        if record.state == "rejected":
+            if record.reason.startswith(GIVEN_UP_WITH_SALE):
+                out.append(f"{money(p.amount_cents)} on {where} was held: given up with the sale, never sent")
+        elif record.state == "done":
             out.append(f"{money(p.amount_cents)} on {where} was applied: delete that payment at the POS")
-        elif record.hold:
-            out.append(f"{money(p.amount_cents)} on {where} is held: taptill settle {record.ref} --refunded")
+        elif record.hold:  # held after the refund was recorded (the statement ran before it)
+            out.append(
+                f"{money(p.amount_cents)} on {where} is held: part of this refund, refund nothing more"
+            )
         else:
             out.append(
                 f"{money(p.amount_cents)} on {where} is still being applied: once taptill status shows it "

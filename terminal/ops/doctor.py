@@ -138,7 +138,7 @@ def diagnose(config_path: Path, *, now: Callable[[], datetime] | None = None) ->
         readable = journal_check.status != "FAIL"
         money = (cfg.terminal.locale, cfg.terminal.currency)
         checks.append(_queue_check(journal, clock(), money=money, readable=readable))
-        checks.append(_unsellable_check(journal, readable=readable))
+        checks.append(_unsellable_check(journal, readable=readable, table=cfg.terminal.mode == "table"))
         if cfg.terminal.mode == "table":
             checks.append(_denominations_check(cfg, journal))
         checks.append(_outbox_check(journal, clock(), readable=readable))
@@ -686,8 +686,9 @@ def _outbox_check(journal: Journal | None, now: datetime, *, readable: bool = Tr
     return Check("outbox", worst, detail)
 
 
-def _unsellable_check(journal: Journal | None, *, readable: bool = True) -> Check:
-    """Products the server answered with an error on every attempt and booked nothing (issue 10)."""
+def _unsellable_check(journal: Journal | None, *, readable: bool = True, table: bool = False) -> Check:
+    """Products the server answered with an error on every attempt and booked nothing (issue 10); in
+    table mode (``table``) they are denomination products, configured in ``[table] denominations``."""
     if journal is None and not readable:
         return Check.warn("products", "unknown: the journal cannot be read (see the journal check)")
     if journal is None:
@@ -696,10 +697,14 @@ def _unsellable_check(journal: Journal | None, *, readable: bool = True) -> Chec
     if not unsellable:
         return Check.ok("products", "the server booked every product sold")
     named = ", ".join(f"{name} (id {pid}, since {since})" for pid, (name, _, since) in unsellable.items())
+    where = "[table] denominations" if table else "[terminal] products"
+    # a busy server's 500s (SQLite's "database is locked" under concurrent debits) count the same as a
+    # product it can never book; one debit of the product booked sells it again
     return Check.fail(
         "products",
-        f"the wallet server answers every debit of {named} with an error and books nothing; likely the "
-        "item is in no pretix quota or inactive: add it to a quota or take it out of [terminal] products "
+        f"the wallet server answers every debit of {named} with an error and books nothing; if it was "
+        "only busy (database is locked), the next debit of it booked sells it again; else the item is in "
+        f"no pretix quota or inactive: add it to a quota or take it out of {where} "
         "(taptill queue --rejected lists the sales)",
     )
 

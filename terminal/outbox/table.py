@@ -20,7 +20,7 @@ from terminal.journal import Journal
 
 log = logging.getLogger(__name__)
 
-REASON_MAX = 300
+REASON_MAX = 400  # a held reason is what staff do, whole: a POS payment's names its 36-character key thrice
 
 _COLUMNS = (
     "id, destination, ref, sale_id, payload, state, reason, attempts, maybe_sent, hold, next_attempt_at, "

@@ -263,7 +263,8 @@ class WalletDestination:
         named = ", ".join(f"{name} (id {pid})" for pid, name in products)
         detail = (
             f"the server answered {status} to every attempt ({self.server_error_limit}) and booked nothing; "
-            f"it cannot book {named}: is the item in a pretix quota and active?"
+            f"it cannot book {named}: is the item in a pretix quota and active? (or was the server only "
+            "busy: a debit of it booked sells it again)"
         )
         self.store.mark_unsellable(products, detail)
         log.error("not selling %s offline any more: %s", named, detail)
