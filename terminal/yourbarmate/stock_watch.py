@@ -31,7 +31,7 @@ from terminal.yourbarmate.stock import Figures, stock_figures
 
 log = logging.getLogger(__name__)
 
-POLL_S = 2.0  # how often another connection's writes (taptill stock, the webhook) are looked for
+POLL_S = 0.5  # how often another connection's writes (taptill stock, the webhook) are looked for
 # A read asked for by a webhook event runs this much later, coalesced with the events after it: an event
 # moves only what is ordered today (staff's receive moves it on hand), so waiting costs nothing, while a
 # read per event at 20 events/s would take loop time from the taps.
