@@ -156,7 +156,7 @@ class MirrorRig:
             monotonic=monotonic,
             clock=clock,
         )
-        self.runtime.destination.settle_after_s = 0.2  # in-process answers end with the call
+        self.runtime.destination.landing.after_s = 0.2  # in-process answers end with the call
 
     def sell(self, *products: str, card: str = "04A1B2C3D4E5F6", operator: str | None = None) -> SaleRecord:
         """A sale the wallet booked (a top-up by ``operator``, if given): journaled, then marked done with

@@ -44,6 +44,7 @@ from terminal.brink.outcomes import (
 from terminal.brink.outcomes import Unreachable as NoAnswer
 from terminal.brink.party import Order, Party, Payment
 from terminal.brink.payment_outbox import DESTINATION, REF_NAME, TablePayment, money, payment_of
+from terminal.outbox.landing import LandingWindow
 from terminal.outbox.outcome import (
     Ambiguous,
     Booked,
@@ -60,8 +61,6 @@ from terminal.outbox.rate_limit import TokenBucket
 from terminal.outbox.table import OutboxRow, OutboxTable
 
 log = logging.getLogger(__name__)
-
-SETTLE_SLACK_S = 1.0
 
 
 class BrinkPaymentDestination:
@@ -83,9 +82,7 @@ class BrinkPaymentDestination:
         self.client = client
         self.health = health
         self.monotonic = monotonic
-        self.settle_after_s = client.timeout_s + SETTLE_SLACK_S
-        self._started = monotonic()
-        self._attempted: dict[int, float] = {}  # record id -> monotonic time its latest request went out
+        self.landing = LandingWindow(client.timeout_s, monotonic)
 
     def lane(self, record: OutboxRow) -> str:
         return record.ref
@@ -98,8 +95,7 @@ class BrinkPaymentDestination:
         return True
 
     def forget(self, record_ids: Sequence[int]) -> None:
-        for rid in record_ids:
-            self._attempted.pop(rid, None)
+        self.landing.forget(record_ids)
 
     async def prepare(self, batch: Sequence[OutboxRow]) -> object | Outcome:
         return None  # the look (settle) was the read this attempt builds on
@@ -114,8 +110,7 @@ class BrinkPaymentDestination:
                 f"{record.ref} at the POS by hand, then taptill settle {record.ref} --booked (or --refunded)"
             )
         if record.maybe_sent:
-            attempted = self._attempted.get(record.id, self._started)
-            early = attempted + self.settle_after_s - self.monotonic()
+            early = self.landing.wait_s(record.id)
             if early > 0:
                 return Wait(early, "waiting until its last ApplyPayment can no longer land, then looking")
         outcome = await self.client.get_party(payment.business_date, payment.table_id)
@@ -206,7 +201,7 @@ class BrinkPaymentDestination:
             # ended while it was looked for (its sale turned out booked by another terminal, which
             # applies it): sending now could race that terminal's own look
             return Done("ended while it was looked for; not sent")
-        self._attempted[record.id] = self.monotonic()
+        self.landing.sent(record.id)
         answer = await self.client.apply_payment(
             payment.order_id, payment.amount_cents, payment.tender_id, record.ref
         )
@@ -226,7 +221,7 @@ class BrinkPaymentDestination:
                         record.ref,
                         where,
                         reason,
-                        self.settle_after_s,
+                        self.landing.after_s,
                     )
                     return Ambiguous(f"{reason}; the order is looked at before anything is sent again")
                 log.warning(

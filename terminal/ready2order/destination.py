@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
+from terminal.outbox.landing import LandingWindow
 from terminal.outbox.outcome import (
     Ambiguous,
     Booked,
@@ -51,7 +52,6 @@ from terminal.service.crashpoint import crashpoint
 
 log = logging.getLogger(__name__)
 
-SETTLE_SLACK_S = 1.0
 SEARCH_PAGE = 50
 SEARCH_MAX = 500  # invoices listed for one reference before a person is asked instead
 
@@ -80,9 +80,7 @@ class Ready2OrderDestination:
         self.rate_limit = rate_limit or TokenBucket(1, cfg.requests_per_minute / 60.0, monotonic=monotonic)
         self.monotonic = monotonic
         self.clock = clock
-        self.settle_after_s = client.timeout_s + SETTLE_SLACK_S
-        self._started = monotonic()
-        self._attempted: dict[int, float] = {}  # record id -> monotonic time its latest request went out
+        self.landing = LandingWindow(client.timeout_s, monotonic)
 
     def lane(self, record: OutboxRow) -> str:
         return record.ref
@@ -94,8 +92,7 @@ class Ready2OrderDestination:
         return record.maybe_sent
 
     def forget(self, record_ids: Sequence[int]) -> None:
-        for rid in record_ids:
-            self._attempted.pop(rid, None)
+        self.landing.forget(record_ids)
 
     async def prepare(self, batch: Sequence[OutboxRow]) -> object | Outcome:
         return AttemptTime(min(self.clock(), self.client.server_time() or self.clock()))
@@ -107,7 +104,7 @@ class Ready2OrderDestination:
         built = build_request(record.ref, record.payload, self.cfg)
         if isinstance(built, NotBillable):
             return _held(record, built.detail.replace("REF", record.ref))
-        self._attempted[record.id] = self.monotonic()
+        self.landing.sent(record.id)
         answer = await self.client.create_invoice(built.body)
         match answer:
             case r2o.Created(invoice):
@@ -171,8 +168,7 @@ class Ready2OrderDestination:
     # --- settling --------------------------------------------------------------------------------------
 
     async def settle(self, record: OutboxRow) -> Settled | Outcome:
-        attempted = self._attempted.get(record.id, self._started)
-        early = attempted + self.settle_after_s - self.monotonic()
+        early = self.landing.wait_s(record.id)
         if early > 0:
             return Wait(early, "waiting until its last attempt can no longer land, then searching for it")
         found = await self._search(record)
