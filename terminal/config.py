@@ -11,6 +11,7 @@ from typing import Literal
 
 from terminal.brink.config import BrinkConfig, parse_brink
 from terminal.config_section import ConfigError, Section
+from terminal.metrics.config import MetricsConfig, parse_metrics
 from terminal.model import ProductId
 from terminal.partybroker.config import PartybrokerConfig, parse_partybroker
 from terminal.ready2order.config import Ready2OrderConfig, parse_ready2order
@@ -250,6 +251,7 @@ class Config:
     ready2order: Ready2OrderConfig | None = None
     brink: BrinkConfig | None = None
     yourbarmate: YourbarmateConfig | None = None
+    metrics: MetricsConfig | None = None  # None: no Prometheus endpoint
     select: SelectConfig = field(default_factory=SelectConfig)
     topup: TopupConfig = field(default_factory=TopupConfig)
     table: TableConfig = field(default_factory=TableConfig)
@@ -293,6 +295,7 @@ def parse_config(data: dict[str, object], source: Path | None = None) -> Config:
         ready2order=parse_ready2order(root.table("ready2order"), base),
         brink=parse_brink(root.table("brink"), base),
         yourbarmate=parse_yourbarmate(root.table("yourbarmate"), base),
+        metrics=parse_metrics(root.table("metrics"), base),
         select=parse_select(root.table("select")),
         topup=parse_topup(root.table("topup"), base),
         table=parse_table(root.table("table")),

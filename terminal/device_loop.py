@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from hw.display.base import Display
 from hw.gpio.base import Outputs
@@ -72,6 +73,9 @@ from terminal.wallet.client import WalletClient
 from terminal.wallet.health import SERVER_CACHE_KEY, TOKEN_CACHE_KEY, ServerHealth, server_record
 from terminal.wallet.outcomes import Found, NotFound, Refused, Unauthorized, Unavailable
 from terminal.wallet.sale_sender import FINAL_ERRORS, Delivered, Later, Refusal, SaleSender
+
+if TYPE_CHECKING:  # the metrics' counters are handed in when [metrics] is configured; no import here
+    from terminal.metrics.taps import TapCounts
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +164,7 @@ class DeviceLoop:
         # Called with a sale's key and what it poured (its goods, else its products) once it is journaled
         # and not refused: the stock ledger's word when it changed (yourbarmate's StockWatch), else None.
         self.on_sale: Callable[[str, tuple[ProductId, ...]], StockChanged | None] | None = None
+        self.counts: TapCounts | None = None  # [metrics]: taps, decisions and sales, counted in memory
 
     # --- listeners, called from reader and button threads ------------------------------------
 
@@ -369,6 +374,8 @@ class DeviceLoop:
             produced.extend(effects)
             follow = await self._apply(effects)
             pending.extend(follow)
+        if self.counts is not None and isinstance(event, CardPresented) and not event.already_present:
+            self.counts.tapped(produced)
         if awaited is not None:
             line = decision_line(produced, locale=self.locale, currency=self.currency, ignored=ignored)
             awaited[1].set_result(line)
@@ -422,6 +429,8 @@ class DeviceLoop:
             case Charge():
                 event = await self._charge(effect)
                 self.server_changed()
+                if self.counts is not None:
+                    self.counts.charged(effect, event, self._price_of)
                 poured = effect.goods or effect.products
                 stock = None
                 if isinstance(event, ChargeDone | ChargeQueued) and self.on_sale is not None:
@@ -594,6 +603,10 @@ class DeviceLoop:
                 amount_cents=bill.amount_cents,
             )
         ]
+
+    def _price_of(self, product: ProductId) -> int | None:
+        """The catalog's price of ``product`` in cents (None: not listed)."""
+        return next((p.price_cents for p in self.controller.catalog if str(p.id) == str(product)), None)
 
     def _take_seen(self, uid: str) -> list[tuple[str, Sequence[object]]]:
         seen, self._seen = self._seen, None

@@ -56,6 +56,7 @@ BRINK_LOCATION_TOKEN = ServiceSecret(
 YOURBARMATE_PASSWORD = ServiceSecret(
     "yourbarmate", "password_file", "yourbarmate.password", CONFIG_DIR / "yourbarmate.password"
 )
+METRICS_TOKEN = ServiceSecret("metrics", "token_file", "metrics.token", CONFIG_DIR / "metrics.token")
 SERVICE_SECRETS = (
     WALLET_TOKEN,
     PARTYBROKER_PASSWORD,
@@ -64,6 +65,7 @@ SERVICE_SECRETS = (
     BRINK_ACCESS_TOKEN,
     BRINK_LOCATION_TOKEN,
     YOURBARMATE_PASSWORD,
+    METRICS_TOKEN,
 )
 
 

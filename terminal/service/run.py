@@ -9,6 +9,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hw.display.base import Display
 from hw.display.factory import make_display
@@ -37,6 +38,7 @@ from terminal.service import boot_clock
 from terminal.service.credentials import (
     BRINK_ACCESS_TOKEN,
     BRINK_LOCATION_TOKEN,
+    METRICS_TOKEN,
     OPERATOR_KEY,
     READY2ORDER_TOKEN,
     WALLET_TOKEN,
@@ -63,6 +65,9 @@ from terminal.wallet.sale_store import ReportStatements
 from terminal.yourbarmate.receiver import ReceiverError
 from terminal.yourbarmate.runtime import YourbarmateRuntime, read_password
 from terminal.yourbarmate.stock_watch import StockWatch
+
+if TYPE_CHECKING:  # imported when [metrics] is configured, in _run_locked
+    from terminal.metrics.runtime import MetricsRuntime
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +130,12 @@ async def run_terminal(
     operators = load_operator_book(cfg)
     # The webhook's password, read before anything starts: a missing file is said now, in one line.
     ybm_password = read_password(cfg.yourbarmate) if cfg.yourbarmate is not None else None
+    # The metrics' bearer token likewise (none on a loopback address without token_file).
+    metrics_token = (
+        read_secret(cfg.metrics.token_file, METRICS_TOKEN.credential)
+        if cfg.metrics is not None and cfg.metrics.token_file is not None
+        else None
+    )
     brink = open_brink(cfg)
     # One terminal per journal, taken before anything in the state directory or the socket is touched:
     # two would send the same outbox, and the second would take over (and then remove) the socket.
@@ -135,7 +146,9 @@ async def run_terminal(
     except StateLockError as exc:
         raise StartupError(str(exc)) from None
     try:
-        await _run_locked(cfg, stop, opts, notifier, token, operators, r2o_token, brink, ybm_password)
+        await _run_locked(
+            cfg, stop, opts, notifier, token, operators, r2o_token, brink, ybm_password, metrics_token
+        )
     finally:
         lock.release()
         if brink is not None:
@@ -203,6 +216,7 @@ async def _run_locked(
     r2o_token: Secret | None = None,
     brink: BrinkClient | None = None,
     ybm_password: Secret | None = None,
+    metrics_token: Secret | None = None,
 ) -> None:
     try:
         journal = open_journal_salvaging(
@@ -220,6 +234,7 @@ async def _run_locked(
     buttons = None
     webhook: YourbarmateRuntime | None = None
     watch: StockWatch | None = None
+    metrics: MetricsRuntime | None = None
     try:
         outputs = make_outputs(cfg.gpio)
         try:
@@ -258,6 +273,7 @@ async def _run_locked(
                 wallet_products = tuple(p for p in cfg.terminal.products if str(p) not in ladder_keys)
                 for line in check_products(catalog.info, wallet_products):
                     log.error("%s", line)
+                health.mark_up()  # it answered with the terminal's token: the metrics' last contact
             else:
                 # A cached product list means the server did not answer: start offline, not "online".
                 health.mark_down(catalog.problem, catalog.status)
@@ -382,6 +398,19 @@ async def _run_locked(
             except ReceiverError as exc:
                 webhook = None
                 raise StartupError(str(exc)) from None
+        if cfg.metrics is not None:
+            # Imported only now: prometheus_client stays out of a terminal's start-up without [metrics].
+            from terminal.metrics.endpoint import EndpointError
+            from terminal.metrics.runtime import MetricsRuntime
+
+            outboxes = [name for name, c in (("partybroker", partybroker), ("ready2order", mirror)) if c]
+            outboxes += ["brink"] if payments is not None else []
+            metrics = MetricsRuntime(cfg.metrics, device, cfg.journal_path, tuple(outboxes), metrics_token)
+            try:
+                await metrics.start()  # before READY, like the webhook: "ready" means it is scraped
+            except EndpointError as exc:
+                metrics = None
+                raise StartupError(str(exc)) from None
         buttons = make_buttons(cfg.gpio, device)
         reader = make_reader(cfg.reader, device)
         reader.start(device)
@@ -434,6 +463,8 @@ async def _run_locked(
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
     finally:
+        if metrics is not None:
+            await metrics.stop()
         if webhook is not None:
             await webhook.stop()  # requests under way are answered first; then its journal connection closes
         if watch is not None:

@@ -48,10 +48,12 @@ class ServerHealth:
         self.online = True
         self.last_problem = ""
         self.token_refused: str | None = None  # the server's reason while it refuses the API token
+        self.last_ok_at: float | None = None  # wall clock (unix s) of the last answer to our token: metrics
         self.on_change = on_change
 
     def mark_up(self) -> None:
         """The server answered a request with the terminal's token (so it accepts the token)."""
+        self.last_ok_at = time.time()
         refused, self.token_refused = self.token_refused, None
         if refused is not None:
             log.warning("wallet server accepts the API token again: selling")
