@@ -14,9 +14,11 @@ TEST_WORKERS ?= 3
 # tool (`taptill recover` and a terminal starting on a damaged journal salvage its sales with it);
 # the tests also run a real pcscd with the vpcd virtual reader and systemd-analyze, run the unit's ExecStart
 # in its sandbox with unshare/setpriv (util-linux) and mount, and provision a UART reader (nfcpy: libusb).
+# prometheus: for promtool, which checks the scraped metrics and the alert rules (Debian ships promtool
+# only with the server, ~96 MB; where systemd runs, the package enables prometheus.service on :9090).
 DEMO_DEBS := python3-venv python3-dev gcc sqlite3
 TEST_DEBS := $(DEMO_DEBS) faketime pcscd libpcsclite-dev vsmartcard-vpcd systemd make e2fsprogs util-linux mount \
-	libusb-1.0-0
+	libusb-1.0-0 prometheus
 
 .PHONY: demo test lint bench run clean system-deps-demo system-deps-test constraints
 

@@ -141,13 +141,15 @@ class ScrapeCollector(Collector):
 
     def _state(self) -> Iterator[Metric]:
         live = self.live
+        # A gauge per statistic, not a summary: the monitor keeps percentiles of a window, no running
+        # sum and count (and promtool refuses a "quantile" label on anything but a summary).
         lag = GaugeMetricFamily(
             "taptill_event_loop_lag_seconds",
-            "How late the device loop ran, over the last ten minutes (quantile 1: the longest).",
-            labels=["quantile"],
+            "How late the device loop ran over the last ten minutes: stat p50, p99 or max.",
+            labels=["stat"],
         )
-        for quantile, key in (("0.5", "p50"), ("0.99", "p99"), ("1", "max")):
-            lag.add_metric([quantile], live.lag_ms.get(key, 0.0) / 1000)
+        for stat in ("p50", "p99", "max"):
+            lag.add_metric([stat], live.lag_ms.get(stat, 0.0) / 1000)
         yield lag
         yield CounterMetricFamily(
             "taptill_event_loop_stalls",
