@@ -25,6 +25,7 @@ from terminal.emulator.wallet import WalletEmulator
 from terminal.service.credentials import (
     BRINK_ACCESS_TOKEN,
     BRINK_LOCATION_TOKEN,
+    METRICS_TOKEN,
     OPERATOR_KEY,
     SERVICE_SECRETS,
     YOURBARMATE_PASSWORD,
@@ -151,6 +152,15 @@ def former_yourbarmate_table(root: Path) -> None:
     password.chmod(0o600)
 
 
+def former_metrics_table(root: Path) -> None:
+    """A ``[metrics]`` table added to the config by hand, with its bearer token (root's, 0600)."""
+    with (root / "etc/taptill/config.toml").open("a") as config:
+        config.write(f'\n[metrics]\nlisten = "0.0.0.0:9464"\ntoken_file = "{METRICS_TOKEN.path}"\n')
+    token = root / METRICS_TOKEN.path.relative_to("/")
+    token.write_text("metrics-bearer-token\n")
+    token.chmod(0o600)
+
+
 def kiosk_answers(folder: Path, wallet: WalletEmulator, key: str) -> Path:
     """An answers file for a kiosk whose [topup] names ``key`` (where `taptill operator add --config
     ANSWERS` keeps the operator key), with no operators yet."""
@@ -190,6 +200,7 @@ def test_provisioning_passes_every_secret_as_a_credential_and_a_kiosk_set_up_fro
     former_ready2order_run(image)
     former_brink_table(image)
     former_yourbarmate_table(image)
+    former_metrics_table(image)
     password = tmp_path / "pb.password"
     password.write_text("s3cret\n")
     password.chmod(0o600)
