@@ -24,6 +24,7 @@ from terminal.effects import Charge
 from terminal.emulator.wallet import WalletEmulator
 from terminal.metrics.collector import EXPORTED
 from terminal.metrics.taps import share
+from terminal.model import ProductId
 from tests.terminal_lab import (
     ERIKA,
     MAX,
@@ -240,7 +241,8 @@ def test_config_metrics_errors_are_one_line(table: dict[str, object], said: str)
 def test_a_sales_money_is_shared_out_to_the_cent(amount: int, prices: list[int | None]) -> None:
     products = tuple(f"p{i}" for i in range(len(prices)))
     charge = Charge(uid="04", products=products, amount_cents=amount, online=True, balance_before=None)
-    parts = share(charge, dict(zip(products, prices, strict=True)).get)
+    listed: dict[ProductId, int | None] = dict(zip(products, prices, strict=True))
+    parts = share(charge, lambda product: listed.get(product))
     assert sum(parts) == abs(amount)
     assert all(p >= 0 for p in parts)
 
@@ -249,7 +251,8 @@ def test_a_cart_is_shared_by_the_catalog_prices() -> None:
     charge = Charge(
         uid="04", products=("beer", "nuts", "beer"), amount_cents=-1050, online=True, balance_before=0
     )
-    assert share(charge, {"beer": 450, "nuts": 150}.get) == [450, 150, 450]
+    prices: dict[ProductId, int] = {"beer": 450, "nuts": 150}
+    assert share(charge, lambda product: prices.get(product)) == [450, 150, 450]
 
 
 def test_the_alert_rules_pass_promtool() -> None:
