@@ -255,7 +255,8 @@ def test_a_cart_is_shared_by_the_catalog_prices() -> None:
     assert share(charge, lambda product: prices.get(product)) == [450, 150, 450]
 
 
-def test_the_alert_rules_pass_promtool() -> None:
+def test_the_alert_rules_pass_promtool_and_fire_for_a_terminal_in_trouble() -> None:
+    """alerts_test.yml: backlog over 10 min, reader offline, held sales, server offline; not for bar2."""
     checked = subprocess.run(
         ["promtool", "check", "rules", str(MONITORING / "alerts.yml")],
         capture_output=True,
@@ -264,6 +265,14 @@ def test_the_alert_rules_pass_promtool() -> None:
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "SUCCESS: 6 rules found" in checked.stdout
+    tested = subprocess.run(
+        ["promtool", "test", "rules", "alerts_test.yml"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=MONITORING,
+    )
+    assert tested.returncode == 0, tested.stdout + tested.stderr
 
 
 def names_in(text: str) -> set[str]:
