@@ -150,6 +150,7 @@ class TerminalProcess:
         prefix: Sequence[str] = (),
     ) -> None:
         self.config = config
+        self.crashpoint = (env or {}).get("TAPTILL_CRASHPOINT")
         self.socket = socket or config.parent / "state" / "tap.sock"  # socket: when [reader] socket differs
         self.log_path = config.parent / f"run-{time.monotonic_ns()}.log"
         full_env = dict(os.environ)
@@ -200,6 +201,10 @@ class TerminalProcess:
 
     def tap(self, uid: str) -> None:
         answer = self.send(f"tap {uid}")
+        if answer == "" and self.crashpoint is not None and self.wait_dead() == -9:
+            # The tap's crash point fired before the socket's thread wrote "ok" (a busy machine runs the
+            # device loop first); the answer is lost with the process, which is what the test is about.
+            return
         assert answer == "ok", answer
 
     def alive(self) -> bool:
