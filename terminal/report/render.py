@@ -159,62 +159,52 @@ def _span(report: ShiftReport) -> str:
     return f"{start} to {end} ({zone})"
 
 
-def _parts(side: Side) -> str:
-    def one(label: str, t: Tally) -> str:
-        return f"{label} {t.count} ({euros(t.cents)})"
-
-    return (
-        f"{one('confirmed', side.confirmed)}, {one('pending', side.pending)}, {one('held', side.held)}; "
-        f"{one('online', side.online)}, {one('offline', side.offline)}"
-    )
-
-
 def as_text(report: ShiftReport, currency: str = "EUR") -> str:
     """The report for a person: aligned columns, amounts in ``currency`` with two decimals."""
+    width = 40
     lines = [
         f"Shift report {_span(report)}: sales by when the tap was journaled; amounts in {currency}",
         "",
-        f"{'Product':<28} {'Sold':>5} {currency:>9}  {'Confirmed':>9} {'Pending':>7} {'Held':>5}",
+        f"{'Product':<{width}} {'Sold':>5} {currency:>9}  {'Confirmed':>9} {'Pending':>7} {'Held':>5}",
     ]
     for p in report.products:
-        name = printable(p.name, 28 - (6 if p.kind == "topup" else 0))
+        name = printable(p.name, width - (10 if p.kind == "topup" else 0))
         label = f"{name} (top-up)" if p.kind == "topup" else name
         lines.append(
-            f"{label:<28} {p.sold.count:>5} {euros(p.sold.cents):>9}  {p.confirmed.count:>9} "
+            f"{label:<{width}} {p.sold.count:>5} {euros(p.sold.cents):>9}  {p.confirmed.count:>9} "
             f"{p.pending.count:>7} {p.held.count:>5}"
         )
     if not report.products:
         lines.append("(nothing sold in this period)")
-    d, t = report.debits, report.topups
-    lines += [
-        "",
-        f"Debits:            {d.sold.count} sale(s), {euros(d.sold.cents)}: {_parts(d)}",
-        f"Top-ups:           {t.sold.count}, {euros(t.sold.cents)}: {_parts(t)}",
-    ]
+
+    def row(label: str, t: Tally, note: str = "") -> str:
+        return f"{label:<{width}} {t.count:>5} {euros(t.cents):>9}" + (f"  {note}" if note else "")
+
+    lines += ["", f"{'Money':<{width}} {'Count':>5} {currency:>9}"]
+    sides = [("Debits (sales)", report.debits), ("Top-ups", report.topups)]
     if report.table_bills.sold.count:
-        b = report.table_bills
-        lines.append(f"Table bills:       {b.sold.count}, {euros(b.sold.cents)}: {_parts(b)}")
+        sides.append(("Table bills", report.table_bills))
+    for label, side in sides:
+        lines += [
+            row(label, side.sold),
+            row("  confirmed by the wallet", side.confirmed),
+            row("  pending (not confirmed yet)", side.pending),
+            row("  held for reconciliation", side.held, "taptill queue, taptill settle"),
+            row("  decided online", side.online),
+            row("  decided offline", side.offline),
+        ]
     if report.booked_elsewhere.count:
         lines.append(
-            f"Booked elsewhere:  {report.booked_elsewhere.count} ({euros(report.booked_elsewhere.cents)}): "
-            "the wallet had booked their key at another terminal; no money moved here"
+            row("Booked elsewhere", report.booked_elsewhere, "another terminal's: no money moved here")
         )
-    rej = report.rejected_total
-    lines.append(
-        f"Rejected:          {rej.count} ({euros(rej.cents)}), refused by the wallet: money not collected"
-    )
-    lines += [f"  {printable(r.reason, 40):<40} {r.count:>5} {euros(r.cents):>9}" for r in report.rejected]
-    lines.append(
-        f"Not served:        {report.not_served.count} ({euros(report.not_served.cents)}), charged but not "
-        "dispensed or never approved: taptill queue lists them"
-    )
+    lines.append(row("Rejected by the wallet", report.rejected_total, "money not collected"))
+    lines += [row(f"  {printable(r.reason, width - 2)}", Tally(r.count, r.cents)) for r in report.rejected]
+    lines.append(row("Charged but not served", report.not_served, "to refund or serve: taptill queue"))
     if report.refunded.count or report.served_by_hand.count:
-        lines.append(
-            f"Closed by staff:   {report.refunded.count} refunded ({euros(report.refunded.cents)}), "
-            f"{report.served_by_hand.count} served by hand ({euros(report.served_by_hand.cents)})"
-        )
-    lines.append(f"Declined taps:     {report.declined_total}")
-    lines += [f"  {printable(r.reason, 40):<40} {r.count:>5}" for r in report.declined]
+        lines.append(row("  refunded by staff", report.refunded))
+        lines.append(row("  served by hand", report.served_by_hand))
+    lines.append(f"{'Declined taps (no money moved)':<{width}} {report.declined_total:>5}")
+    lines += [f"{'  ' + printable(r.reason, width - 2):<{width}} {r.count:>5}" for r in report.declined]
     if report.hours:
         lines += ["", f"{'Hour':<17} {'Sales':>5} {currency:>9}  {'Top-ups':>7} {currency:>9}"]
         for h in report.hours:
@@ -224,7 +214,7 @@ def as_text(report: ShiftReport, currency: str = "EUR") -> str:
             )
     lines += [
         "",
-        f"Wallet server should show for this terminal: {euros(report.wallet_net_cents)} {currency} net "
-        f"(credits minus debits) in {report.wallet_transactions} transaction(s), the confirmed ones above",
+        f"Wallet server should show for this terminal: {euros(report.wallet_net_cents)} {currency} net",
+        f"  (credits minus debits, in {report.wallet_transactions} transaction(s): the confirmed ones above)",
     ]
     return "\n".join(lines) + "\n"
