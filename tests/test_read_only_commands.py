@@ -1,6 +1,6 @@
-"""``taptill journal``, ``report``, ``queue``, ``status``, ``doctor`` (and ``settle``, which writes) on missing, damaged,
-older and live journals: they never create, move aside or migrate a journal, say what is wrong in one
-line, and leave no -wal/-shm behind, run by root or by the service's own user."""
+"""``taptill journal``, ``report``, ``queue``, ``status``, ``doctor`` (and ``settle``, which writes) on
+missing, damaged, older and live journals: they never create, move aside or migrate a journal, say what is
+wrong in one line, and leave no -wal/-shm behind, run by root or by the service's own user."""
 
 from __future__ import annotations
 
