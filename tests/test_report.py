@@ -22,7 +22,7 @@ from terminal.report.chart import INSTALL_HINT
 from terminal.report.export import CSV_FIELDS
 from terminal.report.period import PeriodError, parse_time, period
 from terminal.wallet.catalog import CACHE_KEY
-from tests.terminal_lab import ERIKA, MAX, write_config
+from tests.terminal_lab import ERIKA, MAX, REPO, write_config
 
 T0 = datetime(2025, 6, 1, 18, 0, tzinfo=UTC)
 PRODUCTS = [
@@ -69,7 +69,7 @@ def config(tmp_path: Path) -> Iterator[Path]:
     held = _sell(journal, 70, ["espresso"], -250, uid=ERIKA)
     journal.hold(held.id, "unclear whether booked")
     rejected = _sell(journal, 80, ["espresso"], -250, uid=ERIKA, offline=True)
-    journal.mark_rejected(rejected.id, "insufficient_balance: 400: not enough money")
+    journal.mark_rejected(rejected.id, "bad_product: 400: Insufficient balance")
     topup = _sell(journal, 90, ["topup_10"], 1000, uid=ERIKA)
     journal.mark_done(topup.id, 1500, approved=True)
     journal.record_decline(
@@ -158,7 +158,7 @@ def test_the_json_report_counts_every_sale_once_to_the_cent(
         "online": {"count": 3, "cents": 1100},
         "offline": {"count": 1, "cents": 350},
     }
-    assert data["rejected"] == [{"reason": "insufficient_balance", "count": 1, "cents": 250}]
+    assert data["rejected"] == [{"reason": "400: Insufficient balance", "count": 1, "cents": 250}]
     assert data["declined"] == [{"reason": "offline: balance too low", "count": 1}]  # 20:00 is out
     assert data["not_served"] == {"count": 1, "cents": 600}
     assert data["wallet"] == {"net_cents": 1000 - 250 - 600, "transactions": 3}
@@ -218,7 +218,7 @@ def test_the_csv_report_reads_back_with_the_csv_module(
     )
     debits = by_kind[("debits", "")]
     assert (debits["cents"], debits["offline_cents"], debits["pending_cents"]) == ("1450", "350", "350")
-    assert by_kind[("rejected", "insufficient_balance")]["cents"] == "250"
+    assert by_kind[("rejected", "400: Insufficient balance")]["cents"] == "250"
     assert by_kind[("wallet-net", "")]["cents"] == "150" and by_kind[("wallet-net", "")]["count"] == "3"
     assert sum(int(r["cents"]) for r in rows if r["kind"] == "hour-debits") == int(debits["cents"])
     assert sum(int(r["cents"]) for r in rows if r["kind"] == "product-debit") == int(debits["cents"])
@@ -321,3 +321,15 @@ def test_without_matplotlib_the_chart_says_how_to_install_it(
     assert err == f"taptill: {INSTALL_HINT}\n"
     assert "pip install 'taptill[chart]'" in INSTALL_HINT
     assert not chart.exists()
+
+
+def test_the_terminal_itself_never_loads_the_report_libraries() -> None:
+    """``taptill run`` imports neither matplotlib nor sqlite-utils: a terminal sells without them."""
+    import subprocess
+
+    probe = (
+        "import sys, terminal.cli, terminal.service.run, terminal.device_loop; "
+        "print(sorted(m for m in ('matplotlib', 'sqlite_utils', 'terminal.report') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]", out.stdout

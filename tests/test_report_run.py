@@ -147,7 +147,7 @@ def test_the_report_of_a_scripted_shift_equals_the_wallets_ledger(tmp_path: Path
         "offline": {"count": 1, "cents": 250},
     }
     assert report["topups"]["confirmed"] == report["topups"]["online"] == {"count": 1, "cents": 2000}
-    assert report["rejected_total"] == {"count": 1, "cents": 250}
+    assert report["rejected"] == [{"reason": "400: Insufficient balance", "count": 1, "cents": 250}]
     assert report["not_served"] == {"count": 1, "cents": 250}
     assert {d["reason"]: d["count"] for d in report["declined"]} == {
         "offline: card never seen online": 1,
@@ -159,5 +159,7 @@ def test_the_report_of_a_scripted_shift_equals_the_wallets_ledger(tmp_path: Path
     assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     docs = os.environ.get("REPORT_DOCS")
     if docs:
-        (Path(docs) / "report-example.txt").write_text(text)
+        at = "%Y-%m-%dT%H:%M:%S"
+        shown = f"$ taptill report --since {since.astimezone():{at}} --until {until.astimezone():{at}}\n"
+        (Path(docs) / "report-example.txt").write_text(shown + text)
         shutil.copyfile(tmp_path / "chart.png", Path(docs) / "report-chart.png")

@@ -50,6 +50,7 @@ def draw_chart(report: ShiftReport, path: Path, currency: str = "EUR", title: st
         bottom.set_ylabel(currency)
         bottom.legend(loc="upper left")
         bottom.set_xticks(where, hours, rotation=45, ha="right")
+        bottom.set_xlim(-0.75, max(len(hours), 4) - 0.25)  # a short shift's bars keep a bar's width
         if not hours:
             top.text(0.5, 0.5, "nothing sold in this period", ha="center", transform=top.transAxes)
         fig.suptitle(title or "Sales and money per hour")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from terminal.journal import BOOKED_ELSEWHERE_REASON, SaleRecord
-from terminal.model import Product, SaleState, printable
+from terminal.model import DeclineReason, Product, SaleState, printable
 from terminal.report.period import Period
 
 
@@ -198,9 +198,12 @@ def decline_group(reason: str) -> str:
 
 
 def rejection_group(reason: str) -> str:
-    """The group a rejected sale's reason (``code: the server's words``) is counted in: its code."""
-    code = printable(reason.split(":", 1)[0].strip(), 80)  # journaled from the server's answer
-    return code or "(no reason)"
+    """The group a rejected sale's reason is counted in: the server's answer (``400: Insufficient
+    balance``) without the decline code the terminal journaled in front of it (``bad_product: ``), which
+    names what the guest was shown, not what the server said."""
+    code, _, said = reason.partition(": ")
+    text = said if said and code in {str(r) for r in DeclineReason} else reason
+    return printable(text.strip(), 80) or "(no reason)"  # the server's words
 
 
 def _split(sale: SaleRecord, known: Mapping[str, Product]) -> list[tuple[str, str, int]]:
