@@ -20,7 +20,7 @@ DEMO_DEBS := python3-venv python3-dev gcc sqlite3
 TEST_DEBS := $(DEMO_DEBS) faketime pcscd libpcsclite-dev vsmartcard-vpcd systemd make e2fsprogs util-linux mount \
 	libusb-1.0-0 prometheus
 
-.PHONY: demo test lint bench run clean system-deps-demo system-deps-test constraints
+.PHONY: demo test lint bench run clean system-deps-demo system-deps-test constraints report-docs
 
 demo: $(STAMP)/venv-demo
 	$(PY) -m terminal demo
@@ -35,6 +35,10 @@ lint: $(STAMP)/venv-test
 
 bench: $(STAMP)/venv-test
 	$(PY) -m terminal.bench
+
+# The README's example shift report and chart (docs/), from the scripted shift its test runs.
+report-docs: $(STAMP)/venv-test
+	REPORT_DOCS=docs $(PY) -m pytest -q -p no:cacheprovider tests/test_report_run.py
 
 # The versions the tests passed with, which taptill-provision installs on a terminal (pip -c). Run after
 # `make test` passed on a changed venv; a wheel from a local file is pinned by its version.

@@ -1,5 +1,5 @@
-"""The ``taptill`` command line: run, tap, press, demo, journal, queue, settle, stock, status, doctor,
-recover, operator add."""
+"""The ``taptill`` command line: run, tap, press, demo, journal, report, queue, settle, stock, status,
+doctor, recover, operator add."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from terminal.service.state_lock import StateLock, StateLockError
 
 if TYPE_CHECKING:
     from terminal.outbox.view import Backlog
+    from terminal.report.period import Period
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -102,7 +103,40 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("demo-out"), help="where config, journal and PNGs go")
 
     jr = with_config(sub.add_parser("journal", help="print the journal"))
-    jr.add_argument("--json", action="store_true", help="JSON Lines, one sale per line")
+    as_format = jr.add_mutually_exclusive_group()
+    as_format.add_argument("--json", action="store_true", help="JSON Lines, one sale per line")
+    as_format.add_argument(
+        "--csv", action="store_true", help="CSV with a header row: the same fields as --json, one sale a row"
+    )
+    _period_arguments(jr)
+    jr.add_argument(
+        "--state",
+        action="append",
+        choices=[str(s) for s in SaleState],
+        help="only sales in this state (repeat for several; default: all)",
+    )
+
+    report = with_config(
+        sub.add_parser(
+            "report",
+            help="a shift report: sold per product, money, online/offline, confirmed/pending, rejected, "
+            "held, not served, declined, per hour, and what the wallet server should show",
+        )
+    )
+    _period_arguments(report)
+    report.add_argument(
+        "--format",
+        choices=("text", "csv", "json"),
+        default="text",
+        help="text for a person, csv for a spreadsheet, json for scripts (cents as integers; "
+        "default: %(default)s)",
+    )
+    report.add_argument(
+        "--chart",
+        type=Path,
+        metavar="FILE.png",
+        help="also draw sales and money per hour into this PNG (needs the taptill[chart] extra)",
+    )
 
     q = with_config(
         sub.add_parser(
@@ -226,6 +260,24 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _period_arguments(sp: argparse.ArgumentParser) -> None:
+    """--since and --until: a sale belongs to the time its tap was journaled (``created_at``)."""
+    when = (
+        "an ISO date (its midnight) or date-time, in local time unless it has an offset "
+        "(e.g. 2025-06-01T18:00 or 2025-06-01T18:00+02:00), today or yesterday"
+    )
+    sp.add_argument(
+        "--since",
+        metavar="TIME",
+        help=f"only sales whose tap was journaled at or after TIME: {when} (default: the first sale)",
+    )
+    sp.add_argument(
+        "--until",
+        metavar="TIME",
+        help="only sales journaled before TIME (excluded; same forms as --since; default: now)",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     problem = _not_utf8(args)
@@ -279,7 +331,10 @@ def _not_utf8(args: argparse.Namespace) -> str | None:
 def _dispatch(args: argparse.Namespace) -> int:
     cmd = args.command
     gif: Path | None = getattr(args, "gif", None)
+    chart: Path | None = getattr(args, "chart", None)
     problem = _unwritable_file(gif, "--gif") if gif is not None else None
+    if problem is None and chart is not None:
+        problem = _unwritable_file(chart, "--chart")
     if problem is None and cmd == "demo":
         problem = _unwritable_folder(args.out, "--out")
     if problem is not None:  # said now, not after a whole recording is lost
@@ -319,10 +374,28 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _settle_held(journal, args.key, booked=args.booked, cfg=cfg)
         finally:
             journal.close()
+    if cmd in ("journal", "report"):
+        from terminal.report.period import PeriodError, period
+
+        try:
+            span = period(args.since, args.until)
+        except PeriodError as exc:  # said before the journal is opened: the command line is wrong
+            _problem(str(exc))
+            return EXIT_CONFIG
+        if cmd == "report" and args.chart is not None:
+            from terminal.report.chart import ChartUnavailable, pyplot
+
+            try:
+                pyplot()
+            except ChartUnavailable as exc:
+                _problem(str(exc))
+                return EXIT_CONFIG
     journal = Journal.open_read_only(cfg.journal_path)
     try:
         if cmd == "journal":
-            return _journal(journal, args.json)
+            return _journal(journal, args, span)
+        if cmd == "report":
+            return _report(journal, cfg, args, span)
         if cmd == "queue":
             return _queue(journal, cfg, args.rejected)
         return _status(journal, cfg, args.json)
@@ -636,9 +709,19 @@ def _say(line: str) -> None:
     print(printable(line))
 
 
-def _journal(journal: Journal, as_json: bool) -> int:
-    for sale in journal.sales():
-        if as_json:
+def _journal(journal: Journal, args: argparse.Namespace, span: Period) -> int:
+    """The sales journaled in ``span`` (all by default) and the ``--state`` given: a line each, JSON Lines
+    (``--json``) or CSV (``--csv``), read with sqlite-utils over the read-only journal."""
+    from terminal.report.selection import sales_in
+
+    sales = sales_in(journal, span, [SaleState(s) for s in args.state or ()])
+    if args.csv:
+        from terminal.report.export import write_csv
+
+        write_csv(sales, sys.stdout)
+        return EXIT_OK
+    for sale in sales:
+        if args.json:
             _say(json.dumps(sale.as_json(), separators=(",", ":")))
         else:
             # The operator of a top-up is kept here only: the real wallet server stores no trace of it.
@@ -647,6 +730,27 @@ def _journal(journal: Journal, as_json: bool) -> int:
                 f"{sale.created_at}  {sale.state:<8}  {sale.token_id:<20} {sale.amount_cents:>7}{by}  "
                 f"{sale.reason}"
             )
+    return EXIT_OK
+
+
+def _report(journal: Journal, cfg: Config, args: argparse.Namespace, span: Period) -> int:
+    """``taptill report``: the shift report of the sales journaled in ``span``, and its chart if asked."""
+    from terminal.report.render import render
+    from terminal.report.selection import sales_in
+    from terminal.report.shift import shift_report
+    from terminal.wallet.catalog import cached_products
+
+    report = shift_report(sales_in(journal, span), span, cached_products(journal))
+    currency = cfg.terminal.currency
+    sys.stdout.write(render(report, args.format, currency))
+    if args.chart is not None:
+        from terminal.report.chart import draw_chart
+
+        try:
+            draw_chart(report, args.chart, currency, title=f"{cfg.terminal.description}: sales per hour")
+        except OSError as exc:
+            _problem(f"--chart {args.chart} cannot be written ({exc.strerror}); choose a writable path")
+            return EXIT_FAILURE
     return EXIT_OK
 
 

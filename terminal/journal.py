@@ -439,6 +439,16 @@ _COLUMNS = (
 )
 
 
+# The columns a ``SaleRecord`` is read from, in ``sale_from_row``'s order, for tools that run their own
+# read-only query over the sales (``terminal.report``).
+SALE_COLUMNS = _COLUMNS
+
+
+def sale_from_row(row: Sequence[Any]) -> SaleRecord:
+    """A ``SaleRecord`` from the values of ``SALE_COLUMNS``, in that order."""
+    return _row(row)
+
+
 def _row(r: Any) -> SaleRecord:
     products = json.loads(str(r[3]))
     return SaleRecord(
@@ -581,6 +591,12 @@ class Journal:
 
     def close(self) -> None:
         self._db.close()
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The open connection, for read-only tools that query the journal themselves (``terminal.report``
+        over a journal opened with ``open_read_only``)."""
+        return self._db
 
     def _migrate(self) -> None:
         version = _schema_version(self._db, self.path)

@@ -1,6 +1,6 @@
-"""``taptill journal``, ``queue``, ``status``, ``doctor`` (and ``settle``, which writes) on missing, damaged,
-older and live journals: they never create, move aside or migrate a journal, say what is wrong in one
-line, and leave no -wal/-shm behind, run by root or by the service's own user."""
+"""``taptill journal``, ``report``, ``queue``, ``status``, ``doctor`` (and ``settle``, which writes) on
+missing, damaged, older and live journals: they never create, move aside or migrate a journal, say what is
+wrong in one line, and leave no -wal/-shm behind, run by root or by the service's own user."""
 
 from __future__ import annotations
 
@@ -31,6 +31,9 @@ from tests.terminal_lab import ERIKA, MAX, TerminalProcess, journal_lines, tapti
 READERS = (
     ("journal",),
     ("journal", "--json"),
+    ("journal", "--csv", "--since", "2025-01-01"),
+    ("report",),
+    ("report", "--format", "json"),
     ("queue",),
     ("queue", "--rejected"),
     ("status",),
