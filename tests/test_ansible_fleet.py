@@ -42,6 +42,7 @@ def ansible_env(home: Path) -> dict[str, str]:
         ANSIBLE_HOST_KEY_CHECKING="False",
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_RETRY_FILES_ENABLED="False",
+        LC_ALL="C.UTF-8",  # Ansible refuses to start in a locale whose encoding is not UTF-8 (LC_ALL=C)
     )
     return env
 
@@ -128,7 +129,7 @@ def fleet(tmp_path: Path, program_image: Path) -> Iterator[Fleet]:
         (tmp_path / "vault-password").write_text(VAULT_PASSWORD + "\n")
         (tmp_path / "vault-password").chmod(0o600)
         fleet.stage.mkdir(mode=0o700)
-        hosts: dict[str, object] = {
+        hosts: dict[str, dict[str, object]] = {
             "bar-1": {"taptill_host_answers": {"terminal": {"description": "Bar 1", "tag": "beer"}}},
             "bar-2": {"taptill_host_answers": {"terminal": {"description": "Bar 2", "tag": "beer"}}},
             # nested tables ([gpio.buttons], [select.buttons]) go through the role's TOML rendering
@@ -142,7 +143,6 @@ def fleet(tmp_path: Path, program_image: Path) -> Iterator[Fleet]:
         }
         for host, host_vars in hosts.items():
             seed_program(program_image, fleet.root(host))  # taptill already installed: no pip install
-            assert isinstance(host_vars, dict)
             host_vars["taptill_root"] = str(fleet.root(host))
         inventory = {
             "all": {
@@ -185,6 +185,7 @@ def test_a_fleet_is_provisioned_then_unchanged_and_one_wrong_token_fails_that_ho
     assert fleet.trees() == seeded  # --check is provisioning's dry run: nothing written
     assert list(fleet.stage.iterdir()) == []
 
+    # provisioning refuses a token file other users could read: this run also proves the staged one's 0600
     first = fleet.playbook()
     assert first.returncode == 0, first.stdout + first.stderr
     assert all(r["changed"] == 1 and r["failed"] == 0 for r in recap(first).values()), first.stdout
