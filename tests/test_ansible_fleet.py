@@ -252,3 +252,45 @@ def test_the_example_inventory_is_twenty_terminals_with_answers_per_group(tmp_pa
         answers = json.dumps([host.get(f"taptill_{n}_answers") for n in ("event", "group", "host")])
         assert "token" not in answers and "password" not in answers
         assert host["taptill_wallet_token"].startswith("{{ vault_")
+
+
+def test_a_token_in_the_answers_or_no_provisioning_on_the_host_stops_that_host_in_one_line(
+    tmp_path: Path,
+) -> None:
+    common: dict[str, object] = {
+        "ansible_connection": "local",
+        "taptill_become": False,
+        "taptill_wallet_token": "vaulted",
+    }
+    hosts: dict[str, dict[str, object]] = {
+        # a secret among the answers would land in an answers file and Ansible's output: refused
+        "careless": {**common, "taptill_host_answers": {"wallet": {"token": "leaked-token-value"}}},
+        "bare": {**common, "taptill_provision_command": [str(tmp_path / "no" / "taptill-provision")]},
+    }
+    for name, host in hosts.items():
+        host["taptill_root"] = str(tmp_path / "hosts" / name)
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(json.dumps({"all": {"children": {"terminals": {"hosts": hosts}}}}))
+    env = ansible_env(tmp_path / "ansible")
+    env.update(ANSIBLE_PYTHON_INTERPRETER=sys.executable)
+    run = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", str(inventory), str(ANSIBLE / "playbook.yml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    assert run.returncode == 2, run.stdout + run.stderr
+    fatal = {
+        line.split("]", 1)[0].removeprefix("fatal: ["): line
+        for line in run.stdout.splitlines()
+        if line.startswith("fatal: [")
+    }
+    assert set(fatal) == {"careless", "bare"}, run.stdout
+    assert "from ansible-vault, not token/password/developer_token in the" in fatal["careless"]
+    assert f"cannot run {tmp_path}/no/taptill-provision" in fatal["bare"]
+    assert "set taptill_provision_command" in fatal["bare"]
+    assert "leaked-token-value" not in run.stdout + run.stderr
+    assert not (tmp_path / "hosts").exists()  # nothing provisioned
