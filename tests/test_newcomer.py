@@ -176,6 +176,8 @@ def runnable(text: str, lab: Lab) -> list[list[str]]:
         "PRODUCT": "espresso",  # taptill stock set: this config keeps no stock, which it says in one line
         "AMOUNT": "20l",
         "DELIVERY_ID": "123456789",
+        "T": "2026-12-01T06:00",  # taptill journal --csv --since T (a time)
+        "S": "pending",  # taptill journal --state S
         "QUARANTINE_ID": "1",  # taptill stock replay: no stock kept here either, said in one line
         "docs/screens": str(lab.tmp / "screens"),
     }
