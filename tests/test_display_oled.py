@@ -109,17 +109,30 @@ def golden_cases() -> list[tuple[str, Screen, int, int, int, str]]:
     return cases
 
 
-def compare_with_golden(name: str, actual: Image.Image, out_dir: Path) -> None:
-    path = GOLDEN / f"{name}.png"
-    if REGEN:
-        GOLDEN.mkdir(exist_ok=True)
-        actual.save(path)
+def _same_image(path: Path, actual: Image.Image) -> bool:
+    """Whether the image at ``path`` exists and has exactly the pixels of ``actual``."""
+    if not path.exists():
+        return False
+    expected = Image.open(path).convert("1")
+    return expected.size == actual.size and expected.tobytes() == actual.tobytes()
+
+
+def compare_with_golden(
+    name: str, actual: Image.Image, out_dir: Path, *, golden: Path = GOLDEN, regen: bool = REGEN
+) -> None:
+    """Pass only when ``actual`` equals the committed golden image. TAPTILL_REGEN_GOLDEN=1 rewrites a
+    missing or different one and still fails: a run with the switch set is never green on a changed
+    screen (a CI that sets it by mistake cannot bless one)."""
+    path = golden / f"{name}.png"
+    if _same_image(path, actual):
         return
+    if regen:
+        golden.mkdir(exist_ok=True)
+        actual.save(path)
+        pytest.fail(f"rewrote {path}: review it, then run again without TAPTILL_REGEN_GOLDEN")
     if not path.exists():
         pytest.fail(f"golden image {path} is missing: run with TAPTILL_REGEN_GOLDEN=1 and review it")
     expected = Image.open(path).convert("1")
-    if expected.size == actual.size and expected.tobytes() == actual.tobytes():
-        return
     out_dir.mkdir(parents=True, exist_ok=True)
     actual.save(out_dir / f"{name}.actual.png")
     if expected.size == actual.size:
@@ -128,6 +141,23 @@ def compare_with_golden(name: str, actual: Image.Image, out_dir: Path) -> None:
         f"{name} differs from {path}; actual and diff images written to {out_dir} "
         "(TAPTILL_REGEN_GOLDEN=1 rewrites the golden images)"
     )
+
+
+def test_the_regeneration_switch_rewrites_a_changed_golden_and_still_fails(tmp_path: Path) -> None:
+    golden, out = tmp_path / "golden", tmp_path / "out"
+    old, new = Image.new("1", (8, 4), 0), Image.new("1", (8, 4), 1)
+    golden.mkdir()
+    old.save(golden / "screen.png")
+    with pytest.raises(pytest.fail.Exception, match="review it, then run again without"):
+        compare_with_golden("screen", new, out, golden=golden, regen=True)
+    assert _same_image(golden / "screen.png", new), "the switch rewrites the golden image"
+    compare_with_golden("screen", new, out, golden=golden, regen=True)  # unchanged now: compared, passes
+    with pytest.raises(pytest.fail.Exception, match="review it"):
+        compare_with_golden("missing", new, out, golden=golden, regen=True)
+    assert _same_image(golden / "missing.png", new)
+    with pytest.raises(pytest.fail.Exception, match="differs from"):
+        compare_with_golden("screen", old, out, golden=golden, regen=False)
+    assert _same_image(golden / "screen.png", new), "without the switch a golden image is never written"
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,6 +127,59 @@ def test_with_faults_the_count_stays_within_the_ambiguous_bound(
     assert 20 - ambiguous <= units <= 20, (units, pb)
     assert pb["reported_units"] + ambiguous + 0 >= units
     assert sum(party.faults.applied().values()) > 0, "no fault fired: the test proves nothing"
+
+
+def _report_reasons(config: Path) -> list[str]:
+    """Why each Partybroker report waits (the outbox's reason), read from the journal file itself."""
+    db = sqlite3.connect(f"file:{config.parent / 'state' / 'journal.sqlite3'}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT reason FROM outbox WHERE destination = 'partybroker'").fetchall()
+    finally:
+        db.close()
+    return [str(r[0]) for r in rows]
+
+
+def test_reports_refused_before_reaching_the_party_are_sent_again_and_arrive(tmp_path: Path) -> None:
+    """429s and a party refusing connections provably applied nothing: every report is sent again, and
+    the party's own count (not the terminal's) says each of them arrived, once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])  # fixed, so the party comes back where the terminal looks
+    drinks = (EmulatedDrink(WEISSBIER, "123456", "Weißbier", 290),)
+    party = PartybrokerEmulator(
+        port=port, drinks=drinks, price_interval_s=0.25, rise_cents=0, fall_cents=0
+    ).start()
+    try:
+        party.faults.inject(FaultKind.RATE_LIMIT_429, method="POST", times=2, retry_after=1)
+        with WalletEmulator.demo("doc") as wallet:
+            wallet.add_wallet(RICH, 100_000)
+            config = write_config(tmp_path, wallet, extra=_pb_config(tmp_path, party))
+            term = TerminalProcess(config)
+            try:
+                for n in range(1, 4):
+                    _tap_and_settle(term, RICH, n)
+                wait_for(lambda: party.faults.applied().get("rate_limit_429") == 2, what="both 429s")
+                party.stop()  # connections refused from now on
+                for n in range(4, 7):
+                    _tap_and_settle(term, RICH, n)
+                wait_for(
+                    lambda: any("cannot connect" in r for r in _report_reasons(config)),
+                    what="a report refused a connection",
+                )
+                party.start()
+                wait_for(
+                    lambda: _status(config)["partybroker"]["pending_reports"] == 0,  # type: ignore[index]
+                    timeout=40,
+                    what="every report to be settled",
+                )
+            finally:
+                term.stop()
+        assert party.units_sold() == {WEISSBIER: 6}
+    finally:
+        party.stop()
+    pb = _status(config)["partybroker"]
+    assert isinstance(pb, dict)
+    assert (pb["reported_units"], pb["ambiguous_reports"], pb["dropped_reports"]) == (6, 0, 0), pb
 
 
 def test_the_session_survives_a_quiet_night(tmp_path: Path) -> None:

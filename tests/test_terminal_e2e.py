@@ -206,6 +206,35 @@ def test_queue_and_status_report_pending_sales(tmp_path: Path, wallet_server: Wa
     assert "sales booked:    1: 1 served, 0 to refund, 0 refunded" in status
 
 
+# How long past its budget a tap may take to be decided on a loaded 2-core machine (reading the card,
+# the lookup, the journal's fsync, the sim socket): generous, yet well short of the slow debit below.
+DECISION_SLACK_S = 1.5
+# Each debit takes this long: longer than the budget and the slack together, so a tap that waited for
+# the debit's answer instead of its budget is seen.
+SLOW_DEBIT_MS = 4000
+
+
+def test_a_tap_is_decided_within_its_budget_while_the_debit_takes_seconds(
+    tmp_path: Path, wallet_server: WalletEmulator
+) -> None:
+    budget_ms = 800
+    wallet_server.faults.inject(FaultKind.LATENCY, ms=SLOW_DEBIT_MS, method="POST", route="transaction")
+    config = write_config(tmp_path, wallet_server, budget_ms=budget_ms, timeout_s=10.0)
+    term = TerminalProcess(config)
+    try:
+        tapped = time.monotonic()
+        decision = term.send(f"tap-wait {MAX}")  # answers once the decision screen is shown
+        took_s = time.monotonic() - tapped
+        wait_for(lambda: settled(config, 1), timeout=20, what="the slow debit to be booked")
+    finally:
+        assert term.stop() == 0
+    assert decision.startswith("approved") and "offline" not in decision, decision
+    assert took_s <= budget_ms / 1000 + DECISION_SLACK_S, f"decided after {took_s:.2f} s: {decision}"
+    assert [(t.token_id, t.amount) for t in wallet_server.transactions()] == [(MAX, -250)]
+    (sale,) = journal_lines(config)
+    assert sale["state"] == "done" and sale["balance_after"] == 1750, sale
+
+
 def test_sigterm_stops_within_five_seconds(tmp_path: Path, wallet_server: WalletEmulator) -> None:
     term = TerminalProcess(write_config(tmp_path, wallet_server))
     started = time.monotonic()

@@ -385,35 +385,59 @@ def test_the_token_never_appears_in_logs_or_outcomes(
 
 
 WALLET_JSON = json.dumps({"id": 1, "token_id": MAX, "balance": 1750, "paired_user": ""}).encode()
+# The same answer for another card (ERIKA), and for this one spelt as a server may spell a UID.
+OTHER_JSON = json.dumps({"id": 2, "token_id": ERIKA, "balance": 250, "paired_user": ""}).encode()
+SPELT_JSON = json.dumps({"id": 1, "token_id": "04:a1:b2:c3:d4:e5:f6", "balance": 1750}).encode()
 
 
+def may_be_booked(res: object) -> bool:
+    """Whether the debit may have been booked: what decides between sending again and reconciling.
+
+    Applied was; a definitive answer (refused, unknown card, wrong API token) booked nothing; an
+    Unavailable says so itself.
+    """
+    if isinstance(res, Applied):
+        return True
+    if isinstance(res, Unavailable):
+        return res.maybe_applied
+    assert isinstance(res, Refused | NotFound | Unauthorized), res
+    return False
+
+
+# (raw answer, outcome type, whether the debit may have been booked)
 @pytest.mark.parametrize(
-    ("answer", "expected"),
+    ("answer", "expected", "maybe_booked"),
     [
-        (http_response(201, WALLET_JSON), Applied),
-        (http_response(200, json.dumps({"data": json.loads(WALLET_JSON)}).encode()), Applied),
-        (http_response(202, b"<html>already</html>", "text/html"), Applied),
-        (http_response(202, b""), Applied),
-        (http_response(201, b"{}"), Unavailable),
-        (http_response(201, b"<html>ok</html>", "text/html"), Unavailable),
-        (http_response(201, WALLET_JSON, "text/plain"), Unavailable),
-        (http_response(201, WALLET_JSON + b" " * MAX_BODY_BYTES), Unavailable),
-        (http_response(201, b"[" * 100_000), Unavailable),
-        (http_response(201, b'{"balance": 1.5, "token_id": "X"}'), Unavailable),
-        (http_response(403, b'{"detail": "This terminal may not debit."}'), Refused),
-        (http_response(409, b'{"detail": "conflict"}'), Refused),
-        (http_response(404, b'{"detail": "Not found."}'), NotFound),
-        (http_response(404, b"<h1>Please append a /</h1>", "text/html"), Unavailable),
-        (http_response(400, b"<h1>Bad Request</h1>", "text/html"), Unavailable),
-        (http_response(401, b"<h1>login</h1>", "text/html"), Unauthorized),
-        (http_response(502, b"<h1>Bad Gateway</h1>", "text/html"), Unavailable),
-        (http_response(302, b"", "text/html", Location="http://portal.example/"), Unavailable),
-        (b'HTTP/1.1 201 Created\r\nContent-Length: 500\r\n\r\n{"balance"', Unavailable),
-        (b"this is not http at all\r\n\r\n", Unavailable),
-        (b"", Unavailable),
+        (http_response(201, WALLET_JSON), Applied, True),
+        (http_response(200, json.dumps({"data": json.loads(WALLET_JSON)}).encode()), Applied, True),
+        (http_response(201, SPELT_JSON), Applied, True),
+        (http_response(202, b"<html>already</html>", "text/html"), Applied, True),
+        (http_response(202, b""), Applied, True),
+        (http_response(201, OTHER_JSON), Unavailable, True),
+        (http_response(202, OTHER_JSON), Unavailable, True),
+        (http_response(201, b"{}"), Unavailable, True),
+        (http_response(201, b"<html>ok</html>", "text/html"), Unavailable, True),
+        (http_response(201, WALLET_JSON, "text/plain"), Unavailable, True),
+        (http_response(201, WALLET_JSON + b" " * MAX_BODY_BYTES), Unavailable, True),
+        (http_response(201, b"[" * 100_000), Unavailable, True),
+        (http_response(201, b'{"balance": 1.5, "token_id": "X"}'), Unavailable, True),
+        (http_response(403, b'{"detail": "This terminal may not debit."}'), Refused, False),
+        (http_response(409, b'{"detail": "conflict"}'), Refused, False),
+        (http_response(404, b'{"detail": "Not found."}'), NotFound, False),
+        (http_response(404, b"<h1>Please append a /</h1>", "text/html"), Unavailable, False),
+        (http_response(400, b"<h1>Bad Request</h1>", "text/html"), Unavailable, True),
+        (http_response(401, b"<h1>login</h1>", "text/html"), Unauthorized, False),
+        (http_response(429, b"{}", Retry_After="3"), Unavailable, False),
+        (http_response(502, b"<h1>Bad Gateway</h1>", "text/html"), Unavailable, True),
+        (http_response(302, b"", "text/html", Location="http://portal.example/"), Unavailable, True),
+        (b'HTTP/1.1 201 Created\r\nContent-Length: 500\r\n\r\n{"balance"', Unavailable, True),
+        (b"this is not http at all\r\n\r\n", Unavailable, True),
+        (b"", Unavailable, True),
     ],
 )
-def test_odd_transaction_answers_map_to_typed_outcomes(answer: bytes, expected: type) -> None:
+def test_odd_transaction_answers_map_to_typed_outcomes(
+    answer: bytes, expected: type, maybe_booked: bool
+) -> None:
     with RawHttpServer([answer]) as server:
 
         async def scenario() -> object:
@@ -425,6 +449,7 @@ def test_odd_transaction_answers_map_to_typed_outcomes(answer: bytes, expected: 
 
         res = run(scenario())
     assert isinstance(res, expected), res
+    assert may_be_booked(res) is maybe_booked, res
     if isinstance(res, Applied) and res.wallet is not None:
         assert res.wallet.balance_cents == 1750
 
@@ -432,6 +457,9 @@ def test_odd_transaction_answers_map_to_typed_outcomes(answer: bytes, expected: 
 @pytest.mark.parametrize(
     ("answer", "expected"),
     [
+        (http_response(200, WALLET_JSON), Found),
+        (http_response(200, SPELT_JSON), Found),
+        (http_response(200, OTHER_JSON), Unavailable),
         (http_response(403, b'{"detail": "no"}'), Refused),
         (http_response(404, b"<html>captive portal: not found</html>", "text/html"), Unavailable),
         (http_response(200, b"<html>portal</html>", "text/html"), Unavailable),
@@ -441,7 +469,9 @@ def test_odd_transaction_answers_map_to_typed_outcomes(answer: bytes, expected: 
 )
 def test_odd_wallet_answers_map_to_typed_outcomes(answer: bytes, expected: type) -> None:
     # An HTML 404 is a proxy or a wrong URL, not the API saying "unknown card": treating it as
-    # NotFound would reject (and lose) a sale and put a good card on the deny list.
+    # NotFound would reject (and lose) a sale and put a good card on the deny list. Another card's
+    # wallet is not this card's balance: shown to the guest, or read to reconcile this card's sale, it
+    # would be wrong.
     with RawHttpServer([answer]) as server:
 
         async def scenario() -> object:
@@ -453,6 +483,8 @@ def test_odd_wallet_answers_map_to_typed_outcomes(answer: bytes, expected: type)
 
         res = run(scenario())
     assert isinstance(res, expected), res
+    if isinstance(res, Found):
+        assert res.wallet.balance_cents == 1750
     if isinstance(res, Unavailable) and "429" in res.reason:
         assert res.retry_after_s == 0.0 and res.maybe_applied is False  # a date in the past
 

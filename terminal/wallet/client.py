@@ -34,7 +34,7 @@ from terminal.wallet.outcomes import (
     Unavailable,
     WalletOutcome,
 )
-from terminal.wallet.parse import BadBody, error_reason, parse_terminal, parse_wallet
+from terminal.wallet.parse import BadBody, error_reason, is_for_token, parse_terminal, parse_wallet
 
 log = logging.getLogger(__name__)
 
@@ -338,9 +338,13 @@ class WalletClient:
         if res.json is None:
             return Unavailable(f"wallet: {res.problem}")
         try:
-            return Found(parse_wallet(res.json))
+            wallet = parse_wallet(res.json)
         except BadBody as exc:
             return Unavailable(f"wallet: {exc}")
+        if not is_for_token(wallet, token_id):
+            # Another card's balance would be shown to this guest and reconciled against this card's sales.
+            return Unavailable("wallet: the answer is for another token", maybe_applied=False)
+        return Found(wallet)
 
     async def transact(
         self,
@@ -388,6 +392,11 @@ class WalletClient:
             elif not already:
                 # A 2xx whose body is an HTML page or garbage came from a proxy, not the API.
                 return Unavailable(f"transaction answer {res.status}: {res.problem}")
+            if wallet is not None and not is_for_token(wallet, token_id):
+                # Whatever the server booked, it answered for another card: never "done" for this one on
+                # that word. Settled like any answer that may have been booked (the same key again on a
+                # deduplicating server, else this card's balance decides before anything is re-sent).
+                return Unavailable("transaction answer is for another token", maybe_applied=True)
             return Applied(wallet, already=already)
         if res.status == 404:
             if res.json is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from terminal.model import PERMISSIONS, Permission, Product, Wallet, printable
+from terminal.uid import InvalidUid, normalise_uid
 
 
 class BadBody(ValueError):
@@ -47,6 +48,17 @@ def parse_wallet(body: object) -> Wallet:
         paired_user=paired or None,
         id=_opt_str(obj.get("id")),
     )
+
+
+def is_for_token(wallet: Wallet, token_id: str) -> bool:
+    """Whether an answer's wallet is the one behind ``token_id`` (a normalised UID): the server may spell
+    the UID with separators or in lower case, but an answer naming another card is not this card's."""
+    if wallet.token_id == token_id:
+        return True
+    try:
+        return normalise_uid(wallet.token_id) == normalise_uid(token_id)
+    except InvalidUid:
+        return False
 
 
 def _product(raw: object) -> Product:
