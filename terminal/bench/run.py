@@ -25,7 +25,7 @@ from terminal.bench.gzip_bomb import measure_gzip_bomb
 from terminal.bench.operator_guess import measure_operator_guess
 from terminal.bench.pcsc import measure_pcsc
 from terminal.bench.price import measure_price_to_screen
-from terminal.bench.process import measure_process, measure_startup
+from terminal.bench.process import CPU_REPEATS, measure_process, measure_startup
 from terminal.bench.r2o import measure_r2o_drain
 from terminal.bench.store import measure_drain, measure_enqueue
 from terminal.bench.tap import measure_tap_offline, measure_tap_online
@@ -53,6 +53,7 @@ METRIC_KEYS = (
     "drain_per_s_nondedup",
     "startup_s",
     "tap_cpu_ms",
+    "tap_cpu_ms_repeats",
     "rss_mb",
     "idle_cpu_pct",
     "pcsc_uid_ms",
@@ -262,7 +263,12 @@ def evaluate_targets(m: Metrics, tap_budget_ms: int = TAP_BUDGET_MS) -> dict[str
         "enqueue_per_s": _check(m, enqueue, ">= 0.5 x raw_sqlite_per_s", "enqueue_per_s", "raw_sqlite_per_s"),
         "drain_per_s": _check(m, at_least("drain_per_s", 200), ">= 200 sales/s", "drain_per_s"),
         "startup_s": _check(m, at_most("startup_s", 2.0), "<= 2 s", "startup_s"),
-        "tap_cpu_ms": _check(m, at_most("tap_cpu_ms", 5.0), "<= 5 ms of CPU per online tap", "tap_cpu_ms"),
+        "tap_cpu_ms": _check(
+            m,
+            at_most("tap_cpu_ms", 5.0),
+            f"<= 5 ms of CPU per online tap (the median of {CPU_REPEATS} taptill run processes)",
+            "tap_cpu_ms",
+        ),
         "rss_mb": _check(m, at_most("rss_mb", 80.0), "<= 80 MB", "rss_mb"),
         "idle_cpu_pct": _check(m, at_most("idle_cpu_pct", 2.0), "<= 2 % of one core", "idle_cpu_pct"),
         "pcsc_uid_ms": _check(
