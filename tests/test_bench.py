@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -28,8 +29,9 @@ from terminal.bench.r2o import measure_r2o_drain
 from terminal.bench.run import _stage, evaluate_targets, report
 from terminal.bench.stats import percentile, summary_ms
 from terminal.bench.store import measure_drain, measure_enqueue
-from terminal.bench.tap import measure_tap_offline, measure_tap_online
+from terminal.bench.tap import CARD, InProcessTerminal, measure_tap_offline, measure_tap_online
 from terminal.bench.webhook import measure_webhook
+from terminal.config import load_config
 from terminal.emulator.wallet import WalletEmulator
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,6 +59,17 @@ def test_tap_online_its_floor_and_the_loop_lag_are_measured() -> None:
     lag = got["loop_lag_ms"]
     assert set(lag) == {"p99", "max"}
     assert 0 <= lag["p99"] <= lag["max"] < 10_000
+
+
+def test_the_bench_terminal_leaves_its_start_up_out_of_full_collections_as_taptill_run_does(
+    tmp_path: Path,
+) -> None:
+    with WalletEmulator("doc", wallets={CARD: BIG_BALANCE_CENTS}) as emulator:
+        cfg = load_config(write_bench_config(tmp_path, emulator))
+        gc.unfreeze()
+        with InProcessTerminal(cfg):
+            assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0  # given back when it stopped: this process runs many more
 
 
 def test_tap_offline_includes_the_first_tap_that_waits_the_budget() -> None:
