@@ -313,7 +313,7 @@ def run_bench() -> tuple[Metrics, dict[str, str]]:
     metrics: Metrics = {}
     _stage("pcsc", metrics, errors, _pcsc)
     _stage("enqueue", metrics, errors, lambda: measure_enqueue(1000))
-    _stage("drain", metrics, errors, _drain)
+    _stage("drain", metrics, errors, _drain, alone=True)
     _stage("tap online", metrics, errors, lambda: measure_tap_online(1000), alone=True)
     _stage("tap offline", metrics, errors, lambda: measure_tap_offline(100, TAP_BUDGET_MS), alone=True)
     _stage(
@@ -353,10 +353,12 @@ def _alone(wanted: bool, name: str, metrics: Metrics) -> Iterator[None]:
     terminal, the emulator), back to normal afterwards; the stage's note goes to ``metrics["scheduling"]``.
 
     Only for stages whose targets are tails (a tap's p99, the loop's largest lag, the slowest offline
-    tap): on its Pi a terminal runs alone, while here each wake-up of the terminal, the emulator or the
-    floor's client can wait tens of ms behind a test suite's processes, and a tail would measure those.
-    The bench mostly waits, so it takes little from them. Averages and rates run as they are: their
-    comparisons (journal against bare SQLite, interleaved) already share the machine's state.
+    tap) or a rate with no floor beside it (the outbox's drain, sales/s): on its Pi a terminal runs
+    alone, while here each wake-up of the terminal, the emulator or the floor's client can wait tens of
+    ms behind a test suite's processes, and a tail (or a rate: 179 sales/s beside the suite at load 7,
+    350-450 alone) would measure those. The bench mostly waits, so it takes little from them. Rates
+    measured against a floor run as they are: their comparisons (journal against bare SQLite,
+    interleaved) already share the machine's state.
     Without the permission (not root, no CAP_SYS_NICE) the stage runs as it is, and the note says so.
     """
     if not wanted:
