@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -17,13 +18,20 @@ from terminal.bench.config import BIG_BALANCE_CENTS, MEMORY_DIR, bench_dir, writ
 from terminal.bench.operator_guess import measure_operator_guess
 from terminal.bench.pcsc import measure_pcsc
 from terminal.bench.price import measure_price_to_screen
-from terminal.bench.process import SOURCE_ROOT, TerminalSubprocess, measure_process, measure_startup
+from terminal.bench.process import (
+    SOURCE_ROOT,
+    TerminalSubprocess,
+    measure_process,
+    measure_startup,
+    process_cpu_clock,
+)
 from terminal.bench.r2o import measure_r2o_drain
 from terminal.bench.run import _stage, evaluate_targets, report
 from terminal.bench.stats import percentile, summary_ms
 from terminal.bench.store import measure_drain, measure_enqueue
-from terminal.bench.tap import measure_tap_offline, measure_tap_online
+from terminal.bench.tap import CARD, InProcessTerminal, measure_tap_offline, measure_tap_online
 from terminal.bench.webhook import measure_webhook
+from terminal.config import load_config
 from terminal.emulator.wallet import WalletEmulator
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,6 +61,17 @@ def test_tap_online_its_floor_and_the_loop_lag_are_measured() -> None:
     assert 0 <= lag["p99"] <= lag["max"] < 10_000
 
 
+def test_the_bench_terminal_leaves_its_start_up_out_of_full_collections_as_taptill_run_does(
+    tmp_path: Path,
+) -> None:
+    with WalletEmulator("doc", wallets={CARD: BIG_BALANCE_CENTS}) as emulator:
+        cfg = load_config(write_bench_config(tmp_path, emulator))
+        gc.unfreeze()
+        with InProcessTerminal(cfg):
+            assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0  # given back when it stopped: this process runs many more
+
+
 def test_tap_offline_includes_the_first_tap_that_waits_the_budget() -> None:
     got = measure_tap_offline(n=3, tap_budget_ms=150)["tap_offline_ms"]
     assert set(got) == {"p50", "p99", "max"}
@@ -71,11 +90,24 @@ def test_drain_delivers_the_whole_backlog(flavour: str, dedupes: bool) -> None:
     assert _positive(measure_drain(n=8, flavour=flavour, dedupes=dedupes))  # type: ignore[arg-type]
 
 
+def test_a_process_cpu_clock_reads_what_the_process_itself_reads() -> None:
+    clock = process_cpu_clock(os.getpid())
+    before = time.clock_gettime(clock)
+    sum(i * i for i in range(200_000))  # some CPU time, to the nanosecond (no 10 ms ticks)
+    own = time.process_time()
+    after = time.clock_gettime(clock)
+    assert before < own <= after
+    with pytest.raises(OSError, match="no CPU clock"):
+        process_cpu_clock(2**22 + 1)  # above the kernel's largest PID
+
+
 def test_startup_cpu_per_tap_rss_and_idle_cpu_of_a_real_process() -> None:
     assert _positive(measure_startup(runs=1))
-    got = measure_process(taps=10, idle_s=0.5)  # CPU time comes in 10 ms ticks: enough taps for some
-    assert set(got) == {"tap_cpu_ms", "rss_mb", "idle_cpu_pct"}
+    got = measure_process(taps=10, idle_s=0.5, repeats=2)
+    assert set(got) == {"tap_cpu_ms", "tap_cpu_ms_repeats", "rss_mb", "idle_cpu_pct"}
     assert _positive(got["tap_cpu_ms"]) and got["tap_cpu_ms"] < 1000
+    assert len(got["tap_cpu_ms_repeats"]) == 2 and all(_positive(ms) for ms in got["tap_cpu_ms_repeats"])
+    assert min(got["tap_cpu_ms_repeats"]) <= got["tap_cpu_ms"] <= max(got["tap_cpu_ms_repeats"])
     assert _positive(got["rss_mb"])
     assert got["idle_cpu_pct"] >= 0
 

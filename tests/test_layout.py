@@ -6,6 +6,8 @@ import ast
 from pathlib import Path
 
 import terminal
+from terminal.emulator.wallet import WalletEmulator
+from tests.terminal_lab import MAX, TerminalProcess, wait_for, write_config
 
 ROOT = Path(terminal.__file__).resolve().parent
 
@@ -69,3 +71,41 @@ def test_the_controller_imports_no_io_and_no_journal_writes() -> None:
                         if a.name not in JOURNAL_VALUES
                     ]
     assert found == [], f"the controller must stay pure (no I/O, no clock, no SQL): {found}"
+
+
+# What `taptill run` must not load unless its config asks for it (issue 10: RSS and start-up on a Pi).
+# Each external system's runtime is imported where its section is read; reporting and metrics libraries
+# belong to their own commands or endpoints, never to a plain terminal's start.
+NOT_AT_A_PLAIN_START = {
+    "aiohttp",  # the yourbarmate webhook's server: [yourbarmate]
+    "defusedxml",  # PAR Brink's XML: table mode
+    "PIL",  # drawing: an oled, image or GIF display
+    "qrcode",
+    "matplotlib",
+    "prometheus_client",
+    "sqlite_utils",
+    "terminal.brink.client",
+    "terminal.partybroker.runtime",
+    "terminal.ready2order.runtime",
+    "terminal.yourbarmate.receiver",
+}
+
+
+def test_a_plain_terminal_loads_no_library_its_config_does_not_ask_for(tmp_path: Path) -> None:
+    """A real ``taptill run`` (tap mode, sim reader, no display, no other system) that sells once; every
+    module it imported, read from CPython's own import log (PYTHONPROFILEIMPORTTIME) in its output."""
+    with WalletEmulator.demo("doc") as emulator:
+        term = TerminalProcess(write_config(tmp_path, emulator), env={"PYTHONPROFILEIMPORTTIME": "1"})
+        try:
+            term.tap(MAX)  # what the first sale imports lazily counts too
+            wait_for(lambda: len(emulator.transactions()) == 1, what="the sale's debit")
+        finally:
+            assert term.stop() == 0
+    imported = {
+        line.rsplit("|", 1)[1].strip() for line in term.log().splitlines() if line.startswith("import time:")
+    }
+    assert {"terminal.device_loop", "httpx", "sqlite3"} <= imported, "the import log was not read"
+    loaded = sorted(
+        name for name in NOT_AT_A_PLAIN_START if any(m == name or m.startswith(f"{name}.") for m in imported)
+    )
+    assert loaded == [], f"taptill run loaded {loaded} although its config uses none of them"

@@ -13,3 +13,11 @@ class Display(Protocol):
     def show(self, screen: Screen) -> None: ...
 
     def close(self) -> None: ...
+
+
+class DisplayNotFound(Exception):
+    """The configured panel cannot be reached; the message says where it was looked for and what to check.
+
+    Here, not beside the OLED adapter that raises it: ``taptill run`` catches it whatever the display,
+    and importing the adapter would load Pillow and qrcode on a terminal that draws nothing.
+    """

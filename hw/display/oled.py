@@ -5,13 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from hw.display.base import DisplayNotFound as DisplayNotFound  # raised here; its callers import it here too
 from hw.display.frames import PAGE_SECONDS, LumaDisplay
 from hw.display.render import SIZES
 from terminal.config import DisplayConfig
-
-
-class DisplayNotFound(Exception):
-    """The configured panel cannot be reached; the message says where it was looked for and what to check."""
 
 
 def where(cfg: DisplayConfig) -> str:

@@ -25,7 +25,7 @@ from terminal.bench.gzip_bomb import measure_gzip_bomb
 from terminal.bench.operator_guess import measure_operator_guess
 from terminal.bench.pcsc import measure_pcsc
 from terminal.bench.price import measure_price_to_screen
-from terminal.bench.process import measure_process, measure_startup
+from terminal.bench.process import CPU_REPEATS, measure_process, measure_startup
 from terminal.bench.r2o import measure_r2o_drain
 from terminal.bench.store import measure_drain, measure_enqueue
 from terminal.bench.tap import measure_tap_offline, measure_tap_online
@@ -53,6 +53,7 @@ METRIC_KEYS = (
     "drain_per_s_nondedup",
     "startup_s",
     "tap_cpu_ms",
+    "tap_cpu_ms_repeats",
     "rss_mb",
     "idle_cpu_pct",
     "pcsc_uid_ms",
@@ -262,7 +263,12 @@ def evaluate_targets(m: Metrics, tap_budget_ms: int = TAP_BUDGET_MS) -> dict[str
         "enqueue_per_s": _check(m, enqueue, ">= 0.5 x raw_sqlite_per_s", "enqueue_per_s", "raw_sqlite_per_s"),
         "drain_per_s": _check(m, at_least("drain_per_s", 200), ">= 200 sales/s", "drain_per_s"),
         "startup_s": _check(m, at_most("startup_s", 2.0), "<= 2 s", "startup_s"),
-        "tap_cpu_ms": _check(m, at_most("tap_cpu_ms", 5.0), "<= 5 ms of CPU per online tap", "tap_cpu_ms"),
+        "tap_cpu_ms": _check(
+            m,
+            at_most("tap_cpu_ms", 5.0),
+            f"<= 5 ms of CPU per online tap (the median of {CPU_REPEATS} taptill run processes)",
+            "tap_cpu_ms",
+        ),
         "rss_mb": _check(m, at_most("rss_mb", 80.0), "<= 80 MB", "rss_mb"),
         "idle_cpu_pct": _check(m, at_most("idle_cpu_pct", 2.0), "<= 2 % of one core", "idle_cpu_pct"),
         "pcsc_uid_ms": _check(
@@ -307,7 +313,7 @@ def run_bench() -> tuple[Metrics, dict[str, str]]:
     metrics: Metrics = {}
     _stage("pcsc", metrics, errors, _pcsc)
     _stage("enqueue", metrics, errors, lambda: measure_enqueue(1000))
-    _stage("drain", metrics, errors, _drain)
+    _stage("drain", metrics, errors, _drain, alone=True)
     _stage("tap online", metrics, errors, lambda: measure_tap_online(1000), alone=True)
     _stage("tap offline", metrics, errors, lambda: measure_tap_offline(100, TAP_BUDGET_MS), alone=True)
     _stage(
@@ -347,10 +353,12 @@ def _alone(wanted: bool, name: str, metrics: Metrics) -> Iterator[None]:
     terminal, the emulator), back to normal afterwards; the stage's note goes to ``metrics["scheduling"]``.
 
     Only for stages whose targets are tails (a tap's p99, the loop's largest lag, the slowest offline
-    tap): on its Pi a terminal runs alone, while here each wake-up of the terminal, the emulator or the
-    floor's client can wait tens of ms behind a test suite's processes, and a tail would measure those.
-    The bench mostly waits, so it takes little from them. Averages and rates run as they are: their
-    comparisons (journal against bare SQLite, interleaved) already share the machine's state.
+    tap) or a rate with no floor beside it (the outbox's drain, sales/s): on its Pi a terminal runs
+    alone, while here each wake-up of the terminal, the emulator or the floor's client can wait tens of
+    ms behind a test suite's processes, and a tail (or a rate: 179 sales/s beside the suite at load 7,
+    350-450 alone) would measure those. The bench mostly waits, so it takes little from them. Rates
+    measured against a floor run as they are: their comparisons (journal against bare SQLite,
+    interleaved) already share the machine's state.
     Without the permission (not root, no CAP_SYS_NICE) the stage runs as it is, and the note says so.
     """
     if not wanted:

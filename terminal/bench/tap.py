@@ -8,6 +8,7 @@ accepts TCP but never answers. Every wait has a deadline and ends in an error th
 from __future__ import annotations
 
 import asyncio
+import gc
 import shutil
 import threading
 import time
@@ -110,6 +111,7 @@ class InProcessTerminal:
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         self._request_stop()
+        gc.unfreeze()  # what its start froze goes back to the collector: the process goes on without it
         self._thread.join(timeout=STOP_TIMEOUT_S)
         if self._thread.is_alive() and exc_type is None:
             raise RuntimeError(f"the in-process terminal did not stop within {STOP_TIMEOUT_S:g} s")
@@ -133,7 +135,10 @@ class InProcessTerminal:
             self.device = device
             self._ready.set()
 
-        opts = RunOptions(display=self.display, on_ready=ready, install_signal_handlers=False)
+        # freeze_start_up as `taptill run` does (undone in __exit__).
+        opts = RunOptions(
+            display=self.display, on_ready=ready, install_signal_handlers=False, freeze_start_up=True
+        )
         await run_terminal(self.cfg, self._stop, opts)
 
     def tap(self, uid: str) -> tuple[Screen, float]:

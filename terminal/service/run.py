@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hw.display.base import Display
+from hw.display.base import Display, DisplayNotFound
 from hw.display.factory import make_display
 from hw.gpio.base import Outputs
 from hw.gpio.factory import make_buttons, make_outputs
 from hw.readers.factory import make_reader
-from terminal.brink.client import BrinkClient
-from terminal.brink.runtime import BrinkPaymentRuntime
-from terminal.brink.table_bill import read_bill
 from terminal.config import Config
 from terminal.controller import Controller, ControllerSettings
 from terminal.controller.operators import (
@@ -32,8 +30,6 @@ from terminal.device_loop import DeviceLoop
 from terminal.events import BillRead, CatalogChanged, UnsellableChanged
 from terminal.journal import Journal, JournalError
 from terminal.ops.salvage import open_journal_salvaging
-from terminal.partybroker.runtime import PartybrokerRuntime
-from terminal.ready2order.runtime import Ready2OrderRuntime
 from terminal.service import boot_clock
 from terminal.service.credentials import (
     BRINK_ACCESS_TOKEN,
@@ -62,12 +58,18 @@ from terminal.wallet.client import WalletClient
 from terminal.wallet.health import ServerHealth
 from terminal.wallet.sale_sender import SaleSender
 from terminal.wallet.sale_store import ReportStatements
-from terminal.yourbarmate.receiver import ReceiverError
-from terminal.yourbarmate.runtime import YourbarmateRuntime, read_password
-from terminal.yourbarmate.stock_watch import StockWatch
 
-if TYPE_CHECKING:  # imported when [metrics] is configured, in _run_locked
-    from terminal.metrics.runtime import MetricsRuntime
+if TYPE_CHECKING:
+    # Each external system's runtime is imported where its section is configured, not here: a terminal
+    # without [yourbarmate] must not load aiohttp, nor one outside table mode the PAR Brink XML stack
+    # (issue 10: RSS and start-up on a Pi; tests/test_layout.py holds the line).
+    from terminal.brink.client import BrinkClient
+    from terminal.brink.runtime import BrinkPaymentRuntime
+    from terminal.metrics.runtime import MetricsRuntime  # imported when [metrics] is configured
+    from terminal.partybroker.runtime import PartybrokerRuntime
+    from terminal.ready2order.runtime import Ready2OrderRuntime
+    from terminal.yourbarmate.runtime import YourbarmateRuntime
+    from terminal.yourbarmate.stock_watch import StockWatch
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,12 @@ class RunOptions:
     on_ready: Callable[[DeviceLoop], None] | None = None
     install_signal_handlers: bool = True
     drain_s: float = 10.0  # the longest a stop waits for the sale under way and its dispense (STOP_DRAIN_S)
+    # Once ready, move what start-up built (modules, config, catalog, clients: it lives as long as the
+    # process) out of the garbage collector's full scans, so one that falls in a tap scans only what taps
+    # made since: in the bench's process a full collection took 17 ms, the tap's p99 (issue 10). Only for
+    # a process that is the terminal (``serve``, the bench): a test process running many terminals one
+    # after another would keep each one's cyclic garbage of that moment for good.
+    freeze_start_up: bool = False
 
 
 def serve(cfg: Config, opts: RunOptions | None = None) -> None:
@@ -100,6 +108,7 @@ def serve(cfg: Config, opts: RunOptions | None = None) -> None:
     libuv, with less CPU per tap than the standard loop (issue 10: on a Pi CPU decides how fast a tap
     is answered). Without it the standard loop runs the terminal just the same.
     """
+    opts = replace(opts or RunOptions(), freeze_start_up=True)
     with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
         runner.run(run_terminal(cfg, opts=opts))
 
@@ -129,7 +138,11 @@ async def run_terminal(
     r2o_token = read_secret(r2o.account_token_file, READY2ORDER_TOKEN.credential) if r2o is not None else None
     operators = load_operator_book(cfg)
     # The webhook's password, read before anything starts: a missing file is said now, in one line.
-    ybm_password = read_password(cfg.yourbarmate) if cfg.yourbarmate is not None else None
+    ybm_password = None
+    if cfg.yourbarmate is not None:
+        from terminal.yourbarmate.runtime import read_password
+
+        ybm_password = read_password(cfg.yourbarmate)
     # The metrics' bearer token likewise (none on a loopback address without token_file).
     metrics_token = (
         read_secret(cfg.metrics.token_file, METRICS_TOKEN.credential)
@@ -161,6 +174,8 @@ def open_brink(cfg: Config) -> BrinkClient | None:
     b = cfg.brink
     if cfg.terminal.mode != "table" or b is None:
         return None
+    from terminal.brink.client import BrinkClient
+
     access = read_secret(b.access_token_file, BRINK_ACCESS_TOKEN.credential)
     location = read_secret(b.location_token_file, BRINK_LOCATION_TOKEN.credential)
     return BrinkClient(b.url, access, location, b.timeout_s, max_answer_bytes=b.max_answer_bytes)
@@ -176,6 +191,8 @@ def open_payments(cfg: Config, journal: Journal) -> BrinkPaymentRuntime | None:
         return None
     access = read_secret(b.access_token_file, BRINK_ACCESS_TOKEN.credential)
     location = read_secret(b.location_token_file, BRINK_LOCATION_TOKEN.credential)
+    from terminal.brink.runtime import BrinkPaymentRuntime
+
     probe_table = t.table_id if t.table_id is not None else (t.tables[0] if t.tables else 1)
     return BrinkPaymentRuntime(
         b,
@@ -336,6 +353,8 @@ async def _run_locked(
             display = _open_display(cfg, opts.gif_path)
         bills = None
         if brink is not None and cfg.brink is not None:
+            from terminal.brink.table_bill import read_bill
+
             day_starts = cfg.brink.business_day_starts
             client_for_bills = brink
 
@@ -370,11 +389,15 @@ async def _run_locked(
         partybroker = None
         records_for: list[ReportStatements] = []  # committed with a sale's done, for each destination
         if cfg.partybroker is not None:
+            from terminal.partybroker.runtime import PartybrokerRuntime
+
             partybroker = PartybrokerRuntime(cfg, cfg.partybroker, journal, device.post, products)
             records_for.append(partybroker.reports_for)
             settled_hooks.append(partybroker.sale_settled)
         mirror = None
         if cfg.ready2order is not None and r2o_token is not None:
+            from terminal.ready2order.runtime import Ready2OrderRuntime
+
             mirror = Ready2OrderRuntime(
                 cfg.ready2order, journal, r2o_token, terminal=cfg.terminal.description, catalog=products
             )
@@ -387,6 +410,10 @@ async def _run_locked(
         if records_for:
             sender.reports_for = lambda sale: [s for each in records_for for s in each(sale)]
         if cfg.yourbarmate is not None and ybm_password is not None:
+            from terminal.yourbarmate.receiver import ReceiverError
+            from terminal.yourbarmate.runtime import YourbarmateRuntime
+            from terminal.yourbarmate.stock_watch import StockWatch
+
             watch = StockWatch(cfg.yourbarmate, journal, device.post)
             watch.refresh()  # posted before any tap: nothing sold out is ever looked up
             device.on_sale = watch.sold
@@ -429,6 +456,8 @@ async def _run_locked(
                 aloop.add_signal_handler(sig, stop_on, sig)
 
         def ready() -> None:
+            if opts.freeze_start_up:
+                gc.freeze()
             notifier.ready("waiting for cards")
             log.info("taptill ready (%s reader, %s display)", cfg.reader.kind, cfg.display.kind)
             if opts.on_ready is not None:
@@ -488,8 +517,6 @@ async def _run_locked(
 def _open_display(cfg: Config, gif_path: Path | None) -> Display:
     """The configured display; StartupError (naming the bus, the address and what to check) when the
     panel cannot be reached."""
-    from hw.display.oled import DisplayNotFound  # imports no hardware library itself
-
     try:
         return make_display(
             cfg.display,
