@@ -29,12 +29,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     modules = args.modules or sorted(TARGETS, key=lambda m: len((REPO / m).read_bytes()))
     scores: list[Score] = []
+    failed: list[str] = []
     for module in modules:
         try:
             score = mutate(module, TARGETS[module], args.workers)
         except MutationRunFailed as exc:
-            print(exc, file=sys.stderr)
-            return 1
+            print(exc, file=ERR, flush=True)
+            failed.append(module)
+            continue
         scores.append(score)
         print(score.line(), flush=True)
         for name in score.survivors:
@@ -47,8 +49,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{s.module:40} {s.total:7} {s.detected:7} {len(s.survivors):9} {100 * s.ratio:5.1f} %")
     under = [s.module for s in scores if s.ratio < TARGET_RATIO]
     if under:
-        print(f"under {TARGET_RATIO:.0%} killed: {', '.join(under)}", file=sys.stderr)
-    return 1 if under else 0
+        print(f"under {TARGET_RATIO:.0%} killed: {', '.join(under)}", file=ERR)
+    if failed:
+        print(f"not scored (mutmut failed): {', '.join(failed)}", file=ERR)
+    return 1 if under or failed else 0
 
 
 if __name__ == "__main__":
