@@ -19,6 +19,7 @@ import pytest
 
 from terminal.emulator.wallet import WalletEmulator
 from terminal.journal import MIGRATIONS, Journal
+from terminal.outbox.landing import SLACK_S, LandingWindow
 from terminal.outbox.loop import DeliveryLoop
 from terminal.outbox.outcome import Booked, Done, GaveUp, Stalled, Unclear, Wait
 from terminal.outbox.rate_limit import TokenBucket
@@ -56,6 +57,22 @@ def test_backoff_stays_between_half_and_all_of_its_step_and_under_the_maximum() 
         assert max(delays) - min(delays) > step / 10, "no jitter"
     assert backoff.delay_s(0, rng, at_least_s=30.0) == 30.0  # a server's Retry-After is a floor
     assert backoff.delay_s(20, rng, at_least_s=90.0) == 90.0
+
+
+def test_a_landing_window_counts_from_a_records_latest_request_or_else_from_the_start() -> None:
+    """A destination with no idempotency key looks whether a request landed only once it no longer can:
+    the client's deadline plus slack after that record's latest request, or after this process started
+    for a record it never sent (its request may be from before a restart)."""
+    now = [100.0]
+    window = LandingWindow(timeout_s=5.0, monotonic=lambda: now[0])
+    now[0] = 103.0
+    assert window.wait_s(1) == 5.0 + SLACK_S - 3.0  # never sent here: from the start
+    window.sent(1)
+    now[0] = 104.0
+    assert window.wait_s(1) == 5.0 + SLACK_S - 1.0  # from its request, not the start
+    assert window.wait_s(2) == 5.0 + SLACK_S - 4.0  # another record keeps counting from the start
+    window.forget([1, 3])  # a record never sent is forgotten quietly
+    assert window.wait_s(1) == window.wait_s(2)
 
 
 def test_a_token_bucket_never_lets_more_through_than_its_rate() -> None:

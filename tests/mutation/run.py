@@ -8,6 +8,7 @@ mutant before any test runs: such a mutant could never be committed, so it count
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -57,6 +58,13 @@ class Score:
             f"{self.module}: {self.detected}/{self.total} killed ({self.statuses['caught by type check']} by"
             f" mypy), {len(self.survivors)} survived, {100 * self.ratio:.1f} % in {self.seconds:.0f} s"
         )
+
+
+def has_functions(module: str) -> bool:
+    """Whether ``module`` has a function or method: mutmut 3 mutates only their bodies, so a module of
+    dataclasses and constants alone has no mutant (and mutmut stops, finding no test that reaches one)."""
+    tree = ast.parse((REPO / module).read_text())
+    return any(isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) for node in ast.walk(tree))
 
 
 def workdir_of(module: str) -> Path:

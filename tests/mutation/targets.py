@@ -23,7 +23,7 @@ SALE_TESTS = ("tests/test_sale_sender.py",)
 # module (a path from the repository's root) -> the test files that kill its mutants
 TARGETS: dict[str, tuple[str, ...]] = {
     "terminal/controller/tap.py": ("tests/test_controller_modes.py", "tests/test_controller.py"),
-    "terminal/outbox/landing.py": ("tests/test_brink_payments.py",),
+    "terminal/outbox/landing.py": OUTBOX_TESTS,
     "terminal/controller/offline_policy.py": ("tests/test_controller.py",),
     "terminal/wallet/balance.py": ("tests/test_controller.py", *SALE_TESTS),
     "terminal/outbox/rate_limit.py": OUTBOX_TESTS,
