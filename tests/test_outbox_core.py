@@ -94,6 +94,35 @@ def test_a_token_bucket_never_lets_more_through_than_its_rate() -> None:
             assert count <= 5 + 1.0 * w, (start, w, count)
 
 
+def test_a_token_bucket_lets_its_capacity_go_at_once_then_one_per_refill() -> None:
+    now = [0.5]  # a monotonic clock may start anywhere, 0 included
+    bucket = TokenBucket(capacity=3, per_s=0.5, monotonic=lambda: now[0])
+    assert bucket.wait_s() == 0.0  # "now", never a negative wait
+    assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+    assert bucket.wait_s() == 2.0  # a whole request refills in 1 / per_s seconds
+    now[0] = 1.5
+    assert bucket.wait_s() == 1.0 and not bucket.take()
+    now[0] = 2.5
+    assert bucket.take() and not bucket.take()
+
+
+def test_a_block_empties_the_bucket_so_requests_resume_at_the_refill_rate() -> None:
+    now = [0.0]
+    bucket = TokenBucket(capacity=5, per_s=0.1, monotonic=lambda: now[0])
+    bucket.block(1.0)
+    now[0] = 1.0
+    assert bucket.wait_s() == pytest.approx(9.0)  # the block is over; the bucket refills from empty
+
+
+@pytest.mark.parametrize(("capacity", "per_s"), [(0.5, 1.0), (1, 0.0), (0.5, 0.0)])
+def test_a_token_bucket_that_would_never_let_a_request_through_is_refused(
+    capacity: float, per_s: float
+) -> None:
+    with pytest.raises(ValueError) as refused:
+        TokenBucket(capacity, per_s)
+    assert str(refused.value) == "a token bucket needs capacity >= 1 and a refill rate > 0 per second"
+
+
 def test_a_blocked_bucket_lets_nothing_through_until_the_block_ends() -> None:
     now = [100.0]
     bucket = TokenBucket(capacity=60, per_s=1.0, monotonic=lambda: now[0])
