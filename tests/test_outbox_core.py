@@ -23,7 +23,7 @@ from terminal.outbox.landing import SLACK_S, LandingWindow
 from terminal.outbox.loop import DeliveryLoop
 from terminal.outbox.outcome import Booked, Done, GaveUp, Stalled, Unclear, Wait
 from terminal.outbox.rate_limit import TokenBucket
-from terminal.outbox.schedule import Backoff
+from terminal.outbox.schedule import Backoff, Schedule
 from terminal.outbox.table import OutboxRow, rows, settle_held
 from tests.outbox_lab import FakeDestination, FakeServer, add_records, drain, fast_loop
 from tests.terminal_lab import REPO, taptill, write_config
@@ -57,6 +57,21 @@ def test_backoff_stays_between_half_and_all_of_its_step_and_under_the_maximum() 
         assert max(delays) - min(delays) > step / 10, "no jitter"
     assert backoff.delay_s(0, rng, at_least_s=30.0) == 30.0  # a server's Retry-After is a floor
     assert backoff.delay_s(20, rng, at_least_s=90.0) == 90.0
+
+
+def test_a_schedule_holds_a_record_back_until_its_time_and_says_when_the_next_is_due() -> None:
+    now = [0.5]  # a monotonic clock may start anywhere, 0 included
+    schedule = Schedule(monotonic=lambda: now[0])
+    assert schedule.due(1) and schedule.next_in_s() is None  # never held back: due at once
+    schedule.wait([1], 1.5)
+    schedule.wait([2], 4.5)
+    assert not schedule.due(1) and schedule.next_in_s() == 1.5
+    now[0] = 2.0
+    assert schedule.due(1) and not schedule.due(2)  # due at its time exactly
+    assert schedule.next_in_s() == 3.0  # the due record no longer counts as waiting
+    schedule.forget([2, 3])
+    assert schedule.due(2) and schedule.next_in_s() is None
+    assert schedule.retry_delay_s(0, at_least_s=30.0) == 30.0  # a server's Retry-After is a floor
 
 
 def test_a_landing_window_counts_from_a_records_latest_request_or_else_from_the_start() -> None:
