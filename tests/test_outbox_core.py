@@ -21,7 +21,20 @@ from terminal.emulator.wallet import WalletEmulator
 from terminal.journal import MIGRATIONS, Journal
 from terminal.outbox.landing import SLACK_S, LandingWindow
 from terminal.outbox.loop import DeliveryLoop
-from terminal.outbox.outcome import Booked, Done, GaveUp, Stalled, Unclear, Wait
+from terminal.outbox.outcome import (
+    Ambiguous,
+    Booked,
+    Done,
+    Each,
+    GaveUp,
+    NotBooked,
+    Rejected,
+    Stalled,
+    Unclear,
+    Unreachable,
+    Wait,
+    settled,
+)
 from terminal.outbox.rate_limit import TokenBucket
 from terminal.outbox.schedule import Backoff, Schedule
 from terminal.outbox.table import OutboxRow, rows, settle_held
@@ -72,6 +85,28 @@ def test_a_schedule_holds_a_record_back_until_its_time_and_says_when_the_next_is
     schedule.forget([2, 3])
     assert schedule.due(2) and schedule.next_in_s() is None
     assert schedule.retry_delay_s(0, at_least_s=30.0) == 30.0  # a server's Retry-After is a floor
+
+
+@pytest.mark.parametrize(
+    ("result", "ended"),
+    [
+        (Done(), True),
+        (Rejected("bad"), True),
+        (Booked(), True),
+        (GaveUp("at most once"), True),
+        (NotBooked(send_again=False), True),
+        (NotBooked(send_again=True), False),  # sent again: the record goes on
+        (Unclear("held"), False),
+        (Wait(1.0, "later"), False),
+        (Ambiguous("timeout"), False),
+        (Unreachable("refused"), False),
+        (Each(((("a",), Wait(1.0, "later")), (("b",), Done()))), True),
+        (Each(((("a",), Wait(1.0, "later")),)), False),
+    ],
+)
+def test_a_record_is_settled_only_by_an_answer_that_ends_it(result: object, ended: bool) -> None:
+    """The loop looks again at once after a record ended; after anything else it would spin."""
+    assert settled(result) is ended  # type: ignore[arg-type]
 
 
 def test_a_landing_window_counts_from_a_records_latest_request_or_else_from_the_start() -> None:
