@@ -41,12 +41,12 @@ BUDGET_MS = 800
 # Longest wait for a tap's decision screen from a live terminal: "never" on a loaded 2-core machine
 # (speed is for the bench; here it is whether every tap ends in a decision).
 TAP_DECIDED_S = 15.0
-# Floors and ceilings on what a run must show, well clear of what seeded runs give on a loaded 2-core
-# machine (doc / real: 276 / 281 sales, 126 / 138 of them accepted offline, 18 / 14 offline declines,
-# all "card never seen online"); taps killed before their sale was journaled are the rest.
+# Floors and ceilings on what a run must show, well clear of what four seeded runs gave on a loaded
+# 2-core machine: 276-281 sales, 126-140 of them accepted offline, 14-22 offline declines (all "card
+# never seen online"); taps killed before their sale was journaled are the rest.
 MIN_SALES = TAPS * 3 // 4
 MIN_OFFLINE_ACCEPTED = TAPS // 5
-MAX_OFFLINE_DECLINED = TAPS // 10
+MAX_OFFLINE_DECLINED = 35
 APPROVED = "┌─ Approved"
 DECISIONS = (APPROVED, "┌─ Declined", "┌─ Unknown card", "┌─ Out of service")
 
