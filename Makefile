@@ -20,7 +20,7 @@ DEMO_DEBS := python3-venv python3-dev gcc sqlite3
 TEST_DEBS := $(DEMO_DEBS) faketime pcscd libpcsclite-dev vsmartcard-vpcd systemd make e2fsprogs util-linux mount \
 	libusb-1.0-0 prometheus
 
-.PHONY: demo test lint bench run clean system-deps-demo system-deps-test constraints report-docs
+.PHONY: demo test lint bench mutate run clean system-deps-demo system-deps-test constraints report-docs
 
 demo: $(STAMP)/venv-demo
 	$(PY) -m terminal demo
@@ -39,6 +39,13 @@ bench: $(STAMP)/venv-test
 # The README's example shift report and chart (docs/), from the scripted shift its test runs.
 report-docs: $(STAMP)/venv-test
 	REPORT_DOCS=docs $(PY) -m pytest -q -p no:cacheprovider tests/test_report_run.py
+
+# Mutation testing of the money path (tests/mutation/targets.py: each module with its tests), smallest
+# module first; MODULE=terminal/outbox/schedule.py runs one. Long (see README), so not part of `make test`.
+# One worker by default: mutmut's workers each run pytest, and other work shares the machine.
+MUTATE_WORKERS ?= 1
+mutate: $(STAMP)/venv-mutate
+	$(PY) -m tests.mutation --workers $(MUTATE_WORKERS) $(MODULE)
 
 # The versions the tests passed with, which taptill-provision installs on a terminal (pip -c). Run after
 # `make test` passed on a changed venv; a wheel from a local file is pinned by its version.
@@ -67,5 +74,9 @@ $(STAMP)/venv-test: pyproject.toml | system-deps-test $(VENV)/bin/python
 	$(PIP) install -e '.[dev]'
 	touch $@ $(STAMP)/venv-demo
 
+$(STAMP)/venv-mutate: pyproject.toml | system-deps-test $(VENV)/bin/python
+	$(PIP) install -e '.[mutate]'
+	touch $@ $(STAMP)/venv-test $(STAMP)/venv-demo
+
 clean:
-	rm -rf $(VENV) $(STAMP) demo-out
+	rm -rf $(VENV) $(STAMP) demo-out build/mutation

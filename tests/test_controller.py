@@ -331,11 +331,54 @@ def test_offline_declines_with_reasons() -> None:
         assert isinstance(shown, DeclinedScreen) and shown.reason is reason
 
 
+def _offline_tap(v: OfflineView, settings: ControllerSettings = TAP) -> list[Effect]:
+    c = Controller(settings, CATALOG)
+    c.handle(CardPresented(CARD))
+    return c.handle(WalletUnreachable(CARD, v))
+
+
+@pytest.mark.parametrize(
+    ("v", "reason", "journaled"),
+    [
+        (view(age=3601), DeclineReason.OFFLINE, "offline: balance 3601s old"),
+        (view(card=501), DeclineReason.OFFLINE_LIMIT, "offline: per-card limit"),
+        (view(total=4501), DeclineReason.OFFLINE_LIMIT, "offline: terminal limit"),
+        (view(balance=None, age=None), DeclineReason.OFFLINE, "offline: card never seen online"),
+        (view(balance=900, card=500), DeclineReason.INSUFFICIENT_BALANCE, "offline: balance 400 < 500"),
+        (
+            OfflineView(2000, 10.0, 0, 0, 0, "revoked"),
+            DeclineReason.DENIED_CARD,
+            "offline: card denied (revoked)",
+        ),
+    ],
+)
+def test_an_offline_decline_one_step_past_a_limit_journals_why(
+    v: OfflineView, reason: DeclineReason, journaled: str
+) -> None:
+    """The journal's reason is what the operator reads in `taptill status` afterwards; the screen's
+    reason is what the guest reads. A card the server denied is never sold offline, however rich."""
+    fx = _offline_tap(v)
+    assert not only(fx, Charge) and not only(fx, Dispense)
+    assert only(fx, RecordDecline) == [RecordDecline(CARD, ("espresso", "espresso"), -500, journaled, True)]
+    (shown,) = screens(fx)
+    assert isinstance(shown, DeclinedScreen) and shown.reason is reason
+
+
+@pytest.mark.parametrize("v", [view(age=3600), view(card=500), view(total=4500)])
+def test_offline_accepts_a_sale_that_reaches_a_limit_exactly(v: OfflineView) -> None:
+    """The limits are the most a card or the terminal may owe and the oldest balance trusted: a sale
+    reaching one exactly is sold."""
+    (charge,) = only(_offline_tap(v), Charge)
+    assert charge.online is False
+    assert charge.reason == f"offline: accepted on balance 2000 seen {v.balance_age_s:.0f}s ago"
+
+
 def test_decline_mode_never_sells_offline() -> None:
     c = Controller(replace(TAP, offline=replace(OFFLINE, mode="decline")), CATALOG)
     c.handle(CardPresented(CARD))
     fx = c.handle(WalletUnreachable(CARD, view()))
     assert not only(fx, Charge) and screens(fx) == [DeclinedScreen(DeclineReason.OFFLINE)]
+    assert only(fx, RecordDecline)[0].reason == "offline: policy declines"
 
 
 def test_rejected_charge_shows_the_reason_and_dispenses_nothing() -> None:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from terminal.config import OfflineConfig
 from terminal.controller import Controller, ControllerSettings
+from terminal.controller.retap_guard import RetapGuard
 from terminal.effects import Charge, Effect, LookupWallet, StartTimer
 from terminal.events import CardPresented, CardRemoved, ChargeDone, Event, TimerFired, WalletBalance
 from terminal.model import Product
@@ -152,3 +153,26 @@ def test_another_card_in_the_field_starts_the_first_cards_absence() -> None:
     b.card(True, DEFAULTS.retap_guard_s + DEFAULTS.screen_hold_s)
     b.settle()
     assert b.charges == 3, "the first card was away since the other came: a real second purchase"
+
+
+def _guard(guard_s: float, rearm_s: float) -> RetapGuard:
+    tokens = iter(range(1, 100))
+    return RetapGuard(guard_s, rearm_s, lambda: next(tokens))
+
+
+def test_a_re_arm_time_of_0_leaves_only_the_guard_since_the_sale() -> None:
+    guard = _guard(2.0, 0.0)
+    (timer,) = guard.charged("04A1", on_reader=True)  # no re-arm timer to wait for
+    guard.refused("04A1")  # back too soon: with no re-arm rule, nothing more to wait for
+    assert isinstance(timer, StartTimer) and guard.blocks("04A1")
+    assert guard.timer(timer.token) and not guard.blocks(
+        "04A1"
+    )  # the guard's end frees the card on the reader
+    assert not guard.timer(timer.token)  # a timer that matches nothing ends nothing
+
+
+def test_a_guard_of_0_never_blocks_a_card() -> None:
+    guard = _guard(0.0, 0.5)
+    assert guard.charged("04A1", on_reader=True) == []
+    guard.refused("04A1")
+    assert not guard.blocks("04A1")

@@ -19,10 +19,24 @@ import pytest
 
 from terminal.emulator.wallet import WalletEmulator
 from terminal.journal import MIGRATIONS, Journal
+from terminal.outbox.landing import SLACK_S, LandingWindow
 from terminal.outbox.loop import DeliveryLoop
-from terminal.outbox.outcome import Booked, Done, GaveUp, Stalled, Unclear, Wait
+from terminal.outbox.outcome import (
+    Ambiguous,
+    Booked,
+    Done,
+    Each,
+    GaveUp,
+    NotBooked,
+    Rejected,
+    Stalled,
+    Unclear,
+    Unreachable,
+    Wait,
+    settled,
+)
 from terminal.outbox.rate_limit import TokenBucket
-from terminal.outbox.schedule import Backoff
+from terminal.outbox.schedule import Backoff, Schedule
 from terminal.outbox.table import OutboxRow, rows, settle_held
 from tests.outbox_lab import FakeDestination, FakeServer, add_records, drain, fast_loop
 from tests.terminal_lab import REPO, taptill, write_config
@@ -58,6 +72,59 @@ def test_backoff_stays_between_half_and_all_of_its_step_and_under_the_maximum() 
     assert backoff.delay_s(20, rng, at_least_s=90.0) == 90.0
 
 
+def test_a_schedule_holds_a_record_back_until_its_time_and_says_when_the_next_is_due() -> None:
+    now = [0.5]  # a monotonic clock may start anywhere, 0 included
+    schedule = Schedule(monotonic=lambda: now[0])
+    assert schedule.due(1) and schedule.next_in_s() is None  # never held back: due at once
+    schedule.wait([1], 1.5)
+    schedule.wait([2], 4.5)
+    assert not schedule.due(1) and schedule.next_in_s() == 1.5
+    now[0] = 2.0
+    assert schedule.due(1) and not schedule.due(2)  # due at its time exactly
+    assert schedule.next_in_s() == 3.0  # the due record no longer counts as waiting
+    schedule.forget([2, 3])
+    assert schedule.due(2) and schedule.next_in_s() is None
+    assert schedule.retry_delay_s(0, at_least_s=30.0) == 30.0  # a server's Retry-After is a floor
+
+
+@pytest.mark.parametrize(
+    ("result", "ended"),
+    [
+        (Done(), True),
+        (Rejected("bad"), True),
+        (Booked(), True),
+        (GaveUp("at most once"), True),
+        (NotBooked(send_again=False), True),
+        (NotBooked(send_again=True), False),  # sent again: the record goes on
+        (Unclear("held"), False),
+        (Wait(1.0, "later"), False),
+        (Ambiguous("timeout"), False),
+        (Unreachable("refused"), False),
+        (Each(((("a",), Wait(1.0, "later")), (("b",), Done()))), True),
+        (Each(((("a",), Wait(1.0, "later")),)), False),
+    ],
+)
+def test_a_record_is_settled_only_by_an_answer_that_ends_it(result: object, ended: bool) -> None:
+    """The loop looks again at once after a record ended; after anything else it would spin."""
+    assert settled(result) is ended  # type: ignore[arg-type]
+
+
+def test_a_landing_window_counts_from_a_records_latest_request_or_else_from_the_start() -> None:
+    """A destination with no idempotency key looks whether a request landed only once it no longer can:
+    the client's deadline plus slack after that record's latest request, or after this process started
+    for a record it never sent (its request may be from before a restart)."""
+    now = [100.0]
+    window = LandingWindow(timeout_s=5.0, monotonic=lambda: now[0])
+    now[0] = 103.0
+    assert window.wait_s(1) == 5.0 + SLACK_S - 3.0  # never sent here: from the start
+    window.sent(1)
+    now[0] = 104.0
+    assert window.wait_s(1) == 5.0 + SLACK_S - 1.0  # from its request, not the start
+    assert window.wait_s(2) == 5.0 + SLACK_S - 4.0  # another record keeps counting from the start
+    window.forget([1, 3])  # a record never sent is forgotten quietly
+    assert window.wait_s(1) == window.wait_s(2)
+
+
 def test_a_token_bucket_never_lets_more_through_than_its_rate() -> None:
     now = [0.0]
     bucket = TokenBucket(capacity=5, per_s=1.0, monotonic=lambda: now[0])
@@ -75,6 +142,35 @@ def test_a_token_bucket_never_lets_more_through_than_its_rate() -> None:
         for w in (0.0, 1.0, 10.0, 60.0):
             count = sum(1 for t in taken[i : i + 200] if t <= start + w)
             assert count <= 5 + 1.0 * w, (start, w, count)
+
+
+def test_a_token_bucket_lets_its_capacity_go_at_once_then_one_per_refill() -> None:
+    now = [0.5]  # a monotonic clock may start anywhere, 0 included
+    bucket = TokenBucket(capacity=3, per_s=0.5, monotonic=lambda: now[0])
+    assert bucket.wait_s() == 0.0  # "now", never a negative wait
+    assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+    assert bucket.wait_s() == 2.0  # a whole request refills in 1 / per_s seconds
+    now[0] = 1.5
+    assert bucket.wait_s() == 1.0 and not bucket.take()
+    now[0] = 2.5
+    assert bucket.take() and not bucket.take()
+
+
+def test_a_block_empties_the_bucket_so_requests_resume_at_the_refill_rate() -> None:
+    now = [0.0]
+    bucket = TokenBucket(capacity=5, per_s=0.1, monotonic=lambda: now[0])
+    bucket.block(1.0)
+    now[0] = 1.0
+    assert bucket.wait_s() == pytest.approx(9.0)  # the block is over; the bucket refills from empty
+
+
+@pytest.mark.parametrize(("capacity", "per_s"), [(0.5, 1.0), (1, 0.0), (0.5, 0.0)])
+def test_a_token_bucket_that_would_never_let_a_request_through_is_refused(
+    capacity: float, per_s: float
+) -> None:
+    with pytest.raises(ValueError) as refused:
+        TokenBucket(capacity, per_s)
+    assert str(refused.value) == "a token bucket needs capacity >= 1 and a refill rate > 0 per second"
 
 
 def test_a_blocked_bucket_lets_nothing_through_until_the_block_ends() -> None:

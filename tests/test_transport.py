@@ -178,7 +178,7 @@ def _header_lines(request: bytes) -> dict[str, str]:
 def test_the_clients_send_their_headers_and_never_a_cookie_a_server_set() -> None:
     """Requests go to httpx's transport without its client: the headers are still the clients' own, and
     what the client layer did that we never wanted (keep a server's cookies and send them back) is gone."""
-    wallet_json = b'{"token_id": "04AA", "balance": 1}'
+    wallet_json = f'{{"token_id": "{MAX}", "balance": 1}}'.encode()  # an answer for the card asked about
     answer = http_response(200, wallet_json, Set_Cookie="session=tracked; Path=/")
     drinks_json = b'[{"id": 145, "title": "W", "price": 290}]'
     with RawHttpServer([answer]) as wallet_server, RawHttpServer([http_response(200, drinks_json)]) as party:

@@ -14,6 +14,8 @@ from terminal.wallet.balance import pays
 class OfflineDecision:
     accept: bool
     reason: str  # journaled with the sale or the decline
+    # What the guest is shown; the controller shows OFFLINE for a decline naming none, so a decline that
+    # is OFFLINE may as well name none: mutating those away is equivalent (`pragma: no mutate` below).
     decline: DeclineReason | None = None
 
 
@@ -22,16 +24,26 @@ def decide_offline(view: OfflineView, amount_cents: int, cfg: OfflineConfig) -> 
     ``amount_cents`` (as an online tap would, a cent of the server's truncation allowed), within the
     per-card and terminal-wide limits of unconfirmed money."""
     if cfg.mode == "decline":
-        return OfflineDecision(False, offline_reason("policy declines"), DeclineReason.OFFLINE)
+        return OfflineDecision(
+            False,
+            offline_reason("policy declines"),
+            DeclineReason.OFFLINE,  # pragma: no mutate (equivalent: see OfflineDecision.decline)
+        )
     if view.denied_reason is not None:
         return OfflineDecision(
             False, offline_reason(f"card denied ({view.denied_reason})"), DeclineReason.DENIED_CARD
         )
     if view.last_balance is None or view.balance_age_s is None:
-        return OfflineDecision(False, offline_reason("card never seen online"), DeclineReason.OFFLINE)
+        return OfflineDecision(
+            False,
+            offline_reason("card never seen online"),
+            DeclineReason.OFFLINE,  # pragma: no mutate (equivalent: see OfflineDecision.decline)
+        )
     if view.balance_age_s > cfg.max_balance_age_s:
         return OfflineDecision(
-            False, offline_reason(f"balance {view.balance_age_s:.0f}s old"), DeclineReason.OFFLINE
+            False,
+            offline_reason(f"balance {view.balance_age_s:.0f}s old"),
+            DeclineReason.OFFLINE,  # pragma: no mutate (equivalent: see OfflineDecision.decline)
         )
     if view.card_unconfirmed_cents + amount_cents > cfg.max_per_card_cents:
         return OfflineDecision(False, offline_reason("per-card limit"), DeclineReason.OFFLINE_LIMIT)

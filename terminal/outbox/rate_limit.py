@@ -34,9 +34,8 @@ class TokenBucket:
     def wait_s(self) -> float:
         """Seconds until one request may go (0: now)."""
         now = self._refill()
-        blocked = max(0.0, self._blocked_until - now)
-        short = 0.0 if self._tokens >= 1 else (1 - self._tokens) / self.per_s
-        return max(blocked, short)
+        # The later of: the server's block ending, the bucket holding a whole request again.
+        return max(0.0, self._blocked_until - now, (1 - self._tokens) / self.per_s)
 
     def take(self) -> bool:
         """Spend one request if one may go now; False (nothing spent) otherwise."""

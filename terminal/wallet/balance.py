@@ -10,6 +10,8 @@ from enum import Enum
 # a cent. A debit then moves the reported balance by its amount plus or minus one cent (by up to two
 # in the rare debit that takes a wallet from credit into debt: such a sale is held if ambiguous).
 REPORTED_BALANCE_SLACK_CENTS = 1
+# Up to this debit (cents), "booked" and "not booked" are each matched within the slack and overlap.
+OVERLAP_CENTS = 2 * REPORTED_BALANCE_SLACK_CENTS
 
 
 def pays(available_cents: int, price_cents: int) -> bool:
@@ -39,7 +41,7 @@ def booked_by_balance(before_cents: int, after_cents: int, amount_cents: int) ->
     the slack (a 1-2 cent product); there only an exact match counts, and anything else is UNCLEAR,
     for a person to settle, because guessing could book a sale twice or lose it.
     """
-    slack = REPORTED_BALANCE_SLACK_CENTS if abs(amount_cents) > 2 * REPORTED_BALANCE_SLACK_CENTS else 0
+    slack = REPORTED_BALANCE_SLACK_CENTS if abs(amount_cents) > OVERLAP_CENTS else 0
     if abs(after_cents - (before_cents + amount_cents)) <= slack:
         return Booked.YES
     if abs(after_cents - before_cents) <= slack:
