@@ -261,6 +261,11 @@ def test_a_queued_sale_says_queued_and_only_an_offline_one_says_offline(
     try:
         wallet_server.faults.inject(FaultKind.DROP_AFTER, times=1, method="POST", route="transaction")
         lost = taptill("tap", MAX, "--config", cfg, check=False)  # booked, its answer lost: ambiguous
+        # The dropped connection opens the circuit breaker until the next probe answers; the next tap is
+        # meant for a server that is up again (else it is decided offline, as it should be), so it waits
+        # for that instead of racing the probe (it passed under load only, where `taptill` starts slowly).
+        if "deciding taps offline" in term.log():
+            wait_for(lambda: "wallet server reachable again" in term.log(), what="the probe")
         behind = taptill("tap", MAX, "--config", cfg, check=False)  # queued behind it, the server up
         wallet_server.faults.set_down(True)
         offline = taptill("tap", MAX, "--config", cfg, check=False)
