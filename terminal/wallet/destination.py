@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 
 from terminal.journal import SaleRecord
 from terminal.model import DeclineReason
+from terminal.outbox.landing import LandingWindow
 from terminal.outbox.outcome import (
     Ambiguous,
     Booked,
@@ -62,7 +63,6 @@ log = logging.getLogger(__name__)
 ALREADY_BOOKED = "already booked"
 
 UNAUTHORIZED_RETRY_S = 60.0
-RECONCILE_SLACK_S = 1.0
 
 
 def refusal_reason(status: int) -> DeclineReason:
@@ -93,11 +93,10 @@ class WalletDestination:
         self.dedupes = dedupes
         self.server_error_limit = server_error_limit
         self.product_name = product_name or (lambda pid: pid)
-        self.monotonic = monotonic
-        # Longer than any request of ours can take (its timeout), plus slack for the server's own work.
-        self.reconcile_after_s = client.timeout_s + RECONCILE_SLACK_S
-        self._started = monotonic()
-        self._attempted: dict[int, float] = {}  # sale id -> monotonic time its latest request went out
+        # Reconciling reads the balance only once the sale's last request can no longer land: the same
+        # rule as every destination without an idempotency key (outbox/landing.py).
+        self.landing = LandingWindow(client.timeout_s, monotonic)
+        self.reconcile_after_s = self.landing.after_s
         self.deciding: set[int] = set()  # sales whose tap is still being decided: not the outbox's yet
 
     def lane(self, record: SaleRecord) -> str:
@@ -110,8 +109,7 @@ class WalletDestination:
         return not record.approved or (not self.dedupes and record.maybe_sent)
 
     def forget(self, record_ids: Sequence[int]) -> None:
-        for rid in record_ids:
-            self._attempted.pop(rid, None)
+        self.landing.forget(record_ids)
 
     async def prepare(self, batch: Sequence[SaleRecord]) -> object | Outcome:
         """A server that does not deduplicate: the balance before the attempt, journaled by ``begin``."""
@@ -121,7 +119,7 @@ class WalletDestination:
 
     async def attempt(self, batch: Sequence[SaleRecord]) -> Outcome:
         (sale,) = batch
-        self._attempted[sale.id] = self.monotonic()
+        self.landing.sent(sale.id)
         res = await self.client.transact(
             sale.token_id,
             sale.products,
@@ -206,8 +204,7 @@ class WalletDestination:
     def _before_window(self, sale: SaleRecord) -> Wait | None:
         """Wait, while a request that went out (perhaps from a process killed since) may still be on its
         way or being processed: the balance only tells the truth once it can no longer land."""
-        attempted = self._attempted.get(sale.id, self._started)
-        wait = attempted + self.reconcile_after_s - self.monotonic()
+        wait = self.landing.wait_s(sale.id)
         return Wait(wait, "waiting before reconciling") if wait > 0 else None
 
     async def read_balance(self, sale: SaleRecord, *, timeout: float | None = None) -> int | Outcome:
