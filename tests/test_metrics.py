@@ -4,13 +4,17 @@ authentication and limits; the config's rules; and the dashboard and alert rules
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import re
+import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -23,8 +27,12 @@ from terminal.config import ConfigError, parse_config
 from terminal.effects import Charge
 from terminal.emulator.wallet import WalletEmulator
 from terminal.metrics.collector import EXPORTED
+from terminal.metrics.endpoint import MAX_CONNECTIONS, MetricsEndpoint
 from terminal.metrics.taps import share
 from terminal.model import ProductId
+from terminal.net.inbound import HEAD_DEADLINE_S
+from terminal.service.secret import Secret
+from tests.inbound_lab import closed_by_server, drip_until_cut, idle_connections, still_open, wait_until
 from tests.terminal_lab import (
     ERIKA,
     MAX,
@@ -37,6 +45,7 @@ from tests.terminal_lab import (
     write_config,
 )
 
+T = TypeVar("T")
 MONITORING = REPO / "provisioning" / "monitoring"
 TOKEN = "metrics-bearer-7f3a9c1e5b"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -291,3 +300,110 @@ def test_the_dashboard_and_alerts_use_only_metrics_the_terminal_exports() -> Non
     assert all("by (instance)" in t["expr"] for t in table["targets"])  # one row per terminal
     alerts = (MONITORING / "alerts.yml").read_text()
     assert names_in(alerts) <= EXPORTED, names_in(alerts) - EXPORTED
+
+
+# --- the endpoint held open by a flood (terminal.net.inbound) ---------------------------------------
+
+
+def with_endpoint(client: Callable[[MetricsEndpoint], T], *, head_deadline_s: float | None = None) -> T:
+    """``client(endpoint)`` run in a thread against a real MetricsEndpoint serving in this loop."""
+
+    async def render() -> bytes:
+        return b"taptill_taps_total 0\n"
+
+    async def main() -> T:
+        served = MetricsEndpoint("127.0.0.1", 0, render, Secret(TOKEN))
+        if head_deadline_s is not None:
+            served.guard.head_deadline_s = head_deadline_s
+        await served.start()
+        try:
+            return await asyncio.to_thread(client, served)
+        finally:
+            await served.stop()
+
+    return asyncio.run(main())
+
+
+def test_idle_connections_beyond_the_cap_are_closed_at_once_and_a_scrape_still_answers() -> None:
+    def flood(served: MetricsEndpoint) -> None:
+        held = idle_connections(served.port, MAX_CONNECTIONS)
+        extra = idle_connections(served.port, 10)
+        try:
+            assert all(closed_by_server(sock) for sock in extra)
+            assert all(still_open(sock) for sock in held)  # the head deadline (set long here) cut none
+            assert (served.guard.open, served.guard.turned_away) == (MAX_CONNECTIONS, 10)
+            held.pop().close()  # one connection fewer: room for the scraper
+            wait_until(lambda: served.guard.open < MAX_CONNECTIONS, "the closed connection to be let go")
+            assert scrape(f"http://127.0.0.1:{served.port}/metrics") == "taptill_taps_total 0\n"
+        finally:
+            for sock in held + extra:
+                sock.close()
+
+    with_endpoint(flood, head_deadline_s=600.0)  # only the cap acts, however slow the machine
+
+
+def test_a_client_dripping_its_request_head_is_cut_off_by_the_head_deadline() -> None:
+    head = b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + b"a" * 400  # 200 s at this pace
+
+    def drip(served: MetricsEndpoint) -> tuple[float, MetricsEndpoint]:
+        return drip_until_cut(served.port, head), served
+
+    took, served = with_endpoint(drip)
+    # Not before the deadline; well before the head's 200 s and aiohttp's 30 s idle limit of before.
+    assert HEAD_DEADLINE_S <= took < HEAD_DEADLINE_S + 15
+    assert served.guard.cut_off == 1  # the server cut it for its head (not the client, not a reset)
+
+
+def test_aiohttp_never_logs_the_bytes_of_a_request(caplog: pytest.LogCaptureFixture) -> None:
+    """An Authorization header too long (and one with a control character): aiohttp's parser quotes the
+    header in its exception, which aiohttp.server logs with the traceback; the filter leaves the type."""
+    marker = "bearer-marker-3c9d2e"
+    caplog.set_level(logging.DEBUG)
+
+    def send(served: MetricsEndpoint) -> list[bytes]:
+        answers = []
+        for header in (marker + "Q" * 9000, marker + "\x01"):
+            with socket.create_connection(("127.0.0.1", served.port), timeout=30) as sock:
+                sock.sendall(
+                    f"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {header}\r\n\r\n".encode()
+                )
+                answers.append(sock.recv(100))
+        return answers
+
+    answers = with_endpoint(send)
+    assert all(a.startswith(b"HTTP/1.0 400") or a.startswith(b"HTTP/1.1 400") for a in answers), answers
+    logged = caplog.text + "".join(str(r.exc_info) for r in caplog.records)
+    assert marker not in logged
+    assert "LineTooLong" in logged and "BadHttpMessage" in logged  # still said, without the bytes
+
+
+def test_a_flood_of_idle_connections_leaves_a_running_terminal_its_descriptors(
+    tmp_path: Path, real_wallet: WalletEmulator
+) -> None:
+    """The field's fault: a terminal with a small descriptor limit and hundreds of idle connections to its
+    metrics port still sells online, and its metrics answer once the flood is gone."""
+    config = metrics_config(tmp_path, real_wallet, 'listen = "127.0.0.1:0"\ntoken_file = "metrics.token"')
+    term = TerminalProcess(config, prefix=["prlimit", "--nofile=200", "--"])
+    try:
+        url = endpoint(term)
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        flood = idle_connections(port, 300)
+        try:
+            line = term.send(f"tap-wait {MAX}")
+            assert line == "approved 2,50 €, balance 17,50 €", (
+                line
+            )  # online, not offline for want of a socket
+        finally:
+            for sock in flood:
+                sock.close()
+        wait_for(lambda: scrape_status(url) == 200, what="a scrape once the flood is gone", timeout=30)
+    finally:
+        assert term.stop() == 0
+    assert len(real_wallet.transactions()) == 1
+
+
+def scrape_status(url: str) -> int:
+    try:
+        return httpx.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10.0).status_code
+    except httpx.TransportError:
+        return 0

@@ -103,6 +103,7 @@ def test_unit_declares_the_service_contract() -> None:
         "ProcSubset" not in service
     )  # gpiozero reads the Pi's revision from /proc/device-tree, /proc/cpuinfo
     assert service["LimitCORE"] == ["0"]
+    assert service["LimitNOFILE"] == ["4096"]  # room over the inbound servers' caps (terminal.net.inbound)
     # Room for the sale under way to be decided and dispensed, then the outbox's grace, before a kill.
     from terminal.service.run import SHUTDOWN_GRACE_S, STOP_DRAIN_S
 

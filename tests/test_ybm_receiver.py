@@ -17,7 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from terminal.yourbarmate.receiver import MAX_BODY_BYTES
+from terminal.net.inbound import HEAD_DEADLINE_S
+from terminal.yourbarmate.receiver import MAX_BODY_BYTES, MAX_CONNECTIONS
+from tests.inbound_lab import closed_by_server, drip_until_cut, idle_connections, still_open, wait_until
 from tests.test_ybm_parse import FIELDS, JSON, _mutated
 from tests.ybm_lab import PASSWORD, PATH, SEED_EXAMPLE, USER, ReceiverLab, cancel_event, item, request_event
 
@@ -276,18 +278,45 @@ def test_stop_finishes_and_frees_the_port(tmp_path: Path) -> None:
     assert time.monotonic() - start < 30
 
 
-def test_a_dripping_request_head_is_closed_before_it_ends(lab: ReceiverLab) -> None:
-    dripped = b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 400  # 2 min at this pace
-    closed = False
-    with socket.create_connection(("127.0.0.1", lab.port)) as sock:
-        sock.settimeout(0.3)
-        for byte in dripped:
-            try:
-                sock.sendall(bytes([byte]))
-                closed = sock.recv(100) == b""
-            except TimeoutError:
-                continue
-            except OSError:
-                closed = True
-            break
-    assert closed  # the server hung up (keepalive_timeout = read_timeout_s), long before the head ended
+def test_a_dripping_request_head_is_cut_off_by_the_head_deadline(lab: ReceiverLab) -> None:
+    dripped = b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 400  # 200 s at this pace
+    took = drip_until_cut(lab.port, dripped)
+    assert HEAD_DEADLINE_S <= took < HEAD_DEADLINE_S + 15  # from accept, however often a byte comes
+    assert lab.receiver.guard.cut_off == 1  # cut by the server for its head
+    assert lab.post(SEED_EXAMPLE).status_code == 200  # the receiver goes on
+
+
+def test_idle_connections_beyond_the_cap_are_closed_at_once_and_a_post_still_lands(tmp_path: Path) -> None:
+    running = ReceiverLab(tmp_path)
+    running.receiver.guard.head_deadline_s = 600.0  # only the cap acts here, however slow the machine
+    with running as lab:
+        held = idle_connections(lab.port, MAX_CONNECTIONS)
+        extra = idle_connections(lab.port, 10)
+        try:
+            assert all(closed_by_server(sock) for sock in extra)
+            assert all(still_open(sock) for sock in held)
+            guard = lab.receiver.guard
+            assert (guard.open, guard.turned_away) == (MAX_CONNECTIONS, 10)
+            held.pop().close()
+            wait_until(lambda: guard.open < MAX_CONNECTIONS, "the closed connection to be let go")
+            assert lab.post(SEED_EXAMPLE).status_code == 200
+        finally:
+            for sock in held + extra:
+                sock.close()
+    assert lab.moves() == [("gin", "ordered", 8400, "123456789")]
+
+
+def test_an_oversize_authorization_header_never_reaches_the_log(
+    lab: ReceiverLab, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp's parser quotes a header that is too long in its exception, and aiohttp.server logs it."""
+    caplog.set_level("DEBUG")
+    marker = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    with socket.create_connection(("127.0.0.1", lab.port), timeout=30) as sock:
+        sock.sendall(
+            f"POST {PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {marker}{'Q' * 9000}\r\n\r\n".encode()
+        )
+        assert answer(sock).startswith((b"HTTP/1.0 400", b"HTTP/1.1 400"))
+    logged = caplog.text
+    assert "LineTooLong" in logged  # aiohttp's record is kept, without the bytes
+    assert marker not in logged and PASSWORD not in logged

@@ -3,7 +3,8 @@ bearer token checked in constant time when one is configured, and no request bod
 
 Every other path is 404 and every other method 405 (aiohttp's router). The token never reaches a log
 line: refusals are logged without any header, and at most once a minute (a scanner must not fill the
-journal of the system log).
+journal of the system log); aiohttp's own records are stripped of request bytes (terminal.net.inbound).
+At most ``MAX_CONNECTIONS`` connections are served at once, each with a deadline for its request head.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import hdrs, web
 
+from terminal.net.inbound import InboundGuard
 from terminal.service.secret import Secret
 
 log = logging.getLogger(__name__)
@@ -23,7 +25,7 @@ log = logging.getLogger(__name__)
 PATH = "/metrics"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # Prometheus's text exposition format
 REALM = 'Bearer realm="taptill metrics"'
-KEEPALIVE_S = 30.0  # a connection that sends no whole request head for this long is closed
+MAX_CONNECTIONS = 16  # a Prometheus or two scrape once in a while; more at once is a flood
 REFUSAL_LOG_EVERY_S = 60.0
 
 Render = Callable[[], Awaitable[bytes]]
@@ -44,6 +46,7 @@ class MetricsEndpoint:
         # Kept as a SHA-256 digest: compare_digest takes the same time only for inputs of one length.
         self._token = _digest(token.reveal().encode()) if token is not None else None
         self._runner: web.AppRunner | None = None
+        self.guard = InboundGuard("metrics endpoint", MAX_CONNECTIONS)
         self._refused_logged_at = -REFUSAL_LOG_EVERY_S
         self.refused = 0  # requests refused for their credentials or their body, since start
 
@@ -51,15 +54,9 @@ class MetricsEndpoint:
         """Listen on host:port; EndpointError if it cannot."""
         app = web.Application(client_max_size=1024)
         app.router.add_get(PATH, self._handle)
-        # No access log (client text unfiltered); lingering_time=0: a body sent anyway is not read to
-        # its end, the connection is closed instead.
-        self._runner = web.AppRunner(app, access_log=None, lingering_time=0, keepalive_timeout=KEEPALIVE_S)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         try:
-            await site.start()
+            self._runner = await self.guard.serve(app, self.host, self.port)
         except OSError as exc:
-            await self.stop()
             raise EndpointError(
                 f"[metrics] listen {self.host}:{self.port}: cannot listen there ({exc.strerror}); "
                 "pick a free address and port"

@@ -7,7 +7,9 @@ a key seen before is answered 200 with no second effect; a body that is JSON-typ
 event (broken JSON, a wrong field, an unknown unit) is quarantined with its reason and answered 200, since
 a 400 would bring the same bytes back forever; only a journal that cannot be written answers 503, and the
 resend then applies it. Wrong credentials (401), an oversize body (413), a body that is not JSON-typed
-(415) or that does not arrive in time (408) are refused before anything is written.
+(415) or that does not arrive in time (408) are refused before anything is written. At most
+``MAX_CONNECTIONS`` connections are served at once, each with a deadline for its request head, and
+aiohttp's own records are stripped of request bytes (terminal.net.inbound).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 from aiohttp import ClientPayloadError, HttpVersion11, hdrs, web
 
 from terminal.model import printable
+from terminal.net.inbound import InboundGuard
 from terminal.service.crashpoint import crashpoint
 from terminal.service.secret import Secret
 from terminal.yourbarmate.config import YourbarmateConfig
@@ -38,6 +41,7 @@ from terminal.yourbarmate.stock import Applied, StockError, StockLedger, connect
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_CONNECTIONS = 32  # yourbarmate sends one event at a time, resends a few; more at once is a flood
 METHODS = ("POST", "PUT", "PATCH")
 REALM = 'Basic realm="taptill yourbarmate", charset="UTF-8"'
 STATUS_CACHE_KEY = "yourbarmate_status"  # {"pid", "listen", "since", Counts…} for `taptill status`
@@ -89,6 +93,7 @@ class WebhookReceiver:
         self._flush: asyncio.Task[None] | None = None
         self._since = now_iso()
         self.port = cfg.port  # the bound port once started (a configured 0 picks a free one)
+        self.guard = InboundGuard("yourbarmate webhook", MAX_CONNECTIONS)
 
     async def start(self) -> None:
         """Open the journal connection and listen on ``cfg.listen``; ReceiverError if it cannot."""
@@ -102,16 +107,8 @@ class WebhookReceiver:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         for method in METHODS:
             app.router.add_route(method, self.cfg.path, self._handle, expect_handler=self._expect)
-        # No access log: it would print client text unfiltered. lingering_time=0: a body left unread
-        # (refused, too large) closes the connection instead of being read to its end. keepalive_timeout:
-        # a connection that has not sent a whole request head by then (idle, or dripping it) is closed.
-        self._runner = web.AppRunner(
-            app, access_log=None, lingering_time=0, keepalive_timeout=self.cfg.read_timeout_s
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.cfg.host, self.cfg.port, reuse_address=True)
         try:
-            await site.start()
+            self._runner = await self.guard.serve(app, self.cfg.host, self.cfg.port)
         except OSError as exc:
             await self.stop()
             raise ReceiverError(
