@@ -17,11 +17,13 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from hw.display.base import Display
 from hw.gpio.base import Outputs
+from hw.readers.base import WaitingClient
 from terminal.controller import Controller
 from terminal.effects import (
     Beep,
@@ -147,7 +149,7 @@ class DeviceLoop:
         self._background: set[asyncio.Task[object]] = set()
         self._reading: set[asyncio.Task[BillRead]] = set()  # table bills read in the background
         # Presses whose outcome someone waits for (the sim reader's press-wait), by the id of their event.
-        self._awaited_presses: dict[int, concurrent.futures.Future[str]] = {}
+        self._awaited_presses: dict[int, tuple[concurrent.futures.Future[str], WaitingClient | None]] = {}
         self._storage_ok = True  # false after a failed journal write, until a write probe succeeds
         self._next_storage_probe = 0.0
         self._server_posted: tuple[bool, int] | None = None  # what the controller was last told
@@ -159,7 +161,9 @@ class DeviceLoop:
         self._display_trouble: str | None = None  # what the service status last said about the display
         self.locale, self.currency = locale, currency  # for the decision lines of `taptill tap`
         # Taps whose decision someone waits for (the sim reader's tap-wait), by the id of their event.
-        self._awaited: dict[int, tuple[CardPresented, concurrent.futures.Future[str]]] = {}
+        self._awaited: dict[int, _Awaited] = {}
+        # The removal that follows an awaited tap whose client gave up (ids of queued events): dropped too.
+        self._dropped: set[int] = set()
         self.reader_health = ReaderHealth(pid=os.getpid())  # for `taptill status` and `doctor`
         # Called with a sale's key and what it poured (its goods, else its products) once it is journaled
         # and not refused: the stock ledger's word when it changed (yourbarmate's StockWatch), else None.
@@ -188,48 +192,61 @@ class DeviceLoop:
     def button_pressed(self, name: str) -> None:
         self.post(ButtonPressed(name))
 
-    def tap_decision(self, uid: str) -> str:
+    def tap_decision(self, uid: str, client: WaitingClient | None = None) -> str:
         """Tap ``uid`` (presented and taken away) and wait for the decision line (terminal.ops.tap_outcome),
-        at most the tap budget and DECISION_MARGIN_S; ``error: …`` when none came in time. Called from
-        the sim reader's thread (``tap-wait UID``)."""
-        timeout_s = self.tap_budget_s + self.decision_extra_s + DECISION_MARGIN_S
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return "error: the terminal is not running"
-        answer: concurrent.futures.Future[str] = concurrent.futures.Future()
+        at most the tap budget and DECISION_MARGIN_S (and never past the client's deadline); ``error: …``
+        when none came in time. Called from the sim reader's thread (``tap-wait UID``).
+
+        A tap is taken only while its client waits: one still queued when the wait ends, or whose
+        client hung up or is too near its deadline when the loop comes to it, is dropped, never decided
+        (the client was told it failed; a sale booked then would be one nobody knew of)."""
         event = CardPresented(uid)
+        removed = CardRemoved()
 
-        def post() -> None:
-            self._awaited[id(event)] = (event, answer)
+        def post(answer: concurrent.futures.Future[str]) -> None:
+            self._awaited[id(event)] = _Awaited(event, removed, answer, client)
             self.queue.put_nowait(event)
-            self.queue.put_nowait(CardRemoved())
+            self.queue.put_nowait(removed)
 
-        loop.call_soon_threadsafe(post)
-        try:
-            return answer.result(timeout=timeout_s)
-        except TimeoutError:
-            return f"error: no decision within {timeout_s:g} s; see the terminal's log"
+        return self._await_answer(post, client, "decision", "tap")
 
-    def press_outcome(self, name: str) -> str:
+    def press_outcome(self, name: str, client: WaitingClient | None = None) -> str:
         """Press button ``name`` and wait for its outcome line (terminal.ops.tap_outcome.press_line: ``ok: …``
         or ``declined: why``), at most as long as a tap's decision; ``error: …`` when none came in time.
-        Called from the sim reader's thread (``press-wait BUTTON``)."""
-        timeout_s = self.tap_budget_s + self.decision_extra_s + DECISION_MARGIN_S
+        Called from the sim reader's thread (``press-wait BUTTON``); dropped like a tap whose client
+        gave up (a press may confirm a top-up)."""
+        event = ButtonPressed(name)
+
+        def post(answer: concurrent.futures.Future[str]) -> None:
+            self._awaited_presses[id(event)] = (answer, client)
+            self.queue.put_nowait(event)
+
+        return self._await_answer(post, client, "outcome", "press")
+
+    def _await_answer(
+        self,
+        post: Callable[[concurrent.futures.Future[str]], None],
+        client: WaitingClient | None,
+        what: str,
+        kind: str,
+    ) -> str:
+        wait_s = self.tap_budget_s + self.decision_extra_s + DECISION_MARGIN_S
         loop = self._loop
         if loop is None or loop.is_closed():
             return "error: the terminal is not running"
+        left = client.left_s() if client is not None else None
+        timeout_s = wait_s if left is None else max(0.0, min(wait_s, left))
         answer: concurrent.futures.Future[str] = concurrent.futures.Future()
-        event = ButtonPressed(name)
-
-        def post() -> None:
-            self._awaited_presses[id(event)] = answer
-            self.queue.put_nowait(event)
-
-        loop.call_soon_threadsafe(post)
+        loop.call_soon_threadsafe(post, answer)
         try:
             return answer.result(timeout=timeout_s)
         except TimeoutError:
-            return f"error: no outcome within {timeout_s:g} s; see the terminal's log"
+            if answer.cancel():  # still queued: the loop drops it when it comes to it
+                return f"error: no {what} within {timeout_s:g} s; the {kind} was not taken (see the log)"
+        try:  # the loop took it just now: its answer comes within the budget
+            return answer.result(timeout=wait_s)
+        except TimeoutError:
+            return f"error: no {what} within {timeout_s + wait_s:g} s; see the terminal's log"
 
     def button_problem(self, name: str) -> str | None:
         """Why a press of button ``name`` means nothing in this terminal's mode (None: it does)."""
@@ -346,11 +363,11 @@ class DeviceLoop:
                 self._store_lag(time.monotonic())
         finally:
             stop_wait.cancel()
-            for _, answer in self._awaited.values():  # taps queued behind the stop are never taken
-                answer.set_result("busy: the terminal is stopping")
+            for awaited in self._awaited.values():  # taps queued behind the stop are never taken
+                _answer(awaited.answer, "busy: the terminal is stopping")
             self._awaited.clear()
-            for pressed in self._awaited_presses.values():
-                pressed.set_result("busy: the terminal is stopping")
+            for pressed, _ in self._awaited_presses.values():
+                _answer(pressed, "busy: the terminal is stopping")
             self._awaited_presses.clear()
             for task in self._dispensing:
                 task.cancel()  # pulses cut short by the release stay "charged, not dispensed"
@@ -365,7 +382,16 @@ class DeviceLoop:
         """Handle one event and every event its effects produce, in order."""
         if isinstance(event, ReaderChanged):
             self._note_reader(event)
+        if self._dropped and id(event) in self._dropped:
+            self._dropped.discard(id(event))  # the removal of a tap that was dropped: nothing to take
+            return
         awaited = self._awaited.pop(id(event), None) if self._awaited else None
+        if awaited is not None and not self._still_awaited(awaited.answer, awaited.client, "tap"):
+            self._dropped.add(id(awaited.removed))
+            return
+        pressed = self._awaited_presses.pop(id(event), None) if self._awaited_presses else None
+        if pressed is not None and not self._still_awaited(*pressed, "press"):
+            return
         ignored = self._why_ignored(event) if awaited is not None else ""
         produced: list[Effect] = []
         pending: list[Event] = [event]
@@ -378,10 +404,27 @@ class DeviceLoop:
             self.counts.tapped(produced)
         if awaited is not None:
             line = decision_line(produced, locale=self.locale, currency=self.currency, ignored=ignored)
-            awaited[1].set_result(line)
-        pressed = self._awaited_presses.pop(id(event), None) if self._awaited_presses else None
+            awaited.answer.set_result(line)
         if pressed is not None and isinstance(event, ButtonPressed):
-            pressed.set_result(press_line(produced, event.name, locale=self.locale, currency=self.currency))
+            said = press_line(produced, event.name, locale=self.locale, currency=self.currency)
+            pressed[0].set_result(said)
+
+    def _still_awaited(
+        self, answer: concurrent.futures.Future[str], client: WaitingClient | None, kind: str
+    ) -> bool:
+        """True when the tap or press someone waits for is to be taken now; else it is answered as dropped.
+
+        Its waiter gave up (the future was cancelled), or the client hung up or cannot wait the tap
+        budget any more: a tap taken now would be decided, maybe booked, and told to no one."""
+        if not answer.set_running_or_notify_cancel():
+            log.warning("sim reader: a %s was not taken: its client stopped waiting before its turn", kind)
+            return False
+        why = client.gone(self.tap_budget_s) if client is not None else None
+        if why is None:
+            return True
+        log.warning("sim reader: a %s was not taken: %s when its turn came", kind, why)
+        answer.set_result(f"error: {why} when the terminal came to it; the {kind} was not taken")
+        return False
 
     def _why_ignored(self, event: Event) -> str:
         """Why the controller would take no tap of ``event``'s card now (the answer if it takes none)."""
@@ -854,6 +897,22 @@ def _estimate(c: Charge, others: Sequence[SaleRecord]) -> int | None:
     if len(booked) != 1:
         return None
     return c.balance_before + sum(p.amount_cents for p in others[booked[0] :]) + c.amount_cents
+
+
+@dataclass(frozen=True)
+class _Awaited:
+    """A tap whose decision a sim client waits for: its events, the answer's future and the client."""
+
+    event: CardPresented
+    removed: CardRemoved
+    answer: concurrent.futures.Future[str]
+    client: WaitingClient | None
+
+
+def _answer(future: concurrent.futures.Future[str], line: str) -> None:
+    """Answer a waiter unless it gave up (cancelled) or has its answer already."""
+    if not future.done() and future.set_running_or_notify_cancel():
+        future.set_result(line)
 
 
 def _hold_loop(seconds: float) -> None:

@@ -7,6 +7,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hw.readers.sim import SimReader, send_command
 from terminal.emulator.wallet import WalletEmulator
 from tests.terminal_lab import (
     EMPTY,
@@ -287,3 +290,109 @@ def test_a_peer_outside_the_user_and_group_is_refused(tmp_path: Path, doc_server
         assert "sim reader: refused uid 65534" in term.log()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# --- a command is acted on only while its client waits (deadline=, hang-up) -----------------------------
+
+
+class _Recorder:
+    """A CardListener that records the cards it was given; ``card_present`` of ``BLOCK_UID`` waits until
+    ``release`` is set (so the test can hang up a second client while the reader is busy)."""
+
+    BLOCK_UID = "04A1B2C3"
+
+    def __init__(self) -> None:
+        self.cards: list[str] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def card_present(self, uid: str, *, already_present: bool = False) -> None:
+        if uid == self.BLOCK_UID:
+            self.entered.set()
+            assert self.release.wait(30)
+        self.cards.append(uid)
+
+    def card_removed(self) -> None:
+        pass
+
+    def reader_status(self, online: bool, detail: str) -> None:
+        pass
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[tuple[SimReader, _Recorder]]:
+    reader = SimReader(tmp_path / "tap.sock")
+    listener = _Recorder()
+    reader.start(listener)
+    try:
+        yield reader, listener
+    finally:
+        reader.stop()
+
+
+def test_a_command_past_its_deadline_is_refused_and_does_nothing(sim: tuple[SimReader, _Recorder]) -> None:
+    reader, listener = sim
+    past = time.monotonic() - 1.0
+    answer = _raw(reader.socket_path, f"deadline={past:.3f} tap {MAX}\n".encode())
+    assert answer == (
+        "error: the client's deadline has passed before the terminal read the command; nothing done"
+    )
+    assert _raw(reader.socket_path, f"deadline=soon tap {MAX}\n".encode()).startswith(
+        "error: 'deadline=soon' is no deadline"
+    )
+    assert send_command(reader.socket_path, f"tap {SMALL}") == "ok"  # a deadline to come: served
+    assert _raw(reader.socket_path, f"tap {EMPTY}\n".encode()) == "ok"  # an old client, no deadline: too
+    assert listener.cards == [SMALL, EMPTY]
+
+
+def test_a_command_whose_client_hung_up_before_its_turn_does_nothing(
+    sim: tuple[SimReader, _Recorder],
+) -> None:
+    reader, listener = sim
+    busy: list[str] = []
+    first = threading.Thread(
+        target=lambda: busy.append(_raw(reader.socket_path, f"present {_Recorder.BLOCK_UID}\n".encode()))
+    )
+    first.start()
+    try:
+        assert listener.entered.wait(30), "the reader never came to the first command"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as gone:
+            gone.connect(str(reader.socket_path))
+            gone.sendall(f"tap {MAX}\n".encode())
+        # closed (hung up) while the reader is busy with the first command: its turn comes after
+    finally:
+        listener.release.set()
+        first.join(30)
+    assert busy == ["ok"]
+    assert send_command(reader.socket_path, f"tap {SMALL}") == "ok"
+    assert listener.cards == [_Recorder.BLOCK_UID, SMALL]  # never MAX
+
+
+def test_a_tap_whose_client_gave_up_before_the_terminal_took_it_is_never_booked(
+    tmp_path: Path, doc_server: WalletEmulator
+) -> None:
+    """The field's fault: ``taptill tap`` gave up and said the tap failed, and the terminal booked it later.
+    The device loop is held (stall) while two clients give up on a tap-wait: one by its deadline, one (an
+    old client, no deadline) by hanging up. Neither tap is booked; the next tap is."""
+    term = TerminalProcess(write_config(tmp_path, doc_server), env={"TAPTILL_TEST_STALL": "1"})
+    try:
+        assert term.send("stall 5") == "ok"  # the loop runs the stall before anything posted after it
+        try:  # the terminal answers at the deadline, or the client gives up first: either way, no tap
+            said = send_command(term.socket, f"tap-wait {MAX}", timeout_s=0.5)
+        except TimeoutError:
+            said = "gave up"
+        assert said == "gave up" or said.startswith("error: no decision within"), said
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as old_client:
+            old_client.connect(str(term.socket))
+            old_client.sendall(f"tap-wait {MAX}\n".encode())
+            time.sleep(0.2)  # not a timing assert: the line is read whether the sleep is long or short
+        # queued behind both, and waiting long enough: decided once they were dropped
+        after = send_command(term.socket, f"tap-wait {MAX}", timeout_s=60)
+        assert after == "approved 2,50 €, balance 17,50 €", after
+    finally:
+        assert term.stop() == 0
+    assert len(doc_server.transactions()) == 1
+    assert [s["token_id"] for s in journal_lines(term.config)] == [MAX]
+    log = term.log()
+    assert "a tap was not taken: its client stopped waiting before its turn" in log, log
+    assert "a tap was not taken: the client hung up when its turn came" in log, log

@@ -2,7 +2,31 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
+
+
+@dataclass(frozen=True)
+class WaitingClient:
+    """Who waits for the answer to a tap or a press (a client of the sim socket): a tap taken for a client
+    that gave up books a sale whose client said it failed, so it is taken only while the client waits."""
+
+    deadline: float | None  # time.monotonic() by which the client wants its answer; None: none given
+    hung_up: Callable[[], bool]  # True once the client closed its end
+
+    def gone(self, need_s: float = 0.0) -> str | None:
+        """Why an answer ``need_s`` seconds from now would reach no one (one line); None: it would."""
+        if self.hung_up():
+            return "the client hung up"
+        if self.deadline is not None and time.monotonic() + need_s > self.deadline:
+            return "the client's deadline has passed" if need_s <= 0 else "the client's deadline is too near"
+        return None
+
+    def left_s(self) -> float | None:
+        """Seconds until the client's deadline (None: it gave none)."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
 
 
 class CardListener(Protocol):

@@ -19,6 +19,14 @@ and with nothing after it; anything else is refused whole, so a UID split by a n
   with ``TAPTILL_TEST_STALL=1`` in its environment (a test switch: in production it would let any tapper
   stop the terminal).
 
+A line may start with ``deadline=SECONDS``: when the client stops waiting for its answer, on the
+monotonic clock (``time.monotonic()``, which every process of the machine shares); ``taptill tap`` and
+``press`` send it. A command is acted on only while its client waits: one whose deadline has passed, or
+whose client has hung up (closed its end; a client that only ended its sending still waits), is refused
+with ``error: …`` and nothing done. A ``tap-wait`` or ``press-wait`` still queued in the terminal when its
+client gives up is dropped when the terminal comes to it, never decided (see DeviceLoop.tap_decision).
+A line without the word is served as before (no deadline, the hang-up still checked).
+
 The answer is ``ok`` or ``error: …``. Only root, the terminal's own user and members of the socket's
 group are served (the peer's credentials, SO_PEERCRED, are checked, not only the file's mode). Each
 connection is served by a thread of its own from a pool (at most ``MAX_CLIENTS`` at once; a thread
@@ -33,7 +41,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
+import select
 import socket
 import struct
 import threading
@@ -42,7 +52,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hw.gpio.base import ButtonListener
-from hw.readers.base import CardListener
+from hw.readers.base import CardListener, WaitingClient
 from hw.readers.supervision import Backoff, run_supervised
 from terminal.uid import InvalidUid, control_character, normalise_uid
 from terminal.wallet.catalog import StartupError
@@ -57,6 +67,7 @@ STALL_SWITCH = "TAPTILL_TEST_STALL"  # "1" in the environment allows the stall v
 SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux >= 4.13; Python 3.11 lacks the name
 SIM_ADVICE = "restart taptill if it keeps failing (run --verbose logs the traceback)"
 QUICK_VERBS = frozenset({b"tap", b"present", b"remove"})  # answered at once, never waiting on the terminal
+DEADLINE_WORD = "deadline="  # the optional first word: the client's deadline on the monotonic clock
 
 
 class BadLine(ValueError):
@@ -185,7 +196,7 @@ class SimReader:
                     log.warning("sim reader: refused a line: %s", exc)
                     answer = f"error: {refusal or exc}"
                 else:
-                    answer = f"error: {refusal}" if refusal is not None else self.handle(line)
+                    answer = f"error: {refusal}" if refusal is not None else self.handle(line, peer=conn)
                 _discard_pending(conn)
                 conn.settimeout(COMMAND_DEADLINE_S)
                 conn.sendall(answer.encode() + b"\n")
@@ -218,13 +229,24 @@ class SimReader:
             f"group {self._group}"
         )
 
-    def handle(self, line: str) -> str:
-        """The answer to one command line (see the module docstring); safe from several threads."""
+    def handle(self, line: str, peer: socket.socket | None = None) -> str:
+        """The answer to one command line (see the module docstring); safe from several threads.
+
+        ``peer``: the client's connection, looked at for a hang-up before anything is done for it."""
         listener = self._listener
         if listener is None:
             return "error: reader not started"
+        try:
+            deadline, line = split_deadline(line)
+        except BadLine as exc:
+            return f"error: {exc}"
+        client = WaitingClient(deadline, (lambda: hung_up(peer)) if peer is not None else _never)
         verb, _, arg = line.strip().partition(" ")
         arg = arg.strip()
+        gone = client.gone()
+        if gone is not None:
+            log.warning("sim reader: did nothing for a %s command: %s", verb[:20], gone)
+            return f"error: {gone} before the terminal read the command; nothing done"
         if verb == "tap-wait":
             try:
                 uid = normalise_uid(arg)
@@ -236,7 +258,7 @@ class SimReader:
                 return "error: this terminal cannot report decisions; use tap UID"
             with self._state:
                 self._held = None
-            answer: str = decide(uid)  # blocks this client's thread until decided (bounded by the terminal)
+            answer: str = decide(uid, client)  # blocks this thread until decided (bounded by the terminal)
             return answer
         if verb == "press-wait":
             if not arg or self.buttons is None:
@@ -248,9 +270,13 @@ class SimReader:
             outcome = getattr(self.buttons, "press_outcome", None)
             if outcome is None:
                 return "error: this terminal cannot report a press's outcome; use press BUTTON"
-            said: str = outcome(arg)  # blocks this client's thread until handled (bounded by the terminal)
+            said: str = outcome(arg, client)  # blocks this thread until handled (bounded by the terminal)
             return said
         with self._state:  # a present and a remove from two clients must not interleave
+            gone = client.gone()  # looked at again now that it is this command's turn
+            if gone is not None:
+                log.warning("sim reader: did nothing for a %s command: %s", verb[:20], gone)
+                return f"error: {gone} before the terminal came to the command; nothing done"
             return self._handle_now(listener, verb, arg)
 
     def _handle_now(self, listener: CardListener, verb: str, arg: str) -> str:
@@ -306,6 +332,32 @@ class SimReader:
         )
 
 
+def split_deadline(line: str) -> tuple[float | None, str]:
+    """The client's deadline (monotonic seconds; None without the word) and the command after it."""
+    first, _, rest = line.strip().partition(" ")
+    if not first.startswith(DEADLINE_WORD):
+        return None, line
+    try:
+        deadline = float(first[len(DEADLINE_WORD) :])
+    except ValueError:
+        deadline = math.nan
+    if not math.isfinite(deadline) or deadline <= 0:
+        raise BadLine(f"{first[:40]!r} is no deadline; send {DEADLINE_WORD}SECONDS (time.monotonic())")
+    return deadline, rest
+
+
+def hung_up(conn: socket.socket) -> bool:
+    """True once the peer closed its end of ``conn`` (POLLHUP), looked at without waiting; a peer that
+    only ended its sending (shutdown SHUT_WR) is still there to read the answer."""
+    poller = select.poll()
+    poller.register(conn, 0)  # POLLHUP and POLLERR are reported whatever is asked for
+    return any(events & (select.POLLHUP | select.POLLERR) for _, events in poller.poll(0))
+
+
+def _never() -> bool:
+    return False
+
+
 def _peer_groups(conn: socket.socket) -> list[int]:
     """The peer's supplementary groups (SO_PEERGROUPS: as they were when it connected); [] if unknown."""
     try:
@@ -334,7 +386,10 @@ def _quick_line_waiting(conn: socket.socket) -> bool:
     except OSError:  # nothing there yet (BlockingIOError), or gone: a pool thread waits for it or says so
         return False
     line, newline, _ = data.partition(b"\n")
-    return bool(newline) and line.split(b" ", 1)[0] in QUICK_VERBS
+    words = line.split(b" ", 2)
+    if words[0].startswith(DEADLINE_WORD.encode()):
+        words = words[1:]
+    return bool(newline) and bool(words) and words[0] in QUICK_VERBS
 
 
 def _answers(path: Path) -> bool:
@@ -409,12 +464,14 @@ def _read_line(conn: socket.socket, timeout_s: float) -> str:
 def send_command(socket_path: Path, line: str, timeout_s: float = 5.0) -> str:
     """Client side of the sim reader (``taptill tap``/``press``): the answer line within ``timeout_s`` s.
 
-    Raises OSError (TimeoutError included) when the terminal is not there or does not answer in time.
+    The line goes with the deadline (``deadline=SECONDS``), so the terminal does nothing for it once this
+    side has given up. Raises OSError (TimeoutError included) when the terminal is not there or does not
+    answer in time.
     """
     deadline = time.monotonic() + timeout_s
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout_s)
         sock.connect(str(socket_path))
         sock.settimeout(max(0.001, deadline - time.monotonic()))
-        sock.sendall(line.encode() + b"\n")
+        sock.sendall(f"{DEADLINE_WORD}{deadline:.3f} {line}".encode() + b"\n")
         return _read_line(sock, deadline - time.monotonic())
