@@ -5,6 +5,7 @@ authentication and limits; the config's rules; and the dashboard and alert rules
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -20,17 +22,21 @@ import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from terminal import __version__
 from terminal.config import ConfigError, parse_config
-from terminal.effects import Charge
+from terminal.effects import Charge, Effect, Show
 from terminal.emulator.wallet import WalletEmulator
-from terminal.metrics.collector import EXPORTED
+from terminal.metrics.collector import EXPORTED, LiveState, ScrapeCollector
 from terminal.metrics.endpoint import MAX_CONNECTIONS, MetricsEndpoint
-from terminal.metrics.taps import share
+from terminal.metrics.journal_figures import JournalFigures
+from terminal.metrics.taps import TapCounts, decision, share
 from terminal.model import ProductId
 from terminal.net.inbound import HEAD_DEADLINE_S
+from terminal.screens import BalanceScreen, KioskLockedScreen, KioskScreen, PinScreen
+from terminal.service.loop_lag import LagStats
 from terminal.service.secret import Secret
 from tests.inbound_lab import closed_by_server, drip_until_cut, idle_connections, still_open, wait_until
 from tests.terminal_lab import (
@@ -147,6 +153,8 @@ def test_a_running_terminal_exports_its_taps_sales_backlog_and_state(
     assert value(back, "taptill_wallet_server_up") == 1
     assert value(back, "taptill_taps_total") == 4
     assert {name for name, _ in back} <= EXPORTED
+    reasons = [dict(labels)["reason"] for name, labels in back if name == "taptill_decisions_total"]
+    assert reasons and all(reasons), reasons  # every decision says why
     promtool_metrics(online_text)
 
 
@@ -407,3 +415,63 @@ def scrape_status(url: str) -> int:
         return httpx.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10.0).status_code
     except httpx.TransportError:
         return 0
+
+
+# --- what a scrape says before anything happened -------------------------------------------------------
+
+
+def scrape_of(live: LiveState, counts: TapCounts | None = None) -> Samples:
+    """The text one scrape renders from ``live`` (and ``counts``), read back by the parser."""
+    registry = CollectorRegistry(auto_describe=False)
+    figures = JournalFigures(readable=True, read_at=datetime.now(UTC), size_bytes=4096)
+    registry.register(ScrapeCollector(counts or TapCounts(), live, figures))
+    text = generate_latest(registry).decode()
+    promtool_metrics(text)
+    return samples(text)
+
+
+def live_state(**changes: object) -> LiveState:
+    stats = LagStats(0, 0.0, None, None, None, 0.0)
+    base = LiveState(
+        version="t",
+        server_online=True,
+        token_refused=False,
+        last_contact_s=None,
+        reader_online=True,
+        lag_ms={"p50": 0.0, "p99": 0.0, "max": 0.0},
+        lag=stats,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_reader_up_is_0_until_the_reader_has_reported() -> None:
+    before = scrape_of(live_state(reader_online=None))
+    assert ("taptill_reader_up", frozenset()) in before  # present, not left out
+    assert value(before, "taptill_reader_up") == 0
+    assert value(scrape_of(live_state(reader_online=False)), "taptill_reader_up") == 0
+    assert value(scrape_of(live_state(reader_online=True)), "taptill_reader_up") == 1
+
+
+def test_loop_lag_is_exported_in_seconds_as_its_name_says() -> None:
+    found = scrape_of(live_state(lag_ms={"p50": 2.0, "p99": 250.0, "max": 1500.0}))
+    assert value(found, "taptill_event_loop_lag_seconds", stat="p50") == 0.002
+    assert value(found, "taptill_event_loop_lag_seconds", stat="p99") == 0.25
+    assert value(found, "taptill_event_loop_lag_seconds", stat="max") == 1.5
+
+
+@pytest.mark.parametrize(
+    ("effects", "said"),
+    [
+        ([], ("ignored", "no_screen")),
+        ([Show(BalanceScreen(1750))], ("balance", "empty_cart")),
+        ([Show(KioskLockedScreen())], ("operator", "locked")),
+        ([Show(PinScreen())], ("operator", "pin_asked")),
+        ([Show(KioskScreen())], ("operator", "unlocked")),
+    ],
+)
+def test_every_decision_has_a_reason(effects: list[Effect], said: tuple[str, str]) -> None:
+    assert decision(effects) == said
+    counts = TapCounts()
+    counts.tapped(effects)
+    found = scrape_of(live_state(), counts)
+    assert value(found, "taptill_decisions_total", outcome=said[0], reason=said[1]) == 1

@@ -156,10 +156,12 @@ class ScrapeCollector(Collector):
             "Times the device loop was held longer than the warning threshold (250 ms).",
             value=live.lag.stalls,
         )
-        if live.reader_online is not None:
-            yield GaugeMetricFamily(
-                "taptill_reader_up", "1 while the card reader works.", value=int(live.reader_online)
-            )
+        # 0 until the reader has reported: a terminal whose reader never came up must not look well.
+        yield GaugeMetricFamily(
+            "taptill_reader_up",
+            "1 while the card reader works; 0 while it is offline or has not reported since the start.",
+            value=int(live.reader_online is True),
+        )
         yield GaugeMetricFamily(
             "taptill_wallet_server_up",
             "1 while the wallet server answers (taps decided online), 0 offline or token refused.",

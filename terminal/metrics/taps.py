@@ -77,11 +77,12 @@ def share(charge: Charge, price_of: PriceOf) -> list[int]:
 def decision(effects: Sequence[Effect]) -> tuple[str, str]:
     """(outcome, reason) of a tap from the last screen it showed: a small fixed set of label values.
 
-    outcome: approved, pending, declined, balance, operator, ignored (the terminal took no tap) or other.
+    outcome: approved, pending, declined, balance, operator, ignored (the terminal took no tap) or other;
+    reason is never empty (a label left empty reads in PromQL as no label at all).
     """
     screens = [e.screen for e in effects if isinstance(e, Show)]
     if not screens:
-        return ("ignored", "")
+        return ("ignored", "no_screen")
     return _outcome(screens[-1])
 
 
@@ -114,7 +115,11 @@ def _outcome(screen: Screen) -> tuple[str, str]:
         case TableChooseScreen() | TableLoadingScreen():
             return ("declined", "no_table")
         case BalanceScreen():
-            return ("balance", "")
-        case KioskScreen() | KioskLockedScreen() | PinScreen():
-            return ("operator", "")
+            return ("balance", "empty_cart")
+        case KioskScreen():
+            return ("operator", "unlocked")
+        case KioskLockedScreen():
+            return ("operator", "locked")
+        case PinScreen():
+            return ("operator", "pin_asked")
     return ("other", type(screen).__name__)
