@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -57,6 +58,7 @@ def test_healthy_terminal_is_all_ok(tmp_path: Path) -> None:
         "queue",
         "products",
         "outbox",
+        "metrics",
         "partybroker",
         "ready2order",
     ]
@@ -245,3 +247,40 @@ def test_the_operator_key_is_checked_for_mode_owner_and_the_entries_made_under_i
     assert replaced[0] == "FAIL" and "olga: made under another operator key" in replaced[1]
     assert "taptill operator add olga" in replaced[1]
     assert from_credential == ("OK", "1 operator made under the topup.operator_key credential")
+
+
+def test_the_metrics_line_says_configured_listening_and_token(tmp_path: Path) -> None:
+    with WalletEmulator.demo("doc") as emulator:
+        plain = write_config(tmp_path / "off", emulator)
+        assert statuses(plain)["metrics"] == (
+            "OK",
+            "not configured ([metrics] listen is not set): nothing listens",
+        )
+        token = tmp_path / "on" / "metrics.token"
+        token.parent.mkdir()
+        token.write_text("metrics-token-for-doctor\n")
+        token.chmod(0o600)
+        config = write_config(
+            tmp_path / "on",
+            emulator,
+            extra='\n[metrics]\nlisten = "127.0.0.1:0"\ntoken_file = "metrics.token"\n',
+        )
+        status, detail = statuses(config)["metrics"]
+        assert (status, detail) == (
+            "OK",
+            "127.0.0.1:0 is free for the endpoint (taptill is not running); bearer token set",
+        )
+        term = TerminalProcess(config)
+        try:
+            port = int(re.search(r"metrics at http://127\.0\.0\.1:(\d+)/", term.log()).group(1))  # type: ignore[union-attr]
+            config.write_text(config.read_text().replace("127.0.0.1:0", f"127.0.0.1:{port}"))
+            status, detail = statuses(config)["metrics"]
+            assert status == "OK" and f"serves http://127.0.0.1:{port}/metrics; bearer token set" in detail, (
+                detail
+            )
+        finally:
+            assert term.stop() == 0
+        token.chmod(0o644)
+        status, detail = statuses(config)["metrics"]
+    assert status == "FAIL" and detail.startswith("[metrics] token_file: ") and "chmod 600" in detail, detail
+    assert "metrics-token-for-doctor" not in detail

@@ -33,6 +33,7 @@ from terminal.ready2order.config import Ready2OrderConfig
 from terminal.service.credentials import (
     BRINK_ACCESS_TOKEN,
     BRINK_LOCATION_TOKEN,
+    METRICS_TOKEN,
     OPERATOR_KEY,
     PARTYBROKER_PASSWORD,
     READY2ORDER_TOKEN,
@@ -142,6 +143,7 @@ def diagnose(config_path: Path, *, now: Callable[[], datetime] | None = None) ->
         if cfg.terminal.mode == "table":
             checks.append(_denominations_check(cfg, journal))
         checks.append(_outbox_check(journal, clock(), readable=readable))
+        checks.append(_metrics_check(cfg, config_path))
         if cfg.ready2order is not None:
             checks.append(_mirror_check(cfg, journal))
         if cfg.yourbarmate is not None:
@@ -739,6 +741,49 @@ def _webhook_listen_check(cfg: Config, journal: Journal | None) -> Check:
             "port, or stop what holds it (ss -ltnp shows it)",
         )
     return Check.ok("ybm-listen", f"{ybm.listen} is free for the webhook")
+
+
+def _metrics_check(cfg: Config, config_path: Path) -> Check:
+    """The Prometheus endpoint: configured or not, its token where the service reads it, and its address
+    served by the running terminal (or free for ``taptill run`` to take)."""
+    import socket
+
+    from terminal.service.state_lock import running_terminal
+
+    metrics = cfg.metrics
+    if metrics is None:
+        return Check.ok("metrics", "not configured ([metrics] listen is not set): nothing listens")
+    if metrics.token_file is None:
+        token = "no token (loopback only)"
+    else:
+        source = service_source(METRICS_TOKEN, metrics.token_file, config_path)
+        secret = _secret_check("metrics", METRICS_TOKEN, source)
+        if secret.status != "OK":
+            return Check(secret.name, secret.status, f"[metrics] token_file: {secret.detail}")
+        token = "bearer token set"
+    family = socket.AF_INET6 if ":" in metrics.host else socket.AF_INET
+    pid = running_terminal(cfg.terminal.state_dir)
+    if pid is not None:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.settimeout(2.0)
+            listening = probe.connect_ex((metrics.host, metrics.port)) == 0
+        if listening:
+            return Check.ok("metrics", f"taptill (pid {pid}) serves http://{metrics.listen}/metrics; {token}")
+        return Check.warn(
+            "metrics",
+            f"taptill (pid {pid}) runs but nothing listens on {metrics.listen}; restart it to take [metrics]",
+        )
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the endpoint binds
+            probe.bind((metrics.host, metrics.port))
+    except OSError as exc:
+        return Check.fail(
+            "metrics",
+            f"[metrics] listen {metrics.listen}: {exc.strerror or exc} (another program); pick a free "
+            "address and port, or stop what holds it (ss -ltnp shows it)",
+        )
+    return Check.ok("metrics", f"{metrics.listen} is free for the endpoint (taptill is not running); {token}")
 
 
 def _stock_check(cfg: Config, journal: Journal | None, *, readable: bool = True) -> Check:
