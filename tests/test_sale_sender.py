@@ -252,6 +252,24 @@ def test_definitive_refusals_reject_with_the_reason(
     assert wallet_server.transactions() == []
 
 
+def test_a_refusal_for_the_balance_is_insufficient_balance_not_a_bad_product(tmp_path: Path) -> None:
+    """The doc server refuses a debit over the balance with 400 "Insufficient balance" (an offline-accepted
+    sale delivered later): the guest's screen and the shift report must say so, not "product unavailable".
+    (The real server has no balance rule: its wallets go negative.)"""
+
+    async def scenario(rig: Rig) -> tuple[AttemptResult, SaleRecord]:
+        sale = rig.record(ERIKA, [espresso("doc")] * 3, amount=-750)  # 500 cents in the wallet
+        return await rig.sender.attempt(sale), rig.current(sale)
+
+    with WalletEmulator.demo("doc", latency="fast") as emu:
+        for dedupes in dedup_modes("doc"):
+            result, sale = with_rig(emu, tmp_path / str(dedupes), dedupes, scenario)
+            assert result == Refusal(DeclineReason.INSUFFICIENT_BALANCE, "400: Insufficient balance")
+            assert sale.state is SaleState.REJECTED
+            assert sale.reason == "insufficient_balance: 400: Insufficient balance"
+        assert emu.transactions() == []
+
+
 def test_a_wrong_token_keeps_the_sale_pending(
     wallet_server: WalletEmulator, flavour: str, tmp_path: Path
 ) -> None:

@@ -65,8 +65,22 @@ ALREADY_BOOKED = "already booked"
 UNAUTHORIZED_RETRY_S = 60.0
 
 
-def refusal_reason(status: int) -> DeclineReason:
-    return DeclineReason.PERMISSION if status == 403 else DeclineReason.BAD_PRODUCT
+# Words of a refusal that is about the wallet's money, not the request: the seed documents only "400:
+# parameters invalid", and a server with a balance rule (the doc emulator: {"detail": "Insufficient
+# balance"}) refuses that way. The guest must read "insufficient balance", and the report must not count
+# the sale as a product the server cannot sell.
+BALANCE_WORDS = ("insufficient", "balance", "funds")
+
+
+def refusal_reason(status: int, reason: str = "") -> DeclineReason:
+    """The decline code of a definitive refusal (status 4xx, the server's reason text): 403 is the
+    terminal's permission, a reason naming the balance or funds is the wallet's money, anything else the
+    request's products (an unknown or unsellable item, the usual 400)."""
+    if status == 403:
+        return DeclineReason.PERMISSION
+    if any(word in reason.lower() for word in BALANCE_WORDS):
+        return DeclineReason.INSUFFICIENT_BALANCE
+    return DeclineReason.BAD_PRODUCT
 
 
 class WalletDestination:
@@ -140,7 +154,7 @@ class WalletDestination:
                 return Rejected(detail or "card not registered", DeclineReason.UNKNOWN_CARD)
             case Refused(status, reason):
                 self.health.mark_up()
-                return Rejected(f"{status}: {reason}", refusal_reason(status))
+                return Rejected(f"{status}: {reason}", refusal_reason(status, reason))
             case Unauthorized(detail):
                 self.health.mark_token_refused(detail)
                 return Unreachable("unauthorized", UNAUTHORIZED_RETRY_S)
@@ -217,7 +231,7 @@ class WalletDestination:
             return Rejected(res.detail or "card not registered", DeclineReason.UNKNOWN_CARD)
         if isinstance(res, Refused):
             self.health.mark_up()
-            return Rejected(f"{res.status}: {res.reason}", refusal_reason(res.status))
+            return Rejected(f"{res.status}: {res.reason}", refusal_reason(res.status, res.reason))
         if isinstance(res, Unauthorized):
             self.health.mark_token_refused(res.detail)
             return Unreachable("unauthorized", UNAUTHORIZED_RETRY_S)
