@@ -410,7 +410,8 @@ def test_the_wallet_figure_counts_a_sale_in_the_period_the_wallet_booked_it(
     )
     code, out, _ = _run(capsys, "report", "--config", str(config), "--since", "2025-06-02T00:00+00:00")
     assert code == 0 and "Wallet server should show for this terminal: -3.50 EUR net" in out
-    assert "by when it booked them" in out
+    assert "1 transaction(s) the wallet booked in this period;" in out
+    assert "a sale counts when the wallet booked it, as pretix dates it, not when it was journaled" in out
 
 
 def test_without_a_cached_price_list_products_are_named_by_id_and_say_so(

@@ -178,10 +178,15 @@ def _span(report: ShiftReport) -> str:
     return f"{start} to {end} ({zone})"
 
 
-def _wallet_basis(report: ShiftReport) -> str:
+def _wallet_lines(report: ShiftReport) -> list[str]:
+    """How the wallet's figure was counted, under it."""
+    n = report.wallet_transactions
     if report.wallet_time == "booked":
-        return "those the wallet booked in this period, by when it booked them, as pretix dates them"
-    return "the confirmed ones above"
+        return [
+            f"  (credits minus debits, in {n} transaction(s) the wallet booked in this period;",
+            "  a sale counts when the wallet booked it, as pretix dates it, not when it was journaled)",
+        ]
+    return [f"  (credits minus debits, in {n} transaction(s): the confirmed ones above)"]
 
 
 def as_text(report: ShiftReport, currency: str = "EUR") -> str:
@@ -242,6 +247,6 @@ def as_text(report: ShiftReport, currency: str = "EUR") -> str:
     lines += [
         "",
         f"Wallet server should show for this terminal: {euros(report.wallet_net_cents)} {currency} net",
-        f"  (credits minus debits, in {report.wallet_transactions} transaction(s): {_wallet_basis(report)})",
+        *_wallet_lines(report),
     ]
     return "\n".join(lines) + "\n"
