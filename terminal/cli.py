@@ -734,13 +734,15 @@ def _journal(journal: Journal, args: argparse.Namespace, span: Period) -> int:
 
 
 def _report(journal: Journal, cfg: Config, args: argparse.Namespace, span: Period) -> int:
-    """``taptill report``: the shift report of the sales journaled in ``span``, and its chart if asked."""
+    """``taptill report``: the shift report of the sales journaled in ``span``, what the wallet should show
+    for the sales it booked in ``span``, and the chart if asked."""
     from terminal.report.render import render
-    from terminal.report.selection import sales_in
+    from terminal.report.selection import sales_booked_in, sales_in
     from terminal.report.shift import shift_report
     from terminal.wallet.catalog import cached_products
 
-    report = shift_report(sales_in(journal, span), span, cached_products(journal))
+    booked = sales_booked_in(journal, span)
+    report = shift_report(sales_in(journal, span), span, cached_products(journal), booked=booked)
     currency = cfg.terminal.currency
     sys.stdout.write(render(report, args.format, currency))
     if args.chart is not None:

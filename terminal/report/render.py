@@ -10,13 +10,18 @@ from decimal import Decimal
 from typing import Any
 
 from terminal.model import printable
-from terminal.report.shift import ShiftReport, Side, Tally
+from terminal.report.export import text_cell
+from terminal.report.shift import NO_PRICE_LIST_NOTE, ShiftReport, Side, Tally
 
 FORMATS = ("text", "csv", "json")
+# What a row's ``count`` counts (CSV column ``counted``): a product row's count is units (a cart of two
+# espressos counts two), a total's sales, a declined row's taps, the wallet's row its transactions.
+UNITS, SALES, TAPS, TRANSACTIONS = "units", "sales", "taps", "transactions"
 CSV_COLUMNS = (
     "kind",
     "key",
     "name",
+    "counted",
     "count",
     "cents",
     "euros",
@@ -73,6 +78,9 @@ def as_json(report: ShiftReport, currency: str = "EUR") -> dict[str, Any]:
         "since": _when(report.period.since),
         "until": _when(report.period.until),
         "currency": currency,
+        # which time puts a sale in the period, per figure: "journaled" (when the tap was journaled) or
+        # "booked" (when the wallet booked it, as pretix dates it)
+        "times": report.times,
         "products": [
             {
                 "product": p.product,
@@ -82,21 +90,28 @@ def as_json(report: ShiftReport, currency: str = "EUR") -> dict[str, Any]:
                 "confirmed": _tally(p.confirmed),
                 "pending": _tally(p.pending),
                 "held": _tally(p.held),
+                "online": _tally(p.online),
+                "offline": _tally(p.offline),
             }
             for p in report.products
         ],
+        "prices_cached": report.prices_cached,
         "debits": _side(report.debits),
         "topups": _side(report.topups),
         "table_bills": _side(report.table_bills),
         "booked_elsewhere": _tally(report.booked_elsewhere),
         "rejected": [{"reason": r.reason, "count": r.count, "cents": r.cents} for r in report.rejected],
         "rejected_total": _tally(report.rejected_total),
-        "declined": [{"reason": r.reason, "count": r.count} for r in report.declined],
+        "declined": [{"code": r.code, "reason": r.reason, "count": r.count} for r in report.declined],
         "declined_total": report.declined_total,
         "not_served": _tally(report.not_served),
         "refunded": _tally(report.refunded),
         "served_by_hand": _tally(report.served_by_hand),
-        "wallet": {"net_cents": report.wallet_net_cents, "transactions": report.wallet_transactions},
+        "wallet": {
+            "net_cents": report.wallet_net_cents,
+            "transactions": report.wallet_transactions,
+            "time": report.wallet_time,
+        },
         "hours": [
             {"hour": _when(h.hour), "debits": _tally(h.debits), "topups": _tally(h.topups)}
             for h in report.hours
@@ -107,17 +122,19 @@ def as_json(report: ShiftReport, currency: str = "EUR") -> dict[str, Any]:
 def as_csv(report: ShiftReport) -> str:
     """One row per product (kind ``product-debit`` / ``product-topup``), the totals (``debits``,
     ``topups``, ``table-bills``, ``booked-elsewhere``, ``not-served``, ``refunded``, ``served-by-hand``),
-    one per reason (``rejected``, ``declined``), one per hour (``hour-debits``, ``hour-topups``, key the
-    hour's local start) and ``wallet-net`` (count: transactions, cents signed as the wallet books)."""
+    one per reason (``rejected``, ``declined``: key its stable code), one per hour (``hour-debits``,
+    ``hour-topups``, key the hour's local start) and ``wallet-net`` (count: transactions, cents signed as
+    the wallet books). ``counted`` says what each row's count counts; text cells go through ``text_cell``."""
     out = io.StringIO()
     writer = csv.DictWriter(out, CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
 
-    def row(kind: str, key: str, name: str, total: Tally, side: Side | None = None) -> None:
+    def row(kind: str, key: str, name: str, counted: str, total: Tally, side: Side | None = None) -> None:
         cells: dict[str, object] = {
             "kind": kind,
-            "key": key,
-            "name": printable(name),
+            "key": text_cell(key),
+            "name": text_cell(name),
+            "counted": counted,
             "count": total.count,
             "cents": total.cents,
             "euros": euros(total.cents),
@@ -129,24 +146,26 @@ def as_csv(report: ShiftReport) -> str:
         writer.writerow(cells)
 
     for p in report.products:
-        side = Side(p.confirmed, p.pending, p.held, Tally(), Tally())
-        row(f"product-{p.kind}", p.product, p.name, p.sold, side)  # online/offline: in the totals only
-    row("debits", "", "debits", report.debits.sold, report.debits)
-    row("topups", "", "top-ups", report.topups.sold, report.topups)
-    row("table-bills", "", "table bills", report.table_bills.sold, report.table_bills)
-    row("booked-elsewhere", "", "booked elsewhere", report.booked_elsewhere)
-    row("not-served", "", "charged but not served", report.not_served)
-    row("refunded", "", "refunded by staff", report.refunded)
-    row("served-by-hand", "", "served by hand", report.served_by_hand)
+        side = Side(p.confirmed, p.pending, p.held, p.online, p.offline)
+        row(f"product-{p.kind}", p.product, p.name, UNITS, p.sold, side)
+    row("debits", "", "debits", SALES, report.debits.sold, report.debits)
+    row("topups", "", "top-ups", SALES, report.topups.sold, report.topups)
+    row("table-bills", "", "table bills", SALES, report.table_bills.sold, report.table_bills)
+    row("booked-elsewhere", "", "booked elsewhere", SALES, report.booked_elsewhere)
+    row("not-served", "", "charged but not served", SALES, report.not_served)
+    row("refunded", "", "refunded by staff", SALES, report.refunded)
+    row("served-by-hand", "", "served by hand", SALES, report.served_by_hand)
     for r in report.rejected:
-        row("rejected", r.reason, r.reason, Tally(r.count, r.cents))
+        row("rejected", r.reason, r.reason, SALES, Tally(r.count, r.cents))
     for r in report.declined:
-        row("declined", r.reason, r.reason, Tally(r.count, 0))
+        row("declined", r.code, r.reason, TAPS, Tally(r.count, 0))
     for h in report.hours:
         hour = _when(h.hour) or ""
-        row("hour-debits", hour, "debits", h.debits)
-        row("hour-topups", hour, "top-ups", h.topups)
-    row("wallet-net", "", "wallet server net", Tally(report.wallet_transactions, report.wallet_net_cents))
+        row("hour-debits", hour, "debits", SALES, h.debits)
+        row("hour-topups", hour, "top-ups", SALES, h.topups)
+    net = Tally(report.wallet_transactions, report.wallet_net_cents)
+    by = "when the wallet booked them" if report.wallet_time == "booked" else "when they were journaled"
+    row("wallet-net", "", f"wallet server net (sales by {by})", TRANSACTIONS, net)
     return out.getvalue()
 
 
@@ -157,6 +176,17 @@ def _span(report: ShiftReport) -> str:
     end = "now" if until is None else until.astimezone().strftime(fmt)
     zone = datetime.now().astimezone().tzname()
     return f"{start} to {end} ({zone})"
+
+
+def _wallet_lines(report: ShiftReport) -> list[str]:
+    """How the wallet's figure was counted, under it."""
+    n = report.wallet_transactions
+    if report.wallet_time == "booked":
+        return [
+            f"  (credits minus debits, in {n} transaction(s) the wallet booked in this period;",
+            "  a sale counts when the wallet booked it, as pretix dates it, not when it was journaled)",
+        ]
+    return [f"  (credits minus debits, in {n} transaction(s): the confirmed ones above)"]
 
 
 def as_text(report: ShiftReport, currency: str = "EUR") -> str:
@@ -176,6 +206,8 @@ def as_text(report: ShiftReport, currency: str = "EUR") -> str:
         )
     if not report.products:
         lines.append("(nothing sold in this period)")
+    elif not report.prices_cached:
+        lines.append(NO_PRICE_LIST_NOTE)
 
     def row(label: str, t: Tally, note: str = "") -> str:
         return f"{label:<{width}} {t.count:>5} {euros(t.cents):>9}" + (f"  {note}" if note else "")
@@ -215,6 +247,6 @@ def as_text(report: ShiftReport, currency: str = "EUR") -> str:
     lines += [
         "",
         f"Wallet server should show for this terminal: {euros(report.wallet_net_cents)} {currency} net",
-        f"  (credits minus debits, in {report.wallet_transactions} transaction(s): the confirmed ones above)",
+        *_wallet_lines(report),
     ]
     return "\n".join(lines) + "\n"

@@ -3,7 +3,6 @@ server should show for this terminal (integer cents throughout)."""
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -11,7 +10,16 @@ from datetime import datetime
 
 from terminal.journal import BOOKED_ELSEWHERE_REASON, SaleRecord
 from terminal.model import DeclineReason, Product, SaleState, printable
+from terminal.report.declines import decline_code, decline_group
 from terminal.report.period import Period
+
+# A product line's name when the terminal never cached the wallet's price list (it caches it on its first
+# contact with the wallet): the wallet's product id and this; the text report says the rest in one line.
+NO_PRICE_LIST = "(no price list cached)"
+NO_PRICE_LIST_NOTE = (
+    "(no price list cached: products are named by their wallet id and carts are not split; "
+    "the terminal caches the list when it first reaches the wallet)"
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,8 @@ class ProductLine:
     confirmed: Tally = Tally()
     pending: Tally = Tally()
     held: Tally = Tally()
+    online: Tally = Tally()  # of what was sold: decided with the wallet's word
+    offline: Tally = Tally()  # ... decided by the offline policy
 
     @property
     def sold(self) -> Tally:
@@ -51,6 +61,7 @@ class ReasonLine:
     reason: str
     count: int
     cents: int  # the money they would have moved (0 for most declines)
+    code: str = ""  # a decline's stable code (terminal/report/declines.py); "" for a rejection
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,16 @@ class ShiftReport:
     wallet_net_cents: int  # what the wallet booked for this terminal: credits minus debits (a debit < 0)
     wallet_transactions: int  # how many transactions that is
     hours: tuple[HourLine, ...] = field(default=())
+    # which time puts a sale in the period, per figure: "journaled" (created_at, the tap) or "booked"
+    # (when the wallet booked it: selection.sales_booked_in); the wallet's figure is by "booked" when the
+    # report was given those sales
+    wallet_time: str = "journaled"
+    prices_cached: bool = True  # False: no price list was cached, products are named by id (NO_PRICE_LIST)
+
+    @property
+    def times(self) -> dict[str, str]:
+        """Which time each figure counts a sale by (the JSON's ``times``)."""
+        return {"sales": "journaled", "hours": "journaled", "wallet": self.wallet_time}
 
     @property
     def rejected_total(self) -> Tally:
@@ -107,28 +128,40 @@ class ShiftReport:
 
 
 def shift_report(
-    sales: Iterable[SaleRecord], period: Period, products: Iterable[Product] = ()
+    sales: Iterable[SaleRecord],
+    period: Period,
+    products: Iterable[Product] = (),
+    *,
+    booked: Iterable[SaleRecord] | None = None,
 ) -> ShiftReport:
     """The report of ``sales`` (the journal's, journaled in ``period``: ``selection.sales_in``).
 
     ``products`` is the wallet's product list as the terminal last cached it: names, and the prices that
     split a sale of several products into product lines. A sale whose products' cached prices do not add up
-    to its amount (a price changed since) stays one line named after all its products, never split by guess.
+    to its amount (a price changed since) stays one line named after all its products, never split by guess;
+    with no list cached at all, products are named by their id and NO_PRICE_LIST.
     A sale belongs to the hour and the period of its ``created_at``: when the tap was journaled.
+
+    ``booked`` are the sales the wallet booked in ``period`` (``selection.sales_booked_in``): what the wallet
+    server should show for the period is counted from them, as pretix dates a transaction when it books it
+    (an offline tap at 23:58 delivered at 00:03 is the next day's there). Without them it is counted from
+    the confirmed ``sales``, by when they were journaled.
     """
+    products = tuple(products)
     # the names are the server's text: made printable once, here
     known = {str(p.id): Product(p.id, printable(p.name, 60), p.price_cents) for p in products}
+    cached = bool(products)
     lines: dict[tuple[str, str], _Tallies] = {}
     sides = {"debit": _Tallies(), "topup": _Tallies(), "table": _Tallies()}
     rejected: dict[str, list[int]] = {}
-    declined: Counter[str] = Counter()
+    declined: Counter[tuple[str, str]] = Counter()
     not_served, refunded, by_hand, elsewhere = Tally(), Tally(), Tally(), Tally()
-    net, booked = 0, 0
+    net, transactions = 0, 0
     hours: dict[datetime, list[Tally]] = {}
     for sale in sales:
         cents = abs(sale.amount_cents)
         if sale.state is SaleState.DECLINED:
-            declined[decline_group(sale.reason)] += 1
+            declined[(decline_code(sale.reason), decline_group(sale.reason))] += 1
             continue
         if sale.state is SaleState.REJECTED:
             rejected.setdefault(rejection_group(sale.reason), []).append(cents)
@@ -140,8 +173,8 @@ def shift_report(
         kind = "table" if sale.pays_table else "topup" if sale.amount_cents > 0 else "debit"
         sides[kind].add(where, cents, sale.offline)
         if sale.state is SaleState.DONE:
-            net += sale.amount_cents
-            booked += 1
+            if booked is None:
+                net, transactions = net + sale.amount_cents, transactions + 1
             if sale.resolved == "refunded":
                 refunded = refunded.plus(cents)
             elif sale.resolved == "served":
@@ -150,16 +183,19 @@ def shift_report(
                 not_served = not_served.plus(cents)
         if kind == "table":
             continue
-        for product, name, share in _split(sale, known):
-            lines.setdefault((kind, product), _Tallies(name)).add(where, share)
+        for product, name, share in _split(sale, known, cached):
+            lines.setdefault((kind, product), _Tallies(name)).add(where, share, sale.offline)
         hour = datetime.fromisoformat(sale.created_at).astimezone().replace(minute=0, second=0, microsecond=0)
         slot = hours.setdefault(hour, [Tally(), Tally()])
         side = 0 if kind == "debit" else 1
         slot[side] = slot[side].plus(cents)
+    for sale in booked or ():
+        if sale.state is SaleState.DONE and not sale.reason.startswith(BOOKED_ELSEWHERE_REASON):
+            net, transactions = net + sale.amount_cents, transactions + 1
     return ShiftReport(
         period=period,
         products=tuple(
-            ProductLine(product, t.name, kind, t.confirmed, t.pending, t.held)
+            ProductLine(product, t.name, kind, t.confirmed, t.pending, t.held, t.online, t.offline)
             for (kind, product), t in sorted(lines.items())
         ),
         debits=sides["debit"].side(),
@@ -167,34 +203,18 @@ def shift_report(
         rejected=tuple(
             ReasonLine(reason, len(amounts), sum(amounts)) for reason, amounts in sorted(rejected.items())
         ),
-        declined=tuple(ReasonLine(reason, n, 0) for reason, n in sorted(declined.items())),
+        declined=tuple(ReasonLine(reason, n, 0, code) for (code, reason), n in sorted(declined.items())),
         not_served=not_served,
         refunded=refunded,
         served_by_hand=by_hand,
         table_bills=sides["table"].side(),
         booked_elsewhere=elsewhere,
         wallet_net_cents=net,
-        wallet_transactions=booked,
+        wallet_transactions=transactions,
         hours=tuple(HourLine(h, d, t) for h, (d, t) in sorted(hours.items())),
+        wallet_time="journaled" if booked is None else "booked",
+        prices_cached=cached,
     )
-
-
-# An offline decision's reason carries figures ("offline: balance 120 < 250", "offline: balance 3600s old"):
-# grouped by what it says, not by the figures.
-_OFFLINE_GROUPS = (
-    (re.compile(r"^offline: balance -?\d+ < -?\d+$"), "offline: balance too low"),
-    (re.compile(r"^offline: balance \d+s old$"), "offline: balance too old"),
-    (re.compile(r"^offline: card denied \(.*\)$"), "offline: card denied"),
-)
-
-
-def decline_group(reason: str) -> str:
-    """The group a declined tap's reason is counted in: its decline code (``insufficient_balance``), or
-    an offline decision's reason without its figures."""
-    for pattern, group in _OFFLINE_GROUPS:
-        if pattern.match(reason):
-            return group
-    return printable(reason, 80) or "(no reason)"
 
 
 def rejection_group(reason: str) -> str:
@@ -206,16 +226,25 @@ def rejection_group(reason: str) -> str:
     return printable(text.strip(), 80) or "(no reason)"  # the server's words
 
 
-def _split(sale: SaleRecord, known: Mapping[str, Product]) -> list[tuple[str, str, int]]:
+def _split(sale: SaleRecord, known: Mapping[str, Product], cached: bool) -> list[tuple[str, str, int]]:
     """(product id, name, cents) for each product the sale booked, by the cached prices when they add up
-    to its amount; else the whole sale as one line."""
+    to its amount; else the whole sale as one line, its name saying why (no price list cached, a product
+    not in it, or prices changed since)."""
     ids = [str(p) for p in sale.products]
     prices = [known[i].price_cents if i in known else None for i in ids]
     if ids and None not in prices and sum(p or 0 for p in prices) == -sale.amount_cents:
         return [(i, known[i].name, abs(p or 0)) for i, p in zip(ids, prices, strict=True)]
     together = "+".join(ids) or "(no product)"
-    name = " + ".join(known[i].name if i in known else i for i in ids) or "(no product)"
-    return [(together, name + (" (prices changed)" if ids else ""), abs(sale.amount_cents))]
+    if not ids:
+        return [(together, "(no product)", abs(sale.amount_cents))]
+    if not cached:
+        why = NO_PRICE_LIST
+    elif None in prices:
+        why = "(not in the cached price list)"
+    else:
+        why = "(prices changed)"
+    name = " + ".join(known[i].name if i in known else printable(i, 60) for i in ids)
+    return [(together, f"{name} {why}", abs(sale.amount_cents))]
 
 
 class _Tallies:
