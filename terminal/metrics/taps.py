@@ -10,28 +10,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from terminal.effects import Charge, Effect, Show
+from terminal.effects import Charge, Effect
 from terminal.events import ChargeDone, ChargeQueued, Event
 from terminal.model import ProductId
-from terminal.screens import (
-    ApprovedScreen,
-    BalanceScreen,
-    CreditScreen,
-    DeclinedScreen,
-    KioskLockedScreen,
-    KioskScreen,
-    NotRegisteredScreen,
-    OutOfServiceScreen,
-    PinScreen,
-    Screen,
-    TableAlreadyPaidScreen,
-    TableChangedScreen,
-    TableChooseScreen,
-    TableConfirmingScreen,
-    TableLoadingScreen,
-    TablePaidScreen,
-    TableProblemScreen,
-)
+from terminal.screens.verdict import decision
+
+__all__ = ["PriceOf", "TapCounts", "decision", "share"]
 
 # A product's price in cents as the catalog lists it now (None: not listed), to share a cart's money out.
 PriceOf = Callable[[ProductId], int | None]
@@ -72,54 +56,3 @@ def share(charge: Charge, price_of: PriceOf) -> list[int]:
         return [abs(p or 0) for p in prices]
     part, rest = divmod(total, len(charge.products))
     return [part + (1 if i < rest else 0) for i in range(len(charge.products))]
-
-
-def decision(effects: Sequence[Effect]) -> tuple[str, str]:
-    """(outcome, reason) of a tap from the last screen it showed: a small fixed set of label values.
-
-    outcome: approved, pending, declined, balance, operator, ignored (the terminal took no tap) or other;
-    reason is never empty (a label left empty reads in PromQL as no label at all).
-    """
-    screens = [e.screen for e in effects if isinstance(e, Show)]
-    if not screens:
-        return ("ignored", "no_screen")
-    return _outcome(screens[-1])
-
-
-def _outcome(screen: Screen) -> tuple[str, str]:
-    match screen:
-        case ApprovedScreen(confirmed=True):
-            return ("approved", "online")
-        case ApprovedScreen(offline=True):
-            return ("approved", "offline")
-        case ApprovedScreen():
-            return ("approved", "queued")
-        case CreditScreen():
-            return ("approved", "credit")
-        case TablePaidScreen():
-            return ("approved", "table")
-        case TableConfirmingScreen():
-            return ("pending", "table")
-        case DeclinedScreen(reason=reason):
-            return ("declined", str(reason))
-        case NotRegisteredScreen():
-            return ("declined", "unknown_card")
-        case OutOfServiceScreen():
-            return ("declined", "out_of_service")
-        case TableAlreadyPaidScreen():
-            return ("declined", "table_already_paid")
-        case TableChangedScreen():
-            return ("declined", "table_changed")
-        case TableProblemScreen():
-            return ("declined", "table_problem")
-        case TableChooseScreen() | TableLoadingScreen():
-            return ("declined", "no_table")
-        case BalanceScreen():
-            return ("balance", "empty_cart")
-        case KioskScreen():
-            return ("operator", "unlocked")
-        case KioskLockedScreen():
-            return ("operator", "locked")
-        case PinScreen():
-            return ("operator", "pin_asked")
-    return ("other", type(screen).__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from terminal.effects import Effect, RecordDecline, Show
+from terminal.effects import Effect, RecordDecline
 from terminal.journal import OFFLINE_REASON
 from terminal.model import DeclineReason
 from terminal.money import format_cents
@@ -20,7 +20,6 @@ from terminal.screens import (
     NotRegisteredScreen,
     OutOfServiceScreen,
     PinScreen,
-    Screen,
     TableAlreadyPaidScreen,
     TableChangedScreen,
     TableChooseScreen,
@@ -30,6 +29,7 @@ from terminal.screens import (
     TableProblemScreen,
 )
 from terminal.screens.table import PROBLEM_TEXT
+from terminal.screens.verdict import last_screen
 
 # A tap's decision is awaited the tap budget and this long (seconds): taps queued ahead, a loaded Pi.
 DECISION_MARGIN_S = 5.0
@@ -71,11 +71,10 @@ def decision_line(effects: Sequence[Effect], *, locale: str, currency: str, igno
     def money(cents: int) -> str:
         return format_cents(cents, locale, currency)
 
-    screens = [e.screen for e in effects if isinstance(e, Show)]
     declines = [e for e in effects if isinstance(e, RecordDecline)]
-    if not screens:
+    screen = last_screen(effects)
+    if screen is None:
         return f"busy: {ignored}"
-    screen: Screen = screens[-1]
     match screen:
         case ApprovedScreen(amount, balance, confirmed, offline):
             line = f"approved {money(amount)}"
@@ -141,10 +140,9 @@ def press_line(effects: Sequence[Effect], button: str, *, locale: str, currency:
     refused it (a sold-out product, a wrong PIN, a product the server does not offer: the same words as a
     tap's decline), else ``ok: …`` (the cart and its total in select mode). ``taptill press`` exits 1 for
     a decline, as ``taptill tap`` does."""
-    screens = [e.screen for e in effects if isinstance(e, Show)]
-    if not screens:
+    screen = last_screen(effects)
+    if screen is None:
         return f"ok: {button} pressed"
-    screen = screens[-1]
     if isinstance(screen, DeclinedScreen):
         return decision_line(effects, locale=locale, currency=currency, ignored="")
     if isinstance(screen, CartScreen):
