@@ -332,6 +332,19 @@ def with_endpoint(client: Callable[[MetricsEndpoint], T], *, head_deadline_s: fl
     return asyncio.run(main())
 
 
+@pytest.mark.parametrize("path", ["/metrics", "/nothing"])
+def test_answers_name_no_server_software_or_version(path: str) -> None:
+    def ask(served: MetricsEndpoint) -> httpx.Response:
+        with httpx.Client(timeout=10.0) as http:
+            return http.get(
+                f"http://127.0.0.1:{served.port}{path}", headers={"Authorization": f"Bearer {TOKEN}"}
+            )
+
+    answer = with_endpoint(ask)
+    assert answer.status_code == (200 if path == "/metrics" else 404)
+    assert answer.headers["server"] == "taptill"
+
+
 def test_idle_connections_beyond_the_cap_are_closed_at_once_and_a_scrape_still_answers() -> None:
     def flood(served: MetricsEndpoint) -> None:
         held = idle_connections(served.port, MAX_CONNECTIONS)

@@ -58,6 +58,9 @@ def _sell(journal: Journal, minutes: float, products: list[str], cents: int, **k
     return sale
 
 
+AT_TAP_REFUSAL = "the server answered its debit with 500 and booked nothing; the tap was declined"
+
+
 @pytest.fixture
 def config(tmp_path: Path) -> Iterator[Path]:
     """A shift written with the journal's API: 18:00-20:00 UTC on 2025-06-01."""
@@ -74,7 +77,7 @@ def config(tmp_path: Path) -> Iterator[Path]:
     held = _sell(journal, 70, ["espresso"], -250, uid=ERIKA)
     journal.hold(held.id, "unclear whether booked")
     rejected = _sell(journal, 80, ["espresso"], -250, uid=ERIKA, offline=True)
-    journal.mark_rejected(rejected.id, "bad_product: 400: Insufficient balance")
+    journal.mark_rejected(rejected.id, "insufficient_balance: 400: Insufficient balance")
     topup = _sell(journal, 90, ["topup_10"], 1000, uid=ERIKA)
     journal.mark_done(topup.id, 1500, approved=True)
     journal.record_decline(
@@ -165,7 +168,9 @@ def test_the_json_report_counts_every_sale_once_to_the_cent(
         "online": {"count": 3, "cents": 1100},
         "offline": {"count": 1, "cents": 350},
     }
-    assert data["rejected"] == [{"reason": "400: Insufficient balance", "count": 1, "cents": 250}]
+    assert data["rejected"] == [
+        {"code": "insufficient_balance", "reason": "400: Insufficient balance", "count": 1, "cents": 250}
+    ]
     # 20:00 is out
     assert data["declined"] == [
         {"code": "offline_balance_too_low", "reason": "offline: balance too low", "count": 1}
@@ -233,7 +238,8 @@ def test_the_csv_report_reads_back_with_the_csv_module(
     )
     debits = by_kind[("debits", "")]
     assert (debits["cents"], debits["offline_cents"], debits["pending_cents"]) == ("1450", "350", "350")
-    assert by_kind[("rejected", "400: Insufficient balance")]["cents"] == "250"
+    assert by_kind[("rejected", "insufficient_balance")]["cents"] == "250"
+    assert by_kind[("rejected", "insufficient_balance")]["name"] == "400: Insufficient balance"
     assert by_kind[("wallet-net", "")]["cents"] == "150" and by_kind[("wallet-net", "")]["count"] == "3"
     assert sum(int(r["cents"]) for r in rows if r["kind"] == "hour-debits") == int(debits["cents"])
     assert sum(int(r["cents"]) for r in rows if r["kind"] == "product-debit") == int(debits["cents"])
@@ -479,6 +485,44 @@ def test_the_csv_report_says_what_each_count_counts_and_splits_products_online_a
     assert online_offline["latte"] == ({"count": 1, "cents": 350}, {"count": 1, "cents": 350})
 
 
+def test_a_sale_refused_while_its_guest_waited_is_a_declined_tap_not_money_lost(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The wallet refused it at the tap (the guest saw "declined", nothing was served): it is no money
+    "not collected"; its code is stable and the server's words are whole, in every format."""
+    journal = Journal.open(load_config(config).journal_path)
+    at_tap = journal.record_sale(
+        token_id=MAX,
+        products=["latte"],
+        amount_cents=-350,
+        description="Bar",
+        tag=None,
+        offline=False,
+        approved=False,
+    )
+    _at(journal, at_tap, 85)
+    journal.mark_rejected(at_tap.id, f"bad_product: {AT_TAP_REFUSAL}")
+    journal.close()
+    data = _report_json(capsys, config, *SHIFT[1::2])
+    assert data["rejected"] == [
+        {"code": "insufficient_balance", "reason": "400: Insufficient balance", "count": 1, "cents": 250}
+    ]
+    assert data["declined"] == [
+        {"code": "bad_product", "reason": AT_TAP_REFUSAL, "count": 1},
+        {"code": "offline_balance_too_low", "reason": "offline: balance too low", "count": 1},
+    ]
+    code, out, _ = _run(capsys, "report", "--config", str(config), "--format", "csv", *SHIFT)
+    assert code == 0
+    rows = {(r["kind"], r["key"]): r for r in csv.DictReader(io.StringIO(out))}
+    assert rows[("declined", "bad_product")]["name"] == AT_TAP_REFUSAL
+    assert rows[("rejected", "insufficient_balance")]["cents"] == "250"
+    code, out, _ = _run(capsys, "report", "--config", str(config), *SHIFT)
+    assert code == 0
+    assert AT_TAP_REFUSAL in out  # whole, not cut to the label column
+    rejected_line = next(line for line in out.splitlines() if line.startswith("Rejected by the wallet"))
+    assert rejected_line.split()[4:6] == ["1", "2.50"], rejected_line
+
+
 def test_times_the_clocks_skip_or_show_twice_are_refused_with_the_offsets_to_give() -> None:
     from zoneinfo import ZoneInfo
 
@@ -589,7 +633,7 @@ def test_a_cell_a_spreadsheet_would_run_as_a_formula_is_neutralised_in_both_expo
     by_kind = {(r["kind"], r["key"]): r for r in rows}
     assert by_kind[("product-debit", "espresso")]["name"] == "'" + attack
     rejected = next(r for r in rows if r["kind"] == "rejected")
-    assert rejected["key"] == rejected["name"] == "'@SUM(1+1)*cmd|' /C calc'!A0"
+    assert (rejected["key"], rejected["name"]) == ("other", "'@SUM(1+1)*cmd|' /C calc'!A0")
     assert by_kind[("wallet-net", "")]["cents"] == "150"  # numbers stay numbers
     code, out, _ = _run(capsys, "journal", "--csv", "--config", str(config), "--state", "rejected")
     assert code == 0

@@ -160,7 +160,9 @@ def test_the_report_of_a_scripted_shift_equals_the_wallets_ledger(tmp_path: Path
         "offline": {"count": 1, "cents": 250},
     }
     assert report["topups"]["confirmed"] == report["topups"]["online"] == {"count": 1, "cents": 2000}
-    assert report["rejected"] == [{"reason": "400: Insufficient balance", "count": 1, "cents": 250}]
+    assert report["rejected"] == [
+        {"code": "insufficient_balance", "reason": "400: Insufficient balance", "count": 1, "cents": 250}
+    ]
     assert report["not_served"] == {"count": 1, "cents": 250}
     assert {d["reason"]: d["count"] for d in report["declined"]} == {
         "offline: card never seen online": 1,

@@ -107,6 +107,7 @@ class InboundGuard:
         cannot listen there."""
         install_log_filter()
         app.middlewares.append(_one_request_per_connection)
+        app.on_response_prepare.append(_plain_server_header)
         # No access log (it prints client text). lingering_time=0: a body left unread closes the
         # connection instead of being read to its end. keepalive_timeout: aiohttp's own idle limit, the
         # same as the head deadline (a connection carries one request anyway).
@@ -164,6 +165,15 @@ class InboundGuard:
                 self.turned_away,
                 self.cut_off,
             )
+
+
+SERVER_HEADER = "taptill"
+
+
+async def _plain_server_header(_request: web.Request, answer: web.StreamResponse) -> None:
+    """aiohttp names itself, its version and Python's in ``Server``: a scanner's map of which known
+    holes to try. A name without versions says no more than the port does."""
+    answer.headers["Server"] = SERVER_HEADER
 
 
 @web.middleware

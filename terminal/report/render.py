@@ -100,7 +100,9 @@ def as_json(report: ShiftReport, currency: str = "EUR") -> dict[str, Any]:
         "topups": _side(report.topups),
         "table_bills": _side(report.table_bills),
         "booked_elsewhere": _tally(report.booked_elsewhere),
-        "rejected": [{"reason": r.reason, "count": r.count, "cents": r.cents} for r in report.rejected],
+        "rejected": [
+            {"code": r.code, "reason": r.reason, "count": r.count, "cents": r.cents} for r in report.rejected
+        ],
         "rejected_total": _tally(report.rejected_total),
         "declined": [{"code": r.code, "reason": r.reason, "count": r.count} for r in report.declined],
         "declined_total": report.declined_total,
@@ -156,7 +158,7 @@ def as_csv(report: ShiftReport) -> str:
     row("refunded", "", "refunded by staff", SALES, report.refunded)
     row("served-by-hand", "", "served by hand", SALES, report.served_by_hand)
     for r in report.rejected:
-        row("rejected", r.reason, r.reason, SALES, Tally(r.count, r.cents))
+        row("rejected", r.code, r.reason, SALES, Tally(r.count, r.cents))
     for r in report.declined:
         row("declined", r.code, r.reason, TAPS, Tally(r.count, 0))
     for h in report.hours:
@@ -230,13 +232,18 @@ def as_text(report: ShiftReport, currency: str = "EUR") -> str:
             row("Booked elsewhere", report.booked_elsewhere, "another terminal's: no money moved here")
         )
     lines.append(row("Rejected by the wallet", report.rejected_total, "money not collected"))
-    lines += [row(f"  {printable(r.reason, width - 2)}", Tally(r.count, r.cents)) for r in report.rejected]
+    # A reason line: its code in the label column, the whole reason after the figures (the server's words
+    # name the product and the answer; cut to the column they said nothing).
+    lines += [row(f"  {r.code}", Tally(r.count, r.cents), r.reason) for r in report.rejected]
     lines.append(row("Charged but not served", report.not_served, "to refund or serve: taptill queue"))
     if report.refunded.count or report.served_by_hand.count:
         lines.append(row("  refunded by staff", report.refunded))
         lines.append(row("  served by hand", report.served_by_hand))
     lines.append(f"{'Declined taps (no money moved)':<{width}} {report.declined_total:>5}")
-    lines += [f"{'  ' + printable(r.reason, width - 2):<{width}} {r.count:>5}" for r in report.declined]
+    lines += [
+        f"{'  ' + r.code:<{width}} {r.count:>5}" + ("" if r.reason == r.code else f"            {r.reason}")
+        for r in report.declined
+    ]
     if report.hours:
         lines += ["", f"{'Hour':<17} {'Sales':>5} {currency:>9}  {'Top-ups':>7} {currency:>9}"]
         for h in report.hours:

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from terminal.journal import BOOKED_ELSEWHERE_REASON, SaleRecord
 from terminal.model import DeclineReason, Product, SaleState, printable
-from terminal.report.declines import decline_code, decline_group
+from terminal.report.declines import OTHER, decline_code, decline_group
 from terminal.report.period import Period
 
 # A product line's name when the terminal never cached the wallet's price list (it caches it on its first
@@ -20,6 +20,9 @@ NO_PRICE_LIST_NOTE = (
     "(no price list cached: products are named by their wallet id and carts are not split; "
     "the terminal caches the list when it first reaches the wallet)"
 )
+
+
+REASON_CHARS = 200  # a rejection's words kept whole: they name the product and what the server said
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ class ReasonLine:
     reason: str
     count: int
     cents: int  # the money they would have moved (0 for most declines)
-    code: str = ""  # a decline's stable code (terminal/report/declines.py); "" for a rejection
+    code: str = ""  # the stable code (terminal/report/declines.py; a rejection's journaled decline code)
 
 
 @dataclass(frozen=True)
@@ -97,8 +100,10 @@ class ShiftReport:
     products: tuple[ProductLine, ...]
     debits: Side
     topups: Side
-    rejected: tuple[ReasonLine, ...]  # refused by the wallet after the fact: money not collected
-    declined: tuple[ReasonLine, ...]  # taps that moved no money, by reason
+    # refused by the wallet after the guest was told it was approved (offline, queued): money not collected
+    rejected: tuple[ReasonLine, ...]
+    # taps that moved no money, by reason; a sale the wallet refused while its guest waited is one of them
+    declined: tuple[ReasonLine, ...]
     not_served: Tally  # booked but the guest got nothing (not dispensed / never approved), still open
     refunded: Tally  # such sales a person recorded refunded (taptill settle --refunded)
     served_by_hand: Tally  # ... or served by hand (taptill settle --served)
@@ -153,7 +158,7 @@ def shift_report(
     cached = bool(products)
     lines: dict[tuple[str, str], _Tallies] = {}
     sides = {"debit": _Tallies(), "topup": _Tallies(), "table": _Tallies()}
-    rejected: dict[str, list[int]] = {}
+    rejected: dict[tuple[str, str], list[int]] = {}
     declined: Counter[tuple[str, str]] = Counter()
     not_served, refunded, by_hand, elsewhere = Tally(), Tally(), Tally(), Tally()
     net, transactions = 0, 0
@@ -164,7 +169,12 @@ def shift_report(
             declined[(decline_code(sale.reason), decline_group(sale.reason))] += 1
             continue
         if sale.state is SaleState.REJECTED:
-            rejected.setdefault(rejection_group(sale.reason), []).append(cents)
+            group = (rejection_code(sale.reason), rejection_group(sale.reason))
+            if not sale.approved:
+                # Refused while the guest waited at the tap: declined, nothing served, no money due.
+                declined[group] += 1
+            else:
+                rejected.setdefault(group, []).append(cents)
             continue
         if sale.state is SaleState.DONE and sale.reason.startswith(BOOKED_ELSEWHERE_REASON):
             elsewhere = elsewhere.plus(cents)
@@ -201,7 +211,8 @@ def shift_report(
         debits=sides["debit"].side(),
         topups=sides["topup"].side(),
         rejected=tuple(
-            ReasonLine(reason, len(amounts), sum(amounts)) for reason, amounts in sorted(rejected.items())
+            ReasonLine(reason, len(amounts), sum(amounts), code)
+            for (code, reason), amounts in sorted(rejected.items())
         ),
         declined=tuple(ReasonLine(reason, n, 0, code) for (code, reason), n in sorted(declined.items())),
         not_served=not_served,
@@ -217,13 +228,20 @@ def shift_report(
     )
 
 
+def rejection_code(reason: str) -> str:
+    """The stable code of a rejected sale: the decline code the terminal journaled in front of the
+    server's words (``bad_product: …`` → ``bad_product``), else ``other``."""
+    code, _, said = reason.partition(": ")
+    return code if said and code in {str(r) for r in DeclineReason} else OTHER
+
+
 def rejection_group(reason: str) -> str:
     """The group a rejected sale's reason is counted in: the server's answer (``400: Insufficient
     balance``) without the decline code the terminal journaled in front of it (``bad_product: ``), which
     names what the guest was shown, not what the server said."""
     code, _, said = reason.partition(": ")
     text = said if said and code in {str(r) for r in DeclineReason} else reason
-    return printable(text.strip(), 80) or "(no reason)"  # the server's words
+    return printable(text.strip(), REASON_CHARS).rstrip() or "(no reason)"  # the server's words
 
 
 def _split(sale: SaleRecord, known: Mapping[str, Product], cached: bool) -> list[tuple[str, str, int]]:
