@@ -26,11 +26,11 @@ from terminal.bench.process import (
     process_cpu_clock,
 )
 from terminal.bench.r2o import measure_r2o_drain
-from terminal.bench.run import _stage, evaluate_targets, report
+from terminal.bench.run import _stage, evaluate_targets, report, run_bench
 from terminal.bench.stats import percentile, summary_ms
 from terminal.bench.store import measure_drain, measure_enqueue
 from terminal.bench.tap import CARD, InProcessTerminal, measure_tap_offline, measure_tap_online
-from terminal.bench.webhook import measure_webhook
+from terminal.bench.webhook import _sender, measure_webhook
 from terminal.config import load_config
 from terminal.emulator.wallet import WalletEmulator
 
@@ -201,6 +201,40 @@ def test_tail_stages_run_at_real_time_priority_and_the_report_says_so() -> None:
     assert report(metrics, errors)["scheduling"] == {
         "tails": "SCHED_RR 10: other processes' load kept out of its tails"
     }
+
+
+def test_stages_with_no_floor_beside_them_run_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Absolute figures (drain rates, start-up) and tails measure the terminal, not a neighbouring suite."""
+    asked: dict[str, bool] = {}
+
+    def record(name: str, metrics: object, errors: object, measure: object, *, alone: bool = False) -> None:
+        asked[name] = alone
+
+    monkeypatch.setattr("terminal.bench.run._stage", record)
+    run_bench()
+    alone = {name for name, wanted in asked.items() if wanted}
+    assert {"drain", "startup", "ready2order drain"} <= alone, asked
+    assert {"tap online", "tap offline", "webhook under taps"} <= alone, asked
+    # rates measured against a floor beside them, and CPU time, run as they are
+    assert not asked["enqueue"] and not asked["cpu per tap, rss and idle cpu"]
+
+
+def test_the_webhook_sender_yields_to_the_terminal_but_not_to_the_neighbours(tmp_path: Path) -> None:
+    """Under the stage's real-time priority the sender runs one priority below it: never taking turns
+    with the terminal's loop, never waiting behind a test suite's processes either."""
+    (tmp_path / "yourbarmate.password").write_text("x" * 20 + "\n")
+    (tmp_path / "yourbarmate.password").chmod(0o600)
+    os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(10))
+    try:
+        sender = _sender("http://127.0.0.1:9/hooks", tmp_path, 1.0, 30.0)
+    finally:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    try:
+        policy, priority = os.sched_getscheduler(sender.pid), os.sched_getparam(sender.pid).sched_priority
+    finally:
+        sender.kill()
+        sender.communicate(timeout=30)
+    assert (policy, priority) == (os.SCHED_RR, 9)
 
 
 def test_sigterm_ends_the_bench_after_the_stage_stopped_its_child(tmp_path: Path) -> None:
