@@ -877,6 +877,9 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
         {"product_id": pid, "name": name, "reason": reason, "since": since}
         for pid, (name, reason, since) in unsellable.items()
     ]
+    denied = journal.denied_cards()
+    data["denied_cards"] = sum(denied.values())
+    data["denied_cards_by_reason"] = denied
     if as_json:
         _say(json.dumps(data))
         return EXIT_OK
@@ -921,6 +924,15 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
         _say(f"outbox:          {_backlog_line(journal, backlog)}")
     for pid, (name, reason, since) in unsellable.items():
         _say(f"NOT SELLING:     {name} (id {pid}) since {since}: {reason}")
+    _say(
+        f"denied cards:    {data['denied_cards']}"
+        + (
+            f" ({', '.join(f'{n} {why}' for why, n in denied.items())}), declined offline until the "
+            "server next answers for them"
+            if denied
+            else ""
+        )
+    )
     _say(f"wallet server:   {server['summary']}")
     _say(f"reader:          {reader['summary']}")
     if token_refused is not None:

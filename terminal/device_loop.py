@@ -682,6 +682,7 @@ class DeviceLoop:
                     # Committed with the tap's sale or decline: one fsync per tap, not two.
                     seen = remember_card_statement(uid, wallet.balance_cents, boot_clock.now(self.clock()))
                     self._seen = (uid, seen)
+                    self._end_denial(uid, seen)
                     pending_now = self.journal.pending_for_card(uid)
                     if not busy_before and [p.id for p in pending_now] == pending_before:
                         self._fresh_balance_for = uid
@@ -701,6 +702,17 @@ class DeviceLoop:
                 case Unavailable(reason, status=status):
                     self.health.mark_down(reason, status)
         return WalletUnreachable(uid, self.journal.offline_view(uid, boot_clock.now(self.clock())))
+
+    def _end_denial(self, uid: str, seen: tuple[str, Sequence[object]]) -> None:
+        """The server answered for a card denied offline: the denial ends now, with its balance, in one
+        write, as a tap that only shows the balance journals nothing else (a rare write: denied cards)."""
+        try:
+            if self.journal.denied_reason(uid) is not None:
+                self.journal.execute_all([seen])
+                log.info("a card denied offline is allowed again: the wallet server answered for it")
+        except JournalError as exc:
+            log.error("cannot journal that a denied card is allowed again: %s", exc)
+            self._storage_failed()
 
     def _over_shift_cap(self, c: Charge) -> Event | None:
         """A top-up that would take its operator past [topup] max_credit_per_shift_cents (a shift is

@@ -256,7 +256,22 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE sales ADD COLUMN goods TEXT;
     """,
+    # 14: only a refusal about the card itself denies it offline (CARD_REFUSALS); denials an older taptill
+    # wrote for a product or the server (bad_product after an item in no quota, server_trouble) are lifted.
+    # A migration, not a clean-up at start: it runs once, before the terminal decides a tap, and `taptill
+    # status` and `doctor` (which migrate a copy in memory) count the same denied cards the terminal will.
+    """
+    UPDATE cards SET denied_reason = NULL
+        WHERE denied_reason IS NOT NULL AND denied_reason NOT IN ('unknown_card', 'insufficient_balance');
+    """,
 )
+
+# The refusals that are about the card itself and deny it offline (sale_store.py): the wallet does not know
+# the card, or its money does not pay. A product the server cannot book, a server failing, or the terminal's
+# own permission (403: the same for every card) is no reason to refuse a guest's card; the denial ends with
+# the wallet server's next answer for the card (a balance read or a booked sale: remember_card_statement).
+# Migration 14 spells the same codes out, as a released migration never changes.
+CARD_REFUSALS = frozenset({DeclineReason.UNKNOWN_CARD, DeclineReason.INSUFFICIENT_BALANCE})
 
 # A sale that pays a table bill (a ``table_bills`` row): it hands nothing over, so once the wallet booked it
 # the bill IS paid (its POS payments go out), whether or not the terminal lived to show "Paid".
@@ -797,12 +812,16 @@ class Journal:
         r = self._db.execute(f"SELECT {_COLUMNS} FROM sales WHERE idempotency_key = ?", (key,)).fetchone()
         return _row(r) if r else None
 
-    def mark_attempt(self, sale_id: int, balance_before: int | None, at: float | None = None) -> None:
-        """Durably note that a request for this sale is about to go out."""
+    def mark_attempt(
+        self, sale_id: int, balance_before: int | None, at: float | None = None, also: Statements = ()
+    ) -> None:
+        """Durably note that a request for this sale is about to go out; ``also`` rides along (the card's
+        balance just read)."""
         self._write(
             "UPDATE sales SET maybe_sent = 1, attempts = attempts + 1, balance_before = ?, updated_at = ?,"
             " attempted_at = ? WHERE id = ? AND state = 'pending'",
             (balance_before, _now_iso(), time.time() if at is None else at, sale_id),
+            also,
         )
 
     def mark_not_sent(self, sale_id: int) -> None:
@@ -902,6 +921,18 @@ class Journal:
         """Product id -> (name, reason, since) of every product the server could not book."""
         rows = self._db.execute("SELECT product_id, name, reason, since FROM unsellable ORDER BY product_id")
         return {str(r[0]): (str(r[1]), str(r[2]), str(r[3])) for r in rows}
+
+    def booked_products(self, product_ids: Collection[str]) -> set[str]:
+        """Which of ``product_ids`` (as text) a sale the server booked (done) contained."""
+        if not product_ids:
+            return set()
+        marks = ",".join("?" for _ in product_ids)
+        rows = self._db.execute(
+            "SELECT DISTINCT CAST(item.value AS TEXT) FROM sales, json_each(sales.products) AS item"
+            f" WHERE sales.state = 'done' AND CAST(item.value AS TEXT) IN ({marks})",
+            list(product_ids),
+        )
+        return {str(r[0]) for r in rows}
 
     def schedule_retry(self, sale_id: int, at: float, reason: str) -> None:
         self._write(
@@ -1091,6 +1122,22 @@ class Journal:
             (token_id, reason[:200]),
         )
 
+    def denied_reason(self, token_id: str) -> str | None:
+        """Why the card is denied offline (a code of CARD_REFUSALS), None when it is not."""
+        try:
+            r = self._db.execute("SELECT denied_reason FROM cards WHERE token_id = ?", (token_id,)).fetchone()
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal read failed: {exc}") from None
+        return None if r is None or r[0] is None else str(r[0])
+
+    def denied_cards(self) -> dict[str, int]:
+        """How many cards are denied offline, by reason (a decline code of CARD_REFUSALS)."""
+        rows = self._db.execute(
+            "SELECT denied_reason, COUNT(*) FROM cards WHERE denied_reason IS NOT NULL"
+            " GROUP BY denied_reason ORDER BY denied_reason"
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
+
     def offline_view(self, token_id: str, now: float | Moment) -> OfflineView:
         """What the journal knows of a card; its balance's age survives wall-clock steps (boot_clock)."""
         card = self._db.execute(
@@ -1171,14 +1218,24 @@ def remember_card_statement(
     token_id: str, balance_cents: int, now: float | Moment
 ) -> tuple[str, Sequence[object]]:
     """The card's last balance seen online (for offline decisions), to commit with a sale. ``now`` as a
-    plain float is a wall-clock time of unknown boot (its age then counts by the wall clock)."""
+    plain float is a wall-clock time of unknown boot (its age then counts by the wall clock).
+
+    The server answered for the card: a denial (CARD_REFUSALS) ends in the same write, as the balance now
+    seen is what offline decisions go by."""
     at = now if isinstance(now, Moment) else Moment(now)
     return (
         "INSERT INTO cards (token_id, balance_cents, seen_at, seen_boot, seen_uptime) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT (token_id) DO UPDATE SET balance_cents = excluded.balance_cents,"
-        " seen_at = excluded.seen_at, seen_boot = excluded.seen_boot, seen_uptime = excluded.seen_uptime",
+        " seen_at = excluded.seen_at, seen_boot = excluded.seen_boot, seen_uptime = excluded.seen_uptime,"
+        " denied_reason = NULL",
         (token_id, balance_cents, at.wall, at.boot or None, at.uptime if at.boot else None),
     )
+
+
+def allow_card_statement(token_id: str) -> tuple[str, Sequence[object]]:
+    """The server booked a sale of the card without saying its balance: its denial ends (to commit with
+    the sale's "done")."""
+    return ("UPDATE cards SET denied_reason = NULL WHERE token_id = ?", (token_id,))
 
 
 class _Tx:

@@ -57,6 +57,7 @@ def test_healthy_terminal_is_all_ok(tmp_path: Path) -> None:
         "journal",
         "queue",
         "products",
+        "cards",
         "outbox",
         "metrics",
         "partybroker",

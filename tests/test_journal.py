@@ -177,9 +177,12 @@ def test_offline_view_and_status_count_unconfirmed_money(journal: Journal) -> No
     )
     assert view.denied_reason is None
     journal.deny_card(ERIKA, "unknown_card")
-    journal.remember_card(ERIKA, 350, now=1000.0)  # seeing the balance again keeps the denial
     erika = journal.offline_view(ERIKA, now=1000.0)
     assert erika.denied_reason == "unknown_card" and erika.card_unconfirmed_cents == 0
+    assert journal.denied_reason(ERIKA) == "unknown_card" and journal.denied_cards() == {"unknown_card": 1}
+    journal.remember_card(ERIKA, 350, now=1000.0)  # the server answered for the card: the denial ends
+    assert journal.offline_view(ERIKA, now=1000.0).denied_reason is None
+    assert journal.denied_reason(ERIKA) is None and journal.denied_cards() == {}
     never = journal.offline_view("DEADBEEF", now=0.0)
     assert never.last_balance is None and never.balance_age_s is None
     status = journal.status()
@@ -255,3 +258,55 @@ def test_damaged_index_pages_are_found_and_every_sale_salvaged(tmp_path: Path) -
         fresh.close()
     aside = [p for p in tmp_path.iterdir() if ".corrupt-" in p.name and not p.name.endswith(("-wal", "-shm"))]
     assert len(aside) == 1 and aside[0].read_bytes() == damaged
+
+
+def test_denials_an_older_taptill_wrote_for_a_product_or_the_server_are_lifted_by_migration(
+    tmp_path: Path,
+) -> None:
+    """Before schema 14 every offline rejection denied the card (an item in no quota locked guests out):
+    migrating keeps only the denials about the card itself; a read-only command counts the same."""
+    path = tmp_path / "journal.sqlite3"
+    db = sqlite3.connect(path)
+    for version, script in enumerate(MIGRATIONS[:13]):
+        db.executescript(script)
+        db.execute(f"PRAGMA user_version = {version + 1}")
+    denials = {
+        "A1": "bad_product",
+        "A2": "server_trouble",
+        "A3": "permission",
+        "A4": "unknown_card",
+        "A5": "insufficient_balance",
+    }
+    db.executemany("INSERT INTO cards (token_id, denied_reason) VALUES (?, ?)", denials.items())
+    db.execute("INSERT INTO cards (token_id, balance_cents, seen_at) VALUES ('A6', 500, 1.0)")
+    db.commit()
+    db.close()
+    read_only = Journal.open_read_only(path)
+    try:
+        assert read_only.denied_cards() == {"insufficient_balance": 1, "unknown_card": 1}
+    finally:
+        read_only.close()
+    journal = Journal.open(path)
+    try:
+        assert {uid: journal.denied_reason(uid) for uid in [*denials, "A6"]} == {
+            "A1": None,
+            "A2": None,
+            "A3": None,
+            "A4": "unknown_card",
+            "A5": "insufficient_balance",
+            "A6": None,
+        }
+        assert journal.offline_view("A6", 1.0).last_balance == 500
+    finally:
+        journal.close()
+
+
+def test_booked_products_are_those_of_done_sales_whatever_their_ids_type(journal: Journal) -> None:
+    booked = sale(journal)  # products "espresso" and 3
+    journal.mark_done(booked, 1750)
+    journal.mark_rejected(sale(journal), "bad_product: 500")
+    journal.record_sale(
+        token_id=MAX, products=[7], amount_cents=-100, description="d", tag=None, offline=False
+    )  # pending: not booked (yet)
+    assert journal.booked_products(["3", "espresso", "7", "9"]) == {"3", "espresso"}
+    assert journal.booked_products([]) == set()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -453,3 +453,97 @@ def test_booked_by_balance_allows_a_cent_only_where_booked_and_not_booked_cannot
     assert verdicts(-2) == [unclear, booked, unclear, unclear, not_booked, unclear]
     assert verdicts(-1) == [unclear, booked, not_booked, booked, not_booked, unclear]
     assert booked_by_balance(1000, 1000 - 250 - 2, -250) is Booked.UNCLEAR  # two cents off: a foreign move
+
+
+NO_QUOTA = 3  # the real flavour's Latte Macchiato, put in no quota: every debit with it answers 500
+
+
+def _offline_sale(rig: Rig, products: Sequence[str | int]) -> SaleRecord:
+    return rig.journal.record_sale(
+        token_id=MAX,
+        products=products,
+        amount_cents=-250 * len(products),
+        description="Kaffee",
+        tag="coffee",
+        offline=True,
+        reason="offline: accepted",
+    )
+
+
+def test_a_cart_failing_with_a_product_in_no_quota_marks_only_the_product_never_booked(
+    tmp_path: Path,
+) -> None:
+    """Espresso was booked before; a cart of Espresso and the no-quota item, sold offline, keeps failing:
+    only the no-quota item is not sold offline any more, and the guest's card stays allowed offline."""
+
+    async def scenario(rig: Rig) -> tuple[list[AttemptResult], SaleRecord]:
+        await rig.deliver(rig.record(MAX, [1]))
+        cart = _offline_sale(rig, [1, NO_QUOTA])
+        return await rig.deliver(cart), rig.current(cart)
+
+    with WalletEmulator.demo("real", latency="fast", unsellable=[NO_QUOTA]) as emu:
+        results, cart = with_rig(emu, tmp_path, False, scenario)
+        assert isinstance(results[-1], Refusal) and results[-1].reason is DeclineReason.BAD_PRODUCT
+        assert cart.state is SaleState.REJECTED and cart.reason.startswith("bad_product"), cart.reason
+        assert "it cannot book 3 (id 3):" in cart.reason and "(id 1)" not in cart.reason, cart.reason
+        journal = Journal.open(tmp_path / "journal.sqlite3")
+        try:
+            assert set(journal.unsellable()) == {"3"}
+            assert journal.denied_cards() == {}
+            assert journal.offline_view(MAX, 0.0).denied_reason is None
+        finally:
+            journal.close()
+        assert [t.amount for t in emu.transactions()] == [-250]
+
+
+def test_a_cart_of_products_each_booked_before_failing_marks_none_and_says_the_cart_failed(
+    tmp_path: Path,
+) -> None:
+    async def scenario(rig: Rig) -> SaleRecord:
+        for product in (1, NO_QUOTA):
+            await rig.deliver(rig.record(MAX, [product]))
+        emu.set_unsellable([NO_QUOTA])  # taken out of its quota after it sold
+        cart = _offline_sale(rig, [1, NO_QUOTA])
+        await rig.deliver(cart)
+        return rig.current(cart)
+
+    with WalletEmulator.demo("real", latency="fast") as emu:
+        cart = with_rig(emu, tmp_path, False, scenario)
+        assert cart.state is SaleState.REJECTED and cart.reason.startswith("server_trouble"), cart.reason
+        assert "the cart as a whole failed" in cart.reason, cart.reason
+        journal = Journal.open(tmp_path / "journal.sqlite3")
+        try:
+            assert journal.unsellable() == {} and journal.denied_cards() == {}
+        finally:
+            journal.close()
+
+
+def test_the_tap_path_counts_and_marks_only_the_products_never_booked(tmp_path: Path) -> None:
+    """The tap path's count of unbooked error answers (settle_after_error): per product, suspects only."""
+
+    async def scenario(rig: Rig) -> list[tuple[DeclineReason, str]]:
+        await rig.deliver(rig.record(MAX, [1]))
+        destination = rig.sender.destination
+        cart = rig.record(MAX, [1, NO_QUOTA, 1])
+        verdicts = [destination.failed_unbooked(cart, 500) for _ in range(3)]
+        assert destination.store.unbooked_errors == {"3": 3}
+        both_booked = rig.record(MAX, [1, 2])
+        rig.journal.mark_done(rig.record(MAX, [2]).id, 1200)
+        verdicts.append(destination.failed_unbooked(both_booked, 500))
+        return verdicts
+
+    with WalletEmulator.demo("real", latency="fast", unsellable=[NO_QUOTA]) as emu:
+        verdicts = with_rig(emu, tmp_path, False, scenario)
+    assert [code for code, _ in verdicts] == [
+        DeclineReason.SERVER_TROUBLE,
+        DeclineReason.SERVER_TROUBLE,
+        DeclineReason.BAD_PRODUCT,
+        DeclineReason.SERVER_TROUBLE,
+    ]
+    assert "cart as a whole failed" not in verdicts[2][1]
+    assert "the cart as a whole failed" in verdicts[3][1], verdicts[3][1]
+    journal = Journal.open(tmp_path / "journal.sqlite3")
+    try:
+        assert set(journal.unsellable()) == {"3"}
+    finally:
+        journal.close()

@@ -242,6 +242,43 @@ def test_a_rejected_offline_sale_denies_the_card(journal: Journal) -> None:
     assert now(journal, offline).state is SaleState.REJECTED
 
 
+@pytest.mark.parametrize(
+    "code",
+    [DeclineReason.BAD_PRODUCT, DeclineReason.SERVER_TROUBLE, DeclineReason.PERMISSION, ""],
+)
+def test_a_rejection_about_a_product_the_server_or_the_terminal_never_denies_the_card(
+    journal: Journal, code: str
+) -> None:
+    # An item in no quota (bad_product), a server failing, the terminal's own permission: not the card's
+    # fault; a guest whose card was in such a sale must still be served offline.
+    journal.remember_card(ERIKA, 900, WALL)
+    record = sale(journal, ERIKA, offline=True)
+    store_of(journal).rejected([record], "500 on every attempt", code)
+    assert now(journal, record).state is SaleState.REJECTED
+    assert card(journal, ERIKA) == (900, WALL, None)
+    assert journal.offline_view(ERIKA, WALL).denied_reason is None
+
+
+def test_the_next_booked_sale_ends_a_denial_in_its_own_write(journal: Journal) -> None:
+    # with its balance (remembered, the denial gone) and without one (a server that does not say)
+    for uid, balance in ((MAX, 1500), (ERIKA, None)):
+        journal.deny_card(uid, DeclineReason.INSUFFICIENT_BALANCE)
+        store_of(journal).done([sale(journal, uid)], balance, by_settling=False)
+    assert card(journal, MAX) == (1500, WALL, None)
+    assert card(journal, ERIKA) == (None, None, None)
+    assert journal.denied_cards() == {}
+
+
+def test_a_balance_read_before_an_attempt_is_remembered_and_ends_a_denial(journal: Journal) -> None:
+    journal.deny_card(MAX, DeclineReason.UNKNOWN_CARD)
+    journal.deny_card(ERIKA, DeclineReason.INSUFFICIENT_BALANCE)
+    store = store_of(journal)
+    store.begin([sale(journal, MAX)], 1750)
+    store.begin([sale(journal, ERIKA)], None)  # a deduplicating server: nothing was read, nothing ends
+    assert card(journal, MAX) == (1750, WALL, None)
+    assert card(journal, ERIKA) == (None, None, "insufficient_balance")
+
+
 def test_an_unknown_card_denies_the_card_online_too(journal: Journal) -> None:
     record = sale(journal)
     store_of(journal).rejected([record], "Not found.", DeclineReason.UNKNOWN_CARD)

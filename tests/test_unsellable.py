@@ -15,6 +15,7 @@ import pytest
 
 from terminal.emulator.wallet import WalletEmulator
 from tests.terminal_lab import (
+    ERIKA,
     MAX,
     STRANGER,
     TerminalProcess,
@@ -154,3 +155,127 @@ def test_the_client_tells_an_error_answer_from_no_answer(no_quota_server: Wallet
     assert isinstance(found, Found) and found.wallet.balance_cents == 2000
     assert isinstance(dropped, Unavailable) and dropped.status is None
     assert isinstance(read_error, Unavailable) and read_error.status == 500
+
+
+ESPRESSO = 1  # sold before: the server books it
+
+
+def _select_config(tmp_path: Path, server: WalletEmulator) -> Path:
+    extra = f"""
+[select]
+buttons = {{ b1 = {ESPRESSO}, b3 = {LATTE} }}
+cancel_button = "cancel"
+cart_timeout_s = 60
+"""
+    return write_config(tmp_path, server, products=[], mode="select", extra=extra)
+
+
+def _press(config: Path, *buttons: str) -> None:
+    for button in buttons:
+        pressed = taptill("press", button, "--config", str(config), check=False)
+        assert pressed.returncode == 0, (pressed.stdout, pressed.stderr)
+
+
+def _checks(config: Path) -> dict[str, dict[str, str]]:
+    doctor = taptill("doctor", "--json", "--config", str(config), check=False)
+    return {c["name"]: c for c in json.loads(doctor.stdout)}
+
+
+def test_an_offline_cart_with_a_product_in_no_quota_locks_out_neither_the_card_nor_its_other_product(
+    tmp_path: Path, no_quota_server: WalletEmulator
+) -> None:
+    """Select mode. Espresso sold online; offline, a cart of Espresso and the no-quota Latte is accepted;
+    back online the server answers it 500 every time and it is rejected (bad_product). Only the Latte is
+    not sold offline any more; the card is not denied: the next offline Espresso is approved."""
+    server = no_quota_server
+    config = _select_config(tmp_path, server)
+    term = TerminalProcess(config)
+    try:
+        _press(config, "b1")
+        term.tap(MAX)
+        wait_for(lambda: settled(config, 1), what="the online espresso")
+        assert journal_lines(config)[0]["state"] == "done"
+
+        server.faults.set_down(True)
+        _press(config, "b1", "b3")
+        term.tap(MAX)
+        wait_for(lambda: len(journal_lines(config)) == 2, what="the offline cart")
+        cart = journal_lines(config)[1]
+        assert cart["offline"] is True and cart["state"] == "pending", cart
+        server.faults.set_down(False)
+        wait_for(lambda: settled(config, 2), timeout=90.0, what="the cart's rejection")
+        cart = journal_lines(config)[1]
+        assert cart["state"] == "rejected" and cart["reason"].startswith("bad_product"), cart
+        assert "cannot book Latte Macchiato (id 3)" in cart["reason"] and "Espresso" not in cart["reason"]
+
+        server.faults.set_down(True)
+        _press(config, "b1")
+        term.tap(MAX)
+        wait_for(lambda: len(journal_lines(config)) == 3, what="the offline espresso")
+        espresso = journal_lines(config)[2]
+        assert espresso["offline"] is True and espresso["state"] == "pending", espresso
+    finally:
+        assert term.stop() == 0
+
+    status = taptill("status", "--config", str(config)).stdout
+    assert "NOT SELLING:     Latte Macchiato (id 3)" in status and "Espresso (id 1)" not in status, status
+    assert "denied cards:    0" in status, status
+    assert json.loads(taptill("status", "--json", "--config", str(config)).stdout)["denied_cards"] == 0
+    checks = _checks(config)
+    products = checks["products"]
+    assert products["status"] == "FAIL" and "Latte Macchiato (id 3," in products["detail"], products
+    assert "Espresso" not in products["detail"], products
+    assert "[select] buttons" in products["detail"] and "[terminal] products" not in products["detail"]
+    assert checks["cards"]["status"] == "OK", checks["cards"]
+
+
+def test_a_card_refused_for_its_balance_is_denied_offline_until_the_server_answers_for_it(
+    tmp_path: Path,
+) -> None:
+    """Doc flavour: an offline sale the server refuses with 400 "Insufficient balance" denies the card
+    offline (status counts it, doctor warns); the card's next online sale ends the denial."""
+    with WalletEmulator.demo("doc", latency="fast") as server:
+        config = write_config(tmp_path, server)
+        term = TerminalProcess(config)
+        try:
+            term.tap(ERIKA)  # 500 cents: an espresso (250) leaves 250
+            wait_for(lambda: settled(config, 1), what="the online espresso")
+            server.faults.set_down(True)
+            server.refuse_transactions("Insufficient balance")  # another terminal spent the rest meanwhile
+            term.tap(ERIKA)
+            wait_for(lambda: len(journal_lines(config)) == 2, what="the offline espresso")
+            assert journal_lines(config)[1]["offline"] is True
+            server.faults.set_down(False)
+            wait_for(lambda: settled(config, 2), timeout=60.0, what="the refusal")
+            refused = journal_lines(config)[1]
+            assert refused["state"] == "rejected" and refused["reason"].startswith("insufficient_balance")
+
+            status = json.loads(taptill("status", "--json", "--config", str(config)).stdout)
+            assert (status["denied_cards"], status["denied_cards_by_reason"]) == (
+                1,
+                {"insufficient_balance": 1},
+            )
+            assert (
+                "denied cards:    1 (1 insufficient_balance)"
+                in taptill("status", "--config", str(config)).stdout
+            )
+            cards = _checks(config)["cards"]
+            assert cards["status"] == "WARN" and "1 card(s) denied offline" in cards["detail"], cards
+
+            back = term.log().count("wallet server reachable again")
+            server.faults.set_down(True)
+            term.tap(ERIKA)
+            wait_for(lambda: len(journal_lines(config)) == 3, what="the denied card's offline tap")
+            denied = journal_lines(config)[2]
+            assert denied["state"] == "declined" and "card denied (insufficient_balance)" in denied["reason"]
+
+            server.refuse_transactions(None)
+            server.faults.set_down(False)
+            wait_for(lambda: term.log().count("wallet server reachable again") > back, what="the server")
+            term.tap(ERIKA)
+            wait_for(lambda: settled(config, 4), what="the online espresso")
+            assert journal_lines(config)[3]["state"] == "done"
+        finally:
+            assert term.stop() == 0
+    assert json.loads(taptill("status", "--json", "--config", str(config)).stdout)["denied_cards"] == 0
+    assert _checks(config)["cards"]["status"] == "OK"

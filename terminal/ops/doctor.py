@@ -139,7 +139,8 @@ def diagnose(config_path: Path, *, now: Callable[[], datetime] | None = None) ->
         readable = journal_check.status != "FAIL"
         money = (cfg.terminal.locale, cfg.terminal.currency)
         checks.append(_queue_check(journal, clock(), money=money, readable=readable))
-        checks.append(_unsellable_check(journal, readable=readable, table=cfg.terminal.mode == "table"))
+        checks.append(_unsellable_check(journal, readable=readable, mode=cfg.terminal.mode))
+        checks.append(_denied_cards_check(journal, readable=readable))
         if cfg.terminal.mode == "table":
             checks.append(_denominations_check(cfg, journal))
         checks.append(_outbox_check(journal, clock(), readable=readable))
@@ -688,9 +689,18 @@ def _outbox_check(journal: Journal | None, now: datetime, *, readable: bool = Tr
     return Check("outbox", worst, detail)
 
 
-def _unsellable_check(journal: Journal | None, *, readable: bool = True, table: bool = False) -> Check:
-    """Products the server answered with an error on every attempt and booked nothing (issue 10); in
-    table mode (``table``) they are denomination products, configured in ``[table] denominations``."""
+# Where each mode's products are configured: what the doctor says to take a product out of.
+PRODUCTS_KEY = {
+    "tap": "[terminal] products",
+    "select": "its button in [select] buttons",
+    "topup": "its button in [topup] buttons",
+    "table": "[table] denominations",
+}
+
+
+def _unsellable_check(journal: Journal | None, *, readable: bool = True, mode: str = "tap") -> Check:
+    """Products the server answered with an error on every attempt and booked nothing (issue 10); the
+    advice names where ``mode`` configures its products (PRODUCTS_KEY)."""
     if journal is None and not readable:
         return Check.warn("products", "unknown: the journal cannot be read (see the journal check)")
     if journal is None:
@@ -699,15 +709,34 @@ def _unsellable_check(journal: Journal | None, *, readable: bool = True, table: 
     if not unsellable:
         return Check.ok("products", "the server booked every product sold")
     named = ", ".join(f"{name} (id {pid}, since {since})" for pid, (name, _, since) in unsellable.items())
-    where = "[table] denominations" if table else "[terminal] products"
+    where = PRODUCTS_KEY.get(mode, PRODUCTS_KEY["tap"])
     # a busy server's 500s (SQLite's "database is locked" under concurrent debits) count the same as a
     # product it can never book; one debit of the product booked sells it again
     return Check.fail(
         "products",
         f"the wallet server answers every debit of {named} with an error and books nothing; if it was "
         "only busy (database is locked), the next debit of it booked sells it again; else the item is in "
-        f"no pretix quota or inactive: add it to a quota or take it out of {where} "
+        f"no pretix quota or inactive: add it to a quota or take {where} out "
         "(taptill queue --rejected lists the sales)",
+    )
+
+
+def _denied_cards_check(journal: Journal | None, *, readable: bool = True) -> Check:
+    """Cards refused offline because the server refused one of their sales for the card itself (unknown,
+    or its balance did not pay): WARN while there are any, as a guest with one is declined offline."""
+    if journal is None and not readable:
+        return Check.warn("cards", "unknown: the journal cannot be read (see the journal check)")
+    if journal is None:
+        return Check.ok("cards", "no journal yet")
+    denied = journal.denied_cards()
+    if not denied:
+        return Check.ok("cards", "no card is denied offline")
+    reasons = ", ".join(f"{count} {reason}" for reason, count in denied.items())
+    return Check.warn(
+        "cards",
+        f"{sum(denied.values())} card(s) denied offline ({reasons}): the server refused a sale of each for "
+        "the card itself; each is declined while the server is unreachable, until the server next answers "
+        "for it (any online tap of it ends the denial)",
     )
 
 

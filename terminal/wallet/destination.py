@@ -23,7 +23,9 @@ A server that answers a debit with an error status (5xx) is up; it is this reque
 answers 500 to every debit of an item in no quota, and books nothing). Such answers never take the server
 for down. On a server that does not deduplicate, a sale whose error answers reconciliation finds not booked
 ``server_error_limit`` times is rejected with a reason naming its products, and those products are noted
-as unsellable (before the rejection is written), so the terminal stops selling them offline.
+as unsellable (before the rejection is written), so the terminal stops selling them offline. In a cart of
+several products only those the server never booked before are suspects (counted and noted); a cart of
+products each booked before notes none, and its rejection says the cart as a whole failed.
 """
 
 from __future__ import annotations
@@ -255,31 +257,69 @@ class WalletDestination:
             f"amount {sale.amount_cents}; check the wallet and settle by hand"
         )
 
-    def failed_unbooked(self, sale: SaleRecord, status: int) -> bool:
-        """The server answered ``sale``'s debit with ``status`` and the balance shows nothing booked. After
-        server_error_limit such answers in a row for one of its products, the products are marked unsellable
-        (not sold offline; online taps are declined on the next such answer). True when they were."""
+    def suspects(self, sale: SaleRecord) -> list[str]:
+        """The products of ``sale`` that may be why the server keeps failing it and booking nothing: its
+        one product; in a cart of several, those no sale the server booked ever contained (this journal:
+        a product it booked is in a quota and sells, and a cart failing with it is not its fault)."""
+        products = list(dict.fromkeys(str(p) for p in sale.products))
+        if len(products) == 1:
+            return products
+        booked = self.store.journal.booked_products(products)
+        return [p for p in products if p not in booked]
+
+    def failed_unbooked(self, sale: SaleRecord, status: int) -> tuple[DeclineReason, str]:
+        """The server answered ``sale``'s debit with ``status`` and the balance shows nothing booked: the
+        rejection's code and detail. After server_error_limit such answers in a row for a suspect product
+        (``suspects``), those products are marked unsellable (not sold offline; online taps are declined
+        on the next such answer) and the code is bad_product; a cart of products each booked before marks
+        none and its detail says the cart as a whole failed."""
+        detail = f"the server answered its debit with {status} and booked nothing; the tap was declined"
+        suspects = self.suspects(sale)
+        if not suspects:
+            return DeclineReason.SERVER_TROUBLE, f"{detail}; {self._whole_cart(sale)}"
         counts = self.store.unbooked_errors
-        for product in dict.fromkeys(str(p) for p in sale.products):
+        for product in suspects:
             counts[product] = counts.get(product, 0) + 1
-        if all(counts[str(p)] < self.server_error_limit for p in sale.products):
-            return False
-        self._unsellable(sale, status)
-        return True
+        failing = [p for p in suspects if counts[p] >= self.server_error_limit]
+        if not failing:
+            return DeclineReason.SERVER_TROUBLE, detail
+        self._mark_unsellable(failing, status)
+        return DeclineReason.BAD_PRODUCT, detail
 
     def _unsellable(self, sale: SaleRecord, status: int) -> NotBooked:
-        """The server keeps failing this sale and books nothing: stop, name the products, stop selling
-        them offline (likely an item in no pretix quota, or inactive)."""
-        products = [(str(p), self.product_name(str(p))) for p in dict.fromkeys(sale.products)]
-        named = ", ".join(f"{name} (id {pid})" for pid, name in products)
+        """The server keeps failing this sale and books nothing: stop, name the suspect products, stop
+        selling them offline (likely an item in no pretix quota, or inactive)."""
+        suspects = self.suspects(sale)
+        if not suspects:
+            detail = (
+                f"the server answered {status} to every attempt ({self.server_error_limit}) and booked "
+                f"nothing; {self._whole_cart(sale)}"
+            )
+            log.error("sale %d not booked: %s", sale.id, detail)
+            return NotBooked(False, detail, code=DeclineReason.SERVER_TROUBLE)
+        return NotBooked(False, self._mark_unsellable(suspects, status), code=DeclineReason.BAD_PRODUCT)
+
+    def _whole_cart(self, sale: SaleRecord) -> str:
+        named = ", ".join(self._named(list(dict.fromkeys(str(p) for p in sale.products))))
+        return (
+            f"the cart as a whole failed: the server booked each of its products before ({named}), so none "
+            "is marked unsellable"
+        )
+
+    def _named(self, products: Sequence[str]) -> list[str]:
+        return [f"{self.product_name(pid)} (id {pid})" for pid in products]
+
+    def _mark_unsellable(self, products: Sequence[str], status: int) -> str:
+        """Note ``products`` as ones the server cannot book (not sold offline); returns why, for people."""
+        named = ", ".join(self._named(products))
         detail = (
             f"the server answered {status} to every attempt ({self.server_error_limit}) and booked nothing; "
             f"it cannot book {named}: is the item in a pretix quota and active? (or was the server only "
             "busy: a debit of it booked sells it again)"
         )
-        self.store.mark_unsellable(products, detail)
+        self.store.mark_unsellable([(pid, self.product_name(pid)) for pid in products], detail)
         log.error("not selling %s offline any more: %s", named, detail)
-        return NotBooked(False, detail, code=DeclineReason.BAD_PRODUCT)
+        return detail
 
     async def probe(self) -> bool:
         """A cheap request that moves no money, to close the circuit breaker."""

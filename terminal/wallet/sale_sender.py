@@ -202,9 +202,7 @@ class SaleSender:
             return Delivered(read)
         if verdict is ByBalance.NO:
             status = current.last_status or min(FINAL_ERRORS)
-            unsellable = self.destination.failed_unbooked(current, status)
-            code = DeclineReason.BAD_PRODUCT if unsellable else DeclineReason.SERVER_TROUBLE
-            detail = f"the server answered its debit with {status} and booked nothing; the tap was declined"
+            code, detail = self.destination.failed_unbooked(current, status)
             self.store.rejected([current], detail, code)
             return Refusal(code, detail)
         return Later("unclear whether booked after a server error")

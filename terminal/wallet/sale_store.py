@@ -11,7 +11,13 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from terminal.journal import Journal, SaleRecord, remember_card_statement
+from terminal.journal import (
+    CARD_REFUSALS,
+    Journal,
+    SaleRecord,
+    allow_card_statement,
+    remember_card_statement,
+)
 from terminal.model import DeclineReason
 from terminal.service import boot_clock
 
@@ -46,10 +52,16 @@ class SaleStore:
         return self.journal.due_sales(limit=limit)
 
     def begin(self, records: Sequence[SaleRecord], basis: object) -> None:
-        """``basis`` is the balance just read (a server that does not deduplicate), else None."""
+        """``basis`` is the balance just read (a server that does not deduplicate), else None; the card's
+        balance is remembered with it (the server answered for the card: a denial ends)."""
         for sale in records:
             balance = basis if isinstance(basis, int) else sale.balance_before
-            self.journal.mark_attempt(sale.id, balance, self.clock())
+            seen = (
+                [remember_card_statement(sale.token_id, basis, boot_clock.now(self.clock()))]
+                if isinstance(basis, int)
+                else []
+            )
+            self.journal.mark_attempt(sale.id, balance, self.clock(), seen)
 
     def done(self, records: Sequence[SaleRecord], result: object, *, by_settling: bool) -> None:
         """``result`` is the balance after (cents) or None; a sale answered done on its attempt is
@@ -59,6 +71,8 @@ class SaleStore:
             also = list(self.reports_for(sale)) if self.reports_for is not None else []
             if balance is not None:
                 also.append(remember_card_statement(sale.token_id, balance, boot_clock.now(self.clock())))
+            else:
+                also.append(allow_card_statement(sale.token_id))  # booked: the card pays, deny it no more
             self.journal.mark_done(sale.id, balance, also, approved=not by_settling)
             self.delivered += 1
             for product in sale.products:
@@ -71,7 +85,11 @@ class SaleStore:
     def rejected(self, records: Sequence[SaleRecord], reason: str, code: str) -> None:
         for sale in records:
             self.journal.mark_rejected(sale.id, f"{code}: {reason}")
-            if sale.offline or code == DeclineReason.UNKNOWN_CARD:
+            # Only a refusal about the card denies it (journal.CARD_REFUSALS): never a product the server
+            # cannot book or its failing, which would lock a guest out for a fault not theirs. An online
+            # sale refused for the balance was declined at the tap, and the balance just read decides the
+            # card's next offline tap: no denial; an unknown card is denied either way.
+            if code in CARD_REFUSALS and (sale.offline or code == DeclineReason.UNKNOWN_CARD):
                 self.journal.deny_card(sale.token_id, code)
             log.warning("sale %d rejected: %s (%s)", sale.id, code, reason)
 
