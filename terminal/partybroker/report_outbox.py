@@ -73,13 +73,15 @@ class ReportOutbox:
 
 def report_counts(journal: Journal) -> ReportCounts:
     """For ``taptill status`` (works on a journal of any schema version this taptill knows)."""
-    quantity = "CAST(json_extract(payload, '$.quantity') AS INTEGER)"
+    # SQL in lower case: mutmut's lower-casing of an upper-case query would be the same query (a mutant
+    # no test can kill); its upper-casing changes the states and the JSON path, which tests catch.
+    quantity = "cast(json_extract(payload, '$.quantity') as integer)"
     rows = journal.query(
-        "SELECT COALESCE(SUM(state = 'pending'), 0),"
-        f" COALESCE(SUM(CASE WHEN state = 'done' THEN {quantity} END), 0),"
-        " COALESCE(SUM(state = 'ambiguous'), 0),"
-        f" COALESCE(SUM(CASE WHEN state = 'ambiguous' THEN {quantity} END), 0),"
-        " COALESCE(SUM(state = 'rejected'), 0) FROM outbox WHERE destination = ?",
+        "select coalesce(sum(state = 'pending'), 0),"
+        f" coalesce(sum(case when state = 'done' then {quantity} end), 0),"
+        " coalesce(sum(state = 'ambiguous'), 0),"
+        f" coalesce(sum(case when state = 'ambiguous' then {quantity} end), 0),"
+        " coalesce(sum(state = 'rejected'), 0) from outbox where destination = ?",
         (DESTINATION,),
     )
     r = rows[0]
