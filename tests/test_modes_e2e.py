@@ -12,6 +12,7 @@ from tests.terminal_lab import (
     EMPTY,
     ERIKA,
     MAX,
+    SMALL,
     TerminalProcess,
     journal_lines,
     kiosk_operators,
@@ -24,7 +25,9 @@ from tests.terminal_lab import (
 OPERATOR = "04C0FFEE000001"
 
 
-def _select_config(tmp_path: Path, server: WalletEmulator, timeout_s: float = 30.0) -> Path:
+def _select_config(
+    tmp_path: Path, server: WalletEmulator, timeout_s: float = 30.0, display: str = "none"
+) -> Path:
     esp, cap = ("espresso", "cappuccino") if server.flavour == "doc" else (1, 2)
     extra = f"""
 [select]
@@ -32,7 +35,7 @@ buttons = {{ b1 = {esp!r}, b2 = {cap!r} }}
 cancel_button = "cancel"
 cart_timeout_s = {timeout_s}
 """.replace("'", '"')
-    return write_config(tmp_path, server, products=[], mode="select", extra=extra)
+    return write_config(tmp_path, server, products=[], mode="select", extra=extra, display=display)
 
 
 def _topup_config(tmp_path: Path, server: WalletEmulator, unlock_s: float = 60.0, more: str = "") -> Path:
@@ -86,6 +89,37 @@ def test_select_cancel_and_timeout_empty_the_cart(tmp_path: Path, wallet_server:
     finally:
         term.stop()
     assert journal_lines(term.config) == [] and wallet_server.transactions() == []
+
+
+def test_a_declined_guests_cart_is_not_paid_by_the_next_guest(
+    tmp_path: Path, wallet_server: WalletEmulator
+) -> None:
+    # The field: the cart stayed after a declined tap, and the next card paid for it.
+    term = TerminalProcess(_select_config(tmp_path, wallet_server, display="console"))
+    cfg = str(term.config)
+    try:
+        _press(term, "b2")  # guest A: a cappuccino, 3,00 €
+        guest_a = taptill("tap", SMALL, "--config", cfg, check=False)  # 1,00 € on the card
+        wait_for(lambda: term.log().count("Choose, then tap") >= 2, what="the idle screen after A's decline")
+        guest_b = taptill("tap", MAX, "--config", cfg, check=False)  # chose nothing
+        wait_for(lambda: term.log().count("Choose, then tap") >= 3, what="the idle screen after B's tap")
+        log = term.log()
+    finally:
+        term.stop()
+    assert guest_a.returncode == 1 and guest_a.stdout.startswith("declined: insufficient balance")
+    assert (guest_b.returncode, guest_b.stdout) == (
+        0,
+        "balance 20,00 €: nothing charged (the cart is empty)\n",
+    )
+    assert wallet_server.transactions() == [] and wallet_server.balance(MAX) == 2000
+    (declined,) = journal_lines(term.config)
+    assert (declined["token_id"], declined["state"], declined["amount_cents"]) == (SMALL, "declined", -300)
+    # What the screen showed, in order: A's cart, the decline, then the board (no cart) for guest B.
+    titles = [line.split("─")[1].strip() for line in log.splitlines() if line.startswith("┌─ ")]
+    assert titles == [
+        *("Choose, then tap", "Total 3,00 €", "Processing", "Declined", "Choose, then tap"),
+        *("Processing", "Balance", "Choose, then tap"),
+    ], titles
 
 
 def test_kiosk_operator_unlocks_and_the_guest_is_credited(tmp_path: Path) -> None:

@@ -138,6 +138,8 @@ class Controller:
         self.guard = RetapGuard(settings.retap_guard_s, settings.rearm_absent_s, self.token)
         self._result_uid: str | None = None
         self._asking: str | None = None  # the card whose tap waits for the mode's Ask to be answered
+        # A tap took a Sale from the mode and has not ended: its end tells the mode paid() or declined().
+        self._selling = False
         self.mode = MODES[settings.mode](self)
 
     # --- screens -------------------------------------------------------------------------------
@@ -187,6 +189,11 @@ class Controller:
         return self._tokens
 
     def _result(self, screen: Screen, *extra: Effect) -> list[Effect]:
+        if self._selling:
+            # Every end of a tap passes here; one that was not paid (declined, refused, not journaled)
+            # tells the mode, so a choice the next card must not pay goes before the idle screen is back.
+            self._selling = False
+            self.mode.declined()
         self.phase = Phase.RESULT
         self._tap = None
         self._result_uid = None
@@ -330,6 +337,7 @@ class Controller:
             case BalanceCheck():
                 return self._lookup(_Tap(uid, (), 0, kind="balance"))
             case Sale(products, goods, operator, key, bill, expect, offline_ok):
+                self._selling = True
                 short = self._short_of(goods or products)
                 if short:
                     # Before any lookup: nothing is asked, charged or poured of what the bar has run out of.
@@ -511,12 +519,17 @@ class Controller:
             effects += self.guard.charged(tap.uid, on_reader=self.card_on_reader == tap.uid)
         return effects
 
+    def _paid(self) -> None:
+        """The tap's sale is journaled: the mode's choice is spent (and the tap is no decline)."""
+        self._selling = False
+        self.mode.paid()
+
     def _charge_result(
         self, tap: _Tap, event: ChargeDone | ChargeQueued | ChargeRejected | ChargeFailed
     ) -> list[Effect]:
         match event:
             case ChargeDone(_, balance_after, already):
-                self.mode.paid()
+                self._paid()
                 if tap.credit:
                     return self._result(CreditScreen(tap.amount_cents, balance_after), Beep("approved"))
                 if already and tap.key is not None:
@@ -529,7 +542,7 @@ class Controller:
                     Beep("approved"),
                 )
             case ChargeQueued(_, estimate):
-                self.mode.paid()
+                self._paid()
                 if tap.offline:
                     self.unconfirmed += 1
                 if tap.credit:

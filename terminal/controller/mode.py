@@ -108,8 +108,9 @@ class SellMode:
     """One way to sell. The core calls ``start`` once when the terminal starts, ``idle_screen`` whenever
     it is ready for a tap, ``card`` for each new tap it takes (after its own guards), ``button`` while no
     tap is under way, ``timer`` for a timer token it did not start, ``paid`` once a sale is journaled,
-    ``catalog_changed`` after new prices, ``answer`` for an event the core does not know (the answer to
-    an effect the mode asked for), and ``resumed`` when a result screen gives way to the idle screen."""
+    ``declined`` once a tap that was to pay a ``Sale`` ends with none journaled, ``catalog_changed``
+    after new prices, ``answer`` for an event the core does not know (the answer to an effect the mode
+    asked for), and ``resumed`` when a result screen gives way to the idle screen."""
 
     credits: ClassVar[bool] = False  # sells credits (negative prices, a top-up) instead of debits
 
@@ -166,6 +167,16 @@ class SellMode:
 
     def paid(self) -> None:
         """The tap's sale is journaled (booked or queued): what was chosen for it is spent."""
+        self.cart.clear()
+
+    def declined(self) -> None:
+        """The tap that was to pay a ``Sale`` ended with nothing journaled as sold: declined online or
+        offline, refused by the server, not journaled, or refused before any lookup (sold out).
+
+        What a guest chose was that guest's: it is emptied, so the next card never pays for it (in the
+        field a declined guest's cart was charged to the next guest with their own). A mode whose choice
+        is not the tapping guest's (an operator's amount, a table's bill) keeps it and says why.
+        """
         self.cart.clear()
 
     def catalog_changed(self) -> None:

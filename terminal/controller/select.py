@@ -9,8 +9,9 @@ from terminal.screens.select import SELECT_ACTION, CartLine, CartScreen
 
 
 class SelectMode(SellMode):
-    """The cart is emptied by the cancel button, by a paid tap, or ``cart_timeout_s`` after the last
-    press (the guest walked away)."""
+    """The cart is emptied by the cancel button, by the tap that takes it, paid or not (a declined guest
+    chooses again: the next card pays only what its guest chose; ``SellMode.declined``), or
+    ``cart_timeout_s`` after the last press (the guest walked away)."""
 
     def __init__(self, till: Till) -> None:
         super().__init__(till)

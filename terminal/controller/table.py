@@ -175,6 +175,11 @@ class TableMode(SellMode):
         if not self._fixed:
             self._to_choose()  # the next guest's table
 
+    def declined(self) -> None:
+        """The table and its bill stay chosen: the bill is what the table owes, not what the declined
+        guest chose, and it is read again from the POS at every tap (a changed bill is shown, not paid);
+        another guest at the table pays it with another card. Staff move on with the buttons."""
+
     def catalog_changed(self) -> None:
         super().catalog_changed()
         self._price_problems = self._check_prices()

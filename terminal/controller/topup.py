@@ -114,6 +114,14 @@ class TopupMode(SellMode):
         self._pending_cents = 0
         super().paid()
 
+    def declined(self) -> None:
+        """The amount stays chosen while the kiosk is unlocked, as at a staffed top-up till: the operator
+        chose it, holds the guest's cash for it and watches the tap, so a card that is not registered,
+        blocked or over a cap is tapped again (or another card is) without the amount keyed in again. It
+        goes with the unlock: ``unlock_s`` after the operator's last card or press, the operator's card
+        tapped again, or the clear button."""
+        self._pending_cents = 0  # not credited: not counted against max_credit_per_unlock_cents
+
     def _pin_press(self, button: str) -> Refusal | Redraw:
         name = self._pin_for
         assert name is not None
