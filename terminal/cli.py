@@ -144,7 +144,10 @@ def _parser() -> argparse.ArgumentParser:
         )
     )
     q.add_argument(
-        "--rejected", action="store_true", help="list rejected sales and records (after-the-fact refusals)"
+        "--rejected",
+        action="store_true",
+        help="list rejected sales and records (after-the-fact refusals; sales refused while the guest waited "
+        "are marked declined at the tap: nothing owed)",
     )
 
     se = with_config(
@@ -775,6 +778,7 @@ def _queue(journal: Journal, cfg: Config, rejected: bool) -> int:
         _say(
             f"{_sale_label(s):<8} {s.created_at}  card {s.token_id}  {money}  key {s.idempotency_key}"
             f"  attempts {s.attempts}  {s.reason}"
+            + ("  (nothing served, nothing owed)" if s.refused_at_tap else "")
         )
     for r in records:
         label = "HELD" if r.hold else r.state.upper()
@@ -807,7 +811,8 @@ def _queue(journal: Journal, cfg: Config, rejected: bool) -> int:
 def _sale_label(sale: SaleRecord) -> str:
     """``DONE``, ``HELD``, ``PENDING (not dispensed)``, ``CHARGED, NOT DISPENSED`` or ``CHARGED, NEVER
     APPROVED`` (to refund: a person checks whether the guest got the product), ``REFUNDED`` or ``SERVED
-    BY HAND`` (a person closed it), as queue and recover list a sale."""
+    BY HAND`` (a person closed it), ``DECLINED AT THE TAP`` (refused while the guest waited: nothing
+    owed), as queue and recover list a sale."""
     if sale.resolved is not None:
         return "REFUNDED" if sale.resolved == "refunded" else "SERVED BY HAND"
     if sale.state is SaleState.DONE and not sale.approved:
@@ -815,6 +820,9 @@ def _sale_label(sale: SaleRecord) -> str:
         return "CREDITED, NEVER CONFIRMED" if sale.amount_cents > 0 else "CHARGED, NEVER APPROVED"
     if sale.state is SaleState.DONE and sale.dispensed is False:
         return "CHARGED, NOT DISPENSED"
+    if sale.refused_at_tap:
+        # refused while the guest waited: the guest saw "declined", so no money is owed for it
+        return "DECLINED AT THE TAP"
     label = "HELD" if sale.hold else str(sale.state).upper()
     if sale.state is SaleState.PENDING and sale.dispensed is False:
         label += " (not dispensed)"
@@ -829,8 +837,9 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
         "pending_cents": -st.pending_cents,
         "held": st.held,
         "done": st.done,
-        "rejected": st.rejected,
+        "rejected": st.rejected,  # served, then refused: money not collected
         "rejected_cents": -st.rejected_cents,
+        "refused_at_tap": st.refused_at_tap,  # refused while the guest waited: declined, nothing owed
         "declined": st.declined,
         "oldest_pending": st.oldest_pending,
         "to_refund": st.to_refund,
@@ -908,7 +917,13 @@ def _status(journal: Journal, cfg: Config, as_json: bool) -> int:
     )
     if st.oldest_pending:
         _say(f"oldest pending:  {st.oldest_pending}")
-    _say(f"rejected:        {st.rejected} ({format_cents(-st.rejected_cents, loc, cur)})")
+    _say(
+        f"rejected:        {st.rejected} ({format_cents(-st.rejected_cents, loc, cur)})"
+        + (", served but refused by the server: money not collected" if st.rejected else "")
+    )
+    if st.refused_at_tap:
+        # declined while the guest waited: no money is missing, so no amount is shown
+        _say(f"refused at the tap: {st.refused_at_tap}, declined while the guest waited: nothing owed")
     _say(f"declined taps:   {st.declined}")
     if st.booked_elsewhere:
         _say(

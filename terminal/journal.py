@@ -282,6 +282,11 @@ PAYS_TABLE_SQL = "idempotency_key IN (SELECT sale_key FROM table_bills)"
 TO_REFUND_SQL = (
     f"state = 'done' AND resolved IS NULL AND (approved = 0 OR dispensed = 0) AND NOT {PAYS_TABLE_SQL}"
 )
+# A sale the server refused after its guest was served (offline, or approved before it was sent): money
+# not collected. One it refused while the guest waited at the tap (never approved) is a declined tap:
+# nothing served, nothing owed, and never counted as rejected money.
+REJECTED_SQL = "state = 'rejected' AND approved = 1"
+REFUSED_AT_TAP_SQL = "state = 'rejected' AND approved = 0"
 RESOLUTIONS = ("refunded", "served")
 # How the controller's offline decisions begin (terminal/controller/offline_policy.py): a done sale keeps
 # such a reason, since the decision is journaled (DESIGN.md, invariant 3); any other note was a retry's.
@@ -383,6 +388,12 @@ class SaleRecord:
             and not self.pays_table
         )
 
+    @property
+    def refused_at_tap(self) -> bool:
+        """The server refused it while the guest waited (never approved): a declined tap, nothing served,
+        nothing owed (``REFUSED_AT_TAP_SQL`` in Python); not money rejected after the fact."""
+        return self.state is SaleState.REJECTED and not self.approved
+
     def as_json(self) -> dict[str, object]:
         return {
             "id": self.id,
@@ -435,7 +446,7 @@ class JournalStatus:
     pending_cents: int
     held: int
     done: int
-    rejected: int
+    rejected: int  # approved (served) sales the server refused after the fact: money not collected
     rejected_cents: int
     declined: int
     oldest_pending: str | None
@@ -444,6 +455,9 @@ class JournalStatus:
     refunded: int = 0  # closed by a person: the guest was refunded
     served_by_hand: int = 0  # closed by a person: the guest was served by hand
     booked_elsewhere: int = 0  # done under a key booked before this terminal sent it: not in ``done``
+    # refused by the server while the guest waited (never approved): declined, nothing served or owed;
+    # not in ``rejected``
+    refused_at_tap: int = 0
 
 
 _COLUMNS = (
@@ -1085,14 +1099,15 @@ class Journal:
             "   THEN amount_cents END), 0),"
             " COALESCE(SUM(state = 'pending' AND hold = 1), 0),"
             f" COALESCE(SUM(state = 'done' AND reason NOT LIKE '{BOOKED_ELSEWHERE_REASON}%'), 0),"
-            " COALESCE(SUM(state = 'rejected'), 0),"
-            " COALESCE(SUM(CASE WHEN state = 'rejected' THEN amount_cents END), 0),"
+            f" COALESCE(SUM({REJECTED_SQL}), 0),"
+            f" COALESCE(SUM(CASE WHEN {REJECTED_SQL} THEN amount_cents END), 0),"
             " COALESCE(SUM(state = 'declined'), 0),"
             " MIN(CASE WHEN state = 'pending' THEN created_at END),"
             f" COALESCE(SUM({TO_REFUND_SQL}), 0),"
             f" COALESCE(SUM(CASE WHEN {TO_REFUND_SQL} THEN amount_cents END), 0),"
             " COALESCE(SUM(resolved = 'refunded'), 0), COALESCE(SUM(resolved = 'served'), 0),"
-            f" COALESCE(SUM(state = 'done' AND reason LIKE '{BOOKED_ELSEWHERE_REASON}%'), 0) FROM sales"
+            f" COALESCE(SUM(state = 'done' AND reason LIKE '{BOOKED_ELSEWHERE_REASON}%'), 0),"
+            f" COALESCE(SUM({REFUSED_AT_TAP_SQL}), 0) FROM sales"
         ).fetchone()
         return JournalStatus(
             pending=int(r[0]),
@@ -1108,6 +1123,7 @@ class Journal:
             refunded=int(r[10]),
             served_by_hand=int(r[11]),
             booked_elsewhere=int(r[12]),
+            refused_at_tap=int(r[13]),
         )
 
     # --- cards and the offline view ---------------------------------------------------------

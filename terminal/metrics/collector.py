@@ -117,7 +117,8 @@ class ScrapeCollector(Collector):
         names = {
             "pending": "Records waiting to be delivered (held ones included).",
             "held": "Records held for a person to settle (taptill queue, taptill settle).",
-            "rejected": "Records the destination refused for good.",
+            "rejected": "Records the destination refused for good (wallet: only sales served, then refused; "
+            "one refused while its guest waited is a declined tap, not counted).",
             "ambiguous": "Records whose request may or may not have been applied.",
         }
         for name, doc in names.items():

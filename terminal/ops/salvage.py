@@ -74,8 +74,10 @@ class Salvage:
 
     def counts(self, locale: str = "de", currency: str = "EUR") -> str:
         """``3 done 7,50 € (1 not dispensed 2,50 €), 1 pending 2,50 € (1 held 2,50 €), 0 rejected,
-        2 declined``: amounts as the guest pays them (a debit is positive). Done sales on the refund list
-        (``taptill queue``) are named: not dispensed, or booked though the guest was never told."""
+        2 declined (1 more refused at the tap: nothing owed)``: amounts as the guest pays them (a debit
+        is positive); a sale the server refused while its guest waited is no money rejected. Done sales
+        on the refund list (``taptill queue``) are named: not dispensed, or booked though the guest was
+        never told."""
 
         def total(sales: Iterable[SaleRecord]) -> str:
             return format_cents(-sum(s.amount_cents for s in sales), locale, currency)
@@ -87,6 +89,9 @@ class Salvage:
         held = [s for s in by[SaleState.PENDING] if s.hold]
         unapproved = [s for s in by[SaleState.DONE] if s.to_refund and not s.approved]
         undispensed = [s for s in by[SaleState.DONE] if s.to_refund and s.approved]
+        # refused while the guest waited: a declined tap, no money rejected
+        at_tap = [s for s in by[SaleState.REJECTED] if s.refused_at_tap]
+        rejected = [s for s in by[SaleState.REJECTED] if not s.refused_at_tap]
         to_check = [
             part(label, sales)
             for label, sales in (("not dispensed", undispensed), ("never approved", unapproved))
@@ -97,7 +102,8 @@ class Salvage:
             + (f" ({', '.join(to_check)})" if to_check else "")
             + f", {part('pending', by[SaleState.PENDING])}"
             + (f" ({part('held', held)})" if held else "")
-            + f", {part('rejected', by[SaleState.REJECTED])}, {len(by[SaleState.DECLINED])} declined"
+            + f", {part('rejected', rejected)}, {len(by[SaleState.DECLINED])} declined"
+            + (f" ({len(at_tap)} more refused at the tap: nothing owed)" if at_tap else "")
         )
 
     def lost_line(self) -> str:

@@ -1,6 +1,7 @@
 """One view of every destination's backlog, for ``taptill queue``, ``taptill status`` and ``doctor``.
 
-Counts per destination: pending (held ones included), held (a person settles them), rejected, ambiguous
+Counts per destination: pending (held ones included), held (a person settles them), rejected (for the
+wallet: sales served, then refused; one refused while its guest waited is counted apart), ambiguous
 (the outcome of a request is not known: a pending record that may have been applied, or one given up at
 most once) and when the oldest pending record was made. Works on a journal of any schema this taptill
 knows (read-only commands migrate a copy in memory).
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from terminal.journal import Journal
+from terminal.journal import REFUSED_AT_TAP_SQL, REJECTED_SQL, Journal
 
 WALLET = "wallet"
 
@@ -24,6 +25,8 @@ class Backlog:
     rejected: int
     ambiguous: int
     oldest_pending: str | None  # ISO 8601 (UTC) creation time of the oldest pending record
+    # the wallet's sales refused while the guest waited: declined taps, nothing owed, not in ``rejected``
+    refused_at_tap: int = 0
 
     def age_s(self, now: datetime) -> float | None:
         if self.oldest_pending is None:
@@ -38,6 +41,8 @@ class Backlog:
             f"{self.destination}: {self.pending} pending, {self.held} held, {self.rejected} rejected, "
             f"{self.ambiguous} ambiguous"
         )
+        if self.refused_at_tap:
+            text += f" ({self.refused_at_tap} more refused at the tap: nothing served, nothing owed)"
         return text + (f", oldest pending {self.oldest_pending}" if self.oldest_pending else "")
 
 
@@ -46,10 +51,12 @@ def backlogs(journal: Journal, destinations: tuple[str, ...] = ()) -> list[Backl
     ``destinations``, the configured ones, even before their first record)."""
     r = journal.query(
         "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'pending' AND hold = 1), 0),"
-        " COALESCE(SUM(state = 'rejected'), 0), COALESCE(SUM(state = 'pending' AND maybe_sent = 1), 0),"
-        " MIN(CASE WHEN state = 'pending' THEN created_at END) FROM sales"
+        f" COALESCE(SUM({REJECTED_SQL}), 0), COALESCE(SUM(state = 'pending' AND maybe_sent = 1), 0),"
+        f" MIN(CASE WHEN state = 'pending' THEN created_at END), COALESCE(SUM({REFUSED_AT_TAP_SQL}), 0)"
+        " FROM sales"
     )[0]
-    out = [Backlog(WALLET, int(r[0]), int(r[1]), int(r[2]), int(r[3]), r[4])]
+    # a wallet sale refused while its guest waited is a declined tap, not money rejected: counted apart
+    out = [Backlog(WALLET, int(r[0]), int(r[1]), int(r[2]), int(r[3]), r[4], int(r[5]))]
     found = journal.query(
         "SELECT destination, COALESCE(SUM(state = 'pending'), 0),"
         " COALESCE(SUM(state = 'pending' AND hold = 1), 0), COALESCE(SUM(state = 'rejected'), 0),"
