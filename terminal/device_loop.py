@@ -62,7 +62,7 @@ from terminal.events import (
 from terminal.journal import Journal, JournalError, SaleRecord, remember_card_statement, table_bill_statement
 from terminal.model import DeclineReason, ProductId
 from terminal.ops.tap_outcome import DECISION_MARGIN_S, decision_line, press_line
-from terminal.screens import ASK_STAFF
+from terminal.screens import ASK_STAFF, BalanceScreen
 from terminal.screens.table import BillProblem
 from terminal.service import boot_clock
 from terminal.service.crashpoint import crashpoint
@@ -460,6 +460,8 @@ class DeviceLoop:
         match effect:
             case Show(screen):
                 self.display.show(screen)
+                if isinstance(screen, BalanceScreen):
+                    self._remember_balance()
             case LookupWallet(uid):
                 return await self._lookup(uid)
             case FetchBill(table_id, token, tap):
@@ -702,6 +704,19 @@ class DeviceLoop:
                 case Unavailable(reason, status=status):
                     self.health.mark_down(reason, status)
         return WalletUnreachable(uid, self.journal.offline_view(uid, boot_clock.now(self.clock())))
+
+    def _remember_balance(self) -> None:
+        """A tap that only showed the balance (an empty cart) journals no sale to commit the card's balance
+        with: it is written alone, so a guest who checked their balance is known if the server drops
+        before their next tap (the field saw "card never seen online" right after a balance check)."""
+        seen, self._seen = self._seen, None
+        if seen is None:
+            return
+        try:
+            self.journal.execute_all([seen[1]])
+        except JournalError as exc:
+            log.error("cannot journal the balance a card showed: %s", exc)
+            self._storage_failed()
 
     def _end_denial(self, uid: str, seen: tuple[str, Sequence[object]]) -> None:
         """The server answered for a card denied offline: the denial ends now, with its balance, in one

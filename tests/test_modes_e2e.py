@@ -75,6 +75,30 @@ def test_select_cart_then_tap_pays_it(tmp_path: Path, wallet_server: WalletEmula
     assert wallet_server.balance(MAX) == 1200
 
 
+def test_a_balance_check_is_the_card_seen_online_for_its_next_offline_tap(
+    tmp_path: Path, wallet_server: WalletEmulator
+) -> None:
+    """A guest checks their balance (empty cart), the server drops, they choose and tap: the balance just
+    shown decides offline (the field saw "declined offline: card never seen online")."""
+    term = TerminalProcess(_select_config(tmp_path, wallet_server))
+    cfg = str(term.config)
+    try:
+        checked = taptill("tap", MAX, "--config", cfg, check=False)  # nothing chosen: the balance only
+        assert checked.stdout.startswith("balance 20,00 €"), checked.stdout
+        assert journal_lines(term.config) == []  # no sale: the balance is remembered on its own
+        wallet_server.faults.set_down(True)
+        _press(term, "b1")
+        said = taptill("tap", MAX, "--config", cfg, check=False).stdout
+        assert said.startswith("approved") and "offline" in said, said
+        (sale,) = journal_lines(term.config)
+        assert sale["state"] == "pending" and sale["offline"] is True
+        wallet_server.faults.set_down(False)
+        wait_for(lambda: settled(term.config, 1), what="the offline sale's delivery")
+    finally:
+        term.stop()
+    assert [t.amount for t in wallet_server.transactions()] == [-250]
+
+
 def test_select_cancel_and_timeout_empty_the_cart(tmp_path: Path, wallet_server: WalletEmulator) -> None:
     term = TerminalProcess(_select_config(tmp_path, wallet_server, timeout_s=1.0))
     try:

@@ -642,3 +642,12 @@ def test_a_cell_a_spreadsheet_would_run_as_a_formula_is_neutralised_in_both_expo
     for start in ("=", "+", "-", "@", "\t", "\r", "\uff1d"):
         assert text_cell(f"{start}1+2").startswith("'"), repr(start)
     assert [text_cell(t) for t in ("Espresso", "1+2", "", "a=b")] == ["Espresso", "1+2", "", "a=b"]
+
+
+def test_a_rejections_words_are_kept_as_whole_as_the_journal_keeps_them() -> None:
+    from terminal.report.shift import rejection_code, rejection_group
+
+    said = "the server answered 500 to every attempt (3) and booked nothing; " + "x" * 220
+    assert rejection_group(f"bad_product: {said}") == said  # 286 characters, not cut at 200
+    assert rejection_code(f"bad_product: {said}") == "bad_product"
+    assert rejection_code("400: Insufficient balance") == "other"

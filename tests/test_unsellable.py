@@ -75,7 +75,7 @@ def test_a_debit_answered_500_is_declined_unless_booked_and_the_product_no_longe
         wait_for(lambda: len(journal_lines(config)) == 5, what="the offline tap")
         offline = journal_lines(config)[4]
         assert offline["state"] == "declined" and offline["offline"] is True, offline
-        assert "cannot book product 3" in offline["reason"], offline
+        assert "cannot book product Latte Macchiato (id 3)" in offline["reason"], offline
 
         # Online again: a debit answered 500 is declined as unavailable, and nothing is left to send.
         server.faults.set_down(False)

@@ -488,7 +488,8 @@ class Controller:
                 unsellable = sorted({str(p) for p in tap.products} & self.unsellable)
                 if unsellable:
                     # Sold offline it would be served now and refused by the server later.
-                    note = offline_reason(f"the server cannot book product {', '.join(unsellable)}")
+                    named = ", ".join(_named(self.product(pid), pid) for pid in unsellable)
+                    note = offline_reason(f"the server cannot book product {named}")
                     screen = DeclinedScreen(DeclineReason.BAD_PRODUCT)
                     return self._decline(tap, DeclineReason.BAD_PRODUCT, screen, offline=True, note=note)
                 decision = decide_offline(view, -tap.amount_cents, self.settings.offline)
@@ -568,3 +569,8 @@ class Controller:
                 # StorageChanged and keeps the terminal out of service until a write succeeds.
                 return self._result(OutOfServiceScreen(message), Beep("error"))
         return []
+
+
+def _named(product: Product | None, pid: str) -> str:
+    """``Mate (id 3)`` for staff reading a decline; the id alone when the catalog does not list it."""
+    return f"{product.name} (id {pid})" if product is not None else pid

@@ -22,7 +22,9 @@ NO_PRICE_LIST_NOTE = (
 )
 
 
-REASON_CHARS = 200  # a rejection's words kept whole: they name the product and what the server said
+# A rejection's words kept whole (the journal keeps 300 characters): they name the product and what the
+# server said; taptill's own reason for an unsellable product runs past 200.
+REASON_CHARS = 300
 
 
 @dataclass(frozen=True)
