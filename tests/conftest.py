@@ -12,6 +12,7 @@ import pytest
 
 from terminal.emulator.readers.pcsc_lab import process_socket_dir
 from terminal.emulator.wallet import WalletEmulator
+from terminal.journal import Journal
 from tests.terminal_lab import TerminalProcess
 
 
@@ -76,6 +77,16 @@ def kill_leftover_terminals() -> Iterator[None]:
     """A test that fails (or times out) with its ``taptill run`` still up must not leave it running."""
     yield
     TerminalProcess.kill_leftovers()
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    """A fresh journal file in the test's own folder, closed after the test (a module may define its own)."""
+    opened = Journal.open(tmp_path / "journal.sqlite3")
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 @pytest.fixture(params=["doc", "real"])

@@ -4,8 +4,7 @@ and the counts ``taptill status`` prints for each state."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import pytest
 
@@ -17,15 +16,6 @@ from terminal.ready2order.invoice_outbox import DESTINATION, InvoiceCounts, Invo
 from tests.terminal_lab import MAX
 
 CATALOG = [Product("espresso", "Espresso", 250), Product("cappuccino", "Cappuccino", 320)]
-
-
-@pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    journal = Journal.open(tmp_path / "journal.sqlite3")
-    try:
-        yield journal
-    finally:
-        journal.close()
 
 
 def outbox_of(*, training: bool) -> InvoiceOutbox:

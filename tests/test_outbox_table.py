@@ -5,8 +5,7 @@ a held record changes, and the lines the operator reads in the log."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -24,15 +23,6 @@ from terminal.outbox.table import (
 LOGGER = "terminal.outbox.table"
 SHOP = "ready2order"
 OTHER = "partybroker"
-
-
-@pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    journal = Journal.open(tmp_path / "journal.sqlite3")
-    try:
-        yield journal
-    finally:
-        journal.close()
 
 
 def add(journal: Journal, ref: str, destination: str = SHOP, sale_id: int | None = None) -> OutboxRow:

@@ -5,8 +5,7 @@ and the counts ``taptill status`` prints for each state."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import pytest
 
@@ -20,15 +19,6 @@ from tests.terminal_lab import MAX
 
 LOGGER = "terminal.partybroker.report_outbox"
 UNMAPPED = "product {} has no [partybroker.drinks] entry: its sales are not reported"
-
-
-@pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    journal = Journal.open(tmp_path / "journal.sqlite3")
-    try:
-        yield journal
-    finally:
-        journal.close()
 
 
 def outbox_of(journal: Journal) -> ReportOutbox:
