@@ -610,16 +610,22 @@ def _clock_check(now: datetime, journal: Journal | None) -> Check:
     return Check.ok("clock", f"{now:%Y-%m-%d %H:%M} UTC")
 
 
+def _without_journal(name: str, readable: bool, missing: str) -> Check:
+    """A journal check's line when there is no journal to read: WARN when it exists but cannot be read
+    (the journal check says why), OK with ``missing`` when there is none yet."""
+    if not readable:
+        return Check.warn(name, "unknown: the journal cannot be read (see the journal check)")
+    return Check.ok(name, missing)
+
+
 def _queue_check(
     journal: Journal | None, now: datetime, *, money: tuple[str, str], readable: bool = True
 ) -> Check:
     """Wallet sales: FAIL when they stop reaching the server; WARN for held or rejected ones, and while a
     guest charged but never served waits for a refund (a person's job, never a FAIL). ``money`` is the
     (locale, currency) amounts are shown in."""
-    if journal is None and not readable:
-        return Check.warn("queue", "unknown: the journal cannot be read (see the journal check)")
     if journal is None:
-        return Check.ok("queue", "no journal yet (the terminal has not run)")
+        return _without_journal("queue", readable, "no journal yet (the terminal has not run)")
     st = journal.status()
     parts = [f"{st.pending} pending", f"{st.rejected} rejected"]
     if st.held:
@@ -663,10 +669,8 @@ def _outbox_check(journal: Journal | None, now: datetime, *, readable: bool = Tr
     from terminal.brink.payment_outbox import payment_counts
     from terminal.outbox.view import WALLET, backlogs
 
-    if journal is None and not readable:
-        return Check.warn("outbox", "unknown: the journal cannot be read (see the journal check)")
     if journal is None:
-        return Check.ok("outbox", "no journal yet (the terminal has not run)")
+        return _without_journal("outbox", readable, "no journal yet (the terminal has not run)")
     others = [b for b in backlogs(journal) if b.destination != WALLET]
     if not others:
         return Check.ok("outbox", "no records for other destinations")
@@ -701,10 +705,8 @@ PRODUCTS_KEY = {
 def _unsellable_check(journal: Journal | None, *, readable: bool = True, mode: str = "tap") -> Check:
     """Products the server answered with an error on every attempt and booked nothing (issue 10); the
     advice names where ``mode`` configures its products (PRODUCTS_KEY)."""
-    if journal is None and not readable:
-        return Check.warn("products", "unknown: the journal cannot be read (see the journal check)")
     if journal is None:
-        return Check.ok("products", "no journal yet")
+        return _without_journal("products", readable, "no journal yet")
     unsellable = journal.unsellable()
     if not unsellable:
         return Check.ok("products", "the server booked every product sold")
@@ -724,10 +726,8 @@ def _unsellable_check(journal: Journal | None, *, readable: bool = True, mode: s
 def _denied_cards_check(journal: Journal | None, *, readable: bool = True) -> Check:
     """Cards refused offline because the server refused one of their sales for the card itself (unknown,
     or its balance did not pay): WARN while there are any, as a guest with one is declined offline."""
-    if journal is None and not readable:
-        return Check.warn("cards", "unknown: the journal cannot be read (see the journal check)")
     if journal is None:
-        return Check.ok("cards", "no journal yet")
+        return _without_journal("cards", readable, "no journal yet")
     denied = journal.denied_cards()
     if not denied:
         return Check.ok("cards", "no card is denied offline")
