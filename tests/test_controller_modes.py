@@ -151,9 +151,8 @@ def test_a_modes_own_timer_redraws_its_idle_screen(bill: Controller) -> None:
     assert screens(bill.handle(WalletBalance(CARD, 700))) == [BalanceScreen(700)]
 
 
-def test_a_credit_names_the_operator_who_unlocked_when_the_guest_tapped() -> None:
-    # The kiosk's unlock may run out while the lookup is under way; the credit was still handed over by
-    # the operator who unlocked it, so the journal must name them.
+def unlocked_kiosk() -> Controller:
+    """A top-up kiosk with one ten-euro button, just unlocked by Olga's operator card (taken away)."""
     settings = replace(
         ControllerSettings(products=(), offline=OFFLINE),
         mode="topup",
@@ -163,6 +162,13 @@ def test_a_credit_names_the_operator_who_unlocked_when_the_guest_tapped() -> Non
     c = Controller(settings, CATALOG)
     c.handle(CardPresented(OPERATOR))
     c.handle(CardRemoved())
+    return c
+
+
+def test_a_credit_names_the_operator_who_unlocked_when_the_guest_tapped() -> None:
+    # The kiosk's unlock may run out while the lookup is under way; the credit was still handed over by
+    # the operator who unlocked it, so the journal must name them.
+    c = unlocked_kiosk()
     (unlock,) = [e for e in c.handle(ButtonPressed("ten")) if isinstance(e, StartTimer)]
     c.handle(CardPresented(CARD))
     c.handle(TimerFired(unlock.token))
@@ -267,15 +273,7 @@ def test_a_paid_tap_still_empties_the_cart() -> None:
 def test_a_declined_top_up_keeps_the_operators_amount_while_the_kiosk_is_unlocked() -> None:
     # The operator chose the amount and holds the guest's cash: a card that is not registered (or over
     # a cap) is tried again, or another card is, without keying the amount in again.
-    settings = replace(
-        ControllerSettings(products=(), offline=OFFLINE),
-        mode="topup",
-        buttons={"ten": "topup_10"},
-        operators=OPERATORS,
-    )
-    c = Controller(settings, CATALOG)
-    c.handle(CardPresented(OPERATOR))
-    c.handle(CardRemoved())
+    c = unlocked_kiosk()
     c.handle(ButtonPressed("ten"))
     c.handle(CardPresented(CARD))
     fx = c.handle(WalletRefused(CARD, DeclineReason.UNKNOWN_CARD))
