@@ -35,6 +35,10 @@ from tests.terminal_lab import MAX, REPO, TerminalProcess, espresso, journal_lin
 from tests.test_systemd import MAX_EXPOSURE, exposure
 from tests.unit_lab import in_image, tool
 
+# Only a guard against a hang: a whole provisioning run took over 60 s beside the suite's other workers
+# (load 8+ on 2 cores), so the guard is far from what a slow run takes.
+HANG_GUARD_S = 300
+
 
 def provision(
     root: Path, *args: str, token: str | None = None, env: dict[str, str] | None = None
@@ -47,7 +51,7 @@ def provision(
         [sys.executable, "-m", "provisioning.provision", "--root", str(root), *args, *stdin],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=HANG_GUARD_S,
         cwd=REPO,
         env=full_env,
         input=(token or "") + "\n",

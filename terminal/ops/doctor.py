@@ -694,11 +694,12 @@ def _outbox_check(journal: Journal | None, now: datetime, *, readable: bool = Tr
 
 
 # Where each mode's products are configured: what the doctor says to take a product out of.
+# How to stop offering a product, by mode (the end of "... add it to a quota or <this>").
 PRODUCTS_KEY = {
-    "tap": "[terminal] products",
-    "select": "its button in [select] buttons",
-    "topup": "its button in [topup] buttons",
-    "table": "[table] denominations",
+    "tap": "take it out of [terminal] products",
+    "select": "take its button out of [select] buttons",
+    "topup": "take its button out of [topup] buttons",
+    "table": "take it out of [table] denominations",
 }
 
 
@@ -718,7 +719,7 @@ def _unsellable_check(journal: Journal | None, *, readable: bool = True, mode: s
         "products",
         f"the wallet server answers every debit of {named} with an error and books nothing; if it was "
         "only busy (database is locked), the next debit of it booked sells it again; else the item is in "
-        f"no pretix quota or inactive: add it to a quota or take {where} out "
+        f"no pretix quota or inactive: add it to a quota or {where} "
         "(taptill queue --rejected lists the sales)",
     )
 
