@@ -406,7 +406,9 @@ async def _wallet_check(cfg: Config, source: Source) -> Check:
     if wrong or unknown:  # taptill run refuses to start with such a button
         return Check.fail("server", f"{summary}; {'; '.join([*unknown, *wrong])}")
     if missing:
-        return Check.warn(
+        # In tap mode every tap pays [terminal] products: one the server does not list declines them all.
+        verdict = Check.fail if mode == "tap" else Check.warn
+        return verdict(
             "server",
             f"{summary}; configured product(s) {', '.join(missing)} not on the "
             "server's list; fix [terminal] products",
