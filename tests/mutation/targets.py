@@ -40,7 +40,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "terminal/outbox/outcome.py": OUTBOX_TESTS,
     "terminal/outbox/table.py": ("tests/test_outbox_table.py", *OUTBOX_TESTS, *SALE_TESTS),
     "terminal/wallet/sale_sender.py": SALE_TESTS,
-    "terminal/wallet/destination.py": SALE_TESTS,
+    "terminal/wallet/destination.py": ("tests/test_wallet_destination.py", *SALE_TESTS),
     "terminal/ready2order/destination.py": ("tests/test_r2o_mirror.py", "tests/test_settle.py"),
     "terminal/brink/destination.py": ("tests/test_brink_payments.py",),
     "terminal/outbox/loop.py": OUTBOX_TESTS,
