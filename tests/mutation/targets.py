@@ -39,7 +39,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "terminal/wallet/parse.py": ("tests/test_wallet_parse.py", "tests/test_wallet_client.py"),
     "terminal/outbox/outcome.py": OUTBOX_TESTS,
     "terminal/outbox/table.py": ("tests/test_outbox_table.py", *OUTBOX_TESTS, *SALE_TESTS),
-    "terminal/wallet/sale_sender.py": SALE_TESTS,
+    "terminal/wallet/sale_sender.py": ("tests/test_sale_sender_steps.py", *SALE_TESTS),
     "terminal/wallet/destination.py": ("tests/test_wallet_destination.py", *SALE_TESTS),
     "terminal/ready2order/destination.py": ("tests/test_r2o_mirror.py", "tests/test_settle.py"),
     "terminal/brink/destination.py": ("tests/test_brink_payments.py",),
