@@ -510,6 +510,8 @@ def test_settling_waits_out_the_window_of_a_request_sent_before_this_process_and
     async def body(lab: Lab) -> list[object]:
         sale = lab.sale(ERIKA, maybe_sent=True, balance_before=500)
         early = await lab.dest.settle(sale)  # sent by an earlier process: the window runs from the start
+        lab.clock.now = START + WINDOW_S - 0.5
+        almost = await lab.dest.settle(sale)
         lab.clock.now = START + WINDOW_S  # exactly over: look now
         looked = await lab.dest.settle(sale)
         lab.clock.now = START + 10
@@ -517,10 +519,11 @@ def test_settling_waits_out_the_window_of_a_request_sent_before_this_process_and
         lab.clock.now = START + 11
         again = await lab.dest.settle(sale)
         lab.dest.forget([sale.id])  # forgotten: from the start again, long over
-        return [early, looked, again, await lab.dest.settle(sale)]
+        return [early, almost, looked, again, await lab.dest.settle(sale)]
 
-    early, looked, again, forgotten = on(doc, tmp_path, body)
+    early, almost, looked, again, forgotten = on(doc, tmp_path, body)
     assert early == Wait(WINDOW_S, "waiting before reconciling")
+    assert almost == Wait(0.5, "waiting before reconciling")
     assert looked == NotBooked(True, basis=500)
     assert again == Wait(WINDOW_S - 1, "waiting before reconciling")
     assert forgotten == NotBooked(True, basis=500)
@@ -620,10 +623,14 @@ def test_an_approved_sale_not_booked_is_sent_again_on_the_balance_just_read(
     async def body(lab: Lab) -> tuple[object, SaleRecord]:
         sale = lab.sale(ERIKA, maybe_sent=True, balance_before=500)
         with caplog.at_level(logging.INFO, logger=LOG):
-            return await settle(lab, sale), sale
+            again = await settle(lab, sale)
+        now = lab.journal.sale(sale.id)
+        assert now is not None
+        return again, now
 
     again, sale = on(doc, tmp_path, body)
     assert again == NotBooked(True, basis=500)
+    assert sale.server_errors == 0  # no error answer to count
     assert [r.getMessage() for r in caplog.records if r.name == LOG] == [
         f"sale {sale.id} reconciled: the earlier attempt was not booked, sending again"
     ]
