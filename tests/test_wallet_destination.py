@@ -31,6 +31,7 @@ from terminal.outbox.outcome import (
     Wait,
 )
 from terminal.service.secret import Secret
+from terminal.wallet import destination
 from terminal.wallet.balance import Booked as ByBalance
 from terminal.wallet.client import WalletClient
 from terminal.wallet.destination import ALREADY_BOOKED, WalletDestination, refusal_reason
@@ -194,10 +195,6 @@ def test_a_refusal_is_the_terminals_permission_the_wallets_money_or_the_products
     status: int, reason: str, code: DeclineReason
 ) -> None:
     assert refusal_reason(status, reason) is code
-
-
-def test_a_refusal_without_words_is_about_the_products() -> None:
-    assert refusal_reason(400) is DeclineReason.BAD_PRODUCT
 
 
 # --- which sales, in which lane -------------------------------------------------------------------------
@@ -809,6 +806,19 @@ def test_a_probe_answered_with_an_error_keeps_the_breaker_open(
     assert [r.getMessage() for r in caplog.records if r.name == "terminal.wallet.health"] == [
         f"wallet server answers with an error ({problem}): deciding taps offline"
     ]
+
+
+def test_a_probe_keeps_within_its_own_time_limit_when_the_clients_is_longer(
+    doc: WalletEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the probe's own limit, shortened to 0.3 s; the answer comes after a second, within the client's 2 s
+    monkeypatch.setattr(destination, "PROBE_TIMEOUT_S", 0.3)
+    doc.faults.inject(FaultKind.LATENCY, times=1, method="GET", route="terminal", ms=1000)
+
+    async def body(lab: Lab) -> tuple[bool, bool]:
+        return await lab.dest.probe(), lab.health.online
+
+    assert on(doc, tmp_path, body) == (False, False)
 
 
 def test_a_probe_keeps_within_the_clients_time_limit_when_it_is_short(

@@ -77,7 +77,7 @@ PROBE_TIMEOUT_S = 5.0
 BALANCE_WORDS = ("insufficient", "balance", "funds")
 
 
-def refusal_reason(status: int, reason: str = "") -> DeclineReason:
+def refusal_reason(status: int, reason: str) -> DeclineReason:
     """The decline code of a definitive refusal (status 4xx, the server's reason text): 403 is the
     terminal's permission, a reason naming the balance or funds is the wallet's money, anything else the
     request's products (an unknown or unsellable item, the usual 400)."""
