@@ -87,7 +87,7 @@ def attempt_result(result: Result) -> AttemptResult:
             return Later(detail, server_error=status is not None, status=status)
         case Each():
             return Later("several outcomes")
-    return Later(getattr(result, "detail", None) or getattr(result, "reason", "") or type(result).__name__)
+    return Later(getattr(result, "detail", None) or getattr(result, "reason", None) or type(result).__name__)
 
 
 class SaleSender:
