@@ -4,8 +4,7 @@ the unsellable products, and what it tells the controller and the log."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -15,15 +14,6 @@ from terminal.wallet.sale_store import ReportStatements, SaleStore
 from tests.terminal_lab import ERIKA, MAX
 
 WALL = 1_800_000_000.5  # the store's clock: every time it notes must be this one, never time.time()
-
-
-@pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    journal = Journal.open(tmp_path / "journal.sqlite3")
-    try:
-        yield journal
-    finally:
-        journal.close()
 
 
 def store_of(
