@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 from terminal.controller.operators import card_entry, pin_entry
 from terminal.emulator.terminal_config import espresso_id, write_terminal_config
 from terminal.emulator.wallet import WalletEmulator
+from terminal.journal import Journal, SaleRecord
+from terminal.model import ProductId
 from terminal.ops.operator_card import create_operator_key, operator_line
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,6 +30,29 @@ STRANGER = "04BADC0FFEE000"  # no wallet
 def espresso(flavour: str) -> str | int:
     """The espresso product id as each flavour lists it (pretix ids are integers)."""
     return espresso_id(flavour)
+
+
+def journal_sale(
+    journal: Journal,
+    products: Sequence[ProductId],
+    amount_cents: int,
+    *,
+    uid: str = MAX,
+    offline: bool = False,
+    description: str = "Bar",
+    **fields: Any,
+) -> SaleRecord:
+    """A sale journaled as the tap path journals one, for tests that build a journal by hand: no tag,
+    online unless ``offline``; ``fields`` go to ``Journal.record_sale`` as they are (approved, …)."""
+    return journal.record_sale(
+        token_id=uid,
+        products=products,
+        amount_cents=amount_cents,
+        description=description,
+        tag=None,
+        offline=offline,
+        **fields,
+    )
 
 
 def write_config(

@@ -13,7 +13,7 @@ from terminal.model import Product, ProductId
 from terminal.outbox.table import OutboxRow, OutboxTable, insert_statement, rows
 from terminal.ready2order.config import Ready2OrderConfig
 from terminal.ready2order.invoice_outbox import DESTINATION, InvoiceCounts, InvoiceOutbox, invoice_counts
-from tests.terminal_lab import MAX
+from tests.terminal_lab import journal_sale
 
 CATALOG = [Product("espresso", "Espresso", 250), Product("cappuccino", "Cappuccino", 320)]
 
@@ -26,15 +26,7 @@ def outbox_of(*, training: bool) -> InvoiceOutbox:
 def sale(
     journal: Journal, products: Sequence[ProductId], amount_cents: int, operator: str | None = None
 ) -> SaleRecord:
-    return journal.record_sale(
-        token_id=MAX,
-        products=products,
-        amount_cents=amount_cents,
-        description="Bar",
-        tag=None,
-        offline=False,
-        operator=operator,
-    )
+    return journal_sale(journal, products, amount_cents, operator=operator)
 
 
 def book(journal: Journal, outbox: InvoiceOutbox, record: SaleRecord) -> list[OutboxRow]:

@@ -17,7 +17,7 @@ from terminal.metrics.collector import ScrapeCollector
 from terminal.metrics.journal_figures import JournalReader
 from terminal.metrics.taps import TapCounts
 from terminal.ops.salvage import Salvage
-from tests.terminal_lab import ERIKA, MAX, taptill, write_config
+from tests.terminal_lab import ERIKA, journal_sale, taptill, write_config
 from tests.test_metrics import live_state
 
 AT_TAP_CENTS = 350  # Erika's cart, refused while she waited
@@ -29,24 +29,10 @@ def _journal_with_both_kinds(path: Path) -> tuple[str, str]:
     their keys (at the tap, served)."""
     journal = Journal.open(path)
     try:
-        at_tap = journal.record_sale(
-            token_id=ERIKA,
-            products=["3"],
-            amount_cents=-AT_TAP_CENTS,
-            description="Latte",
-            tag=None,
-            offline=False,
-            approved=False,  # the tap path waits for the server before telling the guest
-        )
+        # the tap path waits for the server before telling the guest: not approved
+        at_tap = journal_sale(journal, ["3"], -AT_TAP_CENTS, uid=ERIKA, description="Latte", approved=False)
         journal.mark_rejected(at_tap.id, "bad_product: 400: Product unavailable")
-        served = journal.record_sale(
-            token_id=MAX,
-            products=["1"],
-            amount_cents=-SERVED_CENTS,
-            description="Bier",
-            tag=None,
-            offline=True,
-        )
+        served = journal_sale(journal, ["1"], -SERVED_CENTS, description="Bier", offline=True)
         journal.mark_rejected(served.id, "insufficient_balance: 400: Insufficient balance")
     finally:
         journal.close()

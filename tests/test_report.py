@@ -27,7 +27,7 @@ from terminal.report.export import CSV_FIELDS, text_cell
 from terminal.report.period import PeriodError, parse_time, period
 from terminal.report.shift import NO_PRICE_LIST, NO_PRICE_LIST_NOTE
 from terminal.wallet.catalog import CACHE_KEY
-from tests.terminal_lab import ERIKA, MAX, REPO, write_config
+from tests.terminal_lab import ERIKA, MAX, REPO, journal_sale, write_config
 
 T0 = datetime(2025, 6, 1, 18, 0, tzinfo=UTC)
 PRODUCTS = [
@@ -45,12 +45,11 @@ def _at(journal: Journal, sale: SaleRecord | None, minutes: float) -> None:
 
 
 def _sell(journal: Journal, minutes: float, products: list[str], cents: int, **kw: object) -> SaleRecord:
-    sale = journal.record_sale(
-        token_id=str(kw.pop("uid", MAX)),
-        products=products,
-        amount_cents=cents,
-        description="Bar",
-        tag=None,
+    sale = journal_sale(
+        journal,
+        products,
+        cents,
+        uid=str(kw.pop("uid", MAX)),
         offline=bool(kw.pop("offline", False)),
         dispense=cents < 0,
     )
@@ -381,13 +380,11 @@ def test_the_wallet_figure_counts_a_sale_in_the_period_the_wallet_booked_it(
     )
     journal.mark_attempt(offline.id, 2000, at=delivered.timestamp())  # the outbox delivers it at 00:03
     journal.mark_done(offline.id, 1650)
-    held = journal.record_sale(
-        token_id=ERIKA,
-        products=["espresso"],
-        amount_cents=-250,
-        description="Bar",
-        tag=None,
-        offline=False,
+    held = journal_sale(
+        journal,
+        ["espresso"],
+        -250,
+        uid=ERIKA,
         attempting=True,
         attempted_at=(late - timedelta(minutes=1)).timestamp(),
     )
@@ -491,15 +488,7 @@ def test_a_sale_refused_while_its_guest_waited_is_a_declined_tap_not_money_lost(
     """The wallet refused it at the tap (the guest saw "declined", nothing was served): it is no money
     "not collected"; its code is stable and the server's words are whole, in every format."""
     journal = Journal.open(load_config(config).journal_path)
-    at_tap = journal.record_sale(
-        token_id=MAX,
-        products=["latte"],
-        amount_cents=-350,
-        description="Bar",
-        tag=None,
-        offline=False,
-        approved=False,
-    )
+    at_tap = journal_sale(journal, ["latte"], -350, approved=False)
     _at(journal, at_tap, 85)
     journal.mark_rejected(at_tap.id, f"bad_product: {AT_TAP_REFUSAL}")
     journal.close()

@@ -16,7 +16,7 @@ from terminal.report.chart import chart_figure, draw_chart, pyplot
 from terminal.report.period import Period
 from terminal.report.selection import sales_booked_in, sales_in
 from terminal.report.shift import ShiftReport, shift_report
-from tests.terminal_lab import MAX
+from tests.terminal_lab import journal_sale
 
 T0 = datetime(2025, 6, 1, 18, 0, tzinfo=UTC)
 
@@ -27,16 +27,7 @@ def journal(tmp_path: Path) -> Iterator[Journal]:
     journal = Journal.open(tmp_path / "journal.db")
     for minutes in (15, 25):
         at = T0 + timedelta(minutes=minutes)
-        sale = journal.record_sale(
-            token_id=MAX,
-            products=["espresso"],
-            amount_cents=-250,
-            description="Bar",
-            tag=None,
-            offline=False,
-            attempting=True,
-            attempted_at=at.timestamp(),
-        )
+        sale = journal_sale(journal, ["espresso"], -250, attempting=True, attempted_at=at.timestamp())
         journal.execute(
             "UPDATE sales SET created_at = ? WHERE id = ?", (at.isoformat(timespec="milliseconds"), sale.id)
         )

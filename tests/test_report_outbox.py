@@ -15,7 +15,7 @@ from terminal.outbox.table import OutboxRow, OutboxTable, insert_statement, rows
 from terminal.partybroker.config import DrinkMapping, PartybrokerConfig
 from terminal.partybroker.outcomes import DrinkRef
 from terminal.partybroker.report_outbox import DESTINATION, ReportCounts, ReportOutbox, report_counts
-from tests.terminal_lab import MAX
+from tests.terminal_lab import journal_sale
 
 LOGGER = "terminal.partybroker.report_outbox"
 UNMAPPED = "product {} has no [partybroker.drinks] entry: its sales are not reported"
@@ -38,14 +38,7 @@ def outbox_of(journal: Journal) -> ReportOutbox:
 
 
 def sale(journal: Journal, products: Sequence[ProductId], amount_cents: int = -250) -> SaleRecord:
-    return journal.record_sale(
-        token_id=MAX,
-        products=products,
-        amount_cents=amount_cents,
-        description="Bar",
-        tag=None,
-        offline=False,
-    )
+    return journal_sale(journal, products, amount_cents)
 
 
 def book(journal: Journal, outbox: ReportOutbox, record: SaleRecord) -> list[OutboxRow]:
