@@ -684,7 +684,6 @@ class DeviceLoop:
                     # Committed with the tap's sale or decline: one fsync per tap, not two.
                     seen = remember_card_statement(uid, wallet.balance_cents, boot_clock.now(self.clock()))
                     self._seen = (uid, seen)
-                    self._end_denial(uid, seen)
                     pending_now = self.journal.pending_for_card(uid)
                     if not busy_before and [p.id for p in pending_now] == pending_before:
                         self._fresh_balance_for = uid
@@ -708,7 +707,8 @@ class DeviceLoop:
     def _remember_balance(self) -> None:
         """A tap that only showed the balance (an empty cart) journals no sale to commit the card's balance
         with: it is written alone, so a guest who checked their balance is known if the server drops
-        before their next tap (the field saw "card never seen online" right after a balance check)."""
+        before their next tap (the field saw "card never seen online" right after a balance check), and a
+        denial of the card ends in the same write (remember_card_statement), as with a sale's."""
         seen, self._seen = self._seen, None
         if seen is None:
             return
@@ -716,17 +716,6 @@ class DeviceLoop:
             self.journal.execute_all([seen[1]])
         except JournalError as exc:
             log.error("cannot journal the balance a card showed: %s", exc)
-            self._storage_failed()
-
-    def _end_denial(self, uid: str, seen: tuple[str, Sequence[object]]) -> None:
-        """The server answered for a card denied offline: the denial ends now, with its balance, in one
-        write, as a tap that only shows the balance journals nothing else (a rare write: denied cards)."""
-        try:
-            if self.journal.denied_reason(uid) is not None:
-                self.journal.execute_all([seen])
-                log.info("a card denied offline is allowed again: the wallet server answered for it")
-        except JournalError as exc:
-            log.error("cannot journal that a denied card is allowed again: %s", exc)
             self._storage_failed()
 
     def _over_shift_cap(self, c: Charge) -> Event | None:
