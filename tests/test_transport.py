@@ -21,7 +21,7 @@ from provisioning.answers import AnswersError, add_flags, gather
 from terminal.bench.gzip_bomb import gzip_bomb, measure_gzip_bomb
 from terminal.config import ConfigError, parse_config
 from terminal.emulator.wallet import WalletEmulator
-from terminal.net.transport import cleartext_host
+from terminal.net.transport import MAX_CACHED_URLS, ServerLink, cleartext_host
 from terminal.partybroker.client import PartybrokerClient
 from terminal.partybroker.outcomes import Ambiguous, Drinks
 from terminal.service.secret import Secret
@@ -324,3 +324,29 @@ def test_a_compressed_answer_is_refused_though_small(monkeypatch: pytest.MonkeyP
         got = _run(drinks())
     assert isinstance(got, Ambiguous) and not isinstance(got, Drinks) and not got.maybe_applied
     assert "gzip-encoded" in got.reason
+
+
+def test_a_link_parses_each_url_once_keeps_few_and_still_refuses_one_that_is_not_a_url() -> None:
+    """A URL is parsed once and reused (issue 10: parsing was three quarters of building a request), but a
+    URL per card must not grow the cache through a months-long run, and every request goes where asked."""
+    asked: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        return httpx.Response(204)
+
+    link = ServerLink(limits=httpx.Limits(), headers={}, transport=httpx.MockTransport(answer))
+    urls = [f"http://127.0.0.1:9/pos/wallets/token/04{n:012X}/" for n in range(MAX_CACHED_URLS + 44)]
+    timeout = httpx.Timeout(1.0)
+
+    async def send_all() -> None:
+        for url in [*urls, urls[0], urls[-1]]:
+            response = await link.send("GET", url, timeout=timeout)
+            await response.aclose()
+        with pytest.raises(httpx.InvalidURL):
+            await link.send("GET", "http://[::1/", timeout=timeout)
+
+    _run(send_all())
+    assert asked == [*urls, urls[0], urls[-1]]
+    assert 0 < len(link._urls) <= MAX_CACHED_URLS
+    assert urls[-1] in link._urls  # the last one asked is kept

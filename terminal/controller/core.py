@@ -89,8 +89,8 @@ class Phase(Enum):
 @dataclass
 class _Tap:
     uid: str
-    products: tuple[ProductId, ...]
-    amount_cents: int  # signed as the wallet books it: negative debit, positive credit
+    products: tuple[ProductId, ...] = ()
+    amount_cents: int = 0  # signed as the wallet books it: negative debit, positive credit
     kind: Literal["sale", "balance"] = "sale"
     offline: bool = False
     goods: tuple[ProductId, ...] = ()  # what the relays release: the configured products, not ladder steps
@@ -185,7 +185,8 @@ class Controller:
 
     def token(self) -> int:
         """A fresh timer token, unique across the core and its mode."""
-        self._tokens += 1
+        # Tokens are only compared for equality: any step keeps them unique (mutating it is equivalent).
+        self._tokens += 1  # pragma: no mutate
         return self._tokens
 
     def _result(self, screen: Screen, *extra: Effect) -> list[Effect]:
@@ -196,7 +197,9 @@ class Controller:
             self.mode.declined()
         self.phase = Phase.RESULT
         self._tap = None
-        self._result_uid = None
+        # Whose charge the result shows: none until _charged says so. A UID is never "" (normalised hex at
+        # the reader), so "" would match no card either (an equivalent mutant).
+        self._result_uid = None  # pragma: no mutate
         self._result_token = self.token()
         return [Show(screen), *extra, StartTimer(self._result_token, self.settings.screen_hold_s)]
 
@@ -254,7 +257,10 @@ class Controller:
                 self.unsellable = products
                 return []
             case StockChanged(left, low) as stock:
-                if stock.seq and stock.seq < self._stock_seq:
+                # The stock watch numbers each word anew (a counter): one numbered as the newest taken is
+                # that word again, and taking or dropping it leaves the same state (`<=` is equivalent).
+                older = stock.seq < self._stock_seq  # pragma: no mutate
+                if stock.seq and older:
                     return []  # read before a sale whose own word came first: stale
                 self._stock_seq = stock.seq or self._stock_seq
                 # Only the marks are on screen: a serving fewer of a product still on sale redraws nothing.
@@ -335,7 +341,7 @@ class Controller:
         """Carry out what the mode says the tap of ``uid`` does."""
         match answer:
             case BalanceCheck():
-                return self._lookup(_Tap(uid, (), 0, kind="balance"))
+                return self._lookup(_Tap(uid, kind="balance"))  # pays nothing
             case Sale(products, goods, operator, key, bill, expect, offline_ok):
                 self._selling = True
                 short = self._short_of(goods or products)
@@ -547,7 +553,7 @@ class Controller:
                 if tap.offline:
                     self.unconfirmed += 1
                 if tap.credit:
-                    return self._result(CreditScreen(tap.amount_cents, None), Beep("approved"))
+                    return self._result(CreditScreen(tap.amount_cents), Beep("approved"))  # no balance yet
                 # Not confirmed yet: offline (the policy decided), or queued behind this card's earlier
                 # sale or an answer still on its way while the server is up. Only the first is "offline".
                 return self._result(

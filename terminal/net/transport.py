@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 
 IDENTITY = "identity"
+MAX_CACHED_URLS = 256
 
 
 def cleartext_host(url: str) -> str | None:
@@ -78,6 +79,9 @@ class ServerLink:
         self._transport = transport or httpx.AsyncHTTPTransport(verify=True, trust_env=False, limits=limits)
         # httpx.Headers: its repr hides Authorization, so a link in a log line or traceback shows no secret.
         self.headers = httpx.Headers({"Connection": "keep-alive", **headers, "Accept-Encoding": IDENTITY})
+        # Parsed URLs by their text: httpx checks a URL character by character, three quarters of what
+        # building a request costs, and a terminal asks the same few URLs all night (issue 10, CPU per tap).
+        self._urls: dict[str, httpx.URL] = {}
 
     async def send(
         self,
@@ -98,7 +102,7 @@ class ServerLink:
         """
         request = httpx.Request(
             method,
-            url,
+            self._parsed(url),
             headers=self.headers,
             content=content,
             extensions={**(extensions or {}), "timeout": timeout.as_dict()},
@@ -108,6 +112,15 @@ class ServerLink:
         response = await self._transport.handle_async_request(request)
         response.request = request
         return response
+
+    def _parsed(self, url: str) -> httpx.URL:
+        """``url`` parsed, from the cache; raises httpx.InvalidURL as httpx.Request would."""
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) >= MAX_CACHED_URLS:  # a URL per card: a busy night must not grow it for ever
+                self._urls.clear()
+            parsed = self._urls[url] = httpx.URL(url)
+        return parsed
 
     async def aclose(self) -> None:
         await self._transport.aclose()

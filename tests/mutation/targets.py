@@ -15,6 +15,7 @@ CONTROLLER_TESTS = (
     "tests/test_controller.py",
     "tests/test_controller_flicker.py",
     "tests/test_controller_modes.py",
+    "tests/test_controller_outcomes.py",
     "tests/test_controller_stock.py",
     "tests/test_controller_table.py",
 )
