@@ -44,7 +44,10 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "terminal/ready2order/destination.py": ("tests/test_r2o_mirror.py", "tests/test_settle.py"),
     "terminal/brink/destination.py": ("tests/test_brink_payments.py",),
     "terminal/outbox/loop.py": ("tests/test_outbox_loop.py", *OUTBOX_TESTS),
-    "terminal/brink/payment_outbox.py": ("tests/test_brink_payments.py",),
+    "terminal/brink/payment_outbox.py": (
+        "tests/test_brink_payment_records.py",
+        "tests/test_brink_payments.py",
+    ),
     "terminal/wallet/client.py": ("tests/test_wallet_client.py", "tests/test_transport.py"),
     "terminal/controller/core.py": CONTROLLER_TESTS,
     "terminal/journal.py": ("tests/test_journal.py", "tests/test_journal_table.py", *SALE_TESTS),
