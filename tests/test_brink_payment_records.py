@@ -8,15 +8,22 @@ from datetime import date
 
 import pytest
 
+from terminal.brink.bill import payment_key
 from terminal.brink.payment_outbox import (
     DESTINATION,
     PaymentCounts,
     TablePayment,
+    give_up_with_sale,
+    held_payments,
     payment_counts,
     payment_of,
+    refund_advice,
+    refunded_records,
+    refunded_sale_of,
 )
 from terminal.journal import BOOKED_ELSEWHERE_REASON, Journal
-from terminal.outbox.table import insert_statement
+from terminal.outbox.table import insert_statement, rows
+from tests.terminal_lab import journal_sale
 
 PAYMENT = TablePayment(
     sale_key="tKey00000000000000000001",
@@ -93,3 +100,129 @@ def test_each_record_is_counted_once_by_its_state(journal: Journal) -> None:
 
 def test_a_journal_without_payment_records_counts_none(journal: Journal) -> None:
     assert payment_counts(journal) == PaymentCounts(0, 0, 0, 0, 0, 0)
+
+
+# --- a refunded table sale and its payment records ----------------------------------------------------------
+
+
+def _sale_with_payments(journal: Journal, orders: dict[int, tuple[int, str, str, int]]) -> str:
+    """A table sale of 50.00 and one payment record per order: order id -> (cents, state, reason, hold)."""
+    sale = journal_sale(journal, [], -5000, uid=PAYMENT.card)
+    key = sale.idempotency_key
+    for order_id, (cents, state, reason, hold) in orders.items():
+        payment = TablePayment(
+            **{**PAYMENT.__dict__, "sale_key": key, "order_id": order_id, "amount_cents": cents}
+        )
+        journal.execute_all(
+            [insert_statement(DESTINATION, payment.ref, payment.as_payload(), sale_id=sale.id)]
+        )
+        journal.execute(
+            "UPDATE outbox SET state = ?, reason = ?, hold = ?, maybe_sent = ? WHERE ref = ?",
+            (state, reason, hold, hold, payment.ref),
+        )
+    return key
+
+
+def _refunded(journal: Journal, key: str) -> None:
+    journal.execute("UPDATE sales SET resolved = 'refunded' WHERE idempotency_key = ?", (key,))
+
+
+def test_held_payments_are_the_pending_held_ones_oldest_first(journal: Journal) -> None:
+    key = _sale_with_payments(
+        journal,
+        {
+            1: (100, "pending", "held: a", 1),
+            2: (200, "pending", "", 0),
+            3: (300, "pending", "held: b", 1),
+            4: (400, "rejected", "held once", 0),
+        },
+    )
+    journal.execute_all([insert_statement("ready2order", "i1", {})])
+    journal.execute("UPDATE outbox SET hold = 1 WHERE ref = 'i1'")
+    assert [(r.ref, r.reason) for r in held_payments(journal)] == [
+        (payment_key(key, "bar1", 1), "held: a"),
+        (payment_key(key, "bar1", 3), "held: b"),
+    ]
+
+
+def test_a_refund_of_the_whole_sale_gives_up_its_held_payments_only(journal: Journal) -> None:
+    key = _sale_with_payments(
+        journal, {1: (100, "pending", "held", 1), 2: (200, "pending", "", 0), 3: (300, "done", "applied", 0)}
+    )
+    other = _sale_with_payments(journal, {9: (900, "pending", "held", 1)})
+    journal.execute_all([give_up_with_sale(key, "anna")])
+    assert [r.state for r in rows(journal, DESTINATION)] == ["pending", "pending", "done", "pending"], (
+        "nothing changes before the sale is refunded"
+    )
+    _refunded(journal, key)
+    _refunded(journal, other)
+    journal.execute_all([give_up_with_sale(key, "anna")])
+    assert [(r.state, r.hold, r.maybe_sent, r.reason) for r in rows(journal, DESTINATION)] == [
+        ("rejected", False, False, "given up: its sale was refunded whole (by anna)"),
+        ("pending", False, False, ""),
+        ("done", False, False, "applied"),
+        ("pending", True, True, "held"),
+    ]
+
+
+def test_the_refunded_sale_of_a_record_is_found_by_its_ref_or_its_id(journal: Journal) -> None:
+    key = _sale_with_payments(journal, {1: (100, "pending", "held", 1)})
+    (record,) = rows(journal, DESTINATION)
+    assert refunded_sale_of(journal, record.ref) is None, "not refunded"
+    _refunded(journal, key)
+    for ref in (record.ref, f"#{record.id}"):
+        found = refunded_sale_of(journal, ref)
+        assert found is not None and found.idempotency_key == key, ref
+    assert refunded_sale_of(journal, "#x1") is None and refunded_sale_of(journal, str(record.id)) is None
+    assert refunded_sale_of(journal, "#999") is None
+
+
+def test_refunded_records_are_those_a_person_gave_up_as_refunded_for_this_sale(journal: Journal) -> None:
+    key = _sale_with_payments(
+        journal,
+        {
+            1: (100, "rejected", "given up by hand: refunded (by anna)", 0),
+            2: (200, "rejected", "given up: its sale was refunded whole", 0),
+            3: (300, "done", "applied", 0),
+            4: (400, "rejected", "given up by hand: refunded (by bob)", 0),
+        },
+    )
+    _sale_with_payments(journal, {1: (100, "rejected", "given up by hand: refunded (by anna)", 0)})
+    assert [(r.ref, p.amount_cents) for r, p in refunded_records(journal, key)] == [
+        (payment_key(key, "bar1", 1), 100),
+        (payment_key(key, "bar1", 4), 400),
+    ]
+
+
+def test_refund_advice_says_what_was_given_back_and_what_stands_at_the_pos(journal: Journal) -> None:
+    key = _sale_with_payments(
+        journal,
+        {
+            1: (1000, "rejected", "given up by hand: refunded (by anna)", 0),
+            2: (1250, "rejected", "given up: its sale was refunded whole (by bob)", 0),
+            3: (500, "done", "applied", 0),
+            4: (700, "pending", "held", 1),
+            5: (300, "pending", "", 0),
+            6: (200, "rejected", "rejected by the POS", 0),
+        },
+    )
+    assert refund_advice(journal, key, 5000) == [
+        f"10.00 of the sale's 50.00 was refunded already ({payment_key(key, 'bar1', 1)}):"
+        " refund only the 40.00 left",
+        "12.50 on table 1 order 2101 was held: given up with the sale, never sent",
+        "5.00 on table 1 order 2101 was applied: delete that payment at the POS",
+        "7.00 on table 1 order 2101 is held: part of this refund, refund nothing more",
+        "3.00 on table 1 order 2101 is still being applied: once taptill status shows it applied, delete that"
+        " payment at the POS",
+    ]
+    assert refund_advice(journal, key, 1000)[0].endswith("): nothing is left to refund")
+    assert refund_advice(journal, key, 900)[0].endswith("): nothing is left to refund")
+
+
+def test_refund_advice_of_a_sale_nothing_was_refunded_of_names_only_its_records(journal: Journal) -> None:
+    key = _sale_with_payments(journal, {1: (500, "done", "applied", 0)})
+    _sale_with_payments(journal, {2: (700, "done", "applied", 0)})
+    journal.execute_all([insert_statement(DESTINATION, "damaged", {"sale_key": key})])
+    assert refund_advice(journal, key, 500) == [
+        "5.00 on table 1 order 2101 was applied: delete that payment at the POS"
+    ]
