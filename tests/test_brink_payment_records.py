@@ -43,6 +43,19 @@ def test_a_record_reads_back_as_the_payment_it_was_made_from() -> None:
     assert payment_of(PAYMENT.as_payload()) == PAYMENT
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("order_id", True), ("amount_cents", "1111"), ("number", 2101.0), ("card", 4), ("sale_key", None)],
+)
+def test_a_damaged_record_reads_as_no_payment(field: str, value: object) -> None:
+    assert payment_of({**PAYMENT.as_payload(), field: value}) is None
+    payload = PAYMENT.as_payload()
+    del payload[field]
+    assert (payment_of(payload) is None) is (field not in ("number", "card")), (
+        "number and card may be missing"
+    )
+
+
 def test_an_order_without_a_number_reads_as_none() -> None:
     payload = {**PAYMENT.as_payload(), "number": None}
     assert payment_of(payload) == TablePayment(**{**PAYMENT.__dict__, "number": None})
