@@ -4,6 +4,7 @@ number), and the counts and the one line ``taptill status`` and ``doctor`` show.
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 import pytest
@@ -20,8 +21,9 @@ from terminal.brink.payment_outbox import (
     refund_advice,
     refunded_records,
     refunded_sale_of,
+    table_payments,
 )
-from terminal.journal import BOOKED_ELSEWHERE_REASON, Journal
+from terminal.journal import BOOKED_ELSEWHERE_REASON, Journal, SaleRecord
 from terminal.outbox.table import insert_statement, rows
 from tests.terminal_lab import journal_sale
 
@@ -147,7 +149,7 @@ def test_held_payments_are_the_pending_held_ones_oldest_first(journal: Journal) 
             1: (100, "pending", "held: a", 1),
             2: (200, "pending", "", 0),
             3: (300, "pending", "held: b", 1),
-            4: (400, "rejected", "held once", 0),
+            4: (400, "rejected", "held once", 1),
         },
     )
     journal.execute_all([insert_statement("ready2order", "i1", {})])
@@ -176,6 +178,7 @@ def test_a_refund_of_the_whole_sale_gives_up_its_held_payments_only(journal: Jou
         ("done", False, False, "applied"),
         ("pending", True, True, "held"),
     ]
+    assert rows(journal, DESTINATION)[0].updated_at.endswith("+00:00"), "stamped in UTC like every write"
 
 
 def test_the_refunded_sale_of_a_record_is_found_by_its_ref_or_its_id(journal: Journal) -> None:
@@ -201,6 +204,17 @@ def test_refunded_records_are_those_a_person_gave_up_as_refunded_for_this_sale(j
         },
     )
     _sale_with_payments(journal, {1: (100, "rejected", "given up by hand: refunded (by anna)", 0)})
+    payload = {**PAYMENT.as_payload(), "sale_key": key, "order_id": 5}
+    journal.execute_all(
+        [
+            insert_statement("ready2order", "i5", payload),
+            insert_statement(DESTINATION, "p6", {**payload, "order_id": 6}),
+        ]
+    )
+    journal.execute(
+        "UPDATE outbox SET state = 'rejected', reason = 'given up by hand: refunded' WHERE ref = 'i5'"
+    )
+    journal.execute("UPDATE outbox SET reason = 'given up by hand: refunded' WHERE ref = 'p6'")
     assert [(r.ref, p.amount_cents) for r, p in refunded_records(journal, key)] == [
         (payment_key(key, "bar1", 1), 100),
         (payment_key(key, "bar1", 4), 400),
@@ -208,6 +222,7 @@ def test_refunded_records_are_those_a_person_gave_up_as_refunded_for_this_sale(j
 
 
 def test_refund_advice_says_what_was_given_back_and_what_stands_at_the_pos(journal: Journal) -> None:
+    _sale_with_payments(journal, {8: (800, "done", "applied", 0)})  # another sale's, journaled first
     key = _sale_with_payments(
         journal,
         {
@@ -235,7 +250,62 @@ def test_refund_advice_says_what_was_given_back_and_what_stands_at_the_pos(journ
 def test_refund_advice_of_a_sale_nothing_was_refunded_of_names_only_its_records(journal: Journal) -> None:
     key = _sale_with_payments(journal, {1: (500, "done", "applied", 0)})
     _sale_with_payments(journal, {2: (700, "done", "applied", 0)})
-    journal.execute_all([insert_statement(DESTINATION, "damaged", {"sale_key": key})])
+    payload = {**PAYMENT.as_payload(), "sale_key": key}
+    journal.execute_all(
+        [
+            insert_statement(DESTINATION, "damaged", {"sale_key": key}),
+            insert_statement("ready2order", "i1", payload),
+        ]
+    )
     assert refund_advice(journal, key, 500) == [
         "5.00 on table 1 order 2101 was applied: delete that payment at the POS"
     ]
+
+
+def test_two_records_refunded_by_hand_are_named_together(journal: Journal) -> None:
+    key = _sale_with_payments(
+        journal,
+        {
+            1: (1000, "rejected", "given up by hand: refunded (by anna)", 0),
+            2: (1500, "rejected", "given up by hand: refunded (by anna)", 0),
+        },
+    )
+    refs = f"{payment_key(key, 'bar1', 1)}, {payment_key(key, 'bar1', 2)}"
+    assert refund_advice(journal, key, 2500)[0] == (
+        f"25.00 of the sale's 25.00 was refunded already ({refs}): nothing is left to refund"
+    )
+
+
+def _bill(journal: Journal, orders: list[dict[str, object]]) -> SaleRecord:
+    sale = journal_sale(journal, [], -5000, uid=PAYMENT.card)
+    journal.execute(
+        "INSERT INTO table_bills (sale_key, table_id, party_id, business_date, orders, amount_cents,"
+        " created_at)"
+        " VALUES (?, 1, 60001, '2026-12-02', ?, 5000, 'now')",
+        (sale.idempotency_key, json.dumps(orders)),
+    )
+    return sale
+
+
+def test_a_bill_gets_one_payment_per_order_with_something_due(journal: Journal) -> None:
+    sale = _bill(
+        journal,
+        [
+            {"order_id": 1, "number": 11, "due_cents": 0},
+            {"order_id": 2, "number": None, "due_cents": 1},
+            {"order_id": 3, "due_cents": 4999},
+            {"order_id": 4, "number": 14, "due_cents": -5},
+        ],
+    )
+    made = table_payments(journal, sale, 9, "bar1")
+    assert [(p.order_id, p.number, p.amount_cents) for p in made] == [(2, None, 1), (3, None, 4999)]
+    assert made[0] == TablePayment(
+        **{
+            **PAYMENT.__dict__,
+            "sale_key": sale.idempotency_key,
+            "order_id": 2,
+            "number": None,
+            "amount_cents": 1,
+        }
+    )
+    assert table_payments(journal, journal_sale(journal, [], -100), 9, "bar1") == [], "no table bill"
