@@ -44,8 +44,11 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "terminal/wallet/destination.py": ("tests/test_wallet_destination.py", *SALE_TESTS),
     "terminal/ready2order/destination.py": ("tests/test_r2o_mirror.py", "tests/test_settle.py"),
     "terminal/brink/destination.py": ("tests/test_brink_payments.py",),
-    "terminal/outbox/loop.py": OUTBOX_TESTS,
-    "terminal/brink/payment_outbox.py": ("tests/test_brink_payments.py",),
+    "terminal/outbox/loop.py": ("tests/test_outbox_loop.py", *OUTBOX_TESTS),
+    "terminal/brink/payment_outbox.py": (
+        "tests/test_brink_payment_records.py",
+        "tests/test_brink_payments.py",
+    ),
     "terminal/wallet/client.py": ("tests/test_wallet_client.py", "tests/test_transport.py"),
     "terminal/controller/core.py": CONTROLLER_TESTS,
     "terminal/journal.py": ("tests/test_journal.py", "tests/test_journal_table.py", *SALE_TESTS),
