@@ -26,7 +26,7 @@ from terminal.bench.process import (
     process_cpu_clock,
 )
 from terminal.bench.r2o import measure_r2o_drain
-from terminal.bench.run import _stage, evaluate_targets, report, run_bench
+from terminal.bench.run import _stage, evaluate_targets, report, run_bench, verdict
 from terminal.bench.stats import percentile, summary_ms
 from terminal.bench.store import measure_drain, measure_enqueue
 from terminal.bench.tap import CARD, InProcessTerminal, measure_tap_offline, measure_tap_online
@@ -434,3 +434,13 @@ def test_python_m_terminal_bench_help_describes_the_bench_without_running_it() -
     assert wrong.stderr.splitlines()[-1] == "python -m terminal.bench: error: unrecognized arguments: --quick"
     assert "Traceback" not in wrong.stderr
     assert not [line for line in wrong.stderr.splitlines() if line.startswith("bench:")]
+
+
+def test_the_bench_passes_only_with_every_target_met_and_every_measurement_made() -> None:
+    assert verdict(report(FULL, {})) == (0, "")
+    slow = report(dict(FULL, tap_cpu_ms=5.01), {})
+    assert verdict(slow) == (1, "targets not met: tap_cpu_ms")
+    stuck = report(FULL, {"stuck stage": "no answer in 1 s"})
+    assert verdict(stuck) == (1, "measurements failed: stuck stage")
+    missing = report({k: v for k, v in FULL.items() if k != "loop_lag_ms"}, {})  # a stage that never ran
+    assert verdict(missing)[0] == 1 and "loop_lag_ms" in verdict(missing)[1]

@@ -394,16 +394,34 @@ def _stop_on_sigterm() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The whole bench (several minutes); exit 1 when a measurement failed. ``--help`` says so and exits."""
+    """The whole bench (several minutes); exit 1 when a measurement failed or a target was not met.
+    ``--help`` says so and exits."""
     argparse.ArgumentParser(
         prog="python -m terminal.bench",
         description="Measures the money path on 127.0.0.1 (several minutes): progress on stderr, one JSON"
-        " object (metrics, targets, errors) as the last line of stdout; exit 1 when a measurement failed.",
+        " object (metrics, targets, errors) as the last line of stdout; exit 1 when a measurement failed"
+        " or a target was not met.",
     ).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     _stop_on_sigterm()
     start = time.perf_counter()
     metrics, errors = run_bench()
     _progress(f"done in {time.perf_counter() - start:.0f} s")
-    print(json.dumps(report(metrics, errors)), flush=True)
-    return 1 if errors else 0
+    out = report(metrics, errors)
+    print(json.dumps(out), flush=True)
+    status, why = verdict(out)
+    if why:
+        _progress(why)
+    return status
+
+
+def verdict(out: dict[str, Any]) -> tuple[int, str]:
+    """The bench's exit status for ``report``'s ``out`` and the line saying why it is not 0: the bench
+    passes only when every measurement ran and every target was met (issue 10: "make bench passes")."""
+    unmet = [name for name, target in out["targets"].items() if target["met"] is not True]
+    failed = list(out["errors"])
+    if not (unmet or failed):
+        return 0, ""
+    said = [f"targets not met: {', '.join(unmet)}"] if unmet else []
+    said += [f"measurements failed: {', '.join(failed)}"] if failed else []
+    return 1, "; ".join(said)
