@@ -45,7 +45,11 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "terminal/brink/destination.py": ("tests/test_brink_payments.py",),
     "terminal/outbox/loop.py": OUTBOX_TESTS,
     "terminal/brink/payment_outbox.py": ("tests/test_brink_payments.py",),
-    "terminal/wallet/client.py": ("tests/test_wallet_client.py", "tests/test_transport.py"),
+    "terminal/wallet/client.py": (
+        "tests/test_wallet_client_answers.py",
+        "tests/test_wallet_client.py",
+        "tests/test_transport.py",
+    ),
     "terminal/controller/core.py": CONTROLLER_TESTS,
     "terminal/journal.py": ("tests/test_journal.py", "tests/test_journal_table.py", *SALE_TESTS),
 }
