@@ -268,6 +268,12 @@ def test_a_redirect_to_the_slash_url_teaches_the_slash(
     assert caplog.messages == ["wallet server wants a trailing slash"]
 
 
+def test_a_redirect_to_another_tokens_url_is_not_followed() -> None:
+    answer = http_response(301, b"", "text/html", Location="/wallet/pos/wallets/token/04A1/")
+    res, server, _ = ask([answer, http_response(200, body(WALLET))], lambda c: c.wallet("04A1X"))
+    assert res == Unavailable("unexpected status 301") and server.served == 1
+
+
 def test_a_redirect_to_the_url_without_a_slash_unlearns_it(caplog: pytest.LogCaptureFixture) -> None:
     answers = [
         http_response(308, b"", "text/html", Location=f"{PRETIX}/pos/wallets/token/{MAX}"),
@@ -287,6 +293,7 @@ def test_a_redirect_to_the_url_without_a_slash_unlearns_it(caplog: pytest.LogCap
         (307, f"/wallet/pos/wallets/token/{MAX}/"),
         (301, f"https://127.0.0.1/wallet/pos/wallets/token/{MAX}/"),  # another origin
         (301, f"/elsewhere/pos/wallets/token/{MAX}/"),  # another path
+        (301, f"/wallet/pos/wallets/token/{MAX}X/"),  # another token's
         (301, "http://["),  # not a URL
     ],
 )

@@ -307,7 +307,7 @@ class WalletClient:
         res = await self._request("GET", url, deadline=deadline)
         if isinstance(res, Unavailable) or res.status not in (301, 308):
             return res
-        location = res.headers.get(LOCATION, "")
+        location = res.headers.get(LOCATION)  # None without one: urljoin keeps the URL, as for ""
         try:
             asked, target = urlsplit(url), urlsplit(urljoin(url, location))
         except ValueError:  # "http://[" and the like
