@@ -425,8 +425,9 @@ class WalletClient:
             if wallet is not None and not is_for_token(wallet, token_id):
                 # Whatever the server booked, it answered for another card: never "done" for this one on
                 # that word. Settled like any answer that may have been booked (the same key again on a
-                # deduplicating server, else this card's balance decides before anything is re-sent).
-                return Unavailable("transaction answer is for another token", maybe_applied=True)
+                # deduplicating server, else this card's balance decides before anything is re-sent):
+                # maybe_applied is Unavailable's default, True.
+                return Unavailable("transaction answer is for another token")
             return Applied(wallet, already=already)
         if res.status == 404:
             if res.json is None:
