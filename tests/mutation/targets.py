@@ -49,7 +49,11 @@ TARGETS: dict[str, tuple[str, ...]] = {
         "tests/test_brink_payment_records.py",
         "tests/test_brink_payments.py",
     ),
-    "terminal/wallet/client.py": ("tests/test_wallet_client.py", "tests/test_transport.py"),
+    "terminal/wallet/client.py": (
+        "tests/test_wallet_client_answers.py",
+        "tests/test_wallet_client.py",
+        "tests/test_transport.py",
+    ),
     "terminal/controller/core.py": CONTROLLER_TESTS,
     "terminal/journal.py": ("tests/test_journal.py", "tests/test_journal_table.py", *SALE_TESTS),
 }
