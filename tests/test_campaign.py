@@ -41,12 +41,15 @@ BUDGET_MS = 800
 # Longest wait for a tap's decision screen from a live terminal: "never" on a loaded 2-core machine
 # (speed is for the bench; here it is whether every tap ends in a decision).
 TAP_DECIDED_S = 15.0
-# Floors and ceilings on what a run must show, well clear of what four seeded runs gave on a loaded
-# 2-core machine: 276-281 sales, 126-140 of them accepted offline, 14-22 offline declines (all "card
-# never seen online"); taps killed before their sale was journaled are the rest.
+# Floors on what a run must show, well clear of what four seeded runs gave on a loaded 2-core machine:
+# 276-281 sales, 126-140 of them accepted offline; taps killed before their sale was journaled are the
+# rest. Offline declines are not counted against a ceiling (how many taps of a card come before its first
+# online one depends on the machine's load: 14-22 in those runs, 36 beside `make bench` and a helper's
+# tests): each must have its cause in the journal (below, ``unfounded_declines``).
 MIN_SALES = TAPS * 3 // 4
 MIN_OFFLINE_ACCEPTED = TAPS // 5
-MAX_OFFLINE_DECLINED = 35
+NEVER_SEEN = "card never seen online"
+LIMITS = ("per-card limit", "terminal limit")  # the campaign's [offline] limits, reached in a long outage
 APPROVED = "┌─ Approved"
 DECISIONS = (APPROVED, "┌─ Declined", "┌─ Unknown card", "┌─ Out of service")
 
@@ -108,6 +111,7 @@ class CampaignResult:
     flicker_new_sale: int = 0
     offline_accepted: int = 0  # sales approved while the server could not be asked
     offline_declined: int = 0  # taps declined while the server could not be asked
+    unfounded_declines: list[tuple[int, str, str]] = field(default_factory=list)
     # Offline-accepted sales the healed server does not hold exactly once, at their amount
     offline_undelivered: list[tuple[str, str]] = field(default_factory=list)
 
@@ -180,6 +184,29 @@ class JournalReader:
         assert db is not None
         rows = db.execute("SELECT idempotency_key, state, approved FROM sales WHERE offline = 1").fetchall()
         return [(str(r[0]), str(r[1]), bool(r[2])) for r in rows]
+
+    def unfounded_declines(self) -> list[tuple[int, str, str]]:
+        """Offline declines with no cause in the journal: (row id, card, reason). "card never seen online"
+        is founded only when no earlier row (journal order: the wall clock is stepped) was decided online
+        for the card, since each such row commits the card's balance with it; a limit always is; every other
+        reason (an age after a clock step, a balance, a denial) is not, with cards this rich."""
+        db = self._conn()
+        assert db is not None
+        first_online = {
+            str(r[0]): int(r[1])
+            for r in db.execute("SELECT token_id, MIN(id) FROM sales WHERE offline = 0 GROUP BY token_id")
+        }
+        rows = db.execute(
+            "SELECT id, token_id, reason FROM sales WHERE offline = 1 AND state = 'declined' ORDER BY id"
+        ).fetchall()
+        return [
+            (int(i), str(card), str(reason))
+            for i, card, reason in rows
+            if not (
+                (str(reason).endswith(NEVER_SEEN) and int(i) < first_online.get(str(card), int(i) + 1))
+                or str(reason).endswith(LIMITS)
+            )
+        ]
 
     def close(self) -> None:
         if self._db is not None:
@@ -416,6 +443,7 @@ class Campaign:
         accepted = [(key, state) for key, state, approved in offline if state != "declined" and approved]
         r.offline_accepted = len(accepted)
         r.offline_declined = sum(1 for _, state, _ in offline if state == "declined")
+        r.unfounded_declines = self.journal.unfounded_declines()
         # Accepted on the terminal's word alone: after healing, each must be booked once, as journaled.
         r.offline_undelivered = [
             (key, state)
@@ -460,7 +488,8 @@ def test_fault_campaign(
     assert r.pending == 0, f"sales left behind (key, state, amount, held, reason): {r.left_behind}"
     assert r.duplicates == 0 and r.lost == 0 and r.wrong_amount == 0, line
     assert r.journal_sales >= MIN_SALES and r.ledger_debits == r.journal_sales, line
-    assert r.offline_accepted >= MIN_OFFLINE_ACCEPTED and r.offline_declined <= MAX_OFFLINE_DECLINED, line
+    assert r.offline_accepted >= MIN_OFFLINE_ACCEPTED, line
+    assert not r.unfounded_declines, f"offline declines with no cause in the journal: {r.unfounded_declines}"
     assert not r.offline_undelivered, f"offline-accepted sales not booked once after healing: {line}\n" + (
         str(r.offline_undelivered[:10])
     )
