@@ -13,14 +13,14 @@ import email.utils
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from urllib.parse import quote, urljoin, urlsplit
 
-import httpx
+import aiohttp
 
 from terminal.model import Permission, Product, ProductId, TerminalInfo, printable
 from terminal.net.deadline import Deadline, SendWatch
-from terminal.net.transport import ServerLink, read_capped
+from terminal.net.transport import DROPPED, NOT_SENT, ServerLink, read_capped
 from terminal.service.secret import Secret
 from terminal.wallet.outcomes import (
     Applied,
@@ -39,8 +39,6 @@ from terminal.wallet.parse import BadBody, error_reason, is_for_token, parse_ter
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 256 * 1024
-# A connection closed under a request: no status line ever came back.
-_DROPPED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 MAX_PRODUCT_PAGES = 40
 CONNECT_TIMEOUT_S = 3.0  # a connect that takes longer fails fast, as provably never sent
 USER_AGENT = "taptill/0.1"
@@ -49,7 +47,7 @@ USER_AGENT = "taptill/0.1"
 class _Body:
     """A response read with a size cap; ``json`` is None when the body is not the API's JSON."""
 
-    def __init__(self, status: int, headers: httpx.Headers, raw: bytes, unusable: str | None) -> None:
+    def __init__(self, status: int, headers: Mapping[str, str], raw: bytes, unusable: str | None) -> None:
         self.status = status
         self.headers = headers
         self.raw = raw
@@ -105,7 +103,6 @@ class WalletClient:
         timeout_s: float = 10.0,
         default_permission: Permission = "debit",
         trailing_slash: bool | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
@@ -117,13 +114,13 @@ class WalletClient:
             trailing_slash if trailing_slash is not None else "/api/v1/organizers/" in self.base_url
         )
         self._http = ServerLink(
-            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2, keepalive_expiry=300),
+            max_connections=4,
+            keepalive_s=300.0,
             headers={
                 "Authorization": f"Bearer {token.reveal()}",
                 "Accept": "application/json",
                 "User-Agent": USER_AGENT,
             },
-            transport=transport,
         )
 
     def use_token(self, token: Secret) -> bool:
@@ -156,7 +153,7 @@ class WalletClient:
             watch = SendWatch()
             try:
                 return await self._exchange(method, url, deadline, body, watch)
-            except _DROPPED as exc:
+            except DROPPED as exc:
                 dropped = Unavailable(
                     f"connection trouble ({type(exc).__name__})", maybe_applied=watch.may_have_arrived
                 )
@@ -168,7 +165,7 @@ class WalletClient:
         self, method: str, url: str, deadline: Deadline, body: object, watch: SendWatch
     ) -> _Body | Unavailable:
         """One exchange, over by ``deadline``: connect, send, headers and the body (up to MAX_BODY_BYTES).
-        Raises one of _DROPPED when the connection closed with no answer."""
+        Raises one of DROPPED when the connection closed with no answer."""
         content = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"} if content is not None else None
         try:
@@ -178,27 +175,23 @@ class WalletClient:
                     url,
                     content=content,
                     headers=headers,
-                    timeout=deadline.httpx_timeout(CONNECT_TIMEOUT_S),
-                    extensions=watch.extensions,
+                    timeout=deadline.client_timeout(CONNECT_TIMEOUT_S),
+                    watch=watch,
                 )
                 try:
                     raw = await read_capped(resp, MAX_BODY_BYTES)
                 finally:
-                    await resp.aclose()
-                return _Body(resp.status_code, resp.headers, raw.data, raw.problem)
-        except TimeoutError:
-            return Unavailable(deadline.describe(), maybe_applied=watch.may_have_arrived)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                    resp.release()
+                return _Body(resp.status, resp.headers, raw.data, raw.problem)
+        except NOT_SENT as exc:  # refused, DNS, TLS, or no connection within the connect timeout
             return Unavailable(f"cannot connect ({type(exc).__name__})", maybe_applied=False)
-        except httpx.PoolTimeout:
-            return Unavailable("no free connection", maybe_applied=False)
-        except httpx.TimeoutException:  # a read or write that used up what was left of the deadline
+        except TimeoutError:  # the deadline (a socket timeout is one too; reads have none here)
             return Unavailable(deadline.describe(), maybe_applied=watch.may_have_arrived)
-        except httpx.InvalidURL:
+        except aiohttp.InvalidURL:
             return Unavailable("the server named a URL that is not valid", maybe_applied=False)
-        except _DROPPED:
+        except DROPPED:
             raise
-        except (httpx.HTTPError, OSError) as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             return Unavailable(
                 f"connection trouble ({type(exc).__name__})", maybe_applied=watch.may_have_arrived
             )
