@@ -4,8 +4,8 @@ the network.
 One POST per call under an overall deadline (connect, send, headers, the whole body:
 ``terminal.net.deadline``) on the shared ``ServerLink`` (no proxy or CA from the environment; the body read
 raw and capped, so a 10 MB answer is cut at the cap, never held). The call knows whether its request may
-have reached the server: an ApplyPayment stopped before its headers left (connection refused, still
-connecting) provably applied nothing; anything later may have. The client never retries: the caller
+have reached the server: an ApplyPayment stopped before it had a connection (refused, still connecting)
+provably applied nothing; anything later may have. The client never retries: the caller
 settles an unknown payment by reading the party again. The tokens travel only in their headers: never in
 a repr, a log line or an outcome.
 """
