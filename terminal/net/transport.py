@@ -134,10 +134,13 @@ class ServerLink:
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
             trace_configs=[send_trace()],
-            # aiohttp sends a GET again by itself when a connection drops under it; the clients' own rule
-            # (terminal.wallet.client: a GET once more within its deadline, a POST never) is the only one.
+            # No total of aiohttp's: each call's Deadline (terminal.net.deadline) bounds the whole exchange.
             timeout=aiohttp.ClientTimeout(total=None),
         )
+        # aiohttp sends a GET again by itself when a connection drops under it; the clients' own rule
+        # (terminal.wallet.client: a GET once more within its deadline, a POST never) is the only one.
+        # Private (aiohttp has no switch for it): tests/test_wallet_client.py's
+        # test_a_server_that_drops_every_request_... fails if a later aiohttp ignores it.
         session._retry_connection = False
         self._session = session
         return session
