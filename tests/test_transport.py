@@ -24,7 +24,7 @@ from terminal.bench.gzip_bomb import gzip_bomb, measure_gzip_bomb
 from terminal.config import ConfigError, parse_config
 from terminal.emulator.wallet import WalletEmulator
 from terminal.net.deadline import SendWatch
-from terminal.net.transport import MAX_CACHED_URLS, ServerLink, cleartext_host
+from terminal.net.transport import MAX_CACHED_URLS, ServerLink, cleartext_host, tls_context
 from terminal.partybroker.client import PartybrokerClient
 from terminal.partybroker.outcomes import Ambiguous, Drinks
 from terminal.service.secret import Secret
@@ -282,6 +282,24 @@ def test_ca_variables_in_the_environment_do_not_make_the_clients_trust_a_server(
     looked_up, drinks = _run(ours())
     assert isinstance(looked_up, Unavailable) and isinstance(drinks, Ambiguous), (looked_up, drinks)
     assert asked == ["/control"], "a client of ours trusted the CA from the environment and sent a request"
+
+
+def test_the_links_trust_the_systems_ca_store_whatever_the_environment_names(
+    hostile_tls: tuple[str, Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tls_context reads OpenSSL's built-in store (Debian: /etc/ssl/certs), never SSL_CERT_FILE/DIR."""
+    _origin, ca_file, _asked = hostile_tls
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    monkeypatch.setenv("SSL_CERT_DIR", str(ca_file.parent))
+    tls_context.cache_clear()
+    try:
+        context = tls_context()
+    finally:
+        tls_context.cache_clear()
+    trusted = context.get_ca_certs()
+    assert len(trusted) > 50, "the system's CA bundle was not loaded"
+    assert not any(("commonName", "evil CA") in field for ca in trusted for field in ca["subject"])
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
 
 
 # --- the gzip bomb ---------------------------------------------------------------------------------
