@@ -127,7 +127,7 @@ def python_ok() -> str | None:
 # The module each feature imports, and what installs it into the Python running provisioning (its own
 # venv's pip, never an index's taptill[extra]: taptill is not on PyPI).
 MODULE_FOR = {
-    "core": ("httpx", Driver("httpx", "httpx", None)),
+    "core": ("aiohttp", Driver("aiohttp", "aiohttp", None)),
     "pcsc": ("smartcard", PYSCARD),
     "nfcpy": ("nfc", NFCPY),
     "oled": ("luma.oled", LUMA_OLED),

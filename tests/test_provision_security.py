@@ -355,7 +355,8 @@ def test_the_venv_provisioning_builds_has_the_constrained_versions(program_image
         [str(venv_python), "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     installed = dict(line.split(" ", 1) for line in out.stdout.splitlines())
-    assert {"httpx", "pillow", "luma.oled", "tomlkit"} <= set(installed)
+    assert {"aiohttp", "pillow", "luma.oled", "tomlkit"} <= set(installed)
+    assert "httpx" not in installed  # a test and bench tool only (taptill[dev])
     assert {n: v for n, v in installed.items() if n in pins} == {n: pins[n] for n in installed if n in pins}
 
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import copy
 import http.server
+import socket
 import ssl
 import subprocess
 import threading
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 
@@ -21,13 +23,14 @@ from provisioning.answers import AnswersError, add_flags, gather
 from terminal.bench.gzip_bomb import gzip_bomb, measure_gzip_bomb
 from terminal.config import ConfigError, parse_config
 from terminal.emulator.wallet import WalletEmulator
-from terminal.net.transport import MAX_CACHED_URLS, ServerLink, cleartext_host
+from terminal.net.deadline import SendWatch
+from terminal.net.transport import MAX_CACHED_URLS, ServerLink, cleartext_host, tls_context
 from terminal.partybroker.client import PartybrokerClient
 from terminal.partybroker.outcomes import Ambiguous, Drinks
 from terminal.service.secret import Secret
 from terminal.wallet.client import WalletClient
 from terminal.wallet.outcomes import Found, Unavailable
-from tests.raw_http import RawHttpServer, http_response
+from tests.raw_http import RawHttpServer, connect_never_completes, http_response
 from tests.terminal_lab import MAX, taptill, write_config
 
 BASE: dict[str, Any] = {
@@ -176,8 +179,8 @@ def _header_lines(request: bytes) -> dict[str, str]:
 
 
 def test_the_clients_send_their_headers_and_never_a_cookie_a_server_set() -> None:
-    """Requests go to httpx's transport without its client: the headers are still the clients' own, and
-    what the client layer did that we never wanted (keep a server's cookies and send them back) is gone."""
+    """The headers are the clients' own (none of aiohttp's defaults: no compression asked for), and a
+    server's cookies are neither kept nor sent back (a server or proxy could tag the terminal's requests)."""
     wallet_json = f'{{"token_id": "{MAX}", "balance": 1}}'.encode()  # an answer for the card asked about
     answer = http_response(200, wallet_json, Set_Cookie="session=tracked; Path=/")
     drinks_json = b'[{"id": 145, "title": "W", "price": 290}]'
@@ -281,6 +284,24 @@ def test_ca_variables_in_the_environment_do_not_make_the_clients_trust_a_server(
     assert asked == ["/control"], "a client of ours trusted the CA from the environment and sent a request"
 
 
+def test_the_links_trust_the_systems_ca_store_whatever_the_environment_names(
+    hostile_tls: tuple[str, Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tls_context reads OpenSSL's built-in store (Debian: /etc/ssl/certs), never SSL_CERT_FILE/DIR."""
+    _origin, ca_file, _asked = hostile_tls
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    monkeypatch.setenv("SSL_CERT_DIR", str(ca_file.parent))
+    tls_context.cache_clear()
+    try:
+        context = tls_context()
+    finally:
+        tls_context.cache_clear()
+    trusted = context.get_ca_certs()
+    assert len(trusted) > 50, "the system's CA bundle was not loaded"
+    assert not any(("commonName", "evil CA") in field for ca in trusted for field in ca["subject"])
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+
+
 # --- the gzip bomb ---------------------------------------------------------------------------------
 
 
@@ -329,24 +350,66 @@ def test_a_compressed_answer_is_refused_though_small(monkeypatch: pytest.MonkeyP
 def test_a_link_parses_each_url_once_keeps_few_and_still_refuses_one_that_is_not_a_url() -> None:
     """A URL is parsed once and reused (issue 10: parsing was three quarters of building a request), but a
     URL per card must not grow the cache through a months-long run, and every request goes where asked."""
-    asked: list[str] = []
+    # The server closes each connection after its answer, and says so: none is reused.
+    with RawHttpServer([http_response(204, b"", Connection="close")]) as server:
+        origin = server.base_url.removesuffix("/wallet")
+        urls = [f"{origin}/pos/wallets/token/04{n:012X}/" for n in range(MAX_CACHED_URLS + 44)]
+        link = ServerLink(max_connections=1, keepalive_s=30.0, headers={})
+        timeout = aiohttp.ClientTimeout(total=None, connect=5.0)
 
-    def answer(request: httpx.Request) -> httpx.Response:
-        asked.append(str(request.url))
-        return httpx.Response(204)
+        async def send_all() -> None:
+            try:
+                for url in [*urls, urls[0], urls[-1]]:
+                    response = await link.send("GET", url, timeout=timeout)
+                    assert response.status == 204
+                    response.release()
+                for bad in ("http://[::1/", f"{origin}/pos/terminal/\x01\u2028?page=2"):
+                    with pytest.raises(aiohttp.InvalidURL):
+                        await link.send("GET", bad, timeout=timeout)
+            finally:
+                await link.aclose()
 
-    link = ServerLink(limits=httpx.Limits(), headers={}, transport=httpx.MockTransport(answer))
-    urls = [f"http://127.0.0.1:9/pos/wallets/token/04{n:012X}/" for n in range(MAX_CACHED_URLS + 44)]
-    timeout = httpx.Timeout(1.0)
-
-    async def send_all() -> None:
-        for url in [*urls, urls[0], urls[-1]]:
-            response = await link.send("GET", url, timeout=timeout)
-            await response.aclose()
-        with pytest.raises(httpx.InvalidURL):
-            await link.send("GET", "http://[::1/", timeout=timeout)
-
-    _run(send_all())
-    assert asked == [*urls, urls[0], urls[-1]]
+        _run(send_all())
+        asked = [request.split(b" ", 2)[1].decode() for request in server.requests]
+    assert [origin + path for path in asked] == [*urls, urls[0], urls[-1]]
     assert 0 < len(link._urls) <= MAX_CACHED_URLS
     assert urls[-1] in link._urls  # the last one asked is kept
+
+
+def test_a_send_watch_says_may_have_arrived_from_the_moment_a_connection_is_had() -> None:
+    """SendWatch (aiohttp's tracing): False only while a started request has no connection yet (refused,
+    still connecting); True once it has one, new or kept alive; True when nothing was traced (unknown)."""
+    assert SendWatch().may_have_arrived  # no trace seen: the safe side
+    timeout = aiohttp.ClientTimeout(total=None, connect=5.0)
+
+    async def watched(url: str, within_s: float = 5.0) -> tuple[bool, str]:
+        link = ServerLink(max_connections=1, keepalive_s=30.0, headers={})
+        watch = SendWatch()
+        try:
+            async with asyncio.timeout(within_s):
+                response = await link.send("GET", url, timeout=timeout, watch=watch)
+            response.release()
+            return watch.may_have_arrived, "answered"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return watch.may_have_arrived, type(exc).__name__
+        finally:
+            await link.aclose()
+
+    with socket.socket() as closed:  # a port nobody listens on: refused
+        closed.bind(("127.0.0.1", 0))
+        refused = f"http://127.0.0.1:{closed.getsockname()[1]}/x"
+        assert _run(watched(refused)) == (False, "ClientConnectorError")
+    with connect_never_completes() as port:
+        assert _run(watched(f"http://127.0.0.1:{port}/x", within_s=0.3)) == (False, "TimeoutError")
+    with RawHttpServer([http_response(200, b"{}")]) as server:
+        assert _run(watched(server.base_url)) == (True, "answered")
+    with RawHttpServer([b""]) as server:  # connected, then closed with no answer: may have arrived
+        assert _run(watched(server.base_url)) == (True, "ServerDisconnectedError")
+
+
+def test_a_links_headers_never_show_the_token() -> None:
+    link = ServerLink(
+        max_connections=1, keepalive_s=30.0, headers={"Authorization": "Bearer sekrit-0123456789"}
+    )
+    assert "sekrit" not in repr(link.headers) and "sekrit" not in str(link.headers)
+    assert link.headers["Authorization"] == "Bearer sekrit-0123456789"

@@ -659,3 +659,26 @@ def test_a_lookup_on_a_connection_the_server_dropped_is_asked_again_but_a_debit_
     posts = [line for line in server.requests if line.startswith("POST")]
     assert len(posts) == 1, server.requests
     assert [line.split()[0] for line in server.requests] == ["GET", "GET", "GET", "POST"], server.requests
+
+
+@pytest.mark.parametrize(("call", "asked"), [("lookup", 2), ("debit", 1)])
+def test_a_server_that_drops_every_request_is_asked_a_lookup_twice_and_a_debit_once(
+    call: str, asked: int
+) -> None:
+    """The clients' rule is the only resend: a GET once more, a POST never (aiohttp's own resend of an
+    idempotent request on a dropped connection is off, or a lookup would be asked four times)."""
+    with RawHttpServer([b""]) as server:  # every connection closed with no answer
+
+        async def scenario() -> object:
+            client = WalletClient(server.base_url, Secret("t"), timeout_s=2.0, trailing_slash=False)
+            try:
+                if call == "lookup":
+                    return await client.wallet(MAX)
+                return await client.transact(MAX, ["1"], description="x", tag=None, idempotency_key="k1")
+            finally:
+                await client.aclose()
+
+        res = run(scenario())
+        served = server.served
+    assert res == Unavailable("connection trouble (ServerDisconnectedError)", maybe_applied=True), res
+    assert served == asked

@@ -409,13 +409,13 @@ def test_a_definitive_refusal_keeps_its_status_and_reason(status: int) -> None:
 
 def test_a_dropped_debit_is_never_sent_again_and_may_have_arrived() -> None:
     res, server, _ = ask([b""], debit)
-    assert res == Unavailable("connection trouble (RemoteProtocolError)", maybe_applied=True)
+    assert res == Unavailable("connection trouble (ServerDisconnectedError)", maybe_applied=True)
     assert server.served == 1
 
 
 def test_a_lookup_dropped_twice_is_asked_twice_only() -> None:
     res, server, _ = ask([b""], lookup)
-    assert res == Unavailable("connection trouble (RemoteProtocolError)", maybe_applied=True)
+    assert res == Unavailable("connection trouble (ServerDisconnectedError)", maybe_applied=True)
     assert server.served == 2
 
 
@@ -436,7 +436,7 @@ def test_a_refused_connection_was_provably_never_sent() -> None:
             finally:
                 await client.aclose()
 
-        assert asyncio.run(scenario()) == Unavailable("cannot connect (ConnectError)", maybe_applied=False)
+        assert asyncio.run(scenario()) == Unavailable("cannot connect (ClientConnectorError)", maybe_applied=False)
 
 
 def test_a_connect_that_never_completes_is_given_up_as_never_sent() -> None:
@@ -457,7 +457,7 @@ def test_a_connect_that_never_completes_is_given_up_as_never_sent() -> None:
     assert 0.4 <= elapsed <= 3.0
 
 
-def test_a_scheme_httpx_cannot_speak_may_have_been_sent() -> None:
+def test_a_scheme_the_client_cannot_speak_may_have_been_sent() -> None:
     async def scenario() -> object:
         client = WalletClient("ftp://127.0.0.1:9/wallet", Secret("t"), timeout_s=1.0)
         try:
@@ -467,7 +467,7 @@ def test_a_scheme_httpx_cannot_speak_may_have_been_sent() -> None:
 
     # nothing says the request never left: the safe side, reconcile
     assert asyncio.run(scenario()) == Unavailable(
-        "connection trouble (UnsupportedProtocol)", maybe_applied=True
+        "connection trouble (NonHttpUrlClientError)", maybe_applied=True
     )
 
 
@@ -497,7 +497,10 @@ def test_a_debit_with_a_shorter_timeout_ends_at_it() -> None:
 
 
 def page(products: list[dict[str, object]], nxt: str | None, **terminal: object) -> bytes:
-    return http_response(200, body({"links": {"next": nxt}, "data": {**terminal, "products": products}}))
+    # RawHttpServer closes each connection after its answer: say so, as a real server does, or the next
+    # page may go out on the closing connection and spend its one second try there.
+    data = body({"links": {"next": nxt}, "data": {**terminal, "products": products}})
+    return http_response(200, data, Connection="close")
 
 
 def test_the_product_list_is_followed_page_by_page_and_the_first_page_names_the_terminal() -> None:

@@ -373,8 +373,8 @@ def test_a_dropped_answer_is_ambiguous_and_the_server_down(doc: WalletEmulator, 
         return result, lab.health.online, lab.health.last_problem
 
     result, online, problem = on(doc, tmp_path, body)
-    assert result == Ambiguous("connection trouble (RemoteProtocolError)", True, None)
-    assert (online, problem) == (False, "connection trouble (RemoteProtocolError)")
+    assert result == Ambiguous("connection trouble (ServerDisconnectedError)", True, None)
+    assert (online, problem) == (False, "connection trouble (ServerDisconnectedError)")
 
 
 def test_a_request_that_never_arrived_is_unreachable_with_the_servers_wait(

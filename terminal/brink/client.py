@@ -4,8 +4,8 @@ the network.
 One POST per call under an overall deadline (connect, send, headers, the whole body:
 ``terminal.net.deadline``) on the shared ``ServerLink`` (no proxy or CA from the environment; the body read
 raw and capped, so a 10 MB answer is cut at the cap, never held). The call knows whether its request may
-have reached the server: an ApplyPayment stopped before its headers left (connection refused, still
-connecting) provably applied nothing; anything later may have. The client never retries: the caller
+have reached the server: an ApplyPayment stopped before it had a connection (refused, still connecting)
+provably applied nothing; anything later may have. The client never retries: the caller
 settles an unknown payment by reading the party again. The tokens travel only in their headers: never in
 a repr, a log line or an outcome.
 """
@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
-import httpx
+import aiohttp
 
 from terminal.brink.envelope import apply_payment_body, get_party_body, soap_action
 from terminal.brink.outcomes import PartyOutcome, PaymentOutcome, PaymentUnknown, Unreachable
 from terminal.brink.parse import DEFAULT_MAX_ANSWER_BYTES, party_outcome, payment_outcome
 from terminal.model import printable
 from terminal.net.deadline import Deadline, SendWatch
-from terminal.net.transport import ServerLink, read_capped
+from terminal.net.transport import NOT_SENT, ServerLink, read_capped
 from terminal.service.secret import Secret
 
 CONNECT_TIMEOUT_S = 3.0
@@ -60,7 +60,6 @@ class BrinkClient:
         timeout_s: float = 5.0,
         *,
         max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url
         self.timeout_s = timeout_s
@@ -68,9 +67,9 @@ class BrinkClient:
         self._access_token = access_token
         self._location_token = location_token
         self._http = ServerLink(
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=30.0),
+            max_connections=1,
+            keepalive_s=30.0,
             headers={"Accept": "text/xml", "User-Agent": USER_AGENT},
-            transport=transport,
         )
 
     def __repr__(self) -> str:
@@ -135,22 +134,22 @@ class BrinkClient:
                     self.url,
                     headers=headers,
                     content=body,
-                    timeout=deadline.httpx_timeout(CONNECT_TIMEOUT_S),
-                    extensions=watch.extensions,
+                    timeout=deadline.client_timeout(CONNECT_TIMEOUT_S),
+                    watch=watch,
                 )
                 try:
-                    status = response.status_code
+                    status = response.status
                     raw = await read_capped(response, self.max_answer_bytes)
                 finally:
-                    await response.aclose()
+                    response.release()
+        except NOT_SENT as exc:
+            # The request never left this machine: nothing can have been applied.
+            return _NoAnswer(f"{operation}: cannot connect to PAR Brink ({_describe(exc)})", False)
         except TimeoutError:
             if status is None:
                 return _NoAnswer(f"{operation}: {deadline.describe()}", watch.may_have_arrived)
             return _NoAnswer(f"{operation}: HTTP {status}, body not complete within {total_s:g} s", True)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            # The request never left this machine: nothing can have been applied.
-            return _NoAnswer(f"{operation}: cannot connect to PAR Brink ({_describe(exc)})", False)
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             said = "no answer" if status is None else f"HTTP {status}, the answer broke off"
             return _NoAnswer(f"{operation}: {said} ({_describe(exc)})", True)
         if raw.problem is not None:
@@ -159,6 +158,6 @@ class BrinkClient:
 
 
 def _describe(exc: BaseException) -> str:
-    # httpx messages name the host and the OS error, never headers, so they carry no token.
+    # aiohttp's messages name the host, the URL and the OS error, never headers: no token in them.
     text = printable(str(exc), 200) if str(exc) else ""
     return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__

@@ -1,19 +1,19 @@
 """One overall deadline per network call (connect, send, headers, body), and whether its request left yet.
 
-httpx's timeouts bound each read, not the exchange: a server or proxy that drips one byte at a time
+A read timeout bounds each read, not the exchange: a server or proxy that drips one byte at a time
 keeps every read short and the request alive for ever. A ``Deadline`` is the whole call's budget; a
-``SendWatch`` listens to httpcore's trace hook so a call stopped by its deadline can tell "provably
-never sent" (still connecting) from "may have arrived".
+``SendWatch`` listens to aiohttp's tracing so a call stopped by its deadline (or a broken connection) can
+tell "provably never sent" (still waiting for a connection) from "may have arrived".
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
-import httpx
+import aiohttp
 
 
 @dataclass(frozen=True)
@@ -36,10 +36,12 @@ class Deadline:
         """``async with deadline.scope():`` raises TimeoutError in the block once the deadline passes."""
         return asyncio.timeout_at(self.at)
 
-    def httpx_timeout(self, connect_s: float) -> httpx.Timeout:
-        """httpx's per-phase timeouts, none longer than what is left (connect also at most ``connect_s``)."""
+    def client_timeout(self, connect_s: float) -> aiohttp.ClientTimeout:
+        """aiohttp's timeouts for one request: a TCP/TLS connect of at most ``connect_s`` (fails fast as
+        never sent), a wait for a pooled connection of at most what is left. Reads need none: the
+        deadline's scope ends the exchange."""
         left = self.left_s()
-        return httpx.Timeout(left, connect=min(left, connect_s))
+        return aiohttp.ClientTimeout(total=None, connect=left, sock_connect=min(left, connect_s))
 
     def describe(self) -> str:
         """Why a call ended, for outcomes and logs: "no complete answer within 1.5 s"."""
@@ -47,29 +49,44 @@ class Deadline:
 
 
 class SendWatch:
-    """Whether a request began to leave this machine, learnt from httpcore's ``trace`` extension.
+    """Whether a request may have reached the server, learnt from aiohttp's tracing (``SEND_TRACE``).
 
-    Pass ``extensions`` with the request. ``may_have_arrived`` is False only when the trace shows the
-    request's headers were never started (still waiting on DNS, TCP or TLS): then the server cannot
-    have acted on it. Without any trace event (another transport) it answers True, the safe side.
+    Pass it as the request's ``trace_request_ctx`` (``ServerLink.send(watch=...)``). ``may_have_arrived``
+    is False only when the trace shows the request started and never got a connection (waiting for a
+    free one, DNS, TCP or TLS): nothing of it can have been written, so the server cannot have acted on
+    it. Once a connection is in hand (new or kept alive) it is True, before the first byte is written:
+    unknown is "may have arrived". Without any trace event (a request that never reached aiohttp's
+    tracing) it answers True as well, the safe side.
     """
+
+    __slots__ = ("_connected", "_traced")
 
     def __init__(self) -> None:
         self._traced = False
-        self._sending = False
-
-    @property
-    def extensions(self) -> dict[str, Any]:
-        return {"trace": self._trace}
-
-    async def _trace(self, event: str, info: Mapping[str, Any]) -> None:
-        self._traced = True
-        if event.endswith(".send_request_headers.started"):
-            request = info.get("request")
-            # A proxy's CONNECT shares our extensions but carries nothing of our request.
-            if getattr(request, "method", b"") != b"CONNECT":
-                self._sending = True
+        self._connected = False
 
     @property
     def may_have_arrived(self) -> bool:
-        return self._sending or not self._traced
+        return self._connected or not self._traced
+
+
+async def _started(_session: Any, context: SimpleNamespace, _params: Any) -> None:
+    watch = context.trace_request_ctx
+    if isinstance(watch, SendWatch):
+        watch._traced = True
+
+
+async def _connected(_session: Any, context: SimpleNamespace, _params: Any) -> None:
+    watch = context.trace_request_ctx
+    if isinstance(watch, SendWatch):
+        watch._connected = True
+
+
+def send_trace() -> aiohttp.TraceConfig:
+    """A TraceConfig that keeps a request's ``SendWatch`` (its ``trace_request_ctx``) up to date: a
+    request started; it has a connection (a new one, or one kept alive), so its bytes may now leave."""
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(_started)
+    trace.on_connection_create_end.append(_connected)
+    trace.on_connection_reuseconn.append(_connected)
+    return trace

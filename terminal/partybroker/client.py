@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from types import TracebackType
 from urllib.parse import quote
 
-import httpx
+import aiohttp
 
 from terminal.model import printable
 from terminal.net.deadline import Deadline, SendWatch
-from terminal.net.transport import ServerLink, read_capped
+from terminal.net.transport import NOT_SENT, ServerLink, read_capped
 from terminal.partybroker.outcomes import (
     Ambiguous,
     BuyOutcome,
@@ -44,7 +44,6 @@ class PartybrokerClient:
         timeout_s: float = 5.0,
         connect_timeout_s: float = 3.0,
         max_body_bytes: int = MAX_BODY_BYTES,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = f"{base_url.rstrip('/')}/{quote(party_id, safe='')}/drinks"
         self._auth = Secret(
@@ -54,8 +53,8 @@ class PartybrokerClient:
         self._connect_s = connect_timeout_s
         self._max_body = max_body_bytes
         self._http = ServerLink(
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=30.0),
-            transport=transport,
+            max_connections=1,
+            keepalive_s=30.0,
             headers={"Accept": "application/json", "User-Agent": "taptill-partybroker"},
         )
 
@@ -107,11 +106,11 @@ class PartybrokerClient:
                     self.url,
                     headers=headers,
                     content=content,
-                    timeout=deadline.httpx_timeout(self._connect_s),
-                    extensions=watch.extensions,
+                    timeout=deadline.client_timeout(self._connect_s),
+                    watch=watch,
                 )
                 try:
-                    status = response.status_code
+                    status = response.status
                     content_type = response.headers.get("content-type", "")
                     retry_after = response.headers.get("retry-after")
                     try:
@@ -119,18 +118,18 @@ class PartybrokerClient:
                         body, too_large = raw.data, raw.too_large
                         if raw.encoding is not None:
                             broken = raw.problem
-                    except httpx.HTTPError as exc:
+                    except aiohttp.ClientError as exc:
                         broken = _describe(exc)
                 finally:
-                    await response.aclose()
+                    response.release()
+        except NOT_SENT as exc:
+            # The request never left this machine: nothing can have been booked.
+            return Ambiguous(f"cannot connect to Partybroker ({_describe(exc)})", maybe_applied=False)
         except TimeoutError:
             if status is None:
                 return Ambiguous(deadline.describe(), maybe_applied=post and watch.may_have_arrived)
             broken = f"body not complete within {self._total_s:g} s"
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            # The request never left this machine: nothing can have been booked.
-            return Ambiguous(f"cannot connect to Partybroker ({_describe(exc)})", maybe_applied=False)
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             if status is None:
                 return Ambiguous(
                     f"no answer from Partybroker ({_describe(exc)})",
@@ -150,6 +149,6 @@ class PartybrokerClient:
 
 
 def _describe(exc: BaseException) -> str:
-    # httpx messages name the host and the OS error, never headers, so they carry no credentials.
+    # aiohttp's messages name the host, the URL and the OS error, never headers: no credentials in them.
     text = printable(str(exc), 200) if str(exc) else ""
     return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import email.utils
+import http
 import json
 import math
 import re
 import time
-
-import httpx
 
 from terminal.model import printable
 from terminal.partybroker.outcomes import (
@@ -117,7 +116,10 @@ def error_reason(body: bytes, content_type: str, status: int) -> str:
 
 
 def _phrase(status: int) -> str:
-    return httpx.codes.get_reason_phrase(status)
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:  # a status with no registered phrase
+        return ""
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

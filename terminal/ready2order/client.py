@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Protocol, TypeVar
 
-import httpx
-
 from terminal.ready2order.exchange import Ready2OrderHttp, Ready2OrderSession
 from terminal.ready2order.outcomes import (
     CancelOutcome,
@@ -70,11 +68,8 @@ class Ready2OrderClient(Ready2OrderSession):
         *,
         timeout_s: float = 10.0,
         page_size: int = PAGE_SIZE,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        super().__init__(
-            Ready2OrderHttp(base_url, token, "account", timeout_s=timeout_s, transport=transport)
-        )
+        super().__init__(Ready2OrderHttp(base_url, token, "account", timeout_s=timeout_s))
         self.base_url = self._http.base_url
         self.timeout_s = timeout_s
         self.page_size = page_size

@@ -15,12 +15,13 @@ import time
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Self
+from urllib.parse import urlencode
 
-import httpx
+import aiohttp
 
 from terminal.model import printable
 from terminal.net.deadline import Deadline, SendWatch
-from terminal.net.transport import ServerLink, read_capped
+from terminal.net.transport import NOT_SENT, ServerLink, read_capped
 from terminal.ready2order.outcomes import Failure, TokenKind, Unavailable
 from terminal.ready2order.parse import MAX_BODY_BYTES, Body, interpret
 from terminal.service.secret import Secret
@@ -40,7 +41,6 @@ class Ready2OrderHttp:
         kind: TokenKind,
         *,
         timeout_s: float = 10.0,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.kind: TokenKind = kind
@@ -48,9 +48,9 @@ class Ready2OrderHttp:
         self._token = token
         self._server_date: tuple[float, float] | None = None  # (epoch the server said, monotonic then)
         self._http = ServerLink(
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=30.0),
+            max_connections=1,
+            keepalive_s=30.0,
             headers={"Accept": "application/json", "User-Agent": USER_AGENT},
-            transport=transport,
         )
 
     def __repr__(self) -> str:
@@ -101,37 +101,37 @@ class Ready2OrderHttp:
             async with deadline.scope():
                 url = self.base_url + path
                 if params:
-                    url = str(httpx.URL(url, params=params))
+                    url = f"{url}?{urlencode(params)}"  # base_url has no query of its own
                 response = await self._http.send(
                     method,
                     url,
                     headers=headers,
                     content=content,
-                    timeout=deadline.httpx_timeout(CONNECT_TIMEOUT_S),
-                    extensions=watch.extensions,
+                    timeout=deadline.client_timeout(CONNECT_TIMEOUT_S),
+                    watch=watch,
                 )
                 try:
-                    status = response.status_code
+                    status = response.status
                     content_type = response.headers.get("content-type", "")
                     retry_after = response.headers.get("retry-after")
                     self._note_date(response.headers.get("date"))
                     try:
                         raw = await read_capped(response, MAX_BODY_BYTES)
                         data, problem = raw.data, raw.problem
-                    except httpx.HTTPError as exc:
+                    except aiohttp.ClientError as exc:
                         problem = f"the answer broke off ({_describe(exc)})"
                 finally:
-                    await response.aclose()
-        except TimeoutError:
-            if status is None:
-                return Unavailable(deadline.describe(), maybe_applied=write and watch.may_have_arrived)
-            problem = f"body not complete within {self.timeout_s:g} s"
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                    response.release()
+        except NOT_SENT as exc:
             # The request never left this machine: nothing can have been created.
             return Unavailable(
                 f"connection trouble: cannot connect to ready2order ({_describe(exc)})", maybe_applied=False
             )
-        except httpx.HTTPError as exc:
+        except TimeoutError:
+            if status is None:
+                return Unavailable(deadline.describe(), maybe_applied=write and watch.may_have_arrived)
+            problem = f"body not complete within {self.timeout_s:g} s"
+        except (aiohttp.ClientError, OSError) as exc:
             if status is None:
                 return Unavailable(
                     f"connection trouble: no answer from ready2order ({_describe(exc)})",
@@ -178,6 +178,6 @@ class Ready2OrderSession:
 
 
 def _describe(exc: BaseException) -> str:
-    # httpx messages name the host and the OS error, never headers, so they carry no token.
+    # aiohttp's messages name the host, the URL and the OS error, never headers: no token in them.
     text = printable(str(exc), 200) if str(exc) else ""
     return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__

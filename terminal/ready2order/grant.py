@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-import httpx
-
 from terminal.ready2order.exchange import Ready2OrderHttp, Ready2OrderSession
 from terminal.ready2order.outcomes import Expired, Grant, GrantOutcome, PollOutcome, Refused, Unavailable
 from terminal.ready2order.parse import parse_grant, parse_grant_state, read
@@ -31,11 +29,8 @@ class GrantClient(Ready2OrderSession):
         developer_token: Secret,
         *,
         timeout_s: float = 10.0,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        super().__init__(
-            Ready2OrderHttp(base_url, developer_token, "developer", timeout_s=timeout_s, transport=transport)
-        )
+        super().__init__(Ready2OrderHttp(base_url, developer_token, "developer", timeout_s=timeout_s))
 
     async def request_grant(self, callback_uri: str | None = None) -> GrantOutcome:
         """POST a new grant; ``callback_uri`` (optional) is where ready2order sends the owner afterwards.

@@ -122,6 +122,6 @@ def setup_logging(verbose: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    # httpx logs every request line at INFO, with URLs: keep those out of the journal.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # aiohttp's client logs nothing per request (no URLs, which name cards); its logger's few debug lines
+    # (a connector's close error, a netrc it did not read) stay out of a -v journal too.
+    logging.getLogger("aiohttp.client").setLevel(logging.WARNING)

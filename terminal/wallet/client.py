@@ -13,15 +13,15 @@ import email.utils
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 from urllib.parse import quote, urljoin, urlsplit
 
-import httpx
+import aiohttp
 
 from terminal.model import Permission, Product, ProductId, TerminalInfo, printable
 from terminal.net.deadline import Deadline, SendWatch
-from terminal.net.transport import ServerLink, read_capped
+from terminal.net.transport import DROPPED, NOT_SENT, ServerLink, read_capped
 from terminal.service.secret import Secret
 from terminal.wallet.outcomes import (
     Applied,
@@ -40,12 +40,10 @@ from terminal.wallet.parse import BadBody, error_reason, is_for_token, parse_ter
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 256 * 1024
-# A connection closed under a request: no status line ever came back.
-_DROPPED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 MAX_PRODUCT_PAGES = 40
 CONNECT_TIMEOUT_S = 3.0  # a connect that takes longer fails fast, as provably never sent
 USER_AGENT = "taptill/0.1"
-# Header names: HTTP and httpx.Headers read them in any case, so an upper- or lower-cased name is the same
+# Header names: HTTP and aiohttp read them in any case, so an upper- or lower-cased name is the same
 # request (module constants, which mutmut leaves alone: its case mutants of them could never be caught).
 ACCEPT = "Accept"
 AUTHORIZATION = "Authorization"
@@ -56,13 +54,15 @@ USER_AGENT_HEADER = "User-Agent"
 # quote()'s safe characters in a token's path segment: none, so "/" and "?" are escaped. A constant for the
 # same reason: quote() never escapes letters, so mutmut's safe="XXXX" would be the same as "".
 SEGMENT_SAFE = ""
-Method = Literal["GET", "POST"]  # what the client sends; httpx upper-cases a method, so the type spells it
+Method = Literal[
+    "GET", "POST"
+]  # what the client sends, spelt as HTTP does (the type keeps a lower-case mutant out)
 
 
 class _Body:
     """A response read with a size cap; ``json`` is None when the body is not the API's JSON."""
 
-    def __init__(self, status: int, headers: httpx.Headers, raw: bytes, unusable: str | None) -> None:
+    def __init__(self, status: int, headers: Mapping[str, str], raw: bytes, unusable: str | None) -> None:
         self.status = status
         self.headers = headers
         self.raw = raw
@@ -118,7 +118,6 @@ class WalletClient:
         timeout_s: float = 10.0,
         default_permission: Permission = "debit",
         trailing_slash: bool | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
@@ -130,19 +129,15 @@ class WalletClient:
             trailing_slash if trailing_slash is not None else "/api/v1/organizers/" in self.base_url
         )
         self._http = ServerLink(
-            limits=httpx.Limits(
-                max_connections=4,
-                max_keepalive_connections=2,
-                # when an idle connection is closed, which no outcome depends on (one the server closed
-                # first is asked again); 300 s against 301 s or never could only be told apart by waiting
-                keepalive_expiry=300,  # pragma: no mutate
-            ),
+            max_connections=4,
+            # when an idle connection is closed, which no outcome depends on (one the server closed first
+            # is asked again); 300 s against 301 s or never could only be told apart by waiting
+            keepalive_s=300.0,  # pragma: no mutate
             headers={
                 AUTHORIZATION: f"Bearer {token.reveal()}",
                 ACCEPT: "application/json",
                 USER_AGENT_HEADER: USER_AGENT,
             },
-            transport=transport,
         )
 
     def use_token(self, token: Secret) -> bool:
@@ -175,7 +170,7 @@ class WalletClient:
             watch = SendWatch()
             try:
                 return await self._exchange(method, url, deadline, body, watch)
-            except _DROPPED as exc:
+            except DROPPED as exc:
                 dropped = Unavailable(
                     f"connection trouble ({type(exc).__name__})",
                     # A connection drops under a request only once its headers began to leave, so this is
@@ -190,7 +185,7 @@ class WalletClient:
         self, method: Method, url: str, deadline: Deadline, body: object, watch: SendWatch
     ) -> _Body | Unavailable:
         """One exchange, over by ``deadline``: connect, send, headers and the body (up to MAX_BODY_BYTES).
-        Raises one of _DROPPED when the connection closed with no answer."""
+        Raises one of DROPPED when the connection closed with no answer."""
         content = json.dumps(body).encode() if body is not None else None
         headers = {CONTENT_TYPE: "application/json"} if content is not None else None
         try:
@@ -200,30 +195,23 @@ class WalletClient:
                     url,
                     content=content,
                     headers=headers,
-                    timeout=deadline.httpx_timeout(CONNECT_TIMEOUT_S),
-                    extensions=watch.extensions,
+                    timeout=deadline.client_timeout(CONNECT_TIMEOUT_S),
+                    watch=watch,
                 )
                 try:
                     raw = await read_capped(resp, MAX_BODY_BYTES)
                 finally:
-                    await resp.aclose()
-                return _Body(resp.status_code, resp.headers, raw.data, raw.problem)
-        except TimeoutError:
-            return Unavailable(deadline.describe(), maybe_applied=watch.may_have_arrived)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                    resp.release()
+                return _Body(resp.status, resp.headers, raw.data, raw.problem)
+        except NOT_SENT as exc:  # refused, DNS, TLS, or no connection within the connect timeout
             return Unavailable(f"cannot connect ({type(exc).__name__})", maybe_applied=False)
-        # The pool's wait, a read and a write are each bounded by what was left of the deadline when they
-        # began, so they end after it, and the deadline's scope (above) ends the call first: these two are
-        # the safe side should httpx ever time out first, and no test can make it (no mutants of them).
-        except httpx.PoolTimeout:
-            return Unavailable("no free connection", maybe_applied=False)  # pragma: no mutate
-        except httpx.TimeoutException:  # a read or write that used up what was left of the deadline
-            return Unavailable(deadline.describe(), maybe_applied=watch.may_have_arrived)  # pragma: no mutate
-        except httpx.InvalidURL:
+        except TimeoutError:  # the deadline (a socket timeout is one too; reads have none here)
+            return Unavailable(deadline.describe(), maybe_applied=watch.may_have_arrived)
+        except aiohttp.InvalidURL:
             return Unavailable("the server named a URL that is not valid", maybe_applied=False)
-        except _DROPPED:
+        except DROPPED:
             raise
-        except (httpx.HTTPError, OSError) as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             return Unavailable(
                 f"connection trouble ({type(exc).__name__})",
                 # True, the default, for every error that gets here (a connect error was caught above):
