@@ -437,7 +437,9 @@ def test_a_refused_connection_was_provably_never_sent() -> None:
             finally:
                 await client.aclose()
 
-        assert asyncio.run(scenario()) == Unavailable("cannot connect (ClientConnectorError)", maybe_applied=False)
+        assert asyncio.run(scenario()) == Unavailable(
+            "cannot connect (ClientConnectorError)", maybe_applied=False
+        )
 
 
 def test_a_connect_that_never_completes_is_given_up_as_never_sent() -> None:
