@@ -92,12 +92,16 @@ _ESCAPE = re.compile(
     r"|\x9b[0-?]*[ -/]*[@-~]?"  # the 8-bit CSI
 )
 
+_SURROGATE_BYTE = re.compile("[\udc80-\udcff]")
+
 
 def printable(text: str, limit: int | None = None) -> str:
     """``text`` on one line: escape sequences removed, every whitespace control character (newline, tab,
     U+2028, …) made a plain space, every other character that is not printable (C0, C1, DEL, bidi
     overrides and isolates, other format characters) dropped; cut to ``limit`` characters if given."""
-    text = _ESCAPE.sub("", text)
+    # Bytes a decoder could not read come as lone surrogates (Python's surrogateescape, as aiohttp reads
+    # header values): as their Latin-1 characters, a C1 CSI (0x9B) starts the sequence it is, not a "2J".
+    text = _ESCAPE.sub("", _SURROGATE_BYTE.sub(lambda m: chr(ord(m[0]) - 0xDC00), text))
     if not text.isprintable():
         text = "".join(c if c.isprintable() else " " if c.isspace() else "" for c in text)
     return text if limit is None else text[:limit]

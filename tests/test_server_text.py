@@ -142,3 +142,13 @@ def test_printable_strips_escape_sequences_and_invisible_controls_but_keeps_word
     assert printable("abc\u202edef\u2066\u2069\u200f") == "abcdef"
     assert printable("a\nb\tc\u2028d\x85e\x00f\x7f") == "a b c d ef"
     assert printable("x" * 300, 200) == "x" * 200
+
+
+def test_printable_reads_bytes_a_decoder_escaped_as_the_controls_they_are() -> None:
+    """aiohttp reads a header value's undecodable bytes as lone surrogates (surrogateescape): the 8-bit CSI
+    0x9B must still take its whole sequence with it, and NEL (0x85) still be a space."""
+    raw = "https://elsewhere.example/pos\x9b2J\x9b31mred\x85x".encode("latin-1")
+    said = raw.decode("utf-8", errors="surrogateescape")
+    assert "\udc9b" in said
+    assert printable(said) == "https://elsewhere.example/posred x"
+    assert printable(b"caf\xe9".decode("utf-8", errors="surrogateescape")) == "café"  # a Latin-1 header
