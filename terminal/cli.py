@@ -780,6 +780,12 @@ def _queue(journal: Journal, cfg: Config, rejected: bool) -> int:
             f"  attempts {s.attempts}  {s.reason}"
             + ("  (nothing served, nothing owed)" if s.refused_at_tap else "")
         )
+    held = sum(1 for s in sales if s.hold)
+    if held:
+        _say(
+            f"held: {held}, the terminal cannot tell whether the wallet booked them: check each card's "
+            "wallet in pretix, then taptill settle KEY --booked (or --not-booked)"
+        )
     for r in records:
         label = "HELD" if r.hold else r.state.upper()
         _say(

@@ -209,7 +209,11 @@ def test_a_foreign_debit_between_attempts_holds_the_sale(tmp_path: Path, booked_
 
         held, later = with_rig(emu, tmp_path, False, scenario)
         assert all(isinstance(r, Later) for r in later)
-        assert held.state is SaleState.PENDING and held.hold and "settle by hand" in held.reason
+        assert (
+            held.state is SaleState.PENDING
+            and held.hold
+            and f"taptill settle {held.idempotency_key} --booked" in held.reason
+        )
         ours = [t for t in emu.transactions() if t.idempotency_key == held.idempotency_key]
         assert len(ours) == (1 if booked_first else 0)  # never a second debit
         assert emu.balance(MAX) == 2000 - 300 - (250 if booked_first else 0)
@@ -435,7 +439,11 @@ def test_a_2_cent_sale_whose_balance_is_a_cent_off_is_held_not_guessed(
 
         held = with_rig(emu, tmp_path, False, scenario)
         # for 1-2 cents "booked" and "not booked" a cent off overlap, so only an exact move counts
-        assert held.state is SaleState.PENDING and held.hold and "settle by hand" in held.reason
+        assert (
+            held.state is SaleState.PENDING
+            and held.hold
+            and f"taptill settle {held.idempotency_key} --booked" in held.reason
+        )
         assert (held.balance_before, emu.reported_balance(MAX)) == readings
         assert sum(1 for t in emu.transactions() if t.idempotency_key == held.idempotency_key) == ours
         assert emu.balance(MAX) == balance - 2 * ours

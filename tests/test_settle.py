@@ -51,6 +51,10 @@ def test_queue_shows_the_held_sale_and_settle_not_booked_sends_it_again(
     key = _held_sale(config, wallet_server.flavour)
     queue = taptill("queue", "--config", str(config)).stdout
     assert "HELD" in queue and key in queue and "unclear whether booked" in queue
+    assert (
+        "held: 1, the terminal cannot tell whether the wallet booked them: check each card's wallet in "
+        "pretix, then taptill settle KEY --booked (or --not-booked)"
+    ) in queue
     term = TerminalProcess(config)
     try:
         assert journal_lines(config)[0]["state"] == "pending"  # held: never retried on its own

@@ -577,12 +577,15 @@ def test_a_sale_never_approved_and_not_booked_is_never_sent(doc: WalletEmulator,
 def test_a_sale_never_approved_whose_balance_moved_otherwise_is_held(
     doc: WalletEmulator, tmp_path: Path
 ) -> None:
-    async def body(lab: Lab) -> object:
-        return await settle(lab, lab.sale(ERIKA, approved=False, maybe_sent=True, balance_before=900))
+    async def body(lab: Lab) -> tuple[object, str]:
+        sale = lab.sale(ERIKA, approved=False, maybe_sent=True, balance_before=900)
+        return await settle(lab, sale), sale.idempotency_key
 
-    assert on(doc, tmp_path, body) == Unclear(
+    held, key = on(doc, tmp_path, body)
+    assert held == Unclear(
         "never approved at the terminal and unclear whether booked: balance 500, before the attempt 900, "
-        "amount -250; check the wallet and settle by hand"
+        f"amount -250; check the card's wallet in pretix, then taptill settle {key} --booked "
+        "(or --not-booked)"
     )
 
 
@@ -605,12 +608,14 @@ def test_an_approved_sale_found_booked_is_done(
 def test_an_approved_sale_whose_balance_does_not_tell_is_held(
     doc: WalletEmulator, tmp_path: Path, before: int | None
 ) -> None:
-    async def body(lab: Lab) -> object:
-        return await settle(lab, lab.sale(ERIKA, maybe_sent=True, balance_before=before))
+    async def body(lab: Lab) -> tuple[object, str]:
+        sale = lab.sale(ERIKA, maybe_sent=True, balance_before=before)
+        return await settle(lab, sale), sale.idempotency_key
 
-    assert on(doc, tmp_path, body) == Unclear(
-        f"unclear whether booked: balance 500, before the attempt {before}, amount -250; check the wallet "
-        "and settle by hand"
+    held, key = on(doc, tmp_path, body)
+    assert held == Unclear(
+        f"unclear whether booked: balance 500, before the attempt {before}, amount -250; check the card's "
+        f"wallet in pretix, then taptill settle {key} --booked (or --not-booked)"
     )
 
 

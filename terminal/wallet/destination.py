@@ -267,7 +267,8 @@ class WalletDestination:
     def _hold_detail(sale: SaleRecord, balance: int, why: str) -> str:
         return (
             f"{why}: balance {balance}, before the attempt {sale.balance_before}, "
-            f"amount {sale.amount_cents}; check the wallet and settle by hand"
+            f"amount {sale.amount_cents}; check the card's wallet in pretix, then "
+            f"taptill settle {sale.idempotency_key} --booked (or --not-booked)"
         )
 
     def suspects(self, sale: SaleRecord) -> list[str]:
