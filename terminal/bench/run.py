@@ -49,6 +49,7 @@ METRIC_KEYS = (
     "tap_offline_ms",
     "enqueue_per_s",
     "raw_sqlite_per_s",
+    "enqueue_vs_raw",
     "drain_per_s",
     "drain_per_s_nondedup",
     "startup_s",
@@ -204,8 +205,9 @@ def evaluate_targets(m: Metrics, tap_budget_ms: int = TAP_BUDGET_MS) -> dict[str
         return m["tap_offline_ms"]["p50"] <= 50 and m["tap_offline_ms"]["max"] <= limit, limit
 
     def enqueue() -> tuple[bool, float]:
-        limit = 0.5 * m["raw_sqlite_per_s"]
-        return m["enqueue_per_s"] >= limit, limit
+        # the journal's rate against bare SQLite's, round by round (terminal.bench.store says why)
+        limit = 0.5
+        return m["enqueue_vs_raw"] >= limit, limit
 
     def pcsc_uid() -> tuple[bool, float]:
         limit = m["pcsc_raw_event_ms"] + 20
@@ -260,7 +262,12 @@ def evaluate_targets(m: Metrics, tap_budget_ms: int = TAP_BUDGET_MS) -> dict[str
         "tap_offline_ms": _check(
             m, offline, f"p50 <= 50 ms and max <= tap budget ({tap_budget_ms} ms) + 300 ms", "tap_offline_ms"
         ),
-        "enqueue_per_s": _check(m, enqueue, ">= 0.5 x raw_sqlite_per_s", "enqueue_per_s", "raw_sqlite_per_s"),
+        "enqueue_per_s": _check(
+            m,
+            enqueue,
+            ">= 0.5 x raw_sqlite_per_s (enqueue_vs_raw: the median of alternating rounds' ratios)",
+            "enqueue_vs_raw",
+        ),
         "drain_per_s": _check(m, at_least("drain_per_s", 200), ">= 200 sales/s", "drain_per_s"),
         "startup_s": _check(m, at_most("startup_s", 2.0), "<= 2 s", "startup_s"),
         "tap_cpu_ms": _check(
