@@ -157,8 +157,9 @@ def _config_commands() -> set[str]:
 
 def runnable(text: str, lab: Lab) -> list[list[str]]:
     """The argv lists a README command stands for (module docstring: the mapping)."""
-    text = text.replace("8000", str(lab.wallet_port)).replace("8001", str(lab.partybroker_port))
-    text = text.replace("--port 8002", "--port 0")  # the Brink emulator: no README line talks to it
+    # One pass: replacing 8000 and then 8001 turned a wallet port of 58001 into "5" + Partybroker's port.
+    ports = {"8000": str(lab.wallet_port), "8001": str(lab.partybroker_port), "8002": "0"}  # Brink: no line
+    text = re.sub(r"(?<![0-9])800[012](?![0-9])", lambda m: ports[m.group()], text)  # talks to Brink's
     text = re.sub(r"https://pretix\.example/\S*/wallet", lab.wallet_url, text)
     text = text.replace("<product id>[,<id>...]", "1").replace("<terminal API token>", lab.token)
     values = {
@@ -296,6 +297,15 @@ class Background:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+
+def test_the_readme_ports_become_the_tests_ports_whatever_digits_those_hold(tmp_path: Path) -> None:
+    lab = Lab(tmp_path, tmp_path / "config.toml", 58001, 38000, "", "")
+    cmd = "python -m terminal.emulator.wallet --port 8000 & curl http://127.0.0.1:8001/x --port 8002"
+    assert runnable(cmd, lab)[0][1:] == [
+        "-m", "terminal.emulator.wallet", "--port", "58001", "&", "curl",
+        "http://127.0.0.1:38000/x", "--port", "0",
+    ]  # fmt: skip
 
 
 def _free_port() -> int:
