@@ -48,7 +48,7 @@ def test_killed_while_telling_the_pos_each_payment_lands_once(
     config = write_table_config(tmp_path, wallet, brink, tables=TABLES)
     term = TerminalProcess(config, env={"TAPTILL_CRASHPOINT": point})
     show_bill(term, "next", "next", "ok")  # table 3: three orders, 40,79 €
-    term.send(f"tap {GUEST}")
+    term.tap(GUEST)
     assert term.wait_dead() == -9, "the crash point did not fire"
     assert len(wallet.transactions()) == 1
     assert len(brink.applied_payments()) == sent_before
@@ -147,7 +147,7 @@ def test_two_terminals_paying_one_bill_on_a_wallet_that_does_not_deduplicate_sho
         )
         first = TerminalProcess(first_config, env={"TAPTILL_CRASHPOINT": "brink.outbox_after_begin"})
         show_bill(first, "ok")
-        first.send(f"tap {GUEST}")
+        first.tap(GUEST)
         assert first.wait_dead() == -9, "the crash point did not fire"
         second = TerminalProcess(second_config)
         try:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import threading
 from collections.abc import Awaitable, Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TypeVar
 
 import pytest
@@ -249,7 +251,9 @@ def test_a_wrong_password_is_unreachable_for_a_while_and_never_logged(
     batch = party.add(report("weissbier"))
     caplog.set_level(logging.DEBUG)
     assert run(party.attempt(batch)) == Unreachable("unauthorized", UNAUTHORIZED_RETRY_S)
-    assert "refuses the login: fix [partybroker] username / password_file" in caplog.text
+    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records if r.name == LOGGER] == [
+        (LOGGER, logging.ERROR, "Partybroker refuses the login: fix [partybroker] username / password_file")
+    ]
     assert "not-the-password" not in caplog.text
     assert emu.units_sold()[WEISSBIER] == 0
 
@@ -291,6 +295,41 @@ def test_an_answer_that_may_have_booked_is_ambiguous_and_maybe_applied(
     out = run(party.attempt(party.add(report("weissbier"))))
     assert isinstance(out, Ambiguous) and out.may_have_applied and out.retry_after_s is None
     assert emu.units_sold()[WEISSBIER] == booked
+
+
+class Unavailable(BaseHTTPRequestHandler):
+    """A proxy in front of the party answering every request 503 with Retry-After: 9 (the request may
+    have reached the party behind it)."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = b"<html>Service Unavailable</html>"
+        self.send_response(503)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Retry-After", "9")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_503_that_may_have_booked_keeps_the_servers_pause(
+    journal: Journal, emu: PartybrokerEmulator
+) -> None:
+    with ThreadingHTTPServer(("127.0.0.1", 0), Unavailable) as proxy:
+        threading.Thread(target=proxy.serve_forever, daemon=True).start()
+        try:
+            party = Party(journal, emu)
+            url = f"http://127.0.0.1:{proxy.server_address[1]}/api"
+            party.client = party.destination.client = PartybrokerClient(
+                url, emu.party_id, emu.username, Secret(PASSWORD), timeout_s=3
+            )
+            out = run(party.attempt(party.add(report("weissbier"))))
+        finally:
+            proxy.shutdown()
+    assert isinstance(out, Ambiguous) and out.may_have_applied and out.retry_after_s == 9.0
 
 
 # --- through the delivery loop: the emulator's count is the proof -------------------------------------------

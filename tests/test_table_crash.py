@@ -36,7 +36,7 @@ def test_killed_while_paying_a_table_the_wallet_is_debited_once(
     config = write_table_config(tmp_path, wallet, brink)
     term = TerminalProcess(config, env={"TAPTILL_CRASHPOINT": point})
     show_bill(term, "ok")  # table 1: 11,11 €
-    term.send(f"tap {GUEST}")
+    term.tap(GUEST)
     assert term.wait_dead() == -9, "the crash point did not fire"
     (sale,) = journal_lines(config)
     assert sale["state"] == "pending" and sale["approved"] is False and sale["amount_cents"] == -1111

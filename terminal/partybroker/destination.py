@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import assert_never
 
 from terminal.outbox.outcome import (
     Ambiguous,
@@ -95,7 +96,8 @@ class PartybrokerDestination:
         batch = self.poller.board.batch(drinks)
         if not batch.sales:
             return Rejected("no drink mapped")
-        match await self.client.buy(batch.sales):
+        outcome = await self.client.buy(batch.sales)
+        match outcome:
             case pb.Drinks(answer):
                 self.poller.apply_sale(answer)
                 return Done()
@@ -111,4 +113,5 @@ class PartybrokerDestination:
                 if maybe_applied:
                     return Ambiguous(reason, True, retry_after)
                 return Unreachable(reason, retry_after)
-        return Ambiguous("unexpected outcome")
+            case _:  # mypy checks that every BuyOutcome has its case above
+                assert_never(outcome)
