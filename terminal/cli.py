@@ -690,6 +690,13 @@ def _sim(cfg: Config, args: argparse.Namespace) -> int:
     timeout_s = cfg.terminal.tap_budget_ms / 1000 + DECISION_MARGIN_S + 2.0 if wait else 5.0
     try:
         answer = send_command(cfg.reader.socket, line, timeout_s)
+    except ConnectionResetError:
+        # it stopped (or was killed) with the command taken: a tap may have been charged meanwhile
+        _problem(
+            "the terminal stopped before it answered; taptill queue shows whether the tap was journaled "
+            "(start it again with taptill run)",
+        )
+        return EXIT_FAILURE
     except OSError as exc:
         _problem(
             f"no terminal listening on {cfg.reader.socket} ({exc.strerror or exc}); "

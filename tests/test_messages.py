@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -285,3 +288,49 @@ def test_a_queued_sale_says_queued_and_only_an_offline_one_says_offline(
     # The screen: what the console display drew for each, in order.
     said = [line for line in log.splitlines() if "Booked shortly" in line or "Balance updates later" in line]
     assert ["Booked shortly" in s for s in said] == [True, True, False], said
+
+
+def test_a_tap_whose_terminal_is_killed_while_it_waits_says_so_in_one_line(tmp_path: Path) -> None:
+    """Field check: `taptill tap` printed an empty line (exit 1) when the terminal died mid-tap."""
+    with WalletEmulator.demo("doc") as emulator:
+        emulator.faults.inject(FaultKind.LATENCY, ms=3000, method="POST", times=1)
+        config = write_config(tmp_path, emulator)
+        term = TerminalProcess(config)
+        try:
+            tap = subprocess.Popen(
+                [sys.executable, "-m", "terminal", "tap", "--config", str(config), MAX],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                text=True,
+            )
+            wait_for(
+                lambda: emulator.stats()["requests_by_route"].get("transaction", 0) >= 1,
+                what="the debit to reach the server",
+            )
+            term.kill()
+            out, err = tap.communicate(timeout=30)
+        finally:
+            term.kill()
+    assert tap.returncode == 1 and out == "", (out, err)
+    assert one_line(err) == (
+        "taptill: the terminal stopped before it answered; taptill queue shows whether the tap was "
+        "journaled (start it again with taptill run)"
+    )
+
+
+def test_a_client_that_hangs_up_without_a_command_is_not_answered_or_warned_about(tmp_path: Path) -> None:
+    """A probe of the tap socket (connect, close) is no command: the log once said 'did nothing for a
+    command' and then warned of a broken pipe."""
+    with WalletEmulator.demo("doc") as emulator:
+        config = write_config(tmp_path, emulator)
+        term = TerminalProcess(config)
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.connect(str(term.socket))
+            term.tap(MAX)
+            wait_for(lambda: len(emulator.transactions()) == 1, what="the tap after the probe to be charged")
+        finally:
+            log = term.log()
+            term.kill()
+    assert "did nothing for" not in log and "went away" not in log, log  # nor its broken pipe

@@ -74,6 +74,10 @@ class BadLine(ValueError):
     """A command line the sim reader refuses whole (the message says why, in one line)."""
 
 
+class SaidNothing(BadLine):
+    """The client closed the connection before sending a byte: a probe, not a command to answer."""
+
+
 class SimReader:
     """Reader twin listening on a Unix socket; a real Reader to the rest of the terminal."""
 
@@ -192,6 +196,10 @@ class SimReader:
                 refusal = self._peer_refusal(conn)
                 try:
                     line = read_command(conn, COMMAND_DEADLINE_S)
+                except SaidNothing:
+                    # a probe of the socket (connect, close): no command, nobody to answer
+                    log.debug("sim reader: a client connected and hung up without a command")
+                    return
                 except BadLine as exc:
                     log.warning("sim reader: refused a line: %s", exc)
                     answer = f"error: {refusal or exc}"
@@ -245,7 +253,7 @@ class SimReader:
         arg = arg.strip()
         gone = client.gone()
         if gone is not None:
-            log.warning("sim reader: did nothing for a %s command: %s", verb[:20], gone)
+            log.warning("sim reader: did nothing for %s: %s", _command(verb), gone)
             return f"error: {gone} before the terminal read the command; nothing done"
         if verb == "tap-wait":
             try:
@@ -275,7 +283,7 @@ class SimReader:
         with self._state:  # a present and a remove from two clients must not interleave
             gone = client.gone()  # looked at again now that it is this command's turn
             if gone is not None:
-                log.warning("sim reader: did nothing for a %s command: %s", verb[:20], gone)
+                log.warning("sim reader: did nothing for %s: %s", _command(verb), gone)
                 return f"error: {gone} before the terminal came to the command; nothing done"
             return self._handle_now(listener, verb, arg)
 
@@ -423,9 +431,16 @@ def _read_until_newline(conn: socket.socket, timeout_s: float, limit: int = MAX_
     return data
 
 
+def _command(verb: str) -> str:
+    """``verb`` as a log line names it: a client that hung up without a word sent an empty line."""
+    return f"a {verb[:20]} command" if verb else "an empty line (the client sent no command)"
+
+
 def read_command(conn: socket.socket, timeout_s: float) -> str:
     """The one command line a client sent (see the module docstring); BadLine if it is refused."""
     data = _read_until_newline(conn, timeout_s)
+    if not data:
+        raise SaidNothing("the client hung up without a command")
     line, _, rest = data.partition(b"\n")
     if len(line) > MAX_LINE:
         raise BadLine(f"line longer than {MAX_LINE} bytes; send one short command per connection")
@@ -455,18 +470,13 @@ def _discard_pending(conn: socket.socket, limit: int = 65536) -> None:
         conn.setblocking(True)
 
 
-def _read_line(conn: socket.socket, timeout_s: float) -> str:
-    """The answer line of the sim reader (client side), decoded leniently: it is only shown."""
-    data = _read_until_newline(conn, timeout_s, ANSWER_MAX)
-    return data.split(b"\n", 1)[0][:ANSWER_MAX].decode("utf-8", errors="replace")
-
-
 def send_command(socket_path: Path, line: str, timeout_s: float = 5.0) -> str:
     """Client side of the sim reader (``taptill tap``/``press``): the answer line within ``timeout_s`` s.
 
     The line goes with the deadline (``deadline=SECONDS``), so the terminal does nothing for it once this
     side has given up. Raises OSError (TimeoutError included) when the terminal is not there or does not
-    answer in time.
+    answer in time, ConnectionResetError when it closes the connection without an answer (it stopped or
+    was killed while the command waited).
     """
     deadline = time.monotonic() + timeout_s
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -474,4 +484,7 @@ def send_command(socket_path: Path, line: str, timeout_s: float = 5.0) -> str:
         sock.connect(str(socket_path))
         sock.settimeout(max(0.001, deadline - time.monotonic()))
         sock.sendall(f"{DEADLINE_WORD}{deadline:.3f} {line}".encode() + b"\n")
-        return _read_line(sock, deadline - time.monotonic())
+        data = _read_until_newline(sock, deadline - time.monotonic(), ANSWER_MAX)
+        if b"\n" not in data and len(data) <= ANSWER_MAX:
+            raise ConnectionResetError("the terminal closed the connection without answering")
+        return data.split(b"\n", 1)[0][:ANSWER_MAX].decode("utf-8", errors="replace")

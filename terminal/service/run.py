@@ -448,7 +448,7 @@ async def _run_locked(
                 if not stop.is_set():
                     # SIGHUP too: a clean stop (systemd's Restart=always starts taptill again, which
                     # reads the configuration anew), never a kill that leaves the relay driven.
-                    log.info("%s: stopping after the sale under way", sig.name)
+                    log.info("%s: stopping (a sale under way is finished first)", sig.name)
                     notifier.stopping()
                 stop.set()
 
