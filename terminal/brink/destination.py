@@ -62,6 +62,8 @@ from terminal.outbox.table import OutboxRow, OutboxTable
 
 log = logging.getLogger(__name__)
 
+STATE_OF_RECORD = "SELECT state FROM outbox WHERE id = ?"
+
 
 class BrinkPaymentDestination:
     """Looks for a record's payment on its order, applies it when it is not there, holds what it cannot."""
@@ -128,8 +130,8 @@ class BrinkPaymentDestination:
                         f"table {payment.table_id}'s party was closed at the POS",
                     )
                 )
-            case AccessDenied(message, status):
-                return self._refused(message, status)
+            case AccessDenied():
+                return self._refused(outcome)
             case PosUnavailable(code, message):
                 return self._not_now(f"GetParty: POS unavailable ({code}: {message})")
             case InvalidRequest(message):
@@ -239,24 +241,25 @@ class BrinkPaymentDestination:
                 said = f"PAR Brink refused the payment ({code}: {message})"
                 if code == 106:
                     said += f"; check [table] tender_id {payment.tender_id}"
-            case AccessDenied(message, status):
-                return self._refused(message, status)
+            case AccessDenied():
+                return self._refused(answer)
         # a definitive refusal: this request applied nothing; staff book it by hand or refund the guest
         self.store.not_sent([record])
         return _held(record, advice(said))
 
     def _still_pending(self, record: OutboxRow) -> bool:
-        found = self.store.journal.query("SELECT state FROM outbox WHERE id = ?", (record.id,))
+        found = self.store.journal.query(STATE_OF_RECORD, (record.id,))
         return bool(found) and found[0][0] == "pending"
 
     # --- answers that stop or defer ---------------------------------------------------------------------
 
-    def _refused(self, message: str, status: int | None) -> Outcome:
-        said = f"HTTP {status}" if status is not None else "ResultCode 4"
-        reason = f"PAR Brink denies access ({said}: {message})".replace(": )", ")")
+    def _refused(self, denied: AccessDenied) -> Outcome:
+        reason = f"PAR Brink denies access ({denied.describe()})"
         self.health.refuse(reason)
         log.error("%s: table payments wait until the tokens are fixed", reason)
-        return Unreachable(f"access denied ({said})")  # nothing applied; the stopped loop probes meanwhile
+        return Unreachable(
+            f"access denied ({denied.code})"
+        )  # nothing applied; the stopped loop probes meanwhile
 
     def _not_now(self, reason: str) -> Outcome:
         """The order could not be looked at: nothing sent; looked at again after the backoff."""

@@ -49,6 +49,16 @@ class AccessDenied:
     message: str = ""
     status: int | None = None  # the HTTP status when the refusal was HTTP's, not a ResultCode
 
+    @property
+    def code(self) -> str:
+        """The refusal's code: ``HTTP 401``/``HTTP 403``, or ``ResultCode 4``."""
+        return f"HTTP {self.status}" if self.status is not None else "ResultCode 4"
+
+    def describe(self) -> str:
+        """The code with the POS's words, when it gave any besides the code (``ResultCode 4: ...``)."""
+        words = self.message if self.message != self.code else ""
+        return f"{self.code}: {words}" if words else self.code
+
 
 @dataclass(frozen=True)
 class Fault:

@@ -68,10 +68,9 @@ def bill_read(
             problem, detail = BillProblem.NO_PARTY, message or "no open party (101)"
         case PosUnavailable(code, message):
             problem, detail = BillProblem.POS_UNAVAILABLE, f"POS unavailable ({code}): {message}"
-        case AccessDenied(message, status):
-            said = f"HTTP {status}" if status is not None else "ResultCode 4"
+        case AccessDenied() as denied:
             fix = "check [brink] access_token_file and location_token_file"
-            problem, detail = BillProblem.ACCESS_DENIED, f"access denied ({said}: {message}); {fix}"
+            problem, detail = BillProblem.ACCESS_DENIED, f"access denied ({denied.describe()}); {fix}"
         case InvalidRequest(message):
             problem, detail = BillProblem.REFUSED, f"invalid request (2): {message}"
         case Fault(code, text):

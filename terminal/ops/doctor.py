@@ -515,12 +515,11 @@ async def _brink_check(cfg: Config, access_source: Source, location_source: Sour
         else "; payments are not applied at the POS (staff close paid tables by hand)"
     )
     match answer:
-        case out.AccessDenied(message, status):
-            said = f"HTTP {status}" if status is not None else "ResultCode 4"
+        case out.AccessDenied() as denied:
             return Check.fail(
                 "brink",
-                f"PAR Brink denies access ({said}: {message}); check the tokens in [brink] access_token_file "
-                "and location_token_file",
+                f"PAR Brink denies access ({denied.describe()}); check the tokens in [brink] "
+                "access_token_file and location_token_file",
             )
         case out.Unreachable(reason):
             return Check.fail("brink", f"{b.url} unreachable ({reason}); tables cannot be paid meanwhile")
