@@ -444,6 +444,10 @@ def _settle_held(journal: Journal, key: str, *, booked: bool, cfg: Config) -> in
             f"sale {key} is booked already, but its guest was not served; once they are refunded or "
             f"served by hand: taptill settle --refunded {key} (or --served {key})"
         )
+    elif sale is not None:  # it exists: "no held sale" would read as a mistyped key
+        problem = (
+            f"sale {key} is not held (it is {sale.state.value}); only held ones are settled: taptill queue"
+        )
     else:
         problem = f"no held sale or outbox record with key {key}; taptill queue lists them"
     _problem(problem)

@@ -74,7 +74,9 @@ def test_settle_booked_marks_it_done_without_sending(tmp_path: Path, wallet_serv
     (sale,) = journal_lines(config)
     assert sale["state"] == "done" and "settled by hand" in sale["reason"]
     again = taptill("settle", key, "--booked", "--config", str(config), check=False)
-    assert again.returncode == 1 and "no held sale" in again.stderr
+    assert again.returncode == 1 and again.stderr == (
+        f"taptill: sale {key} is not held (it is done); only held ones are settled: taptill queue\n"
+    )
     assert wallet_server.transactions() == []
 
 
