@@ -296,6 +296,15 @@ class WalletDestination:
             counts[product] = counts.get(product, 0) + 1
         failing = [p for p in suspects if counts[p] >= self.server_error_limit]
         if not failing:
+            # the decline's reason stays one text (the shift report groups by it); the log names the suspect
+            log.warning(
+                "the server answered %d to a debit of %s and booked nothing: %d of %d such answers in a row "
+                "and it is no longer sold",
+                status,
+                ", ".join(self._named(suspects)),
+                max(counts[p] for p in suspects),
+                self.server_error_limit,
+            )
             return DeclineReason.SERVER_TROUBLE, detail
         self._mark_unsellable(failing, status)
         return DeclineReason.BAD_PRODUCT, detail
