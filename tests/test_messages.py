@@ -105,6 +105,21 @@ def test_select_buttons_naming_an_unknown_product_are_refused_at_start(tmp_path:
     assert doctor[0] == "FAIL" and "[select] buttons b2 = 'champagne'" in doctor[1]
 
 
+def test_a_tap_product_the_server_does_not_offer_is_refused_at_start(tmp_path: Path) -> None:
+    """Field check: tap mode started "ready" with an empty price line and every tap unavailable."""
+    with WalletEmulator.demo("doc") as emulator:
+        config = write_config(tmp_path, emulator, products=[99])
+        run = taptill("run", "--config", str(config), check=False, timeout=60)
+        doctor = server_check(config)
+    assert run.returncode == 2
+    assert last_line(run.stderr).startswith(
+        "taptill: [terminal] products has 99, which the wallet server does not offer; it offers: espresso "
+        "(Espresso), cappuccino (Cappuccino), "
+    )
+    assert "taptill ready" not in run.stderr
+    assert doctor[0] == "FAIL" and "configured product(s) 99 not on the server's list" in doctor[1]
+
+
 def test_a_button_the_cached_product_list_lacks_is_refused_at_an_offline_start(tmp_path: Path) -> None:
     """The server is down at start: the cached list is what the buttons are checked against."""
     good = '[select]\nbuttons = { b1 = "espresso" }\ncancel_button = "cancel"\n'

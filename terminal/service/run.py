@@ -288,7 +288,11 @@ async def _run_locked(
                     key for key, m in (cfg.partybroker.drinks if cfg.partybroker else {}).items() if m.ladder
                 }
                 wallet_products = tuple(p for p in cfg.terminal.products if str(p) not in ladder_keys)
-                for line in check_products(catalog.info, wallet_products):
+                missing = check_products(catalog.info, wallet_products)
+                if missing and mode == "tap":
+                    # every tap sells these: like a button that can never work, refused at start
+                    raise StartupError("; ".join(missing))
+                for line in missing:
                     log.error("%s", line)
                 health.mark_up()  # it answered with the terminal's token: the metrics' last contact
             else:
