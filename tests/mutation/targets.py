@@ -46,7 +46,11 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "terminal/outbox/table.py": ("tests/test_outbox_table.py", *OUTBOX_TESTS, *SALE_TESTS),
     "terminal/wallet/sale_sender.py": ("tests/test_sale_sender_steps.py", *SALE_TESTS),
     "terminal/wallet/destination.py": ("tests/test_wallet_destination.py", *SALE_TESTS),
-    "terminal/ready2order/destination.py": ("tests/test_r2o_mirror.py", "tests/test_settle.py"),
+    "terminal/ready2order/destination.py": (
+        "tests/test_r2o_destination.py",
+        "tests/test_r2o_mirror.py",
+        "tests/test_settle.py",
+    ),
     "terminal/brink/destination.py": ("tests/test_brink_destination.py", "tests/test_brink_payments.py"),
     "terminal/outbox/loop.py": ("tests/test_outbox_loop.py", *OUTBOX_TESTS),
     "terminal/brink/payment_outbox.py": (
