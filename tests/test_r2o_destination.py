@@ -525,7 +525,7 @@ def test_a_refusal_without_a_code_is_coded_by_its_status_alone(
     outcome = run(tmp_path, emu, monkeypatch, scenario, products=products)
     said = "items[0].item_vatId 9 is not a VAT rate of this account"
     assert outcome == Rejected(said, "400")
-    assert lines(caplog) == [(LOGGER, logging.ERROR, f"ready2order refused an invoice (400 ): {said}")]
+    assert lines(caplog) == [(LOGGER, logging.ERROR, f"ready2order refused an invoice (400): {said}")]
     assert emu.invoices() == []
 
 
@@ -555,7 +555,7 @@ def test_a_closed_day_stops_the_mirror_unless_it_may_be_and_can_be_opened(
     assert outcome == Unreachable("no daily report is open")
     assert stopped == Stopped("no daily report is open", fix, SINCE)
     assert lines(caplog) == [
-        (LOGGER, logging.ERROR, f"ready2order: no daily report is open; the mirror waits ({stopped})")
+        (LOGGER, logging.ERROR, f"ready2order: no daily report is open; the mirror waits: {fix}")
     ]
     assert not emu.account.day_is_open() and emu.invoices() == []
     assert requests(emu) == {CREATE: 1, STATUS: 1, **({OPEN: 1} if open_day else {})}
@@ -946,6 +946,37 @@ def test_a_live_invoice_is_booked_before_a_cancelled_one_and_only_live_ones_coun
         "ready2order"
     )
     assert lines(caplog) == ([(LOGGER, logging.ERROR, said)] if twice else [])
+
+
+@pytest.mark.parametrize("billed_again", [False, True], ids=["cancelled", "cancelled-then-billed-again"])
+def test_a_storno_is_not_taken_for_an_invoice_of_the_sale(
+    tmp_path: Path,
+    emu: Ready2OrderEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    billed_again: bool,
+) -> None:
+    """Staff cancelled the sale's invoice (its storno carries the same reference, total negated): the
+    storno is not a second invoice of the sale, nor one whose total differs from the sale's."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+
+    async def scenario(step: Step) -> tuple[object, list[dict[str, Any]]]:
+        record = step.record()
+        first = step.bill(record)
+        status, _ = emu.account.cancel(first["invoice_id"])
+        assert status == 200
+        billed = [first, *([step.bill(record)] if billed_again else [])]
+        return await step.settle(record), billed
+
+    outcome, billed = run(tmp_path, emu, monkeypatch, scenario)
+    assert len(emu.invoices()) == 2 + billed_again, "the original, its storno (and the new invoice)"
+    chosen = billed[-1]
+    assert outcome == Booked(
+        Receipt(
+            chosen["invoice_id"], chosen["invoice_numberFull"], Decimal(chosen["invoice_total"]), found=True
+        )
+    )
+    assert [level for _, level, _ in lines(caplog)] == [logging.INFO], lines(caplog)
 
 
 def test_a_found_invoice_with_another_total_is_held_for_a_person(

@@ -97,6 +97,14 @@ def test_an_invoice_with_string_fields_and_a_cancellation() -> None:
     assert (inv.id, inv.total, inv.test_mode, inv.cancelled) == (77, Decimal("2.90"), False, True)
 
 
+def test_a_storno_names_the_invoice_it_cancels() -> None:
+    """invoice_reference_id (seed 004): a storno's original; empty or absent on an ordinary invoice."""
+    storno = {**INVOICE, "invoice_id": 1235, "invoice_total": -12, "invoice_reference_id": "1234"}
+    assert parse_invoice(storno).cancels == 1234
+    assert parse_invoice({**INVOICE, "invoice_reference_id": ""}).cancels is None
+    assert parse_invoice(INVOICE).cancels is None
+
+
 def test_server_text_in_an_invoice_is_made_printable() -> None:
     inv = parse_invoice(
         {**INVOICE, "invoice_numberFull": "RG\x1b[2J1\nforged", "invoice_externalReferenceNumber": "a\u202eb"}
@@ -113,6 +121,7 @@ def test_server_text_in_an_invoice_is_made_printable() -> None:
         {**INVOICE, "invoice_id": True},
         {**INVOICE, "invoice_testMode": "maybe"},
         {**INVOICE, "invoice_numberFull": {"x": 1}},
+        {**INVOICE, "invoice_reference_id": "one"},
     ],
 )
 def test_what_is_no_invoice_is_refused(raw: object) -> None:

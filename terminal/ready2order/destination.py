@@ -125,7 +125,7 @@ class Ready2OrderDestination:
         await self.spend()
         day = await self.client.day_status()
         if isinstance(day, r2o.DayStatus) and day.open:
-            log.error("ready2order refused an invoice (%d %s): %s", status, code, message)
+            log.error("ready2order refused an invoice (%s): %s", f"{status} {code}".strip(), message)
             return Rejected(message, f"{status} {code}".strip())
         if not isinstance(day, r2o.DayStatus):
             return self._failed(day, f"refused ({status}: {message}); the daily report cannot be read")
@@ -136,7 +136,8 @@ class Ready2OrderDestination:
                 log.warning("no daily report was open in ready2order: opened one (open_day = true)")
                 return Unreachable("no daily report was open; opened one", retry_after_s=0.0)
         self.health.close_day(self.cfg.open_day)
-        log.error("ready2order: no daily report is open; the mirror waits (%s)", self.health.day_closed)
+        closed = self.health.day_closed
+        log.error("ready2order: no daily report is open; the mirror waits: %s", closed.fix if closed else "")
         return Unreachable("no daily report is open")  # the stopped mirror paces it, not this record
 
     def _failed(self, answer: r2o.Failure, context: str = "") -> Outcome:
@@ -236,7 +237,12 @@ class Ready2OrderDestination:
                 )
             if not isinstance(page, r2o.Found):
                 return self._failed(page, f"cannot search for its invoice: {r2o.describe(page)}")
-            found += [i for i in page.invoices if i.reference == record.ref and i.test_mode == training]
+            # a storno carries its original's reference: it is that invoice's undoing, not another invoice
+            found += [
+                i
+                for i in page.invoices
+                if i.reference == record.ref and i.test_mode == training and i.cancels is None
+            ]
             offset += len(page.invoices)
             if not page.invoices or offset >= page.count:
                 return found

@@ -31,6 +31,7 @@ class Invoice:
     test_mode: bool
     timestamp: str = ""
     cancelled: bool = False
+    cancels: int | None = None  # invoice_reference_id: a storno's original (it carries that one's reference)
 
 
 @dataclass(frozen=True)

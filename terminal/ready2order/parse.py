@@ -159,6 +159,7 @@ def parse_invoice(raw: object) -> Invoice:
         test_mode=_flag(obj.get("invoice_testMode", False)),
         timestamp=_text(obj.get("invoice_timestamp")),
         cancelled=bool(obj.get("invoice_deleted_at")),
+        cancels=_opt_id(obj.get("invoice_reference_id"), "invoice_reference_id"),
     )
 
 
