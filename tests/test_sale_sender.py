@@ -160,7 +160,7 @@ def test_the_real_server_would_double_charge_a_blind_resend(tmp_path: Path) -> N
     with WalletEmulator.demo("real") as emu:
 
         async def blind() -> None:
-            client = WalletClient(emu.base_url, Secret(emu.api_token))
+            client = WalletClient(emu.base_url, Secret(emu.api_token), timeout_s=10.0)
             try:
                 for _ in range(2):
                     res = await client.transact(MAX, [1], description="K", tag=None, idempotency_key="x" * 24)
@@ -279,7 +279,7 @@ def test_a_wrong_token_keeps_the_sale_pending(
 ) -> None:
     async def scenario() -> SaleRecord:
         journal = Journal.open(tmp_path / "j.sqlite3")
-        client = WalletClient(wallet_server.base_url, Secret("wrong"))
+        client = WalletClient(wallet_server.base_url, Secret("wrong"), timeout_s=10.0)
         sender = SaleSender(journal, client, ServerHealth(), dedupes=flavour == "doc", clock=lambda: 0.0)
         try:
             sale = journal.record_sale(

@@ -160,7 +160,7 @@ def test_proxy_variables_do_not_redirect_the_clients(monkeypatch: pytest.MonkeyP
         assert _run(plain_httpx()) == 200 and proxy.served == 1
 
         async def ours() -> tuple[object, object]:
-            wallet = WalletClient(emulator.base_url, Secret(emulator.api_token))
+            wallet = WalletClient(emulator.base_url, Secret(emulator.api_token), timeout_s=10.0)
             party = PartybrokerClient(emulator.base_url, "1", "u", Secret("p"), timeout_s=5.0)
             try:
                 return await wallet.wallet(MAX), await party.drinks()

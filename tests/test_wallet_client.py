@@ -39,7 +39,7 @@ def run(coro: Awaitable[T]) -> T:
 
 
 def client_for(emu: WalletEmulator, **options: Any) -> WalletClient:
-    return WalletClient(emu.base_url, Secret(emu.api_token), **options)
+    return WalletClient(emu.base_url, Secret(emu.api_token), **{"timeout_s": 10.0, **options})
 
 
 def unknown_product(flavour: str) -> str | int:
@@ -205,7 +205,7 @@ def _one_call(emu: WalletEmulator, call: Any, **options: Any) -> Awaitable[Any]:
 
 def test_a_wrong_token_is_unauthorized_everywhere(wallet_server: WalletEmulator, flavour: str) -> None:
     async def scenario() -> list[object]:
-        client = WalletClient(wallet_server.base_url, Secret("wrong-token"))
+        client = WalletClient(wallet_server.base_url, Secret("wrong-token"), timeout_s=10.0)
         try:
             return [await client.terminal_info(), await client.wallet(MAX), await debit(client, flavour)]
         finally:
@@ -334,6 +334,29 @@ def test_connection_refused_is_unavailable_and_provably_not_applied() -> None:
         assert isinstance(res, Unavailable) and res.maybe_applied is False, res
 
 
+def test_a_burst_of_calls_opens_at_most_four_connections(wallet_server: WalletEmulator) -> None:
+    """Eight lookups at once, each answered after 300 ms: four connections carry them (the rest wait for
+    one), so a terminal never floods a small server with connections."""
+    wallet_server.faults.inject(FaultKind.LATENCY, ms=300, method="GET", times=8)
+
+    async def scenario() -> list[object]:
+        client = client_for(wallet_server)
+        try:
+            return list(await asyncio.gather(*(client.wallet(MAX) for _ in range(8))))
+        finally:
+            await client.aclose()
+
+    assert all(isinstance(found, Found) for found in run(scenario()))
+    assert wallet_server.connections_accepted == 4
+
+
+def test_a_base_url_loses_only_its_trailing_slashes() -> None:
+    """An event slug may end in any letter: only the slashes after it go."""
+    base = "http://127.0.0.1:9/api/v1/organizers/fsr/events/BOX"
+    for given in (base, base + "/", base + "//"):
+        assert WalletClient(given, Secret("t"), timeout_s=1.0).base_url == base
+
+
 def test_one_keep_alive_connection_serves_many_calls(wallet_server: WalletEmulator, flavour: str) -> None:
     async def scenario() -> None:
         client = client_for(wallet_server)
@@ -366,7 +389,7 @@ def test_the_token_never_appears_in_logs_or_outcomes(
             results.append(await client.wallet(MAX))
             results.append(await client.wallet(MAX))
             results.append(await client.terminal_info())
-            wrong = WalletClient(wallet_server.base_url, Secret(token + "x"))
+            wrong = WalletClient(wallet_server.base_url, Secret(token + "x"), timeout_s=10.0)
             results.append(await wrong.wallet(MAX))
             await wrong.aclose()
             return results

@@ -107,7 +107,8 @@ class WalletClient:
     A call's deadline (``timeout``, else ``timeout_s``; seconds) covers everything it sends and reads:
     connecting, sending, the headers and the whole body, every redirect and product page. A server that
     drips its answer gets Unavailable at the deadline, never later. ``timeout_s`` is also the longest a
-    transaction may take: the sale sender waits that long (plus slack) before it reconciles by balance.
+    transaction may take: the sale sender waits that long (plus slack) before it reconciles by balance,
+    so it has no default: the caller gives the configured one (``[wallet] timeout_s``).
     """
 
     def __init__(
@@ -115,7 +116,7 @@ class WalletClient:
         base_url: str,
         token: Secret,
         *,
-        timeout_s: float = 10.0,
+        timeout_s: float,
         default_permission: Permission = "debit",
         trailing_slash: bool | None = None,
     ) -> None:
