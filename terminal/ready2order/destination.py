@@ -136,9 +136,8 @@ class Ready2OrderDestination:
             if isinstance(opened, r2o.DayOpened):
                 log.warning("no daily report was open in ready2order: opened one (open_day = true)")
                 return Unreachable("no daily report was open; opened one", retry_after_s=0.0)
-        self.health.close_day(self.cfg.open_day)
-        closed = self.health.day_closed
-        log.error("ready2order: no daily report is open; the mirror waits: %s", closed.fix if closed else "")
+        closed = self.health.close_day(self.cfg.open_day)
+        log.error("ready2order: no daily report is open; the mirror waits: %s", closed.fix)
         return Unreachable("no daily report is open")  # the stopped mirror paces it, not this record
 
     def _failed(self, answer: r2o.Failure, context: str = "") -> Outcome:

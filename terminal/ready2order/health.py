@@ -53,7 +53,8 @@ class MirrorHealth:
             self.refused = Stopped(reason, fix, self.clock())
             self._changed()
 
-    def close_day(self, open_day: bool) -> None:
+    def close_day(self, open_day: bool) -> Stopped:
+        """No daily report is open: the mirror stops until one is; returns why and what to do."""
         if self.day_closed is None:
             fix = (
                 "the terminal could not open it; open the day in ready2order"
@@ -62,6 +63,7 @@ class MirrorHealth:
             )
             self.day_closed = Stopped("no daily report is open", fix, self.clock())
             self._changed()
+        return self.day_closed
 
     def rate_limited(self, wait_s: float) -> None:
         self.paused = (boot_clock.now(self.clock()), wait_s)
