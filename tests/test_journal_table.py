@@ -89,3 +89,39 @@ def test_an_older_journal_gains_the_table_bills_table(tmp_path: Path) -> None:
     journal = Journal.open(path)
     pay(journal, "bKEY")
     assert journal.table_bills()[0].sale_key == "bKEY"
+
+
+@pytest.mark.parametrize("with_bill", [True, False])
+def test_the_sale_record_sale_returns_is_the_row_the_journal_holds(tmp_path: Path, with_bill: bool) -> None:
+    """The bill's row is written after the sale it refers to, where the INSERT's RETURNING cannot see it:
+    the record handed back must still say it pays a table (it once said it did not)."""
+    journal = Journal.open(tmp_path / "j.sqlite3")
+    try:
+        row = table_bill_statement(
+            key="bKEY",
+            table_id=2,
+            party_id=50001,
+            business_date="2026-11-30",
+            orders=[(99001, 1, 2345)],
+            amount_cents=2345,
+        )
+        seen = ("INSERT INTO cards (token_id, balance_cents, seen_at) VALUES ('04AA', 100, 1.0)", ())
+        sale = journal.record_sale(
+            token_id="04DE4A7AB1E000",
+            products=["eur10", 3],
+            amount_cents=-2345,
+            description="Restaurant",
+            tag=None,
+            offline=False,
+            key="bKEY",
+            also=[row] if with_bill else [seen],
+            attempting=True,
+            attempted_at=1.5e9,
+            dispense=True,
+            approved=False,
+            goods=["beer"],
+        )
+        assert sale.pays_table is with_bill
+        assert sale == journal.sale(sale.id)
+    finally:
+        journal.close()
