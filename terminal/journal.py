@@ -11,10 +11,10 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from terminal.model import DeclineReason, ProductId, SaleState
@@ -301,6 +301,14 @@ MAX_BILL_RETRIES = 50
 Statement = tuple[str, tuple[object, ...]]
 
 
+class TableBillRow(NamedTuple):
+    """The statement writing a ``table_bills`` row: a ``Statement`` that ``record_sale`` recognises in its
+    ``also`` (the row refers to the sale, so it is written after it, where RETURNING cannot see it)."""
+
+    sql: str
+    params: tuple[object, ...]
+
+
 def table_bill_statement(
     *,
     key: str,
@@ -309,11 +317,11 @@ def table_bill_statement(
     business_date: str,
     orders: Sequence[tuple[int, int | None, int]],
     amount_cents: int,
-) -> Statement:
+) -> TableBillRow:
     """The ``table_bills`` row of a sale that pays a table's bill, to commit with the sale
     (``record_sale(also=...)``); ``orders`` are (order id, order number, due cents)."""
     payload = json.dumps([{"order_id": o, "number": n, "due_cents": d} for o, n, d in orders])
-    return (
+    return TableBillRow(
         "INSERT INTO table_bills (sale_key, table_id, party_id, business_date, orders, amount_cents,"
         " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (key, table_id, party_id, business_date, payload, amount_cents, _now_iso()),
@@ -708,7 +716,7 @@ class Journal:
             " reason, offline, operator, balance_before, maybe_sent, attempts, created_at, updated_at,"
             " attempted_at, dispensed, approved, goods)"
             " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            f" RETURNING {_FIELDS}, 0",  # 0: pays_table, looked up below
+            f" RETURNING {_FIELDS}, ?",
             (
                 key or new_idempotency_key(),
                 token_id,
@@ -728,16 +736,13 @@ class Journal:
                 0 if dispense else None,
                 int(approved),
                 json.dumps(list(goods)) if goods and list(goods) != list(products) else None,
+                # pays_table: its table bill's row rides in ``also``, written after the sale it refers to,
+                # where RETURNING cannot see it (and a key new to the journal has no such row otherwise)
+                any(isinstance(statement, TableBillRow) for statement in also),
             ),
             also,
         )
-        record = _row(row)
-        if also:
-            # A table bill's row rides in ``also``; it refers to the sale, so it is written after it, where
-            # RETURNING cannot see it (a new key has no such row otherwise: the key is new to the journal).
-            found = self._db.execute(f"SELECT {_PAYS_TABLE} FROM sales WHERE id = ?", (record.id,)).fetchone()
-            record = replace(record, pays_table=bool(found[0]))
-        return record
+        return _row(row)
 
     def record_decline(
         self,
