@@ -310,3 +310,87 @@ def test_booked_products_are_those_of_done_sales_whatever_their_ids_type(journal
     )  # pending: not booked (yet)
     assert journal.booked_products(["3", "espresso", "7", "9"]) == {"3", "espresso"}
     assert journal.booked_products([]) == set()
+
+
+@pytest.mark.parametrize("unset", [False, True], ids=["every-field-set", "every-optional-field-unset"])
+def test_every_field_of_a_sale_reads_back_as_written(tmp_path: Path, unset: bool) -> None:
+    """Each column reaches its own field with its own type (a reader mixing up two columns, or turning a
+    missing value into 0 or "None", would hand the outbox, the screens and the reports a wrong sale)."""
+    journal = Journal.open(tmp_path / "j.sqlite3")
+    try:
+        sale = journal.record_sale(
+            token_id=ERIKA,
+            products=["latte", 7],
+            amount_cents=-390,
+            description="Latte",
+            tag=None if unset else "coffee",
+            offline=not unset,
+            operator=None if unset else "olga",
+        )
+        values = (
+            {
+                "state": "pending",
+                "reason": "",
+                "balance_before": None,
+                "balance_after": None,
+                "maybe_sent": 0,
+                "hold": 0,
+                "attempts": 0,
+                "next_attempt_at": 0.0,
+                "attempted_at": None,
+                "last_status": None,
+                "server_errors": 0,
+                "dispensed": None,
+                "approved": 0,
+                "resolved": None,
+                "resolved_at": None,
+                "resolved_by": None,
+            }
+            if unset
+            else {
+                "state": "rejected",
+                "reason": "why",
+                "balance_before": 1200,
+                "balance_after": 810,
+                "maybe_sent": 1,
+                "hold": 1,
+                "attempts": 3,
+                "next_attempt_at": 1.25e9,
+                "attempted_at": 1.5e9,
+                "last_status": 503,
+                "server_errors": 2,
+                "dispensed": 1,
+                "approved": 1,
+                "resolved": "refunded",
+                "resolved_at": "2026-12-03T09:00:00.000+00:00",
+                "resolved_by": "olga",
+            }
+        )
+        columns = ", ".join(f"{name} = ?" for name in values)
+        journal.execute_all([(f"UPDATE sales SET {columns} WHERE id = ?", (*values.values(), sale.id))])
+        got = journal.sale(sale.id)
+    finally:
+        journal.close()
+    assert got is not None
+    assert (got.id, got.idempotency_key, got.token_id, got.products) == (
+        sale.id,
+        sale.idempotency_key,
+        ERIKA,
+        ("latte", 7),
+    )
+    assert (got.amount_cents, got.description, got.tag, got.offline, got.operator) == (
+        (-390, "Latte", None, False, None) if unset else (-390, "Latte", "coffee", True, "olga")
+    )
+    assert (got.created_at, got.updated_at) == (sale.created_at, sale.updated_at)
+    expected = {
+        **values,
+        "state": SaleState(str(values["state"])),
+        "maybe_sent": bool(values["maybe_sent"]),
+        "hold": bool(values["hold"]),
+        "approved": bool(values["approved"]),
+        "dispensed": None if values["dispensed"] is None else bool(values["dispensed"]),
+    }
+    assert {name: getattr(got, name) for name in values} == expected
+    for name, value in expected.items():  # the type too: True == 1 and 1.0 == 1 would pass the above
+        assert type(getattr(got, name)) is type(value), name
+    assert got.pays_table is False
