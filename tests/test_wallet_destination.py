@@ -747,7 +747,7 @@ def test_unbooked_error_answers_are_counted_per_suspect_and_mark_them_at_the_lim
         (
             "WARNING",
             "the server answered 500 to a debit of Cappuccino (id 2), Latte Macchiato (id 3) and booked "
-            "nothing: 1 of 2 such answers in a row and it is no longer sold",
+            "nothing: 1 such answer(s) in a row; at 2 it is no longer sold",
         ),
         ("ERROR", f"not selling Cappuccino (id 2), Latte Macchiato (id 3) offline any more: {why}"),
     ]

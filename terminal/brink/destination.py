@@ -257,9 +257,8 @@ class BrinkPaymentDestination:
         reason = f"PAR Brink denies access ({denied.describe()})"
         self.health.refuse(reason)
         log.error("%s: table payments wait until the tokens are fixed", reason)
-        return Unreachable(
-            f"access denied ({denied.code})"
-        )  # nothing applied; the stopped loop probes meanwhile
+        # nothing applied; the stopped loop probes meanwhile
+        return Unreachable(f"access denied ({denied.code})")
 
     def _not_now(self, reason: str) -> Outcome:
         """The order could not be looked at: nothing sent; looked at again after the backoff."""

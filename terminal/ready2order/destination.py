@@ -126,8 +126,9 @@ class Ready2OrderDestination:
         await self.spend()
         day = await self.client.day_status()
         if isinstance(day, r2o.DayStatus) and day.open:
-            log.error("ready2order refused an invoice (%s): %s", f"{status} {code}".strip(), message)
-            return Rejected(message, f"{status} {code}".strip())
+            said = f"{status} {code}".strip()  # a refusal may come without a code
+            log.error("ready2order refused an invoice (%s): %s", said, message)
+            return Rejected(message, said)
         if not isinstance(day, r2o.DayStatus):
             return self._failed(day, f"refused ({status}: {message}); the daily report cannot be read")
         if self.cfg.open_day:

@@ -299,8 +299,8 @@ class WalletDestination:
         if not failing:
             # the decline's reason stays one text (the shift report groups by it); the log names the suspect
             log.warning(
-                "the server answered %d to a debit of %s and booked nothing: %d of %d such answers in a row "
-                "and it is no longer sold",
+                "the server answered %d to a debit of %s and booked nothing: %d such answer(s) in a row; "
+                "at %d it is no longer sold",
                 status,
                 ", ".join(self._named(suspects)),
                 max(counts[p] for p in suspects),
