@@ -63,5 +63,12 @@ TARGETS: dict[str, tuple[str, ...]] = {
         "tests/test_transport.py",
     ),
     "terminal/controller/core.py": CONTROLLER_TESTS,
-    "terminal/journal.py": ("tests/test_journal.py", "tests/test_journal_table.py", *SALE_TESTS),
+    "terminal/journal.py": (
+        "tests/test_journal.py",
+        "tests/test_journal_table.py",
+        "tests/test_journal_open.py",
+        "tests/test_journal_operators.py",
+        "tests/test_journal_records.py",
+        *SALE_TESTS,
+    ),
 }
