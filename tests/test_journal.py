@@ -15,14 +15,17 @@ from terminal.ops.salvage import open_journal_salvaging
 from tests.terminal_lab import ERIKA, MAX
 
 
-def sale(journal: Journal, uid: str = MAX, amount: int = -250, **extra: object) -> int:
+def sale(
+    journal: Journal, uid: str = MAX, amount: int = -250, *, offline: bool = False, **extra: object
+) -> int:
+    """Journal an espresso-and-product-3 sale of ``amount`` cents; returns its id."""
     record = journal.record_sale(
         token_id=uid,
         products=["espresso", 3],
         amount_cents=amount,
         description="Kaffee",
         tag="coffee",
-        offline=False,
+        offline=offline,
         **extra,  # type: ignore[arg-type]
     )
     return record.id

@@ -30,6 +30,7 @@ from terminal.model import DeclineReason, SaleState
 from terminal.outbox.table import insert_statement
 from terminal.service.boot_clock import Moment
 from tests.terminal_lab import ERIKA, MAX
+from tests.test_journal import sale as coffee
 
 TOPUP_CARD = "04C0FFEE000001"
 OLD = "2000-01-01T00:00:00.000+00:00"  # an updated_at no write of today can leave in place by chance
@@ -70,21 +71,6 @@ def written_between(text: object, before: float, after: float) -> bool:
     assert isinstance(text, str) and ISO_UTC_MS.fullmatch(text), text
     at = datetime.fromisoformat(text).timestamp()
     return before - 0.001 <= at <= after  # milliseconds are cut, not rounded
-
-
-def coffee(
-    journal: Journal, uid: str = MAX, amount: int = -250, *, offline: bool = False, **extra: object
-) -> int:
-    record = journal.record_sale(
-        token_id=uid,
-        products=["espresso", 3],
-        amount_cents=amount,
-        description="Kaffee",
-        tag="coffee",
-        offline=offline,
-        **extra,  # type: ignore[arg-type]
-    )
-    return record.id
 
 
 def age_updated_at(journal: Journal, *sale_ids: int) -> None:
