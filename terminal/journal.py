@@ -560,11 +560,16 @@ class Journal:
             problem = _read_only_check(path)
             if problem is not None:
                 raise JournalDamaged(path, problem)
+        old_umask = os.umask(0o077)  # journal, -wal and -shm files are private
         try:
-            old_umask = os.umask(0o077)  # journal, -wal and -shm files are private
             try:
                 # A lock another connection holds is waited for up to 5 s (sqlite3's default timeout).
                 conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            except sqlite3.Error as exc:
+                raise JournalError(f"cannot open journal {path}: {exc}") from None
+            # Closed on a refusal too (a newer schema, damage found now): an open connection would keep
+            # a -wal and -shm beside a journal this taptill does not use.
+            with _closed_on_error(conn, path, "open"):
                 conn.execute(
                     "PRAGMA journal_mode=WAL",  # pragma: no mutate
                 )
@@ -576,12 +581,8 @@ class Journal:
                 )
                 journal = cls(conn, path)
                 journal._migrate()
-            finally:
-                os.umask(old_umask)
-        except sqlite3.Error as exc:
-            if _is_damage(exc):
-                raise JournalDamaged(path, str(exc)) from None
-            raise JournalError(f"cannot open journal {path}: {exc}") from None
+        finally:
+            os.umask(old_umask)
         if fresh:
             log.info("created journal %s", path)
         return journal
@@ -594,13 +595,9 @@ class Journal:
         Raises JournalMissing, JournalDamaged, or JournalError (unreadable, or newer than this taptill).
         """
         _must_exist(path)
-        # A running (or crashed) terminal has a -wal: read through it and share its -shm. Without one the
-        # main file holds everything, and immutable=1 reads it without creating -wal/-shm files that
-        # would outlive this command (owned by whoever ran it).
-        wal_present = Path(f"{path}-wal").exists()
         try:
             conn = sqlite3.connect(
-                _uri(path, "mode=ro" if wal_present else "immutable=1"),
+                _uri(path, _reading_params(path)),
                 uri=True,
                 isolation_level=None,
                 check_same_thread=False,
@@ -624,21 +621,25 @@ class Journal:
         and current; nothing is created, moved aside or migrated. Raises as ``open_read_only``, and
         JournalError for a journal older than this taptill."""
         _must_exist(path)
+        # Checked read-only first, as ``open`` does: a read-write connection closed on a damaged journal
+        # would checkpoint its -wal into the main file, and `taptill recover` wants both as they were.
+        # Like the reading commands, it leaves no -wal/-shm beside a journal it then refuses.
+        problem = _read_only_check(path, _reading_params(path))
+        if problem is not None:
+            raise JournalDamaged(path, problem)
+        # No umask here (unlike ``open``): mode=rw creates no journal, and SQLite gives the -wal and -shm
+        # it makes the journal's own mode (0600).
         try:
-            old_umask = os.umask(0o077)
-            try:
-                conn = sqlite3.connect(
-                    _uri(path, "mode=rw"),
-                    uri=True,
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
-            finally:
-                os.umask(old_umask)
+            conn = sqlite3.connect(
+                _uri(path, "mode=rw"),
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+            )
         except sqlite3.Error as exc:
             raise JournalError(f"cannot open journal {path}: {exc}") from None
         with _closed_on_error(conn, path, "open"):
-            version = _intact_version(conn, path)
+            version = _schema_version(conn, path)
             if version < len(MIGRATIONS):
                 raise JournalError(
                     f"journal {path} has schema {version}, older than this taptill ({len(MIGRATIONS)}): "
@@ -863,23 +864,23 @@ class Journal:
         that booked the key made its own and delivers them (a second terminal's ApplyPayment for the same
         order could race the first one's look before sending)."""
         now = _now_iso()
-        # Outside the call: mutmut makes no mutant dropping a pragma's line, so none dropping ``also`` either
-        outbox_done = (
-            "UPDATE outbox SET state = 'done', reason = ?, updated_at = ?"  # pragma: no mutate
-            " WHERE sale_id = ? AND state = 'pending' AND attempts = 0"  # pragma: no mutate
-            " AND maybe_sent = 0"  # pragma: no mutate
-        )
-        self._write(
-            "UPDATE sales SET reason = ?, dispensed = NULL, updated_at = ?"  # pragma: no mutate
-            " WHERE id = ? AND state = 'done'",  # pragma: no mutate
-            (BOOKED_ELSEWHERE_REASON + note, now, sale_id),
-            also=[
-                (
-                    outbox_done,
-                    (BOOKED_ELSEWHERE_REASON + "the terminal that booked it delivers it", now, sale_id),
+        try:
+            with self._tx():
+                cur = self._db.execute(
+                    "UPDATE sales SET reason = ?, dispensed = NULL, updated_at = ?"  # pragma: no mutate
+                    " WHERE id = ? AND state = 'done'",  # pragma: no mutate
+                    (BOOKED_ELSEWHERE_REASON + note, now, sale_id),
                 )
-            ],
-        )
+                # Only with the sale's own change: a sale not done (yet) keeps its records as they are.
+                if cur.rowcount:
+                    self._db.execute(
+                        "UPDATE outbox SET state = 'done', reason = ?, updated_at = ?"  # pragma: no mutate
+                        " WHERE sale_id = ? AND state = 'pending' AND attempts = 0"  # pragma: no mutate
+                        " AND maybe_sent = 0",  # pragma: no mutate
+                        (BOOKED_ELSEWHERE_REASON + "the terminal that booked it delivers it", now, sale_id),
+                    )
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal write failed: {exc}") from None
 
     def sale_by_key(self, key: str) -> SaleRecord | None:
         r = self._db.execute(
@@ -1452,10 +1453,18 @@ def _schema_version(conn: sqlite3.Connection, path: Path) -> int:
     return version
 
 
-def _read_only_check(path: Path) -> str | None:
-    """quick_check before the terminal writes: None when intact, else what SQLite found wrong."""
+def _reading_params(path: Path) -> str:
+    """URI parameters to read ``path`` without writing anything beside it: through the -wal and -shm of a
+    running (or crashed) terminal when there is one; else the main file holds everything, and immutable=1
+    reads it without creating -wal/-shm files that would outlive the command (owned by whoever ran it)."""
+    return "mode=ro" if Path(f"{path}-wal").exists() else "immutable=1"
+
+
+def _read_only_check(path: Path, params: str = "mode=ro") -> str | None:
+    """quick_check before writing: None when intact, else what SQLite found wrong. ``params`` as for
+    ``_uri``: ``taptill run`` keeps mode=ro, which reads through a -wal even if one appears meanwhile."""
     try:
-        conn = sqlite3.connect(_uri(path, "mode=ro"), uri=True)
+        conn = sqlite3.connect(_uri(path, params), uri=True)
         try:
             return _quick_check(conn)
         finally:

@@ -19,6 +19,7 @@ from terminal.journal import (
     JournalDamaged,
     JournalError,
     JournalMissing,
+    _is_damage,
     damage_in_one_line,
 )
 from terminal.model import SaleState
@@ -201,18 +202,26 @@ def _wal_is_a_directory(path: Path) -> None:
     ("obstacle", "opener", "said"),
     [
         (_journal_is_a_directory, READ_ONLY, "cannot read journal {}: unable to open database file"),
-        (_journal_is_a_directory, EXISTING, "cannot open journal {}: unable to open database file"),
+        # The writing opens check read-only first (so a damaged journal is never written); open_existing
+        # as the reading commands do (immutable=1 with no -wal beside: SQLite words it otherwise).
+        (
+            _journal_is_a_directory,
+            EXISTING,
+            "cannot read journal {}: unable to open database file; make the state directory writable",
+        ),
         (
             _journal_is_a_directory,
             OPEN,
             "cannot read journal {}: disk I/O error; make the state directory writable",
         ),
         (_wal_is_a_directory, READ_ONLY, "cannot read journal {}: unable to open database file"),
-        (_wal_is_a_directory, EXISTING, "cannot open journal {}: unable to open database file"),
-        (
-            _wal_is_a_directory,
-            OPEN,
-            "cannot read journal {}: unable to open database file; make the state directory writable",
+        *(
+            (
+                _wal_is_a_directory,
+                opener,
+                "cannot read journal {}: unable to open database file; make the state directory writable",
+            )
+            for opener in (EXISTING, OPEN)
         ),
     ],
     ids=["dir-read_only", "dir-existing", "dir-open", "wal-read_only", "wal-existing", "wal-open"],
@@ -290,11 +299,10 @@ def test_another_databases_wal_beside_the_journal_is_damage_and_both_files_stay(
             opener(path)
         assert str(caught.value) == f"journal {path} is damaged (database disk image is malformed); {RECOVER}"
         assert path.exists() and not [n for n in names(path.parent) if ".corrupt-" in n]
-        if opener is not EXISTING:
-            # Read as it is. (open_existing's read-write connection checkpoints the -wal into the main file
-            # as it closes: SQLite's doing, and salvage reads the two together all the same.)
-            assert path.read_bytes() == main
-            assert Path(f"{path}-wal").read_bytes() == foreign_wal
+        # Read as it is: no opener checkpoints a -wal into a damaged main file (a read-write connection
+        # would, as it closes), so `taptill recover` salvages the evidence as the terminal left it.
+        assert path.read_bytes() == main
+        assert Path(f"{path}-wal").read_bytes() == foreign_wal
 
 
 @pytest.mark.parametrize(
@@ -319,6 +327,18 @@ def test_sqlites_complaint_becomes_one_short_line(said: str, line: str) -> None:
     expected = line.replace("\n", " ")
     assert damage_in_one_line(said) == expected
     assert "\n" not in expected and len(expected) <= DAMAGE_TEXT_MAX
+
+
+def test_only_sqlites_corruption_codes_are_damage() -> None:
+    """Damage moves a journal to `taptill recover`; an error of Python's sqlite3 module itself (no SQLite
+    result code) or any other SQLite code is an error to fix, never a reason to salvage."""
+    own = sqlite3.ProgrammingError("Cannot operate on a closed database.")
+    assert not hasattr(own, "sqlite_errorcode")
+    assert not _is_damage(own)
+    for code, damage in [(11, True), (26, True), (11 | 0x100, True), (1, False), (10, False), (0x100, False)]:
+        exc = sqlite3.DatabaseError("x")
+        exc.sqlite_errorcode = code
+        assert _is_damage(exc) is damage, code
 
 
 # --- schema versions -----------------------------------------------------------------------------------
@@ -389,6 +409,9 @@ def test_a_journal_from_a_newer_taptill_is_refused_and_left_as_it_is(tmp_path: P
     assert str(caught.value) == (
         f"journal {path} has schema {CURRENT + 1}, newer than this taptill knows ({CURRENT}); upgrade taptill"
     )
+    # While the refusal is still held (its traceback keeps the opener's frame): no connection was left
+    # open on the journal, which would keep a -wal and -shm beside it.
+    assert names(tmp_path) == ["journal.sqlite3"]
     assert user_version(path) == CURRENT + 1 and keys_on_file(path) == keys
 
 
@@ -468,11 +491,18 @@ def test_open_existing_on_a_stopped_terminals_journal_writes_into_it_and_creates
 ) -> None:
     path = tmp_path / "journal.sqlite3"
     keys = stopped_journal(path)
-    settle = Journal.open_existing(path)
+    old_umask = os.umask(0)  # `taptill settle` run from a shell with a lax umask
     try:
-        added = sell(settle)
+        settle = Journal.open_existing(path)
+        try:
+            added = sell(settle)
+            # the -wal and -shm it made while writing are as private as the journal
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+        finally:
+            settle.close()
     finally:
-        settle.close()
+        os.umask(old_umask)
+    assert modes == {"journal.sqlite3": 0o600, "journal.sqlite3-wal": 0o600, "journal.sqlite3-shm": 0o600}
     assert names(tmp_path) == ["journal.sqlite3"]  # its -wal checkpointed into the file as it closed
     assert keys_on_file(path) == [*keys, added]
 

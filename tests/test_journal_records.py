@@ -416,8 +416,11 @@ def test_a_key_booked_elsewhere_ends_only_its_never_attempted_outbox_records(jou
         ("maybe-sent", "pending", "", OLD),
         ("other-sale", "pending", "", OLD),
     ]
-    journal.mark_booked_elsewhere(other, "202")  # not booked (done) yet: the sale keeps its row as it was
+    # Not booked (done) yet: neither the sale nor its outbox records change (the outbox update rides on
+    # the sale's, never alone).
+    journal.mark_booked_elsewhere(other, "202")
     assert row(journal, other) == was_other
+    assert journal.query("SELECT ref, state, reason, updated_at FROM outbox ORDER BY id") == outbox
 
 
 # --- one write, all or nothing ----------------------------------------------------------------------
