@@ -363,6 +363,21 @@ def test_open_migrates_an_older_journal_keeping_its_sales(
     assert journal_logs() == [f"journal schema migrated to version {v}" for v in range(OLD + 1, CURRENT + 1)]
 
 
+def test_a_migration_that_cannot_apply_is_refused_in_one_line_and_rolled_back(tmp_path: Path) -> None:
+    # An older journal someone already gave a later column (a development build): migration 13 fails
+    path = tmp_path / "journal.sqlite3"
+    key = old_journal(path)
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE sales ADD COLUMN goods TEXT")
+    db.close()
+    with pytest.raises(JournalError) as caught:
+        Journal.open(path)
+    assert type(caught.value) is JournalError  # not damage: nothing to salvage
+    assert str(caught.value) == f"cannot open journal {path}: duplicate column name: goods"
+    assert names(tmp_path) == ["journal.sqlite3"], "closed on the refusal: no -wal/-shm left beside it"
+    assert user_version(path) == OLD and keys_on_file(path) == [key]
+
+
 def test_open_read_only_reads_an_older_journal_migrated_in_memory_and_writes_no_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -445,9 +460,14 @@ def test_a_read_only_journal_of_a_stopped_terminal_cannot_write_and_leaves_no_fi
     reader = Journal.open_read_only(path)
     try:
         assert [s.idempotency_key for s in reader.sales()] == keys
-        with pytest.raises(JournalError) as caught:
-            sell(reader)
-        assert str(caught.value) == "journal write failed: attempt to write a readonly database"
+        writes: list[Callable[[], object]] = [
+            lambda: sell(reader),
+            lambda: reader.mark_booked_elsewhere(next(iter(reader.sales())).id, "202"),
+        ]
+        for write in writes:
+            with pytest.raises(JournalError) as caught:
+                write()
+            assert str(caught.value) == "journal write failed: attempt to write a readonly database"
     finally:
         reader.close()
     assert names(tmp_path) == ["journal.sqlite3"], "no -wal/-shm outlives a command that only reads"
