@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,6 +26,22 @@ ERIKA = "0455667788AABB"  # 500 cents
 SMALL = "DEADBEEF"  # 100 cents
 EMPTY = "04000000000001"  # 0 cents
 STRANGER = "04BADC0FFEE000"  # no wallet
+
+
+@contextlib.contextmanager
+def local_zone(tz: str) -> Iterator[None]:
+    """The process's local time zone set to ``tz`` (a POSIX TZ value) for the block, then as it was."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = tz
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
 
 
 def espresso(flavour: str) -> str | int:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import sqlite3
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -15,6 +13,7 @@ import pytest
 from terminal.journal import Journal, JournalError, JournalStatus, PinFailures, table_bill_statement
 from terminal.model import SaleState
 from terminal.service.boot_clock import Moment
+from tests.terminal_lab import local_zone
 
 CARD = "04A1B2C3D4E5F6"
 OTHER_CARD = "04FFEEDDCCBBAA"
@@ -35,17 +34,8 @@ def journal(tmp_path: Path) -> Iterator[Journal]:
 def central_european_time() -> Iterator[None]:
     """The terminal's zone an hour ahead of UTC (a venue in Berlin in winter): a moment taken in the local
     zone instead of by its own offset shows as an hour's shift."""
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = "CET-1"
-    time.tzset()
-    try:
+    with local_zone("CET-1"):
         yield
-    finally:
-        if before is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = before
-        time.tzset()
 
 
 def sell(

@@ -66,6 +66,19 @@ def card_row(journal: Journal, token_id: str) -> tuple[object, ...] | None:
     return tuple(found[0]) if found else None
 
 
+def olgas_topup(journal: Journal) -> int:
+    """A 10 € top-up credited by operator olga, pending; its sale id."""
+    return journal.record_sale(
+        token_id=TOPUP_CARD,
+        products=[9],
+        amount_cents=1000,
+        description="Aufladen",
+        tag=None,
+        offline=False,
+        operator="olga",
+    ).id
+
+
 def written_between(text: object, before: float, after: float) -> bool:
     """``text`` is a journal time (UTC, ISO 8601, milliseconds) taken between ``before`` and ``after``."""
     assert isinstance(text, str) and ISO_UTC_MS.fullmatch(text), text
@@ -479,15 +492,7 @@ def test_the_json_of_a_sale_is_every_field_a_person_reads_in_each_state(journal:
     journal.mark_done(unserved, 110)
     refunded = coffee(journal, ERIKA, dispense=True)
     journal.mark_done(refunded, 0, approved=True)
-    topup = journal.record_sale(
-        token_id=TOPUP_CARD,
-        products=[9],
-        amount_cents=1000,
-        description="Aufladen",
-        tag=None,
-        offline=False,
-        operator="olga",
-    ).id
+    topup = olgas_topup(journal)
     journal.mark_rejected(topup, "unknown_card")
     journal.record_decline(
         token_id=ERIKA,
@@ -794,15 +799,7 @@ def test_the_offline_view_counts_the_money_still_on_its_way(journal: Journal) ->
     coffee(journal, MAX)
     coffee(journal, MAX, -300)
     coffee(journal, ERIKA, -100)
-    journal.record_sale(
-        token_id=TOPUP_CARD,
-        products=[9],
-        amount_cents=1000,
-        description="Aufladen",
-        tag=None,
-        offline=False,
-        operator="olga",
-    )
+    olgas_topup(journal)
     journal.mark_done(coffee(journal, ERIKA, -150), 350)
     journal.mark_rejected(coffee(journal, ERIKA, -120), "unknown_card")
     journal.record_decline(

@@ -53,6 +53,7 @@ from terminal.ready2order.invoice_table import AttemptTime, InvoiceTable, Receip
 from terminal.service.secret import Secret
 from tests.r2o_lab import PRODUCTS, MirrorRig, mirror_config
 from tests.raw_http import RawHttpServer, http_response
+from tests.terminal_lab import local_zone
 
 pytestmark = pytest.mark.ready2order
 
@@ -91,17 +92,8 @@ def emu() -> Iterator[Ready2OrderEmulator]:
 def far_east() -> Iterator[None]:
     """The terminal's local time 14 hours ahead of UTC: noon UTC is tomorrow there, so a window taken in
     local dates instead of UTC ones shows."""
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = "Etc/GMT-14"
-    time.tzset()
-    try:
+    with local_zone("Etc/GMT-14"):
         yield
-    finally:
-        if before is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = before
-        time.tzset()
 
 
 class Clock:
