@@ -1461,12 +1461,18 @@ def _reading_params(path: Path) -> str:
 
 
 def _read_only_check(path: Path, params: str = "mode=ro") -> str | None:
-    """quick_check before writing: None when intact, else what SQLite found wrong. ``params`` as for
-    ``_uri``: ``taptill run`` keeps mode=ro, which reads through a -wal even if one appears meanwhile."""
+    """quick_check before writing: None when intact, else what SQLite found wrong; JournalError for a
+    journal newer than this taptill. ``params`` as for ``_uri``: ``taptill run`` keeps mode=ro, which
+    reads through a -wal even if one appears meanwhile."""
     try:
         conn = sqlite3.connect(_uri(path, params), uri=True)
         try:
-            return _quick_check(conn)
+            problem = _quick_check(conn)
+            if problem is None:
+                # A newer taptill's journal is refused here, before a read-write connection could
+                # checkpoint its -wal into the main file as it closes.
+                _schema_version(conn, path)
+            return problem
         finally:
             conn.close()
     except sqlite3.Error as exc:

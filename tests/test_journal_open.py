@@ -425,9 +425,35 @@ def test_a_journal_from_a_newer_taptill_is_refused_and_left_as_it_is(tmp_path: P
         f"journal {path} has schema {CURRENT + 1}, newer than this taptill knows ({CURRENT}); upgrade taptill"
     )
     # While the refusal is still held (its traceback keeps the opener's frame): no connection was left
-    # open on the journal, which would keep a -wal and -shm beside it.
-    assert names(tmp_path) == ["journal.sqlite3"]
+    # open on the journal. (open()'s read-only check, which refuses it now, may leave an empty -wal/-shm
+    # beside it, as SQLite does for a read-only connection; the journal itself is untouched.)
+    left = names(tmp_path)
+    if opener is OPEN:
+        assert set(left) <= {"journal.sqlite3", "journal.sqlite3-wal", "journal.sqlite3-shm"}, left
+        assert "journal.sqlite3-wal" not in left or Path(f"{path}-wal").stat().st_size == 0
+    else:
+        assert left == ["journal.sqlite3"]
     assert user_version(path) == CURRENT + 1 and keys_on_file(path) == keys
+
+
+def test_a_newer_taptills_journal_with_its_wal_is_refused_and_both_files_stay(tmp_path: Path) -> None:
+    # A newer taptill crashed (its -wal beside the journal); this one is started or `taptill settle` run
+    newer = tmp_path / "newer" / "journal.sqlite3"
+    running = Journal.open(newer)
+    running.execute(f"PRAGMA user_version = {CURRENT + 1}")
+    sell(running)
+    main_file, wal = newer.read_bytes(), Path(f"{newer}-wal").read_bytes()  # a crash image
+    running.close()
+    path = tmp_path / "state" / "journal.sqlite3"
+    path.parent.mkdir()
+    for opener in (OPEN, EXISTING):
+        path.write_bytes(main_file)
+        Path(f"{path}-wal").write_bytes(wal)
+        with pytest.raises(JournalError) as caught:
+            opener(path)
+        assert "newer than this taptill knows" in str(caught.value)
+        # never checkpointed: the newer taptill finds its journal as it left it
+        assert path.read_bytes() == main_file and Path(f"{path}-wal").read_bytes() == wal
 
 
 # --- reading and writing beside a terminal -------------------------------------------------------------
