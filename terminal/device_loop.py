@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -59,7 +60,14 @@ from terminal.events import (
     WalletRefused,
     WalletUnreachable,
 )
-from terminal.journal import Journal, JournalError, SaleRecord, remember_card_statement, table_bill_statement
+from terminal.journal import (
+    Journal,
+    JournalDamaged,
+    JournalError,
+    SaleRecord,
+    remember_card_statement,
+    table_bill_statement,
+)
 from terminal.model import DeclineReason, ProductId
 from terminal.ops.tap_outcome import DECISION_MARGIN_S, decision_line, press_line
 from terminal.screens import ASK_STAFF, BalanceScreen
@@ -152,6 +160,10 @@ class DeviceLoop:
         self._awaited_presses: dict[int, tuple[concurrent.futures.Future[str], WaitingClient | None]] = {}
         self._storage_ok = True  # false after a failed journal write, until a write probe succeeds
         self._next_storage_probe = 0.0
+        # SQLite found the journal corrupt: out of service, and the loop stops so that the next start
+        # salvages its sales into a new journal (systemd's Restart=always starts it again).
+        self.damaged: JournalDamaged | None = None
+        self._stop: asyncio.Event | None = None
         self._server_posted: tuple[bool, int] | None = None  # what the controller was last told
         self._token_posted = False  # whether the controller was last told the token is refused
         self._server_noted: tuple[bool, bool] | None = None  # (online, token refused) last journaled
@@ -303,6 +315,7 @@ class DeviceLoop:
         """Run until ``stop`` is set, then finish what a guest is waiting for: the tap under way reaches
         its decision and its products are dispensed in full (within ``drain_s``), and no new tap starts."""
         self.attach()
+        self._stop = stop
         await self._apply(self.controller.start())
         self.server_changed()
         if on_ready is not None:
@@ -333,6 +346,8 @@ class DeviceLoop:
                 if now >= next_ping:
                     self.notifier.watchdog()
                     next_ping = now + ping_every
+                    if self.journal.damaged is not None:  # found by an outbox, a status write …
+                        self._storage_failed(self.journal.damaged)
                     self._probe_storage(now)
                     self._store_lag(now)
                     if refresh is not None:
@@ -442,6 +457,10 @@ class DeviceLoop:
         for effect in effects:
             try:
                 result = await self.execute(effect)
+            except JournalError as exc:  # a storage fault, not a bug: one line, and out of service
+                log.error("effect %s failed: %s", type(effect).__name__, exc)
+                self._storage_failed(exc)
+                result = _fallback(effect)
             except Exception:  # bad input or a broken adapter must not stop the loop
                 log.exception("effect %s failed", type(effect).__name__)
                 result = _fallback(effect)
@@ -499,7 +518,7 @@ class DeviceLoop:
                     )
                 except JournalError as exc:
                     log.error("cannot journal a declined tap: %s", exc)
-                    self._storage_failed()
+                    self._storage_failed(exc)
             case RecordPin(operator, wrong, locked):
                 at = boot_clock.now(self.clock()) if locked else None
                 try:
@@ -507,7 +526,7 @@ class DeviceLoop:
                 except JournalError as exc:
                     # Out of service until a write works: PINs must not be guessed unjournaled.
                     log.error("cannot journal operator %s's wrong PINs: %s", operator, exc)
-                    self._storage_failed()
+                    self._storage_failed(exc)
             case Dispense(products, key):
                 ticket = self.outputs.dispense(products)
                 if key is not None and ticket >= 0:
@@ -610,12 +629,34 @@ class DeviceLoop:
 
     # --- storage faults (issue 3): stop selling while the journal is unwritable, resume after a probe ---
 
-    def _storage_failed(self) -> None:
+    def _storage_failed(self, exc: JournalError) -> None:
+        """Out of service after ``exc``: until a write probe succeeds, or for good when SQLite found the
+        journal damaged (then the loop stops: the next start salvages the journal into a new one)."""
+        if isinstance(exc, JournalDamaged):
+            self._journal_damaged(exc)
+            return
         if self._storage_ok:
             log.error("journal unwritable: declining every sale until a write succeeds (free disk space?)")
             self.post(StorageChanged(False, ASK_STAFF))
         self._storage_ok = False
         self._next_storage_probe = time.monotonic() + STORAGE_PROBE_S
+
+    def _journal_damaged(self, damage: JournalDamaged) -> None:
+        if self.damaged is not None:
+            return
+        self.damaged = damage
+        log.critical(
+            "journal %s is damaged (%s): out of service; stopping, so that the next start moves it aside "
+            "and salvages its sales into a new journal",
+            damage.path,
+            damage.problem,
+        )
+        if self._storage_ok:
+            self.post(StorageChanged(False, ASK_STAFF))
+        self._storage_ok = False
+        self._next_storage_probe = math.inf  # no write makes a damaged journal whole
+        if self._stop is not None:
+            self._stop.set()
 
     def _probe_storage(self, now: float) -> None:
         """While the journal is unwritable, try one small write now and then; sell again once it works."""
@@ -664,6 +705,10 @@ class DeviceLoop:
         self._deadline = time.monotonic() + self.tap_budget_s
         try:
             return await self._ask_wallet(uid)
+        except JournalError as exc:  # the terminal's own storage, not the server: out of service
+            log.error("cannot read the journal at a tap: %s", exc)
+            self._storage_failed(exc)
+            return WalletRefused(uid, DeclineReason.STORAGE)
         except Exception as exc:  # the tap must end in a decision, whatever the server sent
             log.exception("wallet lookup failed")
             self.health.mark_down(f"lookup failed ({type(exc).__name__})")
@@ -716,7 +761,7 @@ class DeviceLoop:
             self.journal.execute_all([seen[1]])
         except JournalError as exc:
             log.error("cannot journal the balance a card showed: %s", exc)
-            self._storage_failed()
+            self._storage_failed(exc)
 
     def _over_shift_cap(self, c: Charge) -> Event | None:
         """A top-up that would take its operator past [topup] max_credit_per_shift_cents (a shift is
@@ -747,7 +792,7 @@ class DeviceLoop:
             )
         except JournalError as exc:
             log.error("not crediting: %s", exc)
-            self._storage_failed()
+            self._storage_failed(exc)
             return ChargeFailed(ASK_STAFF)
         log.warning("%s", note)
         return ChargeRejected("", DeclineReason.CREDIT_LIMIT)
@@ -794,7 +839,7 @@ class DeviceLoop:
             )
         except JournalError as exc:
             log.error("not selling: %s", exc)
-            self._storage_failed()
+            self._storage_failed(exc)
             return ChargeFailed(ASK_STAFF)
         except Exception:  # nothing journaled, nothing sent: decline rather than hang
             log.exception("cannot journal the sale")
@@ -817,7 +862,7 @@ class DeviceLoop:
                 self.journal.mark_approved(sale.id)
         except JournalError as exc:
             log.error("cannot journal that sale %d was approved: %s", sale.id, exc)
-            self._storage_failed()
+            self._storage_failed(exc)
             event = ChargeRejected(sale.idempotency_key, DeclineReason.STORAGE)
         finally:
             self.sender.deciding.discard(sale.id)

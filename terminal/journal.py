@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import json
 import logging
 import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import quote
 
 from terminal.model import DeclineReason, ProductId, SaleState
@@ -43,18 +44,23 @@ class JournalMissing(JournalError):
         self.path = path
 
 
+class JournalTooNew(JournalError):
+    """The journal's schema is newer than this taptill's: a newer taptill wrote it."""
+
+
 class JournalDamaged(JournalError):
     """SQLite finds the journal corrupt (quick_check fails, or it is not a database at all)."""
 
-    def __init__(self, path: Path, problem: str) -> None:
+    def __init__(
+        self, path: Path, problem: str, fix: str = "stop the terminal and run `taptill recover`"
+    ) -> None:
         problem = damage_in_one_line(problem)
-        super().__init__(
-            f"journal {path} is damaged ({problem}); stop the terminal and run `taptill recover`"
-        )
+        super().__init__(f"journal {path} is damaged ({problem}); {fix}")
         self.path = path
         self.problem = problem
 
 
+RUNNING_DAMAGE_FIX = "a running terminal stops, and its next start salvages the journal"
 DAMAGE_TEXT_MAX = 160  # characters of SQLite's complaint a message keeps
 
 
@@ -537,12 +543,62 @@ def _row(r: Any) -> SaleRecord:
     )
 
 
+_J = TypeVar("_J")
+
+
+def _storage_faults(cls: type[_J]) -> type[_J]:
+    """Every public method of ``cls`` raises SQLite's errors as the journal's own (``Journal._failure``):
+    its callers, the device loop and every outbox, handle one kind of storage fault, and a method added
+    later cannot leak a bare sqlite3 error (a damaged page read at a tap was taken for a server fault)."""
+    for name, attr in list(vars(cls).items()):
+        if not name.startswith("_") and inspect.isfunction(attr):
+            setattr(cls, name, _translated(attr))
+    return cls
+
+
+def _translated(method: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def rows(self: Journal, *args: Any, **kwargs: Any) -> Iterator[Any]:
+            try:
+                yield from method(self, *args, **kwargs)
+            except sqlite3.Error as exc:
+                raise self._failure(exc, "read") from None
+
+        return rows
+
+    @functools.wraps(method)
+    def run(self: Journal, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise self._failure(exc, "read") from None
+
+    return run
+
+
+@_storage_faults
 class Journal:
     """The durable record of every tap; also the outbox of sales still to be delivered."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._db = conn
         self.path = path
+        # The first corruption SQLite reported through this connection: it does not heal while the
+        # terminal runs (the device loop stops it, and the next start salvages the journal).
+        self.damaged: JournalDamaged | None = None
+
+    def _failure(self, exc: sqlite3.Error, verb: str) -> JournalError:
+        """``exc`` as the journal's error: JournalDamaged for corruption (kept in ``damaged``), else
+        JournalError ("journal write failed: …", "journal read failed: …")."""
+        if not _is_damage(exc):
+            return JournalError(f"journal {verb} failed: {exc}")
+        # Found in use: a running terminal stops itself for that (DeviceLoop), so no person has to.
+        damage = JournalDamaged(self.path, str(exc), RUNNING_DAMAGE_FIX)
+        if self.damaged is None:
+            self.damaged = damage
+        return damage
 
     @classmethod
     def open(cls, path: Path) -> Journal:
@@ -683,7 +739,7 @@ class Journal:
                     self._db.execute(extra_sql, extra_params)
                 return cur
         except sqlite3.Error as exc:
-            raise JournalError(f"journal write failed: {exc}") from None
+            raise self._failure(exc, "write") from None
 
     def _write_returning(self, sql: str, params: Sequence[object], also: Statements = ()) -> Any:
         """``_write`` for a statement with a RETURNING clause: its first row, read inside the transaction
@@ -695,7 +751,7 @@ class Journal:
                     self._db.execute(extra_sql, extra_params)
                 return row
         except sqlite3.Error as exc:
-            raise JournalError(f"journal write failed: {exc}") from None
+            raise self._failure(exc, "write") from None
 
     # --- sales -------------------------------------------------------------------------------
 
@@ -880,7 +936,7 @@ class Journal:
                         (BOOKED_ELSEWHERE_REASON + "the terminal that booked it delivers it", now, sale_id),
                     )
         except sqlite3.Error as exc:
-            raise JournalError(f"journal write failed: {exc}") from None
+            raise self._failure(exc, "write") from None
 
     def sale_by_key(self, key: str) -> SaleRecord | None:
         r = self._db.execute(
@@ -967,7 +1023,7 @@ class Journal:
                     for sql, params in also:
                         self._db.execute(sql, params)
         except sqlite3.Error as exc:
-            raise JournalError(f"journal write failed: {exc}") from None
+            raise self._failure(exc, "write") from None
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> int:
         """One committed write for modules that keep their own tables here; returns the row count."""
@@ -1073,7 +1129,7 @@ class Journal:
                     for extra_sql, extra_params in also:
                         self._db.execute(extra_sql, extra_params)
         except sqlite3.Error as exc:
-            raise JournalError(f"journal write failed: {exc}") from None
+            raise self._failure(exc, "write") from None
         return cur.rowcount == 1
 
     def resolve(self, key: str, how: str, by: str, also: Statements = ()) -> bool:
@@ -1251,13 +1307,10 @@ class Journal:
 
     def denied_reason(self, token_id: str) -> str | None:
         """Why the card is denied offline (a code of CARD_REFUSALS), None when it is not."""
-        try:
-            r = self._db.execute(
-                "SELECT denied_reason FROM cards WHERE token_id = ?",  # pragma: no mutate
-                (token_id,),
-            ).fetchone()
-        except sqlite3.Error as exc:
-            raise JournalError(f"journal read failed: {exc}") from None
+        r = self._db.execute(
+            "SELECT denied_reason FROM cards WHERE token_id = ?",  # pragma: no mutate
+            (token_id,),
+        ).fetchone()
         return None if r is None or r[0] is None else str(r[0])
 
     def denied_cards(self) -> dict[str, int]:
@@ -1446,7 +1499,7 @@ def _schema_version(conn: sqlite3.Connection, path: Path) -> int:
         ).fetchone()[0]
     )
     if version > len(MIGRATIONS):
-        raise JournalError(
+        raise JournalTooNew(
             f"journal {path} has schema {version}, newer than this taptill knows "
             f"({len(MIGRATIONS)}); upgrade taptill"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,11 +114,30 @@ def index_root(path: Path, index: str) -> int:
 
 
 def overwrite_pages(path: Path, pages: list[int]) -> None:
-    """Replace whole pages with noise, as a failing SD card or a stray write would."""
-    data = bytearray(path.read_bytes())
-    for page in pages:
-        data[(page - 1) * PAGE_SIZE : page * PAGE_SIZE] = bytes((i * 131 + 7) % 256 for i in range(PAGE_SIZE))
-    path.write_bytes(bytes(data))
+    """Replace whole pages with noise, as a failing SD card or a stray write would; in place, so a terminal
+    that has the journal open never sees it short or empty."""
+    noise = bytes((i * 131 + 7) % 256 for i in range(PAGE_SIZE))
+    with path.open("r+b") as f:
+        for page in pages:
+            f.seek((page - 1) * PAGE_SIZE)
+            f.write(noise)
+
+
+def damage_in_use(path: Path, table_or_index: str) -> None:
+    """What a failing SD card does under a running terminal: the journal is checkpointed (its pages are in
+    the main file, as after any long night) and the root page of ``table_or_index`` reads back as noise.
+    The terminal's connection reads it anew at its next transaction (the checkpoint changed the -wal)."""
+    db = sqlite3.connect(path)
+    try:
+        for _ in range(100):  # the terminal may be in a write of its own (a status record) just then
+            busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if busy == 0:
+                break
+            time.sleep(0.05)
+        assert busy == 0, "the terminal held the journal for 5 s: nothing was checkpointed"
+    finally:
+        db.close()
+    overwrite_pages(path, [index_root(path, table_or_index)])
 
 
 def quick_check(path: Path) -> str:

@@ -19,6 +19,7 @@ from terminal.journal import (
     JournalDamaged,
     JournalError,
     JournalMissing,
+    JournalTooNew,
     _is_damage,
     damage_in_one_line,
 )
@@ -419,7 +420,7 @@ def test_a_journal_from_a_newer_taptill_is_refused_and_left_as_it_is(tmp_path: P
     db = sqlite3.connect(path)
     db.execute(f"PRAGMA user_version = {CURRENT + 1}")
     db.close()
-    with pytest.raises(JournalError) as caught:
+    with pytest.raises(JournalTooNew) as caught:
         opener(path)
     assert str(caught.value) == (
         f"journal {path} has schema {CURRENT + 1}, newer than this taptill knows ({CURRENT}); upgrade taptill"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import re
 import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
@@ -17,7 +18,8 @@ import pytest
 from terminal.emulator.wallet import WalletEmulator
 from terminal.journal import Journal, JournalError
 from terminal.ops.salvage import open_journal_salvaging
-from tests.terminal_lab import MAX, TerminalProcess, taptill, wait_for, write_config
+from tests.journal_damage import damage_in_use, sales_by_key
+from tests.terminal_lab import ERIKA, MAX, TerminalProcess, taptill, wait_for, write_config
 
 OUT_OF_SERVICE = "Out of service"
 
@@ -282,3 +284,132 @@ def test_a_journal_that_cannot_be_moved_aside_is_an_error_not_a_crash(tmp_path: 
     with pytest.raises(JournalError, match=r"cannot be moved aside \(Read-only file system\); move it away"):
         open_journal_salvaging(path)
     assert path.read_bytes() == spoilt and [p.name for p in state_fs.iterdir()] == ["journal.sqlite3"]
+
+
+# --- a journal damaged under the running terminal ------------------------------------------------------
+
+
+def _done_keys(state: Path) -> set[str]:
+    db = sqlite3.connect(state / "journal.sqlite3")
+    try:
+        return {str(r[0]) for r in db.execute("SELECT idempotency_key FROM sales WHERE state = 'done'")}
+    finally:
+        db.close()
+
+
+def _all_dispensed(state: Path) -> bool:
+    """Every sale's relay pulses are over and journaled (``dispensed`` is set after the last pulse)."""
+    db = sqlite3.connect(state / "journal.sqlite3")
+    try:
+        return bool(db.execute("SELECT COUNT(*) FROM sales WHERE dispensed = 0").fetchone()[0] == 0)
+    finally:
+        db.close()
+
+
+def _stopped_for_salvage(term: TerminalProcess, mark: int) -> str:
+    """The terminal stops by itself, exit 1, saying why in one line: its log since ``mark``."""
+    assert term.wait_dead(30) == 1, term.log()
+    log = term.log()[mark:]
+    assert "is damaged (database disk image is malformed): out of service; stopping" in log, log
+    assert "taptill stopped so that its next start salvages the sales into a new journal" in log, log
+    assert "Traceback" not in log, log
+    # The journal's fault is not the server's: no tap is decided offline for it.
+    assert "wallet server unreachable" not in log, log
+    return log
+
+
+def _starts_on_the_salvaged_journal(
+    config: Path, server: WalletEmulator, state: Path, before: dict[str, dict[str, object]]
+) -> None:
+    """The next start moves the damaged journal aside, salvages every sale and sells on; nothing is lost
+    or doubled: the server's ledger and the journal's done sales are the same keys."""
+    term = TerminalProcess(config)
+    try:
+        salvage_line = r"journal \S+ was damaged \(.+\); moved it to \S+ and salvaged"
+        assert re.search(salvage_line, term.log()), term.log()
+        salvaged = sales_by_key(state / "journal.sqlite3")
+        assert set(before) <= set(salvaged), "a sale was lost to the damage"
+        # A pending sale may be delivered already (done, with its balance after); a done one is as it was.
+        done = {k: v for k, v in before.items() if v["state"] == "done"}
+        assert {k: salvaged[k] for k in done} == done, "the salvage changed a sale"
+        # The salvaged pending sale is delivered first, then the new one
+        wait_for(lambda: len(server.transactions()) == len(before), what="the salvaged pending sale sent")
+        term.tap(ERIKA)
+        wait_for(lambda: len(server.transactions()) == len(before) + 1, what="a sale after the salvage")
+        wait_for(
+            lambda: _done_keys(state) == {t.idempotency_key for t in server.transactions()},
+            what="every sale on the server journaled done, and no other",
+        )
+    finally:
+        assert term.stop() == 0, term.log()
+
+
+def test_a_journal_damaged_under_a_tap_stops_the_terminal_and_its_next_start_salvages_every_sale(
+    tmp_path: Path, wallet_server: WalletEmulator
+) -> None:
+    config = _console_config(tmp_path, wallet_server)
+    state = tmp_path / "state"
+    term = TerminalProcess(config)
+    try:
+        for n in (1, 2):
+            term.tap(MAX)
+            wait_for(lambda n=n: len(_done_keys(state)) == n, what=f"sale {n} journaled done")
+            wait_for(lambda n=n: term.log().count("relay: 1 pulse(s)") == n, what=f"sale {n}'s pulse")
+        wait_for(lambda: _all_dispensed(state), what="the pulses journaled dispensed")
+        before = sales_by_key(state / "journal.sqlite3")
+        # The cards table: read by a tap alone (its balance is written with the sale), never by an
+        # outbox, so the tap is what finds the damage.
+        damage_in_use(state / "journal.sqlite3", "cards")
+        mark = len(term.log())
+        term.tap(MAX)
+        log = _stopped_for_salvage(term, mark)
+        assert OUT_OF_SERVICE in log, log
+        assert "Approved" not in log and "relay: 1 pulse" not in log, log
+    finally:
+        term.kill()
+    assert len(wallet_server.transactions()) == 2, "the tap that found the damage reached the server"
+    _starts_on_the_salvaged_journal(config, wallet_server, state, before)
+
+
+def test_a_journal_damaged_while_no_one_taps_stops_the_terminal_once_its_outbox_finds_it(
+    tmp_path: Path, wallet_server: WalletEmulator
+) -> None:
+    config = _console_config(tmp_path, wallet_server)
+    state = tmp_path / "state"
+    term = TerminalProcess(config)
+    try:
+        term.tap(MAX)
+        wait_for(lambda: len(_done_keys(state)) == 1, what="the first sale journaled done")
+        # Offline: the next sale is approved on the journal's word and waits in the outbox.
+        wallet_server.faults.set_down(True)
+        term.tap(MAX)
+        wait_for(lambda: term.log().count("relay: 1 pulse(s)") == 2, what="the offline sale's pulse")
+        wait_for(lambda: _all_dispensed(state), what="the pulses journaled dispensed")
+        before = sales_by_key(state / "journal.sqlite3")
+        assert sorted(s["state"] for s in before.values()) == ["done", "pending"]
+        # The index the outbox reads a card's earlier pending sales through: no tap reads it now.
+        damage_in_use(state / "journal.sqlite3", "sales_token")
+        mark = len(term.log())
+        wallet_server.faults.set_down(False)  # the outbox goes to deliver the pending sale
+        log = _stopped_for_salvage(term, mark)
+        assert "outbox paused: journal" in log, log
+    finally:
+        term.kill()
+    assert len(wallet_server.transactions()) == 1
+    _starts_on_the_salvaged_journal(config, wallet_server, state, before)
+
+
+def test_a_journal_from_a_newer_taptill_stops_run_with_the_one_fix_that_helps(
+    tmp_path: Path, wallet_server: WalletEmulator
+) -> None:
+    config = write_config(tmp_path, wallet_server)
+    path = tmp_path / "state" / "journal.sqlite3"
+    Journal.open(path).close()
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 999")
+    db.close()
+    proc = taptill("run", "--config", str(config), check=False, timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = [line for line in proc.stderr.splitlines() if line.startswith("taptill:")]
+    assert line.startswith(f"taptill: journal {path} has schema 999, newer than this taptill knows"), line
+    assert line.endswith("; upgrade taptill"), "not: check [terminal] state_dir and free disk space"

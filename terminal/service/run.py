@@ -28,7 +28,7 @@ from terminal.controller.operators import (
 from terminal.controller.table import price_problems
 from terminal.device_loop import DeviceLoop
 from terminal.events import BillRead, CatalogChanged, UnsellableChanged
-from terminal.journal import Journal, JournalError
+from terminal.journal import Journal, JournalDamaged, JournalError, JournalTooNew
 from terminal.ops.salvage import open_journal_salvaging
 from terminal.service import boot_clock
 from terminal.service.credentials import (
@@ -84,6 +84,17 @@ SHUTDOWN_GRACE_S = 2.0
 # On SIGTERM the sale under way gets this long to be decided (one tap budget) and dispensed in full;
 # systemd's TimeoutStopSec (20 s in the unit) leaves room for it and the grace above.
 STOP_DRAIN_S = 10.0
+
+
+class StoppedForSalvage(JournalError):
+    """SQLite found the journal damaged while the terminal ran: it stopped (the sale under way finished),
+    and its next start moves the journal aside and salvages its sales into a new one."""
+
+    def __init__(self, damage: JournalDamaged) -> None:
+        super().__init__(
+            f"journal {damage.path} is damaged ({damage.problem}); taptill stopped so that its next start "
+            "salvages the sales into a new journal (systemd starts it again; by hand: taptill run)"
+        )
 
 
 @dataclass
@@ -239,6 +250,8 @@ async def _run_locked(
         journal = open_journal_salvaging(
             cfg.journal_path, locale=cfg.terminal.locale, currency=cfg.terminal.currency
         )
+    except JournalTooNew as exc:  # its message says the fix: upgrade taptill
+        raise StartupError(str(exc)) from None
     except JournalError as exc:
         raise StartupError(f"{exc}; check [terminal] state_dir and free disk space") from None
     client = WalletClient(
@@ -486,6 +499,8 @@ async def _run_locked(
             task.add_done_callback(lambda t: _background_ended(t, stop))
         try:
             await device.run(stop, on_ready=ready)
+            if device.damaged is not None:
+                raise StoppedForSalvage(device.damaged)
         finally:
             notifier.stopping()
             # The sale under way has its decision and its pulses (or the drain ran out): open the relay
