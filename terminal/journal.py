@@ -626,6 +626,9 @@ class Journal:
             # Closed on a refusal too (a newer schema, damage found now): an open connection would keep
             # a -wal and -shm beside a journal this taptill does not use.
             with _closed_on_error(conn, path, "open"):
+                created = _schema_version(conn, path) == 0
+                if created:  # before WAL mode, which would rewrite the header of another program's file
+                    _must_be_empty(conn, path)  # its database is not ours to add tables to
                 conn.execute(
                     "PRAGMA journal_mode=WAL",  # pragma: no mutate
                 )
@@ -639,8 +642,8 @@ class Journal:
                 journal._migrate()
         finally:
             os.umask(old_umask)
-        if fresh:
-            log.info("created journal %s", path)
+        if created:
+            log.info("created journal %s%s", path, "" if fresh else " in the empty file there")
         return journal
 
     @classmethod
@@ -662,6 +665,9 @@ class Journal:
             raise JournalError(f"cannot read journal {path}: {exc}") from None
         with _closed_on_error(conn, path, "read"):
             version = _intact_version(conn, path)
+            if version == 0:  # an empty file (no journal yet: say so, not "nothing pending"), or foreign
+                _must_be_empty(conn, path)
+                raise JournalMissing(path)
             if version < len(MIGRATIONS):
                 # Readable all the same: migrate a copy in memory, never the file (`taptill run` does that).
                 memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
@@ -696,6 +702,9 @@ class Journal:
             raise JournalError(f"cannot open journal {path}: {exc}") from None
         with _closed_on_error(conn, path, "open"):
             version = _schema_version(conn, path)
+            if version == 0:
+                _must_be_empty(conn, path)
+                raise JournalMissing(path)
             if version < len(MIGRATIONS):
                 raise JournalError(
                     f"journal {path} has schema {version}, older than this taptill ({len(MIGRATIONS)}): "
@@ -1168,9 +1177,13 @@ class Journal:
 
         ``now`` (wall clock) leaves out sales whose noted next attempt lies later; the outbox passes
         None and keeps its waits on the monotonic clock, so a clock step never parks a sale.
+
+        Read through the partial index of pending sales: the outbox looks every 2 s, and the planner
+        would otherwise scan every sale of the night each time.
         """
         rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM sales s WHERE state = 'pending' AND hold = 0"  # pragma: no mutate
+            f"SELECT {_COLUMNS} FROM sales s INDEXED BY sales_pending"  # pragma: no mutate
+            " WHERE state = 'pending' AND hold = 0"  # pragma: no mutate
             " AND (? IS NULL OR next_attempt_at <= ?)"  # pragma: no mutate
             " AND NOT EXISTS (SELECT 1 FROM sales e WHERE e.token_id = s.token_id"  # pragma: no mutate
             " AND e.state = 'pending' AND e.id < s.id) ORDER BY id LIMIT ?",  # pragma: no mutate
@@ -1394,6 +1407,21 @@ def _closed_on_error(conn: sqlite3.Connection, path: Path, verb: str) -> Iterato
     except JournalError:
         conn.close()
         raise
+
+
+def _must_be_empty(conn: sqlite3.Connection, path: Path) -> None:
+    """A database of schema 0 is no journal yet; JournalError when another program's tables are in it."""
+    tables = [
+        str(r[0])
+        for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",  # pragma: no mutate
+        )
+    ]
+    if tables:
+        raise JournalError(
+            f"{path} is not a taptill journal (it holds the tables {', '.join(tables[:5])}); "
+            "move it away, or set [terminal] state_dir to a directory of its own"
+        )
 
 
 def _intact_version(conn: sqlite3.Connection, path: Path) -> int:

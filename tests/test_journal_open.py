@@ -578,3 +578,54 @@ def test_an_open_journal_may_be_used_from_another_thread(
     finally:
         journal.close()
     assert seen[: len(keys)] == keys and len(seen) == len(keys) + int(writes)
+
+
+# --- an empty file, or another program's database, where the journal should be -------------------------
+
+
+@READING_OPENERS
+def test_an_empty_file_is_no_journal_yet_for_the_reading_commands_and_stays_empty(
+    tmp_path: Path, opener: Opener
+) -> None:
+    # A journal truncated to nothing, or a `touch`: not "every sale is confirmed", and no schema 0 to migrate
+    path = tmp_path / "journal.sqlite3"
+    path.touch()
+    with pytest.raises(JournalMissing) as caught:
+        opener(path)
+    assert str(caught.value) == f"no journal at {path} yet: `taptill run` creates it"
+    assert path.stat().st_size == 0 and names(tmp_path) == ["journal.sqlite3"]
+
+
+def test_an_empty_file_becomes_the_journal_at_start_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "journal.sqlite3"
+    path.touch()
+    with caplog.at_level(logging.INFO, logger="terminal.journal"):
+        journal = OPEN(path)
+    try:
+        key = sell(journal)
+    finally:
+        journal.close()
+    assert f"created journal {path} in the empty file there" in caplog.messages
+    assert user_version(path) == CURRENT and keys_on_file(path) == [key]
+
+
+@OPENERS
+def test_another_programs_database_is_refused_and_left_as_it_is(tmp_path: Path, opener: Opener) -> None:
+    path = tmp_path / "journal.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY, name TEXT)")
+    db.execute("CREATE TABLE albums (id INTEGER PRIMARY KEY)")
+    db.close()
+    before = path.read_bytes()
+    with pytest.raises(JournalError) as caught:
+        opener(path)
+    assert str(caught.value) == (
+        f"{path} is not a taptill journal (it holds the tables albums, photos); move it away, or set "
+        "[terminal] state_dir to a directory of its own"
+    )
+    assert path.read_bytes() == before
+    left = names(tmp_path)
+    assert set(left) <= {"journal.sqlite3", "journal.sqlite3-wal", "journal.sqlite3-shm"}, left
+    assert "journal.sqlite3-wal" not in left or Path(f"{path}-wal").stat().st_size == 0

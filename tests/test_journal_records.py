@@ -833,3 +833,30 @@ def test_a_denial_keeps_the_cards_balance_and_is_cut_to_200_characters(journal: 
     assert list(journal.denied_cards().items()) == [(long[:200], 1), ("unknown_card", 2)]
     journal.remember_card(MAX, 2500, Moment(1100.0, "boot-1", 60.0))  # the server answered: denial ends
     assert card_row(journal, MAX) == (2500, 1100.0, None, "boot-1", 60.0)
+
+
+# --- what the tap path and the outbox read --------------------------------------------------------------
+
+
+def test_the_reads_of_every_tap_and_every_outbox_look_never_scan_the_nights_sales(journal: Journal) -> None:
+    # A festival night journals thousands of sales; a tap and the outbox's look every 2 s must read
+    # only the card's or the pending ones (an index search), never every sale (a plain SCAN).
+    for _ in range(30):
+        coffee(journal, key=new_idempotency_key())
+    journal.execute("UPDATE sales SET state = 'done'")
+    pending = coffee(journal)
+    seen: list[str] = []
+    journal.connection.set_trace_callback(seen.append)
+    try:
+        assert [s.id for s in journal.due_sales()] == [pending]
+        assert [s.id for s in journal.pending_for_card(MAX)] == [pending]
+        journal.offline_view(MAX, Moment(1.7e9))
+        assert journal.unconfirmed_count() == 1
+        journal.sale_by_key("tKEY")
+        journal.sale(pending)
+    finally:
+        journal.connection.set_trace_callback(None)
+    assert len(seen) == 7
+    for statement in seen:
+        plan = [str(r[3]) for r in journal.query(f"EXPLAIN QUERY PLAN {statement}")]
+        assert not [step for step in plan if re.fullmatch(r"SCAN (s|sales)", step)], (statement, plan)
