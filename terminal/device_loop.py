@@ -65,6 +65,7 @@ from terminal.journal import (
     JournalDamaged,
     JournalError,
     SaleRecord,
+    journal_moved,
     remember_card_statement,
     table_bill_statement,
 )
@@ -160,9 +161,10 @@ class DeviceLoop:
         self._awaited_presses: dict[int, tuple[concurrent.futures.Future[str], WaitingClient | None]] = {}
         self._storage_ok = True  # false after a failed journal write, until a write probe succeeds
         self._next_storage_probe = 0.0
-        # SQLite found the journal corrupt: out of service, and the loop stops so that the next start
-        # salvages its sales into a new journal (systemd's Restart=always starts it again).
+        # SQLite found the journal corrupt, or its file was removed or replaced: out of service, and the
+        # loop stops so that the next start salvages its sales (systemd's Restart=always starts it again).
         self.damaged: JournalDamaged | None = None
+        self.journal_moved: str | None = None  # "removed", "replaced by another file"
         self._stop: asyncio.Event | None = None
         self._server_posted: tuple[bool, int] | None = None  # what the controller was last told
         self._token_posted = False  # whether the controller was last told the token is refused
@@ -348,6 +350,8 @@ class DeviceLoop:
                     next_ping = now + ping_every
                     if self.journal.damaged is not None:  # found by an outbox, a status write …
                         self._storage_failed(self.journal.damaged)
+                    if self.journal_moved is None and (moved := journal_moved(self.journal)) is not None:
+                        self._journal_moved(moved)
                     self._probe_storage(now)
                     self._store_lag(now)
                     if refresh is not None:
@@ -651,10 +655,25 @@ class DeviceLoop:
             damage.path,
             damage.problem,
         )
+        self._stop_for_journal()
+
+    def _journal_moved(self, why: str) -> None:
+        """The journal's file was removed or replaced under us: the sales go on into a file no one will
+        read. Out of service and stop; the service keeps a copy of the journal for the next start."""
+        self.journal_moved = why
+        log.critical(
+            "journal %s was %s while taptill ran: out of service; stopping, to keep a copy of its sales "
+            "for the next start",
+            self.journal.path,
+            why,
+        )
+        self._stop_for_journal()
+
+    def _stop_for_journal(self) -> None:
         if self._storage_ok:
             self.post(StorageChanged(False, ASK_STAFF))
         self._storage_ok = False
-        self._next_storage_probe = math.inf  # no write makes a damaged journal whole
+        self._next_storage_probe = math.inf  # no write makes it whole or puts it back
         if self._stop is not None:
             self._stop.set()
 
@@ -890,6 +909,10 @@ class DeviceLoop:
                 task.add_done_callback(lambda t: self._late_answer(t, sale.id))
             return ChargeQueued(sale.idempotency_key, estimate)
         result = task.result()
+        if isinstance(result, Delivered) and result.unrecorded:
+            # Booked, and the journal failed just then: the guest has paid and is served (the sale stays
+            # pending in the journal, settled once it works); no further sale until it does.
+            self._storage_failed(self.journal.damaged or JournalError(result.unrecorded))
         if isinstance(result, Delivered) and result.already and c.key is not None:
             self._booked_elsewhere(sale.id)
             return ChargeDone(sale.idempotency_key, result.balance_after, already=True)

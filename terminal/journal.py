@@ -33,7 +33,7 @@ SQLITE_NOTADB = 26
 
 
 class JournalError(Exception):
-    """The journal cannot be written (full disk, read-only, corrupt); the terminal must not sell."""
+    """The journal cannot be read or written (full disk, read-only, corrupt); the terminal must not sell."""
 
 
 class JournalMissing(JournalError):
@@ -588,6 +588,23 @@ class Journal:
         # The first corruption SQLite reported through this connection: it does not heal while the
         # terminal runs (the device loop stops it, and the next start salvages the journal).
         self.damaged: JournalDamaged | None = None
+        self.identity = _identity(path)  # the file this connection writes: (device, inode), None if unknown
+
+    def copy_to(self, target: Path) -> None:
+        """Write a consistent copy of the journal, as it is now, to ``target``: one self-contained file
+        (no -wal), 0600, through SQLite's backup API. Raises JournalError (JournalDamaged) when it cannot."""
+        old_umask = os.umask(0o077)
+        try:
+            copy = sqlite3.connect(target, isolation_level=None)
+        finally:
+            os.umask(old_umask)
+        try:
+            self._db.backup(copy)
+            copy.execute(
+                "PRAGMA journal_mode=DELETE",  # pragma: no mutate
+            )
+        finally:
+            copy.close()
 
     def _failure(self, exc: sqlite3.Error, verb: str) -> JournalError:
         """``exc`` as the journal's error: JournalDamaged for corruption (kept in ``damaged``), else
@@ -1392,6 +1409,26 @@ class Journal:
         if r is None:
             return None
         return json.loads(r[0]), float(r[1])
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def journal_moved(journal: Journal) -> str | None:
+    """Why the file at the journal's path is no longer the one this connection writes ("removed",
+    "replaced by another file"), None while it is: a journal deleted or swapped under a running terminal
+    would take every sale made since with it when the process ends."""
+    if journal.identity is None:
+        return None
+    now = _identity(journal.path)
+    if now is None:
+        return "removed"
+    return None if now == journal.identity else "replaced by another file"
 
 
 @contextlib.contextmanager

@@ -69,6 +69,7 @@ CALLS: dict[str, Callable[[Journal], object]] = {
     "unconfirmed_count": lambda j: j.unconfirmed_count(),
     "cache_put": lambda j: j.cache_put("terminal_info", {}),
     "cache_get": lambda j: j.cache_get("terminal_info"),
+    "copy_to": lambda j: j.copy_to(j.path.with_name("copy.sqlite3")),
 }
 
 

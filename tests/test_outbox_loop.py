@@ -503,16 +503,40 @@ def test_each_lane_is_busy_only_while_its_own_request_is_under_way(rig: Rig) -> 
     assert rig.dest.attempts() == [("r0",), ("r1",)]
 
 
-def test_a_journal_that_cannot_be_written_stalls_the_step_and_frees_its_lane(
+def test_a_journal_that_cannot_record_the_answer_stalls_the_step_says_the_answer_and_frees_its_lane(
     rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
     rig.dest.store.fail["done"] = "disk I/O error"
+    rig.dest.answers = {"r1": [Rejected("no such product", "bad_product")]}
+    rig.dest.store.fail["rejected"] = "database or disk is full"
     told: list[str] = []
     loop = rig.loop(on_settled=lambda: told.append("settled"))
 
+    # The request went out and was answered: the answer comes back with the stall (a guest whose debit
+    # was booked is served), while the record stays as begin left it, to settle once the journal works.
+    result = _run(lambda: loop.deliver(rig.due("r0")))
+    assert result == Stalled("disk I/O error", storage=True, answer=Done("applied"))
+    refused = _run(lambda: loop.deliver(rig.due("r1")))
+    assert refused == Stalled(
+        "database or disk is full", storage=True, answer=Rejected("no such product", "bad_product")
+    )
+    assert rig.row("r0").maybe_sent and rig.row("r0").state == "pending"
+    assert not loop.busy("r0") and not loop.busy("r1") and told == []
+    assert [r.getMessage() for r in caplog.records if r.name == "terminal.outbox.loop"] == [
+        "fake: the server answered Done, but the journal cannot record it: disk I/O error",
+        "fake: the server answered Rejected, but the journal cannot record it: database or disk is full",
+    ]
+
+
+def test_a_journal_that_cannot_note_the_request_sends_nothing_and_stalls_without_an_answer(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig.dest.store.fail["begin"] = "disk I/O error"
+    loop = rig.loop()
+
     result = _run(lambda: loop.deliver(rig.due("r0")))
     assert result == Stalled("disk I/O error", storage=True)
-    assert not loop.busy("r0") and told == []
+    assert rig.dest.attempts() == [] and not loop.busy("r0")
     assert [r.getMessage() for r in caplog.records if r.name == "terminal.outbox.loop"] == [
         "fake: cannot journal the outcome of 1 record(s): disk I/O error"
     ]
@@ -732,7 +756,7 @@ def test_a_loop_outlives_a_full_disk_and_tries_again_after_a_pause(
     logged = [r.getMessage() for r in caplog.records if r.name == "terminal.outbox.loop"]
     if where == "done":
         assert logged == [
-            "fake: cannot journal the outcome of 1 record(s): disk full",
+            "fake: the server answered Done, but the journal cannot record it: disk full",
             "fake outbox paused: disk full",
         ]
     else:

@@ -60,6 +60,11 @@ WALL = 1_800_000_000.0
             Refusal(DeclineReason.SERVER_TROUBLE, "never sent"),
         ),
         (Stalled("journal full", storage=True), Later("journal full", storage=True)),
+        # booked, and the journal failed just then: the guest has paid and is served
+        (Stalled("disk full", True, Done(1750, "")), Delivered(1750, unrecorded="disk full")),
+        (Stalled("disk full", True, Done(1750, ALREADY_BOOKED)), Delivered(1750, True, "disk full")),
+        (Stalled("disk full", True, Rejected("400", "bad_product")), Later("disk full", storage=True)),
+        (Stalled("disk full", True, Ambiguous("timed out")), Later("disk full", storage=True)),
         (Stalled("card busy"), Later("card busy")),
         (Ambiguous("server error 500", status=500), Later("server error 500", server_error=True, status=500)),
         (Ambiguous("timed out"), Later("timed out")),

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,9 +42,9 @@ def state_fs(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(state)], check=False)
 
 
-def _console_config(tmp_path: Path, server: WalletEmulator) -> Path:
+def _console_config(tmp_path: Path, server: WalletEmulator, **settings: Any) -> Path:
     """A terminal config whose display prints every screen into the process log."""
-    config = write_config(tmp_path, server)
+    config = write_config(tmp_path, server, **settings)
     text = config.read_text()
     assert '[display]\nkind = "none"' in text
     config.write_text(text.replace('[display]\nkind = "none"', '[display]\nkind = "console"'))
@@ -371,6 +372,46 @@ def test_a_journal_damaged_under_a_tap_stops_the_terminal_and_its_next_start_sal
     _starts_on_the_salvaged_journal(config, wallet_server, state, before)
 
 
+def _maybe_sent(state: Path) -> bool:
+    db = sqlite3.connect(state / "journal.sqlite3")
+    try:
+        return bool(db.execute("SELECT COUNT(*) FROM sales WHERE maybe_sent = 1").fetchone()[0])
+    finally:
+        db.close()
+
+
+def test_a_journal_damaged_while_a_debit_is_on_its_way_serves_the_guest_who_paid(
+    tmp_path: Path, wallet_server: WalletEmulator
+) -> None:
+    # The guest's debit is booked; only the journal's "done" fails. Declined, they would have paid for
+    # nothing: they are served, and the sale, pending in the journal, is settled after the salvage.
+    config = _console_config(tmp_path, wallet_server, budget_ms=3000, timeout_s=4.0)
+    state = tmp_path / "state"
+    term = TerminalProcess(config)
+    try:
+        term.tap(MAX)
+        wait_for(lambda: len(_done_keys(state)) == 1, what="the first sale journaled done")
+        wait_for(lambda: _all_dispensed(state), what="its pulses journaled dispensed")
+        wallet_server.faults.inject("latency", method="POST", ms=1000, times=1)
+        mark = len(term.log())
+        term.tap(MAX)
+        wait_for(lambda: _maybe_sent(state), what="the second debit on its way")
+        before = sales_by_key(state / "journal.sqlite3")
+        # The done is written with the card's new balance: the cards table's damage fails that write.
+        damage_in_use(state / "journal.sqlite3", "cards")
+        log = _stopped_for_salvage(term, mark)
+        assert "wallet: the server answered Done, but the journal cannot record it" in log, log
+        served = log.split("the journal cannot record it")[1]
+        assert "Approved" in served and "relay: 1 pulse(s)" in served, log
+        # told what the server booked, not "Booked shortly" as for a sale still on its way
+        assert "Balance 15,00" in served and "Booked shortly" not in log, log
+        assert "Declined" not in log, log
+    finally:
+        term.kill()
+    assert len(wallet_server.transactions()) == 2
+    _starts_on_the_salvaged_journal(config, wallet_server, state, before)
+
+
 def test_a_journal_damaged_while_no_one_taps_stops_the_terminal_once_its_outbox_finds_it(
     tmp_path: Path, wallet_server: WalletEmulator
 ) -> None:
@@ -413,3 +454,100 @@ def test_a_journal_from_a_newer_taptill_stops_run_with_the_one_fix_that_helps(
     (line,) = [line for line in proc.stderr.splitlines() if line.startswith("taptill:")]
     assert line.startswith(f"taptill: journal {path} has schema 999, newer than this taptill knows"), line
     assert line.endswith("; upgrade taptill"), "not: check [terminal] state_dir and free disk space"
+
+
+def test_a_journal_gone_read_only_while_a_debit_is_on_its_way_serves_the_guest_who_paid(
+    tmp_path: Path, wallet_server: WalletEmulator, ext4_state: tuple[Path, Path]
+) -> None:
+    # Neither the done nor the approval can be written: the guest, whose debit was booked, was declined.
+    image, state = ext4_state
+    config = _console_config(tmp_path, wallet_server, budget_ms=3000, timeout_s=4.0)
+    term = TerminalProcess(config)
+    try:
+        term.tap(MAX)
+        wait_for(lambda: len(_done_keys(state)) == 1, what="the first sale journaled done")
+        wait_for(lambda: _all_dispensed(state), what="its pulses journaled dispensed")
+        wallet_server.faults.inject("latency", method="POST", ms=1000, times=1)
+        mark = len(term.log())
+        term.tap(MAX)
+        wait_for(lambda: _maybe_sent(state), what="the second debit on its way")
+        _fail_ext4(state)
+        wait_for(_log_has(term, OUT_OF_SERVICE, mark), what="the out-of-service screen after the sale")
+        log = term.log()[mark:]
+        assert "wallet: the server answered Done, but the journal cannot record it" in log, log
+        served = log.split("the journal cannot record it")[1]
+        assert "Approved" in served and "relay: 1 pulse(s)" in served, log
+        assert "Declined" not in log, log
+    finally:
+        term.kill()
+    assert len(wallet_server.transactions()) == 2
+    subprocess.run(["umount", str(state)], check=True)
+    subprocess.run(["e2fsck", "-f", "-y", str(image)], capture_output=True, check=False)
+    _mount("-o", "loop,errors=remount-ro", str(image), str(state))
+    # Pending in the journal, maybe sent: settled with the server after the restart, never sent twice.
+    term = TerminalProcess(config)
+    try:
+        wait_for(
+            lambda: _done_keys(state) == {t.idempotency_key for t in wallet_server.transactions()},
+            what="the paid sale journaled done",
+        )
+    finally:
+        assert term.stop() == 0, term.log()
+    assert len(wallet_server.transactions()) == 2
+
+
+# --- a journal removed or replaced under the running terminal -----------------------------------------
+
+
+@pytest.mark.parametrize("how", ["removed", "renamed", "replaced"])
+def test_a_journal_removed_or_replaced_under_the_terminal_stops_it_and_its_next_start_merges_every_sale(
+    tmp_path: Path, wallet_server: WalletEmulator, how: str
+) -> None:
+    # An operator "resetting" a running terminal: its sales would go on into a file no one reads, and
+    # those served offline (never charged yet) would be lost with the process.
+    config = _console_config(tmp_path, wallet_server)
+    state = tmp_path / "state"
+    path = state / "journal.sqlite3"
+    term = TerminalProcess(config)
+    try:
+        term.tap(MAX)
+        wait_for(lambda: len(_done_keys(state)) == 1, what="the first sale journaled done")
+        wallet_server.faults.set_down(True)
+        term.tap(MAX)
+        wait_for(lambda: term.log().count("relay: 1 pulse(s)") == 2, what="the offline sale's pulse")
+        wait_for(lambda: _all_dispensed(state), what="the pulses journaled dispensed")
+        before = sales_by_key(path)
+        assert sorted(s["state"] for s in before.values()) == ["done", "pending"]
+        mark = len(term.log())
+        if how == "removed":
+            path.unlink()
+        elif how == "renamed":
+            path.rename(state / "journal.old")
+        else:
+            path.unlink()
+            path.write_text("not a journal\n")
+        assert term.wait_dead(30) == 1, term.log()
+        log = term.log()[mark:]
+        assert f"journal {path} was {'replaced by another file' if how == 'replaced' else 'removed'}" in log
+        kept = re.search(r"taptill kept its sales in (\S+) and stopped: its next start merges them", log)
+        assert kept is not None, log
+        assert "Traceback" not in log, log
+    finally:
+        term.kill()
+    assert len(wallet_server.transactions()) == 1, "the offline sale is not charged yet"
+    wallet_server.faults.set_down(False)
+    term = TerminalProcess(config)
+    try:
+        assert f"merged {kept[1]}, the copy a terminal kept" in term.log(), term.log()
+        assert Path(f"{kept[1]}.merged").exists() and not Path(kept[1]).exists()
+        wait_for(lambda: len(wallet_server.transactions()) == 2, what="the offline sale charged")
+        wait_for(
+            lambda: _done_keys(state) == {t.idempotency_key for t in wallet_server.transactions()},
+            what="every sale journaled done, the same keys as the server's",
+        )
+        assert set(sales_by_key(path)) == set(before)
+    finally:
+        assert term.stop() == 0, term.log()
+    if how == "replaced":  # what was put there is kept, moved aside, never read as the journal
+        (aside,) = state.glob("journal.sqlite3.corrupt-*")
+        assert aside.read_text() == "not a journal\n"

@@ -142,11 +142,17 @@ def open_journal_salvaging(path: Path, *, locale: str = "de", currency: str = "E
     """``Journal.open`` for ``taptill run``: a damaged journal is moved aside and its sales salvaged into a
     new one (logged in one line, money in ``locale``/``currency``), so pending sales are still delivered.
     Without the tool, or when SQLite gives nothing back, the terminal starts on a new journal and the log
-    line says how to salvage later."""
+    line says how to salvage later. Copies a terminal kept of a journal removed or replaced under it are
+    merged into the journal (``merge_orphans``)."""
     try:
-        return Journal.open(path)
+        journal = Journal.open(path)
     except JournalDamaged as damage:
         problem = damage.problem
+    else:
+        if not _orphans(path):
+            return journal
+        journal.close()
+        return _open_and_merge(path, locale, currency)
     try:
         result = salvage_in_place(path)
     except SalvageError as exc:
@@ -168,7 +174,74 @@ def open_journal_salvaging(path: Path, *, locale: str = "de", currency: str = "E
             result.kept_at,
             result.summary(locale, currency),
         )
+    return _open_and_merge(path, locale, currency)
+
+
+def _open_and_merge(path: Path, locale: str, currency: str) -> Journal:
+    merge_orphans(path, locale=locale, currency=currency)
     return Journal.open(path)
+
+
+ORPHAN = "orphan"  # <journal>.orphan-<UTC time>: a running terminal's copy of a journal removed under it
+MERGED = ".merged"  # appended once an orphan's sales are in the journal: it is kept, never merged again
+
+
+def _orphans(path: Path) -> list[Path]:
+    found = sorted(path.parent.glob(f"{path.name}.{ORPHAN}-*"))
+    return [p for p in found if not p.name.endswith((MERGED, "-wal", "-shm", "-journal"))]
+
+
+def keep_orphan(journal: Journal) -> Path:
+    """Copy the running terminal's journal, whose file was removed or replaced under it, to
+    ``<name>.orphan-<UTC time>`` beside its path: the next ``taptill run`` merges it (``merge_orphans``).
+    Returns the copy's path; raises JournalError when it cannot be written."""
+    target = _stamped(journal.path, ORPHAN)
+    journal.copy_to(target)
+    _sync_directory(target.parent)
+    return target
+
+
+def set_aside_leftovers(path: Path, kept: Path) -> None:
+    """Rename the -wal and -shm left at ``path``'s names by a closed journal that was removed or replaced
+    under the terminal to ``<kept>.left-wal``/``.left-shm``: SQLite would read them with whatever file is
+    at ``path`` now. Its copy ``kept`` holds all they held; they are kept, never read again."""
+    for suffix in ("-wal", "-shm"):
+        left = Path(f"{path}{suffix}")
+        try:
+            left.rename(Path(f"{kept}.left{suffix}"))
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.error("cannot move %s aside (%s): move it away before taptill starts again", left, exc)
+
+
+def merge_orphans(path: Path, *, locale: str = "de", currency: str = "EUR") -> None:
+    """Merge every orphan copy beside the journal at ``path`` into it (a sale it has already, by key,
+    stays as it is), each logged in one line, then rename the copy ``….merged``. A copy that cannot be
+    merged stays as it is, and the line says how to merge it by hand."""
+    for orphan in _orphans(path):
+        try:
+            result = salvage_into(orphan, path)
+        except JournalError as exc:  # SalvageError too
+            log.error(
+                "journal %s: cannot merge %s, the copy a terminal kept when the journal was removed or "
+                "replaced under it (%s); then run: taptill recover --from %s",
+                path,
+                orphan,
+                exc,
+                orphan,
+            )
+            continue
+        merged = orphan.with_name(orphan.name + MERGED)
+        orphan.rename(merged)
+        log.warning(
+            "journal %s: merged %s, the copy a terminal kept when the journal was removed or replaced "
+            "under it: %s; the copy is now %s",
+            path,
+            orphan,
+            result.summary(locale, currency),
+            merged,
+        )
 
 
 def salvage_in_place(path: Path) -> Salvage:
@@ -258,17 +331,23 @@ def sqlite_tool() -> str:
     return tool
 
 
+def _stamped(path: Path, kind: str) -> Path:
+    """``<name>.<kind>-<UTC time>`` beside ``path``, with ``-2``, ``-3`` … when that is taken."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    name = path.with_name(f"{path.name}.{kind}-{stamp}")
+    n = 1
+    while any(Path(f"{name}{s}").exists() for s in ("", "-wal", "-shm", MERGED)):
+        n += 1
+        name = path.with_name(f"{path.name}.{kind}-{stamp}-{n}")
+    return name
+
+
 def move_aside(path: Path, *, keep_linked: bool = False) -> Path:
     """Rename the journal and its -wal/-shm to ``<name>.corrupt-<UTC time>``; returns the new main path.
 
     ``keep_linked``: the main file stays at ``path`` too (a hard link) until the caller replaces it, so
     there is never a moment without a journal there. Raises JournalError when they cannot be moved."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
-    n = 1
-    while any(Path(f"{aside}{s}").exists() for s in ("", "-wal", "-shm")):
-        n += 1
-        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    aside = _stamped(path, "corrupt")
     for suffix in ("", "-wal", "-shm"):
         src, dst = Path(f"{path}{suffix}"), Path(f"{aside}{suffix}")
         if not src.exists():

@@ -49,7 +49,7 @@ REASONS: dict[DeclineReason, str] = {
     DeclineReason.OFFLINE_LIMIT: "offline limit reached",
     DeclineReason.DENIED_CARD: "card blocked",
     DeclineReason.BAD_PRODUCT: "a product cannot be sold (see taptill doctor)",
-    DeclineReason.STORAGE: "the journal cannot be written",
+    DeclineReason.STORAGE: "the journal cannot be read or written",
     DeclineReason.NOTHING_SELECTED: "nothing selected",
     DeclineReason.KIOSK_LOCKED: "the kiosk is locked: an operator card unlocks it",
     DeclineReason.WRONG_PIN: "wrong operator PIN",

@@ -61,6 +61,14 @@ Part = tuple[tuple[Any, ...], Outcome | Settled]
 _OUTCOMES = (Done, Rejected, Ambiguous, Unreachable, RateLimited, Stalled)
 
 
+class _Unrecorded(Exception):
+    """The server answered an attempt, and the journal could not record the answer."""
+
+    def __init__(self, error: JournalError, answer: Outcome | Each) -> None:
+        super().__init__(str(error))
+        self.error, self.answer = error, answer
+
+
 class DeliveryLoop(Generic[R]):
     """Delivers one destination's records; ``online``/``probe`` are the circuit breaker (the wallet's)."""
 
@@ -111,6 +119,14 @@ class DeliveryLoop(Generic[R]):
         self.in_flight |= lanes
         try:
             result = await self._step(batch, begun)
+        except _Unrecorded as unrecorded:
+            log.error(
+                "%s: the server answered %s, but the journal cannot record it: %s",
+                d.name,
+                type(unrecorded.answer).__name__,
+                unrecorded.error,
+            )
+            result = Stalled(str(unrecorded.error), storage=True, answer=unrecorded.answer)
         except JournalError as exc:
             log.error("%s: cannot journal the outcome of %d record(s): %s", d.name, len(batch), exc)
             result = Stalled(str(exc), storage=True)
@@ -155,7 +171,10 @@ class DeliveryLoop(Generic[R]):
             crashpoint("outbox_after_begin", d.name)  # pragma: no mutate
         outcome = await d.attempt(todo)
         crashpoint("outbox_after_attempt", d.name)  # pragma: no mutate
-        self._apply(todo, outcome, attempted=True)
+        try:
+            self._apply(todo, outcome, attempted=True)
+        except JournalError as exc:
+            raise _Unrecorded(exc, outcome) from None
         crashpoint("outbox_after_apply", d.name)  # pragma: no mutate
         return _joined(ended, *parts_of(todo, outcome))
 

@@ -65,10 +65,15 @@ class RateLimited:
 @dataclass(frozen=True)
 class Stalled:
     """This attempt did not happen: the journal cannot be written (``storage``) or another request for the
-    same lane is under way. Nothing changed; the loop pauses or moves on."""
+    same lane is under way. Nothing changed; the loop pauses or moves on.
+
+    ``answer``: the request did go out, and this is what the server answered; only the journal could not
+    record it (the record stays as ``begin`` left it, maybe sent, for settling once the journal works).
+    The tap path still acts on it: a guest whose debit was booked is served."""
 
     detail: str
     storage: bool = False
+    answer: Outcome | Each | None = None
 
 
 Outcome = Done | Rejected | Ambiguous | Unreachable | RateLimited | Stalled

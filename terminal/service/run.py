@@ -29,7 +29,7 @@ from terminal.controller.table import price_problems
 from terminal.device_loop import DeviceLoop
 from terminal.events import BillRead, CatalogChanged, UnsellableChanged
 from terminal.journal import Journal, JournalDamaged, JournalError, JournalTooNew
-from terminal.ops.salvage import open_journal_salvaging
+from terminal.ops.salvage import keep_orphan, open_journal_salvaging, set_aside_leftovers
 from terminal.service import boot_clock
 from terminal.service.credentials import (
     BRINK_ACCESS_TOKEN,
@@ -86,15 +86,32 @@ SHUTDOWN_GRACE_S = 2.0
 STOP_DRAIN_S = 10.0
 
 
-class StoppedForSalvage(JournalError):
-    """SQLite found the journal damaged while the terminal ran: it stopped (the sale under way finished),
-    and its next start moves the journal aside and salvages its sales into a new one."""
+class StoppedForJournal(JournalError):
+    """The journal was found damaged, removed or replaced while the terminal ran: it stopped (the sale
+    under way finished), and its next start salvages or merges the sales; the message says how."""
 
-    def __init__(self, damage: JournalDamaged) -> None:
-        super().__init__(
-            f"journal {damage.path} is damaged ({damage.problem}); taptill stopped so that its next start "
-            "salvages the sales into a new journal (systemd starts it again; by hand: taptill run)"
+
+def _damaged_line(damage: JournalDamaged) -> str:
+    return (
+        f"journal {damage.path} is damaged ({damage.problem}); taptill stopped so that its next start "
+        "salvages the sales into a new journal (systemd starts it again; by hand: taptill run)"
+    )
+
+
+def _keep_moved(journal: Journal, why: str) -> tuple[Path | None, str]:
+    """A copy of a journal whose file was ``why`` (removed, replaced), kept for the next start to merge:
+    (where, or None when it could not be written; the line that says so)."""
+    try:
+        kept = keep_orphan(journal)
+    except JournalError as exc:
+        return None, (
+            f"journal {journal.path} was {why} while taptill ran, and its sales could not be copied ({exc}); "
+            "taptill stopped: check the state directory and its disk"
         )
+    return kept, (
+        f"journal {journal.path} was {why} while taptill ran; taptill kept its sales in {kept} and "
+        "stopped: its next start merges them into the journal (systemd starts it again; by hand: taptill run)"
+    )
 
 
 @dataclass
@@ -246,6 +263,7 @@ async def _run_locked(
     ybm_password: Secret | None = None,
     metrics_token: Secret | None = None,
 ) -> None:
+    kept: Path | None = None  # the copy of a journal removed or replaced under the terminal
     try:
         journal = open_journal_salvaging(
             cfg.journal_path, locale=cfg.terminal.locale, currency=cfg.terminal.currency
@@ -499,8 +517,6 @@ async def _run_locked(
             task.add_done_callback(lambda t: _background_ended(t, stop))
         try:
             await device.run(stop, on_ready=ready)
-            if device.damaged is not None:
-                raise StoppedForSalvage(device.damaged)
         finally:
             notifier.stopping()
             # The sale under way has its decision and its pulses (or the drain ran out): open the relay
@@ -510,6 +526,12 @@ async def _run_locked(
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+        # After the outboxes ended, before the journal closes: every sale is in the copy.
+        if device.damaged is not None:
+            raise StoppedForJournal(_damaged_line(device.damaged))
+        if device.journal_moved is not None:
+            kept, line = _keep_moved(journal, device.journal_moved)
+            raise StoppedForJournal(line)
     finally:
         if metrics is not None:
             await metrics.stop()
@@ -530,6 +552,9 @@ async def _run_locked(
             display.close()
         await client.aclose()
         journal.close()
+        if kept is not None:
+            # Closed now: its -wal, still named after the path, would be read with whatever file is there.
+            set_aside_leftovers(cfg.journal_path, kept)
         log.info("taptill stopped")
 
 
@@ -603,7 +628,10 @@ async def _refresh_catalog(
         except StartupError as exc:
             log.error("%s", exc)
             continue
-        except Exception:  # a full disk or a bad answer must not end price refreshes for good
+        except JournalError as exc:  # a storage fault: one line (the device loop acts on damage)
+            log.error("refreshing the product list: %s", exc)
+            continue
+        except Exception:  # a bad answer must not end price refreshes for good
             log.exception("refreshing the product list failed")
             continue
         if isinstance(catalog, NoCatalog) or not catalog.fresh:

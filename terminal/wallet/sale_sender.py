@@ -51,6 +51,9 @@ FINAL_ERRORS = frozenset({500})
 class Delivered:
     balance_after: int | None
     already: bool = False  # the server had booked this key before (202)
+    # Why the journal could not record it ("" when it did): the sale stays pending there, maybe sent,
+    # and is settled once the journal works; the guest, who has paid, is served all the same.
+    unrecorded: str = ""
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,10 @@ def attempt_result(result: Result) -> AttemptResult:
             return Delivered(balance if isinstance(balance, int) else None)
         case Rejected(reason, code) | NotBooked(send_again=False, reason=reason, code=code):
             return Refusal(DeclineReason(code), reason)
+        case Stalled(detail, storage, Done() as answer):
+            booked = attempt_result(answer)
+            assert isinstance(booked, Delivered)
+            return Delivered(booked.balance_after, already=booked.already, unrecorded=detail)
         case Stalled(detail, storage):
             return Later(detail, storage=storage)
         case Ambiguous(detail, status=status):
