@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING
 
 from hw.display.base import Display
@@ -160,6 +161,10 @@ class DeviceLoop:
         # Presses whose outcome someone waits for (the sim reader's press-wait), by the id of their event.
         self._awaited_presses: dict[int, tuple[concurrent.futures.Future[str], WaitingClient | None]] = {}
         self._storage_ok = True  # false after a failed journal write, until a write probe succeeds
+        # What the guest was given while the journal could not record it (a sale approved, its relay
+        # pulses done), by what it says: written as soon as the journal can be, or the sale would be
+        # listed "charged, never approved" or "not dispensed: refund it" for a guest who got their drink.
+        self._unwritten: dict[str, Callable[[], None]] = {}
         self._next_storage_probe = 0.0
         # SQLite found the journal corrupt, or its file was removed or replaced: out of service, and the
         # loop stops so that the next start salvages its sales (systemd's Restart=always starts it again).
@@ -579,6 +584,7 @@ class DeviceLoop:
             self.journal.mark_dispensed(key)
         except JournalError as exc:
             log.error("cannot journal that sale %s was dispensed: %s", key, exc)
+            self._write_later(f"sale {key} was dispensed", partial(self.journal.mark_dispensed, key))
 
     def _report_display(self) -> None:
         """A display whose frames keep failing shows in `systemctl status` (sales go on without it)."""
@@ -645,6 +651,25 @@ class DeviceLoop:
         self._storage_ok = False
         self._next_storage_probe = time.monotonic() + STORAGE_PROBE_S
 
+    def _write_later(self, what: str, write: Callable[[], None]) -> None:
+        """``write`` (that ``what``, a fact about a guest served) now, or once the journal can be written."""
+        self._unwritten[what] = write
+        self._write_unwritten()
+        if what in self._unwritten:
+            log.critical(
+                "%s, but the journal cannot say so yet: it will once it can be written (until then "
+                "taptill queue may list the sale to refund: it was served)",
+                what,
+            )
+
+    def _write_unwritten(self) -> None:
+        for what, write in list(self._unwritten.items()):
+            try:
+                write()
+            except JournalError:
+                continue
+            del self._unwritten[what]
+
     def _journal_damaged(self, damage: JournalDamaged) -> None:
         if self.damaged is not None:
             return
@@ -686,6 +711,7 @@ class DeviceLoop:
         except JournalError:
             self._next_storage_probe = now + STORAGE_PROBE_S
             return
+        self._write_unwritten()
         self._storage_ok = True
         log.warning("journal writable again: selling")
         self.post(StorageChanged(True))
@@ -912,6 +938,9 @@ class DeviceLoop:
         if isinstance(result, Delivered) and result.unrecorded:
             # Booked, and the journal failed just then: the guest has paid and is served (the sale stays
             # pending in the journal, settled once it works); no further sale until it does.
+            self._write_later(
+                f"sale {sale.idempotency_key} was approved", partial(self.journal.mark_approved, sale.id)
+            )
             self._storage_failed(self.journal.damaged or JournalError(result.unrecorded))
         if isinstance(result, Delivered) and result.already and c.key is not None:
             self._booked_elsewhere(sale.id)

@@ -551,7 +551,9 @@ def _storage_faults(cls: type[_J]) -> type[_J]:
     its callers, the device loop and every outbox, handle one kind of storage fault, and a method added
     later cannot leak a bare sqlite3 error (a damaged page read at a tap was taken for a server fault)."""
     for name, attr in list(vars(cls).items()):
-        if not name.startswith("_") and inspect.isfunction(attr):
+        # Public names as written here: the copies of methods a test tool adds (mutmut's, named with a
+        # non-ASCII separator) are left alone, or a private method's copy would be translated too.
+        if name.isascii() and not name.startswith("_") and inspect.isfunction(attr):
             setattr(cls, name, _translated(attr))
     return cls
 
@@ -1421,14 +1423,17 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 def journal_moved(journal: Journal) -> str | None:
     """Why the file at the journal's path is no longer the one this connection writes ("removed",
-    "replaced by another file"), None while it is: a journal deleted or swapped under a running terminal
-    would take every sale made since with it when the process ends."""
+    "replaced by another file", or its -wal removed), None while it is: a journal deleted or swapped under
+    a running terminal would take every sale made since with it when the process ends."""
     if journal.identity is None:
         return None
     now = _identity(journal.path)
     if now is None:
         return "removed"
-    return None if now == journal.identity else "replaced by another file"
+    if now != journal.identity:
+        return "replaced by another file"
+    # An open connection keeps the -wal (the last one to close removes it): gone, it was removed.
+    return None if Path(f"{journal.path}-wal").exists() else "left without its -wal (removed)"
 
 
 @contextlib.contextmanager

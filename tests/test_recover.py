@@ -688,3 +688,38 @@ def test_a_sale_lost_on_the_last_page_is_named_from_an_index(tmp_path: Path) -> 
 
     assert [s.idempotency_key for s in result.sales] == keys[:-1]
     assert result.lost_line() == "1 sale could not be salvaged: id 12"
+
+
+def _sale(journal: Journal, uid: str = MAX) -> str:
+    record = journal.record_sale(
+        token_id=uid, products=["espresso"], amount_cents=-250, description="Kaffee", tag=None, offline=True
+    )
+    return record.idempotency_key
+
+
+def test_a_merge_brings_the_journals_pending_sales_up_to_date_and_never_back(tmp_path: Path) -> None:
+    # An older journal put back under a running terminal: its copy, merged at the next start, has some
+    # of the same sales further along. Left pending, a booked one would be sent, and charged, again.
+    path = tmp_path / "state" / "journal.sqlite3"
+    newer = tmp_path / "newer.sqlite3"
+    journal = Journal.open(path)
+    booked, sent, unsent, settled_here = (_sale(journal) for _ in range(4))
+    journal.mark_done(journal.sale_by_key(settled_here).id, 1000)  # type: ignore[union-attr]
+    journal.copy_to(newer)  # the copy: done, maybe sent, pending, and one done here pending there
+    copy = Journal.open(newer)
+    copy.mark_done(copy.sale_by_key(booked).id, 1750)  # type: ignore[union-attr]
+    copy.mark_attempt(copy.sale_by_key(sent).id, 2000)  # type: ignore[union-attr]
+    copy.execute("UPDATE sales SET state = 'pending' WHERE idempotency_key = ?", (settled_here,))
+    later = _sale(copy, ERIKA)
+    copy.close()
+    journal.close()
+
+    result = salvage_into(newer, path)
+    assert [s.idempotency_key for s in result.sales] == [later]
+    assert (result.already_there, result.brought_forward) == (4, 2)
+    assert "4 already in the journal (2 brought up to date from it)" in result.summary()
+    rows = sales_by_key(path)
+    assert (rows[booked]["state"], rows[booked]["balance_after"]) == ("done", 1750)
+    assert (rows[sent]["state"], rows[sent]["maybe_sent"], rows[sent]["attempts"]) == ("pending", 1, 1)
+    assert (rows[unsent]["state"], rows[unsent]["maybe_sent"]) == ("pending", 0)
+    assert rows[settled_here]["state"] == "done", "a settled sale never goes back to pending"

@@ -307,6 +307,32 @@ def _all_dispensed(state: Path) -> bool:
         db.close()
 
 
+def _a_sale_and_one_served_offline(
+    term: TerminalProcess, server: WalletEmulator, state: Path
+) -> dict[str, dict[str, Any]]:
+    """A sale booked, then, with the server down, one served offline (approved on the journal's word,
+    not charged yet); its pulses journaled. Returns the journal's sales by key."""
+    term.tap(MAX)
+    wait_for(lambda: len(_done_keys(state)) == 1, what="the first sale journaled done")
+    server.faults.set_down(True)
+    term.tap(MAX)
+    wait_for(lambda: term.log().count("relay: 1 pulse(s)") == 2, what="the offline sale's pulse")
+    wait_for(lambda: _all_dispensed(state), what="the pulses journaled dispensed")
+    before = sales_by_key(state / "journal.sqlite3")
+    assert sorted(s["state"] for s in before.values()) == ["done", "pending"]
+    return before
+
+
+def _charged_once_each(server: WalletEmulator, state: Path, before: dict[str, dict[str, Any]]) -> None:
+    """Both sales of ``_a_sale_and_one_served_offline`` are in the journal and on the server once each."""
+    wait_for(lambda: len(server.transactions()) == 2, what="the offline sale charged")
+    wait_for(
+        lambda: _done_keys(state) == {t.idempotency_key for t in server.transactions()},
+        what="every sale journaled done, the same keys as the server's",
+    )
+    assert set(sales_by_key(state / "journal.sqlite3")) == set(before)
+
+
 def _stopped_for_salvage(term: TerminalProcess, mark: int) -> str:
     """The terminal stops by itself, exit 1, saying why in one line: its log since ``mark``."""
     assert term.wait_dead(30) == 1, term.log()
@@ -419,15 +445,7 @@ def test_a_journal_damaged_while_no_one_taps_stops_the_terminal_once_its_outbox_
     state = tmp_path / "state"
     term = TerminalProcess(config)
     try:
-        term.tap(MAX)
-        wait_for(lambda: len(_done_keys(state)) == 1, what="the first sale journaled done")
-        # Offline: the next sale is approved on the journal's word and waits in the outbox.
-        wallet_server.faults.set_down(True)
-        term.tap(MAX)
-        wait_for(lambda: term.log().count("relay: 1 pulse(s)") == 2, what="the offline sale's pulse")
-        wait_for(lambda: _all_dispensed(state), what="the pulses journaled dispensed")
-        before = sales_by_key(state / "journal.sqlite3")
-        assert sorted(s["state"] for s in before.values()) == ["done", "pending"]
+        before = _a_sale_and_one_served_offline(term, wallet_server, state)
         # The index the outbox reads a card's earlier pending sales through: no tap reads it now.
         damage_in_use(state / "journal.sqlite3", "sales_token")
         mark = len(term.log())
@@ -499,7 +517,7 @@ def test_a_journal_gone_read_only_while_a_debit_is_on_its_way_serves_the_guest_w
 # --- a journal removed or replaced under the running terminal -----------------------------------------
 
 
-@pytest.mark.parametrize("how", ["removed", "renamed", "replaced"])
+@pytest.mark.parametrize("how", ["removed", "renamed", "replaced", "its -wal removed"])
 def test_a_journal_removed_or_replaced_under_the_terminal_stops_it_and_its_next_start_merges_every_sale(
     tmp_path: Path, wallet_server: WalletEmulator, how: str
 ) -> None:
@@ -510,25 +528,21 @@ def test_a_journal_removed_or_replaced_under_the_terminal_stops_it_and_its_next_
     path = state / "journal.sqlite3"
     term = TerminalProcess(config)
     try:
-        term.tap(MAX)
-        wait_for(lambda: len(_done_keys(state)) == 1, what="the first sale journaled done")
-        wallet_server.faults.set_down(True)
-        term.tap(MAX)
-        wait_for(lambda: term.log().count("relay: 1 pulse(s)") == 2, what="the offline sale's pulse")
-        wait_for(lambda: _all_dispensed(state), what="the pulses journaled dispensed")
-        before = sales_by_key(path)
-        assert sorted(s["state"] for s in before.values()) == ["done", "pending"]
+        before = _a_sale_and_one_served_offline(term, wallet_server, state)
         mark = len(term.log())
         if how == "removed":
             path.unlink()
         elif how == "renamed":
             path.rename(state / "journal.old")
+        elif how == "its -wal removed":
+            Path(f"{path}-wal").unlink()
         else:
             path.unlink()
             path.write_text("not a journal\n")
         assert term.wait_dead(30) == 1, term.log()
         log = term.log()[mark:]
-        assert f"journal {path} was {'replaced by another file' if how == 'replaced' else 'removed'}" in log
+        said = {"replaced": "replaced by another file", "its -wal removed": "left without its -wal (removed)"}
+        assert f"journal {path} was {said.get(how, 'removed')} while taptill ran" in log, log
         kept = re.search(r"taptill kept its sales in (\S+) and stopped: its next start merges them", log)
         assert kept is not None, log
         assert "Traceback" not in log, log
@@ -540,14 +554,110 @@ def test_a_journal_removed_or_replaced_under_the_terminal_stops_it_and_its_next_
     try:
         assert f"merged {kept[1]}, the copy a terminal kept" in term.log(), term.log()
         assert Path(f"{kept[1]}.merged").exists() and not Path(kept[1]).exists()
-        wait_for(lambda: len(wallet_server.transactions()) == 2, what="the offline sale charged")
-        wait_for(
-            lambda: _done_keys(state) == {t.idempotency_key for t in wallet_server.transactions()},
-            what="every sale journaled done, the same keys as the server's",
-        )
-        assert set(sales_by_key(path)) == set(before)
+        _charged_once_each(wallet_server, state, before)
     finally:
         assert term.stop() == 0, term.log()
     if how == "replaced":  # what was put there is kept, moved aside, never read as the journal
         (aside,) = state.glob("journal.sqlite3.corrupt-*")
         assert aside.read_text() == "not a journal\n"
+
+
+def test_a_full_disk_while_a_debit_is_on_its_way_serves_the_guest_and_journals_the_approval_once_freed(
+    tmp_path: Path, wallet_server: WalletEmulator, state_fs: Path
+) -> None:
+    # Served while the journal could not say so: once it can, it says so, or settling the sale would list
+    # it "charged, never approved: refund it" for a guest who got their drink.
+    config = _console_config(tmp_path, wallet_server, budget_ms=3000, timeout_s=4.0)
+    term = TerminalProcess(config)
+    try:
+        term.tap(MAX)
+        wait_for(lambda: len(_done_keys(state_fs)) == 1, what="the first sale journaled done")
+        wait_for(lambda: _all_dispensed(state_fs), what="its pulses journaled dispensed")
+        wallet_server.faults.inject("latency", method="POST", ms=1000, times=1)
+        mark = len(term.log())
+        term.tap(MAX)
+        wait_for(lambda: _maybe_sent(state_fs), what="the second debit on its way")
+        filler = _fill(state_fs)
+        wait_for(_log_has(term, OUT_OF_SERVICE, mark), what="the out-of-service screen after the sale")
+        log = term.log()[mark:]
+        assert "wallet: the server answered Done, but the journal cannot record it" in log, log
+        served = log.split("the journal cannot record it")[1]
+        assert "Approved" in served and "relay: 1 pulse(s)" in served and "Declined" not in log, log
+        filler.unlink()
+        wait_for(_log_has(term, "journal writable again: selling", mark), what="the storage probe")
+        wait_for(
+            lambda: _done_keys(state_fs) == {t.idempotency_key for t in wallet_server.transactions()},
+            what="the paid sale settled done",
+        )
+    finally:
+        assert term.stop() == 0, term.log()
+    assert len(wallet_server.transactions()) == 2
+    db = sqlite3.connect(state_fs / "journal.sqlite3")
+    try:
+        assert db.execute("SELECT state, approved FROM sales ORDER BY id").fetchall() == [("done", 1)] * 2
+    finally:
+        db.close()
+    queue = taptill("queue", "--config", str(config), check=False, timeout=30)
+    assert "NEVER APPROVED" not in queue.stdout and "refund" not in queue.stdout, queue.stdout
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGKILL"])
+def test_a_journal_removed_and_the_terminal_stopped_before_it_looked_loses_no_sale(
+    tmp_path: Path, wallet_server: WalletEmulator, stop: str
+) -> None:
+    # `rm journal.sqlite3; systemctl restart taptill`, or a kill right after the rm: the stop keeps the
+    # copy; after a kill, the next start keeps the removed journal's -wal rather than let SQLite delete it.
+    config = _console_config(tmp_path, wallet_server)
+    state = tmp_path / "state"
+    path = state / "journal.sqlite3"
+    term = TerminalProcess(config)
+    try:
+        before = _a_sale_and_one_served_offline(term, wallet_server, state)
+        path.unlink()
+        if stop == "SIGTERM":
+            assert term.stop() == 1, term.log()
+            assert "taptill kept its sales in" in term.log(), term.log()
+        else:
+            term.kill()
+    finally:
+        term.kill()
+    wallet_server.faults.set_down(False)
+    term = TerminalProcess(config)
+    try:
+        if stop == "SIGKILL":
+            assert "is missing, but the -wal of a journal removed under a terminal is there" in term.log()
+        assert "merged" in term.log() and "the copy a terminal kept" in term.log(), term.log()
+        _charged_once_each(wallet_server, state, before)
+    finally:
+        assert term.stop() == 0, term.log()
+
+
+def test_a_journal_removed_when_its_copy_cannot_be_written_keeps_the_terminal_alive_until_it_can(
+    tmp_path: Path, wallet_server: WalletEmulator, state_fs: Path
+) -> None:
+    # The process holds the only copy of the sales since the last look: exiting would throw them away.
+    config = _console_config(tmp_path, wallet_server)
+    path = state_fs / "journal.sqlite3"
+    term = TerminalProcess(config)
+    try:
+        before = _a_sale_and_one_served_offline(term, wallet_server, state_fs)
+        filler = _fill(state_fs)
+        mark = len(term.log())
+        path.unlink()
+        wait_for(_log_has(term, "and its sales cannot be copied", mark), what="the copy to fail")
+        assert term.alive(), term.log()
+        assert "trying again every 2 s (free space, or make the state directory writable)" in term.log()
+        filler.unlink()
+        assert term.wait_dead(30) == 1, term.log()
+        assert "taptill kept its sales in" in term.log()[mark:], term.log()
+    finally:
+        term.kill()
+    wallet_server.faults.set_down(False)
+    term = TerminalProcess(config)
+    try:
+        _charged_once_each(wallet_server, state_fs, before)
+    finally:
+        assert term.stop() == 0, term.log()
+    # one copy, written whole once there was room: no half-written tries left about
+    kept = sorted(p.name.split(".orphan-")[1][16:] for p in state_fs.glob("journal.sqlite3.orphan-*"))
+    assert kept in ([".merged"], [".left-shm", ".left-wal", ".merged"]), kept

@@ -61,6 +61,7 @@ class Salvage:
     method: str  # the sqlite3 command that read it: ".recover" or ".clone"
     sales: tuple[SaleRecord, ...]  # written into the journal, oldest first
     already_there: int = 0  # sales the journal had already (merging a file moved aside earlier)
+    brought_forward: int = 0  # of those, sales the file had further along (settled, or maybe sent)
     unusable: int = 0  # sale rows SQLite gave back damaged beyond use (their ids are in lost_ids)
     lost_ids: tuple[tuple[int, int], ...] = ()  # runs (first, last) of the damaged journal's sale ids lost
     rows: tuple[tuple[str, int], ...] = ()  # (table, rows salvaged) of the journal's other tables
@@ -131,7 +132,8 @@ class Salvage:
             text += f"; {self.lost_line()}"
         extras = []
         if self.already_there:
-            extras.append(f"{self.already_there} already in the journal")
+            forward = f" ({self.brought_forward} brought up to date from it)" if self.brought_forward else ""
+            extras.append(f"{self.already_there} already in the journal{forward}")
         extras += [f"{n} {_ROW_NAMES.get(table, f'row(s) of {table}')}" for table, n in self.rows]
         if self.damaged_rows:
             extras.append(f"{self.damaged_rows} damaged row(s) of other tables left out")
@@ -144,6 +146,7 @@ def open_journal_salvaging(path: Path, *, locale: str = "de", currency: str = "E
     Without the tool, or when SQLite gives nothing back, the terminal starts on a new journal and the log
     line says how to salvage later. Copies a terminal kept of a journal removed or replaced under it are
     merged into the journal (``merge_orphans``)."""
+    _keep_a_left_wal(path)
     try:
         journal = Journal.open(path)
     except JournalDamaged as damage:
@@ -186,9 +189,39 @@ ORPHAN = "orphan"  # <journal>.orphan-<UTC time>: a running terminal's copy of a
 MERGED = ".merged"  # appended once an orphan's sales are in the journal: it is kept, never merged again
 
 
+def _keep_a_left_wal(path: Path) -> None:
+    """A -wal with no journal beside it: the journal was removed under a terminal killed before it could
+    keep a copy. Creating the new journal, SQLite would delete the -wal, which may hold the last sales:
+    it becomes an orphan instead, beside a fresh journal of the same schema as its main file (SQLite reads
+    every page the -wal holds from the -wal), for ``merge_orphans`` to salvage what it can."""
+    wal = Path(f"{path}-wal")
+    try:
+        if path.exists() or wal.stat().st_size == 0:
+            return
+    except FileNotFoundError:
+        return
+    orphan = _stamped(path, ORPHAN)
+    try:
+        Journal.open(orphan).close()  # closed: checkpointed, its own -wal gone
+        wal.rename(Path(f"{orphan}-wal"))
+        with contextlib.suppress(FileNotFoundError):
+            Path(f"{path}-shm").rename(Path(f"{orphan}.left-shm"))  # another file's index: never read
+    except (OSError, JournalError) as exc:
+        raise JournalError(
+            f"cannot keep the -wal of the removed journal {path} ({exc}); move it away"
+        ) from None
+    log.error(
+        "journal %s is missing, but the -wal of a journal removed under a terminal is there (%d bytes): "
+        "kept as %s-wal, to salvage what it holds",
+        path,
+        Path(f"{orphan}-wal").stat().st_size,
+        orphan,
+    )
+
+
 def _orphans(path: Path) -> list[Path]:
     found = sorted(path.parent.glob(f"{path.name}.{ORPHAN}-*"))
-    return [p for p in found if not p.name.endswith((MERGED, "-wal", "-shm", "-journal"))]
+    return [p for p in found if not p.name.endswith((MERGED, "-wal", "-shm", "-journal", ".part"))]
 
 
 def keep_orphan(journal: Journal) -> Path:
@@ -196,7 +229,14 @@ def keep_orphan(journal: Journal) -> Path:
     ``<name>.orphan-<UTC time>`` beside its path: the next ``taptill run`` merges it (``merge_orphans``).
     Returns the copy's path; raises JournalError when it cannot be written."""
     target = _stamped(journal.path, ORPHAN)
-    journal.copy_to(target)
+    part = target.with_name(f"{target.name}.part")  # never merged half written: renamed once whole
+    try:
+        journal.copy_to(part)
+        os.replace(part, target)
+    except (JournalError, OSError) as exc:
+        with contextlib.suppress(OSError):
+            part.unlink()
+        raise exc if isinstance(exc, JournalError) else JournalError(f"cannot keep {target}: {exc}") from None
     _sync_directory(target.parent)
     return target
 
@@ -313,6 +353,7 @@ def _result(
         method,
         found.sales,
         already_there=found.already_there,
+        brought_forward=found.brought_forward,
         unusable=found.unusable,
         lost_ids=found.lost_ids,
         rows=found.rows,
@@ -481,6 +522,11 @@ def _import(journal: Journal, extracted: Path | None, damaged: Path) -> _Found:
                 new_sales.setdefault(sale["idempotency_key"], sale)  # a key twice: the first copy
         keys_by_id = {s["id"]: s["idempotency_key"] for s in sales.good if s["idempotency_key"] in new_sales}
         statements = [_insert(tables["sales"], s, {}) for s in new_sales.values()]
+        # A sale the journal has, further along in the file (an older journal put back under a running
+        # terminal, and its copy merged): the journal's "pending" would send a booked sale again.
+        statements += [
+            _bring_forward(tables["sales"], s) for s in sales.good if s["idempotency_key"] in known
+        ]
         damaged_rows = 0
         others = sorted(
             (t for name, t in tables.items() if name != "sales" and name in in_source), key=_summary_order
@@ -494,6 +540,7 @@ def _import(journal: Journal, extracted: Path | None, damaged: Path) -> _Found:
     finally:
         src.close()
     before = _row_counts(journal, others)
+    forward = _further_along(journal, [s for s in sales.good if s["idempotency_key"] in known])
     journal.execute_all(statements)
     after = _row_counts(journal, others)
     records = tuple(r for r in (journal.sale_by_key(k) for k in new_sales) if r is not None)
@@ -502,6 +549,7 @@ def _import(journal: Journal, extracted: Path | None, damaged: Path) -> _Found:
     return _Found(
         sales=records,
         already_there=len({s["idempotency_key"] for s in sales.good} & known),
+        brought_forward=forward,
         unusable=sales.damaged + len(new_sales) - len(records),  # the rest broke a constraint of the table
         lost_ids=_missing_ids(kept_ids, max(sales.top_id, _indexed_top_id(damaged))),
         rows=tuple(
@@ -515,6 +563,7 @@ def _import(journal: Journal, extracted: Path | None, damaged: Path) -> _Found:
 class _Found:
     sales: tuple[SaleRecord, ...] = ()
     already_there: int = 0
+    brought_forward: int = 0
     unusable: int = 0
     lost_ids: tuple[tuple[int, int], ...] = ()
     rows: tuple[tuple[str, int], ...] = ()
@@ -648,6 +697,43 @@ def _insert(table: _Table, values: dict[str, Any], refs: dict[str, str | None]) 
     params = [refs[n] if n in refs else values[n] for n in names]
     into = f"{_quoted(table.name)} ({', '.join(map(_quoted, names))})"
     return f"INSERT OR IGNORE INTO {into} VALUES ({', '.join(marks)})", params
+
+
+def _further_along(journal: Journal, sales: list[dict[str, Any]]) -> int:
+    """How many of ``sales`` (the file's, under keys the journal has) ``_bring_forward`` updates."""
+    now = {
+        str(r[0]): (str(r[1]), int(r[2]), int(r[3]))
+        for r in journal.query("SELECT idempotency_key, state, attempts, maybe_sent FROM sales")
+    }
+    count = 0
+    for sale in {s["idempotency_key"]: s for s in sales}.values():
+        state, attempts, maybe_sent = now[sale["idempotency_key"]]
+        if state == "pending" and (
+            sale.get("state") != "pending"
+            or attempts < (sale.get("attempts") or 0)
+            or maybe_sent < (sale.get("maybe_sent") or 0)
+        ):
+            count += 1
+    return count
+
+
+def _bring_forward(table: _Table, values: dict[str, Any]) -> tuple[str, list[object]]:
+    """An UPDATE of the journal's sale under the same key with every column ``values`` has, only while
+    the journal's is pending and the file's is further along: settled there, or with more attempts, or
+    maybe sent (sent blind again, a booked sale would be charged twice where the server keeps no key)."""
+    names = [c.name for c in table.columns if c.name in values and c.name != "idempotency_key"]
+    sets = ", ".join(f"{_quoted(n)} = ?" for n in names)
+    return (
+        f"UPDATE sales SET {sets} WHERE idempotency_key = ? AND state = 'pending'"
+        " AND (? != 'pending' OR attempts < ? OR maybe_sent < ?)",
+        [
+            *(values[n] for n in names),
+            values["idempotency_key"],
+            values.get("state"),
+            values.get("attempts") or 0,
+            values.get("maybe_sent") or 0,
+        ],
+    )
 
 
 def _row_counts(journal: Journal, tables: Iterable[_Table]) -> dict[str, int]:

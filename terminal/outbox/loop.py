@@ -65,7 +65,7 @@ class _Unrecorded(Exception):
     """The server answered an attempt, and the journal could not record the answer."""
 
     def __init__(self, error: JournalError, answer: Outcome | Each) -> None:
-        super().__init__(str(error))
+        # No message of its own (Exception keeps the arguments): deliver turns it into a Stalled.
         self.error, self.answer = error, answer
 
 

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import gc
 import logging
+import math
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,7 +30,7 @@ from terminal.controller.operators import (
 from terminal.controller.table import price_problems
 from terminal.device_loop import DeviceLoop
 from terminal.events import BillRead, CatalogChanged, UnsellableChanged
-from terminal.journal import Journal, JournalDamaged, JournalError, JournalTooNew
+from terminal.journal import Journal, JournalDamaged, JournalError, JournalTooNew, journal_moved
 from terminal.ops.salvage import keep_orphan, open_journal_salvaging, set_aside_leftovers
 from terminal.service import boot_clock
 from terminal.service.credentials import (
@@ -86,6 +88,10 @@ SHUTDOWN_GRACE_S = 2.0
 STOP_DRAIN_S = 10.0
 
 
+KEEP_RETRY_S = 2.0  # a journal removed under the terminal: how often its copy is tried while it fails
+KEEP_RETRY_LOG_S = 60.0  # and how often that is said
+
+
 class StoppedForJournal(JournalError):
     """The journal was found damaged, removed or replaced while the terminal ran: it stopped (the sale
     under way finished), and its next start salvages or merges the sales; the message says how."""
@@ -98,16 +104,29 @@ def _damaged_line(damage: JournalDamaged) -> str:
     )
 
 
-def _keep_moved(journal: Journal, why: str) -> tuple[Path | None, str]:
+async def _keep_moved(journal: Journal, why: str, notifier: Notifier) -> tuple[Path, str]:
     """A copy of a journal whose file was ``why`` (removed, replaced), kept for the next start to merge:
-    (where, or None when it could not be written; the line that says so)."""
-    try:
-        kept = keep_orphan(journal)
-    except JournalError as exc:
-        return None, (
-            f"journal {journal.path} was {why} while taptill ran, and its sales could not be copied ({exc}); "
-            "taptill stopped: check the state directory and its disk"
-        )
+    (where; the line that says so). This process holds the only copy of the sales since: while the copy
+    cannot be written (a full disk, a read-only directory) it tries again, never exits, and keeps the
+    watchdog fed, until it is written or the process is killed."""
+    said = -math.inf
+    while True:
+        try:
+            kept = keep_orphan(journal)
+            break
+        except JournalError as exc:
+            if time.monotonic() - said >= KEEP_RETRY_LOG_S:
+                said = time.monotonic()
+                log.critical(
+                    "journal %s was %s while taptill ran, and its sales cannot be copied (%s): out of "
+                    "service; trying again every %.0f s (free space, or make the state directory writable)",
+                    journal.path,
+                    why,
+                    exc,
+                    KEEP_RETRY_S,
+                )
+        notifier.watchdog()
+        await asyncio.sleep(KEEP_RETRY_S)
     return kept, (
         f"journal {journal.path} was {why} while taptill ran; taptill kept its sales in {kept} and "
         "stopped: its next start merges them into the journal (systemd starts it again; by hand: taptill run)"
@@ -529,8 +548,10 @@ async def _run_locked(
         # After the outboxes ended, before the journal closes: every sale is in the copy.
         if device.damaged is not None:
             raise StoppedForJournal(_damaged_line(device.damaged))
-        if device.journal_moved is not None:
-            kept, line = _keep_moved(journal, device.journal_moved)
+        # Also when a stop came before the loop's next look (`rm journal.sqlite3; systemctl restart`).
+        moved = device.journal_moved or journal_moved(journal)
+        if moved is not None:
+            kept, line = await _keep_moved(journal, moved, notifier)
             raise StoppedForJournal(line)
     finally:
         if metrics is not None:

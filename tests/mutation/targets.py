@@ -69,6 +69,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
         "tests/test_journal_open.py",
         "tests/test_journal_operators.py",
         "tests/test_journal_records.py",
+        "tests/test_journal_damaged_in_use.py",
         *SALE_TESTS,
     ),
 }
