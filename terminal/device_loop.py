@@ -345,10 +345,19 @@ class DeviceLoop:
                         if self.controller.busy or self._dispensing:
                             log.info("stopping: finishing the sale under way first")
                         await self.dispatch(Closing())
-                    if not (self.controller.busy or self._dispensing):
+                    # What a served guest was given and the journal could not record yet is tried again
+                    # within the drain too: lost with the process, the sale would be listed to refund.
+                    self._write_unwritten()
+                    if not (self.controller.busy or self._dispensing or self._unwritten):
                         break
                     if now >= drain_until:
                         log.error("stopping, a sale unfinished after %.0f s: see taptill queue", self.drain_s)
+                        for what in self._unwritten:
+                            log.critical(
+                                "stopping before the journal could record that %s: taptill queue will list "
+                                "the sale to refund, but its guest was served; settle it with --served",
+                                what,
+                            )
                         break
                 if now >= next_ping:
                     self.notifier.watchdog()

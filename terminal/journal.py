@@ -605,6 +605,8 @@ class Journal:
             copy.execute(
                 "PRAGMA journal_mode=DELETE",  # pragma: no mutate
             )
+        except sqlite3.Error as exc:
+            raise self._failure(exc, "copy") from None  # not "read": a full disk fails the copy's writes
         finally:
             copy.close()
 

@@ -5,14 +5,16 @@ journal remembers the first damage, which the device loop stops the terminal for
 from __future__ import annotations
 
 import inspect
+import os
 import sqlite3
+import stat
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from terminal.journal import RUNNING_DAMAGE_FIX, Journal, JournalDamaged, JournalError
+from terminal.journal import RUNNING_DAMAGE_FIX, Journal, JournalDamaged, JournalError, journal_moved
 from terminal.model import DeclineReason
 from terminal.service.boot_clock import Moment
 from tests.journal_damage import fill_journal, overwrite_pages
@@ -127,3 +129,67 @@ def test_an_error_that_is_not_damage_is_a_plain_journal_error_and_no_damage(tmp_
         assert type(raised.value) is JournalError
         assert str(raised.value) == f"journal {verb} failed: Cannot operate on a closed database."
     assert journal.damaged is None
+
+
+# --- the journal's file moved under its connection, and the copy kept of it --------------------------------
+
+
+def _open_with_a_sale(path: Path) -> Journal:
+    journal = Journal.open(path)
+    CALLS["record_sale"](journal)
+    return journal
+
+
+@pytest.mark.parametrize(
+    ("how", "said"),
+    [
+        ("removed", "removed"),
+        ("renamed", "removed"),
+        ("replaced", "replaced by another file"),
+        ("wal removed", "left without its -wal (removed)"),
+    ],
+)
+def test_the_journal_says_when_its_file_is_no_longer_at_its_path(tmp_path: Path, how: str, said: str) -> None:
+    path = tmp_path / "journal.sqlite3"
+    journal = _open_with_a_sale(path)
+    try:
+        assert journal_moved(journal) is None
+        if how == "removed":
+            path.unlink()
+        elif how == "renamed":
+            path.rename(tmp_path / "journal.old")
+        elif how == "replaced":
+            path.unlink()
+            path.write_text("not a journal\n")
+        else:
+            Path(f"{path}-wal").unlink()
+        assert journal_moved(journal) == said
+    finally:
+        journal.close()
+
+
+def test_a_journal_whose_file_is_unknown_is_never_taken_for_moved(tmp_path: Path) -> None:
+    conn = sqlite3.connect(":memory:")
+    journal = Journal(conn, tmp_path / "nowhere.sqlite3")
+    assert journal.identity is None and journal_moved(journal) is None
+    conn.close()
+
+
+def test_a_copy_is_one_private_file_holding_what_the_wal_holds(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    journal = _open_with_a_sale(path)
+    copy = tmp_path / "copy.sqlite3"
+    old_umask = os.umask(0)
+    try:
+        journal.copy_to(copy)  # the sale is in the -wal only: nothing was checkpointed
+    finally:
+        os.umask(old_umask)
+        journal.close()
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("copy")) == ["copy.sqlite3"]
+    db = sqlite3.connect(f"file:{copy}?immutable=1", uri=True)
+    try:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        assert db.execute("SELECT COUNT(*) FROM sales").fetchone()[0] == 1
+    finally:
+        db.close()

@@ -8,8 +8,10 @@ from __future__ import annotations
 import errno
 import logging
 import re
+import signal
 import sqlite3
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -562,11 +564,13 @@ def test_a_journal_removed_or_replaced_under_the_terminal_stops_it_and_its_next_
         assert aside.read_text() == "not a journal\n"
 
 
+@pytest.mark.parametrize("freed", ["while selling", "while stopping"])
 def test_a_full_disk_while_a_debit_is_on_its_way_serves_the_guest_and_journals_the_approval_once_freed(
-    tmp_path: Path, wallet_server: WalletEmulator, state_fs: Path
+    tmp_path: Path, wallet_server: WalletEmulator, state_fs: Path, freed: str
 ) -> None:
     # Served while the journal could not say so: once it can, it says so, or settling the sale would list
-    # it "charged, never approved: refund it" for a guest who got their drink.
+    # it "charged, never approved: refund it" for a guest who got their drink. A stop (SIGTERM) waits
+    # for that within its drain.
     config = _console_config(tmp_path, wallet_server, budget_ms=3000, timeout_s=4.0)
     term = TerminalProcess(config)
     try:
@@ -583,8 +587,17 @@ def test_a_full_disk_while_a_debit_is_on_its_way_serves_the_guest_and_journals_t
         assert "wallet: the server answered Done, but the journal cannot record it" in log, log
         served = log.split("the journal cannot record it")[1]
         assert "Approved" in served and "relay: 1 pulse(s)" in served and "Declined" not in log, log
-        filler.unlink()
-        wait_for(_log_has(term, "journal writable again: selling", mark), what="the storage probe")
+        if freed == "while stopping":
+            wait_for(_log_has(term, "was dispensed, but the journal cannot say so yet", mark), what="pulses")
+            term.proc.send_signal(signal.SIGTERM)
+            time.sleep(1.0)
+            assert term.alive(), "stopped without waiting for what the journal could not record"
+            filler.unlink()
+            assert term.wait_dead(20) == 0, term.log()
+            term = TerminalProcess(config)
+        else:
+            filler.unlink()
+            wait_for(_log_has(term, "journal writable again: selling", mark), what="the storage probe")
         wait_for(
             lambda: _done_keys(state_fs) == {t.idempotency_key for t in wallet_server.transactions()},
             what="the paid sale settled done",
