@@ -551,6 +551,11 @@ def test_a_journal_removed_or_replaced_under_the_terminal_stops_it_and_its_next_
     finally:
         term.kill()
     assert len(wallet_server.transactions()) == 1, "the offline sale is not charged yet"
+    if how == "removed":  # the copy is no secret while it waits: doctor says so
+        doctor = taptill("doctor", "--config", str(config), check=False, timeout=60)
+        (line,) = [line for line in doctor.stdout.splitlines() if line.split()[1:2] == ["journal"]]
+        assert line.startswith("WARN") and f"{Path(kept[1]).name} (sales a terminal kept" in line, line
+        assert "waits to be merged: start taptill run, which merges it" in line, line
     wallet_server.faults.set_down(False)
     term = TerminalProcess(config)
     try:

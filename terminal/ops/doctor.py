@@ -27,7 +27,7 @@ from terminal.journal import Journal, JournalError, JournalMissing
 from terminal.model import printable
 from terminal.money import format_cents
 from terminal.net.transport import cleartext_host
-from terminal.ops.salvage import SQLITE_DEB, SQLITE_TOOL
+from terminal.ops.salvage import SQLITE_DEB, SQLITE_TOOL, waiting_orphans
 from terminal.partybroker.config import PartybrokerConfig, parse_partybroker
 from terminal.ready2order.config import Ready2OrderConfig
 from terminal.service.credentials import (
@@ -578,12 +578,21 @@ def _mirror_check(cfg: Config, journal: Journal | None) -> Check:
 
 def _journal_check(path: Path) -> tuple[Check, Journal | None]:
     """Read-only: doctor runs as root and must not create, move or migrate anything in the state dir."""
+    waiting = waiting_orphans(path)
+    copies = (
+        f"; {', '.join(p.name for p in waiting)} (sales a terminal kept when its journal was removed "
+        "under it) waits to be merged: start taptill run, which merges it"
+    )
     try:
         journal = Journal.open_read_only(path)
     except JournalMissing:
+        if waiting:
+            return Check.warn("journal", f"none at {path}{copies}"), None
         return Check.ok("journal", f"none yet at {path} (the terminal has not run)"), None
     except JournalError as exc:  # damaged (the message says to run taptill recover), unreadable, too new
         return Check.fail("journal", str(exc)), None
+    if waiting:
+        return Check.warn("journal", f"{path} is intact{copies}"), journal
     text = f"{path} is intact"
     if shutil.which(SQLITE_TOOL) is None:
         fix = f"taptill recover needs the {SQLITE_TOOL} tool: apt-get install {SQLITE_DEB}"

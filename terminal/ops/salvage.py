@@ -219,6 +219,12 @@ def _keep_a_left_wal(path: Path) -> None:
     )
 
 
+def waiting_orphans(path: Path) -> list[Path]:
+    """Copies kept of a journal removed or replaced under a running terminal, not merged yet: the next
+    ``taptill run`` merges them (for ``taptill doctor`` to say so)."""
+    return _orphans(path)
+
+
 def _orphans(path: Path) -> list[Path]:
     found = sorted(path.parent.glob(f"{path.name}.{ORPHAN}-*"))
     return [p for p in found if not p.name.endswith((MERGED, "-wal", "-shm", "-journal", ".part"))]
