@@ -211,7 +211,7 @@ class LogOutputs:
 
     def signal(self, kind: Signal) -> None:
         self.signals.append(kind)
-        log.info("buzzer: %s", kind)
+        log.debug("buzzer: %s", kind)  # the sale's own line says how it ended; -v shows the signal
 
     def set_online(self, online: bool) -> None:
         if online != self.online:

@@ -32,9 +32,9 @@ group are served (the peer's credentials, SO_PEERCRED, are checked, not only the
 connection is served by a thread of its own from a pool (at most ``MAX_CLIENTS`` at once; a thread
 serves the next connection when it is done, rather than one started per tap) and has
 ``COMMAND_DEADLINE_S`` for its line and as long again for taking its answer, so a slow client delays no
-other. A ``tap``, ``present`` or ``remove`` whose whole line has arrived by the time it is accepted is
-answered by the listening thread itself: it cannot block, and waking a second thread for it was most of
-what a bench tap cost in the sim reader.
+other. A ``tap``, ``present`` or ``remove`` whose whole line arrives within ``QUICK_WAIT_MS`` of its
+connection being accepted is answered by the listening thread itself: it cannot block, and waking a
+second thread for it was most of what a bench tap cost in the sim reader.
 """
 
 from __future__ import annotations
@@ -67,6 +67,9 @@ STALL_SWITCH = "TAPTILL_TEST_STALL"  # "1" in the environment allows the stall v
 SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux >= 4.13; Python 3.11 lacks the name
 SIM_ADVICE = "restart taptill if it keeps failing (run --verbose logs the traceback)"
 QUICK_VERBS = frozenset({b"tap", b"present", b"remove"})  # answered at once, never waiting on the terminal
+# A client's line usually follows its connect within microseconds, but accept() can wake before it is
+# there: this long (ms) the listener waits for it rather than waking a pool thread for a quick command.
+QUICK_WAIT_MS = 5
 DEADLINE_WORD = "deadline="  # the optional first word: the client's deadline on the monotonic clock
 
 
@@ -387,11 +390,16 @@ def _refuse(conn: socket.socket, reason: str) -> None:
 
 
 def _quick_line_waiting(conn: socket.socket) -> bool:
-    """True when the peer's whole line has arrived (peeked, not read) and its verb is one of QUICK_VERBS:
-    serving it reads no more than is there and answers without waiting, so no thread need be woken."""
+    """True when the peer's whole line has arrived within QUICK_WAIT_MS (peeked, not read) and its verb is
+    one of QUICK_VERBS: serving it reads no more than is there and answers without waiting, so no thread
+    need be woken. A peer slower than that costs the listener QUICK_WAIT_MS once, then a pool thread."""
+    waiting = select.poll()
+    waiting.register(conn, select.POLLIN)
+    if not waiting.poll(QUICK_WAIT_MS):
+        return False  # nothing there yet: a pool thread waits for it
     try:
         data = conn.recv(MAX_LINE + 1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    except OSError:  # nothing there yet (BlockingIOError), or gone: a pool thread waits for it or says so
+    except OSError:  # gone: a pool thread says so
         return False
     line, newline, _ = data.partition(b"\n")
     words = line.split(b" ", 2)
