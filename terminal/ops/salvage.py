@@ -152,7 +152,7 @@ def open_journal_salvaging(path: Path, *, locale: str = "de", currency: str = "E
     except JournalDamaged as damage:
         problem = damage.problem
     else:
-        if not _orphans(path):
+        if not waiting_orphans(path):
             return journal
         journal.close()
         return _open_and_merge(path, locale, currency)
@@ -220,12 +220,8 @@ def _keep_a_left_wal(path: Path) -> None:
 
 
 def waiting_orphans(path: Path) -> list[Path]:
-    """Copies kept of a journal removed or replaced under a running terminal, not merged yet: the next
-    ``taptill run`` merges them (for ``taptill doctor`` to say so)."""
-    return _orphans(path)
-
-
-def _orphans(path: Path) -> list[Path]:
+    """Copies kept of a journal removed or replaced under a running terminal, not merged yet, oldest
+    first: the next ``taptill run`` merges them (and ``taptill doctor`` says so)."""
     found = sorted(path.parent.glob(f"{path.name}.{ORPHAN}-*"))
     return [p for p in found if not p.name.endswith((MERGED, "-wal", "-shm", "-journal", ".part"))]
 
@@ -265,7 +261,7 @@ def merge_orphans(path: Path, *, locale: str = "de", currency: str = "EUR") -> N
     """Merge every orphan copy beside the journal at ``path`` into it (a sale it has already, by key,
     stays as it is), each logged in one line, then rename the copy ``….merged``. A copy that cannot be
     merged stays as it is, and the line says how to merge it by hand."""
-    for orphan in _orphans(path):
+    for orphan in waiting_orphans(path):
         try:
             result = salvage_into(orphan, path)
         except JournalError as exc:  # SalvageError too
